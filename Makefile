@@ -1,0 +1,47 @@
+# pofr — every target is a thin wrapper over go commands. Run `make help`.
+GO      ?= go
+BIN     ?= bin
+PKGS    ?= ./...
+TIMEOUT ?= 80m
+
+.PHONY: help build test test-unit fuzz bench bench-quick demo demo-clean fmt vet lint clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+build: ## build bin/pofr-collector and bin/pofr-server
+	$(GO) build -trimpath -o $(BIN)/ ./cmd/pofr-collector ./cmd/pofr-server
+
+test: vet ## every test tier: unit, fuzz seeds, priv (root), service (MariaDB, sshd), e2e
+	$(GO) test -count=1 -timeout $(TIMEOUT) $(PKGS)
+
+test-unit: ## unit tests only (no root, no services)
+	$(GO) test -short -count=1 $(PKGS)
+
+fuzz: ## run each fuzzer for FUZZTIME (default 30s)
+	@for p in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+	    echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-30s} $$p || exit 1; \
+	  done; done
+
+bench: build ## benchmarks against auditd and a POFR-style poller (root; under 10 minutes)
+	$(GO) run ./bench/cmd/pofr-bench
+
+bench-quick: build ## the same, shorter (under 2 minutes)
+	BENCH_QUICK=1 $(GO) run ./bench/cmd/pofr-bench
+
+demo: build ## the whole pipeline on this host (root; installs MariaDB if missing)
+	$(GO) run ./bench/cmd/pofr-demo
+
+demo-clean: ## remove what make demo left
+	$(GO) run ./bench/cmd/pofr-demo -clean
+
+fmt: ## gofmt the tree
+	gofmt -w $$(git ls-files '*.go')
+
+vet: ## go vet and a gofmt check
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+clean: ## remove build output
+	rm -rf $(BIN)

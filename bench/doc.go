@@ -1,0 +1,3 @@
+// Package bench holds the workload generators and the benchmark harness
+// behind make bench.
+package bench

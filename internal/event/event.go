@@ -1,0 +1,277 @@
+// Package event defines the records pofr captures and their Arrow schemas: the
+// contract between the collector (which produces records), the spool (which
+// stores them as Arrow IPC streams) and the loader (which turns them into
+// MariaDB rows).
+//
+// There are five tables. Column names are the SQL column names of the matching
+// MariaDB table (see sql/); every column is documented in schema.go, and the
+// same text travels in the Arrow field metadata under the key "doc", so a
+// segment is self-describing when opened in pyarrow or duckdb.
+//
+//	table  Arrow member   SQL table     one row per
+//	proc   proc.arrow     proc_events   process event (fork, exec, exit, …, snapshot)
+//	file   file.arrow     file_events   (process, path, op) within an aggregation window
+//	sock   sock.arrow     sock_events   socket observation (listen, open, close)
+//	gap    gap.arrow      gaps          interval in which the record is incomplete
+//	acct   acct.arrow     accounts      user or group id → name, sent when it changes
+//
+// Conventions, the same in every table:
+//
+//   - Timestamps are int64 nanoseconds since the Unix epoch, UTC (Arrow
+//     timestamp[ns, tz=UTC]). The client's UTC offset is in the segment manifest.
+//   - A process is identified by (boot_id, pid, proc_start), never by pid alone;
+//     boot_id and host_id are per segment (manifest) and are added by the loader.
+//   - Everything the kernel or a process hands us as a name (comm, argv, paths,
+//     cgroup, tty) is stored as exact bytes (Arrow binary): Linux names are not
+//     UTF-8, and an attacker controls them. Nothing is decoded or escaped here.
+//   - Unknown values are null, never a sentinel. In Go, a nullable column is an
+//     [Opt] or, for ids, the kernel's own "unset" value [NoID] ((uid_t)-1), which
+//     maps to null.
+package event
+
+// NoID is the kernel's "unset" user, group, login uid or session id
+// ((uid_t)-1). A field holding NoID is stored as null.
+const NoID = ^uint32(0)
+
+// Opt is a value that may be absent (null in Arrow and SQL).
+type Opt[T any] struct {
+	V     T
+	Valid bool
+}
+
+// Some returns a present Opt holding v.
+func Some[T any](v T) Opt[T] { return Opt[T]{V: v, Valid: true} }
+
+// Table names, also the stem of the segment member name (proc → proc.arrow).
+const (
+	TableProc = "proc"
+	TableFile = "file"
+	TableSock = "sock"
+	TableGap  = "gap"
+	TableAcct = "acct"
+)
+
+// Tables lists the table names in the order their members appear in a segment.
+var Tables = []string{TableProc, TableFile, TableSock, TableGap, TableAcct}
+
+// Process event kinds (the proc table's event column).
+const (
+	ProcFork     = "fork"     // a new process (or thread, folded into its process) was created
+	ProcExec     = "exec"     // the process replaced its program
+	ProcExit     = "exit"     // the process ended; exit_code / exit_signal are set
+	ProcUID      = "uid"      // real/effective uid changed
+	ProcGID      = "gid"      // real/effective gid changed
+	ProcSID      = "sid"      // the process started a new session
+	ProcComm     = "comm"     // the process renamed itself (comm)
+	ProcPtrace   = "ptrace"   // the process was attached to (tracer_pid set) or detached (tracer_pid 0)
+	ProcCoredump = "coredump" // the process dumped core
+	ProcSnapshot = "snapshot" // the process was already running when the record (re)started
+)
+
+// Proc flags (bit set in Proc.Flags).
+const (
+	// ProcFlagGone: the process was gone before /proc could be read, so the
+	// enrichment columns (argv, exe, cwd, ids, cgroup, namespaces) are partly
+	// or wholly null.
+	ProcFlagGone uint32 = 1 << iota
+	// ProcFlagLateRead: /proc was read after the process may already have
+	// changed (for example after a resync), so enrichment may describe a later
+	// state of the process than the event.
+	ProcFlagLateRead
+	// ProcFlagArgvTruncated: argv was longer than the configured cap and was cut.
+	ProcFlagArgvTruncated
+	// ProcFlagSelf: the row describes pofr's own collector process.
+	ProcFlagSelf
+	// ProcFlagPoll: the row comes from /proc polling (fallback mode), not cn_proc;
+	// short-lived processes may be missing and timestamps are sampling times.
+	ProcFlagPoll
+	// ProcFlagThread: the event was reported for a thread (tid ≠ pid) and folded
+	// into its process.
+	ProcFlagThread
+	// ProcFlagExeFromFanotify: exe comes from fanotify's FAN_OPEN_EXEC, not
+	// from /proc/PID/exe (the process had already gone).
+	ProcFlagExeFromFanotify
+	// ProcFlagParentUnknown: the parent's start time is not known, so
+	// parent_start is null.
+	ProcFlagParentUnknown
+)
+
+// Proc is one row of the proc table. See schema.go for each column.
+type Proc struct {
+	TS          int64
+	Event       string
+	PID         int32
+	TID         int32
+	PPID        int32
+	ProcStart   int64
+	ParentStart Opt[int64]
+	UID         uint32
+	EUID        uint32
+	GID         uint32
+	EGID        uint32
+	AUID        uint32
+	SessionID   uint32
+	TTY         []byte
+	Comm        []byte
+	Exe         []byte
+	Argv        []byte
+	Cwd         []byte
+	ExitCode    Opt[int32]
+	ExitSignal  Opt[int32]
+	TracerPID   Opt[int32]
+	Cgroup      []byte
+	ContainerID []byte
+	NSPid       Opt[uint32]
+	NSMnt       Opt[uint32]
+	NSNet       Opt[uint32]
+	NSUser      Opt[uint32]
+	NSUts       Opt[uint32]
+	NSIpc       Opt[uint32]
+	NSCgroup    Opt[uint32]
+	Flags       uint32
+}
+
+// File operations (the file table's op column).
+const (
+	FileOpen     = "open"       // opened for reading or writing (FAN_OPEN)
+	FileExec     = "exec"       // opened to be executed (FAN_OPEN_EXEC)
+	FileWrite    = "write"      // closed after writing (FAN_CLOSE_WRITE)
+	FileCreate   = "create"     // created (FAN_CREATE)
+	FileDelete   = "delete"     // deleted (FAN_DELETE)
+	FileRename   = "rename"     // renamed from path to new_path (FAN_MOVED_FROM/TO paired)
+	FileMoveFrom = "moved_from" // renamed away; the target was not seen
+	FileMoveTo   = "moved_to"   // renamed here; the source was not seen
+	FileFDOpen   = "fd"         // seen open in /proc/PID/fd (fallback mode)
+)
+
+// File flags (bit set in File.Flags).
+const (
+	// FileFlagUnresolved: the path could not be resolved (the directory was
+	// deleted); path holds only the name and dev/inode identify the directory.
+	FileFlagUnresolved uint32 = 1 << iota
+	// FileFlagSelf: the access was made by pofr's own collector.
+	FileFlagSelf
+	// FileFlagFallback: seen by a /proc/PID/fd scan (fanotify unavailable):
+	// only files that happened to be open at a sample are seen.
+	FileFlagFallback
+	// FileFlagDir: the object is a directory.
+	FileFlagDir
+	// FileFlagProcUnknown: the process key (proc_start) is not known.
+	FileFlagProcUnknown
+)
+
+// File is one row of the file table: every matching access by one process to
+// one path with one op within the aggregation window.
+type File struct {
+	TS        int64
+	LastTS    int64
+	Count     uint32
+	PID       int32
+	ProcStart Opt[int64]
+	UID       uint32
+	Op        string
+	Path      []byte
+	NewPath   []byte
+	Inode     Opt[uint64]
+	Dev       Opt[uint64]
+	Flags     uint32
+}
+
+// Socket event kinds (the sock table's event column).
+const (
+	SockListen = "listen" // a listening TCP socket or bound unconnected UDP socket was first seen
+	SockOpen   = "open"   // a connected socket was first seen in a dump
+	SockClose  = "close"  // the socket was destroyed (or vanished between dumps)
+)
+
+// Socket directions (the sock table's direction column).
+const (
+	DirOut    = "out"    // we connected (local port is not a listening port)
+	DirIn     = "in"     // accepted on one of our listening ports
+	DirListen = "listen" // the socket is a listener
+)
+
+// Sock flags (bit set in Sock.Flags).
+const (
+	// SockFlagSelf: the socket is pofr's own (the uplink connection).
+	SockFlagSelf uint32 = 1 << iota
+	// SockFlagOwnerUnknown: no process was seen owning the socket while it lived.
+	SockFlagOwnerUnknown
+	// SockFlagFallback: seen by parsing /proc/net (sock_diag unavailable).
+	SockFlagFallback
+	// SockFlagFromDestroy: the row comes from a kernel destroy notification, so
+	// the close was seen exactly, with final byte counts.
+	SockFlagFromDestroy
+	// SockFlagVanished: the socket disappeared between two dumps and no destroy
+	// notification was seen for it.
+	SockFlagVanished
+)
+
+// Sock is one row of the sock table.
+type Sock struct {
+	TS         int64
+	Event      string
+	Proto      string // "tcp" or "udp"
+	Family     uint8  // 4 or 6
+	State      string
+	Direction  string
+	LocalAddr  []byte // 4 or 16 bytes, network order
+	LocalPort  uint16
+	RemoteAddr []byte // 4 or 16 bytes, network order
+	RemotePort uint16
+	Inode      Opt[uint64]
+	Cookie     uint64
+	UID        uint32
+	PID        Opt[int32]
+	ProcStart  Opt[int64]
+	Netns      Opt[uint64]
+	BytesSent  Opt[uint64]
+	BytesRecv  Opt[uint64]
+	FirstTS    Opt[int64]
+	Flags      uint32
+}
+
+// Gap sources (the gap table's source column).
+const (
+	SourceProc      = "proc"      // cn_proc
+	SourceFile      = "file"      // fanotify
+	SourceSock      = "sock"      // sock_diag
+	SourceSpool     = "spool"     // segments evicted by the quota
+	SourceCollector = "collector" // the collector itself was not running
+)
+
+// Gap is one row of the gap table: an interval in which some source's record
+// is known to be incomplete.
+type Gap struct {
+	FromTS int64
+	ToTS   int64
+	Source string
+	Lost   Opt[int64]
+	Reason string
+}
+
+// Account kinds (the acct table's kind column).
+const (
+	AcctUser  = "user"
+	AcctGroup = "group"
+)
+
+// Account is one row of the acct table: the name of a user or group id on the
+// host at time TS.
+type Account struct {
+	TS   int64
+	Kind string
+	ID   uint32
+	Name []byte
+}
+
+// Sink receives records. The spool writer is the production Sink; tests use
+// [MemSink]. Implementations must be safe for concurrent use and must not
+// block the caller for long: sources call them from their event loops.
+type Sink interface {
+	AppendProc(*Proc)
+	AppendFile(*File)
+	AppendSock(*Sock)
+	AppendGap(*Gap)
+	AppendAccount(*Account)
+}

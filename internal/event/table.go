@@ -1,0 +1,149 @@
+package event
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+)
+
+// ErrSchema reports a record batch whose schema is not the table's schema.
+var ErrSchema = errors.New("event: schema mismatch")
+
+// Table is one table's schema and its mapping to the Go record type R.
+type Table[R any] struct {
+	// Name is the table name (proc, file, sock, gap, acct).
+	Name string
+	// Schema is the Arrow schema of the table's segment member. Field metadata
+	// key "doc" holds each column's documentation.
+	Schema *arrow.Schema
+
+	cols []column[R]
+}
+
+// The five tables.
+var (
+	ProcTable = newTable(TableProc, procColumns)
+	FileTable = newTable(TableFile, fileColumns)
+	SockTable = newTable(TableSock, sockColumns)
+	GapTable  = newTable(TableGap, gapColumns)
+	AcctTable = newTable(TableAcct, acctColumns)
+)
+
+// SchemaOf returns the schema of the named table, or nil if there is none.
+func SchemaOf(table string) *arrow.Schema {
+	switch table {
+	case TableProc:
+		return ProcTable.Schema
+	case TableFile:
+		return FileTable.Schema
+	case TableSock:
+		return SockTable.Schema
+	case TableGap:
+		return GapTable.Schema
+	case TableAcct:
+		return AcctTable.Schema
+	}
+	return nil
+}
+
+// ColumnDoc documents one column.
+type ColumnDoc struct {
+	Name     string
+	Type     string
+	Nullable bool
+	Doc      string
+}
+
+// Docs returns the documentation of every column of the table, in order.
+func (t *Table[R]) Docs() []ColumnDoc {
+	out := make([]ColumnDoc, len(t.cols))
+	for i, c := range t.cols {
+		out[i] = ColumnDoc{Name: c.name, Type: c.typ.String(), Nullable: c.nullable, Doc: c.doc}
+	}
+	return out
+}
+
+func newTable[R any](name string, cols []column[R]) *Table[R] {
+	fields := make([]arrow.Field, len(cols))
+	for i, c := range cols {
+		fields[i] = arrow.Field{
+			Name:     c.name,
+			Type:     c.typ,
+			Nullable: c.nullable,
+			Metadata: arrow.NewMetadata([]string{"doc"}, []string{c.doc}),
+		}
+	}
+	return &Table[R]{Name: name, Schema: arrow.NewSchema(fields, nil), cols: cols}
+}
+
+// Builder accumulates records of one table into Arrow arrays. It is not safe
+// for concurrent use.
+type Builder[R any] struct {
+	t      *Table[R]
+	rb     *array.RecordBuilder
+	fields []array.Builder
+}
+
+// NewBuilder returns an empty builder allocating from mem (nil: Go heap).
+func (t *Table[R]) NewBuilder(mem memory.Allocator) *Builder[R] {
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
+	rb := array.NewRecordBuilder(mem, t.Schema)
+	return &Builder[R]{t: t, rb: rb, fields: rb.Fields()}
+}
+
+// Append adds one record.
+func (b *Builder[R]) Append(r *R) {
+	for i, c := range b.t.cols {
+		c.put(b.fields[i], r)
+	}
+}
+
+// Len returns the number of records appended since the last NewRecord.
+func (b *Builder[R]) Len() int { return b.fields[0].Len() }
+
+// NewRecord returns the records appended so far as one record batch and
+// resets the builder. The caller must Release the batch.
+func (b *Builder[R]) NewRecord() arrow.RecordBatch { return b.rb.NewRecordBatch() }
+
+// Release frees the builder's memory.
+func (b *Builder[R]) Release() { b.rb.Release() }
+
+// Check returns ErrSchema unless s has the table's columns, in order, with
+// the same types and nullability (metadata is ignored).
+func (t *Table[R]) Check(s *arrow.Schema) error {
+	if s.NumFields() != len(t.cols) {
+		return fmt.Errorf("%w: %s has %d columns, want %d", ErrSchema, t.Name, s.NumFields(), len(t.cols))
+	}
+	for i, c := range t.cols {
+		f := s.Field(i)
+		if f.Name != c.name || !arrow.TypeEqual(f.Type, c.typ) || f.Nullable != c.nullable {
+			return fmt.Errorf("%w: %s column %d is %s %s, want %s %s", ErrSchema, t.Name, i, f.Name, f.Type, c.name, c.typ)
+		}
+	}
+	return nil
+}
+
+// Row decodes row i of rec into r, which should be zero. rec must have passed
+// Check.
+func (t *Table[R]) Row(rec arrow.RecordBatch, i int, r *R) {
+	for j, c := range t.cols {
+		c.get(rec.Column(j), i, r)
+	}
+}
+
+// Decode checks rec's schema and returns all its rows.
+func (t *Table[R]) Decode(rec arrow.RecordBatch) ([]R, error) {
+	if err := t.Check(rec.Schema()); err != nil {
+		return nil, err
+	}
+	out := make([]R, rec.NumRows())
+	for i := range out {
+		t.Row(rec, i, &out[i])
+	}
+	return out, nil
+}

@@ -1,0 +1,3 @@
+// Package loader verifies received segments and loads them into MariaDB,
+// exactly once.
+package loader
