@@ -1,0 +1,36 @@
+package collector
+
+// ProcInfo is what other sources need to know about the process holding a pid
+// now: the key of its life and its effective user.
+type ProcInfo struct {
+	// Start is the process's proc_start (ns since boot, clock-tick resolution,
+	// as /proc/PID/stat starttime × 10 ms). With the pid it names one life.
+	Start int64
+	// EUID is the effective user id, or event.NoID if unknown.
+	EUID uint32
+	// Self reports that the pid is pofr's own collector.
+	Self bool
+}
+
+// Processes resolves a pid to the process life currently holding it. The
+// process source's live table implements it; the socket and file sources use
+// it to attribute their events. Implementations are safe for concurrent use.
+type Processes interface {
+	Lookup(pid int32) (ProcInfo, bool)
+}
+
+// ExecObserver is told of every executable opened for execution
+// (fanotify FAN_OPEN_EXEC), so that the process source can fill the exe of an
+// exec row whose process was gone before /proc could be read. pid is the
+// thread group id; ts is the event time in ns since the Unix epoch.
+type ExecObserver interface {
+	ObserveExecOpen(pid int32, ts int64, path []byte)
+}
+
+// ticksPerSecond is USER_HZ, the unit of /proc/PID/stat starttime. It is 100
+// on every Linux architecture pofr supports.
+const ticksPerSecond = 100
+
+// StartFromTicks converts a /proc/PID/stat starttime (clock ticks since boot)
+// to proc_start (ns since boot).
+func StartFromTicks(ticks uint64) int64 { return int64(ticks) * (1e9 / ticksPerSecond) }

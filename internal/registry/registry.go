@@ -1,0 +1,181 @@
+// Package registry is the server's registry of hosts: one directory per host
+// under the server's state directory, so that uploads and loading keep working
+// while MariaDB is down. The receiver writes it; the loader reads it.
+//
+// Layout under the state directory:
+//
+//	hosts/<host_id>/host.json   the Host record (0600)
+//	inbox/<host_id>/            segments received from the host (write-only for it)
+//	archive/<host_id>/          segments loaded, kept as evidence
+//	quarantine/<host_id>/       segments refused, with a .reason file beside each
+//
+// Host ids are assigned by the server at approval; they match [ValidID].
+package registry
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"time"
+)
+
+// Host statuses.
+const (
+	StatusActive  = "active"  // may upload
+	StatusRevoked = "revoked" // deregistered: uploads refused, files kept until cleaned
+)
+
+// ErrNotFound reports an unknown host id.
+var ErrNotFound = errors.New("registry: host not found")
+
+var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// ValidID reports whether id can be a host id (and so a path element).
+func ValidID(id string) bool { return idRE.MatchString(id) }
+
+// Host is one registered host.
+type Host struct {
+	HostID       string    `json:"host_id"`
+	Hostname     string    `json:"hostname"`
+	MachineID    string    `json:"machine_id"`
+	DMIUUID      string    `json:"dmi_uuid,omitempty"`
+	IPs          []string  `json:"ips,omitempty"`
+	OS           string    `json:"os,omitempty"`
+	Kernel       string    `json:"kernel,omitempty"`
+	Version      string    `json:"version,omitempty"`
+	SSHKey       string    `json:"ssh_key"`     // authorized_keys line of the upload key
+	SigningKey   []byte    `json:"signing_key"` // raw 32-byte Ed25519 public key that signs segments
+	Status       string    `json:"status"`
+	RegisteredAt time.Time `json:"registered_at"`
+	LastIP       string    `json:"last_ip,omitempty"`
+}
+
+// SigningPublicKey returns the host's segment-signing key.
+func (h *Host) SigningPublicKey() (ed25519.PublicKey, error) {
+	if len(h.SigningKey) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("host %s: signing key has %d bytes, want %d", h.HostID, len(h.SigningKey), ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(h.SigningKey), nil
+}
+
+// Dirs are the well-known directories of a host under a state directory.
+type Dirs struct{ Host, Inbox, Archive, Quarantine string }
+
+// DirsOf returns the directories of host id under state.
+func DirsOf(state, id string) Dirs {
+	return Dirs{
+		Host:       filepath.Join(state, "hosts", id),
+		Inbox:      filepath.Join(state, "inbox", id),
+		Archive:    filepath.Join(state, "archive", id),
+		Quarantine: filepath.Join(state, "quarantine", id),
+	}
+}
+
+// Load reads host id from the registry under state.
+func Load(state, id string) (*Host, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("load host %q: %w", id, ErrNotFound)
+	}
+	b, err := os.ReadFile(filepath.Join(DirsOf(state, id).Host, "host.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("load host %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load host %s: %w", id, err)
+	}
+	var h Host
+	if err := json.Unmarshal(b, &h); err != nil {
+		return nil, fmt.Errorf("load host %s: %w", id, err)
+	}
+	if h.HostID != id {
+		return nil, fmt.Errorf("load host %s: file names host %q", id, h.HostID)
+	}
+	return &h, nil
+}
+
+// List returns every host in the registry, ordered by id.
+func List(state string) ([]*Host, error) {
+	ents, err := os.ReadDir(filepath.Join(state, "hosts"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list hosts: %w", err)
+	}
+	var out []*Host
+	for _, e := range ents {
+		if !e.IsDir() || !ValidID(e.Name()) {
+			continue
+		}
+		h, err := Load(state, e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].HostID < out[j].HostID })
+	return out, nil
+}
+
+// Save writes h atomically (temp file, fsync, rename, fsync dir) and creates
+// the host's inbox, archive and quarantine directories.
+func Save(state string, h *Host) error {
+	if !ValidID(h.HostID) {
+		return fmt.Errorf("save host %q: invalid host id", h.HostID)
+	}
+	d := DirsOf(state, h.HostID)
+	for _, dir := range []string{d.Host, d.Inbox, d.Archive, d.Quarantine} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("save host %s: %w", h.HostID, err)
+		}
+	}
+	b, err := json.MarshalIndent(h, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save host %s: %w", h.HostID, err)
+	}
+	return WriteFileAtomic(filepath.Join(d.Host, "host.json"), append(b, '\n'), 0o600)
+}
+
+// WriteFileAtomic writes data to path so that a reader sees either the old
+// file or the whole new one, and the new one survives a crash once it returns.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("write %s: sync dir: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,177 @@
+// Package profiles holds pofr's named collection profiles: data files
+// (profiles/*.json) embedded in the collector and selected with --profile.
+//
+// A profile says what to record and how hard to try; flags given to
+// 'pofr-collector run' override single values. The shipped profiles:
+//
+//	default    every process event with full argv; file writes, creates,
+//	           deletes, renames and execs (no plain opens); every socket
+//	busy-host  as default with shorter argv, coarser file aggregation and a
+//	           slower socket dump, for hosts with thousands of exec/s
+//	forensic   everything: plain opens too, longer argv, finer aggregation and
+//	           faster socket dumps, for honeypots and hosts under investigation
+package profiles
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+	"time"
+)
+
+//go:embed *.json
+var files embed.FS
+
+// Duration is a time.Duration written as a string ("15s") in JSON.
+type Duration time.Duration
+
+// UnmarshalJSON parses a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Profile is one collection profile.
+type Profile struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Spool       Spool  `json:"spool"`
+	Proc        Proc   `json:"proc"`
+	File        File   `json:"file"`
+	Sock        Sock   `json:"sock"`
+	Upload      Upload `json:"upload"`
+}
+
+// Spool sets segment sealing and the spool quota.
+type Spool struct {
+	SegmentBytes int64    `json:"segment_bytes"` // seal when a segment reaches this size
+	SegmentAge   Duration `json:"segment_age"`   // seal when the oldest row is this old
+	QuotaBytes   int64    `json:"quota_bytes"`   // evict oldest unsent segments beyond this
+}
+
+// Proc sets the process source.
+type Proc struct {
+	ArgvMax int `json:"argv_max"` // bytes of argv kept; longer is cut and flagged
+	// Priority of the reader thread: "fifo" (SCHED_FIFO), "nice" (nice −20)
+	// or "normal". Falls back down the list with a warning.
+	Priority string `json:"priority"`
+	// EnrichRate caps /proc reads per second on exec, so a fork bomb cannot
+	// make a real-time reader starve the host; beyond it rows are flagged gone.
+	EnrichRate int `json:"enrich_rate"`
+	// ResyncInterval is how often a /proc scan checks the table (0: only at
+	// start and after a loss).
+	ResyncInterval Duration `json:"resync_interval"`
+}
+
+// File sets the file source.
+type File struct {
+	Enabled bool     `json:"enabled"`
+	Ops     []string `json:"ops"`    // open, exec, write, create, delete, rename
+	Window  Duration `json:"window"` // aggregation window per (process, path, op)
+	// Exclude lists path prefixes never recorded (besides the spool, which is
+	// always excluded).
+	Exclude []string `json:"exclude"`
+	// QueueSize is the fanotify queue size hint (events); 0 keeps the kernel's.
+	QueueSize int `json:"queue_size"`
+}
+
+// Sock sets the socket source.
+type Sock struct {
+	Enabled      bool     `json:"enabled"`
+	DumpInterval Duration `json:"dump_interval"` // inet_diag dump cadence for owners and long-lived sockets
+	UDP          bool     `json:"udp"`
+}
+
+// Upload sets the push to the server.
+type Upload struct {
+	Interval     Duration `json:"interval"`      // how often to look for sealed segments
+	MaxBackoff   Duration `json:"max_backoff"`   // cap of the exponential backoff
+	BandwidthBPS int64    `json:"bandwidth_bps"` // 0: unlimited
+}
+
+// Names returns the names of the embedded profiles.
+func Names() []string {
+	ents, _ := fs.ReadDir(files, ".")
+	var out []string
+	for _, e := range ents {
+		out = append(out, strings.TrimSuffix(e.Name(), ".json"))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Get returns the embedded profile name.
+func Get(name string) (*Profile, error) {
+	b, err := files.ReadFile(name + ".json")
+	if err != nil {
+		return nil, fmt.Errorf("profile %q: not found (have %s)", name, strings.Join(Names(), ", "))
+	}
+	return Parse(b)
+}
+
+// Parse reads a profile from JSON, refusing unknown fields, and validates it.
+func Parse(b []byte) (*Profile, error) {
+	var p Profile
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("parse profile: %w", err)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+var fileOps = map[string]bool{"open": true, "exec": true, "write": true, "create": true, "delete": true, "rename": true}
+
+// Validate reports the first value out of range.
+func (p *Profile) Validate() error {
+	switch {
+	case p.Spool.SegmentBytes < 64<<10:
+		return fmt.Errorf("profile %s: spool.segment_bytes %d < 64 KiB", p.Name, p.Spool.SegmentBytes)
+	case p.Spool.SegmentAge < Duration(time.Second):
+		return fmt.Errorf("profile %s: spool.segment_age below 1s", p.Name)
+	case p.Spool.QuotaBytes < 4*p.Spool.SegmentBytes:
+		return fmt.Errorf("profile %s: spool.quota_bytes must hold at least 4 segments", p.Name)
+	case p.Proc.ArgvMax < 256:
+		return fmt.Errorf("profile %s: proc.argv_max %d < 256", p.Name, p.Proc.ArgvMax)
+	case p.Proc.Priority != "fifo" && p.Proc.Priority != "nice" && p.Proc.Priority != "normal":
+		return fmt.Errorf("profile %s: proc.priority %q: want fifo, nice or normal", p.Name, p.Proc.Priority)
+	case p.Proc.EnrichRate <= 0:
+		return fmt.Errorf("profile %s: proc.enrich_rate must be positive", p.Name)
+	case p.Sock.Enabled && p.Sock.DumpInterval < Duration(10*time.Millisecond):
+		return fmt.Errorf("profile %s: sock.dump_interval below 10ms", p.Name)
+	}
+	for _, op := range p.File.Ops {
+		if !fileOps[op] {
+			return fmt.Errorf("profile %s: file.ops: unknown op %q", p.Name, op)
+		}
+	}
+	return nil
+}
+
+// HasOp reports whether the file source records op.
+func (f *File) HasOp(op string) bool {
+	for _, o := range f.Ops {
+		if o == op {
+			return true
+		}
+	}
+	return false
+}
