@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/uplink"
+)
+
+func init() {
+	var (
+		configDir string
+		timeout   time.Duration
+	)
+	cli.Register(prog, &cli.Command{
+		Name:    "deregister",
+		Summary: "leave the pofr server and remove this host's keys",
+		Usage:   "[--config-dir D] [--timeout 15s]",
+		Help: `Tells the server (when it is reachable) that this host leaves, which
+revokes its upload key there, then removes ssh.key, signing.key, server.json
+and any pending registration from the configuration directory. Stop the
+collector first: without its keys it can no longer upload or sign. Unsent
+segments stay in the spool.
+
+Exit codes: 0 done (the output says whether the server was told), 1 error.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&configDir, "config-dir", uplink.DefaultConfigDir, "configuration `dir`ectory")
+			fs.DurationVar(&timeout, "timeout", 15*time.Second, "how long to try to reach the server")
+		},
+		Run: func(ctx context.Context, env *cli.Env, args []string) error {
+			if len(args) != 0 {
+				return cli.Usagef("unexpected arguments %q", args)
+			}
+			res, err := uplink.Deregister(ctx, configDir, timeout)
+			if err != nil {
+				return err
+			}
+			if res.Notified {
+				fmt.Fprintln(env.Stdout, "server told: this host is revoked there")
+			} else {
+				fmt.Fprintf(env.Stdout, "server not told (%v); ask its admin to run 'pofr-server deregister HOST'\n", res.NotifyErr)
+			}
+			for _, p := range res.Removed {
+				fmt.Fprintf(env.Stdout, "removed %s\n", p)
+			}
+			return nil
+		},
+	})
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/receiver"
+)
+
+func init() {
+	var (
+		listen, stateDir, passwordFile string
+		maxSegment                     int64
+		maxConns                       int
+		idle                           time.Duration
+	)
+	cli.Register(prog, &cli.Command{
+		Name:    "serve",
+		Summary: "run the SSH receiver: write-only inboxes and registration",
+		Usage:   "[--listen :2222] [--state-dir D] [--registration-password-file F]",
+		Help: `Runs pofr's embedded SSH server. Registered hosts log in with their
+ed25519 key (user = host id) and may only create segment files in their own
+inbox (state-dir/inbox/HOST); they can read, list, delete or run nothing.
+Hosts register as user "register" with a one-time token (pofr-server token
+create) or the registration password (then an admin approves).
+
+The host key is generated on first start in state-dir/ssh_host_ed25519_key
+and kept; its fingerprint is printed at start, for hosts to confirm.
+
+On a dedicated collection server run it on port 22 (move the admin's sshd
+elsewhere); next to an existing sshd use another port, e.g. 2222. See
+docs/transport.md.
+
+Exit codes: 0 stopped by a signal, 1 error.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&listen, "listen", receiver.DefaultListen, "`address` to listen on")
+			fs.StringVar(&stateDir, "state-dir", receiver.DefaultStateDir, "server state `dir`ectory")
+			fs.StringVar(&passwordFile, "registration-password-file", "", "`file` holding the registration password (without it only tokens register)")
+			fs.Int64Var(&maxSegment, "max-segment-bytes", receiver.DefaultMaxSegmentBytes, "largest accepted upload in `bytes`")
+			fs.IntVar(&maxConns, "max-conns", receiver.DefaultMaxConns, "most concurrent connections")
+			fs.DurationVar(&idle, "idle-timeout", receiver.DefaultIdleTimeout, "close connections idle this long")
+		},
+		Run: func(ctx context.Context, env *cli.Env, args []string) error {
+			if len(args) != 0 {
+				return cli.Usagef("unexpected arguments %q", args)
+			}
+			var pw []byte
+			if passwordFile != "" {
+				b, err := os.ReadFile(passwordFile)
+				if err != nil {
+					return fmt.Errorf("read registration password: %w", err)
+				}
+				pw = []byte(strings.TrimRight(string(b), "\r\n"))
+				if len(pw) < 12 {
+					return fmt.Errorf("registration password in %s is shorter than 12 characters", passwordFile)
+				}
+			}
+			srv, err := receiver.NewServer(receiver.Options{
+				StateDir:             stateDir,
+				RegistrationPassword: pw,
+				MaxSegmentBytes:      maxSegment,
+				MaxConns:             maxConns,
+				IdleTimeout:          idle,
+				Log:                  env.Log,
+			})
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("listen: %w", err)
+			}
+			serverPrintKey(env.Stdout, ln.Addr(), srv.HostKey())
+			return srv.Serve(ctx, ln)
+		},
+	})
+}
+
+// serverPrintKey prints the listening address and the host key fingerprint
+// that registering hosts must confirm.
+func serverPrintKey(w io.Writer, addr net.Addr, k ssh.PublicKey) {
+	fmt.Fprintf(w, "pofr-server listening on %s\nhost key %s\n", addr, ssh.FingerprintSHA256(k))
+}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/receiver"
+)
+
+func init() {
+	var (
+		stateDir string
+		ttl      time.Duration
+	)
+	cli.Register(prog, &cli.Command{
+		Name:    "token create",
+		Summary: "create a one-time registration token",
+		Usage:   "[--ttl 24h] [--state-dir D]",
+		Help: `Prints a new one-time token. A host that registers with it
+(pofr-collector register --token-file F) is approved at once, also to replace
+an active registration of the same machine when it asks with --replace. Only
+the token's SHA-256 is stored, so it is shown once: copy it now. It expires
+after --ttl or at its first successful use.
+
+Exit codes: 0 printed, 1 error.`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&stateDir, "state-dir", receiver.DefaultStateDir, "server state `dir`ectory")
+			fs.DurationVar(&ttl, "ttl", 24*time.Hour, "validity of the token")
+		},
+		Run: func(ctx context.Context, env *cli.Env, args []string) error {
+			if len(args) != 0 {
+				return cli.Usagef("unexpected arguments %q", args)
+			}
+			if ttl <= 0 {
+				return cli.Usagef("--ttl must be positive")
+			}
+			tok, err := receiver.CreateToken(stateDir, ttl)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(env.Stdout, tok)
+			env.Log.Info("token created", "expires", time.Now().Add(ttl).UTC().Format(time.RFC3339))
+			return nil
+		},
+	})
+}
