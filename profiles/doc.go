@@ -1,3 +1,54 @@
-// Package profiles holds the named collection profiles, embedded in the
-// collector.
+// Package profiles holds pofr's named collection profiles: data files
+// (profiles/*.json) embedded in the collector and selected with --profile.
+//
+// A profile says what to record and how hard to try; flags given to
+// 'pofr-collector run' override single values. The shipped profiles:
+//
+//	default    Most servers. Every process event with argv up to 32 KiB.
+//	           Files: exec, write (close after writing), create, delete,
+//	           rename; no plain opens (the most frequent event by far);
+//	           2 s aggregation; fanotify queue 32768. Every TCP/UDP socket,
+//	           dumps every second. Segments of 4 MiB or 15 s.
+//	busy-host  Build servers and hosts with thousands of exec/s. argv up to
+//	           4 KiB. Files: exec, delete, rename only, 10 s aggregation,
+//	           /tmp/ and /var/tmp/ excluded (compiler churn); queue 65536.
+//	           TCP only, dumps every 5 s. Larger, older segments.
+//	forensic   Honeypots and hosts under investigation: everything. argv up
+//	           to 128 KiB. Files: plain opens too (including opens of
+//	           directories: an ls shows), 1 s aggregation, queue 65536.
+//	           Socket dumps every 250 ms, /proc resync every minute.
+//
+// # File section
+//
+// ops chooses the fanotify events: open → FAN_OPEN, exec → FAN_OPEN_EXEC,
+// write → FAN_CLOSE_WRITE, create → FAN_CREATE, delete → FAN_DELETE, rename
+// → FAN_RENAME (one row with path and new_path). FAN_OPEN_EXEC is read even
+// when exec is not recorded, because it gives the process source the exe of
+// every exec; directory renames are read always, to keep the path cache
+// right. When a process opens a file to execute it, the kernel reports open
+// and exec together: that is an exec row, never also an open row.
+//
+// window is the aggregation window: every access by one process (pid,
+// proc_start) to one path with one op within it is one row with the first
+// and last time and a count. The kernel already merges an event with an
+// identical one still queued, and the collector reads in 10 ms batches, so
+// count is the number of accesses the kernel delivered — a lower bound, often
+// far below the real number for a tight loop (10,000 opens of one file
+// measured here as count 9). fanotify tells which process touched which
+// file and when, not how many times.
+//
+// exclude lists raw byte prefixes of paths never recorded ("/tmp/" drops
+// everything below /tmp); the spool and the collector's configuration are
+// always excluded, by kernel ignore marks and in user space.
+//
+// queue_size is the fanotify queue length in events. The kernel takes it from
+// the fs.fanotify.max_queued_events sysctl when the group is created (16384
+// unless changed); the collector sets the sysctl to queue_size for that moment
+// and restores it, so other fanotify users keep their size. 0 keeps the
+// kernel's value. A queued event costs roughly 100–300 bytes of kernel memory
+// (handle and name), so 65536 events is at most about 20 MB. When the queue
+// overflows, the kernel drops events and the collector writes a gap row; raise
+// queue_size (or use busy-host's narrower ops) if gaps appear. The queue is
+// never unlimited: an unbounded queue would let a local flood pin kernel
+// memory through the collector.
 package profiles

@@ -1,15 +1,3 @@
-// Package profiles holds pofr's named collection profiles: data files
-// (profiles/*.json) embedded in the collector and selected with --profile.
-//
-// A profile says what to record and how hard to try; flags given to
-// 'pofr-collector run' override single values. The shipped profiles:
-//
-//	default    every process event with full argv; file writes, creates,
-//	           deletes, renames and execs (no plain opens); every socket
-//	busy-host  as default with shorter argv, coarser file aggregation and a
-//	           slower socket dump, for hosts with thousands of exec/s
-//	forensic   everything: plain opens too, longer argv, finer aggregation and
-//	           faster socket dumps, for honeypots and hosts under investigation
 package profiles
 
 import (
@@ -86,7 +74,9 @@ type File struct {
 	// Exclude lists path prefixes never recorded (besides the spool, which is
 	// always excluded).
 	Exclude []string `json:"exclude"`
-	// QueueSize is the fanotify queue size hint (events); 0 keeps the kernel's.
+	// QueueSize is the fanotify queue length (events) of the collector's
+	// group; 0 keeps the kernel's (fs.fanotify.max_queued_events, 16384 by
+	// default). See the package documentation for its cost.
 	QueueSize int `json:"queue_size"`
 }
 
@@ -138,6 +128,9 @@ func Parse(b []byte) (*Profile, error) {
 	return &p, nil
 }
 
+// maxQueueSize bounds file.queue_size: about 200 MB of kernel memory at most.
+const maxQueueSize = 1 << 20
+
 var fileOps = map[string]bool{"open": true, "exec": true, "write": true, "create": true, "delete": true, "rename": true}
 
 // Validate reports the first value out of range.
@@ -157,6 +150,10 @@ func (p *Profile) Validate() error {
 		return fmt.Errorf("profile %s: proc.enrich_rate must be positive", p.Name)
 	case p.Sock.Enabled && p.Sock.DumpInterval < Duration(10*time.Millisecond):
 		return fmt.Errorf("profile %s: sock.dump_interval below 10ms", p.Name)
+	case p.File.QueueSize < 0 || p.File.QueueSize > maxQueueSize:
+		return fmt.Errorf("profile %s: file.queue_size %d: want 0 (kernel default) to %d", p.Name, p.File.QueueSize, maxQueueSize)
+	case p.File.Enabled && p.File.Window < Duration(10*time.Millisecond):
+		return fmt.Errorf("profile %s: file.window below 10ms", p.Name)
 	}
 	for _, op := range p.File.Ops {
 		if !fileOps[op] {

@@ -32,10 +32,36 @@ func TestParseRefusesBadValues(t *testing.T) {
 		"unknown field": `{"name":"x","bogus":1}`,
 		"tiny segment":  `{"name":"x","spool":{"segment_bytes":1,"segment_age":"1s","quota_bytes":4},"proc":{"argv_max":4096,"priority":"fifo","enrich_rate":1}}`,
 		"bad priority":  `{"name":"x","spool":{"segment_bytes":1048576,"segment_age":"1s","quota_bytes":8388608},"proc":{"argv_max":4096,"priority":"max","enrich_rate":1}}`,
+		"queue size":    `{"name":"x","spool":{"segment_bytes":1048576,"segment_age":"1s","quota_bytes":8388608},"proc":{"argv_max":4096,"priority":"fifo","enrich_rate":1},"file":{"queue_size":-1}}`,
+		"file window":   `{"name":"x","spool":{"segment_bytes":1048576,"segment_age":"1s","quota_bytes":8388608},"proc":{"argv_max":4096,"priority":"fifo","enrich_rate":1},"file":{"enabled":true,"window":"0s"}}`,
 		"bad op":        `{"name":"x","spool":{"segment_bytes":1048576,"segment_age":"1s","quota_bytes":8388608},"proc":{"argv_max":4096,"priority":"fifo","enrich_rate":1},"file":{"ops":["read"]}}`,
 	} {
 		if _, err := Parse([]byte(js)); err == nil {
 			t.Errorf("%s: Parse accepted %s", name, js)
+		}
+	}
+}
+
+// TestShippedFileScopes pins what the package documentation promises of
+// each shipped profile's file section.
+func TestShippedFileScopes(t *testing.T) {
+	for name, want := range map[string]struct {
+		ops  string
+		open bool
+	}{
+		"default":   {"exec,write,create,delete,rename", false},
+		"busy-host": {"exec,delete,rename", false},
+		"forensic":  {"open,exec,write,create,delete,rename", true},
+	} {
+		p, err := Get(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(p.File.Ops, ","); got != want.ops || p.File.HasOp("open") != want.open || !p.File.Enabled {
+			t.Errorf("%s: file ops %q enabled %v, want %q enabled", name, got, p.File.Enabled, want.ops)
+		}
+		if p.File.QueueSize < 16384 {
+			t.Errorf("%s: file.queue_size %d, want at least the kernel default 16384", name, p.File.QueueSize)
 		}
 	}
 }
