@@ -1,0 +1,509 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ProcSource records every process that starts and ends on the host from the
+// netlink proc connector (cn_proc), enriched from /proc, into a Sink.
+//
+// # Threads
+//
+// One reader goroutine is locked to its OS thread (never unlocked, so the
+// thread dies with it) and raised to SCHED_FIFO priority 10, or nice −20, or
+// left alone, as ProcOptions.Priority allows. It blocks in read(2) on the
+// socket, decodes, and on an exec reads /proc/PID/{cmdline,exe,stat,cwd,
+// status,loginuid,sessionid,cgroup,ns/*} at once (on a fork, the child's
+// stat), then hands the event to a bounded queue without ever blocking:
+// overflow is counted and becomes a gap row. The priority decides how many
+// short-lived processes keep their argv (research/kernel-probes.md §3). A
+// token bucket (EnrichRate) caps those reads. A second goroutine (the one
+// calling Run) owns the process table and writes rows to the Sink.
+//
+// # Process keys
+//
+// A life is (pid, proc_start), proc_start being ns since boot at clock-tick
+// (10 ms) resolution, as StartFromTicks(/proc/PID/stat starttime). The fork
+// of a process reads the child's stat on the hot path, so its key is the
+// kernel's. If that read is skipped (EnrichRate) or fails (the child was
+// already reaped), the key is derived from the fork event time
+// (CLOCK_MONOTONIC + the measured CLOCK_BOOTTIME offset, truncated to a tick)
+// and kept for the whole life in the table; later /proc reads match it
+// within one tick. Residual risk: such a derived key can be one tick later
+// than the starttime /proc shows (the fork event is stamped a few µs after
+// the task's start; ≈ latency/10 ms of those lives), so a row written by a
+// tool that reads /proc itself may disagree; every row pofr writes, and every
+// Lookup, uses the table's key. Two lives of one pid within the same tick
+// cannot be told apart by key at all (the kernel's starttime cannot either).
+//
+// # Rows
+//
+// fork, exec, exit, uid, gid, sid, comm, ptrace, coredump rows, as the
+// kernel reports them; snapshot rows for the processes running at start and
+// for those found by a resync. Threads are folded into their process: thread
+// creation and exit and per-thread uid/gid/comm changes write no row
+// (ProcStats.Threads counts them); sid, ptrace and coredump events from a
+// thread write a row flagged thread. Every row carries the parent's key
+// (ppid, parent_start). An exit row's parent is the one the kernel names at
+// exit (after reparenting); other rows notice a parent that has ended and
+// re-read the ppid from /proc. Rows for SelfPID and for children it forks
+// are flagged self.
+//
+// Events about a process whose start is unknown (it began before the
+// snapshot or during a loss, and was gone when /proc was read) write no row,
+// since a row needs its key; ProcStats.Unknown counts them, and the loss
+// that caused them has its gap row.
+//
+// # Exe for every exec
+//
+// When /proc/PID/exe cannot be read, the exec row takes exe from fanotify's
+// FAN_OPEN_EXEC (ObserveExecOpen, flag exe_from_fanotify). Exec-opens are
+// kept per pid for ExecHold; an exec row without exe waits up to ExecHold for
+// one (rows of the same pid queue behind it). The kernel opens, in order, the
+// execve target, then for a #! script its interpreter, then the ELF
+// interpreter (ld-linux…); all before the exec event. The row takes the first
+// exec-open that is not an ELF interpreter, that is the execve target: the
+// binary for ELF programs and the script file for scripts. (For a script,
+// /proc/PID/exe would name the interpreter instead: rows from fanotify name
+// what was executed, rows from /proc what runs.) When /proc gave exe, the
+// exec-opens up to that path are dropped, so they cannot be claimed by a
+// later exec of the same pid. Residual risk: a script's interpreter open
+// stays queued after its exec took the script, and could name a second exec
+// of the same pid within ExecHold whose /proc exe was also unreadable.
+//
+// # Losses
+//
+// ENOBUFS on the socket (counted in Lost) and queue overflow (QueueDrops)
+// each write a gap row (source proc, from the last event before the loss to
+// when it was noticed) and trigger a /proc resync: snapshot rows for lives
+// the table does not know, exit rows flagged late_read for table lives that
+// are gone or whose pid now has another start. A real exit event that was
+// still queued may follow such an inferred exit row.
+//
+// # Poll mode
+//
+// At start a child (/bin/true) is forked and its event awaited for
+// ProbeTimeout. If none comes (the kernel keeps cn_proc silent outside the
+// initial pid/user namespace, and older kernels without CAP_NET_ADMIN), or
+// the socket cannot be opened, or ForcePoll is set, the source polls /proc
+// every PollInterval with a warning: new lives become exec rows and ended
+// ones exit rows, all flagged poll, with sampling times.
+type ProcSource struct {
+	opts ProcOptions
+	log  *slog.Logger
+	st   procCounters
+	tr   *procTable
+
+	root  int // dirfd of ProcRoot
+	mode  atomic.Value
+	prio  atomic.Value
+	opens chan procExecOpen
+
+	selfForks chan int32 // pids forked by this process, seen by the reader (probe)
+	running   atomic.Bool
+}
+
+var (
+	_ Processes    = (*ProcSource)(nil)
+	_ ExecObserver = (*ProcSource)(nil)
+)
+
+// NewProcSource checks the options and opens the procfs root. Nothing is
+// recorded until Run.
+func NewProcSource(opts ProcOptions) (*ProcSource, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	root, err := unix.Open(o.ProcRoot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", o.ProcRoot, err)
+	}
+	s := &ProcSource{opts: o, log: o.Log, root: root,
+		opens: make(chan procExecOpen, 4096), selfForks: make(chan int32, 16)}
+	s.mode.Store("")
+	s.prio.Store("")
+	switch {
+	case o.SelfPID == 0:
+		s.opts.SelfPID = int32(os.Getpid())
+	case o.SelfPID < 0:
+		s.opts.SelfPID = -1
+	}
+	t := newProcTable(o.Sink, o.Log, &s.st, o.Now)
+	t.selfPID = s.opts.SelfPID
+	t.grace, t.maxProcs, t.hold = o.Grace, o.MaxProcs, o.ExecHold
+	t.wallOff, t.bootOff = procClockOffsets()
+	cold := newProcReader(root, o.ArgvMax)
+	t.readStat, t.readFull = cold.readStat, cold.readFull
+	t.listPIDs = func() ([]int32, error) { return procListPIDs(o.ProcRoot) }
+	s.tr = t
+	return s, nil
+}
+
+// Lookup implements Processes: the life holding pid now, or, during the
+// grace period after its exit, the last one. Safe for concurrent use.
+func (s *ProcSource) Lookup(pid int32) (ProcInfo, bool) { return s.tr.lookup(pid) }
+
+// ObserveExecOpen implements ExecObserver. It never blocks: if the table
+// goroutine is behind, the exec-open is dropped and counted (OpenDrops).
+// path is copied.
+func (s *ProcSource) ObserveExecOpen(pid int32, ts int64, path []byte) {
+	o := procExecOpen{pid: pid, ts: ts, path: append([]byte(nil), path...)}
+	select {
+	case s.opens <- o:
+	default:
+		s.st.openDrops.Add(1)
+	}
+}
+
+// Stats returns the counters. Safe for concurrent use.
+func (s *ProcSource) Stats() ProcStats {
+	st := s.st.stats()
+	st.Mode, _ = s.mode.Load().(string)
+	st.Priority, _ = s.prio.Load().(string)
+	return st
+}
+
+// Mode returns ProcModeNetlink or ProcModePoll once Run has decided, else "".
+func (s *ProcSource) Mode() string { m, _ := s.mode.Load().(string); return m }
+
+// Run records until ctx is done, then returns nil (or the error that stopped
+// the reader). It subscribes to cn_proc, probes that events arrive (falling
+// back to poll mode), writes the snapshot rows, then the event rows. Run may
+// be called once.
+func (s *ProcSource) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("collector: ProcSource.Run called twice")
+	}
+	defer unix.Close(s.root)
+	if s.opts.ForcePoll {
+		return s.runPoll(ctx, "ForcePoll set")
+	}
+	fd, err := s.subscribe()
+	if err != nil {
+		return s.runPoll(ctx, err.Error())
+	}
+	items := make(chan procItem, s.opts.QueueLen)
+	rctx, stopReader := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var readErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		readErr = s.read(rctx, fd, items)
+	}()
+	stop := func() {
+		stopReader()
+		wg.Wait()
+		unix.Write(fd, procSubscribeFrame(procCnMcastIgnore))
+		unix.Close(fd)
+	}
+	if err := s.probe(ctx); err != nil {
+		stop()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return s.runPoll(ctx, err.Error())
+	}
+	s.mode.Store(ProcModeNetlink)
+	s.log.Info("process source recording", "mode", ProcModeNetlink, "priority", s.prio.Load(),
+		"rcvbuf", s.opts.RcvBuf, "argv_max", s.opts.ArgvMax, "enrich_rate", s.opts.EnrichRate)
+	if err := s.tr.reconcile(procReconcileSnapshot); err != nil {
+		s.log.Warn("snapshot of /proc", "err", err)
+	}
+	// The table goroutine stops when the reader has stopped and the queue is
+	// drained, so that no event read is left unwritten.
+	tctx, stopTable := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.tr.run(tctx, items, s.opens, s.opts.ResyncInterval, 0, procClockOffsets)
+	}()
+	select {
+	case <-ctx.Done():
+	case <-procWaitDone(&wg):
+	}
+	stop()
+	stopTable()
+	<-done
+	if readErr != nil && ctx.Err() == nil {
+		return readErr
+	}
+	return nil
+}
+
+// procWaitDone returns a channel closed when wg is done.
+func procWaitDone(wg *sync.WaitGroup) <-chan struct{} {
+	c := make(chan struct{})
+	go func() { wg.Wait(); close(c) }()
+	return c
+}
+
+// subscribe opens the cn_proc socket with the configured buffer.
+func (s *ProcSource) subscribe() (int, error) {
+	fd, capped, err := procDial(s.opts.RcvBuf)
+	if err != nil {
+		return -1, err
+	}
+	if capped != nil {
+		s.log.Warn("cn_proc receive buffer: SO_RCVBUFFORCE refused (no CAP_NET_ADMIN?), SO_RCVBUF is capped by net.core.rmem_max",
+			"bytes", s.opts.RcvBuf, "err", capped)
+	}
+	return fd, nil
+}
+
+// procDial opens a NETLINK_CONNECTOR socket, joins the cn_proc group, sets
+// the receive buffer (SO_RCVBUFFORCE, else SO_RCVBUF: then capped reports
+// why) and a 200 ms receive timeout, and subscribes.
+func procDial(rcvbuf int) (fd int, capped, err error) {
+	fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_CONNECTOR)
+	if err != nil {
+		return -1, nil, fmt.Errorf("open cn_proc socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: cnIdxProc}); err != nil {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("bind cn_proc socket: %w", err)
+	}
+	if capped = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf); capped != nil {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf); err != nil {
+			unix.Close(fd)
+			return -1, nil, fmt.Errorf("set cn_proc receive buffer: %w", err)
+		}
+	}
+	// The reader wakes up at least this often to notice that it must stop.
+	tv := unix.Timeval{Usec: 200_000}
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("set cn_proc socket timeout: %w", err)
+	}
+	if _, err := unix.Write(fd, procSubscribeFrame(procCnMcastListen)); err != nil {
+		unix.Close(fd)
+		return -1, nil, fmt.Errorf("subscribe to cn_proc: %w", err)
+	}
+	return fd, capped, nil
+}
+
+// probe forks a child and waits for the reader to see its fork event.
+func (s *ProcSource) probe(ctx context.Context) error {
+	var cmd *exec.Cmd
+	var err error
+	for _, p := range []string{"/bin/true", "/usr/bin/true", "/bin/sh"} {
+		cmd = exec.Command(p)
+		if p == "/bin/sh" {
+			cmd.Args = []string{p, "-c", ":"}
+		}
+		if err = cmd.Start(); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("probe cn_proc: start child: %w", err)
+	}
+	pid := int32(cmd.Process.Pid)
+	defer cmd.Wait()
+	timer := time.NewTimer(s.opts.ProbeTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case p := <-s.selfForks:
+			if p == pid {
+				return nil
+			}
+		case <-timer.C:
+			return fmt.Errorf("probe cn_proc: no event for child %d within %v (not in the initial pid/user namespace, or no CAP_NET_ADMIN?)",
+				pid, s.opts.ProbeTimeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// runPoll records by polling /proc.
+func (s *ProcSource) runPoll(ctx context.Context, why string) error {
+	s.mode.Store(ProcModePoll)
+	s.log.Warn("PROCESS SOURCE IN POLL MODE: cn_proc unavailable, polling /proc; short-lived processes will be missed",
+		"reason", why, "interval", s.opts.PollInterval)
+	s.tr.poll = true
+	if err := s.tr.reconcile(procReconcileSnapshot); err != nil {
+		return fmt.Errorf("snapshot of %s: %w", s.opts.ProcRoot, err)
+	}
+	s.tr.run(ctx, nil, s.opens, 0, s.opts.PollInterval, procClockOffsets)
+	return nil
+}
+
+// procRaisePriority sets the calling (locked) thread's priority as asked,
+// falling back down fifo → nice → normal with a warning, and returns what it
+// got.
+func procRaisePriority(want string, log *slog.Logger) string {
+	if want == PriorityFIFO {
+		attr := &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 10,
+			Flags: unix.SCHED_FLAG_RESET_ON_FORK}
+		err := unix.SchedSetAttr(0, attr, 0)
+		if err == nil {
+			return PriorityFIFO
+		}
+		log.Warn("cn_proc reader: SCHED_FIFO refused, trying nice -20; more short-lived processes will lose their argv", "err", err)
+		want = PriorityNice
+	}
+	if want == PriorityNice {
+		err := unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), -20)
+		if err == nil {
+			return PriorityNice
+		}
+		log.Warn("cn_proc reader: nice -20 refused, running at normal priority; many short-lived processes will lose their argv", "err", err)
+	}
+	return PriorityNormal
+}
+
+// procTokenBucket limits the hot-path /proc reads.
+type procTokenBucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+func (b *procTokenBucket) take(now time.Time) bool {
+	if b.rate <= 0 {
+		return true
+	}
+	b.tokens += now.Sub(b.last).Seconds() * b.rate
+	b.last = now
+	if b.tokens > b.burst {
+		b.tokens = b.burst
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// read is the reader goroutine. It owns its OS thread for good.
+func (s *ProcSource) read(ctx context.Context, fd int, items chan<- procItem) error {
+	runtime.LockOSThread() // never unlocked: the raised thread must not run other goroutines
+	s.prio.Store(procRaisePriority(s.opts.Priority, s.log))
+	hot := newProcReader(s.root, s.opts.ArgvMax)
+	self := int32(os.Getpid())
+	bucket := procTokenBucket{rate: float64(s.opts.EnrichRate), burst: max(float64(s.opts.EnrichRate)/4, 64)}
+	bucket.tokens, bucket.last = bucket.burst, time.Now()
+
+	// Losses are merged for lossWindow into one gap item, which goes into
+	// the queue as soon as there is room after that.
+	const lossWindow = 100 * time.Millisecond
+	var lastMono uint64 // kernel time of the last event decoded
+	var pend struct {
+		on       bool
+		first    time.Time
+		fromMono uint64
+		lost     int64 // queue drops
+		enobufs  bool
+	}
+	noteLoss := func() {
+		if !pend.on {
+			pend.on, pend.first, pend.fromMono = true, time.Now(), lastMono
+		}
+	}
+	flushLoss := func() {
+		if !pend.on || time.Since(pend.first) < lossWindow {
+			return
+		}
+		reason, lost := "process event queue overflow", pend.lost
+		if pend.enobufs {
+			reason, lost = "ENOBUFS on cn_proc socket", -1
+			if pend.lost > 0 {
+				reason = "ENOBUFS on cn_proc socket and process event queue overflow"
+			}
+		}
+		select {
+		case items <- procItem{kind: procItemLoss, fromMono: pend.fromMono, at: s.opts.Now().UnixNano(), lost: lost, reason: reason}:
+			pend.on, pend.lost, pend.enobufs = false, 0, false
+		default:
+		}
+	}
+	push := func(it procItem) {
+		flushLoss()
+		select {
+		case items <- it:
+		default:
+			s.st.queueDrops.Add(1)
+			noteLoss()
+			pend.lost++
+		}
+	}
+
+	buf := make([]byte, 64<<10)
+	msgs := make([]procMsg, 0, 16)
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		n, err := unix.Read(fd, buf)
+		switch {
+		case err == unix.EAGAIN || err == unix.EINTR:
+			flushLoss()
+			continue
+		case err == unix.ENOBUFS:
+			s.st.lost.Add(1)
+			noteLoss()
+			pend.enobufs = true
+			continue
+		case err != nil:
+			return fmt.Errorf("read cn_proc socket: %w", err)
+		}
+		msgs, err = decodeProcEvents(buf[:n], msgs[:0])
+		if err != nil {
+			s.st.frames.Add(1)
+			s.log.Debug("cn_proc frame", "err", err)
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			lastMono = m.TS
+			it := procItem{kind: procItemEvent, msg: *m}
+			switch m.What {
+			case procEventExec:
+				if bucket.take(time.Now()) {
+					it.info, _ = hot.readFull(m.TGID)
+				} else {
+					s.st.enrichSkipped.Add(1)
+				}
+			case procEventFork:
+				if m.PID == m.TGID {
+					if bucket.take(time.Now()) {
+						it.info, _ = hot.readStat(m.TGID)
+					} else {
+						s.st.enrichSkipped.Add(1)
+					}
+					if m.ParentTGID == self {
+						select {
+						case s.selfForks <- m.TGID:
+						default:
+						}
+					}
+				}
+			}
+			push(it)
+		}
+	}
+}
+
+// procClockOffsets measures wall-clock − CLOCK_MONOTONIC and CLOCK_BOOTTIME −
+// CLOCK_MONOTONIC, in ns.
+func procClockOffsets() (wallOff, bootOff int64) {
+	var m1, m2, r, b unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &m1)
+	unix.ClockGettime(unix.CLOCK_REALTIME, &r)
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &b)
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &m2)
+	mid := (m1.Nano() + m2.Nano()) / 2
+	return r.Nano() - mid, b.Nano() - mid
+}
