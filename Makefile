@@ -1,4 +1,6 @@
 # pofr — every target is a thin wrapper over go commands. Run `make help`.
+# Go from /usr/local/go when it is not on PATH (root shells often lack it).
+export PATH := $(PATH):/usr/local/go/bin
 GO      ?= go
 BIN     ?= bin
 PKGS    ?= ./...
@@ -31,10 +33,11 @@ bench-quick: build ## the same, shorter (under 2 minutes)
 	BENCH_QUICK=1 $(GO) run ./bench/cmd/pofr-bench
 
 demo: build ## the whole pipeline on this host (root; installs MariaDB if missing)
-	$(GO) run ./bench/cmd/pofr-demo
+	$(GO) build -o $(BIN)/ ./scripts/demo-httpd
+	scripts/demo.sh
 
 demo-clean: ## remove what make demo left
-	$(GO) run ./bench/cmd/pofr-demo -clean
+	scripts/demo.sh clean
 
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')

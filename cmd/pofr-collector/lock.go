@@ -1,0 +1,131 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/spool"
+	"github.com/pofr/pofr/uplink"
+)
+
+var errLocked = errors.New("locked by another process")
+
+// pidLock is an flock-ed pid file: the lock, not the file's existence, says a
+// collector runs, so a pid file left by kill -9 never blocks a restart.
+type pidLock struct {
+	path string
+	f    *os.File
+}
+
+func acquireLock(path string) (*pidLock, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	l := &pidLock{path: path, f: f}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return l, errLocked
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err != nil {
+		return nil, fmt.Errorf("write pid to %s: %w", path, err)
+	}
+	if _, err := f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0); err != nil {
+		return nil, fmt.Errorf("write pid to %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// holder returns the pid written by the process holding the lock.
+func (l *pidLock) holder() string {
+	b, _ := os.ReadFile(l.path)
+	if s := strings.TrimSpace(string(b)); s != "" {
+		return s
+	}
+	return "unknown"
+}
+
+func (l *pidLock) release() {
+	if l.f != nil {
+		l.f.Close() // drops the flock; the file stays, harmlessly
+	}
+}
+
+// lockHeld reports whether a collector holds the lock at path.
+func lockHeld(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return false
+}
+
+// identity is who this collector signs and names its segments as.
+type identity struct {
+	hostID     string
+	key        ed25519.PrivateKey
+	standalone bool
+}
+
+func loadIdentity(f *runFlags) (*identity, error) {
+	keyPath := filepath.Join(f.configDir, "signing.key")
+	if f.standalone {
+		if err := os.MkdirAll(f.configDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create config dir: %w", err)
+		}
+		key, err := spool.LoadKey(keyPath)
+		if errors.Is(err, os.ErrNotExist) {
+			key, err = spool.GenerateKey(keyPath)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("signing key: %w", err)
+		}
+		return &identity{hostID: f.hostID, key: key, standalone: true}, nil
+	}
+	cfg, err := uplink.LoadConfig(f.configDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, cli.Exit(exitNotRegistered, fmt.Errorf("this host is not registered (no %s): run 'pofr-collector register --server HOST', or use --standalone to record locally",
+			filepath.Join(f.configDir, "server.json")))
+	}
+	if err != nil {
+		return nil, err
+	}
+	key, err := spool.LoadKey(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	return &identity{hostID: cfg.HostID, key: key}, nil
+}
+
+// spoolQueue adapts a spool directory to the uplink's queue.
+type spoolQueue string
+
+func (q spoolQueue) Pending() ([]uplink.Item, error) {
+	infos, err := spool.List(string(q))
+	if err != nil {
+		return nil, err
+	}
+	items := make([]uplink.Item, len(infos))
+	for i, in := range infos {
+		items[i] = uplink.Item{Name: in.Name, Path: in.Path, Size: in.Size}
+	}
+	return items, nil
+}
+
+func (q spoolQueue) Remove(name string) error { return spool.Remove(string(q), name) }
