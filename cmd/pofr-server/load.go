@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/loader"
+)
+
+func init() {
+	var dsnFile, stateDir, encoding string
+	var workers int
+	var watch time.Duration
+	var noProgress bool
+	cli.Register(prog, &cli.Command{
+		Name:    "load",
+		Summary: "verify received segments and load them into MariaDB, exactly once",
+		Usage:   "--dsn-file F [--state-dir D] [--workers N] [--watch 10s]",
+		Help: `Loads every segment waiting in state-dir/inbox/HOST/: verifies it against the
+signing key the host registered (signature, member digests, host, sizes),
+loads its rows and its ledger row (segments) in one transaction, then moves
+the file to state-dir/archive/HOST/. Segments that fail verification or that
+MariaDB would alter go to state-dir/quarantine/HOST/ with a .reason file and a
+quarantine row; the loader goes on. Hash chain breaks are recorded
+(segments.chain_ok = 0) and reported. Loading the same segment again is a
+no-op: a crash at any point leaves it loaded once or not at all.
+
+Run it from cron (one pass) or with --watch (a pass every interval). A run that
+finds another loader holding state-dir/load.lock logs one line and exits 0.
+On a terminal it draws a progress bar; otherwise it prints one summary line.
+The DSN file holds the loader account's DSN (see 'schema users').
+
+Exit codes: 0 done (or another loader is running); 1 error (database
+unreachable, schema version mismatch, segments left in the inbox by errors);
+2 usage; 3 done, but segments were quarantined or chain breaks found.
+
+Example (cron, every minute): pofr-server load --dsn-file /etc/pofr/loader.dsn`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding the loader's DSN")
+			fs.StringVar(&stateDir, "state-dir", defaultServerState, "server state `dir`ectory")
+			fs.IntVar(&workers, "workers", 0, "segments loaded at once (0: one per CPU)")
+			fs.DurationVar(&watch, "watch", 0, "keep running, a pass every `interval` (0: one pass)")
+			fs.StringVar(&encoding, "encoding", "escaped", "byte columns in the LOAD DATA stream: escaped or hex")
+			fs.BoolVar(&noProgress, "no-progress", false, "no progress bar even on a terminal")
+		},
+		Run: func(ctx context.Context, env *cli.Env, args []string) error {
+			if len(args) > 0 {
+				return cli.Usagef("unexpected arguments %q", args)
+			}
+			var enc loader.Encoding
+			switch encoding {
+			case "escaped":
+			case "hex":
+				enc = loader.Hex
+			default:
+				return cli.Usagef("--encoding %q: want escaped or hex", encoding)
+			}
+			dsn, err := readDSNFile(dsnFile)
+			if err != nil {
+				return err
+			}
+			opt := loader.Options{DSN: dsn, StateDir: stateDir, Workers: workers, Log: env.Log, Encoding: enc}
+			if f, ok := env.Stderr.(*os.File); ok && !noProgress && watch == 0 && term.IsTerminal(int(f.Fd())) {
+				opt.Progress = f
+			}
+			l, err := loader.New(opt)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			var sum loader.Summary
+			if watch > 0 {
+				sum, err = l.Watch(ctx, watch)
+				if errors.Is(err, context.Canceled) {
+					err = nil // stopped by a signal
+				}
+			} else {
+				sum, err = l.Run(ctx)
+			}
+			if errors.Is(err, loader.ErrLocked) {
+				env.Log.Info("another loader is running; nothing to do", "state_dir", stateDir)
+				return nil
+			}
+			fmt.Fprintln(env.Stdout, sum.String())
+			if err != nil {
+				return err
+			}
+			if sum.Failed > 0 {
+				return fmt.Errorf("%d segments left in the inbox after errors; see the log", sum.Failed)
+			}
+			if sum.Quarantined > 0 || sum.ChainBreaks > 0 {
+				return cli.Exit(3, nil)
+			}
+			return nil
+		},
+	})
+}

@@ -1,0 +1,460 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/query"
+)
+
+// queryFlags are the flags every query subcommand has.
+type queryFlags struct {
+	dsnFile     string
+	csv, json   bool
+	local       bool
+	resolve     bool
+	geoip       string
+	rdnsTimeout time.Duration
+	printSQL    bool
+}
+
+const queryCommonHelp = `Output is an aligned table, or CSV (--csv) or JSON lines (--json). Times are
+UTC, or with --local in each host's own UTC offset. In the table and CSV,
+bytes a host sent (argv, paths, names) are escaped: control characters and
+bytes that are not UTF-8 as \xNN, bidi and other invisible characters as
+\uNNNN, a backslash as \\; argv is printed as shell words, $'…' where an
+argument needs escapes. JSON is exact: strings, or {"b64": "…"} for bytes
+that are not UTF-8; argv is an array of arguments.
+
+Time arguments: RFC 3339 (2024-06-20T01:30:00Z, …+02:00) or
+'YYYY-MM-DD HH:MM[:SS]' in UTC; --since takes 90m, 2h, 3d, 1w. Ranges are
+half-open: --from is included, --to is not.
+
+--print-sql prints the query's SQL file (the same text that runs, reading the
+parameters from @variables) instead of running it.
+
+Exit codes: 0 answered (also with no rows), 1 error (database, unknown host,
+no such process), 2 usage.`
+
+func (f *queryFlags) register(fs *flag.FlagSet, enrich bool) {
+	fs.StringVar(&f.dsnFile, "dsn-file", "", "`file` holding the MariaDB DSN (user:pass@unix(/run/mysqld/mysqld.sock)/pofr)")
+	fs.BoolVar(&f.csv, "csv", false, "print CSV")
+	fs.BoolVar(&f.json, "json", false, "print JSON lines")
+	fs.BoolVar(&f.local, "local", false, "print times in each host's own UTC offset instead of UTC")
+	fs.BoolVar(&f.printSQL, "print-sql", false, "print the SQL of the query instead of running it")
+	if enrich {
+		fs.BoolVar(&f.resolve, "resolve", false, "add reverse DNS names of remote addresses (at query time, cached, short timeout)")
+		fs.DurationVar(&f.rdnsTimeout, "rdns-timeout", 500*time.Millisecond, "timeout of one reverse DNS lookup")
+		fs.StringVar(&f.geoip, "geoip", "", "MaxMind DB `file` (GeoLite2/GeoIP2 City or Country .mmdb) for country and city columns; without it they are not shown")
+	}
+}
+
+func (f *queryFlags) output() (query.Output, error) {
+	if f.csv && f.json {
+		return query.Output{}, cli.Usagef("--csv and --json are exclusive")
+	}
+	o := query.Output{Local: f.local}
+	switch {
+	case f.csv:
+		o.Format = query.FormatCSV
+	case f.json:
+		o.Format = query.FormatJSON
+	}
+	return o, nil
+}
+
+// open connects and builds the Querier; the returned func releases it.
+func (f *queryFlags) open(env *cli.Env) (*query.Querier, func(), error) {
+	if f.dsnFile == "" {
+		return nil, nil, cli.Usagef("--dsn-file is required")
+	}
+	b, err := os.ReadFile(f.dsnFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read DSN: %w", err)
+	}
+	db, err := query.OpenDB(string(b))
+	if err != nil {
+		return nil, nil, err
+	}
+	q := &query.Querier{DB: db, Log: env.Log}
+	closers := []func(){func() { db.Close() }}
+	if f.resolve || f.geoip != "" {
+		q.Enrich = &query.Enricher{Resolve: f.resolve, Timeout: f.rdnsTimeout}
+		if f.geoip != "" {
+			g, err := query.OpenGeoDB(f.geoip)
+			if err != nil {
+				db.Close()
+				return nil, nil, err
+			}
+			q.Enrich.Geo = g
+			closers = append(closers, func() { g.Close() })
+		}
+	}
+	return q, func() {
+		for _, c := range closers {
+			c()
+		}
+	}, nil
+}
+
+// queryCommand registers "query NAME": flags common to all queries plus
+// extra; run gets the Querier and returns the table to print.
+func queryCommand(name, usage, summary, help string, sqlName string, enrich bool, extra func(fs *flag.FlagSet),
+	run func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error)) {
+	var f queryFlags
+	cli.Register(prog, &cli.Command{
+		Name:    "query " + name,
+		Summary: summary,
+		Usage:   usage,
+		Help:    strings.TrimSpace(help) + "\n\n" + queryCommonHelp,
+		Flags: func(fs *flag.FlagSet) {
+			f.register(fs, enrich)
+			if extra != nil {
+				extra(fs)
+			}
+		},
+		Run: func(ctx context.Context, env *cli.Env, args []string) error {
+			if f.printSQL {
+				s, err := query.SQL(sqlName)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprint(env.Stdout, s)
+				return err
+			}
+			out, err := f.output()
+			if err != nil {
+				return err
+			}
+			q, closeQ, err := f.open(env)
+			if err != nil {
+				return err
+			}
+			defer closeQ()
+			t, err := run(ctx, q, args)
+			if errors.Is(err, query.ErrBadTime) {
+				return cli.Usagef("%v", err)
+			}
+			if err != nil {
+				return err
+			}
+			return out.Write(env.Stdout, t)
+		},
+	})
+}
+
+// rangeFlags are --since, --from and --to.
+type rangeFlags struct{ since, from, to string }
+
+func (r *rangeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&r.since, "since", "", "only the last `duration` (90m, 2h, 3d, 1w)")
+	fs.StringVar(&r.from, "from", "", "from this `time` on (included)")
+	fs.StringVar(&r.to, "to", "", "up to this `time` (excluded)")
+}
+
+func (r *rangeFlags) get() (query.Range, error) {
+	return query.ParseRange(r.since, r.from, r.to, time.Now())
+}
+
+func noArgs(args []string) error {
+	if len(args) != 0 {
+		return cli.Usagef("unexpected arguments %q", args)
+	}
+	return nil
+}
+
+func init() {
+	queryCommand("hosts", "--dsn-file F [--csv|--json]", "registered hosts, their last data, chain status and gaps", `
+One row per registered host: hostname, status, reported IPs, last upload
+address, end of its newest data (last_seen), segments loaded, the newest
+sequence number, when it was loaded, the hash chain (ok, broken, waiting for
+a predecessor, none), sequence numbers missing from the ledger, gap rows and
+quarantined files.
+
+Example: pofr-server query hosts --dsn-file /etc/pofr/dsn`, "hosts", false, nil,
+		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+			if err := noArgs(args); err != nil {
+				return nil, err
+			}
+			return q.Hosts(ctx)
+		})
+
+	var host, atFlag string
+	queryCommand("tree", "--host H [--at TIME] --dsn-file F", "the process tree of a host alive at a moment", `
+The processes of host H (host id or hostname) alive at --at (default: now),
+each child indented under its parent, with its user, login user and argv.
+
+Example: pofr-server query tree --host web1 --at '2024-06-20 01:30:05' --dsn-file F`, "tree", false,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&host, "host", "", "host id or hostname (required)")
+			fs.StringVar(&atFlag, "at", "", "the `time` (default now)")
+		},
+		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+			if err := noArgs(args); err != nil {
+				return nil, err
+			}
+			if host == "" {
+				return nil, cli.Usagef("--host is required")
+			}
+			at := time.Now().UTC()
+			if atFlag != "" {
+				t, err := query.ParseTime(atFlag)
+				if err != nil {
+					return nil, err
+				}
+				at = t
+			}
+			return q.Tree(ctx, host, at)
+		})
+
+	var tlHost string
+	var tlRange rangeFlags
+	var tlPID int
+	queryCommand("timeline", "--host H (--since D | --from T [--to T]) --dsn-file F", "process, file and socket rows of a host in time order", `
+Every process event, file access and socket observation of host H in the
+range, interleaved in time order, with the process's user and executable.
+--pid keeps one pid's rows.
+
+Example: pofr-server query timeline --host web1 --since 2h --dsn-file F`, "timeline", false,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&tlHost, "host", "", "host id or hostname (required)")
+			fs.IntVar(&tlPID, "pid", 0, "only this pid's rows")
+			tlRange.register(fs)
+		},
+		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+			if err := noArgs(args); err != nil {
+				return nil, err
+			}
+			if tlHost == "" {
+				return nil, cli.Usagef("--host is required")
+			}
+			r, err := tlRange.get()
+			if err != nil {
+				return nil, err
+			}
+			if r.From.IsZero() {
+				return nil, cli.Usagef("give --since or --from")
+			}
+			return q.Timeline(ctx, tlHost, r, tlPID)
+		})
+
+	var procHost string
+	queryCommand("proc", "--host H PID[@START] --dsn-file F", "one process life: parent chain, events, children, files, connections", `
+One process life on host H: its ancestors (oldest first), its own events
+(fork, exec, exit, …), its children, the files it touched and its sockets,
+in time order. START is the proc_start column (tree and timeline --json show
+it); without it the newest life of PID is shown, and the others are named in
+a log line.
+
+Example: pofr-server query proc --host web1 4242 --dsn-file F`, "proc", false,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&procHost, "host", "", "host id or hostname (required)")
+		},
+		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+			if procHost == "" || len(args) != 1 {
+				return nil, cli.Usagef("want --host H and one PID[@START]")
+			}
+			pid, start, err := query.ParsePID(args[0])
+			if err != nil {
+				return nil, cli.Usagef("%v", err)
+			}
+			return q.Proc(ctx, procHost, pid, start)
+		})
+
+	var ran query.RanArgs
+	var ranRange rangeFlags
+	queryCommand("ran", "(--user U | --exe PATH | --argv-like PATTERN) [--host H] [range] --dsn-file F", "what a user ran, where a program ran (fleet-wide)", `
+Every exec (and snapshot of an already running process) on every host, or
+on --host, that matches all the filters given: --user (a name, looked up in
+each host's own accounts, or a uid; it matches the real, effective or login
+uid, so 'sudo nmap' by toma is found with --user toma), --exe (a path, or a
+base name without a slash), --argv-like (a SQL LIKE pattern on the command
+line, arguments joined by spaces: % any text, _ one character).
+
+Example: did toma run nmap -P0 192.168.18.34?
+  pofr-server query ran --user toma --argv-like 'nmap -P0 192.168.18.34%' --dsn-file F`, "ran", false,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&ran.Host, "host", "", "only this host (id or hostname)")
+			fs.StringVar(&ran.User, "user", "", "user name or uid")
+			fs.StringVar(&ran.Exe, "exe", "", "executable path, or base name")
+			fs.StringVar(&ran.ArgvLike, "argv-like", "", "SQL LIKE `pattern` on the command line")
+			ranRange.register(fs)
+		},
+		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+			if err := noArgs(args); err != nil {
+				return nil, err
+			}
+			if ran.User == "" && ran.Exe == "" && ran.ArgvLike == "" {
+				return nil, cli.Usagef("give --user, --exe or --argv-like")
+			}
+			r, err := ranRange.get()
+			if err != nil {
+				return nil, err
+			}
+			a := ran
+			a.Range = r
+			return q.Ran(ctx, a)
+		})
+
+	var tch query.TouchedArgs
+	var tchRange rangeFlags
+	queryCommand("touched", "PATH|DIR/ [--host H] [--op OP] [--exe PATH] [range] --dsn-file F", "which processes accessed a path, under which accounts", `
+Every access to PATH (also as the new name of a rename), or, when the
+argument ends in /, to anything under that directory: time, operation
+(open, exec, write, create, delete, rename, moved_from, moved_to, fd), the
+process, its user and executable.
+
+Example: all files under /usr accessed by httpd:
+  pofr-server query touched /usr/ --exe httpd --dsn-file F`, "touched", false,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&tch.Host, "host", "", "only this host (id or hostname)")
+			fs.StringVar(&tch.Op, "op", "", "only this operation")
+			fs.StringVar(&tch.Exe, "exe", "", "only processes running this executable (path, or base name)")
+			tchRange.register(fs)
+		},
+		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+			if len(args) != 1 || args[0] == "" {
+				return nil, cli.Usagef("want one PATH or DIR/")
+			}
+			r, err := tchRange.get()
+			if err != nil {
+				return nil, err
+			}
+			a := tch
+			a.Path, a.Range = args[0], r
+			return q.Touched(ctx, a)
+		})
+
+	var cn query.ConnsArgs
+	var cnRange rangeFlags
+	var cnPorts string
+	var cnListening, cnAll bool
+	queryCommand("conns", "[--remote ADDR|CIDR] [--port N[,N…]] [--country CC] [--listening] [filters] --dsn-file F", "network endpoints with their owning process", `
+One row per socket (its open and close rows merged): first and last seen,
+protocol, direction (out, in, listen), local and remote endpoints, state,
+owning process, user and executable, bytes. Connected sockets by default;
+--listening shows the listeners instead, --all both. --port matches the
+local or the remote port. --hours H1-H2 keeps sockets seen between H1:00
+and H2:00 in the host's own local time (22-4 wraps midnight).
+
+Enrichment (at query time, never stored): --resolve adds reverse DNS names
+(rdns); --geoip FILE adds country and city from a MaxMind DB file you supply
+(GeoLite2-City.mmdb or GeoLite2-Country.mmdb). Without --geoip there are no
+country or city columns, and --country is refused.
+
+Examples:
+  endpoints of nathanp's google-chrome:
+    pofr-server query conns --user nathanp --exe google-chrome --resolve --dsn-file F
+  scans of ports 137 and 22 from Vietnam in the last day, 01:00-04:00 host time:
+    pofr-server query conns --port 137,22 --country VN --geoip GeoLite2-City.mmdb --since 24h --hours 1-4 --dsn-file F`, "conns", true,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&cn.Host, "host", "", "only this host (id or hostname)")
+			fs.StringVar(&cn.Remote, "remote", "", "remote `address` or CIDR block")
+			fs.StringVar(&cnPorts, "port", "", "comma-separated `ports` (local or remote)")
+			fs.StringVar(&cn.Country, "country", "", "ISO 3166 `code` of the remote address's country (needs --geoip)")
+			fs.BoolVar(&cnListening, "listening", false, "listeners only")
+			fs.BoolVar(&cnAll, "all", false, "connected sockets and listeners")
+			fs.StringVar(&cn.Hours, "hours", "", "time-of-day window `H1-H2` in the host's local time")
+			fs.StringVar(&cn.User, "user", "", "owner's user name or uid")
+			fs.StringVar(&cn.Exe, "exe", "", "owner's executable (path, or base name)")
+			cnRange.register(fs)
+		},
+		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+			if err := noArgs(args); err != nil {
+				return nil, err
+			}
+			a := cn
+			var err error
+			if a.Range, err = cnRange.get(); err != nil {
+				return nil, err
+			}
+			for p := range strings.SplitSeq(cnPorts, ",") {
+				if p = strings.TrimSpace(p); p == "" {
+					continue
+				}
+				n, err := strconv.ParseUint(p, 10, 16)
+				if err != nil {
+					return nil, cli.Usagef("--port %q: want port numbers", cnPorts)
+				}
+				a.Ports = append(a.Ports, int(n))
+			}
+			switch {
+			case cnListening && cnAll:
+				return nil, cli.Usagef("--listening and --all are exclusive")
+			case cnListening:
+				a.Listening = "only"
+			case cnAll:
+				a.Listening = "all"
+			}
+			if a.Country != "" && (q.Enrich == nil || q.Enrich.Geo == nil) {
+				return nil, cli.Usagef("--country needs --geoip FILE (a MaxMind DB)")
+			}
+			if a.Hours != "" {
+				if _, _, err := query.ParseHours(a.Hours); err != nil {
+					return nil, err
+				}
+			}
+			return q.Conns(ctx, a)
+		})
+
+	var pr query.PeersArgs
+	var prRange rangeFlags
+	queryCommand("peers", "[--host H] [range] [--slack 5s] --dsn-file F", "connections between monitored hosts, with the process on both ends", `
+Connections whose two ends were both recorded: a client socket on host A
+whose remote address:port is the local address:port of a server socket on
+host B, whose remote port is A's local port, at overlapping times (within
+--slack of clock skew). Each row names the client process and user on A and
+the server process and user on B. Loopback never crosses hosts and is left
+out.
+
+Example: pofr-server query peers --since 1d --dsn-file F`, "peers", false,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&pr.Host, "host", "", "only connections with this host on either end")
+			fs.DurationVar(&pr.Slack, "slack", 5*time.Second, "clock skew allowed between hosts")
+			prRange.register(fs)
+		},
+		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+			if err := noArgs(args); err != nil {
+				return nil, err
+			}
+			a := pr
+			var err error
+			if a.Range, err = prRange.get(); err != nil {
+				return nil, err
+			}
+			return q.Peers(ctx, a)
+		})
+
+	var gHost string
+	var gRange rangeFlags
+	queryCommand("gaps", "--host H [range] --dsn-file F", "every interval where a host's record is incomplete, and why", `
+Gap rows the collector recorded (kernel buffer overflows, the collector not
+running, spool evictions), sequence numbers missing from the ledger
+(source ledger) and hash-chain breaks (source chain).
+
+Example: pofr-server query gaps --host web1 --since 7d --dsn-file F`, "gaps", false,
+		func(fs *flag.FlagSet) {
+			fs.StringVar(&gHost, "host", "", "host id or hostname (required)")
+			gRange.register(fs)
+		},
+		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+			if err := noArgs(args); err != nil {
+				return nil, err
+			}
+			if gHost == "" {
+				return nil, cli.Usagef("--host is required")
+			}
+			r, err := gRange.get()
+			if err != nil {
+				return nil, err
+			}
+			return q.Gaps(ctx, gHost, r)
+		})
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/loader"
+	schema "github.com/pofr/pofr/sql"
+)
+
+// defaultServerState is the server's state directory (receiver.DefaultStateDir).
+const defaultServerState = "/var/lib/pofr-server"
+
+// readDSNFile returns the go-sql-driver/mysql DSN kept in path (one line;
+// user:password@unix(/run/mysqld/mysqld.sock)/pofr). Secrets never go on
+// the command line.
+func readDSNFile(path string) (string, error) {
+	if path == "" {
+		return "", cli.Usagef("--dsn-file is required")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read DSN file: %w", err)
+	}
+	dsn := strings.TrimSpace(string(b))
+	if dsn == "" {
+		return "", fmt.Errorf("read DSN file %s: empty", path)
+	}
+	return dsn, nil
+}
+
+// readSecretFile returns the first line of a password file.
+func readSecretFile(flagName, path string) (string, error) {
+	if path == "" {
+		return "", cli.Usagef("--%s is required", flagName)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read --%s: %w", flagName, err)
+	}
+	s, _, _ := strings.Cut(string(b), "\n")
+	if s = strings.TrimRight(s, "\r"); s == "" {
+		return "", fmt.Errorf("read --%s %s: empty", flagName, path)
+	}
+	return s, nil
+}
+
+// partitionAhead is how many days of partitions schema apply and retention
+// create beyond today.
+const partitionAhead = 7
+
+func init() {
+	var dsnFile string
+	cli.Register(prog, &cli.Command{
+		Name:    "schema apply",
+		Summary: "create or upgrade the MariaDB schema (idempotent; never downgrades)",
+		Usage:   "--dsn-file F",
+		Help: `Applies the migrations embedded in this binary (sql/NNN_name.sql) that the
+database does not have yet, records each in schema_version, and creates the
+day partitions of the event tables from today to 7 days ahead. Running it
+again does nothing. A database whose schema is newer than this binary is
+refused. The DSN file holds an administrator's DSN for the pofr database.
+
+Exit codes: 0 applied or already current; 1 error; 4 the database is newer
+than this binary.
+
+Example: pofr-server schema apply --dsn-file /etc/pofr/admin.dsn`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding the administrator's DSN")
+		},
+		Run: func(ctx context.Context, env *cli.Env, args []string) error {
+			dsn, err := readDSNFile(dsnFile)
+			if err != nil {
+				return err
+			}
+			db, err := loader.OpenDB(dsn)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			applied, err := schema.Apply(ctx, db)
+			if errors.Is(err, schema.ErrNewer) {
+				return cli.Exit(4, err)
+			}
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			added, err := loader.EnsurePartitions(ctx, db, now, now.AddDate(0, 0, partitionAhead))
+			if err != nil {
+				return err
+			}
+			env.Log.Info("schema applied", "migrations", applied, "version", schema.Latest(), "partitions_added", added)
+			return nil
+		},
+	})
+
+	var usersDSN, loaderPW, readerPW, loaderUser, readerUser, host string
+	cli.Register(prog, &cli.Command{
+		Name:    "schema users",
+		Summary: "create the least-privilege loader and reader accounts",
+		Usage:   "--dsn-file F --loader-password-file F [--reader-password-file F]",
+		Help: `Creates (or updates the password and privileges of) two accounts on the
+database named in the administrator's DSN:
+
+  loader (default pofr_loader): SELECT, INSERT, UPDATE on the database only;
+          enough for pofr-server load (LOAD DATA LOCAL needs INSERT, not FILE).
+  reader (default pofr_reader): SELECT, SHOW VIEW, for analysts.
+
+Neither gets FILE, SUPER or any DDL: schema apply and retention (which adds and
+drops partitions) run with the administrator's DSN. Passwords are read from
+files and sent to the server only as mysql_native_password hashes.
+
+Exit codes: 0 done; 1 error; 2 usage.
+
+Example: pofr-server schema users --dsn-file /etc/pofr/admin.dsn \
+    --loader-password-file /etc/pofr/loader.pw --reader-password-file /etc/pofr/reader.pw`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&usersDSN, "dsn-file", "", "`file` holding the administrator's DSN")
+			fs.StringVar(&loaderPW, "loader-password-file", "", "`file` holding the loader account's password")
+			fs.StringVar(&readerPW, "reader-password-file", "", "`file` holding the reader account's password (omit to skip the reader)")
+			fs.StringVar(&loaderUser, "loader-user", "pofr_loader", "loader account `name`")
+			fs.StringVar(&readerUser, "reader-user", "pofr_reader", "reader account `name`")
+			fs.StringVar(&host, "host", "localhost", "host part of both accounts: localhost (unix socket), an address, or %")
+		},
+		Run: func(ctx context.Context, env *cli.Env, args []string) error {
+			dsn, err := readDSNFile(usersDSN)
+			if err != nil {
+				return err
+			}
+			cfg, err := mysql.ParseDSN(dsn)
+			if err != nil {
+				return fmt.Errorf("parse DSN: %w", err)
+			}
+			if cfg.DBName == "" {
+				return errors.New("the DSN names no database (user:pw@unix(/sock)/pofr)")
+			}
+			u := loader.Users{Host: host, Loader: loaderUser}
+			if u.LoaderPassword, err = readSecretFile("loader-password-file", loaderPW); err != nil {
+				return err
+			}
+			if readerPW != "" {
+				u.Reader = readerUser
+				if u.ReaderPassword, err = readSecretFile("reader-password-file", readerPW); err != nil {
+					return err
+				}
+			}
+			db, err := loader.OpenDB(dsn)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if err := loader.CreateUsers(ctx, db, cfg.DBName, u); err != nil {
+				return err
+			}
+			env.Log.Info("accounts ready", "database", cfg.DBName, "loader", u.Loader, "reader", u.Reader, "host", u.Host)
+			return nil
+		},
+	})
+
+	cli.Register(prog, &cli.Command{
+		Name:    "schema print",
+		Summary: "print the SQL of every migration",
+		Usage:   "",
+		Help: `Writes the embedded migrations, in order, to standard output: the schema
+with a COMMENT on every column. Apply them with 'schema apply', not by hand, so
+that schema_version stays right.
+
+Exit codes: 0; 1 write error.`,
+		Run: func(ctx context.Context, env *cli.Env, args []string) error {
+			return schema.Print(env.Stdout)
+		},
+	})
+}
