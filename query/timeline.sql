@@ -1,0 +1,76 @@
+-- timeline: process, file and socket rows of a host interleaved in time order.
+--
+-- Parameters:
+--   @host  host_id
+--   @from  DATETIME(6) UTC or NULL: rows at or after it (included)
+--   @to    DATETIME(6) UTC or NULL: rows before it (excluded)
+--   @pid   process id or NULL: only rows of that pid
+--
+-- exe is the executable of the process the row belongs to (for file and
+-- socket rows: of its newest exec at or before the row). detail is, for
+-- proc rows, what changed (parent, exit status, new ids or name); for file
+-- rows the path (old -> new for renames); for socket rows protocol,
+-- direction and endpoints. argv is set on exec and snapshot rows.
+SELECT * FROM (
+  SELECT e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset, 'proc' AS kind, e.event,
+    e.pid, e.uid,
+    (SELECT a.name FROM accounts a WHERE a.host_id = e.host_id AND a.kind = 'user' AND a.id = e.uid
+      ORDER BY a.ts <= e.ts DESC, a.ts DESC LIMIT 1) AS user,
+    COALESCE(e.exe,
+      (SELECT p.exe FROM proc_events p
+        WHERE p.host_id = e.host_id AND p.boot_id = e.boot_id AND p.pid = e.pid
+          AND p.proc_start = e.proc_start AND p.exe IS NOT NULL
+        ORDER BY p.ts <= e.ts DESC, p.ts DESC LIMIT 1),
+      e.comm) AS exe,
+    CASE e.event
+      WHEN 'fork' THEN CONCAT('parent ', e.ppid)
+      WHEN 'exit' THEN CASE WHEN e.exit_signal IS NOT NULL THEN CONCAT('signal ', e.exit_signal)
+                            ELSE CONCAT('code ', e.exit_code) END
+      WHEN 'coredump' THEN CONCAT('signal ', e.exit_signal)
+      WHEN 'uid' THEN CONCAT('uid ', COALESCE(e.uid, '?'), ' euid ', COALESCE(e.euid, '?'))
+      WHEN 'gid' THEN CONCAT('gid ', COALESCE(e.gid, '?'), ' egid ', COALESCE(e.egid, '?'))
+      WHEN 'sid' THEN CONCAT('session ', COALESCE(e.session_id, '?'))
+      WHEN 'comm' THEN e.comm
+      WHEN 'ptrace' THEN CONCAT('tracer ', e.tracer_pid)
+      ELSE NULL END AS detail,
+    CASE WHEN e.event IN ('exec', 'snapshot') THEN e.argv END AS argv,
+    0 AS _order, e.segment_id AS _segment_id, e.row_no AS _row_no
+  FROM proc_events e
+  WHERE e.host_id = @host
+    AND (@from IS NULL OR e.ts >= @from) AND (@to IS NULL OR e.ts < @to)
+    AND (@pid IS NULL OR e.pid = @pid)
+  UNION ALL
+  SELECT f.ts, f.ts_ns, f.tz_offset, 'file', f.op,
+    f.pid, f.uid,
+    (SELECT a.name FROM accounts a WHERE a.host_id = f.host_id AND a.kind = 'user' AND a.id = f.uid
+      ORDER BY a.ts <= f.ts DESC, a.ts DESC LIMIT 1),
+    (SELECT COALESCE(p.exe, p.comm) FROM proc_events p
+      WHERE p.host_id = f.host_id AND p.boot_id = f.boot_id AND p.pid = f.pid
+        AND p.proc_start = f.proc_start AND (p.exe IS NOT NULL OR p.comm IS NOT NULL)
+      ORDER BY p.exe IS NOT NULL DESC, p.ts <= f.ts DESC, p.ts DESC LIMIT 1),
+    CASE WHEN f.new_path IS NULL THEN f.path ELSE CONCAT(f.path, ' -> ', f.new_path) END,
+    NULL, 1, f.segment_id, f.row_no
+  FROM file_events f
+  WHERE f.host_id = @host
+    AND (@from IS NULL OR f.ts >= @from) AND (@to IS NULL OR f.ts < @to)
+    AND (@pid IS NULL OR f.pid = @pid)
+  UNION ALL
+  SELECT s.ts, s.ts_ns, s.tz_offset, 'sock', s.event,
+    s.pid, s.uid,
+    (SELECT a.name FROM accounts a WHERE a.host_id = s.host_id AND a.kind = 'user' AND a.id = s.uid
+      ORDER BY a.ts <= s.ts DESC, a.ts DESC LIMIT 1),
+    (SELECT COALESCE(p.exe, p.comm) FROM proc_events p
+      WHERE p.host_id = s.host_id AND p.boot_id = s.boot_id AND p.pid = s.pid
+        AND p.proc_start = s.proc_start AND (p.exe IS NOT NULL OR p.comm IS NOT NULL)
+      ORDER BY p.exe IS NOT NULL DESC, p.ts <= s.ts DESC, p.ts DESC LIMIT 1),
+    CONCAT(s.proto, ' ', COALESCE(s.direction, '?'), ' ',
+           COALESCE(CONVERT(INET6_NTOA(s.local_addr) USING ascii), '?'), ':', s.local_port, ' -> ',
+           COALESCE(CONVERT(INET6_NTOA(s.remote_addr) USING ascii), '?'), ':', s.remote_port,
+           COALESCE(CONCAT(' ', s.state), '')),
+    NULL, 2, s.segment_id, s.row_no
+  FROM sock_events s
+  WHERE s.host_id = @host
+    AND (@from IS NULL OR s.ts >= @from) AND (@to IS NULL OR s.ts < @to)
+    AND (@pid IS NULL OR s.pid = @pid)
+) t
+ORDER BY t.time, t._ts_ns, t._order, t._segment_id, t._row_no
