@@ -205,6 +205,10 @@ const (
 	// SockFlagVanished: the socket disappeared between two dumps and no destroy
 	// notification was seen for it.
 	SockFlagVanished
+	// SockFlagOwnerFromListener: the socket was accepted on a listener and was
+	// never seen alive itself; its owner is the listener's owner (the process
+	// that accepted it is usually that one, or a child it passed it to).
+	SockFlagOwnerFromListener
 )
 
 // Sock is one row of the sock table.

@@ -73,7 +73,7 @@ var sockColumns = []column[Sock]{
 	optNum("bytes_sent", uint64Type, "TCP: bytes sent (tcp_info bytes_sent) at the time of the row; null for UDP or if unknown.", func(r *Sock) *Opt[uint64] { return &r.BytesSent }),
 	optNum("bytes_recv", uint64Type, "TCP: bytes received (tcp_info bytes_received); null for UDP or if unknown.", func(r *Sock) *Opt[uint64] { return &r.BytesRecv }),
 	optTSCol("first_ts", "When the socket was first seen alive (the open row's ts); close ts − first_ts is a lower bound of its life; null if never seen alive.", func(r *Sock) *Opt[int64] { return &r.FirstTS }),
-	num("flags", uint32Type, "Bit set: 1 self, 2 owner_unknown, 4 fallback, 8 from_destroy, 16 vanished (see SockFlag* in internal/event).", func(r *Sock) *uint32 { return &r.Flags }),
+	num("flags", uint32Type, "Bit set: 1 self, 2 owner_unknown, 4 fallback, 8 from_destroy, 16 vanished, 32 owner_from_listener (see SockFlag* in internal/event).", func(r *Sock) *uint32 { return &r.Flags }),
 }
 
 var gapColumns = []column[Gap]{
