@@ -1,3 +1,44 @@
 // Package loader verifies received segments and loads them into MariaDB,
 // exactly once.
+//
+// One pass ([Loader.Run]) takes every segment file in the server's inboxes
+// (<state>/inbox/<host_id>/<host_id>_<seq>_<digest16>.pofr) and, on several
+// workers at once (also for one busy host):
+//
+//  1. verifies it with spool.Verify against the signing key the host
+//     registered, for the host its inbox names (member digests, signature,
+//     host id, sizes);
+//  2. in ONE transaction: inserts its custody row into segments (unique
+//     (host_id, seq) and digest), streams each table's rows into
+//     LOAD DATA LOCAL INFILE 'Reader::…' (go-sql-driver/mysql reader
+//     handlers; no temporary file), checks that MariaDB took every row and
+//     raised no warning, and commits;
+//  3. moves the file to <state>/archive/<host_id>/.
+//
+// A crash at any point leaves the segment loaded once or not at all: the
+// ledger row and the rows commit together, and a file whose digest the
+// ledger already holds is only archived. A second loader racing on the same
+// segment blocks on the ledger's unique key and then skips it.
+//
+// The hash chain is checked against the ledger: prev_digest must equal the
+// digest of the loaded segment seq-1. A break is recorded (segments.chain_ok
+// = 0) and reported, not refused; a predecessor that is not loaded yet leaves
+// chain_ok NULL until it is (checked again after every pass).
+//
+// A segment that fails verification or decoding, claims a seq that the
+// ledger holds with another digest (a replay), or whose rows MariaDB would
+// alter (a warning from LOAD DATA: it silently truncates otherwise) is moved
+// to <state>/quarantine/<host_id>/ with a .reason file beside it and a row in
+// the quarantine table; the loader goes on with the next.
+//
+// # Escaping
+//
+// Rows travel in LOAD DATA's default text format (fields separated by tab,
+// lines by newline, escape character backslash). Byte columns are sent as
+// their own bytes with \\ \t \n \r and NUL escaped, under CHARACTER SET
+// binary so no character set conversion touches them ([Escaped], the
+// default), or as hexadecimal stored with UNHEX() ([Hex]); NULL is \N.
+// Small-vocabulary columns (event, op, state, …) must be printable ASCII, or
+// the segment is quarantined. Timestamps are DATETIME(6) in UTC plus ts_ns,
+// the nanoseconds beyond the microsecond of each table's main ts.
 package loader

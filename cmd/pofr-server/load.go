@@ -88,6 +88,9 @@ Example (cron, every minute): pofr-server load --dsn-file /etc/pofr/loader.dsn`,
 				env.Log.Info("another loader is running; nothing to do", "state_dir", stateDir)
 				return nil
 			}
+			if err != nil && sum.Segments == 0 {
+				return err // the pass could not start (database, schema version)
+			}
 			fmt.Fprintln(env.Stdout, sum.String())
 			if err != nil {
 				return err

@@ -1,0 +1,211 @@
+package loader
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/testutil"
+	schema "github.com/pofr/pofr/sql"
+)
+
+// TestSchemaApply: applying twice applies nothing the second time; a
+// database newer than the binary is refused, by Apply and by the loader.
+func TestSchemaApply(t *testing.T) {
+	db, _ := newDB(t)
+	ctx := t.Context()
+	applied, err := schema.Apply(ctx, db)
+	if err != nil || len(applied) != 0 {
+		t.Fatalf("second apply: %v, %v; want nothing applied", applied, err)
+	}
+	if v, err := schema.Version(ctx, db); err != nil || v != schema.Latest() {
+		t.Fatalf("version %d (%v), want %d", v, err, schema.Latest())
+	}
+	if _, err := db.Exec("INSERT INTO schema_version (version, name) VALUES (?, 'future.sql')", schema.Latest()+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := schema.Apply(ctx, db); !errors.Is(err, schema.ErrNewer) {
+		t.Fatalf("apply on a newer database: %v, want ErrNewer", err)
+	}
+	l, err := New(Options{DB: db, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Run(ctx); !errors.Is(err, schema.ErrNewer) {
+		t.Fatalf("loader on a newer database: %v, want ErrNewer", err)
+	}
+}
+
+// TestEveryColumnCommented: every column of every table has a COMMENT
+// (docs/schema.md is generated from them), and every Arrow column has its
+// SQL column of the same name.
+func TestEveryColumnCommented(t *testing.T) {
+	db, _ := newDB(t)
+	rows, err := db.Query(`SELECT c.TABLE_NAME, c.COLUMN_NAME FROM information_schema.COLUMNS c
+		JOIN information_schema.TABLES t USING (TABLE_SCHEMA, TABLE_NAME)
+		WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' AND c.COLUMN_COMMENT = ''`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var tb, col string
+		rows.Scan(&tb, &col)
+		t.Errorf("%s.%s has no COMMENT", tb, col)
+	}
+	for _, ti := range tableInfos {
+		for _, f := range event.SchemaOf(ti.table).Fields() {
+			var n int
+			if err := db.QueryRow("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+				ti.sqlName, f.Name).Scan(&n); err != nil || n != 1 {
+				t.Errorf("Arrow column %s.%s has no SQL column in %s", ti.table, f.Name, ti.sqlName)
+			}
+		}
+	}
+}
+
+// TestUsersLeastPrivilege: the loader account can load but not create,
+// drop or read files; the reader can only read.
+func TestUsersLeastPrivilege(t *testing.T) {
+	m := testutil.StartMariaDB(t)
+	db, _ := newDB(t)
+	var dbname string
+	if err := db.QueryRow("SELECT DATABASE()").Scan(&dbname); err != nil {
+		t.Fatal(err)
+	}
+	suffix := strings.ToLower(strings.TrimPrefix(dbname, "t"))[:4]
+	u := Users{Host: "localhost", Loader: "ld" + suffix, LoaderPassword: "l'o\"a\\der pw", Reader: "rd" + suffix, ReaderPassword: "reader-pw"}
+	ctx := t.Context()
+	if err := CreateUsers(ctx, db, dbname, u); err != nil {
+		t.Fatal(err)
+	}
+	if err := CreateUsers(ctx, db, dbname, u); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		db.Exec("DROP USER IF EXISTS '" + u.Loader + "'@'localhost', '" + u.Reader + "'@'localhost'")
+	})
+	open := func(user, pw string) *sql.DB {
+		cfg := mysql.NewConfig()
+		cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName, cfg.ParseTime = user, pw, "unix", m.Socket(), dbname, true
+		d, err := OpenDB(cfg.FormatDSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	ldb := open(u.Loader, u.LoaderPassword)
+
+	// The loader account loads (hostile rows through the whole path).
+	f := newFixture(t, "h1")
+	procs, files, socks, gaps, accts := hostileRows(hostileBase())
+	f.seal("h1", func(s event.Sink) { appendAll(s, procs, files, socks, gaps, accts) })
+	if s := run(t, ldb, f.state, 2); s.Loaded != 1 {
+		t.Fatalf("load as %s: %s", u.Loader, s)
+	}
+	for _, st := range []string{"DROP TABLE proc_events", "CREATE TABLE x (a INT)", "ALTER TABLE proc_events DROP PARTITION pmax",
+		"SELECT LOAD_FILE('/etc/passwd') INTO @x", "DELETE FROM segments", "CREATE USER 'zz'@'localhost'"} {
+		_, err := ldb.ExecContext(ctx, st)
+		var me *mysql.MySQLError
+		if st == "SELECT LOAD_FILE('/etc/passwd') INTO @x" {
+			var v sql.NullString
+			if err := ldb.QueryRowContext(ctx, "SELECT LOAD_FILE('/etc/passwd')").Scan(&v); err != nil || v.Valid {
+				t.Errorf("loader read /etc/passwd with LOAD_FILE: %v %v", v.Valid, err)
+			}
+			continue
+		}
+		if !errors.As(err, &me) {
+			t.Errorf("loader account may %q (err %v)", st, err)
+		}
+	}
+	var grants []string
+	rows, err := ldb.QueryContext(ctx, "SHOW GRANTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var g string
+		rows.Scan(&g)
+		grants = append(grants, g[:strings.Index(g, " TO ")])
+	}
+	rows.Close()
+	want := []string{"GRANT USAGE ON *.*", "GRANT SELECT, INSERT, UPDATE ON `" + dbname + "`.*"}
+	if diff := cmp.Diff(want, grants); diff != "" {
+		t.Errorf("loader grants (-want +got):\n%s", diff)
+	}
+	rdb := open(u.Reader, u.ReaderPassword)
+	var n int
+	if err := rdb.QueryRowContext(ctx, "SELECT COUNT(*) FROM processes").Scan(&n); err != nil || n == 0 {
+		t.Errorf("reader: processes view: %d rows, %v", n, err)
+	}
+	if _, err := rdb.ExecContext(ctx, "DELETE FROM proc_events"); err == nil {
+		t.Error("reader account may delete")
+	}
+}
+
+// TestRetention: day partitions are added ahead and dropped after the
+// period, with their rows; the rows of kept days stay.
+func TestRetention(t *testing.T) {
+	db, _ := newDB(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	today := day(time.Now())
+	// Partitions exist from yesterday (newDB); rows of 1 day ago and today.
+	l, w := newTestLoader2(t, db)
+	defer w.close()
+	mk := func(ts time.Time, pid int32) event.Proc {
+		return event.Proc{TS: ts.UnixNano(), Event: event.ProcExec, PID: pid, TID: pid, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1}
+	}
+	seg := memSegment("h1", 1, "", []event.Proc{mk(today.Add(-12*time.Hour), 1), mk(today.Add(time.Hour), 2)}, nil, nil, nil, nil)
+	defer seg.release()
+	if _, err := w.commit(ctx, job{host: "h1", name: "x"}, seg, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	added, err := EnsurePartitions(ctx, db, today, today.AddDate(0, 0, 5))
+	if err != nil || added != 3*3 {
+		t.Fatalf("EnsurePartitions: %d added (%v), want 9 (3 days × 3 tables)", added, err)
+	}
+	dropped, err := DropPartitions(ctx, db, today)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := today.AddDate(0, 0, -1).Format("p20060102")
+	if diff := cmp.Diff([]string{"file_events." + y, "proc_events." + y, "sock_events." + y}, dropped); diff != "" {
+		t.Errorf("dropped (-want +got):\n%s", diff)
+	}
+	var pids []int32
+	for _, p := range readProcs(t, l.db, "") {
+		pids = append(pids, p.PID)
+	}
+	if diff := cmp.Diff([]int32{2}, pids); diff != "" {
+		t.Errorf("pids left (-want +got):\n%s", diff)
+	}
+	for _, c := range []struct {
+		in   string
+		want time.Duration
+	}{{"90d", 90 * 24 * time.Hour}, {"2w", 14 * 24 * time.Hour}, {"48h", 48 * time.Hour}} {
+		if got, err := ParseKeep(c.in); err != nil || got != c.want {
+			t.Errorf("ParseKeep(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	if _, err := ParseKeep("1h"); err == nil {
+		t.Error("ParseKeep(1h) accepted less than a day")
+	}
+}
+
+func newTestLoader2(t testing.TB, db *sql.DB) (*Loader, *worker) {
+	l, err := New(Options{DB: db, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, &worker{l: l}
+}

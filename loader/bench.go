@@ -1,0 +1,410 @@
+package loader
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/spool"
+)
+
+// BenchOptions configure Bench.
+type BenchOptions struct {
+	// DSN of an administrator on a database with the current schema. Bench
+	// EMPTIES its tables (TRUNCATE) before each measurement.
+	DSN string
+	// Workers lists the worker counts to measure (default 1, 2, 4).
+	Workers []int
+	// Hosts, Segments (per host) and RowsPerSegment size the data (default
+	// 2 hosts × 8 segments × 25000 rows of the mix of BenchRows).
+	Hosts, Segments, RowsPerSegment int
+	// Rounds is how many times each of loader and ceiling runs per worker
+	// count, alternating which goes first; the best time counts (default 2).
+	Rounds int
+	// Log, if set, gets one line per measurement.
+	Log *slog.Logger
+}
+
+// BenchResult is one measurement: the loader against the ceiling, a plain
+// LOAD DATA LOCAL of the same rows pre-rendered as text into the same tables
+// with the same indexes, one transaction per segment, on as many
+// connections as the loader has workers.
+type BenchResult struct {
+	Workers  int
+	Segments int
+	Rows     int64
+	// Loader is the wall time of Loader.Run (verify, decode, escape, load,
+	// ledger, archive); Ceiling that of the plain load.
+	Loader, Ceiling time.Duration
+	// LoaderRowsPerSec, CeilingRowsPerSec and Ratio (loader / ceiling).
+	LoaderRowsPerSec, CeilingRowsPerSec, Ratio float64
+	// LoaderCPUPerMRows is the CPU time (user + system) of this process
+	// during Loader.Run per million rows; CeilingCPUPerMRows the same for the
+	// plain load (the driver's share).
+	LoaderCPUPerMRows, CeilingCPUPerMRows float64
+}
+
+// String formats r as one line of a table.
+func (r BenchResult) String() string {
+	return fmt.Sprintf("workers %d: loader %.0f rows/s, ceiling %.0f rows/s, ratio %.2f; loader CPU %.2f s/Mrows (ceiling %.2f); %d rows in %d segments",
+		r.Workers, r.LoaderRowsPerSec, r.CeilingRowsPerSec, r.Ratio, r.LoaderCPUPerMRows, r.CeilingCPUPerMRows, r.Rows, r.Segments)
+}
+
+// BenchRows returns n rows of a busy host's mix starting at base (ns): 30 %
+// process events (fork, exec with argv, exit), 60 % file accesses, 10 %
+// socket closes.
+func BenchRows(base int64, n int) ([]event.Proc, []event.File, []event.Sock) {
+	var procs []event.Proc
+	var files []event.File
+	var socks []event.Sock
+	for i := range n {
+		ts := base + int64(i)*1000
+		pid := int32(10000 + i/3%30000)
+		switch {
+		case i%10 < 3:
+			procs = append(procs, event.Proc{TS: ts, Event: []string{event.ProcFork, event.ProcExec, event.ProcExit}[i%3], PID: pid,
+				TID: pid, PPID: 1, ProcStart: int64(i / 3), ParentStart: event.Some[int64](1), UID: 1000, EUID: 1000, GID: 1000, EGID: 1000,
+				AUID: 1000, SessionID: 3, Comm: []byte("worker"), Exe: []byte("/usr/bin/worker"),
+				Argv: fmt.Appendf(nil, "worker\x00--job\x00%d\x00--out\x00/srv/out/%d.json\x00", i, i%97), Cwd: []byte("/srv"),
+				Cgroup: []byte("/system.slice/worker.service")})
+		case i%10 < 9:
+			files = append(files, event.File{TS: ts, LastTS: ts + 10, Count: 1, PID: pid, ProcStart: event.Some(int64(i / 3)),
+				UID: 1000, Op: []string{event.FileOpen, event.FileWrite, event.FileExec}[i%3],
+				Path: fmt.Appendf(nil, "/srv/data/%d/file-%d", i%13, i%1009), Inode: event.Some(uint64(i)), Dev: event.Some[uint64](2049)})
+		default:
+			socks = append(socks, event.Sock{TS: ts, Event: event.SockClose, Proto: "tcp", Family: 4, State: "CLOSE", Direction: event.DirOut,
+				LocalAddr: []byte{10, 0, 0, 1}, LocalPort: uint16(30000 + i%1000), RemoteAddr: []byte{192, 0, 2, byte(i)}, RemotePort: 443,
+				Inode: event.Some(uint64(i)), Cookie: uint64(i), UID: 1000, PID: event.Some(pid), ProcStart: event.Some(int64(i / 3)),
+				BytesSent: event.Some(uint64(i)), BytesRecv: event.Some(uint64(2 * i)), FirstTS: event.Some(ts - 1e6), Flags: event.SockFlagFromDestroy})
+		}
+	}
+	return procs, files, socks
+}
+
+// WriteBenchSegments registers hosts bench-0… in the state directory and
+// writes segments of BenchRows into their inboxes with the real spool
+// writer. It returns the rows written.
+func WriteBenchSegments(state string, hosts, segments, rowsPerSegment int) (int64, error) {
+	var total int64
+	base := time.Now().Truncate(time.Second).UnixNano()
+	for h := range hosts {
+		id := fmt.Sprintf("bench-%d", h)
+		pub, priv, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			return 0, err
+		}
+		if err := registry.Save(state, &registry.Host{HostID: id, SigningKey: pub, Status: registry.StatusActive, RegisteredAt: time.Now().UTC()}); err != nil {
+			return 0, err
+		}
+		dir, err := os.MkdirTemp("", "pofr-bench-spool-")
+		if err != nil {
+			return 0, err
+		}
+		defer os.RemoveAll(dir)
+		w, err := spool.Open(dir, spool.Options{HostID: id, BootID: "bench-boot", Key: priv, MaxSegmentAge: time.Hour, MaxSegmentBytes: 32 << 20, Quota: 4 << 30})
+		if err != nil {
+			return 0, err
+		}
+		for s := range segments {
+			procs, files, socks := BenchRows(base+int64(s*rowsPerSegment)*1000, rowsPerSegment)
+			for i := range procs {
+				w.AppendProc(&procs[i])
+			}
+			for i := range files {
+				w.AppendFile(&files[i])
+			}
+			for i := range socks {
+				w.AppendSock(&socks[i])
+			}
+			if err := w.Seal(); err != nil {
+				w.Close()
+				return 0, err
+			}
+			total += int64(rowsPerSegment)
+		}
+		if err := w.Close(); err != nil {
+			return 0, err
+		}
+		infos, err := spool.List(dir)
+		if err != nil {
+			return 0, err
+		}
+		for _, in := range infos {
+			if err := os.Rename(in.Path, filepath.Join(registry.DirsOf(state, id).Inbox, in.Name)); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return total, nil
+}
+
+// prerendered is one segment's tables as LOAD DATA text.
+type prerendered struct {
+	consts segConsts
+	tables []tableInfo
+	stmts  []*arrowSchemaStmt
+	text   [][]byte
+}
+
+type arrowSchemaStmt struct {
+	stmt func(name string, c segConsts) string
+}
+
+// Bench measures the loader against the ceiling for each worker count.
+func Bench(ctx context.Context, opt BenchOptions) ([]BenchResult, error) {
+	if len(opt.Workers) == 0 {
+		opt.Workers = []int{1, 2, 4}
+	}
+	if opt.Hosts <= 0 {
+		opt.Hosts = 2
+	}
+	if opt.Segments <= 0 {
+		opt.Segments = 8
+	}
+	if opt.RowsPerSegment <= 0 {
+		opt.RowsPerSegment = 25000
+	}
+	if opt.Rounds <= 0 {
+		opt.Rounds = 2
+	}
+	log := opt.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	db, err := OpenDB(opt.DSN)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	src, err := os.MkdirTemp("", "pofr-bench-state-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(src)
+	rows, err := WriteBenchSegments(src, opt.Hosts, opt.Segments, opt.RowsPerSegment)
+	if err != nil {
+		return nil, fmt.Errorf("write bench segments: %w", err)
+	}
+	pre, err := prerender(src)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if _, err := EnsurePartitions(ctx, db, now.AddDate(0, 0, -1), now.AddDate(0, 0, 2)); err != nil {
+		return nil, err
+	}
+	var out []BenchResult
+	for _, n := range opt.Workers {
+		r := BenchResult{Workers: n, Segments: len(pre), Rows: rows}
+		// Rounds alternate which of the two goes first; the best time of
+		// each counts, so that a busy machine penalises both alike.
+		for round := range opt.Rounds {
+			for k := range 2 {
+				if (k+round)%2 == 0 {
+					d, cpu, err := benchCeiling(ctx, db, pre, n)
+					if err != nil {
+						return nil, fmt.Errorf("ceiling: %w", err)
+					}
+					if r.Ceiling == 0 || d < r.Ceiling {
+						r.Ceiling, r.CeilingCPUPerMRows = d, cpu.Seconds()/float64(rows)*1e6
+					}
+				} else {
+					d, cpu, err := benchLoader(ctx, db, src, n, rows, len(pre))
+					if err != nil {
+						return nil, fmt.Errorf("loader: %w", err)
+					}
+					if r.Loader == 0 || d < r.Loader {
+						r.Loader, r.LoaderCPUPerMRows = d, cpu.Seconds()/float64(rows)*1e6
+					}
+				}
+			}
+		}
+		r.LoaderRowsPerSec = float64(rows) / r.Loader.Seconds()
+		r.CeilingRowsPerSec = float64(rows) / r.Ceiling.Seconds()
+		r.Ratio = r.LoaderRowsPerSec / r.CeilingRowsPerSec
+		log.Info("bench", "result", r.String())
+		out = append(out, r)
+	}
+	return out, emptyTables(ctx, db)
+}
+
+// benchCeiling empties the tables and loads the pre-rendered text.
+func benchCeiling(ctx context.Context, db *sql.DB, pre []prerendered, workers int) (time.Duration, time.Duration, error) {
+	if err := emptyTables(ctx, db); err != nil {
+		return 0, 0, err
+	}
+	cpu0, t0 := processCPU(), time.Now()
+	err := loadPrerendered(ctx, db, pre, workers)
+	return time.Since(t0), processCPU() - cpu0, err
+}
+
+// benchLoader empties the tables and runs the loader on a copy of src.
+func benchLoader(ctx context.Context, db *sql.DB, src string, workers int, rows int64, segments int) (time.Duration, time.Duration, error) {
+	if err := emptyTables(ctx, db); err != nil {
+		return 0, 0, err
+	}
+	state, err := os.MkdirTemp("", "pofr-bench-run-")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.RemoveAll(state)
+	if err := os.CopyFS(state, os.DirFS(src)); err != nil {
+		return 0, 0, err
+	}
+	l, err := New(Options{DB: db, StateDir: state, Workers: workers})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer l.Close()
+	cpu0, t0 := processCPU(), time.Now()
+	sum, err := l.Run(ctx)
+	d, cpu := time.Since(t0), processCPU()-cpu0
+	if err != nil {
+		return 0, 0, err
+	}
+	if sum.Rows != rows || sum.Loaded != segments {
+		return 0, 0, fmt.Errorf("%s, want %d rows in %d segments", sum, rows, segments)
+	}
+	return d, cpu, nil
+}
+
+// prerender verifies every segment in the inboxes of state and renders its
+// tables to text, outside any measurement.
+func prerender(state string) ([]prerendered, error) {
+	hosts, err := registry.List(state)
+	if err != nil {
+		return nil, err
+	}
+	var out []prerendered
+	for _, h := range hosts {
+		pub, err := h.SigningPublicKey()
+		if err != nil {
+			return nil, err
+		}
+		inbox := registry.DirsOf(state, h.HostID).Inbox
+		ents, err := os.ReadDir(inbox)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range ents {
+			p := filepath.Join(inbox, e.Name())
+			fi, err := os.Stat(p)
+			if err != nil {
+				return nil, err
+			}
+			seg, err := openSegment(p, fi.Size(), pub, h.HostID, spool.DefaultMaxSize)
+			if err != nil {
+				return nil, err
+			}
+			pr := prerendered{consts: segConsts{SegmentID: uint64(len(out) + 1), HostID: seg.manifest.HostID, BootID: seg.manifest.BootID, TZOffset: seg.manifest.TZOffset}}
+			for _, ti := range tableInfos {
+				if seg.manifest.TableRows(ti.table) == 0 {
+					continue
+				}
+				rec, err := seg.record(ti.table)
+				if err != nil {
+					seg.release()
+					return nil, err
+				}
+				r, err := newTSVReader(ti, rec, Escaped)
+				if err != nil {
+					seg.release()
+					return nil, err
+				}
+				var buf bytes.Buffer
+				if _, err := r.WriteTo(&buf); err != nil {
+					seg.release()
+					return nil, err
+				}
+				schema := rec.Schema()
+				ti := ti
+				pr.tables = append(pr.tables, ti)
+				pr.stmts = append(pr.stmts, &arrowSchemaStmt{stmt: func(name string, c segConsts) string { return loadStatement(ti, schema, Escaped, name, c) }})
+				pr.text = append(pr.text, buf.Bytes())
+			}
+			seg.release()
+			out = append(out, pr)
+		}
+	}
+	return out, nil
+}
+
+// loadPrerendered is the ceiling: each segment's text in one transaction
+// of plain LOAD DATA statements, on `workers` connections.
+func loadPrerendered(ctx context.Context, db *sql.DB, pre []prerendered, workers int) error {
+	work := make(chan *prerendered)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := db.Conn(ctx)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			if _, err := conn.ExecContext(ctx, sessionSQL); err != nil {
+				errs <- err
+				return
+			}
+			for p := range work {
+				if err := loadOne(ctx, conn, p); err != nil {
+					errs <- err
+					for range work {
+					}
+					return
+				}
+			}
+		}()
+	}
+	for i := range pre {
+		work <- &pre[i]
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func loadOne(ctx context.Context, conn *sql.Conn, p *prerendered) error {
+	tx, err := conn.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelReadCommitted})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for i := range p.tables {
+		name := fmt.Sprintf("pofr-ceiling-%d", readerSeq.Add(1))
+		text := p.text[i]
+		mysql.RegisterReaderHandler(name, func() io.Reader { return bytes.NewReader(text) })
+		_, err := tx.ExecContext(ctx, p.stmts[i].stmt(name, p.consts))
+		mysql.DeregisterReaderHandler(name)
+		if err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// emptyTables truncates the ledger and every event table.
+func emptyTables(ctx context.Context, db *sql.DB) error {
+	for _, t := range []string{"segments", "proc_events", "file_events", "sock_events", "gaps", "accounts", "quarantine", "hosts"} {
+		if _, err := db.ExecContext(ctx, "TRUNCATE TABLE "+t); err != nil {
+			return fmt.Errorf("empty %s: %w", t, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package loader
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite docs/schema.md from the schema's COMMENTs")
+
+const schemaDocPath = "../docs/schema.md"
+
+const schemaDocHead = `# pofr database schema
+
+Generated from the COMMENTs of the schema (sql/*.sql) by
+` + "`go test ./loader/ -run TestSchemaDoc -update`" + `; a test fails when this page and
+the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
+
+## Decisions
+
+- **One database for the fleet**, MariaDB ≥ 10.5, InnoDB, utf8mb4 for text. Every event row carries
+  ` + "`host_id`" + ` and ` + "`boot_id`" + ` (from the segment manifest) and ` + "`segment_id`, `row_no`" + `: the ledger row and the
+  position in the segment it came from, its provenance.
+- **Timestamps** are DATETIME(6) in UTC. The main ` + "`ts`" + ` of proc, file and sock events also has
+  ` + "`ts_ns`" + ` (0–999), the nanoseconds beyond the microsecond, so ` + "`ts` + `ts_ns`" + ` is exactly the
+  kernel's time; other timestamps (last_ts, first_ts, gaps, accounts) are truncated to the µs.
+  ` + "`tz_offset`" + ` is the host's UTC offset in seconds when the segment was sealed.
+- **Names are bytes.** comm, exe, argv, cwd, paths, cgroup, tty, container ids, account names
+  and gap reasons are VARBINARY/BLOB holding exactly what the host sent (Linux names are not
+  UTF-8, and attackers choose them). Views add display text (` + "`cmdline`, `*_text`" + `: CONVERT …
+  USING utf8mb4, invalid bytes shown as ?). Small vocabularies (event, op, state, …) are ASCII; a
+  segment with anything else there is quarantined.
+- **Addresses** are VARBINARY(16), 4 or 16 bytes in network order: ` + "`INET6_NTOA(remote_addr)`" + `.
+- **Partitions.** proc_events, file_events and sock_events are partitioned by UTC day on ` + "`ts`" + `
+  (RANGE COLUMNS, partitions ` + "`pYYYYMMDD`" + ` and a ` + "`pmax`" + ` catch-all). ` + "`pofr-server schema apply`" + ` and
+  ` + "`pofr-server retention`" + ` create the coming days' partitions (splitting pmax); ` + "`retention --keep 90d`" + `
+  drops whole days. Their primary key is (segment_id, row_no, ts): it names each row's origin,
+  makes a double load impossible even below the ledger, keeps inserts appending, and includes
+  ts because every unique key of a partitioned table must. gaps, accounts, segments and
+  quarantine are small, not partitioned, and kept.
+- **Custody ledger.** ` + "`segments`" + ` has one row per loaded segment, written in the same transaction as
+  its rows; UNIQUE (host_id, seq) and UNIQUE (digest) make a second load of a segment fail.
+  ` + "`chain_ok`" + ` records the hash chain against the ledger (NULL while the predecessor is missing).
+- **Accounts.** ` + "`schema users`" + ` creates the loader (SELECT, INSERT, UPDATE on the database) and the
+  reader (SELECT, SHOW VIEW). Neither has FILE, SUPER or DDL; ` + "`schema apply`" + ` and ` + "`retention`" + ` (ALTER,
+  DROP for partitions) use the administrator's DSN.
+
+## Views
+
+- ` + "`processes`" + `: one row per process life (host_id, boot_id, pid, proc_start): start_ts (first event),
+  fork_ts, exec_count, the first exec's exe/argv/cmdline/comm/cwd/ids (or, if it never exec'd
+  while recorded, its snapshot or fork row), exit_ts/exit_code/exit_signal, parent_pid and
+  parent_start (from the fork row, else snapshot, else exec).
+- ` + "`process_tree`" + `: one row per parent → child edge between lives, with both sides' exe and cmdline.
+- ` + "`timeline`" + `: proc, file and sock rows interleaved: ts, ts_ns, host, boot, pid, proc_start, kind
+  (proc/file/sock), what (event or op) and detail (exe, path, or "tcp out 10.0.0.1:5000 192.0.2.7:443").
+- ` + "`connections`" + `: sock rows with local_ip/remote_ip in text and the owner life's exe and argv.
+
+## Tables
+`
+
+// TestSchemaDoc keeps docs/schema.md equal to the schema's COMMENTs.
+func TestSchemaDoc(t *testing.T) {
+	db, _ := newDB(t)
+	var b strings.Builder
+	b.WriteString(schemaDocHead)
+	tables, err := db.Query(`SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY FIELD(TABLE_NAME,
+		'hosts', 'segments', 'proc_events', 'file_events', 'sock_events', 'gaps', 'accounts', 'quarantine', 'schema_version')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type tbl struct{ name, comment string }
+	var ts []tbl
+	for tables.Next() {
+		var x tbl
+		if err := tables.Scan(&x.name, &x.comment); err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, x)
+	}
+	tables.Close()
+	for _, x := range ts {
+		fmt.Fprintf(&b, "\n### %s\n\n%s\n\n| column | type | null | meaning |\n|---|---|---|---|\n", x.name, x.comment)
+		cols, err := db.Query(`SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_COMMENT FROM information_schema.COLUMNS
+			WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, x.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for cols.Next() {
+			var name, typ, null, comment string
+			if err := cols.Scan(&name, &typ, &null, &comment); err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", name, typ, strings.ToLower(null), strings.ReplaceAll(comment, "|", `\|`))
+		}
+		cols.Close()
+		idx, err := db.Query(`SELECT INDEX_NAME, GROUP_CONCAT(CONCAT(COLUMN_NAME, IF(SUB_PART IS NULL, '', CONCAT('(', SUB_PART, ')'))) ORDER BY SEQ_IN_INDEX SEPARATOR ', '), MIN(NON_UNIQUE)
+			FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? GROUP BY INDEX_NAME ORDER BY INDEX_NAME <> 'PRIMARY', INDEX_NAME`, x.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for idx.Next() {
+			var name, cols string
+			var nonUnique int
+			if err := idx.Scan(&name, &cols, &nonUnique); err != nil {
+				t.Fatal(err)
+			}
+			kind := "key"
+			if name == "PRIMARY" {
+				kind = "primary key"
+			} else if nonUnique == 0 {
+				kind = "unique"
+			}
+			keys = append(keys, fmt.Sprintf("%s %s (%s)", kind, name, cols))
+		}
+		idx.Close()
+		fmt.Fprintf(&b, "\nKeys: %s.\n", strings.Join(keys, "; "))
+	}
+	got := b.String()
+	if *update {
+		if err := os.WriteFile(schemaDocPath, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(schemaDocPath)
+	if err != nil {
+		t.Fatalf("%v (run go test ./loader/ -run TestSchemaDoc -update)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s is out of date: run go test ./loader/ -run TestSchemaDoc -update", schemaDocPath)
+	}
+}

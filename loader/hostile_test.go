@@ -1,0 +1,74 @@
+package loader
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/pofr/pofr/internal/event"
+)
+
+// hostile returns one of every kind of value that has broken loaders:
+// separators, escapes, NUL, quotes, SQL, \N and NULL as text, invalid UTF-8,
+// every byte value, 128 KiB of argv, empty versus null.
+func hostileBytes() [][]byte {
+	var all []byte
+	for c := 0; c < 256; c++ {
+		all = append(all, byte(c))
+	}
+	return [][]byte{
+		[]byte("a\tb"), []byte("line1\nline2\r\n"), []byte(`back\slash\`), []byte("nul\x00in\x00the\x00middle\x00"),
+		[]byte(`'"` + "`"), []byte(`\N`), []byte("NULL"), []byte("\xff\xfe\xc3\x28 invalid utf-8"),
+		[]byte("'; DROP TABLE proc_events; --"), []byte("###"), all, {}, []byte(`\`), []byte("\\\t\\n"),
+	}
+}
+
+func hostileRows(base int64) ([]event.Proc, []event.File, []event.Sock, []event.Gap, []event.Account) {
+	hb := hostileBytes()
+	bigArgv := append([]byte("sh\x00-c\x00"), bytes.Repeat([]byte("x\t\n\\\x00'"), (128<<10)/6+1)...)
+	var procs []event.Proc
+	for i, v := range hb {
+		procs = append(procs, event.Proc{
+			TS: base + int64(i)*1_000_000_007, Event: event.ProcExec, PID: int32(1000 + i), TID: int32(1000 + i), PPID: 1,
+			ProcStart: int64(i) * 10_000_000, ParentStart: event.Some[int64](7),
+			UID: uint32(i), EUID: event.NoID, GID: 0, EGID: 4294967294, AUID: event.NoID, SessionID: uint32(i),
+			TTY: v, Comm: v, Exe: append([]byte("/usr/bin/"), v...), Argv: v, Cwd: v,
+			ExitCode: event.Some(int32(-i)), ExitSignal: event.Opt[int32]{}, TracerPID: event.Some[int32](0),
+			Cgroup: v, ContainerID: v, NSPid: event.Some[uint32](4026531836), NSMnt: event.Some[uint32](0), Flags: uint32(i) | 1<<31,
+		})
+	}
+	procs = append(procs,
+		event.Proc{TS: base - 1, Event: event.ProcFork, PID: 1, TID: 1, ProcStart: -5, UID: event.NoID, EUID: event.NoID, GID: event.NoID,
+			EGID: event.NoID, AUID: event.NoID, SessionID: event.NoID, Argv: bigArgv, Flags: event.ProcFlagArgvTruncated},
+		event.Proc{TS: base + 999, Event: event.ProcExit, PID: 2147483647, TID: -2147483648, PPID: 0, ProcStart: 9223372036854775807,
+			UID: 4294967294, EUID: 0, GID: 0, EGID: 0, AUID: 0, SessionID: 0, ExitCode: event.Some[int32](255), ExitSignal: event.Some[int32](9)},
+	)
+	var files []event.File
+	for i, v := range hb {
+		files = append(files, event.File{TS: base + int64(i), LastTS: base + int64(i)*1000 + 5000, Count: uint32(i) + 1, PID: int32(i),
+			ProcStart: event.Some(int64(i)), UID: uint32(i), Op: event.FileRename, Path: v, NewPath: append([]byte("/new/"), v...),
+			Inode: event.Some(uint64(1) << 63), Dev: event.Some[uint64](2049), Flags: event.FileFlagDir})
+	}
+	files = append(files, event.File{TS: base, LastTS: base, Count: 4294967295, PID: 3, UID: event.NoID, Op: event.FileOpen, Path: []byte("/tmp/x")})
+	socks := []event.Sock{
+		{TS: base, Event: event.SockClose, Proto: "tcp", Family: 6, State: "CLOSE", Direction: event.DirOut,
+			LocalAddr: bytes.Repeat([]byte{0x0a}, 16), LocalPort: 65535, RemoteAddr: []byte{9, 0, '\t', '\n'}, RemotePort: 443,
+			Inode: event.Some[uint64](12345), Cookie: 1<<64 - 1, UID: 1000, PID: event.Some[int32](42), ProcStart: event.Some[int64](99),
+			Netns: event.Some[uint64](4026531840), BytesSent: event.Some[uint64](1 << 40), BytesRecv: event.Some[uint64](0),
+			FirstTS: event.Some(base - 5_000_000_000), Flags: event.SockFlagFromDestroy},
+		{TS: base + 1, Event: event.SockListen, Proto: "udp", Family: 4, State: "CLOSE", LocalAddr: []byte{0, 0, 0, 0},
+			RemoteAddr: []byte{0, 0, 0, 0}, Cookie: 0, UID: event.NoID, Flags: event.SockFlagOwnerUnknown},
+	}
+	gaps := []event.Gap{
+		{FromTS: base - 10, ToTS: base, Source: event.SourceProc, Lost: event.Some[int64](12), Reason: "ENOBUFS on cn_proc socket"},
+		{FromTS: base, ToTS: base + 1, Source: event.SourceSpool, Reason: "quota \t\n\\N '; DROP TABLE gaps; -- é"},
+	}
+	accts := []event.Account{
+		{TS: base, Kind: event.AcctUser, ID: 1000, Name: []byte("al\tice\x00\\N")},
+		{TS: base, Kind: event.AcctGroup, ID: 4294967295, Name: []byte{}},
+		{TS: base, Kind: event.AcctGroup, ID: 5},
+	}
+	return procs, files, socks, gaps, accts
+}
+
+// hostileBase is a timestamp with nanoseconds inside today's partition.
+func hostileBase() int64 { return time.Now().Truncate(time.Second).UnixNano() + 123_456_789 }

@@ -1,0 +1,61 @@
+package loader
+
+import (
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// TestKill9 runs the loader as a subprocess (this test binary re-executed)
+// and kills it with SIGKILL at random moments, again and again; after every
+// kill the database holds whole segments only, none twice, and a final run
+// loads the rest: row counts equal the manifests.
+func TestKill9(t *testing.T) {
+	db, dsn := newDB(t)
+	f := newFixture(t, "h1", "h2")
+	sealMany(f, "h1", 16, 3000)
+	sealMany(f, "h2", 8, 3000)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rnd := rand.New(rand.NewPCG(seed, 7))
+	kills := 0
+	for i := 0; i < 12 && len(f.files("inbox", "h1"))+len(f.files("inbox", "h2")) > 0; i++ {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), "POFR_LOADER_CHILD=1", "POFR_LOADER_DSN="+dsn, "POFR_LOADER_STATE="+f.state)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(time.Duration(rnd.IntN(400)) * time.Millisecond):
+			cmd.Process.Kill()
+			kills++
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("killed loader did not exit")
+			}
+		}
+		checkConsistent(t, db)
+	}
+	if kills == 0 {
+		t.Error("no loader was killed: the test proved nothing")
+	}
+	s := run(t, db, f.state, 2)
+	t.Logf("%d kills; final run: %s", kills, s)
+	if n := len(f.files("inbox", "h1")) + len(f.files("inbox", "h2")); n != 0 {
+		t.Fatalf("%d segments left in the inboxes", n)
+	}
+	if len(f.files("archive", "h1")) != 16 || len(f.files("archive", "h2")) != 8 {
+		t.Fatalf("archived %d + %d segments, want 16 + 8", len(f.files("archive", "h1")), len(f.files("archive", "h2")))
+	}
+	checkExactlyOnce(t, db, f, "h1", "h2")
+}

@@ -1,0 +1,61 @@
+package loader
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/pofr/pofr/internal/testutil"
+	schema "github.com/pofr/pofr/sql"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("POFR_LOADER_CHILD") != "" {
+		os.Exit(childMain())
+	}
+	testutil.Main(m)
+}
+
+// childMain is the loader run as a subprocess by TestKill9: one pass over
+// POFR_LOADER_STATE into POFR_LOADER_DSN.
+func childMain() int {
+	l, err := New(Options{DSN: os.Getenv("POFR_LOADER_DSN"), StateDir: os.Getenv("POFR_LOADER_STATE"), Workers: 2})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer l.Close()
+	s, err := l.Run(context.Background())
+	fmt.Println(s)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// newDB returns a fresh database with the schema applied and today's
+// partitions, and its DSN.
+func newDB(t testing.TB) (*sql.DB, string) {
+	t.Helper()
+	m := testutil.StartMariaDB(t)
+	dsn, _ := m.NewDatabase(t)
+	db, err := OpenDB(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := schema.Apply(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := EnsurePartitions(ctx, db, now.AddDate(0, 0, -1), now.AddDate(0, 0, 2)); err != nil {
+		t.Fatal(err)
+	}
+	return db, dsn
+}

@@ -1,0 +1,159 @@
+package loader
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/registry"
+)
+
+// TestQuarantine: every kind of bad segment goes to quarantine with its
+// reason, and the good ones around them still load.
+func TestQuarantine(t *testing.T) {
+	db, _ := newDB(t)
+	f := newFixture(t, "h1", "h2", "h3", "h4", "h5", "h6")
+	rows := func(n int) func(event.Sink) {
+		procs, files, socks := busyRows(hostileBase(), n)
+		return func(s event.Sink) { appendAll(s, procs, files, socks, nil, nil) }
+	}
+	mutate := func(path string, fn func([]byte) []byte) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, fn(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// h1: a good segment, then a bit flip in the middle of the next.
+	f.seal("h1", rows(50))
+	flipped := f.seal("h1", rows(500))[0]
+	mutate(flipped, func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b })
+	// h2: truncated.
+	trunc := f.seal("h2", rows(100))[0]
+	mutate(trunc, func(b []byte) []byte { return b[:len(b)-700] })
+	// h3: signed with h4's key.
+	f.keys["h3"], f.keys["h4"] = f.keys["h4"], f.keys["h3"]
+	f.seal("h3", rows(10))
+	f.keys["h3"], f.keys["h4"] = f.keys["h4"], f.keys["h3"]
+	// h4's good segment copied into h5's inbox as well.
+	good4 := f.seal("h4", rows(10))[0]
+	copyFile(good4, filepath.Join(registry.DirsOf(f.state, "h5").Inbox, filepath.Base(good4)))
+	// h6: seq 1 loaded, then a second spool of the same host (same key)
+	// sends another seq 1: a replay with a different digest.
+	f.seal("h6", rows(10))
+	if s := run(t, db, f.state, 2); s.Loaded != 3 || s.Quarantined != 4 {
+		t.Fatalf("first run: %s, want 3 loaded, 4 quarantined", s)
+	}
+	f.writers["h6"].Close()
+	delete(f.writers, "h6")
+	f.seal("h6", rows(11))
+	if s := run(t, db, f.state, 2); s.Quarantined != 1 {
+		t.Fatalf("replay run: %s, want 1 quarantined", s)
+	}
+	// A file larger than the limit below.
+	big := f.seal("h1", rows(3000))[0]
+	fi, err := os.Stat(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(Options{DB: db, StateDir: f.state, MaxSegmentBytes: fi.Size() - 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	s, err := l.Run(ctx)
+	if err != nil || s.Quarantined != 1 {
+		t.Fatalf("size-limited run: %s (%v), want 1 quarantined", s, err)
+	}
+
+	rowsq, err := db.Query("SELECT host_id, class FROM quarantine ORDER BY host_id, class")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rowsq.Close()
+	var got []string
+	for rowsq.Next() {
+		var h, c string
+		if err := rowsq.Scan(&h, &c); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, h+" "+c)
+	}
+	want := []string{"h1 corrupt", "h1 too_large", "h2 corrupt", "h3 bad_signature", "h5 wrong_host", "h6 replay"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("quarantine rows (-want +got):\n%s", diff)
+	}
+	// Each quarantined file is in quarantine/<host>/ with a .reason naming
+	// its class; nothing is left in the inboxes.
+	for _, w := range want {
+		h, class, _ := strings.Cut(w, " ")
+		ents, _ := filepath.Glob(filepath.Join(f.state, "quarantine", h, "*.reason"))
+		found := false
+		for _, e := range ents {
+			b, _ := os.ReadFile(e)
+			if strings.Contains(string(b), "class: "+class+"\n") {
+				found = true
+				if _, err := os.Stat(strings.TrimSuffix(e, ".reason")); err != nil {
+					t.Errorf("%s: reason without its segment: %v", e, err)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no .reason with class %s in quarantine/%s", class, h)
+		}
+		if in := f.files("inbox", h); len(in) != 0 {
+			t.Errorf("inbox/%s still holds %v", h, in)
+		}
+	}
+	var hosts []string
+	for _, h := range []string{"h1", "h4", "h6"} {
+		if len(f.files("archive", h)) > 0 {
+			hosts = append(hosts, h)
+		}
+	}
+	sort.Strings(hosts)
+	if diff := cmp.Diff([]string{"h1", "h4", "h6"}, hosts); diff != "" {
+		t.Errorf("hosts with archived segments (-want +got):\n%s", diff)
+	}
+	checkExactlyOnce(t, db, f, "h1", "h2", "h3", "h4", "h5", "h6")
+}
+
+// TestChainBreak: a host whose seq 2 does not chain to the loaded seq 1
+// (another spool signed with the same key) is loaded with chain_ok = 0 and
+// reported.
+func TestChainBreak(t *testing.T) {
+	db, _ := newDB(t)
+	f := newFixture(t, "h1")
+	procs, files, socks := busyRows(hostileBase(), 20)
+	fill := func(s event.Sink) { appendAll(s, procs, files, socks, nil, nil) }
+	f.seal("h1", fill)
+	// A second spool's seq 1 and 2; keep only its seq 2.
+	f.writers["h1"].Close()
+	delete(f.writers, "h1")
+	if s := run(t, db, f.state, 1); s.Loaded != 1 {
+		t.Fatalf("first run: %s", s)
+	}
+	first := f.seal("h1", fill)
+	os.Remove(first[0])
+	f.seal("h1", fill)
+	s := run(t, db, f.state, 1)
+	if s.Loaded != 1 || s.ChainBreaks != 1 {
+		t.Fatalf("second run: %s, want 1 loaded with 1 chain break", s)
+	}
+	var ok int
+	if err := db.QueryRow("SELECT chain_ok FROM segments WHERE seq = 2").Scan(&ok); err != nil || ok != 0 {
+		t.Errorf("chain_ok of seq 2: %d (%v), want 0", ok, err)
+	}
+}
