@@ -42,17 +42,24 @@ type ProcOptions struct {
 	// Priority of the reader thread: PriorityFIFO (default), PriorityNice or
 	// PriorityNormal. Each falls back down the list with a warning.
 	Priority string
-	// EnrichRate caps the /proc reads on the hot path (one per exec, one per
-	// fork) per second, so a fork bomb cannot make a real-time reader starve
-	// the host. Beyond it, exec rows carry only what the event says and are
+	// EnrichRate caps the /proc reads on the hot path (one set per exec)
+	// per second, so a fork bomb cannot make a real-time reader starve the
+	// host. Beyond it, exec rows carry only what the event says and are
 	// flagged gone, and EnrichSkipped counts them. Default 20000; negative
 	// means no cap.
 	EnrichRate int
+	// FullEnrich reads everything at every exec (stat, loginuid, sessionid
+	// and all namespace links besides what an exec always reads), instead
+	// of inheriting tty, loginuid, sessionid and namespaces from the parent
+	// (see ProcSource, Enrichment): about twice the /proc syscalls per exec,
+	// for the forensic profile.
+	FullEnrich bool
 	// RcvBuf is the netlink receive buffer in bytes, set with SO_RCVBUFFORCE
 	// (needs CAP_NET_ADMIN), else SO_RCVBUF. Default 8 MiB.
 	RcvBuf int
-	// QueueLen bounds the queue between the reader and the table goroutine;
-	// overflow is counted and becomes a gap row. Default 16384.
+	// QueueLen bounds the events handed from the reader to the table
+	// goroutine and not yet applied; overflow is counted and becomes a gap
+	// row. Default 16384.
 	QueueLen int
 	// ProcRoot is the procfs mount point. Default "/proc".
 	ProcRoot string

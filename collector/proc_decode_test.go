@@ -297,3 +297,23 @@ func TestCgroupContainerID(t *testing.T) {
 		t.Error("parseProcNSLink accepted net:[x]")
 	}
 }
+
+func TestParseProcStatusHead(t *testing.T) {
+	// A real head, cut mid-line after Gid as a 512-byte read can leave it;
+	// the comm "a\nb\\c" as the kernel escapes it.
+	b := []byte("Name:\ta\\nb\\\\c\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t77\nNgid:\t0\nPid:\t77\nPPid:\t12\n" +
+		"TracerPid:\t0\nUid:\t1000\t0\t0\t0\nGid:\t100\t50\t50\t50\nFDSize:\t6")
+	h, err := parseProcStatusHead(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	comm, ok := procUnescapeComm(make([]byte, 0, 64), h.name)
+	got := []any{string(comm), ok, h.ppid, h.uid, h.euid, h.gid, h.egid}
+	want := []any{"a\nb\\c", true, int32(12), uint32(1000), uint32(0), uint32(100), uint32(50)}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("status head (-want +got):\n%s", diff)
+	}
+	if _, err := parseProcStatusHead(b[:bytes.Index(b, []byte("Gid:"))+6]); err == nil {
+		t.Error("a head cut inside the Gid line parsed")
+	}
+}

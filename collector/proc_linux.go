@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pofr/pofr/internal/event"
 )
 
 // ProcSource records every process that starts and ends on the host from the
@@ -23,29 +26,77 @@ import (
 // One reader goroutine is locked to its OS thread (never unlocked, so the
 // thread dies with it) and raised to SCHED_FIFO priority 10, or nice −20, or
 // left alone, as ProcOptions.Priority allows. It blocks in read(2) on the
-// socket, decodes, and on an exec reads /proc/PID/{cmdline,exe,stat,cwd,
-// status,loginuid,sessionid,cgroup,ns/*} at once (on a fork, the child's
-// stat), then hands the event to a bounded queue without ever blocking:
-// overflow is counted and becomes a gap row. The priority decides how many
-// short-lived processes keep their argv (research/kernel-probes.md §3). A
-// token bucket (EnrichRate) caps those reads. A second goroutine (the one
-// calling Run) owns the process table and writes rows to the Sink.
+// socket, decodes, reads /proc at an exec at once (see Enrichment), and
+// appends the event to a bounded ring without ever blocking: overflow is
+// counted and becomes a gap row. The priority decides how many short-lived
+// processes keep their argv (research/kernel-probes.md §3). A token bucket
+// (EnrichRate) caps those reads. A second goroutine (the one calling Run)
+// owns the process table and writes rows to the Sink.
+//
+// The ring is double-buffered (items, the exec reads' bytes in an arena,
+// and ObserveExecOpen's exec-opens): the reader appends under a mutex held
+// for a copy and rings a doorbell only when the ring goes from empty to not
+// empty; the table goroutine then waits 5 ms, swaps the buffers, applies
+// the batch, and keeps draining every 5 ms until a drain finds nothing. So
+// a busy host costs one wakeup of the table goroutine per 5 ms instead of
+// one futex wakeup per event, an idle one none, and the steady state
+// allocates nothing per event on the reader's side. Rows reach the Sink up
+// to ~5 ms later; Lookup still sees a life as soon as the reader has seen
+// its fork (the reader registers pending forks for it). The table builds
+// each row in one reused event.Proc (sinks copy what they keep, as the
+// spool writer and event.MemSink do) and shares the exe, cwd, cgroup and
+// comm bytes of its entries through a bounded interner.
+//
+// # Enrichment
+//
+// /proc is never read at a fork: the child starts as a copy of its parent's
+// table entry. At an exec the reader reads, by "PID/name" paths relative to
+// the pre-opened /proc dirfd built in a reused buffer, with one read(2) per
+// file and into reused buffers: cmdline, exe, cwd, the head of status (comm
+// from Name, ppid, real and effective uid and gid; the read stops after
+// 512 bytes) and cgroup — 11 syscalls. Inherited from the parent instead:
+// tty, loginuid, sessionid and namespaces, except that
+//   - loginuid is read when the process's inherited loginuid is unset (a
+//     login sets it in the process that later execs the shell), and
+//     sessionid too when loginuid turns out set (the kernel sets both
+//     together);
+//   - all namespace links are read when the cgroup read at the exec differs
+//     from the one the process inherited (containers get a new cgroup), or
+//     when its namespaces are not known.
+//
+// The reader keeps what it needs for these decisions per live pid (a hash
+// of the cgroup, whether namespaces and a set loginuid are known), copied
+// at fork, dropped at exit, seeded from the start-up snapshot and cleared
+// after ENOBUFS. Residual risk: a process that changes namespace
+// (unshare(2), setns(2)) or loginuid without changing cgroup, and then
+// execs, keeps its parent's values in pofr's rows until a resync or a
+// FullEnrich read; exec rows then describe the namespaces the process was
+// created in. ProcOptions.FullEnrich reads everything (stat, loginuid,
+// sessionid, all namespaces besides the above) at every exec, as the
+// forensic profile wants.
+//
+// Without a per-pid directory fd, the reads of one exec could in principle
+// span a pid reuse; a pid is reused only after the kernel has gone round
+// its whole pid space, while the reads take microseconds.
 //
 // # Process keys
 //
 // A life is (pid, proc_start), proc_start being ns since boot at clock-tick
-// (10 ms) resolution, as StartFromTicks(/proc/PID/stat starttime). The fork
-// of a process reads the child's stat on the hot path, so its key is the
-// kernel's. If that read is skipped (EnrichRate) or fails (the child was
-// already reaped), the key is derived from the fork event time
-// (CLOCK_MONOTONIC + the measured CLOCK_BOOTTIME offset, truncated to a tick)
-// and kept for the whole life in the table; later /proc reads match it
-// within one tick. Residual risk: such a derived key can be one tick later
-// than the starttime /proc shows (the fork event is stamped a few µs after
-// the task's start; ≈ latency/10 ms of those lives), so a row written by a
-// tool that reads /proc itself may disagree; every row pofr writes, and every
-// Lookup, uses the table's key. Two lives of one pid within the same tick
-// cannot be told apart by key at all (the kernel's starttime cannot either).
+// (10 ms) resolution, as StartFromTicks(/proc/PID/stat starttime). A life
+// first seen by its fork event gets its key from the event time
+// (CLOCK_MONOTONIC + the measured CLOCK_BOOTTIME offset, truncated to a
+// tick), derived by the reader, and keeps it for ever in the table: every
+// row pofr writes about it, and every Lookup, uses that key. Lives found by
+// the snapshot or a resync take theirs from /proc/PID/stat. /proc reads
+// that meet a derived key (resyncs, FullEnrich execs) match it within one
+// tick. Residual risk: a derived key can be one tick later than the
+// starttime /proc shows (the fork event is stamped a few µs after the
+// task's start; ≈ latency/10 ms of those lives). So after a collector
+// restart, the snapshot can key a process that the previous run keyed from
+// its fork one tick differently, and a tool that reads /proc itself may
+// disagree with pofr's rows in the same way. Two lives of one pid within the
+// same tick cannot be told apart by key at all (the kernel's starttime
+// cannot either).
 //
 // # Rows
 //
@@ -105,13 +156,16 @@ type ProcSource struct {
 	st   procCounters
 	tr   *procTable
 
-	root  int // dirfd of ProcRoot
-	mode  atomic.Value
-	prio  atomic.Value
-	opens chan procExecOpen
+	root int // dirfd of ProcRoot
+	mode atomic.Value
+	prio atomic.Value
 
 	selfForks chan int32 // pids forked by this process, seen by the reader (probe)
-	running   atomic.Bool
+	// The reader's shadow hashes cgroups with shadowSeed; Run hands it the
+	// snapshot's processes through shadowInit.
+	shadowSeed maphash.Seed
+	shadowInit atomic.Pointer[map[int32]procShadow]
+	running    atomic.Bool
 }
 
 var (
@@ -130,8 +184,7 @@ func NewProcSource(opts ProcOptions) (*ProcSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", o.ProcRoot, err)
 	}
-	s := &ProcSource{opts: o, log: o.Log, root: root,
-		opens: make(chan procExecOpen, 4096), selfForks: make(chan int32, 16)}
+	s := &ProcSource{opts: o, log: o.Log, root: root, selfForks: make(chan int32, 16), shadowSeed: maphash.MakeSeed()}
 	s.mode.Store("")
 	s.prio.Store("")
 	switch {
@@ -143,7 +196,10 @@ func NewProcSource(opts ProcOptions) (*ProcSource, error) {
 	t := newProcTable(o.Sink, o.Log, &s.st, o.Now)
 	t.selfPID = s.opts.SelfPID
 	t.grace, t.maxProcs, t.hold = o.Grace, o.MaxProcs, o.ExecHold
-	t.wallOff, t.bootOff = procClockOffsets()
+	t.ring = newProcRing(o.QueueLen, 4096)
+	var boot int64
+	t.wallOff, boot = procClockOffsets()
+	t.bootOff.Store(boot)
 	cold := newProcReader(root, o.ArgvMax)
 	t.readStat, t.readFull = cold.readStat, cold.readFull
 	t.listPIDs = func() ([]int32, error) { return procListPIDs(o.ProcRoot) }
@@ -159,10 +215,7 @@ func (s *ProcSource) Lookup(pid int32) (ProcInfo, bool) { return s.tr.lookup(pid
 // goroutine is behind, the exec-open is dropped and counted (OpenDrops).
 // path is copied.
 func (s *ProcSource) ObserveExecOpen(pid int32, ts int64, path []byte) {
-	o := procExecOpen{pid: pid, ts: ts, path: append([]byte(nil), path...)}
-	select {
-	case s.opens <- o:
-	default:
+	if !s.tr.ring.pushOpen(procExecOpen{pid: pid, ts: ts, path: append([]byte(nil), path...)}) {
 		s.st.openDrops.Add(1)
 	}
 }
@@ -194,14 +247,13 @@ func (s *ProcSource) Run(ctx context.Context) error {
 	if err != nil {
 		return s.runPoll(ctx, err.Error())
 	}
-	items := make(chan procItem, s.opts.QueueLen)
 	rctx, stopReader := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var readErr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		readErr = s.read(rctx, fd, items)
+		readErr = s.read(rctx, fd)
 	}()
 	stop := func() {
 		stopReader()
@@ -222,13 +274,14 @@ func (s *ProcSource) Run(ctx context.Context) error {
 	if err := s.tr.reconcile(procReconcileSnapshot); err != nil {
 		s.log.Warn("snapshot of /proc", "err", err)
 	}
+	s.seedShadow()
 	// The table goroutine stops when the reader has stopped and the queue is
 	// drained, so that no event read is left unwritten.
 	tctx, stopTable := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.tr.run(tctx, items, s.opens, s.opts.ResyncInterval, 0, procClockOffsets)
+		s.tr.run(tctx, 0, s.opts.ResyncInterval, procClockOffsets)
 	}()
 	select {
 	case <-ctx.Done():
@@ -338,7 +391,7 @@ func (s *ProcSource) runPoll(ctx context.Context, why string) error {
 	if err := s.tr.reconcile(procReconcileSnapshot); err != nil {
 		return fmt.Errorf("snapshot of %s: %w", s.opts.ProcRoot, err)
 	}
-	s.tr.run(ctx, nil, s.opens, 0, s.opts.PollInterval, procClockOffsets)
+	s.tr.run(ctx, s.opts.PollInterval, 0, procClockOffsets)
 	return nil
 }
 
@@ -388,17 +441,50 @@ func (b *procTokenBucket) take(now time.Time) bool {
 	return true
 }
 
+// procShadow is what the reader remembers of a live process to decide what
+// an exec must read: its parent's (inherited at fork) or its own last
+// cgroup and whether namespaces and a set loginuid are known. The table
+// holds the values themselves.
+type procShadow struct {
+	cg    uint64 // maphash of the cgroup path (0: unknown)
+	ns    bool   // namespaces were read for this process or an ancestor
+	auid  bool   // loginuid is set (and so inherited from now on)
+	valid bool
+}
+
+// seedShadow hands the reader what the snapshot knows of the running
+// processes, so that the execs of their children can inherit namespaces
+// and loginuid. Called before the table goroutine starts.
+func (s *ProcSource) seedShadow() {
+	m := make(map[int32]procShadow, len(s.tr.procs))
+	for pid, e := range s.tr.procs {
+		if e.exited || e.cgroup == nil {
+			continue
+		}
+		m[pid] = procShadow{valid: true, cg: maphash.Bytes(s.shadowSeed, e.cgroup) | 1,
+			ns: e.ns[0].Valid, auid: e.auid != event.NoID}
+	}
+	s.shadowInit.Store(&m)
+}
+
+// procHotWant is what every exec reads.
+const procHotWant = procHaveArgv | procHaveExe | procHaveCwd | procHaveStatus | procHaveCgroup
+
 // read is the reader goroutine. It owns its OS thread for good.
-func (s *ProcSource) read(ctx context.Context, fd int, items chan<- procItem) error {
+func (s *ProcSource) read(ctx context.Context, fd int) error {
 	runtime.LockOSThread() // never unlocked: the raised thread must not run other goroutines
 	s.prio.Store(procRaisePriority(s.opts.Priority, s.log))
+	ring, tr := s.tr.ring, s.tr
 	hot := newProcReader(s.root, s.opts.ArgvMax)
+	var in, nsIn procInfo
 	self := int32(os.Getpid())
 	bucket := procTokenBucket{rate: float64(s.opts.EnrichRate), burst: max(float64(s.opts.EnrichRate)/4, 64)}
 	bucket.tokens, bucket.last = bucket.burst, time.Now()
+	shadow := make(map[int32]procShadow, 1024)
+	seed := s.shadowSeed
 
 	// Losses are merged for lossWindow into one gap item, which goes into
-	// the queue as soon as there is room after that.
+	// the ring as soon as there is room after that.
 	const lossWindow = 100 * time.Millisecond
 	var lastMono uint64 // kernel time of the last event decoded
 	var pend struct {
@@ -424,25 +510,28 @@ func (s *ProcSource) read(ctx context.Context, fd int, items chan<- procItem) er
 				reason = "ENOBUFS on cn_proc socket and process event queue overflow"
 			}
 		}
-		select {
-		case items <- procItem{kind: procItemLoss, fromMono: pend.fromMono, at: s.opts.Now().UnixNano(), lost: lost, reason: reason}:
+		it := procItem{kind: procItemLoss, fromMono: pend.fromMono, at: s.opts.Now().UnixNano(), lost: lost, reason: reason}
+		if ring.push(&it, nil) {
 			pend.on, pend.lost, pend.enobufs = false, 0, false
-		default:
 		}
 	}
-	push := func(it procItem) {
-		flushLoss()
-		select {
-		case items <- it:
-		default:
+	push := func(it *procItem, in *procInfo) {
+		if pend.on {
+			flushLoss()
+		}
+		if !ring.push(it, in) {
 			s.st.queueDrops.Add(1)
 			noteLoss()
 			pend.lost++
+			if it.start != 0 {
+				tr.pending.drop(it.msg.TGID, it.start)
+			}
 		}
 	}
 
 	buf := make([]byte, 64<<10)
 	msgs := make([]procMsg, 0, 16)
+	var it procItem
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -456,9 +545,19 @@ func (s *ProcSource) read(ctx context.Context, fd int, items chan<- procItem) er
 			s.st.lost.Add(1)
 			noteLoss()
 			pend.enobufs = true
+			clear(shadow) // what was missed may have changed anything
 			continue
 		case err != nil:
 			return fmt.Errorf("read cn_proc socket: %w", err)
+		}
+		if p := s.shadowInit.Load(); p != nil {
+			// The snapshot: lives the reader has not seen fork.
+			for pid, sh := range *p {
+				if _, ok := shadow[pid]; !ok && len(shadow) < s.opts.MaxProcs {
+					shadow[pid] = sh
+				}
+			}
+			s.shadowInit.Store(nil)
 		}
 		msgs, err = decodeProcEvents(buf[:n], msgs[:0])
 		if err != nil {
@@ -468,30 +567,67 @@ func (s *ProcSource) read(ctx context.Context, fd int, items chan<- procItem) er
 		for i := range msgs {
 			m := &msgs[i]
 			lastMono = m.TS
-			it := procItem{kind: procItemEvent, msg: *m}
+			it = procItem{kind: procItemEvent, msg: *m}
+			var info *procInfo
 			switch m.What {
 			case procEventExec:
-				if bucket.take(time.Now()) {
-					it.info, _ = hot.readFull(m.TGID)
-				} else {
+				pid := m.TGID
+				if !bucket.take(time.Now()) {
 					s.st.enrichSkipped.Add(1)
+					delete(shadow, pid)
+					break
+				}
+				sh := shadow[pid]
+				want := procHotWant
+				if s.opts.FullEnrich {
+					want = procHaveAll
+				} else if !sh.valid || !sh.auid {
+					want |= procHaveLogin // where a login sets it
+				}
+				hot.readInto(pid, want, &in)
+				info = &in
+				if in.have == 0 {
+					delete(shadow, pid) // gone
+					break
+				}
+				var cg uint64
+				if in.have&procHaveCgroup != 0 {
+					cg = maphash.Bytes(seed, in.cgroup) | 1
+				}
+				if want&procHaveNS == 0 && (!sh.valid || !sh.ns || cg == 0 || cg != sh.cg) {
+					// A new cgroup (containers get one) or unknown
+					// namespaces: read them.
+					hot.readInto(pid, procHaveNS, &nsIn)
+					in.ns, in.have = nsIn.ns, in.have|nsIn.have
+				}
+				sh = procShadow{valid: true, cg: cg, ns: sh.ns || in.have&procHaveNS != 0,
+					auid: sh.auid || (in.have&procHaveLogin != 0 && in.auid != event.NoID)}
+				if sh.cg != 0 && len(shadow) < s.opts.MaxProcs {
+					shadow[pid] = sh
 				}
 			case procEventFork:
-				if m.PID == m.TGID {
-					if bucket.take(time.Now()) {
-						it.info, _ = hot.readStat(m.TGID)
-					} else {
-						s.st.enrichSkipped.Add(1)
-					}
-					if m.ParentTGID == self {
-						select {
-						case s.selfForks <- m.TGID:
-						default:
-						}
+				if m.PID != m.TGID {
+					break
+				}
+				it.start = tr.deriveStart(m.TS)
+				tr.pending.add(m.TGID, procPendingFork{start: it.start, ppid: m.ParentTGID})
+				if p, ok := shadow[m.ParentTGID]; ok && len(shadow) < s.opts.MaxProcs {
+					shadow[m.TGID] = p
+				} else {
+					delete(shadow, m.TGID)
+				}
+				if m.ParentTGID == self {
+					select {
+					case s.selfForks <- m.TGID:
+					default:
 					}
 				}
+			case procEventExit:
+				if m.PID == m.TGID {
+					delete(shadow, m.TGID)
+				}
 			}
-			push(it)
+			push(&it, info)
 		}
 	}
 }

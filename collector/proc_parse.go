@@ -36,17 +36,40 @@ type procInfo struct {
 	ns        [len(procNSNames)]event.Opt[uint32]
 }
 
-// procInfo.have bits.
+// procInfo.have bits; procReader.readInto takes them as what to read.
 const (
-	procHaveStat uint32 = 1 << iota
-	procHaveStatus
-	procHaveArgv
-	procHaveExe
-	procHaveCwd
-	procHaveLogin
-	procHaveSession
-	procHaveCgroup
+	procHaveStat    uint32 = 1 << iota // start, ppid, comm, tty, kthread from stat
+	procHaveStatus                     // uid, euid, gid, egid from status
+	procHaveArgv                       // argv from cmdline
+	procHaveExe                        // exe link
+	procHaveCwd                        // cwd link
+	procHaveLogin                      // loginuid (readInto: and sessionid if set)
+	procHaveSession                    // sessionid
+	procHaveCgroup                     // cgroup path (container derived by the table)
+	procHaveNS                         // at least one ns link (ns[i].Valid says which)
+	procHaveComm                       // comm (stat, or status Name)
+	procHavePPid                       // ppid (stat, or status PPid)
+
+	// procHaveAll is everything: snapshots, resyncs, FullEnrich.
+	procHaveAll = procHaveStat | procHaveStatus | procHaveArgv | procHaveExe | procHaveCwd |
+		procHaveLogin | procHaveCgroup | procHaveNS
 )
+
+// detach replaces in's byte slices, which may point into a reader's
+// buffers, with copies, and derives the container id.
+func (in *procInfo) detach() {
+	clone := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		return append([]byte{}, b...)
+	}
+	in.comm, in.exe, in.argv, in.cwd, in.cgroup = clone(in.comm), clone(in.exe), clone(in.argv), clone(in.cwd), clone(in.cgroup)
+	in.container = nil
+	if in.cgroup != nil {
+		in.container = cgroupContainerID(in.cgroup)
+	}
+}
 
 // procStatFields is what pofr uses of /proc/PID/stat.
 type procStatFields struct {
@@ -169,14 +192,123 @@ func parseProcStatusIDs(b []byte) (uid, euid, gid, egid uint32, err error) {
 	return uid, euid, gid, egid, nil
 }
 
+// procStatusFields is what the exec hot path uses of /proc/PID/status.
+type procStatusFields struct {
+	name      []byte // escaped comm
+	ppid      int32
+	uid, euid uint32
+	gid, egid uint32
+}
+
+// parseProcStatusHead parses the Name, PPid, Uid and Gid lines at the head
+// of /proc/PID/status and stops at the Gid line; b may be cut after it.
+func parseProcStatusHead(b []byte) (procStatusFields, error) {
+	var h procStatusFields
+	var got uint8
+	for len(b) > 0 && got != 15 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			break // a cut line
+		}
+		line := b[:i]
+		b = b[i+1:]
+		k := bytes.IndexByte(line, ':')
+		if k < 0 {
+			continue
+		}
+		key, val := line[:k], line[k+1:]
+		switch string(key) {
+		case "Name":
+			h.name = bytes.TrimPrefix(val, []byte("\t"))
+			got |= 1
+		case "PPid":
+			v, ok := procAtou(bytes.TrimSpace(val))
+			if !ok || v > 1<<31-1 {
+				return h, fmt.Errorf("%w: status line %q", errProcFile, line)
+			}
+			h.ppid = int32(v)
+			got |= 2
+		case "Uid", "Gid":
+			r, rest, ok1 := procNextUint(val)
+			e, _, ok2 := procNextUint(rest)
+			if !ok1 || !ok2 {
+				return h, fmt.Errorf("%w: status line %q", errProcFile, line)
+			}
+			if key[0] == 'U' {
+				h.uid, h.euid = r, e
+				got |= 4
+			} else {
+				h.gid, h.egid = r, e
+				got |= 8
+			}
+		}
+	}
+	if got != 15 {
+		return h, fmt.Errorf("%w: status head without Name, PPid, Uid and Gid", errProcFile)
+	}
+	return h, nil
+}
+
+// procAtou parses a decimal uint32 without allocating.
+func procAtou(b []byte) (uint32, bool) {
+	if len(b) == 0 || len(b) > 10 {
+		return 0, false
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	if v > 1<<32-1 {
+		return 0, false
+	}
+	return uint32(v), true
+}
+
+// procNextUint parses the next blank-separated decimal uint32 of b.
+func procNextUint(b []byte) (uint32, []byte, bool) {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	i := 0
+	for i < len(b) && b[i] != ' ' && b[i] != '\t' {
+		i++
+	}
+	v, ok := procAtou(b[:i])
+	return v, b[i:], ok
+}
+
+// procUnescapeComm appends the comm of a status Name line to dst: the
+// kernel escapes only '\n' and '\\' there (as \n and \\).
+func procUnescapeComm(dst, name []byte) ([]byte, bool) {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c == '\\' && i+1 < len(name) {
+			switch name[i+1] {
+			case 'n':
+				c, i = '\n', i+1
+			case '\\':
+				i++
+			}
+		}
+		if len(dst) == cap(dst) {
+			return dst, false
+		}
+		dst = append(dst, c)
+	}
+	return dst, true
+}
+
 // parseProcID parses /proc/PID/loginuid or sessionid: a decimal id, where
 // 4294967295 means unset (event.NoID).
 func parseProcID(b []byte) (uint32, error) {
-	v, err := strconv.ParseUint(string(bytes.TrimSpace(b)), 10, 32)
-	if err != nil {
+	v, ok := procAtou(bytes.TrimSpace(b))
+	if !ok {
 		return event.NoID, fmt.Errorf("%w: id %q", errProcFile, b)
 	}
-	return uint32(v), nil
+	return v, nil
 }
 
 // parseProcCgroup returns the cgroup v2 path from /proc/PID/cgroup (the "0::"
@@ -264,11 +396,7 @@ func parseProcNSLink(b []byte) (uint32, bool) {
 	if i < 0 || len(b) < i+2 || b[len(b)-1] != ']' {
 		return 0, false
 	}
-	v, err := strconv.ParseUint(string(b[i+1:len(b)-1]), 10, 32)
-	if err != nil {
-		return 0, false
-	}
-	return uint32(v), true
+	return procAtou(b[i+1 : len(b)-1])
 }
 
 // isELFLoaderPath reports whether an executable path is an ELF program

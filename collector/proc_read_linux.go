@@ -9,45 +9,54 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Names under /proc/PID, NUL-terminated for the raw syscalls below.
-var (
-	nameCmdline   = []byte("cmdline\x00")
-	nameExe       = []byte("exe\x00")
-	nameStat      = []byte("stat\x00")
-	nameCwd       = []byte("cwd\x00")
-	nameStatus    = []byte("status\x00")
-	nameLoginuid  = []byte("loginuid\x00")
-	nameSessionid = []byte("sessionid\x00")
-	nameCgroup    = []byte("cgroup\x00")
-	nameNS        = func() [len(procNSNames)][]byte {
-		var n [len(procNSNames)][]byte
-		for i, s := range procNSNames {
-			n[i] = []byte("ns/" + s + "\x00")
-		}
-		return n
-	}()
-)
+// Names under /proc/PID.
+var procNSFiles = func() [len(procNSNames)]string {
+	var n [len(procNSNames)]string
+	for i, s := range procNSNames {
+		n[i] = "ns/" + s
+	}
+	return n
+}()
+
+// procStatusHead is how much of /proc/PID/status the hot path reads: the
+// Name, PPid, Uid and Gid lines come within its first ~300 bytes (Name is at
+// most 15 bytes, escaped at most 30; the numbers are at most 10 digits).
+const procStatusHead = 512
 
 // procReader reads /proc/PID files relative to a pre-opened procfs directory
-// with openat and reused buffers: no path strings, no allocation beyond the
-// bytes it keeps. One goroutine uses one procReader.
+// with openat on "PID/name" paths built in a reused buffer, into reused
+// buffers: readInto allocates nothing, and the slices it returns in a
+// procInfo point into the reader's buffers until its next call. One
+// goroutine uses one procReader.
 type procReader struct {
 	root    int // dirfd of the procfs mount
 	argvMax int
-	buf     []byte // scratch for stat, status, cgroup, links
 	argv    []byte // argvMax+1 bytes, to tell a cut argv
-	path    []byte // "<pid>" or "<pid>/stat", NUL-terminated
+	exe     []byte
+	cwd     []byte
+	cgroup  []byte
+	status  []byte
+	stat    []byte
+	small   []byte // loginuid, sessionid, ns links
+	comm    [64]byte
+	path    []byte // "<pid>/<name>\0"
 }
 
 func newProcReader(root int, argvMax int) *procReader {
-	return &procReader{root: root, argvMax: argvMax, buf: make([]byte, 16<<10),
-		argv: make([]byte, argvMax+1), path: make([]byte, 0, 32)}
+	return &procReader{root: root, argvMax: argvMax, argv: make([]byte, argvMax+1),
+		exe: make([]byte, unix.PathMax), cwd: make([]byte, unix.PathMax), cgroup: make([]byte, 8<<10),
+		status: make([]byte, 4<<10), stat: make([]byte, 1<<10), small: make([]byte, 128),
+		path: make([]byte, 0, 64)}
 }
 
-// pidPath sets r.path to "<pid><suffix>\0" and returns a pointer to it.
-func (r *procReader) pidPath(pid int32, suffix string) *byte {
+// pidPath sets r.path to "<pid>/<name>\0" and returns a pointer to it; an
+// empty name gives "<pid>\0".
+func (r *procReader) pidPath(pid int32, name string) *byte {
 	r.path = strconv.AppendInt(r.path[:0], int64(pid), 10)
-	r.path = append(r.path, suffix...)
+	if name != "" {
+		r.path = append(r.path, '/')
+		r.path = append(r.path, name...)
+	}
 	r.path = append(r.path, 0)
 	return &r.path[0]
 }
@@ -70,8 +79,11 @@ func procReadlinkat(dfd int, name *byte, buf []byte) (int, error) {
 	return int(n), nil
 }
 
-// procReadFileAt reads the file name under dfd into buf (until EOF or buf is
-// full) and returns the byte count.
+// procReadFileAt reads the file name under dfd into buf and returns the byte
+// count. It stops at EOF, when buf is full, or at the first short read: the
+// /proc files read here (seq_file single_open files and cmdline) hand out
+// all they have in one read when it fits, so a short read is the end and
+// the read(2) that would return 0 is saved.
 func procReadFileAt(dfd int, name *byte, buf []byte) (int, error) {
 	fd, err := procOpenat(dfd, name, unix.O_RDONLY)
 	if err != nil {
@@ -87,111 +99,152 @@ func procReadFileAt(dfd int, name *byte, buf []byte) (int, error) {
 			unix.Close(fd)
 			return n, err
 		}
-		if m == 0 {
+		n += m
+		if m == 0 || n < len(buf) {
 			break
 		}
-		n += m
 	}
 	unix.Close(fd)
 	return n, nil
 }
 
-// readStat reads only /proc/PID/stat: start, ppid, comm, tty. It is the
-// cheap read done on fork and by /proc scans.
-func (r *procReader) readStat(pid int32) (*procInfo, error) {
-	in := &procInfo{}
-	n, err := procReadFileAt(r.root, r.pidPath(pid, "/stat"), r.buf)
-	if err != nil {
-		return nil, fmt.Errorf("read /proc/%d/stat: %w", pid, err)
+// readInto reads the parts of /proc/PID that want selects (procHave* bits;
+// procHaveLogin also reads sessionid when loginuid is set) into in, most
+// perishable first: cmdline and exe vanish with the process's mm at exit,
+// status and stat last until it is reaped. in is reset first; its byte
+// slices point into r's buffers. It stops early when the pid is gone; the
+// have bits say what was read.
+func (r *procReader) readInto(pid int32, want uint32, in *procInfo) {
+	*in = procInfo{uid: ^uint32(0), euid: ^uint32(0), gid: ^uint32(0), egid: ^uint32(0),
+		auid: ^uint32(0), sid: ^uint32(0)}
+	if want&procHaveArgv != 0 {
+		n, err := procReadFileAt(r.root, r.pidPath(pid, "cmdline"), r.argv)
+		if err == unix.ENOENT || err == unix.ESRCH {
+			return // reaped: nothing else will read
+		}
+		if err == nil && n > 0 {
+			in.have |= procHaveArgv
+			if n > r.argvMax {
+				n, in.argvTrunc = r.argvMax, true
+			}
+			in.argv = r.argv[:n]
+		}
 	}
-	if err := in.setStat(r.buf[:n]); err != nil {
-		return nil, fmt.Errorf("read /proc/%d/stat: %w", pid, err)
+	if want&procHaveExe != 0 {
+		if n, err := procReadlinkat(r.root, r.pidPath(pid, "exe"), r.exe); err == nil {
+			in.have |= procHaveExe
+			in.exe = r.exe[:n]
+		}
 	}
-	return in, nil
+	if want&procHaveStat != 0 {
+		n, err := procReadFileAt(r.root, r.pidPath(pid, "stat"), r.stat)
+		if err != nil || in.setStat(r.stat[:n]) != nil {
+			return // reaped
+		}
+	}
+	if want&procHaveCwd != 0 {
+		if n, err := procReadlinkat(r.root, r.pidPath(pid, "cwd"), r.cwd); err == nil {
+			in.have |= procHaveCwd
+			in.cwd = r.cwd[:n]
+		}
+	}
+	if want&procHaveStatus != 0 {
+		if n, err := procReadFileAt(r.root, r.pidPath(pid, "status"), r.status[:procStatusHead]); err == nil {
+			if h, err := parseProcStatusHead(r.status[:n]); err == nil {
+				in.have |= procHaveStatus | procHavePPid
+				in.uid, in.euid, in.gid, in.egid, in.ppid = h.uid, h.euid, h.gid, h.egid, h.ppid
+				if c, ok := procUnescapeComm(r.comm[:0], h.name); ok {
+					in.have |= procHaveComm
+					in.comm = c
+				}
+			} else if n == procStatusHead {
+				// Not in the head (cannot happen with today's layout): read it all.
+				if n, err := procReadFileAt(r.root, r.pidPath(pid, "status"), r.status); err == nil {
+					if u, eu, g, eg, err := parseProcStatusIDs(r.status[:n]); err == nil {
+						in.have |= procHaveStatus
+						in.uid, in.euid, in.gid, in.egid = u, eu, g, eg
+					}
+				}
+			}
+		}
+	}
+	if want&procHaveLogin != 0 {
+		if n, err := procReadFileAt(r.root, r.pidPath(pid, "loginuid"), r.small); err == nil {
+			if v, err := parseProcID(r.small[:n]); err == nil {
+				in.have |= procHaveLogin
+				in.auid = v
+			}
+		}
+		// The kernel sets sessionid together with loginuid; an unset
+		// loginuid has an unset sessionid (audit_set_loginuid).
+		if in.have&procHaveLogin != 0 && in.auid == ^uint32(0) {
+			in.have |= procHaveSession
+		} else if n, err := procReadFileAt(r.root, r.pidPath(pid, "sessionid"), r.small); err == nil {
+			if v, err := parseProcID(r.small[:n]); err == nil {
+				in.have |= procHaveSession
+				in.sid = v
+			}
+		}
+	}
+	if want&procHaveCgroup != 0 {
+		if n, err := procReadFileAt(r.root, r.pidPath(pid, "cgroup"), r.cgroup); err == nil && n > 0 {
+			in.have |= procHaveCgroup
+			in.cgroup = parseProcCgroup(r.cgroup[:n])
+		}
+	}
+	if want&procHaveNS != 0 {
+		for i := range procNSFiles {
+			if n, err := procReadlinkat(r.root, r.pidPath(pid, procNSFiles[i]), r.small); err == nil {
+				if v, ok := parseProcNSLink(r.small[:n]); ok {
+					in.ns[i].V, in.ns[i].Valid = v, true
+					in.have |= procHaveNS
+				}
+			}
+		}
+	}
 }
 
+// setStat fills the stat parts of in; comm points into b.
 func (in *procInfo) setStat(b []byte) error {
 	s, err := parseProcStat(b)
 	if err != nil {
 		return err
 	}
-	in.have |= procHaveStat
+	in.have |= procHaveStat | procHaveComm | procHavePPid
 	in.start = StartFromTicks(s.startTick)
 	in.ppid = s.ppid
 	in.kthread = s.flags&procPFKthread != 0
-	in.comm = append([]byte(nil), s.comm...)
+	in.comm = s.comm
 	in.tty = procTTYName(s.ttyNr)
 	return nil
 }
 
-// readFull reads everything pofr records about pid, most perishable first:
-// cmdline and exe vanish with the process's mm at exit, stat lasts until it
-// is reaped. It fails only if the process is gone entirely; otherwise the
-// have bits say what was read.
-func (r *procReader) readFull(pid int32) (*procInfo, error) {
-	dfd, err := procOpenat(r.root, r.pidPath(pid, ""), unix.O_RDONLY|unix.O_DIRECTORY)
+// readStat reads only /proc/PID/stat (start, ppid, comm, tty) into a new
+// procInfo that owns its bytes: the cold-path read of /proc scans and of
+// events about a pid the table does not know.
+func (r *procReader) readStat(pid int32) (*procInfo, error) {
+	in := &procInfo{}
+	n, err := procReadFileAt(r.root, r.pidPath(pid, "stat"), r.stat)
 	if err != nil {
-		return nil, fmt.Errorf("open /proc/%d: %w", pid, err)
+		return nil, fmt.Errorf("read /proc/%d/stat: %w", pid, err)
 	}
-	defer unix.Close(dfd)
-	in := &procInfo{uid: ^uint32(0), euid: ^uint32(0), gid: ^uint32(0), egid: ^uint32(0),
-		auid: ^uint32(0), sid: ^uint32(0)}
+	if err := in.setStat(r.stat[:n]); err != nil {
+		return nil, fmt.Errorf("read /proc/%d/stat: %w", pid, err)
+	}
+	in.comm = append([]byte(nil), in.comm...)
+	return in, nil
+}
 
-	if n, err := procReadFileAt(dfd, &nameCmdline[0], r.argv); err == nil && n > 0 {
-		in.have |= procHaveArgv
-		if n > r.argvMax {
-			n, in.argvTrunc = r.argvMax, true
-		}
-		in.argv = append([]byte(nil), r.argv[:n]...)
-	}
-	if n, err := procReadlinkat(dfd, &nameExe[0], r.buf); err == nil {
-		in.have |= procHaveExe
-		in.exe = append([]byte(nil), r.buf[:n]...)
-	}
-	if n, err := procReadFileAt(dfd, &nameStat[0], r.buf); err == nil {
-		if in.setStat(r.buf[:n]) != nil {
-			in.have &^= procHaveStat
-		}
-	}
+// readFull reads everything pofr records about pid into a new procInfo
+// that owns its bytes. It fails only if the process is gone entirely;
+// otherwise the have bits say what was read.
+func (r *procReader) readFull(pid int32) (*procInfo, error) {
+	in := &procInfo{}
+	r.readInto(pid, procHaveAll, in)
 	if in.have&procHaveStat == 0 {
-		return in, nil // reaped: nothing else will read
+		return nil, fmt.Errorf("read /proc/%d: %w", pid, unix.ESRCH)
 	}
-	if n, err := procReadlinkat(dfd, &nameCwd[0], r.buf); err == nil {
-		in.have |= procHaveCwd
-		in.cwd = append([]byte(nil), r.buf[:n]...)
-	}
-	if n, err := procReadFileAt(dfd, &nameStatus[0], r.buf); err == nil {
-		if u, eu, g, eg, err := parseProcStatusIDs(r.buf[:n]); err == nil {
-			in.have |= procHaveStatus
-			in.uid, in.euid, in.gid, in.egid = u, eu, g, eg
-		}
-	}
-	if n, err := procReadFileAt(dfd, &nameLoginuid[0], r.buf); err == nil {
-		if v, err := parseProcID(r.buf[:n]); err == nil {
-			in.have |= procHaveLogin
-			in.auid = v
-		}
-	}
-	if n, err := procReadFileAt(dfd, &nameSessionid[0], r.buf); err == nil {
-		if v, err := parseProcID(r.buf[:n]); err == nil {
-			in.have |= procHaveSession
-			in.sid = v
-		}
-	}
-	if n, err := procReadFileAt(dfd, &nameCgroup[0], r.buf); err == nil && n > 0 {
-		in.have |= procHaveCgroup
-		if cg := parseProcCgroup(r.buf[:n]); cg != nil {
-			in.cgroup = append([]byte(nil), cg...)
-			in.container = cgroupContainerID(cg)
-		}
-	}
-	for i := range nameNS {
-		if n, err := procReadlinkat(dfd, &nameNS[i][0], r.buf); err == nil {
-			if v, ok := parseProcNSLink(r.buf[:n]); ok {
-				in.ns[i].V, in.ns[i].Valid = v, true
-			}
-		}
-	}
+	in.detach()
 	return in, nil
 }
 

@@ -51,7 +51,13 @@ const (
 type procItem struct {
 	kind procItemKind
 	msg  procMsg
-	info *procInfo // exec: the /proc read on the hot path; fork: the child's stat; nil if not read
+	info *procInfo // exec: the /proc read on the hot path; nil if not read
+	// infoAt is, in the ring, 1 + the index of info in the batch's infos
+	// (0: none); the table sets info from it.
+	infoAt int32
+	// start is the key of a fork's child, derived from the event time by
+	// the reader (0: the table derives it).
+	start int64
 	// procItemLoss:
 	fromMono uint64 // kernel time of the last event before the loss (0: unknown)
 	at       int64  // wall ns when the loss was noticed
@@ -120,8 +126,14 @@ type procTable struct {
 	maxProcs int
 	hold     time.Duration
 
-	wallOff int64 // wall-clock ns − CLOCK_MONOTONIC ns
-	bootOff int64 // CLOCK_BOOTTIME ns − CLOCK_MONOTONIC ns
+	wallOff int64        // wall-clock ns − CLOCK_MONOTONIC ns
+	bootOff atomic.Int64 // CLOCK_BOOTTIME ns − CLOCK_MONOTONIC ns (the reader derives fork starts with it)
+
+	ring    *procRing        // hand-over from the reader and ObserveExecOpen
+	pending procPendingForks // forks in the ring, for Lookup
+	spare   procBatch        // the buffers the reader fills next
+	intern  procInterner     // exe, cwd, cgroup and comm bytes shared between entries
+	rowBuf  event.Proc       // the row being built (sinks copy what they keep)
 
 	procs  map[int32]*procEntry
 	exited []procExitRec
@@ -151,13 +163,24 @@ func newProcTable(sink event.Sink, log *slog.Logger, st *procCounters, now func(
 		grace: 10 * time.Second, maxProcs: 1 << 17, hold: 50 * time.Millisecond,
 		procs: make(map[int32]*procEntry), held: make(map[int32]*procHeld),
 		opens: make(map[int32]*procOpenQueue), index: make(map[int32]ProcInfo),
-		seed: maphash.MakeSeed(),
+		seed: maphash.MakeSeed(), ring: newProcRing(16384, 4096),
+		pending: procPendingForks{m: make(map[int32]procPendingFork)},
 	}
 }
 
 // lookup returns the life currently holding pid (or the last one, during its
 // grace period after exit).
 func (t *procTable) lookup(pid int32) (ProcInfo, bool) {
+	if f, ok := t.pending.get(pid); ok {
+		// Forked, and the table has not applied it yet: the newest life.
+		p := ProcInfo{Start: f.start, EUID: event.NoID, Self: pid == t.selfPID || f.ppid == t.selfPID}
+		t.mu.RLock()
+		if pp, ok := t.index[f.ppid]; ok {
+			p.EUID = pp.EUID // a child starts with its parent's credentials
+		}
+		t.mu.RUnlock()
+		return p, true
+	}
 	t.mu.RLock()
 	p, ok := t.index[pid]
 	t.mu.RUnlock()
@@ -220,7 +243,7 @@ func (t *procTable) alive(pid int32) *procEntry {
 // deriveStart turns a cn_proc time (CLOCK_MONOTONIC ns) into a proc_start:
 // ns since boot, truncated to a clock tick like /proc/PID/stat starttime.
 func (t *procTable) deriveStart(mono uint64) int64 {
-	b := int64(mono) + t.bootOff
+	b := int64(mono) + t.bootOff.Load()
 	return b - b%procTickNS
 }
 
@@ -248,14 +271,20 @@ func (t *procTable) setParent(e *procEntry, ppid int32) {
 // applyInfo copies what /proc said into e. Parts that could not be read keep
 // their previous (inherited) values, except comm and exe, which an exec
 // changes: those become unknown.
+//
+// The bytes of in may point into a batch that is reused: what e keeps is
+// taken from the interner (or e's own bytes when equal), never in's.
 func (t *procTable) applyInfo(e *procEntry, in *procInfo, exec bool) {
-	if in.have&procHaveStat != 0 {
-		e.comm, e.tty = in.comm, in.tty
+	if in.have&procHaveComm != 0 {
+		e.comm = t.intern.keep(e.comm, in.comm)
 	} else if exec {
 		e.comm = nil
 	}
+	if in.have&procHaveStat != 0 {
+		e.tty = t.intern.keep(e.tty, in.tty)
+	}
 	if in.have&procHaveExe != 0 {
-		e.exe = in.exe
+		e.exe = t.intern.keep(e.exe, in.exe)
 	} else if exec {
 		e.exe = nil
 	}
@@ -269,10 +298,14 @@ func (t *procTable) applyInfo(e *procEntry, in *procInfo, exec bool) {
 		e.sid = in.sid
 	}
 	if in.have&procHaveCwd != 0 {
-		e.cwd = in.cwd
+		e.cwd = t.intern.keep(e.cwd, in.cwd)
 	}
-	if in.have&procHaveCgroup != 0 {
-		e.cgroup, e.container = in.cgroup, in.container
+	if in.have&procHaveCgroup != 0 && !bytes.Equal(e.cgroup, in.cgroup) {
+		e.cgroup = t.intern.keep(nil, in.cgroup)
+		e.container = nil
+		if e.cgroup != nil {
+			e.container = cgroupContainerID(e.cgroup)
+		}
 	}
 	for i, v := range in.ns {
 		if v.Valid {
@@ -294,9 +327,17 @@ func (t *procTable) entryFromInfo(pid int32, in *procInfo) *procEntry {
 	return e
 }
 
+// keepArgv returns a copy of a row's argv (the row keeps it; the source is
+// reused).
+func keepArgv(b []byte) []byte { return append([]byte{}, b...) }
+
 // row builds a row for e with the columns every event kind carries.
+//
+// The row is t.rowBuf, valid until the next call: emit copies it when it has
+// to be held.
 func (t *procTable) row(kind string, ts int64, e *procEntry, tid int32) *event.Proc {
-	r := &event.Proc{
+	r := &t.rowBuf
+	*r = event.Proc{
 		TS: ts, Event: kind, PID: e.pid, TID: tid, PPID: e.ppid,
 		ProcStart: e.start, ParentStart: e.parentStart,
 		UID: e.uid, EUID: e.euid, GID: e.gid, EGID: e.egid, AUID: e.auid, SessionID: e.sid,
@@ -321,7 +362,8 @@ func (t *procTable) row(kind string, ts int64, e *procEntry, tid int32) *event.P
 // emit writes r, or queues it behind a held exec row of the same pid.
 func (t *procTable) emit(r *event.Proc) {
 	if h := t.held[r.PID]; h != nil {
-		h.rows = append(h.rows, r)
+		c := *r
+		h.rows = append(h.rows, &c)
 		return
 	}
 	t.write(r)
@@ -356,7 +398,7 @@ func (t *procTable) handle(it *procItem) {
 			t.st.threads.Add(1) // a new thread is not a new process
 			return
 		}
-		t.fork(m, it.info, ts)
+		t.fork(m, it.start, ts)
 	case procEventExec:
 		t.exec(m, it.info, ts)
 	case procEventExit:
@@ -455,13 +497,14 @@ func (t *procTable) reparent(e *procEntry) {
 	t.setParent(e, in.ppid)
 }
 
-func (t *procTable) fork(m *procMsg, in *procInfo, ts int64) {
+// fork starts a life. /proc is not read: its key is derived from the event
+// time (start, from the reader, or here), and it inherits its parent's
+// columns.
+func (t *procTable) fork(m *procMsg, start int64, ts int64) {
 	pid := m.TGID
 	e := &procEntry{pid: pid, uid: event.NoID, euid: event.NoID, gid: event.NoID, egid: event.NoID,
-		auid: event.NoID, sid: event.NoID}
-	if in != nil && in.have&procHaveStat != 0 {
-		e.start, e.statStart = in.start, true
-	} else {
+		auid: event.NoID, sid: event.NoID, start: start}
+	if e.start == 0 {
 		e.start = t.deriveStart(m.TS)
 	}
 	if old := t.alive(pid); old != nil {
@@ -479,43 +522,50 @@ func (t *procTable) fork(m *procMsg, in *procInfo, ts int64) {
 		e.auid, e.sid, e.tty = p.auid, p.sid, p.tty
 		e.comm, e.exe, e.cwd = p.comm, p.exe, p.cwd
 		e.cgroup, e.container, e.ns = p.cgroup, p.container, p.ns
-	} else if in != nil && in.have&procHaveStat != 0 {
-		e.comm, e.tty = in.comm, in.tty
 	}
 	e.self = pid == t.selfPID || m.ParentTGID == t.selfPID
 	t.put(e)
 	t.emit(t.row(event.ProcFork, ts, e, m.PID))
 }
 
+// exec applies what the reader read at the exec (in, nil if nothing) to the
+// life it belongs to. The life is the table's (its key from the fork event
+// or a /proc scan); only a FullEnrich read, which has stat, can show that
+// the pid holds another life. A pid the table does not know has its stat
+// read now (flag late_read); if that fails the exec has no key and no row.
 func (t *procTable) exec(m *procMsg, in *procInfo, ts int64) {
 	t.st.execs.Add(1)
 	pid := m.TGID
-	statOK := in != nil && in.have&procHaveStat != 0
+	var empty procInfo
+	if in == nil {
+		in = &empty
+	}
+	statOK := in.have&procHaveStat != 0
 	e := t.alive(pid)
-	if e == nil || (statOK && !procSameStart(e, in.start)) {
-		if !statOK {
-			// A life we never saw start, and gone already: no key.
-			t.st.unknown.Add(1)
-			return
-		}
-		if e != nil {
-			t.st.replaced.Add(1)
-		}
+	var late uint32
+	switch {
+	case e != nil && statOK && !procSameStart(e, in.start):
+		t.st.replaced.Add(1)
 		e = t.entryFromInfo(pid, in)
 		t.put(e)
-	}
-	if in == nil {
-		in = &procInfo{}
+	case e == nil && statOK:
+		e = t.entryFromInfo(pid, in)
+		t.put(e)
+	case e == nil:
+		if e, late = t.current(pid); e == nil {
+			return // a life we never saw start, and gone already: no key
+		}
 	}
 	t.applyInfo(e, in, true)
-	if statOK {
+	if in.have&procHavePPid != 0 {
 		t.setParent(e, in.ppid) // fresh ppid: notices reparenting
 	} else {
 		t.reparent(e)
 	}
 	r := t.row(event.ProcExec, ts, e, m.PID)
+	r.Flags |= late
 	if in.have&procHaveArgv != 0 {
-		r.Argv = in.argv
+		r.Argv = keepArgv(in.argv)
 		if in.argvTrunc {
 			r.Flags |= event.ProcFlagArgvTruncated
 		}
@@ -536,7 +586,8 @@ func (t *procTable) exec(m *procMsg, in *procInfo, ts int64) {
 		return
 	}
 	if t.fanotifyActive() && t.held[pid] == nil {
-		t.held[pid] = &procHeld{rows: []*event.Proc{r}, e: e, deadline: t.now().Add(t.hold)}
+		c := *r
+		t.held[pid] = &procHeld{rows: []*event.Proc{&c}, e: e, deadline: t.now().Add(t.hold)}
 		return
 	}
 	t.st.exeMissed.Add(1)
@@ -886,24 +937,55 @@ func (t *procTable) endInferred(e *procEntry, ts int64) {
 	t.emit(r)
 }
 
-// run is the table goroutine: it applies queue items and exec-opens, holds
-// and releases exe-less exec rows, keeps the clock offsets fresh, evicts
-// ended lives and, when resync > 0, rescans /proc at that interval. In poll
-// mode (items is nil) it scans /proc every pollEvery instead.
-func (t *procTable) run(ctx context.Context, items <-chan procItem, opens <-chan procExecOpen,
-	resync, pollEvery time.Duration, clocks func() (wallOff, bootOff int64)) {
+// drain applies one batch from the ring: its exec-opens first (an exec
+// finds its open queued rather than waiting for it), then its events. It
+// returns whether the batch had anything.
+func (t *procTable) drain() bool {
+	b := t.ring.take(t.spare)
+	for i := range b.opens {
+		t.onOpen(b.opens[i])
+	}
+	for i := range b.items {
+		it := &b.items[i]
+		if it.infoAt > 0 {
+			it.info = &b.infos[it.infoAt-1]
+		}
+		t.handle(it)
+	}
+	t.pending.applied(b.items)
+	n := len(b.items) + len(b.opens)
+	clear(b.items) // drop references: strings, and infos pointing into arena
+	clear(b.infos)
+	clear(b.opens)
+	t.spare = b
+	return n > 0
+}
+
+// run is the table goroutine: it applies the ring's events and exec-opens
+// in batches, holds and releases exe-less exec rows, keeps the clock offsets
+// fresh, evicts ended lives and, when resync > 0, rescans /proc at that
+// interval. In poll mode it scans /proc every pollEvery instead.
+//
+// Batching: the goroutine sleeps on the ring's bell; once rung, it waits
+// procBatchDelay, drains, and keeps draining every procBatchDelay (bell
+// ignored) until a drain finds the ring empty. Under load that is one
+// wakeup per procBatchDelay, not one per event; idle, none.
+func (t *procTable) run(ctx context.Context, pollEvery, resync time.Duration, clocks func() (wallOff, bootOff int64)) {
 	house := time.NewTicker(time.Second)
 	defer house.Stop()
 	holdTimer := time.NewTimer(time.Hour)
 	holdTimer.Stop()
+	batch := time.NewTimer(time.Hour)
+	batch.Stop()
+	bell := t.ring.bell
 	var holdAt time.Time
 	var resyncC, pollC <-chan time.Time
-	if resync > 0 && items != nil {
+	if resync > 0 && !t.poll {
 		tk := time.NewTicker(resync)
 		defer tk.Stop()
 		resyncC = tk.C
 	}
-	if items == nil {
+	if t.poll {
 		tk := time.NewTicker(pollEvery)
 		defer tk.Stop()
 		pollC = tk.C
@@ -925,24 +1007,23 @@ func (t *procTable) run(ctx context.Context, items <-chan procItem, opens <-chan
 	for {
 		select {
 		case <-ctx.Done():
-			// Apply what the reader queued before it stopped.
-			for drained := false; !drained; {
-				select {
-				case it := <-items:
-					t.handle(&it)
-				default:
-					drained = true
-				}
+			// Apply what the reader handed over before it stopped.
+			for t.drain() {
 			}
 			t.flushAllHeld()
 			return
-		case it := <-items:
-			t.handle(&it)
+		case <-bell:
+			bell = nil
+			batch.Reset(procBatchDelay)
+		case <-batch.C:
+			if t.drain() {
+				batch.Reset(procBatchDelay)
+			} else {
+				bell = t.ring.bell
+			}
 			if len(t.held) > 0 {
 				armHold()
 			}
-		case o := <-opens:
-			t.onOpen(o)
 		case <-holdTimer.C:
 			holdAt = time.Time{}
 			armHold()
@@ -950,7 +1031,9 @@ func (t *procTable) run(ctx context.Context, items <-chan procItem, opens <-chan
 			t.housekeeping(now)
 			t.maybeResync()
 			if now.Sub(lastClock) >= 10*time.Second && clocks != nil {
-				t.wallOff, t.bootOff = clocks()
+				var boot int64
+				t.wallOff, boot = clocks()
+				t.bootOff.Store(boot)
 				lastClock = now
 			}
 		case <-resyncC:

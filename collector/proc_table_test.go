@@ -25,7 +25,9 @@ func newTestTable(t *testing.T) (*procTable, *event.MemSink, *testClock) {
 	return tb, sink, clk
 }
 
-// feed decodes frame and hands its events to the table, each with info.
+// feed decodes frame and hands its events to the table, each with info
+// (what the reader read at an exec; the table ignores it for other events).
+// The table derives fork starts from the event time (bootOff is 0 in tests).
 func feed(t *testing.T, tb *procTable, frame []byte, info *procInfo) {
 	t.Helper()
 	msgs, err := decodeProcEvents(frame, nil)
@@ -37,15 +39,20 @@ func feed(t *testing.T, tb *procTable, frame []byte, info *procInfo) {
 	}
 }
 
-func statInfo(start int64, ppid int32, comm string) *procInfo {
-	return &procInfo{have: procHaveStat, start: start, ppid: ppid, comm: []byte(comm)}
+// execInfo is what the exec hot path reads: no stat, so no start; comm and
+// ppid come from status.
+func execInfo(ppid int32, comm, exe, argv string) *procInfo {
+	in := &procInfo{have: procHaveExe | procHaveArgv | procHaveStatus | procHaveComm | procHavePPid,
+		ppid: ppid, comm: []byte(comm), exe: []byte(exe), argv: []byte(argv)}
+	in.uid, in.euid, in.gid, in.egid = 1000, 1000, 100, 100
+	return in
 }
 
-func execInfo(start int64, ppid int32, comm, exe, argv string) *procInfo {
-	in := statInfo(start, ppid, comm)
-	in.have |= procHaveExe | procHaveArgv | procHaveStatus
-	in.exe, in.argv = []byte(exe), []byte(argv)
-	in.uid, in.euid, in.gid, in.egid = 1000, 1000, 100, 100
+// fullInfo is what a FullEnrich exec reads: with stat.
+func fullInfo(start int64, ppid int32, comm, exe, argv string) *procInfo {
+	in := execInfo(ppid, comm, exe, argv)
+	in.have |= procHaveStat
+	in.start = start
 	return in
 }
 
@@ -73,16 +80,18 @@ func TestProcTablePIDReuse(t *testing.T) {
 	tb, sink, _ := newTestTable(t)
 	const s1, s2 = 10 * int64(time.Second), 25 * int64(time.Second)
 	parent := int64(2 * time.Second)
-	feed(t, tb, procTestFrame(procEventFork, 100, 1, 1, 500, 500), statInfo(parent, 1, "sh"))
-	feed(t, tb, procTestFrame(procEventFork, 200, 500, 500, 1234, 1234), statInfo(s1, 500, "sh"))
-	feed(t, tb, procTestFrame(procEventExec, 300, 1234, 1234), execInfo(s1, 500, "first", "/bin/first", "first\x00"))
-	feed(t, tb, procTestFrame(procEventExit, 400, 1234, 1234, 0, 17, 500, 500), nil)
+	// Fork starts derive from the event times: 2 s, 10 s, 25 s.
+	ms := func(at int64, d int) uint64 { return uint64(at) + uint64(d)*uint64(time.Millisecond) }
+	feed(t, tb, procTestFrame(procEventFork, ms(parent, 3), 1, 1, 500, 500), nil)
+	feed(t, tb, procTestFrame(procEventFork, ms(s1, 3), 500, 500, 1234, 1234), nil)
+	feed(t, tb, procTestFrame(procEventExec, ms(s1, 4), 1234, 1234), execInfo(500, "first", "/bin/first", "first\x00"))
+	feed(t, tb, procTestFrame(procEventExit, ms(s1, 5), 1234, 1234, 0, 17, 500, 500), nil)
 	if p, ok := tb.lookup(1234); !ok || p.Start != s1 {
 		t.Errorf("Lookup after exit (grace) = %+v %v, want start %d", p, ok, s1)
 	}
-	feed(t, tb, procTestFrame(procEventFork, 500, 500, 500, 1234, 1234), statInfo(s2, 500, "sh"))
-	feed(t, tb, procTestFrame(procEventExec, 600, 1234, 1234), execInfo(s2, 500, "second", "/bin/second", "second\x00"))
-	feed(t, tb, procTestFrame(procEventExit, 700, 1234, 1234, 9, 17, 500, 500), nil)
+	feed(t, tb, procTestFrame(procEventFork, ms(s2, 3), 500, 500, 1234, 1234), nil)
+	feed(t, tb, procTestFrame(procEventExec, ms(s2, 4), 1234, 1234), execInfo(500, "second", "/bin/second", "second\x00"))
+	feed(t, tb, procTestFrame(procEventExit, ms(s2, 5), 1234, 1234, 9, 17, 500, 500), nil)
 
 	ps := event.Some(parent)
 	want := []life{
@@ -114,14 +123,15 @@ func TestProcTablePIDReuse(t *testing.T) {
 	}
 }
 
-// TestProcTableDerivedStart: a fork whose child could not be read gets a key
-// from the event time, and keeps it when a later /proc read is one tick off.
+// TestProcTableDerivedStart: a fork's child gets a key from the event time
+// (/proc is not read at fork), and keeps it when a later /proc read (here a
+// FullEnrich exec) is one tick off.
 func TestProcTableDerivedStart(t *testing.T) {
 	tb, sink, _ := newTestTable(t)
-	tb.bootOff = 0
+	tb.bootOff.Store(0)
 	forkTS := uint64(7*time.Second + 12_345_678) // derived: 7.010 s
 	feed(t, tb, procTestFrame(procEventFork, forkTS, 1, 1, 77, 77), nil)
-	feed(t, tb, procTestFrame(procEventExec, forkTS+1000, 77, 77), execInfo(int64(7*time.Second), 1, "x", "/x", "x\x00"))
+	feed(t, tb, procTestFrame(procEventExec, forkTS+1000, 77, 77), fullInfo(int64(7*time.Second), 1, "x", "/x", "x\x00"))
 	rows := sink.Procs()
 	if len(rows) != 2 {
 		t.Fatalf("got %d rows, want fork and exec", len(rows))
@@ -133,7 +143,7 @@ func TestProcTableDerivedStart(t *testing.T) {
 		}
 	}
 	// A stat start further away is another life.
-	feed(t, tb, procTestFrame(procEventExec, forkTS+2000, 77, 77), execInfo(int64(9*time.Second), 1, "y", "/y", "y\x00"))
+	feed(t, tb, procTestFrame(procEventExec, forkTS+2000, 77, 77), fullInfo(int64(9*time.Second), 1, "y", "/y", "y\x00"))
 	if got := tb.st.replaced.Load(); got != 1 {
 		t.Errorf("replaced = %d, want 1", got)
 	}
@@ -142,11 +152,11 @@ func TestProcTableDerivedStart(t *testing.T) {
 func TestProcTableThreadsAndSelf(t *testing.T) {
 	tb, sink, _ := newTestTable(t)
 	tb.selfPID = 42
-	feed(t, tb, procTestFrame(procEventFork, 1, 1, 1, 42, 42), statInfo(100e9, 1, "pofr"))
+	feed(t, tb, procTestFrame(procEventFork, 1, 1, 1, 42, 42), nil)
 	feed(t, tb, procTestFrame(procEventFork, 2, 42, 42, 43, 42), nil) // thread
 	feed(t, tb, procTestFrame(procEventExit, 3, 43, 42, 0, 0, 1, 1), nil)
 	feed(t, tb, procTestFrame(procEventPtrace, 4, 43, 42, 9, 9), nil)
-	feed(t, tb, procTestFrame(procEventFork, 5, 42, 42, 44, 44), statInfo(101e9, 42, "pofr")) // probe child
+	feed(t, tb, procTestFrame(procEventFork, 5, 42, 42, 44, 44), nil) // probe child
 	rows := sink.Procs()
 	if len(rows) != 3 {
 		t.Fatalf("got %d rows %+v, want fork, ptrace, fork", len(rows), lives(rows))
@@ -169,22 +179,19 @@ func TestProcTableThreadsAndSelf(t *testing.T) {
 // exec-opens, whichever arrives first, skipping the ELF interpreter.
 func TestProcTableExeFromFanotify(t *testing.T) {
 	tb, sink, clk := newTestTable(t)
-	noExe := func(start int64) *procInfo {
-		in := statInfo(start, 1, "x")
-		in.have |= procHaveArgv
-		in.argv = []byte("x\x00")
-		return in
+	noExe := func() *procInfo {
+		return &procInfo{have: procHaveArgv | procHaveComm, comm: []byte("x"), argv: []byte("x\x00")}
 	}
-	feed(t, tb, procTestFrame(procEventFork, 1, 1, 1, 10, 10), statInfo(1e9, 1, "sh"))
-	feed(t, tb, procTestFrame(procEventFork, 1, 1, 1, 11, 11), statInfo(1e9, 1, "sh"))
-	feed(t, tb, procTestFrame(procEventFork, 1, 1, 1, 12, 12), statInfo(1e9, 1, "sh"))
+	feed(t, tb, procTestFrame(procEventFork, 1, 1, 1, 10, 10), nil)
+	feed(t, tb, procTestFrame(procEventFork, 1, 1, 1, 11, 11), nil)
+	feed(t, tb, procTestFrame(procEventFork, 1, 1, 1, 12, 12), nil)
 
 	// 10: the open comes first (binary, then loader).
 	tb.onOpen(procExecOpen{pid: 10, path: []byte("/usr/bin/ten")})
 	tb.onOpen(procExecOpen{pid: 10, path: []byte("/lib64/ld-linux-x86-64.so.2")})
-	feed(t, tb, procTestFrame(procEventExec, 2, 10, 10), noExe(1e9))
+	feed(t, tb, procTestFrame(procEventExec, 2, 10, 10), noExe())
 	// 11: the exec comes first and waits; the loader open is not the exe.
-	feed(t, tb, procTestFrame(procEventExec, 3, 11, 11), noExe(1e9))
+	feed(t, tb, procTestFrame(procEventExec, 3, 11, 11), noExe())
 	feed(t, tb, procTestFrame(procEventExit, 4, 11, 11, 0, 17, 1, 1), nil)
 	if n := len(sink.Procs()); n != 4 {
 		t.Fatalf("%d rows before the open, want 4 (exec and exit of 11 held)", n)
@@ -192,7 +199,7 @@ func TestProcTableExeFromFanotify(t *testing.T) {
 	tb.onOpen(procExecOpen{pid: 11, path: []byte("/tmp/script.sh")})
 	tb.onOpen(procExecOpen{pid: 11, path: []byte("/usr/bin/dash")})
 	// 12: nothing comes; the row goes out without exe after the hold.
-	feed(t, tb, procTestFrame(procEventExec, 5, 12, 12), noExe(1e9))
+	feed(t, tb, procTestFrame(procEventExec, 5, 12, 12), noExe())
 	clk.t = clk.t.Add(100 * time.Millisecond)
 	tb.expireHeld(clk.t)
 
@@ -230,13 +237,13 @@ func TestProcTableExeFromFanotify(t *testing.T) {
 func TestProcTableExeSkip(t *testing.T) {
 	tb, sink, _ := newTestTable(t)
 	tb.onOpen(procExecOpen{pid: 99, path: []byte("/other")}) // fanotify is active
-	feed(t, tb, procTestFrame(procEventFork, 1, 1, 1, 20, 20), statInfo(1e9, 1, "sh"))
-	feed(t, tb, procTestFrame(procEventExec, 2, 20, 20), execInfo(1e9, 1, "sh", "/usr/bin/dash", "sh\x00"))
+	feed(t, tb, procTestFrame(procEventFork, 1, 1, 1, 20, 20), nil)
+	feed(t, tb, procTestFrame(procEventExec, 2, 20, 20), execInfo(1, "sh", "/usr/bin/dash", "sh\x00"))
 	// sh's opens arrive late, then sh execs a program whose exe is unreadable.
 	tb.onOpen(procExecOpen{pid: 20, path: []byte("/usr/bin/dash")})
 	tb.onOpen(procExecOpen{pid: 20, path: []byte("/lib64/ld-linux-x86-64.so.2")})
 	tb.onOpen(procExecOpen{pid: 20, path: []byte("/usr/bin/prog")})
-	in := statInfo(1e9, 1, "prog")
+	in := &procInfo{have: procHaveComm, comm: []byte("prog")}
 	feed(t, tb, procTestFrame(procEventExec, 3, 20, 20), in)
 	rows := sink.Procs()
 	if got := string(rows[len(rows)-1].Exe); got != "/usr/bin/prog" {
@@ -247,7 +254,7 @@ func TestProcTableExeSkip(t *testing.T) {
 func TestProcTableLossAndUnknown(t *testing.T) {
 	tb, sink, _ := newTestTable(t)
 	tb.wallOff = 1_000_000_000_000
-	feed(t, tb, procTestFrame(procEventExec, 500, 1, 1), execInfo(1e9, 0, "init", "/sbin/init", "init\x00"))
+	feed(t, tb, procTestFrame(procEventExec, 500, 1, 1), fullInfo(1e9, 0, "init", "/sbin/init", "init\x00"))
 	tb.handle(&procItem{kind: procItemLoss, at: tb.wallOff + 900, lost: -1, reason: "ENOBUFS on cn_proc socket"})
 	// An exit of a pid never seen, gone from /proc (no reader): no row.
 	feed(t, tb, procTestFrame(procEventExit, 1000, 555, 555, 0, 17, 1, 1), nil)
@@ -267,7 +274,7 @@ func TestProcTableEviction(t *testing.T) {
 	tb, _, clk := newTestTable(t)
 	tb.maxProcs = 3
 	for pid := int32(1); pid <= 3; pid++ {
-		feed(t, tb, procTestFrame(procEventFork, 1, 1, 1, uint32(pid+10), uint32(pid+10)), statInfo(1e9, 1, "x"))
+		feed(t, tb, procTestFrame(procEventFork, 1, 1, 1, uint32(pid+10), uint32(pid+10)), nil)
 	}
 	feed(t, tb, procTestFrame(procEventExit, 2, 11, 11, 0, 17, 1, 1), nil)
 	clk.t = clk.t.Add(time.Second)
@@ -281,8 +288,8 @@ func TestProcTableEviction(t *testing.T) {
 		t.Error("exited entry kept after its grace period")
 	}
 	// Full: 12, 13 and 14 fit; 15 does not, and is counted.
-	feed(t, tb, procTestFrame(procEventFork, 3, 1, 1, 14, 14), statInfo(1e9, 1, "x"))
-	feed(t, tb, procTestFrame(procEventFork, 3, 1, 1, 15, 15), statInfo(1e9, 1, "x"))
+	feed(t, tb, procTestFrame(procEventFork, 3, 1, 1, 14, 14), nil)
+	feed(t, tb, procTestFrame(procEventFork, 3, 1, 1, 15, 15), nil)
 	if got := tb.st.tableFull.Load(); got != 1 {
 		t.Errorf("tableFull = %d, want 1", got)
 	}

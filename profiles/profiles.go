@@ -64,6 +64,11 @@ type Proc struct {
 	// ResyncInterval is how often a /proc scan checks the table (0: only at
 	// start and after a loss).
 	ResyncInterval Duration `json:"resync_interval"`
+	// FullEnrich reads every /proc file at every exec (namespaces, loginuid,
+	// session, tty) instead of inheriting what a fork cannot change from the
+	// parent: exact for unshare/setns without a cgroup change, at about twice
+	// the CPU per exec.
+	FullEnrich bool `json:"full_enrich,omitempty"`
 }
 
 // File sets the file source.

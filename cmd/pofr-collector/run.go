@@ -180,7 +180,7 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 	procs, err := collector.NewProcSource(collector.ProcOptions{
 		Sink: w, Log: log, ArgvMax: prof.Proc.ArgvMax, Priority: prof.Proc.Priority,
 		EnrichRate: prof.Proc.EnrichRate, SelfPID: self, ForcePoll: f.forcePoll,
-		ResyncInterval: time.Duration(prof.Proc.ResyncInterval),
+		ResyncInterval: time.Duration(prof.Proc.ResyncInterval), FullEnrich: prof.Proc.FullEnrich,
 	})
 	if err != nil {
 		w.Close()

@@ -272,6 +272,8 @@ type Account struct {
 // Sink receives records. The spool writer is the production Sink; tests use
 // [MemSink]. Implementations must be safe for concurrent use and must not
 // block the caller for long: sources call them from their event loops.
+// The record and the slices it points to are only valid during the call:
+// sources reuse them, so an implementation copies what it keeps.
 type Sink interface {
 	AppendProc(*Proc)
 	AppendFile(*File)

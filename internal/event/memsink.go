@@ -1,9 +1,13 @@
 package event
 
-import "sync"
+import (
+	"bytes"
+	"sync"
+)
 
-// MemSink is a Sink that keeps every record in memory, for tests and for
-// tools that inspect a source's output. It is safe for concurrent use.
+// MemSink is a Sink that keeps a deep copy of every record in memory, for
+// tests and for tools that inspect a source's output. It is safe for
+// concurrent use.
 type MemSink struct {
 	mu    sync.Mutex
 	procs []Proc
@@ -14,13 +18,33 @@ type MemSink struct {
 }
 
 // AppendProc implements Sink.
-func (s *MemSink) AppendProc(r *Proc) { s.mu.Lock(); s.procs = append(s.procs, *r); s.mu.Unlock() }
+func (s *MemSink) AppendProc(r *Proc) {
+	c := *r
+	for _, b := range []*[]byte{&c.TTY, &c.Comm, &c.Exe, &c.Argv, &c.Cwd, &c.Cgroup, &c.ContainerID} {
+		*b = bytes.Clone(*b)
+	}
+	s.mu.Lock()
+	s.procs = append(s.procs, c)
+	s.mu.Unlock()
+}
 
 // AppendFile implements Sink.
-func (s *MemSink) AppendFile(r *File) { s.mu.Lock(); s.files = append(s.files, *r); s.mu.Unlock() }
+func (s *MemSink) AppendFile(r *File) {
+	c := *r
+	c.Path, c.NewPath = bytes.Clone(c.Path), bytes.Clone(c.NewPath)
+	s.mu.Lock()
+	s.files = append(s.files, c)
+	s.mu.Unlock()
+}
 
 // AppendSock implements Sink.
-func (s *MemSink) AppendSock(r *Sock) { s.mu.Lock(); s.socks = append(s.socks, *r); s.mu.Unlock() }
+func (s *MemSink) AppendSock(r *Sock) {
+	c := *r
+	c.LocalAddr, c.RemoteAddr = bytes.Clone(c.LocalAddr), bytes.Clone(c.RemoteAddr)
+	s.mu.Lock()
+	s.socks = append(s.socks, c)
+	s.mu.Unlock()
+}
 
 // AppendGap implements Sink.
 func (s *MemSink) AppendGap(r *Gap) { s.mu.Lock(); s.gaps = append(s.gaps, *r); s.mu.Unlock() }
