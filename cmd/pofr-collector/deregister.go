@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/pofr/pofr/internal/cli"
@@ -13,6 +14,7 @@ import (
 func init() {
 	var (
 		configDir string
+		stateDir  string
 		timeout   time.Duration
 	)
 	cli.Register(prog, &cli.Command{
@@ -21,18 +23,24 @@ func init() {
 		Usage:   "[--config-dir D] [--timeout 15s]",
 		Help: `Tells the server (when it is reachable) that this host leaves, which
 revokes its upload key there, then removes ssh.key, signing.key, server.json
-and any pending registration from the configuration directory. Stop the
-collector first: without its keys it can no longer upload or sign. Unsent
-segments stay in the spool.
+and any pending registration from the configuration directory. A collector
+running on --state-dir is stopped first (SIGTERM; it seals its open segment).
+Unsent segments stay in the spool.
 
 Exit codes: 0 done (the output says whether the server was told), 1 error.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&configDir, "config-dir", uplink.DefaultConfigDir, "configuration `dir`ectory")
+			fs.StringVar(&stateDir, "state-dir", "/var/lib/pofr", "the collector's state directory")
 			fs.DurationVar(&timeout, "timeout", 15*time.Second, "how long to try to reach the server")
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
 			if len(args) != 0 {
 				return cli.Usagef("unexpected arguments %q", args)
+			}
+			if pid, err := stopCollector(ctx, filepath.Join(stateDir, "collector.pid"), 30*time.Second); err != nil {
+				return err
+			} else if pid != 0 {
+				fmt.Fprintf(env.Stdout, "stopped the collector (pid %d)\n", pid)
 			}
 			res, err := uplink.Deregister(ctx, configDir, timeout)
 			if err != nil {

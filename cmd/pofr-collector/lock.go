@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -74,6 +76,37 @@ func lockHeld(path string) bool {
 	}
 	unix.Flock(int(f.Fd()), unix.LOCK_UN)
 	return false
+}
+
+// stopCollector sends SIGTERM to the collector holding the lock at path and
+// waits until it has released it. It returns the pid stopped, or 0 if none ran.
+func stopCollector(ctx context.Context, path string, wait time.Duration) (int, error) {
+	if !lockHeld(path) {
+		return 0, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("%s holds no pid (%q)", path, b)
+	}
+	if err := unix.Kill(pid, unix.SIGTERM); err != nil {
+		return 0, fmt.Errorf("stop collector pid %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(wait)
+	for lockHeld(path) {
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("collector pid %d still running %v after SIGTERM", pid, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return pid, nil
 }
 
 // identity is who this collector signs and names its segments as.
