@@ -29,7 +29,22 @@
 // ledger holds with another digest (a replay), or whose rows MariaDB would
 // alter (a warning from LOAD DATA: it silently truncates otherwise) is moved
 // to <state>/quarantine/<host_id>/ with a .reason file beside it and a row in
-// the quarantine table; the loader goes on with the next.
+// the quarantine table; the loader goes on with the next. So is a segment of
+// a revoked (deregistered) host still in its inbox (class revoked_host): the
+// registry says so at the start of a pass, and hosts.status, read under a
+// shared lock in the segment's transaction, says so at once ([PurgeHost]
+// sets it before deleting the host's rows).
+//
+// # Custody and retention
+//
+// [Audit] (pofr-server verify) walks the ledger per host in seq order and
+// reports holes, chain breaks and ledger rows that disagree with their own
+// digests, settles chain_ok where it can, and re-verifies archived files
+// against the registered key and the ledger's digest. [PruneFiles]
+// (pofr-server retention --archive-keep) deletes archived files by the
+// ledger's ts_to, recording segments.archive_removed_at, and quarantined
+// files by age. [PurgeHost] (pofr-server deregister --purge-rows) deletes a
+// host's rows in short batches.
 //
 // # Escaping
 //

@@ -43,6 +43,9 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
 - **Custody ledger.** ` + "`segments`" + ` has one row per loaded segment, written in the same transaction as
   its rows; UNIQUE (host_id, seq) and UNIQUE (digest) make a second load of a segment fail.
   ` + "`chain_ok`" + ` records the hash chain against the ledger (NULL while the predecessor is missing).
+  ` + "`pofr-server verify`" + ` audits it (holes, chain, and with ` + "`--archive`" + ` every archived file against the
+  host's key and the ledger's digest). ` + "`retention --archive-keep`" + ` deletes archived files by the
+  ledger's ts_to and sets ` + "`archive_removed_at`" + `; ` + "`deregister --purge-rows`" + ` deletes a host's rows.
 - **Accounts.** ` + "`schema users`" + ` creates the loader (SELECT, INSERT, UPDATE on the database) and the
   reader (SELECT, SHOW VIEW). Neither has FILE, SUPER or DDL; ` + "`schema apply`" + ` and ` + "`retention`" + ` (ALTER,
   DROP for partitions) use the administrator's DSN.
@@ -57,6 +60,14 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
 - ` + "`timeline`" + `: proc, file and sock rows interleaved: ts, ts_ns, host, boot, pid, proc_start, kind
   (proc/file/sock), what (event or op) and detail (exe, path, or "tcp out 10.0.0.1:5000 192.0.2.7:443").
 - ` + "`connections`" + `: sock rows with local_ip/remote_ip in text and the owner life's exe and argv.
+- ` + "`peer_connections`" + `: connections between two monitored hosts, one row per (client socket, server
+  socket) pair, with the owner life (exe, argv, cmdline), uid and user name on both ends. A socket
+  is (host_id, boot_id, cookie), alive from first_ts to its last row. The client end (direction out)
+  on one host and the server end (direction in) on another pair up when the client's remote
+  address:port is the server's local address:port, the server's remote port is the client's local
+  port (server_seen_ip may differ behind NAT), the protocol is the same and the lifetimes overlap
+  within 5 s; loopback and unspecified addresses never pair. The rules of ` + "`query peers`" + `; the
+  join uses sock_events' local_end index.
 
 ## Tables
 `

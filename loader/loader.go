@@ -44,6 +44,9 @@ var (
 	// ErrUnknownHost reports an inbox of a host that is not in the registry
 	// or has no usable signing key.
 	ErrUnknownHost = errors.New("loader: unknown host")
+	// ErrRevoked reports a segment of a host that has been deregistered
+	// (registry status revoked, or hosts.status revoked in the database).
+	ErrRevoked = errors.New("loader: revoked host")
 )
 
 // Options configure a Loader.
@@ -549,6 +552,9 @@ func (l *Loader) prepare(ctx context.Context, hosts map[string]*registry.Host, j
 	if h == nil {
 		return l.refuse(ctx, p, "unknown_host", fmt.Errorf("%w: %s is not in the registry", ErrUnknownHost, j.host), nil, "")
 	}
+	if h.Status == registry.StatusRevoked {
+		return l.refuse(ctx, p, "revoked_host", fmt.Errorf("%w: %s was deregistered; its segments are no longer loaded", ErrRevoked, j.host), nil, "")
+	}
 	pub, err := h.SigningPublicKey()
 	if err != nil {
 		return l.refuse(ctx, p, "unknown_host", fmt.Errorf("%w: %v", ErrUnknownHost, err), nil, "")
@@ -654,6 +660,8 @@ func classify(err error) string {
 		return "replay"
 	case errors.Is(err, ErrUnknownHost):
 		return "unknown_host"
+	case errors.Is(err, ErrRevoked):
+		return "revoked_host"
 	}
 	return ""
 }
@@ -684,6 +692,17 @@ func (w *worker) commit(ctx context.Context, j job, seg *segment, size int64, re
 	}
 	defer tx.Rollback()
 
+	// A host revoked since the pass began (deregister --purge-rows marks
+	// hosts.status first, then deletes): the shared lock makes the purge
+	// wait for this transaction, or this one see the revocation.
+	var status sql.NullString
+	switch err := tx.QueryRowContext(ctx, "SELECT status FROM hosts WHERE host_id = ? LOCK IN SHARE MODE", m.HostID).Scan(&status); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return result{}, fmt.Errorf("read host status: %w", err)
+	case status.String == registry.StatusRevoked:
+		return result{}, fmt.Errorf("%w: %s was deregistered while loading", ErrRevoked, m.HostID)
+	}
 	if res, done, err := w.existing(ctx, tx, m, digest); done || err != nil {
 		return res, err
 	}
