@@ -1,0 +1,151 @@
+//go:build linux
+
+// Command pofr-bench is the harness behind make bench: it measures
+// pofr-collector against Linux audit (auditd with an execve rule) and a
+// POFR-style /proc poller on the same workloads in the same run, prints Go
+// benchmark lines (for benchstat), a markdown table and PASS/MISS/FAIL lines
+// for the thresholds, and exits non-zero when the seed's budget (1 core,
+// 400 MB) is exceeded or the collector could not be measured.
+//
+// Run it as root from the module root, after make build:
+//
+//	go run ./bench/cmd/pofr-bench            # under 10 minutes
+//	BENCH_QUICK=1 go run ./bench/cmd/pofr-bench   # under 2 minutes
+//
+// It installs auditd with apt-get if it is missing, starts it without
+// systemd, and puts the audit state back as it found it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/pofr/pofr/bench"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1 // the seed's budget was exceeded, or the collector could not be measured
+	exitError  = 2 // the harness itself could not run
+)
+
+func main() {
+	code, err := run()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pofr-bench:", err)
+	}
+	os.Exit(code)
+}
+
+func run() (int, error) {
+	quick := os.Getenv("BENCH_QUICK") != "" && os.Getenv("BENCH_QUICK") != "0"
+	cfg := bench.Config{}
+	var mdPath string
+	var keep, verbose bool
+	flag.BoolVar(&cfg.Quick, "quick", quick, "short windows, one repetition (default from BENCH_QUICK)")
+	flag.IntVar(&cfg.Reps, "reps", 0, "repetitions of the exec section (default 3, quick 1)")
+	flag.StringVar(&cfg.CollectorBin, "collector", "bin/pofr-collector", "collector binary (make build)")
+	flag.StringVar(&cfg.Profile, "profile", "default", "collection profile")
+	flag.BoolVar(&cfg.NoAudit, "no-audit", false, "do not measure auditd")
+	flag.StringVar(&mdPath, "markdown", "", "also write the markdown report to this file")
+	flag.BoolVar(&keep, "keep", false, "keep the scratch directory (spools, logs, snapshots)")
+	flag.BoolVar(&verbose, "v", false, "debug logging")
+	flag.Parse()
+
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Log, cfg.Out = log, os.Stdout
+	if runtime.GOOS != "linux" {
+		return exitError, errors.New("make bench runs on Linux only")
+	}
+	if os.Geteuid() != 0 {
+		return exitError, errors.New("run as root (sudo make bench)")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// A real file system, not tmpfs: the collector marks file systems for
+	// fanotify and the spool wants fsync to mean something.
+	work, err := os.MkdirTemp("/var/tmp", "pofr-bench-")
+	if err != nil {
+		return exitError, err
+	}
+	if keep {
+		log.Info("scratch directory kept", "dir", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	cfg.WorkDir = work
+	cfg.LoadBin = filepath.Join(work, "pofr-load")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", cfg.LoadBin, "github.com/pofr/pofr/bench/cmd/pofr-load").CombinedOutput(); err != nil {
+		return exitError, fmt.Errorf("build pofr-load: %w: %s", err, out)
+	}
+	if !cfg.NoAudit {
+		if err := ensureAuditd(ctx, log); err != nil {
+			log.Warn("auditd comparison skipped", "err", err)
+			cfg.NoAudit = true
+		}
+	}
+	mode := "full"
+	if cfg.Quick {
+		mode = "quick"
+	}
+	start := time.Now()
+	log.Info("pofr-bench", "mode", mode, "machine", bench.Machine(), "collector", cfg.CollectorBin)
+	rep, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return exitError, err
+	}
+	procs := runtime.NumCPU()
+	for _, r := range bench.Ratios(rep.Results) {
+		bench.WriteBench(os.Stdout, r, procs)
+	}
+	var md io.Writer = os.Stdout
+	fmt.Println()
+	if mdPath != "" {
+		f, err := os.Create(mdPath)
+		if err != nil {
+			return exitError, err
+		}
+		defer f.Close()
+		md = io.MultiWriter(os.Stdout, f)
+	}
+	if err := bench.WriteMarkdown(md, rep, start, mode); err != nil {
+		return exitError, err
+	}
+	log.Info("pofr-bench done", "took", time.Since(start).Round(time.Second))
+	if rep.Failed {
+		return exitFailed, errors.New("the run failed: see FAIL lines and notes above")
+	}
+	return exitOK, nil
+}
+
+// ensureAuditd installs Debian's auditd package if auditd is missing.
+func ensureAuditd(ctx context.Context, log *slog.Logger) error {
+	if _, err := exec.LookPath("auditd"); err == nil {
+		return nil
+	}
+	log.Info("installing auditd with apt-get")
+	cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", "--no-install-recommends", "auditd")
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("apt-get install auditd: %w: %s", err, out)
+	}
+	_, err := exec.LookPath("auditd")
+	return err
+}

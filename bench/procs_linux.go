@@ -1,0 +1,65 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// RunProcs starts the processes described by cfg in this process and waits
+// for all of them.
+func RunProcs(ctx context.Context, cfg ProcsConfig) (ProcsResult, error) {
+	if cfg.Rate <= 0 {
+		return ProcsResult{}, fmt.Errorf("run processes: rate %v, want > 0", cfg.Rate)
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return ProcsResult{}, fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	defer null.Close()
+	fd := null.Fd()
+	attr := &syscall.ProcAttr{Env: []string{}, Files: []uintptr{fd, fd, fd}}
+
+	plan := procsPlan(cfg)
+	res := ProcsResult{Spawner: os.Getpid(), Procs: make([]ProcRecord, len(plan))}
+	period := time.Duration(float64(time.Second) / cfg.Rate)
+	var wg sync.WaitGroup
+	var firstErr error
+	next := time.Now()
+	for i, life := range plan {
+		if ctx.Err() != nil {
+			res.Procs = res.Procs[:i]
+			break
+		}
+		rec := &res.Procs[i]
+		rec.Marker = Marker(cfg.Tag, i)
+		rec.Lifetime = life
+		argv := []string{cfg.Path, rec.Marker, strconv.FormatInt(life.Microseconds(), 10)}
+		rec.Spawn = time.Now().UnixNano()
+		pid, err := syscall.ForkExec(cfg.Path, argv, attr)
+		if err != nil {
+			firstErr = fmt.Errorf("fork/exec %s: %w", cfg.Path, err)
+			res.Procs = res.Procs[:i]
+			break
+		}
+		rec.PID = int32(pid)
+		wg.Go(func() {
+			ws, err := wait(pid)
+			rec.Reap = time.Now().UnixNano()
+			rec.OK = err == nil && ws.Exited() && ws.ExitStatus() == 0
+		})
+		next = next.Add(period)
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return res, firstErr
+	}
+	return res, ctx.Err()
+}

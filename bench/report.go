@@ -1,0 +1,259 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Report is the outcome of a run.
+type Report struct {
+	Results []Result
+	Checks  []Check
+	Notes   []string
+	Machine string
+	Failed  bool // a FAIL check (the seed's budget) or a collector that did not run
+}
+
+// Machine describes the machine the run measured: CPU model and count,
+// memory, kernel and OS.
+func Machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if _, v, ok := strings.Cut(strings.SplitN(string(b), "\n", 2)[0], ":"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			mem = fmt.Sprintf(", %.1f GiB RAM", float64(kb)/(1<<20))
+		}
+	}
+	kernel := ""
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = ", Linux " + strings.TrimSpace(string(b))
+	}
+	osName := ""
+	if b, err := os.ReadFile("/etc/os-release"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
+				osName = ", " + strings.Trim(v, `"`)
+			}
+		}
+	}
+	return fmt.Sprintf("%s × %d%s%s%s, %s", model, runtime.NumCPU(), mem, kernel, osName, runtime.Version())
+}
+
+// Conditions: who observes the workload.
+const (
+	condNone      = "none"
+	condAuditd    = "auditd"
+	condCollector = "collector"
+	condPoller    = "poller"
+)
+
+// median returns the median of unit over the repetitions of name, or NaN.
+func median(sums []Summary, name, unit string) float64 {
+	if s, ok := Find(sums, name, unit); ok {
+		return s.Median
+	}
+	return math.NaN()
+}
+
+// extreme returns the minimum (or maximum) of unit over every result whose
+// name has prefix and suffix, or NaN if there is none.
+func extreme(results []Result, prefix, suffix, unit string, keep func(name string) bool, least bool) float64 {
+	v := math.NaN()
+	for _, r := range results {
+		if !strings.HasPrefix(r.Name, prefix) || !strings.HasSuffix(r.Name, suffix) || keep != nil && !keep(r.Name) {
+			continue
+		}
+		x, ok := r.Get(unit)
+		if !ok {
+			continue
+		}
+		if math.IsNaN(v) || least && x < v || !least && x > v {
+			v = x
+		}
+	}
+	return v
+}
+
+// Ratios returns the comparisons the report leads with, as results:
+// collector ÷ auditd CPU per exec, and collector ÷ poller capture.
+func Ratios(results []Result) []Result {
+	sums := Aggregate(results)
+	var out []Result
+	for _, rate := range []string{"1000", "max"} {
+		r := Result{Name: "Ratio/cpu-per-exec/rate=" + rate + "/collector÷auditd", N: 1}
+		r.Add(Ratio(median(sums, "Exec/rate="+rate+"/collector", "cpu-us/exec"), median(sums, "Exec/rate="+rate+"/auditd", "cpu-us/exec")), "x")
+		if len(r.Metrics) > 0 {
+			out = append(out, r)
+		}
+	}
+	capture := func(prefix, unitC, unitP, what string) Result {
+		var nc, np, n float64
+		for _, r := range results {
+			if !strings.HasPrefix(r.Name, prefix) {
+				continue
+			}
+			if v, ok := r.Get(unitC); ok && strings.HasSuffix(r.Name, "/"+condCollector) {
+				nc += v * float64(r.N) / 100
+				n += float64(r.N)
+			}
+			if v, ok := r.Get(unitP); ok && strings.HasSuffix(r.Name, "/"+condPoller) {
+				np += v * float64(r.N) / 100
+			}
+		}
+		res := Result{Name: "Ratio/capture/" + strings.TrimSuffix(prefix, "/") + "-" + what + "/collector÷poller", N: int(n)}
+		res.Add(Ratio(nc, np), "x")
+		res.Add(Ratio(100*nc, n), "collector-%")
+		res.Add(Ratio(100*np, n), "poller-%")
+		return res
+	}
+	for _, r := range []Result{
+		capture("Procs/", "argv-%", "argv-%", "argv"),
+		capture("Conns/", "seen-%", "seen-%", "seen"),
+		capture("Conns/", "owner-%", "owner-%", "owner"),
+	} {
+		if len(r.Metrics) > 0 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// WriteMarkdown writes the report as markdown: the machine, the tables, the
+// ratios, the checks and the notes.
+func WriteMarkdown(w io.Writer, rep *Report, when time.Time, mode string) error {
+	sums := Aggregate(rep.Results)
+	var b strings.Builder
+	fmt.Fprintf(&b, "Run %s (%s mode) on %s.\n\n", when.UTC().Format("2006-01-02 15:04 MST"), mode, rep.Machine)
+	cell := func(name, unit string) string {
+		if s, ok := Find(sums, name, unit); ok {
+			return s.String()
+		}
+		return "–"
+	}
+	table := func(title string, rows [][2]string, cols [][2]string) {
+		fmt.Fprintf(&b, "%s\n\n| |", title)
+		for _, c := range cols {
+			fmt.Fprintf(&b, " %s |", c[1])
+		}
+		b.WriteString("\n|---|")
+		for range cols {
+			b.WriteString("---:|")
+		}
+		b.WriteByte('\n')
+		for _, r := range rows {
+			fmt.Fprintf(&b, "| %s |", r[1])
+			for _, c := range cols {
+				fmt.Fprintf(&b, " %s |", cell(r[0], c[0]))
+			}
+			b.WriteByte('\n')
+		}
+		b.WriteByte('\n')
+	}
+
+	var execRows [][2]string
+	for _, rate := range []string{"1000", "max"} {
+		for _, cond := range []string{condNone, condAuditd, condCollector} {
+			execRows = append(execRows, [2]string{"Exec/rate=" + rate + "/" + cond, rate + " exec/s, " + cond})
+		}
+	}
+	table("**Exec storm** (`/bin/true`, one child at a time; median [min–max] over repetitions)", execRows, [][2]string{
+		{"exec/s", "exec/s"}, {"slowdown-%", "slowdown %"}, {"lat-p50-us", "fork→reap p50 µs"}, {"lat-slowdown-%", "p50 slowdown %"},
+		{"wl-cpu-us/exec", "workload CPU µs/exec"}, {"cpu-us/exec", "observer CPU µs/exec"}, {"cpu-%core", "observer % core"},
+		{"exec-%", "execs recorded %"}, {"argv-%", "argv %"}, {"exe-%", "exe %"}, {"rss-MB", "peak RSS MB"},
+		{"spool-B/row", "spool B/row"}, {"log-B/exec", "audit log B/exec"},
+	})
+
+	var procRows, connRows, fileRows [][2]string
+	seen := map[string]bool{}
+	for _, s := range sums {
+		bucket, _, _ := strings.Cut(s.Name[strings.IndexByte(s.Name, '/')+1:], "/"+condCollector)
+		if seen[s.Name] || !strings.HasSuffix(s.Name, "/"+condCollector) {
+			continue
+		}
+		seen[s.Name] = true
+		stem := strings.TrimSuffix(s.Name, "/"+condCollector)
+		switch {
+		case strings.HasPrefix(s.Name, "Procs/"):
+			procRows = append(procRows, [2]string{stem, strings.TrimPrefix(bucket, "life=")})
+		case strings.HasPrefix(s.Name, "Conns/"):
+			connRows = append(connRows, [2]string{stem, bucket})
+		case strings.HasPrefix(s.Name, "Files/"):
+			fileRows = append(fileRows, [2]string{s.Name, strings.TrimPrefix(bucket, "op=")})
+		}
+	}
+	if len(procRows) > 0 {
+		var rows [][2]string
+		for _, r := range procRows {
+			rows = append(rows, r)
+		}
+		b.WriteString("**Processes by lifetime** (static binary; lifetime 0 exits at once; collector and poller side by side on the same processes)\n\n")
+		b.WriteString("| lifetime | collector exec % | collector argv % | collector exe % | poller argv % |\n|---|---:|---:|---:|---:|\n")
+		for _, r := range rows {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", r[1], cell(r[0]+"/collector", "exec-%"), cell(r[0]+"/collector", "argv-%"),
+				cell(r[0]+"/collector", "exe-%"), cell(r[0]+"/poller", "argv-%"))
+		}
+		b.WriteByte('\n')
+	}
+	if len(connRows) > 0 {
+		b.WriteString("**Loopback connections by kind and lifetime** (client end; owner = attributed to the generating process)\n\n")
+		b.WriteString("| connection | collector seen % | collector close % | collector owner % | poller seen open % | poller owner % |\n|---|---:|---:|---:|---:|---:|\n")
+		for _, r := range connRows {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r[1], cell(r[0]+"/collector", "seen-%"), cell(r[0]+"/collector", "close-%"),
+				cell(r[0]+"/collector", "owner-%"), cell(r[0]+"/poller", "seen-%"), cell(r[0]+"/poller", "owner-%"))
+		}
+		b.WriteByte('\n')
+	}
+	if len(fileRows) > 0 {
+		table("**File churn** (create, write, rename, read, unlink; cycles recorded per op)", fileRows, [][2]string{{"seen-%", "collector %"}})
+	}
+	table("**Costs**", [][2]string{
+		{"Capture/collector", "collector, capture run"}, {"Capture/poller", "POFR-style poller, capture run"},
+		{"Conn/collector", "collector, connections only"}, {"File/collector", "collector, file churn only"},
+	}, [][2]string{{"cpu-%core", "% core"}, {"cpu-us/conn", "CPU µs/conn"}, {"cpu-us/event", "CPU µs/file event"},
+		{"rss-MB", "peak RSS MB"}, {"spool-B/row", "spool B/row"}, {"snap-kB/min", "snapshots kB/min"}})
+
+	if rs := Ratios(rep.Results); len(rs) > 0 {
+		b.WriteString("**Ratios**\n\n")
+		for _, r := range rs {
+			v, _ := r.Get("x")
+			fmt.Fprintf(&b, "- %s: **%s×**", strings.TrimPrefix(r.Name, "Ratio/"), FormatValue(v))
+			if c, ok := r.Get("collector-%"); ok {
+				p, _ := r.Get("poller-%")
+				fmt.Fprintf(&b, " (%s %% vs %s %% of %d)", FormatValue(c), FormatValue(p), r.N)
+			}
+			b.WriteByte('\n')
+		}
+		b.WriteByte('\n')
+	}
+	b.WriteString("**Thresholds**\n\n```\n")
+	for _, c := range rep.Checks {
+		b.WriteString(c.String() + "\n")
+	}
+	b.WriteString("```\n")
+	if len(rep.Notes) > 0 {
+		b.WriteString("\n**Notes**\n\n")
+		for _, n := range rep.Notes {
+			fmt.Fprintf(&b, "- %s\n", n)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
