@@ -1,0 +1,95 @@
+package spool
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/pofr/pofr/internal/event"
+)
+
+// fuzzLimits keep every input's memory small: no input may make the reader
+// allocate more than these allow (plus the input itself).
+var fuzzLimits = VerifyOptions{MaxSize: 1 << 20, MaxRows: 1 << 14, MaxDecoded: 16 << 20}
+
+// FuzzVerify feeds whole segments to Verify, with and without the key. It
+// must never panic, and every refusal must wrap a sentinel error. Mutations
+// rarely get past the signature; FuzzMember covers the Arrow decoding behind
+// it, as a host whose key was stolen could sign anything.
+func FuzzVerify(f *testing.F) {
+	valid := sealed(f, false)
+	f.Add(valid)
+	f.Add(sealed(f, true))
+	f.Add(valid[:len(valid)/2])
+	f.Add(valid[:len(valid)-blockSize])
+	for _, i := range []int{0, 124, 156, blockSize + 10, 2 * blockSize, len(valid) - 3*blockSize} {
+		b := append([]byte{}, valid...)
+		b[i] ^= 0x40
+		f.Add(b)
+	}
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, key := range []ed25519.PublicKey{testPub, nil} {
+			opts := fuzzLimits
+			opts.PublicKey = key
+			s, err := VerifyBytes(b, opts)
+			if err != nil {
+				if !isSentinel(err) {
+					t.Fatalf("error wraps no sentinel: %v", err)
+				}
+				continue
+			}
+			exercise(t, s)
+		}
+		_, _, err := ReadManifest(bytes.NewReader(b), int64(len(b)))
+		if err != nil && !isSentinel(err) {
+			t.Fatalf("ReadManifest: error wraps no sentinel: %v", err)
+		}
+	})
+}
+
+// FuzzMember feeds one Arrow member of the chosen table to the member
+// decoder, as Verify does after the signature and digests matched.
+func FuzzMember(f *testing.F) {
+	_, _, _, members := parts(f, sealed(f, true))
+	for _, rm := range members {
+		f.Add(uint8(indexOf(event.Tables, rm.name[:len(rm.name)-len(".arrow")])), rm.data)
+	}
+	f.Fuzz(func(t *testing.T, table uint8, data []byte) {
+		tbl := event.Tables[int(table)%len(event.Tables)]
+		lim := fuzzLimits.limits()
+		budget := lim.decoded
+		rows, err := scanStream(data, lim, &budget)
+		if err != nil {
+			return
+		}
+		budget = lim.decoded
+		rec, err := decodeMember(data, Member{Name: MemberName(tbl), Table: tbl, Rows: rows}, lim, &budget)
+		if err != nil {
+			if !isSentinel(err) {
+				t.Fatalf("error wraps no sentinel: %v", err)
+			}
+			return
+		}
+		s := &Segment{recs: map[string]arrow.RecordBatch{tbl: rec}}
+		s.Manifest.HostID = testHost
+		exercise(t, s)
+	})
+}
+
+// exercise decodes every table of a segment that verified and releases it.
+func exercise(t *testing.T, s *Segment) {
+	t.Helper()
+	defer s.Release()
+	for _, err := range []error{
+		second(s.Procs()), second(s.Files()), second(s.Socks()), second(s.Gaps()), second(s.Accounts()),
+	} {
+		if err != nil {
+			t.Fatalf("verified segment does not decode: %v", err)
+		}
+	}
+}
+
+func second[T any](_ T, err error) error { return err }

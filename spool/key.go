@@ -1,0 +1,130 @@
+package spool
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// GenerateKey creates a new Ed25519 signing key and saves it at path in the
+// OpenSSH private key format, mode 0600. It never overwrites: if path exists
+// it fails with an error wrapping os.ErrExist. The file appears complete or
+// not at all.
+func GenerateKey(path string) (ed25519.PrivateKey, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate key %s: %w", path, err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "pofr segment signing key")
+	if err != nil {
+		return nil, fmt.Errorf("generate key %s: %w", path, err)
+	}
+	data := pem.EncodeToMemory(block)
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, ".key-*")
+	if err != nil {
+		return nil, fmt.Errorf("generate key %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("generate key %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("generate key %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("generate key %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("generate key %s: %w", path, err)
+	}
+	// A hard link, unlike a rename, refuses to replace an existing key.
+	if err := os.Link(tmp, path); err != nil {
+		return nil, fmt.Errorf("generate key %s: %w", path, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return nil, fmt.Errorf("generate key %s: %w", path, err)
+	}
+	return priv, nil
+}
+
+// LoadKey reads an Ed25519 private key in the OpenSSH format (as written by
+// GenerateKey or ssh-keygen -t ed25519 without a passphrase). On Unix it
+// refuses a file that others than its owner may read.
+func LoadKey(path string) (ed25519.PrivateKey, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load key %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("load key %s: %w", path, err)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("load key %s: mode %04o lets others read it; chmod 600 it", path, fi.Mode().Perm())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("load key %s: %w", path, err)
+	}
+	raw, err := ssh.ParseRawPrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("load key %s: %w", path, err)
+	}
+	switch k := raw.(type) {
+	case ed25519.PrivateKey:
+		return k, nil
+	case *ed25519.PrivateKey:
+		return *k, nil
+	}
+	return nil, fmt.Errorf("load key %s: %T is not an Ed25519 key", path, raw)
+}
+
+// LoadPublicKey reads an Ed25519 public key from a file holding either an
+// OpenSSH public key line ("ssh-ed25519 AAAA… comment", as in a .pub file)
+// or an OpenSSH private key, whose public half is used.
+func LoadPublicKey(path string) (ed25519.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load public key %s: %w", path, err)
+	}
+	if pub, _, _, _, err := ssh.ParseAuthorizedKey(data); err == nil {
+		cpk, ok := pub.(ssh.CryptoPublicKey)
+		if !ok {
+			return nil, fmt.Errorf("load public key %s: not an Ed25519 key", path)
+		}
+		k, ok := cpk.CryptoPublicKey().(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("load public key %s: %s is not an Ed25519 key", path, pub.Type())
+		}
+		return k, nil
+	}
+	priv, err := LoadKey(path)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("load public key %s: neither a public key line nor a private key", path), err)
+	}
+	return priv.Public().(ed25519.PublicKey), nil
+}
+
+// PublicKeyLine returns pub as an OpenSSH public key line
+// ("ssh-ed25519 AAAA…"), the form LoadPublicKey reads.
+func PublicKeyLine(pub ed25519.PublicKey) (string, error) {
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("public key line: %w", err)
+	}
+	return string(ssh.MarshalAuthorizedKey(k)), nil
+}
