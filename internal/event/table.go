@@ -16,8 +16,9 @@ var ErrSchema = errors.New("event: schema mismatch")
 type Table[R any] struct {
 	// Name is the table name (proc, file, sock, gap, acct).
 	Name string
-	// Schema is the Arrow schema of the table's segment member. Field metadata
-	// key "doc" holds each column's documentation.
+	// Schema is the Arrow schema of the table's segment member. Column
+	// documentation is not in it (see Docs): in every segment it would cost
+	// more bytes than an idle host's rows.
 	Schema *arrow.Schema
 
 	cols []column[R]
@@ -73,7 +74,6 @@ func newTable[R any](name string, cols []column[R]) *Table[R] {
 			Name:     c.name,
 			Type:     c.typ,
 			Nullable: c.nullable,
-			Metadata: arrow.NewMetadata([]string{"doc"}, []string{c.doc}),
 		}
 	}
 	return &Table[R]{Name: name, Schema: arrow.NewSchema(fields, nil), cols: cols}
