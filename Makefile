@@ -33,8 +33,8 @@ bench-quick: build ## the same, shorter (under 2 minutes)
 	BENCH_QUICK=1 $(GO) run ./bench/cmd/pofr-bench
 
 demo: build ## the whole pipeline on this host (root; installs MariaDB if missing)
-	$(GO) build -o $(BIN)/ ./scripts/demo-httpd
-	scripts/demo.sh
+	$(GO) build -trimpath -o $(BIN)/ ./scripts/demo-httpd
+	POFR_BIN=$(abspath $(BIN)) scripts/demo.sh
 
 demo-clean: ## remove what make demo left
 	scripts/demo.sh clean

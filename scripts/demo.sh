@@ -1,79 +1,181 @@
 #!/usr/bin/env bash
 # pofr demo: the whole pipeline on this host, as root, in a temporary state
-# directory. Called by `make demo` (after `make build`).
+# directory. Called by `make demo` (after `make build` and building
+# bin/demo-httpd).
 #
 #   scripts/demo.sh              install what is missing, run the demo, print the results
-#   scripts/demo.sh query ARGS   run `pofr-server query ARGS` against the demo's database
+#   scripts/demo.sh query SUB …  run `pofr-server query SUB …` against the demo's database
 #   scripts/demo.sh sql          open a mariadb shell on the demo's database
-#   scripts/demo.sh clean        remove the demo's state (make demo-clean)
+#   scripts/demo.sh clean        stop what a broken run left and remove the state (make demo-clean)
 #
 # It starts a private MariaDB (its own datadir and socket, no network), the
 # pofr receiver on a loopback port, registers this host with a one-time token,
 # records a short scripted workload with pofr-collector, pushes, loads and
-# queries. Nothing is left running when it exits.
+# queries. Nothing is left running when it exits. The logs of every program
+# are in files under the state directory ($POFR_DEMO_DIR, default /tmp/pofr-demo).
 set -euo pipefail
 
 D=${POFR_DEMO_DIR:-/tmp/pofr-demo}
-BIN=${POFR_BIN:-$(cd "$(dirname "$0")/.." && pwd)/bin}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${POFR_BIN:-$ROOT/bin}
 SOCK=$D/db/mysqld.sock
+PIDS=$D/pids # "pid name" of every background program, for clean after a crash
 pids=()
+DBPID=
 
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
-die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+if [[ -t 1 ]]; then
+	bold() { printf '\033[1m%s\033[0m' "$*"; }
+else
+	bold() { printf '%s' "$*"; }
+fi
+say() { printf '\n%s\n' "$(bold "==> $*")"; }
+note() { printf '    %s\n' "$*"; }
+die() {
+	printf 'demo: %s\n' "$*" >&2
+	exit 1
+}
 
+# indent prints its input indented.
+indent() { sed 's/^/    /'; }
+
+# table prints a query's output indented, or "(none)" when it has no rows.
+table() {
+	local out
+	out=$(cat)
+	if [[ $(printf '%s\n' "$out" | wc -l) -le 1 ]]; then
+		printf '    (none)\n'
+	else
+		printf '%s\n' "$out" | indent
+	fi
+}
+
+# bg NAME LOG CMD…: start CMD in the background with its output in LOG.
+bg() {
+	local name=$1 log=$2
+	shift 2
+	"$@" >"$log" 2>&1 &
+	pids+=($!)
+	echo "$! $name" >>"$PIDS"
+}
+
+# wait_for FILE REGEX SECONDS: wait until FILE has a line matching REGEX.
+wait_for() {
+	local i
+	for ((i = 0; i < $3 * 10; i++)); do
+		grep -qE "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# cleanup stops what the script started, last started first (the collector
+# before the receiver, so that it can push what it sealed), then MariaDB.
 cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	local rc=$? i
+	if ((rc != 0 && ${#pids[@]})); then
+		printf '\ndemo: stopping what it started\n' >&2
+	fi
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		kill "${pids[i]}" 2>/dev/null || true
+		wait "${pids[i]}" 2>/dev/null || true
+	done
+	pids=()
 	stop_db
+	rm -f "$PIDS"
+}
+
+# stop_leftovers stops the programs a run that could not clean up (kill -9,
+# power cut) recorded in $PIDS, if they still are those programs.
+stop_leftovers() {
+	local pid name
+	[[ -f $PIDS ]] && while read -r pid name; do
+		if grep -qa "$D" "/proc/$pid/cmdline" 2>/dev/null; then
+			echo "stopping $name (pid $pid) left by an earlier run"
+			kill "$pid" 2>/dev/null || true
+		fi
+	done <"$PIDS"
+	rm -f "$PIDS"
+	if [[ -S $SOCK ]] && mariadb-admin --socket="$SOCK" ping >/dev/null 2>&1; then
+		echo "stopping the MariaDB server left by an earlier run"
+		mariadb-admin --socket="$SOCK" shutdown >/dev/null 2>&1 || true
+	fi
 }
 
 start_db() {
-	[[ -S $SOCK ]] && mariadb-admin --socket="$SOCK" ping >/dev/null 2>&1 && return
+	if [[ -S $SOCK ]] && mariadb-admin --socket="$SOCK" ping >/dev/null 2>&1; then
+		return 0 # already running: another demo.sh started it and will stop it
+	fi
 	if [[ ! -d $D/db/data ]]; then
 		mkdir -p "$D/db"
 		chown mysql:mysql "$D/db"
-		mariadb-install-db --no-defaults --datadir="$D/db/data" --user=mysql \
-			--auth-root-authentication-method=normal --skip-test-db >"$D/db/install.log" 2>&1 ||
-			{ cat "$D/db/install.log"; die "mariadb-install-db failed"; }
+		# mariadb-install-db has been seen to crash (signal 11 in bootstrap)
+		# once in a while on a busy machine: try again from scratch.
+		local try
+		for try in 1 2 3; do
+			rm -rf "$D/db/data"
+			mariadb-install-db --no-defaults --datadir="$D/db/data" --user=mysql --skip-name-resolve \
+				--auth-root-authentication-method=socket --skip-test-db >"$D/db/install.log" 2>&1 && break
+			if ((try == 3)); then
+				tail -n 30 "$D/db/install.log" >&2
+				die "mariadb-install-db failed 3 times; see $D/db/install.log"
+			fi
+			echo "    mariadb-install-db failed (attempt $try); trying again" >&2
+		done
 	fi
 	/usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$D/db/data" --socket="$SOCK" \
-		--pid-file="$D/db/mysqld.pid" --skip-networking --local-infile=1 --character-set-server=utf8mb4 \
-		--default-time-zone=+00:00 --innodb-buffer-pool-size=256M --skip-log-bin \
-		--log-error="$D/db/error.log" &
+		--pid-file="$D/db/mysqld.pid" --skip-networking --skip-name-resolve --local-infile=1 --character-set-server=utf8mb4 \
+		--default-time-zone=+00:00 --innodb-buffer-pool-size=128M --skip-log-bin \
+		--log-error="$D/db/error.log" >>"$D/db/stderr.log" 2>&1 &
 	DBPID=$!
-	for _ in $(seq 100); do
-		mariadb-admin --socket="$SOCK" ping >/dev/null 2>&1 && return
-		kill -0 "$DBPID" 2>/dev/null || { cat "$D/db/error.log"; die "mariadbd did not start"; }
+	local i
+	for ((i = 0; i < 300; i++)); do
+		mariadb-admin --socket="$SOCK" ping >/dev/null 2>&1 && return 0
+		kill -0 "$DBPID" 2>/dev/null || {
+			tail -n 20 "$D/db/error.log" >&2
+			die "mariadbd did not start; see $D/db/error.log"
+		}
 		sleep 0.1
 	done
-	die "mariadbd not ready after 10 s; see $D/db/error.log"
+	die "mariadbd not ready after 30 s; see $D/db/error.log"
 }
 
+# stop_db stops the demo's MariaDB if this script started it, or, when
+# $DBPID is unknown (clean), whatever runs on the demo's socket.
 stop_db() {
-	if [[ -S $SOCK ]]; then
-		mariadb-admin --socket="$SOCK" shutdown >/dev/null 2>&1 || true
+	if [[ -n $DBPID ]]; then
+		mariadb-admin --socket="$SOCK" shutdown >/dev/null 2>&1 || kill "$DBPID" 2>/dev/null || true
+		wait "$DBPID" 2>/dev/null || true
+		DBPID=
 	fi
-	if [[ -n ${DBPID:-} ]]; then wait "$DBPID" 2>/dev/null || true; fi
 }
 
-q() { "$BIN/pofr-server" query --dsn-file "$D/reader.dsn" "$@"; }
+# q SUBCOMMAND ARGS…: pofr-server query SUBCOMMAND as the demo's reader account.
+q() {
+	local sub=${1:?}
+	shift
+	"$BIN/pofr-server" query "$sub" --dsn-file "$D/reader.dsn" "$@"
+}
+
+# sql STATEMENT: run STATEMENT on the demo's database as MariaDB's root (socket auth).
+sql() { mariadb --socket="$SOCK" --table pofr -e "$1"; }
 
 case ${1:-run} in
 clean)
-	stop_db
+	stop_leftovers
 	rm -rf "$D"
 	echo "removed $D"
 	exit 0
 	;;
 query)
 	shift
+	[[ -f $D/reader.dsn ]] || die "no demo database in $D: run make demo first"
 	trap cleanup EXIT
 	start_db
 	q "$@"
 	exit 0
 	;;
 sql)
+	[[ -d $D/db/data ]] || die "no demo database in $D: run make demo first"
 	trap cleanup EXIT
 	start_db
 	mariadb --socket="$SOCK" pofr
@@ -83,109 +185,169 @@ run) ;;
 *) die "unknown command $1 (run, query, sql, clean)" ;;
 esac
 
+t0=$SECONDS
 [[ $EUID -eq 0 ]] || die "run as root: the collector needs cn_proc, fanotify and sock_diag (sudo make demo)"
-[[ -x $BIN/pofr-collector && -x $BIN/pofr-server ]] || die "binaries missing in $BIN: run make build"
+[[ -x $BIN/pofr-collector && -x $BIN/pofr-server && -x $BIN/demo-httpd ]] ||
+	die "binaries missing in $BIN: run make demo (it builds them)"
 
-say "install what is missing (MariaDB)"
-if ! command -v mariadbd >/dev/null && [[ ! -x /usr/sbin/mariadbd ]]; then
+say "MariaDB"
+if [[ ! -x /usr/sbin/mariadbd ]] || ! command -v mariadb-install-db >/dev/null || ! command -v mariadb >/dev/null; then
+	command -v apt-get >/dev/null || die "MariaDB is not installed and there is no apt-get: install mariadb-server yourself"
+	note "installing mariadb-server with apt-get (the system's MariaDB service is not started)"
 	policy=/usr/sbin/policy-rc.d
-	if [[ ! -e $policy ]]; then printf '#!/bin/sh\nexit 101\n' >$policy && chmod 755 $policy && trap 'rm -f $policy' EXIT; fi
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client
-	rm -f $policy
+	made_policy=
+	if [[ ! -e $policy ]]; then
+		# Keep the package from starting the system-wide service: the demo runs its own.
+		printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+		trap 'rm -f "$policy"' EXIT
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >/dev/null
+	apt-get install -y -qq --no-install-recommends mariadb-server mariadb-client >/tmp/pofr-demo-apt.log 2>&1 ||
+		{
+			tail -n 20 /tmp/pofr-demo-apt.log >&2
+			die "apt-get install mariadb-server failed; the whole log is /tmp/pofr-demo-apt.log"
+		}
+	if [[ -n $made_policy ]]; then rm -f "$policy"; fi
 	trap - EXIT
 fi
-echo "mariadbd: $(/usr/sbin/mariadbd --version | cut -d' ' -f1-4)"
+note "$(/usr/sbin/mariadbd --version | sed 's/^.*Ver /version /')"
 
+stop_leftovers
 rm -rf "$D"
-mkdir -p "$D" && chmod 755 "$D"
+mkdir -p "$D"
+chmod 755 "$D"
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
-say "start a private MariaDB in $D/db and apply the schema"
 start_db
+mariadb --socket="$SOCK" -e 'CREATE DATABASE IF NOT EXISTS pofr'
 echo "root@unix($SOCK)/pofr" >"$D/admin.dsn"
-chmod 600 "$D/admin.dsn"
-"$BIN/pofr-server" schema apply --dsn-file "$D/admin.dsn"
-head -c 18 /dev/urandom | base64 >"$D/loader.pw"
-head -c 18 /dev/urandom | base64 >"$D/reader.pw"
-"$BIN/pofr-server" schema users --dsn-file "$D/admin.dsn" --loader-password-file "$D/loader.pw" --reader-password-file "$D/reader.pw"
+"$BIN/pofr-server" schema apply --dsn-file "$D/admin.dsn" >>"$D/setup.log" 2>&1 ||
+	{
+		cat "$D/setup.log" >&2
+		die "schema apply failed"
+	}
+head -c 18 /dev/urandom | base64 | tr -d '/+' >"$D/loader.pw"
+head -c 18 /dev/urandom | base64 | tr -d '/+' >"$D/reader.pw"
+"$BIN/pofr-server" schema users --dsn-file "$D/admin.dsn" \
+	--loader-password-file "$D/loader.pw" --reader-password-file "$D/reader.pw" >>"$D/setup.log" 2>&1 ||
+	{
+		cat "$D/setup.log" >&2
+		die "schema users failed"
+	}
 echo "pofr_loader:$(cat "$D/loader.pw")@unix($SOCK)/pofr" >"$D/loader.dsn"
 echo "pofr_reader:$(cat "$D/reader.pw")@unix($SOCK)/pofr" >"$D/reader.dsn"
 chmod 600 "$D"/*.dsn "$D"/*.pw
+note "private server on $SOCK (data in $D/db), database pofr"
+note "schema applied; accounts pofr_loader (loads) and pofr_reader (queries) created"
 
-say "start the receiver (pofr-server serve) on loopback"
-port=$(( 20000 + RANDOM % 20000 ))
-"$BIN/pofr-server" serve --listen "127.0.0.1:$port" --state-dir "$D/server" >"$D/serve.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -q 'host key' "$D/serve.log" 2>/dev/null && break; sleep 0.1; done
-fp=$(grep -o 'SHA256:[A-Za-z0-9+/]*' "$D/serve.log" | head -n1)
-[[ -n $fp ]] || { cat "$D/serve.log"; die "receiver did not start"; }
-echo "listening on 127.0.0.1:$port, host key $fp"
+say "pofr-server serve: the SSH receiver, on loopback"
+bg pofr-server "$D/serve.log" "$BIN/pofr-server" serve --listen 127.0.0.1:0 --state-dir "$D/server"
+wait_for "$D/serve.log" '^host key SHA256:' 10 || {
+	cat "$D/serve.log" >&2
+	die "the receiver did not start"
+}
+addr=$(sed -n 's/^pofr-server listening on //p' "$D/serve.log" | head -n1)
+fp=$(sed -n 's/^host key //p' "$D/serve.log" | head -n1)
+note "listening on $addr, host key $fp"
 
-say "register this host with a one-time token"
-"$BIN/pofr-server" token create --state-dir "$D/server" --ttl 10m >"$D/token"
-"$BIN/pofr-collector" register --server "127.0.0.1:$port" --server-fingerprint "$fp" \
-	--token-file "$D/token" --config-dir "$D/client"
+say "pofr-collector register: this host joins the server with a one-time token"
+"$BIN/pofr-server" token create --state-dir "$D/server" --ttl 10m >"$D/token" 2>>"$D/setup.log"
+"$BIN/pofr-collector" register --server "$addr" --server-fingerprint "$fp" \
+	--token-file "$D/token" --config-dir "$D/client" 2>>"$D/setup.log" | indent
+host=$(sed -n 's/^ *"host_id": *"\([^"]*\)".*/\1/p' "$D/client/server.json")
+[[ -n $host ]] || die "no host id in $D/client/server.json"
 
-say "record: pofr-collector run, while a scripted workload runs"
-"$BIN/pofr-collector" run --config-dir "$D/client" --state-dir "$D/collector" \
-	--segment-age 2s --status-interval 5s >"$D/collector.log" 2>&1 &
-cpid=$!
-pids+=($cpid)
-for _ in $(seq 100); do grep -q 'collector started' "$D/collector.log" 2>/dev/null && break; sleep 0.1; done
-grep -q 'collector started' "$D/collector.log" || { cat "$D/collector.log"; die "collector did not start"; }
-sleep 1
+say "pofr-collector run: record this host while a scripted job runs"
+bg pofr-collector "$D/collector.log" "$BIN/pofr-collector" run --config-dir "$D/client" \
+	--state-dir "$D/collector" --segment-age 2s
+collector=${pids[-1]}
+wait_for "$D/collector.log" 'process source recording|POLL MODE' 15 &&
+	wait_for "$D/collector.log" 'sock source started|sock_diag unavailable|sockets are not recorded' 5 || {
+	tail -n 20 "$D/collector.log" >&2
+	die "the collector did not start; see $D/collector.log"
+}
+note "recording (processes: cn_proc, files: fanotify, sockets: sock_diag); log in $D/collector.log"
 
-"$BIN/demo-httpd" -port-file "$D/http.port" -for 60s &
-pids+=($!)
-for _ in $(seq 50); do [[ -s $D/http.port ]] && break; sleep 0.1; done
+bg demo-httpd "$D/httpd.log" "$BIN/demo-httpd" -port-file "$D/http.port" -for 90s -pace 2s
+wait_for "$D/http.port" '^[0-9]+$' 5 || die "demo-httpd did not start; see $D/httpd.log"
 hport=$(cat "$D/http.port")
-mkdir -p "$D/work"
-cat >"$D/work/job.sh" <<EOF
+work=$D/work
+mkdir -p "$work"
+cat >"$work/job.sh" <<EOF
 #!/bin/bash
-# the demo's "job": a pipeline, a download over TCP, files written, renamed and deleted
-cd "$D/work"
-grep -h -i -E '^(NAME|VERSION)=' /etc/os-release | sort | uniq -c > os.txt
+# The demo's job: a pipeline, a download over TCP, files written, renamed and deleted.
+set -e
+cd "$work"
+grep -h -E '^(NAME|VERSION)=' /etc/os-release | sort | uniq -c >os.txt
 exec 3<>/dev/tcp/127.0.0.1/$hport
-printf 'GET /payload.bin HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3
-cat <&3 > payload.http
+printf 'GET /payload.bin HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3
+cat <&3 >payload.http
 exec 3<&-
-sha256sum payload.http > payload.sha256
+sha256sum payload.http >payload.sha256
 mv payload.sha256 checksum.txt
 rm -f payload.http
-ls -l > listing.txt
+ls -l >listing.txt
 EOF
-chmod 755 "$D/work/job.sh"
-"$D/work/job.sh"
-echo "workload done: $(ls "$D/work" | tr '\n' ' ')"
+chmod 755 "$work/job.sh"
+note "job: $work/job.sh"
+sed -n '3,$p' "$work/job.sh" | sed 's/^/        /'
+"$work/job.sh" &
+job=$!
+sleep 1
+during=$(date -u '+%Y-%m-%d %H:%M:%S') # mid-download, for the tree command below
+wait "$job"
+note "job done (pid $job); it left: $(cd "$work" && echo *)"
 
-say "seal, push and stop the collector"
-sleep 3
-kill -TERM "$cpid"
-wait "$cpid" || true
-tail -n 3 "$D/collector.log"
-"$BIN/pofr-collector" status --state-dir "$D/collector" || true
+say "stop the collector: it seals the last segment and pushes it"
+sleep 1 # let the socket dump and the file aggregation window see the end of the job
+kill -TERM "$collector"
+wait "$collector" || die "the collector failed; see $D/collector.log"
+status=$("$BIN/pofr-collector" status --state-dir "$D/collector" 2>&1 || true)
+note "$(printf '%s\n' "$status" | grep -E '^uplink:' | sed 's/  */ /g')"
+note "$(printf '%s\n' "$status" | grep -E '^spool backlog:')"
+note "server inbox: $(ls "$D/server/inbox/$host" | wc -l) segments"
 
-say "load into MariaDB (pofr-server load)"
-"$BIN/pofr-server" load --state-dir "$D/server" --dsn-file "$D/loader.dsn"
+say "pofr-server load: verify each segment and load it into MariaDB, exactly once"
+if ! "$BIN/pofr-server" load --state-dir "$D/server" --dsn-file "$D/loader.dsn" --no-progress 2>>"$D/load.log" | indent; then
+	note "pofr-server load reported a problem (its log: $D/load.log); the custody section below shows what"
+fi
 
-say "the workload's process tree"
-q tree --host "$(hostname)" --under "$D/work/job.sh" 2>/dev/null || q ran --argv-like "%$D/work/job.sh%"
-say "its connections, with their owners"
-q conns --port "$hport"
-say "the files it touched"
-q touched "$D/work/"
-say "custody: hosts, segments and chain status"
-q hosts
-q gaps --host "$(hostname)"
+say "what the job ran: pofr-server query proc --host $host $job"
+# The rows above 'parent' are the job's ancestors up to pid 1: left out here.
+q proc --host "$host" "$job" | grep -v '^ancestor' | table
+
+say "whom it talked to: pofr-server query conns --all --port $hport"
+q conns --all --port "$hport" | table
+
+say "what it touched: pofr-server query touched $work/"
+q touched "$work/" | table
+
+say "custody: pofr-server query hosts"
+q hosts | table
+say "the segments ledger (SELECT … FROM segments)"
+sql "SELECT seq, LEFT(HEX(digest), 12) AS digest, LEFT(HEX(prev_digest), 12) AS prev_digest, chain_ok,
+	rows_proc AS proc, rows_file AS file, rows_sock AS sock, rows_gap AS gap, file_bytes AS bytes
+	FROM segments WHERE host_id = '$host' ORDER BY seq" | table
+say "gaps in the record: pofr-server query gaps --host $host"
+q gaps --host "$host" | table
+
+cleanup
+trap - EXIT
 
 cat <<EOF
 
-$(printf '\033[1m')Explore further$(printf '\033[0m') (each starts the demo database again and stops it after):
-  scripts/demo.sh query timeline --host $(hostname) --since 1h
-  scripts/demo.sh query ran --user root
-  scripts/demo.sh query conns --listening
-  scripts/demo.sh query --help
-  scripts/demo.sh sql                 # plain SQL: SELECT * FROM processes LIMIT 10;
-  make demo-clean                     # remove $D
+$(bold "Done in $((SECONDS - t0)) s.") Nothing is left running; the state and every log are in $D.
+
+$(bold "Explore further") (each command starts the demo's MariaDB and stops it after):
 EOF
+ex() { printf '  %-70s # %s\n' "$1" "$2"; }
+ex "scripts/demo.sh query timeline --host $host --since 1h" "everything recorded, in time order"
+ex "scripts/demo.sh query proc --host $host $job --json" "the job, exact bytes as JSON lines"
+ex "scripts/demo.sh query tree --host $host --at '$during'" "the host's process tree mid-job"
+ex "scripts/demo.sh query ran --exe sha256sum" "who ran a program, fleet-wide"
+ex "scripts/demo.sh query conns --listening" "listeners and their owners"
+ex "scripts/demo.sh sql" "plain SQL: SELECT * FROM processes LIMIT 10;"
+ex "${BIN#"$ROOT"/}/pofr-server --help" "every command; COMMAND --help for its flags"
+ex "make demo-clean" "remove $D"

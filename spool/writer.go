@@ -58,6 +58,10 @@ type Options struct {
 	// Now is the clock (default time.Now). The manifest's tz_offset_seconds
 	// is the offset of the time it returns.
 	Now func() time.Time
+	// Sealed, if set, is called with each new segment's name once it is
+	// durable and verified (the uploader's cue). It runs on the sealing
+	// goroutine and must not block.
+	Sealed func(name string)
 	// Log receives seal errors and evictions (default: discard).
 	Log *slog.Logger
 	// Hostname for the manifest (default os.Hostname).
@@ -623,6 +627,9 @@ func (w *Writer) sealBatch(b *batch) error {
 	w.pending = nil
 	w.log.Debug("segment sealed", "segment", name, "rows", m.Rows(), "bytes", enc.size())
 	w.enforceQuota(name, now)
+	if w.opts.Sealed != nil {
+		w.opts.Sealed(name)
+	}
 	return nil
 }
 

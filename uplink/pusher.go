@@ -177,9 +177,11 @@ func (p *Pusher) Run(ctx context.Context) error {
 			p.log.Warn("upload retry", "err", err, "in", wait.Round(time.Millisecond))
 		case n > 0:
 			bo.reset()
+			p.setErr(nil)
 			continue // look again at once: more may have been sealed
 		default:
 			bo.reset()
+			p.setErr(nil)
 			wait = p.o.Interval
 		}
 		t := time.NewTimer(wait)
@@ -205,6 +207,21 @@ func (p *Pusher) Run(ctx context.Context) error {
 
 // drain uploads every pending segment, oldest first, and stops at the first
 // error. It returns how many it uploaded.
+// Drain pushes every pending segment once, oldest first, and returns: for a
+// planned stop, after the last segment was sealed. It returns the number
+// pushed and the first error; the connection is closed on return.
+func (p *Pusher) Drain(ctx context.Context) (int, error) {
+	defer p.disconnect()
+	n, err := p.drain(ctx)
+	if err != nil {
+		p.failures.Add(1)
+		p.setErr(err)
+	} else {
+		p.setErr(nil)
+	}
+	return n, err
+}
+
 func (p *Pusher) drain(ctx context.Context) (int, error) {
 	items, err := p.o.Queue.Pending()
 	if err != nil {
@@ -299,9 +316,15 @@ func (p *Pusher) disconnect() {
 	p.connected.Store(false)
 }
 
+// setErr records the last error; nil clears it after a success, so that
+// Stats says whether the uplink is healthy now, not whether it ever failed.
 func (p *Pusher) setErr(err error) {
 	p.mu.Lock()
-	p.lastErr = err.Error()
+	if err == nil {
+		p.lastErr = ""
+	} else {
+		p.lastErr = err.Error()
+	}
 	p.mu.Unlock()
 }
 

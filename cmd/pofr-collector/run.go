@@ -171,6 +171,7 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 		MaxSegmentAge:   time.Duration(prof.Spool.SegmentAge),
 		Quota:           prof.Spool.QuotaBytes,
 		Stats:           stats.spoolStats,
+		Sealed:          stats.sealed,
 		Log:             log,
 	})
 	if err != nil {
@@ -282,6 +283,7 @@ loop:
 	log.Info("collector stopping")
 	var healthy bool
 	stats.set(func(s *runStats) { healthy = s.push != nil && s.push.Stats().LastError == "" })
+	// Stop the sources first, then seal, then push what was sealed.
 	cancel()
 	wg.Wait()
 	if err := w.Close(); err != nil {
@@ -292,7 +294,9 @@ loop:
 		dctx, dcancel := context.WithTimeout(context.Background(), f.drain)
 		var p *uplink.Pusher
 		stats.set(func(s *runStats) { p = s.push })
-		p.Run(dctx)
+		if n, err := p.Drain(dctx); err != nil {
+			log.Warn("final segments stay in the spool for the next start", "pushed", n, "err", err)
+		}
 		dcancel()
 	}
 	writeSt()
@@ -370,6 +374,16 @@ type runStats struct {
 }
 
 func (s *runStats) set(f func(*runStats)) { s.mu.Lock(); f(s); s.mu.Unlock() }
+
+// sealed wakes the uplink as soon as a segment is sealed.
+func (s *runStats) sealed(string) {
+	s.mu.Lock()
+	p := s.push
+	s.mu.Unlock()
+	if p != nil {
+		p.Notify()
+	}
+}
 
 // spoolStats is the spool's Stats callback: modes and counters per source.
 func (s *runStats) spoolStats() spool.Stats {
