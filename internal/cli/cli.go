@@ -122,6 +122,27 @@ func run(prog, about string, args []string, stdin io.Reader, stdout, stderr io.W
 		}
 	}
 	if cmd == nil {
+		// A group of nested commands ("query"): list its members.
+		var group []*Command
+		for _, c := range cmds {
+			if strings.HasPrefix(c.Name, args[0]+" ") {
+				group = append(group, c)
+			}
+		}
+		if len(group) > 0 {
+			w, code := stderr, 2
+			if len(args) == 1 || args[1] == "--help" || args[1] == "-h" || args[1] == "help" {
+				w, code = stdout, 0
+			} else {
+				fmt.Fprintf(stderr, "%s: unknown command %q\n\n", prog, strings.Join(args, " "))
+			}
+			fmt.Fprintf(w, "Usage: %s %s COMMAND [flags] [args]\n\nCommands:\n", prog, args[0])
+			for _, c := range group {
+				fmt.Fprintf(w, "  %-24s %s\n", c.Name, c.Summary)
+			}
+			fmt.Fprintf(w, "\nRun '%s %s COMMAND --help' for a command's flags and exit codes.\n", prog, args[0])
+			return code
+		}
 		fmt.Fprintf(stderr, "%s: unknown command %q; run '%s --help'\n", prog, strings.Join(args, " "), prog)
 		return 2
 	}

@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+)
+
+func init() {
+	var n int
+	Register("clitest", &Command{Name: "a b", Summary: "nested a b", Flags: func(fs *flag.FlagSet) { fs.IntVar(&n, "n", 0, "a number") },
+		Run: func(ctx context.Context, env *Env, args []string) error {
+			if n == 7 {
+				return Exit(3, errors.New("seven"))
+			}
+			if len(args) > 0 {
+				return Usagef("no arguments, got %q", args)
+			}
+			env.Stdout.Write([]byte("ran a b\n"))
+			return nil
+		}})
+	Register("clitest", &Command{Name: "a c", Summary: "nested a c", Run: func(context.Context, *Env, []string) error { return nil }})
+}
+
+func TestRun(t *testing.T) {
+	for _, tc := range []struct {
+		args     string
+		code     int
+		out, err string
+	}{
+		{"", 0, "a b", ""},
+		{"--help", 0, "Commands:", ""},
+		{"a b", 0, "ran a b", ""},
+		{"a b -n 7", 3, "", "seven"},
+		{"a b extra", 2, "", "no arguments"},
+		{"a b --bogus", 2, "", "run 'clitest a b --help'"},
+		{"a b --help", 0, "nested a b", ""},
+		{"a", 0, "a c", ""},
+		{"a zz", 2, "", "unknown command"},
+		{"zz", 2, "", "unknown command"},
+		{"--log-level loud a b", 2, "", "--log-level"},
+	} {
+		var out, errb bytes.Buffer
+		code := run("clitest", "about", strings.Fields(tc.args), nil, &out, &errb)
+		if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errb.String(), tc.err) {
+			t.Errorf("run %q = %d, stdout %q, stderr %q; want %d, stdout with %q, stderr with %q",
+				tc.args, code, out.String(), errb.String(), tc.code, tc.out, tc.err)
+		}
+	}
+}
