@@ -56,24 +56,46 @@ import (
 // from Name, ppid, real and effective uid and gid; the read stops after
 // 512 bytes) and cgroup — 11 syscalls. Inherited from the parent instead:
 // tty, loginuid, sessionid and namespaces, except that
-//   - loginuid is read when the process's inherited loginuid is unset (a
-//     login sets it in the process that later execs the shell), and
-//     sessionid too when loginuid turns out set (the kernel sets both
-//     together);
+//   - loginuid (and sessionid, when loginuid turns out set: the kernel sets
+//     both together) is read when the process's inherited loginuid is
+//     unset and a uid, gid or session change (cn_proc uid, gid or sid
+//     event) was seen in the process, or in an ancestor after that
+//     ancestor's last loginuid read, since its own last loginuid read; and
+//     at the first exec of a process the reader knows nothing about. That
+//     is where a login sets it: pam_loginuid writes it in the session
+//     process, which (or whose child) then calls setsid and setuid/setgid
+//     to the user before it execs the shell (sshd, login, cron for other
+//     users). On a host where nobody is logged in, this saves three
+//     syscalls at almost every exec;
 //   - all namespace links are read when the cgroup read at the exec differs
 //     from the one the process inherited (containers get a new cgroup), or
 //     when its namespaces are not known.
 //
 // The reader keeps what it needs for these decisions per live pid (a hash
-// of the cgroup, whether namespaces and a set loginuid are known), copied
-// at fork, dropped at exit, seeded from the start-up snapshot and cleared
-// after ENOBUFS. Residual risk: a process that changes namespace
-// (unshare(2), setns(2)) or loginuid without changing cgroup, and then
-// execs, keeps its parent's values in pofr's rows until a resync or a
-// FullEnrich read; exec rows then describe the namespaces the process was
-// created in. ProcOptions.FullEnrich reads everything (stat, loginuid,
-// sessionid, all namespaces besides the above) at every exec, as the
-// forensic profile wants.
+// of the cgroup, whether namespaces and a set loginuid are known, whether a
+// uid/gid/sid change was seen since loginuid was read), copied at fork,
+// dropped at exit, seeded from the start-up snapshot and cleared after
+// ENOBUFS. Residual risks: a process that changes namespace (unshare(2),
+// setns(2)) without changing cgroup, and then execs, keeps its parent's
+// namespaces in pofr's rows until a resync or a FullEnrich read (exec rows
+// then describe the namespaces the process was created in); and a process
+// that writes its loginuid and then execs with no uid, gid or session
+// change in between (a daemon setting its own loginuid; a root session
+// whose setuid(0)/setgid(0) change nothing, so the kernel sends no event,
+// and that does not call setsid) keeps loginuid unset in the rows of that
+// lineage until such a change, a resync or a FullEnrich read
+// (TestPrivProcLoginUID pins both sides). ProcOptions.FullEnrich reads
+// everything (stat, loginuid, sessionid, all namespaces besides the above)
+// at every exec, as the forensic profile wants.
+//
+// io_uring was measured for these reads and rejected (kernel 6.18, 2026):
+// procfs files are not FMODE_NOWAIT, so every openat → read → close chain
+// is punted to an io-wq worker thread (one punt per file seen with the
+// io_uring_queue_async_work tracepoint; even with O_NONBLOCK and warm
+// dentries, two of four), and the worker's wakeup costs more than the
+// syscalls it saves: 55–62 µs of CPU per exec's set of reads against
+// 29–31 µs with plain syscalls, and exec rows lost argv (94–98 % against
+// 100 %) because the normal-priority worker waits behind the workload.
 //
 // Without a per-pid directory fd, the reads of one exec could in principle
 // span a pid reuse; a pid is reused only after the kernel has gone round
@@ -449,6 +471,7 @@ type procShadow struct {
 	cg    uint64 // maphash of the cgroup path (0: unknown)
 	ns    bool   // namespaces were read for this process or an ancestor
 	auid  bool   // loginuid is set (and so inherited from now on)
+	login bool   // a uid, gid or sid event since loginuid was last read (here or in an ancestor)
 	valid bool
 }
 
@@ -581,8 +604,8 @@ func (s *ProcSource) read(ctx context.Context, fd int) error {
 				want := procHotWant
 				if s.opts.FullEnrich {
 					want = procHaveAll
-				} else if !sh.valid || !sh.auid {
-					want |= procHaveLogin // where a login sets it
+				} else if !sh.valid || (!sh.auid && sh.login) {
+					want |= procHaveLogin // a login may have set it
 				}
 				hot.readInto(pid, want, &in)
 				info = &in
@@ -601,7 +624,8 @@ func (s *ProcSource) read(ctx context.Context, fd int) error {
 					in.ns, in.have = nsIn.ns, in.have|nsIn.have
 				}
 				sh = procShadow{valid: true, cg: cg, ns: sh.ns || in.have&procHaveNS != 0,
-					auid: sh.auid || (in.have&procHaveLogin != 0 && in.auid != event.NoID)}
+					auid:  sh.auid || (in.have&procHaveLogin != 0 && in.auid != event.NoID),
+					login: sh.login && in.have&procHaveLogin == 0}
 				if sh.cg != 0 && len(shadow) < s.opts.MaxProcs {
 					shadow[pid] = sh
 				}
@@ -621,6 +645,13 @@ func (s *ProcSource) read(ctx context.Context, fd int) error {
 					case s.selfForks <- m.TGID:
 					default:
 					}
+				}
+			case procEventUID, procEventGID, procEventSID:
+				// Where a login sets loginuid, a uid, gid or session change
+				// follows before the shell's exec (procShadow.login).
+				if sh, ok := shadow[m.TGID]; ok && !sh.auid && !sh.login {
+					sh.login = true
+					shadow[m.TGID] = sh
 				}
 			case procEventExit:
 				if m.PID == m.TGID {

@@ -655,3 +655,61 @@ func spawnBench(b *testing.B, n, workers int) {
 		}
 	}
 }
+
+// TestPrivProcLoginUID checks where exec rows read loginuid when it is
+// inherited unset (ProcSource, Enrichment): a process writes its loginuid
+// as pam_loginuid does, then a descendant changes its session (setsid) or
+// its uid (setpriv) and execs: those execs and their children carry the
+// loginuid. Without such a change in between, the loginuid written is not
+// read (the documented blind spot), which the last case pins so that a
+// change of the rule shows up here.
+func TestPrivProcLoginUID(t *testing.T) {
+	testutil.RequireRoot(t)
+	if b, err := os.ReadFile("/proc/self/loginuid"); err != nil || strings.TrimSpace(string(b)) != "4294967295" {
+		t.Skipf("this test needs an unset loginuid to start from: %q %v", b, err)
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		testutil.Skip(t, "priv", "setpriv not installed")
+	}
+	setsid, err := exec.LookPath("setsid")
+	if err != nil {
+		testutil.Skip(t, "priv", "setsid not installed")
+	}
+	sink := &event.MemSink{}
+	src := startProcSource(t, ProcOptions{Sink: sink})
+	if m := src.Mode(); m != ProcModeNetlink {
+		t.Fatalf("mode %q, want netlink", m)
+	}
+	const auid = 4242
+	cases := []struct {
+		name, script string
+		want         uint32
+	}{
+		{"setsid", `exec ` + setsid + ` /bin/sh -c 'exec /bin/true pofr-login-setsid'`, auid},
+		{"setuid", `exec ` + setpriv + ` --reuid 65534 --regid 65534 --clear-groups /bin/sh -c '/bin/true pofr-login-setuid; exit 0'`, auid},
+		{"no change", `exec /bin/sh -c 'exec /bin/true pofr-login-none'`, event.NoID},
+	}
+	for _, c := range cases {
+		cmd := exec.Command("/bin/sh", "-c", fmt.Sprintf("echo %d > /proc/self/loginuid && %s", auid, c.script))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			if strings.Contains(string(out), "Operation not permitted") {
+				testutil.Skip(t, "priv", "cannot write loginuid here: "+string(out))
+			}
+			t.Fatalf("%s: %v: %s", c.name, err, out)
+		}
+	}
+	for _, c := range cases {
+		marker := []byte("/bin/true\x00pofr-login-" + strings.Fields(c.name)[0])
+		if c.name == "no change" {
+			marker = []byte("/bin/true\x00pofr-login-none")
+		}
+		rows := waitRows(t, sink, 5*time.Second, "exec of "+string(marker), func(rows []event.Proc) bool {
+			return slices.ContainsFunc(rows, func(r event.Proc) bool { return r.Event == event.ProcExec && bytes.HasPrefix(r.Argv, marker) })
+		})
+		i := slices.IndexFunc(rows, func(r event.Proc) bool { return r.Event == event.ProcExec && bytes.HasPrefix(r.Argv, marker) })
+		if got := rows[i].AUID; got != c.want {
+			t.Errorf("%s: exec row of %q: auid %d, want %d", c.name, rows[i].Argv, got, c.want)
+		}
+	}
+}
