@@ -612,13 +612,17 @@ func (t *procTable) exit(m *procMsg, ts int64) {
 	}
 	r := t.row(event.ProcExit, ts, e, m.PID)
 	r.Flags |= flags
-	// The exit event names the parent at exit time (after any reparenting).
-	r.PPID = m.ParentTGID
-	r.ParentStart = event.Opt[int64]{}
-	r.Flags |= event.ProcFlagParentUnknown
-	if p := t.alive(m.ParentTGID); p != nil {
-		r.ParentStart = event.Some(p.start)
-		r.Flags &^= event.ProcFlagParentUnknown
+	// The exit event names the parent at exit time (after any reparenting),
+	// unless the kernel found the task no longer alive (pid_alive) and sent
+	// 0: then the table's parent stands.
+	if m.ParentTGID != 0 {
+		r.PPID = m.ParentTGID
+		r.ParentStart = event.Opt[int64]{}
+		r.Flags |= event.ProcFlagParentUnknown
+		if p := t.alive(m.ParentTGID); p != nil {
+			r.ParentStart = event.Some(p.start)
+			r.Flags &^= event.ProcFlagParentUnknown
+		}
 	}
 	code, codeOK, sig, sigOK := procWaitStatus(m.ExitCode)
 	if codeOK {

@@ -297,3 +297,19 @@ func TestProcTableEviction(t *testing.T) {
 		t.Errorf("table holds %d, want the cap 3", len(tb.procs))
 	}
 }
+
+// TestProcTableExitWithoutParent: the kernel sends parent 0 in an exit event
+// when the task is no longer alive (pid_alive); the row keeps the parent the
+// table knows instead of claiming pid 0.
+func TestProcTableExitWithoutParent(t *testing.T) {
+	tb, sink, _ := newTestTable(t)
+	parent, child := int64(2*time.Second), int64(3*time.Second)
+	feed(t, tb, procTestFrame(procEventFork, uint64(parent), 1, 1, 500, 500), nil)
+	feed(t, tb, procTestFrame(procEventFork, uint64(child), 500, 500, 600, 600), nil)
+	feed(t, tb, procTestFrame(procEventExit, uint64(child)+1000, 600, 600, 0, 17, 0, 0), nil)
+	rows := sink.Procs()
+	last := rows[len(rows)-1]
+	if last.Event != event.ProcExit || last.PPID != 500 || last.ParentStart != event.Some(parent) {
+		t.Errorf("exit row %s ppid %d parent_start %+v, want exit 500 %d", last.Event, last.PPID, last.ParentStart, parent)
+	}
+}
