@@ -57,6 +57,10 @@ func Machine() string {
 	return fmt.Sprintf("%s × %d%s%s%s, %s", model, runtime.NumCPU(), mem, kernel, osName, runtime.Version())
 }
 
+// busyClientRows is the row rate of a busy client for the loader's
+// clients-per-core figure: 1000 exec/s, each a fork, an exec and an exit row.
+const busyClientRows = 3000
+
 // Conditions: who observes the workload.
 const (
 	condNone      = "none"
@@ -229,6 +233,51 @@ func WriteMarkdown(w io.Writer, rep *Report, when time.Time, mode string) error 
 		{"Conn/collector", "collector, connections only"}, {"File/collector", "collector, file churn only"},
 	}, [][2]string{{"cpu-%core", "% core"}, {"cpu-us/conn", "CPU µs/conn"}, {"cpu-us/event", "CPU µs/file event"},
 		{"rss-MB", "peak RSS MB"}, {"spool-B/row", "spool B/row"}, {"snap-kB/min", "snapshots kB/min"}})
+
+	var loaderRows [][2]string
+	rows := int64(0)
+	for _, r := range rep.Results {
+		if w, ok := strings.CutPrefix(r.Name, "Loader/workers="); ok && !seen[r.Name] {
+			seen[r.Name] = true
+			label := w + " workers"
+			if w == "1" {
+				label = "1 worker"
+			}
+			loaderRows = append(loaderRows, [2]string{r.Name, label})
+			rows = int64(r.N)
+		}
+	}
+	if len(loaderRows) > 0 {
+		table(fmt.Sprintf("**Loader** (%d rows of a busy host's mix into a private MariaDB; the ceiling is a plain `LOAD DATA LOCAL` "+
+			"of the same rows pre-rendered as text, same tables and indexes, same run; best of the rounds)", rows), loaderRows, [][2]string{
+			{"rows/s", "loader rows/s"}, {"ceiling-rows/s", "plain LOAD DATA rows/s"}, {"ratio", "loader ÷ plain"},
+			{"cpu-s/Mrows", "loader CPU s/Mrows"}, {"ceiling-cpu-s/Mrows", "plain LOAD DATA CPU s/Mrows"},
+		})
+		if cpu := median(sums, loaderRows[0][0], "cpu-s/Mrows"); cpu > 0 {
+			perCore := 1e6 / cpu
+			fmt.Fprintf(&b, "At %s CPU s per million rows (%s), one core of pofr-server load verifies, decodes and sends %s rows/s: "+
+				"≈ %s busy clients at a sustained 1000 exec/s (%d process rows/s each, fork + exec + exit), MariaDB's own CPU not counted.\n\n",
+				FormatValue(cpu), loaderRows[0][1], FormatValue(perCore),
+				FormatValue(perCore/busyClientRows), busyClientRows)
+		}
+	}
+	for _, r := range rep.Results {
+		if r.Name == latencyResult {
+			num := func(unit string) string {
+				if v, ok := r.Get(unit); ok {
+					return FormatValue(v)
+				}
+				return "?"
+			}
+			table(fmt.Sprintf("**Exec → queryable** (%d marked execs spread over %s s, through pofr-server serve, pofr-collector run and "+
+				"pofr-server load --watch on this host; the profile's segment age %s s and upload interval %s s, load every %s s)",
+				r.N, num("window-s"), num("segment-age-s"), num("upload-s"), num("load-watch-s")),
+				[][2]string{{latencyResult, "exec row visible in MariaDB"}}, [][2]string{
+					{"queryable-%", "queryable %"}, {"p50-s", "p50 s"}, {"p99-s", "p99 s"}, {"max-s", "max s"},
+				})
+			break
+		}
+	}
 
 	if rs := Ratios(rep.Results); len(rs) > 0 {
 		b.WriteString("**Ratios**\n\n")

@@ -2,18 +2,24 @@
 
 // Command pofr-bench is the harness behind make bench: it measures
 // pofr-collector against Linux audit (auditd with an execve rule) and a
-// POFR-style /proc poller on the same workloads in the same run, prints Go
-// benchmark lines (for benchstat), a markdown table and PASS/MISS/FAIL lines
-// for the thresholds, and exits non-zero when the seed's budget (1 core,
-// 400 MB) is exceeded or the collector could not be measured.
+// POFR-style /proc poller on the same workloads in the same run, then the
+// server side in a private MariaDB (the loader's rows/s against a plain
+// LOAD DATA of the same rows, and exec → queryable latency through
+// pofr-server serve, pofr-collector run and pofr-server load --watch with
+// default intervals). It prints Go benchmark lines (for benchstat), a
+// markdown table and PASS/MISS/FAIL lines for the thresholds, and exits
+// non-zero when the seed's budget (1 core, 400 MB) is exceeded or the
+// collector could not be measured.
 //
 // Run it as root from the module root, after make build:
 //
 //	go run ./bench/cmd/pofr-bench            # under 10 minutes
 //	BENCH_QUICK=1 go run ./bench/cmd/pofr-bench   # under 2 minutes
 //
-// It installs auditd with apt-get if it is missing, starts it without
-// systemd, and puts the audit state back as it found it.
+// It installs auditd and mariadb-server with apt-get if they are missing
+// (without starting the system's MariaDB service), starts auditd without
+// systemd and puts the audit state back as it found it, and stops the
+// private MariaDB and the pipeline it started.
 package main
 
 import (
@@ -53,11 +59,16 @@ func run() (int, error) {
 	quick := os.Getenv("BENCH_QUICK") != "" && os.Getenv("BENCH_QUICK") != "0"
 	cfg := bench.Config{}
 	var mdPath string
-	var keep, verbose bool
+	var keep, verbose, noLoader bool
+	var serverBin string
+	var watch time.Duration
 	flag.BoolVar(&cfg.Quick, "quick", quick, "short windows, one repetition (default from BENCH_QUICK)")
 	flag.IntVar(&cfg.Reps, "reps", 0, "repetitions of the exec section (default 3, quick 1)")
 	flag.StringVar(&cfg.CollectorBin, "collector", "bin/pofr-collector", "collector binary (make build)")
+	flag.StringVar(&serverBin, "server", "bin/pofr-server", "server binary (make build), for the loader and latency")
 	flag.StringVar(&cfg.Profile, "profile", "default", "collection profile")
+	flag.DurationVar(&watch, "load-watch", bench.DefaultLoadWatch, "pofr-server load --watch interval of the latency measurement")
+	flag.BoolVar(&noLoader, "no-loader", false, "do not measure the loader and exec → queryable latency")
 	flag.BoolVar(&cfg.NoAudit, "no-audit", false, "do not measure auditd")
 	flag.StringVar(&mdPath, "markdown", "", "also write the markdown report to this file")
 	flag.BoolVar(&keep, "keep", false, "keep the scratch directory (spools, logs, snapshots)")
@@ -101,12 +112,28 @@ func run() (int, error) {
 			cfg.NoAudit = true
 		}
 	}
+	if noLoader {
+		cfg.NoLoaderWhy = "skipped (-no-loader)"
+	} else {
+		if err := ensureMariaDB(ctx, log); err != nil {
+			log.Warn("loader benchmarks skipped", "err", err)
+			cfg.NoLoaderWhy = err.Error()
+		} else if _, err := os.Stat(serverBin); err != nil {
+			err = fmt.Errorf("server binary: %w (run make build)", err)
+			log.Warn("loader benchmarks skipped", "err", err)
+			cfg.NoLoaderWhy = err.Error()
+		} else {
+			lb := bench.LoaderBench{Quick: cfg.Quick, ServerBin: serverBin, CollectorBin: cfg.CollectorBin,
+				Profile: cfg.Profile, Watch: watch, Log: log}
+			cfg.Loader = lb.Run
+		}
+	}
 	mode := "full"
 	if cfg.Quick {
 		mode = "quick"
 	}
 	start := time.Now()
-	log.Info("pofr-bench", "mode", mode, "machine", bench.Machine(), "collector", cfg.CollectorBin)
+	log.Info("pofr-bench", "mode", mode, "machine", bench.Machine(), "collector", cfg.CollectorBin, "server", serverBin)
 	rep, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return exitError, err
@@ -148,4 +175,40 @@ func ensureAuditd(ctx context.Context, log *slog.Logger) error {
 	}
 	_, err := exec.LookPath("auditd")
 	return err
+}
+
+// ensureMariaDB installs Debian's mariadb-server if mariadbd or
+// mariadb-install-db is missing. A policy-rc.d that denies service starts is
+// in place during the install, so that the package does not start the
+// system's MariaDB: the harness runs its own.
+func ensureMariaDB(ctx context.Context, log *slog.Logger) error {
+	if bench.LookMariaDB() == nil {
+		return nil
+	}
+	log.Info("installing mariadb-server with apt-get (the system's MariaDB service is not started)")
+	const policy = "/usr/sbin/policy-rc.d"
+	if _, err := os.Lstat(policy); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(policy, []byte("#!/bin/sh\nexit 101\n"), 0o755); err != nil {
+			return fmt.Errorf("write %s: %w", policy, err)
+		}
+		defer os.Remove(policy)
+	}
+	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	install := func() ([]byte, error) {
+		cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", "--no-install-recommends", "mariadb-server", "mariadb-client")
+		cmd.Env = env
+		return cmd.CombinedOutput()
+	}
+	if _, err := install(); err != nil {
+		// The package lists may be stale or absent on a fresh box.
+		up := exec.CommandContext(ctx, "apt-get", "update", "-qq")
+		up.Env = env
+		if out, err := up.CombinedOutput(); err != nil {
+			return fmt.Errorf("apt-get update: %w: %s", err, out)
+		}
+		if out, err := install(); err != nil {
+			return fmt.Errorf("apt-get install mariadb-server: %w: %s", err, out)
+		}
+	}
+	return bench.LookMariaDB()
 }
