@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -161,6 +162,12 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 		return fmt.Errorf("read boot id: %w", err)
 	}
 	self := int32(os.Getpid())
+	if os.Getenv("GOMAXPROCS") == "" {
+		// While events flow, the process source's real-time reader keeps one P
+		// for itself (see ProcSource, "CPU"); give the rest of the collector
+		// the cores it would otherwise have.
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+	}
 
 	stats := &runStats{}
 	w, err := spool.Open(spoolDir, spool.Options{
