@@ -3,7 +3,6 @@ package collector
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -151,25 +150,7 @@ func (r *execRecorder) get(pid int32) []string {
 // deadline) for Run to return and fails the test on an error.
 func runSource(t *testing.T, src *FileSource) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("Run did not return within 10s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return testutil.Go(t, "FileSource.Run", src.Run)
 }
 
 // waitFor polls cond every 20 ms until it holds or d passes.

@@ -35,20 +35,7 @@ func startProcSource(t testing.TB, o ProcOptions) *ProcSource {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return within 5 s of cancel")
-		}
-	})
+	testutil.Go(t, "ProcSource.Run", s.Run)
 	deadline := time.Now().Add(5 * time.Second)
 	for s.Mode() == "" {
 		if time.Now().After(deadline) {

@@ -241,20 +241,7 @@ func startSock(t *testing.T, opts SockOptions) (*SockSource, *event.MemSink) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- src.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return within 5s of cancel")
-		}
-	})
+	testutil.Go(t, "SockSource.Run", src.Run)
 	sockWait(t, 10*time.Second, "first dump", func() bool { return src.Stats().Dumps >= 1 })
 	return src, sink
 }

@@ -178,25 +178,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 
 // runPusher runs p until the test ends.
 func runPusher(t testing.TB, p *uplink.Pusher) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Pusher.Run: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("Pusher.Run did not return 10 s after cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return testutil.Go(t, "Pusher.Run", p.Run)
 }
 
 // inboxNames lists the final segment names in dir.
