@@ -86,10 +86,19 @@ func StartMariaDB(ctx context.Context, log *slog.Logger) (_ *MariaDB, err error)
 	}
 	m := &MariaDB{Dir: dir, Socket: filepath.Join(dir, "mysqld.sock")}
 	data := filepath.Join(dir, "data")
+	// A private tmpdir: at start mariadbd deletes every #sql* file in its
+	// tmpdir, which in a shared /tmp are other servers' live temporary tables.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("start mariadbd: %w", err)
+	}
+	if err := os.Chown(tmp, uid, gid); err != nil {
+		return nil, fmt.Errorf("start mariadbd: %w", err)
+	}
 
-	// mariadb-install-db has been seen to crash in its bootstrap now and
-	// then on a busy machine (scripts/demo.sh): try again from scratch.
-	install := append([]string{"--no-defaults", "--datadir=" + data, "--user=mysql",
+	// mariadb-install-db has been seen to fail its bootstrap when another
+	// server started meanwhile (the shared-/tmp problem above): try again.
+	install := append([]string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp, "--user=mysql",
 		"--auth-root-authentication-method=normal", "--skip-test-db"}, mariadbOptions...)
 	for attempt := 1; ; attempt++ {
 		os.RemoveAll(data)
@@ -107,6 +116,7 @@ func StartMariaDB(ctx context.Context, log *slog.Logger) (_ *MariaDB, err error)
 		"--no-defaults",
 		"--user=mysql",
 		"--datadir=" + data,
+		"--tmpdir=" + tmp,
 		"--socket=" + m.Socket,
 		"--pid-file=" + filepath.Join(dir, "mariadbd.pid"),
 		"--log-error=" + filepath.Join(dir, "error.log"),

@@ -106,14 +106,16 @@ start_db() {
 		return 0 # already running: another demo.sh started it and will stop it
 	fi
 	if [[ ! -d $D/db/data ]]; then
-		mkdir -p "$D/db"
-		chown mysql:mysql "$D/db"
-		# mariadb-install-db has been seen to crash (signal 11 in bootstrap)
-		# once in a while on a busy machine: try again from scratch.
+		mkdir -p "$D/db/tmp"
+		chown mysql:mysql "$D/db" "$D/db/tmp"
+		# A private tmpdir: at start mariadbd deletes every #sql* file in its
+		# tmpdir, which in a shared /tmp are other servers' live temporary
+		# tables. mariadb-install-db has been seen to fail its bootstrap on a
+		# busy machine: try again from scratch.
 		local try
 		for try in 1 2 3; do
 			rm -rf "$D/db/data"
-			mariadb-install-db --no-defaults --datadir="$D/db/data" --user=mysql --skip-name-resolve \
+			mariadb-install-db --no-defaults --datadir="$D/db/data" --tmpdir="$D/db/tmp" --user=mysql --skip-name-resolve \
 				--auth-root-authentication-method=socket --skip-test-db >"$D/db/install.log" 2>&1 && break
 			if ((try == 3)); then
 				tail -n 30 "$D/db/install.log" >&2
@@ -122,7 +124,8 @@ start_db() {
 			echo "    mariadb-install-db failed (attempt $try); trying again" >&2
 		done
 	fi
-	/usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$D/db/data" --socket="$SOCK" \
+	mkdir -p "$D/db/tmp" && chown mysql:mysql "$D/db/tmp"
+	/usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$D/db/data" --tmpdir="$D/db/tmp" --socket="$SOCK" \
 		--pid-file="$D/db/mysqld.pid" --skip-networking --skip-name-resolve --local-infile=1 --character-set-server=utf8mb4 \
 		--default-time-zone=+00:00 --innodb-buffer-pool-size=128M --skip-log-bin \
 		--log-error="$D/db/error.log" >>"$D/db/stderr.log" 2>&1 &

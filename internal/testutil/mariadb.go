@@ -32,6 +32,7 @@ import (
 // password; grant tables are in force.
 type MariaDB struct {
 	dir    string
+	tmpdir string
 	socket string
 	port   int
 	srv    *server
@@ -103,14 +104,25 @@ func startMariaDB(mariadbd, installDB string) (_ *MariaDB, err error) {
 	// As root, run as the mysql account that the mariadb-server package
 	// creates; otherwise as the test's own account.
 	var as *account
-	install := []string{"--no-defaults", "--datadir=" + filepath.Join(dir, "data"),
+	// A private tmpdir: at start, mariadbd deletes every #sql* file in its
+	// tmpdir, which in a shared /tmp are the live temporary tables of the
+	// other packages' servers (seen: a segfault in ha_maria::drop_table, and
+	// mariadb-install-db failing its bootstrap).
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("start mariadbd: %w", err)
+	}
+	m.tmpdir = tmp
+	install := []string{"--no-defaults", "--datadir=" + filepath.Join(dir, "data"), "--tmpdir=" + tmp,
 		"--auth-root-authentication-method=normal", "--skip-test-db"}
 	if os.Geteuid() == 0 {
 		if as, err = lookupAccount("mysql"); err != nil {
 			return nil, fmt.Errorf("start mariadbd: %w (the mariadb-server package creates it)", err)
 		}
-		if err := os.Chown(dir, int(as.uid), int(as.gid)); err != nil {
-			return nil, fmt.Errorf("start mariadbd: %w", err)
+		for _, d := range []string{dir, tmp} {
+			if err := os.Chown(d, int(as.uid), int(as.gid)); err != nil {
+				return nil, fmt.Errorf("start mariadbd: %w", err)
+			}
 		}
 		install = append(install, "--user=mysql")
 	}
@@ -156,6 +168,7 @@ func (m *MariaDB) run(mariadbd string, as *account, port int) error {
 	args := append([]string{
 		"--no-defaults",
 		"--datadir=" + filepath.Join(m.dir, "data"),
+		"--tmpdir=" + m.tmpdir,
 		"--socket=" + m.socket,
 		"--pid-file=" + filepath.Join(m.dir, "mariadbd.pid"),
 		"--log-error=" + filepath.Join(m.dir, "error.log"),
