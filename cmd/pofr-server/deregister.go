@@ -64,11 +64,7 @@ Example: pofr-server deregister --purge-rows --dsn-file /etc/pofr/admin.dsn web-
 			if purgeRows {
 				// Reach the database before revoking, so that a wrong DSN
 				// fails before anything changed.
-				dsn, err := readDSNFile(dsnFile)
-				if err != nil {
-					return err
-				}
-				db, err := loader.OpenDB(dsn)
+				db, err := openDSNFile(dsnFile)
 				if err != nil {
 					return err
 				}

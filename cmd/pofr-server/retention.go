@@ -68,11 +68,7 @@ Example (cron, daily): pofr-server retention --dsn-file /etc/pofr/admin.dsn --ke
 			if err != nil {
 				return cli.Usagef("--archive-keep %q: %v (or 0 to keep the files forever)", archiveKeep, err)
 			}
-			dsn, err := readDSNFile(dsnFile)
-			if err != nil {
-				return err
-			}
-			db, err := loader.OpenDB(dsn)
+			db, err := openDSNFile(dsnFile)
 			if err != nil {
 				return err
 			}

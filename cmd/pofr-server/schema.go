@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,6 +36,15 @@ func readDSNFile(path string) (string, error) {
 		return "", fmt.Errorf("read DSN file %s: empty", path)
 	}
 	return dsn, nil
+}
+
+// openDSNFile opens the database named by the DSN kept in path.
+func openDSNFile(path string) (*sql.DB, error) {
+	dsn, err := readDSNFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return loader.OpenDB(dsn)
 }
 
 // readSecretFile returns the first line of a password file.
@@ -77,11 +87,7 @@ Example: pofr-server schema apply --dsn-file /etc/pofr/admin.dsn`,
 			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding the administrator's DSN")
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			dsn, err := readDSNFile(dsnFile)
-			if err != nil {
-				return err
-			}
-			db, err := loader.OpenDB(dsn)
+			db, err := openDSNFile(dsnFile)
 			if err != nil {
 				return err
 			}

@@ -72,11 +72,7 @@ Example (weekly, from cron):
 			if len(args) > 0 {
 				return cli.Usagef("unexpected arguments %q", args)
 			}
-			dsn, err := readDSNFile(dsnFile)
-			if err != nil {
-				return err
-			}
-			db, err := loader.OpenDB(dsn)
+			db, err := openDSNFile(dsnFile)
 			if err != nil {
 				return err
 			}
