@@ -108,7 +108,7 @@ func TestUsersLeastPrivilege(t *testing.T) {
 	// The loader account loads (hostile rows through the whole path).
 	f := newFixture(t, "h1")
 	procs, files, socks, gaps, accts := hostileRows(hostileBase())
-	f.seal("h1", func(s event.Sink) { appendAll(s, procs, files, socks, gaps, accts) })
+	f.seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, gaps, accts) })
 	if s := run(t, ldb, f.state, 2); s.Loaded != 1 {
 		t.Fatalf("load as %s: %s", u.Loader, s)
 	}

@@ -55,7 +55,7 @@ func TestAudit(t *testing.T) {
 	f := newFixture(t, "h1", "h2", "h3")
 	rows := func(n int) func(event.Sink) {
 		procs, files, socks := busyRows(hostileBase(), n)
-		return func(s event.Sink) { appendAll(s, procs, files, socks, nil, nil) }
+		return func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) }
 	}
 	var h1 []string
 	for range 6 {
@@ -141,7 +141,7 @@ func TestAuditArchive(t *testing.T) {
 	f := newFixture(t, "h1")
 	for range 6 {
 		procs, files, socks := busyRows(hostileBase(), 30)
-		f.seal("h1", func(s event.Sink) { appendAll(s, procs, files, socks, nil, nil) })
+		f.seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
 	}
 	if s := run(t, db, f.state, 2); s.Loaded != 6 {
 		t.Fatalf("run: %s, want 6 loaded", s)

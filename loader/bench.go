@@ -119,15 +119,7 @@ func WriteBenchSegments(state string, hosts, segments, rowsPerSegment int) (int6
 		}
 		for s := range segments {
 			procs, files, socks := BenchRows(base+int64(s*rowsPerSegment)*1000, rowsPerSegment)
-			for i := range procs {
-				w.AppendProc(&procs[i])
-			}
-			for i := range files {
-				w.AppendFile(&files[i])
-			}
-			for i := range socks {
-				w.AppendSock(&socks[i])
-			}
+			event.AppendAll(w, procs, files, socks, nil, nil)
 			if err := w.Seal(); err != nil {
 				w.Close()
 				return 0, err

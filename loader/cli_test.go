@@ -26,7 +26,7 @@ func TestServerCustodyCommands(t *testing.T) {
 	for _, h := range []string{"h1", "h2"} {
 		for range 3 {
 			procs, files, socks := busyRows(hostileBase(), 30)
-			f.seal(h, func(s event.Sink) { appendAll(s, procs, files, socks, nil, nil) })
+			f.seal(h, func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
 		}
 	}
 	if s := run(t, db, f.state, 2); s.Loaded != 6 {

@@ -154,22 +154,3 @@ func (f *fixture) archivedRows(host string) map[string]int64 {
 	}
 	return out
 }
-
-// appendAll appends records to a sink.
-func appendAll(s event.Sink, procs []event.Proc, files []event.File, socks []event.Sock, gaps []event.Gap, accts []event.Account) {
-	for i := range procs {
-		s.AppendProc(&procs[i])
-	}
-	for i := range files {
-		s.AppendFile(&files[i])
-	}
-	for i := range socks {
-		s.AppendSock(&socks[i])
-	}
-	for i := range gaps {
-		s.AppendGap(&gaps[i])
-	}
-	for i := range accts {
-		s.AppendAccount(&accts[i])
-	}
-}

@@ -40,7 +40,7 @@ func TestLoadHostileFromSpool(t *testing.T) {
 	db, _ := newDB(t)
 	f := newFixture(t, "h1")
 	procs, files, socks, gaps, accts := hostileRows(hostileBase())
-	paths := f.seal("h1", func(s event.Sink) { appendAll(s, procs, files, socks, gaps, accts) })
+	paths := f.seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, gaps, accts) })
 	if len(paths) == 0 {
 		t.Fatal("no segment sealed")
 	}
@@ -150,7 +150,7 @@ func sealMany(f *fixture, host string, segs, rows int) {
 	base := hostileBase()
 	for k := range segs {
 		procs, files, socks := busyRows(base+int64(k)*int64(rows)*1000, rows)
-		f.seal(host, func(s event.Sink) { appendAll(s, procs, files, socks, nil, nil) })
+		f.seal(host, func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
 	}
 }
 

@@ -21,7 +21,7 @@ func TestPruneFiles(t *testing.T) {
 	f := newFixture(t, "h1")
 	for range 3 {
 		procs, files, socks := busyRows(hostileBase(), 20)
-		f.seal("h1", func(s event.Sink) { appendAll(s, procs, files, socks, nil, nil) })
+		f.seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
 	}
 	if s := run(t, db, f.state, 1); s.Loaded != 3 {
 		t.Fatalf("run: %s", s)

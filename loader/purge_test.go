@@ -39,13 +39,13 @@ func TestPurgeHostAndRevoked(t *testing.T) {
 			procs, files, socks, gaps, accts := hostileRows(hostileBase())
 			p2, f2, s2 := busyRows(hostileBase(), 40)
 			f.seal(h, func(s event.Sink) {
-				appendAll(s, append(procs, p2...), append(files, f2...), append(socks, s2...), gaps, accts)
+				event.AppendAll(s, append(procs, p2...), append(files, f2...), append(socks, s2...), gaps, accts)
 			})
 		}
 	}
 	// One of h1's is refused (bit flip), so it has a quarantine row too.
 	bad := f.seal("h1", func(s event.Sink) {
-		appendAll(s, nil, nil, nil, nil, []event.Account{{TS: hostileBase(), Kind: event.AcctUser, ID: 1, Name: []byte("x")}})
+		event.AppendAll(s, nil, nil, nil, nil, []event.Account{{TS: hostileBase(), Kind: event.AcctUser, ID: 1, Name: []byte("x")}})
 	})[0]
 	b, _ := os.ReadFile(bad)
 	b[len(b)/2] ^= 1
@@ -64,7 +64,7 @@ func TestPurgeHostAndRevoked(t *testing.T) {
 	// still waiting in its inbox, then purge its rows 7 at a time.
 	waiting := f.seal("h1", func(s event.Sink) {
 		p, fl, sk := busyRows(hostileBase(), 10)
-		appendAll(s, p, fl, sk, nil, nil)
+		event.AppendAll(s, p, fl, sk, nil, nil)
 	})
 	h, err := registry.Load(f.state, "h1")
 	if err != nil {

@@ -22,7 +22,7 @@ func TestQuarantine(t *testing.T) {
 	f := newFixture(t, "h1", "h2", "h3", "h4", "h5", "h6")
 	rows := func(n int) func(event.Sink) {
 		procs, files, socks := busyRows(hostileBase(), n)
-		return func(s event.Sink) { appendAll(s, procs, files, socks, nil, nil) }
+		return func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) }
 	}
 	mutate := func(path string, fn func([]byte) []byte) {
 		b, err := os.ReadFile(path)
@@ -137,7 +137,7 @@ func TestChainBreak(t *testing.T) {
 	db, _ := newDB(t)
 	f := newFixture(t, "h1")
 	procs, files, socks := busyRows(hostileBase(), 20)
-	fill := func(s event.Sink) { appendAll(s, procs, files, socks, nil, nil) }
+	fill := func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) }
 	f.seal("h1", fill)
 	// A second spool's seq 1 and 2; keep only its seq 2.
 	f.writers["h1"].Close()

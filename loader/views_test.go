@@ -60,7 +60,7 @@ func TestViewsProcessTree(t *testing.T) {
 	socks := []event.Sock{{TS: base + 8000, Event: event.SockClose, Proto: "tcp", Family: 4, State: "CLOSE", Direction: event.DirOut,
 		LocalAddr: []byte{127, 0, 0, 1}, LocalPort: 5555, RemoteAddr: []byte{192, 0, 2, 7}, RemotePort: 443, Cookie: 77, UID: 1000,
 		PID: event.Some[int32](300), ProcStart: event.Some[int64](30)}}
-	f.seal("h1", func(s event.Sink) { appendAll(s, procs, nil, socks, nil, nil) })
+	f.seal("h1", func(s event.Sink) { event.AppendAll(s, procs, nil, socks, nil, nil) })
 	if s := run(t, db, f.state, 1); s.Loaded != 1 {
 		t.Fatalf("run: %s", s)
 	}

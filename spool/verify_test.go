@@ -38,21 +38,7 @@ func sealed(t testing.TB, full bool) []byte {
 		procs[0].Argv = []byte("sh\x00-c\x00true\x00")
 		procs, files, socks, accts = procs[:2], files[:1], socks[:1], nil
 	}
-	for i := range procs {
-		w.AppendProc(&procs[i])
-	}
-	for i := range files {
-		w.AppendFile(&files[i])
-	}
-	for i := range socks {
-		w.AppendSock(&socks[i])
-	}
-	for i := range gaps {
-		w.AppendGap(&gaps[i])
-	}
-	for i := range accts {
-		w.AppendAccount(&accts[i])
-	}
+	event.AppendAll(w, procs, files, socks, gaps, accts)
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}

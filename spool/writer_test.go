@@ -29,21 +29,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	w := openWriter(t, dir, opts)
 	procs, files, socks, gaps, accts := hostileRows()
-	for i := range procs {
-		w.AppendProc(&procs[i])
-	}
-	for i := range files {
-		w.AppendFile(&files[i])
-	}
-	for i := range socks {
-		w.AppendSock(&socks[i])
-	}
-	for i := range gaps {
-		w.AppendGap(&gaps[i])
-	}
-	for i := range accts {
-		w.AppendAccount(&accts[i])
-	}
+	event.AppendAll(w, procs, files, socks, gaps, accts)
 	if err := w.Seal(); err != nil {
 		t.Fatal(err)
 	}

@@ -90,3 +90,22 @@ func (s *MemSink) Accounts() []Account {
 	defer s.mu.Unlock()
 	return append([]Account(nil), s.accts...)
 }
+
+// AppendAll appends every record of the slices to s, table by table.
+func AppendAll(s Sink, procs []Proc, files []File, socks []Sock, gaps []Gap, accts []Account) {
+	for i := range procs {
+		s.AppendProc(&procs[i])
+	}
+	for i := range files {
+		s.AppendFile(&files[i])
+	}
+	for i := range socks {
+		s.AppendSock(&socks[i])
+	}
+	for i := range gaps {
+		s.AppendGap(&gaps[i])
+	}
+	for i := range accts {
+		s.AppendAccount(&accts[i])
+	}
+}
