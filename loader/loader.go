@@ -23,6 +23,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/spool"
@@ -908,21 +909,9 @@ func moveFile(path, dir, name string) error {
 		return err
 	}
 	for _, d := range []string{dir, filepath.Dir(path)} {
-		if err := syncDir(d); err != nil {
+		if err := durable.SyncDir(d); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }
@@ -939,7 +928,7 @@ func (l *Loader) quarantine(ctx context.Context, j job, size int64, class string
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("quarantine %s: %w", j.name, err)
 	}
-	if err := registry.WriteFileAtomic(filepath.Join(dir, name+".reason"), []byte(reason), 0o600); err != nil {
+	if err := durable.WriteFile(filepath.Join(dir, name+".reason"), []byte(reason), 0o600); err != nil {
 		return fmt.Errorf("quarantine %s: %w", j.name, err)
 	}
 	if err := moveFile(j.path, dir, name); err != nil {

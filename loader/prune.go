@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/registry"
 )
 
@@ -180,7 +181,7 @@ func pruneArchive(ctx context.Context, db *sql.DB, opt PruneOptions, host string
 		n, bytes = n+1, bytes+fi.Size()
 	}
 	if n > 0 && !opt.DryRun {
-		if err := syncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			return n, bytes, err
 		}
 	}
@@ -244,7 +245,7 @@ func pruneQuarantine(opt PruneOptions, host string, log *slog.Logger) (int, int6
 		log.Debug("quarantine retention: removed", "host", host, "file", name)
 	}
 	if n > 0 && !opt.DryRun {
-		if err := syncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			return n, bytes, err
 		}
 	}

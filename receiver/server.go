@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/uplink/wire"
 )
@@ -155,7 +156,7 @@ func loadOrCreateHostKey(path string) (ssh.Signer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("generate host key: %w", err)
 		}
-		if err := registry.WriteFileAtomic(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		if err := durable.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
 			return nil, fmt.Errorf("save host key: %w", err)
 		}
 		return ssh.NewSignerFromKey(priv)

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/uplink/wire"
 )
@@ -104,7 +105,7 @@ func saveRegistration(state string, r *Registration) error {
 	if err != nil {
 		return fmt.Errorf("save request %s: %w", r.RequestID, err)
 	}
-	return registry.WriteFileAtomic(requestPath(state, r.RequestID), append(b, '\n'), 0o600)
+	return durable.WriteFile(requestPath(state, r.RequestID), append(b, '\n'), 0o600)
 }
 
 // ListRegistrations returns every request kept, oldest first.
@@ -158,7 +159,7 @@ func CreateToken(state string, ttl time.Duration) (string, error) {
 	}
 	now := time.Now().UTC()
 	data, _ := json.Marshal(token{CreatedAt: now, ExpiresAt: now.Add(ttl)})
-	if err := registry.WriteFileAtomic(tokenPath(state, hashToken([]byte(tok))), data, 0o600); err != nil {
+	if err := durable.WriteFile(tokenPath(state, hashToken([]byte(tok))), data, 0o600); err != nil {
 		return "", fmt.Errorf("create token: %w", err)
 	}
 	return tok, nil

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/pofr/pofr/internal/durable"
 )
 
 // Files of a spool directory besides the segments.
@@ -73,7 +75,7 @@ func Remove(dir, name string) error {
 	if err := os.Remove(filepath.Join(dir, name)); err != nil {
 		return fmt.Errorf("remove segment %s: %w", name, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return fmt.Errorf("remove segment %s: %w", name, err)
 	}
 	return nil
@@ -110,20 +112,7 @@ func writeDurable(dir, name string, write func(io.Writer) error) (err error) {
 	if err = os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		return err
 	}
-	return syncDir(dir)
-}
-
-// syncDir makes the directory's entries (renames, removals) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
+	return durable.SyncDir(dir)
 }
 
 // removeTemps deletes temporary files left by a writer that stopped between

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 
+	"github.com/pofr/pofr/internal/durable"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -54,7 +55,7 @@ func GenerateKey(path string) (ed25519.PrivateKey, error) {
 	if err := os.Link(tmp, path); err != nil {
 		return nil, fmt.Errorf("generate key %s: %w", path, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return nil, fmt.Errorf("generate key %s: %w", path, err)
 	}
 	return priv, nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 
+	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/event"
 )
 
@@ -314,7 +315,7 @@ func (w *Writer) reconcile() error {
 		st.LastSeal = seg.Manifest.Created
 		seg.Release()
 	}
-	if err := syncDir(w.dir); err != nil {
+	if err := durable.SyncDir(w.dir); err != nil {
 		return err
 	}
 	w.pending = fromStateGaps(st.Pending)
@@ -616,7 +617,7 @@ func (w *Writer) sealBatch(b *batch) error {
 	}
 	if err != nil {
 		os.Remove(filepath.Join(w.dir, name))
-		syncDir(w.dir)
+		durable.SyncDir(w.dir)
 		return fmt.Errorf("seal segment %s: verify: %w", name, err)
 	}
 	seg.Release()
@@ -707,7 +708,7 @@ func (w *Writer) enforceQuota(sealed string, now time.Time) {
 		}
 	}
 	if len(evict) > 0 {
-		syncDir(w.dir)
+		durable.SyncDir(w.dir)
 		w.log.Warn("spool quota exceeded: oldest unsent segments evicted",
 			"first_seq", evict[0].Seq, "last_seq", evict[len(evict)-1].Seq, "quota", w.opts.Quota)
 	}

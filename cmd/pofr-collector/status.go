@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/internal/cli"
-	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/spool"
 )
 
@@ -171,7 +171,7 @@ func writeStatus(path string, st *statusFile, log *slog.Logger) {
 	st.Updated = time.Now().UTC()
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err == nil {
-		err = registry.WriteFileAtomic(path, append(b, '\n'), 0o644)
+		err = durable.WriteFile(path, append(b, '\n'), 0o644)
 	}
 	if err != nil {
 		log.Warn("write status file", "err", err)

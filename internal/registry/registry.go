@@ -22,6 +22,8 @@ import (
 	"regexp"
 	"sort"
 	"time"
+
+	"github.com/pofr/pofr/internal/durable"
 )
 
 // Host statuses.
@@ -138,44 +140,5 @@ func Save(state string, h *Host) error {
 	if err != nil {
 		return fmt.Errorf("save host %s: %w", h.HostID, err)
 	}
-	return WriteFileAtomic(filepath.Join(d.Host, "host.json"), append(b, '\n'), 0o600)
-}
-
-// WriteFileAtomic writes data to path so that a reader sees either the old
-// file or the whole new one, and the new one survives a crash once it returns.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync dir: %w", path, err)
-	}
-	return nil
+	return durable.WriteFile(filepath.Join(d.Host, "host.json"), append(b, '\n'), 0o600)
 }
