@@ -6,13 +6,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"golang.org/x/sys/unix"
 
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/testutil"
@@ -79,17 +82,28 @@ func encodedBytes(b *testing.B, rows []event.File) int {
 }
 
 // BenchmarkFileOpenClose: open+close of one file in a loop, without a
-// listener and with the default and forensic profiles (the loop runs in this
-// process, so the listener's CPU is included in ns/op).
+// listener, with the default and forensic profiles, and with the kernel
+// floors of those profiles (kernel-P: the group and marks of P drained by a
+// reader that discards the events, as in BenchmarkFileTarXFloor).
 func BenchmarkFileOpenClose(b *testing.B) {
-	for _, name := range []string{"none", "default", "forensic"} {
+	for _, name := range []string{"none", "kernel-default", "default", "kernel-forensic", "forensic"} {
 		b.Run(name, func(b *testing.B) {
 			testutil.RequireRoot(b)
 			f := filepath.Join(b.TempDir(), "f")
 			if err := os.WriteFile(f, nil, 0o644); err != nil {
 				b.Fatal(err)
 			}
-			_, stop := benchSource(b, name)
+			var stop func() FileStats
+			if p, ok := strings.CutPrefix(name, "kernel-"); ok {
+				prof, err := profiles.Get(p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				drain := startFanDrain(b, prof.File)
+				stop = func() FileStats { drain(); return FileStats{} }
+			} else {
+				_, stop = benchSource(b, name)
+			}
 			for b.Loop() {
 				fd, err := syscall.Open(f, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 				if err != nil {
@@ -162,4 +176,176 @@ func BenchmarkFileTarX(b *testing.B) {
 			b.ReportMetric(float64(encodedBytes(b, rows))*perK, "bytes/1000files")
 		})
 	}
+}
+
+// BenchmarkFileTarXFloor separates the kernel's share of the tar x slowdown
+// from the file source's, in one run with the conditions interleaved (the
+// VM's noise moves the separate runs of BenchmarkFileTarX by more than the
+// effect). One op is one round: tar x of /usr/share/doc into tmpfs under each
+// condition in turn:
+//
+//   - none: no fanotify group (the baseline);
+//   - kernel-P: a group with the init flags and the filesystem marks that
+//     the source sets for profile P, drained by a reader that only reads
+//     and discards, with the source's batching (poll while empty, then a
+//     read every BatchDelay): the cost no listener of P's events can avoid;
+//   - P: the file source with profile P.
+//
+// P is default, default-create (default without create: a new file then
+// shows as a write only) and forensic; kernel-exec marks for exec only, an
+// event tar never causes: what the filesystem marks cost by being there;
+// busy-host is that profile's source (no create or write events).
+// Reported per condition: the median over rounds of tar's wall time
+// (slowdown-%) and CPU time (cpu-%) against none's in the same round.
+func BenchmarkFileTarXFloor(b *testing.B) {
+	testutil.RequireRoot(b)
+	tarball := filepath.Join(b.TempDir(), "src.tar")
+	if out, err := exec.Command("tar", "cf", tarball, "-C", "/usr/share", "doc").CombinedOutput(); err != nil {
+		b.Skipf("build tarball: %v %s", err, out)
+	}
+	work, err := os.MkdirTemp("/dev/shm", "pofr-bench-")
+	if err != nil {
+		b.Skipf("needs /dev/shm: %v", err)
+	}
+	defer os.RemoveAll(work)
+	prof := map[string]profiles.File{}
+	for _, name := range []string{"default", "forensic"} {
+		p, err := profiles.Get(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		prof[name] = p.File
+	}
+	nc := prof["default"]
+	nc.Ops = nil
+	for _, op := range prof["default"].Ops {
+		if op != event.FileCreate {
+			nc.Ops = append(nc.Ops, op)
+		}
+	}
+	prof["default-create"] = nc
+	prof["exec"] = profiles.File{Enabled: true, Ops: []string{event.FileExec}}
+	conds := []string{"none", "kernel-exec"}
+	for _, p := range []string{"default", "default-create", "forensic"} {
+		conds = append(conds, "kernel-"+p, p)
+	}
+	conds = append(conds, "busy-host")
+	if p, err := profiles.Get("busy-host"); err == nil {
+		prof["busy-host"] = p.File
+	}
+	// Per round, each condition's time is divided by that round's none:
+	// the median of those ratios follows the VM's drift less than a ratio of
+	// medians would.
+	wall, cpu := map[string][]float64{}, map[string][]float64{}
+	var base []float64
+	round := 0
+	for b.Loop() {
+		w, c := map[string]float64{}, map[string]float64{}
+		for _, cond := range interleaved(conds, round) {
+			el, used := tarFloorRun(b, cond, prof, tarball, work)
+			w[cond], c[cond] = el.Seconds(), used.Seconds()
+		}
+		base = append(base, w["none"])
+		for _, cond := range conds[1:] {
+			wall[cond] = append(wall[cond], w[cond]/w["none"])
+			cpu[cond] = append(cpu[cond], c[cond]/c["none"])
+		}
+		round++
+	}
+	b.ReportMetric(median(base)*1000, "none-ms")
+	for _, c := range conds[1:] {
+		b.ReportMetric(100*(median(wall[c])-1), c+"-slowdown-%")
+		b.ReportMetric(100*(median(cpu[c])-1), c+"-cpu-%")
+	}
+}
+
+// tarFloorRun runs one tar x into work under condition c of
+// BenchmarkFileTarXFloor and returns how long tar took. (Outside the
+// b.Loop body: go1.26.8's compiler crashed on this code there.) It also
+// returns tar's CPU time (user + system, where the kernel charges its
+// fanotify work).
+func tarFloorRun(b *testing.B, c string, prof map[string]profiles.File, tarball, work string) (wall, cpu time.Duration) {
+	var stop func()
+	switch {
+	case c == "none":
+		stop = func() {}
+	case strings.HasPrefix(c, "kernel-"):
+		stop = startFanDrain(b, prof[strings.TrimPrefix(c, "kernel-")])
+	default:
+		src, err := NewFileSource(FileOptions{Sink: &event.MemSink{}, Profile: prof[c]})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if err := src.Run(ctx); err != nil {
+				b.Error(err)
+			}
+		})
+		stop = func() { cancel(); wg.Wait() }
+	}
+	defer stop()
+	dir := filepath.Join(work, "x")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		if out, err := exec.Command("rm", "-rf", dir).CombinedOutput(); err != nil {
+			b.Fatalf("rm: %v %s", err, out)
+		}
+	}()
+	t0 := time.Now()
+	cmd := exec.Command("tar", "xf", tarball, "-C", dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("tar x: %v %s", err, out)
+	}
+	wall = time.Since(t0)
+	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+}
+
+// startFanDrain sets up the fanotify group and marks of the file source for
+// profile p and drains it without looking at the events.
+func startFanDrain(b *testing.B, p profiles.File) func() {
+	b.Helper()
+	flags := uint(unix.FAN_CLASS_NOTIF | unix.FAN_CLOEXEC | unix.FAN_NONBLOCK | unix.FAN_REPORT_DFID_NAME |
+		unix.FAN_REPORT_FID | unix.FAN_REPORT_TARGET_FID)
+	fd, err := unix.FanotifyInit(flags, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		b.Fatal(err)
+	}
+	mask := fanMask(&p)
+	seen := map[uint64]bool{}
+	mounts := parseMountinfo(mi)
+	for i := range mounts {
+		m := &mounts[i]
+		dev := unix.Mkdev(m.Major, m.Minor)
+		if !fanMarkable(m) || seen[dev] {
+			continue
+		}
+		if unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, mask, unix.AT_FDCWD, m.Point) == nil {
+			seen[dev] = true
+		}
+	}
+	var stopping atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		buf := make([]byte, 256<<10)
+		for !stopping.Load() {
+			n, _ := unix.Read(fd, buf)
+			switch {
+			case n >= len(buf)/2:
+			case n > 0:
+				time.Sleep(10 * time.Millisecond) // FileSource's default BatchDelay
+			default:
+				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				_, _ = unix.Poll(pfd, 50)
+			}
+		}
+	})
+	return func() { stopping.Store(true); wg.Wait(); unix.Close(fd) }
 }

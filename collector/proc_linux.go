@@ -71,6 +71,25 @@ import (
 // and Lookup would see a new life only when its fork is drained, up to
 // 5–10 ms late, so fanotify rows of young processes would lose their key.
 //
+// What no cn_proc reader can avoid (BenchmarkPrivProcFloor, make
+// bench-floors: one /bin/true spawner, rounds of 2,000 execs with the
+// conditions interleaved, medians of four runs; 2026): a reader thread that
+// only receives the datagrams costs 52–70 µs of CPU per exec at the maximum
+// rate and 75–81 µs at 1000/s (three events, fork, exec and exit, at one
+// wakeup each when they come apart); as SCHED_FIFO, 59–83 and 79–81. Adding
+// the two reads any argv recorder must make before the process is gone
+// (cmdline, exe) gives 91–103 and 108–120 µs. ProcSource, which also reads
+// cwd, status and cgroup, keeps the table and writes the rows, used 105–124
+// and 121–131 µs in the same runs: 1.1–1.26× that floor. Every one of these
+// readers slowed the max-rate spawner by 4.5–14.5 % against no reader at all
+// (the kernel builds and delivers the events in the spawner's context; the
+// reader competes for the second core), ProcSource no more than the others.
+// Polling instead of waking per event (a normal thread draining the socket
+// every 1 ms) did not help: 84–110 and 115–123 µs per exec, the same
+// slowdown, and argv for only 32–35 % of the execs. So a bar of 30 µs per
+// exec, or of a 3 % slowdown at the maximum rate, is below this VM's floor
+// for any cn_proc reader.
+//
 // # Enrichment
 //
 // /proc is never read at a fork: the child starts as a copy of its parent's

@@ -503,24 +503,30 @@ func rssMB() float64 {
 }
 
 // TestProcHelperSpawner is not a test: run with POFR_PROC_SPAWN=N,RATE it
-// is the paced spawner of BenchmarkPrivProcExec, execing /bin/true
-// pofr-bench N times at RATE per second and printing each pid.
+// is the paced spawner of BenchmarkPrivProcExec and BenchmarkPrivProcFloor,
+// execing /bin/true pofr-bench N times at RATE per second (0: one after the
+// other, as fast as one process can).
 func TestProcHelperSpawner(t *testing.T) {
 	spec := os.Getenv("POFR_PROC_SPAWN")
 	if spec == "" {
 		return
 	}
 	var n, rate int
-	if _, err := fmt.Sscanf(spec, "%d,%d", &n, &rate); err != nil || rate <= 0 {
-		fmt.Fprintln(os.Stderr, "POFR_PROC_SPAWN: want N,RATE")
+	if _, err := fmt.Sscanf(spec, "%d,%d", &n, &rate); err != nil || rate < 0 {
+		fmt.Fprintln(os.Stderr, "POFR_PROC_SPAWN: want N,RATE (RATE 0: as fast as possible)")
 		os.Exit(2)
 	}
-	tick := time.Second / time.Duration(rate)
+	var tick time.Duration
+	if rate > 0 {
+		tick = time.Second / time.Duration(rate)
+	}
 	next := time.Now()
 	for range n {
-		next = next.Add(tick)
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
+		if tick > 0 {
+			next = next.Add(tick)
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
 		}
 		pid, err := syscall.ForkExec("/bin/true", []string{"/bin/true", "pofr-bench"}, &syscall.ProcAttr{})
 		if err != nil {
@@ -550,23 +556,39 @@ func BenchmarkPrivProcExec(b *testing.B) {
 	}
 }
 
+// startBenchProcSource runs a ProcSource with its defaults into sink, quiet,
+// and returns once it writes rows.
+func startBenchProcSource(b *testing.B, sink event.Sink) (*ProcSource, func()) {
+	b.Helper()
+	s, err := NewProcSource(ProcOptions{Sink: sink, SelfPID: -1, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	for s.Stats().Rows == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return s, func() { cancel(); <-done }
+}
+
+// interleaved returns conds in order for even rounds and reversed for odd
+// ones, so that no condition always runs first or last.
+func interleaved(conds []string, round int) []string {
+	out := slices.Clone(conds)
+	if round%2 == 1 {
+		slices.Reverse(out)
+	}
+	return out
+}
+
 func benchExec(b *testing.B, rate int, on bool) {
 	sink := &benchSink{execs: map[int32][2]bool{}}
 	var src *ProcSource
 	stop := func() {}
 	if on {
-		s, err := NewProcSource(ProcOptions{Sink: sink, SelfPID: -1, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		for s.Stats().Rows == 0 {
-			time.Sleep(5 * time.Millisecond)
-		}
-		src = s
-		stop = func() { cancel(); <-done }
+		src, stop = startBenchProcSource(b, sink)
 	}
 	cpu0 := cpuTime()
 	b.ResetTimer()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -117,6 +118,24 @@ func Get(name string) (*Profile, error) {
 		return nil, fmt.Errorf("profile %q: not found (have %s)", name, strings.Join(Names(), ", "))
 	}
 	return Parse(b)
+}
+
+// Load returns the embedded profile nameOrPath or, when it names a file (it
+// contains a slash or ends in .json), the profile in that file: an operator's
+// own profile, in the format of profiles/*.json.
+func Load(nameOrPath string) (*Profile, error) {
+	if !strings.Contains(nameOrPath, "/") && !strings.HasSuffix(nameOrPath, ".json") {
+		return Get(nameOrPath)
+	}
+	b, err := os.ReadFile(nameOrPath)
+	if err != nil {
+		return nil, fmt.Errorf("profile: %w", err)
+	}
+	p, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("profile %s: %w", nameOrPath, err)
+	}
+	return p, nil
 }
 
 // Parse reads a profile from JSON, refusing unknown fields, and validates it.

@@ -1,6 +1,8 @@
 package profiles
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -63,5 +65,37 @@ func TestShippedFileScopes(t *testing.T) {
 		if p.File.QueueSize < 16384 {
 			t.Errorf("%s: file.queue_size %d, want at least the kernel default 16384", name, p.File.QueueSize)
 		}
+	}
+}
+
+func TestLoadNameOrFile(t *testing.T) {
+	if p, err := Load("busy-host"); err != nil || p.Name != "busy-host" {
+		t.Fatalf("Load(busy-host) = %v, %v", p, err)
+	}
+	b, err := files.ReadFile("default.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := strings.Replace(string(b), `"name": "default"`, `"name": "build-farm"`, 1)
+	own = strings.Replace(own, `"create", `, "", 1)
+	path := filepath.Join(t.TempDir(), "build-farm.json")
+	if err := os.WriteFile(path, []byte(own), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load(%s): %v", path, err)
+	}
+	if p.Name != "build-farm" || p.File.HasOp("create") || !p.File.HasOp("write") {
+		t.Errorf("Load(%s) = %s with ops %v", path, p.Name, p.File.Ops)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(own, `"write"`, `"read"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), `"read"`) {
+		t.Errorf("Load of a profile with an unknown op: %v, want an error naming the file and the op", err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.json")); err == nil {
+		t.Error("Load of a missing file succeeded")
 	}
 }

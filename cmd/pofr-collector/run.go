@@ -45,6 +45,7 @@ type runFlags struct {
 	priority   string
 	noFile     bool
 	noSock     bool
+	fileOps    string
 	segBytes   int64
 	segAge     time.Duration
 	quota      int64
@@ -75,7 +76,7 @@ or 0 with --if-not-running, so that a cron line works as a watchdog:
 Exit codes: 0 stopped cleanly (or already running with --if-not-running),
 1 error, 2 usage, 4 already running, 5 not registered.`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&f.profile, "profile", "default", "collection profile: "+strings.Join(profiles.Names(), ", "))
+			fs.StringVar(&f.profile, "profile", "default", "collection profile: "+strings.Join(profiles.Names(), ", ")+", or a JSON file in their format")
 			fs.StringVar(&f.configDir, "config-dir", "/etc/pofr", "keys and server registration")
 			fs.StringVar(&f.stateDir, "state-dir", "", "lock, status file and (by default) the spool (default /var/lib/pofr, or the parent of --spool-dir)")
 			fs.StringVar(&f.spoolDir, "spool-dir", "", "segment spool (default STATE-DIR/spool)")
@@ -89,6 +90,7 @@ Exit codes: 0 stopped cleanly (or already running with --if-not-running),
 			fs.StringVar(&f.priority, "priority", "", "override the reader priority: fifo, nice or normal")
 			fs.BoolVar(&f.noFile, "no-file", false, "do not record file access")
 			fs.BoolVar(&f.noSock, "no-sock", false, "do not record sockets")
+			fs.StringVar(&f.fileOps, "file-ops", "", "override the profile's file ops, comma-separated: open, exec, write, create, delete, rename")
 			fs.Int64Var(&f.segBytes, "segment-bytes", 0, "override the profile's segment size")
 			fs.DurationVar(&f.segAge, "segment-age", 0, "override the profile's segment age")
 			fs.Int64Var(&f.quota, "quota", 0, "override the profile's spool quota (bytes)")
@@ -121,7 +123,7 @@ func (f *runFlags) paths() (state, spoolDir string) {
 
 func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 	log := env.Log
-	prof, err := profiles.Get(f.profile)
+	prof, err := profiles.Load(f.profile)
 	if err != nil {
 		return cli.Usagef("%v", err)
 	}
@@ -326,6 +328,14 @@ func applyOverrides(p *profiles.Profile, f *runFlags) {
 	}
 	if f.quota > 0 {
 		p.Spool.QuotaBytes = f.quota
+	}
+	if f.fileOps != "" {
+		p.File.Ops = nil
+		for op := range strings.SplitSeq(f.fileOps, ",") {
+			if op = strings.TrimSpace(op); op != "" {
+				p.File.Ops = append(p.File.Ops, op)
+			}
+		}
 	}
 }
 
