@@ -114,6 +114,11 @@ type SockOptions struct {
 	Now func() time.Time
 	// ForceProcNet selects the /proc/net fallback even if sock_diag works.
 	ForceProcNet bool
+	// DestroyRcvBuf is the destroy socket's receive buffer in bytes; zero
+	// means 4 MiB (1–4 MB lost nothing in the bursts measured in
+	// research/kernel-probes.md, the default 208 KiB did). Tests make it
+	// tiny to force ENOBUFS.
+	DestroyRcvBuf int
 }
 
 // SockStats are the counters of a [SockSource] since it started.

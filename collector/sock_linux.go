@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -645,9 +646,10 @@ func (s *SockSource) openDestroySocket() (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("open sock_diag destroy socket: %w", err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sockDestroyRcvBuf); err != nil {
+	rcvbuf := cmp.Or(s.opts.DestroyRcvBuf, sockDestroyRcvBuf)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf); err != nil {
 		// Without CAP_NET_ADMIN: capped by net.core.rmem_max.
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, sockDestroyRcvBuf); err != nil {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf); err != nil {
 			s.log.Warn("set destroy socket receive buffer", "err", err)
 		}
 	}

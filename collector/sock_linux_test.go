@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1092,4 +1093,52 @@ func TestPrivSockNetnsCensus(t *testing.T) {
 	if got := f.otherNetns(st.Ino); got != before+1 {
 		t.Errorf("network namespaces not covered: %d, want %d", got, before+1)
 	}
+}
+
+// TestPrivSockDestroyOverrun: with a tiny receive buffer on the destroy
+// socket, a burst of closes overruns it; the loss becomes an ENOBUFS gap row
+// (never silence), and the source goes on recording afterwards.
+func TestPrivSockDestroyOverrun(t *testing.T) {
+	testutil.RequireRoot(t)
+	const held = 2000
+	srv := startSockHelper(t, "serve", "127.0.0.1:0", 0)
+	var port uint16
+	if _, err := fmt.Sscanf(srv.line(t, 10*time.Second), "port %d", &port); err != nil {
+		t.Fatal(err)
+	}
+	src, sink := startSock(t, SockOptions{DestroyRcvBuf: 1}) // the kernel's minimum (about 2 KiB)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	hold := startSockHelper(t, "hold", addr, held)
+	if s := hold.line(t, 30*time.Second); s != "ready" {
+		t.Fatalf("hold helper said %q", s)
+	}
+	hold.stop(t) // 2,000 client closes in a loop, and as many server closes
+	isGap := func(g event.Gap) bool {
+		return g.Source == event.SourceSock && strings.Contains(g.Reason, "ENOBUFS")
+	}
+	sockWait(t, 30*time.Second, "an ENOBUFS gap row", func() bool { return slices.ContainsFunc(sink.Gaps(), isGap) })
+	if st := src.Stats(); st.Overruns == 0 {
+		t.Errorf("gap row written but Overruns = 0: %+v", st)
+	}
+	for _, g := range sink.Gaps() {
+		if isGap(g) && (g.FromTS <= 0 || g.ToTS < g.FromTS || g.Lost.Valid) {
+			t.Errorf("ENOBUFS gap row %+v: want from ≤ to, both set, lost unknown", g)
+		}
+	}
+	closes := len(sockRows(sink, func(r *event.Sock) bool { return r.Event == event.SockClose && r.RemotePort == port }))
+	t.Logf("burst of %d connections closed: %d client close rows before the loss was noticed, %d overruns", held, closes, src.Stats().Overruns)
+
+	// Afterwards: a short connection is recorded at its close.
+	time.Sleep(100 * time.Millisecond)
+	t1 := time.Now().UnixNano()
+	after := startSockHelper(t, "hold", addr, 1)
+	if s := after.line(t, 10*time.Second); s != "ready" {
+		t.Fatalf("hold helper said %q", s)
+	}
+	after.stop(t)
+	sockWait(t, 10*time.Second, "the close row of a connection made after the overrun", func() bool {
+		return len(sockRows(sink, func(r *event.Sock) bool {
+			return r.Event == event.SockClose && r.RemotePort == port && r.TS > t1
+		})) > 0
+	})
 }
