@@ -48,23 +48,7 @@ func newPipeline(t *testing.T) *pipeline {
 	t.Helper()
 	testutil.RequireTier(t, testutil.TierE2E)
 	testutil.RequireRoot(t)
-	p := &pipeline{
-		t:         t,
-		dir:       t.TempDir(),
-		collector: testutil.Bin(t, "./cmd/pofr-collector"),
-		server:    testutil.Bin(t, "./cmd/pofr-server"),
-	}
-	dsn, _ := testutil.StartMariaDB(t).NewDatabase(t)
-	p.dsnFile = filepath.Join(p.dir, "admin.dsn")
-	writeFile(t, p.dsnFile, dsn+"\n")
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	p.db = db
-	p.run(30*time.Second, p.server, "schema", "apply", "--dsn-file", p.dsnFile)
-
+	p := newInstallation(t)
 	p.startServe("127.0.0.1:0")
 	tok := p.run(30*time.Second, p.server, "token", "create", "--state-dir", p.path("server"), "--ttl", "10m")
 	writeFile(t, p.path("token"), tok)
@@ -81,6 +65,29 @@ func newPipeline(t *testing.T) *pipeline {
 		t.Fatalf("read host id from server.json: %v (%s)", err, b)
 	}
 	p.hostID = cfg.HostID
+	return p
+}
+
+// newInstallation builds the commands and creates the test's database with
+// the schema: a pipeline with no receiver and no registered host yet.
+func newInstallation(t *testing.T) *pipeline {
+	t.Helper()
+	p := &pipeline{
+		t:         t,
+		dir:       t.TempDir(),
+		collector: testutil.Bin(t, "./cmd/pofr-collector"),
+		server:    testutil.Bin(t, "./cmd/pofr-server"),
+	}
+	dsn, _ := testutil.StartMariaDB(t).NewDatabase(t)
+	p.dsnFile = filepath.Join(p.dir, "admin.dsn")
+	writeFile(t, p.dsnFile, dsn+"\n")
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	p.db = db
+	p.run(30*time.Second, p.server, "schema", "apply", "--dsn-file", p.dsnFile)
 	return p
 }
 

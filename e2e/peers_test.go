@@ -124,22 +124,7 @@ func TestTwoHostsPeers(t *testing.T) {
 			testutil.Skip(t, testutil.TierE2E, tool+" is not installed")
 		}
 	}
-	p := &pipeline{
-		t:         t,
-		dir:       t.TempDir(),
-		collector: testutil.Bin(t, "./cmd/pofr-collector"),
-		server:    testutil.Bin(t, "./cmd/pofr-server"),
-	}
-	dsn, _ := testutil.StartMariaDB(t).NewDatabase(t)
-	p.dsnFile = p.path("admin.dsn")
-	writeFile(t, p.dsnFile, dsn+"\n")
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	p.db = db
-	p.run(30*time.Second, p.server, "schema", "apply", "--dsn-file", p.dsnFile)
+	p := newInstallation(t)
 
 	a, b := setupNetns(t, p)
 

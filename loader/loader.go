@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -257,10 +259,17 @@ func (l *Loader) pending() ([]job, error) {
 	}
 	var jobs []job
 	for _, h := range hosts {
-		if !h.IsDir() || !registry.ValidID(h.Name()) {
+		if !registry.ValidID(h.Name()) {
 			continue
 		}
 		dir := filepath.Join(inbox, h.Name())
+		// An inbox may be a symbolic link to a directory elsewhere: the
+		// chroot inbox of a stock OpenSSH account (docs/transport.md).
+		if !h.IsDir() {
+			if fi, err := os.Stat(dir); h.Type()&fs.ModeSymlink == 0 || err != nil || !fi.IsDir() {
+				continue
+			}
+		}
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return nil, fmt.Errorf("list inbox %s: %w", h.Name(), err)
@@ -900,12 +909,20 @@ func truncate(s string, n int) string {
 }
 
 // moveFile renames path into dir under name and makes the rename durable.
+// Across file systems (an inbox linked to an OpenSSH chroot elsewhere) it
+// copies to a temporary file in dir, syncs it, renames it to name, syncs dir
+// and only then removes path: a crash in between leaves the file in both
+// places, and the ledger makes the next run skip the inbox copy.
 func moveFile(path, dir, name string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	dst := filepath.Join(dir, name)
-	if err := os.Rename(path, dst); err != nil {
+	err := os.Rename(path, dst)
+	if errors.Is(err, syscall.EXDEV) {
+		err = copyAcross(path, dst)
+	}
+	if err != nil {
 		return err
 	}
 	for _, d := range []string{dir, filepath.Dir(path)} {
@@ -914,6 +931,37 @@ func moveFile(path, dir, name string) error {
 		}
 	}
 	return nil
+}
+
+// copyAcross moves path to dst on another file system; see moveFile.
+func copyAcross(path, dst string) error {
+	in, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(tmp, in)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("copy %s to %s: %w", path, dst, err)
+	}
+	if err := durable.SyncDir(filepath.Dir(dst)); err != nil {
+		return err
+	}
+	return os.Remove(path)
 }
 
 // quarantine moves j's file to the host's quarantine directory with a

@@ -12,8 +12,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/spool"
 )
 
@@ -293,5 +296,49 @@ func TestLockHeld(t *testing.T) {
 	defer l.Close()
 	if _, err := l.Run(t.Context()); !errors.Is(err, ErrLocked) {
 		t.Fatalf("Run with the lock held: %v, want ErrLocked", err)
+	}
+}
+
+// TestLoadInboxLinkedElsewhere: an inbox that is a symbolic link to a
+// directory on another file system (the chroot inbox of a stock OpenSSH
+// account) is loaded like any other, and its files end in the archive
+// (copied across, then removed from the inbox).
+func TestLoadInboxLinkedElsewhere(t *testing.T) {
+	testutil.RequireRoot(t)
+	db, _ := newDB(t)
+	f := newFixture(t, "h1")
+	other := t.TempDir()
+	if err := unix.Mount("tmpfs", other, "tmpfs", 0, "size=64m,mode=0700"); err != nil {
+		t.Fatalf("mount a tmpfs for the linked inbox: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(other, unix.MNT_DETACH) })
+	inbox := registry.DirsOf(f.state, "h1").Inbox
+	linked := filepath.Join(other, "inbox")
+	if err := os.Mkdir(linked, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(inbox); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(linked, inbox); err != nil {
+		t.Fatal(err)
+	}
+	sealMany(f, "h1", 3, 200)
+	if n, _ := os.ReadDir(linked); len(n) != 3 {
+		t.Fatalf("%d files in the linked inbox, want 3", len(n))
+	}
+	s := run(t, db, f.state, 1)
+	if s.Loaded != 3 || s.Quarantined != 0 || s.Failed != 0 {
+		t.Fatalf("run: %s, want 3 loaded", s)
+	}
+	checkExactlyOnce(t, db, f, "h1")
+	if left, _ := os.ReadDir(linked); len(left) != 0 {
+		t.Errorf("linked inbox after the load: %v, want empty", left)
+	}
+	if got := f.files("archive", "h1"); len(got) != 3 {
+		t.Errorf("archive: %v, want 3 segments", got)
+	}
+	if fi, err := os.Lstat(inbox); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the inbox link was replaced: %v %v", fi, err)
 	}
 }

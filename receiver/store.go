@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -340,16 +339,10 @@ func grant(state string, r *Registration, replaces []string, by string, now time
 	return saveRegistration(state, r)
 }
 
-var nonID = regexp.MustCompile(`[^a-z0-9-]+`)
-
 // newHostID derives an unused host id from the hostname's first label and a
 // random suffix: "web-01-3fa9c2", or "h-3fa9c2d1" for an unusable name.
 func newHostID(state, hostname string) (string, error) {
-	base, _, _ := strings.Cut(strings.ToLower(hostname), ".")
-	base = strings.Trim(nonID.ReplaceAllString(base, "-"), "-")
-	if len(base) > 40 {
-		base = strings.Trim(base[:40], "-")
-	}
+	base := registry.IDBase(hostname)
 	for range 10 {
 		var b [4]byte
 		if _, err := rand.Read(b[:]); err != nil {

@@ -38,8 +38,8 @@ const (
 var ErrNotRegistered = errors.New("uplink: not registered (no server.json); run pofr-collector register")
 
 // Config is server.json: where to push and how to recognise the server.
-// Registration writes it; an admin may write it by hand for a stock OpenSSH
-// server (docs/transport.md).
+// Registration writes it; for a stock OpenSSH server, register-openssh does
+// (docs/transport.md).
 type Config struct {
 	// Server is host:port.
 	Server string `json:"server"`

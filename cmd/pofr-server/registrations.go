@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/receiver"
 	"github.com/pofr/pofr/uplink/wire"
 )
@@ -96,6 +98,56 @@ Exit codes: 0 approved, 1 error (unknown, decided or duplicate request).`,
 				return err
 			}
 			fmt.Fprintf(env.Stdout, "denied %s (%s): %s\n", r.RequestID, r.Facts.Hostname, r.Reason)
+			return nil
+		},
+	})
+	var man receiver.ManualHost
+	cli.Register(prog, &cli.Command{
+		Name:    "registrations add",
+		Summary: "register a host by hand (hosts that push to a stock OpenSSH sshd)",
+		Usage:   "--host-id ID --ssh-key LINE --signing-key LINE [--inbox DIR] [--hostname H] [--state-dir D]",
+		Help: `Adds an active host to the registry without a registration request, for
+sites whose hosts push to a stock OpenSSH sshd instead of 'serve'
+(docs/transport.md). Run 'pofr-collector keys' on the host: it prints the two
+public key lines and this command, ready to paste.
+
+--inbox is the directory the host's OpenSSH account uploads to (its chroot
+inbox); the host's inbox in the state directory becomes a symbolic link to it,
+and the loader moves each loaded segment from there into the archive.
+
+Refuses an id that is or was registered, and keys an active host uses.
+
+Exit codes: 0 added, 1 error, 2 usage.
+
+Example:
+  pofr-server registrations add --host-id web-01 --hostname web01.example.org \
+    --ssh-key 'ssh-ed25519 AAAA… pofr upload key' \
+    --signing-key 'ssh-ed25519 AAAA… pofr segment signing key' \
+    --inbox /srv/pofr-sftp/pofr-web01/inbox`,
+		Flags: func(fs *flag.FlagSet) {
+			stateFlag(fs)
+			fs.StringVar(&man.HostID, "host-id", "", "the host's `id` (as in its server.json)")
+			fs.StringVar(&man.Hostname, "hostname", "", "the host's name, for listings")
+			fs.StringVar(&man.MachineID, "machine-id", "", "the host's /etc/machine-id, for duplicate checks")
+			fs.StringVar(&man.SSHKey, "ssh-key", "", "upload key: the `line` 'pofr-collector keys' prints")
+			fs.StringVar(&man.SigningKey, "signing-key", "", "segment signing key: the `line` 'pofr-collector keys' prints")
+			fs.StringVar(&man.Inbox, "inbox", "", "the host's OpenSSH upload `dir`ectory, to link as its inbox")
+		},
+		Run: func(ctx context.Context, env *cli.Env, args []string) error {
+			if len(args) != 0 {
+				return cli.Usagef("unexpected arguments %q", args)
+			}
+			if man.HostID == "" || man.SSHKey == "" || man.SigningKey == "" {
+				return cli.Usagef("--host-id, --ssh-key and --signing-key are required")
+			}
+			h, err := receiver.AddManual(stateDir, man, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "added host %s (upload key %s)\n", h.HostID, wire.Fingerprint(h.SSHKey))
+			if man.Inbox != "" {
+				fmt.Fprintf(env.Stdout, "inbox %s → %s\n", registry.DirsOf(stateDir, h.HostID).Inbox, man.Inbox)
+			}
 			return nil
 		},
 	})

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/pofr/pofr/internal/durable"
@@ -39,6 +40,20 @@ var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // ValidID reports whether id can be a host id (and so a path element).
 func ValidID(id string) bool { return idRE.MatchString(id) }
+
+var nonID = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// IDBase returns the start of a host id derived from hostname: its first
+// label, lower-cased, other characters turned into dashes, at most 40
+// bytes; "" when nothing usable is left. A suffix makes it an id.
+func IDBase(hostname string) string {
+	base, _, _ := strings.Cut(strings.ToLower(hostname), ".")
+	base = strings.Trim(nonID.ReplaceAllString(base, "-"), "-")
+	if len(base) > 40 {
+		base = strings.Trim(base[:40], "-")
+	}
+	return base
+}
 
 // Host is one registered host.
 type Host struct {

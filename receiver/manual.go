@@ -1,0 +1,119 @@
+package receiver
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/pofr/pofr/internal/registry"
+)
+
+// ManualHost is a host registered by hand, for sites whose hosts push to a
+// stock OpenSSH sshd instead of pofr-server serve (docs/transport.md): the
+// admin copies the public keys that 'pofr-collector keys' prints.
+type ManualHost struct {
+	HostID     string
+	Hostname   string
+	MachineID  string
+	SSHKey     string // upload key, authorized_keys line (ssh-ed25519)
+	SigningKey string // segment signing key, authorized_keys line (ssh-ed25519)
+	// Inbox, when set, is the directory the host's account uploads to (its
+	// chroot inbox); the host's inbox in the state directory becomes a
+	// symbolic link to it, so that the loader finds the uploads there.
+	Inbox string
+}
+
+// AddManual adds h to the registry as an active host. It refuses an id
+// already registered (active or revoked: ids are never reused) and keys that
+// an active host already uses.
+func AddManual(state string, h ManualHost, now time.Time) (*registry.Host, error) {
+	if !registry.ValidID(h.HostID) {
+		return nil, fmt.Errorf("add host %q: invalid host id (lower-case letters, digits and dashes, at most 63)", h.HostID)
+	}
+	upload, err := parseEd25519Line("upload key", h.SSHKey)
+	if err != nil {
+		return nil, fmt.Errorf("add host %s: %w", h.HostID, err)
+	}
+	signing, err := parseEd25519Line("signing key", h.SigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("add host %s: %w", h.HostID, err)
+	}
+	if bytes.Equal(upload.Marshal(), signing.Marshal()) {
+		return nil, fmt.Errorf("add host %s: the upload and signing keys are the same key", h.HostID)
+	}
+	unlock, err := lockState(state)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	hosts, err := registry.List(state)
+	if err != nil {
+		return nil, err
+	}
+	sshLine := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(upload)))
+	rawSigning := []byte(signing.(ssh.CryptoPublicKey).CryptoPublicKey().(ed25519.PublicKey))
+	for _, o := range hosts {
+		switch {
+		case o.HostID == h.HostID:
+			return nil, fmt.Errorf("add host %s: already registered (%s)", h.HostID, o.Status)
+		case o.Status != registry.StatusActive:
+		case o.SSHKey != "" && strings.Fields(o.SSHKey)[1] == strings.Fields(sshLine)[1]:
+			return nil, fmt.Errorf("add host %s: host %s is active with the same upload key", h.HostID, o.HostID)
+		case bytes.Equal(o.SigningKey, rawSigning):
+			return nil, fmt.Errorf("add host %s: host %s is active with the same signing key", h.HostID, o.HostID)
+		}
+	}
+	if h.Inbox != "" {
+		if err := linkInbox(state, h.HostID, h.Inbox); err != nil {
+			return nil, fmt.Errorf("add host %s: %w", h.HostID, err)
+		}
+	}
+	r := &registry.Host{HostID: h.HostID, Hostname: h.Hostname, MachineID: h.MachineID, SSHKey: sshLine,
+		SigningKey: rawSigning, Status: registry.StatusActive, RegisteredAt: now.UTC()}
+	if err := registry.Save(state, r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// parseEd25519Line parses an authorized_keys line holding an Ed25519 key.
+func parseEd25519Line(what, line string) (ssh.PublicKey, error) {
+	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (want the 'ssh-ed25519 AAAA…' line that pofr-collector keys prints)", what, err)
+	}
+	if k.Type() != ssh.KeyAlgoED25519 {
+		return nil, fmt.Errorf("%s: %s key, want ssh-ed25519", what, k.Type())
+	}
+	return k, nil
+}
+
+// linkInbox makes the host's inbox a symbolic link to dir, which must be an
+// existing directory given by an absolute path. An empty inbox directory in
+// its place is removed first; anything else there is refused.
+func linkInbox(state, id, dir string) error {
+	if !strings.HasPrefix(dir, "/") {
+		return fmt.Errorf("inbox %q: want an absolute path", dir)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("inbox: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("inbox %s: not a directory", dir)
+	}
+	link := registry.DirsOf(state, id).Inbox
+	if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
+		return err
+	}
+	if err := os.Remove(link); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("inbox %s is in the way: %w", link, err)
+	}
+	return os.Symlink(dir, link)
+}
