@@ -59,11 +59,20 @@ import (
 // connections living 250 ms–1 s. Profiles choose 250 ms (forensic), 1 s
 // (default), 5 s (busy-host).
 //
-// Network namespaces: one destroy listener and one dump socket see only the
-// collector's own network namespace (the host's). Sockets in other network
-// namespaces (containers) are not recorded; [SockStats].NetnsUncovered counts
-// the other network namespaces in use by processes (from /proc/*/ns/net,
-// refreshed every sockNetnsCensus), so the limit is visible.
+// Network namespaces: a destroy listener and a dump socket see only the
+// network namespace they were created in. With AllNetns (every shipped
+// profile) the source runs a census of the namespaces in use by processes
+// (/proc/*/ns/net) every 5 s, and for each namespace other than its own a
+// child source whose two sockets are created inside it (setns(2) on a
+// thread that ends afterwards); its rows carry that namespace's inode in
+// netns. Owners are found the same way (/proc/*/fd inodes are global). A
+// child stops, after draining, at the first census that finds no process in
+// its namespace: until then its sockets keep the namespace alive. Limits: a
+// namespace's sockets are recorded from the census after its first process
+// appears, so a container's connections in its first 0–5 s are missed; a
+// namespace whose sockets cannot be opened (setns refused) is counted in
+// [SockStats].NetnsUncovered. Without AllNetns, NetnsUncovered counts every
+// other namespace in use (census every 30 s), so the limit is visible.
 //
 // Fallback: where NETLINK_SOCK_DIAG does not work (or ForceProcNet is set),
 // the source parses /proc/net/{tcp,tcp6,udp,udp6} at each interval instead:
@@ -80,14 +89,15 @@ const DefaultSockDumpInterval = time.Second
 
 // Socket source modes ([SockStats].Mode).
 const (
-	SockModeNetlink   = "netlink" // inet_diag dumps + destroy notifications
-	SockModeProcNet   = "procnet" // /proc/net polling (fallback)
-	sockVanishGrace   = 2 * time.Second
-	sockDrainDelay    = 10 * time.Millisecond // batching of destroy messages
-	sockNetnsCensus   = 30 * time.Second
-	sockMaxTracked    = 1 << 20 // sockets tracked at once; beyond, new sockets are not tracked (counted)
-	sockMaxPending    = 1 << 18 // destroy messages queued between reader and main loop
-	sockDestroyRcvBuf = 4 << 20
+	SockModeNetlink    = "netlink" // inet_diag dumps + destroy notifications
+	SockModeProcNet    = "procnet" // /proc/net polling (fallback)
+	sockVanishGrace    = 2 * time.Second
+	sockDrainDelay     = 10 * time.Millisecond // batching of destroy messages
+	sockNetnsCensus    = 30 * time.Second
+	sockNetnsCensusAll = 5 * time.Second // with AllNetns
+	sockMaxTracked     = 1 << 20         // sockets tracked at once; beyond, new sockets are not tracked (counted)
+	sockMaxPending     = 1 << 18         // destroy messages queued between reader and main loop
+	sockDestroyRcvBuf  = 4 << 20
 )
 
 // SockOptions configure a [SockSource].
@@ -114,6 +124,15 @@ type SockOptions struct {
 	Now func() time.Time
 	// ForceProcNet selects the /proc/net fallback even if sock_diag works.
 	ForceProcNet bool
+	// AllNetns records the sockets of every network namespace in use by
+	// processes, not only the collector's own: each one found by the census
+	// (every sockNetnsCensusAll) gets its own dump and destroy sockets,
+	// created inside it, until no process uses it any more.
+	AllNetns bool
+	// Netns, when set, is a network namespace file (/proc/PID/ns/net,
+	// /run/netns/NAME) whose sockets the source records instead of its own
+	// namespace's; there is no /proc/net fallback then.
+	Netns string
 	// DestroyRcvBuf is the destroy socket's receive buffer in bytes; zero
 	// means 4 MiB (1–4 MB lost nothing in the bursts measured in
 	// research/kernel-probes.md, the default 208 KiB did). Tests make it
@@ -156,7 +175,10 @@ type SockStats struct {
 	// FDScans counts /proc/*/fd scans; FDScanProcs the processes they visited.
 	FDScans, FDScanProcs uint64
 	// NetnsUncovered is the number of network namespaces other than the
-	// collector's in use by processes at the last census: their sockets are
-	// not recorded.
+	// collector's in use by processes at the last census whose sockets are
+	// not recorded (all of them without AllNetns).
 	NetnsUncovered int
+	// NetnsCovered is the number of other network namespaces recorded by
+	// child sources (AllNetns).
+	NetnsCovered int
 }

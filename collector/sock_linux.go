@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -49,6 +50,23 @@ type SockSource struct {
 	lastCensus time.Time
 	want       map[uint32]*sockEntry
 	fresh      []*sockEntry
+
+	// AllNetns: one child source per other network namespace, keyed by its
+	// nsfs inode; retired sums the counters of children that stopped.
+	runCtx   context.Context
+	childMu  sync.Mutex
+	children map[uint64]*sockChild
+	retired  SockStats
+	failed   map[uint64]bool // namespaces whose sockets could not be opened
+	// censusEvery is the census cadence (tests shorten it).
+	censusEvery time.Duration
+}
+
+// sockChild is the source of one other network namespace.
+type sockChild struct {
+	src  *SockSource
+	stop context.CancelFunc
+	done chan struct{}
 }
 
 // sockDestroy is one item of the reader → main loop queue: a decoded destroy
@@ -115,27 +133,130 @@ func NewSockSource(opts SockOptions) (*SockSource, error) {
 		want:      make(map[uint32]*sockEntry),
 		scanner:   newSockFDScanner(opts.ProcRoot),
 	}
+	s.censusEvery = sockNetnsCensus
+	if opts.AllNetns {
+		s.censusEvery = sockNetnsCensusAll
+	}
+	nsPath := filepath.Join(opts.ProcRoot, "self/ns/net")
+	if opts.Netns != "" {
+		nsPath, opts.AllNetns, opts.ForceProcNet = opts.Netns, false, false
+		s.opts = opts
+	}
 	var st unix.Stat_t
-	if err := unix.Stat(filepath.Join(opts.ProcRoot, "self/ns/net"), &st); err == nil {
+	if err := unix.Stat(nsPath, &st); err == nil {
 		s.netns = event.Some(st.Ino)
+	} else if opts.Netns != "" {
+		return nil, fmt.Errorf("new sock source: network namespace %s: %w", opts.Netns, err)
 	}
 	return s, nil
 }
 
-// Stats returns a snapshot of the counters.
+// sockInNetns runs open in the network namespace of the file path ("" is
+// the caller's): sockets keep the namespace they were created in. The
+// thread that entered the namespace is never unlocked, so it ends with its
+// goroutine and no other goroutine runs in the namespace; it is never the
+// main thread, which the runtime does not end.
+// A non-zero want is the namespace's nsfs inode: a path that names another
+// namespace by now (a /proc/PID whose pid was reused) is refused.
+func sockInNetns(path string, want uint64, open func() (int, error)) (int, error) {
+	if path == "" {
+		return open()
+	}
+	nsfd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open network namespace: %w", err)
+	}
+	defer unix.Close(nsfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(nsfd, &st); err != nil {
+		return -1, fmt.Errorf("open network namespace: %w", err)
+	}
+	if want != 0 && st.Ino != want {
+		return -1, fmt.Errorf("network namespace %s: inode %d, want %d (the process left it)", path, st.Ino, want)
+	}
+	type result struct {
+		fd  int
+		err error
+	}
+	ch := make(chan result, 1)
+	enter := func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+			ch <- result{-1, fmt.Errorf("enter network namespace %s: %w", path, err)}
+			return
+		}
+		fd, err := open()
+		ch <- result{fd, err}
+	}
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() != unix.Getpid() {
+			enter()
+			return
+		}
+		// This is the main thread: it must not change namespace (it names
+		// the process's namespaces in /proc/PID/ns, and the runtime never
+		// ends it). While this goroutine holds it, the next one runs on
+		// another thread.
+		done := make(chan struct{})
+		go func() { defer close(done); enter() }()
+		<-done
+		runtime.UnlockOSThread()
+	}()
+	r := <-ch
+	return r.fd, r.err
+}
+
+// Stats returns a snapshot of the counters, those of the child sources of
+// other network namespaces (AllNetns) included.
 func (s *SockSource) Stats() SockStats {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stats
+	st := s.stats
+	s.mu.Unlock()
+	s.childMu.Lock()
+	defer s.childMu.Unlock()
+	st.add(&s.retired)
+	for _, c := range s.children {
+		cs := c.src.Stats()
+		st.add(&cs)
+	}
+	return st
+}
+
+// add adds the event counters and the live socket count of o to st.
+func (st *SockStats) add(o *SockStats) {
+	st.Dumps += o.Dumps
+	st.DumpErrors += o.DumpErrors
+	st.Destroys += o.Destroys
+	st.Overruns += o.Overruns
+	st.Lost += o.Lost
+	st.Listens += o.Listens
+	st.Opens += o.Opens
+	st.Closes += o.Closes
+	st.Vanished += o.Vanished
+	st.OwnerKnown += o.OwnerKnown
+	st.OwnerUnknown += o.OwnerUnknown
+	st.OwnerFromListener += o.OwnerFromListener
+	st.Unbound += o.Unbound
+	st.Untracked += o.Untracked
+	st.Tracked += o.Tracked
+	st.FDScans += o.FDScans
+	st.FDScanProcs += o.FDScanProcs
 }
 
 // Refresh asks for a dump as soon as possible (for example on exec, so that
-// the new process's sockets get an owner early). It never blocks.
+// the new process's sockets get an owner early), in every namespace
+// recorded. It never blocks.
 func (s *SockSource) Refresh() {
 	select {
 	case s.refresh <- struct{}{}:
 	default:
 	}
+	s.childMu.Lock()
+	for _, c := range s.children {
+		c.src.Refresh()
+	}
+	s.childMu.Unlock()
 }
 
 // stat applies f to the counters under the lock.
@@ -151,13 +272,18 @@ func (s *SockSource) Run(ctx context.Context) error {
 	dumpFD := -1
 	mode := SockModeProcNet
 	t0 := time.Now()
+	s.runCtx = ctx
+	defer s.stopChildren()
 	if !s.opts.ForceProcNet {
-		fd, err := sockOpenDumpSocket()
+		fd, err := sockInNetns(s.opts.Netns, s.netns.V, sockOpenDumpSocket)
 		if err == nil {
 			s.dumpBuf, err = sockDump(fd, s.opts.UDP, 1, s.dumpBuf[:0])
 			if err != nil {
 				unix.Close(fd)
 			}
+		}
+		if err != nil && s.opts.Netns != "" {
+			return fmt.Errorf("sock source for network namespace %s: %w", s.opts.Netns, err)
 		}
 		if err != nil {
 			s.log.Warn("sock_diag unavailable, falling back to /proc/net polling: short-lived connections will be missed", "err", err)
@@ -183,7 +309,7 @@ func (s *SockSource) Run(ctx context.Context) error {
 		}
 	}()
 	if mode == SockModeNetlink {
-		dfd, err := s.openDestroySocket()
+		dfd, err := sockInNetns(s.opts.Netns, s.netns.V, s.openDestroySocket)
 		if err != nil {
 			// Dumps still work: record that closes between dumps are missed.
 			s.log.Error("sock_diag destroy groups unavailable: only dumps, short-lived connections will be missed", "err", err)
@@ -250,16 +376,126 @@ func (s *SockSource) dumpOnce(fd int, mode string) {
 	s.lastDumpOK = now
 	s.applyDump(now, s.dumpBuf, mode == SockModeProcNet, t0)
 	s.drain()
-	if time.Since(s.lastCensus) >= sockNetnsCensus {
+	if time.Since(s.lastCensus) >= s.censusEvery {
 		s.census()
 	}
 }
 
-// census counts the network namespaces not covered.
+// census counts the network namespaces not covered or, with AllNetns,
+// starts and stops the child sources of the other namespaces.
 func (s *SockSource) census() {
 	s.lastCensus = time.Now()
-	n := s.scanner.otherNetns(s.netns.V)
-	s.stat(func(st *SockStats) { st.NetnsUncovered = n })
+	if s.opts.Netns != "" {
+		return
+	}
+	if !s.opts.AllNetns {
+		n := s.scanner.otherNetns(s.netns.V)
+		s.stat(func(st *SockStats) { st.NetnsUncovered = n })
+		return
+	}
+	inUse := s.scanner.netnsPids(s.netns.V)
+	if inUse == nil {
+		return // /proc unreadable this time: change nothing
+	}
+	s.childMu.Lock()
+	var gone []*sockChild
+	for ino, c := range s.children {
+		if _, ok := inUse[ino]; !ok {
+			gone = append(gone, c)
+			delete(s.children, ino)
+		}
+	}
+	s.childMu.Unlock()
+	for _, c := range gone {
+		s.retire(c)
+	}
+	for ino := range s.failed {
+		if _, ok := inUse[ino]; !ok {
+			delete(s.failed, ino)
+		}
+	}
+	for ino, pid := range inUse {
+		s.childMu.Lock()
+		_, have := s.children[ino]
+		s.childMu.Unlock()
+		if have || s.failed[ino] {
+			continue
+		}
+		if err := s.startChild(ino, pid); err != nil {
+			if s.failed == nil {
+				s.failed = make(map[uint64]bool)
+			}
+			s.failed[ino] = true
+			s.log.Warn("sockets of a network namespace are not recorded", "netns", ino, "pid", pid, "err", err)
+		}
+	}
+	s.childMu.Lock()
+	covered := len(s.children)
+	s.childMu.Unlock()
+	s.stat(func(st *SockStats) { st.NetnsUncovered, st.NetnsCovered = len(s.failed), covered })
+}
+
+// startChild starts the source of network namespace ino, entered through
+// pid's /proc/PID/ns/net. It returns once the child records or has failed.
+func (s *SockSource) startChild(ino uint64, pid int32) error {
+	o := s.opts
+	o.Netns = filepath.Join(s.opts.ProcRoot, strconv.Itoa(int(pid)), "ns/net")
+	o.AllNetns = false
+	o.Log = s.opts.Log
+	c, err := NewSockSource(o)
+	if err != nil {
+		return err
+	}
+	if c.netns.V != ino {
+		return fmt.Errorf("pid %d left the namespace", pid) // the next census tries again
+	}
+	ctx, cancel := context.WithCancel(s.runCtx)
+	ch := &sockChild{src: c, stop: cancel, done: make(chan struct{})}
+	errc := make(chan error, 1)
+	go func() {
+		defer close(ch.done)
+		errc <- c.Run(ctx)
+	}()
+	// Run returns at once if it cannot open its sockets; otherwise it
+	// records until stopped.
+	for c.Stats().Mode == "" {
+		select {
+		case err := <-errc:
+			cancel()
+			return err
+		case <-time.After(time.Millisecond):
+		}
+	}
+	s.childMu.Lock()
+	if s.children == nil {
+		s.children = make(map[uint64]*sockChild)
+	}
+	s.children[ino] = ch
+	s.childMu.Unlock()
+	return nil
+}
+
+// retire stops a child (it drains what its namespace's sockets reported)
+// and keeps its counters.
+func (s *SockSource) retire(c *sockChild) {
+	c.stop()
+	<-c.done
+	st := c.src.Stats()
+	st.Tracked = 0
+	s.childMu.Lock()
+	s.retired.add(&st)
+	s.childMu.Unlock()
+}
+
+// stopChildren stops every child source.
+func (s *SockSource) stopChildren() {
+	s.childMu.Lock()
+	cs := s.children
+	s.children = nil
+	s.childMu.Unlock()
+	for _, c := range cs {
+		s.retire(c)
+	}
 }
 
 // procNetDump reads /proc/net/{tcp,tcp6,udp,udp6} into out.

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -66,6 +67,8 @@ func TestSockHelperProcess(t *testing.T) {
 //	churn ADDR N    N times: connect, write 1 KiB, close; print "done"
 //	hold  ADDR N    open N connections, write 1 KiB on each, print "ready"; close them all when stdin closes
 //	life  ADDR N    for N seconds, every 20 ms a connection living 1–3 s; print "done K" after all closed
+//	self  -    N    bring lo up (a fresh network namespace has it down), listen on 127.0.0.1, print
+//	                "port N", open N connections to itself, print "ready"; close them all when stdin closes
 func sockHelper(mode, addr, ns string) error {
 	n, _ := strconv.Atoi(ns)
 	kib := make([]byte, 1024)
@@ -77,15 +80,7 @@ func sockHelper(mode, addr, ns string) error {
 			return err
 		}
 		fmt.Printf("port %d\n", ln.Addr().(*net.TCPAddr).Port)
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
-			}
-		}()
+		go sockDrainConns(ln)
 		waitStdin()
 		return nil
 	case "churn":
@@ -102,6 +97,20 @@ func sockHelper(mode, addr, ns string) error {
 		fmt.Println("done")
 		waitStdin()
 		return nil
+	case "self":
+		if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+			return fmt.Errorf("ip link set lo up: %v %s", err, out)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		go sockDrainConns(ln)
+		fmt.Printf("port %d\n", ln.Addr().(*net.TCPAddr).Port)
+		addr = ln.Addr().String()
+		mode = "hold"
+		defer func() { time.Sleep(200 * time.Millisecond); ln.Close() }() // the server ends read EOF and close
+		fallthrough
 	case "hold":
 		conns := make([]net.Conn, 0, n)
 		for range n {
@@ -145,6 +154,18 @@ func sockHelper(mode, addr, ns string) error {
 	return fmt.Errorf("unknown helper mode %q", mode)
 }
 
+// sockDrainConns accepts connections on ln, reads each to EOF and closes it,
+// until ln is closed.
+func sockDrainConns(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+	}
+}
+
 // sockProc is a running helper process.
 type sockProc struct {
 	cmd   *exec.Cmd
@@ -157,7 +178,15 @@ type sockProc struct {
 // startSockHelper starts a helper and registers its end.
 func startSockHelper(t *testing.T, mode, addr string, n int) *sockProc {
 	t.Helper()
+	return startSockHelperAttr(t, mode, addr, n, nil)
+}
+
+// startSockHelperAttr is startSockHelper with the process attributes attr
+// (for example a new network namespace).
+func startSockHelperAttr(t *testing.T, mode, addr string, n int, attr *syscall.SysProcAttr) *sockProc {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSockHelperProcess$")
+	cmd.SysProcAttr = attr
 	cmd.Env = append(os.Environ(), "POFR_SOCK_HELPER="+mode, "POFR_SOCK_ADDR="+addr, "POFR_SOCK_N="+strconv.Itoa(n))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -1141,4 +1170,96 @@ func TestPrivSockDestroyOverrun(t *testing.T) {
 			return r.Event == event.SockClose && r.RemotePort == port && r.TS > t1
 		})) > 0
 	})
+}
+
+// TestPrivSockOtherNetns: with AllNetns, the sockets of a process in another
+// network namespace are recorded (listen, open with owner, close from the
+// destroy message), with that namespace's inode, and the namespace's child
+// source stops once no process uses it.
+func TestPrivSockOtherNetns(t *testing.T) {
+	testutil.RequireRoot(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		testutil.Skip(t, "priv", "ip (iproute2) is not installed")
+	}
+	sink := &event.MemSink{}
+	src, err := NewSockSource(SockOptions{Sink: sink, AllNetns: true, DumpInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.censusEvery = 100 * time.Millisecond
+	testutil.Go(t, "SockSource.Run", src.Run)
+
+	const conns = 5
+	h := startSockHelperAttr(t, "self", "", conns, &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET})
+	var port uint16
+	if _, err := fmt.Sscanf(h.line(t, 10*time.Second), "port %d", &port); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.line(t, 10*time.Second); s != "ready" {
+		t.Fatalf("helper said %q", s)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", h.pid), &st); err != nil {
+		t.Fatal(err)
+	}
+	ns := event.Some(st.Ino)
+	if ns == src.netns {
+		t.Fatal("the helper shares the test's network namespace")
+	}
+	mine := func(r *event.Sock) bool { return r.Netns == ns && (r.LocalPort == port || r.RemotePort == port) }
+	sockWait(t, 15*time.Second, "listen and open rows from the other namespace, with owner", func() bool {
+		n := 0
+		for _, r := range sockRows(sink, mine) {
+			if r.PID == event.Some(h.pid) && (r.Event == event.SockListen || r.Event == event.SockOpen) {
+				n++
+			}
+		}
+		return n >= 1+2*conns // the listener, both ends of each connection
+	})
+	if c := src.Stats().NetnsCovered; c < 1 {
+		t.Errorf("NetnsCovered = %d, want ≥ 1", c)
+	}
+	h.stop(t)
+	sockWait(t, 15*time.Second, "close rows from the destroy messages of the other namespace", func() bool {
+		n := 0
+		for _, r := range sockRows(sink, mine) {
+			if r.Event == event.SockClose && r.Flags&event.SockFlagFromDestroy != 0 {
+				n++
+			}
+		}
+		return n >= 1+2*conns
+	})
+	for _, r := range sockRows(sink, func(r *event.Sock) bool { return r.LocalPort == port || r.RemotePort == port }) {
+		if r.Netns != ns {
+			t.Errorf("row of the helper's port in netns %v, want %v: %+v", r.Netns, ns, r)
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		src.childMu.Lock()
+		_, ok := src.children[st.Ino]
+		src.childMu.Unlock()
+		if !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			var users []string
+			ents, _ := os.ReadDir("/proc")
+			for _, e := range ents {
+				var s unix.Stat_t
+				if unix.Stat("/proc/"+e.Name()+"/ns/net", &s) == nil && s.Ino == st.Ino {
+					b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+					users = append(users, e.Name()+" "+strings.ReplaceAll(string(b), "\x00", " "))
+				}
+			}
+			t.Fatalf("the namespace's source did not stop within 15 s; processes in it: %q", users)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Entering the namespace to open the sockets left this process where
+	// it was (/proc/PID/ns/net is the main thread's).
+	var self unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil || self.Ino != src.netns.V {
+		t.Errorf("this process's network namespace is %d (%v), want %d", self.Ino, err, src.netns.V)
+	}
 }

@@ -151,21 +151,25 @@ func (f *sockFDScanner) scanPid(pid int32, want map[uint32]*sockEntry, found fun
 
 // otherNetns counts the distinct network namespaces of processes other than
 // self (an nsfs inode).
-func (f *sockFDScanner) otherNetns(self uint64) int {
+func (f *sockFDScanner) otherNetns(self uint64) int { return len(f.netnsPids(self)) }
+
+// netnsPids returns the network namespaces of processes other than self
+// (nsfs inodes), each with one pid in it.
+func (f *sockFDScanner) netnsPids(self uint64) map[uint64]int32 {
 	if f.listPids() != nil {
-		return 0
+		return nil
 	}
-	seen := make(map[uint64]struct{})
+	seen := make(map[uint64]int32)
 	var st unix.Stat_t
 	for _, p := range f.pids {
 		if unix.Stat(f.root+"/"+strconv.Itoa(int(p))+"/ns/net", &st) != nil {
 			continue
 		}
-		if st.Ino != self {
-			seen[st.Ino] = struct{}{}
+		if _, ok := seen[st.Ino]; !ok && st.Ino != self {
+			seen[st.Ino] = p
 		}
 	}
-	return len(seen)
+	return seen
 }
 
 // sockProcStart reads the proc_start of pid from root/PID/stat.

@@ -52,6 +52,15 @@
 // never unlimited: an unbounded queue would let a local flood pin kernel
 // memory through the collector.
 //
+// # Sock section
+//
+// dump_interval is the inet_diag dump cadence (owners of sockets come from
+// the dumps); udp adds UDP sockets; host_netns_only records the collector's
+// own network namespace only. Otherwise (every shipped profile) the sockets
+// of every network namespace in use by processes, containers' included, are
+// recorded, each namespace from the census (every 5 s) after its first
+// process appears; rows carry the namespace's inode in netns.
+//
 // # Cost of the file ops
 //
 // The file ops decide most of what fanotify costs the host's workloads, and

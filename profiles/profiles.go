@@ -91,6 +91,9 @@ type Sock struct {
 	Enabled      bool     `json:"enabled"`
 	DumpInterval Duration `json:"dump_interval"` // inet_diag dump cadence for owners and long-lived sockets
 	UDP          bool     `json:"udp"`
+	// HostNetnsOnly records only the collector's own network namespace;
+	// otherwise every namespace in use by processes (containers) is.
+	HostNetnsOnly bool `json:"host_netns_only"`
 }
 
 // Upload sets the push to the server.

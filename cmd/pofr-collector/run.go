@@ -228,7 +228,7 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 	if prof.Sock.Enabled && !f.noSock {
 		ssrc, err := collector.NewSockSource(collector.SockOptions{
 			Sink: w, Procs: procs, Log: log, DumpInterval: time.Duration(prof.Sock.DumpInterval),
-			UDP: prof.Sock.UDP, SelfPID: self,
+			UDP: prof.Sock.UDP, SelfPID: self, AllNetns: !prof.Sock.HostNetnsOnly,
 		})
 		if err != nil {
 			log.Warn("sockets are not recorded", "err", err)
