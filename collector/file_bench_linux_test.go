@@ -3,9 +3,11 @@ package collector
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -272,18 +274,8 @@ func tarFloorRun(b *testing.B, c string, prof map[string]profiles.File, tarball,
 	case strings.HasPrefix(c, "kernel-"):
 		stop = startFanDrain(b, prof[strings.TrimPrefix(c, "kernel-")])
 	default:
-		src, err := NewFileSource(FileOptions{Sink: &event.MemSink{}, Profile: prof[c]})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			if err := src.Run(ctx); err != nil {
-				b.Error(err)
-			}
-		})
-		stop = func() { cancel(); wg.Wait() }
+		stopSrc := startFileSource(b, prof[c])
+		stop = func() { stopSrc() }
 	}
 	defer stop()
 	dir := filepath.Join(work, "x")
@@ -348,4 +340,88 @@ func startFanDrain(b *testing.B, p profiles.File) func() {
 		}
 	})
 	return func() { stopping.Store(true); wg.Wait(); unix.Close(fd) }
+}
+
+// BenchmarkFileGoBuild: the "real build-like workload": go build of
+// pofr-collector with its third-party dependencies recompiled (a -gcflags
+// pattern new in every build changes their cache keys; the standard library
+// stays cached, in a private GOCACHE warmed first), without a listener and
+// with the default and forensic profiles, interleaved per round like
+// BenchmarkFileTarXFloor. Reported: the median over rounds of the build's
+// wall and CPU time against none's in the same round, and the file events
+// per build.
+func BenchmarkFileGoBuild(b *testing.B) {
+	testutil.RequireRoot(b)
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goBin); err != nil {
+		b.Skipf("no go command: %v", err)
+	}
+	_, file, _, _ := runtime.Caller(0)
+	module := filepath.Dir(filepath.Dir(file))
+	cache := b.TempDir()
+	build := func(tag string) (wall, cpu time.Duration) {
+		cmd := exec.Command(goBin, "build", "-o", os.DevNull, "-gcflags=github.com/...=-trimpath=/pofr-bench-"+tag, "./cmd/pofr-collector")
+		cmd.Dir = module
+		cmd.Env = append(os.Environ(), "GOCACHE="+cache)
+		t0 := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("go build: %v %s", err, out)
+		}
+		return time.Since(t0), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	build("warm") // the standard library, untimed
+	conds := []string{"none", "default", "forensic"}
+	prof := map[string]profiles.File{}
+	for _, n := range conds[1:] {
+		p, err := profiles.Get(n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		prof[n] = p.File
+	}
+	wall, cpu, events := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	round := 0
+	for b.Loop() {
+		w, c := map[string]float64{}, map[string]float64{}
+		for _, cond := range interleaved(conds, round) {
+			var stop func() FileStats
+			if cond == "none" {
+				stop = func() FileStats { return FileStats{} }
+			} else {
+				stop = startFileSource(b, prof[cond])
+			}
+			el, used := build(fmt.Sprintf("%d-%s", round, cond))
+			st := stop()
+			w[cond], c[cond] = el.Seconds(), used.Seconds()
+			events[cond] = append(events[cond], float64(st.Events))
+		}
+		for _, cond := range conds[1:] {
+			wall[cond] = append(wall[cond], w[cond]/w["none"])
+			cpu[cond] = append(cpu[cond], c[cond]/c["none"])
+		}
+		round++
+	}
+	for _, c := range conds[1:] {
+		b.ReportMetric(100*(median(wall[c])-1), c+"-slowdown-%")
+		b.ReportMetric(100*(median(cpu[c])-1), c+"-cpu-%")
+		b.ReportMetric(median(events[c]), c+"-events/build")
+	}
+}
+
+// startFileSource runs a file source with profile p into a MemSink and
+// returns a function that stops it and returns its stats.
+func startFileSource(b *testing.B, p profiles.File) func() FileStats {
+	b.Helper()
+	src, err := NewFileSource(FileOptions{Sink: &event.MemSink{}, Profile: p})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := src.Run(ctx); err != nil {
+			b.Error(err)
+		}
+	})
+	return func() FileStats { cancel(); wg.Wait(); return src.Stats() }
 }
