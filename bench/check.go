@@ -36,6 +36,9 @@ type Check struct {
 	Budget bool
 	// Why explains a SKIP.
 	Why string
+	// Context, when set, is printed after the verdict: what the same
+	// measurement gave for a reference in the same run.
+	Context string
 }
 
 // Verdict evaluates the check.
@@ -66,7 +69,11 @@ func (c Check) String() string {
 	if c.AtMost {
 		op = "≤"
 	}
-	return fmt.Sprintf("%s %s: %s %s (%s %s %s)", v, c.Name, checkValue(c.Got), c.Unit, op, checkValue(c.Limit), c.Unit)
+	line := fmt.Sprintf("%s %s: %s %s (%s %s %s)", v, c.Name, checkValue(c.Got), c.Unit, op, checkValue(c.Limit), c.Unit)
+	if c.Context != "" {
+		line += " — " + c.Context
+	}
+	return line
 }
 
 // checkValue prints a checked value with four significant digits, so that a

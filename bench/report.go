@@ -67,6 +67,7 @@ const (
 	condAuditd    = "auditd"
 	condCollector = "collector"
 	condPoller    = "poller"
+	condFloor     = "cnproc-floor"
 )
 
 // median returns the median of unit over the repetitions of name, or NaN.
@@ -102,10 +103,12 @@ func Ratios(results []Result) []Result {
 	sums := Aggregate(results)
 	var out []Result
 	for _, rate := range []string{"1000", "max"} {
-		r := Result{Name: "Ratio/cpu-per-exec/rate=" + rate + "/collector÷auditd", N: 1}
-		r.Add(Ratio(median(sums, "Exec/rate="+rate+"/collector", "cpu-us/exec"), median(sums, "Exec/rate="+rate+"/auditd", "cpu-us/exec")), "x")
-		if len(r.Metrics) > 0 {
-			out = append(out, r)
+		for _, peer := range []string{condAuditd, condFloor} {
+			r := Result{Name: "Ratio/cpu-per-exec/rate=" + rate + "/collector÷" + peer, N: 1}
+			r.Add(Ratio(median(sums, "Exec/rate="+rate+"/collector", "cpu-us/exec"), median(sums, "Exec/rate="+rate+"/"+peer, "cpu-us/exec")), "x")
+			if len(r.Metrics) > 0 {
+				out = append(out, r)
+			}
 		}
 	}
 	capture := func(prefix, unitC, unitP, what string) Result {
@@ -174,7 +177,7 @@ func WriteMarkdown(w io.Writer, rep *Report, when time.Time, mode string) error 
 
 	var execRows [][2]string
 	for _, rate := range []string{"1000", "max"} {
-		for _, cond := range []string{condNone, condAuditd, condCollector} {
+		for _, cond := range []string{condNone, condAuditd, condFloor, condCollector} {
 			execRows = append(execRows, [2]string{"Exec/rate=" + rate + "/" + cond, rate + " exec/s, " + cond})
 		}
 	}

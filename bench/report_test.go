@@ -79,3 +79,14 @@ func TestWriteMarkdown(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckContext(t *testing.T) {
+	c := Check{Name: "slowdown ≤ 3 %", Got: 14.72, Limit: 3, AtMost: true, Unit: "%", Context: "the floor: 14.6 %"}
+	if got, want := c.String(), "MISS slowdown ≤ 3 %: 14.72 % (≤ 3 %) — the floor: 14.6 %"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	c.Got = math.NaN()
+	if got := c.String(); strings.Contains(got, "floor") {
+		t.Errorf("a SKIP printed its context: %q", got)
+	}
+}

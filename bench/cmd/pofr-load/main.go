@@ -10,6 +10,7 @@
 //	pofr-load conns -kinds tcp4,tcp6,udp4,udp6 -lifetimes 1ms,10ms,100ms,1s -per 20 -rate 100
 //	pofr-load files -dir DIR -rate 200 -duration 10s
 //	pofr-load poll  -out DIR [-period 300ms]     (until SIGTERM)
+//	pofr-load cnproc-floor                       (until SIGTERM; see bench.RunProcFloor)
 //
 // make bench builds and drives it; it is not meant to be run by hand, but
 // nothing stops you.
@@ -54,7 +55,7 @@ func durations(s string) ([]time.Duration, error) {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: pofr-load exec|procs|conns|files|poll [flags]")
+		return fmt.Errorf("usage: pofr-load exec|procs|conns|files|poll|cnproc-floor [flags]")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -103,6 +104,9 @@ func run(args []string) error {
 		fs.IntVar(&c.Size, "size", 4096, "bytes per file")
 		fs.Parse(args[1:])
 		out, err = bench.RunFiles(ctx, c)
+	case "cnproc-floor":
+		fs.Parse(args[1:])
+		out, err = bench.RunProcFloor(ctx)
 	case "poll":
 		c := bench.PollConfig{Proc: "/proc"}
 		fs.StringVar(&c.OutDir, "out", "", "snapshot directory")
@@ -110,7 +114,7 @@ func run(args []string) error {
 		fs.Parse(args[1:])
 		return bench.Poll(ctx, c)
 	default:
-		return fmt.Errorf("unknown workload %q (want exec, procs, conns, files or poll)", args[0])
+		return fmt.Errorf("unknown workload %q (want exec, procs, conns, files, poll or cnproc-floor)", args[0])
 	}
 	if err != nil {
 		return err
