@@ -36,6 +36,10 @@ func TestOpenSSHSite(t *testing.T) {
 
 	p.run(30*time.Second, p.server, "registrations", "add", "--state-dir", p.path("server"), "--host-id", p.hostID,
 		"--hostname", "web01.example", "--ssh-key", upload[1], "--signing-key", signing[1], "--inbox", sshd.Inbox)
+	if hosts := p.run(30*time.Second, p.server, "registrations", "hosts", "--state-dir", p.path("server")); !regexp.MustCompile(
+		`(?m)^` + p.hostID + `\s+active\s+web01\.example\s.*\s` + regexp.QuoteMeta(sshd.Inbox) + `$`).MatchString(hosts) {
+		t.Errorf("registrations hosts does not list %s as active with its inbox %s:\n%s", p.hostID, sshd.Inbox, hosts)
+	}
 	hostKey := p.path("sshd_host_key.pub")
 	writeFile(t, hostKey, string(ssh.MarshalAuthorizedKey(sshd.HostKey)))
 	p.run(30*time.Second, p.collector, "register-openssh", "--config-dir", p.path("client"), "--server", sshd.Addr,

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/pofr/pofr/internal/cli"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/query"
 	"github.com/pofr/pofr/receiver"
 	"github.com/pofr/pofr/uplink/wire"
 )
@@ -99,6 +101,38 @@ Exit codes: 0 approved, 1 error (unknown, decided or duplicate request).`,
 			}
 			fmt.Fprintf(env.Stdout, "denied %s (%s): %s\n", r.RequestID, r.Facts.Hostname, r.Reason)
 			return nil
+		},
+	})
+	cli.Register(prog, &cli.Command{
+		Name:    "registrations hosts",
+		Summary: "list the registered hosts (from the registry, no database needed)",
+		Usage:   "[--state-dir D]",
+		Help: `Lists every host in the registry, active and revoked, whether registered
+through serve or added by hand: its id, status, name, when it was registered,
+its upload key fingerprint, and where its inbox is when that is a link (an
+OpenSSH account's inbox, see 'registrations add').
+
+Exit codes: 0 listed, 1 error.`,
+		Flags: stateFlag,
+		Run: func(ctx context.Context, env *cli.Env, args []string) error {
+			if len(args) != 0 {
+				return cli.Usagef("unexpected arguments %q", args)
+			}
+			hs, err := registry.List(stateDir)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "HOST-ID\tSTATUS\tHOSTNAME\tREGISTERED\tKEY\tINBOX")
+			for _, h := range hs {
+				inbox := "-"
+				if dst, err := os.Readlink(registry.DirsOf(stateDir, h.HostID).Inbox); err == nil {
+					inbox = dst
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.HostID, h.Status, regDash(query.SafeString(h.Hostname)),
+					h.RegisteredAt.Format("2006-01-02T15:04:05Z"), regDash(wire.Fingerprint(h.SSHKey)), query.SafeString(inbox))
+			}
+			return tw.Flush()
 		},
 	})
 	var man receiver.ManualHost
