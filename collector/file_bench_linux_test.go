@@ -36,21 +36,7 @@ func benchSource(b *testing.B, name string) (*event.MemSink, func() FileStats) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	src, err := NewFileSource(FileOptions{Sink: sink, Profile: p.File})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if src.Stats().Mode != FileModeFanotify {
-		b.Fatalf("mode %s, want fanotify", src.Stats().Mode)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := src.Run(ctx); err != nil {
-			b.Error(err)
-		}
-	})
-	return sink, func() FileStats { cancel(); wg.Wait(); return src.Stats() }
+	return sink, startFileSource(b, sink, p.File)
 }
 
 // cpuSelf returns the CPU time (user + system) of this process, not of its
@@ -274,7 +260,7 @@ func tarFloorRun(b *testing.B, c string, prof map[string]profiles.File, tarball,
 	case strings.HasPrefix(c, "kernel-"):
 		stop = startFanDrain(b, prof[strings.TrimPrefix(c, "kernel-")])
 	default:
-		stopSrc := startFileSource(b, prof[c])
+		stopSrc := startFileSource(b, &event.MemSink{}, prof[c])
 		stop = func() { stopSrc() }
 	}
 	defer stop()
@@ -296,33 +282,19 @@ func tarFloorRun(b *testing.B, c string, prof map[string]profiles.File, tarball,
 	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
-// startFanDrain sets up the fanotify group and marks of the file source for
+// startFanDrain sets up the fanotify group and marks of a file source for
 // profile p and drains it without looking at the events.
 func startFanDrain(b *testing.B, p profiles.File) func() {
 	b.Helper()
-	flags := uint(unix.FAN_CLASS_NOTIF | unix.FAN_CLOEXEC | unix.FAN_NONBLOCK | unix.FAN_REPORT_DFID_NAME |
-		unix.FAN_REPORT_FID | unix.FAN_REPORT_TARGET_FID)
-	fd, err := unix.FanotifyInit(flags, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+	// The source's own group and marks, never Run: only drained here.
+	src, err := NewFileSource(FileOptions{Sink: &event.MemSink{}, Profile: p})
 	if err != nil {
 		b.Fatal(err)
 	}
-	mi, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		b.Fatal(err)
+	if src.Mode() != FileModeFanotify {
+		b.Fatalf("mode %s, want fanotify", src.Mode())
 	}
-	mask := fanMask(&p)
-	seen := map[uint64]bool{}
-	mounts := parseMountinfo(mi)
-	for i := range mounts {
-		m := &mounts[i]
-		dev := unix.Mkdev(m.Major, m.Minor)
-		if !fanMarkable(m) || seen[dev] {
-			continue
-		}
-		if unix.FanotifyMark(fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, mask, unix.AT_FDCWD, m.Point) == nil {
-			seen[dev] = true
-		}
-	}
+	fd := src.fd
 	var stopping atomic.Bool
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -332,14 +304,14 @@ func startFanDrain(b *testing.B, p profiles.File) func() {
 			switch {
 			case n >= len(buf)/2:
 			case n > 0:
-				time.Sleep(10 * time.Millisecond) // FileSource's default BatchDelay
+				time.Sleep(src.batch)
 			default:
 				pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 				_, _ = unix.Poll(pfd, 50)
 			}
 		}
 	})
-	return func() { stopping.Store(true); wg.Wait(); unix.Close(fd) }
+	return func() { stopping.Store(true); wg.Wait(); src.closeFanotify() }
 }
 
 // BenchmarkFileGoBuild: the "real build-like workload": go build of
@@ -388,7 +360,7 @@ func BenchmarkFileGoBuild(b *testing.B) {
 			if cond == "none" {
 				stop = func() FileStats { return FileStats{} }
 			} else {
-				stop = startFileSource(b, prof[cond])
+				stop = startFileSource(b, &event.MemSink{}, prof[cond])
 			}
 			el, used := build(fmt.Sprintf("%d-%s", round, cond))
 			st := stop()
@@ -408,13 +380,16 @@ func BenchmarkFileGoBuild(b *testing.B) {
 	}
 }
 
-// startFileSource runs a file source with profile p into a MemSink and
-// returns a function that stops it and returns its stats.
-func startFileSource(b *testing.B, p profiles.File) func() FileStats {
+// startFileSource runs a file source with profile p into sink, in fanotify
+// mode, and returns a function that stops it and returns its stats.
+func startFileSource(b *testing.B, sink event.Sink, p profiles.File) func() FileStats {
 	b.Helper()
-	src, err := NewFileSource(FileOptions{Sink: &event.MemSink{}, Profile: p})
+	src, err := NewFileSource(FileOptions{Sink: sink, Profile: p})
 	if err != nil {
 		b.Fatal(err)
+	}
+	if src.Stats().Mode != FileModeFanotify {
+		b.Fatalf("mode %s, want fanotify", src.Stats().Mode)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

@@ -1,22 +1,16 @@
 package collector
 
 import (
-	"bytes"
+	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/pofr/pofr/bench"
 	"github.com/pofr/pofr/internal/testutil"
 )
 
@@ -44,8 +38,9 @@ import (
 // Per condition: µs of this process's CPU per exec (rusage; the spawner is
 // another process), the spawner's slowdown (exec/s) and its extra CPU with
 // its children (wl-cpu-%: where the kernel charges the sending of the
-// events), each against none in the same round. The recv* readers decode
-// nothing; they are floors, not collectors.
+// events), each against none in the same round. The readers other than pofr
+// are bench.RunProcFloor, the floor of make bench: they decode nothing but
+// the event kind and pid; they are floors, not collectors.
 func BenchmarkPrivProcFloor(b *testing.B) {
 	testutil.RequireRoot(b)
 	for _, rate := range []int{0, 1000} {
@@ -163,71 +158,38 @@ func startFloorReader(b *testing.B, c string) func() (int, int) {
 			return int(s.Stats().Execs), k
 		}
 	}
-	fd, _, err := procDial(8 << 20)
-	if err != nil {
-		b.Fatal(err)
+	o := bench.ProcFloorOptions{FIFO: strings.HasPrefix(c, "recv-fifo"), Argv: strings.HasSuffix(c, "argv"),
+		Marker: []byte("pofr-bench")}
+	if c == "poll-1ms+argv" {
+		o.Poll = time.Millisecond
 	}
-	root, err := unix.Open("/proc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var stopping atomic.Bool
-	var execs, withArgv int
-	var wg sync.WaitGroup
 	ready := make(chan struct{})
-	wg.Go(func() {
-		// The thread is never unlocked, so it ends with the goroutine and
-		// its priority with it.
-		runtime.LockOSThread()
-		if c == "recv-fifo" || c == "recv-fifo+argv" {
-			if p := procRaisePriority(PriorityFIFO, slog.New(slog.NewTextHandler(io.Discard, nil))); p != PriorityFIFO {
-				b.Errorf("priority %s, want fifo", p)
-			}
-		}
-		close(ready)
-		buf := make([]byte, 1<<16)
-		var msgs []procMsg
-		r := newProcReader(root, 32<<10)
-		poll := c == "poll-1ms+argv"
-		for !stopping.Load() {
-			flags := 0
-			if poll {
-				flags = unix.MSG_DONTWAIT
-			}
-			k, _, err := unix.Recvfrom(fd, buf, flags)
-			if err != nil {
-				if poll && err == unix.EAGAIN {
-					time.Sleep(time.Millisecond)
-				}
-				continue // EAGAIN at the receive timeout, EINTR
-			}
-			if !strings.HasSuffix(c, "argv") {
-				// Count exec events by their what field only.
-				if k >= 40 && buf[36] == 2 && buf[37] == 0 && buf[38] == 0 && buf[39] == 0 {
-					execs++
-				}
-				continue
-			}
-			msgs, _ = decodeProcEvents(buf[:k], msgs[:0])
-			for _, m := range msgs {
-				if m.What != procEventExec {
-					continue
-				}
-				execs++
-				k, _ := procReadFileAt(root, r.pidPath(m.TGID, "cmdline"), r.argv)
-				procReadlinkat(root, r.pidPath(m.TGID, "exe"), r.exe)
-				if bytes.Contains(r.argv[:k], []byte("pofr-bench")) {
-					withArgv++
-				}
-			}
-		}
-	})
-	<-ready
+	o.Ready = func() { close(ready) }
+	ctx, cancel := context.WithCancel(context.Background())
+	type result struct {
+		r   bench.FloorResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := bench.RunProcFloor(ctx, o)
+		done <- result{r, err}
+	}()
+	select {
+	case <-ready:
+	case r := <-done:
+		cancel()
+		b.Fatalf("%s: %v", c, r.err)
+	}
 	return func() (int, int) {
-		stopping.Store(true)
-		wg.Wait()
-		unix.Close(fd)
-		unix.Close(root)
-		return execs, withArgv
+		cancel()
+		r := <-done
+		if r.err != nil {
+			b.Errorf("%s: %v", c, r.err)
+		}
+		if o.FIFO && r.r.Priority != "fifo" {
+			b.Errorf("%s: priority %s, want fifo", c, r.r.Priority)
+		}
+		return r.r.Execs, r.r.ArgvMarked
 	}
 }

@@ -72,6 +72,13 @@ func (q *procRing) push(it *procItem, in *procInfo) bool {
 	}
 	it.info = nil
 	q.b.items = append(q.b.items, *it)
+	q.unlockRing()
+	return true
+}
+
+// unlockRing unlocks the ring after an append and rings the doorbell if the
+// batch was empty before it.
+func (q *procRing) unlockRing() {
 	ring := !q.rung
 	q.rung = true
 	q.mu.Unlock()
@@ -81,7 +88,6 @@ func (q *procRing) push(it *procItem, in *procInfo) bool {
 		default:
 		}
 	}
-	return true
 }
 
 // pushOpen appends an exec-open; false when full.
@@ -92,15 +98,7 @@ func (q *procRing) pushOpen(o procExecOpen) bool {
 		return false
 	}
 	q.b.opens = append(q.b.opens, o)
-	ring := !q.rung
-	q.rung = true
-	q.mu.Unlock()
-	if ring {
-		select {
-		case q.bell <- struct{}{}:
-		default:
-		}
-	}
+	q.unlockRing()
 	return true
 }
 

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/uplink/wire"
 )
 
 // ManualHost is a host registered by hand, for sites whose hosts push to a
@@ -36,11 +37,11 @@ func AddManual(state string, h ManualHost, now time.Time) (*registry.Host, error
 	if !registry.ValidID(h.HostID) {
 		return nil, fmt.Errorf("add host %q: invalid host id (lower-case letters, digits and dashes, at most 63)", h.HostID)
 	}
-	upload, err := parseEd25519Line("upload key", h.SSHKey)
+	upload, err := parseKeyLine("upload key", h.SSHKey)
 	if err != nil {
 		return nil, fmt.Errorf("add host %s: %w", h.HostID, err)
 	}
-	signing, err := parseEd25519Line("signing key", h.SigningKey)
+	signing, err := parseKeyLine("signing key", h.SigningKey)
 	if err != nil {
 		return nil, fmt.Errorf("add host %s: %w", h.HostID, err)
 	}
@@ -63,7 +64,7 @@ func AddManual(state string, h ManualHost, now time.Time) (*registry.Host, error
 		case o.HostID == h.HostID:
 			return nil, fmt.Errorf("add host %s: already registered (%s)", h.HostID, o.Status)
 		case o.Status != registry.StatusActive:
-		case o.SSHKey != "" && strings.Fields(o.SSHKey)[1] == strings.Fields(sshLine)[1]:
+		case o.SSHKey != "" && wire.Fingerprint(o.SSHKey) == wire.Fingerprint(sshLine):
 			return nil, fmt.Errorf("add host %s: host %s is active with the same upload key", h.HostID, o.HostID)
 		case bytes.Equal(o.SigningKey, rawSigning):
 			return nil, fmt.Errorf("add host %s: host %s is active with the same signing key", h.HostID, o.HostID)
@@ -82,14 +83,11 @@ func AddManual(state string, h ManualHost, now time.Time) (*registry.Host, error
 	return r, nil
 }
 
-// parseEd25519Line parses an authorized_keys line holding an Ed25519 key.
-func parseEd25519Line(what, line string) (ssh.PublicKey, error) {
-	k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+// parseKeyLine parses what as an ssh-ed25519 authorized_keys line.
+func parseKeyLine(what, line string) (ssh.PublicKey, error) {
+	k, err := wire.ParseUploadKey(line)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (want the 'ssh-ed25519 AAAA…' line that pofr-collector keys prints)", what, err)
-	}
-	if k.Type() != ssh.KeyAlgoED25519 {
-		return nil, fmt.Errorf("%s: %s key, want ssh-ed25519", what, k.Type())
 	}
 	return k, nil
 }

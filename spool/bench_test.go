@@ -249,7 +249,7 @@ func BenchmarkAppendSeal(b *testing.B) {
 		var rows int64
 		for _, in := range infos {
 			disk += in.Size
-			m, _, err := readManifestFile(in.Path)
+			m, _, err := ReadManifestFile(in.Path)
 			if err != nil {
 				b.Fatal(err)
 			}

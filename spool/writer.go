@@ -722,7 +722,7 @@ func (w *Writer) evictionGap(evict []Info, now time.Time) event.Gap {
 	known := true
 	for _, in := range evict {
 		bytes += in.Size
-		m, _, err := readManifestFile(in.Path)
+		m, _, err := ReadManifestFile(in.Path)
 		if err != nil {
 			known = false
 			continue
@@ -746,7 +746,9 @@ func (w *Writer) evictionGap(evict []Info, now time.Time) event.Gap {
 	return g
 }
 
-func readManifestFile(path string) (*Manifest, string, error) {
+// ReadManifestFile reads the manifest of the segment file at path and its
+// digest, as ReadManifest does.
+func ReadManifestFile(path string) (*Manifest, string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, "", err

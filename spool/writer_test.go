@@ -332,7 +332,7 @@ func TestEviction(t *testing.T) {
 	w.opts.Quota = infos[0].Size + infos[1].Size + one/2
 	w.sealMu.Unlock()
 	first := infos[0]
-	m1, _, err := readManifestFile(first.Path)
+	m1, _, err := ReadManifestFile(first.Path)
 	if err != nil {
 		t.Fatal(err)
 	}

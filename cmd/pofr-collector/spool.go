@@ -77,7 +77,7 @@ func spoolLs(out io.Writer, dir string) error {
 	var total int64
 	for _, in := range infos {
 		total += in.Size
-		m, digest, err := readManifest(in.Path)
+		m, digest, err := spool.ReadManifestFile(in.Path)
 		if err != nil {
 			fmt.Fprintf(tw, "%d\t%s\t-\t%d\t-\t-\tunreadable: %v\n", in.Seq, in.Name, in.Size, err)
 			prev = nil
@@ -101,19 +101,6 @@ func spoolLs(out io.Writer, dir string) error {
 	}
 	_, err = fmt.Fprintf(out, "%d segments, %d bytes\n", len(infos), total)
 	return err
-}
-
-func readManifest(path string) (*spool.Manifest, string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, "", err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, "", err
-	}
-	return spool.ReadManifest(f, fi.Size())
 }
 
 func fmtNS(ns int64) string { return time.Unix(0, ns).UTC().Format("2006-01-02T15:04:05.000Z") }

@@ -106,7 +106,7 @@ func run(args []string) error {
 		out, err = bench.RunFiles(ctx, c)
 	case "cnproc-floor":
 		fs.Parse(args[1:])
-		out, err = bench.RunProcFloor(ctx)
+		out, err = bench.RunProcFloor(ctx, bench.ProcFloorOptions{FIFO: true, Argv: true})
 	case "poll":
 		c := bench.PollConfig{Proc: "/proc"}
 		fs.StringVar(&c.OutDir, "out", "", "snapshot directory")
