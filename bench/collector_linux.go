@@ -1,14 +1,16 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pofr/pofr/internal/daemon"
 )
 
 // Collector is a pofr-collector the harness runs as a black box:
@@ -75,11 +77,7 @@ func StartCollector(ctx context.Context, bin, profile, dir string, settle time.D
 
 // logTail returns the end of the collector's log, for error messages.
 func (c *Collector) logTail() string {
-	b, _ := os.ReadFile(c.LogPath)
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return string(bytes.TrimSpace(b))
+	return strings.TrimSpace(daemon.FileTail(c.LogPath, 2000))
 }
 
 // Stop sends SIGTERM and waits up to timeout for the collector to seal and

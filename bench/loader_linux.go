@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pofr/pofr/internal/daemon"
 	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/profiles"
 	schema "github.com/pofr/pofr/sql"
@@ -179,15 +180,15 @@ func createDatabase(ctx context.Context, m *MariaDB, name string) error {
 // pipeline is the server and the collector of the latency measurement.
 type pipeline struct {
 	dir     string
-	daemons []*daemon // in start order
+	daemons []*daemon.Process // in start order
 	hostID  string
 }
 
 // stop stops the daemons, last started first.
 func (p *pipeline) stop(log *slog.Logger) {
 	for i := len(p.daemons) - 1; i >= 0; i-- {
-		if err := p.daemons[i].stop(30 * time.Second); err != nil {
-			log.Warn("stop", "program", p.daemons[i].name, "err", err)
+		if err := p.daemons[i].Stop(30 * time.Second); err != nil {
+			log.Warn("stop", "program", p.daemons[i].Name(), "err", err)
 		}
 	}
 }
@@ -239,16 +240,16 @@ func (lb LoaderBench) startPipeline(ctx context.Context, m *MariaDB, dir string)
 	}
 
 	state := filepath.Join(dir, "server")
-	serve, err := startDaemon("pofr-server serve", filepath.Join(dir, "serve.log"),
-		exec.Command(lb.ServerBin, "serve", "--listen", "127.0.0.1:0", "--state-dir", state))
+	serve, err := daemon.Start("pofr-server serve",
+		exec.Command(lb.ServerBin, "serve", "--listen", "127.0.0.1:0", "--state-dir", state), filepath.Join(dir, "serve.log"))
 	if err != nil {
 		return p, err
 	}
 	p.daemons = append(p.daemons, serve)
-	if _, err := serve.waitLog(ctx, regexp.MustCompile(`(?m)^host key SHA256:`), 15*time.Second); err != nil {
+	if _, err := serve.WaitLog(ctx, regexp.MustCompile(`(?m)^host key SHA256:`), 15*time.Second); err != nil {
 		return p, err
 	}
-	out, err := os.ReadFile(serve.log)
+	out, err := os.ReadFile(serve.LogPath())
 	if err != nil {
 		return p, err
 	}
@@ -277,17 +278,19 @@ func (lb LoaderBench) startPipeline(ctx context.Context, m *MariaDB, dir string)
 
 	// The profile's segment age and upload interval, not overridden: the bar
 	// is "with default intervals".
-	coll, err := startDaemon("pofr-collector run", filepath.Join(dir, "collector.log"),
-		exec.Command(lb.CollectorBin, "run", "--config-dir", client, "--state-dir", filepath.Join(dir, "collector"), "--profile", lb.Profile))
+	coll, err := daemon.Start("pofr-collector run",
+		exec.Command(lb.CollectorBin, "run", "--config-dir", client, "--state-dir", filepath.Join(dir, "collector"), "--profile", lb.Profile),
+		filepath.Join(dir, "collector.log"))
 	if err != nil {
 		return p, err
 	}
 	p.daemons = append(p.daemons, coll)
-	if _, err := coll.waitLog(ctx, regexp.MustCompile(`process source recording|POLL MODE`), 20*time.Second); err != nil {
+	if _, err := coll.WaitLog(ctx, regexp.MustCompile(`process source recording|POLL MODE`), 20*time.Second); err != nil {
 		return p, err
 	}
-	load, err := startDaemon("pofr-server load --watch", filepath.Join(dir, "load.log"),
-		exec.Command(lb.ServerBin, "load", "--watch", lb.Watch.String(), "--state-dir", state, "--dsn-file", loaderDSN, "--no-progress"))
+	load, err := daemon.Start("pofr-server load --watch",
+		exec.Command(lb.ServerBin, "load", "--watch", lb.Watch.String(), "--state-dir", state, "--dsn-file", loaderDSN, "--no-progress"),
+		filepath.Join(dir, "load.log"))
 	if err != nil {
 		return p, err
 	}
@@ -296,8 +299,8 @@ func (lb LoaderBench) startPipeline(ctx context.Context, m *MariaDB, dir string)
 	// finish starting before the first marked exec.
 	time.Sleep(time.Second)
 	for _, d := range p.daemons {
-		if !d.running() {
-			return p, fmt.Errorf("%s exited at start (%v): %s", d.name, d.err, d.logTail())
+		if !d.Running() {
+			return p, fmt.Errorf("%s exited at start (%v): %s", d.Name(), d.Err(), d.LogTail())
 		}
 	}
 	return p, nil

@@ -1,9 +1,9 @@
 package testutil
 
 import (
-	"fmt"
-	"net"
 	"testing"
+
+	"github.com/pofr/pofr/internal/daemon"
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Another
@@ -12,19 +12,9 @@ import (
 // StartSSHD do.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	p, err := freePort()
+	p, err := daemon.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// freePort asks the kernel for an unused loopback port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

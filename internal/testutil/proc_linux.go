@@ -11,18 +11,6 @@ import (
 	"syscall"
 )
 
-// serverAttr returns the process attributes of a server that must not outlive
-// the test binary: the kernel sends it SIGTERM when the thread that started it
-// ends. With as, the server runs under that account; credentials are set before
-// the parent-death signal, so the signal survives the change.
-func serverAttr(as *account) *syscall.SysProcAttr {
-	a := &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if as != nil {
-		a.Credential = &syscall.Credential{Uid: as.uid, Gid: as.gid}
-	}
-	return a
-}
-
 // startTime returns the start time of process pid in clock ticks since boot
 // (field 22 of /proc/PID/stat), which together with the pid names one
 // process across pid reuse.

@@ -5,12 +5,7 @@ package testutil
 import (
 	"errors"
 	"os"
-	"syscall"
 )
-
-// serverAttr returns the process attributes of a server. Outside Linux there
-// is no parent-death signal and servers run as the test's own account.
-func serverAttr(as *account) *syscall.SysProcAttr { return nil }
 
 // startTime returns the start time of process pid; outside Linux it is
 // unknown.

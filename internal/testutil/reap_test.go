@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/pofr/pofr/internal/daemon"
 )
 
 func TestReapStale(t *testing.T) {
@@ -40,7 +42,7 @@ func TestReapStale(t *testing.T) {
 	}
 
 	var name string
-	if _, err := lookTool("useradd"); err == nil && os.Geteuid() == 0 && !testing.Short() {
+	if _, err := daemon.LookTool("useradd"); err == nil && os.Geteuid() == 0 && !testing.Short() {
 		var id [4]byte
 		rand.Read(id[:])
 		name = accountPrefix + hex.EncodeToString(id[:])

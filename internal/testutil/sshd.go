@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/pofr/pofr/internal/daemon"
 )
 
 // SSHDConfig says how [StartSSHD] sets up sshd and its account.
@@ -62,7 +64,7 @@ type SSHD struct {
 	RemoteInbox string
 
 	dir string
-	srv *server
+	srv *daemon.Process
 	log *logBuffer
 }
 
@@ -80,7 +82,7 @@ var accounts sync.Mutex
 func StartSSHD(t testing.TB, cfg SSHDConfig) *SSHD {
 	t.Helper()
 	RequireTier(t, TierService)
-	sshd, err := lookTool("sshd")
+	sshd, err := daemon.LookTool("sshd")
 	if err != nil {
 		Skip(t, TierService, fmt.Sprintf("%v; apt-get install openssh-server", err))
 	}
@@ -238,7 +240,7 @@ func (s *SSHD) start(t testing.TB, sshd string) error {
 	}
 	confPath := filepath.Join(s.dir, "sshd_config")
 	for attempt := 1; ; attempt++ {
-		port, err := freePort()
+		port, err := daemon.FreePort()
 		if err != nil {
 			return err
 		}
@@ -253,8 +255,7 @@ func (s *SSHD) start(t testing.TB, sshd string) error {
 		cmd.Stdout, cmd.Stderr = s.log, s.log
 		// Session processes inherit stderr; do not wait for them to close it.
 		cmd.WaitDelay = 2 * time.Second
-		cmd.SysProcAttr = serverAttr(nil)
-		if s.srv, err = startServer(cmd); err != nil {
+		if s.srv, err = daemon.Start("sshd", cmd, ""); err != nil {
 			return err
 		}
 		err = s.waitReady()
@@ -266,8 +267,8 @@ func (s *SSHD) start(t testing.TB, sshd string) error {
 			})
 			return nil
 		}
-		if s.srv.running() {
-			s.srv.stop(5 * time.Second)
+		if s.srv.Running() {
+			s.srv.Stop(5 * time.Second)
 		}
 		if !strings.Contains(s.Log(), "Address already in use") || attempt == 3 {
 			return fmt.Errorf("%w\nsshd_config:\n%s\nsshd log:\n%s", err, conf, s.Log())
@@ -281,8 +282,8 @@ func (s *SSHD) waitReady() error {
 	timeout := time.After(sshdReady)
 	select {
 	case <-s.log.listening:
-	case <-s.srv.exited:
-		return fmt.Errorf("start sshd: exited before listening: %v", s.srv.err)
+	case <-s.srv.Exited():
+		return fmt.Errorf("start sshd: exited before listening: %v", s.srv.Err())
 	case <-timeout:
 		return fmt.Errorf("start sshd: not listening after %v", sshdReady)
 	}
@@ -307,8 +308,11 @@ func (s *SSHD) stop() error {
 	// Session processes run in sessions of their own and ignore the
 	// listener's end: find them while they are still its children. On Linux
 	// FindProcess holds a pidfd, so the kill cannot hit a reused pid.
+	if !s.srv.Running() {
+		return fmt.Errorf("sshd (pid %d) had already exited: %v", s.srv.Pid(), s.srv.Err())
+	}
 	var children []*os.Process
-	for _, pid := range childPids(s.srv.cmd.Process.Pid) {
+	for _, pid := range childPids(s.srv.Pid()) {
 		if p, err := os.FindProcess(pid); err == nil {
 			children = append(children, p)
 		}
@@ -317,7 +321,7 @@ func (s *SSHD) stop() error {
 		p.Kill()
 		p.Release()
 	}
-	return s.srv.stop(10 * time.Second)
+	return s.srv.Stop(10 * time.Second)
 }
 
 // Log returns what sshd has written to stderr so far (-e, LogLevel VERBOSE),
@@ -370,11 +374,11 @@ const accountPrefix = "pofrt"
 // addAccount creates a system account that cannot log in with a password or
 // run a shell, with home directory home.
 func addAccount(name, home string) (*account, error) {
-	useradd, err := lookTool("useradd")
+	useradd, err := daemon.LookTool("useradd")
 	if err != nil {
 		return nil, fmt.Errorf("create account %s: %w", name, err)
 	}
-	nologin, err := lookTool("nologin")
+	nologin, err := daemon.LookTool("nologin")
 	if err != nil {
 		return nil, fmt.Errorf("create account %s: %w", name, err)
 	}
@@ -404,7 +408,7 @@ func removeAccount(name string) error {
 		}
 		return err
 	}
-	userdel, err := lookTool("userdel")
+	userdel, err := daemon.LookTool("userdel")
 	if err != nil {
 		return fmt.Errorf("remove account %s: %w", name, err)
 	}
