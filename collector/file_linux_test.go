@@ -153,18 +153,6 @@ func runSource(t *testing.T, src *FileSource) (stop func()) {
 	return testutil.Go(t, "FileSource.Run", src.Run)
 }
 
-// waitFor polls cond every 20 ms until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func forensic(t *testing.T) profiles.File {
 	t.Helper()
 	p, err := profiles.Get("forensic")
@@ -281,7 +269,7 @@ func TestPrivFileOps(t *testing.T) {
 			t.Logf("stats %+v", src.Stats())
 		}
 	}()
-	waitFor(t, 10*time.Second, "the helper's delete rows", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the helper's delete rows", func() bool {
 		got := rows()
 		_, ok1 := got[opRow{pid, "delete", p(helperTrue), ""}]
 		_, ok2 := got[opRow{pid, "delete", p(helperRenamed), ""}]
@@ -425,7 +413,7 @@ func TestPrivFileOverflowGap(t *testing.T) {
 		}
 	}
 	stop := runSource(t, src)
-	waitFor(t, 5*time.Second, "a gap row", func() bool { return len(sink.Gaps()) > 0 })
+	testutil.WaitFor(t, 5*time.Second, "a gap row", func() bool { return len(sink.Gaps()) > 0 })
 	stop()
 	g := sink.Gaps()[0]
 	if g.Source != event.SourceFile || g.Lost.Valid || g.ToTS < g.FromTS || g.ToTS < before || g.Reason == "" {
@@ -524,7 +512,7 @@ func TestPrivFileFallback(t *testing.T) {
 		}
 		return event.File{}, false
 	}
-	waitFor(t, 5*time.Second, "a fallback row", func() bool { _, ok := find(); return ok })
+	testutil.WaitFor(t, 5*time.Second, "a fallback row", func() bool { _, ok := find(); return ok })
 	stop()
 	r, _ := find()
 	self, _ := statProcs{}.Lookup(int32(os.Getpid()))

@@ -272,7 +272,7 @@ func startSock(t *testing.T, opts SockOptions) (*SockSource, *event.MemSink) {
 		t.Fatal(err)
 	}
 	testutil.Go(t, "SockSource.Run", src.Run)
-	sockWait(t, 10*time.Second, "first dump", func() bool { return src.Stats().Dumps >= 1 })
+	testutil.WaitFor(t, 10*time.Second, "first dump", func() bool { return src.Stats().Dumps >= 1 })
 	return src, sink
 }
 
@@ -281,19 +281,7 @@ func sockDumpNow(t *testing.T, src *SockSource) {
 	t.Helper()
 	d := src.Stats().Dumps
 	src.Refresh()
-	sockWait(t, 10*time.Second, "dump", func() bool { return src.Stats().Dumps > d })
-}
-
-// sockWait polls cond until it holds or d passes.
-func sockWait(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	end := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 10*time.Second, "dump", func() bool { return src.Stats().Dumps > d })
 }
 
 // sockRows returns the rows that match f.
@@ -311,7 +299,7 @@ func sockRows(sink *event.MemSink, f func(*event.Sock) bool) []event.Sock {
 func sockOne(t *testing.T, sink *event.MemSink, what string, f func(*event.Sock) bool) event.Sock {
 	t.Helper()
 	var rows []event.Sock
-	sockWait(t, 10*time.Second, what, func() bool { rows = sockRows(sink, f); return len(rows) > 0 })
+	testutil.WaitFor(t, 10*time.Second, what, func() bool { rows = sockRows(sink, f); return len(rows) > 0 })
 	time.Sleep(20 * time.Millisecond) // a duplicate would come right after
 	if rows = sockRows(sink, f); len(rows) != 1 {
 		t.Fatalf("%s: %d rows, want 1: %+v", what, len(rows), rows)
@@ -595,7 +583,7 @@ func TestPrivSockChurn(t *testing.T) {
 	isServer := func(r *event.Sock) bool {
 		return r.Event == event.SockClose && r.LocalPort == port && r.RemotePort != 0 && !heldPorts[r.RemotePort]
 	}
-	sockWait(t, 30*time.Second, "1,000 client and 1,000 server close rows", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "1,000 client and 1,000 server close rows", func() bool {
 		return len(sockRows(sink, isClient)) >= churn && len(sockRows(sink, isServer)) >= churn
 	})
 	wall := time.Since(t0)
@@ -637,7 +625,7 @@ func TestPrivSockChurn(t *testing.T) {
 	isHeld := func(r *event.Sock) bool {
 		return r.Event == event.SockClose && (heldPorts[r.LocalPort] && r.RemotePort == port || r.LocalPort == port && heldPorts[r.RemotePort])
 	}
-	sockWait(t, 10*time.Second, "held close rows", func() bool { return len(sockRows(sink, isHeld)) >= 2*held })
+	testutil.WaitFor(t, 10*time.Second, "held close rows", func() bool { return len(sockRows(sink, isHeld)) >= 2*held })
 	for _, r := range sockRows(sink, isHeld) {
 		want := hold
 		if r.LocalPort == port {
@@ -1115,7 +1103,7 @@ func TestPrivSockNetnsCensus(t *testing.T) {
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	ns := fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid)
-	sockWait(t, 5*time.Second, "unshare -n", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "unshare -n", func() bool {
 		var s unix.Stat_t
 		return unix.Stat(ns, &s) == nil && s.Ino != st.Ino
 	})
@@ -1145,7 +1133,7 @@ func TestPrivSockDestroyOverrun(t *testing.T) {
 	isGap := func(g event.Gap) bool {
 		return g.Source == event.SourceSock && strings.Contains(g.Reason, "ENOBUFS")
 	}
-	sockWait(t, 30*time.Second, "an ENOBUFS gap row", func() bool { return slices.ContainsFunc(sink.Gaps(), isGap) })
+	testutil.WaitFor(t, 30*time.Second, "an ENOBUFS gap row", func() bool { return slices.ContainsFunc(sink.Gaps(), isGap) })
 	if st := src.Stats(); st.Overruns == 0 {
 		t.Errorf("gap row written but Overruns = 0: %+v", st)
 	}
@@ -1165,7 +1153,7 @@ func TestPrivSockDestroyOverrun(t *testing.T) {
 		t.Fatalf("hold helper said %q", s)
 	}
 	after.stop(t)
-	sockWait(t, 10*time.Second, "the close row of a connection made after the overrun", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the close row of a connection made after the overrun", func() bool {
 		return len(sockRows(sink, func(r *event.Sock) bool {
 			return r.Event == event.SockClose && r.RemotePort == port && r.TS > t1
 		})) > 0
@@ -1207,7 +1195,7 @@ func TestPrivSockOtherNetns(t *testing.T) {
 		t.Fatal("the helper shares the test's network namespace")
 	}
 	mine := func(r *event.Sock) bool { return r.Netns == ns && (r.LocalPort == port || r.RemotePort == port) }
-	sockWait(t, 15*time.Second, "listen and open rows from the other namespace, with owner", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "listen and open rows from the other namespace, with owner", func() bool {
 		n := 0
 		for _, r := range sockRows(sink, mine) {
 			if r.PID == event.Some(h.pid) && (r.Event == event.SockListen || r.Event == event.SockOpen) {
@@ -1220,7 +1208,7 @@ func TestPrivSockOtherNetns(t *testing.T) {
 		t.Errorf("NetnsCovered = %d, want ≥ 1", c)
 	}
 	h.stop(t)
-	sockWait(t, 15*time.Second, "close rows from the destroy messages of the other namespace", func() bool {
+	testutil.WaitFor(t, 15*time.Second, "close rows from the destroy messages of the other namespace", func() bool {
 		n := 0
 		for _, r := range sockRows(sink, mine) {
 			if r.Event == event.SockClose && r.Flags&event.SockFlagFromDestroy != 0 {

@@ -164,18 +164,6 @@ func writeSegment(t testing.TB, dir, name string, size int) []byte {
 	return b
 }
 
-// waitFor polls cond every 20 ms until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // runPusher runs p until the test ends.
 func runPusher(t testing.TB, p *uplink.Pusher) (stop func()) {
 	return testutil.Go(t, "Pusher.Run", p.Run)

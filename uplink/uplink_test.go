@@ -107,7 +107,7 @@ func TestRegisterTokenThenPush(t *testing.T) {
 		t.Fatal(err)
 	}
 	runPusher(t, p)
-	waitFor(t, 30*time.Second, "20 uploads", func() bool { return p.Stats().Uploaded == 20 })
+	testutil.WaitFor(t, 30*time.Second, "20 uploads", func() bool { return p.Stats().Uploaded == 20 })
 	inbox := registry.DirsOf(s.state, res.HostID).Inbox
 	got := map[string][]byte{}
 	for _, n := range inboxNames(t, inbox) {
@@ -369,7 +369,7 @@ func TestPushRefusesWrongHostKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	runPusher(t, p)
-	waitFor(t, 20*time.Second, "a failed attempt", func() bool { return p.Stats().Failures >= 2 })
+	testutil.WaitFor(t, 20*time.Second, "a failed attempt", func() bool { return p.Stats().Failures >= 2 })
 	st := p.Stats()
 	if st.Uploaded != 0 || st.Connected || !strings.Contains(st.LastError, "host key") {
 		t.Errorf("Stats = %+v, want no upload, not connected, a host key error", st)
@@ -397,7 +397,7 @@ func TestPushIdempotentResend(t *testing.T) {
 		t.Fatal(err)
 	}
 	runPusher(t, p)
-	waitFor(t, 20*time.Second, "the local copy removed", func() bool { return len(q.Removed()) == 1 })
+	testutil.WaitFor(t, 20*time.Second, "the local copy removed", func() bool { return len(q.Removed()) == 1 })
 	if got := s.srv.Stats().Uploads; got != 0 {
 		t.Errorf("server renamed %d uploads, want 0 (the file was there)", got)
 	}
@@ -430,11 +430,11 @@ func TestPushOutage(t *testing.T) {
 		}
 	}
 	produce(40)
-	waitFor(t, 20*time.Second, "40 uploads before the outage", func() bool { return p.Stats().Uploaded >= 40 })
+	testutil.WaitFor(t, 20*time.Second, "40 uploads before the outage", func() bool { return p.Stats().Uploaded >= 40 })
 
 	s.stop() // outage: the client keeps producing
 	produce(40)
-	waitFor(t, 20*time.Second, "failed attempts during the outage", func() bool { return p.Stats().Failures >= 3 })
+	testutil.WaitFor(t, 20*time.Second, "failed attempts during the outage", func() bool { return p.Stats().Failures >= 3 })
 	if st := p.Stats(); st.Uploaded != 40 || st.Connected {
 		t.Fatalf("during outage Stats = %+v, want 40 uploaded and disconnected", st)
 	}
@@ -442,7 +442,7 @@ func TestPushOutage(t *testing.T) {
 
 	s2 := startReceiver(t, s.state, s.addr, nil) // same state, same address
 	produce(total - seq)
-	waitFor(t, 60*time.Second, "every segment after the restart", func() bool { return p.Stats().Uploaded == total })
+	testutil.WaitFor(t, 60*time.Second, "every segment after the restart", func() bool { return p.Stats().Uploaded == total })
 
 	var want []string
 	for i := range total {
@@ -532,7 +532,7 @@ func TestPushToOpenSSH(t *testing.T) {
 		t.Fatal(err)
 	}
 	runPusher(t, p)
-	waitFor(t, 30*time.Second, "10 uploads to sshd", func() bool { return p.Stats().Uploaded == 10 })
+	testutil.WaitFor(t, 30*time.Second, "10 uploads to sshd", func() bool { return p.Stats().Uploaded == 10 })
 	got := map[string][]byte{}
 	for _, n := range inboxNames(t, sshd.Inbox) {
 		got[n], _ = os.ReadFile(filepath.Join(sshd.Inbox, n))
@@ -544,7 +544,7 @@ func TestPushToOpenSSH(t *testing.T) {
 	n := segName(host, 3)
 	writeSegment(t, spool, n, len(want[n]))
 	p.Notify()
-	waitFor(t, 20*time.Second, "the resent segment removed", func() bool { return len(q.Removed()) == 11 })
+	testutil.WaitFor(t, 20*time.Second, "the resent segment removed", func() bool { return len(q.Removed()) == 11 })
 	if st := p.Stats(); st.Failures != 0 {
 		t.Errorf("Stats = %+v, want no failures", st)
 	}
