@@ -33,10 +33,10 @@ bench-quick: build ## the same, shorter (under 2 minutes)
 	BENCH_QUICK=1 $(GO) run ./bench/cmd/pofr-bench
 
 bench-floors: ## the collector next to the least any cn_proc / fanotify reader costs here, and a go build (root; about 13 minutes)
-	$(GO) test ./collector -run '^$$' -bench 'PrivProcFloor' -benchtime 7x -timeout 30m
-	$(GO) test ./collector -run '^$$' -bench 'FileTarXFloor' -benchtime 30x -timeout 30m
-	$(GO) test ./collector -run '^$$' -bench 'FileOpenClose' -benchtime 3s -count 3 -timeout 30m
-	$(GO) test ./collector -run '^$$' -bench 'FileGoBuild' -benchtime 5x -timeout 30m
+	$(GO) test ./collector/cnproc -run '^$$' -bench 'PrivProcFloor' -benchtime 7x -timeout 30m
+	$(GO) test ./collector/fanotify -run '^$$' -bench 'FileTarXFloor' -benchtime 30x -timeout 30m
+	$(GO) test ./collector/fanotify -run '^$$' -bench 'FileOpenClose' -benchtime 3s -count 3 -timeout 30m
+	$(GO) test ./collector/fanotify -run '^$$' -bench 'FileGoBuild' -benchtime 5x -timeout 30m
 
 demo: build ## the whole pipeline on this host (root; installs MariaDB if missing)
 	$(GO) build -trimpath -o $(BIN)/ ./scripts/demo-httpd

@@ -44,7 +44,7 @@ type ProcFloorOptions struct {
 
 // RunProcFloor is the least a cn_proc reader does, to put the collector's
 // CPU per exec in proportion (make bench's cnproc-floor condition: FIFO and
-// Argv; collector.BenchmarkPrivProcFloor: every variant): on one locked
+// Argv; cnproc.BenchmarkPrivProcFloor: every variant): on one locked
 // thread, receive every datagram and, with Argv, at an exec read
 // /proc/PID/cmdline and readlink /proc/PID/exe through a dirfd into reused
 // buffers. Nothing is decoded beyond the event kind and pid, nothing kept

@@ -27,10 +27,10 @@ type ExecObserver interface {
 	ObserveExecOpen(pid int32, ts int64, path []byte)
 }
 
-// ticksPerSecond is USER_HZ, the unit of /proc/PID/stat starttime. It is 100
+// TicksPerSecond is USER_HZ, the unit of /proc/PID/stat starttime. It is 100
 // on every Linux architecture pofr supports.
-const ticksPerSecond = 100
+const TicksPerSecond = 100
 
 // StartFromTicks converts a /proc/PID/stat starttime (clock ticks since boot)
 // to proc_start (ns since boot).
-func StartFromTicks(ticks uint64) int64 { return int64(ticks) * (1e9 / ticksPerSecond) }
+func StartFromTicks(ticks uint64) int64 { return int64(ticks) * (1e9 / TicksPerSecond) }

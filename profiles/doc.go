@@ -65,7 +65,7 @@
 //
 // The file ops decide most of what fanotify costs the host's workloads, and
 // most of that is the kernel's (measured with make bench-floors on a 2-core
-// VM: tar x of 5,216 small files into tmpfs; collector.FileSource's doc has
+// VM: tar x of 5,216 small files into tmpfs; docs/design.md has
 // the table). Marks alone cost about 2 %. default slowed tar by 10–13 %, of
 // which 8–11.5 % any listener of the same events pays; without create (a new
 // file then shows only as a write, a new directory or symlink not at all)

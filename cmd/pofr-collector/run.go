@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/collector"
+	"github.com/pofr/pofr/collector/cnproc"
+	"github.com/pofr/pofr/collector/fanotify"
+	"github.com/pofr/pofr/collector/sockdiag"
 	"github.com/pofr/pofr/internal/cli"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/profiles"
@@ -166,7 +169,7 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 	self := int32(os.Getpid())
 	if os.Getenv("GOMAXPROCS") == "" {
 		// While events flow, the process source's real-time reader keeps one P
-		// for itself (see ProcSource, "CPU"); give the rest of the collector
+		// for itself (see cnproc.Source, "CPU"); give the rest of the collector
 		// the cores it would otherwise have.
 		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	}
@@ -187,7 +190,7 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 		return fmt.Errorf("open spool: %w", err)
 	}
 
-	procs, err := collector.NewProcSource(collector.ProcOptions{
+	procs, err := cnproc.New(cnproc.Options{
 		Sink: w, Log: log, ArgvMax: prof.Proc.ArgvMax, Priority: prof.Proc.Priority,
 		EnrichRate: prof.Proc.EnrichRate, SelfPID: self, ForcePoll: f.forcePoll,
 		ResyncInterval: time.Duration(prof.Proc.ResyncInterval), FullEnrich: prof.Proc.FullEnrich,
@@ -214,7 +217,7 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 	start("proc", procs.Run)
 
 	if prof.File.Enabled && !f.noFile {
-		fsrc, err := collector.NewFileSource(collector.FileOptions{
+		fsrc, err := fanotify.New(fanotify.Options{
 			Sink: w, Procs: procs, Exec: procs, Profile: prof.File,
 			ExcludeDirs: []string{spoolDir, state, f.configDir}, SelfPID: self, Log: log,
 		})
@@ -226,7 +229,7 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 		}
 	}
 	if prof.Sock.Enabled && !f.noSock {
-		ssrc, err := collector.NewSockSource(collector.SockOptions{
+		ssrc, err := sockdiag.New(sockdiag.Options{
 			Sink: w, Procs: procs, Log: log, DumpInterval: time.Duration(prof.Sock.DumpInterval),
 			UDP: prof.Sock.UDP, SelfPID: self, AllNetns: !prof.Sock.HostNetnsOnly,
 		})
@@ -384,9 +387,9 @@ var _ event.Sink = (*spool.Writer)(nil)
 // and the periodic log line. Sources are added as they start.
 type runStats struct {
 	mu    sync.Mutex
-	procs *collector.ProcSource
-	files *collector.FileSource
-	socks *collector.SockSource
+	procs *cnproc.Source
+	files *fanotify.Source
+	socks *sockdiag.Source
 	push  *uplink.Pusher
 }
 

@@ -1,0 +1,182 @@
+package cnproc
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/pofr/pofr/internal/event"
+)
+
+// The process source's modes (Stats.Mode), also what the segment
+// manifest says.
+const (
+	// ModeNetlink: events come from the proc connector.
+	ModeNetlink = "netlink"
+	// ModePoll: cn_proc is silent here (not in the initial pid/user
+	// namespace, or no CAP_NET_ADMIN on an old kernel), so /proc is polled;
+	// short-lived processes are missed and every row is flagged poll.
+	ModePoll = "poll"
+)
+
+// Reader thread priorities (Options.Priority, Stats.Priority).
+const (
+	PriorityFIFO   = "fifo"   // SCHED_FIFO, priority 10
+	PriorityNice   = "nice"   // SCHED_OTHER at nice −20
+	PriorityNormal = "normal" // whatever the process has
+)
+
+// ErrOptions reports invalid Options.
+var ErrOptions = errors.New("collector: invalid process source options")
+
+// Options configure a Source. Zero values take the defaults noted.
+type Options struct {
+	// Sink receives the proc rows and the gap rows. Required.
+	Sink event.Sink
+	// Log receives warnings (priority fallback, poll mode) and Debug detail;
+	// never a line per event above Debug. Default: slog.Default().
+	Log *slog.Logger
+	// ArgvMax is the number of argv bytes kept; longer argv is cut and
+	// flagged argv_truncated. Default 32768.
+	ArgvMax int
+	// Priority of the reader thread: PriorityFIFO (default), PriorityNice or
+	// PriorityNormal. Each falls back down the list with a warning.
+	Priority string
+	// EnrichRate caps the /proc reads on the hot path (one set per exec)
+	// per second, so a fork bomb cannot make a real-time reader starve the
+	// host. Beyond it, exec rows carry only what the event says and are
+	// flagged gone, and EnrichSkipped counts them. Default 20000; negative
+	// means no cap.
+	EnrichRate int
+	// FullEnrich reads everything at every exec (stat, loginuid, sessionid
+	// and all namespace links besides what an exec always reads), instead
+	// of inheriting tty, loginuid, sessionid and namespaces from the parent
+	// (see Source, Enrichment): about twice the /proc syscalls per exec,
+	// for the forensic profile.
+	FullEnrich bool
+	// RcvBuf is the netlink receive buffer in bytes, set with SO_RCVBUFFORCE
+	// (needs CAP_NET_ADMIN), else SO_RCVBUF. Default 8 MiB.
+	RcvBuf int
+	// QueueLen bounds the events handed from the reader to the table
+	// goroutine and not yet applied; overflow is counted and becomes a gap
+	// row. Default 16384.
+	QueueLen int
+	// ProcRoot is the procfs mount point. Default "/proc".
+	ProcRoot string
+	// SelfPID is the collector's own pid: its rows, and those of children it
+	// forks (the start-up probe), are flagged self. 0 means os.Getpid();
+	// negative means none (tests that spawn their own processes).
+	SelfPID int32
+	// Now is the wall clock for snapshot, poll and gap times. Default
+	// time.Now.
+	Now func() time.Time
+	// ForcePoll skips the proc connector and polls /proc (tests).
+	ForcePoll bool
+	// PollInterval is the /proc scan period in poll mode. Default 200 ms.
+	PollInterval time.Duration
+	// ResyncInterval, if positive, rescans /proc at that period besides the
+	// rescans after a loss (profiles' proc.resync_interval).
+	ResyncInterval time.Duration
+	// Grace is how long an ended process stays in the table, so late events
+	// of other sources still find it. Default 10 s.
+	Grace time.Duration
+	// MaxProcs caps the process table; beyond it new lives are written but
+	// not remembered (Stats.TableFull). Default 131072.
+	MaxProcs int
+	// ExecHold is how long an exec row without exe waits for a fanotify
+	// exec-open, and how long exec-opens wait for their exec. Default 50 ms.
+	ExecHold time.Duration
+	// ProbeTimeout is how long the start-up probe waits for its child's
+	// event before falling back to poll mode. Default 1 s.
+	ProbeTimeout time.Duration
+}
+
+// Stats are the process source's counters since it started.
+type Stats struct {
+	Mode          string // ModeNetlink or ModePoll; "" until Run has decided
+	Priority      string // reader thread priority in effect
+	Seen          uint64 // cn_proc events handled
+	Execs         uint64 // exec events (and exec rows in poll mode)
+	Rows          uint64 // proc rows written
+	Lost          uint64 // ENOBUFS on the socket (each loses an unknown number of events)
+	QueueDrops    uint64 // events dropped because the table goroutine fell behind
+	Gaps          uint64 // gap rows written
+	Resyncs       uint64 // /proc rescans after a loss or on the resync interval
+	EnrichSkipped uint64 // hot-path /proc reads skipped by EnrichRate
+	ArgvMissed    uint64 // exec rows without argv
+	ExeMissed     uint64 // exec rows without exe (neither /proc nor fanotify)
+	ExeFanotify   uint64 // exec rows whose exe came from fanotify
+	OpenDrops     uint64 // exec-opens dropped (ObserveExecOpen faster than the table)
+	Unknown       uint64 // events about a process whose start is unknown and that was gone: no row
+	Threads       uint64 // thread events folded into their process
+	Replaced      uint64 // lives replaced without their exit having been seen
+	TableSize     int    // entries in the process table now
+	TableFull     uint64 // lives not remembered because the table was full
+	BadFrames     uint64 // datagrams that did not decode
+}
+
+// stats converts the counters.
+func (c *procCounters) stats() Stats {
+	return Stats{
+		Seen: c.seen.Load(), Execs: c.execs.Load(), Rows: c.rows.Load(), Lost: c.lost.Load(),
+		QueueDrops: c.queueDrops.Load(), Gaps: c.gaps.Load(), Resyncs: c.resyncs.Load(),
+		EnrichSkipped: c.enrichSkipped.Load(), ArgvMissed: c.argvMissed.Load(), ExeMissed: c.exeMissed.Load(),
+		ExeFanotify: c.exeFromFan.Load(), OpenDrops: c.openDrops.Load(), Unknown: c.unknown.Load(),
+		Threads: c.threads.Load(), Replaced: c.replaced.Load(), TableSize: int(c.tableSize.Load()),
+		TableFull: c.tableFull.Load(), BadFrames: c.frames.Load(),
+	}
+}
+
+// withDefaults returns o with its zero values replaced by the defaults.
+func (o Options) withDefaults() (Options, error) {
+	if o.Sink == nil {
+		return o, errors.Join(ErrOptions, errors.New("no Sink"))
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.ArgvMax == 0 {
+		o.ArgvMax = 32768
+	}
+	if o.ArgvMax < 0 {
+		return o, errors.Join(ErrOptions, errors.New("negative ArgvMax"))
+	}
+	switch o.Priority {
+	case "":
+		o.Priority = PriorityFIFO
+	case PriorityFIFO, PriorityNice, PriorityNormal:
+	default:
+		return o, errors.Join(ErrOptions, errors.New("Priority "+o.Priority+": want fifo, nice or normal"))
+	}
+	if o.EnrichRate == 0 {
+		o.EnrichRate = 20000
+	}
+	if o.RcvBuf <= 0 {
+		o.RcvBuf = 8 << 20
+	}
+	if o.QueueLen <= 0 {
+		o.QueueLen = 16384
+	}
+	if o.ProcRoot == "" {
+		o.ProcRoot = "/proc"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = 200 * time.Millisecond
+	}
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Second
+	}
+	if o.MaxProcs <= 0 {
+		o.MaxProcs = 1 << 17
+	}
+	if o.ExecHold <= 0 {
+		o.ExecHold = 50 * time.Millisecond
+	}
+	if o.ProbeTimeout <= 0 {
+		o.ProbeTimeout = time.Second
+	}
+	return o, nil
+}

@@ -1,0 +1,1054 @@
+package cnproc
+
+import (
+	"bytes"
+	"context"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pofr/pofr/collector"
+	"github.com/pofr/pofr/internal/event"
+)
+
+// procTickNS is one clock tick (1/USER_HZ) in ns: the resolution of proc_start.
+const procTickNS = int64(1e9 / collector.TicksPerSecond)
+
+// procEntry is the current life of one pid in the process table.
+type procEntry struct {
+	pid         int32
+	start       int64 // proc_start: the key of this life
+	statStart   bool  // start came from /proc/PID/stat; otherwise derived from the fork event time
+	ppid        int32
+	parentStart event.Opt[int64]
+	uid, euid   uint32
+	gid, egid   uint32
+	auid, sid   uint32
+	tty         []byte
+	comm        []byte
+	exe         []byte
+	cwd         []byte
+	cgroup      []byte
+	container   []byte
+	ns          [len(procNSNames)]event.Opt[uint32]
+	argvSum     uint64 // poll mode: hash of the last argv seen, to notice execs
+	self        bool
+	exited      bool
+	inferred    bool // exited was inferred by a /proc scan, not seen as an event
+	exitAt      time.Time
+}
+
+// procItemKind says what a queue item carries.
+type procItemKind uint8
+
+const (
+	procItemEvent procItemKind = iota // a cn_proc event, with hot-path /proc data
+	procItemLoss                      // events were lost: write a gap row and resync
+)
+
+// procItem is what the reader hands to the table goroutine.
+type procItem struct {
+	kind procItemKind
+	msg  procMsg
+	info *procInfo // exec: the /proc read on the hot path; nil if not read
+	// infoAt is, in the ring, 1 + the index of info in the batch's infos
+	// (0: none); the table sets info from it.
+	infoAt int32
+	// start is the key of a fork's child, derived from the event time by
+	// the reader (0: the table derives it).
+	start int64
+	// procItemLoss:
+	fromMono uint64 // kernel time of the last event before the loss (0: unknown)
+	at       int64  // wall ns when the loss was noticed
+	lost     int64  // events lost, or -1 if unknown
+	reason   string
+}
+
+// procExecOpen is one FAN_OPEN_EXEC passed in by ObserveExecOpen.
+type procExecOpen struct {
+	pid  int32
+	ts   int64
+	path []byte
+	at   time.Time // when the table saw it
+}
+
+// procOpenQueue holds the unclaimed exec-opens of one pid, oldest first.
+type procOpenQueue struct {
+	items    []procExecOpen
+	skip     []byte    // discard opens until this path (its exec already had exe from /proc)
+	skipLd   time.Time // discard loader opens until then (their exec was already matched)
+	deadline time.Time // skip expires then
+}
+
+// procHeld are rows of one pid kept back while its exec row waits for an
+// exec-open to fill exe. Rows stay in order.
+type procHeld struct {
+	rows     []*event.Proc
+	e        *procEntry
+	deadline time.Time
+}
+
+// procExitRec is an exited entry waiting for the end of its grace period.
+type procExitRec struct {
+	e  *procEntry
+	at time.Time
+}
+
+// procReconcileKind says why the table is compared with /proc.
+type procReconcileKind uint8
+
+const (
+	procReconcileSnapshot procReconcileKind = iota // start-up: every process gets a snapshot row
+	procReconcileResync                            // after a loss: only what the table missed
+	procReconcilePoll                              // fallback mode: new lives become exec rows
+)
+
+// procCounters are the source's statistics, updated atomically.
+type procCounters struct {
+	seen, execs, rows, lost, queueDrops, gaps, resyncs       atomic.Uint64
+	enrichSkipped, argvMissed, exeMissed, exeFromFan         atomic.Uint64
+	openDrops, unknown, threads, tableFull, replaced, frames atomic.Uint64
+	tableSize                                                atomic.Int64
+}
+
+// procTable is the live process table. One goroutine owns it (handle, onOpen,
+// reconcile, housekeeping); Lookup reads the index under mu from any
+// goroutine.
+type procTable struct {
+	sink     event.Sink
+	log      *slog.Logger
+	st       *procCounters
+	now      func() time.Time
+	selfPID  int32
+	poll     bool // every row gets ProcFlagPoll
+	grace    time.Duration
+	maxProcs int
+	hold     time.Duration
+
+	wallOff int64        // wall-clock ns − CLOCK_MONOTONIC ns
+	bootOff atomic.Int64 // CLOCK_BOOTTIME ns − CLOCK_MONOTONIC ns (the reader derives fork starts with it)
+
+	ring    *procRing        // hand-over from the reader and ObserveExecOpen
+	pending procPendingForks // forks in the ring, for Lookup
+	spare   procBatch        // the buffers the reader fills next
+	intern  procInterner     // exe, cwd, cgroup and comm bytes shared between entries
+	rowBuf  event.Proc       // the row being built (sinks copy what they keep)
+
+	procs  map[int32]*procEntry
+	exited []procExitRec
+	held   map[int32]*procHeld
+	opens  map[int32]*procOpenQueue
+	// lastOpen is when the last exec-open arrived: exe-less exec rows are
+	// held only while fanotify is feeding us.
+	lastOpen time.Time
+	lastTS   int64 // wall time of the last event handled
+	// A loss asked for a /proc rescan; lastResync rate-limits them.
+	resyncDue  bool
+	lastResync time.Time
+	seed       maphash.Seed
+
+	mu    sync.RWMutex
+	index map[int32]collector.ProcInfo
+
+	// /proc access, nil in tests that feed frames only.
+	readStat func(pid int32) (*procInfo, error)
+	readFull func(pid int32) (*procInfo, error)
+	listPIDs func() ([]int32, error)
+}
+
+func newProcTable(sink event.Sink, log *slog.Logger, st *procCounters, now func() time.Time) *procTable {
+	return &procTable{
+		sink: sink, log: log, st: st, now: now,
+		grace: 10 * time.Second, maxProcs: 1 << 17, hold: 50 * time.Millisecond,
+		procs: make(map[int32]*procEntry), held: make(map[int32]*procHeld),
+		opens: make(map[int32]*procOpenQueue), index: make(map[int32]collector.ProcInfo),
+		seed: maphash.MakeSeed(), ring: newProcRing(16384, 4096),
+		pending: procPendingForks{m: make(map[int32]procPendingFork)},
+	}
+}
+
+// lookup returns the life currently holding pid (or the last one, during its
+// grace period after exit).
+func (t *procTable) lookup(pid int32) (collector.ProcInfo, bool) {
+	if f, ok := t.pending.get(pid); ok {
+		// Forked, and the table has not applied it yet: the newest life.
+		p := collector.ProcInfo{Start: f.start, EUID: event.NoID, Self: pid == t.selfPID || f.ppid == t.selfPID}
+		t.mu.RLock()
+		if pp, ok := t.index[f.ppid]; ok {
+			p.EUID = pp.EUID // a child starts with its parent's credentials
+		}
+		t.mu.RUnlock()
+		return p, true
+	}
+	t.mu.RLock()
+	p, ok := t.index[pid]
+	t.mu.RUnlock()
+	return p, ok
+}
+
+// put makes e the current life of its pid. It returns false when the table
+// is full (counted); rows are still written, but Lookup will not find e.
+func (t *procTable) put(e *procEntry) bool {
+	if old, ok := t.procs[e.pid]; !ok || old == nil {
+		if len(t.procs) >= t.maxProcs {
+			t.evict(t.now(), true)
+			if len(t.procs) >= t.maxProcs {
+				t.st.tableFull.Add(1)
+				return false
+			}
+		}
+	}
+	t.procs[e.pid] = e
+	t.publish(e)
+	t.st.tableSize.Store(int64(len(t.procs)))
+	return true
+}
+
+// publish copies what Lookup needs of e into the index.
+func (t *procTable) publish(e *procEntry) {
+	t.mu.Lock()
+	t.index[e.pid] = collector.ProcInfo{Start: e.start, EUID: e.euid, Self: e.self}
+	t.mu.Unlock()
+}
+
+// evict drops exited entries whose grace period is over (all of them if
+// force), oldest first.
+func (t *procTable) evict(now time.Time, force bool) {
+	n := 0
+	for _, x := range t.exited {
+		if !force && now.Sub(x.at) < t.grace {
+			break
+		}
+		n++
+		if cur := t.procs[x.e.pid]; cur == x.e {
+			delete(t.procs, x.e.pid)
+			t.mu.Lock()
+			delete(t.index, x.e.pid)
+			t.mu.Unlock()
+		}
+	}
+	t.exited = append(t.exited[:0], t.exited[n:]...)
+	t.st.tableSize.Store(int64(len(t.procs)))
+}
+
+// alive returns the live entry of pid, or nil.
+func (t *procTable) alive(pid int32) *procEntry {
+	if e := t.procs[pid]; e != nil && !e.exited {
+		return e
+	}
+	return nil
+}
+
+// deriveStart turns a cn_proc time (CLOCK_MONOTONIC ns) into a proc_start:
+// ns since boot, truncated to a clock tick like /proc/PID/stat starttime.
+func (t *procTable) deriveStart(mono uint64) int64 {
+	b := int64(mono) + t.bootOff.Load()
+	return b - b%procTickNS
+}
+
+// procSameStart reports whether start (from /proc/PID/stat) names the life e.
+// A start derived from the fork event time can be one tick later than the
+// kernel's (the fork event is stamped a few µs after the task's start), so it
+// matches within one tick.
+func procSameStart(e *procEntry, start int64) bool {
+	if e.statStart {
+		return e.start == start
+	}
+	d := e.start - start
+	return d >= -procTickNS && d <= procTickNS
+}
+
+// setParent sets e's parent to ppid and its start from the table.
+func (t *procTable) setParent(e *procEntry, ppid int32) {
+	e.ppid = ppid
+	e.parentStart = event.Opt[int64]{}
+	if p := t.alive(ppid); p != nil {
+		e.parentStart = event.Some(p.start)
+	}
+}
+
+// applyInfo copies what /proc said into e. Parts that could not be read keep
+// their previous (inherited) values, except comm and exe, which an exec
+// changes: those become unknown.
+//
+// The bytes of in may point into a batch that is reused: what e keeps is
+// taken from the interner (or e's own bytes when equal), never in's.
+func (t *procTable) applyInfo(e *procEntry, in *procInfo, exec bool) {
+	if in.have&procHaveComm != 0 {
+		e.comm = t.intern.keep(e.comm, in.comm)
+	} else if exec {
+		e.comm = nil
+	}
+	if in.have&procHaveStat != 0 {
+		e.tty = t.intern.keep(e.tty, in.tty)
+	}
+	if in.have&procHaveExe != 0 {
+		e.exe = t.intern.keep(e.exe, in.exe)
+	} else if exec {
+		e.exe = nil
+	}
+	if in.have&procHaveStatus != 0 {
+		e.uid, e.euid, e.gid, e.egid = in.uid, in.euid, in.gid, in.egid
+	}
+	if in.have&procHaveLogin != 0 {
+		e.auid = in.auid
+	}
+	if in.have&procHaveSession != 0 {
+		e.sid = in.sid
+	}
+	if in.have&procHaveCwd != 0 {
+		e.cwd = t.intern.keep(e.cwd, in.cwd)
+	}
+	if in.have&procHaveCgroup != 0 && !bytes.Equal(e.cgroup, in.cgroup) {
+		e.cgroup = t.intern.keep(nil, in.cgroup)
+		e.container = nil
+		if e.cgroup != nil {
+			e.container = cgroupContainerID(e.cgroup)
+		}
+	}
+	for i, v := range in.ns {
+		if v.Valid {
+			e.ns[i] = v
+		}
+	}
+	if in.have&procHaveArgv != 0 {
+		e.argvSum = maphash.Bytes(t.seed, in.argv)
+	}
+}
+
+// entryFromInfo makes a new life from a /proc read (stat must be present).
+func (t *procTable) entryFromInfo(pid int32, in *procInfo) *procEntry {
+	e := &procEntry{pid: pid, start: in.start, statStart: true,
+		uid: event.NoID, euid: event.NoID, gid: event.NoID, egid: event.NoID, auid: event.NoID, sid: event.NoID}
+	t.applyInfo(e, in, false)
+	e.ppid = in.ppid
+	e.self = pid == t.selfPID
+	return e
+}
+
+// keepArgv returns a copy of a row's argv (the row keeps it; the source is
+// reused).
+func keepArgv(b []byte) []byte { return append([]byte{}, b...) }
+
+// row builds a row for e with the columns every event kind carries.
+//
+// The row is t.rowBuf, valid until the next call: emit copies it when it has
+// to be held.
+func (t *procTable) row(kind string, ts int64, e *procEntry, tid int32) *event.Proc {
+	r := &t.rowBuf
+	*r = event.Proc{
+		TS: ts, Event: kind, PID: e.pid, TID: tid, PPID: e.ppid,
+		ProcStart: e.start, ParentStart: e.parentStart,
+		UID: e.uid, EUID: e.euid, GID: e.gid, EGID: e.egid, AUID: e.auid, SessionID: e.sid,
+		TTY: e.tty, Comm: e.comm, Exe: e.exe, Cwd: e.cwd, Cgroup: e.cgroup, ContainerID: e.container,
+		NSPid: e.ns[0], NSMnt: e.ns[1], NSNet: e.ns[2], NSUser: e.ns[3], NSUts: e.ns[4], NSIpc: e.ns[5], NSCgroup: e.ns[6],
+	}
+	if !r.ParentStart.Valid {
+		r.Flags |= event.ProcFlagParentUnknown
+	}
+	if e.self {
+		r.Flags |= event.ProcFlagSelf
+	}
+	if t.poll {
+		r.Flags |= event.ProcFlagPoll
+	}
+	if tid != e.pid {
+		r.Flags |= event.ProcFlagThread
+	}
+	return r
+}
+
+// emit writes r, or queues it behind a held exec row of the same pid.
+func (t *procTable) emit(r *event.Proc) {
+	if h := t.held[r.PID]; h != nil {
+		c := *r
+		h.rows = append(h.rows, &c)
+		return
+	}
+	t.write(r)
+}
+
+func (t *procTable) write(r *event.Proc) {
+	t.sink.AppendProc(r)
+	t.st.rows.Add(1)
+}
+
+// handle applies one queue item to the table and writes its rows.
+func (t *procTable) handle(it *procItem) {
+	if it.kind == procItemLoss {
+		from := t.lastTS
+		if it.fromMono != 0 {
+			from = int64(it.fromMono) + t.wallOff
+		}
+		t.loss(from, it.at, it.lost, it.reason)
+		return
+	}
+	m := &it.msg
+	if m.What == procEventNone {
+		return
+	}
+	t.st.seen.Add(1)
+	ts := int64(m.TS) + t.wallOff
+	t.lastTS = ts
+	thread := m.PID != m.TGID
+	switch m.What {
+	case procEventFork:
+		if thread {
+			t.st.threads.Add(1) // a new thread is not a new process
+			return
+		}
+		t.fork(m, it.start, ts)
+	case procEventExec:
+		t.exec(m, it.info, ts)
+	case procEventExit:
+		if thread {
+			t.st.threads.Add(1) // the process lives on
+			return
+		}
+		t.exit(m, ts)
+	case procEventUID, procEventGID, procEventComm:
+		if thread {
+			// Per-thread credentials and names: glibc and Go change ids on
+			// every thread, so the leader's event stands for the process.
+			t.st.threads.Add(1)
+			return
+		}
+		e, late := t.current(m.TGID)
+		if e == nil {
+			return
+		}
+		kind := event.ProcUID
+		switch m.What {
+		case procEventUID:
+			e.uid, e.euid = m.RID, m.EID
+			t.publish(e)
+		case procEventGID:
+			kind = event.ProcGID
+			e.gid, e.egid = m.RID, m.EID
+		case procEventComm:
+			kind = event.ProcComm
+			e.comm = procCommBytes(&m.Comm)
+		}
+		r := t.row(kind, ts, e, m.PID)
+		r.Flags |= late
+		t.emit(r)
+	case procEventSID, procEventPtrace, procEventCoredump:
+		e, late := t.current(m.TGID)
+		if e == nil {
+			return
+		}
+		var r *event.Proc
+		switch m.What {
+		case procEventSID:
+			r = t.row(event.ProcSID, ts, e, m.PID)
+			r.SessionID = uint32(m.TGID) // setsid(2) makes the caller the session leader
+		case procEventPtrace:
+			r = t.row(event.ProcPtrace, ts, e, m.PID)
+			r.TracerPID = event.Some(m.TracerTGID)
+		case procEventCoredump:
+			r = t.row(event.ProcCoredump, ts, e, m.PID)
+		}
+		r.Flags |= late
+		t.emit(r)
+	}
+}
+
+// current returns the live entry of pid for an event that does not start a
+// life. When the table does not know the pid (its start was lost), /proc is
+// read now and the row is flagged late_read; if that fails too the event is
+// counted as unknown and dropped, since a row needs the process key. A
+// parent that has ended since e was last seen is replaced by the one /proc
+// names now (reparenting).
+func (t *procTable) current(pid int32) (*procEntry, uint32) {
+	if e := t.alive(pid); e != nil {
+		t.reparent(e)
+		return e, 0
+	}
+	if t.readStat == nil {
+		t.st.unknown.Add(1)
+		return nil, 0
+	}
+	in, err := t.readStat(pid)
+	if err != nil {
+		t.st.unknown.Add(1)
+		return nil, 0
+	}
+	e := t.entryFromInfo(pid, in)
+	t.setParent(e, in.ppid)
+	t.put(e)
+	return e, event.ProcFlagLateRead
+}
+
+// reparent checks that e's parent is still alive; if not, the process was
+// reparented (to init or a subreaper) and its new ppid is read from /proc.
+func (t *procTable) reparent(e *procEntry) {
+	if !e.parentStart.Valid || t.readStat == nil {
+		return
+	}
+	if p := t.alive(e.ppid); p != nil && p.start == e.parentStart.V {
+		return
+	}
+	in, err := t.readStat(e.pid)
+	if err != nil || !procSameStart(e, in.start) {
+		e.parentStart = event.Opt[int64]{}
+		return
+	}
+	t.setParent(e, in.ppid)
+}
+
+// fork starts a life. /proc is not read: its key is derived from the event
+// time (start, from the reader, or here), and it inherits its parent's
+// columns.
+func (t *procTable) fork(m *procMsg, start int64, ts int64) {
+	pid := m.TGID
+	e := &procEntry{pid: pid, uid: event.NoID, euid: event.NoID, gid: event.NoID, egid: event.NoID,
+		auid: event.NoID, sid: event.NoID, start: start}
+	if e.start == 0 {
+		e.start = t.deriveStart(m.TS)
+	}
+	if old := t.alive(pid); old != nil {
+		if procSameStart(old, e.start) {
+			// Already known (a snapshot or resync saw it first).
+			t.emit(t.row(event.ProcFork, ts, old, m.PID))
+			return
+		}
+		t.st.replaced.Add(1) // its exit was lost
+	}
+	t.setParent(e, m.ParentTGID)
+	if p := t.alive(m.ParentTGID); p != nil {
+		// The child starts as a copy of its parent.
+		e.uid, e.euid, e.gid, e.egid = p.uid, p.euid, p.gid, p.egid
+		e.auid, e.sid, e.tty = p.auid, p.sid, p.tty
+		e.comm, e.exe, e.cwd = p.comm, p.exe, p.cwd
+		e.cgroup, e.container, e.ns = p.cgroup, p.container, p.ns
+	}
+	e.self = pid == t.selfPID || m.ParentTGID == t.selfPID
+	t.put(e)
+	t.emit(t.row(event.ProcFork, ts, e, m.PID))
+}
+
+// exec applies what the reader read at the exec (in, nil if nothing) to the
+// life it belongs to. The life is the table's (its key from the fork event
+// or a /proc scan); only a FullEnrich read, which has stat, can show that
+// the pid holds another life. A pid the table does not know has its stat
+// read now (flag late_read); if that fails the exec has no key and no row.
+func (t *procTable) exec(m *procMsg, in *procInfo, ts int64) {
+	t.st.execs.Add(1)
+	pid := m.TGID
+	var empty procInfo
+	if in == nil {
+		in = &empty
+	}
+	statOK := in.have&procHaveStat != 0
+	e := t.alive(pid)
+	var late uint32
+	switch {
+	case e != nil && statOK && !procSameStart(e, in.start):
+		t.st.replaced.Add(1)
+		e = t.entryFromInfo(pid, in)
+		t.put(e)
+	case e == nil && statOK:
+		e = t.entryFromInfo(pid, in)
+		t.put(e)
+	case e == nil:
+		if e, late = t.current(pid); e == nil {
+			return // a life we never saw start, and gone already: no key
+		}
+	}
+	t.applyInfo(e, in, true)
+	if in.have&procHavePPid != 0 {
+		t.setParent(e, in.ppid) // fresh ppid: notices reparenting
+	} else {
+		t.reparent(e)
+	}
+	r := t.row(event.ProcExec, ts, e, m.PID)
+	r.Flags |= late
+	if in.have&procHaveArgv != 0 {
+		r.Argv = keepArgv(in.argv)
+		if in.argvTrunc {
+			r.Flags |= event.ProcFlagArgvTruncated
+		}
+	} else {
+		t.st.argvMissed.Add(1)
+	}
+	if in.have&(procHaveArgv|procHaveExe) != procHaveArgv|procHaveExe {
+		r.Flags |= event.ProcFlagGone
+	}
+	if r.Exe != nil {
+		t.skipOpens(pid, r.Exe)
+		t.emit(r)
+		return
+	}
+	if p := t.takeOpen(pid); p != nil {
+		t.fillExe(r, e, p)
+		t.emit(r)
+		return
+	}
+	if t.fanotifyActive() && t.held[pid] == nil {
+		c := *r
+		t.held[pid] = &procHeld{rows: []*event.Proc{&c}, e: e, deadline: t.now().Add(t.hold)}
+		return
+	}
+	t.st.exeMissed.Add(1)
+	t.emit(r)
+}
+
+func (t *procTable) exit(m *procMsg, ts int64) {
+	pid := m.TGID
+	e := t.procs[pid]
+	var flags uint32
+	switch {
+	case e != nil && !e.exited:
+		t.reparent(e)
+	case e != nil && e.inferred:
+		// A /proc scan already ended this life; this is its real exit.
+		e.inferred = false
+	default:
+		// Not in the table: the zombie may still be in /proc.
+		if e, flags = t.current(pid); e == nil {
+			return
+		}
+	}
+	r := t.row(event.ProcExit, ts, e, m.PID)
+	r.Flags |= flags
+	// The exit event names the parent at exit time (after any reparenting),
+	// unless the kernel found the task no longer alive (pid_alive) and sent
+	// 0: then the table's parent stands.
+	if m.ParentTGID != 0 {
+		r.PPID = m.ParentTGID
+		r.ParentStart = event.Opt[int64]{}
+		r.Flags |= event.ProcFlagParentUnknown
+		if p := t.alive(m.ParentTGID); p != nil {
+			r.ParentStart = event.Some(p.start)
+			r.Flags &^= event.ProcFlagParentUnknown
+		}
+	}
+	code, codeOK, sig, sigOK := procWaitStatus(m.ExitCode)
+	if codeOK {
+		r.ExitCode = event.Some(code)
+	}
+	if sigOK {
+		r.ExitSignal = event.Some(sig)
+	}
+	if !e.exited {
+		e.exited, e.exitAt = true, t.now()
+		t.exited = append(t.exited, procExitRec{e: e, at: e.exitAt})
+	}
+	t.emit(r)
+}
+
+// loss writes a gap row for events lost between from (the last event
+// before the loss) and at, then resynchronises the table from /proc.
+func (t *procTable) loss(from, at, lost int64, reason string) {
+	if from == 0 || from > at {
+		from = at
+	}
+	g := &event.Gap{FromTS: from, ToTS: at, Source: event.SourceProc, Reason: reason}
+	if lost >= 0 {
+		g.Lost = event.Some(lost)
+	}
+	t.sink.AppendGap(g)
+	t.st.gaps.Add(1)
+	t.resyncDue = true
+	t.maybeResync()
+}
+
+// maybeResync rescans /proc after a loss, at most once a second: under a
+// storm of ENOBUFS a rescan per loss would feed the storm.
+func (t *procTable) maybeResync() {
+	if !t.resyncDue || t.listPIDs == nil {
+		return
+	}
+	now := t.now()
+	if !t.lastResync.IsZero() && now.Sub(t.lastResync) < time.Second {
+		return
+	}
+	t.resyncDue, t.lastResync = false, now
+	if err := t.reconcile(procReconcileResync); err != nil {
+		t.log.Warn("resync process table from /proc", "err", err)
+	}
+}
+
+// fillExe sets exe of exec row r (process e) from an exec-open.
+func (t *procTable) fillExe(r *event.Proc, e *procEntry, path []byte) {
+	r.Exe = path
+	r.Flags |= event.ProcFlagExeFromFanotify
+	if t.procs[e.pid] == e {
+		e.exe = path
+	}
+	t.st.exeFromFan.Add(1)
+}
+
+func (t *procTable) fanotifyActive() bool {
+	return !t.lastOpen.IsZero() && t.now().Sub(t.lastOpen) < 10*time.Second
+}
+
+// takeOpen claims the execve target among pid's unclaimed exec-opens: the
+// first one that is not an ELF interpreter. The loader opens that follow it
+// belong to the same exec and are dropped; the interpreter of a #! script
+// stays queued (see the Source doc for what that means).
+func (t *procTable) takeOpen(pid int32) []byte {
+	q := t.opens[pid]
+	if q == nil {
+		return nil
+	}
+	t.expireOpens(q, t.now())
+	for len(q.items) > 0 && isELFLoaderPath(q.items[0].path) {
+		q.items = q.items[1:]
+	}
+	if len(q.items) == 0 {
+		return nil
+	}
+	p := q.items[0].path
+	q.items = q.items[1:]
+	for len(q.items) > 0 && isELFLoaderPath(q.items[0].path) {
+		q.items = q.items[1:]
+	}
+	q.skipLd = t.now().Add(t.hold)
+	return p
+}
+
+// skipOpens drops pid's exec-opens that belong to an exec whose exe /proc
+// gave: up to the one naming exe (for a script, /proc's exe is the
+// interpreter, the last element before the loader) and the loaders after
+// it. If they have not arrived yet, they are dropped when they do.
+func (t *procTable) skipOpens(pid int32, exe []byte) {
+	q := t.opens[pid]
+	if q == nil {
+		if !t.fanotifyActive() {
+			return
+		}
+		q = &procOpenQueue{}
+		t.opens[pid] = q
+	}
+	now := t.now()
+	t.expireOpens(q, now)
+	for i, o := range q.items {
+		if bytes.Equal(o.path, exe) {
+			q.items = q.items[i+1:]
+			for len(q.items) > 0 && isELFLoaderPath(q.items[0].path) {
+				q.items = q.items[1:]
+			}
+			q.skipLd = now.Add(t.hold)
+			return
+		}
+	}
+	q.items = q.items[:0]
+	q.skip, q.deadline = exe, now.Add(t.hold)
+}
+
+func (t *procTable) expireOpens(q *procOpenQueue, now time.Time) {
+	n := 0
+	for n < len(q.items) && now.Sub(q.items[n].at) > t.hold {
+		n++
+	}
+	q.items = q.items[n:]
+	if q.skip != nil && now.After(q.deadline) {
+		q.skip = nil
+	}
+}
+
+// onOpen takes one exec-open from the file source.
+func (t *procTable) onOpen(o procExecOpen) {
+	now := t.now()
+	o.at = now
+	t.lastOpen = now
+	if h := t.held[o.pid]; h != nil && !isELFLoaderPath(o.path) {
+		t.fillExe(h.rows[0], h.e, o.path)
+		t.flushHeld(o.pid, h)
+		q := t.queue(o.pid)
+		q.skipLd = now.Add(t.hold)
+		return
+	}
+	q := t.queue(o.pid)
+	t.expireOpens(q, now)
+	if q.skip != nil {
+		if bytes.Equal(q.skip, o.path) {
+			q.skip, q.skipLd = nil, now.Add(t.hold)
+		}
+		return
+	}
+	if isELFLoaderPath(o.path) && now.Before(q.skipLd) {
+		return
+	}
+	if len(q.items) >= 8 {
+		q.items = q.items[1:]
+	}
+	q.items = append(q.items, o)
+}
+
+func (t *procTable) queue(pid int32) *procOpenQueue {
+	q := t.opens[pid]
+	if q == nil {
+		q = &procOpenQueue{}
+		t.opens[pid] = q
+	}
+	return q
+}
+
+func (t *procTable) flushHeld(pid int32, h *procHeld) {
+	delete(t.held, pid)
+	for _, r := range h.rows {
+		t.write(r)
+	}
+}
+
+// expireHeld writes the held rows whose wait is over, without exe, and
+// returns the earliest remaining deadline (zero if none).
+func (t *procTable) expireHeld(now time.Time) time.Time {
+	var next time.Time
+	for pid, h := range t.held {
+		if !now.Before(h.deadline) {
+			t.st.exeMissed.Add(1)
+			t.flushHeld(pid, h)
+			continue
+		}
+		if next.IsZero() || h.deadline.Before(next) {
+			next = h.deadline
+		}
+	}
+	return next
+}
+
+// flushAllHeld writes every held row (at shutdown).
+func (t *procTable) flushAllHeld() {
+	for pid, h := range t.held {
+		t.st.exeMissed.Add(1)
+		t.flushHeld(pid, h)
+	}
+}
+
+// housekeeping evicts ended lives and stale exec-open queues.
+func (t *procTable) housekeeping(now time.Time) {
+	t.evict(now, false)
+	for pid, q := range t.opens {
+		t.expireOpens(q, now)
+		if len(q.items) == 0 && q.skip == nil && !now.Before(q.skipLd) {
+			delete(t.opens, pid)
+		}
+	}
+}
+
+// reconcile compares the table with the processes in /proc. A snapshot
+// writes a snapshot row for every process; a resync writes snapshot rows for
+// lives the table missed and exit rows (flag late_read) for lives that ended
+// unseen; a poll round writes exec rows for new lives and changed programs
+// and exit rows for ended ones.
+func (t *procTable) reconcile(how procReconcileKind) error {
+	pids, err := t.listPIDs()
+	if err != nil {
+		return err
+	}
+	if how == procReconcileResync {
+		t.st.resyncs.Add(1)
+	}
+	now := t.now()
+	ts := now.UnixNano()
+	seen := make(map[int32]bool, len(pids))
+	var fresh []*procEntry
+	var argv = make(map[*procEntry]*procInfo)
+	for _, pid := range pids {
+		st, err := t.readStat(pid)
+		if err != nil {
+			continue // gone
+		}
+		seen[pid] = true
+		e := t.alive(pid)
+		if e != nil && procSameStart(e, st.start) {
+			if how == procReconcilePoll && !bytes.Equal(e.comm, st.comm) {
+				t.pollExec(e, ts)
+			} else if how == procReconcileSnapshot {
+				fresh = append(fresh, e) // known already (an event came first): still snapshot it
+			}
+			continue
+		}
+		if e != nil {
+			t.endInferred(e, ts)
+		}
+		in, err := t.readFull(pid)
+		if err != nil || in.have&procHaveStat == 0 || in.start != st.start {
+			delete(seen, pid)
+			continue
+		}
+		ne := t.entryFromInfo(pid, in)
+		t.put(ne)
+		fresh = append(fresh, ne)
+		argv[ne] = in
+	}
+	for _, e := range t.procs {
+		if !e.exited && !seen[e.pid] {
+			t.endInferred(e, ts)
+		}
+	}
+	kind := event.ProcSnapshot
+	if how == procReconcilePoll {
+		kind = event.ProcExec
+	}
+	for _, e := range fresh {
+		in := argv[e]
+		if in == nil {
+			in, err = t.readFull(e.pid)
+			if err != nil || !procSameStart(e, in.start) {
+				continue
+			}
+			t.applyInfo(e, in, false)
+		}
+		t.setParent(e, in.ppid)
+		r := t.row(kind, ts, e, e.pid)
+		if in.have&procHaveArgv != 0 {
+			r.Argv = in.argv
+			if in.argvTrunc {
+				r.Flags |= event.ProcFlagArgvTruncated
+			}
+		}
+		t.emit(r)
+	}
+	return nil
+}
+
+// pollExec re-reads a process whose comm changed between two polls and
+// writes an exec row if its program or argv changed.
+func (t *procTable) pollExec(e *procEntry, ts int64) {
+	in, err := t.readFull(e.pid)
+	if err != nil || !procSameStart(e, in.start) {
+		return
+	}
+	oldExe, oldSum := e.exe, e.argvSum
+	t.applyInfo(e, in, true)
+	t.setParent(e, in.ppid)
+	if bytes.Equal(oldExe, e.exe) && oldSum == e.argvSum {
+		return
+	}
+	t.st.execs.Add(1)
+	r := t.row(event.ProcExec, ts, e, e.pid)
+	if in.have&procHaveArgv != 0 {
+		r.Argv = in.argv
+		if in.argvTrunc {
+			r.Flags |= event.ProcFlagArgvTruncated
+		}
+	}
+	t.emit(r)
+}
+
+// endInferred ends a life that a /proc scan found gone (or replaced): an exit
+// row at the scan time with no exit status, flagged late_read.
+func (t *procTable) endInferred(e *procEntry, ts int64) {
+	r := t.row(event.ProcExit, ts, e, e.pid)
+	r.Flags |= event.ProcFlagLateRead
+	e.exited, e.inferred, e.exitAt = true, true, t.now()
+	t.exited = append(t.exited, procExitRec{e: e, at: e.exitAt})
+	t.emit(r)
+}
+
+// drain applies one batch from the ring: its exec-opens first (an exec
+// finds its open queued rather than waiting for it), then its events. It
+// returns whether the batch had anything.
+func (t *procTable) drain() bool {
+	b := t.ring.take(t.spare)
+	for i := range b.opens {
+		t.onOpen(b.opens[i])
+	}
+	for i := range b.items {
+		it := &b.items[i]
+		if it.infoAt > 0 {
+			it.info = &b.infos[it.infoAt-1]
+		}
+		t.handle(it)
+	}
+	t.pending.applied(b.items)
+	n := len(b.items) + len(b.opens)
+	clear(b.items) // drop references: strings, and infos pointing into arena
+	clear(b.infos)
+	clear(b.opens)
+	t.spare = b
+	return n > 0
+}
+
+// run is the table goroutine: it applies the ring's events and exec-opens
+// in batches, holds and releases exe-less exec rows, keeps the clock offsets
+// fresh, evicts ended lives and, when resync > 0, rescans /proc at that
+// interval. In poll mode it scans /proc every pollEvery instead.
+//
+// Batching: the goroutine sleeps on the ring's bell; once rung, it waits
+// procBatchDelay, drains, and keeps draining every procBatchDelay (bell
+// ignored) until a drain finds the ring empty. Under load that is one
+// wakeup per procBatchDelay, not one per event; idle, none.
+func (t *procTable) run(ctx context.Context, pollEvery, resync time.Duration, clocks func() (wallOff, bootOff int64)) {
+	house := time.NewTicker(time.Second)
+	defer house.Stop()
+	holdTimer := time.NewTimer(time.Hour)
+	holdTimer.Stop()
+	batch := time.NewTimer(time.Hour)
+	batch.Stop()
+	bell := t.ring.bell
+	var holdAt time.Time
+	var resyncC, pollC <-chan time.Time
+	if resync > 0 && !t.poll {
+		tk := time.NewTicker(resync)
+		defer tk.Stop()
+		resyncC = tk.C
+	}
+	if t.poll {
+		tk := time.NewTicker(pollEvery)
+		defer tk.Stop()
+		pollC = tk.C
+	}
+	lastClock := t.now()
+	// armHold starts the hold timer for the earliest held exec row, if it is
+	// not running already.
+	armHold := func() {
+		if !holdAt.IsZero() {
+			return
+		}
+		next := t.expireHeld(t.now())
+		if next.IsZero() {
+			return
+		}
+		holdAt = next
+		holdTimer.Reset(next.Sub(t.now()))
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			// Apply what the reader handed over before it stopped.
+			for t.drain() {
+			}
+			t.flushAllHeld()
+			return
+		case <-bell:
+			bell = nil
+			batch.Reset(procBatchDelay)
+		case <-batch.C:
+			if t.drain() {
+				batch.Reset(procBatchDelay)
+			} else {
+				bell = t.ring.bell
+			}
+			if len(t.held) > 0 {
+				armHold()
+			}
+		case <-holdTimer.C:
+			holdAt = time.Time{}
+			armHold()
+		case now := <-house.C:
+			t.housekeeping(now)
+			t.maybeResync()
+			if now.Sub(lastClock) >= 10*time.Second && clocks != nil {
+				var boot int64
+				t.wallOff, boot = clocks()
+				t.bootOff.Store(boot)
+				lastClock = now
+			}
+		case <-resyncC:
+			if err := t.reconcile(procReconcileResync); err != nil {
+				t.log.Warn("periodic resync of the process table", "err", err)
+			}
+		case <-pollC:
+			if err := t.reconcile(procReconcilePoll); err != nil {
+				t.log.Warn("poll /proc", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,172 @@
+package fanotify
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/pofr/pofr/internal/event"
+)
+
+func TestParseMountinfo(t *testing.T) {
+	in := []byte(`22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard
+30 25 0:27 / /dev/shm rw,relatime - tmpfs tmpfs rw
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+50 27 254:0 /srv/data /mnt/with\040space\012nl rw shared:1 master:2 - ext4 /dev/vda rw
+garbage line
+51 27 8:1 / /boot rw - vfat /dev/sda1 rw
+`)
+	got := parseMountinfo(in)
+	want := []fanMount{
+		{0, 21, "/", "/proc", "proc"},
+		{254, 0, "/", "/", "ext4"},
+		{0, 27, "/", "/dev/shm", "tmpfs"},
+		{0, 28, "/", "/sys/fs/cgroup", "tmpfs"},
+		{254, 0, "/srv/data", "/mnt/with space\nnl", "ext4"},
+		{8, 1, "/", "/boot", "vfat"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("parseMountinfo (-want +got):\n%s", d)
+	}
+	var markable []string
+	for i := range got {
+		if fanMarkable(&got[i]) {
+			markable = append(markable, got[i].Point)
+		}
+	}
+	if d := cmp.Diff([]string{"/", "/dev/shm", "/mnt/with space\nnl", "/boot"}, markable); d != "" {
+		t.Errorf("markable mounts (-want +got):\n%s", d)
+	}
+}
+
+func TestUnescapeMount(t *testing.T) {
+	for in, want := range map[string]string{`a\040b`: "a b", `\134x`: `\x`, `tail\04`: `tail\04`, `\999`: `\999`, `plain`: "plain"} {
+		if got := unescapeMount(in); got != want {
+			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestFileAgg(t *testing.T) {
+	a := newFileAgg()
+	start := event.Some(int64(5e9))
+	for i := range 1000 {
+		r, isNew := a.add(10, start, "open", []byte("/etc/passwd"), nil, int64(100+i))
+		if isNew != (i == 0) {
+			t.Fatalf("add %d: new = %v", i, isNew)
+		}
+		if isNew {
+			r.Inode = event.Some(uint64(77))
+		}
+	}
+	a.add(10, start, "write", []byte("/etc/passwd"), nil, 50)             // other op
+	a.add(11, start, "open", []byte("/etc/passwd"), nil, 60)              // other pid
+	a.add(10, event.Opt[int64]{}, "open", []byte("/etc/passwd"), nil, 70) // unknown start
+	a.add(10, start, "rename", []byte("/a"), []byte("/b"), 80)            // rename …
+	a.add(10, start, "rename", []byte("/a/"), []byte("b"), 90)            // … not confused with another split
+	a.add(10, start, "open", []byte("/etc/passwd\x00x"), nil, 95)         // a NUL cannot forge a key
+	sink := &event.MemSink{}
+	if n := a.flush(sink); n != 7 {
+		t.Fatalf("flush wrote %d rows, want 7", n)
+	}
+	got := sink.Files()
+	want0 := event.File{TS: 100, LastTS: 1099, Count: 1000, PID: 10, ProcStart: start, UID: event.NoID, Op: "open",
+		Path: []byte("/etc/passwd"), Inode: event.Some(uint64(77))}
+	if d := cmp.Diff(want0, got[0]); d != "" {
+		t.Errorf("aggregated row (-want +got):\n%s", d)
+	}
+	if string(got[4].NewPath) != "/b" || string(got[5].NewPath) != "b" {
+		t.Errorf("rename rows %q→%q and %q→%q", got[4].Path, got[4].NewPath, got[5].Path, got[5].NewPath)
+	}
+	if a.len() != 0 {
+		t.Errorf("%d rows left after flush", a.len())
+	}
+	if n := a.flush(sink); n != 0 {
+		t.Errorf("second flush wrote %d rows", n)
+	}
+}
+
+func TestPathExcluded(t *testing.T) {
+	dirs := []string{"/var/lib/pofr", "/etc/pofr"}
+	prefixes := []string{"/tmp/"}
+	for p, want := range map[string]bool{
+		"/var/lib/pofr":          true,
+		"/var/lib/pofr/spool/x":  true,
+		"/var/lib/pofrx":         false,
+		"/etc/pofr/key":          true,
+		"/tmp/a":                 true,
+		"/tmp":                   false,
+		"/home/x":                false,
+		"relative/var/lib/pofr/": false,
+	} {
+		if got := pathExcluded([]byte(p), dirs, prefixes); got != want {
+			t.Errorf("pathExcluded(%q) = %v, want %v", p, got, want)
+		}
+	}
+	if !pathExcluded([]byte("/anything"), []string{"/"}, nil) {
+		t.Error("ExcludeDirs / does not exclude /anything")
+	}
+}
+
+func TestJoinPath(t *testing.T) {
+	for _, c := range []struct{ dir, name, want string }{
+		{"/", "etc", "/etc"},
+		{"/etc", "passwd", "/etc/passwd"},
+		{"/etc", ".", "/etc"},
+		{"/etc", "", "/etc"},
+		{"/d", "a\nb\xff", "/d/a\nb\xff"},
+	} {
+		if got := string(joinPath(nil, c.dir, []byte(c.name))); got != c.want {
+			t.Errorf("joinPath(%q, %q) = %q, want %q", c.dir, c.name, got, c.want)
+		}
+	}
+}
+
+func TestFanDirCache(t *testing.T) {
+	c := newFanDirCache(3)
+	fid := func(i int) *fanFID { return &fanFID{FSID: [2]int32{1, 2}, Type: 1, Handle: []byte{byte(i)}} }
+	for i := range 4 {
+		c.put(fid(i), fmt.Sprint("/d", i))
+	}
+	if _, ok := c.get(fid(0)); ok {
+		t.Error("least recently used entry 0 survived a 4th put into a cache of 3")
+	}
+	if p, ok := c.get(fid(1)); !ok || p != "/d1" {
+		t.Errorf("get(1) = %q, %v", p, ok)
+	}
+	c.put(fid(4), "/d4") // evicts 2 (1 was just used)
+	if _, ok := c.get(fid(2)); ok {
+		t.Error("entry 2 survived although 1 was used more recently")
+	}
+	other := &fanFID{FSID: [2]int32{1, 3}, Type: 1, Handle: []byte{1}}
+	if _, ok := c.get(other); ok {
+		t.Error("a handle of another file system hit the cache")
+	}
+	c.drop(fid(1))
+	if _, ok := c.get(fid(1)); ok || c.len() != 2 {
+		t.Errorf("after drop: len %d", c.len())
+	}
+	c.reset()
+	if c.len() != 0 {
+		t.Errorf("after reset: len %d", c.len())
+	}
+}
+
+func TestHandleInode(t *testing.T) {
+	for _, c := range []struct {
+		f    fanFID
+		want uint64
+		ok   bool
+	}{
+		{fanFID{Type: 1, Handle: []byte{0x63, 2, 0, 0, 9, 9, 9, 9}}, 0x263, true},              // ext4: ino32, gen
+		{fanFID{Type: 1, Handle: []byte{9, 9, 9, 9, 5, 0, 0, 0, 1, 0, 0, 0}}, 1<<32 | 5, true}, // tmpfs: gen, ino lo, ino hi
+		{fanFID{Type: 0x81, Handle: []byte{1, 2, 3, 4, 5, 6, 7, 8}}, 0, false},
+		{fanFID{Type: 1, Handle: []byte{1, 2, 3}}, 0, false},
+	} {
+		if got, ok := handleInode(&c.f); got != c.want || ok != c.ok {
+			t.Errorf("handleInode(%+v) = %d, %v, want %d, %v", c.f, got, ok, c.want, c.ok)
+		}
+	}
+}
