@@ -29,7 +29,12 @@
 // ledger holds with another digest (a replay), or whose rows MariaDB would
 // alter (a warning from LOAD DATA: it silently truncates otherwise) is moved
 // to <state>/quarantine/<host_id>/ with a .reason file beside it and a row in
-// the quarantine table; the loader goes on with the next. So is a segment of
+// the quarantine table; the loader goes on with the next. The rule behind
+// it: anything the database refuses as data for one segment (a value it
+// cannot store, a constraint; class database) quarantines that segment with
+// the database's reason, so no segment can block the inbox; only errors of
+// the server itself (connection, account, lock waits) leave it for the next
+// pass. So is a segment of
 // a revoked (deregistered) host still in its inbox (class revoked_host): the
 // registry says so at the start of a pass, and hosts.status, read under a
 // shared lock in the segment's transaction, says so at once ([PurgeHost]

@@ -50,6 +50,11 @@ var (
 	// ErrRevoked reports a segment of a host that has been deregistered
 	// (registry status revoked, or hosts.status revoked in the database).
 	ErrRevoked = errors.New("loader: revoked host")
+	// ErrRefused reports a segment whose ledger row or rows the database
+	// refused as data (a value it cannot store, a constraint): the fault of
+	// that segment alone, so it is quarantined with the database's reason
+	// and can never block the inbox.
+	ErrRefused = errors.New("loader: refused by the database")
 )
 
 // Options configure a Loader.
@@ -672,8 +677,39 @@ func classify(err error) string {
 		return "unknown_host"
 	case errors.Is(err, ErrRevoked):
 		return "revoked_host"
+	case errors.Is(err, ErrRefused), refusedData(err):
+		return "database"
 	}
 	return ""
+}
+
+// refusedData reports a MariaDB error about the data of the statement
+// rather than about the server, the connection or the account: SQLSTATE
+// classes 22 (data exception) and 23 (integrity constraint), and the data
+// errors MariaDB reports as HY000. Such an error is the segment's fault.
+func refusedData(err error) bool {
+	var me *mysql.MySQLError
+	if !errors.As(err, &me) {
+		return false
+	}
+	state := string(me.SQLState[:])
+	switch {
+	case strings.HasPrefix(state, "22"), strings.HasPrefix(state, "23"):
+		return true
+	}
+	switch me.Number {
+	case 1265, // data truncated
+		1292, // truncated incorrect value
+		1300, // invalid character string
+		1366, // incorrect string value
+		1367, // illegal value found during parsing
+		1411, // incorrect value for function
+		1526, // table has no partition for value
+		1690, // value out of range
+		4025: // CHECK constraint failed
+		return true
+	}
+	return false
 }
 
 // readerSeq makes Reader:: handler names unique in the process.

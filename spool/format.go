@@ -241,8 +241,8 @@ func (m *Manifest) check() error {
 	switch {
 	case !ValidHostID(m.HostID):
 		return fmt.Errorf("host_id %q is not a valid host id", m.HostID)
-	case m.BootID == "" || len(m.BootID) > 64:
-		return fmt.Errorf("boot_id %q: want 1 to 64 bytes", m.BootID)
+	case !ValidBootID(m.BootID):
+		return fmt.Errorf("boot_id %q: want 1 to 64 printable ASCII characters", m.BootID)
 	case m.Seq == 0:
 		return errors.New("seq 0: sequence numbers start at 1")
 	case m.PrevDigest != "" && !hexDigestRE.MatchString(m.PrevDigest):
@@ -283,6 +283,22 @@ func (m *Manifest) check() error {
 		}
 	}
 	return nil
+}
+
+// ValidBootID reports whether s is a boot id the format accepts: 1 to 64
+// bytes of printable ASCII (0x20–0x7e). The kernel's is a UUID; the server
+// stores it in an ASCII column, so anything else could be signed and still
+// not be loadable.
+func ValidBootID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func indexOf(list []string, s string) int {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -285,6 +286,8 @@ func TestManifestStrict(t *testing.T) {
 		{"field order", strings.Replace(s, `{"format":"pofr-segment","version":1,`, `{"version":1,"format":"pofr-segment",`, 1), ErrCorrupt},
 		{"bad host id", strings.Replace(s, `"h-0001"`, `"../etc"`, 1), ErrCorrupt},
 		{"seq 0", strings.Replace(s, `"seq":1,`, `"seq":0,`, 1), ErrCorrupt},
+		{"boot_id not ASCII", regexp.MustCompile(`"boot_id":"[^"]*"`).ReplaceAllString(s, `"boot_id":"boöt"`), ErrCorrupt},
+		{"boot_id control", regexp.MustCompile(`"boot_id":"[^"]*"`).ReplaceAllString(s, `"boot_id":"b\u0001"`), ErrCorrupt},
 		{"seq 2 without prev", strings.Replace(s, `"seq":1,`, `"seq":2,`, 1), ErrCorrupt},
 		{"local time", strings.Replace(s, `Z","min_ts"`, `+01:00","min_ts"`, 1), ErrCorrupt},
 		{"min after max", strings.Replace(s, fmt.Sprintf(`"min_ts":%d`, m.MinTS), `"min_ts":9223372036854775807`, 1), ErrCorrupt},

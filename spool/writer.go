@@ -212,7 +212,7 @@ func (o *Options) setDefaults() error {
 	switch {
 	case !ValidHostID(o.HostID):
 		return fmt.Errorf("invalid host id %q", o.HostID)
-	case o.BootID == "" || len(o.BootID) > 64:
+	case !ValidBootID(o.BootID):
 		return fmt.Errorf("invalid boot id %q", o.BootID)
 	case len(o.Key) != ed25519.PrivateKeySize:
 		return errors.New("no Ed25519 signing key")
