@@ -1,0 +1,220 @@
+package sockowner
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var (
+	lo     = Mapped([]byte{127, 0, 0, 1})
+	remote = Mapped([]byte{10, 1, 2, 3})
+)
+
+// connect is the CLOSE→SYN_SENT record of connect(2): source port 0.
+func connect(sk uint64, dst [16]byte, dport uint16) *StateChange {
+	return &StateChange{Skaddr: sk, OldState: TCPClose, NewState: TCPSynSent, Family: afInet, Protocol: protoTCP,
+		DAddr: dst, DPort: dport}
+}
+
+// established is the SYN_SENT→ESTABLISHED record with the full tuple.
+func established(sk uint64, src [16]byte, sport uint16, dst [16]byte, dport uint16) *StateChange {
+	return &StateChange{Skaddr: sk, OldState: TCPSynSent, NewState: TCPEstablished, Family: afInet, Protocol: protoTCP,
+		SAddr: src, SPort: sport, DAddr: dst, DPort: dport}
+}
+
+func key(sport uint16, dst [16]byte, dport uint16) Key {
+	return Key{Proto: protoTCP, LPort: sport, RPort: dport, RAddr: dst}
+}
+
+func TestTrackerJoinsOnSkaddr(t *testing.T) {
+	tr := NewTracker(Limits{})
+	tr.StateChange(1, 10, 100, 101, connect(0xa0, remote, 80))
+	// Another connection's records interleave.
+	tr.StateChange(2, 11, 200, 200, connect(0xb0, remote, 80))
+	tr.StateChange(3, 12, 0, 0, established(0xa0, lo, 40000, remote, 80)) // softirq: pid 0
+	tr.StateChange(4, 13, 7, 7, established(0xb0, lo, 40001, remote, 80))
+
+	o, ok := tr.Take(key(40000, remote, 80), lo)
+	if !ok {
+		t.Fatal("no owner for the first connection")
+	}
+	if diff := cmp.Diff(Owner{PID: 100, TID: 101, LAddr: lo, At: 3}, o); diff != "" {
+		t.Errorf("owner (-want +got):\n%s", diff)
+	}
+	if o, ok := tr.Take(key(40001, remote, 80), lo); !ok || o.PID != 200 {
+		t.Errorf("second connection: got %+v %v, want pid 200", o, ok)
+	}
+	if _, ok := tr.Take(key(40001, remote, 80), lo); ok {
+		t.Error("an owner was taken twice")
+	}
+	st := tr.Stats()
+	if st.Joined != 2 || st.Taken != 2 || st.Misses != 1 || st.Pending != 0 || st.Owners != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestTrackerFailedConnect(t *testing.T) {
+	tr := NewTracker(Limits{})
+	tr.StateChange(1, 10, 100, 100, connect(0xa0, remote, 81))
+	c := established(0xa0, lo, 40002, remote, 81)
+	c.NewState = TCPClose // refused: SYN_SENT→CLOSE, tuple complete
+	tr.StateChange(2, 11, 0, 0, c)
+	if o, ok := tr.Take(key(40002, remote, 81), [16]byte{}); !ok || o.PID != 100 {
+		t.Errorf("refused connection: got %+v %v, want pid 100", o, ok)
+	}
+}
+
+func TestTrackerReordered(t *testing.T) {
+	// The second record was drained from another CPU's ring before the connect.
+	tr := NewTracker(Limits{})
+	tr.StateChange(1, 20, 0, 0, established(0xa0, lo, 40003, remote, 80))
+	tr.StateChange(1, 10, 100, 100, connect(0xa0, remote, 80))
+	if o, ok := tr.Take(key(40003, remote, 80), lo); !ok || o.PID != 100 {
+		t.Errorf("got %+v %v, want pid 100", o, ok)
+	}
+	if st := tr.Stats(); st.Reordered != 1 || st.Pending != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	// An early record whose connect came later in time belongs to an older
+	// socket at the same address: no join.
+	tr.StateChange(2, 30, 0, 0, established(0xc0, lo, 40004, remote, 80))
+	tr.StateChange(2, 40, 300, 300, connect(0xc0, remote, 80))
+	if _, ok := tr.Take(key(40004, remote, 80), lo); ok {
+		t.Error("joined a connect with an older second record")
+	}
+	if st := tr.Stats(); st.Orphans != 1 || st.Pending != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestTrackerSkaddrReuse(t *testing.T) {
+	tr := NewTracker(Limits{})
+	// The first socket's second record was lost; the address is reused.
+	tr.StateChange(1, 10, 100, 100, connect(0xa0, remote, 80))
+	tr.StateChange(2, 20, 200, 200, connect(0xa0, remote, 443))
+	tr.StateChange(3, 30, 0, 0, established(0xa0, lo, 40005, remote, 443))
+	if o, ok := tr.Take(key(40005, remote, 443), lo); !ok || o.PID != 200 {
+		t.Errorf("got %+v %v, want the newer connect's pid 200", o, ok)
+	}
+	if st := tr.Stats(); st.Replaced != 1 {
+		t.Errorf("replaced %d, want 1", st.Replaced)
+	}
+	// A second record whose destination differs from the pending connect
+	// (its own connect was lost): no owner rather than a wrong one.
+	tr.StateChange(4, 40, 300, 300, connect(0xb0, remote, 80))
+	tr.StateChange(5, 50, 0, 0, established(0xb0, lo, 40006, remote, 8080))
+	if _, ok := tr.Take(key(40006, remote, 8080), lo); ok {
+		t.Error("attributed across a destination mismatch")
+	}
+	if st := tr.Stats(); st.Mismatched != 1 {
+		t.Errorf("mismatched %d, want 1", st.Mismatched)
+	}
+}
+
+func TestTrackerLost(t *testing.T) {
+	tr := NewTracker(Limits{})
+	tr.StateChange(1, 10, 100, 100, connect(0xa0, remote, 80))
+	tr.Lost()
+	// After a loss the pending connect may not be this socket's.
+	tr.StateChange(2, 20, 0, 0, established(0xa0, lo, 40007, remote, 80))
+	if _, ok := tr.Take(key(40007, remote, 80), lo); ok {
+		t.Error("joined across a loss")
+	}
+	if st := tr.Stats(); st.Dropped != 1 {
+		t.Errorf("dropped %d, want 1", st.Dropped)
+	}
+}
+
+func TestTrackerLocalAddress(t *testing.T) {
+	tr := NewTracker(Limits{})
+	tr.StateChange(1, 10, 100, 100, connect(0xa0, remote, 80))
+	tr.StateChange(2, 20, 0, 0, established(0xa0, lo, 40008, remote, 80))
+	other := Mapped([]byte{127, 0, 0, 2})
+	if _, ok := tr.Take(key(40008, remote, 80), other); ok {
+		t.Error("taken for another local address")
+	}
+	if _, ok := tr.Take(key(40008, remote, 80), lo); !ok {
+		t.Error("not taken for its own local address")
+	}
+}
+
+func TestTrackerRouteUDP(t *testing.T) {
+	tr := NewTracker(Limits{})
+	dns := Mapped([]byte{10, 0, 0, 53})
+	unbound := Mapped([]byte{0, 0, 0, 0})
+	tr.Route(1, 500, 501, &Route{Proto: protoUDP, SPort: 50000, DPort: 53, SAddr: unbound, DAddr: dns})
+	// Ignored: TCP, no source port, a kernel context.
+	tr.Route(1, 500, 500, &Route{Proto: protoTCP, SPort: 50001, DPort: 53, DAddr: dns})
+	tr.Route(1, 500, 500, &Route{Proto: protoUDP, SPort: 0, DPort: 53, DAddr: dns})
+	tr.Route(1, 0, 0, &Route{Proto: protoUDP, SPort: 50002, DPort: 53, DAddr: dns})
+	k := Key{Proto: protoUDP, LPort: 50000, RPort: 53, RAddr: dns}
+	// sock_diag reports the address the kernel chose: the unbound lookup matches it.
+	if o, ok := tr.Take(k, Mapped([]byte{10, 0, 0, 7})); !ok || o.PID != 500 || o.TID != 501 {
+		t.Errorf("got %+v %v, want pid 500", o, ok)
+	}
+	if st := tr.Stats(); st.Routes != 1 || st.Owners != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	// IPv6 with the same key shape.
+	v6 := [16]byte{0x20, 0x01, 0x0d, 0xb8, 15: 1}
+	tr.Route(2, 600, 600, &Route{Proto: protoUDP, SPort: 50003, DPort: 53, DAddr: v6})
+	k6, laddr := KeyOf(protoUDP, (&[16]byte{0x20, 0x01, 0x0d, 0xb8, 15: 2})[:], 50003, v6[:], 53)
+	if o, ok := tr.Take(k6, laddr); !ok || o.PID != 600 {
+		t.Errorf("v6: got %+v %v, want pid 600", o, ok)
+	}
+}
+
+func TestTrackerExpiry(t *testing.T) {
+	tr := NewTracker(Limits{PendingTTL: time.Minute, OwnerTTL: 10 * time.Second})
+	s := int64(time.Second)
+	tr.StateChange(0, 1, 100, 100, connect(0xa0, remote, 80))
+	tr.StateChange(0, 2, 100, 100, connect(0xb0, remote, 80))
+	tr.StateChange(1*s, 3, 0, 0, established(0xb0, lo, 40009, remote, 80))
+	tr.StateChange(1*s, 4, 0, 0, established(0xee, lo, 40010, remote, 80)) // no connect: early
+	tr.Expire(5 * s)
+	if st := tr.Stats(); st.Pending != 1 || st.Owners != 1 || st.Orphans != 1 {
+		t.Fatalf("at 5 s: %+v", st)
+	}
+	tr.Expire(12 * s)
+	if st := tr.Stats(); st.Owners != 0 || st.Expired != 1 {
+		t.Fatalf("at 12 s: %+v", st)
+	}
+	tr.Expire(61 * s)
+	if st := tr.Stats(); st.Pending != 0 || st.Expired != 2 {
+		t.Fatalf("at 61 s: %+v", st)
+	}
+}
+
+func TestTrackerBounded(t *testing.T) {
+	const max = 100
+	tr := NewTracker(Limits{MaxPending: max, MaxOwners: max})
+	dns := Mapped([]byte{10, 0, 0, 53})
+	for i := range 10 * max {
+		// Connects that never complete and unconnected senders that never close.
+		tr.StateChange(int64(i), int64(i), 1, 1, connect(uint64(i), remote, 80))
+		tr.Route(int64(i), 1, 1, &Route{Proto: protoUDP, SPort: uint16(1000 + i), DPort: 53, DAddr: dns})
+		if st := tr.Stats(); st.Pending > max || st.Owners > max {
+			t.Fatalf("after %d: %+v", i, st)
+		}
+	}
+	// The newest are kept.
+	if _, ok := tr.Take(Key{protoUDP, uint16(1000 + 10*max - 1), 53, dns}, [16]byte{}); !ok {
+		t.Error("newest owner evicted")
+	}
+	if _, ok := tr.Take(Key{protoUDP, 1000, 53, dns}, [16]byte{}); ok {
+		t.Error("oldest owner kept")
+	}
+	if st := tr.Stats(); st.Evicted != 2*9*max {
+		t.Errorf("evicted %d, want %d", st.Evicted, 2*9*max)
+	}
+	// The expiry queue stays proportional to the entries when the same
+	// keys are refreshed over and over.
+	for i := range 100 * max {
+		tr.Route(int64(i), 1, 1, &Route{Proto: protoUDP, SPort: uint16(1 + i%10), DPort: 53, DAddr: dns})
+	}
+	if n := len(tr.owners.queue); n > 8*max {
+		t.Errorf("expiry queue %d entries for %d owners", n, len(tr.owners.m))
+	}
+}
