@@ -23,22 +23,25 @@
 // The hash chain is checked against the ledger: prev_digest must equal the
 // digest of the loaded segment seq-1. A break is recorded (segments.chain_ok
 // = 0) and reported, not refused; a predecessor that is not loaded yet leaves
-// chain_ok NULL until it is (checked again after every pass).
+// chain_ok NULL until it is (settled, logged and counted when it commits,
+// and checked again after every pass).
 //
 // A segment that fails verification or decoding, claims a seq that the
-// ledger holds with another digest (a replay), or whose rows MariaDB would
-// alter (a warning from LOAD DATA: it silently truncates otherwise) is moved
-// to <state>/quarantine/<host_id>/ with a .reason file beside it and a row in
-// the quarantine table; the loader goes on with the next. The rule behind
-// it: anything the database refuses as data for one segment (a value it
-// cannot store, a constraint; class database) quarantines that segment with
-// the database's reason, so no segment can block the inbox; only errors of
-// the server itself (connection, account, lock waits) leave it for the next
-// pass. So is a segment of
-// a revoked (deregistered) host still in its inbox (class revoked_host): the
-// registry says so at the start of a pass, and hosts.status, read under a
-// shared lock in the segment's transaction, says so at once ([PurgeHost]
-// sets it before deleting the host's rows).
+// ledger holds with another digest (a fork of the chain: logged as an error
+// and counted), has a timestamp outside 1970–2200, or has a value longer
+// than its column is moved to <state>/quarantine/<host_id>/ with a .reason
+// file beside it and a row in the quarantine table; the loader goes on with
+// the next. So is a segment of a revoked (deregistered) host still in its
+// inbox (class revoked_host): the registry says so at the start of a pass,
+// and hosts.status, read under a shared lock in the segment's transaction,
+// says so at once ([PurgeHost] sets it before deleting the host's rows).
+//
+// The rule behind it: anything the database refuses as data for one
+// segment (an error about a value or a constraint, class database, or a
+// warning from LOAD DATA, which would otherwise truncate silently, class
+// load) quarantines that segment with the database's reason, so no segment
+// can block the inbox; only errors of the server itself (connection,
+// account, lock waits) leave it in the inbox for the next pass.
 //
 // # Custody and retention
 //

@@ -36,9 +36,18 @@ import (
 var (
 	// ErrLocked reports that another loader holds <state>/load.lock.
 	ErrLocked = errors.New("loader: another loader is running")
-	// ErrReplay reports a segment whose (host, seq) the ledger holds with
-	// another digest.
-	ErrReplay = errors.New("loader: replayed sequence number")
+	// ErrReplay reports a segment whose digest the ledger already holds
+	// under another (host, seq).
+	ErrReplay = errors.New("loader: replayed segment")
+	// ErrFork reports a segment whose (host, seq) the ledger holds with
+	// another digest: two validly signed segments claim the same place in
+	// the host's chain, so the chain forks (a cloned or restored spool, or a
+	// stolen signing key). The one loaded first stays; this one is
+	// quarantined.
+	ErrFork = errors.New("loader: fork of the hash chain")
+	// ErrTimeRange reports a segment with a timestamp outside
+	// [MinAcceptedTS, MaxAcceptedTS).
+	ErrTimeRange = errors.New("loader: timestamp outside the accepted range")
 	// ErrRejected reports rows MariaDB did not take as sent (a warning, or
 	// fewer rows than the segment has).
 	ErrRejected = errors.New("loader: rows rejected by the database")
@@ -79,6 +88,30 @@ type Options struct {
 	MaxSegmentBytes int64
 }
 
+// The accepted range of every timestamp of a segment (its rows' min_ts and
+// max_ts, and its created time): from the Unix epoch to 2200-01-01 UTC. A
+// host clock outside it is wrong, and its rows would distort every
+// question about time (last seen, missing segments, partitions), so the
+// segment is quarantined (class time_range) rather than loaded or clamped.
+// docs/segment-format.md states the same range.
+const (
+	MinAcceptedTS int64 = 0                          // 1970-01-01T00:00:00Z
+	MaxAcceptedTS int64 = 7258118400 * 1_000_000_000 // 2200-01-01T00:00:00Z, excluded
+)
+
+// checkTimes returns an error wrapping ErrTimeRange if m has a timestamp
+// outside the accepted range.
+func checkTimes(m *spool.Manifest) error {
+	inRange := func(ns int64) bool { return ns >= MinAcceptedTS && ns < MaxAcceptedTS }
+	switch {
+	case !inRange(m.MinTS) || !inRange(m.MaxTS):
+		return fmt.Errorf("%w: rows span %s to %s, accepted 1970-01-01 to 2200-01-01", ErrTimeRange, nsTime(m.MinTS).Format(time.RFC3339Nano), nsTime(m.MaxTS).Format(time.RFC3339Nano))
+	case m.Created.Before(time.Unix(0, MinAcceptedTS)) || !m.Created.Before(time.Unix(0, MaxAcceptedTS)):
+		return fmt.Errorf("%w: sealed at %s, accepted 1970-01-01 to 2200-01-01", ErrTimeRange, m.Created.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
 // Summary counts what one pass did.
 type Summary struct {
 	Segments    int           // segment files found in the inboxes
@@ -89,6 +122,7 @@ type Summary struct {
 	Rows        int64         // rows loaded
 	Bytes       int64         // bytes of the segment files loaded
 	ChainBreaks int           // ledger rows found with chain_ok = 0 during this pass
+	Forks       int           // segments quarantined as a fork of their host's chain (also counted in Quarantined)
 	Elapsed     time.Duration // wall time of the pass
 }
 
@@ -102,8 +136,8 @@ func (s Summary) RowsPerSecond() float64 {
 
 // String is the one-line summary printed by pofr-server load.
 func (s Summary) String() string {
-	return fmt.Sprintf("segments %d: loaded %d, skipped %d, quarantined %d, failed %d; rows %d in %v (%.0f rows/s); chain breaks %d",
-		s.Segments, s.Loaded, s.Skipped, s.Quarantined, s.Failed, s.Rows, s.Elapsed.Round(time.Millisecond), s.RowsPerSecond(), s.ChainBreaks)
+	return fmt.Sprintf("segments %d: loaded %d, skipped %d, quarantined %d, failed %d; rows %d in %v (%.0f rows/s); chain breaks %d, forks %d",
+		s.Segments, s.Loaded, s.Skipped, s.Quarantined, s.Failed, s.Rows, s.Elapsed.Round(time.Millisecond), s.RowsPerSecond(), s.ChainBreaks, s.Forks)
 }
 
 func (s *Summary) add(o Summary) {
@@ -115,6 +149,7 @@ func (s *Summary) add(o Summary) {
 	s.Rows += o.Rows
 	s.Bytes += o.Bytes
 	s.ChainBreaks += o.ChainBreaks
+	s.Forks += o.Forks
 }
 
 // Loader loads segments from a state directory into MariaDB.
@@ -317,7 +352,9 @@ type result struct {
 	outcome    outcome
 	rows       int64
 	bytes      int64
-	chainBreak bool
+	chainBreak bool // this segment does not chain to its loaded predecessor
+	succBreak  bool // its loaded successor does not chain to it
+	fork       bool // quarantined as a fork
 }
 
 // pass is one Run under the lock.
@@ -398,6 +435,12 @@ func (l *Loader) pass(ctx context.Context) (Summary, error) {
 				sum.Bytes += r.bytes
 				if r.chainBreak {
 					sum.ChainBreaks++
+				}
+				if r.succBreak {
+					sum.ChainBreaks++
+				}
+				if r.fork {
+					sum.Forks++
 				}
 				mu.Unlock()
 				if bar != nil {
@@ -587,6 +630,10 @@ func (l *Loader) prepare(ctx context.Context, hosts map[string]*registry.Host, j
 		seg.release()
 		return l.refuse(ctx, p, "name", fmt.Errorf("%w: manifest says %s", ErrName, m.Name(seg.digest)), m, seg.digest)
 	}
+	if err := checkTimes(m); err != nil {
+		seg.release()
+		return l.refuse(ctx, p, "time_range", err, m, seg.digest)
+	}
 	p.seg = seg
 	return p
 }
@@ -599,7 +646,12 @@ func (l *Loader) refuse(ctx context.Context, p *prepared, class string, cause er
 		p.res.outcome, p.err = failed, err
 		return p
 	}
-	log.Warn("segment quarantined", "class", class, "err", cause)
+	if class == "fork" {
+		log.Error("hash chain fork: segment quarantined", "class", class, "err", cause)
+		p.res.fork = true
+	} else {
+		log.Warn("segment quarantined", "class", class, "err", cause)
+	}
 	p.res.outcome = quarantined
 	return p
 }
@@ -639,6 +691,9 @@ func (w *worker) load(ctx context.Context, p *prepared) (result, error) {
 	if res.chainBreak {
 		log.Warn("hash chain broken", "seq", m.Seq)
 	}
+	if res.succBreak {
+		log.Warn("hash chain broken", "seq", m.Seq+1)
+	}
 	if res.outcome == skipped {
 		log.Info("segment already loaded; archived", "seq", m.Seq)
 	}
@@ -673,6 +728,10 @@ func classify(err error) string {
 		return "name"
 	case errors.Is(err, ErrReplay):
 		return "replay"
+	case errors.Is(err, ErrFork):
+		return "fork"
+	case errors.Is(err, ErrTimeRange):
+		return "time_range"
 	case errors.Is(err, ErrUnknownHost):
 		return "unknown_host"
 	case errors.Is(err, ErrRevoked):
@@ -814,15 +873,27 @@ func (w *worker) commit(ctx context.Context, j job, seg *segment, size int64, re
 		}
 		rows += n
 	}
-	// The successor, if loaded before us, can now be checked.
-	if _, err := tx.ExecContext(ctx, "UPDATE segments SET chain_ok = (prev_digest = ?) WHERE host_id = ? AND seq = ? AND chain_ok IS NULL",
-		digest, m.HostID, m.Seq+1); err != nil {
-		return result{}, fmt.Errorf("update successor chain: %w", err)
+	// The successor, if loaded before us, can now be checked (and a break
+	// found this way is reported like any other).
+	succBreak := false
+	var succID uint64
+	var succPrev []byte
+	switch err := tx.QueryRowContext(ctx, "SELECT segment_id, prev_digest FROM segments WHERE host_id = ? AND seq = ? AND chain_ok IS NULL FOR UPDATE",
+		m.HostID, m.Seq+1).Scan(&succID, &succPrev); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return result{}, fmt.Errorf("read successor chain: %w", err)
+	default:
+		ok := string(succPrev) == string(digest)
+		succBreak = !ok
+		if _, err := tx.ExecContext(ctx, "UPDATE segments SET chain_ok = ? WHERE segment_id = ?", ok, succID); err != nil {
+			return result{}, fmt.Errorf("update successor chain: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return result{}, fmt.Errorf("commit: %w", err)
 	}
-	return result{outcome: loaded, rows: rows, bytes: size, chainBreak: chain.Valid && !chain.Bool}, nil
+	return result{outcome: loaded, rows: rows, bytes: size, chainBreak: chain.Valid && !chain.Bool, succBreak: succBreak}, nil
 }
 
 type queryer interface {
@@ -830,7 +901,8 @@ type queryer interface {
 }
 
 // existing looks (host, seq) up in the ledger: done is true if it is there,
-// as a skip (same digest) or ErrReplay (another digest).
+// as a skip (same digest) or ErrFork (another digest); a digest the ledger
+// holds under another (host, seq) is ErrReplay.
 func (w *worker) existing(ctx context.Context, q queryer, m *spool.Manifest, digest []byte) (result, bool, error) {
 	var have []byte
 	var at time.Time
@@ -853,8 +925,8 @@ func (w *worker) existing(ctx context.Context, q queryer, m *spool.Manifest, dig
 	if string(have) == string(digest) {
 		return result{outcome: skipped}, true, nil
 	}
-	return result{}, true, fmt.Errorf("%w: seq %d was loaded at %s with digest %x, this one is %x",
-		ErrReplay, m.Seq, at.UTC().Format(time.RFC3339), have, digest)
+	return result{}, true, fmt.Errorf("%w: host %s seq %d was loaded at %s with digest %x, this segment claims the same seq with digest %x",
+		ErrFork, m.HostID, m.Seq, at.UTC().Format(time.RFC3339), have, digest)
 }
 
 // loadTable streams one table of seg into LOAD DATA and checks that every

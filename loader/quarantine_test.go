@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -49,7 +50,7 @@ func TestQuarantine(t *testing.T) {
 	good4 := f.seal("h4", rows(10))[0]
 	copyFile(good4, filepath.Join(registry.DirsOf(f.state, "h5").Inbox, filepath.Base(good4)))
 	// h6: seq 1 loaded, then a second spool of the same host (same key)
-	// sends another seq 1: a replay with a different digest.
+	// sends another seq 1: a fork of the chain (same seq, another digest).
 	f.seal("h6", rows(10))
 	if s := run(t, db, f.state, 2); s.Loaded != 3 || s.Quarantined != 4 {
 		t.Fatalf("first run: %s, want 3 loaded, 4 quarantined", s)
@@ -57,8 +58,8 @@ func TestQuarantine(t *testing.T) {
 	f.writers["h6"].Close()
 	delete(f.writers, "h6")
 	f.seal("h6", rows(11))
-	if s := run(t, db, f.state, 2); s.Quarantined != 1 {
-		t.Fatalf("replay run: %s, want 1 quarantined", s)
+	if s := run(t, db, f.state, 2); s.Quarantined != 1 || s.Forks != 1 {
+		t.Fatalf("fork run: %s, want 1 quarantined as a fork", s)
 	}
 	// A file larger than the limit below.
 	big := f.seal("h1", rows(3000))[0]
@@ -91,7 +92,7 @@ func TestQuarantine(t *testing.T) {
 		}
 		got = append(got, h+" "+c)
 	}
-	want := []string{"h1 corrupt", "h1 too_large", "h2 corrupt", "h3 bad_signature", "h5 wrong_host", "h6 replay"}
+	want := []string{"h1 corrupt", "h1 too_large", "h2 corrupt", "h3 bad_signature", "h5 wrong_host", "h6 fork"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("quarantine rows (-want +got):\n%s", diff)
 	}
@@ -155,5 +156,89 @@ func TestChainBreak(t *testing.T) {
 	var ok int
 	if err := db.QueryRow("SELECT chain_ok FROM segments WHERE seq = 2").Scan(&ok); err != nil || ok != 0 {
 		t.Errorf("chain_ok of seq 2: %d (%v), want 0", ok, err)
+	}
+}
+
+// TestChainBreakSuccessorFirst: when the later segment commits first, the
+// break is found as the earlier one commits; load must count and log it
+// like any other.
+func TestChainBreakSuccessorFirst(t *testing.T) {
+	db, _ := newDB(t)
+	f := newFixture(t, "h1")
+	procs, files, socks := busyRows(hostileBase(), 20)
+	fill := func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) }
+	// Spool A seals seq 1; keep it aside.
+	a1 := f.seal("h1", fill)[0]
+	aside := filepath.Join(t.TempDir(), filepath.Base(a1))
+	if err := os.Rename(a1, aside); err != nil {
+		t.Fatal(err)
+	}
+	// Spool B (same key) seals seq 1 and 2; only its seq 2 arrives.
+	f.writers["h1"].Close()
+	delete(f.writers, "h1")
+	b1 := f.seal("h1", fill)[0]
+	os.Remove(b1)
+	f.seal("h1", fill)
+	if s := run(t, db, f.state, 1); s.Loaded != 1 || s.ChainBreaks != 0 {
+		t.Fatalf("first run: %s, want seq 2 loaded, chain unsettled", s)
+	}
+	if err := os.Rename(aside, a1); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	l, err := New(Options{DB: db, StateDir: f.state, Workers: 1, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	s, err := l.Run(t.Context())
+	if err != nil || s.Loaded != 1 || s.ChainBreaks != 1 {
+		t.Fatalf("second run: %s (%v), want seq 1 loaded and 1 chain break", s, err)
+	}
+	if !strings.Contains(logs.String(), "hash chain broken") || !strings.Contains(logs.String(), "seq=2") {
+		t.Errorf("log does not report the break of seq 2:\n%s", logs.String())
+	}
+	var ok int
+	if err := db.QueryRow("SELECT chain_ok FROM segments WHERE seq = 2").Scan(&ok); err != nil || ok != 0 {
+		t.Errorf("chain_ok of seq 2: %d (%v), want 0", ok, err)
+	}
+}
+
+// TestTimeRange: segments with rows before 1970 or in 2262 are quarantined
+// (class time_range), not loaded; a segment in range beside them loads.
+func TestTimeRange(t *testing.T) {
+	db, _ := newDB(t)
+	f := newFixture(t, "h1", "h2", "h3")
+	at := func(ts int64) func(event.Sink) {
+		return func(s event.Sink) {
+			s.AppendProc(&event.Proc{TS: ts, Event: event.ProcExec, PID: 1, TID: 1, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1})
+		}
+	}
+	f.seal("h1", at(9_200_000_000_000_000_000)) // 2261-07-20
+	f.seal("h2", at(-1))                        // 1969-12-31T23:59:59.999999999Z
+	f.seal("h3", at(hostileBase()))
+	s := run(t, db, f.state, 2)
+	if s.Loaded != 1 || s.Quarantined != 2 {
+		t.Fatalf("run: %s, want 1 loaded, 2 quarantined", s)
+	}
+	rows, err := db.Query("SELECT host_id, class FROM quarantine ORDER BY host_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var h, c string
+		if err := rows.Scan(&h, &c); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, h+" "+c)
+	}
+	if diff := cmp.Diff([]string{"h1 time_range", "h2 time_range"}, got); diff != "" {
+		t.Errorf("quarantine rows (-want +got):\n%s", diff)
+	}
+	var last time.Time
+	if err := db.QueryRow("SELECT MAX(last_seen) FROM hosts").Scan(&last); err != nil || last.Year() > 2200 {
+		t.Errorf("hosts.last_seen: %v (%v), want today", last, err)
 	}
 }
