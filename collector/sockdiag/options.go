@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/collector"
+	"github.com/pofr/pofr/collector/sockowner"
 	"github.com/pofr/pofr/internal/event"
 )
 
@@ -139,6 +140,23 @@ type Options struct {
 	// research/kernel-probes.md, the default 208 KiB did). Tests make it
 	// tiny to force ENOBUFS.
 	DestroyRcvBuf int
+	// ConnOwners, if set, names the owners of outbound connections from
+	// kernel tracepoints (sockowner.Source): it is synced before each batch
+	// of destroy notifications and each dump, and a connection it knows
+	// needs no fd scan, even one that closed before any dump saw it.
+	// Sources of other network namespaces share it.
+	ConnOwners ConnOwners
+}
+
+// ConnOwners is where the source takes connection owners from besides the
+// fd scan. sockowner.Source implements it.
+type ConnOwners interface {
+	// Sync brings the owners up to date; it returns how many tracepoint
+	// records the kernel dropped since the previous Sync.
+	Sync() (lost uint64)
+	// Take returns and forgets the owner of the connection with key k and
+	// local address laddr.
+	Take(k sockowner.Key, laddr [16]byte) (sockowner.Owner, bool)
 }
 
 // Stats are the counters of a [Source] since it started.
@@ -166,6 +184,11 @@ type Stats struct {
 	// is known; OwnerFromListener counts those of OwnerKnown attributed
 	// through their listener only.
 	OwnerKnown, OwnerUnknown, OwnerFromListener uint64
+	// OwnerFromTracepoint counts sockets whose owner came from
+	// Options.ConnOwners (close rows and sockets first seen in a dump);
+	// OwnerRecordsLost the tracepoint records the kernel dropped (each
+	// batch also a gap row).
+	OwnerFromTracepoint, OwnerRecordsLost uint64
 	// Unbound counts destroy messages of sockets that were never bound (local
 	// and remote port 0, e.g. address-family probes): no row is written.
 	Unbound uint64

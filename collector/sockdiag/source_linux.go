@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pofr/pofr/collector/sockowner"
 	"github.com/pofr/pofr/internal/event"
 )
 
@@ -50,6 +51,8 @@ type Source struct {
 	lastCensus time.Time
 	want       map[uint32]*sockEntry
 	fresh      []*sockEntry
+	// lastOwnerSync is when ConnOwners was last synced (gap rows).
+	lastOwnerSync int64
 
 	// AllNetns: one child source per other network namespace, keyed by its
 	// nsfs inode; retired sums the counters of children that stopped.
@@ -91,6 +94,7 @@ type sockEntry struct {
 	self       bool
 	ownerTried bool   // an fd scan looked for the inode and did not find it
 	gen        uint64 // last dump that saw it
+	tpPID      int32  // owner pid from ConnOwners whose process was gone (no proc_start)
 	missing    int64  // when it was first missing from a dump; 0 if present
 }
 
@@ -237,6 +241,8 @@ func (st *Stats) add(o *Stats) {
 	st.OwnerKnown += o.OwnerKnown
 	st.OwnerUnknown += o.OwnerUnknown
 	st.OwnerFromListener += o.OwnerFromListener
+	st.OwnerFromTracepoint += o.OwnerFromTracepoint
+	st.OwnerRecordsLost += o.OwnerRecordsLost
 	st.Unbound += o.Unbound
 	st.Untracked += o.Untracked
 	st.Tracked += o.Tracked
@@ -529,7 +535,8 @@ func (s *Source) procNetDump(out []inetDiag) ([]inetDiag, error) {
 func (s *Source) applyDump(now int64, dump []inetDiag, procnet bool, t0 time.Time) {
 	clear(s.want)
 	s.fresh = s.fresh[:0]
-	var untracked uint64
+	s.syncOwners(now)
+	var untracked, fromTP uint64
 	for i := range dump {
 		m := &dump[i]
 		if m.SrcPort == 0 && m.DstPort == 0 {
@@ -561,6 +568,9 @@ func (s *Source) applyDump(now int64, dump []inetDiag, procnet bool, t0 time.Tim
 			e.missing = 0
 		}
 		e.gen = s.gen
+		if !e.owner && s.takeOwner(e) {
+			fromTP++
+		}
 		if !e.owner && !e.ownerTried && m.Inode != 0 {
 			s.want[m.Inode] = e
 		}
@@ -600,7 +610,7 @@ func (s *Source) applyDump(now int64, dump []inetDiag, procnet bool, t0 time.Tim
 		r := s.row(e, now)
 		r.Event = event.SockClose
 		r.Flags |= event.SockFlagVanished
-		if !e.owner && s.byListener(&r, &e.m) {
+		if !e.owner && e.tpPID == 0 && s.byListener(&r, &e.m) {
 			fromListener++
 		}
 		if r.PID.Valid {
@@ -626,11 +636,77 @@ func (s *Source) applyDump(now int64, dump []inetDiag, procnet bool, t0 time.Tim
 		st.OwnerUnknown += unknown
 		st.OwnerFromListener += fromListener
 		st.Untracked += untracked
+		st.OwnerFromTracepoint += fromTP
 		st.Tracked = len(s.tracked)
 		if took > 0 {
 			st.LastDump = took
 		}
 	})
+}
+
+// syncOwners brings Options.ConnOwners up to date before a dump or a batch
+// of destroy notifications is applied; a loss of tracepoint records becomes
+// a gap row.
+func (s *Source) syncOwners(now int64) {
+	if s.opts.ConnOwners == nil {
+		return
+	}
+	if lost := s.opts.ConnOwners.Sync(); lost > 0 {
+		s.opts.Sink.AppendGap(&event.Gap{FromTS: s.lastOwnerSync, ToTS: now, Source: event.SourceSock,
+			Lost: event.Some(int64(lost)), Reason: "connection owner tracepoint records lost (ring full)"})
+		s.stat(func(st *Stats) { st.OwnerRecordsLost += lost })
+	}
+	s.lastOwnerSync = now
+}
+
+// connOwner takes the owner of socket m from Options.ConnOwners.
+func (s *Source) connOwner(m *inetDiag) (sockowner.Owner, bool) {
+	if s.opts.ConnOwners == nil || m.DstPort == 0 || m.SrcPort == 0 {
+		return sockowner.Owner{}, false
+	}
+	n := m.addrLen()
+	k, laddr := sockowner.KeyOf(m.Protocol, m.Src[:n], m.SrcPort, m.Dst[:n], m.DstPort)
+	return s.opts.ConnOwners.Take(k, laddr)
+}
+
+// takeOwner gives a tracked socket its owner from Options.ConnOwners and
+// reports whether it did. A pid whose process is already gone gives no
+// owner here (its life cannot be named); the fd scan and the close row
+// still try.
+func (s *Source) takeOwner(e *sockEntry) bool {
+	if isListener(&e.m) {
+		return false
+	}
+	o, ok := s.connOwner(&e.m)
+	if !ok {
+		return false
+	}
+	start, self, ok := s.owner(o.PID)
+	if !ok {
+		e.tpPID = o.PID
+		return false
+	}
+	e.pid, e.start, e.self, e.owner = o.PID, start, self, true
+	return true
+}
+
+// ownerRow fills the owner of a close row for a socket no dump saw, from
+// Options.ConnOwners, and reports whether it did. When the process is gone
+// already the row gets the pid without proc_start.
+func (s *Source) ownerRow(r *event.Sock, m *inetDiag) bool {
+	o, ok := s.connOwner(m)
+	if !ok {
+		return false
+	}
+	r.PID = event.Some(o.PID)
+	r.Flags &^= event.SockFlagOwnerUnknown
+	if start, self, ok := s.owner(o.PID); ok {
+		r.ProcStart = event.Some(start)
+		if self {
+			r.Flags |= event.SockFlagSelf
+		}
+	}
+	return true
 }
 
 // resolve is called by the fd scanner for each wanted inode it finds.
@@ -753,6 +829,8 @@ func (s *Source) row(e *sockEntry, ts int64) event.Sock {
 		if e.self {
 			r.Flags |= event.SockFlagSelf
 		}
+	} else if e.tpPID != 0 {
+		r.PID = event.Some(e.tpPID) // from ConnOwners; the process was gone
 	} else {
 		r.Flags |= event.SockFlagOwnerUnknown
 	}
@@ -806,7 +884,8 @@ func (s *Source) drain() {
 		s.spare = q
 		return
 	}
-	var destroys, known, unknown, fromListener, unbound, overruns uint64
+	s.syncOwners(s.now().UnixNano())
+	var destroys, known, unknown, fromListener, fromTP, unbound, overruns uint64
 	for i := range q {
 		d := &q[i]
 		if d.overrun {
@@ -831,6 +910,9 @@ func (s *Source) drain() {
 		if e != nil {
 			// Final state, counters and tuple from the destroy message; the
 			// rest from the table.
+			if !e.owner && s.takeOwner(e) {
+				fromTP++
+			}
 			r = s.row(e, d.ts)
 			fin := sockBaseRow(m, d.ts)
 			r.State, r.BytesSent, r.BytesRecv = fin.State, fin.BytesSent, fin.BytesRecv
@@ -840,7 +922,7 @@ func (s *Source) drain() {
 			if !r.BytesRecv.Valid && e.m.HasInfo {
 				r.BytesRecv = event.Some(e.m.BytesReceived)
 			}
-			if !e.owner && s.byListener(&r, &e.m) {
+			if !e.owner && e.tpPID == 0 && s.byListener(&r, &e.m) {
 				fromListener++
 			}
 			s.forget(m.Cookie, e)
@@ -849,7 +931,9 @@ func (s *Source) drain() {
 			r.Netns = s.netns
 			r.Direction = s.direction(m)
 			r.Flags |= event.SockFlagOwnerUnknown
-			if s.byListener(&r, m) {
+			if s.ownerRow(&r, m) {
+				fromTP++
+			} else if s.byListener(&r, m) {
 				fromListener++
 			}
 		}
@@ -870,6 +954,7 @@ func (s *Source) drain() {
 		st.OwnerKnown += known
 		st.OwnerUnknown += unknown
 		st.OwnerFromListener += fromListener
+		st.OwnerFromTracepoint += fromTP
 		st.Unbound += unbound
 		st.Tracked = len(s.tracked)
 		_ = overruns // counted by the reader
