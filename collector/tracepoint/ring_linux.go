@@ -1,0 +1,569 @@
+package tracepoint
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Errors of Open; the collector falls back to cn_proc on any of them and
+// logs which.
+var (
+	// ErrPerm: perf_event_open was refused (no CAP_PERFMON or
+	// CAP_SYS_ADMIN, a seccomp profile, lockdown).
+	ErrPerm = errors.New("tracepoint: perf_event_open refused")
+	// ErrMemlock: the rings exceed the locked-memory allowance.
+	ErrMemlock = errors.New("tracepoint: ring memory over the locked-memory limit")
+	// ErrEvent: a tracepoint or its filter was not accepted.
+	ErrEvent = errors.New("tracepoint: bad event")
+)
+
+// Event is one tracepoint to open.
+type Event struct {
+	// Name is "sys:name", e.g. "sched:sched_process_exec".
+	Name string
+	// Filter is a kernel event filter (tracefs filter syntax over the
+	// tracepoint's fields, e.g. "oldstate == 7 && newstate == 2"), applied
+	// with PERF_EVENT_IOC_SET_FILTER; "" records every hit.
+	Filter string
+	// StackBytes, if positive, also samples the user stack pointer and that
+	// many bytes of the user stack from it (PERF_SAMPLE_REGS_USER and
+	// STACK_USER; rounded up to 8, at most MaxStackBytes). Ignored where the
+	// stack pointer's register number is unknown (see Set.StackSampled).
+	StackBytes int
+}
+
+// MaxStackBytes is the largest user-stack dump a sample can carry (a record's
+// size is 16 bits).
+const MaxStackBytes = 65528
+
+// Options configure Open.
+type Options struct {
+	Events []Event
+	// RingBytes is each CPU's ring data size, rounded up to a power of two
+	// pages. Default 1 MiB.
+	RingBytes int
+	// Watermark is the number of bytes in a ring that makes Wait return;
+	// default half the ring.
+	Watermark int
+	// FS is the tracefs to read formats from; default OpenFS (closed again
+	// by Open).
+	FS *FS
+	// CPUs lists the CPUs to open rings on; default every online CPU.
+	CPUs []int
+}
+
+// Record is what Drain hands to its handler: a sample of Events[Event], or,
+// when Event is -1, a loss.
+type Record struct {
+	Event  int
+	Sample Sample
+	Lost   Lost
+	// Bytes is the whole perf record as the kernel wrote it, for capture
+	// into test data; it aliases the ring like Sample's slices.
+	Bytes []byte
+}
+
+// Stats are a Set's counters since Open.
+type Stats struct {
+	Samples     uint64 // samples handed out
+	Lost        uint64 // samples the kernel dropped (sum of PERF_RECORD_LOST counts)
+	LostRecords uint64 // PERF_RECORD_LOST records
+	Bad         uint64 // records that did not decode (skipped)
+	Bytes       uint64 // ring bytes consumed
+	Drains      uint64
+	Wakeups     uint64 // Wait returns because a ring reached its watermark
+}
+
+// Settle is how far behind the current time Drain stops: a sample is written
+// a few µs after its timestamp is taken, so samples younger than this may
+// still be in flight on another CPU, and are left for the next drain to
+// keep the merge in time order.
+const Settle = time.Millisecond
+
+// Set is a set of tracepoints opened on every CPU, one ring per CPU. Drain
+// and Wait must not be called concurrently; Interrupt may be called from
+// any goroutine.
+type Set struct {
+	events  []Event
+	formats []*Format
+	layouts []Layout
+	ids     []uint16 // tracepoint id of events[i]
+	rings   []*ring
+	fds     []int
+	efd     int
+	pfds    []unix.PollFd
+	st      Stats
+	closed  bool
+	heap    []int // ring indexes with a pending record, for the merge
+}
+
+// ring is one CPU's mmap'd buffer.
+type ring struct {
+	cpu     int
+	fd      int
+	mem     []byte
+	meta    *unix.PerfEventMmapPage
+	data    []byte
+	mask    uint64
+	tail    uint64 // next byte to read
+	head    uint64 // data_head read at the start of this drain
+	last    uint64 // time of the last record handed out
+	scratch []byte // a record that wraps around the end, copied
+	// The next record, parsed and not yet handed out.
+	rec     []byte
+	recTime uint64
+	recType uint32
+}
+
+// Open opens every event on every CPU, joins each CPU's outputs into one
+// ring and maps it. Events stay disabled until Enable.
+func Open(o Options) (*Set, error) {
+	if len(o.Events) == 0 {
+		return nil, fmt.Errorf("%w: no events", ErrEvent)
+	}
+	fs := o.FS
+	if fs == nil {
+		var err error
+		if fs, err = OpenFS(); err != nil {
+			return nil, err
+		}
+		defer fs.Close()
+	}
+	s := &Set{efd: -1}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+	for _, ev := range o.Events {
+		sys, name, found := strings.Cut(ev.Name, ":")
+		if !found {
+			return nil, fmt.Errorf("%w: %q: want sys:name", ErrEvent, ev.Name)
+		}
+		f, err := fs.Format(sys, name)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrEvent, err)
+		}
+		for _, id := range s.ids {
+			if id == f.ID {
+				return nil, fmt.Errorf("%w: %s given twice", ErrEvent, ev.Name)
+			}
+		}
+		var l Layout
+		if ev.StackBytes > 0 && spRegMask != 0 {
+			ev.StackBytes = min((ev.StackBytes+7)&^7, MaxStackBytes)
+			l = Layout{Regs: bits.OnesCount64(spRegMask), Stack: true}
+		} else {
+			ev.StackBytes = 0
+		}
+		s.events, s.formats, s.layouts, s.ids = append(s.events, ev), append(s.formats, f), append(s.layouts, l), append(s.ids, f.ID)
+	}
+	cpus := o.CPUs
+	if cpus == nil {
+		var err error
+		if cpus, err = onlineCPUs(); err != nil {
+			return nil, err
+		}
+	}
+	page := os.Getpagesize()
+	pages := max(1, (o.RingBytes+page-1)/page)
+	if o.RingBytes <= 0 {
+		pages = (1 << 20) / page
+	}
+	pages = 1 << bits.Len(uint(pages-1)) // a power of two
+	size := pages * page
+	wm := o.Watermark
+	if wm <= 0 || wm > size {
+		wm = size / 2
+	}
+	raiseMemlock(len(cpus) * (pages + 1) * page)
+	for _, cpu := range cpus {
+		r := &ring{cpu: cpu, fd: -1}
+		for i, ev := range s.events {
+			attr := unix.PerfEventAttr{
+				Type:        unix.PERF_TYPE_TRACEPOINT,
+				Size:        uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
+				Config:      uint64(s.ids[i]),
+				Sample:      1,
+				Sample_type: unix.PERF_SAMPLE_TID | unix.PERF_SAMPLE_TIME | unix.PERF_SAMPLE_CPU | unix.PERF_SAMPLE_RAW,
+				Bits:        unix.PerfBitDisabled | unix.PerfBitWatermark | unix.PerfBitSampleIDAll | unix.PerfBitUseClockID,
+				Wakeup:      uint32(wm),
+				Clockid:     unix.CLOCK_MONOTONIC,
+			}
+			if s.layouts[i].Stack {
+				attr.Sample_type |= unix.PERF_SAMPLE_REGS_USER | unix.PERF_SAMPLE_STACK_USER
+				attr.Sample_regs_user = spRegMask
+				attr.Sample_stack_user = uint32(ev.StackBytes)
+			}
+			fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
+			if err != nil {
+				if err == unix.EACCES || err == unix.EPERM {
+					return nil, fmt.Errorf("%w: %s on CPU %d: %w", ErrPerm, ev.Name, cpu, err)
+				}
+				return nil, fmt.Errorf("%w: perf_event_open %s on CPU %d: %w", ErrEvent, ev.Name, cpu, err)
+			}
+			s.fds = append(s.fds, fd)
+			if ev.Filter != "" {
+				if err := setFilter(fd, ev.Filter); err != nil {
+					return nil, fmt.Errorf("%w: %s: filter %q: %w", ErrEvent, ev.Name, ev.Filter, err)
+				}
+			}
+			if r.fd < 0 {
+				if err := r.mmap(fd, pages, page); err != nil {
+					if err == unix.EPERM {
+						return nil, fmt.Errorf("%w: %d CPUs × %d KiB rings: %v; grant CAP_IPC_LOCK, raise RLIMIT_MEMLOCK or kernel.perf_event_mlock_kb, or use smaller rings",
+							ErrMemlock, len(cpus), size>>10, err)
+					}
+					return nil, fmt.Errorf("mmap ring of CPU %d: %w", cpu, err)
+				}
+				s.rings = append(s.rings, r)
+				continue
+			}
+			if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_SET_OUTPUT, r.fd); err != nil {
+				return nil, fmt.Errorf("join %s to the ring of CPU %d: %w", ev.Name, cpu, err)
+			}
+		}
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	s.efd = efd
+	for _, r := range s.rings {
+		s.pfds = append(s.pfds, unix.PollFd{Fd: int32(r.fd), Events: unix.POLLIN})
+	}
+	s.pfds = append(s.pfds, unix.PollFd{Fd: int32(efd), Events: unix.POLLIN})
+	ok = true
+	return s, nil
+}
+
+// raiseMemlock raises RLIMIT_MEMLOCK to cover need bytes more when the
+// hard limit (or CAP_SYS_RESOURCE) allows it. perf charges ring pages
+// beyond kernel.perf_event_mlock_kb per CPU to it, unless the process has
+// CAP_IPC_LOCK; when neither is enough, mmap fails with EPERM (ErrMemlock).
+func raiseMemlock(need int) {
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim) != nil || lim.Cur == unix.RLIM_INFINITY {
+		return
+	}
+	want := lim.Cur + uint64(need)
+	nl := unix.Rlimit{Cur: want, Max: max(lim.Max, want)}
+	if unix.Setrlimit(unix.RLIMIT_MEMLOCK, &nl) != nil && lim.Max > lim.Cur {
+		nl = unix.Rlimit{Cur: lim.Max, Max: lim.Max}
+		unix.Setrlimit(unix.RLIMIT_MEMLOCK, &nl)
+	}
+}
+
+// setFilter applies a tracefs filter expression to an event.
+func setFilter(fd int, filter string) error {
+	b := append([]byte(filter), 0)
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(unix.PERF_EVENT_IOC_SET_FILTER), uintptr(unsafe.Pointer(&b[0])))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// mmap maps the ring of fd: one metadata page and pages of data.
+func (r *ring) mmap(fd, pages, page int) error {
+	mem, err := unix.Mmap(fd, 0, (pages+1)*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return err
+	}
+	r.fd, r.mem = fd, mem
+	r.meta = (*unix.PerfEventMmapPage)(unsafe.Pointer(&mem[0]))
+	off, size := int(r.meta.Data_offset), int(r.meta.Data_size)
+	if off == 0 || size == 0 { // kernels before 4.1
+		off, size = page, pages*page
+	}
+	r.data = mem[off : off+size]
+	r.mask = uint64(size - 1)
+	r.tail = atomic.LoadUint64(&r.meta.Data_tail)
+	return nil
+}
+
+// onlineCPUs lists the online CPUs.
+func onlineCPUs() ([]int, error) {
+	b, err := os.ReadFile("/sys/devices/system/cpu/online")
+	if err != nil {
+		return nil, fmt.Errorf("online CPUs: %w", err)
+	}
+	cpus, err := ParseCPUList(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("online CPUs: %w", err)
+	}
+	return cpus, nil
+}
+
+// Formats returns the format of each event, in the order of Options.Events.
+func (s *Set) Formats() []*Format { return s.formats }
+
+// StackSampled reports whether events[i]'s samples carry the user stack.
+func (s *Set) StackSampled(i int) bool { return s.layouts[i].Stack }
+
+// CPUs returns the number of rings.
+func (s *Set) CPUs() int { return len(s.rings) }
+
+// RingBytes returns each ring's data size.
+func (s *Set) RingBytes() int {
+	if len(s.rings) == 0 {
+		return 0
+	}
+	return len(s.rings[0].data)
+}
+
+// Stats returns the counters.
+func (s *Set) Stats() Stats { return s.st }
+
+// Enable starts recording on every CPU.
+func (s *Set) Enable() error {
+	now := Now()
+	for _, r := range s.rings {
+		r.last = now
+	}
+	for _, fd := range s.fds {
+		if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_ENABLE, 0); err != nil {
+			return fmt.Errorf("enable tracepoint: %w", err)
+		}
+	}
+	return nil
+}
+
+// Disable stops recording; what is in the rings can still be drained.
+func (s *Set) Disable() error {
+	for _, fd := range s.fds {
+		if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_DISABLE, 0); err != nil {
+			return fmt.Errorf("disable tracepoint: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close unmaps the rings and closes the events.
+func (s *Set) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	for _, r := range s.rings {
+		unix.Munmap(r.mem)
+	}
+	for _, fd := range s.fds {
+		unix.Close(fd)
+	}
+	if s.efd >= 0 {
+		unix.Close(s.efd)
+	}
+	return nil
+}
+
+// Now returns CLOCK_MONOTONIC in ns, the clock of sample times.
+func Now() uint64 {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// Wait blocks until a ring holds at least the watermark, Interrupt is
+// called, or timeout passes (negative: no timeout). It reports whether a
+// ring reached its watermark.
+func (s *Set) Wait(timeout time.Duration) (bool, error) {
+	ms := -1
+	if timeout >= 0 {
+		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
+	}
+	for i := range s.pfds {
+		s.pfds[i].Revents = 0
+	}
+	n, err := unix.Poll(s.pfds, ms)
+	if err == unix.EINTR {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("poll rings: %w", err)
+	}
+	if n == 0 {
+		return false, nil
+	}
+	woken := false
+	for _, p := range s.pfds[:len(s.rings)] {
+		if p.Revents&unix.POLLIN != 0 {
+			woken = true
+		}
+	}
+	if s.pfds[len(s.rings)].Revents != 0 {
+		var b [8]byte
+		unix.Read(s.efd, b[:])
+	}
+	if woken {
+		s.st.Wakeups++
+	}
+	return woken, nil
+}
+
+// Interrupt makes a blocked Wait return.
+func (s *Set) Interrupt() {
+	b := [8]byte{1}
+	unix.Write(s.efd, b[:])
+}
+
+// Drain hands every record older than Now() − Settle to h, samples of all
+// CPUs merged by time, then frees their ring space. It returns the number of
+// records handed out. h must not keep the slices of a Record.
+func (s *Set) Drain(h func(*Record)) int { return s.drain(Now()-uint64(Settle), h) }
+
+// Flush is Drain without the settle margin: everything in the rings now
+// (after Disable, to empty them for good).
+func (s *Set) Flush(h func(*Record)) int { return s.drain(^uint64(0), h) }
+
+func (s *Set) drain(cutoff uint64, h func(*Record)) int {
+	s.st.Drains++
+	s.heap = s.heap[:0]
+	for i, r := range s.rings {
+		r.head = atomic.LoadUint64(&r.meta.Data_head)
+		if s.next(r, cutoff) {
+			s.heap = append(s.heap, i)
+		}
+	}
+	n := 0
+	var rec Record
+	for len(s.heap) > 0 {
+		// Few CPUs: a linear scan for the oldest is cheaper than a heap.
+		best := 0
+		for j := 1; j < len(s.heap); j++ {
+			if s.rings[s.heap[j]].recTime < s.rings[s.heap[best]].recTime {
+				best = j
+			}
+		}
+		r := s.rings[s.heap[best]]
+		if s.emit(r, &rec) {
+			h(&rec)
+			n++
+		}
+		r.tail += uint64(len(r.rec))
+		s.st.Bytes += uint64(len(r.rec))
+		if !s.next(r, cutoff) {
+			s.heap[best] = s.heap[len(s.heap)-1]
+			s.heap = s.heap[:len(s.heap)-1]
+		}
+	}
+	for _, r := range s.rings {
+		atomic.StoreUint64(&r.meta.Data_tail, r.tail)
+	}
+	return n
+}
+
+// next reads the record at r.tail into r.rec, and reports whether there is
+// one older than cutoff.
+func (s *Set) next(r *ring, cutoff uint64) bool {
+	for r.tail < r.head {
+		off := r.tail & r.mask
+		size := uint64(len(r.data))
+		var hdr [headerLen]byte
+		if off+headerLen <= size {
+			copy(hdr[:], r.data[off:])
+		} else {
+			n := copy(hdr[:], r.data[off:])
+			copy(hdr[n:], r.data)
+		}
+		typ, sz, err := ParseHeader(hdr[:])
+		if err != nil || uint64(sz) > r.head-r.tail {
+			// The ring is corrupt (cannot happen with a sane kernel): drop
+			// what is there.
+			s.st.Bad++
+			r.tail = r.head
+			return false
+		}
+		if off+uint64(sz) <= size {
+			r.rec = r.data[off : off+uint64(sz)]
+		} else {
+			r.scratch = append(r.scratch[:0], r.data[off:]...)
+			r.scratch = append(r.scratch, r.data[:uint64(sz)-(size-off)]...)
+			r.rec = r.scratch
+		}
+		r.recType = typ
+		switch typ {
+		case recordSample:
+			if len(r.rec) < headerLen+16 {
+				r.recTime = r.last
+			} else {
+				r.recTime = binary.NativeEndian.Uint64(r.rec[headerLen+8:])
+			}
+		case recordLost:
+			if _, t, err := ParseLost(r.rec); err == nil {
+				r.recTime = t
+			} else {
+				r.recTime = r.last
+			}
+		default:
+			r.recTime = r.last
+		}
+		if r.recTime > cutoff {
+			return false
+		}
+		return true
+	}
+	return false
+}
+
+// emit decodes r.rec into rec; false for records that are skipped.
+func (s *Set) emit(r *ring, rec *Record) bool {
+	switch r.recType {
+	case recordSample:
+		if err := ParseSample(r.rec, s.layout, &rec.Sample); err != nil {
+			s.st.Bad++
+			return false
+		}
+		id, _ := rec.Sample.TypeID()
+		rec.Event = -1
+		for i, x := range s.ids {
+			if x == id {
+				rec.Event = i
+			}
+		}
+		if rec.Event < 0 {
+			s.st.Bad++
+			return false
+		}
+		rec.Bytes = r.rec
+		if rec.Sample.Time > r.last {
+			r.last = rec.Sample.Time
+		}
+		s.st.Samples++
+		return true
+	case recordLost:
+		n, t, err := ParseLost(r.rec)
+		if err != nil {
+			s.st.Bad++
+			return false
+		}
+		*rec = Record{Event: -1, Lost: Lost{CPU: r.cpu, Count: n, From: r.last, To: t}, Bytes: r.rec}
+		if t > r.last {
+			r.last = t
+		}
+		s.st.Lost += n
+		s.st.LostRecords++
+		return true
+	}
+	return false
+}
+
+// layout returns the layout of tracepoint id.
+func (s *Set) layout(id uint16) Layout {
+	for i, x := range s.ids {
+		if x == id {
+			return s.layouts[i]
+		}
+	}
+	return Layout{}
+}

@@ -1,0 +1,284 @@
+package tracepoint
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pofr/pofr/internal/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }
+
+// requirePerf skips unless tracepoints can be opened here.
+func requirePerf(t *testing.T) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	fs, err := OpenFS()
+	if err != nil {
+		testutil.Skip(t, testutil.TierPriv, err.Error())
+	}
+	fs.Close()
+}
+
+// uniqueTrue copies /bin/true to a path no other process on the host runs,
+// so a kernel filter on the exec's filename sees only this test's execs.
+func uniqueTrue(t *testing.T) string {
+	t.Helper()
+	src, err := exec.LookPath("true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "pofr-tp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	p := filepath.Join(dir, "true-"+strings.ReplaceAll(t.Name(), "/", "_"))
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var procEvents = []Event{
+	{Name: "sched:sched_process_exec", StackBytes: 16384},
+	{Name: "task:task_newtask"},
+	{Name: "sched:sched_process_exit"},
+}
+
+// TestPrivSetRecordsExec opens the process tracepoints, runs a child with a
+// hostile argv and an environment of its own, and expects its newtask, exec
+// and exit samples in time order; the exec's argv from the stack dump must be
+// byte-exact when the dump holds it. With -update it writes the child's raw
+// records to testdata/sample/.
+func TestPrivSetRecordsExec(t *testing.T) {
+	requirePerf(t)
+	s, err := Open(Options{Events: procEvents, RingBytes: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	bin := uniqueTrue(t)
+	argv := []string{"tp-test", "two words", "tab\there", "nl\nx", "\xff\xfe", "", "last"}
+	var want []byte
+	for _, a := range argv {
+		want = append(append(want, a...), 0)
+	}
+	for attempt := 0; ; attempt++ {
+		// argv is missing from the dump in about a fifth of execs (see
+		// ParseArgv): retry until one exec has it, up to a bound.
+		cmd := exec.Command(bin)
+		cmd.Args = argv
+		cmd.Env = []string{"POFR_TP_TEST=env-must-not-leak"}
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+		pid := uint32(cmd.Process.Pid)
+		got := map[int][]byte{}
+		var last uint64
+		deadline := time.Now().Add(5 * time.Second)
+		for len(got) < 3 && time.Now().Before(deadline) {
+			s.Wait(20 * time.Millisecond)
+			s.Drain(func(r *Record) {
+				if r.Event < 0 {
+					t.Logf("lost %d", r.Lost.Count)
+					return
+				}
+				if r.Sample.Time < last {
+					t.Errorf("sample at %d after one at %d: not merged by time", r.Sample.Time, last)
+				}
+				last = r.Sample.Time
+				f := s.Formats()[r.Event]
+				var subject uint32
+				switch f.Name {
+				case "task_newtask":
+					fd, _ := f.Field("pid")
+					v, _ := fd.Uint(r.Sample.Raw)
+					subject = uint32(v)
+				default:
+					subject = r.Sample.PID
+				}
+				if subject == pid && got[r.Event] == nil {
+					got[r.Event] = recordBytes(r)
+				}
+			})
+		}
+		if len(got) < 3 {
+			t.Fatalf("pid %d: got samples of events %v, want exec, newtask and exit", pid, keys(got))
+		}
+		var smp Sample
+		if err := ParseSample(got[0], func(uint16) Layout { return s.layouts[0] }, &smp); err != nil {
+			t.Fatal(err)
+		}
+		fn, _ := s.Formats()[0].Field("filename")
+		name, err := fn.String(smp.Raw)
+		if err != nil || string(name) != bin {
+			t.Errorf("exec filename %q, %v; want %q", name, err, bin)
+		}
+		cmdline, argc, err := ParseArgv(smp.Stack, smp.SP, smp.RegsABI, nil)
+		if argc != len(argv) {
+			t.Errorf("argc %d, want %d", argc, len(argv))
+		}
+		if errors.Is(err, ErrArgvMissing) && attempt < 20 {
+			t.Logf("attempt %d: %v", attempt, err)
+			continue
+		}
+		if err != nil || !bytes.Equal(cmdline, want) {
+			t.Fatalf("argv %q, %v; want %q", cmdline, err, want)
+		}
+		if *update {
+			for ev, name := range []string{"exec", "newtask", "exit"} {
+				if err := os.WriteFile(filepath.Join("testdata", "sample", name+".bin"), got[ev], 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return
+	}
+}
+
+// recordBytes copies a record's bytes: the ring space is reused once the
+// handler returns.
+func recordBytes(r *Record) []byte { return append([]byte(nil), r.Bytes...) }
+
+func keys(m map[int][]byte) []int {
+	var k []int
+	for i := range m {
+		k = append(k, i)
+	}
+	return k
+}
+
+// TestPrivLostIsExact runs a storm of execs of one binary into a ring too
+// small for them, with a kernel filter on that binary's path, and drains
+// only afterwards: kept samples plus the counts of the lost records must be
+// the number of execs, and recording must go on after the loss.
+func TestPrivLostIsExact(t *testing.T) {
+	requirePerf(t)
+	bin := uniqueTrue(t)
+	s, err := Open(Options{Events: []Event{{Name: "sched:sched_process_exec", StackBytes: 4096,
+		Filter: `filename == "` + bin + `"`}}, RingBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	for range n {
+		if err := exec.Command(bin).Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var kept, lost, gaps uint64
+	count := func(r *Record) {
+		if r.Event < 0 {
+			lost += r.Lost.Count
+			gaps++
+			if r.Lost.To < r.Lost.From {
+				t.Errorf("loss interval %d..%d", r.Lost.From, r.Lost.To)
+			}
+			return
+		}
+		kept++
+	}
+	s.Flush(count)
+	// A ring's PERF_RECORD_LOST is written when that ring next has room and
+	// a sample to write: after the drain, one more exec on every CPU.
+	cpus, err := onlineCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cpu := range cpus {
+		if err := runOnCPU(cpu, bin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := uint64(n + len(cpus))
+	deadline := time.Now().Add(5 * time.Second)
+	for kept+lost < total && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		s.Flush(count)
+	}
+	t.Logf("%d execs: %d kept, %d lost in %d gaps", total, kept, lost, gaps)
+	if kept+lost != total || lost == 0 || gaps == 0 {
+		t.Errorf("kept %d + lost %d = %d, want %d execs with a loss", kept, lost, kept+lost, total)
+	}
+	if st := s.Stats(); st.Lost != lost || st.Bad != 0 {
+		t.Errorf("stats %+v, want Lost %d and no bad records", st, lost)
+	}
+}
+
+// runOnCPU runs bin pinned to cpu: the child inherits the affinity of the
+// locked thread that forks it.
+func runOnCPU(cpu int, bin string) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var old, set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		return err
+	}
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return err
+	}
+	defer unix.SchedSetaffinity(0, &old)
+	return exec.Command(bin).Run()
+}
+
+// TestPrivFilterRefused checks that a bad filter is reported as ErrEvent.
+func TestPrivFilterRefused(t *testing.T) {
+	requirePerf(t)
+	_, err := Open(Options{Events: []Event{{Name: "sched:sched_process_exec", Filter: "nosuchfield == 1"}}, RingBytes: 8192})
+	if !errors.Is(err, ErrEvent) {
+		t.Errorf("Open with a bad filter: %v, want ErrEvent", err)
+	}
+	_, err = Open(Options{Events: []Event{{Name: "sched:no_such_tracepoint"}}, RingBytes: 8192})
+	if !errors.Is(err, ErrEvent) {
+		t.Errorf("Open of a missing tracepoint: %v, want ErrEvent", err)
+	}
+}
+
+// TestPrivPrivateTracefs creates a private tracefs (attached to no mount
+// point) even when one is mounted, and reads a format through it.
+func TestPrivPrivateTracefs(t *testing.T) {
+	requirePerf(t)
+	fd, err := privateTracefs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &FS{root: fd, Where: "private"}
+	defer fs.Close()
+	f, err := fs.Format("sched", "sched_process_exec")
+	if err != nil || f.Name != "sched_process_exec" {
+		t.Fatalf("Format through a private tracefs: %v, %v", f, err)
+	}
+}
+
+func TestParseTracefsMounts(t *testing.T) {
+	in := "22 28 0:20 / /sys rw,nosuid - sysfs sysfs rw\n" +
+		"40 22 0:12 / /sys/kernel/tracing rw,nosuid - tracefs tracefs rw\n" +
+		"41 22 0:12 / /tmp/with\\040space rw - tracefs nodev rw\n" +
+		"garbage\n"
+	got, err := parseTracefsMounts(strings.NewReader(in))
+	if err != nil || len(got) != 2 || got[0] != "/sys/kernel/tracing" || got[1] != "/tmp/with space" {
+		t.Errorf("parseTracefsMounts = %q, %v", got, err)
+	}
+}
