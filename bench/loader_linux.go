@@ -20,7 +20,7 @@ import (
 	"github.com/pofr/pofr/internal/daemon"
 	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/profiles"
-	schema "github.com/pofr/pofr/sql"
+	"github.com/pofr/pofr/schema"
 	"github.com/pofr/pofr/uplink"
 )
 

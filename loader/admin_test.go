@@ -13,7 +13,7 @@ import (
 
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/testutil"
-	schema "github.com/pofr/pofr/sql"
+	"github.com/pofr/pofr/schema"
 )
 
 // TestSchemaApply: applying twice applies nothing the second time; a

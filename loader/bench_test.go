@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/pofr/pofr/internal/testutil"
-	schema "github.com/pofr/pofr/sql"
+	"github.com/pofr/pofr/schema"
 )
 
 // BenchmarkLoad measures the loader against the ceiling (a plain LOAD DATA

@@ -14,7 +14,7 @@ const schemaDocPath = "../docs/schema.md"
 
 const schemaDocHead = `# pofr database schema
 
-Generated from the COMMENTs of the schema (sql/*.sql) by
+Generated from the COMMENTs of the schema (schema/*.sql) by
 ` + "`go test ./loader/ -run TestSchemaDoc -update`" + `; a test fails when this page and
 the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
 

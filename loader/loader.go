@@ -28,8 +28,8 @@ import (
 	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/schema"
 	"github.com/pofr/pofr/spool"
-	schema "github.com/pofr/pofr/sql"
 )
 
 // Sentinel errors.

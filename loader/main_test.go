@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/internal/testutil"
-	schema "github.com/pofr/pofr/sql"
+	"github.com/pofr/pofr/schema"
 )
 
 func TestMain(m *testing.M) {

@@ -8,7 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/internal/event"
-	schema "github.com/pofr/pofr/sql"
+	"github.com/pofr/pofr/schema"
 )
 
 // TestViewPeerConnections loads two synthetic hosts whose sockets are the

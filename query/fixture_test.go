@@ -14,8 +14,8 @@ import (
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/loader"
+	"github.com/pofr/pofr/schema"
 	"github.com/pofr/pofr/spool"
-	schema "github.com/pofr/pofr/sql"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pofr/pofr/internal/registry"
-	"github.com/pofr/pofr/uplink/wire"
+	"github.com/pofr/pofr/wire"
 )
 
 // ManualHost is a host registered by hand, for sites whose hosts push to a

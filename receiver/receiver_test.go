@@ -21,7 +21,7 @@ import (
 
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/testutil"
-	"github.com/pofr/pofr/uplink/wire"
+	"github.com/pofr/pofr/wire"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }

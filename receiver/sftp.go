@@ -16,7 +16,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/pofr/pofr/internal/registry"
-	"github.com/pofr/pofr/uplink/wire"
+	"github.com/pofr/pofr/wire"
 )
 
 // Errors the SFTP handlers return; pkg/sftp turns them into status codes.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/registry"
-	"github.com/pofr/pofr/uplink/wire"
+	"github.com/pofr/pofr/wire"
 )
 
 // Sentinel errors of the registration store.

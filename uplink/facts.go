@@ -7,7 +7,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/pofr/pofr/uplink/wire"
+	"github.com/pofr/pofr/wire"
 )
 
 // HostFacts describe this host to the server at registration.

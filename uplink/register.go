@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/pofr/pofr/uplink/wire"
+	"github.com/pofr/pofr/wire"
 )
 
 // Registration statuses, as in Result.Status.

@@ -14,7 +14,7 @@ import (
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/query"
 	"github.com/pofr/pofr/receiver"
-	"github.com/pofr/pofr/uplink/wire"
+	"github.com/pofr/pofr/wire"
 )
 
 func init() {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/pofr/pofr/internal/cli"
 	"github.com/pofr/pofr/loader"
-	schema "github.com/pofr/pofr/sql"
+	"github.com/pofr/pofr/schema"
 )
 
 // defaultServerState is the server's state directory (receiver.DefaultStateDir).
@@ -73,7 +73,7 @@ func init() {
 		Name:    "schema apply",
 		Summary: "create or upgrade the MariaDB schema (idempotent; never downgrades)",
 		Usage:   "--dsn-file F",
-		Help: `Applies the migrations embedded in this binary (sql/NNN_name.sql) that the
+		Help: `Applies the migrations embedded in this binary (schema/NNN_name.sql) that the
 database does not have yet, records each in schema_version, and creates the
 day partitions of the event tables from today to 7 days ahead. Running it
 again does nothing. A database whose schema is newer than this binary is

@@ -4,7 +4,7 @@
 // MariaDB rows).
 //
 // There are five tables. Column names are the SQL column names of the matching
-// MariaDB table (see sql/); every column is documented in schema.go (and
+// MariaDB table (see schema/); every column is documented in schema.go (and
 // docs/segment-format.md, docs/schema.md). The documentation is deliberately
 // not carried in the Arrow field metadata: repeated in every segment it would
 // outweigh an idle host's rows (about 14 KB per segment).

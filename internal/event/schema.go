@@ -2,7 +2,7 @@ package event
 
 // The column lists below are the single source of truth for every table: the
 // Arrow schema, the Go record mapping and the column documentation all come
-// from them. Keep sql/ in step (same names, same meaning).
+// from them. Keep schema/ in step (same names, same meaning).
 
 var procColumns = []column[Proc]{
 	tsCol("ts", "When the event happened: ns since the Unix epoch, UTC (kernel event time for cn_proc events; sampling time for snapshot and poll rows).", func(r *Proc) *int64 { return &r.TS }),

@@ -17,7 +17,7 @@
 --     can be applied again.
 
 CREATE TABLE IF NOT EXISTS schema_version (
-  version    INT UNSIGNED NOT NULL PRIMARY KEY COMMENT 'Migration number (the NNN of sql/NNN_name.sql).',
+  version    INT UNSIGNED NOT NULL PRIMARY KEY COMMENT 'Migration number (the NNN of schema/NNN_name.sql).',
   name       VARCHAR(255) NOT NULL COMMENT 'Migration file name.',
   applied_at DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6) COMMENT 'When it was applied (UTC).'
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='Migrations applied by pofr-server schema apply.';

@@ -2,10 +2,6 @@
 // (NNN_name.sql, applied in order and recorded in the schema_version table),
 // embedded in the server binary, and the code that applies them.
 //
-// Import it under its own name so that it never shadows database/sql:
-//
-//	schema "github.com/pofr/pofr/sql"
-//
 // Migrations are idempotent (CREATE … IF NOT EXISTS, CREATE OR REPLACE VIEW),
 // so one cut short by a crash can simply be applied again; MariaDB commits
 // DDL statement by statement, so nothing else could make that safe. A
@@ -40,7 +36,7 @@ var (
 	ErrOlder = errors.New("schema: database schema is older than this binary")
 )
 
-// Migration is one sql/NNN_name.sql file.
+// Migration is one schema/NNN_name.sql file.
 type Migration struct {
 	Version int    // NNN
 	Name    string // the file name
