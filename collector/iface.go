@@ -4,7 +4,7 @@ package collector
 // now: the key of its life and its effective user.
 type ProcInfo struct {
 	// Start is the process's proc_start (ns since boot, clock-tick resolution,
-	// as /proc/PID/stat starttime × 10 ms). With the pid it names one life.
+	// procfs.StartFromTicks of /proc/PID/stat starttime). With the pid it names one life.
 	Start int64
 	// EUID is the effective user id, or event.NoID if unknown.
 	EUID uint32
@@ -26,11 +26,3 @@ type Processes interface {
 type ExecObserver interface {
 	ObserveExecOpen(pid int32, ts int64, path []byte)
 }
-
-// TicksPerSecond is USER_HZ, the unit of /proc/PID/stat starttime. It is 100
-// on every Linux architecture pofr supports.
-const TicksPerSecond = 100
-
-// StartFromTicks converts a /proc/PID/stat starttime (clock ticks since boot)
-// to proc_start (ns since boot).
-func StartFromTicks(ticks uint64) int64 { return int64(ticks) * (1e9 / TicksPerSecond) }

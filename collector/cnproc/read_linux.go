@@ -2,13 +2,12 @@ package cnproc
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pofr/pofr/collector"
+	"github.com/pofr/pofr/internal/procfs"
 )
 
 // Names under /proc/PID.
@@ -152,17 +151,17 @@ func (r *procReader) readInto(pid int32, want uint32, in *procInfo) {
 	}
 	if want&procHaveStatus != 0 {
 		if n, err := procReadFileAt(r.root, r.pidPath(pid, "status"), r.status[:procStatusHead]); err == nil {
-			if h, err := parseProcStatusHead(r.status[:n]); err == nil {
+			if h, err := procfs.ParseStatusHead(r.status[:n]); err == nil {
 				in.have |= procHaveStatus | procHavePPid
-				in.uid, in.euid, in.gid, in.egid, in.ppid = h.uid, h.euid, h.gid, h.egid, h.ppid
-				if c, ok := procUnescapeComm(r.comm[:0], h.name); ok {
+				in.uid, in.euid, in.gid, in.egid, in.ppid = h.UID, h.EUID, h.GID, h.EGID, h.PPID
+				if c, ok := procfs.UnescapeComm(r.comm[:0], h.Name); ok {
 					in.have |= procHaveComm
 					in.comm = c
 				}
 			} else if n == procStatusHead {
 				// Not in the head (cannot happen with today's layout): read it all.
 				if n, err := procReadFileAt(r.root, r.pidPath(pid, "status"), r.status); err == nil {
-					if u, eu, g, eg, err := parseProcStatusIDs(r.status[:n]); err == nil {
+					if u, eu, g, eg, err := procfs.ParseStatusIDs(r.status[:n]); err == nil {
 						in.have |= procHaveStatus
 						in.uid, in.euid, in.gid, in.egid = u, eu, g, eg
 					}
@@ -172,7 +171,7 @@ func (r *procReader) readInto(pid int32, want uint32, in *procInfo) {
 	}
 	if want&procHaveLogin != 0 {
 		if n, err := procReadFileAt(r.root, r.pidPath(pid, "loginuid"), r.small); err == nil {
-			if v, err := parseProcID(r.small[:n]); err == nil {
+			if v, err := procfs.ParseID(r.small[:n]); err == nil {
 				in.have |= procHaveLogin
 				in.auid = v
 			}
@@ -182,7 +181,7 @@ func (r *procReader) readInto(pid int32, want uint32, in *procInfo) {
 		if in.have&procHaveLogin != 0 && in.auid == ^uint32(0) {
 			in.have |= procHaveSession
 		} else if n, err := procReadFileAt(r.root, r.pidPath(pid, "sessionid"), r.small); err == nil {
-			if v, err := parseProcID(r.small[:n]); err == nil {
+			if v, err := procfs.ParseID(r.small[:n]); err == nil {
 				in.have |= procHaveSession
 				in.sid = v
 			}
@@ -191,13 +190,13 @@ func (r *procReader) readInto(pid int32, want uint32, in *procInfo) {
 	if want&procHaveCgroup != 0 {
 		if n, err := procReadFileAt(r.root, r.pidPath(pid, "cgroup"), r.cgroup); err == nil && n > 0 {
 			in.have |= procHaveCgroup
-			in.cgroup = parseProcCgroup(r.cgroup[:n])
+			in.cgroup = procfs.ParseCgroup(r.cgroup[:n])
 		}
 	}
 	if want&procHaveNS != 0 {
 		for i := range procNSFiles {
 			if n, err := procReadlinkat(r.root, r.pidPath(pid, procNSFiles[i]), r.small); err == nil {
-				if v, ok := parseProcNSLink(r.small[:n]); ok {
+				if v, ok := procfs.ParseNSLink(r.small[:n]); ok {
 					in.ns[i].V, in.ns[i].Valid = v, true
 					in.have |= procHaveNS
 				}
@@ -208,16 +207,16 @@ func (r *procReader) readInto(pid int32, want uint32, in *procInfo) {
 
 // setStat fills the stat parts of in; comm points into b.
 func (in *procInfo) setStat(b []byte) error {
-	s, err := parseProcStat(b)
+	s, err := procfs.ParseStat(b)
 	if err != nil {
 		return err
 	}
 	in.have |= procHaveStat | procHaveComm | procHavePPid
-	in.start = collector.StartFromTicks(s.startTick)
-	in.ppid = s.ppid
-	in.kthread = s.flags&procPFKthread != 0
-	in.comm = s.comm
-	in.tty = procTTYName(s.ttyNr)
+	in.start = procfs.StartFromTicks(s.StartTicks)
+	in.ppid = s.PPID
+	in.kthread = s.Flags&procfs.PFKthread != 0
+	in.comm = s.Comm
+	in.tty = procfs.TTYName(s.TTYNr)
 	return nil
 }
 
@@ -248,24 +247,4 @@ func (r *procReader) readFull(pid int32) (*procInfo, error) {
 	}
 	in.detach()
 	return in, nil
-}
-
-// listPIDs returns the pids in the procfs directory.
-func procListPIDs(root string) ([]int32, error) {
-	f, err := os.Open(root)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", root, err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", root, err)
-	}
-	pids := make([]int32, 0, len(names))
-	for _, n := range names {
-		if v, err := strconv.ParseInt(n, 10, 32); err == nil && v > 0 {
-			pids = append(pids, int32(v))
-		}
-	}
-	return pids, nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pofr/pofr/collector"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/procfs"
 )
 
 // Source records every process that starts and ends on the host from the
@@ -148,7 +149,7 @@ import (
 // # Process keys
 //
 // A life is (pid, proc_start), proc_start being ns since boot at clock-tick
-// (10 ms) resolution, as collector.StartFromTicks(/proc/PID/stat starttime). A life
+// (10 ms) resolution, as procfs.StartFromTicks(/proc/PID/stat starttime). A life
 // first seen by its fork event gets its key from the event time
 // (CLOCK_MONOTONIC + the measured CLOCK_BOOTTIME offset, truncated to a
 // tick), derived by the reader, and keeps it for ever in the table: every
@@ -268,7 +269,7 @@ func New(opts Options) (*Source, error) {
 	t.bootOff.Store(boot)
 	cold := newProcReader(root, o.ArgvMax)
 	t.readStat, t.readFull = cold.readStat, cold.readFull
-	t.listPIDs = func() ([]int32, error) { return procListPIDs(o.ProcRoot) }
+	t.listPIDs = procfs.New(o.ProcRoot).PIDs
 	s.tr = t
 	return s, nil
 }

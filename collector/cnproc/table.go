@@ -11,10 +11,8 @@ import (
 
 	"github.com/pofr/pofr/collector"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/procfs"
 )
-
-// procTickNS is one clock tick (1/USER_HZ) in ns: the resolution of proc_start.
-const procTickNS = int64(1e9 / collector.TicksPerSecond)
 
 // procEntry is the current life of one pid in the process table.
 type procEntry struct {
@@ -245,7 +243,7 @@ func (t *procTable) alive(pid int32) *procEntry {
 // ns since boot, truncated to a clock tick like /proc/PID/stat starttime.
 func (t *procTable) deriveStart(mono uint64) int64 {
 	b := int64(mono) + t.bootOff.Load()
-	return b - b%procTickNS
+	return b - b%procfs.TickNS
 }
 
 // procSameStart reports whether start (from /proc/PID/stat) names the life e.
@@ -257,7 +255,7 @@ func procSameStart(e *procEntry, start int64) bool {
 		return e.start == start
 	}
 	d := e.start - start
-	return d >= -procTickNS && d <= procTickNS
+	return d >= -procfs.TickNS && d <= procfs.TickNS
 }
 
 // setParent sets e's parent to ppid and its start from the table.
@@ -305,7 +303,7 @@ func (t *procTable) applyInfo(e *procEntry, in *procInfo, exec bool) {
 		e.cgroup = t.intern.keep(nil, in.cgroup)
 		e.container = nil
 		if e.cgroup != nil {
-			e.container = cgroupContainerID(e.cgroup)
+			e.container = procfs.ContainerID(e.cgroup)
 		}
 	}
 	for i, v := range in.ns {

@@ -2,8 +2,6 @@ package fanotify
 
 import (
 	"context"
-	"os"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -43,44 +41,29 @@ func (s *Source) runFDScan(ctx context.Context) error {
 // scanFDs samples every process's descriptors once.
 func (s *Source) scanFDs() {
 	ts := s.now().UnixNano()
-	procDir, err := os.Open("/proc")
+	pids, err := s.fs.PIDs()
 	if err != nil {
 		return
 	}
-	names, _ := procDir.Readdirnames(-1)
-	procDir.Close()
 	var lb [unix.PathMax]byte
-	for _, name := range names {
-		pid64, err := strconv.ParseInt(name, 10, 32)
-		if err != nil {
-			continue
-		}
-		pid := int32(pid64)
+	for _, pid := range pids {
 		if pid == s.opts.SelfPID {
 			continue
 		}
-		fdDir := "/proc/" + name + "/fd/"
-		d, err := os.Open(fdDir)
-		if err != nil {
-			continue // gone, or a kernel thread we may not read
-		}
-		fds, _ := d.Readdirnames(-1)
-		d.Close()
 		var info collector.ProcInfo
-		known := false
-		if s.opts.Procs != nil && len(fds) > 0 {
-			info, known = s.opts.Procs.Lookup(pid)
-		}
-		for _, fd := range fds {
-			n, err := unix.Readlink(fdDir+fd, lb[:])
-			if err != nil || n <= 0 || n >= len(lb) || lb[0] != '/' {
-				continue // sockets, pipes, anon inodes
+		known, looked := false, false
+		s.fs.FDs(pid, lb[:], func(fd string, path []byte) bool {
+			if len(path) >= len(lb) || path[0] != '/' {
+				return true // sockets, pipes, anon inodes
 			}
-			path := lb[:n]
+			if !looked && s.opts.Procs != nil {
+				info, known = s.opts.Procs.Lookup(pid)
+			}
+			looked = true
 			s.events.Add(1)
 			if pathExcluded(path, s.opts.ExcludeDirs, s.opts.Profile.Exclude) {
 				s.excluded.Add(1)
-				continue
+				return true
 			}
 			start := event.Opt[int64]{}
 			if known {
@@ -88,7 +71,7 @@ func (s *Source) scanFDs() {
 			}
 			r, isNew := s.agg.add(pid, start, event.FileFDOpen, path, nil, ts)
 			if !isNew {
-				continue
+				return true
 			}
 			r.Flags |= event.FileFlagFallback
 			if known {
@@ -97,12 +80,13 @@ func (s *Source) scanFDs() {
 				r.Flags |= event.FileFlagProcUnknown
 			}
 			var st unix.Stat_t
-			if unix.Stat(fdDir+fd, &st) == nil {
+			if unix.Stat(s.fs.PIDPath(pid, "fd/"+fd), &st) == nil {
 				r.Inode, r.Dev = event.Some(st.Ino), event.Some(st.Dev)
 				if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 					r.Flags |= event.FileFlagDir
 				}
 			}
-		}
+			return true
+		}) // an error: gone, or a kernel thread we may not read
 	}
 }

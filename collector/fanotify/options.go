@@ -45,6 +45,9 @@ type Options struct {
 	// Now is the clock (time.Now if nil). fanotify events carry no time: a
 	// row's ts is when its event was read, at most BatchDelay late.
 	Now func() time.Time
+	// ProcRoot is the procfs mount point ("" means /proc): the fd scans, the
+	// mount table and the resolution of directory handles read it.
+	ProcRoot string
 	// ForceFallback skips fanotify and uses /proc/PID/fd scans.
 	ForceFallback bool
 	// ScanInterval is the /proc/PID/fd sampling period in fallback mode

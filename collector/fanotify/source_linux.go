@@ -17,6 +17,7 @@ import (
 
 	"github.com/pofr/pofr/collector"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/procfs"
 	"github.com/pofr/pofr/profiles"
 )
 
@@ -71,6 +72,7 @@ import (
 // the identical one still queued.
 type Source struct {
 	opts  Options
+	fs    procfs.FS
 	log   *slog.Logger
 	now   func() time.Time
 	mode  string
@@ -114,6 +116,7 @@ func New(opts Options) (*Source, error) {
 	}
 	s := &Source{
 		opts:  opts,
+		fs:    procfs.New(opts.ProcRoot),
 		log:   opts.Log,
 		now:   opts.Now,
 		batch: opts.BatchDelay,
@@ -179,7 +182,7 @@ func fanMask(p *profiles.File) uint64 {
 // initFanotify creates the group and places the marks.
 func (s *Source) initFanotify() error {
 	flags := uint(unix.FAN_CLASS_NOTIF | unix.FAN_CLOEXEC | unix.FAN_NONBLOCK | unix.FAN_REPORT_DFID_NAME | unix.FAN_REPORT_FID)
-	const sysctl = "/proc/sys/fs/fanotify/max_queued_events"
+	sysctl := s.fs.Path("sys/fs/fanotify/max_queued_events")
 	if q := s.opts.Profile.QueueSize; q > 0 {
 		if old, err := readSysctlInt(sysctl); err == nil && old != q {
 			if err := os.WriteFile(sysctl, []byte(strconv.Itoa(q)), 0); err != nil {
@@ -247,7 +250,7 @@ func (s *Source) ignoreDir(dir string) {
 // scanMounts marks every markable file system of /proc/self/mountinfo not
 // marked yet, and forgets those no longer mounted.
 func (s *Source) scanMounts() error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	b, err := os.ReadFile(s.fs.Path("self/mountinfo"))
 	if err != nil {
 		return fmt.Errorf("read mount table: %w", err)
 	}
@@ -316,7 +319,7 @@ func (s *Source) scanMounts() error {
 // watchMounts rescans the mount table whenever the kernel signals a change
 // (POLLPRI on /proc/self/mountinfo), until ctx ends.
 func (s *Source) watchMounts(ctx context.Context) {
-	f, err := os.Open("/proc/self/mountinfo")
+	f, err := os.Open(s.fs.Path("self/mountinfo"))
 	if err != nil {
 		s.log.Warn("file source: cannot watch mounts; new file systems will not be marked", "err", err)
 		return
@@ -644,7 +647,7 @@ func (s *Source) openDir(f *fanFID) (string, bool) {
 		return "", false
 	}
 	var lb [unix.PathMax]byte
-	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), lb[:])
+	n, err := unix.Readlink(s.fs.Path("self/fd/"+strconv.Itoa(fd)), lb[:])
 	if err != nil || n <= 0 || n >= len(lb) || lb[0] != '/' {
 		return "", false
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/pofr/pofr/collector"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/procfs"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/profiles"
 )
@@ -95,32 +96,15 @@ func fileHelper(dir string) error {
 type statProcs struct{}
 
 func (statProcs) Lookup(pid int32) (collector.ProcInfo, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fs := procfs.New("")
+	start, err := fs.Start(pid)
 	if err != nil {
 		return collector.ProcInfo{}, false
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return collector.ProcInfo{}, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return collector.ProcInfo{}, false
-	}
-	ticks, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return collector.ProcInfo{}, false
-	}
-	info := collector.ProcInfo{Start: collector.StartFromTicks(ticks), EUID: event.NoID}
-	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-		for line := range strings.Lines(string(st)) {
-			if v, ok := strings.CutPrefix(line, "Uid:"); ok {
-				if u := strings.Fields(v); len(u) > 1 {
-					if e, err := strconv.ParseUint(u[1], 10, 32); err == nil {
-						info.EUID = uint32(e)
-					}
-				}
-			}
+	info := collector.ProcInfo{Start: start, EUID: event.NoID}
+	if st, err := os.ReadFile(fs.PIDPath(pid, "status")); err == nil {
+		if _, euid, _, _, err := procfs.ParseStatusIDs(st); err == nil {
+			info.EUID = euid
 		}
 	}
 	return info, true

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/pofr/pofr/collector"
+	"github.com/pofr/pofr/internal/procfs"
 )
 
 // This file holds the pure part of the socket source: decoders and encoders of
@@ -292,12 +292,12 @@ func sockParseProcNet(b []byte, family, proto uint8, out []inetDiag) ([]inetDiag
 			return out, fmt.Errorf("/proc/net state %q: %w", f[3], errSockDecode)
 		}
 		m.State = uint8(st)
-		uid, ok := sockParseDec(f[7])
+		uid, ok := procfs.ParseDecimal(f[7])
 		if !ok {
 			return out, fmt.Errorf("/proc/net uid %q: %w", f[7], errSockDecode)
 		}
 		m.UID = uint32(uid)
-		ino, ok := sockParseDec(f[9])
+		ino, ok := procfs.ParseDecimal(f[9])
 		if !ok {
 			return out, fmt.Errorf("/proc/net inode %q: %w", f[9], errSockDecode)
 		}
@@ -374,36 +374,4 @@ func sockParseHex(s []byte) (uint64, bool) {
 		}
 	}
 	return v, true
-}
-
-func sockParseDec(s []byte) (uint64, bool) {
-	if len(s) == 0 || len(s) > 19 {
-		return 0, false
-	}
-	var v uint64
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + uint64(c-'0')
-	}
-	return v, true
-}
-
-// sockParseStatStart returns the proc_start from the contents of
-// /proc/PID/stat (field 22, starttime, after the parenthesised comm).
-func sockParseStatStart(b []byte) (int64, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("stat without comm: %w", errSockDecode)
-	}
-	var f [20][]byte
-	if n := sockFields(b[i+1:], f[:]); n < 20 {
-		return 0, fmt.Errorf("stat with %d fields after comm: %w", n, errSockDecode)
-	}
-	t, ok := sockParseDec(f[19])
-	if !ok {
-		return 0, fmt.Errorf("stat starttime %q: %w", f[19], errSockDecode)
-	}
-	return collector.StartFromTicks(t), nil
 }

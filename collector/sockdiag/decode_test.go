@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/pofr/pofr/collector"
 )
 
 // updateSock re-captures the frames of testdata from the running kernel
@@ -214,20 +212,6 @@ func TestSockParseProcNet(t *testing.T) {
 		if _, err := sockParseProcNet([]byte(bad), sdAFInet, sdIPProtoTCP, nil); !errors.Is(err, errSockDecode) {
 			t.Errorf("%q: err = %v, want errSockDecode", bad, err)
 		}
-	}
-}
-
-func TestSockParseStatStart(t *testing.T) {
-	stat := []byte("4242 (a) b)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 12345 1000 10 18446744073709551615\n")
-	got, err := sockParseStatStart(stat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := collector.StartFromTicks(12345); got != want {
-		t.Errorf("start = %d, want %d", got, want)
-	}
-	if _, err := sockParseStatStart([]byte("1 (x) S 1 2")); !errors.Is(err, errSockDecode) {
-		t.Errorf("short stat: err = %v, want errSockDecode", err)
 	}
 }
 

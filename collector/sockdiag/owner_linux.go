@@ -2,11 +2,9 @@ package sockdiag
 
 import (
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
 
-	"golang.org/x/sys/unix"
+	"github.com/pofr/pofr/internal/procfs"
 )
 
 // sockFDScanner finds the processes holding socket inodes by reading
@@ -16,49 +14,34 @@ import (
 // held wanted sockets recently, then the rest (newest pid first). It keeps no
 // inode index of its own, so its memory is a few words per process.
 type sockFDScanner struct {
-	root    string
+	fs      procfs.FS
 	prev    map[int32]struct{} // pids visited or already known at the last scan
 	holders map[int32]uint64   // pid → scan in which it last held a wanted inode
 	scans   uint64
 	link    []byte
 	pids    []int32
 	order   []int32
-	statBuf []byte
 }
 
 // sockHolderMemory is how many scans a pid stays a preferred holder.
 const sockHolderMemory = 64
 
-func newSockFDScanner(root string) *sockFDScanner {
+func newSockFDScanner(fs procfs.FS) *sockFDScanner {
 	return &sockFDScanner{
-		root:    root,
+		fs:      fs,
 		prev:    make(map[int32]struct{}),
 		holders: make(map[int32]uint64),
 		link:    make([]byte, 128),
-		statBuf: make([]byte, 1024),
 	}
 }
 
-// listPids reads the numeric entries of the proc root into f.pids.
+// listPids lists the processes into f.pids.
 func (f *sockFDScanner) listPids() error {
-	d, err := os.Open(f.root)
+	pids, err := f.fs.PIDs()
 	if err != nil {
 		return fmt.Errorf("list processes: %w", err)
 	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return fmt.Errorf("list processes: %w", err)
-	}
-	f.pids = f.pids[:0]
-	for _, n := range names {
-		if n[0] < '0' || n[0] > '9' {
-			continue
-		}
-		if p, err := strconv.ParseInt(n, 10, 32); err == nil {
-			f.pids = append(f.pids, int32(p))
-		}
-	}
+	f.pids = pids
 	return nil
 }
 
@@ -118,35 +101,23 @@ func (f *sockFDScanner) find(want map[uint32]*sockEntry, found func(*sockEntry, 
 
 // scanPid reads the fd links of one process.
 func (f *sockFDScanner) scanPid(pid int32, want map[uint32]*sockEntry, found func(*sockEntry, int32)) {
-	fd, err := unix.Open(f.root+"/"+strconv.Itoa(int(pid))+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return // gone, or a kernel thread
-	}
-	d := os.NewFile(uintptr(fd), "fd")
-	defer d.Close()
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		return
-	}
 	const prefix = "socket:["
-	for _, n := range names {
-		l, err := unix.Readlinkat(fd, n, f.link)
-		if err != nil || l < len(prefix)+2 || string(f.link[:len(prefix)]) != prefix || f.link[l-1] != ']' {
-			continue
+	f.fs.FDs(pid, f.link, func(_ string, l []byte) bool {
+		if len(l) < len(prefix)+2 || string(l[:len(prefix)]) != prefix || l[len(l)-1] != ']' {
+			return true
 		}
-		ino, ok := sockParseDec(f.link[len(prefix) : l-1])
+		ino, ok := procfs.ParseDecimal(l[len(prefix) : len(l)-1])
 		if !ok || ino > 1<<32-1 {
-			continue
+			return true
 		}
 		if e := want[uint32(ino)]; e != nil {
 			found(e, pid)
 			delete(want, uint32(ino))
 			f.holders[pid] = f.scans
-			if len(want) == 0 {
-				return
-			}
+			return len(want) > 0
 		}
-	}
+		return true
+	}) // an error: gone, or a kernel thread
 }
 
 // otherNetns counts the distinct network namespaces of processes other than
@@ -160,23 +131,14 @@ func (f *sockFDScanner) netnsPids(self uint64) map[uint64]int32 {
 		return nil
 	}
 	seen := make(map[uint64]int32)
-	var st unix.Stat_t
 	for _, p := range f.pids {
-		if unix.Stat(f.root+"/"+strconv.Itoa(int(p))+"/ns/net", &st) != nil {
+		ino, err := f.fs.NetNS(p)
+		if err != nil {
 			continue
 		}
-		if _, ok := seen[st.Ino]; !ok && st.Ino != self {
-			seen[st.Ino] = p
+		if _, ok := seen[ino]; !ok && ino != self {
+			seen[ino] = p
 		}
 	}
 	return seen
-}
-
-// sockProcStart reads the proc_start of pid from root/PID/stat.
-func sockProcStart(root string, pid int32) (int64, error) {
-	b, err := os.ReadFile(root + "/" + strconv.Itoa(int(pid)) + "/stat")
-	if err != nil {
-		return 0, fmt.Errorf("read start of pid %d: %w", pid, err)
-	}
-	return sockParseStatStart(b)
 }

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/pofr/pofr/collector/sockowner"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/procfs"
 )
 
 // Source records TCP and UDP endpoints from sock_diag (see the package
@@ -30,6 +29,7 @@ type Source struct {
 	now      func() time.Time
 	refresh  chan struct{}
 	netns    event.Opt[uint64]
+	fs       procfs.FS
 	mode     string // set once by Run
 
 	mu    sync.Mutex
@@ -116,7 +116,7 @@ func New(opts Options) (*Source, error) {
 		opts.DumpInterval = DefaultDumpInterval
 	}
 	if opts.ProcRoot == "" {
-		opts.ProcRoot = "/proc"
+		opts.ProcRoot = procfs.DefaultRoot
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -135,13 +135,14 @@ func New(opts Options) (*Source, error) {
 		tracked:   make(map[uint64]*sockEntry),
 		listeners: make(map[sockListenKey][]*sockEntry),
 		want:      make(map[uint32]*sockEntry),
-		scanner:   newSockFDScanner(opts.ProcRoot),
+		scanner:   newSockFDScanner(procfs.New(opts.ProcRoot)),
+		fs:        procfs.New(opts.ProcRoot),
 	}
 	s.censusEvery = sockNetnsCensus
 	if opts.AllNetns {
 		s.censusEvery = sockNetnsCensusAll
 	}
-	nsPath := filepath.Join(opts.ProcRoot, "self/ns/net")
+	nsPath := s.fs.Path("self/ns/net")
 	if opts.Netns != "" {
 		nsPath, opts.AllNetns, opts.ForceProcNet = opts.Netns, false, false
 		s.opts = opts
@@ -445,7 +446,7 @@ func (s *Source) census() {
 // pid's /proc/PID/ns/net. It returns once the child records or has failed.
 func (s *Source) startChild(ino uint64, pid int32) error {
 	o := s.opts
-	o.Netns = filepath.Join(s.opts.ProcRoot, strconv.Itoa(int(pid)), "ns/net")
+	o.Netns = s.fs.PIDPath(pid, "ns/net")
 	o.AllNetns = false
 	o.Log = s.opts.Log
 	c, err := New(o)
@@ -515,7 +516,7 @@ func (s *Source) procNetDump(out []inetDiag) ([]inetDiag, error) {
 		files = append(files, file{"udp", sdAFInet, sdIPProtoUDP}, file{"udp6", sdAFInet6, sdIPProtoUDP})
 	}
 	for _, f := range files {
-		p := filepath.Join(s.opts.ProcRoot, "net", f.name)
+		p := s.fs.Path("net/" + f.name)
 		b, err := os.ReadFile(p)
 		if errors.Is(err, os.ErrNotExist) && f.family == sdAFInet6 {
 			continue // IPv6 disabled
@@ -725,7 +726,7 @@ func (s *Source) owner(pid int32) (start int64, self, ok bool) {
 			return pi.Start, pi.Self || pid == s.opts.SelfPID, true
 		}
 	}
-	start, err := sockProcStart(s.opts.ProcRoot, pid)
+	start, err := s.fs.Start(pid)
 	if err != nil {
 		return 0, false, false
 	}

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/procfs"
 	"github.com/pofr/pofr/internal/testutil"
 )
 
@@ -212,7 +213,7 @@ func startSockHelperAttr(t *testing.T, mode, addr string, n int, attr *syscall.S
 			<-done
 		}
 	})
-	p.start, err = sockProcStart("/proc", p.pid)
+	p.start, err = procfs.New("").Start(p.pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +355,7 @@ type sockTuple struct {
 func TestPrivSockEndpoints(t *testing.T) {
 	testutil.RequireRoot(t)
 	pid := int32(os.Getpid())
-	start, err := sockProcStart("/proc", pid)
+	start, err := procfs.New("").Start(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -646,7 +647,7 @@ func TestPrivSockChurn(t *testing.T) {
 func TestPrivSockProcNet(t *testing.T) {
 	testutil.RequireRoot(t)
 	pid := int32(os.Getpid())
-	start, err := sockProcStart("/proc", pid)
+	start, err := procfs.New("").Start(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1095,7 +1096,7 @@ func TestPrivSockNetnsCensus(t *testing.T) {
 	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
 		t.Fatal(err)
 	}
-	f := newSockFDScanner("/proc")
+	f := newSockFDScanner(procfs.New(""))
 	before := f.otherNetns(st.Ino)
 	cmd := exec.Command("unshare", "-n", "sleep", "30")
 	if err := cmd.Start(); err != nil {
