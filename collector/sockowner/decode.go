@@ -4,13 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-)
 
-// Fields gives the layout of one tracepoint's raw sample, as its tracefs
-// format file declares it: the byte offset and size of a named field.
-type Fields interface {
-	Field(name string) (offset, size int, ok bool)
-}
+	"github.com/pofr/pofr/collector/tracepoint"
+)
 
 // ErrShort is returned for a sample shorter than its layout.
 var ErrShort = errors.New("sockowner: sample shorter than its format")
@@ -18,18 +14,21 @@ var ErrShort = errors.New("sockowner: sample shorter than its format")
 // field is one located field.
 type field struct{ off, size int }
 
-// locate looks up name with the given size (one of sizes).
-func locate(f Fields, event, name string, sizes ...int) (field, error) {
-	off, size, ok := f.Field(name)
-	if !ok {
-		return field{}, fmt.Errorf("format of %s: no field %s", event, name)
+// locate looks up an inline field called name of one of the given sizes.
+func locate(f *tracepoint.Format, event, name string, sizes ...int) (field, error) {
+	fd, err := f.Field(name)
+	if err != nil {
+		return field{}, fmt.Errorf("format of %s: %w", event, err)
 	}
-	for _, s := range sizes {
-		if size == s && off >= 0 {
-			return field{off, size}, nil
+	if fd.Loc == tracepoint.LocInline && fd.Offset >= 0 {
+		for _, s := range sizes {
+			if fd.Size == s {
+				return field{fd.Offset, fd.Size}, nil
+			}
 		}
 	}
-	return field{}, fmt.Errorf("format of %s: field %s has size %d at %d, want %v", event, name, size, off, sizes)
+	return field{}, fmt.Errorf("format of %s: field %s has size %d at %d, want an inline field of size %v",
+		event, name, fd.Size, fd.Offset, sizes)
 }
 
 // end is one past the last byte of the fields.
@@ -100,7 +99,7 @@ type StateLayout struct {
 }
 
 // NewStateLayout reads the layout of inet_sock_set_state from its format.
-func NewStateLayout(f Fields) (*StateLayout, error) {
+func NewStateLayout(f *tracepoint.Format) (*StateLayout, error) {
 	const ev = "sock:inet_sock_set_state"
 	var l StateLayout
 	var err error
@@ -168,7 +167,7 @@ type RouteLayout struct {
 
 // NewRouteLayout reads the layout of fib_table_lookup (v6 false) or
 // fib6_table_lookup (v6 true) from its format.
-func NewRouteLayout(f Fields, v6 bool) (*RouteLayout, error) {
+func NewRouteLayout(f *tracepoint.Format, v6 bool) (*RouteLayout, error) {
 	ev, asize := "fib:fib_table_lookup", 4
 	if v6 {
 		ev, asize = "fib6:fib6_table_lookup", 16

@@ -218,3 +218,25 @@ func TestTrackerBounded(t *testing.T) {
 		t.Errorf("expiry queue %d entries for %d owners", n, len(tr.owners.m))
 	}
 }
+
+// BenchmarkTrackerTCP is the tracker's share of an outbound TCP connection:
+// two records joined on skaddr, then the owner taken by the close.
+func BenchmarkTrackerTCP(b *testing.B) {
+	tr := NewTracker(Limits{})
+	c, e := connect(0, remote, 80), established(0, lo, 0, remote, 80)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		sk, port := uint64(0xffff0000+i), uint16(1+i%60000)
+		c.Skaddr, e.Skaddr, e.SPort = sk, sk, port
+		tr.StateChange(int64(i), int64(i), 1, 1, c)
+		tr.StateChange(int64(i), int64(i), 0, 0, e)
+		if _, ok := tr.Take(key(port, remote, 80), lo); !ok {
+			b.Fatal("no owner")
+		}
+		if i%1000 == 0 {
+			tr.Expire(int64(i))
+		}
+	}
+}

@@ -1,0 +1,346 @@
+package sockdiag
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pofr/pofr/collector/sockowner"
+	"github.com/pofr/pofr/collector/tracepoint"
+	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/procfs"
+	"github.com/pofr/pofr/internal/testutil"
+)
+
+// TestOwnerHelperProcess is not a test: the connection-owner tests run the
+// test binary with POFR_OWNER_HELPER=tcp|udp so that the connections, and
+// the server they go to, live in another process than the collector.
+//
+//	POFR_OWNER_N connections, POFR_OWNER_PAR at a time, each held
+//	POFR_OWNER_HOLD_US µs: TCP connect, write 16 bytes, close; or UDP
+//	socket, connect, send 16 bytes, close (what a libc resolver does).
+//	Prints "port P" (its server), waits for a line on stdin, runs, prints
+//	"done", then waits for stdin to close.
+func TestOwnerHelperProcess(t *testing.T) {
+	proto := os.Getenv("POFR_OWNER_HELPER")
+	if proto == "" {
+		return
+	}
+	n, _ := strconv.Atoi(os.Getenv("POFR_OWNER_N"))
+	par, _ := strconv.Atoi(os.Getenv("POFR_OWNER_PAR"))
+	hold, _ := strconv.Atoi(os.Getenv("POFR_OWNER_HOLD_US"))
+	if err := ownerHelper(proto, n, max(par, 1), time.Duration(hold)*time.Microsecond); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func ownerHelper(proto string, n, par int, hold time.Duration) error {
+	var addr string
+	switch proto {
+	case "tcp":
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		go sockDrainConns(ln)
+		addr = ln.Addr().String()
+	case "udp":
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		go func() {
+			b := make([]byte, 64)
+			for {
+				if _, _, err := pc.ReadFrom(b); err != nil {
+					return
+				}
+			}
+		}()
+		addr = pc.LocalAddr().String()
+	default:
+		return fmt.Errorf("unknown proto %q", proto)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	fmt.Printf("port %s\n", port)
+	in := bufio.NewReader(os.Stdin)
+	if _, err := in.ReadString('\n'); err != nil {
+		return err
+	}
+	msg := make([]byte, 16)
+	work := make(chan struct{})
+	errc := make(chan error, par)
+	var wg sync.WaitGroup
+	for range par {
+		wg.Go(func() {
+			for range work {
+				c, err := net.Dial(proto, addr)
+				if err != nil {
+					errc <- err
+					return
+				}
+				_, _ = c.Write(msg)
+				time.Sleep(hold)
+				c.Close()
+			}
+		})
+	}
+	for range n {
+		work <- struct{}{}
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	fmt.Println("done")
+	_, _ = io.Copy(io.Discard, in)
+	return nil
+}
+
+// ownerProc is a running owner helper.
+type ownerProc struct {
+	cmd   *exec.Cmd
+	out   *bufio.Reader
+	stdin io.WriteCloser
+	pid   int32
+	start int64
+	port  uint16
+}
+
+// startOwnerHelper starts a helper and reads its port; cleanup ends it.
+func startOwnerHelper(tb testing.TB, proto string, n, par int, hold time.Duration) *ownerProc {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOwnerHelperProcess$", "-test.bench=^$")
+	cmd.Env = append(os.Environ(), "POFR_OWNER_HELPER="+proto, "POFR_OWNER_N="+strconv.Itoa(n),
+		"POFR_OWNER_PAR="+strconv.Itoa(par), "POFR_OWNER_HOLD_US="+strconv.Itoa(int(hold/time.Microsecond)))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	p := &ownerProc{cmd: cmd, out: bufio.NewReader(stdout), stdin: stdin, pid: int32(cmd.Process.Pid)}
+	tb.Cleanup(func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	if p.start, err = procfs.New("").Start(p.pid); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := fmt.Sscanf(p.line(tb, 10*time.Second), "port %d", &p.port); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// line reads the helper's next output line, with a deadline.
+func (p *ownerProc) line(tb testing.TB, d time.Duration) string {
+	tb.Helper()
+	ch := make(chan string, 1)
+	go func() { s, _ := p.out.ReadString('\n'); ch <- strings.TrimSpace(s) }()
+	select {
+	case s := <-ch:
+		return s
+	case <-time.After(d):
+		tb.Fatalf("helper %d said nothing within %v", p.pid, d)
+	}
+	return ""
+}
+
+// run starts the connections and waits until the helper made them all.
+func (p *ownerProc) run(tb testing.TB, d time.Duration) {
+	tb.Helper()
+	if _, err := io.WriteString(p.stdin, "go\n"); err != nil {
+		tb.Fatal(err)
+	}
+	if s := p.line(tb, d); s != "done" {
+		tb.Fatalf("helper %d said %q, want done", p.pid, s)
+	}
+}
+
+// clientCloses returns the close rows of the helper's client sockets.
+func (p *ownerProc) clientCloses(sink *event.MemSink, proto string) []event.Sock {
+	return sockRows(sink, func(r *event.Sock) bool {
+		return r.Event == event.SockClose && r.Proto == proto && r.RemotePort == p.port && r.LocalPort != p.port
+	})
+}
+
+// openConnOwners opens the tracepoint source of connection owners.
+func openConnOwners(tb testing.TB, udp bool) *sockowner.Source {
+	tb.Helper()
+	co, err := sockowner.Open(sockowner.Options{UDP: udp})
+	if errors.Is(err, tracepoint.ErrPerm) {
+		testutil.Skip(tb, testutil.TierPriv, "perf_event_open refused: "+err.Error())
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { co.Close() })
+	return co
+}
+
+// TestPrivConnOwnerTCP: connections living 1 ms, which no dump sees, get
+// their owner's pid and proc_start from the tracepoints.
+func TestPrivConnOwnerTCP(t *testing.T) {
+	testutil.RequireRoot(t)
+	co := openConnOwners(t, false)
+	src, sink := startSock(t, Options{ConnOwners: co}) // dumps only at start
+	const n = 200
+	h := startOwnerHelper(t, "tcp", n, 1, time.Millisecond)
+	h.run(t, 30*time.Second)
+	testutil.WaitFor(t, 10*time.Second, "client close rows", func() bool { return len(h.clientCloses(sink, "tcp")) >= n })
+	rows := h.clientCloses(sink, "tcp")
+	if len(rows) != n {
+		t.Fatalf("%d client close rows, want %d", len(rows), n)
+	}
+	for _, r := range rows {
+		if r.PID != event.Some(h.pid) || r.ProcStart != event.Some(h.start) || r.Flags&event.SockFlagOwnerUnknown != 0 {
+			t.Fatalf("row %d→%d: pid %v start %v flags %#x, want pid %d start %d", r.LocalPort, r.RemotePort,
+				r.PID, r.ProcStart, r.Flags, h.pid, h.start)
+		}
+	}
+	if st := src.Stats(); st.OwnerFromTracepoint < n || st.FDScans > 1 {
+		t.Errorf("stats: %d owners from tracepoints (want ≥ %d), %d fd scans (want only the first dump's)",
+			st.OwnerFromTracepoint, n, st.FDScans)
+	}
+	t.Logf("tracker: %+v", co.Stats())
+}
+
+// TestPrivConnOwnerUDP: connected UDP sockets living 1 ms get their owner
+// from the route lookup of connect(2).
+func TestPrivConnOwnerUDP(t *testing.T) {
+	testutil.RequireRoot(t)
+	co := openConnOwners(t, true)
+	_, sink := startSock(t, Options{ConnOwners: co, UDP: true})
+	const n = 200
+	h := startOwnerHelper(t, "udp", n, 1, time.Millisecond)
+	h.run(t, 30*time.Second)
+	testutil.WaitFor(t, 10*time.Second, "client close rows", func() bool { return len(h.clientCloses(sink, "udp")) >= n })
+	rows := h.clientCloses(sink, "udp")
+	known := 0
+	for _, r := range rows {
+		if r.PID == event.Some(h.pid) && r.ProcStart == event.Some(h.start) {
+			known++
+		} else if r.PID.Valid {
+			t.Errorf("row %d→%d: pid %v, want %d", r.LocalPort, r.RemotePort, r.PID, h.pid)
+		}
+	}
+	t.Logf("connected UDP: %d of %d close rows with their owner; tracker %+v", known, len(rows), co.Stats())
+	if len(rows) != n || known != n {
+		t.Errorf("%d of %d rows (want %d) have their owner", known, len(rows), n)
+	}
+}
+
+// BenchmarkPrivConnOwner measures the share of client close rows that name
+// their owner and the collector's CPU per connection, for connections
+// living 1 ms … 1 s, with and without the tracepoint source, dumps every
+// second (the default profile). The connections and their server run in a
+// helper process, so the test process's CPU is the collector's. Run:
+//
+//	go test ./collector/sockdiag/ -run '^$' -bench PrivConnOwner -benchtime=1x
+func BenchmarkPrivConnOwner(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	type load struct {
+		hold   time.Duration
+		n, par int
+	}
+	loads := []load{{time.Millisecond, 1000, 1}, {10 * time.Millisecond, 1000, 10},
+		{100 * time.Millisecond, 1000, 50}, {time.Second, 400, 100}}
+	for _, proto := range []string{"tcp", "udp"} {
+		for _, tp := range []bool{false, true} {
+			for _, l := range loads {
+				name := fmt.Sprintf("%s/sockdiag/%v", proto, l.hold)
+				if tp {
+					name = fmt.Sprintf("%s/tracepoint/%v", proto, l.hold)
+				}
+				b.Run(name, func(b *testing.B) {
+					for b.Loop() {
+						ownerBenchRun(b, proto, tp, l.hold, l.n, l.par)
+					}
+				})
+			}
+		}
+	}
+}
+
+func ownerBenchRun(b *testing.B, proto string, tp bool, hold time.Duration, n, par int) {
+	opts := Options{Sink: &event.MemSink{}, UDP: proto == "udp", DumpInterval: time.Second}
+	if tp {
+		opts.ConnOwners = openConnOwners(b, proto == "udp")
+	}
+	sink := opts.Sink.(*event.MemSink)
+	src, err := New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := startOwnerHelper(b, proto, n, par, hold)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	testutil.WaitFor(b, 10*time.Second, "first dump", func() bool { return src.Stats().Dumps >= 1 })
+	var ru0, ru1 unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru0)
+	h.run(b, 5*time.Minute)
+	// Wait for the close rows: first on the counter (cheap), then on the
+	// rows themselves (other processes' sockets count too).
+	want := uint64(n)
+	if proto == "tcp" {
+		want = 2 * uint64(n) // client and accepted side
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for src.Stats().Closes < want && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for len(h.clientCloses(sink, proto)) < n && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru1)
+	cancel()
+	<-done
+	rows := h.clientCloses(sink, proto)
+	known := 0
+	for _, r := range rows {
+		if r.PID == event.Some(h.pid) {
+			known++
+		}
+	}
+	cpu := unix.TimevalToNsec(ru1.Utime) + unix.TimevalToNsec(ru1.Stime) - unix.TimevalToNsec(ru0.Utime) - unix.TimevalToNsec(ru0.Stime)
+	b.ReportMetric(100*float64(known)/float64(n), "owner_%")
+	b.ReportMetric(float64(len(rows)), "rows")
+	b.ReportMetric(float64(cpu)/1e3/float64(n), "cpu_µs/conn")
+	st := src.Stats()
+	b.ReportMetric(float64(st.Destroys), "destroys")
+	b.ReportMetric(float64(st.FDScans), "fdscans")
+}
