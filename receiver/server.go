@@ -38,14 +38,23 @@ const HostKeyFile = "ssh_host_ed25519_key"
 const (
 	DefaultMaxSegmentBytes = 64 << 20
 	DefaultMaxConns        = 256
-	DefaultIdleTimeout     = 5 * time.Minute
+	// DefaultMaxStartups is the budget of connections not yet
+	// authenticated, of DefaultMaxConns.
+	DefaultMaxStartups = 32
+	// DefaultMaxStartupsPerAddr is the part of it one source address may
+	// hold.
+	DefaultMaxStartupsPerAddr = 4
+	// DefaultMaxConnsPerHost bounds the connections of one registered host
+	// (and of registrations from one address).
+	DefaultMaxConnsPerHost = 4
+	// DefaultHandshakeTimeout bounds key exchange and authentication.
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultIdleTimeout      = 5 * time.Minute
 	// DefaultAuthFailuresPerMinute is the global rate of failed password
 	// and token attempts, across connections.
 	DefaultAuthFailuresPerMinute = 30
 	// maxAuthTries is the per-connection limit of authentication attempts.
 	maxAuthTries = 3
-	// handshakeTimeout bounds key exchange and authentication.
-	handshakeTimeout = 30 * time.Second
 	// maxChannels bounds the open channels of one connection.
 	maxChannels = 4
 	// maxOpenFiles bounds the open upload handles of one SFTP session.
@@ -64,8 +73,22 @@ type Options struct {
 	// MaxConns limits concurrent connections (DefaultMaxConns); further
 	// connections are closed at once.
 	MaxConns int
-	// IdleTimeout closes a connection that moves no bytes for this long
-	// (DefaultIdleTimeout).
+	// MaxStartups limits the connections not yet authenticated
+	// (DefaultMaxStartups), MaxStartupsPerAddr those from one source
+	// address (DefaultMaxStartupsPerAddr); further ones are closed at once.
+	MaxStartups        int
+	MaxStartupsPerAddr int
+	// MaxConnsPerHost limits the authenticated connections of one host, and
+	// the registration connections from one address
+	// (DefaultMaxConnsPerHost); a connection beyond it is closed once
+	// authenticated.
+	MaxConnsPerHost int
+	// HandshakeTimeout closes a connection that has not finished key
+	// exchange and authentication in this time (DefaultHandshakeTimeout).
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes an authenticated connection whose channels move no
+	// data for this long (DefaultIdleTimeout); keep-alives and other
+	// requests do not count as activity.
 	IdleTimeout time.Duration
 	// AuthFailuresPerMinute is the global budget of failed password and
 	// token attempts (DefaultAuthFailuresPerMinute); once spent, every
@@ -78,7 +101,7 @@ type Options struct {
 // Stats are the server's counters since start.
 type Stats struct {
 	Conns        int64 // connections accepted
-	Refused      int64 // connections closed at once by MaxConns
+	Refused      int64 // connections closed at once by a connection limit
 	AuthFailures int64 // failed authentication attempts
 	Uploads      int64 // segments renamed into an inbox
 	Bytes        int64 // bytes written to inboxes
@@ -92,7 +115,7 @@ type Server struct {
 	log     *slog.Logger
 	hostKey ssh.Signer
 	limiter *failureLimiter
-	sem     chan struct{}
+	climit  *connLimiter
 
 	conns, refused, authFailures, uploads, bytes, registered atomic.Int64
 }
@@ -108,6 +131,18 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.MaxStartups <= 0 {
+		opts.MaxStartups = min(DefaultMaxStartups, opts.MaxConns)
+	}
+	if opts.MaxStartupsPerAddr <= 0 {
+		opts.MaxStartupsPerAddr = min(DefaultMaxStartupsPerAddr, opts.MaxStartups)
+	}
+	if opts.MaxConnsPerHost <= 0 {
+		opts.MaxConnsPerHost = DefaultMaxConnsPerHost
+	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
@@ -130,7 +165,7 @@ func NewServer(opts Options) (*Server, error) {
 		log:     opts.Log,
 		hostKey: key,
 		limiter: newFailureLimiter(opts.AuthFailuresPerMinute, time.Minute),
-		sem:     make(chan struct{}, opts.MaxConns),
+		climit:  newConnLimiter(&opts),
 	}, nil
 }
 
@@ -285,10 +320,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
-		select {
-		case s.sem <- struct{}{}:
-		default:
+		tk, why := s.climit.admit(addrKey(c.RemoteAddr()))
+		if tk == nil {
 			s.refused.Add(1)
+			s.log.Debug("connection refused", "remote", c.RemoteAddr().String(), "why", why)
 			c.Close()
 			continue
 		}
@@ -297,7 +332,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		if ctx.Err() != nil {
 			mu.Unlock()
 			c.Close()
-			<-s.sem
+			tk.release()
 			continue
 		}
 		open[c] = struct{}{}
@@ -305,30 +340,48 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-s.sem }()
+			defer tk.release()
 			defer func() {
 				mu.Lock()
 				delete(open, c)
 				mu.Unlock()
 				c.Close()
 			}()
-			s.handle(ctx, c, cfg)
+			s.handle(ctx, c, cfg, tk)
 		}()
 	}
 }
 
-// handle runs one connection: handshake, then its channels.
-func (s *Server) handle(ctx context.Context, nc net.Conn, cfg *ssh.ServerConfig) {
-	idle := newIdleTimer(s.opts.IdleTimeout, func() { nc.Close() })
-	defer idle.stop()
-	hs := time.AfterFunc(handshakeTimeout, func() { nc.Close() })
-	conn, chans, reqs, err := ssh.NewServerConn(&idleConn{Conn: nc, idle: idle}, cfg)
-	hs.Stop()
+// handle runs one connection: handshake within the handshake timeout, then
+// its channels, until no channel has moved data for the idle timeout.
+func (s *Server) handle(ctx context.Context, nc net.Conn, cfg *ssh.ServerConfig, tk *ticket) {
+	hs := time.AfterFunc(s.opts.HandshakeTimeout, func() { nc.Close() })
+	conn, chans, reqs, err := ssh.NewServerConn(nc, cfg)
+	if !hs.Stop() {
+		// The deadline closed nc; the handshake may have completed just now.
+		if err == nil {
+			conn.Close()
+		}
+		s.log.Debug("handshake timed out", "remote", nc.RemoteAddr().String())
+		return
+	}
 	if err != nil {
 		s.log.Debug("handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
 		return
 	}
 	defer conn.Close()
+	owner := conn.Permissions.Extensions[extHost]
+	if owner == "" {
+		owner = "register@" + addrKey(nc.RemoteAddr())
+	}
+	if !tk.promote(owner) {
+		s.refused.Add(1)
+		s.log.Info("connection refused: host has too many connections", "remote", nc.RemoteAddr().String(),
+			"user", conn.User(), "max", s.opts.MaxConnsPerHost)
+		return
+	}
+	idle := newIdleTimer(s.opts.IdleTimeout, func() { nc.Close() })
+	defer idle.stop()
 
 	// Global requests (tcpip-forward, keepalives…) are all refused.
 	go func() {
@@ -355,10 +408,11 @@ func (s *Server) handle(ctx context.Context, nc net.Conn, cfg *ssh.ServerConfig)
 			nc.Reject(ssh.ResourceShortage, "too many channels")
 			continue
 		}
-		ch, creqs, err := nc.Accept()
+		raw, creqs, err := nc.Accept()
 		if err != nil {
 			continue
 		}
+		ch := &idleChannel{Channel: raw, idle: idle}
 		nch.Add(1)
 		chwg.Add(1)
 		go func() {
@@ -486,22 +540,24 @@ func (s *Server) deregister(log *slog.Logger, ch ssh.Channel, hostID string) uin
 	return 0
 }
 
-// idleConn restarts the idle timer on every read and write.
-type idleConn struct {
-	net.Conn
+// idleChannel restarts the idle timer on every read and write of channel
+// data. Only data counts: SSH keep-alives, window adjustments and requests
+// pass below it, so they cannot keep a connection open.
+type idleChannel struct {
+	ssh.Channel
 	idle *idleTimer
 }
 
-func (c *idleConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+func (c *idleChannel) Read(p []byte) (int, error) {
+	n, err := c.Channel.Read(p)
 	if n > 0 {
 		c.idle.touch()
 	}
 	return n, err
 }
 
-func (c *idleConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
+func (c *idleChannel) Write(p []byte) (int, error) {
+	n, err := c.Channel.Write(p)
 	if n > 0 {
 		c.idle.touch()
 	}

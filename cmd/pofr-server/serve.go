@@ -20,8 +20,9 @@ func init() {
 	var (
 		listen, stateDir, passwordFile string
 		maxSegment                     int64
-		maxConns                       int
-		idle                           time.Duration
+		maxConns, maxStartups          int
+		maxStartupsAddr, maxPerHost    int
+		idle, handshake                time.Duration
 	)
 	cli.Register(prog, &cli.Command{
 		Name:    "serve",
@@ -47,7 +48,11 @@ Exit codes: 0 stopped by a signal, 1 error.`,
 			fs.StringVar(&passwordFile, "registration-password-file", "", "`file` holding the registration password (without it only tokens register)")
 			fs.Int64Var(&maxSegment, "max-segment-bytes", receiver.DefaultMaxSegmentBytes, "largest accepted upload in `bytes`")
 			fs.IntVar(&maxConns, "max-conns", receiver.DefaultMaxConns, "most concurrent connections")
-			fs.DurationVar(&idle, "idle-timeout", receiver.DefaultIdleTimeout, "close connections idle this long")
+			fs.IntVar(&maxStartups, "max-startups", receiver.DefaultMaxStartups, "most concurrent connections not yet authenticated")
+			fs.IntVar(&maxStartupsAddr, "max-startups-per-addr", receiver.DefaultMaxStartupsPerAddr, "most connections not yet authenticated from one source address")
+			fs.IntVar(&maxPerHost, "max-conns-per-host", receiver.DefaultMaxConnsPerHost, "most concurrent connections of one registered host")
+			fs.DurationVar(&handshake, "handshake-timeout", receiver.DefaultHandshakeTimeout, "close connections not authenticated within this time")
+			fs.DurationVar(&idle, "idle-timeout", receiver.DefaultIdleTimeout, "close connections that move no data this long (keep-alives do not count)")
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
 			if len(args) != 0 {
@@ -69,6 +74,10 @@ Exit codes: 0 stopped by a signal, 1 error.`,
 				RegistrationPassword: pw,
 				MaxSegmentBytes:      maxSegment,
 				MaxConns:             maxConns,
+				MaxStartups:          maxStartups,
+				MaxStartupsPerAddr:   maxStartupsAddr,
+				MaxConnsPerHost:      maxPerHost,
+				HandshakeTimeout:     handshake,
 				IdleTimeout:          idle,
 				Log:                  env.Log,
 			})
