@@ -20,6 +20,7 @@ import (
 	"github.com/pofr/pofr/collector/cnproc"
 	"github.com/pofr/pofr/collector/fanotify"
 	"github.com/pofr/pofr/collector/sockdiag"
+	"github.com/pofr/pofr/collector/sockowner"
 	"github.com/pofr/pofr/internal/cli"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/profiles"
@@ -48,6 +49,7 @@ type runFlags struct {
 	priority   string
 	noFile     bool
 	noSock     bool
+	noSockTP   bool
 	fileOps    string
 	segBytes   int64
 	segAge     time.Duration
@@ -93,6 +95,7 @@ Exit codes: 0 stopped cleanly (or already running with --if-not-running),
 			fs.StringVar(&f.priority, "priority", "", "override the reader priority: fifo, nice or normal")
 			fs.BoolVar(&f.noFile, "no-file", false, "do not record file access")
 			fs.BoolVar(&f.noSock, "no-sock", false, "do not record sockets")
+			fs.BoolVar(&f.noSockTP, "no-sock-tracepoints", false, "name connection owners from /proc fd scans only, not from kernel tracepoints")
 			fs.StringVar(&f.fileOps, "file-ops", "", "override the profile's file ops, comma-separated: open, exec, write, create, delete, rename")
 			fs.Int64Var(&f.segBytes, "segment-bytes", 0, "override the profile's segment size")
 			fs.DurationVar(&f.segAge, "segment-age", 0, "override the profile's segment age")
@@ -229,9 +232,24 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 		}
 	}
 	if prof.Sock.Enabled && !f.noSock {
+		// Owners of connections too short for a dump come from tracepoints;
+		// without them (no CAP_PERFMON, a seccomp profile, no tracefs) only
+		// the fd scan of each dump names owners, as before.
+		var owners sockdiag.ConnOwners
+		if !f.noSockTP {
+			co, err := sockowner.Open(sockowner.Options{UDP: prof.Sock.UDP})
+			if err != nil {
+				log.Warn("connection owners from /proc fd scans only: owners of connections shorter than a dump are unknown", "err", err)
+			} else {
+				defer co.Close()
+				owners = co
+				stats.set(func(s *runStats) { s.owners = co })
+				log.Info("connection owners from tracepoints", "events", co.Stats().Events)
+			}
+		}
 		ssrc, err := sockdiag.New(sockdiag.Options{
 			Sink: w, Procs: procs, Log: log, DumpInterval: time.Duration(prof.Sock.DumpInterval),
-			UDP: prof.Sock.UDP, SelfPID: self, AllNetns: !prof.Sock.HostNetnsOnly,
+			UDP: prof.Sock.UDP, SelfPID: self, AllNetns: !prof.Sock.HostNetnsOnly, ConnOwners: owners,
 		})
 		if err != nil {
 			log.Warn("sockets are not recorded", "err", err)
@@ -386,11 +404,12 @@ var _ event.Sink = (*spool.Writer)(nil)
 // runStats gathers the sources' counters for the manifests, the status file
 // and the periodic log line. Sources are added as they start.
 type runStats struct {
-	mu    sync.Mutex
-	procs *cnproc.Source
-	files *fanotify.Source
-	socks *sockdiag.Source
-	push  *uplink.Pusher
+	mu     sync.Mutex
+	procs  *cnproc.Source
+	files  *fanotify.Source
+	socks  *sockdiag.Source
+	owners *sockowner.Source
+	push   *uplink.Pusher
 }
 
 func (s *runStats) set(f func(*runStats)) { s.mu.Lock(); f(s); s.mu.Unlock() }
@@ -445,6 +464,9 @@ func (s *runStats) snapshot(st *statusFile) {
 	}
 	if s.socks != nil {
 		put(event.SourceSock, s.socks.Stats())
+	}
+	if s.owners != nil {
+		put("sock_owner", s.owners.Stats())
 	}
 	if s.push != nil {
 		if b, err := json.Marshal(s.push.Stats()); err == nil {

@@ -71,6 +71,13 @@ const (
 	protoUDP = 17
 )
 
+// Tracepoints read, "sys:name".
+const (
+	eventState  = "sock:inet_sock_set_state"
+	eventRoute4 = "fib:fib_table_lookup"
+	eventRoute6 = "fib6:fib6_table_lookup"
+)
+
 // StateFilter is the kernel-side filter for inet_sock_set_state: the
 // connect(2) transition and every transition out of SYN_SENT, 2 records per
 // outbound TCP connection instead of about 10.

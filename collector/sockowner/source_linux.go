@@ -9,13 +9,6 @@ import (
 	"github.com/pofr/pofr/collector/tracepoint"
 )
 
-// Tracepoints the source opens, with their kernel filters.
-const (
-	eventState  = "sock:inet_sock_set_state"
-	eventRoute4 = "fib:fib_table_lookup"
-	eventRoute6 = "fib6:fib6_table_lookup"
-)
-
 // DefaultRingBytes is each CPU's ring: about 2,000 connections at 2 records
 // of 104 bytes (TCP) or 1–3 route records (UDP) between two drains. The
 // socket source drains at every batch of destroy notifications (10 ms
