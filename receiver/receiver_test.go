@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -558,5 +560,75 @@ func TestFailureLimiter(t *testing.T) {
 	}
 	if !l.allow(t0.Add(31 * time.Second)) {
 		t.Error("refused after 31 s, want one attempt refilled")
+	}
+}
+
+// lockedBuffer is a log sink safe for the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestTokenReplaceNeedsOldKey: a one-time token and another host's
+// machine-id (world-readable on that host) do not revoke that host; the
+// request waits for an admin. The same machine with its kept upload key may
+// replace its registration with a token, and the log names both hosts.
+func TestTokenReplaceNeedsOldKey(t *testing.T) {
+	var logs lockedBuffer
+	f := start(t, func(o *Options) { o.Log = slog.New(slog.NewTextHandler(&logs, nil)) })
+	victimMachine := fmt.Sprintf("%032x", 1) // host-a's
+	replaceWith := func(key ssh.Signer) *wire.Response {
+		tok, err := CreateToken(f.state, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return registerCall(t, f, tok, func(sid []byte) []byte {
+			r := goodRequest(t, sid, key, victimMachine)
+			r.Replace = true
+			sig, err := key.Sign(rand.Reader, wire.ProofData(sid, r.RequestID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Proof = ssh.Marshal(sig)
+			b, _ := json.Marshal(r)
+			return b
+		})
+	}
+	r := replaceWith(newSigner(t))
+	if r.Status != wire.StatusPending || !strings.Contains(r.Reason, "host-a") {
+		t.Errorf("token + replace + another host's machine-id = %+v, want pending naming host-a", r)
+	}
+	if h, err := registry.Load(f.state, "host-a"); err != nil || h.Status != registry.StatusActive {
+		t.Fatalf("host-a after a stranger's replace: %+v, %v; want active", h, err)
+	}
+	if c, err := f.dial("host-a", ssh.PublicKeys(f.keys["host-a"])); err != nil {
+		t.Errorf("host-a cannot log in after a stranger's replace: %v", err)
+	} else {
+		c.Close()
+	}
+
+	// host-a itself, with its upload key, replaces its registration.
+	r = replaceWith(f.keys["host-a"])
+	if r.Status != wire.StatusGranted || r.HostID == "host-a" {
+		t.Fatalf("replace signed by host-a's key = %+v, want granted with a new host id", r)
+	}
+	if h, _ := registry.Load(f.state, "host-a"); h.Status != registry.StatusRevoked {
+		t.Errorf("host-a after its own replace: %s, want revoked", h.Status)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "host replaced") || !strings.Contains(out, r.HostID) || !strings.Contains(out, "replaced_host_ids=[host-a]") {
+		t.Errorf("log does not name both hosts of the replacement:\n%s", out)
 	}
 }

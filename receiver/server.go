@@ -518,6 +518,12 @@ func (s *Server) answerRegistration(log *slog.Logger, conn *ssh.ServerConn, ch s
 		return deny("server error")
 	}
 	log.Info("registration request", "request", r.RequestID, "hostname", r.Facts.Hostname, "status", r.Status, "host_id", r.HostID, "auth", r.Auth)
+	switch {
+	case r.Status == wire.StatusGranted && len(r.Replaces) > 0:
+		log.Warn("host replaced", "host_id", r.HostID, "replaced_host_ids", r.Replaces, "request", r.RequestID, "by", r.DecidedBy)
+	case r.Status == wire.StatusPending && r.Replace:
+		log.Warn("registration asks to replace a host; waiting for an administrator", "request", r.RequestID, "reason", r.Reason)
+	}
 	resp := &wire.Response{Status: r.Status, RequestID: r.RequestID, HostID: r.HostID, Reason: r.Reason}
 	if r.Status == wire.StatusGranted {
 		resp.User = r.HostID

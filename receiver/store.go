@@ -234,6 +234,19 @@ func duplicates(state string, r *Registration) ([]string, string, error) {
 	return ids, why, nil
 }
 
+// notOwnedBy returns the hosts among ids whose upload key is not the
+// request's (whose possession the request proved).
+func notOwnedBy(state string, ids []string, r *Registration) []string {
+	var out []string
+	for _, id := range ids {
+		h, err := registry.Load(state, id)
+		if err != nil || h.SSHKey == "" || wire.Fingerprint(h.SSHKey) != r.Fingerprint() {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // submit records a request from the network and decides it when it can:
 // a token approves it, a duplicate without replace denies it, anything else
 // waits for an admin. A request id seen before answers with its state (and a
@@ -292,6 +305,14 @@ func decide(state string, r *Registration, tokenHash string, now time.Time) (*Re
 	}
 	if len(dups) > 0 && !r.Replace {
 		r.Status, r.Reason, r.DecidedAt, r.DecidedBy = wire.StatusDenied, "duplicate machine: "+why+"; register with --replace to replace it", now.UTC(), "server"
+		return r, saveRegistration(state, r)
+	}
+	// A token approves a new host, and the replacement of a host only when
+	// the request proved possession of that host's upload key (the same
+	// machine registering again with its kept keys). Anyone who read another
+	// host's machine-id could otherwise revoke it: that waits for an admin.
+	if foreign := notOwnedBy(state, dups, r); len(foreign) > 0 {
+		r.Reason = fmt.Sprintf("replacing host %s needs an administrator's approval (the request is not signed by its upload key)", strings.Join(foreign, ", "))
 		return r, saveRegistration(state, r)
 	}
 	// One-time: the token file goes before the grant is written; if it is

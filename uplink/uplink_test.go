@@ -39,6 +39,23 @@ func registerWithToken(t *testing.T, s *testServer, facts uplink.HostFacts, repl
 	return dir, res
 }
 
+// registerAgain registers the host of dir again, with replace and a fresh
+// token, keeping its keys.
+func registerAgain(t *testing.T, s *testServer, dir string, facts uplink.HostFacts) *uplink.Result {
+	t.Helper()
+	tok, err := receiver.CreateToken(s.state, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := uplink.Register(testutil.Deadline(t, 30*time.Second), uplink.RegisterOptions{
+		Server: s.addr, ConfigDir: dir, Token: []byte(tok), Fingerprint: s.fingerprint(), Facts: facts, Replace: true,
+	})
+	if err != nil {
+		t.Fatalf("Register again with token: %v", err)
+	}
+	return res
+}
+
 func TestRegisterTokenThenPush(t *testing.T) {
 	testutil.RequireTier(t, testutil.TierService)
 	s := startReceiver(t, "", "127.0.0.1:0", nil)
@@ -276,7 +293,7 @@ func TestRegisterDuplicateAndReplace(t *testing.T) {
 	testutil.RequireTier(t, testutil.TierService)
 	s := startReceiver(t, "", "127.0.0.1:0", nil)
 	facts := testFacts(t, "app")
-	_, first := registerWithToken(t, s, facts, false)
+	firstDir, first := registerWithToken(t, s, facts, false)
 	if first.Status != uplink.StatusGranted {
 		t.Fatalf("first registration: %+v", first)
 	}
@@ -285,8 +302,19 @@ func TestRegisterDuplicateAndReplace(t *testing.T) {
 	if dup.Status != uplink.StatusDenied || !strings.Contains(dup.Reason, first.HostID) || !strings.Contains(dup.Reason, "machine-id") {
 		t.Fatalf("duplicate registration = %+v, want denied naming %s and machine-id", dup, first.HostID)
 	}
-	// …granted with replace and a token, and the old host is revoked.
-	_, rep := registerWithToken(t, s, facts, true)
+	// …and with replace and a token only pending: new keys do not prove
+	// they belong to the host they would revoke (anyone can read a
+	// machine-id); an admin decides.
+	_, hijack := registerWithToken(t, s, facts, true)
+	if hijack.Status != uplink.StatusPending || !strings.Contains(hijack.Reason, first.HostID) {
+		t.Fatalf("replace with new keys = %+v, want pending naming %s", hijack, first.HostID)
+	}
+	if h, err := registry.Load(s.state, first.HostID); err != nil || h.Status != registry.StatusActive {
+		t.Fatalf("host after a replace with new keys: %+v, %v; want active", h, err)
+	}
+	// The same machine with its kept keys replaces its registration with a
+	// token, and the old host is revoked.
+	rep := registerAgain(t, s, firstDir, facts)
 	if rep.Status != uplink.StatusGranted || rep.HostID == first.HostID {
 		t.Fatalf("replace = %+v, want granted with a new host id", rep)
 	}

@@ -74,7 +74,8 @@ Exit codes: 0 approved, 1 error (unknown, decided or duplicate request).`,
 			}
 			fmt.Fprintf(env.Stdout, "approved %s: host id %s (%s)\n", r.RequestID, r.HostID, r.Facts.Hostname)
 			if len(r.Replaces) > 0 {
-				fmt.Fprintf(env.Stdout, "revoked replaced hosts: %s\n", strings.Join(r.Replaces, ", "))
+				fmt.Fprintf(env.Stdout, "host %s replaces %s (revoked)\n", r.HostID, strings.Join(r.Replaces, ", "))
+				env.Log.Warn("host replaced", "host_id", r.HostID, "replaced_host_ids", r.Replaces, "request", r.RequestID, "by", receiver.ByAdmin)
 			}
 			return nil
 		},
