@@ -9,19 +9,18 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/pofr/pofr/collector/sockowner"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/procfs"
 )
 
 // Source records TCP and UDP endpoints from sock_diag (see the package
-// documentation of the socket source in sock.go). Create it with
-// [New] and call Run once.
+// documentation). Create it with [New] and call Run once.
 type Source struct {
 	opts     Options
 	log      *slog.Logger
@@ -30,10 +29,17 @@ type Source struct {
 	refresh  chan struct{}
 	netns    event.Opt[uint64]
 	fs       procfs.FS
-	mode     string // set once by Run
 
-	mu    sync.Mutex
-	stats Stats
+	// Owned by the main loop (Run).
+	tbl        *table
+	scanner    *sockFDScanner
+	dumps      uint32 // dump requests sent (their netlink sequence numbers)
+	dumpBuf    []inetDiag
+	lastDumpOK int64
+	lastCensus time.Time
+	failed     map[uint64]bool // namespaces whose sockets could not be opened
+	// censusEvery is the census cadence (tests shorten it).
+	censusEvery time.Duration
 
 	// Queue between the destroy reader goroutine and the main loop.
 	qmu     sync.Mutex
@@ -41,28 +47,17 @@ type Source struct {
 	spare   []sockDestroy
 	qsignal chan struct{}
 
-	// Owned by the main loop (Run).
-	tracked    map[uint64]*sockEntry
-	listeners  map[sockListenKey][]*sockEntry
-	scanner    *sockFDScanner
-	gen        uint64
-	dumpBuf    []inetDiag
-	lastDumpOK int64
-	lastCensus time.Time
-	want       map[uint32]*sockEntry
-	fresh      []*sockEntry
-	// lastOwnerSync is when ConnOwners was last synced (gap rows).
-	lastOwnerSync int64
+	// Counted by the destroy reader.
+	overruns, lost atomic.Uint64
 
-	// AllNetns: one child source per other network namespace, keyed by its
-	// nsfs inode; retired sums the counters of children that stopped.
-	runCtx   context.Context
-	childMu  sync.Mutex
+	// mu guards what Stats reads: the table's counters as the main loop
+	// last published them and, with AllNetns, one child source per other
+	// network namespace (keyed by its nsfs inode) and the summed counters of
+	// children that stopped.
+	mu       sync.Mutex
+	shown    Stats
 	children map[uint64]*sockChild
 	retired  Stats
-	failed   map[uint64]bool // namespaces whose sockets could not be opened
-	// censusEvery is the census cadence (tests shorten it).
-	censusEvery time.Duration
 }
 
 // sockChild is the source of one other network namespace.
@@ -70,38 +65,6 @@ type sockChild struct {
 	src  *Source
 	stop context.CancelFunc
 	done chan struct{}
-}
-
-// sockDestroy is one item of the reader → main loop queue: a decoded destroy
-// message, or an overrun marker.
-type sockDestroy struct {
-	ts      int64
-	msg     inetDiag
-	overrun bool  // ENOBUFS: msg is empty, since is the previous receive time
-	since   int64 // overrun only
-	dropped int64 // overrun only: messages dropped by a full queue
-}
-
-// sockEntry is one live socket in the table, keyed by cookie (netlink mode) or
-// inode (procnet mode).
-type sockEntry struct {
-	m          inetDiag // last sighting
-	firstTS    int64
-	dir        string
-	pid        int32
-	start      int64
-	owner      bool // pid/start known
-	self       bool
-	ownerTried bool   // an fd scan looked for the inode and did not find it
-	gen        uint64 // last dump that saw it
-	tpPID      int32  // owner pid from ConnOwners whose process was gone (no proc_start)
-	missing    int64  // when it was first missing from a dump; 0 if present
-}
-
-// sockListenKey indexes listeners by protocol and local port.
-type sockListenKey struct {
-	proto uint8
-	port  uint16
 }
 
 // New checks opts and returns a source ready to Run.
@@ -125,18 +88,16 @@ func New(opts Options) (*Source, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	fs := procfs.New(opts.ProcRoot)
 	s := &Source{
-		opts:      opts,
-		log:       log.With("source", "sock"),
-		interval:  opts.DumpInterval,
-		now:       opts.Now,
-		refresh:   make(chan struct{}, 1),
-		qsignal:   make(chan struct{}, 1),
-		tracked:   make(map[uint64]*sockEntry),
-		listeners: make(map[sockListenKey][]*sockEntry),
-		want:      make(map[uint32]*sockEntry),
-		scanner:   newSockFDScanner(procfs.New(opts.ProcRoot)),
-		fs:        procfs.New(opts.ProcRoot),
+		opts:     opts,
+		log:      log.With("source", "sock"),
+		interval: opts.DumpInterval,
+		now:      opts.Now,
+		refresh:  make(chan struct{}, 1),
+		qsignal:  make(chan struct{}, 1),
+		scanner:  newSockFDScanner(fs),
+		fs:       fs,
 	}
 	s.censusEvery = sockNetnsCensus
 	if opts.AllNetns {
@@ -153,6 +114,11 @@ func New(opts Options) (*Source, error) {
 	} else if opts.Netns != "" {
 		return nil, fmt.Errorf("new sock source: network namespace %s: %w", opts.Netns, err)
 	}
+	t := newTable(opts.Sink)
+	t.netns, t.selfPID, t.procs, t.conns = s.netns, opts.SelfPID, opts.Procs, opts.ConnOwners
+	t.start = fs.Start
+	t.findOwners = s.scanner.find
+	s.tbl = t
 	return s, nil
 }
 
@@ -216,10 +182,9 @@ func sockInNetns(path string, want uint64, open func() (int, error)) (int, error
 // other network namespaces (AllNetns) included.
 func (s *Source) Stats() Stats {
 	s.mu.Lock()
-	st := s.stats
-	s.mu.Unlock()
-	s.childMu.Lock()
-	defer s.childMu.Unlock()
+	defer s.mu.Unlock()
+	st := s.shown
+	st.Overruns, st.Lost = s.overruns.Load(), s.lost.Load()
 	st.add(&s.retired)
 	for _, c := range s.children {
 		cs := c.src.Stats()
@@ -259,18 +224,33 @@ func (s *Source) Refresh() {
 	case s.refresh <- struct{}{}:
 	default:
 	}
-	s.childMu.Lock()
+	s.mu.Lock()
 	for _, c := range s.children {
 		c.src.Refresh()
 	}
-	s.childMu.Unlock()
+	s.mu.Unlock()
 }
 
-// stat applies f to the counters under the lock.
-func (s *Source) stat(f func(*Stats)) {
+// publish makes the table's counters what Stats returns. Called by the main
+// loop after each change.
+func (s *Source) publish() {
 	s.mu.Lock()
-	f(&s.stats)
+	s.shown = s.tbl.stats
 	s.mu.Unlock()
+}
+
+// drain applies the queued destroy messages to the table.
+func (s *Source) drain() {
+	s.qmu.Lock()
+	q := s.queue
+	s.queue = s.spare[:0]
+	s.qmu.Unlock()
+	if len(q) > 0 {
+		s.tbl.applyDestroys(q, s.now().UnixNano())
+		clear(q)
+		s.publish()
+	}
+	s.spare = q[:0]
 }
 
 // Run records until ctx ends, then returns nil. It returns an error only if
@@ -279,12 +259,12 @@ func (s *Source) Run(ctx context.Context) error {
 	dumpFD := -1
 	mode := ModeProcNet
 	t0 := time.Now()
-	s.runCtx = ctx
 	defer s.stopChildren()
 	if !s.opts.ForceProcNet {
 		fd, err := sockInNetns(s.opts.Netns, s.netns.V, sockOpenDumpSocket)
 		if err == nil {
-			s.dumpBuf, err = sockDump(fd, s.opts.UDP, 1, s.dumpBuf[:0])
+			s.dumps++
+			s.dumpBuf, err = sockDump(fd, s.opts.UDP, s.dumps, s.dumpBuf[:0])
 			if err != nil {
 				unix.Close(fd)
 			}
@@ -304,8 +284,9 @@ func (s *Source) Run(ctx context.Context) error {
 			return fmt.Errorf("sock source: %w", err)
 		}
 	}
-	s.mode = mode
-	s.stat(func(st *Stats) { st.Mode = mode })
+	s.tbl.procnet = mode == ModeProcNet
+	s.tbl.stats.Mode = mode
+	s.publish()
 	var wg sync.WaitGroup
 	rctx, stopReader := context.WithCancel(context.Background())
 	defer func() {
@@ -332,8 +313,9 @@ func (s *Source) Run(ctx context.Context) error {
 
 	// The first dump was made above; diff it now.
 	s.lastDumpOK = s.now().UnixNano()
-	s.applyDump(s.lastDumpOK, s.dumpBuf, mode == ModeProcNet, t0)
-	s.census()
+	s.tbl.applyDump(s.lastDumpOK, s.dumpBuf, t0)
+	s.census(ctx)
+	s.publish()
 	tick := time.NewTicker(s.interval)
 	defer tick.Stop()
 	// Destroy messages are drained in batches: the reader signals when the
@@ -353,27 +335,28 @@ func (s *Source) Run(ctx context.Context) error {
 			drainAt = nil
 			s.drain()
 		case <-tick.C:
-			s.dumpOnce(dumpFD, mode)
+			s.dumpOnce(ctx, dumpFD, mode)
 		case <-s.refresh:
-			s.dumpOnce(dumpFD, mode)
+			s.dumpOnce(ctx, dumpFD, mode)
 		}
 	}
 }
 
 // dumpOnce runs one dump (or /proc/net poll) and diffs it with the table.
-func (s *Source) dumpOnce(fd int, mode string) {
+func (s *Source) dumpOnce(ctx context.Context, fd int, mode string) {
 	s.drain()
 	t0 := time.Now()
-	s.gen++
 	var err error
 	if mode == ModeNetlink {
-		s.dumpBuf, err = sockDump(fd, s.opts.UDP, uint32(s.gen+1), s.dumpBuf[:0])
+		s.dumps++
+		s.dumpBuf, err = sockDump(fd, s.opts.UDP, s.dumps, s.dumpBuf[:0])
 	} else {
 		s.dumpBuf, err = s.procNetDump(s.dumpBuf[:0])
 	}
 	now := s.now().UnixNano()
 	if err != nil {
-		s.stat(func(st *Stats) { st.DumpErrors++ })
+		s.tbl.stats.DumpErrors++
+		s.publish()
 		s.log.Warn("socket dump", "mode", mode, "err", err)
 		s.opts.Sink.AppendGap(&event.Gap{FromTS: s.lastDumpOK, ToTS: now, Source: event.SourceSock,
 			Reason: "inet_diag dump: " + err.Error()})
@@ -381,30 +364,33 @@ func (s *Source) dumpOnce(fd int, mode string) {
 		return
 	}
 	s.lastDumpOK = now
-	s.applyDump(now, s.dumpBuf, mode == ModeProcNet, t0)
+	s.tbl.applyDump(now, s.dumpBuf, t0)
+	s.publish()
 	s.drain()
 	if time.Since(s.lastCensus) >= s.censusEvery {
-		s.census()
+		s.census(ctx)
+		s.publish()
 	}
 }
 
 // census counts the network namespaces not covered or, with AllNetns,
-// starts and stops the child sources of the other namespaces.
-func (s *Source) census() {
+// starts and stops the child sources of the other namespaces (children of
+// ctx).
+func (s *Source) census(ctx context.Context) {
 	s.lastCensus = time.Now()
 	if s.opts.Netns != "" {
 		return
 	}
 	if !s.opts.AllNetns {
 		n := s.scanner.otherNetns(s.netns.V)
-		s.stat(func(st *Stats) { st.NetnsUncovered = n })
+		s.tbl.stats.NetnsUncovered = n
 		return
 	}
 	inUse := s.scanner.netnsPids(s.netns.V)
 	if inUse == nil {
 		return // /proc unreadable this time: change nothing
 	}
-	s.childMu.Lock()
+	s.mu.Lock()
 	var gone []*sockChild
 	for ino, c := range s.children {
 		if _, ok := inUse[ino]; !ok {
@@ -412,7 +398,7 @@ func (s *Source) census() {
 			delete(s.children, ino)
 		}
 	}
-	s.childMu.Unlock()
+	s.mu.Unlock()
 	for _, c := range gone {
 		s.retire(c)
 	}
@@ -422,13 +408,13 @@ func (s *Source) census() {
 		}
 	}
 	for ino, pid := range inUse {
-		s.childMu.Lock()
+		s.mu.Lock()
 		_, have := s.children[ino]
-		s.childMu.Unlock()
+		s.mu.Unlock()
 		if have || s.failed[ino] {
 			continue
 		}
-		if err := s.startChild(ino, pid); err != nil {
+		if err := s.startChild(ctx, ino, pid); err != nil {
 			if s.failed == nil {
 				s.failed = make(map[uint64]bool)
 			}
@@ -436,15 +422,16 @@ func (s *Source) census() {
 			s.log.Warn("sockets of a network namespace are not recorded", "netns", ino, "pid", pid, "err", err)
 		}
 	}
-	s.childMu.Lock()
+	s.mu.Lock()
 	covered := len(s.children)
-	s.childMu.Unlock()
-	s.stat(func(st *Stats) { st.NetnsUncovered, st.NetnsCovered = len(s.failed), covered })
+	s.mu.Unlock()
+	s.tbl.stats.NetnsUncovered, s.tbl.stats.NetnsCovered = len(s.failed), covered
 }
 
 // startChild starts the source of network namespace ino, entered through
-// pid's /proc/PID/ns/net. It returns once the child records or has failed.
-func (s *Source) startChild(ino uint64, pid int32) error {
+// pid's /proc/PID/ns/net, as a child of ctx. It returns once the child
+// records or has failed.
+func (s *Source) startChild(ctx context.Context, ino uint64, pid int32) error {
 	o := s.opts
 	o.Netns = s.fs.PIDPath(pid, "ns/net")
 	o.AllNetns = false
@@ -456,7 +443,7 @@ func (s *Source) startChild(ino uint64, pid int32) error {
 	if c.netns.V != ino {
 		return fmt.Errorf("pid %d left the namespace", pid) // the next census tries again
 	}
-	ctx, cancel := context.WithCancel(s.runCtx)
+	ctx, cancel := context.WithCancel(ctx)
 	ch := &sockChild{src: c, stop: cancel, done: make(chan struct{})}
 	errc := make(chan error, 1)
 	go func() {
@@ -473,12 +460,12 @@ func (s *Source) startChild(ino uint64, pid int32) error {
 		case <-time.After(time.Millisecond):
 		}
 	}
-	s.childMu.Lock()
+	s.mu.Lock()
 	if s.children == nil {
 		s.children = make(map[uint64]*sockChild)
 	}
 	s.children[ino] = ch
-	s.childMu.Unlock()
+	s.mu.Unlock()
 	return nil
 }
 
@@ -489,17 +476,17 @@ func (s *Source) retire(c *sockChild) {
 	<-c.done
 	st := c.src.Stats()
 	st.Tracked = 0
-	s.childMu.Lock()
+	s.mu.Lock()
 	s.retired.add(&st)
-	s.childMu.Unlock()
+	s.mu.Unlock()
 }
 
 // stopChildren stops every child source.
 func (s *Source) stopChildren() {
-	s.childMu.Lock()
+	s.mu.Lock()
 	cs := s.children
 	s.children = nil
-	s.childMu.Unlock()
+	s.mu.Unlock()
 	for _, c := range cs {
 		s.retire(c)
 	}
@@ -529,437 +516,6 @@ func (s *Source) procNetDump(out []inetDiag) ([]inetDiag, error) {
 		}
 	}
 	return out, nil
-}
-
-// applyDump diffs one dump with the table and writes listen, open and
-// vanished close rows. t0 is when the dump began (zero: not timed).
-func (s *Source) applyDump(now int64, dump []inetDiag, procnet bool, t0 time.Time) {
-	clear(s.want)
-	s.fresh = s.fresh[:0]
-	s.syncOwners(now)
-	var untracked, fromTP uint64
-	for i := range dump {
-		m := &dump[i]
-		if m.SrcPort == 0 && m.DstPort == 0 {
-			continue // never bound
-		}
-		key := m.Cookie
-		if procnet {
-			key = uint64(m.Inode)
-		}
-		e := s.tracked[key]
-		if e == nil {
-			if len(s.tracked) >= sockMaxTracked {
-				untracked++
-				continue
-			}
-			e = &sockEntry{m: *m, firstTS: now}
-			s.tracked[key] = e
-			s.fresh = append(s.fresh, e)
-			if isListener(m) {
-				k := sockListenKey{m.Protocol, m.SrcPort}
-				s.listeners[k] = append(s.listeners[k], e)
-			}
-		} else {
-			inode := e.m.Inode
-			e.m = *m
-			if e.m.Inode == 0 {
-				e.m.Inode = inode
-			}
-			e.missing = 0
-		}
-		e.gen = s.gen
-		if !e.owner && s.takeOwner(e) {
-			fromTP++
-		}
-		if !e.owner && !e.ownerTried && m.Inode != 0 {
-			s.want[m.Inode] = e
-		}
-	}
-	if len(s.want) > 0 {
-		procs := s.scanner.find(s.want, s.resolve)
-		for _, e := range s.want {
-			e.ownerTried = true // not found: the owner is gone or holds it outside /proc
-		}
-		s.stat(func(st *Stats) { st.FDScans++; st.FDScanProcs += uint64(procs) })
-	}
-	var listens, opens uint64
-	for _, e := range s.fresh {
-		r := s.row(e, now)
-		if isListener(&e.m) {
-			r.Event = event.SockListen
-			listens++
-		} else {
-			r.Event = event.SockOpen
-			opens++
-		}
-		s.opts.Sink.AppendSock(&r)
-	}
-	var vanished, known, unknown, fromListener uint64
-	for key, e := range s.tracked {
-		if e.gen == s.gen {
-			continue
-		}
-		if !procnet {
-			if e.missing == 0 {
-				e.missing = now
-			}
-			if time.Duration(now-e.missing) < sockVanishGrace {
-				continue
-			}
-		}
-		r := s.row(e, now)
-		r.Event = event.SockClose
-		r.Flags |= event.SockFlagVanished
-		if !e.owner && e.tpPID == 0 && s.byListener(&r, &e.m) {
-			fromListener++
-		}
-		if r.PID.Valid {
-			known++
-		} else {
-			unknown++
-		}
-		s.opts.Sink.AppendSock(&r)
-		s.forget(key, e)
-		vanished++
-	}
-	var took time.Duration
-	if !t0.IsZero() {
-		took = time.Since(t0)
-	}
-	s.stat(func(st *Stats) {
-		st.Dumps++
-		st.Listens += listens
-		st.Opens += opens
-		st.Closes += vanished
-		st.Vanished += vanished
-		st.OwnerKnown += known
-		st.OwnerUnknown += unknown
-		st.OwnerFromListener += fromListener
-		st.Untracked += untracked
-		st.OwnerFromTracepoint += fromTP
-		st.Tracked = len(s.tracked)
-		if took > 0 {
-			st.LastDump = took
-		}
-	})
-}
-
-// syncOwners brings Options.ConnOwners up to date before a dump or a batch
-// of destroy notifications is applied; a loss of tracepoint records becomes
-// a gap row.
-func (s *Source) syncOwners(now int64) {
-	if s.opts.ConnOwners == nil {
-		return
-	}
-	if lost := s.opts.ConnOwners.Sync(); lost > 0 {
-		s.opts.Sink.AppendGap(&event.Gap{FromTS: s.lastOwnerSync, ToTS: now, Source: event.SourceSock,
-			Lost: event.Some(int64(lost)), Reason: "connection owner tracepoint records lost (ring full)"})
-		s.stat(func(st *Stats) { st.OwnerRecordsLost += lost })
-	}
-	s.lastOwnerSync = now
-}
-
-// connOwner takes the owner of socket m from Options.ConnOwners.
-func (s *Source) connOwner(m *inetDiag) (sockowner.Owner, bool) {
-	if s.opts.ConnOwners == nil || m.DstPort == 0 || m.SrcPort == 0 {
-		return sockowner.Owner{}, false
-	}
-	n := m.addrLen()
-	k, laddr := sockowner.KeyOf(m.Protocol, m.Src[:n], m.SrcPort, m.Dst[:n], m.DstPort)
-	return s.opts.ConnOwners.Take(k, laddr)
-}
-
-// takeOwner gives a tracked socket its owner from Options.ConnOwners and
-// reports whether it did. A pid whose process is already gone gives no
-// owner here (its life cannot be named); the fd scan and the close row
-// still try.
-func (s *Source) takeOwner(e *sockEntry) bool {
-	if isListener(&e.m) {
-		return false
-	}
-	o, ok := s.connOwner(&e.m)
-	if !ok {
-		return false
-	}
-	start, self, ok := s.owner(o.PID)
-	if !ok {
-		e.tpPID = o.PID
-		return false
-	}
-	e.pid, e.start, e.self, e.owner = o.PID, start, self, true
-	return true
-}
-
-// ownerRow fills the owner of a close row for a socket no dump saw, from
-// Options.ConnOwners, and reports whether it did. When the process is gone
-// already the row gets the pid without proc_start.
-func (s *Source) ownerRow(r *event.Sock, m *inetDiag) bool {
-	o, ok := s.connOwner(m)
-	if !ok {
-		return false
-	}
-	r.PID = event.Some(o.PID)
-	r.Flags &^= event.SockFlagOwnerUnknown
-	if start, self, ok := s.owner(o.PID); ok {
-		r.ProcStart = event.Some(start)
-		if self {
-			r.Flags |= event.SockFlagSelf
-		}
-	}
-	return true
-}
-
-// resolve is called by the fd scanner for each wanted inode it finds.
-func (s *Source) resolve(e *sockEntry, pid int32) {
-	start, self, ok := s.owner(pid)
-	if !ok {
-		return
-	}
-	e.pid, e.start, e.self, e.owner = pid, start, self, true
-}
-
-// owner returns the proc_start and self flag of pid.
-func (s *Source) owner(pid int32) (start int64, self, ok bool) {
-	if s.opts.Procs != nil {
-		if pi, ok := s.opts.Procs.Lookup(pid); ok {
-			return pi.Start, pi.Self || pid == s.opts.SelfPID, true
-		}
-	}
-	start, err := s.fs.Start(pid)
-	if err != nil {
-		return 0, false, false
-	}
-	return start, s.opts.SelfPID != 0 && pid == s.opts.SelfPID, true
-}
-
-// forget removes a socket from the table.
-func (s *Source) forget(key uint64, e *sockEntry) {
-	delete(s.tracked, key)
-	if isListener(&e.m) {
-		k := sockListenKey{e.m.Protocol, e.m.SrcPort}
-		l := s.listeners[k]
-		for i, x := range l {
-			if x == e {
-				l = append(l[:i], l[i+1:]...)
-				break
-			}
-		}
-		if len(l) == 0 {
-			delete(s.listeners, k)
-		} else {
-			s.listeners[k] = l
-		}
-	}
-}
-
-// isListener reports whether m is a TCP listener or an unconnected UDP socket.
-func isListener(m *inetDiag) bool {
-	if m.Protocol == sdIPProtoUDP {
-		return m.DstPort == 0
-	}
-	return m.State == sdTCPListen
-}
-
-// direction tells a socket's direction from the listener table.
-func (s *Source) direction(m *inetDiag) string {
-	if m.DstPort == 0 && (m.Protocol == sdIPProtoUDP || m.State == sdTCPListen || m.State == sdTCPClose) {
-		return event.DirListen
-	}
-	if _, ok := s.listeners[sockListenKey{m.Protocol, m.SrcPort}]; ok {
-		return event.DirIn
-	}
-	return event.DirOut
-}
-
-// listenerOf returns the listener that accepted m, if the table has one with
-// an owner: same protocol and local port, preferring the same family and
-// local address.
-func (s *Source) listenerOf(m *inetDiag) *sockEntry {
-	var best *sockEntry
-	for _, l := range s.listeners[sockListenKey{m.Protocol, m.SrcPort}] {
-		if !l.owner {
-			continue
-		}
-		if l.m.Family == m.Family && (l.m.Src == m.Src || l.m.Src == [16]byte{}) {
-			return l
-		}
-		if best == nil {
-			best = l
-		}
-	}
-	return best
-}
-
-// byListener attributes an incoming connection without a known owner to the
-// owner of the listener it was accepted on, and reports whether it did. This
-// covers accepted sockets that closed before a dump saw them, and those that
-// a dump saw still in the accept queue (inode 0, no file yet).
-func (s *Source) byListener(r *event.Sock, m *inetDiag) bool {
-	if r.Direction != event.DirIn {
-		return false
-	}
-	l := s.listenerOf(m)
-	if l == nil {
-		return false
-	}
-	r.PID, r.ProcStart = event.Some(l.pid), event.Some(l.start)
-	r.Flags &^= event.SockFlagOwnerUnknown
-	r.Flags |= event.SockFlagOwnerFromListener
-	if l.self {
-		r.Flags |= event.SockFlagSelf
-	}
-	return true
-}
-
-// row builds the common part of a row for a tracked socket.
-func (s *Source) row(e *sockEntry, ts int64) event.Sock {
-	if e.dir == "" {
-		e.dir = s.direction(&e.m)
-	}
-	r := sockBaseRow(&e.m, ts)
-	r.Direction = e.dir
-	r.UID = e.m.UID
-	r.Netns = s.netns
-	if e.m.Inode != 0 {
-		r.Inode = event.Some(uint64(e.m.Inode))
-	}
-	r.FirstTS = event.Some(e.firstTS)
-	if e.owner {
-		r.PID, r.ProcStart = event.Some(e.pid), event.Some(e.start)
-		if e.self {
-			r.Flags |= event.SockFlagSelf
-		}
-	} else if e.tpPID != 0 {
-		r.PID = event.Some(e.tpPID) // from ConnOwners; the process was gone
-	} else {
-		r.Flags |= event.SockFlagOwnerUnknown
-	}
-	if s.mode == ModeProcNet {
-		r.Flags |= event.SockFlagFallback
-	}
-	return r
-}
-
-// sockBaseRow fills the columns that come from the message alone.
-func sockBaseRow(m *inetDiag, ts int64) event.Sock {
-	n := m.addrLen()
-	r := event.Sock{
-		TS:         ts,
-		Proto:      "tcp",
-		Family:     4,
-		State:      sockStateName(m.State),
-		LocalAddr:  append([]byte(nil), m.Src[:n]...),
-		LocalPort:  m.SrcPort,
-		RemoteAddr: append([]byte(nil), m.Dst[:n]...),
-		RemotePort: m.DstPort,
-		Cookie:     m.Cookie,
-		UID:        event.NoID,
-	}
-	if m.Family == sdAFInet6 {
-		r.Family = 6
-	}
-	if m.Protocol == sdIPProtoUDP {
-		r.Proto = "udp"
-		if m.DstPort != 0 && m.State == sdTCPEstablished {
-			r.State = "ESTABLISHED"
-		}
-	}
-	if m.HasInfo && !(m.State == sdTCPListen || m.Protocol == sdIPProtoTCP && m.DstPort == 0) {
-		// A socket that never connected has no meaningful counters.
-		r.BytesRecv = event.Some(m.BytesReceived)
-		if m.HasBytesSent {
-			r.BytesSent = event.Some(m.BytesSent)
-		}
-	}
-	return r
-}
-
-// drain processes the queued destroy messages.
-func (s *Source) drain() {
-	s.qmu.Lock()
-	q := s.queue
-	s.queue = s.spare[:0]
-	s.qmu.Unlock()
-	if len(q) == 0 {
-		s.spare = q
-		return
-	}
-	s.syncOwners(s.now().UnixNano())
-	var destroys, known, unknown, fromListener, fromTP, unbound, overruns uint64
-	for i := range q {
-		d := &q[i]
-		if d.overrun {
-			overruns++
-			reason := "ENOBUFS on sock_diag destroy socket"
-			lost := event.Opt[int64]{}
-			if d.dropped > 0 {
-				reason = "sock_diag destroy queue full"
-				lost = event.Some(d.dropped)
-			}
-			s.opts.Sink.AppendGap(&event.Gap{FromTS: d.since, ToTS: d.ts, Source: event.SourceSock, Lost: lost, Reason: reason})
-			continue
-		}
-		destroys++
-		m := &d.msg
-		e := s.tracked[m.Cookie]
-		if e == nil && m.SrcPort == 0 && m.DstPort == 0 {
-			unbound++
-			continue
-		}
-		var r event.Sock
-		if e != nil {
-			// Final state, counters and tuple from the destroy message; the
-			// rest from the table.
-			if !e.owner && s.takeOwner(e) {
-				fromTP++
-			}
-			r = s.row(e, d.ts)
-			fin := sockBaseRow(m, d.ts)
-			r.State, r.BytesSent, r.BytesRecv = fin.State, fin.BytesSent, fin.BytesRecv
-			if !r.BytesSent.Valid && e.m.HasBytesSent {
-				r.BytesSent = event.Some(e.m.BytesSent)
-			}
-			if !r.BytesRecv.Valid && e.m.HasInfo {
-				r.BytesRecv = event.Some(e.m.BytesReceived)
-			}
-			if !e.owner && e.tpPID == 0 && s.byListener(&r, &e.m) {
-				fromListener++
-			}
-			s.forget(m.Cookie, e)
-		} else {
-			r = sockBaseRow(m, d.ts)
-			r.Netns = s.netns
-			r.Direction = s.direction(m)
-			r.Flags |= event.SockFlagOwnerUnknown
-			if s.ownerRow(&r, m) {
-				fromTP++
-			} else if s.byListener(&r, m) {
-				fromListener++
-			}
-		}
-		r.Event = event.SockClose
-		r.Flags |= event.SockFlagFromDestroy
-		if r.PID.Valid {
-			known++
-		} else {
-			unknown++
-		}
-		s.opts.Sink.AppendSock(&r)
-	}
-	clear(q)
-	s.spare = q[:0]
-	s.stat(func(st *Stats) {
-		st.Destroys += destroys
-		st.Closes += known + unknown
-		st.OwnerKnown += known
-		st.OwnerUnknown += unknown
-		st.OwnerFromListener += fromListener
-		st.OwnerFromTracepoint += fromTP
-		st.Unbound += unbound
-		st.Tracked = len(s.tracked)
-		_ = overruns // counted by the reader
-	})
 }
 
 // openDestroySocket subscribes to the destroy groups.
@@ -1007,7 +563,7 @@ func (s *Source) readDestroys(ctx context.Context, fd int) {
 		switch {
 		case err == nil:
 		case errors.Is(err, unix.ENOBUFS):
-			s.stat(func(st *Stats) { st.Overruns++ })
+			s.overruns.Add(1)
 			s.enqueue(sockDestroy{ts: now, overrun: true, since: last})
 			last = now
 			continue
@@ -1043,7 +599,7 @@ func (s *Source) readDestroys(ctx context.Context, fd int) {
 			}
 		}
 		if dropped > 0 && s.enqueue(sockDestroy{ts: now, overrun: true, since: now, dropped: dropped}) {
-			s.stat(func(st *Stats) { st.Lost += uint64(dropped) })
+			s.lost.Add(uint64(dropped))
 			dropped = 0
 		}
 	}

@@ -770,55 +770,6 @@ func TestPrivSock10k(t *testing.T) {
 		(int64(ms1.HeapAlloc)-int64(ms0.HeapAlloc))/1024, len(sink.Socks()))
 }
 
-// TestSockTableMemory measures the memory of the socket table: 10,000 tracked
-// sockets (a synthetic dump, no kernel) must stay under 1 KiB each.
-func TestSockTableMemory(t *testing.T) {
-	src, err := New(Options{Sink: sockDiscard{}, ProcRoot: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const n = 10000
-	dump := make([]inetDiag, n)
-	for i := range dump {
-		dump[i] = inetDiag{Family: sdAFInet, Protocol: sdIPProtoTCP, State: sdTCPEstablished,
-			SrcPort: uint16(10000 + i%50000), DstPort: 80, Cookie: uint64(i + 1), Inode: uint32(i + 1), HasInfo: true}
-	}
-	var ms0, ms1 runtime.MemStats
-	sockReadHeap(&ms0)
-	src.gen++
-	src.applyDump(1, dump, false, time.Time{})
-	dump = nil
-	sockReadHeap(&ms1)
-	if got := src.Stats().Tracked; got != n {
-		t.Fatalf("tracked %d, want %d", got, n)
-	}
-	per := (int64(ms1.HeapAlloc) - int64(ms0.HeapAlloc)) / n
-	t.Logf("socket table: %d bytes per tracked socket (%d sockets: %d KiB)", per, n, per*n/1024)
-	if per > 1024 {
-		t.Errorf("socket table uses %d bytes per socket, want ≤ 1024", per)
-	}
-	// All of them vanish: the table empties after the grace period.
-	src.gen++
-	src.applyDump(2, nil, false, time.Time{})
-	src.gen++
-	src.applyDump(2+int64(sockVanishGrace), nil, false, time.Time{})
-	if st := src.Stats(); st.Tracked != 0 || st.Vanished != n || st.OwnerUnknown != n {
-		t.Errorf("after vanishing: tracked %d vanished %d owner_unknown %d, want 0 %d %d", st.Tracked, st.Vanished, st.OwnerUnknown, n, n)
-	}
-	if len(src.listeners) != 0 {
-		t.Errorf("listener index holds %d ports, want 0", len(src.listeners))
-	}
-}
-
-// sockDiscard is a Sink that drops everything.
-type sockDiscard struct{}
-
-func (sockDiscard) AppendProc(*event.Proc)       {}
-func (sockDiscard) AppendFile(*event.File)       {}
-func (sockDiscard) AppendSock(*event.Sock)       {}
-func (sockDiscard) AppendGap(*event.Gap)         {}
-func (sockDiscard) AppendAccount(*event.Account) {}
-
 // BenchmarkPrivSockCadence measures, for dump intervals of 250 ms, 1 s and
 // 5 s, the share of connections living 1–3 s whose client side gets a known
 // owner, and the collector's CPU. Run with -benchtime=1x:
@@ -1082,11 +1033,6 @@ func captureSockFrames(t *testing.T, dir string) {
 }
 
 // sockReadHeap collects garbage and reads the heap statistics.
-func sockReadHeap(ms *runtime.MemStats) {
-	runtime.GC()
-	runtime.GC()
-	runtime.ReadMemStats(ms)
-}
 
 // TestPrivSockNetnsCensus: a process in a new network namespace is counted
 // as not covered.
@@ -1225,9 +1171,9 @@ func TestPrivSockOtherNetns(t *testing.T) {
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		src.childMu.Lock()
+		src.mu.Lock()
 		_, ok := src.children[st.Ino]
-		src.childMu.Unlock()
+		src.mu.Unlock()
 		if !ok {
 			break
 		}

@@ -1,0 +1,219 @@
+package sockdiag
+
+import (
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/pofr/pofr/collector"
+	"github.com/pofr/pofr/internal/event"
+)
+
+// The socket table without a kernel: dumps and destroy notifications are
+// decoded messages built here; owners come from a process table stand-in
+// (testProcs) and an fd scan stand-in that knows which pid holds which
+// inode.
+
+// testProcs is a collector.Processes over a fixed map.
+type testProcs map[int32]collector.ProcInfo
+
+func (p testProcs) Lookup(pid int32) (collector.ProcInfo, bool) { i, ok := p[pid]; return i, ok }
+
+// newTestTable returns a table whose fd scan finds the inodes of holders.
+func newTestTable(sink event.Sink, holders map[uint32]int32) *table {
+	tb := newTable(sink)
+	tb.netns = event.Some(uint64(4026531840))
+	tb.procs = testProcs{100: {Start: 1000, EUID: 0}, 200: {Start: 2000, EUID: 1000}, 300: {Start: 3000, Self: true}}
+	tb.findOwners = func(want map[uint32]*sockEntry, found func(*sockEntry, int32)) int {
+		for ino, e := range want {
+			if pid, ok := holders[ino]; ok {
+				found(e, pid)
+				delete(want, ino)
+			}
+		}
+		return len(holders)
+	}
+	return tb
+}
+
+func tcp(state uint8, src string, sport uint16, dst string, dport uint16, cookie uint64, inode uint32) inetDiag {
+	return inetDiag{Family: sdAFInet, Protocol: sdIPProtoTCP, State: state, Src: sockAddr16(src), SrcPort: sport,
+		Dst: sockAddr16(dst), DstPort: dport, Cookie: cookie, Inode: inode, HasInfo: true, HasBytesSent: true,
+		BytesSent: 10, BytesReceived: 20}
+}
+
+// row is what these tests compare of a sock row.
+type row struct {
+	Event, Dir string
+	Local, Rem uint16
+	PID        event.Opt[int32]
+	Start      event.Opt[int64]
+	Flags      uint32
+}
+
+func rowsOf(sink *event.MemSink) []row {
+	var out []row
+	for _, r := range sink.Socks() {
+		out = append(out, row{r.Event, r.Direction, r.LocalPort, r.RemotePort, r.PID, r.ProcStart, r.Flags})
+	}
+	return out
+}
+
+// TestSockTableLifecycle: a listener, an accepted connection and an
+// outgoing one are seen by a dump (listen and open rows with their owners
+// from the fd scan), then closed by destroy notifications (close rows that
+// keep the owner and take the final state and counters from the message);
+// a connection that was never dumped closes with the listener's owner.
+func TestSockTableLifecycle(t *testing.T) {
+	sink := &event.MemSink{}
+	tb := newTestTable(sink, map[uint32]int32{11: 100, 12: 100, 13: 200})
+	ln := tcp(sdTCPListen, "0.0.0.0", 8080, "0.0.0.0", 0, 1, 11)
+	in := tcp(sdTCPEstablished, "10.0.0.1", 8080, "10.0.0.2", 40000, 2, 12)
+	out := tcp(sdTCPEstablished, "10.0.0.1", 50000, "10.0.0.3", 443, 3, 13)
+	tb.applyDump(1_000, []inetDiag{ln, in, out}, time.Time{})
+	fin := out
+	fin.State, fin.BytesSent = sdTCPClose, 99
+	late := tcp(sdTCPClose, "10.0.0.1", 8080, "10.0.0.4", 40001, 4, 0) // accepted and closed between dumps
+	tb.applyDestroys([]sockDestroy{{ts: 2_000, msg: fin}, {ts: 2_001, msg: late}, {ts: 2_002, msg: inetDiag{Family: sdAFInet, Protocol: sdIPProtoTCP, Cookie: 9}}}, 2_002)
+
+	want := []row{
+		{event.SockListen, event.DirListen, 8080, 0, event.Some[int32](100), event.Some[int64](1000), 0},
+		{event.SockOpen, event.DirIn, 8080, 40000, event.Some[int32](100), event.Some[int64](1000), 0},
+		{event.SockOpen, event.DirOut, 50000, 443, event.Some[int32](200), event.Some[int64](2000), 0},
+		{event.SockClose, event.DirOut, 50000, 443, event.Some[int32](200), event.Some[int64](2000), event.SockFlagFromDestroy},
+		{event.SockClose, event.DirIn, 8080, 40001, event.Some[int32](100), event.Some[int64](1000), event.SockFlagFromDestroy | event.SockFlagOwnerFromListener},
+	}
+	if diff := cmp.Diff(want, rowsOf(sink)); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+	socks := sink.Socks()
+	if c := socks[3]; c.State != "CLOSE" || c.BytesSent != event.Some[uint64](99) || c.Netns != tb.netns {
+		t.Errorf("close row: state %s bytes_sent %v netns %v, want CLOSE 99 %v", c.State, c.BytesSent, c.Netns, tb.netns)
+	}
+	st := tb.stats
+	got := []uint64{st.Dumps, st.Listens, st.Opens, st.Closes, st.Destroys, st.Unbound, st.OwnerKnown, st.OwnerFromListener, st.FDScans, uint64(st.Tracked)}
+	if diff := cmp.Diff([]uint64{1, 1, 2, 2, 3, 1, 2, 1, 1, 2}, got); diff != "" {
+		t.Errorf("dumps listens opens closes destroys unbound known from_listener fdscans tracked (-want +got):\n%s", diff)
+	}
+}
+
+// TestSockTableVanish: a socket missing from the dumps closes (flag
+// vanished) only after sockVanishGrace, and reappearing resets the wait; in
+// /proc/net mode it closes at the first dump without it, keyed by inode.
+func TestSockTableVanish(t *testing.T) {
+	sink := &event.MemSink{}
+	tb := newTestTable(sink, nil)
+	c := tcp(sdTCPEstablished, "10.0.0.1", 50000, "10.0.0.3", 443, 7, 0)
+	g := int64(sockVanishGrace)
+	tb.applyDump(1, []inetDiag{c}, time.Time{})
+	tb.applyDump(2, nil, time.Time{})
+	tb.applyDump(2+g/2, []inetDiag{c}, time.Time{}) // back
+	tb.applyDump(3+g/2, nil, time.Time{})
+	tb.applyDump(2+g, nil, time.Time{}) // missing for less than the grace
+	if n := len(sink.Socks()); n != 1 {
+		t.Fatalf("%d rows before the grace ran out, want the open row only", n)
+	}
+	tb.applyDump(3+g+g/2, nil, time.Time{})
+	rows := rowsOf(sink)
+	if len(rows) != 2 || rows[1].Event != event.SockClose || rows[1].Flags != event.SockFlagVanished|event.SockFlagOwnerUnknown {
+		t.Errorf("rows %+v, want open then close flagged vanished and owner_unknown", rows)
+	}
+
+	sink = &event.MemSink{}
+	tb = newTestTable(sink, map[uint32]int32{5: 300})
+	tb.procnet = true
+	p := tcp(sdTCPEstablished, "10.0.0.1", 50001, "10.0.0.3", 443, 0, 5)
+	tb.applyDump(1, []inetDiag{p}, time.Time{})
+	tb.applyDump(2, nil, time.Time{})
+	want := []row{
+		{event.SockOpen, event.DirOut, 50001, 443, event.Some[int32](300), event.Some[int64](3000), event.SockFlagSelf | event.SockFlagFallback},
+		{event.SockClose, event.DirOut, 50001, 443, event.Some[int32](300), event.Some[int64](3000), event.SockFlagSelf | event.SockFlagFallback | event.SockFlagVanished},
+	}
+	if diff := cmp.Diff(want, rowsOf(sink)); diff != "" {
+		t.Errorf("procnet rows (-want +got):\n%s", diff)
+	}
+}
+
+// TestSockTableOverrunGaps: overrun markers become gap rows, with the count
+// of a full queue when there is one.
+func TestSockTableOverrunGaps(t *testing.T) {
+	sink := &event.MemSink{}
+	tb := newTestTable(sink, nil)
+	tb.applyDestroys([]sockDestroy{{ts: 20, overrun: true, since: 10}, {ts: 40, overrun: true, since: 40, dropped: 7}}, 40)
+	gaps := sink.Gaps()
+	if len(gaps) != 2 {
+		t.Fatalf("%d gap rows, want 2", len(gaps))
+	}
+	if g := gaps[0]; g.FromTS != 10 || g.ToTS != 20 || g.Lost.Valid || g.Source != event.SourceSock {
+		t.Errorf("ENOBUFS gap %+v", g)
+	}
+	if g := gaps[1]; g.Lost != event.Some[int64](7) || g.Reason != "sock_diag destroy queue full" {
+		t.Errorf("queue-full gap %+v", g)
+	}
+	if tb.stats.Destroys != 0 || len(sink.Socks()) != 0 {
+		t.Errorf("overrun markers counted as destroys (%d) or wrote sock rows (%d)", tb.stats.Destroys, len(sink.Socks()))
+	}
+}
+
+// TestSockTableOwnerOnlyTriedOnce: an inode the fd scan did not find is not
+// looked for again at the next dump.
+func TestSockTableOwnerOnlyTriedOnce(t *testing.T) {
+	tb := newTestTable(&event.MemSink{}, nil)
+	c := tcp(sdTCPEstablished, "10.0.0.1", 50000, "10.0.0.3", 443, 7, 42)
+	tb.applyDump(1, []inetDiag{c}, time.Time{})
+	tb.applyDump(2, []inetDiag{c}, time.Time{})
+	if tb.stats.FDScans != 1 {
+		t.Errorf("%d fd scans, want 1", tb.stats.FDScans)
+	}
+}
+
+// TestSockTableMemory measures the memory of the socket table: 10,000 tracked
+// sockets (a synthetic dump, no kernel) must stay under 1 KiB each.
+func TestSockTableMemory(t *testing.T) {
+	tb := newTable(sockDiscard{})
+	const n = 10000
+	dump := make([]inetDiag, n)
+	for i := range dump {
+		dump[i] = inetDiag{Family: sdAFInet, Protocol: sdIPProtoTCP, State: sdTCPEstablished,
+			SrcPort: uint16(10000 + i%50000), DstPort: 80, Cookie: uint64(i + 1), Inode: uint32(i + 1), HasInfo: true}
+	}
+	var ms0, ms1 runtime.MemStats
+	sockReadHeap(&ms0)
+	tb.applyDump(1, dump, time.Time{})
+	dump = nil
+	sockReadHeap(&ms1)
+	if got := tb.stats.Tracked; got != n {
+		t.Fatalf("tracked %d, want %d", got, n)
+	}
+	per := (int64(ms1.HeapAlloc) - int64(ms0.HeapAlloc)) / n
+	t.Logf("socket table: %d bytes per tracked socket (%d sockets: %d KiB)", per, n, per*n/1024)
+	if per > 1024 {
+		t.Errorf("socket table uses %d bytes per socket, want ≤ 1024", per)
+	}
+	// All of them vanish: the table empties after the grace period.
+	tb.applyDump(2, nil, time.Time{})
+	tb.applyDump(2+int64(sockVanishGrace), nil, time.Time{})
+	if st := tb.stats; st.Tracked != 0 || st.Vanished != n || st.OwnerUnknown != n {
+		t.Errorf("after vanishing: tracked %d vanished %d owner_unknown %d, want 0 %d %d", st.Tracked, st.Vanished, st.OwnerUnknown, n, n)
+	}
+	if len(tb.listeners) != 0 {
+		t.Errorf("listener index holds %d ports, want 0", len(tb.listeners))
+	}
+}
+
+// sockDiscard is a Sink that drops everything.
+type sockDiscard struct{}
+
+func (sockDiscard) AppendProc(*event.Proc)       {}
+func (sockDiscard) AppendFile(*event.File)       {}
+func (sockDiscard) AppendSock(*event.Sock)       {}
+func (sockDiscard) AppendGap(*event.Gap)         {}
+func (sockDiscard) AppendAccount(*event.Account) {}
+
+func sockReadHeap(ms *runtime.MemStats) {
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(ms)
+}
