@@ -185,6 +185,7 @@ func (s *Source) Stats() Stats {
 	defer s.mu.Unlock()
 	st := s.shown
 	st.Overruns, st.Lost = s.overruns.Load(), s.lost.Load()
+	st.NetnsCovered = len(s.children)
 	st.add(&s.retired)
 	for _, c := range s.children {
 		cs := c.src.Stats()
@@ -422,10 +423,7 @@ func (s *Source) census(ctx context.Context) {
 			s.log.Warn("sockets of a network namespace are not recorded", "netns", ino, "pid", pid, "err", err)
 		}
 	}
-	s.mu.Lock()
-	covered := len(s.children)
-	s.mu.Unlock()
-	s.tbl.stats.NetnsUncovered, s.tbl.stats.NetnsCovered = len(s.failed), covered
+	s.tbl.stats.NetnsUncovered = len(s.failed)
 }
 
 // startChild starts the source of network namespace ino, entered through
