@@ -119,7 +119,7 @@ CREATE TABLE IF NOT EXISTS proc_events (
   ns_uts       INT UNSIGNED NULL COMMENT 'Inode of the UTS namespace; NULL if unknown.',
   ns_ipc       INT UNSIGNED NULL COMMENT 'Inode of the IPC namespace; NULL if unknown.',
   ns_cgroup    INT UNSIGNED NULL COMMENT 'Inode of the cgroup namespace; NULL if unknown.',
-  flags        INT UNSIGNED NOT NULL COMMENT 'Bit set: 1 gone, 2 late_read, 4 argv_truncated, 8 self, 16 poll, 32 thread, 64 exe_from_fanotify, 128 parent_unknown.',
+  flags        INT UNSIGNED NOT NULL COMMENT 'Bit set: 1 gone, 2 late_read, 4 argv_truncated, 8 self, 16 poll, 32 thread, 64 exe_from_fanotify, 128 parent_unknown, 256 argv_from_proc.',
   PRIMARY KEY (segment_id, row_no, ts),
   KEY host_ts (host_id, ts),
   KEY proc (host_id, boot_id, pid, proc_start),

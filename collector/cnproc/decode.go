@@ -223,3 +223,21 @@ func procSubscribeFrame(op uint32) []byte {
 	le.PutUint32(m[20:24], op)
 	return b
 }
+
+// procSubscribeFilterFrame is procSubscribeFrame with a struct proc_input
+// payload (Linux ≥ 6.6): op and the event kinds (procEvent* bits) the
+// kernel sends to this socket.
+func procSubscribeFilterFrame(op, events uint32) []byte {
+	le := binary.NativeEndian
+	const payload = 8
+	b := make([]byte, cnNlmsgHdrLen+cnMsgHdrLen+payload)
+	le.PutUint32(b[0:4], uint32(len(b)))
+	le.PutUint16(b[4:6], cnNlmsgDone)
+	m := b[cnNlmsgHdrLen:]
+	le.PutUint32(m[0:4], cnIdxProc)
+	le.PutUint32(m[4:8], cnValProc)
+	le.PutUint16(m[16:18], payload)
+	le.PutUint32(m[20:24], op)
+	le.PutUint32(m[24:28], events)
+	return b
+}

@@ -18,6 +18,7 @@ type procInfo struct {
 	ppid      int32
 	kthread   bool
 	argvTrunc bool
+	argvLate  bool // tracepoint capture: argv was read from /proc at a drain, not taken from the exec's stack dump
 	comm      []byte
 	tty       []byte
 	exe       []byte

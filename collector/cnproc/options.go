@@ -11,6 +11,11 @@ import (
 // The process source's modes (Stats.Mode), also what the segment
 // manifest says.
 const (
+	// ModeTracepoint: forks and execs come from the kernel's tracepoint
+	// rings (sched_process_exec with a user-stack dump for argv,
+	// task_newtask), exits and the rest from a cn_proc socket drained in
+	// batches (see Source, Tracepoint capture).
+	ModeTracepoint = "tracepoint"
 	// ModeNetlink: events come from the proc connector.
 	ModeNetlink = "netlink"
 	// ModePoll: cn_proc is silent here (not in the initial pid/user
@@ -89,11 +94,38 @@ type Options struct {
 	// ProbeTimeout is how long the start-up probe waits for its child's
 	// event before falling back to poll mode. Default 1 s.
 	ProbeTimeout time.Duration
+
+	// Tracepoint makes the kernel's tracepoint rings the primary capture
+	// (ModeTracepoint), falling back to cn_proc with a warning when
+	// perf_event_open is refused or tracefs is unavailable. Off: cn_proc.
+	Tracepoint bool
+	// TraceRingBytes is each CPU's ring size. Default 8 MiB.
+	TraceRingBytes int
+	// TraceStackBytes is the user-stack dump taken at each exec for argv.
+	// Default 16 KiB; at most tracepoint.MaxStackBytes.
+	TraceStackBytes int
+	// TraceBusy is the drain period while events flow, TraceIdle when the
+	// last drain found nothing; a ring half full drains at once. Defaults
+	// 10 ms and 1 s.
+	TraceBusy, TraceIdle time.Duration
+}
+
+// Capture names how the process source captures, for the segment manifest
+// and the status: "tracepoint", "cn_proc" or "poll" ("" before Run has
+// decided).
+func Capture(mode string) string {
+	switch mode {
+	case ModeTracepoint:
+		return "tracepoint"
+	case ModeNetlink:
+		return "cn_proc"
+	}
+	return mode
 }
 
 // Stats are the process source's counters since it started.
 type Stats struct {
-	Mode          string // ModeNetlink or ModePoll; "" until Run has decided
+	Mode          string // ModeTracepoint, ModeNetlink or ModePoll; "" until Run has decided
 	Priority      string // reader thread priority in effect
 	Seen          uint64 // cn_proc events handled
 	Execs         uint64 // exec events (and exec rows in poll mode)
@@ -113,6 +145,8 @@ type Stats struct {
 	TableSize     int    // entries in the process table now
 	TableFull     uint64 // lives not remembered because the table was full
 	BadFrames     uint64 // datagrams that did not decode
+	RingLost      uint64 // tracepoint samples the kernel dropped because a ring was full
+	ArgvNotInDump uint64 // tracepoint execs whose argv was not in the stack dump (then read from /proc)
 }
 
 // stats converts the counters.
@@ -123,7 +157,8 @@ func (c *procCounters) stats() Stats {
 		EnrichSkipped: c.enrichSkipped.Load(), ArgvMissed: c.argvMissed.Load(), ExeMissed: c.exeMissed.Load(),
 		ExeFanotify: c.exeFromFan.Load(), OpenDrops: c.openDrops.Load(), Unknown: c.unknown.Load(),
 		Threads: c.threads.Load(), Replaced: c.replaced.Load(), TableSize: int(c.tableSize.Load()),
-		TableFull: c.tableFull.Load(), BadFrames: c.frames.Load(),
+		TableFull: c.tableFull.Load(), BadFrames: c.frames.Load(), RingLost: c.ringLost.Load(),
+		ArgvNotInDump: c.argvNotInDump.Load(),
 	}
 }
 
@@ -162,6 +197,18 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.TraceRingBytes <= 0 {
+		o.TraceRingBytes = 8 << 20
+	}
+	if o.TraceStackBytes <= 0 {
+		o.TraceStackBytes = 16 << 10
+	}
+	if o.TraceBusy <= 0 {
+		o.TraceBusy = 10 * time.Millisecond
+	}
+	if o.TraceIdle <= 0 {
+		o.TraceIdle = time.Second
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 200 * time.Millisecond

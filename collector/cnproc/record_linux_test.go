@@ -32,7 +32,7 @@ type procCapture struct {
 
 func startProcCapture(t *testing.T) *procCapture {
 	t.Helper()
-	fd, _, err := procDial(8 << 20)
+	fd, _, err := procDial(8<<20, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

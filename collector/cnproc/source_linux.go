@@ -209,6 +209,29 @@ import (
 // are gone or whose pid now has another start. A real exit event that was
 // still queued may follow such an inferred exit row.
 //
+// # Tracepoint capture
+//
+// With Options.Tracepoint, forks and execs come from the kernel's static
+// tracepoints task:task_newtask and sched:sched_process_exec, read through
+// per-CPU perf rings (package tracepoint) instead of one cn_proc wakeup per
+// event. The exec sample carries a dump of the new program's user stack, from
+// which argv is parsed (the environment, also in the dump, is never read).
+// The reader sleeps until a ring is half full or its timer fires (TraceBusy
+// while events flow, TraceIdle otherwise), then drains the rings and a cn_proc
+// socket that the kernel filters to exit, uid, gid, sid, comm, ptrace and
+// coredump events (Linux ≥ 6.6; older kernels send everything and fork and
+// exec are dropped here), merges both by kernel time and applies the events
+// through the same hot path: the /proc reads of an exec happen at the drain,
+// up to TraceBusy after it. argv missing from the dump (a fifth of the execs
+// on x86_64) is read from /proc/PID/cmdline then, flagged argv_from_proc; it
+// stays null for a process gone by then, and exe falls back to the exec's
+// filename when it is absolute. An exec followed in the same drain by another
+// exec or the exit of its process is not read from /proc at all. A full ring
+// drops samples, which the kernel counts: a gap row with that count and the
+// interval, and a resync. When perf_event_open is refused or tracefs is
+// missing, Run logs why and uses cn_proc. docs/design.md ("Tracepoint
+// capture") has the measurements.
+//
 // # Poll mode
 //
 // At start a child (/bin/true) is forked and its event awaited for
@@ -310,6 +333,17 @@ func (s *Source) Run(ctx context.Context) error {
 	if s.opts.ForcePoll {
 		return s.runPoll(ctx, "ForcePoll set")
 	}
+	if s.opts.Tracepoint {
+		tp, err := s.openTracepoints()
+		if err == nil {
+			err = s.runTracepoint(ctx, tp)
+			if err == nil || ctx.Err() != nil {
+				return nil
+			}
+		}
+		s.log.Warn("process source: tracepoint capture unavailable, falling back to cn_proc (one wakeup and /proc read per event)",
+			"reason", err)
+	}
 	fd, err := s.subscribe()
 	if err != nil {
 		return s.runPoll(ctx, err.Error())
@@ -372,7 +406,7 @@ func procWaitDone(wg *sync.WaitGroup) <-chan struct{} {
 
 // subscribe opens the cn_proc socket with the configured buffer.
 func (s *Source) subscribe() (int, error) {
-	fd, capped, err := procDial(s.opts.RcvBuf)
+	fd, capped, err := procDial(s.opts.RcvBuf, 0)
 	if err != nil {
 		return -1, err
 	}
@@ -386,7 +420,11 @@ func (s *Source) subscribe() (int, error) {
 // procDial opens a NETLINK_CONNECTOR socket, joins the cn_proc group, sets
 // the receive buffer (SO_RCVBUFFORCE, else SO_RCVBUF: then capped reports
 // why) and a 200 ms receive timeout, and subscribes.
-func procDial(rcvbuf int) (fd int, capped, err error) {
+//
+// events, if not 0, asks the kernel to send only those event kinds
+// (procEvent* bits; struct proc_input, Linux ≥ 6.6); older kernels are
+// subscribed to everything.
+func procDial(rcvbuf int, events uint32) (fd int, capped, err error) {
 	fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_CONNECTOR)
 	if err != nil {
 		return -1, nil, fmt.Errorf("open cn_proc socket: %w", err)
@@ -407,7 +445,11 @@ func procDial(rcvbuf int) (fd int, capped, err error) {
 		unix.Close(fd)
 		return -1, nil, fmt.Errorf("set cn_proc socket timeout: %w", err)
 	}
-	if _, err := unix.Write(fd, procSubscribeFrame(procCnMcastListen)); err != nil {
+	frame := procSubscribeFrame(procCnMcastListen)
+	if events != 0 && procFilterSupported() {
+		frame = procSubscribeFilterFrame(procCnMcastListen, events)
+	}
+	if _, err := unix.Write(fd, frame); err != nil {
 		unix.Close(fd)
 		return -1, nil, fmt.Errorf("subscribe to cn_proc: %w", err)
 	}
@@ -538,68 +580,229 @@ func (s *Source) seedShadow() {
 // procHotWant is what every exec reads.
 const procHotWant = procHaveArgv | procHaveExe | procHaveCwd | procHaveStatus | procHaveCgroup
 
-// read is the reader goroutine. It owns its OS thread for good.
-func (s *Source) read(ctx context.Context, fd int) error {
-	runtime.LockOSThread() // never unlocked: the raised thread must not run other goroutines
-	s.prio.Store(procRaisePriority(s.opts.Priority, s.log))
-	ring, tr := s.tr.ring, s.tr
-	hot := newProcReader(s.root, s.opts.ArgvMax)
-	var in, nsIn procInfo
-	self := int32(os.Getpid())
-	bucket := procTokenBucket{rate: float64(s.opts.EnrichRate), burst: max(float64(s.opts.EnrichRate)/4, 64)}
-	bucket.tokens, bucket.last = bucket.burst, time.Now()
-	shadow := make(map[int32]procShadow, 1024)
-	seed := s.shadowSeed
-
+// hotPath is what a reader thread keeps to turn kernel events into queue
+// items: the /proc reads at an exec (see Source, Enrichment), the shadow of
+// live processes that decides them, the token bucket, and the losses not yet
+// handed to the table. The cn_proc reader and the tracepoint reader share
+// it; it belongs to one goroutine.
+type hotPath struct {
+	s        *Source
+	ring     *procRing
+	tr       *procTable
+	hot      *procReader
+	in, nsIn procInfo
+	self     int32
+	bucket   procTokenBucket
+	shadow   map[int32]procShadow
+	seed     maphash.Seed
+	lastMono uint64 // kernel time of the last event decoded
 	// Losses are merged for lossWindow into one gap item, which goes into
 	// the ring as soon as there is room after that.
-	const lossWindow = 100 * time.Millisecond
-	var lastMono uint64 // kernel time of the last event decoded
-	var pend struct {
+	pend struct {
 		on       bool
 		first    time.Time
 		fromMono uint64
 		lost     int64 // queue drops
 		enobufs  bool
+		kernel   int64  // samples the tracepoint rings dropped (PERF_RECORD_LOST)
+		toMono   uint64 // end of the rings' loss interval
 	}
-	noteLoss := func() {
-		if !pend.on {
-			pend.on, pend.first, pend.fromMono = true, time.Now(), lastMono
-		}
-	}
-	flushLoss := func() {
-		if !pend.on || time.Since(pend.first) < lossWindow {
-			return
-		}
-		reason, lost := "process event queue overflow", pend.lost
-		if pend.enobufs {
-			reason, lost = "ENOBUFS on cn_proc socket", -1
-			if pend.lost > 0 {
-				reason = "ENOBUFS on cn_proc socket and process event queue overflow"
-			}
-		}
-		it := procItem{kind: procItemLoss, fromMono: pend.fromMono, at: s.opts.Now().UnixNano(), lost: lost, reason: reason}
-		if ring.push(&it, nil) {
-			pend.on, pend.lost, pend.enobufs = false, 0, false
-		}
-	}
-	push := func(it *procItem, in *procInfo) {
-		if pend.on {
-			flushLoss()
-		}
-		if !ring.push(it, in) {
-			s.st.queueDrops.Add(1)
-			noteLoss()
-			pend.lost++
-			if it.start != 0 {
-				tr.pending.drop(it.msg.TGID, it.start)
-			}
-		}
-	}
+}
 
+const lossWindow = 100 * time.Millisecond
+
+func (s *Source) newHotPath() *hotPath {
+	h := &hotPath{s: s, ring: s.tr.ring, tr: s.tr, hot: newProcReader(s.root, s.opts.ArgvMax),
+		self: int32(os.Getpid()), shadow: make(map[int32]procShadow, 1024), seed: s.shadowSeed,
+		bucket: procTokenBucket{rate: float64(s.opts.EnrichRate), burst: max(float64(s.opts.EnrichRate)/4, 64)}}
+	h.bucket.tokens, h.bucket.last = h.bucket.burst, time.Now()
+	return h
+}
+
+func (h *hotPath) noteLoss() {
+	if !h.pend.on {
+		h.pend.on, h.pend.first, h.pend.fromMono = true, time.Now(), h.lastMono
+	}
+}
+
+func (h *hotPath) flushLoss() {
+	if !h.pend.on || time.Since(h.pend.first) < lossWindow {
+		return
+	}
+	reason, lost := "process event queue overflow", h.pend.lost
+	switch {
+	case h.pend.enobufs:
+		reason, lost = "ENOBUFS on cn_proc socket", -1
+		if h.pend.lost > 0 || h.pend.kernel > 0 {
+			reason = "ENOBUFS on cn_proc socket and process event queue overflow"
+		}
+	case h.pend.kernel > 0 && h.pend.lost > 0:
+		reason, lost = "tracepoint ring overflow and process event queue overflow", h.pend.kernel+h.pend.lost
+	case h.pend.kernel > 0:
+		reason, lost = "tracepoint ring overflow", h.pend.kernel
+	}
+	it := procItem{kind: procItemLoss, fromMono: h.pend.fromMono, at: h.s.opts.Now().UnixNano(), lost: lost, reason: reason}
+	if h.pend.toMono != 0 {
+		it.toMono = h.pend.toMono
+	}
+	if h.ring.push(&it, nil) {
+		h.pend.on, h.pend.lost, h.pend.enobufs, h.pend.kernel, h.pend.toMono = false, 0, false, 0, 0
+	}
+}
+
+func (h *hotPath) push(it *procItem, in *procInfo) {
+	if h.pend.on {
+		h.flushLoss()
+	}
+	if !h.ring.push(it, in) {
+		h.s.st.queueDrops.Add(1)
+		h.noteLoss()
+		h.pend.lost++
+		if it.start != 0 {
+			h.tr.pending.drop(it.msg.TGID, it.start)
+		}
+	}
+}
+
+// seedShadow takes the snapshot's processes once Run has handed them over.
+func (h *hotPath) seedShadow() {
+	if p := h.s.shadowInit.Load(); p != nil {
+		// The snapshot: lives the reader has not seen fork.
+		for pid, sh := range *p {
+			if _, ok := h.shadow[pid]; !ok && len(h.shadow) < h.s.opts.MaxProcs {
+				h.shadow[pid] = sh
+			}
+		}
+		h.s.shadowInit.Store(nil)
+	}
+}
+
+// execPre is what a tracepoint exec sample already says about the exec.
+type execPre struct {
+	argv     []byte // from the stack dump (cmdline form), nil if not there
+	argvCut  bool   // argv was longer than ArgvMax
+	filename []byte // the path given to execve
+	noProc   bool   // /proc cannot describe this exec any more (a later exec or the exit follows)
+}
+
+// handle turns one event into a queue item, reading /proc at an exec.
+func (h *hotPath) handle(m *procMsg, pre *execPre) {
+	s := h.s
+	h.lastMono = m.TS
+	it := procItem{kind: procItemEvent, msg: *m}
+	var info *procInfo
+	switch m.What {
+	case procEventExec:
+		pid := m.TGID
+		in := &h.in
+		if pre != nil && (pre.noProc || !h.bucket.take(time.Now())) {
+			if !pre.noProc {
+				s.st.enrichSkipped.Add(1)
+			}
+			delete(h.shadow, pid)
+			*in = procInfo{}
+			h.fromPre(in, pre)
+			info = in
+			break
+		}
+		if pre == nil && !h.bucket.take(time.Now()) {
+			s.st.enrichSkipped.Add(1)
+			delete(h.shadow, pid)
+			break
+		}
+		sh := h.shadow[pid]
+		want := procHotWant
+		if s.opts.FullEnrich {
+			want = procHaveAll
+		} else if !sh.valid || (!sh.auid && sh.login) {
+			want |= procHaveLogin // a login may have set it
+		}
+		if pre != nil && pre.argv != nil {
+			want &^= procHaveArgv
+		}
+		h.hot.readInto(pid, want, in)
+		info = in
+		if in.have == 0 {
+			delete(h.shadow, pid) // gone
+			if pre == nil {
+				break
+			}
+			h.fromPre(in, pre)
+			break
+		}
+		if pre != nil {
+			in.argvLate = in.have&procHaveArgv != 0
+			h.fromPre(in, pre)
+		}
+		var cg uint64
+		if in.have&procHaveCgroup != 0 {
+			cg = maphash.Bytes(h.seed, in.cgroup) | 1
+		}
+		if want&procHaveNS == 0 && (!sh.valid || !sh.ns || cg == 0 || cg != sh.cg) {
+			// A new cgroup (containers get one) or unknown
+			// namespaces: read them.
+			h.hot.readInto(pid, procHaveNS, &h.nsIn)
+			in.ns, in.have = h.nsIn.ns, in.have|h.nsIn.have
+		}
+		sh = procShadow{valid: true, cg: cg, ns: sh.ns || in.have&procHaveNS != 0,
+			auid:  sh.auid || (in.have&procHaveLogin != 0 && in.auid != event.NoID),
+			login: sh.login && in.have&procHaveLogin == 0}
+		if sh.cg != 0 && len(h.shadow) < s.opts.MaxProcs {
+			h.shadow[pid] = sh
+		}
+	case procEventFork:
+		if m.PID != m.TGID {
+			break
+		}
+		it.start = h.tr.deriveStart(m.TS)
+		h.tr.pending.add(m.TGID, procPendingFork{start: it.start, ppid: m.ParentTGID})
+		if p, ok := h.shadow[m.ParentTGID]; ok && len(h.shadow) < s.opts.MaxProcs {
+			h.shadow[m.TGID] = p
+		} else {
+			delete(h.shadow, m.TGID)
+		}
+		if m.ParentTGID == h.self {
+			select {
+			case s.selfForks <- m.TGID:
+			default:
+			}
+		}
+	case procEventUID, procEventGID, procEventSID:
+		// Where a login sets loginuid, a uid, gid or session change
+		// follows before the shell's exec (procShadow.login).
+		if sh, ok := h.shadow[m.TGID]; ok && !sh.auid && !sh.login {
+			sh.login = true
+			h.shadow[m.TGID] = sh
+		}
+	case procEventExit:
+		if m.PID == m.TGID {
+			delete(h.shadow, m.TGID)
+		}
+	}
+	h.push(&it, info)
+}
+
+// fromPre fills what /proc did not give from the tracepoint's exec sample:
+// argv from the stack dump, and exe from the filename when that is an
+// absolute path (what was executed, as fanotify would name it).
+func (h *hotPath) fromPre(in *procInfo, pre *execPre) {
+	if in.have&procHaveArgv == 0 && pre.argv != nil {
+		in.argv, in.argvTrunc, in.argvLate = pre.argv, pre.argvCut, false
+		in.have |= procHaveArgv
+	}
+	if in.have&procHaveExe == 0 && len(pre.filename) > 0 && pre.filename[0] == '/' {
+		in.exe = pre.filename
+		in.have |= procHaveExe
+	}
+}
+
+// read is the reader goroutine. It owns its OS thread for good.
+func (s *Source) read(ctx context.Context, fd int) error {
+	runtime.LockOSThread() // never unlocked: the raised thread must not run other goroutines
+	s.prio.Store(procRaisePriority(s.opts.Priority, s.log))
+	h := s.newHotPath()
 	buf := make([]byte, 64<<10)
 	msgs := make([]procMsg, 0, 16)
-	var it procItem
 	// While events keep coming, read without telling the runtime (see
 	// Source, CPU); after procRawIdle without one, read as usual.
 	raw := runtime.GOMAXPROCS(0) >= 2 // else the held P would be the only one
@@ -617,26 +820,18 @@ func (s *Source) read(ctx context.Context, fd int) error {
 		}
 		switch {
 		case err == unix.EAGAIN || err == unix.EINTR:
-			flushLoss()
+			h.flushLoss()
 			continue
 		case err == unix.ENOBUFS:
 			s.st.lost.Add(1)
-			noteLoss()
-			pend.enobufs = true
-			clear(shadow) // what was missed may have changed anything
+			h.noteLoss()
+			h.pend.enobufs = true
+			clear(h.shadow) // what was missed may have changed anything
 			continue
 		case err != nil:
 			return fmt.Errorf("read cn_proc socket: %w", err)
 		}
-		if p := s.shadowInit.Load(); p != nil {
-			// The snapshot: lives the reader has not seen fork.
-			for pid, sh := range *p {
-				if _, ok := shadow[pid]; !ok && len(shadow) < s.opts.MaxProcs {
-					shadow[pid] = sh
-				}
-			}
-			s.shadowInit.Store(nil)
-		}
+		h.seedShadow()
 		lastEv = time.Now()
 		msgs, err = decodeProcEvents(buf[:n], msgs[:0])
 		if err != nil {
@@ -644,77 +839,7 @@ func (s *Source) read(ctx context.Context, fd int) error {
 			s.log.Debug("cn_proc frame", "err", err)
 		}
 		for i := range msgs {
-			m := &msgs[i]
-			lastMono = m.TS
-			it = procItem{kind: procItemEvent, msg: *m}
-			var info *procInfo
-			switch m.What {
-			case procEventExec:
-				pid := m.TGID
-				if !bucket.take(time.Now()) {
-					s.st.enrichSkipped.Add(1)
-					delete(shadow, pid)
-					break
-				}
-				sh := shadow[pid]
-				want := procHotWant
-				if s.opts.FullEnrich {
-					want = procHaveAll
-				} else if !sh.valid || (!sh.auid && sh.login) {
-					want |= procHaveLogin // a login may have set it
-				}
-				hot.readInto(pid, want, &in)
-				info = &in
-				if in.have == 0 {
-					delete(shadow, pid) // gone
-					break
-				}
-				var cg uint64
-				if in.have&procHaveCgroup != 0 {
-					cg = maphash.Bytes(seed, in.cgroup) | 1
-				}
-				if want&procHaveNS == 0 && (!sh.valid || !sh.ns || cg == 0 || cg != sh.cg) {
-					// A new cgroup (containers get one) or unknown
-					// namespaces: read them.
-					hot.readInto(pid, procHaveNS, &nsIn)
-					in.ns, in.have = nsIn.ns, in.have|nsIn.have
-				}
-				sh = procShadow{valid: true, cg: cg, ns: sh.ns || in.have&procHaveNS != 0,
-					auid:  sh.auid || (in.have&procHaveLogin != 0 && in.auid != event.NoID),
-					login: sh.login && in.have&procHaveLogin == 0}
-				if sh.cg != 0 && len(shadow) < s.opts.MaxProcs {
-					shadow[pid] = sh
-				}
-			case procEventFork:
-				if m.PID != m.TGID {
-					break
-				}
-				it.start = tr.deriveStart(m.TS)
-				tr.pending.add(m.TGID, procPendingFork{start: it.start, ppid: m.ParentTGID})
-				if p, ok := shadow[m.ParentTGID]; ok && len(shadow) < s.opts.MaxProcs {
-					shadow[m.TGID] = p
-				} else {
-					delete(shadow, m.TGID)
-				}
-				if m.ParentTGID == self {
-					select {
-					case s.selfForks <- m.TGID:
-					default:
-					}
-				}
-			case procEventUID, procEventGID, procEventSID:
-				// Where a login sets loginuid, a uid, gid or session change
-				// follows before the shell's exec (procShadow.login).
-				if sh, ok := shadow[m.TGID]; ok && !sh.auid && !sh.login {
-					sh.login = true
-					shadow[m.TGID] = sh
-				}
-			case procEventExit:
-				if m.PID == m.TGID {
-					delete(shadow, m.TGID)
-				}
-			}
-			push(&it, info)
+			h.handle(&msgs[i], nil)
 		}
 	}
 }

@@ -59,6 +59,7 @@ type procItem struct {
 	start int64
 	// procItemLoss:
 	fromMono uint64 // kernel time of the last event before the loss (0: unknown)
+	toMono   uint64 // kernel time the loss ended, when the kernel says (tracepoint rings); 0: at
 	at       int64  // wall ns when the loss was noticed
 	lost     int64  // events lost, or -1 if unknown
 	reason   string
@@ -108,6 +109,7 @@ type procCounters struct {
 	seen, execs, rows, lost, queueDrops, gaps, resyncs       atomic.Uint64
 	enrichSkipped, argvMissed, exeMissed, exeFromFan         atomic.Uint64
 	openDrops, unknown, threads, tableFull, replaced, frames atomic.Uint64
+	ringLost, argvNotInDump                                  atomic.Uint64
 	tableSize                                                atomic.Int64
 }
 
@@ -380,7 +382,11 @@ func (t *procTable) handle(it *procItem) {
 		if it.fromMono != 0 {
 			from = int64(it.fromMono) + t.wallOff
 		}
-		t.loss(from, it.at, it.lost, it.reason)
+		to := it.at
+		if it.toMono != 0 {
+			to = int64(it.toMono) + t.wallOff
+		}
+		t.loss(from, to, it.lost, it.reason)
 		return
 	}
 	m := &it.msg
@@ -567,6 +573,9 @@ func (t *procTable) exec(m *procMsg, in *procInfo, ts int64) {
 		r.Argv = keepArgv(in.argv)
 		if in.argvTrunc {
 			r.Flags |= event.ProcFlagArgvTruncated
+		}
+		if in.argvLate {
+			r.Flags |= event.ProcFlagArgvFromProc
 		}
 	} else {
 		t.st.argvMissed.Add(1)

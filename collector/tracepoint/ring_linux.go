@@ -422,6 +422,11 @@ func (s *Set) Interrupt() {
 // records handed out. h must not keep the slices of a Record.
 func (s *Set) Drain(h func(*Record)) int { return s.drain(Now()-uint64(Settle), h) }
 
+// DrainBefore is Drain with the cutoff given: records at or before t (a
+// Now() time) are handed out, later ones stay in the rings. A caller that
+// merges other time-stamped sources with the rings uses one cutoff for all.
+func (s *Set) DrainBefore(t uint64, h func(*Record)) int { return s.drain(t, h) }
+
 // Flush is Drain without the settle margin: everything in the rings now
 // (after Disable, to empty them for good).
 func (s *Set) Flush(h func(*Record)) int { return s.drain(^uint64(0), h) }

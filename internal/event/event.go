@@ -95,6 +95,11 @@ const (
 	// ProcFlagParentUnknown: the parent's start time is not known, so
 	// parent_start is null.
 	ProcFlagParentUnknown
+	// ProcFlagArgvFromProc: tracepoint capture did not find argv in the
+	// exec's user-stack dump, so it was read from /proc/PID/cmdline at the
+	// next drain (a few ms later): what the process showed then, which a
+	// process that rewrites its argv may already have changed.
+	ProcFlagArgvFromProc
 )
 
 // Proc is one row of the proc table. See schema.go for each column.

@@ -35,7 +35,7 @@ var procColumns = []column[Proc]{
 	optNum("ns_uts", uint32Type, "Inode of the UTS namespace; null if unknown.", func(r *Proc) *Opt[uint32] { return &r.NSUts }),
 	optNum("ns_ipc", uint32Type, "Inode of the IPC namespace; null if unknown.", func(r *Proc) *Opt[uint32] { return &r.NSIpc }),
 	optNum("ns_cgroup", uint32Type, "Inode of the cgroup namespace; null if unknown.", func(r *Proc) *Opt[uint32] { return &r.NSCgroup }),
-	num("flags", uint32Type, "Bit set: 1 gone, 2 late_read, 4 argv_truncated, 8 self, 16 poll, 32 thread, 64 exe_from_fanotify, 128 parent_unknown (see ProcFlag* in internal/event).", func(r *Proc) *uint32 { return &r.Flags }),
+	num("flags", uint32Type, "Bit set: 1 gone, 2 late_read, 4 argv_truncated, 8 self, 16 poll, 32 thread, 64 exe_from_fanotify, 128 parent_unknown, 256 argv_from_proc (see ProcFlag* in internal/event).", func(r *Proc) *uint32 { return &r.Flags }),
 }
 
 var fileColumns = []column[File]{

@@ -1,0 +1,413 @@
+package cnproc
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pofr/pofr/collector/tracepoint"
+)
+
+// Clone flags of task_newtask (linux/sched.h).
+const (
+	cloneParent = 0x00008000
+	cloneThread = 0x00010000
+)
+
+// The events of the tracepoint capture, in this order in the Set.
+const (
+	tpExec = iota
+	tpNewTask
+)
+
+// tpSource is the tracepoint capture's open kernel side: the rings, the
+// field layouts it decodes, and the cn_proc socket kept for what the
+// tracepoints do not say (exit codes, uid/gid/sid changes, comm, ptrace,
+// coredump).
+type tpSource struct {
+	set      *tracepoint.Set
+	fd       int  // cn_proc socket, drained in batches
+	filtered bool // the kernel drops fork and exec for fd (proc_input, Linux ≥ 6.6)
+
+	execFilename, execPID, newtaskPID, newtaskFlags tracepoint.Field
+}
+
+// openTracepoints opens the rings and the cn_proc socket of the tracepoint
+// capture.
+func (s *Source) openTracepoints() (*tpSource, error) {
+	set, err := tracepoint.Open(tracepoint.Options{
+		Events: []tracepoint.Event{
+			{Name: "sched:sched_process_exec", StackBytes: s.opts.TraceStackBytes},
+			{Name: "task:task_newtask"},
+		},
+		RingBytes: s.opts.TraceRingBytes,
+	})
+	if err != nil {
+		return nil, err
+	}
+	tp := &tpSource{set: set, fd: -1}
+	fail := func(err error) (*tpSource, error) { tp.close(); return nil, err }
+	f := set.Formats()
+	for _, x := range []struct {
+		dst  *tracepoint.Field
+		ev   int
+		name string
+	}{
+		{&tp.execFilename, tpExec, "filename"}, {&tp.execPID, tpExec, "pid"},
+		{&tp.newtaskPID, tpNewTask, "pid"}, {&tp.newtaskFlags, tpNewTask, "clone_flags"},
+	} {
+		if *x.dst, err = f[x.ev].Field(x.name); err != nil {
+			return fail(err)
+		}
+	}
+	fd, capped, err := procDial(s.opts.RcvBuf, procTPEvents)
+	if err != nil {
+		return fail(err)
+	}
+	tp.fd, tp.filtered = fd, procFilterSupported()
+	if capped != nil {
+		s.log.Warn("cn_proc receive buffer: SO_RCVBUFFORCE refused (no CAP_NET_ADMIN?), SO_RCVBUF is capped by net.core.rmem_max",
+			"bytes", s.opts.RcvBuf, "err", capped)
+	}
+	return tp, nil
+}
+
+func (tp *tpSource) close() {
+	if tp.fd >= 0 {
+		unix.Write(tp.fd, procSubscribeFrame(procCnMcastIgnore))
+		unix.Close(tp.fd)
+	}
+	tp.set.Close()
+}
+
+// procTPEvents are the cn_proc events the tracepoint capture keeps: all but
+// fork and exec, which the rings give.
+const procTPEvents = procEventUID | procEventGID | procEventSID | procEventPtrace | procEventComm |
+	procEventCoredump | procEventExit
+
+// runTracepoint records from the rings until ctx is done.
+func (s *Source) runTracepoint(ctx context.Context, tp *tpSource) error {
+	defer tp.close()
+	var wg sync.WaitGroup
+	var readErr error
+	rctx, stopReader := context.WithCancel(context.Background())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		readErr = s.readTracepoints(rctx, tp)
+	}()
+	stop := func() {
+		stopReader()
+		tp.set.Interrupt()
+		wg.Wait()
+	}
+	if err := tp.set.Enable(); err != nil {
+		stop()
+		return err
+	}
+	if err := s.probe(ctx); err != nil {
+		stop()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("tracepoint capture: %w", err)
+	}
+	s.mode.Store(ModeTracepoint)
+	s.log.Info("process source recording", "mode", ModeTracepoint, "cpus", tp.set.CPUs(),
+		"ring_bytes", tp.set.RingBytes(), "stack_bytes", s.opts.TraceStackBytes, "cn_proc_filtered", tp.filtered,
+		"argv_max", s.opts.ArgvMax, "enrich_rate", s.opts.EnrichRate)
+	if err := s.tr.reconcile(procReconcileSnapshot); err != nil {
+		s.log.Warn("snapshot of /proc", "err", err)
+	}
+	s.seedShadow()
+	tctx, stopTable := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.tr.run(tctx, 0, s.opts.ResyncInterval, procClockOffsets)
+	}()
+	select {
+	case <-ctx.Done():
+	case <-procWaitDone(&wg):
+	}
+	stop()
+	stopTable()
+	<-done
+	if readErr != nil && ctx.Err() == nil {
+		return readErr
+	}
+	return nil
+}
+
+// tpItem is one event of a drain: a decoded tracepoint sample or cn_proc
+// message, and for an exec what its sample says.
+type tpItem struct {
+	msg procMsg
+	pre execPre
+	// argv and filename of pre as offsets into the drain's arena (the ring
+	// space is reused once Drain returns): [argvOff, argvEnd), [fnOff, fnEnd).
+	argvOff, argvEnd, fnOff, fnEnd int
+	hasArgv                        bool
+	cloneParent                    bool
+}
+
+// readTracepoints is the tracepoint reader: it waits for a ring's watermark
+// or its drain timer, then drains the rings and the cn_proc socket, merges
+// them by time and hands the events to the table through the hot path.
+func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
+	runtime.LockOSThread() // never unlocked: the raised thread must not run other goroutines
+	s.prio.Store(procRaisePriority(s.opts.Priority, s.log))
+	h := s.newHotPath()
+	var (
+		items, cn, carry []tpItem
+		arena            []byte
+		msgs             []procMsg
+		rcv              = newProcBatchReader(32, 8<<10)
+		stat             procInfo
+	)
+	busy := true // start with the short timer: the start-up probe waits for its fork
+	for {
+		if ctx.Err() != nil {
+			// Last drain: everything the rings hold.
+			tp.set.Disable()
+		}
+		timeout := s.opts.TraceIdle
+		if busy {
+			timeout = s.opts.TraceBusy
+		}
+		if ctx.Err() == nil {
+			if _, err := tp.set.Wait(timeout); err != nil {
+				return err
+			}
+		}
+		h.seedShadow()
+		cutoff := tracepoint.Now() - uint64(tracepoint.Settle)
+		if ctx.Err() != nil {
+			cutoff = ^uint64(0)
+		}
+		items, arena = items[:0], arena[:0]
+		tp.set.DrainBefore(cutoff, func(r *tracepoint.Record) {
+			if r.Event < 0 {
+				s.st.ringLost.Add(r.Lost.Count)
+				h.noteLoss()
+				h.pend.kernel += int64(r.Lost.Count)
+				if h.pend.fromMono == 0 || r.Lost.From < h.pend.fromMono {
+					h.pend.fromMono = r.Lost.From
+				}
+				h.pend.toMono = max(h.pend.toMono, r.Lost.To)
+				clear(h.shadow) // what was missed may have changed anything
+				return
+			}
+			smp := &r.Sample
+			it := tpItem{msg: procMsg{TS: smp.Time, CPU: smp.CPU}}
+			switch r.Event {
+			case tpExec:
+				pid, err := tp.execPID.Int(smp.Raw)
+				if err != nil {
+					s.st.frames.Add(1)
+					return
+				}
+				it.msg.What, it.msg.PID, it.msg.TGID = procEventExec, int32(pid), int32(pid)
+				if fn, err := tp.execFilename.String(smp.Raw); err == nil {
+					it.fnOff = len(arena)
+					arena = append(arena, fn...)
+					it.fnEnd = len(arena)
+				}
+				it.argvOff = len(arena)
+				var perr error
+				arena, _, perr = tracepoint.ParseArgv(smp.Stack, smp.SP, smp.RegsABI, arena)
+				if perr == nil {
+					it.hasArgv, it.argvEnd = true, len(arena)
+				} else {
+					arena = arena[:it.argvOff]
+					s.st.argvNotInDump.Add(1)
+				}
+			case tpNewTask:
+				child, err1 := tp.newtaskPID.Int(smp.Raw)
+				flags, err2 := tp.newtaskFlags.Uint(smp.Raw)
+				if err1 != nil || err2 != nil {
+					s.st.frames.Add(1)
+					return
+				}
+				it.msg.What, it.msg.PID, it.msg.TGID = procEventFork, int32(child), int32(child)
+				it.msg.ParentPID, it.msg.ParentTGID = int32(smp.TID), int32(smp.PID)
+				if flags&cloneThread != 0 {
+					it.msg.TGID = int32(smp.PID)
+				}
+				it.cloneParent = flags&cloneParent != 0 && flags&cloneThread == 0
+			}
+			items = append(items, it)
+		})
+		// The cn_proc socket: everything queued now, then what is older
+		// than the cutoff joins this drain and the rest the next one.
+		cn = append(cn[:0], carry...)
+		carry = carry[:0]
+		for {
+			n, err := rcv.recv(tp.fd)
+			if err == unix.ENOBUFS {
+				s.st.lost.Add(1)
+				h.noteLoss()
+				h.pend.enobufs = true
+				clear(h.shadow)
+				continue
+			}
+			if err != nil && err != unix.EAGAIN && err != unix.EINTR {
+				return fmt.Errorf("read cn_proc socket: %w", err)
+			}
+			for i := range n {
+				msgs, err = decodeProcEvents(rcv.msg(i), msgs[:0])
+				if err != nil {
+					s.st.frames.Add(1)
+				}
+				for _, m := range msgs {
+					if m.What == procEventFork || m.What == procEventExec || m.What == procEventNone {
+						continue // the rings have them (a kernel without the filter sends them)
+					}
+					if m.TS > cutoff {
+						carry = append(carry, tpItem{msg: m})
+					} else {
+						cn = append(cn, tpItem{msg: m})
+					}
+				}
+			}
+			if n < rcv.cap() {
+				break
+			}
+		}
+		slices.SortStableFunc(cn, func(a, b tpItem) int { return cmpU64(a.msg.TS, b.msg.TS) })
+		batch := mergeByTime(items, cn)
+		// An exec followed in this batch by another exec or the exit of
+		// its process cannot be described by /proc any more.
+		later := make(map[int32]bool)
+		for i := len(batch) - 1; i >= 0; i-- {
+			m := &batch[i].msg
+			switch {
+			case m.What == procEventExec:
+				batch[i].pre.noProc = later[m.TGID]
+				later[m.TGID] = true
+			case m.What == procEventExit && m.PID == m.TGID:
+				later[m.TGID] = true
+			}
+		}
+		for i := range batch {
+			it := &batch[i]
+			if it.cloneParent {
+				// CLONE_PARENT: the child's parent is the caller's parent.
+				if h.hot.readInto(it.msg.ParentTGID, procHaveStat, &stat); stat.have&procHaveStat != 0 {
+					it.msg.ParentTGID, it.msg.ParentPID = stat.ppid, stat.ppid
+				}
+			}
+			if it.msg.What != procEventExec {
+				h.handle(&it.msg, nil)
+				continue
+			}
+			pre := &it.pre
+			pre.filename = arena[it.fnOff:it.fnEnd:it.fnEnd]
+			pre.argv, pre.argvCut = nil, false
+			if it.hasArgv {
+				pre.argv = arena[it.argvOff:it.argvEnd:it.argvEnd]
+				if len(pre.argv) > s.opts.ArgvMax {
+					pre.argv, pre.argvCut = pre.argv[:s.opts.ArgvMax], true
+				}
+			}
+			h.handle(&it.msg, pre)
+		}
+		h.flushLoss()
+		busy = len(batch) > 0
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// mergeByTime merges two time-ordered lists.
+func mergeByTime(a, b []tpItem) []tpItem {
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]tpItem, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		if b[j].msg.TS < a[i].msg.TS {
+			out = append(out, b[j])
+			j++
+		} else {
+			out = append(out, a[i])
+			i++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// procBatchReader receives up to len(bufs) datagrams per recvmmsg(2).
+type procBatchReader struct {
+	bufs [][]byte
+	iov  []unix.Iovec
+	hdrs []unix.Mmsghdr
+}
+
+func newProcBatchReader(n, size int) *procBatchReader {
+	r := &procBatchReader{bufs: make([][]byte, n), iov: make([]unix.Iovec, n), hdrs: make([]unix.Mmsghdr, n)}
+	for i := range n {
+		r.bufs[i] = make([]byte, size)
+		r.iov[i].Base = &r.bufs[i][0]
+		r.iov[i].SetLen(size)
+		r.hdrs[i].Hdr.Iov = &r.iov[i]
+		r.hdrs[i].Hdr.SetIovlen(1)
+	}
+	return r
+}
+
+func (r *procBatchReader) cap() int { return len(r.bufs) }
+
+// recv reads what the socket holds without blocking.
+func (r *procBatchReader) recv(fd int) (int, error) {
+	for i := range r.hdrs {
+		r.hdrs[i].Len = 0
+	}
+	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)),
+		unix.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// msg returns datagram i of the last recv.
+func (r *procBatchReader) msg(i int) []byte { return r.bufs[i][:r.hdrs[i].Len] }
+
+// procFilterSupported reports whether the kernel filters cn_proc events per
+// socket (struct proc_input, Linux 6.6).
+func procFilterSupported() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	return kernelAtLeast(unix.ByteSliceToString(u.Release[:]), 6, 6)
+}
+
+// kernelAtLeast compares a kernel release string ("6.18.44-…") with
+// major.minor.
+func kernelAtLeast(release string, major, minor int) bool {
+	var a, b int
+	if _, err := fmt.Sscanf(release, "%d.%d", &a, &b); err != nil {
+		return false
+	}
+	return a > major || a == major && b >= minor
+}
