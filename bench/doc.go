@@ -12,7 +12,7 @@
 //
 // Then the server side, in a private MariaDB ([StartMariaDB],
 // [LoaderBench]): the loader's rows/s with 1, 2 and 4 workers against a
-// plain LOAD DATA LOCAL of the same rows in the same run (loader.Bench), and
+// plain LOAD DATA LOCAL of the same rows in the same run ([MeasureLoad]), and
 // exec → queryable latency through the real pipeline on this host
 // (pofr-server serve, a token registration, pofr-collector run with the
 // profile's default intervals, pofr-server load --watch), from marked execs

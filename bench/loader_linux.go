@@ -28,7 +28,7 @@ import (
 //
 //   - the loader's rows/s with 1, 2 and 4 workers against the ceiling
 //     measured in the same run, a plain LOAD DATA LOCAL of the same rows
-//     (loader.Bench), and its CPU per million rows;
+//     (MeasureLoad), and its CPU per million rows;
 //   - exec → queryable latency through the real pipeline on this host with
 //     the profile's default intervals: pofr-server serve on loopback, a host
 //     registered with a one-time token, pofr-collector run, and
@@ -67,12 +67,12 @@ type latencyPlan struct {
 	poll     time.Duration // SQL poll cadence
 }
 
-func (lb LoaderBench) plans() (loader.BenchOptions, latencyPlan) {
+func (lb LoaderBench) plans() (LoadOptions, latencyPlan) {
 	if lb.Quick {
-		return loader.BenchOptions{Hosts: 2, Segments: 4, RowsPerSegment: 12500, Rounds: 1},
+		return LoadOptions{Hosts: 2, Segments: 4, RowsPerSegment: 12500, Rounds: 1},
 			latencyPlan{execs: 6, spacing: 2 * time.Second, deadline: 90 * time.Second, poll: 250 * time.Millisecond}
 	}
-	return loader.BenchOptions{Hosts: 2, Segments: 8, RowsPerSegment: 25000, Rounds: 2},
+	return LoadOptions{Hosts: 2, Segments: 8, RowsPerSegment: 25000, Rounds: 2},
 		latencyPlan{execs: 20, spacing: 3 * time.Second, deadline: 90 * time.Second, poll: 250 * time.Millisecond}
 }
 
@@ -133,8 +133,8 @@ func (lb LoaderBench) Run(ctx context.Context, workDir string) ([]Result, []Chec
 	return results, checks, errors.Join(errs...)
 }
 
-// throughput runs loader.Bench in its own database.
-func (lb LoaderBench) throughput(ctx context.Context, m *MariaDB, opt loader.BenchOptions) ([]Result, []Check, error) {
+// throughput runs MeasureLoad in its own database.
+func (lb LoaderBench) throughput(ctx context.Context, m *MariaDB, opt LoadOptions) ([]Result, []Check, error) {
 	const dbname = "pofr_loadbench"
 	if err := createDatabase(ctx, m, dbname); err != nil {
 		return nil, nil, err
@@ -151,7 +151,7 @@ func (lb LoaderBench) throughput(ctx context.Context, m *MariaDB, opt loader.Ben
 	}
 	opt.Workers = []int{1, 2, 4}
 	opt.Log = lb.Log
-	brs, err := loader.Bench(ctx, opt)
+	brs, err := MeasureLoad(ctx, opt)
 	if err != nil {
 		return nil, nil, err
 	}

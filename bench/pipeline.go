@@ -10,7 +10,7 @@ import (
 )
 
 // LoaderMeasurement is one worker count of the loader benchmark (the fields
-// of loader.BenchResult the report uses): the loader against the ceiling,
+// of LoadResult the report uses): the loader against the ceiling,
 // a plain LOAD DATA LOCAL of the same rows pre-rendered as text into the
 // same tables with the same indexes.
 type LoaderMeasurement struct {

@@ -77,22 +77,13 @@ func ReadSpool(dir string) (*SpoolRows, error) {
 }
 
 func (s *SpoolRows) add(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("read segment: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("read segment: %w", err)
-	}
-	seg, err := spool.Verify(f, fi.Size(), spool.VerifyOptions{})
+	seg, err := spool.VerifyFile(path, spool.VerifyOptions{})
 	if err != nil {
 		return fmt.Errorf("verify segment %s: %w", path, err)
 	}
 	defer seg.Release()
 	s.Segments++
-	s.Bytes += fi.Size()
+	s.Bytes += seg.Size
 	s.Rows += seg.Manifest.Rows()
 	for k, c := range seg.Manifest.Counters {
 		t := s.Counters[k]

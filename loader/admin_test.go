@@ -82,12 +82,12 @@ func TestUsersLeastPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	suffix := strings.ToLower(strings.TrimPrefix(dbname, "t"))[:4]
-	u := Users{Host: "localhost", Loader: "ld" + suffix, LoaderPassword: "l'o\"a\\der pw", Reader: "rd" + suffix, ReaderPassword: "reader-pw"}
+	u := schema.Users{Host: "localhost", Loader: "ld" + suffix, LoaderPassword: "l'o\"a\\der pw", Reader: "rd" + suffix, ReaderPassword: "reader-pw"}
 	ctx := t.Context()
-	if err := CreateUsers(ctx, db, dbname, u); err != nil {
+	if err := schema.CreateUsers(ctx, db, dbname, u); err != nil {
 		t.Fatal(err)
 	}
-	if err := CreateUsers(ctx, db, dbname, u); err != nil { // idempotent
+	if err := schema.CreateUsers(ctx, db, dbname, u); err != nil { // idempotent
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -158,7 +158,8 @@ func TestRetention(t *testing.T) {
 	db, _ := newDB(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	today := day(time.Now())
+	y0, m0, d0 := time.Now().UTC().Date()
+	today := time.Date(y0, m0, d0, 0, 0, 0, 0, time.UTC)
 	// Partitions exist from yesterday (newDB); rows of 1 day ago and today.
 	l, w := newTestLoader2(t, db)
 	defer w.close()
@@ -170,11 +171,11 @@ func TestRetention(t *testing.T) {
 	if _, err := w.commit(ctx, job{host: "h1", name: "x"}, seg, 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	added, err := EnsurePartitions(ctx, db, today, today.AddDate(0, 0, 5))
+	added, err := schema.EnsurePartitions(ctx, db, today, today.AddDate(0, 0, 5))
 	if err != nil || added != 3*3 {
 		t.Fatalf("EnsurePartitions: %d added (%v), want 9 (3 days × 3 tables)", added, err)
 	}
-	dropped, err := DropPartitions(ctx, db, today)
+	dropped, err := schema.DropPartitions(ctx, db, today)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,11 +194,11 @@ func TestRetention(t *testing.T) {
 		in   string
 		want time.Duration
 	}{{"90d", 90 * 24 * time.Hour}, {"2w", 14 * 24 * time.Hour}, {"48h", 48 * time.Hour}} {
-		if got, err := ParseKeep(c.in); err != nil || got != c.want {
+		if got, err := schema.ParseKeep(c.in); err != nil || got != c.want {
 			t.Errorf("ParseKeep(%q) = %v, %v; want %v", c.in, got, err, c.want)
 		}
 	}
-	if _, err := ParseKeep("1h"); err == nil {
+	if _, err := schema.ParseKeep("1h"); err == nil {
 		t.Error("ParseKeep(1h) accepted less than a day")
 	}
 }

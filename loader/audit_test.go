@@ -11,12 +11,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
 )
 
 // findingKeys renders findings as "host kind from-to file?" lines.
-func findingKeys(r *AuditReport) []string {
+func findingKeys(r *custody.AuditReport) []string {
 	var out []string
 	for _, h := range r.Hosts {
 		for _, f := range h.Findings {
@@ -30,11 +31,11 @@ func findingKeys(r *AuditReport) []string {
 	return out
 }
 
-func audit(t *testing.T, db *sql.DB, opt AuditOptions) *AuditReport {
+func audit(t *testing.T, db *sql.DB, opt custody.AuditOptions) *custody.AuditReport {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	r, err := Audit(ctx, db, opt)
+	r, err := custody.Audit(ctx, db, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func TestAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := audit(t, db, AuditOptions{StateDir: f.state})
+	r := audit(t, db, custody.AuditOptions{StateDir: f.state})
 	want := []string{
 		"h1 settled 2-2",
 		"h1 hole 3-3 problem",
@@ -116,7 +117,7 @@ func TestAudit(t *testing.T) {
 	if err := os.Rename(aside, h1[2]); err != nil {
 		t.Fatal(err)
 	}
-	r = audit(t, db, AuditOptions{Host: "h1", StateDir: f.state, NoSettle: true})
+	r = audit(t, db, custody.AuditOptions{Host: "h1", StateDir: f.state, NoSettle: true})
 	want = []string{"h1 pending 3-3", "h1 unverifiable 4-4", "h1 chain_break 5-5 problem", "h1 chain_mismatch 5-5 problem"}
 	if diff := cmp.Diff(want, findingKeys(r)); diff != "" {
 		t.Errorf("audit with seq 3 pending (-want +got):\n%s", diff)
@@ -126,7 +127,7 @@ func TestAudit(t *testing.T) {
 	}
 
 	// h3 is clean, and so is its archive.
-	r = audit(t, db, AuditOptions{Host: "h3", StateDir: f.state, Archive: true})
+	r = audit(t, db, custody.AuditOptions{Host: "h3", StateDir: f.state, Archive: true})
 	if diff := cmp.Diff([]string(nil), findingKeys(r)); diff != "" || r.Problems() != 0 {
 		t.Errorf("clean host: findings %v", findingKeys(r))
 	}
@@ -180,7 +181,7 @@ func TestAuditArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := audit(t, db, AuditOptions{StateDir: f.state, Archive: true})
+	r := audit(t, db, custody.AuditOptions{StateDir: f.state, Archive: true})
 	want := []string{
 		"h1 archive_bad 1-1 problem",
 		"h1 archive_digest 2-2 problem",
@@ -191,7 +192,7 @@ func TestAuditArchive(t *testing.T) {
 	if diff := cmp.Diff(want, findingKeys(r)); diff != "" {
 		t.Errorf("archive audit (-want +got):\n%s", diff)
 	}
-	if a := r.Hosts[0].Archive; a == nil || *a != (Archived{OK: 1, Expired: 1, Bad: 4}) {
+	if a := r.Hosts[0].Archive; a == nil || *a != (custody.Archived{OK: 1, Expired: 1, Bad: 4}) {
 		t.Errorf("archive counts: %+v, want ok 1, expired 1, bad 4", a)
 	}
 }

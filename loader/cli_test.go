@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/testutil"
@@ -77,11 +78,11 @@ func TestServerCustodyCommands(t *testing.T) {
 	}
 	t.Logf("verify --archive:\n%s", out)
 	out, code = pofr("verify", "--dsn-file", dsnFile, "--state-dir", f.state, "--archive", "--json", "--host", "h1")
-	var rep AuditReport
+	var rep custody.AuditReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("verify --json: %v; output:\n%s", err, out)
 	}
-	if code != 3 || len(rep.Hosts) != 1 || len(rep.Hosts[0].Findings) != 1 || rep.Hosts[0].Findings[0].Kind != FindArchiveBad || rep.Hosts[0].Findings[0].File != name {
+	if code != 3 || len(rep.Hosts) != 1 || len(rep.Hosts[0].Findings) != 1 || rep.Hosts[0].Findings[0].Kind != custody.FindArchiveBad || rep.Hosts[0].Findings[0].File != name {
 		t.Errorf("verify of a damaged archive: exit %d (want 3), report %+v", code, rep.Hosts)
 	}
 

@@ -43,16 +43,10 @@
 // can block the inbox; only errors of the server itself (connection,
 // account, lock waits) leave it in the inbox for the next pass.
 //
-// # Custody and retention
-//
-// [Audit] (pofr-server verify) walks the ledger per host in seq order and
-// reports holes, chain breaks and ledger rows that disagree with their own
-// digests, settles chain_ok where it can, and re-verifies archived files
-// against the registered key and the ledger's digest. [PruneFiles]
-// (pofr-server retention --archive-keep) deletes archived files by the
-// ledger's ts_to, recording segments.archive_removed_at, and quarantined
-// files by age. [PurgeHost] (pofr-server deregister --purge-rows) deletes a
-// host's rows in short batches.
+// The custody audit, file retention and purges of what a pass leaves
+// behind are package custody; partitions and accounts are package schema.
+// A pass reports its advance through [Progress], which the command line
+// renders.
 //
 // # Escaping
 //

@@ -23,7 +23,6 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/go-sql-driver/mysql"
-	"github.com/schollz/progressbar/v3"
 
 	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/event"
@@ -79,8 +78,9 @@ type Options struct {
 	Workers int
 	// Log receives one line per segment refused and per pass; nil discards.
 	Log *slog.Logger
-	// Progress, if not nil, gets a progress bar (segments, rows/s, ETA).
-	Progress io.Writer
+	// Progress, if not nil, is told how a pass advances; the command line
+	// renders it (a progress bar on a terminal).
+	Progress Progress
 	// Encoding of byte columns in the LOAD DATA stream (default Escaped).
 	Encoding Encoding
 	// MaxSegmentBytes refuses larger files unread (default
@@ -110,6 +110,18 @@ func checkTimes(m *spool.Manifest) error {
 		return fmt.Errorf("%w: sealed at %s, accepted 1970-01-01 to 2200-01-01", ErrTimeRange, m.Created.Format(time.RFC3339Nano))
 	}
 	return nil
+}
+
+// Progress receives the advance of a load pass. Done is called from
+// several workers at once.
+type Progress interface {
+	// Start begins a pass over segments files (never 0).
+	Start(segments int)
+	// Done reports one more segment finished (loaded, skipped, quarantined
+	// or failed) and the rows this pass has loaded so far.
+	Done(rows int64)
+	// Finish ends the pass.
+	Finish()
 }
 
 // Summary counts what one pass did.
@@ -374,18 +386,12 @@ func (l *Loader) pass(ctx context.Context) (Summary, error) {
 	}
 	sum.Segments = len(jobs)
 
-	var bar *progressbar.ProgressBar
-	if l.opt.Progress != nil && len(jobs) > 0 {
-		bar = progressbar.NewOptions64(int64(len(jobs)),
-			progressbar.OptionSetWriter(l.opt.Progress),
-			progressbar.OptionSetDescription("loading"),
-			progressbar.OptionShowCount(),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionSetElapsedTime(true),
-			progressbar.OptionThrottle(200*time.Millisecond),
-			progressbar.OptionShowDescriptionAtLineEnd(),
-			progressbar.OptionOnCompletion(func() { fmt.Fprintln(l.opt.Progress) }),
-		)
+	progress := l.opt.Progress
+	if len(jobs) == 0 {
+		progress = nil
+	}
+	if progress != nil {
+		progress.Start(len(jobs))
 	}
 
 	// Verification runs ahead of the loads (a bounded prefetch), so that
@@ -443,10 +449,8 @@ func (l *Loader) pass(ctx context.Context) (Summary, error) {
 					sum.Forks++
 				}
 				mu.Unlock()
-				if bar != nil {
-					el := time.Since(start).Seconds()
-					bar.Describe(fmt.Sprintf("%d rows, %.0f rows/s", rows.Load(), float64(rows.Load())/max(el, 1e-3)))
-					bar.Add(1)
+				if progress != nil {
+					progress.Done(rows.Load())
 				}
 			}
 		}()
@@ -463,8 +467,8 @@ feed:
 	vwg.Wait()
 	close(work)
 	wg.Wait()
-	if bar != nil {
-		bar.Finish()
+	if progress != nil {
+		progress.Finish()
 	}
 
 	if sum.Loaded > 0 {
@@ -547,9 +551,10 @@ func (w *worker) close() {
 	}
 }
 
-// sessionSQL makes LOAD DATA as strict as it can be (it still only warns,
-// being LOCAL: the warnings are checked) and times UTC.
-const sessionSQL = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'," +
+// SessionSQL is the first statement of every loading connection: it makes
+// LOAD DATA as strict as it can be (it still only warns, being LOCAL: the
+// warnings are checked) and times UTC.
+const SessionSQL = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'," +
 	" time_zone = '+00:00', autocommit = 1"
 
 // connection returns the worker's connection, opening it if needed.
@@ -561,7 +566,7 @@ func (w *worker) connection(ctx context.Context) (*sql.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
-	if _, err := c.ExecContext(ctx, sessionSQL); err != nil {
+	if _, err := c.ExecContext(ctx, SessionSQL); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("set session: %w", err)
 	}
@@ -617,7 +622,7 @@ func (l *Loader) prepare(ctx context.Context, hosts map[string]*registry.Host, j
 	if err != nil {
 		return l.refuse(ctx, p, "unknown_host", fmt.Errorf("%w: %v", ErrUnknownHost, err), nil, "")
 	}
-	seg, err := openSegment(j.path, p.size, pub, j.host, l.opt.MaxSegmentBytes)
+	seg, err := openSegment(j.path, pub, j.host, l.opt.MaxSegmentBytes)
 	if err != nil {
 		if c := classify(err); c != "" {
 			return l.refuse(ctx, p, c, err, nil, "")

@@ -54,7 +54,7 @@ func newDB(t testing.TB) (*sql.DB, string) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	if _, err := EnsurePartitions(ctx, db, now.AddDate(0, 0, -1), now.AddDate(0, 0, 2)); err != nil {
+	if _, err := schema.EnsurePartitions(ctx, db, now.AddDate(0, 0, -1), now.AddDate(0, 0, 2)); err != nil {
 		t.Fatal(err)
 	}
 	return db, dsn

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
 )
@@ -69,12 +70,12 @@ func TestPruneFiles(t *testing.T) {
 		return out
 	}
 	before := listing()
-	opt := PruneOptions{StateDir: f.state, Before: now.AddDate(0, 0, -90), DryRun: true}
-	sum, err := PruneFiles(t.Context(), db, opt)
+	opt := custody.PruneOptions{StateDir: f.state, Before: now.AddDate(0, 0, -90), DryRun: true}
+	sum, err := custody.PruneFiles(t.Context(), db, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := PruneSummary{ArchiveFiles: 2, QuarantineFiles: 2}
+	want := custody.PruneSummary{ArchiveFiles: 2, QuarantineFiles: 2}
 	got := sum
 	got.ArchiveBytes, got.QuarantineBytes = 0, 0
 	if got != want {
@@ -85,7 +86,7 @@ func TestPruneFiles(t *testing.T) {
 	}
 
 	opt.DryRun = false
-	if sum, err = PruneFiles(t.Context(), db, opt); err != nil {
+	if sum, err = custody.PruneFiles(t.Context(), db, opt); err != nil {
 		t.Fatal(err)
 	}
 	got = sum
@@ -117,7 +118,7 @@ func TestPruneFiles(t *testing.T) {
 	}
 	// The audit counts seq 1 expired; the new extra file is a problem of
 	// its own (not in the ledger), nothing else is.
-	r := audit(t, db, AuditOptions{Host: "h1", StateDir: f.state, Archive: true})
+	r := audit(t, db, custody.AuditOptions{Host: "h1", StateDir: f.state, Archive: true})
 	if a := r.Hosts[0].Archive; a == nil || a.Expired != 1 || a.OK != 2 {
 		t.Errorf("audit after prune: archive %+v, want 2 ok and 1 expired", a)
 	}
@@ -125,16 +126,16 @@ func TestPruneFiles(t *testing.T) {
 		t.Errorf("audit after prune (-want +got):\n%s", diff)
 	}
 
-	if d, err := ParseArchiveKeep("", 90*24*time.Hour); err != nil || d != 90*24*time.Hour {
-		t.Errorf(`ParseArchiveKeep(""): %v, %v; want the --keep period`, d, err)
+	if d, err := custody.ParseArchiveKeep("", 90*24*time.Hour); err != nil || d != 90*24*time.Hour {
+		t.Errorf(`custody.ParseArchiveKeep(""): %v, %v; want the --keep period`, d, err)
 	}
-	if d, err := ParseArchiveKeep("0", time.Hour); err != nil || d != 0 {
-		t.Errorf(`ParseArchiveKeep("0"): %v, %v; want 0 (forever)`, d, err)
+	if d, err := custody.ParseArchiveKeep("0", time.Hour); err != nil || d != 0 {
+		t.Errorf(`custody.ParseArchiveKeep("0"): %v, %v; want 0 (forever)`, d, err)
 	}
-	if d, err := ParseArchiveKeep("2w", time.Hour); err != nil || d != 14*24*time.Hour {
-		t.Errorf(`ParseArchiveKeep("2w"): %v, %v; want 336h`, d, err)
+	if d, err := custody.ParseArchiveKeep("2w", time.Hour); err != nil || d != 14*24*time.Hour {
+		t.Errorf(`custody.ParseArchiveKeep("2w"): %v, %v; want 336h`, d, err)
 	}
-	if _, err := ParseArchiveKeep("5m", time.Hour); err == nil {
-		t.Error(`ParseArchiveKeep("5m"): no error, want one (under a day)`)
+	if _, err := custody.ParseArchiveKeep("5m", time.Hour); err == nil {
+		t.Error(`custody.ParseArchiveKeep("5m"): no error, want one (under a day)`)
 	}
 }

@@ -10,15 +10,16 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
 )
 
-// hostRows counts host's rows in every table PurgeHost empties.
+// hostRows counts host's rows in every table custody.PurgeHost empties.
 func hostRows(t *testing.T, db *sql.DB, host string) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
-	for _, table := range PurgeTables {
+	for _, table := range custody.PurgeTables {
 		var n int64
 		if err := db.QueryRow("SELECT COUNT(*) FROM "+table+" WHERE host_id = ?", host).Scan(&n); err != nil {
 			t.Fatal(err)
@@ -54,7 +55,7 @@ func TestPurgeHostAndRevoked(t *testing.T) {
 		t.Fatalf("run: %s, want 6 loaded, 1 quarantined", s)
 	}
 	h1Before, h2Before := hostRows(t, db, "h1"), hostRows(t, db, "h2")
-	for _, table := range PurgeTables {
+	for _, table := range custody.PurgeTables {
 		if h1Before[table] == 0 {
 			t.Fatalf("h1 has no rows in %s before the purge: the test would prove nothing", table)
 		}
@@ -74,7 +75,7 @@ func TestPurgeHostAndRevoked(t *testing.T) {
 	if err := registry.Save(f.state, h); err != nil {
 		t.Fatal(err)
 	}
-	deleted, err := PurgeHost(t.Context(), db, "h1", 7, nil)
+	deleted, err := custody.PurgeHost(t.Context(), db, "h1", 7, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestPurgeHostAndRevoked(t *testing.T) {
 		t.Errorf("rows deleted (-had +deleted):\n%s", diff)
 	}
 	zero := map[string]int64{}
-	for _, table := range PurgeTables {
+	for _, table := range custody.PurgeTables {
 		zero[table] = 0
 	}
 	if diff := cmp.Diff(zero, hostRows(t, db, "h1")); diff != "" {

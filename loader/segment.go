@@ -3,7 +3,6 @@ package loader
 import (
 	"crypto/ed25519"
 	"fmt"
-	"os"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -19,15 +18,10 @@ type segment struct {
 }
 
 // openSegment reads and verifies the segment file at path: the format, the
-// signature by pub, the host id and the size limits (spool.Verify). The chain
-// is checked by the loader against the ledger, not here.
-func openSegment(path string, size int64, pub ed25519.PublicKey, hostID string, maxSize int64) (*segment, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("open segment: %w", err)
-	}
-	defer f.Close()
-	s, err := spool.Verify(f, size, spool.VerifyOptions{PublicKey: pub, HostID: hostID, MaxSize: maxSize})
+// signature by pub, the host id and the size limits (spool.VerifyFile). The
+// chain is checked by the loader against the ledger, not here.
+func openSegment(path string, pub ed25519.PublicKey, hostID string, maxSize int64) (*segment, error) {
+	s, err := spool.VerifyFile(path, spool.VerifyOptions{PublicKey: pub, HostID: hostID, MaxSize: maxSize})
 	if err != nil {
 		return nil, fmt.Errorf("verify %s: %w", path, err)
 	}

@@ -7,6 +7,11 @@
 // DDL statement by statement, so nothing else could make that safe. A
 // database whose schema_version is newer than the binary's newest migration
 // is refused ([ErrNewer]): a binary never downgrades a schema.
+//
+// The same package administers the database around the schema: the day
+// partitions of the event tables ([EnsurePartitions], [DropPartitions]) and
+// the loader and reader accounts with exactly their privileges
+// ([CreateUsers]).
 package schema
 
 import (

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -72,6 +73,8 @@ type Segment struct {
 	Digest string
 	// Signed reports whether the signature was checked against a key.
 	Signed bool
+	// Size is the length of the segment in bytes.
+	Size int64
 
 	manifest []byte
 	recs     map[string]arrow.RecordBatch
@@ -181,6 +184,22 @@ func VerifyBytes(b []byte, opts VerifyOptions) (*Segment, error) {
 	return Verify(bytes.NewReader(b), int64(len(b)), opts)
 }
 
+// VerifyFile is Verify over the segment file at path, with the size of the
+// file as opened (not as a separate stat saw it). Errors opening the file
+// are returned as os reports them.
+func VerifyFile(path string, opts VerifyOptions) (*Segment, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return Verify(f, fi.Size(), opts)
+}
+
 func verifyBytes(buf []byte, opts *VerifyOptions, lim *limits) (*Segment, error) {
 	members, err := tarScan(buf, lim)
 	if err != nil {
@@ -229,7 +248,7 @@ func verifyBytes(buf []byte, opts *VerifyOptions, lim *limits) (*Segment, error)
 		}
 	}
 
-	seg := &Segment{Manifest: *m, Digest: Digest(mbytes), Signed: opts.PublicKey != nil,
+	seg := &Segment{Manifest: *m, Digest: Digest(mbytes), Signed: opts.PublicKey != nil, Size: int64(len(buf)),
 		manifest: mbytes, recs: make(map[string]arrow.RecordBatch, len(arrowMembers))}
 	budget := lim.decoded
 	lo, hi := int64(1<<63-1), int64(-1<<63)

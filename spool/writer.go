@@ -636,16 +636,7 @@ func (w *Writer) sealBatch(b *batch) error {
 
 // verifyFile re-reads a segment from disk as a stranger would.
 func (w *Writer) verifyFile(path, prev string) (*Segment, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	return Verify(f, fi.Size(), VerifyOptions{PublicKey: w.pub, HostID: w.opts.HostID, PrevDigest: &prev})
+	return VerifyFile(path, VerifyOptions{PublicKey: w.pub, HostID: w.opts.HostID, PrevDigest: &prev})
 }
 
 // stats merges the caller's stats with the spool's own counter.

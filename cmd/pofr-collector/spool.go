@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strconv"
 	"text/tabwriter"
@@ -169,7 +168,7 @@ func spoolVerify(ctx context.Context, env *cli.Env, dir, pubkey string, files []
 				opts.PrevDigest = &d
 			}
 		}
-		seg, err := verifyFile(path, opts)
+		seg, err := spool.VerifyFile(path, opts)
 		if err == nil && seg.Name() != filepath.Base(path) {
 			err = fmt.Errorf("file name does not match its content, which names %s", seg.Name())
 		}
@@ -212,19 +211,6 @@ func loadPub(path string) (ed25519.PublicKey, error) {
 		return nil, nil
 	}
 	return spool.LoadPublicKey(path)
-}
-
-func verifyFile(path string, opts spool.VerifyOptions) (*spool.Segment, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	return spool.Verify(f, fi.Size(), opts)
 }
 
 func spoolCatCommand() *cli.Command {
@@ -274,7 +260,7 @@ func spoolCat(ctx context.Context, env *cli.Env, table, pubkey string, files []s
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		seg, err := verifyFile(path, spool.VerifyOptions{PublicKey: pub})
+		seg, err := spool.VerifyFile(path, spool.VerifyOptions{PublicKey: pub})
 		if err != nil {
 			failed++
 			fmt.Fprintf(env.Stderr, "%s: %v\n", path, err)

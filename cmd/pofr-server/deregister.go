@@ -5,8 +5,8 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/cli"
-	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/receiver"
 )
 
@@ -44,7 +44,7 @@ Example: pofr-server deregister --purge-rows --dsn-file /etc/pofr/admin.dsn web-
 			fs.BoolVar(&purge, "purge", false, "also delete the host's inbox, archive and quarantine")
 			fs.BoolVar(&purgeRows, "purge-rows", false, "also delete the host's rows from the database (needs --dsn-file)")
 			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding the administrator's DSN (for --purge-rows)")
-			fs.IntVar(&batch, "batch", loader.DefaultPurgeBatch, "rows deleted per statement with --purge-rows")
+			fs.IntVar(&batch, "batch", custody.DefaultPurgeBatch, "rows deleted per statement with --purge-rows")
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
 			if len(args) != 1 {
@@ -72,7 +72,7 @@ Example: pofr-server deregister --purge-rows --dsn-file /etc/pofr/admin.dsn web-
 				if err := db.PingContext(ctx); err != nil {
 					return fmt.Errorf("connect to database: %w", err)
 				}
-				purgeHost = func() (map[string]int64, error) { return loader.PurgeHost(ctx, db, host, batch, env.Log) }
+				purgeHost = func() (map[string]int64, error) { return custody.PurgeHost(ctx, db, host, batch, env.Log) }
 			}
 			if err := receiver.Revoke(stateDir, host, purge); err != nil {
 				return err
@@ -87,7 +87,7 @@ Example: pofr-server deregister --purge-rows --dsn-file /etc/pofr/admin.dsn web-
 			}
 			deleted, err := purgeHost()
 			var total int64
-			for _, t := range loader.PurgeTables {
+			for _, t := range custody.PurgeTables {
 				total += deleted[t]
 			}
 			env.Log.Info("purged host rows", "host", host, "rows", total, "per_table", deleted)
@@ -95,7 +95,7 @@ Example: pofr-server deregister --purge-rows --dsn-file /etc/pofr/admin.dsn web-
 				return fmt.Errorf("%w (run the command again to finish)", err)
 			}
 			fmt.Fprintf(env.Stdout, "deleted %d database rows of %s:", total, host)
-			for _, t := range loader.PurgeTables {
+			for _, t := range custody.PurgeTables {
 				fmt.Fprintf(env.Stdout, " %s %d", t, deleted[t])
 			}
 			fmt.Fprintln(env.Stdout)

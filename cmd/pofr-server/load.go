@@ -68,7 +68,7 @@ Example (cron, every minute): pofr-server load --dsn-file /etc/pofr/loader.dsn`,
 			}
 			opt := loader.Options{DSN: dsn, StateDir: stateDir, Workers: workers, Log: env.Log, Encoding: enc}
 			if f, ok := env.Stderr.(*os.File); ok && !noProgress && watch == 0 && term.IsTerminal(int(f.Fd())) {
-				opt.Progress = f
+				opt.Progress = &progressBar{w: f}
 			}
 			l, err := loader.New(opt)
 			if err != nil {

@@ -5,8 +5,9 @@ import (
 	"flag"
 	"time"
 
+	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/cli"
-	"github.com/pofr/pofr/loader"
+	"github.com/pofr/pofr/schema"
 )
 
 func init() {
@@ -60,11 +61,11 @@ Example (cron, daily): pofr-server retention --dsn-file /etc/pofr/admin.dsn --ke
 			if len(args) > 0 {
 				return cli.Usagef("unexpected arguments %q", args)
 			}
-			period, err := loader.ParseKeep(keep)
+			period, err := schema.ParseKeep(keep)
 			if err != nil {
 				return cli.Usagef("--keep %q: %v", keep, err)
 			}
-			filePeriod, err := loader.ParseArchiveKeep(archiveKeep, period)
+			filePeriod, err := custody.ParseArchiveKeep(archiveKeep, period)
 			if err != nil {
 				return cli.Usagef("--archive-keep %q: %v (or 0 to keep the files forever)", archiveKeep, err)
 			}
@@ -74,13 +75,13 @@ Example (cron, daily): pofr-server retention --dsn-file /etc/pofr/admin.dsn --ke
 			}
 			defer db.Close()
 			now := time.Now()
-			added, err := loader.EnsurePartitions(ctx, db, now, now.AddDate(0, 0, ahead))
+			added, err := schema.EnsurePartitions(ctx, db, now, now.AddDate(0, 0, ahead))
 			if err != nil {
 				return err
 			}
 			var dropped []string
 			if !dryRun {
-				if dropped, err = loader.DropPartitions(ctx, db, now.Add(-period)); err != nil {
+				if dropped, err = schema.DropPartitions(ctx, db, now.Add(-period)); err != nil {
 					return err
 				}
 			}
@@ -89,7 +90,7 @@ Example (cron, daily): pofr-server retention --dsn-file /etc/pofr/admin.dsn --ke
 				env.Log.Info("archive retention: files kept forever (--archive-keep 0)")
 				return nil
 			}
-			sum, err := loader.PruneFiles(ctx, db, loader.PruneOptions{StateDir: stateDir, Before: now.Add(-filePeriod), DryRun: dryRun, Log: env.Log})
+			sum, err := custody.PruneFiles(ctx, db, custody.PruneOptions{StateDir: stateDir, Before: now.Add(-filePeriod), DryRun: dryRun, Log: env.Log})
 			env.Log.Info("archive retention", "archive_keep", filePeriod.String(), "dry_run", dryRun,
 				"archive_files", sum.ArchiveFiles, "archive_bytes", sum.ArchiveBytes,
 				"quarantine_files", sum.QuarantineFiles, "quarantine_bytes", sum.QuarantineBytes)

@@ -100,7 +100,7 @@ Example: pofr-server schema apply --dsn-file /etc/pofr/admin.dsn`,
 				return err
 			}
 			now := time.Now()
-			added, err := loader.EnsurePartitions(ctx, db, now, now.AddDate(0, 0, partitionAhead))
+			added, err := schema.EnsurePartitions(ctx, db, now, now.AddDate(0, 0, partitionAhead))
 			if err != nil {
 				return err
 			}
@@ -149,7 +149,7 @@ Example: pofr-server schema users --dsn-file /etc/pofr/admin.dsn \
 			if cfg.DBName == "" {
 				return errors.New("the DSN names no database (user:pw@unix(/sock)/pofr)")
 			}
-			u := loader.Users{Host: host, Loader: loaderUser}
+			u := schema.Users{Host: host, Loader: loaderUser}
 			if u.LoaderPassword, err = readSecretFile("loader-password-file", loaderPW); err != nil {
 				return err
 			}
@@ -164,7 +164,7 @@ Example: pofr-server schema users --dsn-file /etc/pofr/admin.dsn \
 				return err
 			}
 			defer db.Close()
-			if err := loader.CreateUsers(ctx, db, cfg.DBName, u); err != nil {
+			if err := schema.CreateUsers(ctx, db, cfg.DBName, u); err != nil {
 				return err
 			}
 			env.Log.Info("accounts ready", "database", cfg.DBName, "loader", u.Loader, "reader", u.Reader, "host", u.Host)

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/cli"
-	"github.com/pofr/pofr/loader"
 )
 
 func init() {
@@ -77,7 +77,7 @@ Example (weekly, from cron):
 				return err
 			}
 			defer db.Close()
-			rep, err := loader.Audit(ctx, db, loader.AuditOptions{Host: host, StateDir: stateDir, Archive: archive, NoSettle: noSettle, Log: env.Log})
+			rep, err := custody.Audit(ctx, db, custody.AuditOptions{Host: host, StateDir: stateDir, Archive: archive, NoSettle: noSettle, Log: env.Log})
 			if err != nil {
 				return err
 			}
@@ -99,7 +99,7 @@ Example (weekly, from cron):
 }
 
 // writeAudit writes the report as two tables: hosts, then findings.
-func writeAudit(w io.Writer, rep *loader.AuditReport, archive bool) error {
+func writeAudit(w io.Writer, rep *custody.AuditReport, archive bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	head := "HOST\tSEGMENTS\tSEQ\tHOLES\tEVICTED\tPENDING\tCHAIN_BREAKS\tSETTLED\tUNVERIFIABLE"
 	if archive {

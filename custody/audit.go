@@ -1,4 +1,4 @@
-package loader
+package custody
 
 import (
 	"bytes"
@@ -522,7 +522,7 @@ func auditArchive(opt AuditOptions, host string, ledger []ledgerRow, ha *HostAud
 	for _, r := range ledger {
 		inLedger[r.file] = true
 		path := filepath.Join(dirs.Archive, r.file)
-		fi, err := os.Stat(path)
+		_, err := os.Stat(path)
 		if errors.Is(err, os.ErrNotExist) {
 			switch {
 			case r.removed.Valid:
@@ -542,7 +542,7 @@ func auditArchive(opt AuditOptions, host string, ledger []ledgerRow, ha *HostAud
 			ha.Archive.Bad++
 			continue // FindNoKey said why
 		}
-		digest, err := verifyFile(path, fi.Size(), pub, host, opt.MaxSegmentBytes)
+		digest, err := verifyFile(path, pub, host, opt.MaxSegmentBytes)
 		switch {
 		case err != nil:
 			ha.Archive.Bad++
@@ -572,13 +572,13 @@ func auditArchive(opt AuditOptions, host string, ledger []ledgerRow, ha *HostAud
 }
 
 // verifyFile verifies a segment file and returns its manifest digest.
-func verifyFile(path string, size int64, pub ed25519.PublicKey, host string, maxSize int64) (string, error) {
-	seg, err := openSegment(path, size, pub, host, maxSize)
+func verifyFile(path string, pub ed25519.PublicKey, host string, maxSize int64) (string, error) {
+	seg, err := spool.VerifyFile(path, spool.VerifyOptions{PublicKey: pub, HostID: host, MaxSize: maxSize})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("verify %s: %w", path, err)
 	}
-	defer seg.release()
-	return seg.digest, nil
+	defer seg.Release()
+	return seg.Digest, nil
 }
 
 func fileExists(path string) bool {

@@ -1,4 +1,4 @@
-package loader
+package custody
 
 import (
 	"context"

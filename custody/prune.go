@@ -1,4 +1,4 @@
-package loader
+package custody
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/schema"
 )
 
 // PruneOptions configure [PruneFiles].
@@ -261,5 +262,5 @@ func ParseArchiveKeep(s string, keep time.Duration) (time.Duration, error) {
 	case "0", "0d", "forever":
 		return 0, nil
 	}
-	return ParseKeep(s)
+	return schema.ParseKeep(s)
 }

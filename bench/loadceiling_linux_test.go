@@ -1,4 +1,4 @@
-package loader
+package bench
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pofr/pofr/internal/testutil"
+	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/schema"
 )
 
@@ -17,7 +18,7 @@ import (
 func BenchmarkLoad(b *testing.B) {
 	m := testutil.StartMariaDB(b)
 	dsn, _ := m.NewDatabase(b)
-	db, err := OpenDB(dsn)
+	db, err := loader.OpenDB(dsn)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -29,9 +30,9 @@ func BenchmarkLoad(b *testing.B) {
 	rows, _ := strconv.Atoi(os.Getenv("POFR_BENCH_ROWS"))
 	for _, n := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("workers=%d", n), func(b *testing.B) {
-			var r BenchResult
+			var r LoadResult
 			for b.Loop() {
-				res, err := Bench(b.Context(), BenchOptions{DSN: dsn, Workers: []int{n}, Segments: segs, RowsPerSegment: rows})
+				res, err := MeasureLoad(b.Context(), LoadOptions{DSN: dsn, Workers: []int{n}, Segments: segs, RowsPerSegment: rows})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -1,4 +1,4 @@
-package loader
+package bench
 
 import (
 	"bytes"
@@ -11,24 +11,28 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/loader"
+	"github.com/pofr/pofr/schema"
 	"github.com/pofr/pofr/spool"
 )
 
-// BenchOptions configure Bench.
-type BenchOptions struct {
+// LoadOptions configure MeasureLoad.
+type LoadOptions struct {
 	// DSN of an administrator on a database with the current schema. Bench
 	// EMPTIES its tables (TRUNCATE) before each measurement.
 	DSN string
 	// Workers lists the worker counts to measure (default 1, 2, 4).
 	Workers []int
 	// Hosts, Segments (per host) and RowsPerSegment size the data (default
-	// 2 hosts × 8 segments × 25000 rows of the mix of BenchRows).
+	// 2 hosts × 8 segments × 25000 rows of the mix of LoadRows).
 	Hosts, Segments, RowsPerSegment int
 	// Rounds is how many times each of loader and ceiling runs per worker
 	// count, alternating which goes first; the best time counts (default 2).
@@ -37,11 +41,11 @@ type BenchOptions struct {
 	Log *slog.Logger
 }
 
-// BenchResult is one measurement: the loader against the ceiling, a plain
+// LoadResult is one measurement: the loader against the ceiling, a plain
 // LOAD DATA LOCAL of the same rows pre-rendered as text into the same tables
 // with the same indexes, one transaction per segment, on as many
 // connections as the loader has workers.
-type BenchResult struct {
+type LoadResult struct {
 	Workers  int
 	Segments int
 	Rows     int64
@@ -57,15 +61,15 @@ type BenchResult struct {
 }
 
 // String formats r as one line of a table.
-func (r BenchResult) String() string {
+func (r LoadResult) String() string {
 	return fmt.Sprintf("workers %d: loader %.0f rows/s, ceiling %.0f rows/s, ratio %.2f; loader CPU %.2f s/Mrows (ceiling %.2f); %d rows in %d segments",
 		r.Workers, r.LoaderRowsPerSec, r.CeilingRowsPerSec, r.Ratio, r.LoaderCPUPerMRows, r.CeilingCPUPerMRows, r.Rows, r.Segments)
 }
 
-// BenchRows returns n rows of a busy host's mix starting at base (ns): 30 %
+// LoadRows returns n rows of a busy host's mix starting at base (ns): 30 %
 // process events (fork, exec with argv, exit), 60 % file accesses, 10 %
 // socket closes.
-func BenchRows(base int64, n int) ([]event.Proc, []event.File, []event.Sock) {
+func LoadRows(base int64, n int) ([]event.Proc, []event.File, []event.Sock) {
 	var procs []event.Proc
 	var files []event.File
 	var socks []event.Sock
@@ -93,10 +97,10 @@ func BenchRows(base int64, n int) ([]event.Proc, []event.File, []event.Sock) {
 	return procs, files, socks
 }
 
-// WriteBenchSegments registers hosts bench-0… in the state directory and
-// writes segments of BenchRows into their inboxes with the real spool
+// WriteLoadSegments registers hosts bench-0… in the state directory and
+// writes segments of LoadRows into their inboxes with the real spool
 // writer. It returns the rows written.
-func WriteBenchSegments(state string, hosts, segments, rowsPerSegment int) (int64, error) {
+func WriteLoadSegments(state string, hosts, segments, rowsPerSegment int) (int64, error) {
 	var total int64
 	base := time.Now().Truncate(time.Second).UnixNano()
 	for h := range hosts {
@@ -118,7 +122,7 @@ func WriteBenchSegments(state string, hosts, segments, rowsPerSegment int) (int6
 			return 0, err
 		}
 		for s := range segments {
-			procs, files, socks := BenchRows(base+int64(s*rowsPerSegment)*1000, rowsPerSegment)
+			procs, files, socks := LoadRows(base+int64(s*rowsPerSegment)*1000, rowsPerSegment)
 			event.AppendAll(w, procs, files, socks, nil, nil)
 			if err := w.Seal(); err != nil {
 				w.Close()
@@ -144,18 +148,12 @@ func WriteBenchSegments(state string, hosts, segments, rowsPerSegment int) (int6
 
 // prerendered is one segment's tables as LOAD DATA text.
 type prerendered struct {
-	consts segConsts
-	tables []tableInfo
-	stmts  []*arrowSchemaStmt
-	text   [][]byte
+	id     uint64 // segment_id
+	tables []loader.Rendered
 }
 
-type arrowSchemaStmt struct {
-	stmt func(name string, c segConsts) string
-}
-
-// Bench measures the loader against the ceiling for each worker count.
-func Bench(ctx context.Context, opt BenchOptions) ([]BenchResult, error) {
+// MeasureLoad measures the loader against the ceiling for each worker count.
+func MeasureLoad(ctx context.Context, opt LoadOptions) ([]LoadResult, error) {
 	if len(opt.Workers) == 0 {
 		opt.Workers = []int{1, 2, 4}
 	}
@@ -175,7 +173,7 @@ func Bench(ctx context.Context, opt BenchOptions) ([]BenchResult, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	db, err := OpenDB(opt.DSN)
+	db, err := loader.OpenDB(opt.DSN)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +183,7 @@ func Bench(ctx context.Context, opt BenchOptions) ([]BenchResult, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(src)
-	rows, err := WriteBenchSegments(src, opt.Hosts, opt.Segments, opt.RowsPerSegment)
+	rows, err := WriteLoadSegments(src, opt.Hosts, opt.Segments, opt.RowsPerSegment)
 	if err != nil {
 		return nil, fmt.Errorf("write bench segments: %w", err)
 	}
@@ -194,12 +192,12 @@ func Bench(ctx context.Context, opt BenchOptions) ([]BenchResult, error) {
 		return nil, err
 	}
 	now := time.Now()
-	if _, err := EnsurePartitions(ctx, db, now.AddDate(0, 0, -1), now.AddDate(0, 0, 2)); err != nil {
+	if _, err := schema.EnsurePartitions(ctx, db, now.AddDate(0, 0, -1), now.AddDate(0, 0, 2)); err != nil {
 		return nil, err
 	}
-	var out []BenchResult
+	var out []LoadResult
 	for _, n := range opt.Workers {
-		r := BenchResult{Workers: n, Segments: len(pre), Rows: rows}
+		r := LoadResult{Workers: n, Segments: len(pre), Rows: rows}
 		// Rounds alternate which of the two goes first; the best time of
 		// each counts, so that a busy machine penalises both alike.
 		for round := range opt.Rounds {
@@ -255,7 +253,7 @@ func benchLoader(ctx context.Context, db *sql.DB, src string, workers int, rows 
 	if err := os.CopyFS(state, os.DirFS(src)); err != nil {
 		return 0, 0, err
 	}
-	l, err := New(Options{DB: db, StateDir: state, Workers: workers})
+	l, err := loader.New(loader.Options{DB: db, StateDir: state, Workers: workers})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -291,43 +289,11 @@ func prerender(state string) ([]prerendered, error) {
 			return nil, err
 		}
 		for _, e := range ents {
-			p := filepath.Join(inbox, e.Name())
-			fi, err := os.Stat(p)
+			tables, err := loader.Render(filepath.Join(inbox, e.Name()), pub, h.HostID)
 			if err != nil {
 				return nil, err
 			}
-			seg, err := openSegment(p, fi.Size(), pub, h.HostID, spool.DefaultMaxSize)
-			if err != nil {
-				return nil, err
-			}
-			pr := prerendered{consts: segConsts{SegmentID: uint64(len(out) + 1), HostID: seg.manifest.HostID, BootID: seg.manifest.BootID, TZOffset: seg.manifest.TZOffset}}
-			for _, ti := range tableInfos {
-				if seg.manifest.TableRows(ti.table) == 0 {
-					continue
-				}
-				rec, err := seg.record(ti.table)
-				if err != nil {
-					seg.release()
-					return nil, err
-				}
-				r, err := newTSVReader(ti, rec, Escaped)
-				if err != nil {
-					seg.release()
-					return nil, err
-				}
-				var buf bytes.Buffer
-				if _, err := r.WriteTo(&buf); err != nil {
-					seg.release()
-					return nil, err
-				}
-				schema := rec.Schema()
-				ti := ti
-				pr.tables = append(pr.tables, ti)
-				pr.stmts = append(pr.stmts, &arrowSchemaStmt{stmt: func(name string, c segConsts) string { return loadStatement(ti, schema, Escaped, name, c) }})
-				pr.text = append(pr.text, buf.Bytes())
-			}
-			seg.release()
-			out = append(out, pr)
+			out = append(out, prerendered{id: uint64(len(out) + 1), tables: tables})
 		}
 	}
 	return out, nil
@@ -349,7 +315,7 @@ func loadPrerendered(ctx context.Context, db *sql.DB, pre []prerendered, workers
 				return
 			}
 			defer conn.Close()
-			if _, err := conn.ExecContext(ctx, sessionSQL); err != nil {
+			if _, err := conn.ExecContext(ctx, loader.SessionSQL); err != nil {
 				errs <- err
 				return
 			}
@@ -378,17 +344,29 @@ func loadOne(ctx context.Context, conn *sql.Conn, p *prerendered) error {
 		return err
 	}
 	defer tx.Rollback()
-	for i := range p.tables {
+	for _, t := range p.tables {
 		name := fmt.Sprintf("pofr-ceiling-%d", readerSeq.Add(1))
-		text := p.text[i]
+		text := t.Text
 		mysql.RegisterReaderHandler(name, func() io.Reader { return bytes.NewReader(text) })
-		_, err := tx.ExecContext(ctx, p.stmts[i].stmt(name, p.consts))
+		_, err := tx.ExecContext(ctx, t.Statement(name, p.id))
 		mysql.DeregisterReaderHandler(name)
 		if err != nil {
 			return err
 		}
 	}
 	return tx.Commit()
+}
+
+// readerSeq makes the ceiling's Reader:: handler names unique.
+var readerSeq atomic.Uint64
+
+// processCPU returns the user + system CPU time of this process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return rusageCPU(&ru)
 }
 
 // emptyTables truncates the ledger and every event table.

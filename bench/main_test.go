@@ -1,0 +1,9 @@
+package bench
+
+import (
+	"testing"
+
+	"github.com/pofr/pofr/internal/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }
