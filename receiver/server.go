@@ -118,6 +118,43 @@ type Server struct {
 	climit  *connLimiter
 
 	conns, refused, authFailures, uploads, bytes, registered atomic.Int64
+
+	// openUploads are the upload handles open now, by host and file name,
+	// so that a rename can close every handle on the file it delivers.
+	uploadsMu   sync.Mutex
+	openUploads map[string]map[*upload]struct{}
+}
+
+func uploadKey(host, name string) string { return host + "/" + name }
+
+func (s *Server) uploadsAdd(host string, u *upload) {
+	s.uploadsMu.Lock()
+	defer s.uploadsMu.Unlock()
+	k := uploadKey(host, u.name)
+	if s.openUploads[k] == nil {
+		s.openUploads[k] = map[*upload]struct{}{}
+	}
+	s.openUploads[k][u] = struct{}{}
+}
+
+func (s *Server) uploadsRemove(host string, u *upload) {
+	s.uploadsMu.Lock()
+	defer s.uploadsMu.Unlock()
+	k := uploadKey(host, u.name)
+	delete(s.openUploads[k], u)
+	if len(s.openUploads[k]) == 0 {
+		delete(s.openUploads, k)
+	}
+}
+
+func (s *Server) uploadsOf(host, name string) []*upload {
+	s.uploadsMu.Lock()
+	defer s.uploadsMu.Unlock()
+	var out []*upload
+	for u := range s.openUploads[uploadKey(host, name)] {
+		out = append(out, u)
+	}
+	return out
 }
 
 // NewServer loads (or on first start generates) the host key and prepares a
@@ -166,6 +203,8 @@ func NewServer(opts Options) (*Server, error) {
 		hostKey: key,
 		limiter: newFailureLimiter(opts.AuthFailuresPerMinute, time.Minute),
 		climit:  newConnLimiter(&opts),
+
+		openUploads: map[string]map[*upload]struct{}{},
 	}, nil
 }
 

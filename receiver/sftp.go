@@ -98,7 +98,9 @@ func (d *dropBox) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 		d.open.Add(-1)
 		return nil, errDenied
 	}
-	return &upload{d: d, f: f, name: wire.PartName(final), max: d.s.opts.MaxSegmentBytes}, nil
+	u := &upload{d: d, f: f, name: wire.PartName(final), max: d.s.opts.MaxSegmentBytes}
+	d.s.uploadsAdd(d.host, u)
+	return u, nil
 }
 
 // upload is one open temporary file.
@@ -110,43 +112,94 @@ type upload struct {
 	mu     sync.Mutex
 	failed bool
 	closed bool
+	// delivered is set when the file was renamed to its final name while
+	// this handle was open: the handle is closed then, so that nothing can
+	// change a delivered segment.
+	delivered bool
 }
 
-// WriteAt writes within the size limit; beyond it the upload fails and its
-// file is removed at close.
+// errWrite is what a client sees of a failed write or close; the error
+// itself (which names the server's paths) goes to the log only.
+var errWrite = errors.New("receiver: write failed; upload discarded")
+
+// errDelivered reports a write through a handle whose file was renamed to
+// its final name meanwhile.
+var errDelivered = errors.New("receiver: segment already delivered; handle closed")
+
+// WriteAt writes within the size limit. Beyond it, or after any failed
+// write, the upload fails and its file is removed at close.
 func (u *upload) WriteAt(p []byte, off int64) (int, error) {
-	if off < 0 || off+int64(len(p)) > u.max {
-		u.mu.Lock()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case u.delivered:
+		return 0, errDelivered
+	case u.closed || u.failed:
+		return 0, errWrite
+	case off < 0 || off > u.max-int64(len(p)): // never off+len: it can overflow
 		u.failed = true
-		u.mu.Unlock()
 		return 0, ErrTooLarge
 	}
 	n, err := u.f.WriteAt(p, off)
 	u.d.s.bytes.Add(int64(n))
-	return n, err
+	if err != nil {
+		u.failed = true
+		u.d.log.Warn("write upload", "host", u.d.host, "name", u.name, "err", err)
+		return n, errWrite
+	}
+	return n, nil
 }
 
-// Close makes the file durable, or removes it after a failure.
+// Close makes the file durable, or removes it after a failure. The client
+// sees no server path in its errors.
 func (u *upload) Close() error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.delivered {
+		return nil
+	}
 	if u.closed {
 		return nil
 	}
+	err := u.closeLocked()
+	if u.failed || err != nil {
+		u.d.root.Remove(u.name)
+		if err != nil {
+			u.d.log.Warn("close upload", "host", u.d.host, "name", u.name, "err", err)
+			return errWrite
+		}
+		return ErrTooLarge
+	}
+	return nil
+}
+
+// closeLocked syncs and closes the file and gives back its slot (u.mu held).
+func (u *upload) closeLocked() error {
 	u.closed = true
-	defer u.d.open.Add(-1)
+	u.d.s.uploadsRemove(u.d.host, u)
+	u.d.open.Add(-1)
 	err := u.f.Sync()
 	if cerr := u.f.Close(); err == nil {
 		err = cerr
 	}
-	if u.failed || err != nil {
-		u.d.root.Remove(u.name)
-		if err == nil {
-			err = ErrTooLarge
-		}
-		return err
+	return err
+}
+
+// deliver closes the handle because its file is being renamed to its final
+// name: later writes through it fail. It reports false when the upload
+// failed (the rename must not deliver it).
+func (u *upload) deliver() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return !u.failed
 	}
-	return nil
+	u.delivered = true
+	if err := u.closeLocked(); err != nil {
+		u.d.log.Warn("close upload at rename", "host", u.d.host, "name", u.name, "err", err)
+		u.failed = true
+	}
+	return !u.failed
 }
 
 // TransferError is called when the session ends with the file open.
@@ -196,6 +249,14 @@ func (d *dropBox) rename(from, to string) error {
 	}
 	if !d.active() {
 		return errDenied
+	}
+	// Every handle still open on the file, in any session of the host, is
+	// closed first: once delivered, a segment cannot change.
+	for _, u := range d.s.uploadsOf(d.host, wire.PartName(src)) {
+		if !u.deliver() {
+			d.root.Remove(wire.PartName(src))
+			return errWrite
+		}
 	}
 	fi, err := d.root.Lstat(wire.PartName(src))
 	if err != nil || !fi.Mode().IsRegular() {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pofr/pofr/internal/durable"
@@ -266,13 +267,6 @@ func submit(state string, req *wire.Request, auth, tokenHash, remote string, now
 	case !errors.Is(err, ErrNoRequest):
 		return nil, err
 	}
-	pending, err := countPending(state)
-	if err != nil {
-		return nil, err
-	}
-	if pending >= MaxPending {
-		return nil, ErrTooManyPending
-	}
 	r = &Registration{
 		RequestID:  req.RequestID,
 		Status:     wire.StatusPending,
@@ -284,15 +278,26 @@ func submit(state string, req *wire.Request, auth, tokenHash, remote string, now
 		RemoteAddr: remote,
 		CreatedAt:  now.UTC(),
 	}
-	if tokenHash != "" {
-		return decide(state, r, tokenHash, now)
-	}
+	// A duplicate without replace is denied at once and not stored: the
+	// answer tells the host, the log the admin, and a stranger repeating it
+	// cannot fill the disk.
 	dups, why, err := duplicates(state, r)
 	if err != nil {
 		return nil, err
 	}
 	if len(dups) > 0 && !r.Replace {
 		r.Status, r.Reason, r.DecidedAt, r.DecidedBy = wire.StatusDenied, "duplicate machine: "+why+"; register with --replace to replace it", now.UTC(), "server"
+		return r, nil
+	}
+	pending, err := countPending(state)
+	if err != nil {
+		return nil, err
+	}
+	if pending >= MaxPending {
+		return nil, ErrTooManyPending
+	}
+	if tokenHash != "" {
+		return decide(state, r, tokenHash, now)
 	}
 	return r, saveRegistration(state, r)
 }
@@ -383,15 +388,65 @@ func newHostID(state, hostname string) (string, error) {
 	return "", errors.New("new host id: no free id after 10 tries")
 }
 
+// statusIndex remembers the status of each request file by its size and
+// modification time, so that counting the pending requests at every new
+// request stats the files instead of reading them all.
+var statusIndex = struct {
+	sync.Mutex
+	m map[string]indexedStatus // path → status
+}{m: map[string]indexedStatus{}}
+
+type indexedStatus struct {
+	size   int64
+	mtime  time.Time
+	status string
+}
+
+// countPending counts the pending requests, reading only the files that
+// changed since the last count.
 func countPending(state string) (int, error) {
-	rs, err := ListRegistrations(state)
-	if err != nil {
-		return 0, err
+	dir := filepath.Join(state, "requests")
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
 	}
+	if err != nil {
+		return 0, fmt.Errorf("count pending requests: %w", err)
+	}
+	statusIndex.Lock()
+	defer statusIndex.Unlock()
+	seen := make(map[string]bool, len(ents))
 	n := 0
-	for _, r := range rs {
-		if r.Status == wire.StatusPending {
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !wire.ValidRequestID(id) {
+			continue
+		}
+		fi, err := e.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("count pending requests: %w", err)
+		}
+		p := filepath.Join(dir, e.Name())
+		seen[p] = true
+		ix, ok := statusIndex.m[p]
+		if !ok || ix.size != fi.Size() || !ix.mtime.Equal(fi.ModTime()) {
+			r, err := LoadRegistration(state, id)
+			if err != nil {
+				return 0, err
+			}
+			ix = indexedStatus{size: fi.Size(), mtime: fi.ModTime(), status: r.Status}
+			statusIndex.m[p] = ix
+		}
+		if ix.status == wire.StatusPending {
 			n++
+		}
+	}
+	for p := range statusIndex.m {
+		if strings.HasPrefix(p, dir+string(filepath.Separator)) && !seen[p] {
+			delete(statusIndex.m, p)
 		}
 	}
 	return n, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -40,17 +41,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "REQUEST\tSTATUS\tCREATED\tHOSTNAME\tFROM\tMACHINE-ID\tKEY\tREPLACE\tHOST-ID\tREASON")
-			for _, r := range rs {
-				if !all && r.Status != wire.StatusPending {
-					continue
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\t%s\n", r.RequestID, r.Status,
-					r.CreatedAt.Format("2006-01-02T15:04:05Z"), r.Facts.Hostname, r.RemoteAddr, r.Facts.MachineID,
-					r.Fingerprint(), r.Replace, regDash(r.HostID), regDash(r.Reason))
-			}
-			return tw.Flush()
+			return writeRegistrations(env.Stdout, rs, all)
 		},
 	})
 	cli.Register(prog, &cli.Command{
@@ -193,4 +184,22 @@ func regDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// writeRegistrations prints the requests as a table. Everything a host sent
+// is escaped as query output is (C1 controls, bidi overrides, invalid
+// UTF-8…), so that a hostname cannot spoof what the admin approves.
+func writeRegistrations(w io.Writer, rs []*receiver.Registration, all bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "REQUEST\tSTATUS\tCREATED\tHOSTNAME\tFROM\tMACHINE-ID\tKEY\tREPLACE\tHOST-ID\tREASON")
+	safe := query.SafeString
+	for _, r := range rs {
+		if !all && r.Status != wire.StatusPending {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\t%s\n", safe(r.RequestID), safe(r.Status),
+			r.CreatedAt.Format("2006-01-02T15:04:05Z"), regDash(safe(r.Facts.Hostname)), regDash(safe(r.RemoteAddr)),
+			regDash(safe(r.Facts.MachineID)), safe(r.Fingerprint()), r.Replace, regDash(safe(r.HostID)), regDash(safe(r.Reason)))
+	}
+	return tw.Flush()
 }
