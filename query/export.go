@@ -57,7 +57,11 @@ func (q *Querier) Export(ctx context.Context, w io.Writer, a ExportArgs) (int64,
 	out := Output{Format: FormatJSON}
 	var n int64
 	params := append([]Param{{"host", h}}, rangeParams(a.Range)...)
-	err = q.stream(ctx, "export_"+a.Table, params, func(rows *sql.Rows) error {
+	text, err := SQL("export_" + a.Table)
+	if err != nil {
+		return 0, err
+	}
+	err = q.stream(ctx, "export_"+a.Table, text, params, func(rows *sql.Rows) error {
 		var iTS, iNS, iHost, iSeq, iRow = -1, -1, -1, -1, -1
 		_, err := scanRows(rows, func(cols []Column, row []any) error {
 			if iTS < 0 {

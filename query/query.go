@@ -79,6 +79,27 @@ type Querier struct {
 	// Enrich adds reverse DNS and geolocation to address columns; nil adds
 	// nothing.
 	Enrich *Enricher
+	// Page, when its Limit is positive, bounds the rows of every query Run
+	// runs (LIMIT and OFFSET appended to the file's text, after its final
+	// ORDER BY). Export is never paged.
+	Page Page
+	// Trace, when set, gets every statement just before it runs, for
+	// showing the SQL behind an answer.
+	Trace func(Statement)
+}
+
+// Page is a window of a query's rows: at most Limit rows after the first
+// Offset. A zero Limit means every row.
+type Page struct {
+	Limit, Offset int
+}
+
+// clause returns the LIMIT clause of p ("" when unlimited).
+func (p Page) clause() string {
+	if p.Limit <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("\nLIMIT %d OFFSET %d", p.Limit, max(p.Offset, 0))
 }
 
 func (q *Querier) log() *slog.Logger {
@@ -95,8 +116,19 @@ func (q *Querier) log() *slog.Logger {
 // offset of every time in the row, _ts_ns the nanoseconds of the column named
 // time.
 func (q *Querier) Run(ctx context.Context, name string, params ...Param) (*Table, error) {
+	text, err := SQL(name)
+	if err != nil {
+		return nil, err
+	}
+	return q.RunSQL(ctx, name, text, params...)
+}
+
+// RunSQL is Run for a query text that is not one of this package's files
+// (the web interface keeps its own, in the same form): it sets params as
+// user variables, runs text with q.Page applied and returns its rows.
+func (q *Querier) RunSQL(ctx context.Context, name, text string, params ...Param) (*Table, error) {
 	var t *Table
-	err := q.stream(ctx, name, params, func(rows *sql.Rows) error {
+	err := q.stream(ctx, name, text+q.Page.clause(), params, func(rows *sql.Rows) error {
 		var err error
 		t, err = scanTable(rows)
 		return err
@@ -104,11 +136,10 @@ func (q *Querier) Run(ctx context.Context, name string, params ...Param) (*Table
 	return t, err
 }
 
-// stream runs query name with params and hands its rows to fn.
-func (q *Querier) stream(ctx context.Context, name string, params []Param, fn func(*sql.Rows) error) error {
-	text, err := SQL(name)
-	if err != nil {
-		return err
+// stream runs text (query name) with params and hands its rows to fn.
+func (q *Querier) stream(ctx context.Context, name, text string, params []Param, fn func(*sql.Rows) error) error {
+	if q.Trace != nil {
+		q.Trace(Statement{Name: name, Params: params, SQL: text})
 	}
 	conn, err := q.DB.Conn(ctx)
 	if err != nil {
