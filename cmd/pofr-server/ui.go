@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"time"
+
+	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/query"
+	"github.com/pofr/pofr/ui"
+)
+
+// uiCommand is "pofr-server ui": the read-only web interface (package ui).
+func uiCommand() *cli.Command {
+	var (
+		cfg            ui.Config
+		dsnFile, geoip string
+		resolve        bool
+		rdnsTimeout    time.Duration
+	)
+	return &cli.Command{
+		Name:    "ui",
+		Summary: "serve the read-only web interface (fleet, hosts, process trees, timelines, search)",
+		Usage:   "--dsn-file F [--listen ADDR] [--auth-file F] [--tls-cert F --tls-key F [--client-ca F]]",
+		Help: `Serves pages for analysts: the fleet's custody, a host's process tree at a
+moment and its timeline with every gap drawn, one process life with its argv
+shown exactly, and the query questions as forms with permalinks. Every page
+shows the SQL it ran. Give it the reader account (pofr-server schema users):
+it never writes, and its sessions are read-only anyway.
+
+It listens on loopback by default. For a shared deployment require
+passwords (--auth-file: user:bcrypt-hash lines, as 'htpasswd -B' writes
+them) and/or TLS client certificates (--client-ca with --tls-cert and
+--tls-key); listening beyond loopback without either logs a warning.
+
+Exit codes: 0 stopped by a signal, 1 error, 2 usage.
+
+Example: pofr-server ui --dsn-file /etc/pofr-server/reader.dsn --listen 127.0.0.1:8080`,
+		Flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "TCP `address` to serve on")
+			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding the reader account's MariaDB DSN")
+			fs.StringVar(&cfg.AuthFile, "auth-file", "", "`file` of user:bcrypt-hash lines; requires HTTP basic authentication")
+			fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate `file` (serve HTTPS)")
+			fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key `file` of --tls-cert")
+			fs.StringVar(&cfg.ClientCA, "client-ca", "", "PEM CA `file`: require client certificates it signed")
+			fs.DurationVar(&cfg.SilentAfter, "silent-after", time.Hour, "mark hosts without data for this `long` as silent")
+			fs.BoolVar(&resolve, "resolve", false, "add reverse DNS names of remote addresses to the conns search")
+			fs.DurationVar(&rdnsTimeout, "rdns-timeout", 500*time.Millisecond, "timeout of one reverse DNS lookup")
+			fs.StringVar(&geoip, "geoip", "", "MaxMind DB `file` for country and city columns of the conns search")
+		},
+		Run: func(ctx context.Context, env *cli.Env, args []string) error {
+			if len(args) != 0 {
+				return cli.Usagef("unexpected arguments %q", args)
+			}
+			dsn, err := readDSNFile(dsnFile)
+			if err != nil {
+				return err
+			}
+			cfg.DSN = dsn
+			if resolve || geoip != "" {
+				cfg.Enrich = &query.Enricher{Resolve: resolve, Timeout: rdnsTimeout}
+				if geoip != "" {
+					g, err := query.OpenGeoDB(geoip)
+					if err != nil {
+						return err
+					}
+					defer g.Close()
+					cfg.Enrich.Geo = g
+				}
+			}
+			err = ui.Run(ctx, cfg, env.Log, env.Stdout)
+			if errors.Is(err, ui.ErrUsage) {
+				return cli.Usagef("%v", err)
+			}
+			return err
+		},
+	}
+}
+
+func init() { cli.Register(prog, uiCommand()) }

@@ -1,0 +1,98 @@
+package ui
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// get fetches url and returns the status and body.
+func get(t *testing.T, c *http.Client, url string) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// hostPath is the host page of host with the moment t0+atD, a filter and,
+// unless both are zero, the window t0+from .. t0+to.
+func hostPath(host string, atD time.Duration, filter string, from, to time.Duration) string {
+	v := url.Values{}
+	v.Set("at", inputTime(t0.Add(atD)))
+	if filter != "" {
+		v.Set("q", filter)
+	}
+	if from != 0 || to != 0 {
+		v.Set("from", inputTime(t0.Add(from)))
+		v.Set("to", inputTime(t0.Add(to)))
+	}
+	return hostURL(host, v)
+}
+
+// TestPagesEscape opens every page over HTTP and checks that no recorded
+// byte reaches the HTML unescaped.
+func TestPagesEscape(t *testing.T) {
+	f := newFixture(t)
+	base := startUI(t, f, Config{})
+	c := &http.Client{Timeout: 30 * time.Second}
+	pages := []string{
+		"/",
+		"/host/host-a",
+		hostPath("host-a", 6*time.Second, "", -10*time.Second, 40*time.Second),
+		hostPath("host-a", 6*time.Second, "script", 0, 0),
+		"/host/host-a/proc/300",
+		"/search?q=ran&since=1d&go=1",
+		"/search?q=touched&path=/tmp/&since=1d&go=1",
+		"/search?q=conns&since=1d&go=1",
+		"/search?q=peers&since=1d&go=1",
+	}
+	for _, p := range pages {
+		resp, body := get(t, c, base+p)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %s\n%s", p, resp.Status, body)
+			continue
+		}
+		if got := resp.Header.Get("Content-Security-Policy"); got != CSP {
+			t.Errorf("GET %s: CSP %q, want %q", p, got, CSP)
+		}
+		for _, bad := range []string{"<script>alert", "<img src=x", "<svg onload", "\u202e", "\xff", "<script>document"} {
+			if strings.Contains(body, bad) {
+				t.Errorf("GET %s: body holds %q unescaped", p, bad)
+			}
+		}
+		if strings.Contains(body, "<script>") {
+			t.Errorf("GET %s: an inline <script> element", p)
+		}
+		if !strings.Contains(body, "SQL this page ran") {
+			t.Errorf("GET %s: no SQL section", p)
+		}
+	}
+	_, body := get(t, c, base+"/host/host-a/proc/300")
+	for _, want := range []string{"&lt;script&gt;alert(1)&lt;/script&gt;", "&lt;img src=x onerror=alert(2)&gt;", `line1\nline2`, `\u202eevil.txt`, `\xff\xfe bytes`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("process page lacks %q", want)
+		}
+	}
+	resp, _ := get(t, c, base+"/host/nope")
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown host: %s, want 404", resp.Status)
+	}
+	r2, err := c.Post(base+"/", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /: %s, want 405", r2.Status)
+	}
+}
