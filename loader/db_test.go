@@ -78,23 +78,33 @@ func TestCommitHostileByteExact(t *testing.T) {
 	}
 }
 
-// TestCommitRejectsWarnings: a value MariaDB would truncate (a comm longer
-// than its column) makes LOAD DATA warn; the transaction must roll back with
-// ErrRejected and leave nothing behind, ledger row included.
+// TestCommitRejectsWarnings: a value longer than its column (a comm of 2000
+// bytes) is refused before it is sent (too_long); and were the loader's
+// limit missing, MariaDB's truncation warning must still roll the
+// transaction back with ErrRejected. Either way nothing is left behind,
+// ledger row included.
 func TestCommitRejectsWarnings(t *testing.T) {
 	l, w := newTestLoader(t, Escaped)
 	defer w.close()
 	p := event.Proc{TS: hostileBase(), Event: event.ProcExec, PID: 1, TID: 1, Comm: make([]byte, 2000), UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1}
 	seg := memSegment("h1", 1, "", []event.Proc{p}, nil, nil, nil, nil)
 	defer seg.release()
-	_, err := w.commit(t.Context(), job{host: "h1", name: "x"}, seg, 1, time.Now())
-	if classify(err) != "load" {
-		t.Fatalf("commit: got %v, want a load (ErrRejected) error", err)
-	}
-	for _, table := range []string{"segments", "proc_events"} {
-		var n int
-		if err := l.db.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n); err != nil || n != 0 {
-			t.Errorf("%s has %d rows (%v) after a rejected load, want 0", table, n, err)
+	check := func(want string) {
+		t.Helper()
+		_, err := w.commit(t.Context(), job{host: "h1", name: "x"}, seg, 1, time.Now())
+		if classify(err) != want {
+			t.Fatalf("commit: got %v, want a %s error", err, want)
+		}
+		for _, table := range []string{"segments", "proc_events"} {
+			var n int
+			if err := l.db.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n); err != nil || n != 0 {
+				t.Errorf("%s has %d rows (%v) after a refused load, want 0", table, n, err)
+			}
 		}
 	}
+	check("too_long")
+	limit := columnLimits["proc_events"]["comm"]
+	delete(columnLimits["proc_events"], "comm")
+	defer func() { columnLimits["proc_events"]["comm"] = limit }()
+	check("load")
 }

@@ -84,8 +84,15 @@ type Options struct {
 	// Encoding of byte columns in the LOAD DATA stream (default Escaped).
 	Encoding Encoding
 	// MaxSegmentBytes refuses larger files unread (default
-	// spool.DefaultMaxSize).
+	// spool.DefaultMaxSize, and at most MaxMemory/4).
 	MaxSegmentBytes int64
+	// MaxMemory bounds the segment data the loader holds at once (default
+	// DefaultMaxMemory): files being verified take up to a quarter of it,
+	// decoded segments waiting or loading up to half (so one segment may
+	// decode to at most MaxMemory/2, or spool.DefaultMaxDecoded if less);
+	// the last quarter is left to the runtime and the workers' buffers. A
+	// value longer than its column is refused before it is decompressed.
+	MaxMemory int64
 }
 
 // The accepted range of every timestamp of a segment (its rows' min_ts and
@@ -172,6 +179,7 @@ type Loader struct {
 	log    *slog.Logger
 	lock   *fileLock
 	lockMu sync.Mutex
+	mem    *budget
 }
 
 // New returns a Loader. It opens Options.DSN if Options.DB is nil.
@@ -182,10 +190,20 @@ func New(opt Options) (*Loader, error) {
 	if opt.Workers <= 0 {
 		opt.Workers = runtime.NumCPU()
 	}
-	if opt.MaxSegmentBytes <= 0 {
-		opt.MaxSegmentBytes = spool.DefaultMaxSize
+	if opt.MaxMemory <= 0 {
+		opt.MaxMemory = DefaultMaxMemory
 	}
-	l := &Loader{opt: opt, db: opt.DB, log: opt.Log}
+	if opt.MaxMemory < 16<<20 {
+		return nil, fmt.Errorf("new loader: max memory %d bytes: want at least 16 MiB", opt.MaxMemory)
+	}
+	mem := newBudget(opt.MaxMemory)
+	if opt.MaxSegmentBytes <= 0 {
+		opt.MaxSegmentBytes = min(spool.DefaultMaxSize, mem.maxFile)
+	}
+	if opt.MaxSegmentBytes > mem.maxFile {
+		return nil, fmt.Errorf("new loader: max segment size %d bytes exceeds a quarter of max memory (%d bytes)", opt.MaxSegmentBytes, opt.MaxMemory)
+	}
+	l := &Loader{opt: opt, db: opt.DB, log: opt.Log, mem: mem}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
@@ -622,7 +640,7 @@ func (l *Loader) prepare(ctx context.Context, hosts map[string]*registry.Host, j
 	if err != nil {
 		return l.refuse(ctx, p, "unknown_host", fmt.Errorf("%w: %v", ErrUnknownHost, err), nil, "")
 	}
-	seg, err := openSegment(j.path, pub, j.host, l.opt.MaxSegmentBytes)
+	seg, err := l.openBudgeted(ctx, j.path, p.size, pub, j.host)
 	if err != nil {
 		if c := classify(err); c != "" {
 			return l.refuse(ctx, p, c, err, nil, "")
@@ -721,6 +739,8 @@ func classify(err error) string {
 		return "wrong_host"
 	case errors.Is(err, spool.ErrTooLarge):
 		return "too_large"
+	case errors.Is(err, spool.ErrTooLong):
+		return "too_long"
 	case errors.Is(err, spool.ErrUnsupportedVersion):
 		return "unsupported_version"
 	case errors.Is(err, spool.ErrCorrupt):
@@ -942,6 +962,9 @@ func (w *worker) loadTable(ctx context.Context, tx *sql.Tx, ti tableInfo, seg *s
 		return 0, err
 	}
 	if err := checkSchema(ti.table, rec); err != nil {
+		return 0, err
+	}
+	if err := checkValues(ti, rec); err != nil {
 		return 0, err
 	}
 	r, err := newTSVReader(ti, rec, w.l.opt.Encoding)

@@ -13,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/spool"
 )
 
 // ErrDecode reports a segment whose rows cannot be rendered for MariaDB: a
@@ -128,28 +129,47 @@ func isBytes(t arrow.DataType) bool {
 	return false
 }
 
-// field renders value i of one column, appending to dst.
-type field func(dst []byte, i int) ([]byte, error)
+// field renders value i of one column. A field has either render, which
+// appends the whole (short) value to dst, or value, which returns the raw
+// bytes of a byte column for the reader to escape piece by piece: so a long
+// value never needs more than tsvChunk of buffer, however long it is.
+type field struct {
+	render func(dst []byte, i int) ([]byte, error)
+	value  func(i int) (v []byte, null bool, err error)
+}
 
 // tsvReader renders a record batch as LOAD DATA text on demand. It is an
 // io.Reader that the MySQL driver pulls from, so rendering needs no goroutine
-// and no copy beyond its own buffer. Each line is: row_no, then the columns
-// in schema order (ts as two fields when split), tab-separated.
+// and no copy beyond its own buffer, which stays near tsvChunk. Each line is:
+// row_no, then the columns in schema order (ts as two fields when split),
+// tab-separated.
 type tsvReader struct {
 	n, i   int
 	fields []field
+	enc    Encoding
 	buf    []byte
 	off    int
 	err    error
 	rows   int64 // rows rendered
 	bytes  int64 // bytes rendered
+
+	// Position inside row i: the next field, and within a long value the
+	// next byte.
+	inRow   bool
+	fi      int
+	inValue bool
+	voff    int
 }
 
-const tsvChunk = 256 << 10
+const (
+	tsvChunk = 256 << 10
+	// tsvPiece is how much of a long value is escaped at once.
+	tsvPiece = 64 << 10
+)
 
 // newTSVReader returns a reader over rec, whose schema must be the table's.
 func newTSVReader(ti tableInfo, rec arrow.RecordBatch, enc Encoding) (*tsvReader, error) {
-	r := &tsvReader{n: int(rec.NumRows())}
+	r := &tsvReader{n: int(rec.NumRows()), enc: enc}
 	for j := 0; j < int(rec.NumCols()); j++ {
 		f := rec.Schema().Field(j)
 		fs, err := columnFields(f.Name, rec.Column(j), ti.tsNS && f.Name == "ts", enc)
@@ -170,56 +190,88 @@ func (r *tsvReader) Read(p []byte) (int, error) {
 		if r.i >= r.n {
 			return 0, io.EOF
 		}
-		r.buf, r.off = r.buf[:0], 0
-		for r.i < r.n && len(r.buf) < tsvChunk {
-			var err error
-			if r.buf, err = r.renderRow(r.buf, r.i); err != nil {
-				r.err = err
-				r.buf = r.buf[:0]
-				break
-			}
-			r.i++
-			r.rows++
-		}
-		r.bytes += int64(len(r.buf))
+		r.fill()
 	}
 	n := copy(p, r.buf[r.off:])
 	r.off += n
 	return n, nil
 }
 
+// fill renders the next rows (or the next part of a long row) into r.buf,
+// about tsvChunk bytes.
+func (r *tsvReader) fill() {
+	r.buf, r.off = r.buf[:0], 0
+	for r.i < r.n && len(r.buf) < tsvChunk {
+		var err error
+		if r.buf, err = r.renderRow(r.buf); err != nil {
+			r.err = fmt.Errorf("row %d: %w", r.i, err)
+			r.buf = r.buf[:0]
+			break
+		}
+	}
+	r.bytes += int64(len(r.buf))
+}
+
 // WriteTo renders everything into w (used to pre-render benchmarks' ceiling).
 func (r *tsvReader) WriteTo(w io.Writer) (int64, error) {
 	var total int64
-	buf := make([]byte, 0, tsvChunk+4096)
 	for r.i < r.n {
-		var err error
-		if buf, err = r.renderRow(buf, r.i); err != nil {
+		r.fill()
+		if r.err != nil {
+			return total, r.err
+		}
+		n, err := w.Write(r.buf)
+		total += int64(n)
+		if err != nil {
 			return total, err
 		}
-		r.i++
-		r.rows++
-		if len(buf) >= tsvChunk || r.i == r.n {
-			n, err := w.Write(buf)
-			total += int64(n)
-			if err != nil {
-				return total, err
-			}
-			buf = buf[:0]
-		}
 	}
+	r.buf, r.off = r.buf[:0], 0
 	return total, nil
 }
 
-func (r *tsvReader) renderRow(dst []byte, i int) ([]byte, error) {
-	dst = strconv.AppendInt(dst, int64(i), 10)
-	for _, f := range r.fields {
-		dst = append(dst, '\t')
-		var err error
-		if dst, err = f(dst, i); err != nil {
-			return dst, fmt.Errorf("row %d: %w", i, err)
-		}
+// renderRow appends row r.i from where it stopped, until the row ends
+// (r.i advances) or dst reaches tsvChunk inside a long value.
+func (r *tsvReader) renderRow(dst []byte) ([]byte, error) {
+	i := r.i
+	if !r.inRow {
+		dst = strconv.AppendInt(dst, int64(i), 10)
+		r.inRow, r.fi = true, 0
 	}
+	for ; r.fi < len(r.fields); r.fi++ {
+		f := r.fields[r.fi]
+		if !r.inValue {
+			dst = append(dst, '\t')
+		}
+		if f.render != nil {
+			var err error
+			if dst, err = f.render(dst, i); err != nil {
+				return dst, err
+			}
+			continue
+		}
+		v, null, err := f.value(i)
+		if err != nil {
+			return dst, err
+		}
+		if null {
+			dst = append(dst, '\\', 'N')
+			continue
+		}
+		r.inValue = true
+		for r.voff < len(v) {
+			if len(dst) >= tsvChunk {
+				return dst, nil // the rest of this value in the next fill
+			}
+			end := min(len(v), r.voff+tsvPiece)
+			dst = appendBytes(dst, v[r.voff:end], r.enc)
+			r.voff = end
+		}
+		r.inValue, r.voff = false, 0
+	}
+	r.inRow = false
+	r.i++
+	r.rows++
 	return append(dst, '\n'), nil
 }
 
@@ -244,7 +296,7 @@ func columnFields(name string, a arrow.Array, splitTS bool, enc Encoding) ([]fie
 			return appendDatetime(dst, int64(a.Value(i)), name)
 		}
 		if !splitTS {
-			return []field{dt}, nil
+			return []field{{render: dt}}, nil
 		}
 		ns := func(dst []byte, i int) ([]byte, error) {
 			if d, ok := null(dst, i); ok {
@@ -252,105 +304,132 @@ func columnFields(name string, a arrow.Array, splitTS bool, enc Encoding) ([]fie
 			}
 			return strconv.AppendInt(dst, floorMod(int64(a.Value(i)), 1000), 10), nil
 		}
-		return []field{dt, ns}, nil
+		return []field{{render: dt}, {render: ns}}, nil
 	case *array.Int32:
-		return []field{func(dst []byte, i int) ([]byte, error) {
+		return []field{{render: func(dst []byte, i int) ([]byte, error) {
 			if d, ok := null(dst, i); ok {
 				return d, nil
 			}
 			return strconv.AppendInt(dst, int64(a.Value(i)), 10), nil
-		}}, nil
+		}}}, nil
 	case *array.Int64:
-		return []field{func(dst []byte, i int) ([]byte, error) {
+		return []field{{render: func(dst []byte, i int) ([]byte, error) {
 			if d, ok := null(dst, i); ok {
 				return d, nil
 			}
 			return strconv.AppendInt(dst, a.Value(i), 10), nil
-		}}, nil
+		}}}, nil
 	case *array.Uint8:
-		return []field{func(dst []byte, i int) ([]byte, error) {
+		return []field{{render: func(dst []byte, i int) ([]byte, error) {
 			if d, ok := null(dst, i); ok {
 				return d, nil
 			}
 			return strconv.AppendUint(dst, uint64(a.Value(i)), 10), nil
-		}}, nil
+		}}}, nil
 	case *array.Uint16:
-		return []field{func(dst []byte, i int) ([]byte, error) {
+		return []field{{render: func(dst []byte, i int) ([]byte, error) {
 			if d, ok := null(dst, i); ok {
 				return d, nil
 			}
 			return strconv.AppendUint(dst, uint64(a.Value(i)), 10), nil
-		}}, nil
+		}}}, nil
 	case *array.Uint32:
-		return []field{func(dst []byte, i int) ([]byte, error) {
+		return []field{{render: func(dst []byte, i int) ([]byte, error) {
 			if d, ok := null(dst, i); ok {
 				return d, nil
 			}
 			return strconv.AppendUint(dst, uint64(a.Value(i)), 10), nil
-		}}, nil
+		}}}, nil
 	case *array.Uint64:
-		return []field{func(dst []byte, i int) ([]byte, error) {
+		return []field{{render: func(dst []byte, i int) ([]byte, error) {
 			if d, ok := null(dst, i); ok {
 				return d, nil
 			}
 			return strconv.AppendUint(dst, a.Value(i), 10), nil
-		}}, nil
+		}}}, nil
 	case *array.Binary:
-		return []field{func(dst []byte, i int) ([]byte, error) {
-			if d, ok := null(dst, i); ok {
-				return d, nil
+		return []field{{value: func(i int) ([]byte, bool, error) {
+			if a.IsNull(i) {
+				return nil, true, nil
 			}
-			return appendBytes(dst, a.Value(i), enc), nil
-		}}, nil
+			return a.Value(i), false, nil
+		}}}, nil
 	case *array.Dictionary:
 		return dictField(name, a, enc)
 	}
 	return nil, fmt.Errorf("%w: column %s has unsupported type %s", ErrDecode, name, a.DataType())
 }
 
-// dictField renders a dictionary column; each dictionary entry is rendered
-// once, then copied for every row that uses it.
+// maxDictCache bounds the bytes of a dictionary rendered ahead: a
+// dictionary up to this size is rendered once and copied for every row that
+// uses an entry; a larger one is escaped row by row, piece by piece.
+const maxDictCache = 256 << 10
+
+// dictField renders a dictionary column.
 func dictField(name string, a *array.Dictionary, enc Encoding) ([]field, error) {
 	dict := a.Dictionary()
-	rendered := make([][]byte, dict.Len())
+	index := func(i int) (int, error) {
+		k := a.GetValueIndex(i)
+		if k < 0 || k >= dict.Len() {
+			return 0, fmt.Errorf("%w: column %s: dictionary index %d of %d", ErrDecode, name, k, dict.Len())
+		}
+		return k, nil
+	}
 	switch d := dict.(type) {
 	case *array.String:
-		for k := range rendered {
-			v := d.Value(k)
-			if freeText[name] {
-				rendered[k] = appendBytes([]byte{}, []byte(v), enc)
-				continue
-			}
-			if !printableASCII(v) {
-				rendered[k] = nil // an error if a row uses it
-				continue
-			}
-			rendered[k] = appendBytes(nil, []byte(v), Escaped)
+		if !freeText[name] {
+			// A small vocabulary: printable ASCII, checked per entry used.
+			return []field{{render: func(dst []byte, i int) ([]byte, error) {
+				if a.IsNull(i) {
+					return append(dst, '\\', 'N'), nil
+				}
+				k, err := index(i)
+				if err != nil {
+					return dst, err
+				}
+				v := d.Value(k)
+				if !printableASCII(v) {
+					return dst, fmt.Errorf("%w: column %s: value %q is not printable ASCII", ErrDecode, name, v)
+				}
+				return append(dst, v...), nil
+			}}}, nil
 		}
+		return bytesDictField(a, index, len(d.ValueBytes()), func(k int) []byte { return []byte(d.Value(k)) }, enc), nil
 	case *array.Binary:
-		for k := range rendered {
-			rendered[k] = appendBytes(make([]byte, 0, len(d.Value(k))), d.Value(k), enc)
-			if rendered[k] == nil {
-				rendered[k] = []byte{}
-			}
-		}
-	default:
-		return nil, fmt.Errorf("%w: column %s: dictionary of %s", ErrDecode, name, dict.DataType())
+		return bytesDictField(a, index, len(d.ValueBytes()), d.Value, enc), nil
 	}
-	return []field{func(dst []byte, i int) ([]byte, error) {
+	return nil, fmt.Errorf("%w: column %s: dictionary of %s", ErrDecode, name, dict.DataType())
+}
+
+// bytesDictField renders a dictionary of byte values of size bytes in all.
+func bytesDictField(a *array.Dictionary, index func(int) (int, error), size int, value func(k int) []byte, enc Encoding) []field {
+	if size > maxDictCache {
+		return []field{{value: func(i int) ([]byte, bool, error) {
+			if a.IsNull(i) {
+				return nil, true, nil
+			}
+			k, err := index(i)
+			if err != nil {
+				return nil, false, err
+			}
+			return value(k), false, nil
+		}}}
+	}
+	n := a.Dictionary().Len()
+	rendered := make([][]byte, n)
+	for k := range rendered {
+		rendered[k] = appendBytes([]byte{}, value(k), enc)
+	}
+	return []field{{render: func(dst []byte, i int) ([]byte, error) {
 		if a.IsNull(i) {
 			return append(dst, '\\', 'N'), nil
 		}
-		k := a.GetValueIndex(i)
-		if k < 0 || k >= len(rendered) {
-			return dst, fmt.Errorf("%w: column %s: dictionary index %d of %d", ErrDecode, name, k, len(rendered))
+		k, err := index(i)
+		if err != nil {
+			return dst, err
 		}
-		v := rendered[k]
-		if v == nil {
-			return dst, fmt.Errorf("%w: column %s: value %q is not printable ASCII", ErrDecode, name, dict.(*array.String).Value(k))
-		}
-		return append(dst, v...), nil
-	}}, nil
+		return append(dst, rendered[k]...), nil
+	}}}
 }
 
 // printableASCII reports whether s is made of bytes 0x20–0x7e only. The SQL
@@ -425,3 +504,69 @@ func floorDiv(a, b int64) int64 {
 }
 
 func floorMod(a, b int64) int64 { return a - floorDiv(a, b)*b }
+
+// columnLimits are the bytes each byte or string column of an event table
+// holds in SQL (001_tables.sql; a test compares them with the database). A
+// longer value is refused before it is copied or sent (spool.ErrTooLong):
+// MariaDB would only truncate it with a warning after receiving all of it.
+var columnLimits = map[string]map[string]int64{
+	"proc_events": {"event": 16, "tty": 1024, "comm": 1024, "exe": 4096, "argv": 1<<24 - 1, "cwd": 4096, "cgroup": 4096, "container_id": 1024},
+	"file_events": {"op": 16, "path": 4096, "new_path": 4096},
+	"sock_events": {"event": 16, "proto": 8, "state": 16, "direction": 8, "local_addr": 16, "remote_addr": 16},
+	"gaps":        {"source": 16, "reason": 1<<16 - 1},
+	"accounts":    {"kind": 8, "name": 1024},
+}
+
+// maxValueBytes is columnLimits by event table name, for
+// spool.VerifyOptions.MaxValueBytes.
+func maxValueBytes(table, column string) int64 {
+	ti, ok := infoOf(table)
+	if !ok {
+		return 0
+	}
+	return columnLimits[ti.sqlName][column]
+}
+
+// checkValues refuses a record with a value longer than its column holds
+// (every row, and every dictionary entry), before anything is rendered.
+func checkValues(ti tableInfo, rec arrow.RecordBatch) error {
+	for j, f := range rec.Schema().Fields() {
+		lim := columnLimits[ti.sqlName][f.Name]
+		if lim == 0 {
+			continue
+		}
+		tooLong := func(what string, n int) error {
+			return fmt.Errorf("%w: %s.%s %s: %d bytes, the column holds %d", spool.ErrTooLong, ti.sqlName, f.Name, what, n, lim)
+		}
+		switch a := rec.Column(j).(type) {
+		case *array.Binary:
+			for i := 0; i < a.Len(); i++ {
+				if n := a.ValueLen(i); int64(n) > lim && a.IsValid(i) {
+					return tooLong(fmt.Sprintf("row %d", i), n)
+				}
+			}
+		case *array.String:
+			for i := 0; i < a.Len(); i++ {
+				if n := a.ValueLen(i); int64(n) > lim && a.IsValid(i) {
+					return tooLong(fmt.Sprintf("row %d", i), n)
+				}
+			}
+		case *array.Dictionary:
+			switch d := a.Dictionary().(type) {
+			case *array.Binary:
+				for k := 0; k < d.Len(); k++ {
+					if n := d.ValueLen(k); int64(n) > lim {
+						return tooLong(fmt.Sprintf("dictionary entry %d", k), n)
+					}
+				}
+			case *array.String:
+				for k := 0; k < d.Len(); k++ {
+					if n := d.ValueLen(k); int64(n) > lim {
+						return tooLong(fmt.Sprintf("dictionary entry %d", k), n)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}

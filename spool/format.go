@@ -34,6 +34,9 @@ var (
 	// ErrTooLarge: the segment, one of its members, its row count or its
 	// decoded size exceeds a limit; nothing beyond the limit was read.
 	ErrTooLarge = errors.New("spool: segment too large")
+	// ErrTooLong: a column holds values longer than the reader accepts for
+	// it (VerifyOptions.MaxValueBytes); they were not decompressed.
+	ErrTooLong = errors.New("spool: value longer than its column allows")
 	// ErrUnsupportedVersion: the manifest declares a format version this
 	// reader does not know.
 	ErrUnsupportedVersion = errors.New("spool: unsupported segment version")

@@ -61,7 +61,7 @@ func FuzzMember(f *testing.F) {
 		tbl := event.Tables[int(table)%len(event.Tables)]
 		lim := fuzzLimits.limits()
 		budget := lim.decoded
-		rows, err := scanStream(data, lim, &budget)
+		rows, err := scanStream(data, tbl, lim, &budget)
 		if err != nil {
 			return
 		}

@@ -19,10 +19,15 @@ import (
 //     its body; each declares its decompressed size, and their sum over the
 //     segment stays within budget; each compressed buffer is exactly one zstd
 //     frame without dictionary, with a window ≤ MaxZstdWindow and, when the
-//     frame states its content size, the declared size.
+//     frame states its content size, the declared size;
+//   - with lim.value, the values buffer of every binary or string column
+//     (of the record batch, or of the dictionary batch that a column uses)
+//     decompresses to at most its rows times the column's limit
+//     (ErrTooLong): no value longer than a column allows is ever expanded.
 //
-// It returns the record batch's row count.
-func scanStream(b []byte, lim *limits, budget *int64) (rows int64, err error) {
+// table names the member's table, for lim.value. It returns the record
+// batch's row count.
+func scanStream(b []byte, table string, lim *limits, budget *int64) (rows int64, err error) {
 	const (
 		maxMeta      = 1 << 20
 		v5           = 4 // MetadataVersion V5
@@ -35,6 +40,7 @@ func scanStream(b []byte, lim *limits, budget *int64) (rows int64, err error) {
 	pos := 0
 	seenRecord := false
 	dictIDs := map[int64]bool{}
+	var fields []fbField
 	for n := 0; ; n++ {
 		if len(b)-pos < 8 {
 			return 0, fmt.Errorf("message %d at byte %d: truncated", n, pos)
@@ -96,6 +102,7 @@ func scanStream(b []byte, lim *limits, budget *int64) (rows int64, err error) {
 			if err := checkSchemaFB(fb, schema); err != nil {
 				return 0, fmt.Errorf("schema: %w", err)
 			}
+			fields = schemaFields(fb, schema)
 			continue
 		case seenRecord:
 			return 0, fmt.Errorf("message %d: more than one record batch", n)
@@ -120,7 +127,15 @@ func scanStream(b []byte, lim *limits, budget *int64) (rows int64, err error) {
 			if err != nil {
 				return 0, fmt.Errorf("message %d: %w", n, err)
 			}
-			if _, err := scanBatch(fb, data, body, lim, budget); err != nil {
+			var vl []valueLimit
+			for _, f := range fields {
+				if f.dict && f.dictID == id && f.bytes {
+					// One column: validity, offsets, values.
+					vl = append(vl, valueLimit{buffer: 2, column: f.name, max: lim.maxValue(table, f.name)})
+					break
+				}
+			}
+			if _, err := scanBatch(fb, data, body, lim, budget, vl, 0); err != nil {
 				return 0, fmt.Errorf("message %d (dictionary %d): %w", n, id, err)
 			}
 		case typ == typRecord:
@@ -128,7 +143,20 @@ func scanStream(b []byte, lim *limits, budget *int64) (rows int64, err error) {
 			if err != nil {
 				return 0, fmt.Errorf("message %d: %w", n, err)
 			}
-			if rows, err = scanBatch(fb, rb, body, lim, budget); err != nil {
+			var vl []valueLimit
+			buf := 0
+			for _, f := range fields {
+				switch {
+				case f.dict: // validity, indices
+					buf += 2
+				case f.bytes: // validity, offsets, values
+					vl = append(vl, valueLimit{buffer: buf + 2, column: f.name, max: lim.maxValue(table, f.name)})
+					buf += 3
+				default: // validity, values
+					buf += 2
+				}
+			}
+			if rows, err = scanBatch(fb, rb, body, lim, budget, vl, buf); err != nil {
 				return 0, fmt.Errorf("message %d (record batch): %w", n, err)
 			}
 			seenRecord = true
@@ -138,9 +166,27 @@ func scanStream(b []byte, lim *limits, budget *int64) (rows int64, err error) {
 	}
 }
 
+// valueLimit bounds the values buffer (by index) of one column of a batch.
+type valueLimit struct {
+	buffer int
+	column string
+	max    int64 // longest value accepted; 0: none
+}
+
+// maxValue returns the caller's limit for a column, 0 if none.
+func (l *limits) maxValue(table, column string) int64 {
+	if l.value == nil {
+		return 0
+	}
+	return max(l.value(table, column), 0)
+}
+
 // scanBatch checks a RecordBatch table (of a record or dictionary batch) and
-// its body, charging decompressed sizes to budget.
-func scanBatch(fb flatbuf, rb int, body []byte, lim *limits, budget *int64) (int64, error) {
+// its body, charging decompressed sizes to budget and checking the values
+// buffers of vl against their batch's length times their limit. A record
+// batch must have exactly wantBufs buffers (the layout vl was computed
+// from); 0 skips that check.
+func scanBatch(fb flatbuf, rb int, body []byte, lim *limits, budget *int64, vl []valueLimit, wantBufs int) (int64, error) {
 	length, err := fb.scalar(rb, 0, 8)
 	if err != nil {
 		return 0, err
@@ -172,6 +218,9 @@ func scanBatch(fb flatbuf, rb int, body []byte, lim *limits, budget *int64) (int
 	if err != nil {
 		return 0, err
 	}
+	if wantBufs > 0 && nBufs != wantBufs {
+		return 0, fmt.Errorf("%d buffers, the schema has %d", nBufs, wantBufs)
+	}
 	for i := 0; i < nBufs; i++ {
 		off := int64(binary.LittleEndian.Uint64(fb[bufs+16*i:]))
 		n := int64(binary.LittleEndian.Uint64(fb[bufs+16*i+8:]))
@@ -190,6 +239,12 @@ func scanBatch(fb flatbuf, rb int, body []byte, lim *limits, budget *int64) (int
 			size = n - 8
 		} else if err := checkZstdFrame(buf[8:], size); err != nil {
 			return 0, fmt.Errorf("buffer %d: %w", i, err)
+		}
+		for _, v := range vl {
+			if v.buffer == i && v.max > 0 && size > length*v.max {
+				return 0, fmt.Errorf("%w: column %s: %d rows hold %d bytes of values, so at least one is longer than the %d bytes accepted",
+					ErrTooLong, v.column, length, size, v.max)
+			}
 		}
 		if size < 0 || size > *budget {
 			return 0, fmt.Errorf("%w: buffer %d decompresses to %d bytes, %d left of the decoded-size limit", ErrTooLarge, i, size, *budget)
@@ -273,6 +328,34 @@ func checkSchemaFB(fb flatbuf, schema int) error {
 	}
 	_, _, err = fb.vector(schema, 3, 8)
 	return err
+}
+
+// fbField is what scanStream needs of one schema field.
+type fbField struct {
+	name   string
+	bytes  bool  // Binary or Utf8 values (of the column, or of its dictionary)
+	dict   bool  // dictionary-encoded
+	dictID int64 // its dictionary's id
+}
+
+// schemaFields lists the fields of a Schema table that checkSchemaFB
+// accepted.
+func schemaFields(fb flatbuf, schema int) []fbField {
+	const typeBinary, typeUtf8 = 4, 5
+	fields, n, _ := fb.vector(schema, 1, 4)
+	out := make([]fbField, 0, n)
+	for i := 0; i < n; i++ {
+		f, _ := fb.indirect(fields + 4*i)
+		typ, _ := fb.scalar(f, 2, 1)
+		ff := fbField{name: fb.getStr(f, 0), bytes: typ == typeBinary || typ == typeUtf8}
+		if p, _ := fb.field(f, 4); p != 0 {
+			d, _ := fb.table(f, 4)
+			ff.dict = true
+			ff.dictID, _ = fb.scalar(d, 0, 8)
+		}
+		out = append(out, ff)
+	}
+	return out
 }
 
 // checkKeyValues checks the vector of KeyValue tables in field i of t.
@@ -510,6 +593,22 @@ func (f flatbuf) str(t, i int) error {
 		return errFB
 	}
 	return nil
+}
+
+// getStr returns the string in field i of table t, which str has checked
+// ("" if absent).
+func (f flatbuf) getStr(t, i int) string {
+	p, err := f.field(t, i)
+	if err != nil || p == 0 {
+		return ""
+	}
+	off, _ := f.u32(p)
+	n, _ := f.u32(p + off)
+	start := p + off + 4
+	if start+n > len(f) {
+		return ""
+	}
+	return string(f[start : start+n])
 }
 
 // vector follows field i of table t to a vector of elem-byte structs and

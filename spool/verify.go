@@ -42,12 +42,27 @@ type VerifyOptions struct {
 	// MaxDecoded bounds the decompressed size of all Arrow buffers of the
 	// segment (default DefaultMaxDecoded).
 	MaxDecoded int64
+	// MaxValueBytes, if set, returns the longest value (in bytes) that the
+	// caller accepts in a binary or string column of a table, or 0 for no
+	// limit. Verify refuses with ErrTooLong, before decompressing it, any
+	// buffer of values that is longer than its rows times that limit: so a
+	// value the caller could not store is never expanded in memory. (The
+	// exact per-value check is the caller's, on the decoded offsets.)
+	MaxValueBytes func(table, column string) int64
+	// Admit, if set, is called once every member's framing has been checked
+	// and before anything is decompressed, with the decompressed size of all
+	// Arrow buffers of the segment. An error stops Verify and is returned as
+	// is: a caller bounding its memory waits here for room, or refuses.
+	Admit func(decoded int64) error
 }
 
-type limits struct{ size, member, rows, decoded int64 }
+type limits struct {
+	size, member, rows, decoded int64
+	value                       func(table, column string) int64
+}
 
 func (o *VerifyOptions) limits() *limits {
-	l := &limits{size: o.MaxSize, member: o.MaxMemberSize, rows: o.MaxRows, decoded: o.MaxDecoded}
+	l := &limits{size: o.MaxSize, member: o.MaxMemberSize, rows: o.MaxRows, decoded: o.MaxDecoded, value: o.MaxValueBytes}
 	if l.size <= 0 {
 		l.size = DefaultMaxSize
 	}
@@ -248,13 +263,27 @@ func verifyBytes(buf []byte, opts *VerifyOptions, lim *limits) (*Segment, error)
 		}
 	}
 
-	seg := &Segment{Manifest: *m, Digest: Digest(mbytes), Signed: opts.PublicKey != nil, Size: int64(len(buf)),
-		manifest: mbytes, recs: make(map[string]arrow.RecordBatch, len(arrowMembers))}
+	// Every member's framing first, so that the decompressed size of the
+	// whole segment is known (and admitted) before any of it is allocated.
 	budget := lim.decoded
+	for i, rm := range arrowMembers {
+		if err := scanMember(rm.data, m.Members[i], lim, &budget); err != nil {
+			return nil, err
+		}
+	}
+	if opts.Admit != nil {
+		if err := opts.Admit(lim.decoded - budget); err != nil {
+			return nil, err
+		}
+	}
+	// The manifest is copied so that the file's buffer is not kept alive
+	// by the segment.
+	seg := &Segment{Manifest: *m, Digest: Digest(mbytes), Signed: opts.PublicKey != nil, Size: int64(len(buf)),
+		manifest: bytes.Clone(mbytes), recs: make(map[string]arrow.RecordBatch, len(arrowMembers))}
 	lo, hi := int64(1<<63-1), int64(-1<<63)
 	for i, rm := range arrowMembers {
 		want := m.Members[i]
-		rec, err := decodeMember(rm.data, want, lim, &budget)
+		rec, err := decodeArrow(rm.data, want, lim)
 		if err != nil {
 			seg.Release()
 			return nil, err
@@ -275,16 +304,31 @@ func verifyBytes(buf []byte, opts *VerifyOptions, lim *limits) (*Segment, error)
 // decodeMember checks one Arrow member's framing, then decodes and fully
 // validates it. Any panic inside Arrow is turned into ErrCorrupt.
 func decodeMember(data []byte, want Member, lim *limits, budget *int64) (rec arrow.RecordBatch, err error) {
-	rows, err := scanStream(data, lim, budget)
+	if err := scanMember(data, want, lim, budget); err != nil {
+		return nil, err
+	}
+	return decodeArrow(data, want, lim)
+}
+
+// scanMember checks one Arrow member's framing and row count (scanStream),
+// charging its decompressed size to budget.
+func scanMember(data []byte, want Member, lim *limits, budget *int64) error {
+	rows, err := scanStream(data, want.Table, lim, budget)
 	if err != nil {
-		if errors.Is(err, ErrTooLarge) {
-			return nil, fmt.Errorf("member %s: %w", want.Name, err)
+		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrTooLong) {
+			return fmt.Errorf("member %s: %w", want.Name, err)
 		}
-		return nil, fmt.Errorf("%w: member %s: %v", ErrCorrupt, want.Name, err)
+		return fmt.Errorf("%w: member %s: %v", ErrCorrupt, want.Name, err)
 	}
 	if rows != want.Rows {
-		return nil, fmt.Errorf("%w: member %s has %d rows, manifest says %d", ErrCorrupt, want.Name, rows, want.Rows)
+		return fmt.Errorf("%w: member %s has %d rows, manifest says %d", ErrCorrupt, want.Name, rows, want.Rows)
 	}
+	return nil
+}
+
+// decodeArrow decodes and fully validates a member that scanMember passed.
+// Any panic inside Arrow is turned into ErrCorrupt.
+func decodeArrow(data []byte, want Member, lim *limits) (rec arrow.RecordBatch, err error) {
 	var r *ipc.Reader
 	defer func() {
 		if p := recover(); p != nil {

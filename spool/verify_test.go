@@ -23,7 +23,7 @@ import (
 	"github.com/pofr/pofr/internal/event"
 )
 
-var sentinels = []error{ErrCorrupt, ErrBadSignature, ErrChainBroken, ErrWrongHost, ErrTooLarge, ErrUnsupportedVersion}
+var sentinels = []error{ErrCorrupt, ErrBadSignature, ErrChainBroken, ErrWrongHost, ErrTooLarge, ErrTooLong, ErrUnsupportedVersion}
 
 // sealed returns the bytes of one segment written by a Writer with the
 // given rows appended (hostile rows if full, a small mix otherwise).
@@ -85,7 +85,7 @@ func resign(t testing.TB, m *Manifest, key ed25519.PrivateKey, members []rawMemb
 	t.Helper()
 	var rows []int64
 	for _, rm := range members {
-		n, err := scanStream(rm.data, (&VerifyOptions{}).limits(), new(int64(1<<40)))
+		n, err := scanStream(rm.data, "", (&VerifyOptions{}).limits(), new(int64(1<<40)))
 		if err != nil {
 			t.Fatalf("%s: %v", rm.name, err)
 		}
@@ -548,5 +548,74 @@ with tarfile.open(sys.argv[1]) as tf:
 	want := "proc.arrow 4\nfile.arrow 3\nsock.arrow 2\ngap.arrow 2\nacct.arrow 2\n"
 	if got := string(out); got != want {
 		t.Errorf("pyarrow read:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestMaxValueBytes: a value longer than the caller's limit for its column,
+// in a dictionary (exe) or a plain binary column (argv), is refused with
+// ErrTooLong before anything is decompressed (Admit is never called), and
+// Admit sees the decoded size of a segment within the limits.
+func TestMaxValueBytes(t *testing.T) {
+	dir := t.TempDir()
+	w := openWriter(t, dir, testOptions(newClock()))
+	exe := bytes.Repeat([]byte("/usr/bin/"), (1<<20)/9)
+	argv := bytes.Repeat([]byte("x\x00"), 50<<10)
+	w.AppendProc(&event.Proc{TS: 1, Event: event.ProcExec, PID: 1, TID: 1, Exe: exe})
+	w.AppendProc(&event.Proc{TS: 2, Event: event.ProcExec, PID: 2, TID: 2, Argv: argv, Exe: []byte("/bin/sh")})
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := List(dir)
+	if err != nil || len(infos) != 1 {
+		t.Fatalf("List = %v, %v", infos, err)
+	}
+	b, err := os.ReadFile(infos[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits := func(exeMax, argvMax int64) func(table, column string) int64 {
+		return func(table, column string) int64 {
+			switch {
+			case table == event.TableProc && column == "exe":
+				return exeMax
+			case table == event.TableProc && column == "argv":
+				return argvMax
+			case column == "comm":
+				return 16
+			}
+			return 0
+		}
+	}
+	for _, c := range []struct {
+		name            string
+		exeMax, argvMax int64
+		want            error
+	}{
+		{"exe in a dictionary", 4096, 0, ErrTooLong},
+		{"argv", 0, 32 << 10, ErrTooLong}, // two rows may hold 64 KiB; they hold 100
+		{"both within", int64(len(exe)), int64(len(argv)), nil},
+	} {
+		var admitted int64 = -1
+		seg, err := VerifyBytes(b, VerifyOptions{PublicKey: testPub, MaxValueBytes: limits(c.exeMax, c.argvMax),
+			Admit: func(n int64) error { admitted = n; return nil }})
+		if !errors.Is(err, c.want) || (c.want == nil && err != nil) {
+			t.Errorf("%s: got %v, want %v", c.name, err, c.want)
+			continue
+		}
+		if c.want != nil {
+			if admitted != -1 {
+				t.Errorf("%s: Admit(%d) was called before the refusal", c.name, admitted)
+			}
+			continue
+		}
+		seg.Release()
+		if admitted < int64(len(exe)+len(argv)) {
+			t.Errorf("%s: Admit(%d), want at least the %d bytes of the two values", c.name, admitted, len(exe)+len(argv))
+		}
+	}
+	// An error from Admit stops Verify and comes back as is.
+	stop := errors.New("no room")
+	if _, err := VerifyBytes(b, VerifyOptions{PublicKey: testPub, Admit: func(int64) error { return stop }}); !errors.Is(err, stop) {
+		t.Errorf("Admit refusing: got %v, want %v", err, stop)
 	}
 }

@@ -6,6 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -15,14 +18,14 @@ import (
 )
 
 func init() {
-	var dsnFile, stateDir, encoding string
+	var dsnFile, stateDir, encoding, maxMemory string
 	var workers int
 	var watch time.Duration
 	var noProgress bool
 	cli.Register(prog, &cli.Command{
 		Name:    "load",
 		Summary: "verify received segments and load them into MariaDB, exactly once",
-		Usage:   "--dsn-file F [--state-dir D] [--workers N] [--watch 10s]",
+		Usage:   "--dsn-file F [--state-dir D] [--workers N] [--max-memory 256MiB] [--watch 10s]",
 		Help: `Loads every segment waiting in state-dir/inbox/HOST/: verifies it against the
 signing key the host registered (signature, member digests, host, sizes),
 loads its rows and its ledger row (segments) in one transaction, then moves
@@ -31,6 +34,14 @@ MariaDB would alter go to state-dir/quarantine/HOST/ with a .reason file and a
 quarantine row; the loader goes on. Hash chain breaks are recorded
 (segments.chain_ok = 0) and reported. Loading the same segment again is a
 no-op: a crash at any point leaves it loaded once or not at all.
+
+Memory is bounded whatever a segment says: --max-memory (default 256MiB)
+is split into a quarter for segment files being verified (also the largest
+file accepted), a half for decoded segments waiting or loading (also the
+largest a segment may decode to), and a quarter for the runtime and the
+workers' buffers; it is also the Go runtime's soft memory limit. A value
+longer than its column is refused (quarantine class too_long) before it is
+decompressed.
 
 Run it from cron (one pass) or with --watch (a pass every interval). A run that
 finds another loader holding state-dir/load.lock logs one line and exits 0.
@@ -49,6 +60,7 @@ Example (cron, every minute): pofr-server load --dsn-file /etc/pofr/loader.dsn`,
 			fs.DurationVar(&watch, "watch", 0, "keep running, a pass every `interval` (0: one pass)")
 			fs.StringVar(&encoding, "encoding", "escaped", "byte columns in the LOAD DATA stream: escaped or hex")
 			fs.BoolVar(&noProgress, "no-progress", false, "no progress bar even on a terminal")
+			fs.StringVar(&maxMemory, "max-memory", "256MiB", "memory ceiling for segment data and buffers (MiB or GiB; a plain number is MiB)")
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
 			if len(args) > 0 {
@@ -62,11 +74,16 @@ Example (cron, every minute): pofr-server load --dsn-file /etc/pofr/loader.dsn`,
 			default:
 				return cli.Usagef("--encoding %q: want escaped or hex", encoding)
 			}
+			maxMem, err := parseMiB(maxMemory)
+			if err != nil {
+				return cli.Usagef("--max-memory: %v", err)
+			}
 			dsn, err := readDSNFile(dsnFile)
 			if err != nil {
 				return err
 			}
-			opt := loader.Options{DSN: dsn, StateDir: stateDir, Workers: workers, Log: env.Log, Encoding: enc}
+			debug.SetMemoryLimit(maxMem)
+			opt := loader.Options{DSN: dsn, StateDir: stateDir, Workers: workers, Log: env.Log, Encoding: enc, MaxMemory: maxMem}
 			if f, ok := env.Stderr.(*os.File); ok && !noProgress && watch == 0 && term.IsTerminal(int(f.Fd())) {
 				opt.Progress = &progressBar{w: f}
 			}
@@ -104,4 +121,21 @@ Example (cron, every minute): pofr-server load --dsn-file /etc/pofr/loader.dsn`,
 			return nil
 		},
 	})
+}
+
+// parseMiB parses a size in MiB or GiB ("256MiB", "1GiB", "512": MiB).
+func parseMiB(s string) (int64, error) {
+	mult := int64(1 << 20)
+	num := s
+	switch {
+	case strings.HasSuffix(s, "GiB"):
+		num, mult = strings.TrimSuffix(s, "GiB"), 1<<30
+	case strings.HasSuffix(s, "MiB"):
+		num = strings.TrimSuffix(s, "MiB")
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > 1<<20 {
+		return 0, fmt.Errorf("%q: want a size such as 256MiB or 1GiB", s)
+	}
+	return n * mult, nil
 }
