@@ -125,6 +125,15 @@ func TestPipeline(t *testing.T) {
 	t.Logf("load: %s", strings.TrimSpace(p.load()))
 	led := p.checkLedger()
 	t.Logf("ledger: %d segments, chain intact", len(led))
+	// Every segment says how processes were captured: the default profile
+	// records from tracepoint rings (as root on a kernel that allows it).
+	var modes string
+	if err := p.db.QueryRow(`SELECT GROUP_CONCAT(DISTINCT modes) FROM segments WHERE host_id = ?`, p.hostID).Scan(&modes); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(modes, "capture=tracepoint") || strings.Contains(modes, "capture=cn_proc") {
+		t.Errorf("segments' modes %q, want capture=tracepoint in every one", modes)
+	}
 
 	bash := realPath(t, "/bin/bash")
 	sleep := realPath(t, lookPath(t, "sleep"))

@@ -70,6 +70,35 @@ type Proc struct {
 	// parent: exact for unshare/setns without a cgroup change, at about twice
 	// the CPU per exec.
 	FullEnrich bool `json:"full_enrich,omitempty"`
+	// Tracepoint makes the kernel's tracepoint rings the primary capture of
+	// forks and execs (cn_proc stays the fallback and carries exits and
+	// credential changes). See the package documentation.
+	Tracepoint bool `json:"tracepoint"`
+	// RingBytes is the tracepoint ring of each CPU; the collector shrinks it
+	// on hosts with many CPUs so that all rings together stay within
+	// maxRingTotal.
+	RingBytes int `json:"ring_bytes"`
+	// StackBytes is the user-stack dump taken at each exec to read argv
+	// from (4096 to 65528).
+	StackBytes int `json:"stack_bytes"`
+	// ExecGuard keeps today's cn_proc exec wakeup beside the rings: /proc
+	// is read at once at every exec, so processes that exit at once keep
+	// their argv when the stack dump misses it, at cn_proc's CPU cost.
+	ExecGuard bool `json:"exec_guard,omitempty"`
+}
+
+// MaxRingTotal caps the memory of all tracepoint rings of a host together:
+// RingPerCPU shrinks proc.ring_bytes on hosts with many CPUs.
+const MaxRingTotal = 256 << 20
+
+// RingPerCPU returns the ring size of each of ncpu CPUs: ring_bytes, halved
+// until all rings fit MaxRingTotal, but not below 512 KiB.
+func (p *Proc) RingPerCPU(ncpu int) int {
+	r := p.RingBytes
+	for r > 512<<10 && r*max(ncpu, 1) > MaxRingTotal {
+		r /= 2
+	}
+	return r
 }
 
 // File sets the file source.
@@ -173,6 +202,10 @@ func (p *Profile) Validate() error {
 		return fmt.Errorf("profile %s: proc.argv_max %d < 256", p.Name, p.Proc.ArgvMax)
 	case p.Proc.Priority != "fifo" && p.Proc.Priority != "nice" && p.Proc.Priority != "normal":
 		return fmt.Errorf("profile %s: proc.priority %q: want fifo, nice or normal", p.Name, p.Proc.Priority)
+	case p.Proc.Tracepoint && (p.Proc.RingBytes < 64<<10 || p.Proc.RingBytes > 1<<30):
+		return fmt.Errorf("profile %s: proc.ring_bytes %d: want 64 KiB to 1 GiB", p.Name, p.Proc.RingBytes)
+	case p.Proc.Tracepoint && (p.Proc.StackBytes < 4096 || p.Proc.StackBytes > 65528):
+		return fmt.Errorf("profile %s: proc.stack_bytes %d: want 4096 to 65528", p.Name, p.Proc.StackBytes)
 	case p.Proc.EnrichRate <= 0:
 		return fmt.Errorf("profile %s: proc.enrich_rate must be positive", p.Name)
 	case p.Sock.Enabled && p.Sock.DumpInterval < Duration(10*time.Millisecond):

@@ -99,3 +99,21 @@ func TestLoadNameOrFile(t *testing.T) {
 		t.Error("Load of a missing file succeeded")
 	}
 }
+
+func TestShippedProcCapture(t *testing.T) {
+	for name, guard := range map[string]bool{"default": false, "busy-host": false, "forensic": true} {
+		p, err := Get(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !p.Proc.Tracepoint || p.Proc.ExecGuard != guard || p.Proc.RingBytes < 8<<20 || p.Proc.StackBytes < 16384 {
+			t.Errorf("%s: proc %+v, want tracepoint capture with exec_guard %v", name, p.Proc, guard)
+		}
+	}
+	p := Proc{RingBytes: 8 << 20}
+	for ncpu, want := range map[int]int{1: 8 << 20, 32: 8 << 20, 64: 4 << 20, 1024: 256 << 10 * 2} {
+		if got := p.RingPerCPU(ncpu); got != want {
+			t.Errorf("RingPerCPU(%d) = %d, want %d", ncpu, got, want)
+		}
+	}
+}

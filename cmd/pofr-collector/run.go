@@ -50,6 +50,7 @@ type runFlags struct {
 	noFile     bool
 	noSock     bool
 	noSockTP   bool
+	noProcTP   bool
 	fileOps    string
 	segBytes   int64
 	segAge     time.Duration
@@ -95,6 +96,7 @@ Exit codes: 0 stopped cleanly (or already running with --if-not-running),
 			fs.StringVar(&f.priority, "priority", "", "override the reader priority: fifo, nice or normal")
 			fs.BoolVar(&f.noFile, "no-file", false, "do not record file access")
 			fs.BoolVar(&f.noSock, "no-sock", false, "do not record sockets")
+			fs.BoolVar(&f.noProcTP, "no-proc-tracepoints", false, "capture processes with cn_proc only, not from kernel tracepoint rings (the fallback)")
 			fs.BoolVar(&f.noSockTP, "no-sock-tracepoints", false, "name connection owners from /proc fd scans only, not from kernel tracepoints")
 			fs.StringVar(&f.fileOps, "file-ops", "", "override the profile's file ops, comma-separated: open, exec, write, create, delete, rename")
 			fs.Int64Var(&f.segBytes, "segment-bytes", 0, "override the profile's segment size")
@@ -197,6 +199,8 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 		Sink: w, Log: log, ArgvMax: prof.Proc.ArgvMax, Priority: prof.Proc.Priority,
 		EnrichRate: prof.Proc.EnrichRate, SelfPID: self, ForcePoll: f.forcePoll,
 		ResyncInterval: time.Duration(prof.Proc.ResyncInterval), FullEnrich: prof.Proc.FullEnrich,
+		Tracepoint: prof.Proc.Tracepoint && !f.noProcTP, TraceRingBytes: prof.Proc.RingPerCPU(runtime.NumCPU()),
+		TraceStackBytes: prof.Proc.StackBytes, ExecGuard: prof.Proc.ExecGuard,
 	})
 	if err != nil {
 		w.Close()
@@ -432,6 +436,7 @@ func (s *runStats) spoolStats() spool.Stats {
 	if s.procs != nil {
 		p := s.procs.Stats()
 		st.Modes[event.SourceProc] = p.Mode
+		st.Modes["capture"] = p.Capture
 		st.Counters[event.SourceProc] = spool.Counter{Seen: p.Seen, Lost: p.Lost + p.QueueDrops}
 	}
 	if s.files != nil {

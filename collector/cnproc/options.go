@@ -108,6 +108,11 @@ type Options struct {
 	// last drain found nothing; a ring half full drains at once. Defaults
 	// 10 ms and 1 s.
 	TraceBusy, TraceIdle time.Duration
+	// ExecGuard adds the immediate guard to the tracepoint capture: a
+	// cn_proc exec wakeup that reads /proc/PID/cmdline at once, for execs
+	// whose stack dump missed argv (processes that exit at once), at
+	// cn_proc's cost per exec.
+	ExecGuard bool
 }
 
 // Capture names how the process source captures, for the segment manifest
@@ -147,6 +152,8 @@ type Stats struct {
 	BadFrames     uint64 // datagrams that did not decode
 	RingLost      uint64 // tracepoint samples the kernel dropped because a ring was full
 	ArgvNotInDump uint64 // tracepoint execs whose argv was not in the stack dump (then read from /proc)
+	ArgvGuard     uint64 // of those, argv read at the exec by the exec guard
+	Capture       string // Capture(Mode): tracepoint, cn_proc or poll
 }
 
 // stats converts the counters.
@@ -158,7 +165,7 @@ func (c *procCounters) stats() Stats {
 		ExeFanotify: c.exeFromFan.Load(), OpenDrops: c.openDrops.Load(), Unknown: c.unknown.Load(),
 		Threads: c.threads.Load(), Replaced: c.replaced.Load(), TableSize: int(c.tableSize.Load()),
 		TableFull: c.tableFull.Load(), BadFrames: c.frames.Load(), RingLost: c.ringLost.Load(),
-		ArgvNotInDump: c.argvNotInDump.Load(),
+		ArgvNotInDump: c.argvNotInDump.Load(), ArgvGuard: c.argvGuard.Load(),
 	}
 }
 

@@ -255,6 +255,7 @@ type Source struct {
 	// snapshot's processes through shadowInit.
 	shadowSeed maphash.Seed
 	shadowInit atomic.Pointer[map[int32]procShadow]
+	drainSync  atomic.Pointer[drainSync] // tracepoint capture: drains on demand for Lookup
 	running    atomic.Bool
 }
 
@@ -299,7 +300,21 @@ func New(opts Options) (*Source, error) {
 
 // Lookup implements collector.Processes: the life holding pid now, or, during the
 // grace period after its exit, the last one. Safe for concurrent use.
-func (s *Source) Lookup(pid int32) (collector.ProcInfo, bool) { return s.tr.lookup(pid) }
+//
+// With the tracepoint capture, a pid the table does not know yet may be a
+// process whose fork is still in a ring: Lookup then asks the reader for a
+// drain and waits for it, up to lookupWait, so that file and socket rows of
+// young processes keep their key. Concurrent misses share one drain.
+func (s *Source) Lookup(pid int32) (collector.ProcInfo, bool) {
+	p, ok := s.tr.lookup(pid)
+	if ok {
+		return p, ok
+	}
+	if d := s.drainSync.Load(); d != nil && d.wait(lookupWait) {
+		return s.tr.lookup(pid)
+	}
+	return p, ok
+}
 
 // ObserveExecOpen implements collector.ExecObserver. It never blocks: if the table
 // goroutine is behind, the exec-open is dropped and counted (OpenDrops).
@@ -314,6 +329,7 @@ func (s *Source) ObserveExecOpen(pid int32, ts int64, path []byte) {
 func (s *Source) Stats() Stats {
 	st := s.st.stats()
 	st.Mode, _ = s.mode.Load().(string)
+	st.Capture = Capture(st.Mode)
 	st.Priority, _ = s.prio.Load().(string)
 	return st
 }

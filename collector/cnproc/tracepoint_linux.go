@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -31,8 +32,9 @@ const (
 // coredump).
 type tpSource struct {
 	set      *tracepoint.Set
-	fd       int  // cn_proc socket, drained in batches
-	filtered bool // the kernel drops fork and exec for fd (proc_input, Linux ≥ 6.6)
+	guard    *execGuard // nil unless Options.ExecGuard
+	fd       int        // cn_proc socket, drained in batches
+	filtered bool       // the kernel drops fork and exec for fd (proc_input, Linux ≥ 6.6)
 
 	execFilename, execPID, newtaskPID, newtaskFlags tracepoint.Field
 }
@@ -70,6 +72,11 @@ func (s *Source) openTracepoints() (*tpSource, error) {
 		return fail(err)
 	}
 	tp.fd, tp.filtered = fd, procFilterSupported()
+	if s.opts.ExecGuard {
+		if tp.guard, err = s.openGuard(); err != nil {
+			return fail(err)
+		}
+	}
 	if capped != nil {
 		s.log.Warn("cn_proc receive buffer: SO_RCVBUFFORCE refused (no CAP_NET_ADMIN?), SO_RCVBUF is capped by net.core.rmem_max",
 			"bytes", s.opts.RcvBuf, "err", capped)
@@ -78,6 +85,9 @@ func (s *Source) openTracepoints() (*tpSource, error) {
 }
 
 func (tp *tpSource) close() {
+	if tp.guard != nil {
+		tp.guard.close()
+	}
 	if tp.fd >= 0 {
 		unix.Write(tp.fd, procSubscribeFrame(procCnMcastIgnore))
 		unix.Close(tp.fd)
@@ -101,6 +111,13 @@ func (s *Source) runTracepoint(ctx context.Context, tp *tpSource) error {
 		defer wg.Done()
 		readErr = s.readTracepoints(rctx, tp)
 	}()
+	if tp.guard != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tp.guard.run(rctx, s)
+		}()
+	}
 	stop := func() {
 		stopReader()
 		tp.set.Interrupt()
@@ -120,6 +137,7 @@ func (s *Source) runTracepoint(ctx context.Context, tp *tpSource) error {
 	s.mode.Store(ModeTracepoint)
 	s.log.Info("process source recording", "mode", ModeTracepoint, "cpus", tp.set.CPUs(),
 		"ring_bytes", tp.set.RingBytes(), "stack_bytes", s.opts.TraceStackBytes, "cn_proc_filtered", tp.filtered,
+		"exec_guard", tp.guard != nil,
 		"argv_max", s.opts.ArgvMax, "enrich_rate", s.opts.EnrichRate)
 	if err := s.tr.reconcile(procReconcileSnapshot); err != nil {
 		s.log.Warn("snapshot of /proc", "err", err)
@@ -156,6 +174,67 @@ type tpItem struct {
 	cloneParent                    bool
 }
 
+// lookupWait bounds how long Lookup waits for a drain it asked for.
+const lookupWait = 20 * time.Millisecond
+
+// drainSync lets Lookup ask the tracepoint reader for a drain and wait
+// until one that started after the request has been applied.
+type drainSync struct {
+	set  *tracepoint.Set
+	mu   sync.Mutex
+	req  uint64        // requests so far
+	done uint64        // requests served by the last finished drain
+	ch   chan struct{} // closed when a drain finishes
+}
+
+func newDrainSync(set *tracepoint.Set) *drainSync {
+	return &drainSync{set: set, ch: make(chan struct{})}
+}
+
+// wait asks for a drain and reports whether one served it within d.
+func (d *drainSync) wait(timeout time.Duration) bool {
+	d.mu.Lock()
+	d.req++
+	g, ch := d.req, d.ch
+	d.mu.Unlock()
+	d.set.Interrupt()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-ch:
+		case <-t.C:
+			return false
+		}
+		d.mu.Lock()
+		ok := d.done >= g
+		ch = d.ch
+		d.mu.Unlock()
+		if ok {
+			return true
+		}
+	}
+}
+
+// begin returns the requests a drain starting now serves.
+func (d *drainSync) begin() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.req
+}
+
+// end marks the requests up to g served and wakes the waiters.
+func (d *drainSync) end(g uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.req == d.done && g == d.done {
+		return // nobody waits
+	}
+	d.done = g
+	close(d.ch)
+	d.ch = make(chan struct{})
+}
+
 // readTracepoints is the tracepoint reader: it waits for a ring's watermark
 // or its drain timer, then drains the rings and the cn_proc socket, merges
 // them by time and hands the events to the table through the hot path.
@@ -171,6 +250,9 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		stat             procInfo
 	)
 	busy := true // start with the short timer: the start-up probe waits for its fork
+	ds := newDrainSync(tp.set)
+	s.drainSync.Store(ds)
+	defer s.drainSync.Store(nil)
 	for {
 		if ctx.Err() != nil {
 			// Last drain: everything the rings hold.
@@ -186,6 +268,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 			}
 		}
 		h.seedShadow()
+		served := ds.begin()
 		cutoff := tracepoint.Now() - uint64(tracepoint.Settle)
 		if ctx.Err() != nil {
 			cutoff = ^uint64(0)
@@ -315,9 +398,16 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 					pre.argv, pre.argvCut = pre.argv[:s.opts.ArgvMax], true
 				}
 			}
+			if tp.guard != nil {
+				if g, ok := tp.guard.take(it.msg.TGID, it.msg.TS); ok && pre.argv == nil {
+					pre.argv, pre.argvCut = g.argv, g.cut
+					s.st.argvGuard.Add(1)
+				}
+			}
 			h.handle(&it.msg, pre)
 		}
 		h.flushLoss()
+		ds.end(served)
 		busy = len(batch) > 0
 		if ctx.Err() != nil {
 			return nil
