@@ -90,8 +90,10 @@ type Stats struct {
 const Settle = time.Millisecond
 
 // Set is a set of tracepoints opened on every CPU, one ring per CPU. Drain
-// and Wait must not be called concurrently; Interrupt may be called from
-// any goroutine.
+// and Flush must not be called concurrently with each other or with Stats;
+// Wait may run in one goroutine while another drains (a reader woken by
+// the watermark and one that drains on demand); Interrupt may be called
+// from any goroutine.
 type Set struct {
 	events  []Event
 	formats []*Format
@@ -102,6 +104,7 @@ type Set struct {
 	efd     int
 	pfds    []unix.PollFd
 	st      Stats
+	wakeups atomic.Uint64 // Stats.Wakeups, counted by Wait
 	closed  bool
 	heap    []int // ring indexes with a pending record, for the merge
 }
@@ -323,7 +326,11 @@ func (s *Set) RingBytes() int {
 }
 
 // Stats returns the counters.
-func (s *Set) Stats() Stats { return s.st }
+func (s *Set) Stats() Stats {
+	st := s.st
+	st.Wakeups = s.wakeups.Load()
+	return st
+}
 
 // Enable starts recording on every CPU.
 func (s *Set) Enable() error {
@@ -406,7 +413,7 @@ func (s *Set) Wait(timeout time.Duration) (bool, error) {
 		unix.Read(s.efd, b[:])
 	}
 	if woken {
-		s.st.Wakeups++
+		s.wakeups.Add(1)
 	}
 	return woken, nil
 }
