@@ -245,8 +245,9 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 			if err != nil {
 				log.Warn("connection owners from /proc fd scans only: owners of connections shorter than a dump are unknown", "err", err)
 			} else {
-				defer co.Close()
+				defer co.Close() // after the sources stopped (wg.Wait below)
 				owners = co
+				start("sock_owner", co.Run)
 				stats.set(func(s *runStats) { s.owners = co })
 				log.Info("connection owners from tracepoints", "events", co.Stats().Events)
 			}

@@ -206,6 +206,7 @@ func openConnOwners(tb testing.TB, udp bool) *sockowner.Source {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { co.Close() })
+	testutil.Go(tb, "sockowner.Source.Run", co.Run)
 	return co
 }
 
@@ -343,4 +344,46 @@ func ownerBenchRun(b *testing.B, proto string, tp bool, hold time.Duration, n, p
 	st := src.Stats()
 	b.ReportMetric(float64(st.Destroys), "destroys")
 	b.ReportMetric(float64(st.FDScans), "fdscans")
+}
+
+// TestPrivConnOwnerLoss: records the ring could not hold become a gap row
+// with their count, and owners are named again afterwards.
+func TestPrivConnOwnerLoss(t *testing.T) {
+	testutil.RequireRoot(t)
+	co, err := sockowner.Open(sockowner.Options{RingBytes: 8 << 10}) // 2 pages: a few dozen records
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { co.Close() })
+	// Fill the ring before anything drains it.
+	const burst = 200
+	h0 := startOwnerHelper(t, "tcp", burst, 4, 0)
+	h0.run(t, 30*time.Second)
+	src, sink := startSock(t, Options{ConnOwners: co})
+	// The kernel writes its loss record when the ring has room again, before
+	// the next sample: the connections below bring it out. Recording
+	// continues: they are all attributed.
+	testutil.Go(t, "sockowner.Source.Run", co.Run)
+	const n = 20
+	h := startOwnerHelper(t, "tcp", n, 1, time.Millisecond)
+	h.run(t, 30*time.Second)
+	testutil.WaitFor(t, 10*time.Second, "client close rows", func() bool { return len(h.clientCloses(sink, "tcp")) >= n })
+	for _, r := range h.clientCloses(sink, "tcp") {
+		if r.PID != event.Some(h.pid) {
+			t.Errorf("after the loss: row %d→%d has pid %v, want %d", r.LocalPort, r.RemotePort, r.PID, h.pid)
+		}
+	}
+	var gap *event.Gap
+	for _, g := range sink.Gaps() {
+		if strings.Contains(g.Reason, "connection owner") {
+			gap = &g
+		}
+	}
+	if gap == nil || !gap.Lost.Valid || gap.Lost.V < 1 {
+		t.Fatalf("no gap row with a lost count for the overrun ring; gaps %+v", sink.Gaps())
+	}
+	if st := src.Stats(); st.OwnerRecordsLost != uint64(gap.Lost.V) {
+		t.Errorf("stats count %d lost records, the gap row %d", st.OwnerRecordsLost, gap.Lost.V)
+	}
+	t.Logf("gap: %d records lost (%d connections made); %+v", gap.Lost.V, burst, co.Stats())
 }

@@ -1,6 +1,7 @@
 package sockowner
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,11 +10,12 @@ import (
 	"github.com/pofr/pofr/collector/tracepoint"
 )
 
-// DefaultRingBytes is each CPU's ring: about 2,000 connections at 2 records
-// of 104 bytes (TCP) or 1–3 route records (UDP) between two drains. The
-// socket source drains at every batch of destroy notifications (10 ms
-// after the first) and every dump.
-const DefaultRingBytes = 256 << 10
+// DefaultRingBytes is each CPU's ring: about 3,600 records of 104 (TCP) or
+// 112–128 (route) bytes plus their headers, 2 records per TCP connection
+// and 1–3 per connected UDP socket. The rings are drained when the socket
+// source needs owners (each batch of destroy notifications, each dump) and
+// by Run when one is half full.
+const DefaultRingBytes = 512 << 10
 
 // Options configure [Open].
 type Options struct {
@@ -41,8 +43,9 @@ type SourceStats struct {
 
 // Source reads the connection-owner tracepoints through perf rings
 // (package tracepoint) into a [Tracker]. The socket source calls Sync
-// before it looks owners up with Take; both are safe for concurrent use, so
-// the sources of several network namespaces can share one Source.
+// before it looks owners up with Take; Run drains under load in between.
+// All methods are safe for concurrent use, so the sources of several
+// network namespaces can share one Source.
 type Source struct {
 	mu     sync.Mutex
 	set    *tracepoint.Set
@@ -128,6 +131,37 @@ func open(o Options, names []string) (*Source, error) {
 	return s, nil
 }
 
+// Run drains the rings whenever one is half full, so that a burst of
+// connections between two Syncs is not lost, until ctx ends. Under a light
+// load it never wakes: the Syncs of the socket source drain the rings.
+func (s *Source) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, s.set.Interrupt)
+	defer stop()
+	for ctx.Err() == nil {
+		woken, err := s.set.Wait(-1)
+		if err != nil {
+			return fmt.Errorf("connection owner rings: %w", err)
+		}
+		if woken {
+			s.mu.Lock()
+			s.flush(time.Now().UnixNano())
+			s.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// flush moves everything in the rings into the tracker; s.mu is held.
+func (s *Source) flush(now int64) {
+	s.set.Flush(func(r *tracepoint.Record) {
+		if r.Event < 0 {
+			s.tr.Lost()
+			return
+		}
+		s.handle(now, r.Event, &r.Sample)
+	})
+}
+
 // Sync reads everything in the rings into the tracker and expires old
 // entries (at most once a second). It returns the number of samples the
 // kernel dropped since the previous Sync (rings full): owners of some
@@ -137,13 +171,7 @@ func (s *Source) Sync() (lost uint64) {
 	defer s.mu.Unlock()
 	now := time.Now().UnixNano()
 	s.syncs++
-	s.set.Flush(func(r *tracepoint.Record) {
-		if r.Event < 0 {
-			s.tr.Lost()
-			return
-		}
-		s.handle(now, r.Event, &r.Sample)
-	})
+	s.flush(now)
 	if now-s.last >= int64(time.Second) {
 		s.tr.Expire(now)
 		s.last = now
