@@ -154,9 +154,9 @@ type ConnOwners interface {
 	// Sync brings the owners up to date; it returns how many tracepoint
 	// records the kernel dropped since the previous Sync.
 	Sync() (lost uint64)
-	// Take returns and forgets the owner of the connection with key k and
-	// local address laddr.
-	Take(k sockowner.Key, laddr [16]byte) (sockowner.Owner, bool)
+	// Lookup returns the owner of the connection with key k and local
+	// address laddr.
+	Lookup(k sockowner.Key, laddr [16]byte) (sockowner.Owner, bool)
 }
 
 // Stats are the counters of a [Source] since it started.

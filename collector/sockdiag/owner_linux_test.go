@@ -32,7 +32,7 @@ import (
 //	POFR_OWNER_HOLD_US µs: TCP connect, write 16 bytes, close; or UDP
 //	socket, connect, send 16 bytes, close (what a libc resolver does).
 //	Prints "port P" (its server), waits for a line on stdin, runs, prints
-//	"done", then waits for stdin to close.
+//	"done", then waits for stdin to close. POFR_OWNER_CPU pins it to one CPU.
 func TestOwnerHelperProcess(t *testing.T) {
 	proto := os.Getenv("POFR_OWNER_HELPER")
 	if proto == "" {
@@ -41,6 +41,17 @@ func TestOwnerHelperProcess(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("POFR_OWNER_N"))
 	par, _ := strconv.Atoi(os.Getenv("POFR_OWNER_PAR"))
 	hold, _ := strconv.Atoi(os.Getenv("POFR_OWNER_HOLD_US"))
+	if cpu := os.Getenv("POFR_OWNER_CPU"); cpu != "" {
+		// Every thread on one CPU: its samples, loopback softirqs
+		// included, go to one ring.
+		var set unix.CPUSet
+		c, _ := strconv.Atoi(cpu)
+		set.Set(c)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 	if err := ownerHelper(proto, n, max(par, 1), time.Duration(hold)*time.Microsecond); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -125,11 +136,12 @@ type ownerProc struct {
 }
 
 // startOwnerHelper starts a helper and reads its port; cleanup ends it.
-func startOwnerHelper(tb testing.TB, proto string, n, par int, hold time.Duration) *ownerProc {
+func startOwnerHelper(tb testing.TB, proto string, n, par int, hold time.Duration, env ...string) *ownerProc {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestOwnerHelperProcess$", "-test.bench=^$")
 	cmd.Env = append(os.Environ(), "POFR_OWNER_HELPER="+proto, "POFR_OWNER_N="+strconv.Itoa(n),
 		"POFR_OWNER_PAR="+strconv.Itoa(par), "POFR_OWNER_HOLD_US="+strconv.Itoa(int(hold/time.Microsecond)))
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -357,7 +369,8 @@ func TestPrivConnOwnerLoss(t *testing.T) {
 	t.Cleanup(func() { co.Close() })
 	// Fill the ring before anything drains it.
 	const burst = 200
-	h0 := startOwnerHelper(t, "tcp", burst, 4, 0)
+	// Both on CPU 0, so that the later samples go to the ring that lost some.
+	h0 := startOwnerHelper(t, "tcp", burst, 4, 0, "POFR_OWNER_CPU=0")
 	h0.run(t, 30*time.Second)
 	src, sink := startSock(t, Options{ConnOwners: co})
 	// The kernel writes its loss record when the ring has room again, before
@@ -365,7 +378,7 @@ func TestPrivConnOwnerLoss(t *testing.T) {
 	// continues: they are all attributed.
 	testutil.Go(t, "sockowner.Source.Run", co.Run)
 	const n = 20
-	h := startOwnerHelper(t, "tcp", n, 1, time.Millisecond)
+	h := startOwnerHelper(t, "tcp", n, 1, time.Millisecond, "POFR_OWNER_CPU=0")
 	h.run(t, 30*time.Second)
 	testutil.WaitFor(t, 10*time.Second, "client close rows", func() bool { return len(h.clientCloses(sink, "tcp")) >= n })
 	for _, r := range h.clientCloses(sink, "tcp") {

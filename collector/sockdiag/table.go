@@ -216,14 +216,14 @@ func (t *table) syncOwners(now int64) {
 	t.lastOwnerSync = now
 }
 
-// connOwner takes the owner of socket m from Options.ConnOwners.
+// connOwner looks up the owner of socket m in Options.ConnOwners.
 func (t *table) connOwner(m *inetDiag) (sockowner.Owner, bool) {
 	if t.conns == nil || m.DstPort == 0 || m.SrcPort == 0 {
 		return sockowner.Owner{}, false
 	}
 	n := m.addrLen()
 	k, laddr := sockowner.KeyOf(m.Protocol, m.Src[:n], m.SrcPort, m.Dst[:n], m.DstPort)
-	return t.conns.Take(k, laddr)
+	return t.conns.Lookup(k, laddr)
 }
 
 // takeOwner gives a tracked socket its owner from Options.ConnOwners and

@@ -43,7 +43,7 @@ type SourceStats struct {
 
 // Source reads the connection-owner tracepoints through perf rings
 // (package tracepoint) into a [Tracker]. The socket source calls Sync
-// before it looks owners up with Take; Run drains under load in between.
+// before it looks owners up with Lookup; Run drains under load in between.
 // All methods are safe for concurrent use, so the sources of several
 // network namespaces can share one Source.
 type Source struct {
@@ -200,11 +200,11 @@ func (s *Source) handle(now int64, ev int, smp *tracepoint.Sample) {
 	}
 }
 
-// Take returns and forgets the owner of a connection (see [Tracker.Take]).
-func (s *Source) Take(k Key, laddr [16]byte) (Owner, bool) {
+// Lookup returns the owner of a connection (see [Tracker.Lookup]).
+func (s *Source) Lookup(k Key, laddr [16]byte) (Owner, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.tr.Take(k, laddr)
+	return s.tr.Lookup(k, laddr)
 }
 
 // Stats returns the counters.

@@ -5,7 +5,7 @@ import "time"
 // Key names a connection by what both a tracepoint sample and a sock_diag
 // message carry: protocol, local port, remote address and port. The local
 // address is not part of it (a UDP route sample has none while the socket is
-// unbound) but is checked by [Tracker.Take] when both sides know it.
+// unbound) but is checked by [Tracker.Lookup] when both sides know it.
 type Key struct {
 	Proto        uint8
 	LPort, RPort uint16
@@ -33,13 +33,13 @@ type Owner struct {
 type Limits struct {
 	// MaxPending bounds the TCP connects waiting for their second record.
 	MaxPending int
-	// MaxOwners bounds the owners waiting to be taken.
+	// MaxOwners bounds the owners kept (the oldest go first).
 	MaxOwners int
 	// PendingTTL is how long a connect waits for its second record (a SYN
 	// is retried for about 2 minutes by default).
 	PendingTTL time.Duration
-	// OwnerTTL is how long an owner waits to be taken by a dump or a
-	// destroy notification.
+	// OwnerTTL is how long an owner is kept for a dump or a destroy
+	// notification to look up.
 	OwnerTTL time.Duration
 }
 
@@ -62,7 +62,7 @@ type Stats struct {
 	Mismatched                    uint64 // second records whose destination differs from the connect's
 	Dropped                       uint64 // pending records dropped by Lost
 	Expired, Evicted              uint64 // entries removed by TTL or by the size bound
-	Taken, Misses                 uint64 // Take calls that found an owner / did not
+	Found, Misses                 uint64 // Lookup calls that found an owner / did not
 	Pending, Owners               int    // entries held now
 }
 
@@ -178,7 +178,7 @@ func (f *fifoMap[K, V]) clear() int {
 // for concurrent use. Feed it the records in sample-time order as far as the
 // rings allow (it tolerates a second record that arrives before its connect
 // by up to earlyTTL), call [Tracker.Lost] when the rings lost records, and
-// take owners with [Tracker.Take].
+// take owners with [Tracker.Lookup].
 type Tracker struct {
 	lim     Limits
 	pending *fifoMap[uint64, pending] // skaddr → connect
@@ -268,18 +268,25 @@ func (t *Tracker) Route(now int64, pid, tid int32, r *Route) {
 	t.st.Evicted += uint64(t.owners.put(k, Owner{PID: pid, TID: tid, LAddr: r.SAddr, At: now}, now))
 }
 
-// Take returns and forgets the owner of the connection with key k. laddr is
-// the socket's local address as sock_diag reports it (16-byte form; zero if
+// Lookup returns the owner of the connection with key k. laddr is the
+// socket's local address as sock_diag reports it (16-byte form; zero if
 // unknown): an owner recorded with a different non-zero local address is not
-// this socket's and is left in place.
-func (t *Tracker) Take(k Key, laddr [16]byte) (Owner, bool) {
+// this socket's.
+//
+// The owner stays until a newer record for the same key replaces it or it
+// expires: sockets that reuse a key one after the other (a resolver's
+// connected UDP socket that gets the same ephemeral port again) each find
+// their own owner as long as the next one's record is not in yet when the
+// previous one is looked up, and the same owner otherwise, which is right
+// when one process made both (the usual case). A different process reusing
+// the key within that window is the one case that can be misattributed.
+func (t *Tracker) Lookup(k Key, laddr [16]byte) (Owner, bool) {
 	o, ok := t.owners.get(k)
 	if !ok || (o.LAddr != [16]byte{} && laddr != [16]byte{} && !sameUnspec(o.LAddr, laddr)) {
 		t.st.Misses++
 		return Owner{}, false
 	}
-	t.owners.del(k)
-	t.st.Taken++
+	t.st.Found++
 	return o, true
 }
 

@@ -36,21 +36,31 @@ func TestTrackerJoinsOnSkaddr(t *testing.T) {
 	tr.StateChange(3, 12, 0, 0, established(0xa0, lo, 40000, remote, 80)) // softirq: pid 0
 	tr.StateChange(4, 13, 7, 7, established(0xb0, lo, 40001, remote, 80))
 
-	o, ok := tr.Take(key(40000, remote, 80), lo)
+	o, ok := tr.Lookup(key(40000, remote, 80), lo)
 	if !ok {
 		t.Fatal("no owner for the first connection")
 	}
 	if diff := cmp.Diff(Owner{PID: 100, TID: 101, LAddr: lo, At: 3}, o); diff != "" {
 		t.Errorf("owner (-want +got):\n%s", diff)
 	}
-	if o, ok := tr.Take(key(40001, remote, 80), lo); !ok || o.PID != 200 {
+	if o, ok := tr.Lookup(key(40001, remote, 80), lo); !ok || o.PID != 200 {
 		t.Errorf("second connection: got %+v %v, want pid 200", o, ok)
 	}
-	if _, ok := tr.Take(key(40001, remote, 80), lo); ok {
-		t.Error("an owner was taken twice")
+	// A socket that reuses the key before a newer record: the same owner.
+	if o, ok := tr.Lookup(key(40001, remote, 80), lo); !ok || o.PID != 200 {
+		t.Errorf("second lookup: got %+v %v, want pid 200", o, ok)
+	}
+	// A newer connection with the same key replaces it.
+	tr.StateChange(5, 14, 300, 300, connect(0xc0, remote, 80))
+	tr.StateChange(6, 15, 0, 0, established(0xc0, lo, 40001, remote, 80))
+	if o, ok := tr.Lookup(key(40001, remote, 80), lo); !ok || o.PID != 300 {
+		t.Errorf("after reuse: got %+v %v, want pid 300", o, ok)
+	}
+	if _, ok := tr.Lookup(key(40002, remote, 80), lo); ok {
+		t.Error("found an owner for an unknown connection")
 	}
 	st := tr.Stats()
-	if st.Joined != 2 || st.Taken != 2 || st.Misses != 1 || st.Pending != 0 || st.Owners != 0 {
+	if st.Joined != 3 || st.Found != 4 || st.Misses != 1 || st.Pending != 0 || st.Owners != 2 {
 		t.Errorf("stats %+v", st)
 	}
 }
@@ -61,7 +71,7 @@ func TestTrackerFailedConnect(t *testing.T) {
 	c := established(0xa0, lo, 40002, remote, 81)
 	c.NewState = TCPClose // refused: SYN_SENT→CLOSE, tuple complete
 	tr.StateChange(2, 11, 0, 0, c)
-	if o, ok := tr.Take(key(40002, remote, 81), [16]byte{}); !ok || o.PID != 100 {
+	if o, ok := tr.Lookup(key(40002, remote, 81), [16]byte{}); !ok || o.PID != 100 {
 		t.Errorf("refused connection: got %+v %v, want pid 100", o, ok)
 	}
 }
@@ -71,7 +81,7 @@ func TestTrackerReordered(t *testing.T) {
 	tr := NewTracker(Limits{})
 	tr.StateChange(1, 20, 0, 0, established(0xa0, lo, 40003, remote, 80))
 	tr.StateChange(1, 10, 100, 100, connect(0xa0, remote, 80))
-	if o, ok := tr.Take(key(40003, remote, 80), lo); !ok || o.PID != 100 {
+	if o, ok := tr.Lookup(key(40003, remote, 80), lo); !ok || o.PID != 100 {
 		t.Errorf("got %+v %v, want pid 100", o, ok)
 	}
 	if st := tr.Stats(); st.Reordered != 1 || st.Pending != 0 {
@@ -81,7 +91,7 @@ func TestTrackerReordered(t *testing.T) {
 	// socket at the same address: no join.
 	tr.StateChange(2, 30, 0, 0, established(0xc0, lo, 40004, remote, 80))
 	tr.StateChange(2, 40, 300, 300, connect(0xc0, remote, 80))
-	if _, ok := tr.Take(key(40004, remote, 80), lo); ok {
+	if _, ok := tr.Lookup(key(40004, remote, 80), lo); ok {
 		t.Error("joined a connect with an older second record")
 	}
 	if st := tr.Stats(); st.Orphans != 1 || st.Pending != 1 {
@@ -95,7 +105,7 @@ func TestTrackerSkaddrReuse(t *testing.T) {
 	tr.StateChange(1, 10, 100, 100, connect(0xa0, remote, 80))
 	tr.StateChange(2, 20, 200, 200, connect(0xa0, remote, 443))
 	tr.StateChange(3, 30, 0, 0, established(0xa0, lo, 40005, remote, 443))
-	if o, ok := tr.Take(key(40005, remote, 443), lo); !ok || o.PID != 200 {
+	if o, ok := tr.Lookup(key(40005, remote, 443), lo); !ok || o.PID != 200 {
 		t.Errorf("got %+v %v, want the newer connect's pid 200", o, ok)
 	}
 	if st := tr.Stats(); st.Replaced != 1 {
@@ -105,7 +115,7 @@ func TestTrackerSkaddrReuse(t *testing.T) {
 	// (its own connect was lost): no owner rather than a wrong one.
 	tr.StateChange(4, 40, 300, 300, connect(0xb0, remote, 80))
 	tr.StateChange(5, 50, 0, 0, established(0xb0, lo, 40006, remote, 8080))
-	if _, ok := tr.Take(key(40006, remote, 8080), lo); ok {
+	if _, ok := tr.Lookup(key(40006, remote, 8080), lo); ok {
 		t.Error("attributed across a destination mismatch")
 	}
 	if st := tr.Stats(); st.Mismatched != 1 {
@@ -119,7 +129,7 @@ func TestTrackerLost(t *testing.T) {
 	tr.Lost()
 	// After a loss the pending connect may not be this socket's.
 	tr.StateChange(2, 20, 0, 0, established(0xa0, lo, 40007, remote, 80))
-	if _, ok := tr.Take(key(40007, remote, 80), lo); ok {
+	if _, ok := tr.Lookup(key(40007, remote, 80), lo); ok {
 		t.Error("joined across a loss")
 	}
 	if st := tr.Stats(); st.Dropped != 1 {
@@ -132,10 +142,10 @@ func TestTrackerLocalAddress(t *testing.T) {
 	tr.StateChange(1, 10, 100, 100, connect(0xa0, remote, 80))
 	tr.StateChange(2, 20, 0, 0, established(0xa0, lo, 40008, remote, 80))
 	other := Mapped([]byte{127, 0, 0, 2})
-	if _, ok := tr.Take(key(40008, remote, 80), other); ok {
+	if _, ok := tr.Lookup(key(40008, remote, 80), other); ok {
 		t.Error("taken for another local address")
 	}
-	if _, ok := tr.Take(key(40008, remote, 80), lo); !ok {
+	if _, ok := tr.Lookup(key(40008, remote, 80), lo); !ok {
 		t.Error("not taken for its own local address")
 	}
 }
@@ -151,17 +161,17 @@ func TestTrackerRouteUDP(t *testing.T) {
 	tr.Route(1, 0, 0, &Route{Proto: protoUDP, SPort: 50002, DPort: 53, DAddr: dns})
 	k := Key{Proto: protoUDP, LPort: 50000, RPort: 53, RAddr: dns}
 	// sock_diag reports the address the kernel chose: the unbound lookup matches it.
-	if o, ok := tr.Take(k, Mapped([]byte{10, 0, 0, 7})); !ok || o.PID != 500 || o.TID != 501 {
+	if o, ok := tr.Lookup(k, Mapped([]byte{10, 0, 0, 7})); !ok || o.PID != 500 || o.TID != 501 {
 		t.Errorf("got %+v %v, want pid 500", o, ok)
 	}
-	if st := tr.Stats(); st.Routes != 1 || st.Owners != 0 {
+	if st := tr.Stats(); st.Routes != 1 || st.Owners != 1 {
 		t.Errorf("stats %+v", st)
 	}
 	// IPv6 with the same key shape.
 	v6 := [16]byte{0x20, 0x01, 0x0d, 0xb8, 15: 1}
 	tr.Route(2, 600, 600, &Route{Proto: protoUDP, SPort: 50003, DPort: 53, DAddr: v6})
 	k6, laddr := KeyOf(protoUDP, (&[16]byte{0x20, 0x01, 0x0d, 0xb8, 15: 2})[:], 50003, v6[:], 53)
-	if o, ok := tr.Take(k6, laddr); !ok || o.PID != 600 {
+	if o, ok := tr.Lookup(k6, laddr); !ok || o.PID != 600 {
 		t.Errorf("v6: got %+v %v, want pid 600", o, ok)
 	}
 }
@@ -200,10 +210,10 @@ func TestTrackerBounded(t *testing.T) {
 		}
 	}
 	// The newest are kept.
-	if _, ok := tr.Take(Key{protoUDP, uint16(1000 + 10*max - 1), 53, dns}, [16]byte{}); !ok {
+	if _, ok := tr.Lookup(Key{protoUDP, uint16(1000 + 10*max - 1), 53, dns}, [16]byte{}); !ok {
 		t.Error("newest owner evicted")
 	}
-	if _, ok := tr.Take(Key{protoUDP, 1000, 53, dns}, [16]byte{}); ok {
+	if _, ok := tr.Lookup(Key{protoUDP, 1000, 53, dns}, [16]byte{}); ok {
 		t.Error("oldest owner kept")
 	}
 	if st := tr.Stats(); st.Evicted != 2*9*max {
@@ -220,7 +230,7 @@ func TestTrackerBounded(t *testing.T) {
 }
 
 // BenchmarkTrackerTCP is the tracker's share of an outbound TCP connection:
-// two records joined on skaddr, then the owner taken by the close.
+// two records joined on skaddr, then the owner looked up by the close.
 func BenchmarkTrackerTCP(b *testing.B) {
 	tr := NewTracker(Limits{})
 	c, e := connect(0, remote, 80), established(0, lo, 0, remote, 80)
@@ -232,7 +242,7 @@ func BenchmarkTrackerTCP(b *testing.B) {
 		c.Skaddr, e.Skaddr, e.SPort = sk, sk, port
 		tr.StateChange(int64(i), int64(i), 1, 1, c)
 		tr.StateChange(int64(i), int64(i), 0, 0, e)
-		if _, ok := tr.Take(key(port, remote, 80), lo); !ok {
+		if _, ok := tr.Lookup(key(port, remote, 80), lo); !ok {
 			b.Fatal("no owner")
 		}
 		if i%1000 == 0 {
