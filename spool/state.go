@@ -34,20 +34,44 @@ type state struct {
 	// Pending are gap rows that must go into the next segment: quota
 	// evictions and stops, recorded here before anything is deleted.
 	Pending []stateGap `json:"pending_gaps"`
+	// Carried are gap rows of Pending already sealed, each with the seq of
+	// the segment holding it, kept until that segment leaves the spool.
+	// Uploaded, it is dropped; evicted by the quota before upload, it goes
+	// back to Pending, so that no eviction or stop is ever unexplained.
+	Carried []stateGap `json:"carried_gaps,omitempty"`
 }
 
+// stateGap is a gap row in the state. An eviction's row also keeps the seq
+// range it names and the bytes evicted, so that adjacent evictions can be
+// merged into one row when both must be recorded again.
 type stateGap struct {
 	FromTS int64  `json:"from_ts"`
 	ToTS   int64  `json:"to_ts"`
 	Source string `json:"source"`
 	Lost   *int64 `json:"lost"`
 	Reason string `json:"reason"`
+	// FirstSeq..LastSeq and Bytes describe a quota eviction (0: not one).
+	FirstSeq uint64 `json:"first_seq,omitempty"`
+	LastSeq  uint64 `json:"last_seq,omitempty"`
+	Bytes    int64  `json:"bytes,omitempty"`
+	// In is the seq of the segment that holds the row (Carried only).
+	In uint64 `json:"in,omitempty"`
 }
 
-func toStateGaps(gs []event.Gap) []stateGap {
+// spoolGap is a gap row the writer itself records (a stop or a quota
+// eviction), with what it needs to carry the row until it is uploaded.
+type spoolGap struct {
+	event.Gap
+	first, last uint64 // evicted seqs, 0 for a stop
+	bytes       int64
+	in          uint64 // seq of the segment holding it, once sealed
+}
+
+func toStateGaps(gs []spoolGap) []stateGap {
 	out := make([]stateGap, len(gs))
 	for i, g := range gs {
-		out[i] = stateGap{FromTS: g.FromTS, ToTS: g.ToTS, Source: g.Source, Reason: g.Reason}
+		out[i] = stateGap{FromTS: g.FromTS, ToTS: g.ToTS, Source: g.Source, Reason: g.Reason,
+			FirstSeq: g.first, LastSeq: g.last, Bytes: g.bytes, In: g.in}
 		if g.Lost.Valid {
 			v := g.Lost.V
 			out[i].Lost = &v
@@ -56,10 +80,11 @@ func toStateGaps(gs []event.Gap) []stateGap {
 	return out
 }
 
-func fromStateGaps(gs []stateGap) []event.Gap {
-	out := make([]event.Gap, len(gs))
+func fromStateGaps(gs []stateGap) []spoolGap {
+	out := make([]spoolGap, len(gs))
 	for i, g := range gs {
-		out[i] = event.Gap{FromTS: g.FromTS, ToTS: g.ToTS, Source: g.Source, Reason: g.Reason}
+		out[i] = spoolGap{Gap: event.Gap{FromTS: g.FromTS, ToTS: g.ToTS, Source: g.Source, Reason: g.Reason},
+			first: g.FirstSeq, last: g.LastSeq, bytes: g.Bytes, in: g.In}
 		if g.Lost != nil {
 			out[i].Lost = event.Some(*g.Lost)
 		}

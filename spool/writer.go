@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -104,8 +105,9 @@ type Writer struct {
 
 	sealMu       sync.Mutex // serialises sealing; guards the fields below
 	st           state
-	pending      []event.Gap // gap rows for the next segment (evictions, stops)
+	pending      []spoolGap // gap rows for the next segment (evictions, stops)
 	pendingSince time.Time
+	carried      []spoolGap // pending rows sealed but not yet uploaded (state.Carried)
 	failures     int
 	retryAt      time.Time
 
@@ -319,6 +321,7 @@ func (w *Writer) reconcile() error {
 		return err
 	}
 	w.pending = fromStateGaps(st.Pending)
+	w.carried = fromStateGaps(st.Carried)
 	if prev != nil {
 		g := event.Gap{ToTS: now.UnixNano(), Source: event.SourceCollector}
 		if prev.Clean {
@@ -334,13 +337,14 @@ func (w *Writer) reconcile() error {
 			w.log.Warn("spool was not closed cleanly; recording a gap", "since", from)
 		}
 		g.FromTS = min(g.FromTS, g.ToTS)
-		w.pending = append(w.pending, g)
+		w.pending = append(w.pending, spoolGap{Gap: g})
 	}
 	w.pendingSince = now
 	st.Clean = false
 	st.OpenedAt = now
 	st.StoppedAt = time.Time{}
 	st.Pending = toStateGaps(w.pending)
+	st.Carried = toStateGaps(w.carried)
 	w.st = st
 	return writeState(w.dir, &w.st)
 }
@@ -578,7 +582,10 @@ func (w *Writer) sealQueuedLocked(force bool) error {
 // held), verifies it from disk, advances the chain, and enforces the quota.
 func (w *Writer) sealBatch(b *batch) error {
 	b.finish()
-	gaps := append(slices.Clip(b.gaps), w.pending...)
+	gaps := slices.Clip(b.gaps)
+	for _, g := range w.pending {
+		gaps = append(gaps, g.Gap)
+	}
 	recs := make(map[string]arrow.RecordBatch, len(b.recs)+1)
 	for k, v := range b.recs {
 		recs[k] = v
@@ -625,6 +632,10 @@ func (w *Writer) sealBatch(b *batch) error {
 	w.st.NextSeq++
 	w.st.LastDigest = enc.digest
 	w.st.LastSeal = now
+	for _, g := range w.pending {
+		g.in = m.Seq
+		w.carried = append(w.carried, g)
+	}
 	w.pending = nil
 	w.log.Debug("segment sealed", "segment", name, "rows", m.Rows(), "bytes", enc.size())
 	w.enforceQuota(name, now)
@@ -662,8 +673,14 @@ func (w *Writer) stats() (map[string]string, map[string]Counter) {
 // quota, never the one just sealed. The eviction is recorded in the state
 // (as a gap row for the next segment) before any file is deleted, so a crash
 // cannot lose it; the state is written in any case, as the seal advanced it.
+//
+// It also settles the carried gap rows: a row whose segment left the spool
+// otherwise (uploaded) is done; a row whose segment is evicted now goes back
+// to the pending rows, merged with adjacent evictions, so that the next
+// segment records it again.
 func (w *Writer) enforceQuota(sealed string, now time.Time) {
 	infos, err := List(w.dir)
+	listed := err == nil
 	if err != nil {
 		w.log.Error("quota: list spool", "err", err)
 		infos = nil
@@ -678,20 +695,63 @@ func (w *Writer) enforceQuota(sealed string, now time.Time) {
 		total -= infos[0].Size
 		infos = infos[1:]
 	}
-	prevEvicted := w.st.EvictedThrough
-	if len(evict) > 0 {
-		w.pending = append(w.pending, w.evictionGap(evict, now))
+	prevEvicted, prevPending, prevCarried := w.st.EvictedThrough, w.pending, w.carried
+	present := make(map[uint64]bool, len(infos)+len(evict))
+	for _, in := range infos {
+		present[in.Seq] = true
+	}
+	evicted := make(map[uint64]bool, len(evict))
+	for _, in := range evict {
+		present[in.Seq], evicted[in.Seq] = true, true
+	}
+	var carried, again []spoolGap
+	for _, g := range w.carried {
+		switch {
+		case evicted[g.in]:
+			g.in = 0
+			again = append(again, g)
+		case present[g.in] || !listed:
+			carried = append(carried, g)
+		}
+		// Neither: uploaded, and the row with it.
+	}
+	if len(w.pending)+len(again)+len(carried) > maxCarriedGaps {
+		// A long outage: rather than carry ever more rows, take every
+		// carried eviction into one row per contiguous range. A segment
+		// still in the spool may then hold an older row naming part of it;
+		// if that one is uploaded too, the rows overlap.
+		kept := carried[:0]
+		for _, g := range carried {
+			if g.first != 0 {
+				g.in = 0
+				again = append(again, g)
+			} else {
+				kept = append(kept, g)
+			}
+		}
+		carried = kept
+	}
+	if len(evict) > 0 || len(again) > 0 {
+		pending := slices.Concat(w.pending, again)
+		if len(evict) > 0 {
+			pending = append(pending, w.evictionGap(evict, now))
+		}
+		w.pending = mergeEvictions(pending)
 		w.pendingSince = now
+	}
+	w.carried = carried
+	if len(evict) > 0 {
 		w.st.EvictedThrough = evict[len(evict)-1].Seq
 	}
 	w.st.Pending = toStateGaps(w.pending)
+	w.st.Carried = toStateGaps(w.carried)
 	if err := writeState(w.dir, &w.st); err != nil {
 		w.log.Error("spool state not saved; eviction postponed", "err", err)
-		if len(evict) > 0 {
-			w.pending = w.pending[:len(w.pending)-1]
-			w.st.EvictedThrough = prevEvicted
-		}
+		w.pending, w.carried, w.st.EvictedThrough = prevPending, prevCarried, prevEvicted
 		return
+	}
+	if len(again) > 0 {
+		w.log.Warn("gap rows evicted before upload; recording them again", "rows", len(again))
 	}
 	for _, in := range evict {
 		if err := os.Remove(in.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -707,7 +767,7 @@ func (w *Writer) enforceQuota(sealed string, now time.Time) {
 
 // evictionGap describes evicted segments as one gap row: their time range
 // and row count as their manifests state (lost is null if one is unreadable).
-func (w *Writer) evictionGap(evict []Info, now time.Time) event.Gap {
+func (w *Writer) evictionGap(evict []Info, now time.Time) spoolGap {
 	var bytes, rows int64
 	lo, hi := int64(math.MaxInt64), int64(math.MinInt64)
 	known := true
@@ -729,12 +789,51 @@ func (w *Writer) evictionGap(evict []Info, now time.Time) event.Gap {
 		g.Lost = event.Some(rows)
 	}
 	first, last := evict[0].Seq, evict[len(evict)-1].Seq
+	g.Reason = evictionReason(first, last, bytes)
+	return spoolGap{Gap: g, first: first, last: last, bytes: bytes}
+}
+
+// maxCarriedGaps bounds the gap rows pending and carried before carried
+// evictions are merged (enforceQuota).
+const maxCarriedGaps = 32
+
+func evictionReason(first, last uint64, bytes int64) string {
 	if first == last {
-		g.Reason = fmt.Sprintf("quota eviction of segment %d (%d bytes)", first, bytes)
-	} else {
-		g.Reason = fmt.Sprintf("quota eviction of segments %d-%d (%d bytes)", first, last, bytes)
+		return fmt.Sprintf("quota eviction of segment %d (%d bytes)", first, bytes)
 	}
-	return g
+	return fmt.Sprintf("quota eviction of segments %d-%d (%d bytes)", first, last, bytes)
+}
+
+// mergeEvictions merges eviction rows of adjacent seq ranges into one, so
+// that rows recorded again and again during a long outage stay few. Other
+// rows keep their order, before the evictions (ordered by seq).
+func mergeEvictions(gs []spoolGap) []spoolGap {
+	var out, ev []spoolGap
+	for _, g := range gs {
+		if g.first == 0 {
+			out = append(out, g)
+		} else {
+			ev = append(ev, g)
+		}
+	}
+	slices.SortStableFunc(ev, func(a, b spoolGap) int { return cmp.Compare(a.first, b.first) })
+	for _, g := range ev {
+		if n := len(out); n > 0 && out[n-1].first != 0 && out[n-1].last+1 == g.first {
+			p := &out[n-1]
+			p.last = g.last
+			p.bytes += g.bytes
+			p.FromTS, p.ToTS = min(p.FromTS, g.FromTS), max(p.ToTS, g.ToTS)
+			if p.Lost.Valid && g.Lost.Valid {
+				p.Lost = event.Some(p.Lost.V + g.Lost.V)
+			} else {
+				p.Lost = event.Opt[int64]{}
+			}
+			p.Reason = evictionReason(p.first, p.last, p.bytes)
+			continue
+		}
+		out = append(out, g)
+	}
+	return out
 }
 
 // ReadManifestFile reads the manifest of the segment file at path and its
@@ -774,6 +873,7 @@ func (w *Writer) Close() error {
 		w.st.Clean = true
 		w.st.StoppedAt = w.opts.Now()
 		w.st.Pending = toStateGaps(w.pending)
+		w.st.Carried = toStateGaps(w.carried)
 		err = writeState(w.dir, &w.st)
 	} else {
 		w.mu.Lock()
