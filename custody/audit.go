@@ -198,7 +198,7 @@ func Audit(ctx context.Context, db *sql.DB, opt AuditOptions) (*AuditReport, err
 // auditHosts lists the hosts to audit.
 func auditHosts(ctx context.Context, db *sql.DB, opt AuditOptions) ([]string, error) {
 	if opt.Host != "" {
-		if !registry.ValidID(opt.Host) {
+		if !spool.ValidHostID(opt.Host) {
 			return nil, fmt.Errorf("audit: invalid host id %q", opt.Host)
 		}
 		return []string{opt.Host}, nil
@@ -225,7 +225,7 @@ func auditHosts(ctx context.Context, db *sql.DB, opt AuditOptions) ([]string, er
 			return nil, fmt.Errorf("audit: list archive: %w", err)
 		}
 		for _, e := range ents {
-			if e.IsDir() && registry.ValidID(e.Name()) && !slices.Contains(hosts, e.Name()) {
+			if e.IsDir() && spool.ValidHostID(e.Name()) && !slices.Contains(hosts, e.Name()) {
 				hosts = append(hosts, e.Name())
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/schema"
+	"github.com/pofr/pofr/spool"
 )
 
 // PruneOptions configure [PruneFiles].
@@ -111,7 +112,7 @@ func subdirs(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.IsDir() && registry.ValidID(e.Name()) {
+		if e.IsDir() && spool.ValidHostID(e.Name()) {
 			out = append(out, e.Name())
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/spool"
 )
 
 // PurgeTables are the tables PurgeHost deletes a host's rows from, in
@@ -32,7 +33,7 @@ const DefaultPurgeBatch = 10000
 // next passes refuse its segments too. Needs DELETE on the tables: the
 // administrator's DSN.
 func PurgeHost(ctx context.Context, db *sql.DB, host string, batch int, log *slog.Logger) (map[string]int64, error) {
-	if !registry.ValidID(host) {
+	if !spool.ValidHostID(host) {
 		return nil, fmt.Errorf("purge host: invalid host id %q", host)
 	}
 	if batch <= 0 {

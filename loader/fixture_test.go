@@ -11,6 +11,7 @@ import (
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/spool"
+	"github.com/pofr/pofr/wire"
 )
 
 // fixture is a server state directory with registered hosts, and a real
@@ -44,7 +45,7 @@ func (f *fixture) register(host string) {
 		f.t.Fatal(err)
 	}
 	f.keys[host] = priv
-	if err := registry.Save(f.state, &registry.Host{HostID: host, Hostname: host + ".example", MachineID: "m-" + host,
+	if err := registry.Save(f.state, &registry.Host{HostID: host, Facts: wire.Facts{Hostname: host + ".example", MachineID: "m-" + host},
 		SigningKey: pub, Status: registry.StatusActive, RegisteredAt: time.Now().UTC()}); err != nil {
 		f.t.Fatal(err)
 	}

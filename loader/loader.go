@@ -329,7 +329,7 @@ func (l *Loader) pending() ([]job, error) {
 	}
 	var jobs []job
 	for _, h := range hosts {
-		if !registry.ValidID(h.Name()) {
+		if !spool.ValidHostID(h.Name()) {
 			continue
 		}
 		dir := filepath.Join(inbox, h.Name())
@@ -1016,20 +1016,9 @@ func showWarnings(ctx context.Context, tx *sql.Tx) string {
 
 // checkSchema checks a member's schema against the table's.
 func checkSchema(table string, rec arrow.RecordBatch) error {
-	var err error
-	switch table {
-	case event.TableProc:
-		err = event.ProcTable.Check(rec.Schema())
-	case event.TableFile:
-		err = event.FileTable.Check(rec.Schema())
-	case event.TableSock:
-		err = event.SockTable.Check(rec.Schema())
-	case event.TableGap:
-		err = event.GapTable.Check(rec.Schema())
-	case event.TableAcct:
-		err = event.AcctTable.Check(rec.Schema())
-	default:
-		err = fmt.Errorf("%w: unknown table %q", ErrDecode, table)
+	err := event.CheckSchema(table, rec.Schema())
+	if errors.Is(err, event.ErrUnknownTable) {
+		return fmt.Errorf("%w: %w", ErrDecode, err)
 	}
 	return err
 }

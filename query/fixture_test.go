@@ -16,6 +16,7 @@ import (
 	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/schema"
 	"github.com/pofr/pofr/spool"
+	"github.com/pofr/pofr/wire"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }
@@ -166,7 +167,7 @@ func newDemo(t *testing.T) *demo {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := registry.Save(state, &registry.Host{HostID: host, Hostname: hostname, MachineID: "m-" + host, IPs: ips,
+		if err := registry.Save(state, &registry.Host{HostID: host, Facts: wire.Facts{Hostname: hostname, MachineID: "m-" + host, IPs: ips},
 			SigningKey: pub, Status: registry.StatusActive, RegisteredAt: t0.Add(-time.Hour)}); err != nil {
 			t.Fatal(err)
 		}

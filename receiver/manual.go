@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/wire"
 )
 
@@ -34,7 +35,7 @@ type ManualHost struct {
 // already registered (active or revoked: ids are never reused) and keys that
 // an active host already uses.
 func AddManual(state string, h ManualHost, now time.Time) (*registry.Host, error) {
-	if !registry.ValidID(h.HostID) {
+	if !spool.ValidHostID(h.HostID) {
 		return nil, fmt.Errorf("add host %q: invalid host id (lower-case letters, digits and dashes, at most 63)", h.HostID)
 	}
 	upload, err := parseKeyLine("upload key", h.SSHKey)
@@ -75,7 +76,7 @@ func AddManual(state string, h ManualHost, now time.Time) (*registry.Host, error
 			return nil, fmt.Errorf("add host %s: %w", h.HostID, err)
 		}
 	}
-	r := &registry.Host{HostID: h.HostID, Hostname: h.Hostname, MachineID: h.MachineID, SSHKey: sshLine,
+	r := &registry.Host{HostID: h.HostID, Facts: wire.Facts{Hostname: h.Hostname, MachineID: h.MachineID}, SSHKey: sshLine,
 		SigningKey: rawSigning, Status: registry.StatusActive, RegisteredAt: now.UTC()}
 	if err := registry.Save(state, r); err != nil {
 		return nil, err

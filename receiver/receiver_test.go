@@ -57,7 +57,7 @@ func start(t *testing.T, mod func(*Options)) *fixture {
 		k := newSigner(t)
 		f.keys[id] = k
 		err := registry.Save(f.state, &registry.Host{
-			HostID: id, Hostname: id, MachineID: fmt.Sprintf("%032x", i+1),
+			HostID: id, Facts: wire.Facts{Hostname: id, MachineID: fmt.Sprintf("%032x", i+1)},
 			SSHKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k.PublicKey()))), SigningKey: make([]byte, 32),
 			Status: registry.StatusActive, RegisteredAt: time.Now(),
 		})

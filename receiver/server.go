@@ -21,6 +21,7 @@ import (
 
 	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/wire"
 )
 
@@ -294,7 +295,7 @@ func (s *Server) config() *ssh.ServerConfig {
 // checkUploadKey accepts key for user when user is an active host whose
 // registered upload key is key.
 func (s *Server) checkUploadKey(user string, key ssh.PublicKey) (*ssh.Permissions, error) {
-	if !registry.ValidID(user) || user == wire.RegisterUser {
+	if !spool.ValidHostID(user) || user == wire.RegisterUser {
 		return nil, errAuth
 	}
 	h, err := registry.Load(s.opts.StateDir, user)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/wire"
 )
 
@@ -345,13 +346,7 @@ func grant(state string, r *Registration, replaces []string, by string, now time
 	}
 	h := &registry.Host{
 		HostID:       id,
-		Hostname:     r.Facts.Hostname,
-		MachineID:    r.Facts.MachineID,
-		DMIUUID:      r.Facts.DMIUUID,
-		IPs:          r.Facts.IPs,
-		OS:           r.Facts.OS,
-		Kernel:       r.Facts.Kernel,
-		Version:      r.Facts.Version,
+		Facts:        r.Facts,
 		SSHKey:       r.SSHKey,
 		SigningKey:   r.SigningKey,
 		Status:       registry.StatusActive,
@@ -378,7 +373,7 @@ func newHostID(state, hostname string) (string, error) {
 		if base != "" {
 			id = base + "-" + hex.EncodeToString(b[:3])
 		}
-		if !registry.ValidID(id) {
+		if !spool.ValidHostID(id) {
 			continue
 		}
 		if _, err := os.Stat(registry.DirsOf(state, id).Host); errors.Is(err, os.ErrNotExist) {

@@ -17,7 +17,7 @@ import (
 func TestDuplicateDenialsNotStored(t *testing.T) {
 	state := t.TempDir()
 	machine := strings.Repeat("1", 32)
-	if err := registry.Save(state, &registry.Host{HostID: "victim", MachineID: machine, SSHKey: "", SigningKey: make([]byte, 32),
+	if err := registry.Save(state, &registry.Host{HostID: "victim", Facts: wire.Facts{MachineID: machine}, SSHKey: "", SigningKey: make([]byte, 32),
 		Status: registry.StatusActive, RegisteredAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}

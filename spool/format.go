@@ -160,7 +160,13 @@ func SegmentName(hostID string, seq uint64, digest string) string {
 	return fmt.Sprintf("%s_%020d_%s%s", hostID, seq, digest, Ext)
 }
 
-var nameRE = regexp.MustCompile(`^([a-z0-9][a-z0-9-]{0,62})_([0-9]{20})_([0-9a-f]{16})\.pofr$`)
+// hostIDPattern is the host-id grammar, the one definition of it: 1–63 of
+// [a-z0-9-], not starting with '-'. The server's registry assigns ids that
+// match it, the protocol (package wire) and the segment names carry them.
+const hostIDPattern = `[a-z0-9][a-z0-9-]{0,62}`
+
+// nameRE is the segment file name grammar (docs/segment-format.md).
+var nameRE = regexp.MustCompile(`^(` + hostIDPattern + `)_([0-9]{20})_([0-9a-f]{16})\.pofr$`)
 
 // ParseName splits a segment file name into host id, seq and digest prefix.
 // ok is false for any other name (temporary files, state, foreign files).
@@ -176,10 +182,10 @@ func ParseName(name string) (hostID string, seq uint64, digestPrefix string, ok 
 	return m[1], seq, m[3], true
 }
 
-var hostIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+var hostIDRE = regexp.MustCompile(`^` + hostIDPattern + `$`)
 
-// ValidHostID reports whether id can be a host id: 1–63 of [a-z0-9-], not
-// starting with '-' (the server's registry assigns such ids).
+// ValidHostID reports whether id can be a host id (and so a path element):
+// 1–63 of [a-z0-9-], not starting with '-'.
 func ValidHostID(id string) bool { return hostIDRE.MatchString(id) }
 
 var hexDigestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)

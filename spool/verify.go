@@ -377,21 +377,7 @@ func checkRecord(rec arrow.RecordBatch, rows int64) error {
 	return array.ValidateRecordFull(rec)
 }
 
-func checkSchema(table string, s *arrow.Schema) error {
-	switch table {
-	case event.TableProc:
-		return event.ProcTable.Check(s)
-	case event.TableFile:
-		return event.FileTable.Check(s)
-	case event.TableSock:
-		return event.SockTable.Check(s)
-	case event.TableGap:
-		return event.GapTable.Check(s)
-	case event.TableAcct:
-		return event.AcctTable.Check(s)
-	}
-	return fmt.Errorf("unknown table %q", table)
-}
+func checkSchema(table string, s *arrow.Schema) error { return event.CheckSchema(table, s) }
 
 // tsRange widens [lo, hi] by every non-null value of rec's timestamp columns.
 func tsRange(rec arrow.RecordBatch, lo, hi *int64) {

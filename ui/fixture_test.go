@@ -21,6 +21,7 @@ import (
 	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/schema"
 	"github.com/pofr/pofr/spool"
+	"github.com/pofr/pofr/wire"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }
@@ -178,8 +179,8 @@ func loadFixture(t testing.TB, hosts map[string][]func(event.Sink)) *fixture {
 		if name == "" {
 			name = host
 		}
-		if err := registry.Save(state, &registry.Host{HostID: host, Hostname: name, MachineID: "m-" + host,
-			IPs: []string{"10.0.0.1"}, SigningKey: pub, Status: registry.StatusActive, RegisteredAt: t0.Add(-time.Hour)}); err != nil {
+		if err := registry.Save(state, &registry.Host{HostID: host, Facts: wire.Facts{Hostname: name, MachineID: "m-" + host,
+			IPs: []string{"10.0.0.1"}}, SigningKey: pub, Status: registry.StatusActive, RegisteredAt: t0.Add(-time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()

@@ -21,6 +21,7 @@ import (
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/receiver"
 	"github.com/pofr/pofr/uplink"
+	"github.com/pofr/pofr/wire"
 )
 
 // childEnv makes the test binary a receiver process (for CPU accounting).
@@ -58,7 +59,7 @@ func benchHost(b testing.TB, state, addr string, hostKey ssh.PublicKey) (*uplink
 		b.Fatal(err)
 	}
 	const id = "bench-0001"
-	if err := registry.Save(state, &registry.Host{HostID: id, Hostname: id, MachineID: strings.Repeat("e", 32),
+	if err := registry.Save(state, &registry.Host{HostID: id, Facts: wire.Facts{Hostname: id, MachineID: strings.Repeat("e", 32)},
 		SSHKey: keys.SSHAuthorizedKey(), SigningKey: make([]byte, 32), Status: registry.StatusActive}); err != nil {
 		b.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/pofr/pofr/spool"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -227,18 +228,11 @@ func ParseResponse(b []byte) (*Response, error) {
 	default:
 		return nil, fmt.Errorf("response status %q", truncate(r.Status))
 	}
-	if r.Status == StatusGranted && (!hostIDRE.MatchString(r.HostID) || !printable(r.User, 1, 64)) {
+	if r.Status == StatusGranted && (!spool.ValidHostID(r.HostID) || !printable(r.User, 1, 64)) {
 		return nil, errors.New("granted response without a valid host id and user")
 	}
 	return &r, nil
 }
-
-// hostIDRE is registry.ValidID's pattern (kept here so that the client does
-// not link the server's registry).
-var hostIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-
-// segmentRE matches <host_id>_<seq 20 digits>_<16 hex>.pofr.
-var segmentRE = regexp.MustCompile(`^([a-z0-9][a-z0-9-]{0,62})_([0-9]{20})_([0-9a-f]{16})\.pofr$`)
 
 // Upload names: a segment is uploaded as PartPrefix+name+PartSuffix, then
 // renamed to name.
@@ -264,12 +258,12 @@ func ParseUploadName(p, hostID string) (final string, part bool, err error) {
 		}
 		name, part = inner, true
 	}
-	m := segmentRE.FindStringSubmatch(name)
-	if m == nil {
+	owner, _, _, ok := spool.ParseName(name)
+	if !ok {
 		return "", false, fmt.Errorf("%w: %q is not <host>_<seq>_<digest>.pofr", ErrBadName, truncate(p))
 	}
-	if m[1] != hostID {
-		return "", false, fmt.Errorf("%w: %q belongs to host %q, not %q", ErrBadName, truncate(p), m[1], hostID)
+	if owner != hostID {
+		return "", false, fmt.Errorf("%w: %q belongs to host %q, not %q", ErrBadName, truncate(p), owner, hostID)
 	}
 	return name, part, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pofr/pofr/internal/cli"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/uplink"
 )
 
@@ -111,7 +112,7 @@ Example:
 			if server == "" || hostID == "" || user == "" || (hostKey == "") == (hostKeyFile == "") {
 				return cli.Usagef("--server, --host-id, --user and one of --host-key-file or --host-key are required")
 			}
-			if !registry.ValidID(hostID) {
+			if !spool.ValidHostID(hostID) {
 				return cli.Usagef("--host-id %q: lower-case letters, digits and dashes, at most 63", hostID)
 			}
 			if _, _, err := net.SplitHostPort(server); err != nil {

@@ -33,21 +33,33 @@ var (
 	AcctTable = newTable(TableAcct, acctColumns)
 )
 
+// ErrUnknownTable reports a table name that is not one of [Tables].
+var ErrUnknownTable = errors.New("event: unknown table")
+
+// byName gives the schema and the check of each table to callers that hold
+// its name rather than its record type.
+var byName = map[string]struct {
+	schema *arrow.Schema
+	check  func(*arrow.Schema) error
+}{
+	TableProc: {ProcTable.Schema, ProcTable.Check},
+	TableFile: {FileTable.Schema, FileTable.Check},
+	TableSock: {SockTable.Schema, SockTable.Check},
+	TableGap:  {GapTable.Schema, GapTable.Check},
+	TableAcct: {AcctTable.Schema, AcctTable.Check},
+}
+
 // SchemaOf returns the schema of the named table, or nil if there is none.
-func SchemaOf(table string) *arrow.Schema {
-	switch table {
-	case TableProc:
-		return ProcTable.Schema
-	case TableFile:
-		return FileTable.Schema
-	case TableSock:
-		return SockTable.Schema
-	case TableGap:
-		return GapTable.Schema
-	case TableAcct:
-		return AcctTable.Schema
+func SchemaOf(table string) *arrow.Schema { return byName[table].schema }
+
+// CheckSchema is [Table.Check] for the named table; a name that is not one
+// of [Tables] gives an error wrapping ErrUnknownTable.
+func CheckSchema(table string, s *arrow.Schema) error {
+	t, ok := byName[table]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownTable, table)
 	}
-	return nil
+	return t.check(s)
 }
 
 // ColumnDoc documents one column.

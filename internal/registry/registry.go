@@ -9,7 +9,8 @@
 //	archive/<host_id>/          segments loaded, kept as evidence
 //	quarantine/<host_id>/       segments refused, with a .reason file beside each
 //
-// Host ids are assigned by the server at approval; they match [ValidID].
+// Host ids are assigned by the server at approval; they match
+// [spool.ValidHostID].
 package registry
 
 import (
@@ -25,6 +26,8 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/internal/durable"
+	"github.com/pofr/pofr/spool"
+	"github.com/pofr/pofr/wire"
 )
 
 // Host statuses.
@@ -35,11 +38,6 @@ const (
 
 // ErrNotFound reports an unknown host id.
 var ErrNotFound = errors.New("registry: host not found")
-
-var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-
-// ValidID reports whether id can be a host id (and so a path element).
-func ValidID(id string) bool { return idRE.MatchString(id) }
 
 var nonID = regexp.MustCompile(`[^a-z0-9-]+`)
 
@@ -55,16 +53,12 @@ func IDBase(hostname string) string {
 	return base
 }
 
-// Host is one registered host.
+// Host is one registered host: the facts it reported when it registered
+// (their fields sit at the top level of host.json, as before), its keys and
+// its status.
 type Host struct {
-	HostID       string    `json:"host_id"`
-	Hostname     string    `json:"hostname"`
-	MachineID    string    `json:"machine_id"`
-	DMIUUID      string    `json:"dmi_uuid,omitempty"`
-	IPs          []string  `json:"ips,omitempty"`
-	OS           string    `json:"os,omitempty"`
-	Kernel       string    `json:"kernel,omitempty"`
-	Version      string    `json:"version,omitempty"`
+	HostID string `json:"host_id"`
+	wire.Facts
 	SSHKey       string    `json:"ssh_key"`     // authorized_keys line of the upload key
 	SigningKey   []byte    `json:"signing_key"` // raw 32-byte Ed25519 public key that signs segments
 	Status       string    `json:"status"`
@@ -95,7 +89,7 @@ func DirsOf(state, id string) Dirs {
 
 // Load reads host id from the registry under state.
 func Load(state, id string) (*Host, error) {
-	if !ValidID(id) {
+	if !spool.ValidHostID(id) {
 		return nil, fmt.Errorf("load host %q: %w", id, ErrNotFound)
 	}
 	b, err := os.ReadFile(filepath.Join(DirsOf(state, id).Host, "host.json"))
@@ -126,7 +120,7 @@ func List(state string) ([]*Host, error) {
 	}
 	var out []*Host
 	for _, e := range ents {
-		if !e.IsDir() || !ValidID(e.Name()) {
+		if !e.IsDir() || !spool.ValidHostID(e.Name()) {
 			continue
 		}
 		h, err := Load(state, e.Name())
@@ -142,7 +136,7 @@ func List(state string) ([]*Host, error) {
 // Save writes h atomically (temp file, fsync, rename, fsync dir) and creates
 // the host's inbox, archive and quarantine directories.
 func Save(state string, h *Host) error {
-	if !ValidID(h.HostID) {
+	if !spool.ValidHostID(h.HostID) {
 		return fmt.Errorf("save host %q: invalid host id", h.HostID)
 	}
 	d := DirsOf(state, h.HostID)

@@ -1,16 +1,20 @@
 package registry
 
 import (
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/pofr/pofr/wire"
 )
 
 func TestSaveLoadList(t *testing.T) {
 	state := t.TempDir()
-	h := &Host{HostID: "h-0001", Hostname: "web1", MachineID: "abc", SSHKey: "ssh-ed25519 AAAA", SigningKey: make([]byte, 32),
+	h := &Host{HostID: "h-0001", Facts: wire.Facts{Hostname: "web1", MachineID: "abc"}, SSHKey: "ssh-ed25519 AAAA", SigningKey: make([]byte, 32),
 		Status: StatusActive, RegisteredAt: time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)}
 	if err := Save(state, h); err != nil {
 		t.Fatal(err)
@@ -21,6 +25,15 @@ func TestSaveLoadList(t *testing.T) {
 	}
 	if diff := cmp.Diff(h, got); diff != "" {
 		t.Errorf("Load (-want +got):\n%s", diff)
+	}
+	// The host's facts sit at the top level of host.json.
+	b, err := os.ReadFile(filepath.Join(DirsOf(state, "h-0001").Host, "host.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flat map[string]any
+	if err := json.Unmarshal(b, &flat); err != nil || flat["hostname"] != "web1" || flat["machine_id"] != "abc" || flat["host_id"] != "h-0001" {
+		t.Errorf("host.json = %s (%v), want hostname, machine_id and host_id at the top level", b, err)
 	}
 	all, err := List(state)
 	if err != nil || len(all) != 1 {
@@ -34,13 +47,5 @@ func TestSaveLoadList(t *testing.T) {
 	}
 	if _, err := got.SigningPublicKey(); err != nil {
 		t.Errorf("SigningPublicKey: %v", err)
-	}
-}
-
-func TestValidID(t *testing.T) {
-	for id, want := range map[string]bool{"h-0001": true, "web1": true, "": false, "..": false, "a/b": false, "A": false, "-x": false} {
-		if got := ValidID(id); got != want {
-			t.Errorf("ValidID(%q) = %v, want %v", id, got, want)
-		}
 	}
 }
