@@ -105,8 +105,8 @@ type Options struct {
 	// Default 16 KiB; at most tracepoint.MaxStackBytes.
 	TraceStackBytes int
 	// TraceBusy is the drain period while events flow, TraceIdle when the
-	// last drain found nothing; a ring half full drains at once. Defaults
-	// 10 ms and 1 s.
+	// last drain found nothing (then the first fork also wakes the reader);
+	// a ring half full drains at once. Defaults 5 ms and 1 s.
 	TraceBusy, TraceIdle time.Duration
 	// ExecGuard adds the immediate guard to the tracepoint capture: a
 	// cn_proc exec wakeup that reads /proc/PID/cmdline at once, for execs
@@ -212,7 +212,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.TraceStackBytes = 16 << 10
 	}
 	if o.TraceBusy <= 0 {
-		o.TraceBusy = 10 * time.Millisecond
+		o.TraceBusy = 5 * time.Millisecond
 	}
 	if o.TraceIdle <= 0 {
 		o.TraceIdle = time.Second

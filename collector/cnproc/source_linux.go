@@ -217,7 +217,8 @@ import (
 // event. The exec sample carries a dump of the new program's user stack, from
 // which argv is parsed (the environment, also in the dump, is never read).
 // The reader sleeps until a ring is half full or its timer fires (TraceBusy
-// while events flow, TraceIdle otherwise), then drains the rings and a cn_proc
+// while events flow, TraceIdle otherwise; when idle, the first fork on any
+// CPU also wakes it, through a doorbell event armed only then), then drains the rings and a cn_proc
 // socket that the kernel filters to exit, uid, gid, sid, comm, ptrace and
 // coredump events (Linux ≥ 6.6; older kernels send everything and fork and
 // exec are dropped here), merges both by kernel time and applies the events

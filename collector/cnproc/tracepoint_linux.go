@@ -48,6 +48,8 @@ func (s *Source) openTracepoints() (*tpSource, error) {
 			{Name: "task:task_newtask"},
 		},
 		RingBytes: s.opts.TraceRingBytes,
+		// Idle, the reader sleeps for TraceIdle; the first fork wakes it.
+		Doorbell: "task:task_newtask",
 	})
 	if err != nil {
 		return nil, err
@@ -260,6 +262,13 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		}
 		timeout := s.opts.TraceIdle
 		if busy {
+			timeout = s.opts.TraceBusy
+			if err := tp.set.Disarm(); err != nil {
+				return err
+			}
+		} else if pending, err := tp.set.Arm(); err != nil {
+			return err
+		} else if pending {
 			timeout = s.opts.TraceBusy
 		}
 		if ctx.Err() == nil {

@@ -59,6 +59,12 @@ type Options struct {
 	FS *FS
 	// CPUs lists the CPUs to open rings on; default every online CPU.
 	CPUs []int
+	// Doorbell, if set ("sys:name"), is a tracepoint opened besides the
+	// events on every CPU with its own one-page ring that wakes Wait at its
+	// first hit, but only while armed (Arm): a caller that sleeps on a long
+	// timer when idle learns at once that events flow again, and disarms it
+	// while they do, so a busy host still sees no wakeup per event.
+	Doorbell string
 }
 
 // Record is what Drain hands to its handler: a sample of Events[Event], or,
@@ -107,6 +113,8 @@ type Set struct {
 	wakeups atomic.Uint64 // Stats.Wakeups, counted by Wait
 	closed  bool
 	heap    []int // ring indexes with a pending record, for the merge
+	bells   []*ring
+	armed   bool
 }
 
 // ring is one CPU's mmap'd buffer.
@@ -237,6 +245,37 @@ func Open(o Options) (*Set, error) {
 			}
 		}
 	}
+	if o.Doorbell != "" {
+		sys, name, found := strings.Cut(o.Doorbell, ":")
+		if !found {
+			return nil, fmt.Errorf("%w: doorbell %q: want sys:name", ErrEvent, o.Doorbell)
+		}
+		f, err := fs.Format(sys, name)
+		if err != nil {
+			return nil, fmt.Errorf("%w: doorbell: %w", ErrEvent, err)
+		}
+		for _, cpu := range cpus {
+			attr := unix.PerfEventAttr{
+				Type:        unix.PERF_TYPE_TRACEPOINT,
+				Size:        uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
+				Config:      uint64(f.ID),
+				Sample:      1,
+				Sample_type: unix.PERF_SAMPLE_TIME,
+				Bits:        unix.PerfBitDisabled,
+				Wakeup:      1, // wakeup_events: every sample
+			}
+			fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
+			if err != nil {
+				return nil, fmt.Errorf("%w: doorbell %s on CPU %d: %w", ErrEvent, o.Doorbell, cpu, err)
+			}
+			b := &ring{cpu: cpu, fd: -1}
+			if err := b.mmap(fd, 1, page); err != nil {
+				unix.Close(fd)
+				return nil, fmt.Errorf("mmap doorbell of CPU %d: %w", cpu, err)
+			}
+			s.bells = append(s.bells, b)
+		}
+	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("eventfd: %w", err)
@@ -244,6 +283,9 @@ func Open(o Options) (*Set, error) {
 	s.efd = efd
 	for _, r := range s.rings {
 		s.pfds = append(s.pfds, unix.PollFd{Fd: int32(r.fd), Events: unix.POLLIN})
+	}
+	for _, b := range s.bells {
+		s.pfds = append(s.pfds, unix.PollFd{Fd: int32(b.fd), Events: unix.POLLIN})
 	}
 	s.pfds = append(s.pfds, unix.PollFd{Fd: int32(efd), Events: unix.POLLIN})
 	ok = true
@@ -365,6 +407,10 @@ func (s *Set) Close() error {
 	for _, r := range s.rings {
 		unix.Munmap(r.mem)
 	}
+	for _, b := range s.bells {
+		unix.Munmap(b.mem)
+		unix.Close(b.fd)
+	}
 	for _, fd := range s.fds {
 		unix.Close(fd)
 	}
@@ -403,12 +449,12 @@ func (s *Set) Wait(timeout time.Duration) (bool, error) {
 		return false, nil
 	}
 	woken := false
-	for _, p := range s.pfds[:len(s.rings)] {
+	for _, p := range s.pfds[:len(s.rings)+len(s.bells)] {
 		if p.Revents&unix.POLLIN != 0 {
 			woken = true
 		}
 	}
-	if s.pfds[len(s.rings)].Revents != 0 {
+	if s.pfds[len(s.pfds)-1].Revents != 0 {
 		var b [8]byte
 		unix.Read(s.efd, b[:])
 	}
@@ -416,6 +462,42 @@ func (s *Set) Wait(timeout time.Duration) (bool, error) {
 		s.wakeups.Add(1)
 	}
 	return woken, nil
+}
+
+// Arm enables the doorbell (Options.Doorbell): the next hit of its
+// tracepoint on any CPU makes Wait return. It reports whether the rings
+// already hold records, in which case the caller should not sleep long.
+func (s *Set) Arm() (bool, error) {
+	if !s.armed && len(s.bells) > 0 {
+		for _, b := range s.bells {
+			// Forget earlier rings: only hits from now on count.
+			atomic.StoreUint64(&b.meta.Data_tail, atomic.LoadUint64(&b.meta.Data_head))
+			if err := unix.IoctlSetInt(b.fd, unix.PERF_EVENT_IOC_ENABLE, 0); err != nil {
+				return false, fmt.Errorf("arm doorbell: %w", err)
+			}
+		}
+		s.armed = true
+	}
+	for _, r := range s.rings {
+		if atomic.LoadUint64(&r.meta.Data_head) != r.tail {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Disarm disables the doorbell.
+func (s *Set) Disarm() error {
+	if !s.armed {
+		return nil
+	}
+	s.armed = false
+	for _, b := range s.bells {
+		if err := unix.IoctlSetInt(b.fd, unix.PERF_EVENT_IOC_DISABLE, 0); err != nil {
+			return fmt.Errorf("disarm doorbell: %w", err)
+		}
+	}
+	return nil
 }
 
 // Interrupt makes a blocked Wait return.

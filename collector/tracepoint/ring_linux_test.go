@@ -282,3 +282,49 @@ func TestParseTracefsMounts(t *testing.T) {
 		t.Errorf("parseTracefsMounts = %q, %v", got, err)
 	}
 }
+
+// TestPrivDoorbell: an armed doorbell wakes Wait at the next fork; a
+// disarmed one does not.
+func TestPrivDoorbell(t *testing.T) {
+	requirePerf(t)
+	s, err := Open(Options{Events: []Event{{Name: "sched:sched_process_exec"}}, RingBytes: 64 << 10,
+		Doorbell: "task:task_newtask"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	s.Flush(func(*Record) {})
+	if _, err := s.Arm(); err != nil {
+		t.Fatal(err)
+	}
+	bin := uniqueTrue(t)
+	done := make(chan error, 1)
+	go func() { time.Sleep(50 * time.Millisecond); done <- exec.Command(bin).Run() }()
+	start := time.Now()
+	woken, err := s.Wait(10 * time.Second)
+	if err != nil || !woken || time.Since(start) > 5*time.Second {
+		t.Errorf("armed Wait: woken %v after %v, %v; want woken by the fork", woken, time.Since(start), err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Disarm(); err != nil {
+		t.Fatal(err)
+	}
+	// Disarmed, the doorbell event writes nothing at a fork.
+	var heads []uint64
+	for _, b := range s.bells {
+		heads = append(heads, b.meta.Data_head)
+	}
+	if err := exec.Command(bin).Run(); err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range s.bells {
+		if h := b.meta.Data_head; h != heads[i] {
+			t.Errorf("disarmed doorbell of CPU %d wrote %d bytes", b.cpu, h-heads[i])
+		}
+	}
+}
