@@ -567,18 +567,6 @@ func (b *procTokenBucket) take(now time.Time) bool {
 	return true
 }
 
-// procShadow is what the reader remembers of a live process to decide what
-// an exec must read: its parent's (inherited at fork) or its own last
-// cgroup and whether namespaces and a set loginuid are known. The table
-// holds the values themselves.
-type procShadow struct {
-	cg    uint64 // maphash of the cgroup path (0: unknown)
-	ns    bool   // namespaces were read for this process or an ancestor
-	auid  bool   // loginuid is set (and so inherited from now on)
-	login bool   // a uid, gid or sid event since loginuid was last read (here or in an ancestor)
-	valid bool
-}
-
 // seedShadow hands the reader what the snapshot knows of the running
 // processes, so that the execs of their children can inherit namespaces
 // and loginuid. Called before the table goroutine starts.
@@ -588,20 +576,17 @@ func (s *Source) seedShadow() {
 		if e.exited || e.cgroup == nil {
 			continue
 		}
-		m[pid] = procShadow{valid: true, cg: maphash.Bytes(s.shadowSeed, e.cgroup) | 1,
+		m[pid] = procShadow{valid: true, cg: cgroupHash(s.shadowSeed, e.cgroup),
 			ns: e.ns[0].Valid, auid: e.auid != event.NoID}
 	}
 	s.shadowInit.Store(&m)
 }
 
-// procHotWant is what every exec reads.
-const procHotWant = procHaveArgv | procHaveExe | procHaveCwd | procHaveStatus | procHaveCgroup
-
 // hotPath is what a reader thread keeps to turn kernel events into queue
-// items: the /proc reads at an exec (see Source, Enrichment), the shadow of
-// live processes that decides them, the token bucket, and the losses not yet
-// handed to the table. The cn_proc reader and the tracepoint reader share
-// it; it belongs to one goroutine.
+// items: the /proc reads at an exec, the lineage of live processes that
+// decides them, the token bucket, and the losses not yet handed to the
+// table. The cn_proc reader and the tracepoint reader share it; it belongs
+// to one goroutine.
 type hotPath struct {
 	s        *Source
 	ring     *procRing
@@ -610,71 +595,38 @@ type hotPath struct {
 	in, nsIn procInfo
 	self     int32
 	bucket   procTokenBucket
-	shadow   map[int32]procShadow
-	seed     maphash.Seed
+	lin      *lineage
+	loss     lossCoalescer
 	lastMono uint64 // kernel time of the last event decoded
-	// Losses are merged for lossWindow into one gap item, which goes into
-	// the ring as soon as there is room after that.
-	pend struct {
-		on       bool
-		first    time.Time
-		fromMono uint64
-		lost     int64 // queue drops
-		enobufs  bool
-		kernel   int64  // samples the tracepoint rings dropped (PERF_RECORD_LOST)
-		toMono   uint64 // end of the rings' loss interval
-	}
 }
-
-const lossWindow = 100 * time.Millisecond
 
 func (s *Source) newHotPath() *hotPath {
 	h := &hotPath{s: s, ring: s.tr.ring, tr: s.tr, hot: newProcReader(s.root, s.opts.ArgvMax),
-		self: int32(os.Getpid()), shadow: make(map[int32]procShadow, 1024), seed: s.shadowSeed,
+		self: int32(os.Getpid()), lin: newLineage(s.opts.MaxProcs, s.shadowSeed),
 		bucket: procTokenBucket{rate: float64(s.opts.EnrichRate), burst: max(float64(s.opts.EnrichRate)/4, 64)}}
 	h.bucket.tokens, h.bucket.last = h.bucket.burst, time.Now()
 	return h
 }
 
-func (h *hotPath) noteLoss() {
-	if !h.pend.on {
-		h.pend.on, h.pend.first, h.pend.fromMono = true, time.Now(), h.lastMono
-	}
+// flushLoss writes the merged losses once their window is over.
+func (h *hotPath) flushLoss() {
+	h.loss.flush(time.Now(), h.s.opts.Now().UnixNano(), func(it *procItem) bool { return h.ring.push(it, nil) })
 }
 
-func (h *hotPath) flushLoss() {
-	if !h.pend.on || time.Since(h.pend.first) < lossWindow {
-		return
-	}
-	reason, lost := "process event queue overflow", h.pend.lost
-	switch {
-	case h.pend.enobufs:
-		reason, lost = "ENOBUFS on cn_proc socket", -1
-		if h.pend.lost > 0 || h.pend.kernel > 0 {
-			reason = "ENOBUFS on cn_proc socket and process event queue overflow"
-		}
-	case h.pend.kernel > 0 && h.pend.lost > 0:
-		reason, lost = "tracepoint ring overflow and process event queue overflow", h.pend.kernel+h.pend.lost
-	case h.pend.kernel > 0:
-		reason, lost = "tracepoint ring overflow", h.pend.kernel
-	}
-	it := procItem{kind: procItemLoss, fromMono: h.pend.fromMono, at: h.s.opts.Now().UnixNano(), lost: lost, reason: reason}
-	if h.pend.toMono != 0 {
-		it.toMono = h.pend.toMono
-	}
-	if h.ring.push(&it, nil) {
-		h.pend.on, h.pend.lost, h.pend.enobufs, h.pend.kernel, h.pend.toMono = false, 0, false, 0, 0
-	}
+// overrun notes ENOBUFS on a cn_proc socket.
+func (h *hotPath) overrun() {
+	h.s.st.lost.Add(1)
+	h.loss.overrun(time.Now(), h.lastMono)
+	h.lin.reset() // what was missed may have changed anything
 }
 
 func (h *hotPath) push(it *procItem, in *procInfo) {
-	if h.pend.on {
+	if h.loss.pending() {
 		h.flushLoss()
 	}
 	if !h.ring.push(it, in) {
 		h.s.st.queueDrops.Add(1)
-		h.noteLoss()
-		h.pend.lost++
+		h.loss.dropped(time.Now(), h.lastMono)
 		if it.start != 0 {
 			h.tr.pending.drop(it.msg.TGID, it.start)
 		}
@@ -684,12 +636,7 @@ func (h *hotPath) push(it *procItem, in *procInfo) {
 // seedShadow takes the snapshot's processes once Run has handed them over.
 func (h *hotPath) seedShadow() {
 	if p := h.s.shadowInit.Load(); p != nil {
-		// The snapshot: lives the reader has not seen fork.
-		for pid, sh := range *p {
-			if _, ok := h.shadow[pid]; !ok && len(h.shadow) < h.s.opts.MaxProcs {
-				h.shadow[pid] = sh
-			}
-		}
+		h.lin.merge(*p) // the snapshot: lives the reader has not seen fork
 		h.s.shadowInit.Store(nil)
 	}
 }
@@ -716,7 +663,7 @@ func (h *hotPath) handle(m *procMsg, pre *execPre) {
 			if !pre.noProc {
 				s.st.enrichSkipped.Add(1)
 			}
-			delete(h.shadow, pid)
+			h.lin.forget(pid)
 			*in = procInfo{}
 			h.fromPre(in, pre)
 			info = in
@@ -724,48 +671,20 @@ func (h *hotPath) handle(m *procMsg, pre *execPre) {
 		}
 		if pre == nil && !h.bucket.take(time.Now()) {
 			s.st.enrichSkipped.Add(1)
-			delete(h.shadow, pid)
+			h.lin.forget(pid)
 			break
 		}
-		sh := h.shadow[pid]
-		want := procHotWant
-		if s.opts.FullEnrich {
-			want = procHaveAll
-		} else if !sh.valid || (!sh.auid && sh.login) {
-			want |= procHaveLogin // a login may have set it
-		}
+		var skip uint32
 		if pre != nil && pre.argv != nil {
-			want &^= procHaveArgv
+			skip = procHaveArgv
 		}
-		h.hot.readInto(pid, want, in)
+		alive := h.lin.exec(pid, s.opts.FullEnrich, skip, in, &h.nsIn, h.hot.readInto)
 		info = in
-		if in.have == 0 {
-			delete(h.shadow, pid) // gone
-			if pre == nil {
-				break
+		if pre != nil {
+			if alive {
+				in.argvLate = in.have&procHaveArgv != 0
 			}
 			h.fromPre(in, pre)
-			break
-		}
-		if pre != nil {
-			in.argvLate = in.have&procHaveArgv != 0
-			h.fromPre(in, pre)
-		}
-		var cg uint64
-		if in.have&procHaveCgroup != 0 {
-			cg = maphash.Bytes(h.seed, in.cgroup) | 1
-		}
-		if want&procHaveNS == 0 && (!sh.valid || !sh.ns || cg == 0 || cg != sh.cg) {
-			// A new cgroup (containers get one) or unknown
-			// namespaces: read them.
-			h.hot.readInto(pid, procHaveNS, &h.nsIn)
-			in.ns, in.have = h.nsIn.ns, in.have|h.nsIn.have
-		}
-		sh = procShadow{valid: true, cg: cg, ns: sh.ns || in.have&procHaveNS != 0,
-			auid:  sh.auid || (in.have&procHaveLogin != 0 && in.auid != event.NoID),
-			login: sh.login && in.have&procHaveLogin == 0}
-		if sh.cg != 0 && len(h.shadow) < s.opts.MaxProcs {
-			h.shadow[pid] = sh
 		}
 	case procEventFork:
 		if m.PID != m.TGID {
@@ -773,11 +692,7 @@ func (h *hotPath) handle(m *procMsg, pre *execPre) {
 		}
 		it.start = h.tr.deriveStart(m.TS)
 		h.tr.pending.add(m.TGID, procPendingFork{start: it.start, ppid: m.ParentTGID})
-		if p, ok := h.shadow[m.ParentTGID]; ok && len(h.shadow) < s.opts.MaxProcs {
-			h.shadow[m.TGID] = p
-		} else {
-			delete(h.shadow, m.TGID)
-		}
+		h.lin.fork(m.ParentTGID, m.TGID)
 		if m.ParentTGID == h.self {
 			select {
 			case s.selfForks <- m.TGID:
@@ -785,15 +700,10 @@ func (h *hotPath) handle(m *procMsg, pre *execPre) {
 			}
 		}
 	case procEventUID, procEventGID, procEventSID:
-		// Where a login sets loginuid, a uid, gid or session change
-		// follows before the shell's exec (procShadow.login).
-		if sh, ok := h.shadow[m.TGID]; ok && !sh.auid && !sh.login {
-			sh.login = true
-			h.shadow[m.TGID] = sh
-		}
+		h.lin.cred(m.TGID)
 	case procEventExit:
 		if m.PID == m.TGID {
-			delete(h.shadow, m.TGID)
+			h.lin.forget(m.TGID)
 		}
 	}
 	h.push(&it, info)
@@ -840,10 +750,7 @@ func (s *Source) read(ctx context.Context, fd int) error {
 			h.flushLoss()
 			continue
 		case err == unix.ENOBUFS:
-			s.st.lost.Add(1)
-			h.noteLoss()
-			h.pend.enobufs = true
-			clear(h.shadow) // what was missed may have changed anything
+			h.overrun()
 			continue
 		case err != nil:
 			return fmt.Errorf("read cn_proc socket: %w", err)

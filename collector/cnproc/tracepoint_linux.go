@@ -286,13 +286,8 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		tp.set.DrainBefore(cutoff, func(r *tracepoint.Record) {
 			if r.Event < 0 {
 				s.st.ringLost.Add(r.Lost.Count)
-				h.noteLoss()
-				h.pend.kernel += int64(r.Lost.Count)
-				if h.pend.fromMono == 0 || r.Lost.From < h.pend.fromMono {
-					h.pend.fromMono = r.Lost.From
-				}
-				h.pend.toMono = max(h.pend.toMono, r.Lost.To)
-				clear(h.shadow) // what was missed may have changed anything
+				h.loss.ringLost(time.Now(), h.lastMono, int64(r.Lost.Count), r.Lost.From, r.Lost.To)
+				h.lin.reset() // what was missed may have changed anything
 				return
 			}
 			smp := &r.Sample
@@ -342,10 +337,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		for {
 			n, err := rcv.recv(tp.fd)
 			if err == unix.ENOBUFS {
-				s.st.lost.Add(1)
-				h.noteLoss()
-				h.pend.enobufs = true
-				clear(h.shadow)
+				h.overrun()
 				continue
 			}
 			if err != nil && err != unix.EAGAIN && err != unix.EINTR {

@@ -1,0 +1,185 @@
+package cnproc
+
+// Exe for every exec: how the process table fills the exe of an exec row
+// from fanotify's exec-opens when /proc/PID/exe could not be read
+// (docs/design.md, "Process source, Exe for every exec").
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/pofr/pofr/internal/event"
+)
+
+// procExecOpen is one FAN_OPEN_EXEC passed in by ObserveExecOpen.
+type procExecOpen struct {
+	pid  int32
+	ts   int64
+	path []byte
+	at   time.Time // when the table saw it
+}
+
+// procOpenQueue holds the unclaimed exec-opens of one pid, oldest first.
+type procOpenQueue struct {
+	items    []procExecOpen
+	skip     []byte    // discard opens until this path (its exec already had exe from /proc)
+	skipLd   time.Time // discard loader opens until then (their exec was already matched)
+	deadline time.Time // skip expires then
+}
+
+// procHeld are rows of one pid kept back while its exec row waits for an
+// exec-open to fill exe. Rows stay in order.
+type procHeld struct {
+	rows     []*event.Proc
+	e        *procEntry
+	deadline time.Time
+}
+
+// fillExe sets exe of exec row r (process e) from an exec-open.
+func (t *procTable) fillExe(r *event.Proc, e *procEntry, path []byte) {
+	r.Exe = path
+	r.Flags |= event.ProcFlagExeFromFanotify
+	if t.procs[e.pid] == e {
+		e.exe = path
+	}
+	t.st.exeFromFan.Add(1)
+}
+
+func (t *procTable) fanotifyActive() bool {
+	return !t.lastOpen.IsZero() && t.now().Sub(t.lastOpen) < 10*time.Second
+}
+
+// takeOpen claims the execve target among pid's unclaimed exec-opens: the
+// first one that is not an ELF interpreter. The loader opens that follow it
+// belong to the same exec and are dropped; the interpreter of a #! script
+// stays queued (see the Source doc for what that means).
+func (t *procTable) takeOpen(pid int32) []byte {
+	q := t.opens[pid]
+	if q == nil {
+		return nil
+	}
+	t.expireOpens(q, t.now())
+	for len(q.items) > 0 && isELFLoaderPath(q.items[0].path) {
+		q.items = q.items[1:]
+	}
+	if len(q.items) == 0 {
+		return nil
+	}
+	p := q.items[0].path
+	q.items = q.items[1:]
+	for len(q.items) > 0 && isELFLoaderPath(q.items[0].path) {
+		q.items = q.items[1:]
+	}
+	q.skipLd = t.now().Add(t.hold)
+	return p
+}
+
+// skipOpens drops pid's exec-opens that belong to an exec whose exe /proc
+// gave: up to the one naming exe (for a script, /proc's exe is the
+// interpreter, the last element before the loader) and the loaders after
+// it. If they have not arrived yet, they are dropped when they do.
+func (t *procTable) skipOpens(pid int32, exe []byte) {
+	q := t.opens[pid]
+	if q == nil {
+		if !t.fanotifyActive() {
+			return
+		}
+		q = &procOpenQueue{}
+		t.opens[pid] = q
+	}
+	now := t.now()
+	t.expireOpens(q, now)
+	for i, o := range q.items {
+		if bytes.Equal(o.path, exe) {
+			q.items = q.items[i+1:]
+			for len(q.items) > 0 && isELFLoaderPath(q.items[0].path) {
+				q.items = q.items[1:]
+			}
+			q.skipLd = now.Add(t.hold)
+			return
+		}
+	}
+	q.items = q.items[:0]
+	q.skip, q.deadline = exe, now.Add(t.hold)
+}
+
+func (t *procTable) expireOpens(q *procOpenQueue, now time.Time) {
+	n := 0
+	for n < len(q.items) && now.Sub(q.items[n].at) > t.hold {
+		n++
+	}
+	q.items = q.items[n:]
+	if q.skip != nil && now.After(q.deadline) {
+		q.skip = nil
+	}
+}
+
+// onOpen takes one exec-open from the file source.
+func (t *procTable) onOpen(o procExecOpen) {
+	now := t.now()
+	o.at = now
+	t.lastOpen = now
+	if h := t.held[o.pid]; h != nil && !isELFLoaderPath(o.path) {
+		t.fillExe(h.rows[0], h.e, o.path)
+		t.flushHeld(o.pid, h)
+		q := t.queue(o.pid)
+		q.skipLd = now.Add(t.hold)
+		return
+	}
+	q := t.queue(o.pid)
+	t.expireOpens(q, now)
+	if q.skip != nil {
+		if bytes.Equal(q.skip, o.path) {
+			q.skip, q.skipLd = nil, now.Add(t.hold)
+		}
+		return
+	}
+	if isELFLoaderPath(o.path) && now.Before(q.skipLd) {
+		return
+	}
+	if len(q.items) >= 8 {
+		q.items = q.items[1:]
+	}
+	q.items = append(q.items, o)
+}
+
+func (t *procTable) queue(pid int32) *procOpenQueue {
+	q := t.opens[pid]
+	if q == nil {
+		q = &procOpenQueue{}
+		t.opens[pid] = q
+	}
+	return q
+}
+
+func (t *procTable) flushHeld(pid int32, h *procHeld) {
+	delete(t.held, pid)
+	for _, r := range h.rows {
+		t.write(r)
+	}
+}
+
+// expireHeld writes the held rows whose wait is over, without exe, and
+// returns the earliest remaining deadline (zero if none).
+func (t *procTable) expireHeld(now time.Time) time.Time {
+	var next time.Time
+	for pid, h := range t.held {
+		if !now.Before(h.deadline) {
+			t.st.exeMissed.Add(1)
+			t.flushHeld(pid, h)
+			continue
+		}
+		if next.IsZero() || h.deadline.Before(next) {
+			next = h.deadline
+		}
+	}
+	return next
+}
+
+// flushAllHeld writes every held row (at shutdown).
+func (t *procTable) flushAllHeld() {
+	for pid, h := range t.held {
+		t.st.exeMissed.Add(1)
+		t.flushHeld(pid, h)
+	}
+}
