@@ -326,6 +326,10 @@ func (s *Source) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// What the destroy reader still takes from the socket is
+			// written too.
+			stopReader()
+			wg.Wait()
 			s.drain()
 			return nil
 		case <-s.qsignal:
@@ -444,6 +448,14 @@ func (s *Source) startChild(ctx context.Context, ino uint64, pid int32) error {
 	ctx, cancel := context.WithCancel(ctx)
 	ch := &sockChild{src: c, stop: cancel, done: make(chan struct{})}
 	errc := make(chan error, 1)
+	// Registered before it starts, so that Stats counts it from its first
+	// row on.
+	s.mu.Lock()
+	if s.children == nil {
+		s.children = make(map[uint64]*sockChild)
+	}
+	s.children[ino] = ch
+	s.mu.Unlock()
 	go func() {
 		defer close(ch.done)
 		errc <- c.Run(ctx)
@@ -454,16 +466,13 @@ func (s *Source) startChild(ctx context.Context, ino uint64, pid int32) error {
 		select {
 		case err := <-errc:
 			cancel()
+			s.mu.Lock()
+			delete(s.children, ino)
+			s.mu.Unlock()
 			return err
 		case <-time.After(time.Millisecond):
 		}
 	}
-	s.mu.Lock()
-	if s.children == nil {
-		s.children = make(map[uint64]*sockChild)
-	}
-	s.children[ino] = ch
-	s.mu.Unlock()
 	return nil
 }
 
@@ -546,7 +555,8 @@ func (s *Source) openDestroySocket() (int, error) {
 }
 
 // readDestroys is the reader goroutine: it receives destroy messages, decodes
-// them and queues them for the main loop, never waiting for it. It owns fd.
+// them and queues them for the main loop, never waiting for it, and once ctx
+// ends, what the socket still holds. It owns fd.
 func (s *Source) readDestroys(ctx context.Context, fd int) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -555,8 +565,13 @@ func (s *Source) readDestroys(ctx context.Context, fd int) {
 	var msgs []sdNlMsg
 	last := s.now().UnixNano()
 	var dropped int64
-	for ctx.Err() == nil {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
+	for {
+		// Once stopped, take what the kernel has queued already, then end.
+		flags := 0
+		if ctx.Err() != nil {
+			flags = unix.MSG_DONTWAIT
+		}
+		n, _, err := unix.Recvfrom(fd, buf, flags)
 		now := s.now().UnixNano()
 		switch {
 		case err == nil:
@@ -565,6 +580,8 @@ func (s *Source) readDestroys(ctx context.Context, fd int) {
 			s.enqueue(sockDestroy{ts: now, overrun: true, since: last})
 			last = now
 			continue
+		case errors.Is(err, unix.EAGAIN) && flags != 0:
+			return
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 			continue
 		default:
