@@ -10,11 +10,12 @@ import (
 	"github.com/pofr/pofr/receiver"
 )
 
-func init() {
+// deregisterCommand is "pofr-server deregister".
+func deregisterCommand() *cli.Command {
 	var stateDir, dsnFile string
 	var purge, purgeRows bool
 	var batch int
-	cli.Register(prog, &cli.Command{
+	return &cli.Command{
 		Name:    "deregister",
 		Summary: "revoke a host",
 		Usage:   "[--purge] [--purge-rows --dsn-file F [--batch N]] [--state-dir D] HOST",
@@ -101,5 +102,5 @@ Example: pofr-server deregister --purge-rows --dsn-file /etc/pofr/admin.dsn web-
 			fmt.Fprintln(env.Stdout)
 			return nil
 		},
-	})
+	}
 }

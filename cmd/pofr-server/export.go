@@ -9,13 +9,14 @@ import (
 	"github.com/pofr/pofr/query"
 )
 
-func init() {
+// exportCommand is "pofr-server export".
+func exportCommand() *cli.Command {
 	var (
 		dsnFile, format, table, host, index string
 		bulk                                bool
 		r                                   rangeFlags
 	)
-	cli.Register(prog, &cli.Command{
+	return &cli.Command{
 		Name:    "export",
 		Summary: "write a table as JSON lines for Elasticsearch/Kibana",
 		Usage:   "--format jsonl [--table proc|file|sock|gap] [--host H] [--since D | --from T --to T] [--bulk] --dsn-file F",
@@ -69,5 +70,5 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 			env.Log.Debug("export done", "table", table, "documents", n)
 			return nil
 		},
-	})
+	}
 }

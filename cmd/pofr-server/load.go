@@ -17,12 +17,10 @@ import (
 	"github.com/pofr/pofr/loader"
 )
 
-func init() {
-	var dsnFile, stateDir, encoding, maxMemory string
-	var workers int
-	var watch time.Duration
-	var noProgress bool
-	cli.Register(prog, &cli.Command{
+// loadCommand is "pofr-server load".
+func loadCommand() *cli.Command {
+	var o loadOptions
+	return &cli.Command{
 		Name:    "load",
 		Summary: "verify received segments and load them into MariaDB, exactly once",
 		Usage:   "--dsn-file F [--state-dir D] [--workers N] [--max-memory 256MiB] [--watch 10s]",
@@ -54,73 +52,84 @@ unreachable, schema version mismatch, segments left in the inbox by errors);
 
 Example (cron, every minute): pofr-server load --dsn-file /etc/pofr/loader.dsn`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding the loader's DSN")
-			fs.StringVar(&stateDir, "state-dir", defaultServerState, "server state `dir`ectory")
-			fs.IntVar(&workers, "workers", 0, "segments loaded at once (0: one per CPU)")
-			fs.DurationVar(&watch, "watch", 0, "keep running, a pass every `interval` (0: one pass)")
-			fs.StringVar(&encoding, "encoding", "escaped", "byte columns in the LOAD DATA stream: escaped or hex")
-			fs.BoolVar(&noProgress, "no-progress", false, "no progress bar even on a terminal")
-			fs.StringVar(&maxMemory, "max-memory", "256MiB", "memory ceiling for segment data and buffers (MiB or GiB; a plain number is MiB)")
+			fs.StringVar(&o.dsnFile, "dsn-file", "", "`file` holding the loader's DSN")
+			fs.StringVar(&o.stateDir, "state-dir", defaultServerState, "server state `dir`ectory")
+			fs.IntVar(&o.workers, "workers", 0, "segments loaded at once (0: one per CPU)")
+			fs.DurationVar(&o.watch, "watch", 0, "keep running, a pass every `interval` (0: one pass)")
+			fs.StringVar(&o.encoding, "encoding", "escaped", "byte columns in the LOAD DATA stream: escaped or hex")
+			fs.BoolVar(&o.noProgress, "no-progress", false, "no progress bar even on a terminal")
+			fs.StringVar(&o.maxMemory, "max-memory", "256MiB", "memory ceiling for segment data and buffers (MiB or GiB; a plain number is MiB)")
 		},
-		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) > 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
-			var enc loader.Encoding
-			switch encoding {
-			case "escaped":
-			case "hex":
-				enc = loader.Hex
-			default:
-				return cli.Usagef("--encoding %q: want escaped or hex", encoding)
-			}
-			maxMem, err := parseMiB(maxMemory)
-			if err != nil {
-				return cli.Usagef("--max-memory: %v", err)
-			}
-			dsn, err := readDSNFile(dsnFile)
-			if err != nil {
-				return err
-			}
-			debug.SetMemoryLimit(maxMem)
-			opt := loader.Options{DSN: dsn, StateDir: stateDir, Workers: workers, Log: env.Log, Encoding: enc, MaxMemory: maxMem}
-			if f, ok := env.Stderr.(*os.File); ok && !noProgress && watch == 0 && term.IsTerminal(int(f.Fd())) {
-				opt.Progress = &progressBar{w: f}
-			}
-			l, err := loader.New(opt)
-			if err != nil {
-				return err
-			}
-			defer l.Close()
-			var sum loader.Summary
-			if watch > 0 {
-				sum, err = l.Watch(ctx, watch)
-				if errors.Is(err, context.Canceled) {
-					err = nil // stopped by a signal
-				}
-			} else {
-				sum, err = l.Run(ctx)
-			}
-			if errors.Is(err, loader.ErrLocked) {
-				env.Log.Info("another loader is running; nothing to do", "state_dir", stateDir)
-				return nil
-			}
-			if err != nil && sum.Segments == 0 {
-				return err // the pass could not start (database, schema version)
-			}
-			fmt.Fprintln(env.Stdout, sum.String())
-			if err != nil {
-				return err
-			}
-			if sum.Failed > 0 {
-				return fmt.Errorf("%d segments left in the inbox after errors; see the log", sum.Failed)
-			}
-			if sum.Quarantined > 0 || sum.ChainBreaks > 0 {
-				return cli.Exit(3, nil)
-			}
-			return nil
-		},
-	})
+		Run: o.run,
+	}
+}
+
+// loadOptions are the flags of "pofr-server load".
+type loadOptions struct {
+	dsnFile, stateDir, encoding, maxMemory string
+	workers                                int
+	watch                                  time.Duration
+	noProgress                             bool
+}
+
+// run is one load (or --watch) with the flags in o.
+func (o *loadOptions) run(ctx context.Context, env *cli.Env, args []string) error {
+	if len(args) > 0 {
+		return cli.Usagef("unexpected arguments %q", args)
+	}
+	var enc loader.Encoding
+	switch o.encoding {
+	case "escaped":
+	case "hex":
+		enc = loader.Hex
+	default:
+		return cli.Usagef("--encoding %q: want escaped or hex", o.encoding)
+	}
+	maxMem, err := parseMiB(o.maxMemory)
+	if err != nil {
+		return cli.Usagef("--max-memory: %v", err)
+	}
+	dsn, err := readDSNFile(o.dsnFile)
+	if err != nil {
+		return err
+	}
+	debug.SetMemoryLimit(maxMem)
+	opt := loader.Options{DSN: dsn, StateDir: o.stateDir, Workers: o.workers, Log: env.Log, Encoding: enc, MaxMemory: maxMem}
+	if f, ok := env.Stderr.(*os.File); ok && !o.noProgress && o.watch == 0 && term.IsTerminal(int(f.Fd())) {
+		opt.Progress = &progressBar{w: f}
+	}
+	l, err := loader.New(opt)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	var sum loader.Summary
+	if o.watch > 0 {
+		sum, err = l.Watch(ctx, o.watch)
+		if errors.Is(err, context.Canceled) {
+			err = nil // stopped by a signal
+		}
+	} else {
+		sum, err = l.Run(ctx)
+	}
+	if errors.Is(err, loader.ErrLocked) {
+		env.Log.Info("another loader is running; nothing to do", "state_dir", o.stateDir)
+		return nil
+	}
+	if err != nil && sum.Segments == 0 {
+		return err // the pass could not start (database, schema version)
+	}
+	fmt.Fprintln(env.Stdout, sum.String())
+	if err != nil {
+		return err
+	}
+	if sum.Failed > 0 {
+		return fmt.Errorf("%d segments left in the inbox after errors; see the log", sum.Failed)
+	}
+	if sum.Quarantined > 0 || sum.ChainBreaks > 0 {
+		return cli.Exit(3, nil)
+	}
+	return nil
 }
 
 // parseMiB parses a size in MiB or GiB ("256MiB", "1GiB", "512": MiB).

@@ -9,6 +9,26 @@ import "github.com/pofr/pofr/internal/cli"
 
 const prog = "pofr-server"
 
-func main() {
-	cli.Main(prog, "pofr-server receives pofr segments over SSH, loads them into MariaDB and queries them.")
+func main() { newApp().Main() }
+
+// newApp builds pofr-server's command tree: every command is listed here.
+func newApp() *cli.App {
+	cmds := []*cli.Command{
+		serveCommand(),
+		loadCommand(),
+		verifyCommand(),
+		retentionCommand(),
+		deregisterCommand(),
+		exportCommand(),
+		tokenCommand(),
+		uiCommand(),
+	}
+	cmds = append(cmds, registrationsCommands()...)
+	cmds = append(cmds, schemaCommands()...)
+	cmds = append(cmds, queryCommands()...)
+	return &cli.App{
+		Prog:     prog,
+		About:    "pofr-server receives pofr segments over SSH, loads them into MariaDB and queries them.",
+		Commands: cmds,
+	}
 }

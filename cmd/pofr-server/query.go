@@ -104,25 +104,33 @@ func (f *queryFlags) open(env *cli.Env) (*query.Querier, func(), error) {
 	}, nil
 }
 
-// queryCommand registers "query NAME": flags common to all queries plus
-// extra; run gets the Querier and returns the table to print.
-func queryCommand(name, usage, summary, help string, sqlName string, enrich bool, extra func(fs *flag.FlagSet),
-	run func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error)) {
+// queryCmd is one "query NAME" command: the flags every query has plus its
+// own, and run, which gets the Querier and returns the table to print.
+type queryCmd struct {
+	name, usage, summary, help string
+	sqlName                    string // the query's SQL file, for --print-sql
+	enrich                     bool   // --resolve, --rdns-timeout and --geoip
+	flags                      func(fs *flag.FlagSet)
+	run                        func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error)
+}
+
+// command builds the cli.Command of qc.
+func (qc queryCmd) command() *cli.Command {
 	var f queryFlags
-	cli.Register(prog, &cli.Command{
-		Name:    "query " + name,
-		Summary: summary,
-		Usage:   usage,
-		Help:    strings.TrimSpace(help) + "\n\n" + queryCommonHelp,
+	return &cli.Command{
+		Name:    "query " + qc.name,
+		Summary: qc.summary,
+		Usage:   qc.usage,
+		Help:    strings.TrimSpace(qc.help) + "\n\n" + queryCommonHelp,
 		Flags: func(fs *flag.FlagSet) {
-			f.register(fs, enrich)
-			if extra != nil {
-				extra(fs)
+			f.register(fs, qc.enrich)
+			if qc.flags != nil {
+				qc.flags(fs)
 			}
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
 			if f.printSQL {
-				s, err := query.SQL(sqlName)
+				s, err := query.SQL(qc.sqlName)
 				if err != nil {
 					return err
 				}
@@ -138,7 +146,7 @@ func queryCommand(name, usage, summary, help string, sqlName string, enrich bool
 				return err
 			}
 			defer closeQ()
-			t, err := run(ctx, q, args)
+			t, err := qc.run(ctx, q, args)
 			if errors.Is(err, query.ErrBadTime) {
 				return cli.Usagef("%v", err)
 			}
@@ -147,7 +155,7 @@ func queryCommand(name, usage, summary, help string, sqlName string, enrich bool
 			}
 			return out.Write(env.Stdout, t)
 		},
-	})
+	}
 }
 
 // rangeFlags are --since, --from and --to.
@@ -170,33 +178,55 @@ func noArgs(args []string) error {
 	return nil
 }
 
-func init() {
-	queryCommand("hosts", "--dsn-file F [--csv|--json]", "registered hosts, their last data, chain status and gaps", `
+// queryCommands are the "pofr-server query …" commands.
+func queryCommands() []*cli.Command {
+	var cmds []*cli.Command
+	for _, qc := range []queryCmd{hostsQuery(), treeQuery(), timelineQuery(), procQuery(), ranQuery(), touchedQuery(), connsQuery(), peersQuery(), gapsQuery()} {
+		cmds = append(cmds, qc.command())
+	}
+	return cmds
+}
+
+// hostsQuery is "pofr-server query hosts".
+func hostsQuery() queryCmd {
+	return queryCmd{
+		name: "hosts", usage: "--dsn-file F [--csv|--json]",
+		summary: "registered hosts, their last data, chain status and gaps",
+		help: `
 One row per registered host: hostname, status, reported IPs, last upload
 address, end of its newest data (last_seen), segments loaded, the newest
 sequence number, when it was loaded, the hash chain (ok, broken, waiting for
 a predecessor, none), sequence numbers missing from the ledger, gap rows and
 quarantined files.
 
-Example: pofr-server query hosts --dsn-file /etc/pofr/dsn`, "hosts", false, nil,
-		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+Example: pofr-server query hosts --dsn-file /etc/pofr/dsn`,
+		sqlName: "hosts",
+		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
 			if err := noArgs(args); err != nil {
 				return nil, err
 			}
 			return q.Hosts(ctx)
-		})
+		},
+	}
+}
 
+// treeQuery is "pofr-server query tree".
+func treeQuery() queryCmd {
 	var host, atFlag string
-	queryCommand("tree", "--host H [--at TIME] --dsn-file F", "the process tree of a host alive at a moment", `
+	return queryCmd{
+		name: "tree", usage: "--host H [--at TIME] --dsn-file F",
+		summary: "the process tree of a host alive at a moment",
+		help: `
 The processes of host H (host id or hostname) alive at --at (default: now),
 each child indented under its parent, with its user, login user and argv.
 
-Example: pofr-server query tree --host web1 --at '2024-06-20 01:30:05' --dsn-file F`, "tree", false,
-		func(fs *flag.FlagSet) {
+Example: pofr-server query tree --host web1 --at '2024-06-20 01:30:05' --dsn-file F`,
+		sqlName: "tree",
+		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&host, "host", "", "host id or hostname (required)")
 			fs.StringVar(&atFlag, "at", "", "the `time` (default now)")
 		},
-		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
 			if err := noArgs(args); err != nil {
 				return nil, err
 			}
@@ -212,23 +242,31 @@ Example: pofr-server query tree --host web1 --at '2024-06-20 01:30:05' --dsn-fil
 				at = t
 			}
 			return q.Tree(ctx, host, at)
-		})
+		},
+	}
+}
 
+// timelineQuery is "pofr-server query timeline".
+func timelineQuery() queryCmd {
 	var tlHost string
 	var tlRange rangeFlags
 	var tlPID int
-	queryCommand("timeline", "--host H (--since D | --from T [--to T]) --dsn-file F", "process, file and socket rows of a host in time order", `
+	return queryCmd{
+		name: "timeline", usage: "--host H (--since D | --from T [--to T]) --dsn-file F",
+		summary: "process, file and socket rows of a host in time order",
+		help: `
 Every process event, file access and socket observation of host H in the
 range, interleaved in time order, with the process's user and executable.
 --pid keeps one pid's rows.
 
-Example: pofr-server query timeline --host web1 --since 2h --dsn-file F`, "timeline", false,
-		func(fs *flag.FlagSet) {
+Example: pofr-server query timeline --host web1 --since 2h --dsn-file F`,
+		sqlName: "timeline",
+		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&tlHost, "host", "", "host id or hostname (required)")
 			fs.IntVar(&tlPID, "pid", 0, "only this pid's rows")
 			tlRange.register(fs)
 		},
-		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
 			if err := noArgs(args); err != nil {
 				return nil, err
 			}
@@ -243,21 +281,29 @@ Example: pofr-server query timeline --host web1 --since 2h --dsn-file F`, "timel
 				return nil, cli.Usagef("give --since or --from")
 			}
 			return q.Timeline(ctx, tlHost, r, tlPID)
-		})
+		},
+	}
+}
 
+// procQuery is "pofr-server query proc".
+func procQuery() queryCmd {
 	var procHost string
-	queryCommand("proc", "--host H PID[@START] --dsn-file F", "one process life: parent chain, events, children, files, connections", `
+	return queryCmd{
+		name: "proc", usage: "--host H PID[@START] --dsn-file F",
+		summary: "one process life: parent chain, events, children, files, connections",
+		help: `
 One process life on host H: its ancestors (oldest first), its own events
 (fork, exec, exit, …), its children, the files it touched and its sockets,
 in time order. START is the proc_start column (tree and timeline --json show
 it); without it the newest life of PID is shown, and the others are named in
 a log line.
 
-Example: pofr-server query proc --host web1 4242 --dsn-file F`, "proc", false,
-		func(fs *flag.FlagSet) {
+Example: pofr-server query proc --host web1 4242 --dsn-file F`,
+		sqlName: "proc",
+		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&procHost, "host", "", "host id or hostname (required)")
 		},
-		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
 			if procHost == "" || len(args) != 1 {
 				return nil, cli.Usagef("want --host H and one PID[@START]")
 			}
@@ -266,11 +312,18 @@ Example: pofr-server query proc --host web1 4242 --dsn-file F`, "proc", false,
 				return nil, cli.Usagef("%v", err)
 			}
 			return q.Proc(ctx, procHost, pid, start)
-		})
+		},
+	}
+}
 
+// ranQuery is "pofr-server query ran".
+func ranQuery() queryCmd {
 	var ran query.RanArgs
 	var ranRange rangeFlags
-	queryCommand("ran", "(--user U | --exe PATH | --argv-like PATTERN) [--host H] [range] --dsn-file F", "what a user ran, where a program ran (fleet-wide)", `
+	return queryCmd{
+		name: "ran", usage: "(--user U | --exe PATH | --argv-like PATTERN) [--host H] [range] --dsn-file F",
+		summary: "what a user ran, where a program ran (fleet-wide)",
+		help: `
 Every exec (and snapshot of an already running process) on every host, or
 on --host, that matches all the filters given: --user (a name, looked up in
 each host's own accounts, or a uid; it matches the real, effective or login
@@ -279,15 +332,16 @@ base name without a slash), --argv-like (a SQL LIKE pattern on the command
 line, arguments joined by spaces: % any text, _ one character).
 
 Example: did toma run nmap -P0 192.168.18.34?
-  pofr-server query ran --user toma --argv-like 'nmap -P0 192.168.18.34%' --dsn-file F`, "ran", false,
-		func(fs *flag.FlagSet) {
+  pofr-server query ran --user toma --argv-like 'nmap -P0 192.168.18.34%' --dsn-file F`,
+		sqlName: "ran",
+		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&ran.Host, "host", "", "only this host (id or hostname)")
 			fs.StringVar(&ran.User, "user", "", "user name or uid")
 			fs.StringVar(&ran.Exe, "exe", "", "executable path, or base name")
 			fs.StringVar(&ran.ArgvLike, "argv-like", "", "SQL LIKE `pattern` on the command line")
 			ranRange.register(fs)
 		},
-		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
 			if err := noArgs(args); err != nil {
 				return nil, err
 			}
@@ -301,25 +355,33 @@ Example: did toma run nmap -P0 192.168.18.34?
 			a := ran
 			a.Range = r
 			return q.Ran(ctx, a)
-		})
+		},
+	}
+}
 
+// touchedQuery is "pofr-server query touched".
+func touchedQuery() queryCmd {
 	var tch query.TouchedArgs
 	var tchRange rangeFlags
-	queryCommand("touched", "PATH|DIR/ [--host H] [--op OP] [--exe PATH] [range] --dsn-file F", "which processes accessed a path, under which accounts", `
+	return queryCmd{
+		name: "touched", usage: "PATH|DIR/ [--host H] [--op OP] [--exe PATH] [range] --dsn-file F",
+		summary: "which processes accessed a path, under which accounts",
+		help: `
 Every access to PATH (also as the new name of a rename), or, when the
 argument ends in /, to anything under that directory: time, operation
 (open, exec, write, create, delete, rename, moved_from, moved_to, fd), the
 process, its user and executable.
 
 Example: all files under /usr accessed by httpd:
-  pofr-server query touched /usr/ --exe httpd --dsn-file F`, "touched", false,
-		func(fs *flag.FlagSet) {
+  pofr-server query touched /usr/ --exe httpd --dsn-file F`,
+		sqlName: "touched",
+		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&tch.Host, "host", "", "only this host (id or hostname)")
 			fs.StringVar(&tch.Op, "op", "", "only this operation")
 			fs.StringVar(&tch.Exe, "exe", "", "only processes running this executable (path, or base name)")
 			tchRange.register(fs)
 		},
-		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
 			if len(args) != 1 || args[0] == "" {
 				return nil, cli.Usagef("want one PATH or DIR/")
 			}
@@ -330,13 +392,20 @@ Example: all files under /usr accessed by httpd:
 			a := tch
 			a.Path, a.Range = args[0], r
 			return q.Touched(ctx, a)
-		})
+		},
+	}
+}
 
+// connsQuery is "pofr-server query conns".
+func connsQuery() queryCmd {
 	var cn query.ConnsArgs
 	var cnRange rangeFlags
 	var cnPorts string
 	var cnListening, cnAll bool
-	queryCommand("conns", "[--remote ADDR|CIDR] [--port N[,N…]] [--country CC] [--listening] [filters] --dsn-file F", "network endpoints with their owning process", `
+	return queryCmd{
+		name: "conns", usage: "[--remote ADDR|CIDR] [--port N[,N…]] [--country CC] [--listening] [filters] --dsn-file F",
+		summary: "network endpoints with their owning process",
+		help: `
 One row per socket (its open and close rows merged): first and last seen,
 protocol, direction (out, in, listen), local and remote endpoints, state,
 owning process, user and executable, bytes. Connected sockets by default;
@@ -353,8 +422,9 @@ Examples:
   endpoints of nathanp's google-chrome:
     pofr-server query conns --user nathanp --exe google-chrome --resolve --dsn-file F
   scans of ports 137 and 22 from Vietnam in the last day, 01:00-04:00 host time:
-    pofr-server query conns --port 137,22 --country VN --geoip GeoLite2-City.mmdb --since 24h --hours 1-4 --dsn-file F`, "conns", true,
-		func(fs *flag.FlagSet) {
+    pofr-server query conns --port 137,22 --country VN --geoip GeoLite2-City.mmdb --since 24h --hours 1-4 --dsn-file F`,
+		sqlName: "conns", enrich: true,
+		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&cn.Host, "host", "", "only this host (id or hostname)")
 			fs.StringVar(&cn.Remote, "remote", "", "remote `address` or CIDR block")
 			fs.StringVar(&cnPorts, "port", "", "comma-separated `ports` (local or remote)")
@@ -366,7 +436,7 @@ Examples:
 			fs.StringVar(&cn.Exe, "exe", "", "owner's executable (path, or base name)")
 			cnRange.register(fs)
 		},
-		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
 			if err := noArgs(args); err != nil {
 				return nil, err
 			}
@@ -402,11 +472,18 @@ Examples:
 				}
 			}
 			return q.Conns(ctx, a)
-		})
+		},
+	}
+}
 
+// peersQuery is "pofr-server query peers".
+func peersQuery() queryCmd {
 	var pr query.PeersArgs
 	var prRange rangeFlags
-	queryCommand("peers", "[--host H] [range] [--slack 5s] --dsn-file F", "connections between monitored hosts, with the process on both ends", `
+	return queryCmd{
+		name: "peers", usage: "[--host H] [range] [--slack 5s] --dsn-file F",
+		summary: "connections between monitored hosts, with the process on both ends",
+		help: `
 Connections whose two ends were both recorded: a client socket on host A
 whose remote address:port is the local address:port of a server socket on
 host B, whose remote port is A's local port, at overlapping times (within
@@ -414,13 +491,14 @@ host B, whose remote port is A's local port, at overlapping times (within
 the server process and user on B. Loopback never crosses hosts and is left
 out.
 
-Example: pofr-server query peers --since 1d --dsn-file F`, "peers", false,
-		func(fs *flag.FlagSet) {
+Example: pofr-server query peers --since 1d --dsn-file F`,
+		sqlName: "peers",
+		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&pr.Host, "host", "", "only connections with this host on either end")
 			fs.DurationVar(&pr.Slack, "slack", 5*time.Second, "clock skew allowed between hosts")
 			prRange.register(fs)
 		},
-		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
 			if err := noArgs(args); err != nil {
 				return nil, err
 			}
@@ -430,21 +508,29 @@ Example: pofr-server query peers --since 1d --dsn-file F`, "peers", false,
 				return nil, err
 			}
 			return q.Peers(ctx, a)
-		})
+		},
+	}
+}
 
+// gapsQuery is "pofr-server query gaps".
+func gapsQuery() queryCmd {
 	var gHost string
 	var gRange rangeFlags
-	queryCommand("gaps", "--host H [range] --dsn-file F", "every interval where a host's record is incomplete, and why", `
+	return queryCmd{
+		name: "gaps", usage: "--host H [range] --dsn-file F",
+		summary: "every interval where a host's record is incomplete, and why",
+		help: `
 Gap rows the collector recorded (kernel buffer overflows, the collector not
 running, spool evictions), sequence numbers missing from the ledger
 (source ledger) and hash-chain breaks (source chain).
 
-Example: pofr-server query gaps --host web1 --since 7d --dsn-file F`, "gaps", false,
-		func(fs *flag.FlagSet) {
+Example: pofr-server query gaps --host web1 --since 7d --dsn-file F`,
+		sqlName: "gaps",
+		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&gHost, "host", "", "host id or hostname (required)")
 			gRange.register(fs)
 		},
-		func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
 			if err := noArgs(args); err != nil {
 				return nil, err
 			}
@@ -456,5 +542,6 @@ Example: pofr-server query gaps --host web1 --since 7d --dsn-file F`, "gaps", fa
 				return nil, err
 			}
 			return q.Gaps(ctx, gHost, r)
-		})
+		},
+	}
 }

@@ -18,13 +18,15 @@ import (
 	"github.com/pofr/pofr/wire"
 )
 
-func init() {
+// registrationsCommands are the "pofr-server registrations …" commands.
+func registrationsCommands() []*cli.Command {
+	var cmds []*cli.Command
 	var stateDir, reason string
 	var all bool
 	stateFlag := func(fs *flag.FlagSet) {
 		fs.StringVar(&stateDir, "state-dir", receiver.DefaultStateDir, "server state `dir`ectory")
 	}
-	cli.Register(prog, &cli.Command{
+	cmds = append(cmds, &cli.Command{
 		Name:    "registrations list",
 		Summary: "list registration requests",
 		Usage:   "[--all] [--state-dir D]",
@@ -44,7 +46,7 @@ func init() {
 			return writeRegistrations(env.Stdout, rs, all)
 		},
 	})
-	cli.Register(prog, &cli.Command{
+	cmds = append(cmds, &cli.Command{
 		Name:    "registrations approve",
 		Summary: "approve a pending registration request",
 		Usage:   "[--state-dir D] REQUEST",
@@ -71,7 +73,7 @@ Exit codes: 0 approved, 1 error (unknown, decided or duplicate request).`,
 			return nil
 		},
 	})
-	cli.Register(prog, &cli.Command{
+	cmds = append(cmds, &cli.Command{
 		Name:    "registrations deny",
 		Summary: "deny a pending registration request",
 		Usage:   "[--reason TEXT] [--state-dir D] REQUEST",
@@ -95,7 +97,7 @@ Exit codes: 0 approved, 1 error (unknown, decided or duplicate request).`,
 			return nil
 		},
 	})
-	cli.Register(prog, &cli.Command{
+	cmds = append(cmds, &cli.Command{
 		Name:    "registrations hosts",
 		Summary: "list the registered hosts (from the registry, no database needed)",
 		Usage:   "[--state-dir D]",
@@ -128,7 +130,7 @@ Exit codes: 0 listed, 1 error.`,
 		},
 	})
 	var man receiver.ManualHost
-	cli.Register(prog, &cli.Command{
+	cmds = append(cmds, &cli.Command{
 		Name:    "registrations add",
 		Summary: "register a host by hand (hosts that push to a stock OpenSSH sshd)",
 		Usage:   "--host-id ID --ssh-key LINE --signing-key LINE [--inbox DIR] [--hostname H] [--state-dir D]",
@@ -177,6 +179,7 @@ Example:
 			return nil
 		},
 	})
+	return cmds
 }
 
 func regDash(s string) string {

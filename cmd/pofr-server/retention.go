@@ -10,11 +10,12 @@ import (
 	"github.com/pofr/pofr/schema"
 )
 
-func init() {
+// retentionCommand is "pofr-server retention".
+func retentionCommand() *cli.Command {
 	var dsnFile, keep, archiveKeep, stateDir string
 	var ahead int
 	var dryRun bool
-	cli.Register(prog, &cli.Command{
+	return &cli.Command{
 		Name:    "retention",
 		Summary: "drop event partitions and archived files older than --keep, add the coming days' partitions",
 		Usage:   "--dsn-file F --keep 90d [--archive-keep 1y|0] [--state-dir D] [--ahead 7] [--dry-run]",
@@ -96,5 +97,5 @@ Example (cron, daily): pofr-server retention --dsn-file /etc/pofr/admin.dsn --ke
 				"quarantine_files", sum.QuarantineFiles, "quarantine_bytes", sum.QuarantineBytes)
 			return err
 		},
-	})
+	}
 }

@@ -67,9 +67,11 @@ func readSecretFile(flagName, path string) (string, error) {
 // create beyond today.
 const partitionAhead = 7
 
-func init() {
+// schemaCommands are the "pofr-server schema …" commands.
+func schemaCommands() []*cli.Command {
+	var cmds []*cli.Command
 	var dsnFile string
-	cli.Register(prog, &cli.Command{
+	cmds = append(cmds, &cli.Command{
 		Name:    "schema apply",
 		Summary: "create or upgrade the MariaDB schema (idempotent; never downgrades)",
 		Usage:   "--dsn-file F",
@@ -110,7 +112,7 @@ Example: pofr-server schema apply --dsn-file /etc/pofr/admin.dsn`,
 	})
 
 	var usersDSN, loaderPW, readerPW, loaderUser, readerUser, host string
-	cli.Register(prog, &cli.Command{
+	cmds = append(cmds, &cli.Command{
 		Name:    "schema users",
 		Summary: "create the least-privilege loader and reader accounts",
 		Usage:   "--dsn-file F --loader-password-file F [--reader-password-file F]",
@@ -172,7 +174,7 @@ Example: pofr-server schema users --dsn-file /etc/pofr/admin.dsn \
 		},
 	})
 
-	cli.Register(prog, &cli.Command{
+	cmds = append(cmds, &cli.Command{
 		Name:    "schema print",
 		Summary: "print the SQL of every migration",
 		Usage:   "",
@@ -185,4 +187,5 @@ Exit codes: 0; 1 write error.`,
 			return schema.Print(env.Stdout)
 		},
 	})
+	return cmds
 }

@@ -16,7 +16,8 @@ import (
 	"github.com/pofr/pofr/receiver"
 )
 
-func init() {
+// serveCommand is "pofr-server serve".
+func serveCommand() *cli.Command {
 	var (
 		listen, stateDir, passwordFile string
 		maxSegment                     int64
@@ -24,7 +25,7 @@ func init() {
 		maxStartupsAddr, maxPerHost    int
 		idle, handshake                time.Duration
 	)
-	cli.Register(prog, &cli.Command{
+	return &cli.Command{
 		Name:    "serve",
 		Summary: "run the SSH receiver: write-only inboxes and registration",
 		Usage:   "[--listen :2222] [--state-dir D] [--registration-password-file F]",
@@ -91,7 +92,7 @@ Exit codes: 0 stopped by a signal, 1 error.`,
 			serverPrintKey(env.Stdout, ln.Addr(), srv.HostKey())
 			return srv.Serve(ctx, ln)
 		},
-	})
+	}
 }
 
 // serverPrintKey prints the listening address and the host key fingerprint

@@ -10,12 +10,13 @@ import (
 	"github.com/pofr/pofr/receiver"
 )
 
-func init() {
+// tokenCommand is "pofr-server token create".
+func tokenCommand() *cli.Command {
 	var (
 		stateDir string
 		ttl      time.Duration
 	)
-	cli.Register(prog, &cli.Command{
+	return &cli.Command{
 		Name:    "token create",
 		Summary: "create a one-time registration token",
 		Usage:   "[--ttl 24h] [--state-dir D]",
@@ -45,5 +46,5 @@ Exit codes: 0 printed, 1 error.`,
 			env.Log.Info("token created", "expires", time.Now().Add(ttl).UTC().Format(time.RFC3339))
 			return nil
 		},
-	})
+	}
 }

@@ -77,5 +77,3 @@ Example: pofr-server ui --dsn-file /etc/pofr-server/reader.dsn --listen 127.0.0.
 		},
 	}
 }
-
-func init() { cli.Register(prog, uiCommand()) }

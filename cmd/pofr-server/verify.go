@@ -13,10 +13,11 @@ import (
 	"github.com/pofr/pofr/internal/cli"
 )
 
-func init() {
+// verifyCommand is "pofr-server verify".
+func verifyCommand() *cli.Command {
 	var dsnFile, stateDir, host string
 	var archive, asJSON, noSettle bool
-	cli.Register(prog, &cli.Command{
+	return &cli.Command{
 		Name:    "verify",
 		Summary: "audit the chain of custody: ledger holes, hash chain, archived evidence",
 		Usage:   "--dsn-file F [--host H] [--state-dir D] [--archive] [--json] [--no-settle]",
@@ -95,7 +96,7 @@ Example (weekly, from cron):
 			}
 			return nil
 		},
-	})
+	}
 }
 
 // writeAudit writes the report as two tables: hosts, then findings.

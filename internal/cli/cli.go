@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -75,19 +76,39 @@ func Usagef(format string, args ...any) error {
 	return &ExitError{Code: 2, Err: fmt.Errorf(format, args...)}
 }
 
+// App is a binary's command tree, built explicitly by its main package
+// (a newApp function that lists every command), so that tests can build a
+// fresh one and run it in the test's process.
+type App struct {
+	Prog     string // the binary's name
+	About    string // one line for --help
+	Commands []*Command
+}
+
+// Main runs the app with os.Args and exits.
+func (a *App) Main() { os.Exit(a.Run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
+
+// Run runs the app with args (without the program name) and returns the
+// exit code.
+func (a *App) Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return run(a.Prog, a.About, a.Commands, args, stdin, stdout, stderr)
+}
+
 var registry = map[string][]*Command{}
 
 // Register adds a command to the binary prog. Files of a main package call it
-// from init, so each subcommand lives in its own file.
+// from init, so each subcommand lives in its own file. New binaries build an
+// [App] instead.
 func Register(prog string, c *Command) { registry[prog] = append(registry[prog], c) }
 
-// Main runs the binary prog with os.Args and exits.
+// Main runs the binary prog, whose commands were registered, with os.Args
+// and exits.
 func Main(prog, about string) {
-	os.Exit(run(prog, about, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(run(prog, about, registry[prog], os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-func run(prog, about string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cmds := registry[prog]
+func run(prog, about string, cmds []*Command, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmds = slices.Clone(cmds)
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
 
 	global := flag.NewFlagSet(prog, flag.ContinueOnError)

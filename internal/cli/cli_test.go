@@ -44,7 +44,8 @@ func TestRun(t *testing.T) {
 		{"--log-level loud a b", 2, "", "--log-level"},
 	} {
 		var out, errb bytes.Buffer
-		code := run("clitest", "about", strings.Fields(tc.args), nil, &out, &errb)
+		app := &App{Prog: "clitest", About: "about", Commands: registry["clitest"]}
+		code := app.Run(strings.Fields(tc.args), nil, &out, &errb)
 		if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errb.String(), tc.err) {
 			t.Errorf("run %q = %d, stdout %q, stderr %q; want %d, stdout with %q, stderr with %q",
 				tc.args, code, out.String(), errb.String(), tc.code, tc.out, tc.err)

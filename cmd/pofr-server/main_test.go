@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/testutil"
+	"github.com/pofr/pofr/query"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }
+
+// runApp runs a fresh pofr-server command tree in the test's process.
+func runApp(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = newApp().Run(args, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// TestHelp: --help lists every command of the tree, and each command's
+// --help shows its synopsis, its summary and its exit codes.
+func TestHelp(t *testing.T) {
+	code, out, _ := runApp(t, "--help")
+	if code != 0 {
+		t.Fatalf("--help: exit %d", code)
+	}
+	app := newApp()
+	if len(app.Commands) < 20 {
+		t.Fatalf("the tree has %d commands, want every pofr-server command", len(app.Commands))
+	}
+	seen := map[string]bool{}
+	for _, c := range app.Commands {
+		if seen[c.Name] {
+			t.Errorf("command %q is listed twice", c.Name)
+		}
+		seen[c.Name] = true
+		if !strings.Contains(out, "  "+c.Name+" ") {
+			t.Errorf("--help does not list %q:\n%s", c.Name, out)
+		}
+		code, cout, cerr := runApp(t, append(strings.Fields(c.Name), "--help")...)
+		if code != 0 || cerr != "" {
+			t.Errorf("%s --help: exit %d, stderr %q", c.Name, code, cerr)
+		}
+		for _, want := range []string{"Usage: pofr-server " + c.Name + " ", c.Summary, "Exit codes"} {
+			if !strings.Contains(cout, want) {
+				t.Errorf("%s --help lacks %q:\n%s", c.Name, want, cout)
+			}
+		}
+	}
+	for _, name := range []string{"serve", "load", "verify", "retention", "query hosts", "query conns", "schema apply", "registrations add", "token create", "ui"} {
+		if !seen[name] {
+			t.Errorf("the tree lacks %q", name)
+		}
+	}
+	// A group lists its members.
+	if code, out, _ := runApp(t, "query"); code != 0 || !strings.Contains(out, "query timeline") {
+		t.Errorf("query: exit %d, output:\n%s", code, out)
+	}
+}
+
+// TestUsageErrors: bad flags, arguments and combinations exit 2 with a
+// message that names the problem, before touching any state or database.
+func TestUsageErrors(t *testing.T) {
+	dsn := filepath.Join(t.TempDir(), "dsn")
+	// Never reached: every case fails before it connects.
+	if err := os.WriteFile(dsn, []byte("nobody@unix(/nonexistent/mysqld.sock)/pofr\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	for _, tc := range []struct {
+		args string
+		want string
+	}{
+		{"nosuch", "unknown command"},
+		{"query nosuch", "unknown command"},
+		{"--log-level loud load", "--log-level"},
+		{"load extra --dsn-file " + dsn, "unexpected arguments"},
+		{"load --encoding rot13 --dsn-file " + dsn, "--encoding"},
+		{"load --max-memory lots --dsn-file " + dsn, "--max-memory"},
+		{"load --workers many", "invalid value"},
+		{"load --state-dir " + state, "--dsn-file is required"},
+		{"query hosts", "--dsn-file is required"},
+		{"query hosts --csv --json --dsn-file " + dsn, "exclusive"},
+		{"query tree --dsn-file " + dsn, "--host is required"},
+		{"query timeline --host h --dsn-file " + dsn, "give --since or --from"},
+		{"query timeline --host h --since forever --dsn-file " + dsn, "forever"},
+		{"query proc --host h --dsn-file " + dsn, "PID"},
+		{"query proc --host h --dsn-file " + dsn + " 12x", "12x"},
+		{"query ran --dsn-file " + dsn, "give --user, --exe or --argv-like"},
+		{"query touched --dsn-file " + dsn, "want one PATH"},
+		{"query conns --port http --dsn-file " + dsn, "--port"},
+		{"query conns --listening --all --dsn-file " + dsn, "exclusive"},
+		{"query conns --country VN --dsn-file " + dsn, "--geoip"},
+		{"deregister --state-dir " + state, "want one host id"},
+		{"deregister --purge-rows --state-dir " + state + " h", "--purge-rows needs --dsn-file"},
+		{"deregister --batch 0 --state-dir " + state + " h", "--batch"},
+		{"token create --ttl -1h --state-dir " + state, "--ttl must be positive"},
+		{"registrations add --state-dir " + state, "--host-id, --ssh-key and --signing-key are required"},
+		{"registrations approve --state-dir " + state, "want one request id"},
+	} {
+		code, out, errOut := runApp(t, strings.Fields(tc.args)...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q, stdout %q; want exit 2 and %q", tc.args, code, errOut, out, tc.want)
+		}
+	}
+	if ents, err := os.ReadDir(state); err != nil || len(ents) != 0 {
+		t.Errorf("usage errors wrote to the state directory: %v %v", ents, err)
+	}
+}
+
+// TestPrintSQL: --print-sql prints the query's SQL file and needs no
+// database.
+func TestPrintSQL(t *testing.T) {
+	for _, name := range []string{"hosts", "tree", "timeline", "conns", "peers", "gaps"} {
+		want, err := query.SQL(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut := runApp(t, "query", name, "--print-sql")
+		if code != 0 || out != want {
+			t.Errorf("query %s --print-sql: exit %d, stderr %q, %d bytes of output, want the %d of its SQL file", name, code, errOut, len(out), len(want))
+		}
+	}
+}
+
+// keyLine returns a fresh ssh-ed25519 authorized_keys line.
+func keyLine(t *testing.T, comment string) string {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " " + comment
+}
+
+// TestRegistryCommands: a host added by hand is listed, refused a second
+// time, revoked, and listed as revoked; all against a real state directory.
+func TestRegistryCommands(t *testing.T) {
+	state := t.TempDir()
+	add := []string{"registrations", "add", "--state-dir", state, "--host-id", "web-01", "--hostname", "web01.example.org",
+		"--ssh-key", keyLine(t, "upload"), "--signing-key", keyLine(t, "signing")}
+	if code, out, errOut := runApp(t, add...); code != 0 || !strings.Contains(out, "added host web-01") {
+		t.Fatalf("registrations add: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, _, errOut := runApp(t, add...); code != 1 || !strings.Contains(errOut, "web-01") {
+		t.Errorf("registrations add of a registered id: exit %d, stderr %q; want 1", code, errOut)
+	}
+	hosts := func() string {
+		t.Helper()
+		code, out, errOut := runApp(t, "registrations", "hosts", "--state-dir", state)
+		if code != 0 {
+			t.Fatalf("registrations hosts: exit %d, stderr %q", code, errOut)
+		}
+		return out
+	}
+	if out := hosts(); !strings.Contains(out, "web-01") || !strings.Contains(out, registry.StatusActive) || !strings.Contains(out, "web01.example.org") {
+		t.Errorf("registrations hosts after add:\n%s", out)
+	}
+	if code, out, errOut := runApp(t, "deregister", "--state-dir", state, "web-01"); code != 0 || !strings.Contains(out, "revoked web-01") {
+		t.Fatalf("deregister: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if out := hosts(); !strings.Contains(out, registry.StatusRevoked) {
+		t.Errorf("registrations hosts after deregister:\n%s", out)
+	}
+	if code, _, _ := runApp(t, "deregister", "--state-dir", state, "nosuch"); code != 1 {
+		t.Errorf("deregister of an unknown host: exit %d, want 1", code)
+	}
+	code, out, _ := runApp(t, "token", "create", "--state-dir", state)
+	if code != 0 || len(strings.TrimSpace(out)) < 20 || strings.Count(out, "\n") != 1 {
+		t.Errorf("token create: exit %d, output %q; want one token line", code, out)
+	}
+}
+
+// TestDatabaseCommands runs schema apply, load, query and verify against a
+// private MariaDB: the schema is applied (twice: idempotent), a pass over an
+// empty inbox loads nothing, the registered host is then known to the
+// queries, and an unknown host is an error (exit 1), not a usage error.
+func TestDatabaseCommands(t *testing.T) {
+	m := testutil.StartMariaDB(t)
+	dsn, _ := m.NewDatabase(t)
+	dir := t.TempDir()
+	dsnFile := filepath.Join(dir, "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	must := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := runApp(t, args...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d, stdout %q, stderr %q", strings.Join(args, " "), code, out, errOut)
+		}
+		return out
+	}
+	must("schema", "apply", "--dsn-file", dsnFile)
+	must("schema", "apply", "--dsn-file", dsnFile)
+	must("registrations", "add", "--state-dir", state, "--host-id", "db-01", "--hostname", "db01.example.org",
+		"--ssh-key", keyLine(t, "upload"), "--signing-key", keyLine(t, "signing"))
+	if out := must("load", "--dsn-file", dsnFile, "--state-dir", state, "--no-progress"); !strings.HasPrefix(out, "segments 0: loaded 0") {
+		t.Errorf("load of an empty inbox: %q", out)
+	}
+	out := must("query", "hosts", "--json", "--dsn-file", dsnFile)
+	var row map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &row); err != nil || row["host_id"] != "db-01" {
+		t.Errorf("query hosts --json: %q (%v), want one row of host db-01", out, err)
+	}
+	must("verify", "--dsn-file", dsnFile, "--state-dir", state)
+	if code, _, errOut := runApp(t, "query", "tree", "--host", "nosuch", "--dsn-file", dsnFile); code != 1 || !strings.Contains(errOut, "nosuch") {
+		t.Errorf("query tree of an unknown host: exit %d, stderr %q; want 1 naming the host", code, errOut)
+	}
+	if code, _, errOut := runApp(t, "query", "hosts", "--dsn-file", filepath.Join(dir, "missing")); code != 1 || !strings.Contains(errOut, "DSN") {
+		t.Errorf("query with a missing DSN file: exit %d, stderr %q; want 1", code, errOut)
+	}
+}
