@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -102,6 +103,9 @@ type Writer struct {
 	queued   int64      // estimated bytes in queue
 	appended uint64     // rows accepted since Open
 	lost     uint64     // rows dropped since Open
+	noSpace  uint64     // of them, dropped because the file system was full
+	sealedN  uint64     // segments sealed since Open
+	evictedN uint64     // segments evicted by the quota since Open
 
 	sealMu       sync.Mutex // serialises sealing; guards the fields below
 	st           state
@@ -558,24 +562,155 @@ func (w *Writer) sealQueuedLocked(force bool) error {
 			}
 			b = newBatch()
 		}
-		if err := w.sealBatch(b); err != nil {
-			if b.rows > 0 {
-				w.mu.Lock()
-				w.queue = append([]*batch{b}, w.queue...)
-				w.queued += b.est
-				w.mu.Unlock()
+		fit, retry, err := w.sealFitting(b, 0)
+		if err != nil {
+			w.mu.Lock()
+			for i := len(retry) - 1; i >= 0; i-- {
+				if r := retry[i]; r.rows > 0 {
+					w.queue = append([]*batch{r}, w.queue...)
+					w.queued += r.est
+				}
 			}
+			w.mu.Unlock()
 			w.failures++
 			backoff := min(time.Second<<min(w.failures-1, 16), w.opts.MaxSegmentAge)
 			w.retryAt = now.Add(backoff)
 			w.log.Error("seal failed; rows kept in memory", "err", err, "retry_in", backoff, "failures", w.failures)
 			return err
 		}
-		sealed = true
+		sealed = sealed || fit
 		w.failures = 0
 		w.retryAt = time.Time{}
-		b.release()
 	}
+}
+
+// maxSplitDepth bounds how often sealFitting halves a batch: pieces of
+// 1/256 of it that still do not fit are dropped.
+const maxSplitDepth = 8
+
+// noSpace reports a seal error that retrying cannot cure soon: the file
+// system (or the user's disk quota) has no room for the segment.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EFBIG)
+}
+
+// sealFitting seals b (and releases it). When the file system has no room
+// for it, it seals what fits, halving the batch, and drops what does not
+// fit with a gap row, so that one batch larger than the free space cannot
+// block every newer one. It reports whether anything was sealed; after any
+// other error it returns the batches (b or what is left of it) to retry.
+func (w *Writer) sealFitting(b *batch, depth int) (fit bool, retry []*batch, err error) {
+	err = w.sealBatch(b)
+	switch {
+	case err == nil:
+		b.release()
+		return true, nil, nil
+	case !noSpace(err) || b.rows == 0:
+		return false, []*batch{b}, err
+	case depth >= maxSplitDepth || b.rows < 2:
+		w.dropNoSpace(b, err)
+		return false, nil, nil
+	}
+	x, y := b.split()
+	b.release()
+	fit, retry, err = w.sealFitting(x, depth+1)
+	if err != nil {
+		return fit, append(retry, y), err
+	}
+	if !fit {
+		// Not even half fitted: the other half will not either.
+		w.dropNoSpace(y, syscall.ENOSPC)
+		return false, nil, nil
+	}
+	_, retry, err = w.sealFitting(y, depth+1)
+	return true, retry, err
+}
+
+// dropNoSpace gives up b's rows for lack of space: they are counted as lost
+// and described by a gap row for the next segment; b's own gap rows go
+// there too.
+func (w *Writer) dropNoSpace(b *batch, cause error) {
+	n := b.rows - int64(len(b.gaps))
+	for _, g := range b.gaps {
+		w.pending = append(w.pending, spoolGap{Gap: g})
+	}
+	if n > 0 {
+		w.pending = append(w.pending, spoolGap{Gap: event.Gap{FromTS: b.lo, ToTS: b.hi, Source: event.SourceSpool, Lost: event.Some(n),
+			Reason: fmt.Sprintf("no space left for the spool: %d rows dropped", n)}})
+	}
+	w.pendingSince = w.opts.Now()
+	w.mu.Lock()
+	w.lost += uint64(n)
+	w.noSpace += uint64(n)
+	w.mu.Unlock()
+	b.release()
+	w.log.Error("no space for a segment; rows dropped", "rows", n, "err", cause)
+}
+
+// splitRecord rebuilds rec's rows before h and from h as two records. A
+// slice would not do: it keeps the whole dictionaries, so neither half
+// would be smaller on disk.
+func splitRecord[R any](t *event.Table[R], rec arrow.RecordBatch, h int64) (arrow.RecordBatch, arrow.RecordBatch) {
+	bx, by := t.NewBuilder(nil), t.NewBuilder(nil)
+	defer bx.Release()
+	defer by.Release()
+	for i := range rec.NumRows() {
+		var r R
+		t.Row(rec, int(i), &r)
+		if i < h {
+			bx.Append(&r)
+		} else {
+			by.Append(&r)
+		}
+	}
+	return bx.NewRecord(), by.NewRecord()
+}
+
+// split divides a finished batch into two of about half its rows each,
+// every table and the gap rows halved, with exact time ranges.
+func (b *batch) split() (*batch, *batch) {
+	b.finish()
+	x, y := newBatch(), newBatch()
+	x.recs, y.recs = map[string]arrow.RecordBatch{}, map[string]arrow.RecordBatch{}
+	for table, rec := range b.recs {
+		n := rec.NumRows()
+		h := (n + 1) / 2
+		var rx, ry arrow.RecordBatch
+		switch table {
+		case event.TableProc:
+			rx, ry = splitRecord(event.ProcTable, rec, h)
+		case event.TableFile:
+			rx, ry = splitRecord(event.FileTable, rec, h)
+		case event.TableSock:
+			rx, ry = splitRecord(event.SockTable, rec, h)
+		case event.TableAcct:
+			rx, ry = splitRecord(event.AcctTable, rec, h)
+		default:
+			panic("spool: split of unknown table " + table)
+		}
+		x.recs[table], x.rows = rx, x.rows+rx.NumRows()
+		if ry.NumRows() > 0 {
+			y.recs[table], y.rows = ry, y.rows+ry.NumRows()
+		} else {
+			ry.Release()
+		}
+	}
+	h := (len(b.gaps) + 1) / 2
+	x.gaps, y.gaps = slices.Clone(b.gaps[:h]), slices.Clone(b.gaps[h:])
+	for _, p := range []*batch{x, y} {
+		p.rows += int64(len(p.gaps))
+		p.started = b.started
+		if b.rows > 0 {
+			p.est = b.est * p.rows / b.rows
+		}
+		for _, rec := range p.recs {
+			tsRange(rec, &p.lo, &p.hi)
+		}
+		for _, g := range p.gaps {
+			p.lo, p.hi = min(p.lo, g.FromTS, g.ToTS), max(p.hi, g.FromTS, g.ToTS)
+		}
+	}
+	return x, y
 }
 
 // sealBatch writes b and the pending gap rows as the next segment (w.sealMu
@@ -629,6 +764,9 @@ func (w *Writer) sealBatch(b *batch) error {
 	}
 	seg.Release()
 
+	w.mu.Lock()
+	w.sealedN++
+	w.mu.Unlock()
 	w.st.NextSeq++
 	w.st.LastDigest = enc.digest
 	w.st.LastSeal = now
@@ -643,6 +781,24 @@ func (w *Writer) sealBatch(b *batch) error {
 		w.opts.Sealed(name)
 	}
 	return nil
+}
+
+// WriterStats are a Writer's counters since Open, for the collector's
+// status.
+type WriterStats struct {
+	Appended    uint64 // rows accepted
+	Lost        uint64 // rows dropped (memory bound, no space, after Close)
+	NoSpaceLost uint64 // of them, dropped because the file system was full
+	Sealed      uint64 // segments sealed
+	Evicted     uint64 // segments evicted by the quota before upload
+}
+
+// Stats returns the writer's counters.
+func (w *Writer) Stats() WriterStats {
+	w.mu.Lock()
+	st := WriterStats{Appended: w.appended, Lost: w.lost, NoSpaceLost: w.noSpace, Sealed: w.sealedN, Evicted: w.evictedN}
+	w.mu.Unlock()
+	return st
 }
 
 // verifyFile re-reads a segment from disk as a stranger would.
@@ -759,6 +915,9 @@ func (w *Writer) enforceQuota(sealed string, now time.Time) {
 		}
 	}
 	if len(evict) > 0 {
+		w.mu.Lock()
+		w.evictedN += uint64(len(evict))
+		w.mu.Unlock()
 		durable.SyncDir(w.dir)
 		w.log.Warn("spool quota exceeded: oldest unsent segments evicted",
 			"first_seq", evict[0].Seq, "last_seq", evict[len(evict)-1].Seq, "quota", w.opts.Quota)

@@ -194,6 +194,7 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
 	}
+	stats.set(func(s *runStats) { s.spool = w })
 
 	procs, err := cnproc.New(cnproc.Options{
 		Sink: w, Log: log, ArgvMax: prof.Proc.ArgvMax, Priority: prof.Proc.Priority,
@@ -415,6 +416,7 @@ type runStats struct {
 	socks  *sockdiag.Source
 	owners *sockowner.Source
 	push   *uplink.Pusher
+	spool  *spool.Writer
 }
 
 func (s *runStats) set(f func(*runStats)) { s.mu.Lock(); f(s); s.mu.Unlock() }
@@ -473,6 +475,9 @@ func (s *runStats) snapshot(st *statusFile) {
 	}
 	if s.owners != nil {
 		put("sock_owner", s.owners.Stats())
+	}
+	if s.spool != nil {
+		put(event.SourceSpool, s.spool.Stats())
 	}
 	if s.push != nil {
 		if b, err := json.Marshal(s.push.Stats()); err == nil {

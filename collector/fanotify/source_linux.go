@@ -198,6 +198,9 @@ func (s *Source) initFanotify() error {
 	if errors.Is(err, unix.EINVAL) {
 		fd, err = unix.FanotifyInit(flags, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
 	}
+	if errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("fanotify_init: this kernel refuses FAN_REPORT_DFID_NAME (file events need Linux ≥ 5.9): %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("fanotify_init: %w", err)
 	}
