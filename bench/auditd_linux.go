@@ -13,7 +13,8 @@ import (
 	"time"
 )
 
-// execRule is the audit rule under test, as in research/baselines.md.
+// execRule is the audit rule under test: every execve and execveat of
+// 64-bit programs, the baseline pofr is compared with.
 var execRule = []string{"always,exit", "-F", "arch=b64", "-S", "execve", "-S", "execveat"}
 
 // auditdConf is Debian's auditd.conf with the baseline's changes: RAW

@@ -7,8 +7,8 @@
 // collector's kernel interfaces), MariaDB and the go command, and skip with a
 // reason otherwise (or fail, with POFR_TEST_REQUIRE=all). The collector sees
 // the whole machine, so every assertion is filtered to the processes, paths
-// and ports the test itself created. They check the reliability bars of
-// DESIGN.md that need the whole pipeline:
+// and ports the test itself created. They check the reliability bars that need
+// the whole pipeline:
 //
 //   - TestPipeline: hostile argv (tabs, newlines, quotes, invalid UTF-8)
 //     byte-exact in proc_events, exe and the parent keys of a process tree,

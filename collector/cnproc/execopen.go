@@ -52,7 +52,7 @@ func (t *procTable) fanotifyActive() bool {
 // takeOpen claims the execve target among pid's unclaimed exec-opens: the
 // first one that is not an ELF interpreter. The loader opens that follow it
 // belong to the same exec and are dropped; the interpreter of a #! script
-// stays queued (see the Source doc for what that means).
+// stays queued (docs/design.md, "Process source, Exe for every exec", says what that means).
 func (t *procTable) takeOpen(pid int32) []byte {
 	q := t.opens[pid]
 	if q == nil {

@@ -14,7 +14,7 @@ const (
 	// ModeTracepoint: forks and execs come from the kernel's tracepoint
 	// rings (sched_process_exec with a user-stack dump for argv,
 	// task_newtask), exits and the rest from a cn_proc socket drained in
-	// batches (see Source, Tracepoint capture).
+	// batches (docs/design.md, "Process source, Tracepoint capture").
 	ModeTracepoint = "tracepoint"
 	// ModeNetlink: events come from the proc connector.
 	ModeNetlink = "netlink"
@@ -56,7 +56,7 @@ type Options struct {
 	// FullEnrich reads everything at every exec (stat, loginuid, sessionid
 	// and all namespace links besides what an exec always reads), instead
 	// of inheriting tty, loginuid, sessionid and namespaces from the parent
-	// (see Source, Enrichment): about twice the /proc syscalls per exec,
+	// (docs/design.md, "Process source, Enrichment"): about twice the /proc syscalls per exec,
 	// for the forensic profile.
 	FullEnrich bool
 	// RcvBuf is the netlink receive buffer in bytes, set with SO_RCVBUFFORCE

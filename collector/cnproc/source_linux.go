@@ -21,226 +21,17 @@ import (
 	"github.com/pofr/pofr/internal/procfs"
 )
 
-// Source records every process that starts and ends on the host from the
-// netlink proc connector (cn_proc), enriched from /proc, into a Sink.
+// Source records every process that starts and ends on the host, from the
+// netlink proc connector (cn_proc) or, with Options.Tracepoint, the
+// sched/task tracepoints, enriched from /proc, into a Sink. A reader thread
+// at raised priority takes the kernel events and, at each exec, reads from
+// /proc what the process does not inherit from its parent; a second
+// goroutine owns the live process table (Lookup) and writes the rows. Where
+// cn_proc is silent it polls /proc instead (Mode).
 //
-// # Threads
-//
-// One reader goroutine is locked to its OS thread (never unlocked, so the
-// thread dies with it) and raised to SCHED_FIFO priority 10, or nice −20, or
-// left alone, as Options.Priority allows. It blocks in read(2) on the
-// socket (a raw syscall while busy, see CPU), decodes, reads /proc at an
-// exec at once (see Enrichment), and appends the event to a bounded ring
-// without ever blocking: overflow is counted and becomes a gap row. The priority decides how many short-lived
-// processes keep their argv (research/kernel-probes.md §3). A token bucket
-// (EnrichRate) caps those reads. A second goroutine (the one calling Run)
-// owns the process table and writes rows to the Sink.
-//
-// The ring is double-buffered (items, the exec reads' bytes in an arena,
-// and ObserveExecOpen's exec-opens): the reader appends under a mutex held
-// for a copy and rings a doorbell only when the ring goes from empty to not
-// empty; the table goroutine then waits 5 ms, swaps the buffers, applies
-// the batch, and keeps draining every 5 ms until a drain finds nothing. So
-// a busy host costs one wakeup of the table goroutine per 5 ms instead of
-// one futex wakeup per event, an idle one none, and the steady state
-// allocates nothing per event on the reader's side. Rows reach the Sink up
-// to ~5 ms later; Lookup still sees a life as soon as the reader has seen
-// its fork (the reader registers pending forks for it). The table builds
-// each row in one reused event.Proc (sinks copy what they keep, as the
-// spool writer and event.MemSink do) and shares the exe, cwd, cgroup and
-// comm bytes of its entries through a bounded interner.
-//
-// # CPU
-//
-// Measured on the 2-core 6.18 VM (BenchmarkPrivProcExec, 3 alternating
-// runs; perf stat -p over 2 s at 1000 exec/s), most of the cost beyond the
-// /proc reads was the Go runtime's sysmon: each time the reader blocked in
-// read(2) holding its P, sysmon retook the P and kept polling every 20 µs
-// (~2,700 wakeups/s). So while events keep coming (procRawIdle) the reader
-// reads with a raw syscall (procReadRaw) and keeps its P: 140–149 → 96–112
-// µs CPU per exec at 1000/s, 130–144 → 109–119 at max, 6.1–6.4 → 3.8–3.9
-// context switches and 18 → 15.5 syscalls per exec, argv 99.9 % at 1000/s
-// (99.2–99.6 % at max, was 99.9: sysmon now preempts the reader every
-// 10 ms); GC stop-the-world latency rose from ≤ 0.65 ms to ≤ 1.3 ms, idle
-// cost unchanged; not used when GOMAXPROCS is 1. Two cn_proc sockets were
-// tried and not kept (2026): the kernel filter (proc_input, event_type a
-// bit mask) gave the reader exec, uid, gid and sid only, and a second
-// socket drained by recvmmsg every 5 ms carried fork, exit and the rest,
-// merged by kernel time. The reader then woke once per exec instead of
-// three times, but that saved only 4 % at 1000/s with the blocking read
-// (13 % at max; 91 and 88 µs with the raw read); the batch socket must not
-// sit in the netpoller (its epoll woke an idle thread at every datagram);
-// and Lookup would see a new life only when its fork is drained, up to
-// 5–10 ms late, so fanotify rows of young processes would lose their key.
-//
-// What no cn_proc reader can avoid (BenchmarkPrivProcFloor, make
-// bench-floors: one /bin/true spawner, rounds of 2,000 execs with the
-// conditions interleaved, medians of four runs; 2026): a reader thread that
-// only receives the datagrams costs 52–70 µs of CPU per exec at the maximum
-// rate and 75–81 µs at 1000/s (three events, fork, exec and exit, at one
-// wakeup each when they come apart); as SCHED_FIFO, 59–83 and 79–81. Adding
-// the two reads any argv recorder must make before the process is gone
-// (cmdline, exe) gives 91–103 and 108–120 µs. Source, which also reads
-// cwd, status and cgroup, keeps the table and writes the rows, used 105–124
-// and 121–131 µs in the same runs: 1.1–1.26× that floor. Every one of these
-// readers slowed the max-rate spawner by 4.5–14.5 % against no reader at all
-// (the kernel builds and delivers the events in the spawner's context; the
-// reader competes for the second core), Source no more than the others.
-// Polling instead of waking per event (a normal thread draining the socket
-// every 1 ms) did not help: 84–110 and 115–123 µs per exec, the same
-// slowdown, and argv for only 32–35 % of the execs. So a bar of 30 µs per
-// exec, or of a 3 % slowdown at the maximum rate, is below this VM's floor
-// for any cn_proc reader.
-//
-// # Enrichment
-//
-// /proc is never read at a fork: the child starts as a copy of its parent's
-// table entry. At an exec the reader reads, by "PID/name" paths relative to
-// the pre-opened /proc dirfd built in a reused buffer, with one read(2) per
-// file and into reused buffers: cmdline, exe, cwd, the head of status (comm
-// from Name, ppid, real and effective uid and gid; the read stops after
-// 512 bytes) and cgroup — 11 syscalls. Inherited from the parent instead:
-// tty, loginuid, sessionid and namespaces, except that
-//   - loginuid (and sessionid, when loginuid turns out set: the kernel sets
-//     both together) is read when the process's inherited loginuid is
-//     unset and a uid, gid or session change (cn_proc uid, gid or sid
-//     event) was seen in the process, or in an ancestor after that
-//     ancestor's last loginuid read, since its own last loginuid read; and
-//     at the first exec of a process the reader knows nothing about. That
-//     is where a login sets it: pam_loginuid writes it in the session
-//     process, which (or whose child) then calls setsid and setuid/setgid
-//     to the user before it execs the shell (sshd, login, cron for other
-//     users). On a host where nobody is logged in, this saves three
-//     syscalls at almost every exec;
-//   - all namespace links are read when the cgroup read at the exec differs
-//     from the one the process inherited (containers get a new cgroup), or
-//     when its namespaces are not known.
-//
-// The reader keeps what it needs for these decisions per live pid (a hash
-// of the cgroup, whether namespaces and a set loginuid are known, whether a
-// uid/gid/sid change was seen since loginuid was read), copied at fork,
-// dropped at exit, seeded from the start-up snapshot and cleared after
-// ENOBUFS. Residual risks: a process that changes namespace (unshare(2),
-// setns(2)) without changing cgroup, and then execs, keeps its parent's
-// namespaces in pofr's rows until a resync or a FullEnrich read (exec rows
-// then describe the namespaces the process was created in); and a process
-// that writes its loginuid and then execs with no uid, gid or session
-// change in between (a daemon setting its own loginuid; a root session
-// whose setuid(0)/setgid(0) change nothing, so the kernel sends no event,
-// and that does not call setsid) keeps loginuid unset in the rows of that
-// lineage until such a change, a resync or a FullEnrich read
-// (TestPrivProcLoginUID pins both sides). Options.FullEnrich reads
-// everything (stat, loginuid, sessionid, all namespaces besides the above)
-// at every exec, as the forensic profile wants.
-//
-// io_uring was measured for these reads and rejected (kernel 6.18, 2026):
-// procfs files are not FMODE_NOWAIT, so every openat → read → close chain
-// is punted to an io-wq worker thread (one punt per file seen with the
-// io_uring_queue_async_work tracepoint; even with O_NONBLOCK and warm
-// dentries, two of four), and the worker's wakeup costs more than the
-// syscalls it saves: 55–62 µs of CPU per exec's set of reads against
-// 29–31 µs with plain syscalls, and exec rows lost argv (94–98 % against
-// 100 %) because the normal-priority worker waits behind the workload.
-//
-// Without a per-pid directory fd, the reads of one exec could in principle
-// span a pid reuse; a pid is reused only after the kernel has gone round
-// its whole pid space, while the reads take microseconds.
-//
-// # Process keys
-//
-// A life is (pid, proc_start), proc_start being ns since boot at clock-tick
-// (10 ms) resolution, as procfs.StartFromTicks(/proc/PID/stat starttime). A life
-// first seen by its fork event gets its key from the event time
-// (CLOCK_MONOTONIC + the measured CLOCK_BOOTTIME offset, truncated to a
-// tick), derived by the reader, and keeps it for ever in the table: every
-// row pofr writes about it, and every Lookup, uses that key. Lives found by
-// the snapshot or a resync take theirs from /proc/PID/stat. /proc reads
-// that meet a derived key (resyncs, FullEnrich execs) match it within one
-// tick. Residual risk: a derived key can be one tick later than the
-// starttime /proc shows (the fork event is stamped a few µs after the
-// task's start; ≈ latency/10 ms of those lives). So after a collector
-// restart, the snapshot can key a process that the previous run keyed from
-// its fork one tick differently, and a tool that reads /proc itself may
-// disagree with pofr's rows in the same way. Two lives of one pid within the
-// same tick cannot be told apart by key at all (the kernel's starttime
-// cannot either).
-//
-// # Rows
-//
-// fork, exec, exit, uid, gid, sid, comm, ptrace, coredump rows, as the
-// kernel reports them; snapshot rows for the processes running at start and
-// for those found by a resync. Threads are folded into their process: thread
-// creation and exit and per-thread uid/gid/comm changes write no row
-// (Stats.Threads counts them); sid, ptrace and coredump events from a
-// thread write a row flagged thread. Every row carries the parent's key
-// (ppid, parent_start). An exit row's parent is the one the kernel names at
-// exit (after reparenting); other rows notice a parent that has ended and
-// re-read the ppid from /proc. Rows for SelfPID and for children it forks
-// are flagged self.
-//
-// Events about a process whose start is unknown (it began before the
-// snapshot or during a loss, and was gone when /proc was read) write no row,
-// since a row needs its key; Stats.Unknown counts them, and the loss
-// that caused them has its gap row.
-//
-// # Exe for every exec
-//
-// When /proc/PID/exe cannot be read, the exec row takes exe from fanotify's
-// FAN_OPEN_EXEC (ObserveExecOpen, flag exe_from_fanotify). Exec-opens are
-// kept per pid for ExecHold; an exec row without exe waits up to ExecHold for
-// one (rows of the same pid queue behind it). The kernel opens, in order, the
-// execve target, then for a #! script its interpreter, then the ELF
-// interpreter (ld-linux…); all before the exec event. The row takes the first
-// exec-open that is not an ELF interpreter, that is the execve target: the
-// binary for ELF programs and the script file for scripts. (For a script,
-// /proc/PID/exe would name the interpreter instead: rows from fanotify name
-// what was executed, rows from /proc what runs.) When /proc gave exe, the
-// exec-opens up to that path are dropped, so they cannot be claimed by a
-// later exec of the same pid. Residual risk: a script's interpreter open
-// stays queued after its exec took the script, and could name a second exec
-// of the same pid within ExecHold whose /proc exe was also unreadable.
-//
-// # Losses
-//
-// ENOBUFS on the socket (counted in Lost) and queue overflow (QueueDrops)
-// each write a gap row (source proc, from the last event before the loss to
-// when it was noticed) and trigger a /proc resync: snapshot rows for lives
-// the table does not know, exit rows flagged late_read for table lives that
-// are gone or whose pid now has another start. A real exit event that was
-// still queued may follow such an inferred exit row.
-//
-// # Tracepoint capture
-//
-// With Options.Tracepoint, forks and execs come from the kernel's static
-// tracepoints task:task_newtask and sched:sched_process_exec, read through
-// per-CPU perf rings (package tracepoint) instead of one cn_proc wakeup per
-// event. The exec sample carries a dump of the new program's user stack, from
-// which argv is parsed (the environment, also in the dump, is never read).
-// The reader sleeps until a ring is half full or its timer fires (TraceBusy
-// while events flow, TraceIdle otherwise; when idle, the first fork on any
-// CPU also wakes it, through a doorbell event armed only then), then drains the rings and a cn_proc
-// socket that the kernel filters to exit, uid, gid, sid, comm, ptrace and
-// coredump events (Linux ≥ 6.6; older kernels send everything and fork and
-// exec are dropped here), merges both by kernel time and applies the events
-// through the same hot path: the /proc reads of an exec happen at the drain,
-// up to TraceBusy after it. argv missing from the dump (a fifth of the execs
-// on x86_64) is read from /proc/PID/cmdline then, flagged argv_from_proc; it
-// stays null for a process gone by then, and exe falls back to the exec's
-// filename when it is absolute. An exec followed in the same drain by another
-// exec or the exit of its process is not read from /proc at all. A full ring
-// drops samples, which the kernel counts: a gap row with that count and the
-// interval, and a resync. When perf_event_open is refused or tracefs is
-// missing, Run logs why and uses cn_proc. docs/design.md ("Tracepoint
-// capture") has the measurements.
-//
-// # Poll mode
-//
-// At start a child (/bin/true) is forked and its event awaited for
-// ProbeTimeout. If none comes (the kernel keeps cn_proc silent outside the
-// initial pid/user namespace, and older kernels without CAP_NET_ADMIN), or
-// the socket cannot be opened, or ForcePoll is set, the source polls /proc
-// every PollInterval with a warning: new lives become exec rows and ended
-// ones exit rows, all flagged poll, with sampling times.
+// docs/design.md ("Process source") explains the threads, the /proc reads,
+// process keys, rows, losses, tracepoint capture and poll mode, with the
+// measurements and rejected alternatives behind them.
 type Source struct {
 	opts Options
 	log  *slog.Logger
@@ -731,7 +522,7 @@ func (s *Source) read(ctx context.Context, fd int) error {
 	buf := make([]byte, 64<<10)
 	msgs := make([]procMsg, 0, 16)
 	// While events keep coming, read without telling the runtime (see
-	// Source, CPU); after procRawIdle without one, read as usual.
+	// docs/design.md, "Process source, CPU"); after procRawIdle without one, read as usual.
 	raw := runtime.GOMAXPROCS(0) >= 2 // else the held P would be the only one
 	var lastEv time.Time
 	for {

@@ -678,7 +678,7 @@ func spawnBench(b *testing.B, n, workers int) {
 }
 
 // TestPrivProcLoginUID checks where exec rows read loginuid when it is
-// inherited unset (Source, Enrichment): a process writes its loginuid
+// inherited unset (docs/design.md, "Process source, Enrichment"): a process writes its loginuid
 // as pam_loginuid does, then a descendant changes its session (setsid) or
 // its uid (setpriv) and execs: those execs and their children carry the
 // loginuid. Without such a change in between, the loginuid written is not

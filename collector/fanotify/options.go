@@ -55,7 +55,7 @@ type Options struct {
 	ScanInterval time.Duration
 	// BatchDelay is how long the reader lets events accumulate in the kernel
 	// queue after each read (0: 10 ms; negative: none). Batching cuts the
-	// listener's CPU per event about fourfold (research/kernel-probes.md §2);
+	// listener's CPU per event about fourfold (docs/design.md, "File source");
 	// it delays collector.ExecObserver calls by as much.
 	BatchDelay time.Duration
 }

@@ -42,34 +42,8 @@ import (
 // gap row (source "file", from the previous read to the overflow, lost
 // unknown).
 //
-// # Cost
-//
-// Most of what a workload pays is the kernel's, in the workload's own
-// context, and no listener can avoid it. BenchmarkFileTarXFloor (make
-// bench-floors; tar x of /usr/share/doc, 5,216 files, into tmpfs, 30
-// interleaved rounds, median of per-round ratios; 2-core 6.18 VM, 2026)
-// puts the source next to a group with the same flags and marks drained by a
-// reader that discards every event:
-//
-//	                        tar wall (tar CPU) vs no group, three runs
-//	marks only (exec)       +1.5…2.9 % (+1.9…2.3 %)
-//	kernel floor, default   +8.0…11.5 % (+8.4…11.5 %)   source: +10.2…12.6 % (+9.9…11.8 %)
-//	  without create        +6.1…6.9 % (+5.7…7.8 %)     source: +6.5…7.7 % (+6.3…7.5 %)
-//	kernel floor, forensic  +11.3…13.3 % (+11.9…13.9 %) source: +11.4…18.1 % (+11.2…16.9 %)
-//	busy-host                                           source: +3.4 % (+4.4 %)
-//
-// A real build is another matter (BenchmarkFileGoBuild: go build of
-// pofr-collector with its dependencies recompiled, 5 rounds): default
-// −1.4 % wall, forensic −0.5 %, i.e. nothing measurable, with 1,038 and
-// 5,800 events per 19 s build.
-//
-// So a filesystem mark costs ~2 % by being there, and each event the kernel
-// queues (about two per extracted file: create and close_write) several
-// more; the source adds −1…+5 points to its floor (within this VM's noise). An open/close loop (BenchmarkFileOpenClose)
-// is 3.5–3.6 µs per iteration bare, the same with default (which has no open
-// events) and 4.7–4.9 µs with the forensic floor as with the forensic source
-// (4.9–5.1): the kernel allocates every open event before it merges it with
-// the identical one still queued.
+// docs/design.md ("File source") has what the source costs the workloads it
+// watches, measured against the kernel's own floor.
 type Source struct {
 	opts  Options
 	fs    procfs.FS

@@ -9,82 +9,6 @@ import (
 	"github.com/pofr/pofr/internal/event"
 )
 
-// Socket source: every TCP and UDP endpoint of the host and its owner.
-//
-// The source has two inputs, both NETLINK_SOCK_DIAG:
-//
-//   - Periodic inet_diag dumps (TCP, and UDP if enabled; IPv4 and IPv6) with a
-//     state filter that leaves out TIME_WAIT and SYN_RECV / NEW_SYN_RECV
-//     request sockets. Successive dumps are diffed by socket cookie: a socket
-//     first seen yields a "listen" row (TCP LISTEN, or unconnected UDP) or an
-//     "open" row (connected), with first_ts = the dump time.
-//   - The destroy multicast groups SKNLGRP_INET{,6}_{TCP,UDP}_DESTROY on a
-//     second socket (4 MiB receive buffer). The kernel sends one message per
-//     freed socket, with its tuple, cookie, final state and (TCP) tcp_info, so
-//     every socket yields a "close" row (flag from_destroy), even one that
-//     lived for microseconds. A socket that disappears from the dumps without
-//     a destroy message within sockVanishGrace gets a "close" row flagged
-//     vanished.
-//
-// The destroy message carries no uid and no inode, so owners come from the
-// dumps: each new socket's inode is looked up in /proc/*/fd (socket:[N]); the
-// owner (pid, proc_start) is kept with the socket's cookie until the destroy
-// message closes it. The fd scan is incremental: it runs only when a dump
-// shows inodes without an owner, visits processes started since the last scan
-// first, then processes that owned sockets before, then the rest, and stops
-// as soon as every wanted inode is found. A socket that closes before any dump
-// saw it has an unknown owner (pid null, flag owner_unknown, counted in
-// [Stats].OwnerUnknown), with one exception: a connection accepted on a
-// listening port that a dump did see is attributed to the listener's owner
-// (also when a dump saw it only in the accept queue, before it had an inode).
-// Such rows have pid set but inode null (and first_ts null if never dumped);
-// no flag marks them (event has none for it yet); for a pre-forking
-// server the pid is the process that holds the listener, which may differ
-// from the one that accepted. Counted in [Stats].OwnerFromListener.
-//
-// Direction: "listen" for listeners; "in" when the local port is a port on
-// which the source has seen a listener of the same protocol; "out" otherwise.
-//
-// Dump cadence: [DefaultDumpInterval] (1 s). Measured on the project VM
-// (2 vCPUs, kernel 6.18, shared with other work; BenchmarkPrivSockCadence):
-// about 40 connections/s each living 1–3 s, 15 s per run, share of their
-// client sockets with a known owner / collector CPU (rusage, % of one core):
-//
-//	250 ms   100 %   2.9 %   (60 dumps)
-//	1 s      100 %   1.9–2.4 % (15 dumps)
-//	5 s      31–34 % 1.7–1.9 % (3 dumps)
-//
-// Most of that CPU is the per-socket destroy handling, the same at every
-// cadence; a steady-state dump of 10,000 sockets takes 11–15 ms of wall and
-// CPU time (TestPrivSock10k). A connection living ≥ 1 s always spans a 1 s
-// dump, so 1 s attributes all of them at little more CPU than 5 s; 250 ms only helps
-// connections living 250 ms–1 s. Profiles choose 250 ms (forensic), 1 s
-// (default), 5 s (busy-host).
-//
-// Network namespaces: a destroy listener and a dump socket see only the
-// network namespace they were created in. With AllNetns (every shipped
-// profile) the source runs a census of the namespaces in use by processes
-// (/proc/*/ns/net) every 5 s, and for each namespace other than its own a
-// child source whose two sockets are created inside it (setns(2) on a
-// thread that ends afterwards); its rows carry that namespace's inode in
-// netns. Owners are found the same way (/proc/*/fd inodes are global). A
-// child stops, after draining, at the first census that finds no process in
-// its namespace: until then its sockets keep the namespace alive. Limits: a
-// namespace's sockets are recorded from the census after its first process
-// appears, so a container's connections in its first 0–5 s are missed; a
-// namespace whose sockets cannot be opened (setns refused) is counted in
-// [Stats].NetnsUncovered. Without AllNetns, NetnsUncovered counts every
-// other namespace in use (census every 30 s), so the limit is visible.
-//
-// Fallback: where NETLINK_SOCK_DIAG does not work (or ForceProcNet is set),
-// the source parses /proc/net/{tcp,tcp6,udp,udp6} at each interval instead:
-// rows are flagged fallback, there are no cookies (0) and no byte counts, and
-// sockets living less than one interval are missed; every close is flagged
-// vanished.
-//
-// Self: a socket owned by SelfPID, or by a process that collector.Processes reports as
-// Self, is flagged self.
-
 // DefaultDumpInterval is the inet_diag dump cadence when
 // Options.DumpInterval is zero.
 const DefaultDumpInterval = time.Second
@@ -136,8 +60,8 @@ type Options struct {
 	// namespace's; there is no /proc/net fallback then.
 	Netns string
 	// DestroyRcvBuf is the destroy socket's receive buffer in bytes; zero
-	// means 4 MiB (1–4 MB lost nothing in the bursts measured in
-	// research/kernel-probes.md, the default 208 KiB did). Tests make it
+	// means 4 MiB (1–4 MB lost nothing in the bursts measured on
+	// the project VM, the default 208 KiB did). Tests make it
 	// tiny to force ENOBUFS.
 	DestroyRcvBuf int
 	// ConnOwners, if set, names the owners of outbound connections from

@@ -4,7 +4,7 @@
 //
 // # Tiers
 //
-// Every test belongs to one tier (DESIGN.md, "Tests"):
+// Every test belongs to one tier (README.md, "Tests"):
 //
 //   - unit and fuzz tests need nothing and never skip;
 //   - "priv" ([TierPriv]) tests use kernel interfaces that need root or a
