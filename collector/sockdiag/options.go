@@ -18,7 +18,7 @@ const (
 	ModeNetlink        = "netlink" // inet_diag dumps + destroy notifications
 	ModeProcNet        = "procnet" // /proc/net polling (fallback)
 	sockVanishGrace    = 2 * time.Second
-	sockDrainDelay     = 10 * time.Millisecond // batching of destroy messages
+	sockDrainDelay     = 10 * time.Millisecond // a burst of destroy messages gathers this long before it is read
 	sockNetnsCensus    = 30 * time.Second
 	sockNetnsCensusAll = 5 * time.Second // with AllNetns
 	sockMaxTracked     = 1 << 20         // sockets tracked at once; beyond, new sockets are not tracked (counted)

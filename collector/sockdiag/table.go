@@ -23,6 +23,10 @@ type table struct {
 	// procs does not know it); either may be nil.
 	procs collector.Processes
 	start func(pid int32) (int64, error)
+	// starts caches what start read during one dump or one batch of
+	// destroy messages (a pid is not reused that fast), so that a process
+	// making many connections costs one /proc read per batch.
+	starts map[int32]int64
 	// findOwners looks for the processes holding the wanted inodes (the fd
 	// scan), calls found for each, and returns how many processes it
 	// visited; nil finds none.
@@ -86,6 +90,7 @@ func newTable(sink event.Sink) *table {
 // applyDump diffs one dump, taken at now, with the table and writes listen,
 // open and vanished close rows. t0 is when the dump began (zero: not timed).
 func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
+	clear(t.starts)
 	t.gen++
 	clear(t.want)
 	t.fresh = t.fresh[:0]
@@ -285,9 +290,16 @@ func (t *table) owner(pid int32) (start int64, self, ok bool) {
 	if t.start == nil {
 		return 0, false, false
 	}
-	start, err := t.start(pid)
-	if err != nil {
-		return 0, false, false
+	start, ok = t.starts[pid]
+	if !ok {
+		var err error
+		if start, err = t.start(pid); err != nil {
+			return 0, false, false
+		}
+		if t.starts == nil {
+			t.starts = make(map[int32]int64)
+		}
+		t.starts[pid] = start
 	}
 	return start, t.selfPID != 0 && pid == t.selfPID, true
 }
@@ -437,6 +449,7 @@ func sockBaseRow(m *inetDiag, ts int64) event.Sock {
 // applyDestroys writes the close rows of a batch of destroy notifications
 // (and the gap rows of its overrun markers), read up to now.
 func (t *table) applyDestroys(q []sockDestroy, now int64) {
+	clear(t.starts)
 	t.syncOwners(now)
 	var destroys, known, unknown, fromListener, fromTP, unbound uint64
 	for i := range q {
