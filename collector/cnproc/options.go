@@ -113,6 +113,10 @@ type Options struct {
 	// whose stack dump missed argv (processes that exit at once), at
 	// cn_proc's cost per exec.
 	ExecGuard bool
+
+	// traceRefused, if set, is what opening the rings fails with (tests of
+	// the fallback).
+	traceRefused error
 }
 
 // Capture names how the process source captures, for the segment manifest

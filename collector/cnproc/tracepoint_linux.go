@@ -42,6 +42,9 @@ type tpSource struct {
 // openTracepoints opens the rings and the cn_proc socket of the tracepoint
 // capture.
 func (s *Source) openTracepoints() (*tpSource, error) {
+	if s.opts.traceRefused != nil {
+		return nil, s.opts.traceRefused
+	}
 	set, err := tracepoint.Open(tracepoint.Options{
 		Events: []tracepoint.Event{
 			{Name: "sched:sched_process_exec", StackBytes: s.opts.TraceStackBytes},
@@ -246,6 +249,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 	h := s.newHotPath()
 	var (
 		items, cn, carry []tpItem
+		spare            []tpItem // carry's other buffer
 		arena            []byte
 		msgs             []procMsg
 		rcv              = newProcBatchReader(32, 8<<10)
@@ -332,8 +336,16 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		})
 		// The cn_proc socket: everything queued now, then what is older
 		// than the cutoff joins this drain and the rest the next one.
-		cn = append(cn[:0], carry...)
-		carry = carry[:0]
+		cn, held := cn[:0], carry
+		carry = spare[:0]
+		for _, it := range held {
+			if it.msg.TS > cutoff {
+				carry = append(carry, it)
+			} else {
+				cn = append(cn, it)
+			}
+		}
+		spare = held
 		for {
 			n, err := rcv.recv(tp.fd)
 			if err == unix.ENOBUFS {
