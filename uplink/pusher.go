@@ -102,6 +102,7 @@ type Pusher struct {
 
 	client *ssh.Client
 	sftp   *sftp.Client
+	closed chan struct{} // closed once client's connection has ended
 }
 
 // NewPusher checks the options and loads the configuration and key.
@@ -248,7 +249,14 @@ func (p *Pusher) drain(ctx context.Context) (int, error) {
 // connect opens the SSH connection and SFTP session if there is none.
 func (p *Pusher) connect(ctx context.Context) error {
 	if p.sftp != nil {
-		return nil
+		select {
+		case <-p.closed:
+			// The server closed it meanwhile (its idle timeout: keep-alives
+			// do not keep a connection open): connect again, not an error.
+			p.disconnect()
+		default:
+			return nil
+		}
 	}
 	hk, err := p.cfg.hostKey()
 	if err != nil {
@@ -278,7 +286,9 @@ func (p *Pusher) connect(ctx context.Context) error {
 		client.Close()
 		return fmt.Errorf("start sftp on %s: %w", p.cfg.Server, err)
 	}
-	p.client, p.sftp = client, sc
+	closed := make(chan struct{})
+	go func() { client.Wait(); close(closed) }()
+	p.client, p.sftp, p.closed = client, sc, closed
 	p.connected.Store(true)
 	go keepAlive(client, keepAliveInterval)
 	p.log.Info("connected to server", "server", p.cfg.Server, "host_id", p.cfg.HostID)

@@ -577,3 +577,32 @@ func TestPushToOpenSSH(t *testing.T) {
 		t.Errorf("Stats = %+v, want no failures", st)
 	}
 }
+
+// TestPushAfterIdleClose: the server closes a connection that moved no data
+// for its idle timeout, keep-alives or not; the next push connects again
+// without a failed attempt.
+func TestPushAfterIdleClose(t *testing.T) {
+	testutil.RequireTier(t, testutil.TierService)
+	s := startReceiver(t, "", "127.0.0.1:0", func(o *receiver.Options) { o.IdleTimeout = 300 * time.Millisecond })
+	dir, res := registerWithToken(t, s, testFacts(t, "h"), false)
+	spool := t.TempDir()
+	q := &dirQueue{dir: spool}
+	p, err := uplink.NewPusher(uplink.PushOptions{ConfigDir: dir, Queue: q, Interval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runPusher(t, p)
+	writeSegment(t, spool, segName(res.HostID, 1), 3000)
+	p.Notify()
+	testutil.WaitFor(t, 20*time.Second, "the first upload", func() bool { return p.Stats().Uploaded == 1 })
+	time.Sleep(time.Second) // the server closes the connection after 300 ms without data
+	writeSegment(t, spool, segName(res.HostID, 2), 3000)
+	p.Notify()
+	testutil.WaitFor(t, 20*time.Second, "the second upload", func() bool { return p.Stats().Uploaded == 2 })
+	if st := p.Stats(); st.Failures != 0 {
+		t.Errorf("pusher stats %+v: want no failed attempt after the server closed an idle connection", st)
+	}
+	if got := s.srv.Stats().Conns; got != 3 {
+		t.Errorf("server saw %d connections, want 3 (registration, one closed for idleness, one more)", got)
+	}
+}
