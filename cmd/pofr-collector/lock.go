@@ -145,20 +145,3 @@ func loadIdentity(f *runFlags) (*identity, error) {
 	}
 	return &identity{hostID: cfg.HostID, key: key}, nil
 }
-
-// spoolQueue adapts a spool directory to the uplink's queue.
-type spoolQueue string
-
-func (q spoolQueue) Pending() ([]uplink.Item, error) {
-	infos, err := spool.List(string(q))
-	if err != nil {
-		return nil, err
-	}
-	items := make([]uplink.Item, len(infos))
-	for i, in := range infos {
-		items[i] = uplink.Item{Name: in.Name, Path: in.Path, Size: in.Size}
-	}
-	return items, nil
-}
-
-func (q spoolQueue) Remove(name string) error { return spool.Remove(string(q), name) }

@@ -2,30 +2,20 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/pofr/pofr/collector"
-	"github.com/pofr/pofr/collector/cnproc"
-	"github.com/pofr/pofr/collector/fanotify"
-	"github.com/pofr/pofr/collector/sockdiag"
-	"github.com/pofr/pofr/collector/sockowner"
+	"github.com/pofr/pofr/collector/agent"
 	"github.com/pofr/pofr/internal/cli"
-	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/profiles"
-	"github.com/pofr/pofr/spool"
-	"github.com/pofr/pofr/uplink"
 )
 
 // Exit codes of run.
@@ -167,177 +157,19 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 	if err != nil {
 		return err
 	}
-	bootID, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return fmt.Errorf("read boot id: %w", err)
-	}
-	self := int32(os.Getpid())
 	if os.Getenv("GOMAXPROCS") == "" {
 		// While events flow, the process source's real-time reader keeps one P
-		// for itself (see cnproc.Source, "CPU"); give the rest of the collector
-		// the cores it would otherwise have.
+		// for itself (docs/design.md, "Process source, CPU"); give the rest of
+		// the collector the cores it would otherwise have.
 		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	}
 
-	stats := &runStats{}
-	w, err := spool.Open(spoolDir, spool.Options{
-		HostID:          id.hostID,
-		BootID:          strings.TrimSpace(string(bootID)),
-		Key:             id.key,
-		MaxSegmentBytes: prof.Spool.SegmentBytes,
-		MaxSegmentAge:   time.Duration(prof.Spool.SegmentAge),
-		Quota:           prof.Spool.QuotaBytes,
-		Stats:           stats.spoolStats,
-		Sealed:          stats.sealed,
-		Log:             log,
+	return agent.Run(ctx, agent.Config{
+		Profile: prof, StateDir: state, SpoolDir: spoolDir, ConfigDir: f.configDir,
+		HostID: id.hostID, Key: id.key, Standalone: id.standalone, Log: log,
+		StatusInterval: f.status, DrainTimeout: f.drain,
+		ForcePoll: f.forcePoll, NoFile: f.noFile, NoSock: f.noSock, NoSockTracepoints: f.noSockTP, NoProcTracepoint: f.noProcTP,
 	})
-	if err != nil {
-		return fmt.Errorf("open spool: %w", err)
-	}
-	stats.set(func(s *runStats) { s.spool = w })
-
-	procs, err := cnproc.New(cnproc.Options{
-		Sink: w, Log: log, ArgvMax: prof.Proc.ArgvMax, Priority: prof.Proc.Priority,
-		EnrichRate: prof.Proc.EnrichRate, SelfPID: self, ForcePoll: f.forcePoll,
-		ResyncInterval: time.Duration(prof.Proc.ResyncInterval), FullEnrich: prof.Proc.FullEnrich,
-		Tracepoint: prof.Proc.Tracepoint && !f.noProcTP, TraceRingBytes: prof.Proc.RingPerCPU(runtime.NumCPU()),
-		TraceStackBytes: prof.Proc.StackBytes, ExecGuard: prof.Proc.ExecGuard,
-	})
-	if err != nil {
-		w.Close()
-		return err
-	}
-	stats.set(func(s *runStats) { s.procs = procs })
-
-	var wg sync.WaitGroup
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 8)
-	start := func(name string, run func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-	start("proc", procs.Run)
-
-	if prof.File.Enabled && !f.noFile {
-		fsrc, err := fanotify.New(fanotify.Options{
-			Sink: w, Procs: procs, Exec: procs, Profile: prof.File,
-			ExcludeDirs: []string{spoolDir, state, f.configDir}, SelfPID: self, Log: log,
-		})
-		if err != nil {
-			log.Warn("file access is not recorded", "err", err)
-		} else {
-			stats.set(func(s *runStats) { s.files = fsrc })
-			start("file", fsrc.Run)
-		}
-	}
-	if prof.Sock.Enabled && !f.noSock {
-		// Owners of connections too short for a dump come from tracepoints;
-		// without them (no CAP_PERFMON, a seccomp profile, no tracefs) only
-		// the fd scan of each dump names owners, as before.
-		var owners sockdiag.ConnOwners
-		if !f.noSockTP {
-			co, err := sockowner.Open(sockowner.Options{UDP: prof.Sock.UDP})
-			if err != nil {
-				log.Warn("connection owners from /proc fd scans only: owners of connections shorter than a dump are unknown", "err", err)
-			} else {
-				defer co.Close() // after the sources stopped (wg.Wait below)
-				owners = co
-				start("sock_owner", co.Run)
-				stats.set(func(s *runStats) { s.owners = co })
-				log.Info("connection owners from tracepoints", "events", co.Stats().Events)
-			}
-		}
-		ssrc, err := sockdiag.New(sockdiag.Options{
-			Sink: w, Procs: procs, Log: log, DumpInterval: time.Duration(prof.Sock.DumpInterval),
-			UDP: prof.Sock.UDP, SelfPID: self, AllNetns: !prof.Sock.HostNetnsOnly, ConnOwners: owners,
-		})
-		if err != nil {
-			log.Warn("sockets are not recorded", "err", err)
-		} else {
-			stats.set(func(s *runStats) { s.socks = ssrc })
-			start("sock", ssrc.Run)
-		}
-	}
-	accts := &collector.AccountSource{Sink: w}
-	start("accounts", accts.Run)
-
-	if !id.standalone {
-		p, err := uplink.NewPusher(uplink.PushOptions{
-			ConfigDir: f.configDir, Queue: spoolQueue(spoolDir), Log: log,
-			Interval: time.Duration(prof.Upload.Interval), MaxBackoff: time.Duration(prof.Upload.MaxBackoff),
-			BandwidthBPS: prof.Upload.BandwidthBPS,
-		})
-		if err != nil {
-			cancel()
-			wg.Wait()
-			w.Close()
-			return fmt.Errorf("start uplink: %w", err)
-		}
-		stats.set(func(s *runStats) { s.push = p })
-		start("uplink", p.Run)
-	}
-
-	log.Info("collector started", "pid", self, "host_id", id.hostID, "profile", prof.Name, "spool", spoolDir,
-		"standalone", id.standalone)
-	started := time.Now()
-	statusPath := filepath.Join(state, "status.json")
-	st := &statusFile{PID: os.Getpid(), Started: started.UTC(), HostID: id.hostID, Profile: prof.Name}
-	var lastStats spool.Stats
-	writeSt := func() {
-		stats.snapshot(st)
-		st.Segments, st.Bytes = backlog(spoolDir)
-		writeStatus(statusPath, st, log)
-	}
-	writeSt()
-	tick := time.NewTicker(f.status)
-	defer tick.Stop()
-	sw := time.NewTicker(5 * time.Second)
-	defer sw.Stop()
-
-	var runErr error
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case err := <-errc:
-			runErr = err
-			log.Error("source stopped", "err", err)
-			break loop
-		case <-tick.C:
-			stats.logLine(log, spoolDir, &lastStats, f.status)
-		case <-sw.C:
-			writeSt()
-		}
-	}
-	log.Info("collector stopping")
-	var healthy bool
-	stats.set(func(s *runStats) { healthy = s.push != nil && s.push.Stats().LastError == "" })
-	// Stop the sources first, then seal, then push what was sealed.
-	cancel()
-	wg.Wait()
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("seal spool: %w", err)
-	}
-	if healthy && f.drain > 0 {
-		// Push what the stop sealed, so that a planned stop leaves no backlog.
-		dctx, dcancel := context.WithTimeout(context.Background(), f.drain)
-		var p *uplink.Pusher
-		stats.set(func(s *runStats) { p = s.push })
-		if n, err := p.Drain(dctx); err != nil {
-			log.Warn("final segments stay in the spool for the next start", "pushed", n, "err", err)
-		}
-		dcancel()
-	}
-	writeSt()
-	log.Info("collector stopped")
-	return runErr
 }
 
 func applyOverrides(p *profiles.Profile, f *runFlags) {
@@ -403,114 +235,4 @@ func daemonize(env *cli.Env, f *runFlags) error {
 			}
 		}
 	}
-}
-
-var _ event.Sink = (*spool.Writer)(nil)
-
-// runStats gathers the sources' counters for the manifests, the status file
-// and the periodic log line. Sources are added as they start.
-type runStats struct {
-	mu     sync.Mutex
-	procs  *cnproc.Source
-	files  *fanotify.Source
-	socks  *sockdiag.Source
-	owners *sockowner.Source
-	push   *uplink.Pusher
-	spool  *spool.Writer
-}
-
-func (s *runStats) set(f func(*runStats)) { s.mu.Lock(); f(s); s.mu.Unlock() }
-
-// sealed wakes the uplink as soon as a segment is sealed.
-func (s *runStats) sealed(string) {
-	s.mu.Lock()
-	p := s.push
-	s.mu.Unlock()
-	if p != nil {
-		p.Notify()
-	}
-}
-
-// spoolStats is the spool's Stats callback: modes and counters per source.
-func (s *runStats) spoolStats() spool.Stats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := spool.Stats{Modes: map[string]string{}, Counters: map[string]spool.Counter{}}
-	if s.procs != nil {
-		p := s.procs.Stats()
-		st.Modes[event.SourceProc] = p.Mode
-		st.Modes["capture"] = p.Capture
-		st.Counters[event.SourceProc] = spool.Counter{Seen: p.Seen, Lost: p.Lost + p.QueueDrops}
-	}
-	if s.files != nil {
-		f := s.files.Stats()
-		st.Modes[event.SourceFile] = f.Mode
-		st.Counters[event.SourceFile] = spool.Counter{Seen: f.Events, Lost: f.Overflows}
-	}
-	if s.socks != nil {
-		k := s.socks.Stats()
-		st.Modes[event.SourceSock] = k.Mode
-		st.Counters[event.SourceSock] = spool.Counter{Seen: k.Destroys + k.Opens + k.Listens, Lost: k.Overruns + k.Lost}
-	}
-	return st
-}
-
-func (s *runStats) snapshot(st *statusFile) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st.Sources = map[string]json.RawMessage{}
-	put := func(name string, v any) {
-		if b, err := json.Marshal(v); err == nil {
-			st.Sources[name] = b
-		}
-	}
-	if s.procs != nil {
-		put(event.SourceProc, s.procs.Stats())
-	}
-	if s.files != nil {
-		put(event.SourceFile, s.files.Stats())
-	}
-	if s.socks != nil {
-		put(event.SourceSock, s.socks.Stats())
-	}
-	if s.owners != nil {
-		put("sock_owner", s.owners.Stats())
-	}
-	if s.spool != nil {
-		put(event.SourceSpool, s.spool.Stats())
-	}
-	if s.push != nil {
-		if b, err := json.Marshal(s.push.Stats()); err == nil {
-			st.Uplink = b
-		}
-	}
-}
-
-// logLine logs one summary line: events/s since the last line, losses and
-// the spool backlog.
-func (s *runStats) logLine(log *slog.Logger, spoolDir string, last *spool.Stats, every time.Duration) {
-	cur := s.spoolStats()
-	args := []any{}
-	for _, src := range []string{event.SourceProc, event.SourceFile, event.SourceSock} {
-		c, ok := cur.Counters[src]
-		if !ok {
-			continue
-		}
-		prev := last.Counters[src]
-		rate := float64(c.Seen-prev.Seen) / every.Seconds()
-		args = append(args, src+"_per_s", fmt.Sprintf("%.0f", rate), src+"_lost", c.Lost)
-	}
-	segs, bytes := backlog(spoolDir)
-	args = append(args, "backlog_segments", segs, "backlog_bytes", bytes)
-	s.mu.Lock()
-	if s.push != nil {
-		p := s.push.Stats()
-		args = append(args, "uploaded", p.Uploaded, "connected", p.Connected)
-		if p.LastError != "" {
-			args = append(args, "upload_error", p.LastError)
-		}
-	}
-	s.mu.Unlock()
-	log.Info("status", args...)
-	*last = cur
 }

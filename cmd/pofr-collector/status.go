@@ -7,34 +7,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/pofr/pofr/collector/agent"
 	"github.com/pofr/pofr/internal/cli"
-	"github.com/pofr/pofr/internal/durable"
-	"github.com/pofr/pofr/spool"
 )
 
 // exitNotRunning is status's exit code when no collector runs.
 const exitNotRunning = 3
-
-// statusFile is what run writes to STATE-DIR/status.json every few seconds
-// and what status prints.
-type statusFile struct {
-	PID      int                        `json:"pid"`
-	Started  time.Time                  `json:"started"`
-	Updated  time.Time                  `json:"updated"`
-	HostID   string                     `json:"host_id"`
-	Profile  string                     `json:"profile"`
-	Sources  map[string]json.RawMessage `json:"sources"`
-	Uplink   json.RawMessage            `json:"uplink,omitempty"`
-	Segments int                        `json:"spool_segments"`
-	Bytes    int64                      `json:"spool_bytes"`
-}
 
 func init() {
 	var stateDir, spoolDir string
@@ -58,7 +42,7 @@ Exit codes: 0 running, 3 not running, 1 error.`,
 				spoolDir = filepath.Join(stateDir, "spool")
 			}
 			running := lockHeld(filepath.Join(stateDir, "collector.pid"))
-			var st statusFile
+			var st agent.Status
 			if b, err := os.ReadFile(filepath.Join(stateDir, "status.json")); err == nil {
 				if err := json.Unmarshal(b, &st); err != nil {
 					return fmt.Errorf("read status: %w", err)
@@ -66,12 +50,12 @@ Exit codes: 0 running, 3 not running, 1 error.`,
 			} else if !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("read status: %w", err)
 			}
-			segs, bytes := backlog(spoolDir)
+			segs, bytes := agent.Backlog(spoolDir)
 			st.Segments, st.Bytes = segs, bytes
 			if asJSON {
 				out := struct {
 					Running bool `json:"running"`
-					statusFile
+					agent.Status
 				}{running, st}
 				enc := json.NewEncoder(env.Stdout)
 				enc.SetIndent("", "  ")
@@ -89,19 +73,7 @@ Exit codes: 0 running, 3 not running, 1 error.`,
 	})
 }
 
-func backlog(dir string) (int, int64) {
-	infos, err := spool.List(dir)
-	if err != nil {
-		return 0, 0
-	}
-	var n int64
-	for _, in := range infos {
-		n += in.Size
-	}
-	return len(infos), n
-}
-
-func printStatus(env *cli.Env, running bool, st *statusFile) {
+func printStatus(env *cli.Env, running bool, st *agent.Status) {
 	w := env.Stdout
 	if running {
 		fmt.Fprintf(w, "collector: running, pid %d, since %s (%s)\n", st.PID, st.Started.UTC().Format(time.RFC3339),
@@ -165,15 +137,4 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
-}
-
-func writeStatus(path string, st *statusFile, log *slog.Logger) {
-	st.Updated = time.Now().UTC()
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err == nil {
-		err = durable.WriteFile(path, append(b, '\n'), 0o644)
-	}
-	if err != nil {
-		log.Warn("write status file", "err", err)
-	}
 }

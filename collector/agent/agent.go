@@ -1,0 +1,364 @@
+package agent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pofr/pofr/collector"
+	"github.com/pofr/pofr/collector/cnproc"
+	"github.com/pofr/pofr/collector/fanotify"
+	"github.com/pofr/pofr/collector/sockdiag"
+	"github.com/pofr/pofr/collector/sockowner"
+	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/procfs"
+	"github.com/pofr/pofr/profiles"
+	"github.com/pofr/pofr/spool"
+	"github.com/pofr/pofr/uplink"
+)
+
+// ErrConfig reports an invalid Config.
+var ErrConfig = errors.New("agent: invalid configuration")
+
+// Config is what Run needs: the profile and the directories, the host's
+// identity, and the switches of the run command.
+type Config struct {
+	// Profile is the validated collection profile.
+	Profile *profiles.Profile
+	// StateDir receives status.json; SpoolDir holds the segments;
+	// ConfigDir holds the uplink's registration (not read when
+	// Standalone). All three are excluded from file events.
+	StateDir, SpoolDir, ConfigDir string
+	// HostID and Key name and sign the segments.
+	HostID string
+	Key    ed25519.PrivateKey
+	// Standalone keeps the segments in the spool instead of uploading them.
+	Standalone bool
+	// BootID is the kernel's boot id (/proc/sys/kernel/random/boot_id);
+	// "" reads it.
+	BootID string
+	// ProcRoot is the procfs mount point of the sources ("" is /proc).
+	ProcRoot string
+	// Log receives the sources' and the uplink's messages; nil discards.
+	Log *slog.Logger
+	// StatusInterval is the period of the status log line (0: 1 min);
+	// status.json is rewritten every 5 s.
+	StatusInterval time.Duration
+	// DrainTimeout bounds the final push of what the stop sealed (0: none).
+	DrainTimeout time.Duration
+	// Switches of the run command: poll /proc instead of cn_proc, no file
+	// source, no socket source, socket owners from fd scans only, cn_proc
+	// instead of the process tracepoints.
+	ForcePoll, NoFile, NoSock, NoSockTracepoints, NoProcTracepoint bool
+}
+
+// Run records this host until ctx ends or a source fails: it opens the
+// spool, starts the process, file, socket and account sources and the
+// uplink, and keeps status.json current; then it stops the sources, seals
+// the spool and pushes what the stop sealed. It returns the error that
+// stopped a source, or nil.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Profile == nil || cfg.StateDir == "" || cfg.SpoolDir == "" || cfg.HostID == "" || cfg.Key == nil {
+		return fmt.Errorf("%w: Profile, StateDir, SpoolDir, HostID and Key are required", ErrConfig)
+	}
+	if !cfg.Standalone && cfg.ConfigDir == "" {
+		return fmt.Errorf("%w: ConfigDir is required to upload", ErrConfig)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.StatusInterval <= 0 {
+		cfg.StatusInterval = time.Minute
+	}
+	prof := cfg.Profile
+	bootID := cfg.BootID
+	if bootID == "" {
+		b, err := os.ReadFile(procfs.New(cfg.ProcRoot).Path("sys/kernel/random/boot_id"))
+		if err != nil {
+			return fmt.Errorf("read boot id: %w", err)
+		}
+		bootID = strings.TrimSpace(string(b))
+	}
+	self := int32(os.Getpid())
+
+	stats := &runStats{}
+	w, err := spool.Open(cfg.SpoolDir, spool.Options{
+		HostID:          cfg.HostID,
+		BootID:          bootID,
+		Key:             cfg.Key,
+		MaxSegmentBytes: prof.Spool.SegmentBytes,
+		MaxSegmentAge:   time.Duration(prof.Spool.SegmentAge),
+		Quota:           prof.Spool.QuotaBytes,
+		Stats:           stats.spoolStats,
+		Sealed:          stats.sealed,
+		Log:             log,
+	})
+	if err != nil {
+		return fmt.Errorf("open spool: %w", err)
+	}
+	stats.set(func(s *runStats) { s.spool = w })
+
+	procs, err := cnproc.New(cnproc.Options{
+		Sink: w, Log: log, ArgvMax: prof.Proc.ArgvMax, Priority: prof.Proc.Priority,
+		EnrichRate: prof.Proc.EnrichRate, SelfPID: self, ForcePoll: cfg.ForcePoll,
+		ResyncInterval: time.Duration(prof.Proc.ResyncInterval), FullEnrich: prof.Proc.FullEnrich,
+		Tracepoint: prof.Proc.Tracepoint && !cfg.NoProcTracepoint, TraceRingBytes: prof.Proc.RingPerCPU(runtime.NumCPU()),
+		TraceStackBytes: prof.Proc.StackBytes, ExecGuard: prof.Proc.ExecGuard, ProcRoot: cfg.ProcRoot,
+	})
+	if err != nil {
+		w.Close()
+		return err
+	}
+	stats.set(func(s *runStats) { s.procs = procs })
+
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 8)
+	start := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	start("proc", procs.Run)
+
+	if prof.File.Enabled && !cfg.NoFile {
+		fsrc, err := fanotify.New(fanotify.Options{
+			Sink: w, Procs: procs, Exec: procs, Profile: prof.File,
+			ExcludeDirs: []string{cfg.SpoolDir, cfg.StateDir, cfg.ConfigDir}, ProcRoot: cfg.ProcRoot, SelfPID: self, Log: log,
+		})
+		if err != nil {
+			log.Warn("file access is not recorded", "err", err)
+		} else {
+			stats.set(func(s *runStats) { s.files = fsrc })
+			start("file", fsrc.Run)
+		}
+	}
+	if prof.Sock.Enabled && !cfg.NoSock {
+		// Owners of connections too short for a dump come from tracepoints;
+		// without them (no CAP_PERFMON, a seccomp profile, no tracefs) only
+		// the fd scan of each dump names owners, as before.
+		var owners sockdiag.ConnOwners
+		if !cfg.NoSockTracepoints {
+			co, err := sockowner.Open(sockowner.Options{UDP: prof.Sock.UDP})
+			if err != nil {
+				log.Warn("connection owners from /proc fd scans only: owners of connections shorter than a dump are unknown", "err", err)
+			} else {
+				defer co.Close() // after the sources stopped (wg.Wait below)
+				owners = co
+				start("sock_owner", co.Run)
+				stats.set(func(s *runStats) { s.owners = co })
+				log.Info("connection owners from tracepoints", "events", co.Stats().Events)
+			}
+		}
+		ssrc, err := sockdiag.New(sockdiag.Options{
+			Sink: w, Procs: procs, Log: log, DumpInterval: time.Duration(prof.Sock.DumpInterval),
+			UDP: prof.Sock.UDP, SelfPID: self, AllNetns: !prof.Sock.HostNetnsOnly, ConnOwners: owners,
+			ProcRoot: cfg.ProcRoot,
+		})
+		if err != nil {
+			log.Warn("sockets are not recorded", "err", err)
+		} else {
+			stats.set(func(s *runStats) { s.socks = ssrc })
+			start("sock", ssrc.Run)
+		}
+	}
+	accts := &collector.AccountSource{Sink: w}
+	start("accounts", accts.Run)
+
+	if !cfg.Standalone {
+		p, err := uplink.NewPusher(uplink.PushOptions{
+			ConfigDir: cfg.ConfigDir, Queue: SpoolQueue(cfg.SpoolDir), Log: log,
+			Interval: time.Duration(prof.Upload.Interval), MaxBackoff: time.Duration(prof.Upload.MaxBackoff),
+			BandwidthBPS: prof.Upload.BandwidthBPS,
+		})
+		if err != nil {
+			cancel()
+			wg.Wait()
+			w.Close()
+			return fmt.Errorf("start uplink: %w", err)
+		}
+		stats.set(func(s *runStats) { s.push = p })
+		start("uplink", p.Run)
+	}
+
+	log.Info("collector started", "pid", self, "host_id", cfg.HostID, "profile", prof.Name, "spool", cfg.SpoolDir,
+		"standalone", cfg.Standalone)
+	started := time.Now()
+	statusPath := filepath.Join(cfg.StateDir, "status.json")
+	st := &Status{PID: os.Getpid(), Started: started.UTC(), HostID: cfg.HostID, Profile: prof.Name}
+	var lastStats spool.Stats
+	writeSt := func() {
+		stats.snapshot(st)
+		st.Segments, st.Bytes = Backlog(cfg.SpoolDir)
+		WriteStatus(statusPath, st, log)
+	}
+	writeSt()
+	tick := time.NewTicker(cfg.StatusInterval)
+	defer tick.Stop()
+	sw := time.NewTicker(5 * time.Second)
+	defer sw.Stop()
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			runErr = err
+			log.Error("source stopped", "err", err)
+			break loop
+		case <-tick.C:
+			stats.logLine(log, cfg.SpoolDir, &lastStats, cfg.StatusInterval)
+		case <-sw.C:
+			writeSt()
+		}
+	}
+	log.Info("collector stopping")
+	var healthy bool
+	stats.set(func(s *runStats) { healthy = s.push != nil && s.push.Stats().LastError == "" })
+	// Stop the sources first, then seal, then push what was sealed.
+	cancel()
+	wg.Wait()
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("seal spool: %w", err)
+	}
+	if healthy && cfg.DrainTimeout > 0 {
+		// Push what the stop sealed, so that a planned stop leaves no backlog.
+		dctx, dcancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+		var p *uplink.Pusher
+		stats.set(func(s *runStats) { p = s.push })
+		if n, err := p.Drain(dctx); err != nil {
+			log.Warn("final segments stay in the spool for the next start", "pushed", n, "err", err)
+		}
+		dcancel()
+	}
+	writeSt()
+	log.Info("collector stopped")
+	return runErr
+}
+
+var _ event.Sink = (*spool.Writer)(nil)
+
+// runStats gathers the sources' counters for the manifests, the status file
+// and the periodic log line. Sources are added as they start.
+type runStats struct {
+	mu     sync.Mutex
+	procs  *cnproc.Source
+	files  *fanotify.Source
+	socks  *sockdiag.Source
+	owners *sockowner.Source
+	push   *uplink.Pusher
+	spool  *spool.Writer
+}
+
+func (s *runStats) set(f func(*runStats)) { s.mu.Lock(); f(s); s.mu.Unlock() }
+
+// sealed wakes the uplink as soon as a segment is sealed.
+func (s *runStats) sealed(string) {
+	s.mu.Lock()
+	p := s.push
+	s.mu.Unlock()
+	if p != nil {
+		p.Notify()
+	}
+}
+
+// spoolStats is the spool's Stats callback: modes and counters per source.
+func (s *runStats) spoolStats() spool.Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := spool.Stats{Modes: map[string]string{}, Counters: map[string]spool.Counter{}}
+	if s.procs != nil {
+		p := s.procs.Stats()
+		st.Modes[event.SourceProc] = p.Mode
+		st.Modes["capture"] = p.Capture
+		st.Counters[event.SourceProc] = spool.Counter{Seen: p.Seen, Lost: p.Lost + p.QueueDrops}
+	}
+	if s.files != nil {
+		f := s.files.Stats()
+		st.Modes[event.SourceFile] = f.Mode
+		st.Counters[event.SourceFile] = spool.Counter{Seen: f.Events, Lost: f.Overflows}
+	}
+	if s.socks != nil {
+		k := s.socks.Stats()
+		st.Modes[event.SourceSock] = k.Mode
+		st.Counters[event.SourceSock] = spool.Counter{Seen: k.Destroys + k.Opens + k.Listens, Lost: k.Overruns + k.Lost}
+	}
+	return st
+}
+
+func (s *runStats) snapshot(st *Status) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st.Sources = map[string]json.RawMessage{}
+	put := func(name string, v any) {
+		if b, err := json.Marshal(v); err == nil {
+			st.Sources[name] = b
+		}
+	}
+	if s.procs != nil {
+		put(event.SourceProc, s.procs.Stats())
+	}
+	if s.files != nil {
+		put(event.SourceFile, s.files.Stats())
+	}
+	if s.socks != nil {
+		put(event.SourceSock, s.socks.Stats())
+	}
+	if s.owners != nil {
+		put("sock_owner", s.owners.Stats())
+	}
+	if s.spool != nil {
+		put(event.SourceSpool, s.spool.Stats())
+	}
+	if s.push != nil {
+		if b, err := json.Marshal(s.push.Stats()); err == nil {
+			st.Uplink = b
+		}
+	}
+}
+
+// logLine logs one summary line: events/s since the last line, losses and
+// the spool backlog.
+func (s *runStats) logLine(log *slog.Logger, spoolDir string, last *spool.Stats, every time.Duration) {
+	cur := s.spoolStats()
+	args := []any{}
+	for _, src := range []string{event.SourceProc, event.SourceFile, event.SourceSock} {
+		c, ok := cur.Counters[src]
+		if !ok {
+			continue
+		}
+		prev := last.Counters[src]
+		rate := float64(c.Seen-prev.Seen) / every.Seconds()
+		args = append(args, src+"_per_s", fmt.Sprintf("%.0f", rate), src+"_lost", c.Lost)
+	}
+	segs, bytes := Backlog(spoolDir)
+	args = append(args, "backlog_segments", segs, "backlog_bytes", bytes)
+	s.mu.Lock()
+	if s.push != nil {
+		p := s.push.Stats()
+		args = append(args, "uploaded", p.Uploaded, "connected", p.Connected)
+		if p.LastError != "" {
+			args = append(args, "upload_error", p.LastError)
+		}
+	}
+	s.mu.Unlock()
+	log.Info("status", args...)
+	*last = cur
+}

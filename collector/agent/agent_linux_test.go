@@ -1,0 +1,132 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/testutil"
+	"github.com/pofr/pofr/profiles"
+	"github.com/pofr/pofr/spool"
+)
+
+func TestRunRefusesIncompleteConfig(t *testing.T) {
+	if err := Run(t.Context(), Config{StateDir: t.TempDir()}); !errors.Is(err, ErrConfig) {
+		t.Errorf("Run without a profile: %v, want ErrConfig", err)
+	}
+}
+
+// TestPrivRunStandalone runs the whole collector in standalone mode: it
+// records a process spawned by the test, keeps status.json current, and at
+// cancellation stops the sources and seals a segment that verifies with the
+// host's key and holds the process's exec row.
+func TestPrivRunStandalone(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "config", "signing.key")
+	if err := os.MkdirAll(filepath.Dir(keyPath), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key, err := spool.GenerateKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := profiles.Get("default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		Profile: prof, StateDir: filepath.Join(dir, "state"), SpoolDir: filepath.Join(dir, "state", "spool"),
+		ConfigDir: filepath.Join(dir, "config"), HostID: "agent-test", Key: key, Standalone: true,
+		NoSock: true, NoSockTracepoints: true, StatusInterval: time.Hour,
+	}
+	for _, d := range []string{cfg.StateDir, cfg.SpoolDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(testutil.Deadline(t, time.Minute))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }()
+
+	statusPath := filepath.Join(cfg.StateDir, "status.json")
+	var st Status
+	testutil.WaitFor(t, 20*time.Second, "status.json with the process source's mode", func() bool {
+		b, err := os.ReadFile(statusPath)
+		if err != nil || json.Unmarshal(b, &st) != nil {
+			return false
+		}
+		var p struct{ Mode string }
+		return json.Unmarshal(st.Sources[event.SourceProc], &p) == nil && p.Mode != ""
+	})
+	if st.PID != os.Getpid() || st.HostID != "agent-test" || st.Profile != prof.Name {
+		t.Errorf("status: pid %d host %q profile %q, want %d agent-test %s", st.PID, st.HostID, st.Profile, os.Getpid(), prof.Name)
+	}
+
+	marker := fmt.Sprintf("pofr-agent-test-%d", time.Now().UnixNano())
+	if out, err := exec.Command("/bin/sh", "-c", "exit 0", marker).CombinedOutput(); err != nil {
+		t.Fatalf("marker process: %v %s", err, out)
+	}
+	time.Sleep(500 * time.Millisecond) // the table goroutine batches for a few ms
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return within 30 s of cancellation")
+	}
+
+	infos, err := spool.List(cfg.SpoolDir)
+	if err != nil || len(infos) == 0 {
+		t.Fatalf("spool after stop: %d segments, %v", len(infos), err)
+	}
+	found := false
+	for _, in := range infos {
+		seg, err := spool.VerifyFile(in.Path, spool.VerifyOptions{PublicKey: key.Public().(ed25519.PublicKey)})
+		if err != nil {
+			t.Fatalf("segment %s: %v", in.Name, err)
+		}
+		found = found || hasArgv(t, seg, marker)
+		seg.Release()
+	}
+	if !found {
+		t.Errorf("no proc row with argv %q in %d segments", marker, len(infos))
+	}
+}
+
+// hasArgv reports whether seg has a proc row whose argv contains marker.
+func hasArgv(t *testing.T, seg *spool.Segment, marker string) bool {
+	t.Helper()
+	rec, err := seg.Record(event.TableProc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := rec.Schema().FieldIndices("argv")
+	if len(idx) != 1 {
+		t.Fatalf("proc schema has %d argv columns", len(idx))
+	}
+	col, ok := rec.Column(idx[0]).(*array.Binary)
+	if !ok {
+		t.Fatalf("argv column is %T", rec.Column(idx[0]))
+	}
+	for i := 0; i < col.Len(); i++ {
+		if !col.IsNull(i) && bytes.Contains(col.Value(i), []byte(marker)) {
+			return true
+		}
+	}
+	return false
+}
