@@ -89,7 +89,7 @@ func TestCommitRejectsWarnings(t *testing.T) {
 	p := event.Proc{TS: hostileBase(), Event: event.ProcExec, PID: 1, TID: 1, Comm: make([]byte, 2000), UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1}
 	seg := memSegment("h1", 1, "", []event.Proc{p}, nil, nil, nil, nil)
 	defer seg.release()
-	check := func(want string) {
+	check := func(want Class) {
 		t.Helper()
 		_, err := w.commit(t.Context(), job{host: "h1", name: "x"}, seg, 1, time.Now())
 		if classify(err) != want {

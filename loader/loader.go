@@ -627,18 +627,18 @@ func (l *Loader) prepare(ctx context.Context, hosts map[string]*registry.Host, j
 	}
 	p.size, p.mtime = fi.Size(), fi.ModTime()
 	if p.size > l.opt.MaxSegmentBytes {
-		return l.refuse(ctx, p, "too_large", fmt.Errorf("%w: %d bytes, limit %d", spool.ErrTooLarge, p.size, l.opt.MaxSegmentBytes), nil, "")
+		return l.refuse(ctx, p, ClassTooLarge, fmt.Errorf("%w: %d bytes, limit %d", spool.ErrTooLarge, p.size, l.opt.MaxSegmentBytes), nil, "")
 	}
 	h := hosts[j.host]
 	if h == nil {
-		return l.refuse(ctx, p, "unknown_host", fmt.Errorf("%w: %s is not in the registry", ErrUnknownHost, j.host), nil, "")
+		return l.refuse(ctx, p, ClassUnknownHost, fmt.Errorf("%w: %s is not in the registry", ErrUnknownHost, j.host), nil, "")
 	}
 	if h.Status == registry.StatusRevoked {
-		return l.refuse(ctx, p, "revoked_host", fmt.Errorf("%w: %s was deregistered; its segments are no longer loaded", ErrRevoked, j.host), nil, "")
+		return l.refuse(ctx, p, ClassRevokedHost, fmt.Errorf("%w: %s was deregistered; its segments are no longer loaded", ErrRevoked, j.host), nil, "")
 	}
 	pub, err := h.SigningPublicKey()
 	if err != nil {
-		return l.refuse(ctx, p, "unknown_host", fmt.Errorf("%w: %v", ErrUnknownHost, err), nil, "")
+		return l.refuse(ctx, p, ClassUnknownHost, fmt.Errorf("%w: %v", ErrUnknownHost, err), nil, "")
 	}
 	seg, err := l.openBudgeted(ctx, j.path, p.size, pub, j.host)
 	if err != nil {
@@ -651,25 +651,25 @@ func (l *Loader) prepare(ctx context.Context, hosts map[string]*registry.Host, j
 	m := seg.manifest
 	if hostID, seq, prefix, ok := spool.ParseName(j.name); !ok || hostID != m.HostID || seq != m.Seq || !strings.HasPrefix(seg.digest, prefix) {
 		seg.release()
-		return l.refuse(ctx, p, "name", fmt.Errorf("%w: manifest says %s", ErrName, m.Name(seg.digest)), m, seg.digest)
+		return l.refuse(ctx, p, ClassName, fmt.Errorf("%w: manifest says %s", ErrName, m.Name(seg.digest)), m, seg.digest)
 	}
 	if err := checkTimes(m); err != nil {
 		seg.release()
-		return l.refuse(ctx, p, "time_range", err, m, seg.digest)
+		return l.refuse(ctx, p, ClassTimeRange, err, m, seg.digest)
 	}
 	p.seg = seg
 	return p
 }
 
 // refuse quarantines p's file and decides its outcome.
-func (l *Loader) refuse(ctx context.Context, p *prepared, class string, cause error, m *spool.Manifest, digest string) *prepared {
+func (l *Loader) refuse(ctx context.Context, p *prepared, class Class, cause error, m *spool.Manifest, digest string) *prepared {
 	log := l.log.With("host", p.j.host, "segment", p.j.name)
 	if err := l.quarantine(ctx, p.j, p.size, class, cause, m, digest); err != nil {
 		log.Error("quarantine segment", "err", err)
 		p.res.outcome, p.err = failed, err
 		return p
 	}
-	if class == "fork" {
+	if class == ClassFork {
 		log.Error("hash chain fork: segment quarantined", "class", class, "err", cause)
 		p.res.fork = true
 	} else {
@@ -729,40 +729,63 @@ func retryable(err error) bool {
 	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
 
+// Class names why a segment was quarantined: the class column of the
+// quarantine table and the first line of its .reason file.
+type Class string
+
+// The quarantine classes.
+const (
+	ClassBadSignature Class = "bad_signature" // the signature does not verify with the registered key
+	ClassWrongHost Class = "wrong_host" // the manifest names another host than the inbox
+	ClassTooLarge Class = "too_large" // the file is over the size limit
+	ClassTooLong Class = "too_long" // a value is longer than its column allows
+	ClassUnsupportedVersion Class = "unsupported_version" // a segment format this server does not read
+	ClassCorrupt Class = "corrupt" // the container, manifest or a member is malformed
+	ClassDecode Class = "decode" // the rows do not decode to the table's schema
+	ClassLoad Class = "load" // MariaDB warned about or dropped rows (ErrRejected)
+	ClassName Class = "name" // the file name does not match the manifest (ErrName)
+	ClassReplay Class = "replay" // the digest is in the ledger under another (host, seq) (ErrReplay)
+	ClassFork Class = "fork" // another digest holds this (host, seq) (ErrFork)
+	ClassTimeRange Class = "time_range" // a timestamp outside 1970–2200 (ErrTimeRange)
+	ClassUnknownHost Class = "unknown_host" // the inbox's host is not registered or has no key (ErrUnknownHost)
+	ClassRevokedHost Class = "revoked_host" // the host was deregistered (ErrRevoked)
+	ClassDatabase Class = "database" // MariaDB refused the segment's data (ErrRefused)
+)
+
 // classify names the quarantine class of an error, or "" if the error is
 // not the segment's fault.
-func classify(err error) string {
+func classify(err error) Class {
 	switch {
 	case errors.Is(err, spool.ErrBadSignature):
-		return "bad_signature"
+		return ClassBadSignature
 	case errors.Is(err, spool.ErrWrongHost):
-		return "wrong_host"
+		return ClassWrongHost
 	case errors.Is(err, spool.ErrTooLarge):
-		return "too_large"
+		return ClassTooLarge
 	case errors.Is(err, spool.ErrTooLong):
-		return "too_long"
+		return ClassTooLong
 	case errors.Is(err, spool.ErrUnsupportedVersion):
-		return "unsupported_version"
+		return ClassUnsupportedVersion
 	case errors.Is(err, spool.ErrCorrupt):
-		return "corrupt"
+		return ClassCorrupt
 	case errors.Is(err, ErrDecode), errors.Is(err, event.ErrSchema):
-		return "decode"
+		return ClassDecode
 	case errors.Is(err, ErrRejected):
-		return "load"
+		return ClassLoad
 	case errors.Is(err, ErrName):
-		return "name"
+		return ClassName
 	case errors.Is(err, ErrReplay):
-		return "replay"
+		return ClassReplay
 	case errors.Is(err, ErrFork):
-		return "fork"
+		return ClassFork
 	case errors.Is(err, ErrTimeRange):
-		return "time_range"
+		return ClassTimeRange
 	case errors.Is(err, ErrUnknownHost):
-		return "unknown_host"
+		return ClassUnknownHost
 	case errors.Is(err, ErrRevoked):
-		return "revoked_host"
+		return ClassRevokedHost
 	case errors.Is(err, ErrRefused), refusedData(err):
-		return "database"
+		return ClassDatabase
 	}
 	return ""
 }
@@ -830,7 +853,7 @@ func (w *worker) commit(ctx context.Context, j job, seg *segment, size int64, re
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return result{}, fmt.Errorf("read host status: %w", err)
-	case status.String == registry.StatusRevoked:
+	case registry.Status(status.String) == registry.StatusRevoked:
 		return result{}, fmt.Errorf("%w: %s was deregistered while loading", ErrRevoked, m.HostID)
 	}
 	if res, done, err := w.existing(ctx, tx, m, digest); done || err != nil {
@@ -1091,7 +1114,7 @@ func copyAcross(path, dst string) error {
 
 // quarantine moves j's file to the host's quarantine directory with a
 // .reason file and records it in the quarantine table.
-func (l *Loader) quarantine(ctx context.Context, j job, size int64, class string, cause error, m *spool.Manifest, digest string) error {
+func (l *Loader) quarantine(ctx context.Context, j job, size int64, class Class, cause error, m *spool.Manifest, digest string) error {
 	dir := registry.DirsOf(l.opt.StateDir, j.host).Quarantine
 	name := j.name
 	if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
@@ -1120,7 +1143,7 @@ func (l *Loader) quarantine(ctx context.Context, j job, size int64, class string
 		dgArg = dg
 	}
 	if _, err := l.db.ExecContext(ctx, "INSERT INTO quarantine (host_id, file, class, reason, seq, digest, file_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
-		j.host, name, class, truncate(fmt.Sprint(cause), 60000), seq, dgArg, size); err != nil {
+		j.host, name, string(class), truncate(fmt.Sprint(cause), 60000), seq, dgArg, size); err != nil {
 		// The file and its .reason are in place: that is the record that
 		// matters; the row is a convenience.
 		l.log.Error("record quarantine row", "segment", j.name, "err", err)

@@ -93,7 +93,7 @@ func TestPurgeHostAndRevoked(t *testing.T) {
 		t.Errorf("h2 rows changed by h1's purge (-before +after):\n%s", diff)
 	}
 	var status string
-	if err := db.QueryRow("SELECT status FROM hosts WHERE host_id = 'h1'").Scan(&status); err != nil || status != registry.StatusRevoked {
+	if err := db.QueryRow("SELECT status FROM hosts WHERE host_id = 'h1'").Scan(&status); err != nil || registry.Status(status) != registry.StatusRevoked {
 		t.Errorf("hosts.status of h1: %q (%v), want revoked", status, err)
 	}
 

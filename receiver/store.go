@@ -48,19 +48,19 @@ const (
 // Registration is one registration request as the server keeps it, in
 // requests/<request_id>.json under the state directory.
 type Registration struct {
-	RequestID  string     `json:"request_id"`
-	Status     string     `json:"status"` // wire.StatusPending, StatusGranted or StatusDenied
-	Reason     string     `json:"reason,omitempty"`
-	HostID     string     `json:"host_id,omitempty"`
-	Facts      wire.Facts `json:"facts"`
-	SSHKey     string     `json:"ssh_key"`
-	SigningKey []byte     `json:"signing_key"`
-	Replace    bool       `json:"replace,omitempty"`
-	Auth       string     `json:"auth"` // "password" or "token"
-	RemoteAddr string     `json:"remote_addr,omitempty"`
-	CreatedAt  time.Time  `json:"created_at"`
-	DecidedAt  time.Time  `json:"decided_at,omitzero"`
-	DecidedBy  string     `json:"decided_by,omitempty"`
+	RequestID  string      `json:"request_id"`
+	Status     wire.Status `json:"status"` // wire.StatusPending, StatusGranted or StatusDenied
+	Reason     string      `json:"reason,omitempty"`
+	HostID     string      `json:"host_id,omitempty"`
+	Facts      wire.Facts  `json:"facts"`
+	SSHKey     string      `json:"ssh_key"`
+	SigningKey []byte      `json:"signing_key"`
+	Replace    bool        `json:"replace,omitempty"`
+	Auth       string      `json:"auth"` // "password" or "token"
+	RemoteAddr string      `json:"remote_addr,omitempty"`
+	CreatedAt  time.Time   `json:"created_at"`
+	DecidedAt  time.Time   `json:"decided_at,omitzero"`
+	DecidedBy  string      `json:"decided_by,omitempty"`
 	// Replaces lists the hosts revoked when this request was granted.
 	Replaces []string `json:"replaces,omitempty"`
 }
@@ -394,7 +394,7 @@ var statusIndex = struct {
 type indexedStatus struct {
 	size   int64
 	mtime  time.Time
-	status string
+	status wire.Status
 }
 
 // countPending counts the pending requests, reading only the files that

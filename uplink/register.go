@@ -77,7 +77,7 @@ type RegisterOptions struct {
 // Result is the server's decision.
 type Result struct {
 	// Status is StatusPending, StatusGranted or StatusDenied.
-	Status    string
+	Status    wire.Status
 	HostID    string
 	Reason    string
 	RequestID string

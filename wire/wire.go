@@ -39,13 +39,17 @@ const (
 	MaxResponseBytes = 16 << 10
 )
 
+// Status is the state of a registration request, or the answer to a
+// deregistration.
+type Status string
+
 // Statuses of a registration.
 const (
-	StatusPending = "pending"
-	StatusGranted = "granted"
-	StatusDenied  = "denied"
+	StatusPending Status = "pending"
+	StatusGranted Status = "granted"
+	StatusDenied  Status = "denied"
 	// StatusRevoked answers a deregistration.
-	StatusRevoked = "revoked"
+	StatusRevoked Status = "revoked"
 )
 
 // ErrBadRequest reports a registration request that is malformed, too large
@@ -84,7 +88,7 @@ type Request struct {
 
 // Response answers a Request or a deregistration.
 type Response struct {
-	Status    string `json:"status"`
+	Status    Status `json:"status"`
 	RequestID string `json:"request_id,omitempty"`
 	HostID    string `json:"host_id,omitempty"`
 	// User is the SSH user name for uploads once granted.
@@ -226,7 +230,7 @@ func ParseResponse(b []byte) (*Response, error) {
 	switch r.Status {
 	case StatusPending, StatusGranted, StatusDenied, StatusRevoked:
 	default:
-		return nil, fmt.Errorf("response status %q", truncate(r.Status))
+		return nil, fmt.Errorf("response status %q", truncate(string(r.Status)))
 	}
 	if r.Status == StatusGranted && (!spool.ValidHostID(r.HostID) || !printable(r.User, 1, 64)) {
 		return nil, errors.New("granted response without a valid host id and user")

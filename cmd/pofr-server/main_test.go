@@ -166,13 +166,13 @@ func TestRegistryCommands(t *testing.T) {
 		}
 		return out
 	}
-	if out := hosts(); !strings.Contains(out, "web-01") || !strings.Contains(out, registry.StatusActive) || !strings.Contains(out, "web01.example.org") {
+	if out := hosts(); !strings.Contains(out, "web-01") || !strings.Contains(out, string(registry.StatusActive)) || !strings.Contains(out, "web01.example.org") {
 		t.Errorf("registrations hosts after add:\n%s", out)
 	}
 	if code, out, errOut := runApp(t, "deregister", "--state-dir", state, "web-01"); code != 0 || !strings.Contains(out, "revoked web-01") {
 		t.Fatalf("deregister: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	if out := hosts(); !strings.Contains(out, registry.StatusRevoked) {
+	if out := hosts(); !strings.Contains(out, string(registry.StatusRevoked)) {
 		t.Errorf("registrations hosts after deregister:\n%s", out)
 	}
 	if code, _, _ := runApp(t, "deregister", "--state-dir", state, "nosuch"); code != 1 {
@@ -223,5 +223,27 @@ func TestDatabaseCommands(t *testing.T) {
 	}
 	if code, _, errOut := runApp(t, "query", "hosts", "--dsn-file", filepath.Join(dir, "missing")); code != 1 || !strings.Contains(errOut, "DSN") {
 		t.Errorf("query with a missing DSN file: exit %d, stderr %q; want 1", code, errOut)
+	}
+}
+
+// TestEveryCommandInTheTree: pofr-server lists its commands in newApp; a
+// command registered from init with cli.Register would compile and never
+// run.
+func TestEveryCommandInTheTree(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("list sources: %v %v", files, err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte("cli.Register(")) || bytes.Contains(b, []byte("cli.Main(")) {
+			t.Errorf("%s registers a command with cli.Register or runs cli.Main: list it in newApp instead", f)
+		}
 	}
 }

@@ -200,7 +200,7 @@ func writeRegistrations(w io.Writer, rs []*receiver.Registration, all bool) erro
 		if !all && r.Status != wire.StatusPending {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\t%s\n", safe(r.RequestID), safe(r.Status),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%v\t%s\t%s\n", safe(r.RequestID), safe(string(r.Status)),
 			r.CreatedAt.Format("2006-01-02T15:04:05Z"), regDash(safe(r.Facts.Hostname)), regDash(safe(r.RemoteAddr)),
 			regDash(safe(r.Facts.MachineID)), safe(r.Fingerprint()), r.Replace, regDash(safe(r.HostID)), regDash(safe(r.Reason)))
 	}

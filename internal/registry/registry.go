@@ -30,10 +30,13 @@ import (
 	"github.com/pofr/pofr/wire"
 )
 
+// Status is a host's standing in the registry (and in the hosts table).
+type Status string
+
 // Host statuses.
 const (
-	StatusActive  = "active"  // may upload
-	StatusRevoked = "revoked" // deregistered: uploads refused, files kept until cleaned
+	StatusActive  Status = "active"  // may upload
+	StatusRevoked Status = "revoked" // deregistered: uploads refused, files kept until cleaned
 )
 
 // ErrNotFound reports an unknown host id.
@@ -61,7 +64,7 @@ type Host struct {
 	wire.Facts
 	SSHKey       string    `json:"ssh_key"`     // authorized_keys line of the upload key
 	SigningKey   []byte    `json:"signing_key"` // raw 32-byte Ed25519 public key that signs segments
-	Status       string    `json:"status"`
+	Status       Status    `json:"status"`
 	RegisteredAt time.Time `json:"registered_at"`
 	LastIP       string    `json:"last_ip,omitempty"`
 }
