@@ -735,21 +735,21 @@ type Class string
 
 // The quarantine classes.
 const (
-	ClassBadSignature Class = "bad_signature" // the signature does not verify with the registered key
-	ClassWrongHost Class = "wrong_host" // the manifest names another host than the inbox
-	ClassTooLarge Class = "too_large" // the file is over the size limit
-	ClassTooLong Class = "too_long" // a value is longer than its column allows
+	ClassBadSignature       Class = "bad_signature"       // the signature does not verify with the registered key
+	ClassWrongHost          Class = "wrong_host"          // the manifest names another host than the inbox
+	ClassTooLarge           Class = "too_large"           // the file is over the size limit
+	ClassTooLong            Class = "too_long"            // a value is longer than its column allows
 	ClassUnsupportedVersion Class = "unsupported_version" // a segment format this server does not read
-	ClassCorrupt Class = "corrupt" // the container, manifest or a member is malformed
-	ClassDecode Class = "decode" // the rows do not decode to the table's schema
-	ClassLoad Class = "load" // MariaDB warned about or dropped rows (ErrRejected)
-	ClassName Class = "name" // the file name does not match the manifest (ErrName)
-	ClassReplay Class = "replay" // the digest is in the ledger under another (host, seq) (ErrReplay)
-	ClassFork Class = "fork" // another digest holds this (host, seq) (ErrFork)
-	ClassTimeRange Class = "time_range" // a timestamp outside 1970–2200 (ErrTimeRange)
-	ClassUnknownHost Class = "unknown_host" // the inbox's host is not registered or has no key (ErrUnknownHost)
-	ClassRevokedHost Class = "revoked_host" // the host was deregistered (ErrRevoked)
-	ClassDatabase Class = "database" // MariaDB refused the segment's data (ErrRefused)
+	ClassCorrupt            Class = "corrupt"             // the container, manifest or a member is malformed
+	ClassDecode             Class = "decode"              // the rows do not decode to the table's schema
+	ClassLoad               Class = "load"                // MariaDB warned about or dropped rows (ErrRejected)
+	ClassName               Class = "name"                // the file name does not match the manifest (ErrName)
+	ClassReplay             Class = "replay"              // the digest is in the ledger under another (host, seq) (ErrReplay)
+	ClassFork               Class = "fork"                // another digest holds this (host, seq) (ErrFork)
+	ClassTimeRange          Class = "time_range"          // a timestamp outside 1970–2200 (ErrTimeRange)
+	ClassUnknownHost        Class = "unknown_host"        // the inbox's host is not registered or has no key (ErrUnknownHost)
+	ClassRevokedHost        Class = "revoked_host"        // the host was deregistered (ErrRevoked)
+	ClassDatabase           Class = "database"            // MariaDB refused the segment's data (ErrRefused)
 )
 
 // classify names the quarantine class of an error, or "" if the error is
