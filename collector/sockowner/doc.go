@@ -10,7 +10,9 @@
 // (skaddr). Connected UDP: fib:fib_table_lookup and fib6:fib6_table_lookup
 // fired by connect(2) (the port is already bound), filtered to UDP.
 //
-// Everything here is pure: decoders over sample bytes with field offsets
-// from the tracefs format files, and a join [Tracker] with bounded memory.
-// The rings that deliver the samples are another package's job.
+// The decoders (over sample bytes, with field offsets from the tracefs
+// format files) and the join [Tracker] (bounded memory) are pure; [Source]
+// reads the rings of package tracepoint into a Tracker. docs/design.md
+// ("Connection owners from tracepoints") has the edge cases and the
+// measurements.
 package sockowner
