@@ -51,7 +51,7 @@ func TestFloodAndGreedyHostDoNotLockOut(t *testing.T) {
 		o.MaxStartupsPerAddr = 4
 		o.MaxConnsPerHost = 2
 		o.HandshakeTimeout = 2 * time.Second
-		o.IdleTimeout = time.Second
+		o.IdleTimeout = 2 * time.Second
 	})
 	const stranger, greedy, victim = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 
@@ -182,7 +182,7 @@ func TestFloodAndGreedyHostDoNotLockOut(t *testing.T) {
 		case d := <-greedyEnded:
 			greedyClosed = append(greedyClosed, d)
 		case <-deadline:
-			t.Fatalf("greedy connection %d still open after 10 s of keep-alives (idle timeout 1 s)", i)
+			t.Fatalf("greedy connection %d still open after 10 s of keep-alives (idle timeout 2 s)", i)
 		}
 	}
 	st := f.srv.Stats()
