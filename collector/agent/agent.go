@@ -109,7 +109,7 @@ func Run(ctx context.Context, cfg Config) error {
 	stats.set(func(s *runStats) { s.spool = w })
 
 	procs, err := cnproc.New(cnproc.Options{
-		Sink: w, Log: log, ArgvMax: prof.Proc.ArgvMax, Priority: prof.Proc.Priority,
+		Sink: w, Log: log, ArgvMax: prof.Proc.ArgvMax, Priority: cnproc.Priority(prof.Proc.Priority),
 		EnrichRate: prof.Proc.EnrichRate, SelfPID: self, ForcePoll: cfg.ForcePoll,
 		ResyncInterval: time.Duration(prof.Proc.ResyncInterval), FullEnrich: prof.Proc.FullEnrich,
 		Tracepoint: prof.Proc.Tracepoint && !cfg.NoProcTracepoint, TraceRingBytes: prof.Proc.RingPerCPU(runtime.NumCPU()),
@@ -286,18 +286,18 @@ func (s *runStats) spoolStats() spool.Stats {
 	st := spool.Stats{Modes: map[string]string{}, Counters: map[string]spool.Counter{}}
 	if s.procs != nil {
 		p := s.procs.Stats()
-		st.Modes[event.SourceProc] = p.Mode
+		st.Modes[event.SourceProc] = string(p.Mode)
 		st.Modes["capture"] = p.Capture
 		st.Counters[event.SourceProc] = spool.Counter{Seen: p.Seen, Lost: p.Lost + p.QueueDrops}
 	}
 	if s.files != nil {
 		f := s.files.Stats()
-		st.Modes[event.SourceFile] = f.Mode
+		st.Modes[event.SourceFile] = string(f.Mode)
 		st.Counters[event.SourceFile] = spool.Counter{Seen: f.Events, Lost: f.Overflows}
 	}
 	if s.socks != nil {
 		k := s.socks.Stats()
-		st.Modes[event.SourceSock] = k.Mode
+		st.Modes[event.SourceSock] = string(k.Mode)
 		st.Counters[event.SourceSock] = spool.Counter{Seen: k.Destroys + k.Opens + k.Listens, Lost: k.Overruns + k.Lost}
 	}
 	return st

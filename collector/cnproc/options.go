@@ -2,33 +2,43 @@ package cnproc
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/pofr/pofr/internal/event"
 )
 
-// The process source's modes (Stats.Mode), also what the segment
-// manifest says.
+// Mode is how the process source captures (Stats.Mode); its value is
+// also what the segment manifest and the status file say. "" means Run has
+// not decided yet.
+type Mode string
+
+// The process source's modes.
 const (
 	// ModeTracepoint: forks and execs come from the kernel's tracepoint
 	// rings (sched_process_exec with a user-stack dump for argv,
 	// task_newtask), exits and the rest from a cn_proc socket drained in
 	// batches (docs/design.md, "Process source, Tracepoint capture").
-	ModeTracepoint = "tracepoint"
+	ModeTracepoint Mode = "tracepoint"
 	// ModeNetlink: events come from the proc connector.
-	ModeNetlink = "netlink"
+	ModeNetlink Mode = "netlink"
 	// ModePoll: cn_proc is silent here (not in the initial pid/user
 	// namespace, or no CAP_NET_ADMIN on an old kernel), so /proc is polled;
 	// short-lived processes are missed and every row is flagged poll.
-	ModePoll = "poll"
+	ModePoll Mode = "poll"
 )
 
-// Reader thread priorities (Options.Priority, Stats.Priority).
+// Priority is the reader thread's scheduling priority (Options.Priority,
+// Stats.Priority), as profiles name it.
+type Priority string
+
+// Reader thread priorities, highest first.
 const (
-	PriorityFIFO   = "fifo"   // SCHED_FIFO, priority 10
-	PriorityNice   = "nice"   // SCHED_OTHER at nice −20
-	PriorityNormal = "normal" // whatever the process has
+	PriorityFIFO   Priority = "fifo"   // SCHED_FIFO, priority 10
+	PriorityNice   Priority = "nice"   // SCHED_OTHER at nice −20
+	PriorityNormal Priority = "normal" // whatever the process has
 )
 
 // ErrOptions reports invalid Options.
@@ -46,7 +56,7 @@ type Options struct {
 	ArgvMax int
 	// Priority of the reader thread: PriorityFIFO (default), PriorityNice or
 	// PriorityNormal. Each falls back down the list with a warning.
-	Priority string
+	Priority Priority
 	// EnrichRate caps the /proc reads on the hot path (one set per exec)
 	// per second, so a fork bomb cannot make a real-time reader starve the
 	// host. Beyond it, exec rows carry only what the event says and are
@@ -122,42 +132,42 @@ type Options struct {
 // Capture names how the process source captures, for the segment manifest
 // and the status: "tracepoint", "cn_proc" or "poll" ("" before Run has
 // decided).
-func Capture(mode string) string {
+func Capture(mode Mode) string {
 	switch mode {
 	case ModeTracepoint:
 		return "tracepoint"
 	case ModeNetlink:
 		return "cn_proc"
 	}
-	return mode
+	return string(mode)
 }
 
 // Stats are the process source's counters since it started.
 type Stats struct {
-	Mode          string // ModeTracepoint, ModeNetlink or ModePoll; "" until Run has decided
-	Priority      string // reader thread priority in effect
-	Seen          uint64 // cn_proc events handled
-	Execs         uint64 // exec events (and exec rows in poll mode)
-	Rows          uint64 // proc rows written
-	Lost          uint64 // ENOBUFS on the socket (each loses an unknown number of events)
-	QueueDrops    uint64 // events dropped because the table goroutine fell behind
-	Gaps          uint64 // gap rows written
-	Resyncs       uint64 // /proc rescans after a loss or on the resync interval
-	EnrichSkipped uint64 // hot-path /proc reads skipped by EnrichRate
-	ArgvMissed    uint64 // exec rows without argv
-	ExeMissed     uint64 // exec rows without exe (neither /proc nor fanotify)
-	ExeFanotify   uint64 // exec rows whose exe came from fanotify
-	OpenDrops     uint64 // exec-opens dropped (ObserveExecOpen faster than the table)
-	Unknown       uint64 // events about a process whose start is unknown and that was gone: no row
-	Threads       uint64 // thread events folded into their process
-	Replaced      uint64 // lives replaced without their exit having been seen
-	TableSize     int    // entries in the process table now
-	TableFull     uint64 // lives not remembered because the table was full
-	BadFrames     uint64 // datagrams that did not decode
-	RingLost      uint64 // tracepoint samples the kernel dropped because a ring was full
-	ArgvNotInDump uint64 // tracepoint execs whose argv was not in the stack dump (then read from /proc)
-	ArgvGuard     uint64 // of those, argv read at the exec by the exec guard
-	Capture       string // Capture(Mode): tracepoint, cn_proc or poll
+	Mode          Mode     // ModeTracepoint, ModeNetlink or ModePoll; "" until Run has decided
+	Priority      Priority // reader thread priority in effect
+	Seen          uint64   // cn_proc events handled
+	Execs         uint64   // exec events (and exec rows in poll mode)
+	Rows          uint64   // proc rows written
+	Lost          uint64   // ENOBUFS on the socket (each loses an unknown number of events)
+	QueueDrops    uint64   // events dropped because the table goroutine fell behind
+	Gaps          uint64   // gap rows written
+	Resyncs       uint64   // /proc rescans after a loss or on the resync interval
+	EnrichSkipped uint64   // hot-path /proc reads skipped by EnrichRate
+	ArgvMissed    uint64   // exec rows without argv
+	ExeMissed     uint64   // exec rows without exe (neither /proc nor fanotify)
+	ExeFanotify   uint64   // exec rows whose exe came from fanotify
+	OpenDrops     uint64   // exec-opens dropped (ObserveExecOpen faster than the table)
+	Unknown       uint64   // events about a process whose start is unknown and that was gone: no row
+	Threads       uint64   // thread events folded into their process
+	Replaced      uint64   // lives replaced without their exit having been seen
+	TableSize     int      // entries in the process table now
+	TableFull     uint64   // lives not remembered because the table was full
+	BadFrames     uint64   // datagrams that did not decode
+	RingLost      uint64   // tracepoint samples the kernel dropped because a ring was full
+	ArgvNotInDump uint64   // tracepoint execs whose argv was not in the stack dump (then read from /proc)
+	ArgvGuard     uint64   // of those, argv read at the exec by the exec guard
+	Capture       string   // Capture(Mode): tracepoint, cn_proc or poll
 }
 
 // stats converts the counters.
@@ -192,7 +202,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Priority = PriorityFIFO
 	case PriorityFIFO, PriorityNice, PriorityNormal:
 	default:
-		return o, errors.Join(ErrOptions, errors.New("Priority "+o.Priority+": want fifo, nice or normal"))
+		return o, errors.Join(ErrOptions, fmt.Errorf("Priority %q: want fifo, nice or normal", o.Priority))
 	}
 	if o.EnrichRate == 0 {
 		o.EnrichRate = 20000
@@ -237,4 +247,20 @@ func (o Options) withDefaults() (Options, error) {
 		o.ProbeTimeout = time.Second
 	}
 	return o, nil
+}
+
+// atomicOf holds a value of type T that one goroutine sets and others read
+// (the mode and the priority in effect).
+type atomicOf[T any] struct{ p atomic.Pointer[T] }
+
+// Store sets v.
+func (a *atomicOf[T]) Store(v T) { a.p.Store(&v) }
+
+// Load returns the value set last, or T's zero value.
+func (a *atomicOf[T]) Load() T {
+	if p := a.p.Load(); p != nil {
+		return *p
+	}
+	var zero T
+	return zero
 }

@@ -38,9 +38,9 @@ type Source struct {
 	st   procCounters
 	tr   *procTable
 
-	root int // dirfd of ProcRoot
-	mode atomic.Value
-	prio atomic.Value
+	root int                // dirfd of ProcRoot
+	mode atomicOf[Mode]     // set by Run once it has decided
+	prio atomicOf[Priority] // set by the reader thread once raised
 
 	selfForks chan int32 // pids forked by this process, seen by the reader (probe)
 	// The reader's shadow hashes cgroups with shadowSeed; Run hands it the
@@ -68,8 +68,6 @@ func New(opts Options) (*Source, error) {
 		return nil, fmt.Errorf("open %s: %w", o.ProcRoot, err)
 	}
 	s := &Source{opts: o, log: o.Log, root: root, selfForks: make(chan int32, 16), shadowSeed: maphash.MakeSeed()}
-	s.mode.Store("")
-	s.prio.Store("")
 	switch {
 	case o.SelfPID == 0:
 		s.opts.SelfPID = int32(os.Getpid())
@@ -120,14 +118,14 @@ func (s *Source) ObserveExecOpen(pid int32, ts int64, path []byte) {
 // Stats returns the counters. Safe for concurrent use.
 func (s *Source) Stats() Stats {
 	st := s.st.stats()
-	st.Mode, _ = s.mode.Load().(string)
+	st.Mode = s.mode.Load()
 	st.Capture = Capture(st.Mode)
-	st.Priority, _ = s.prio.Load().(string)
+	st.Priority = s.prio.Load()
 	return st
 }
 
 // Mode returns ModeNetlink or ModePoll once Run has decided, else "".
-func (s *Source) Mode() string { m, _ := s.mode.Load().(string); return m }
+func (s *Source) Mode() Mode { return s.mode.Load() }
 
 // Run records until ctx is done, then returns nil (or the error that stopped
 // the reader). It subscribes to cn_proc, probes that events arrive (falling
@@ -315,7 +313,7 @@ func (s *Source) runPoll(ctx context.Context, why string) error {
 // procRaisePriority sets the calling (locked) thread's priority as asked,
 // falling back down fifo → nice → normal with a warning, and returns what it
 // got.
-func procRaisePriority(want string, log *slog.Logger) string {
+func procRaisePriority(want Priority, log *slog.Logger) Priority {
 	if want == PriorityFIFO {
 		attr := &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 10,
 			Flags: unix.SCHED_FLAG_RESET_ON_FORK}

@@ -90,7 +90,7 @@ func TestPrivProcKnownTree(t *testing.T) { knownTree(t, Options{}, ModeNetlink) 
 // must choose mode, and checks every row of the tree. Its processes live
 // past one drain of the tracepoint capture except the instant "exit 3",
 // which is found by its exit code (its argv is checked when recorded).
-func knownTree(t *testing.T, o Options, mode string) {
+func knownTree(t *testing.T, o Options, mode Mode) {
 	testutil.RequireRoot(t)
 	sink := &event.MemSink{}
 	o.Sink = sink
@@ -411,12 +411,12 @@ func TestPrivProcPoll(t *testing.T) {
 // covered by a gap row); argv and exe capture rates are reported.
 func TestPrivProcExecStorm(t *testing.T) {
 	testutil.RequireRoot(t)
-	for _, prio := range []string{PriorityFIFO, PriorityNice, PriorityNormal} {
-		t.Run(prio, func(t *testing.T) { procExecStorm(t, prio) })
+	for _, prio := range []Priority{PriorityFIFO, PriorityNice, PriorityNormal} {
+		t.Run(string(prio), func(t *testing.T) { procExecStorm(t, prio) })
 	}
 }
 
-func procExecStorm(t *testing.T, prio string) {
+func procExecStorm(t *testing.T, prio Priority) {
 	sink := &event.MemSink{}
 	src := startProcSource(t, Options{Sink: sink, Priority: prio})
 	const n = 2000

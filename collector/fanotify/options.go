@@ -10,13 +10,17 @@ import (
 	"github.com/pofr/pofr/profiles"
 )
 
-// File source modes (Stats.Mode).
+// Mode is how the file source learns of file access (Stats.Mode, the
+// segment manifest).
+type Mode string
+
+// File source modes.
 const (
 	// ModeFanotify: events come from fanotify filesystem marks.
-	ModeFanotify = "fanotify"
+	ModeFanotify Mode = "fanotify"
 	// ModeFDScan: fanotify is unavailable (or ForceFallback is set); the
 	// source samples /proc/PID/fd, as POFR did, and flags its rows fallback.
-	ModeFDScan = "fdscan"
+	ModeFDScan Mode = "fdscan"
 )
 
 // Options configures a Source.
@@ -62,7 +66,7 @@ type Options struct {
 
 // Stats are the counters of a Source since it was created.
 type Stats struct {
-	Mode         string // ModeFanotify or ModeFDScan
+	Mode         Mode   // ModeFanotify or ModeFDScan
 	Filesystems  int    // file systems currently marked (fanotify mode)
 	Events       uint64 // fanotify events read (fdscan: descriptors seen)
 	Rows         uint64 // file rows written to the sink

@@ -49,7 +49,7 @@ type Source struct {
 	fs    procfs.FS
 	log   *slog.Logger
 	now   func() time.Time
-	mode  string
+	mode  Mode
 	batch time.Duration
 
 	fd   int    // fanotify group (fanotify mode)
@@ -328,7 +328,7 @@ func (s *Source) watchMounts(ctx context.Context) {
 }
 
 // Mode returns ModeFanotify or ModeFDScan.
-func (s *Source) Mode() string { return s.mode }
+func (s *Source) Mode() Mode { return s.mode }
 
 // Stats returns the counters so far. It is safe to call while Run runs.
 func (s *Source) Stats() Stats {

@@ -13,10 +13,17 @@ import (
 // Options.DumpInterval is zero.
 const DefaultDumpInterval = time.Second
 
-// Socket source modes ([Stats].Mode).
+// Mode is how the socket source reads sockets (Stats.Mode, the segment
+// manifest); "" until Run has decided.
+type Mode string
+
+// Socket source modes.
 const (
-	ModeNetlink        = "netlink" // inet_diag dumps + destroy notifications
-	ModeProcNet        = "procnet" // /proc/net polling (fallback)
+	ModeNetlink Mode = "netlink" // inet_diag dumps + destroy notifications
+	ModeProcNet Mode = "procnet" // /proc/net polling (fallback)
+)
+
+const (
 	sockVanishGrace    = 2 * time.Second
 	sockDrainDelay     = 10 * time.Millisecond // a burst of destroy messages gathers this long before it is read
 	sockNetnsCensus    = 30 * time.Second
@@ -86,7 +93,7 @@ type ConnOwners interface {
 // Stats are the counters of a [Source] since it started.
 type Stats struct {
 	// Mode is ModeNetlink or ModeProcNet ("" before Run decided).
-	Mode string
+	Mode Mode
 	// Dumps counts completed dumps (or /proc/net polls); DumpErrors failed ones.
 	Dumps, DumpErrors uint64
 	// LastDump is how long the last dump took, fd scan for new owners included.

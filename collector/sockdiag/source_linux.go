@@ -341,7 +341,7 @@ func (s *Source) Run(ctx context.Context) error {
 }
 
 // dumpOnce runs one dump (or /proc/net poll) and diffs it with the table.
-func (s *Source) dumpOnce(ctx context.Context, fd int, mode string) {
+func (s *Source) dumpOnce(ctx context.Context, fd int, mode Mode) {
 	s.drain()
 	t0 := time.Now()
 	var err error
