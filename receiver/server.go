@@ -124,9 +124,19 @@ type Server struct {
 	// so that a rename can close every handle on the file it delivers.
 	uploadsMu   sync.Mutex
 	openUploads map[string]map[*upload]struct{}
+	hostLocks   sync.Map // host id → *sync.Mutex (lockHost)
 }
 
 func uploadKey(host, name string) string { return host + "/" + name }
+
+// lockHost serialises opening upload files and renames of one host, across
+// its sessions; it returns the unlock.
+func (s *Server) lockHost(host string) func() {
+	m, _ := s.hostLocks.LoadOrStore(host, new(sync.Mutex))
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
 
 func (s *Server) uploadsAdd(host string, u *upload) {
 	s.uploadsMu.Lock()

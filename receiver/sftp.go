@@ -87,7 +87,22 @@ func (d *dropBox) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 		d.open.Add(-1)
 		return nil, sftp.ErrSSHFxFailure
 	}
-	f, err := d.root.OpenFile(wire.PartName(final), os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	// Always a new file: the name is unlinked first, so that no handle can
+	// reach the inode of a segment delivered under that name (if its
+	// temporary name could not be removed at the rename). The host's lock
+	// orders this with its renames.
+	unlock := d.s.lockHost(d.host)
+	defer unlock()
+	if fi, err := d.root.Lstat(wire.PartName(final)); err == nil && !fi.Mode().IsRegular() {
+		d.open.Add(-1)
+		return nil, errDenied // planted by someone else: neither followed nor removed
+	}
+	if err := d.root.Remove(wire.PartName(final)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		d.open.Add(-1)
+		d.log.Debug("open upload", "host", d.host, "name", final, "err", err)
+		return nil, sftp.ErrSSHFxFailure
+	}
+	f, err := d.root.OpenFile(wire.PartName(final), os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		d.open.Add(-1)
 		d.log.Debug("open upload", "host", d.host, "name", final, "err", err)
@@ -250,6 +265,8 @@ func (d *dropBox) rename(from, to string) error {
 	if !d.active() {
 		return errDenied
 	}
+	unlock := d.s.lockHost(d.host)
+	defer unlock()
 	// Every handle still open on the file, in any session of the host, is
 	// closed first: once delivered, a segment cannot change.
 	for _, u := range d.s.uploadsOf(d.host, wire.PartName(src)) {

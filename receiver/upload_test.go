@@ -138,3 +138,30 @@ func TestUploadFailedWriteFailsUpload(t *testing.T) {
 }
 
 var _ io.WriterAt = (*upload)(nil)
+
+// TestSFTPPartLinkedToDelivered: if the temporary name of a delivered
+// segment is still a link to it (its removal at the rename failed), opening
+// that name for writing makes a new file: the delivered segment is neither
+// truncated nor changed.
+func TestSFTPPartLinkedToDelivered(t *testing.T) {
+	f := start(t, nil)
+	a := f.sftpAs(t, "host-a")
+	name := seg("host-a", 1)
+	inbox := registry.DirsOf(f.state, "host-a").Inbox
+	data := []byte("delivered evidence")
+	if err := put(a, name, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(inbox, name), filepath.Join(inbox, wire.PartName(name))); err != nil {
+		t.Fatal(err)
+	}
+	w, err := a.OpenFile(wire.PartName(name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("FORGED"))
+	w.Close()
+	if b, err := os.ReadFile(filepath.Join(inbox, name)); err != nil || !bytes.Equal(b, data) {
+		t.Errorf("delivered segment = %q, %v; want %q", b, err, data)
+	}
+}
