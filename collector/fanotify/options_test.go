@@ -7,9 +7,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/procfs"
 )
 
-func TestParseMountinfo(t *testing.T) {
+// TestMarkable: the file source marks real file systems and tmpfs, not
+// kernel interfaces nor anything under /proc or /sys.
+func TestMarkable(t *testing.T) {
 	in := []byte(`22 27 0:21 / /proc rw,relatime - proc proc rw
 27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard
 30 25 0:27 / /dev/shm rw,relatime - tmpfs tmpfs rw
@@ -18,18 +21,7 @@ func TestParseMountinfo(t *testing.T) {
 garbage line
 51 27 8:1 / /boot rw - vfat /dev/sda1 rw
 `)
-	got := parseMountinfo(in)
-	want := []fanMount{
-		{0, 21, "/", "/proc", "proc"},
-		{254, 0, "/", "/", "ext4"},
-		{0, 27, "/", "/dev/shm", "tmpfs"},
-		{0, 28, "/", "/sys/fs/cgroup", "tmpfs"},
-		{254, 0, "/srv/data", "/mnt/with space\nnl", "ext4"},
-		{8, 1, "/", "/boot", "vfat"},
-	}
-	if d := cmp.Diff(want, got); d != "" {
-		t.Errorf("parseMountinfo (-want +got):\n%s", d)
-	}
+	got := procfs.ParseMountinfo(in)
 	var markable []string
 	for i := range got {
 		if fanMarkable(&got[i]) {
@@ -38,14 +30,6 @@ garbage line
 	}
 	if d := cmp.Diff([]string{"/", "/dev/shm", "/mnt/with space\nnl", "/boot"}, markable); d != "" {
 		t.Errorf("markable mounts (-want +got):\n%s", d)
-	}
-}
-
-func TestUnescapeMount(t *testing.T) {
-	for in, want := range map[string]string{`a\040b`: "a b", `\134x`: `\x`, `tail\04`: `tail\04`, `\999`: `\999`, `plain`: "plain"} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 

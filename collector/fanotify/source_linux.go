@@ -231,9 +231,9 @@ func (s *Source) scanMounts() error {
 	if err != nil {
 		return fmt.Errorf("read mount table: %w", err)
 	}
-	best := make(map[uint64]*fanMount)
+	best := make(map[uint64]*procfs.Mount)
 	var order []uint64
-	mounts := parseMountinfo(b)
+	mounts := procfs.ParseMountinfo(b)
 	for i := range mounts {
 		m := &mounts[i]
 		if !fanMarkable(m) {

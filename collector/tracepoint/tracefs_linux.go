@@ -1,14 +1,13 @@
 package tracepoint
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
+	"github.com/pofr/pofr/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -78,43 +77,19 @@ func tracefsMounts(path string) ([]string, error) {
 }
 
 // parseTracefsMounts returns the mount points whose file system type is
-// tracefs (proc(5) mountinfo: fields, " - ", fstype, source, options).
+// tracefs in a mountinfo file.
 func parseTracefsMounts(r io.Reader) ([]string, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 16<<20))
+	if err != nil {
+		return nil, err
+	}
 	var out []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		pre, post, ok := bytes.Cut(sc.Bytes(), []byte(" - "))
-		if !ok {
-			continue
+	for _, m := range procfs.ParseMountinfo(b) {
+		if m.FSType == "tracefs" {
+			out = append(out, m.Point)
 		}
-		if typ, _, _ := bytes.Cut(post, []byte{' '}); string(typ) != "tracefs" {
-			continue
-		}
-		f := bytes.Fields(pre)
-		if len(f) < 5 {
-			continue
-		}
-		out = append(out, unescapeMount(string(f[4])))
 	}
-	return out, sc.Err()
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && s[i+1] >= '0' && s[i+1] <= '3' {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return out, nil
 }
 
 // Close releases the tracefs root (a private instance goes away with it).

@@ -132,5 +132,10 @@ func FuzzParseProcFiles(f *testing.F) {
 		ContainerID(ParseCgroup(b))
 		ParseNSLink(b)
 		ParseID(b)
+		for _, m := range ParseMountinfo(b) {
+			if m.FSType == "" {
+				t.Errorf("ParseMountinfo gave a mount without a type: %+v", m)
+			}
+		}
 	})
 }
