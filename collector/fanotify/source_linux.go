@@ -25,25 +25,11 @@ import (
 // or renamed which file, from fanotify (or, where fanotify is unavailable,
 // from /proc/PID/fd scans), and writes aggregated rows to a Sink.
 //
-// In fanotify mode it holds one notification group initialised with
-// FAN_CLASS_NOTIF|FAN_REPORT_DFID_NAME|FAN_REPORT_FID|FAN_REPORT_TARGET_FID (no descriptor is
-// opened per event) and one FAN_MARK_FILESYSTEM mark per real file system
-// found in /proc/self/mountinfo, re-scanned when the mount table changes.
-// Paths are resolved from directory handles with open_by_handle_at and a
-// bounded LRU cache; no descriptor is kept open on any file system, so the
-// source never makes an unmount fail with EBUSY.
-//
-// The queue is bounded (no FAN_UNLIMITED_QUEUE): an unbounded queue lets a
-// local flood pin kernel memory without limit. Its size is the
-// fs.fanotify.max_queued_events sysctl at fanotify_init time (16384 by
-// default); a profile's queue_size raises it for this group only (the sysctl
-// is set, the group created, the old value restored). When the queue
-// overflows the kernel drops events and queues FAN_Q_OVERFLOW, which becomes a
-// gap row (source "file", from the previous read to the overflow, lost
-// unknown).
-//
-// docs/design.md ("File source") has what the source costs the workloads it
-// watches, measured against the kernel's own floor.
+// In fanotify mode it holds one notification group reporting directory
+// handles and names (no descriptor per event) with one filesystem mark per
+// real file system, and a bounded kernel queue whose overflow becomes a gap
+// row. docs/design.md ("File source") explains the group, the path
+// resolution, the queue and what the source costs the workloads it watches.
 type Source struct {
 	opts  Options
 	fs    procfs.FS
