@@ -14,7 +14,7 @@ import (
 )
 
 // updateSock re-captures the frames of testdata from the running kernel
-// (needs root and Linux): go test ./collector/ -run TestSockFrames -update-sock
+// (needs root and Linux): go test ./collector/sockdiag/ -run TestSockFrames -update-sock
 var updateSock = flag.Bool("update-sock", false, "capture collector/sockdiag/testdata frames from the kernel")
 
 // sockFrame describes what one captured frame must decode to. Ports and

@@ -774,7 +774,7 @@ func TestPrivSock10k(t *testing.T) {
 // 5 s, the share of connections living 1–3 s whose client side gets a known
 // owner, and the collector's CPU. Run with -benchtime=1x:
 //
-//	go test ./collector/ -run '^$' -bench PrivSockCadence -benchtime=1x
+//	go test ./collector/sockdiag/ -run '^$' -bench PrivSockCadence -benchtime=1x
 func BenchmarkPrivSockCadence(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root")
