@@ -144,9 +144,12 @@ func startFloorReader(b *testing.B, c string) func() (int, int) {
 	switch c {
 	case "none":
 		return func() (int, int) { return 0, 0 }
-	case "pofr":
+	case "pofr", "pofr-tracepoint":
 		sink := &benchSink{execs: map[int32][2]bool{}}
-		s, stop := startBenchProcSource(b, sink)
+		s, stop := startBenchSource(b, sink, Options{Tracepoint: c == "pofr-tracepoint"})
+		if c == "pofr-tracepoint" && s.Mode() != ModeTracepoint {
+			b.Fatalf("%s: mode %s", c, s.Mode())
+		}
 		return func() (int, int) {
 			stop()
 			k := 0

@@ -572,7 +572,14 @@ func BenchmarkPrivProcExec(b *testing.B) {
 // and returns once it writes rows.
 func startBenchProcSource(b *testing.B, sink event.Sink) (*Source, func()) {
 	b.Helper()
-	s, err := New(Options{Sink: sink, SelfPID: -1, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return startBenchSource(b, sink, Options{})
+}
+
+// startBenchSource runs a Source with options o until the returned stop.
+func startBenchSource(b *testing.B, sink event.Sink, o Options) (*Source, func()) {
+	b.Helper()
+	o.Sink, o.SelfPID, o.Log = sink, -1, slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := New(o)
 	if err != nil {
 		b.Fatal(err)
 	}

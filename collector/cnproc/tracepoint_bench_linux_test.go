@@ -1,0 +1,64 @@
+package cnproc
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/pofr/pofr/internal/testutil"
+)
+
+// BenchmarkPrivTracepointExec puts the tracepoint capture next to the cn_proc
+// capture and the cn_proc floor (a SCHED_FIFO reader that only receives the
+// datagrams and reads cmdline and exe at each exec, bench.RunProcFloor), in
+// one run with the conditions interleaved round by round (see
+// BenchmarkPrivProcFloor for the method). One op is one round of 2,000 execs
+// of /bin/true per condition. Reported per condition: µs of the collector's
+// CPU per exec (this process's rusage), the extra CPU charged to the spawner
+// and its children against no reader (wl-cpu-%), argv-% of the spawner's
+// execs; and the medians of the per-round ratios tracepoint ÷ floor and
+// tracepoint ÷ cn_proc Source.
+func BenchmarkPrivTracepointExec(b *testing.B) {
+	testutil.RequireRoot(b)
+	for _, rate := range []int{0, 1000} {
+		name := "rate=max"
+		if rate > 0 {
+			name = fmt.Sprintf("rate=%d", rate)
+		}
+		b.Run(name, func(b *testing.B) { benchTracepointExec(b, rate) })
+	}
+}
+
+var tpBenchConds = []string{"none", "recv-fifo+argv", "pofr", "pofr-tracepoint"}
+
+func benchTracepointExec(b *testing.B, rate int) {
+	const n = 2000
+	cpu := map[string][]float64{}
+	wlCPU := map[string][]float64{}
+	argv := map[string][]float64{}
+	var vsFloor, vsCnproc []float64
+	round := 0
+	for b.Loop() {
+		us, wl := map[string]float64{}, map[string]float64{}
+		for _, c := range interleaved(tpBenchConds, round) {
+			r := procFloorRun(b, c, n, rate)
+			us[c], wl[c] = r.cpu, r.wlCPU
+			if c != "none" {
+				cpu[c] = append(cpu[c], r.cpu)
+				argv[c] = append(argv[c], r.argv)
+			}
+		}
+		for _, c := range tpBenchConds[1:] {
+			wlCPU[c] = append(wlCPU[c], wl[c]/wl["none"])
+		}
+		vsFloor = append(vsFloor, us["pofr-tracepoint"]/us["recv-fifo+argv"])
+		vsCnproc = append(vsCnproc, us["pofr-tracepoint"]/us["pofr"])
+		round++
+	}
+	for _, c := range tpBenchConds[1:] {
+		b.ReportMetric(median(cpu[c]), c+"-µs/exec")
+		b.ReportMetric(100*(median(wlCPU[c])-1), c+"-wl-cpu-%")
+		b.ReportMetric(median(argv[c]), c+"-argv-%")
+	}
+	b.ReportMetric(median(vsFloor), "tracepoint/floor")
+	b.ReportMetric(median(vsCnproc), "tracepoint/cnproc")
+}
