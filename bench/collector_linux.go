@@ -37,10 +37,10 @@ type CollectorExit struct {
 	MaxRSS int64 // bytes
 }
 
-// StartCollector starts bin in dir (created if missing) and waits settle
-// for it to subscribe to its sources. It fails if the collector exits
-// during that time.
-func StartCollector(ctx context.Context, bin, profile, dir string, settle time.Duration) (*Collector, error) {
+// StartCollector starts bin in dir (created if missing), with extra flags
+// after the profile, and waits settle for it to subscribe to its sources.
+// It fails if the collector exits during that time.
+func StartCollector(ctx context.Context, bin, profile, dir string, settle time.Duration, extra ...string) (*Collector, error) {
 	c := &Collector{Dir: dir, SpoolDir: filepath.Join(dir, "spool"), ConfigDir: filepath.Join(dir, "config"),
 		LogPath: filepath.Join(dir, "collector.log"), done: make(chan error, 1)}
 	for _, d := range []string{c.SpoolDir, c.ConfigDir} {
@@ -53,7 +53,8 @@ func StartCollector(ctx context.Context, bin, profile, dir string, settle time.D
 		return nil, fmt.Errorf("start collector: %w", err)
 	}
 	defer logf.Close()
-	c.cmd = exec.Command(bin, "run", "--standalone", "--config-dir", c.ConfigDir, "--spool-dir", c.SpoolDir, "--profile", profile)
+	c.cmd = exec.Command(bin, append([]string{"run", "--standalone", "--config-dir", c.ConfigDir, "--spool-dir", c.SpoolDir,
+		"--profile", profile}, extra...)...)
 	c.cmd.Stdout, c.cmd.Stderr = logf, logf
 	// If the harness dies, the collector seals and exits rather than
 	// recording on.

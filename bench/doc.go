@@ -8,7 +8,10 @@
 //   - a POFR-style poller ([Poll], pofr-load poll) that walks /proc every
 //     0.3 s like POFR's client/scanproc.pl;
 //   - pofr-collector, run as a black box (run --standalone) and read back
-//     from its spool ([ReadSpool]).
+//     from its spool ([ReadSpool]): "collector" with the profile as given
+//     (processes from kernel tracepoint rings), and in the exec storms also
+//     "collector-cnproc", the same collector with --no-proc-tracepoints (the
+//     cn_proc capture it replaced), beside the cn_proc floor reader.
 //
 // Then the server side, in a private MariaDB ([StartMariaDB],
 // [LoaderBench]): the loader's rows/s with 1, 2 and 4 workers against a

@@ -131,7 +131,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	for rep := range cfg.Reps {
-		order := []string{condNone, condAuditd, condFloor, condCollector}
+		order := []string{condNone, condAuditd, condFloor, condCollectorCnproc, condCollector}
 		if rep%2 == 1 {
 			slices.Reverse(order)
 		}
@@ -151,7 +151,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		// Slowdown against no observer in the same repetition: throughput at
 		// max rate, fork→reap latency (p50) at both rates.
 		for i := range 2 {
-			for _, cond := range []string{condNone, condAuditd, condFloor, condCollector} {
+			for _, cond := range []string{condNone, condAuditd, condFloor, condCollectorCnproc, condCollector} {
 				if byCond[cond] == nil {
 					continue
 				}
@@ -332,12 +332,12 @@ func (h *harness) execCondition(ctx context.Context, cond string) ([]*Result, er
 			out = append(out, r)
 		}
 		return out, nil
-	case condCollector:
+	case condCollector, condCollectorCnproc:
 		if h.collectorErr != nil {
 			return nil, h.collectorErr
 		}
 		for _, rate := range rates {
-			r, err := h.execCollector(ctx, rate)
+			r, err := h.execCollector(ctx, rate, cond)
 			if err != nil {
 				h.collectorErr = err
 				return nil, err
@@ -473,8 +473,12 @@ func (h *harness) execFloor(rate float64) (*Result, error) {
 }
 
 // execCollector runs one storm under a fresh collector.
-func (h *harness) execCollector(ctx context.Context, rate float64) (*Result, error) {
-	c, err := StartCollector(ctx, h.cfg.CollectorBin, h.cfg.Profile, h.scratch("collector-exec"), h.p.settle)
+func (h *harness) execCollector(ctx context.Context, rate float64, cond string) (*Result, error) {
+	var extra []string
+	if cond == condCollectorCnproc {
+		extra = []string{"--no-proc-tracepoints"}
+	}
+	c, err := StartCollector(ctx, h.cfg.CollectorBin, h.cfg.Profile, h.scratch(cond+"-exec"), h.p.settle, extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -497,7 +501,7 @@ func (h *harness) execCollector(ctx context.Context, rate float64) (*Result, err
 		return nil, err
 	}
 	m := MatchExecs(rows.Procs, e, time.Second)
-	r := &Result{Name: execName(rate, condCollector)}
+	r := &Result{Name: execName(rate, cond)}
 	workloadMetrics(r, e)
 	cpu := ex.CPU - s0.CPU
 	execs := float64(max(m.Machine, e.Spawned))
@@ -764,6 +768,22 @@ func (h *harness) targetChecks() []Check {
 			Got:   Ratio(median(sums, "Exec/rate="+rate+"/collector", "cpu-us/exec"), auditd),
 			Limit: 0.5, AtMost: true, Unit: "×", Why: "needs both the collector and auditd measured",
 			Context: floorNote(Ratio(floor, auditd), "×"),
+		})
+	}
+	// The tracepoint capture's bar, with the cn_proc collector it replaced
+	// beside it (same run).
+	for _, rate := range []string{"1000", "max"} {
+		auditd := median(sums, "Exec/rate="+rate+"/auditd", "cpu-us/exec")
+		cn := Ratio(median(sums, "Exec/rate="+rate+"/"+condCollectorCnproc, "cpu-us/exec"), auditd)
+		ctx := ""
+		if !math.IsNaN(cn) {
+			ctx = "the collector with --no-proc-tracepoints (cn_proc), same run: " + checkValue(cn) + " ×"
+		}
+		checks = append(checks, Check{
+			Name:  "collector CPU per exec ≤ 0.1× auditd + kauditd at rate=" + rate + " (tracepoint capture)",
+			Got:   Ratio(median(sums, "Exec/rate="+rate+"/collector", "cpu-us/exec"), auditd),
+			Limit: 0.1, AtMost: true, Unit: "×", Why: "needs both the collector and auditd measured",
+			Context: ctx,
 		})
 	}
 	// The regression guard: the whole collector (process, file and socket

@@ -68,6 +68,10 @@ const (
 	condCollector = "collector"
 	condPoller    = "poller"
 	condFloor     = "cnproc-floor"
+	// condCollectorCnproc is the collector with its process capture forced
+	// to cn_proc (--no-proc-tracepoints): what collector, which captures
+	// processes from tracepoint rings, replaced.
+	condCollectorCnproc = "collector-cnproc"
 )
 
 // median returns the median of unit over the repetitions of name, or NaN.
@@ -177,7 +181,7 @@ func WriteMarkdown(w io.Writer, rep *Report, when time.Time, mode string) error 
 
 	var execRows [][2]string
 	for _, rate := range []string{"1000", "max"} {
-		for _, cond := range []string{condNone, condAuditd, condFloor, condCollector} {
+		for _, cond := range []string{condNone, condAuditd, condFloor, condCollectorCnproc, condCollector} {
 			execRows = append(execRows, [2]string{"Exec/rate=" + rate + "/" + cond, rate + " exec/s, " + cond})
 		}
 	}
