@@ -33,15 +33,19 @@ func (l *Loader) syncHosts(ctx context.Context) (map[string]*registry.Host, erro
 		if len(h.SigningKey) > 0 {
 			key = h.SigningKey
 		}
-		if _, err := l.db.ExecContext(ctx, `INSERT INTO hosts (host_id, hostname, machine_id, dmi_uuid, ips, os, kernel, version,
-			ssh_key_fp, signing_key, status, registered_at, last_ip, synced_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6))
-			ON DUPLICATE KEY UPDATE hostname = VALUES(hostname), machine_id = VALUES(machine_id), dmi_uuid = VALUES(dmi_uuid),
-			ips = VALUES(ips), os = VALUES(os), kernel = VALUES(kernel), version = VALUES(version), ssh_key_fp = VALUES(ssh_key_fp),
-			signing_key = VALUES(signing_key), status = VALUES(status), registered_at = VALUES(registered_at),
-			last_ip = VALUES(last_ip), synced_at = VALUES(synced_at)`,
-			h.HostID, text(h.Hostname, 255), text(h.MachineID, 64), text(h.DMIUUID, 64), text(strings.Join(h.IPs, ","), 65535),
-			text(h.OS, 255), text(h.Kernel, 255), text(h.Version, 64), fp, key, cmp.Or(h.Status, registry.StatusActive), reg, text(h.LastIP, 45)); err != nil {
+		// A new host gets its row first; then every column copied from the
+		// registry is updated. (Not INSERT … ON DUPLICATE KEY UPDATE: that
+		// needs UPDATE on host_id, which the loader account does not have.)
+		if _, err := l.db.ExecContext(ctx, "INSERT IGNORE INTO hosts (host_id, status, synced_at) VALUES (?, ?, UTC_TIMESTAMP(6))",
+			h.HostID, cmp.Or(h.Status, registry.StatusActive)); err != nil {
+			return nil, fmt.Errorf("sync host %s: %w", h.HostID, err)
+		}
+		if _, err := l.db.ExecContext(ctx, `UPDATE hosts SET hostname = ?, machine_id = ?, dmi_uuid = ?, ips = ?, os = ?, kernel = ?,
+			version = ?, ssh_key_fp = ?, signing_key = ?, status = ?, registered_at = ?, last_ip = ?, synced_at = UTC_TIMESTAMP(6)
+			WHERE host_id = ?`,
+			text(h.Hostname, 255), text(h.MachineID, 64), text(h.DMIUUID, 64), text(strings.Join(h.IPs, ","), 65535),
+			text(h.OS, 255), text(h.Kernel, 255), text(h.Version, 64), fp, key, cmp.Or(h.Status, registry.StatusActive), reg, text(h.LastIP, 45),
+			h.HostID); err != nil {
 			return nil, fmt.Errorf("sync host %s: %w", h.HostID, err)
 		}
 	}

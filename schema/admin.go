@@ -34,15 +34,26 @@ var (
 	dbRE   = regexp.MustCompile(`^[a-zA-Z0-9_$]{1,64}$`)
 )
 
-// LoaderPrivileges and ReaderPrivileges are what CreateUsers grants on the
-// database, and nothing else: no FILE (LOAD DATA LOCAL needs only INSERT),
-// no SUPER, no DDL. The loader inserts rows and ledger rows, updates
-// segments.chain_ok and the hosts table; retention (partition DDL) runs with
-// the administrator's DSN.
-const (
-	LoaderPrivileges = "SELECT, INSERT, UPDATE"
-	ReaderPrivileges = "SELECT, SHOW VIEW"
-)
+// ReaderPrivileges is what CreateUsers grants the reader account on the
+// database, and nothing else.
+const ReaderPrivileges = "SELECT, SHOW VIEW"
+
+// LoaderGrants are what CreateUsers grants the loader account, as "PRIVS ON
+// table" with the database left out, and nothing else: no FILE (LOAD DATA
+// LOCAL needs only INSERT), no SUPER, no DDL, no DELETE, and no UPDATE of
+// anything but the columns it maintains: segments.chain_ok (settled when a
+// neighbour loads, and by verify) and the hosts columns copied from the
+// registry. So the loader account can add rows but not rewrite or remove
+// evidence; what it could still add (rows under a loaded segment) verify
+// --rows finds. Retention (partition DDL) and purges run with the
+// administrator's DSN.
+var LoaderGrants = []string{
+	"SELECT ON *",
+	"INSERT ON proc_events", "INSERT ON file_events", "INSERT ON sock_events", "INSERT ON gaps", "INSERT ON accounts",
+	"INSERT ON quarantine",
+	"INSERT, UPDATE (chain_ok) ON segments",
+	"INSERT, UPDATE (hostname, machine_id, dmi_uuid, ips, os, kernel, version, ssh_key_fp, signing_key, status, registered_at, last_ip, synced_at, last_seen) ON hosts",
+}
 
 // CreateUsers creates (or updates the password and privileges of) the loader
 // and reader accounts with exactly their privileges on database. db must be
@@ -57,10 +68,13 @@ func CreateUsers(ctx context.Context, db *sql.DB, database string, u Users) erro
 	if !hostRE.MatchString(u.Host) {
 		return fmt.Errorf("create users: host %q not allowed", u.Host)
 	}
-	type acct struct{ name, pw, privs string }
-	accts := []acct{{u.Loader, u.LoaderPassword, LoaderPrivileges}}
+	type acct struct {
+		name, pw string
+		grants   []string // "PRIVS ON table"
+	}
+	accts := []acct{{u.Loader, u.LoaderPassword, LoaderGrants}}
 	if u.Reader != "" {
-		accts = append(accts, acct{u.Reader, u.ReaderPassword, ReaderPrivileges})
+		accts = append(accts, acct{u.Reader, u.ReaderPassword, []string{ReaderPrivileges + " ON *"}})
 	}
 	for _, a := range accts {
 		if !userRE.MatchString(a.name) {
@@ -73,12 +87,19 @@ func CreateUsers(ctx context.Context, db *sql.DB, database string, u Users) erro
 		// The password never appears in a statement: only its
 		// mysql_native_password hash, which is hexadecimal.
 		hash := nativePasswordHash(a.pw)
-		for _, st := range []string{
+		sts := []string{
 			"CREATE USER IF NOT EXISTS " + who + " IDENTIFIED BY PASSWORD '" + hash + "'",
 			"ALTER USER " + who + " IDENTIFIED BY PASSWORD '" + hash + "'",
 			"REVOKE ALL PRIVILEGES, GRANT OPTION FROM " + who,
-			"GRANT " + a.privs + " ON `" + database + "`.* TO " + who,
-		} {
+		}
+		for _, g := range a.grants {
+			privs, table, _ := strings.Cut(g, " ON ")
+			if table != "*" {
+				table = "`" + table + "`" // a table of the schema: apply it first
+			}
+			sts = append(sts, "GRANT "+privs+" ON `"+database+"`."+table+" TO "+who)
+		}
+		for _, st := range sts {
 			if _, err := db.ExecContext(ctx, st); err != nil {
 				return fmt.Errorf("create user %s: %w", a.name, err)
 			}

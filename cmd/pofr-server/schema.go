@@ -119,12 +119,16 @@ Example: pofr-server schema apply --dsn-file /etc/pofr/admin.dsn`,
 		Help: `Creates (or updates the password and privileges of) two accounts on the
 database named in the administrator's DSN:
 
-  loader (default pofr_loader): SELECT, INSERT, UPDATE on the database only;
-          enough for pofr-server load (LOAD DATA LOCAL needs INSERT, not FILE).
+  loader (default pofr_loader): SELECT on the database; INSERT on the event
+          tables, segments, quarantine and hosts; UPDATE only of
+          segments.chain_ok and the hosts columns copied from the registry.
+          Enough for pofr-server load (LOAD DATA LOCAL needs INSERT, not
+          FILE), not enough to rewrite or delete a loaded row.
   reader (default pofr_reader): SELECT, SHOW VIEW, for analysts.
 
-Neither gets FILE, SUPER or any DDL: schema apply and retention (which adds and
-drops partitions) run with the administrator's DSN. Passwords are read from
+Neither gets FILE, SUPER, DELETE or any DDL: schema apply, retention (which adds
+and drops partitions) and purges run with the administrator's DSN. Apply the
+schema first: the loader's grants name its tables. Passwords are read from
 files and sent to the server only as mysql_native_password hashes.
 
 Exit codes: 0 done; 1 error; 2 usage.
