@@ -391,7 +391,13 @@ func dictField(name string, a *array.Dictionary, enc Encoding) ([]field, error) 
 				if !printableASCII(v) {
 					return dst, fmt.Errorf("%w: column %s: value %q is not printable ASCII", ErrDecode, name, v)
 				}
-				return append(dst, v...), nil
+				for j := 0; j < len(v); j++ { // printable ASCII: only \ to escape
+					if v[j] == '\\' {
+						dst = append(dst, '\\')
+					}
+					dst = append(dst, v[j])
+				}
+				return dst, nil
 			}}}, nil
 		}
 		return bytesDictField(a, index, len(d.ValueBytes()), func(k int) []byte { return []byte(d.Value(k)) }, enc), nil

@@ -111,3 +111,23 @@ func TestTSVRefusesNonASCIIVocabulary(t *testing.T) {
 		t.Fatalf("got %v, want a printable ASCII error", err)
 	}
 }
+
+// TestTSVVocabularyEscaped: a vocabulary value with a backslash (\N, the
+// text LOAD DATA reads as NULL) is escaped like any other field.
+func TestTSVVocabularyEscaped(t *testing.T) {
+	rec := build(event.ProcTable, []event.Proc{{Event: `\N`, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1}})
+	defer rec.Release()
+	ti, _ := infoOf(event.TableProc)
+	r, err := newTSVReader(ti, rec, Escaped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Split(string(b), "\t")[3]
+	if v, null := unescapeField([]byte(f)); null || string(v) != `\N` {
+		t.Errorf("event field %q reads back as %q (null %v), want the text \\N", f, v, null)
+	}
+}
