@@ -61,11 +61,18 @@ const (
 	// FindNoKey (problem): --archive, but the host has no usable signing key
 	// in the registry.
 	FindNoKey = "no_key"
+	// FindRowsDiffer (problem): --rows, and the rows the database holds for
+	// a loaded segment are not the rows of its archived file (changed,
+	// deleted, or added under it).
+	FindRowsDiffer = "rows_differ"
+	// FindRowsExpired: --rows, and rows of the segment older than the
+	// oldest day partition are gone: retention may have dropped them.
+	FindRowsExpired = "rows_expired"
 )
 
 var problemKinds = map[string]bool{
 	FindHole: true, FindChainBreak: true, FindChainMismatch: true, FindArchiveMissing: true,
-	FindArchiveBad: true, FindArchiveDigest: true, FindArchiveExtra: true, FindNoKey: true,
+	FindArchiveBad: true, FindArchiveDigest: true, FindArchiveExtra: true, FindNoKey: true, FindRowsDiffer: true,
 }
 
 // IsProblem reports whether a finding kind is a custody problem.
@@ -103,6 +110,10 @@ type Archived struct {
 	OK      int `json:"ok"`      // file verified, digest equals the ledger's
 	Expired int `json:"expired"` // removed by retention (segments.archive_removed_at)
 	Bad     int `json:"bad"`     // missing, failing verification, another digest, or without ledger row
+	// With AuditOptions.Rows: segments whose rows in the database equal
+	// their file's, and those whose rows differ.
+	RowsOK  int `json:"rows_ok"`
+	RowsBad int `json:"rows_bad"`
 }
 
 // Problems counts the host's findings that are problems.
@@ -131,6 +142,12 @@ func (r *AuditReport) Problems() int {
 	return n
 }
 
+// RowsChecker compares the rows the database holds for a loaded segment
+// (ledger row segmentID) with the rows of the verified segment file: it
+// describes each table whose rows differ, and each whose rows are partly
+// gone with partitions that retention dropped. loader.CheckRows is one.
+type RowsChecker func(ctx context.Context, db *sql.DB, seg *spool.Segment, segmentID uint64) (differ, expired []string, err error)
+
 // AuditOptions configure [Audit].
 type AuditOptions struct {
 	// Host limits the audit to one host; "" audits every host in the ledger
@@ -142,6 +159,11 @@ type AuditOptions struct {
 	// Archive re-verifies every archived segment file against the host's
 	// registered signing key and the ledger's digest. Needs StateDir.
 	Archive bool
+	// Rows, if set, (implies Archive) also compares the rows the database
+	// holds for each segment whose archived file verified with the file's
+	// rows: pofr-server verify --rows sets loader.CheckRows, which compares
+	// every column of every row.
+	Rows RowsChecker
 	// NoSettle reports the chain_ok values that can be settled without
 	// writing them (for a read-only account).
 	NoSettle bool
@@ -165,6 +187,9 @@ type AuditOptions struct {
 // what is wrong with the evidence is in the report.
 func Audit(ctx context.Context, db *sql.DB, opt AuditOptions) (*AuditReport, error) {
 	start := time.Now()
+	if opt.Rows != nil {
+		opt.Archive = true
+	}
 	if opt.Archive && opt.StateDir == "" {
 		return nil, errors.New("audit: the archive check needs the state directory")
 	}
@@ -363,7 +388,7 @@ func auditHost(ctx context.Context, db *sql.DB, opt AuditOptions, host string) (
 	}
 	if opt.Archive {
 		ha.Archive = &Archived{}
-		if err := auditArchive(opt, host, ledger, ha, add); err != nil {
+		if err := auditArchive(ctx, db, opt, host, ledger, ha, add); err != nil {
 			return nil, err
 		}
 	}
@@ -508,7 +533,7 @@ func holeDetail(lo, hi uint64, quarantined map[uint64][]string) string {
 }
 
 // auditArchive re-verifies the host's archived files.
-func auditArchive(opt AuditOptions, host string, ledger []ledgerRow, ha *HostAudit, add func(Finding)) error {
+func auditArchive(ctx context.Context, db *sql.DB, opt AuditOptions, host string, ledger []ledgerRow, ha *HostAudit, add func(Finding)) error {
 	dirs := registry.DirsOf(opt.StateDir, host)
 	var pub ed25519.PublicKey
 	h, err := registry.Load(opt.StateDir, host)
@@ -542,17 +567,25 @@ func auditArchive(opt AuditOptions, host string, ledger []ledgerRow, ha *HostAud
 			ha.Archive.Bad++
 			continue // FindNoKey said why
 		}
-		digest, err := verifyFile(path, pub, host, opt.MaxSegmentBytes)
+		seg, err := spool.VerifyFile(path, spool.VerifyOptions{PublicKey: pub, HostID: host, MaxSize: opt.MaxSegmentBytes})
 		switch {
 		case err != nil:
 			ha.Archive.Bad++
-			add(Finding{Kind: FindArchiveBad, FromSeq: r.seq, ToSeq: r.seq, File: r.file, Detail: err.Error()})
-		case digest != hex.EncodeToString(r.digest):
+			add(Finding{Kind: FindArchiveBad, FromSeq: r.seq, ToSeq: r.seq, File: r.file, Detail: fmt.Sprintf("verify %s: %v", path, err)})
+			continue
+		case seg.Digest != hex.EncodeToString(r.digest):
 			ha.Archive.Bad++
 			add(Finding{Kind: FindArchiveDigest, FromSeq: r.seq, ToSeq: r.seq, File: r.file,
-				Detail: fmt.Sprintf("file's digest %s, ledger's %x", digest, r.digest)})
+				Detail: fmt.Sprintf("file's digest %s, ledger's %x", seg.Digest, r.digest)})
 		default:
 			ha.Archive.OK++
+			if opt.Rows != nil {
+				err = auditRows(ctx, db, opt.Rows, seg, r, ha, add)
+			}
+		}
+		seg.Release()
+		if err != nil {
+			return err
 		}
 	}
 	ents, err := os.ReadDir(dirs.Archive)
@@ -571,14 +604,23 @@ func auditArchive(opt AuditOptions, host string, ledger []ledgerRow, ha *HostAud
 	return nil
 }
 
-// verifyFile verifies a segment file and returns its manifest digest.
-func verifyFile(path string, pub ed25519.PublicKey, host string, maxSize int64) (string, error) {
-	seg, err := spool.VerifyFile(path, spool.VerifyOptions{PublicKey: pub, HostID: host, MaxSize: maxSize})
+// auditRows compares the database's rows of ledger row r with its verified
+// archived file seg.
+func auditRows(ctx context.Context, db *sql.DB, check RowsChecker, seg *spool.Segment, r ledgerRow, ha *HostAudit, add func(Finding)) error {
+	bad, expired, err := check(ctx, db, seg, r.id)
 	if err != nil {
-		return "", fmt.Errorf("verify %s: %w", path, err)
+		return fmt.Errorf("audit %s seq %d: %w", seg.Manifest.HostID, r.seq, err)
 	}
-	defer seg.Release()
-	return seg.Digest, nil
+	if len(bad) > 0 {
+		ha.Archive.RowsBad++
+		add(Finding{Kind: FindRowsDiffer, FromSeq: r.seq, ToSeq: r.seq, File: r.file, Detail: strings.Join(bad, "; ")})
+	} else {
+		ha.Archive.RowsOK++
+	}
+	if len(expired) > 0 {
+		add(Finding{Kind: FindRowsExpired, FromSeq: r.seq, ToSeq: r.seq, File: r.file, Detail: strings.Join(expired, "; ")})
+	}
+	return nil
 }
 
 func fileExists(path string) bool {

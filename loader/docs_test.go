@@ -44,11 +44,14 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
   its rows; UNIQUE (host_id, seq) and UNIQUE (digest) make a second load of a segment fail.
   ` + "`chain_ok`" + ` records the hash chain against the ledger (NULL while the predecessor is missing).
   ` + "`pofr-server verify`" + ` audits it (holes, chain, and with ` + "`--archive`" + ` every archived file against the
-  host's key and the ledger's digest). ` + "`retention --archive-keep`" + ` deletes archived files by the
+  host's key and the ledger's digest, with ` + "`--rows`" + ` every loaded row against its archived file). ` + "`retention --archive-keep`" + ` deletes archived files by the
   ledger's ts_to and sets ` + "`archive_removed_at`" + `; ` + "`deregister --purge-rows`" + ` deletes a host's rows.
-- **Accounts.** ` + "`schema users`" + ` creates the loader (SELECT, INSERT, UPDATE on the database) and the
-  reader (SELECT, SHOW VIEW). Neither has FILE, SUPER or DDL; ` + "`schema apply`" + ` and ` + "`retention`" + ` (ALTER,
-  DROP for partitions) use the administrator's DSN.
+- **Accounts.** ` + "`schema users`" + ` creates the loader (SELECT on the database; INSERT on the event tables,
+  ` + "`segments`, `quarantine`" + ` and ` + "`hosts`" + `; UPDATE only of ` + "`segments.chain_ok`" + ` and the ` + "`hosts`" + ` columns copied
+  from the registry) and the reader (SELECT, SHOW VIEW). Neither has FILE, SUPER, DELETE or DDL, so
+  neither can rewrite or remove a loaded row; ` + "`schema apply`, `retention`" + ` (ALTER, DROP for partitions)
+  and ` + "`deregister --purge-rows`" + ` use the administrator's DSN. Rows added under a loaded segment, or
+  changed by an account that can, are found by ` + "`verify --rows`" + `.
 
 ## Views
 

@@ -11,16 +11,17 @@ import (
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/loader"
 )
 
 // verifyCommand is "pofr-server verify".
 func verifyCommand() *cli.Command {
 	var dsnFile, stateDir, host string
-	var archive, asJSON, noSettle bool
+	var archive, rows, asJSON, noSettle bool
 	return &cli.Command{
 		Name:    "verify",
 		Summary: "audit the chain of custody: ledger holes, hash chain, archived evidence",
-		Usage:   "--dsn-file F [--host H] [--state-dir D] [--archive] [--json] [--no-settle]",
+		Usage:   "--dsn-file F [--host H] [--state-dir D] [--archive] [--rows] [--json] [--no-settle]",
 		Help: `Audits the custody ledger (the segments table) of every host, or of --host,
 walking it in sequence order, and reports:
 
@@ -50,12 +51,29 @@ state-dir/archive/HOST/ against the host's signing key in the registry
                    archives it)
   no_key           the host has no usable signing key            PROBLEM
 
+With --rows (implies --archive) it also compares, for every archived file
+that verified, the rows the database holds for that segment with the rows of
+the file: every column of every row, and the host, boot and UTC offset of the
+segment, in each table:
+
+  rows_differ      rows changed, deleted, or added under the segment
+                   (the detail counts each per table and names the first
+                   row_no)                                       PROBLEM
+  rows_expired     rows older than the oldest day partition are gone:
+                   retention dropped their partition (or they were
+                   deleted, which this cannot tell apart)
+
+What --rows proves: every row the database holds for a segment whose
+archived file is intact is the row the host signed, no row of it is missing
+(but those of dropped partitions), and none was added. It cannot check
+segments whose archived file retention removed.
+
 Files removed by 'retention --archive-keep' are counted as expired, not
 missing. The output is a summary line per host and a line per finding, or
 with --json one JSON document (hosts, their counts and findings). Settling
 needs UPDATE on segments (the loader's DSN has it); with a read-only DSN use
 --no-settle. --archive reads every archived file: it takes as long as reading
-the archive from disk.
+the archive from disk; --rows also reads every row back from the database.
 
 Exit codes: 0 no problem found; 1 error; 2 usage; 3 problems found.
 
@@ -66,6 +84,7 @@ Example (weekly, from cron):
 			fs.StringVar(&stateDir, "state-dir", defaultServerState, "server state `dir`ectory (registry, inbox, archive)")
 			fs.StringVar(&host, "host", "", "audit only this `host` id")
 			fs.BoolVar(&archive, "archive", false, "re-verify every archived segment file (signature, digests, ledger digest)")
+			fs.BoolVar(&rows, "rows", false, "also compare the database's rows of every archived segment with its file (implies --archive)")
 			fs.BoolVar(&asJSON, "json", false, "write the report as JSON")
 			fs.BoolVar(&noSettle, "no-settle", false, "report chain_ok values that can be settled, without writing them")
 		},
@@ -78,7 +97,11 @@ Example (weekly, from cron):
 				return err
 			}
 			defer db.Close()
-			rep, err := custody.Audit(ctx, db, custody.AuditOptions{Host: host, StateDir: stateDir, Archive: archive, NoSettle: noSettle, Log: env.Log})
+			opt := custody.AuditOptions{Host: host, StateDir: stateDir, Archive: archive || rows, NoSettle: noSettle, Log: env.Log}
+			if rows {
+				opt.Rows = loader.CheckRows
+			}
+			rep, err := custody.Audit(ctx, db, opt)
 			if err != nil {
 				return err
 			}
@@ -88,7 +111,7 @@ Example (weekly, from cron):
 				if err := enc.Encode(rep); err != nil {
 					return fmt.Errorf("write report: %w", err)
 				}
-			} else if err := writeAudit(env.Stdout, rep, archive); err != nil {
+			} else if err := writeAudit(env.Stdout, rep, archive || rows, rows); err != nil {
 				return fmt.Errorf("write report: %w", err)
 			}
 			if n := rep.Problems(); n > 0 {
@@ -100,11 +123,14 @@ Example (weekly, from cron):
 }
 
 // writeAudit writes the report as two tables: hosts, then findings.
-func writeAudit(w io.Writer, rep *custody.AuditReport, archive bool) error {
+func writeAudit(w io.Writer, rep *custody.AuditReport, archive, rows bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	head := "HOST\tSEGMENTS\tSEQ\tHOLES\tEVICTED\tPENDING\tCHAIN_BREAKS\tSETTLED\tUNVERIFIABLE"
 	if archive {
 		head += "\tARCHIVE_OK\tEXPIRED\tARCHIVE_BAD"
+	}
+	if rows {
+		head += "\tROWS_OK\tROWS_BAD"
 	}
 	fmt.Fprintln(tw, head+"\tPROBLEMS")
 	for _, h := range rep.Hosts {
@@ -115,6 +141,9 @@ func writeAudit(w io.Writer, rep *custody.AuditReport, archive bool) error {
 		line := fmt.Sprintf("%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%d", h.Host, h.Segments, seq, h.Holes, h.Evicted, h.Pending, h.ChainBreaks, h.Settled, h.Unverified)
 		if archive && h.Archive != nil {
 			line += fmt.Sprintf("\t%d\t%d\t%d", h.Archive.OK, h.Archive.Expired, h.Archive.Bad)
+		}
+		if rows && h.Archive != nil {
+			line += fmt.Sprintf("\t%d\t%d", h.Archive.RowsOK, h.Archive.RowsBad)
 		}
 		fmt.Fprintf(tw, "%s\t%d\n", line, h.Problems())
 	}
