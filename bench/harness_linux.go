@@ -800,6 +800,9 @@ func (h *harness) targetChecks() []Check {
 			Context: floorNote(median(sums, "Exec/rate=max/"+condFloor, "slowdown-%"), "%")},
 		Check{Name: "exec events recorded (worst run) = 100 %", Got: minExec, Limit: 100, Unit: "%"},
 		Check{Name: "argv captured for lifetimes ≥ 5 ms (worst bucket) ≥ 99 %", Got: extreme(rs, "Procs/", "/collector", "argv-%", lifeAtLeast5ms, true), Limit: 99, Unit: "%"},
+		Check{Name: "connection owner, TCP, lifetimes 1 ms … 1 s (worst bucket) ≥ 99 %", Got: extreme(rs, "Conns/tcp", "/collector", "owner-%", nil, true), Limit: 99, Unit: "%"},
+		Check{Name: "connection owner, connected UDP, lifetimes 1 ms … 1 s (worst bucket) ≥ 95 %", Got: extreme(rs, "Conns/udp", "/collector", "owner-%", nil, true), Limit: 95, Unit: "%"},
+		Check{Name: "collector CPU per connection ≤ 10 µs", Got: median(sums, "Conn/collector", "cpu-us/conn"), Limit: 10, AtMost: true, Unit: "µs"},
 		Check{Name: "collector peak RSS at 1000 exec/s ≤ 64 MB", Got: extreme(rs, "Exec/rate=1000/", "/collector", "rss-MB", nil, false), Limit: 64, AtMost: true, Unit: "MB"},
 		Check{Name: "spool bytes per row at 1000 exec/s ≤ 40 B", Got: median(sums, "Exec/rate=1000/collector", "spool-B/row"), Limit: 40, AtMost: true, Unit: "B"},
 	)
