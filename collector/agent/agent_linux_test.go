@@ -76,10 +76,12 @@ func TestPrivRunStandalone(t *testing.T) {
 	}
 
 	marker := fmt.Sprintf("pofr-agent-test-%d", time.Now().UnixNano())
-	if out, err := exec.Command("/bin/sh", "-c", "exit 0", marker).CombinedOutput(); err != nil {
+	// The shell lives half a second, so its argv is in the row whatever
+	// the capture (an instant exit can leave an exec row without argv).
+	if out, err := exec.Command("/bin/sh", "-c", "sleep 0.5; exit 0", marker).CombinedOutput(); err != nil {
 		t.Fatalf("marker process: %v %s", err, out)
 	}
-	time.Sleep(500 * time.Millisecond) // the table goroutine batches for a few ms
+	time.Sleep(500 * time.Millisecond) // the reader and the table batch for a few ms
 	cancel()
 	select {
 	case err := <-done:
