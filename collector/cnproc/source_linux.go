@@ -178,12 +178,22 @@ func (s *Source) Run(ctx context.Context) error {
 	s.mode.Store(ModeNetlink)
 	s.log.Info("process source recording", "mode", ModeNetlink, "priority", s.prio.Load(),
 		"rcvbuf", s.opts.RcvBuf, "argv_max", s.opts.ArgvMax, "enrich_rate", s.opts.EnrichRate)
+	s.record(ctx, &wg, stop)
+	if readErr != nil && ctx.Err() == nil {
+		return readErr
+	}
+	return nil
+}
+
+// record writes the snapshot rows, hands the snapshot to the reader, and
+// runs the table goroutine until ctx ends or the readers (wg) stop; then it
+// stops the readers and, once the queue is drained (no event read is left
+// unwritten), the table goroutine.
+func (s *Source) record(ctx context.Context, readers *sync.WaitGroup, stopReaders func()) {
 	if err := s.tr.reconcile(procReconcileSnapshot); err != nil {
 		s.log.Warn("snapshot of /proc", "err", err)
 	}
 	s.seedShadow()
-	// The table goroutine stops when the reader has stopped and the queue is
-	// drained, so that no event read is left unwritten.
 	tctx, stopTable := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -192,15 +202,11 @@ func (s *Source) Run(ctx context.Context) error {
 	}()
 	select {
 	case <-ctx.Done():
-	case <-procWaitDone(&wg):
+	case <-procWaitDone(readers):
 	}
-	stop()
+	stopReaders()
 	stopTable()
 	<-done
-	if readErr != nil && ctx.Err() == nil {
-		return readErr
-	}
-	return nil
 }
 
 // procWaitDone returns a channel closed when wg is done.

@@ -144,23 +144,7 @@ func (s *Source) runTracepoint(ctx context.Context, tp *tpSource) error {
 		"ring_bytes", tp.set.RingBytes(), "stack_bytes", s.opts.TraceStackBytes, "cn_proc_filtered", tp.filtered,
 		"exec_guard", tp.guard != nil,
 		"argv_max", s.opts.ArgvMax, "enrich_rate", s.opts.EnrichRate)
-	if err := s.tr.reconcile(procReconcileSnapshot); err != nil {
-		s.log.Warn("snapshot of /proc", "err", err)
-	}
-	s.seedShadow()
-	tctx, stopTable := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.tr.run(tctx, 0, s.opts.ResyncInterval, procClockOffsets)
-	}()
-	select {
-	case <-ctx.Done():
-	case <-procWaitDone(&wg):
-	}
-	stop()
-	stopTable()
-	<-done
+	s.record(ctx, &wg, stop)
 	if readErr != nil && ctx.Err() == nil {
 		return readErr
 	}
