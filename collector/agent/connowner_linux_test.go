@@ -26,17 +26,37 @@ import (
 )
 
 // TestAgentConnHelperProcess is not a test: TestPrivRunConnOwners runs the
-// test binary with POFR_AGENT_CONN=ADDR:N to make N TCP connections, each
-// held 1 ms, after a line on stdin; it prints "done" and waits for stdin to
-// close.
+// test binary with POFR_AGENT_CONN=ADDR:N:M; after a line on stdin it makes
+// N TCP connections, each held 1 ms, then starts M processes that make one
+// each (POFR_AGENT_ONE=ADDR: connect, hold 1 ms, close, print "conn PID
+// START LPORT", exit) and relays their lines; it prints "done" and waits
+// for stdin to close.
 func TestAgentConnHelperProcess(t *testing.T) {
+	if addr := os.Getenv("POFR_AGENT_ONE"); addr != "" {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		time.Sleep(time.Millisecond)
+		lport := c.LocalAddr().(*net.TCPAddr).Port
+		c.Close()
+		start, err := procfs.New("").Start(int32(os.Getpid()))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("conn %d %d %d\n", os.Getpid(), start, lport)
+		os.Exit(0)
+	}
 	spec := os.Getenv("POFR_AGENT_CONN")
 	if spec == "" {
 		return
 	}
-	i := strings.LastIndexByte(spec, ':')
-	addr := spec[:i]
-	n, _ := strconv.Atoi(spec[i+1:])
+	f := strings.Split(spec, ":")
+	addr := strings.Join(f[:len(f)-2], ":")
+	n, _ := strconv.Atoi(f[len(f)-2])
+	m, _ := strconv.Atoi(f[len(f)-1])
 	in := bufio.NewReader(os.Stdin)
 	if _, err := in.ReadString('\n'); err != nil {
 		os.Exit(1)
@@ -50,6 +70,17 @@ func TestAgentConnHelperProcess(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		c.Close()
 	}
+	for range m {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestAgentConnHelperProcess$")
+		cmd.Env = append(os.Environ(), "POFR_AGENT_ONE="+addr)
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Stdout.Write(out)
+	}
 	fmt.Println("done")
 	_, _ = io.Copy(io.Discard, in)
 	os.Exit(0)
@@ -57,7 +88,9 @@ func TestAgentConnHelperProcess(t *testing.T) {
 
 // TestPrivRunConnOwners runs the whole collector and checks that TCP
 // connections living 1 ms, which no dump sees, have their owner's pid and
-// proc_start in the sock rows of the sealed segments.
+// proc_start in the sock rows of the sealed segments: from a process that
+// lives on, and from processes that exit right after their connection
+// (their proc_start comes from the process table).
 func TestPrivRunConnOwners(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
@@ -93,9 +126,9 @@ func TestPrivRunConnOwners(t *testing.T) {
 		}
 	}()
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	const n = 50
+	const n, m = 50, 10
 	cmd := exec.Command(os.Args[0], "-test.run=^TestAgentConnHelperProcess$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("POFR_AGENT_CONN=%s:%d", ln.Addr(), n))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("POFR_AGENT_CONN=%s:%d:%d", ln.Addr(), n, m))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -131,15 +164,48 @@ func TestPrivRunConnOwners(t *testing.T) {
 	if _, err := io.WriteString(stdin, "go\n"); err != nil {
 		t.Fatal(err)
 	}
-	line := make(chan string, 1)
-	go func() { s, _ := bufio.NewReader(stdout).ReadString('\n'); line <- s }()
-	select {
-	case s := <-line:
-		if strings.TrimSpace(s) != "done" {
-			t.Fatalf("helper said %q", s)
+	// The children's connections: local port → owner.
+	type owner struct {
+		pid   int32
+		start int64
+	}
+	children := map[uint16]owner{}
+	lines := make(chan string)
+	go func() {
+		r := bufio.NewReader(stdout)
+		for {
+			s, err := r.ReadString('\n')
+			if err != nil {
+				close(lines)
+				return
+			}
+			lines <- strings.TrimSpace(s)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("helper did not finish its connections within 30 s")
+	}()
+	deadline := time.After(60 * time.Second)
+wait:
+	for {
+		select {
+		case s, ok := <-lines:
+			var o owner
+			var lport uint16
+			switch {
+			case !ok:
+				t.Fatal("helper ended before done")
+			case s == "done":
+				break wait
+			default:
+				if _, err := fmt.Sscanf(s, "conn %d %d %d", &o.pid, &o.start, &lport); err != nil {
+					t.Fatalf("helper said %q", s)
+				}
+				children[lport] = o
+			}
+		case <-deadline:
+			t.Fatal("helper did not finish its connections within 60 s")
+		}
+	}
+	if len(children) != m {
+		t.Fatalf("%d child connections reported, want %d", len(children), m)
 	}
 	time.Sleep(500 * time.Millisecond) // the last batch of destroy messages
 	cancel()
@@ -175,16 +241,20 @@ func TestPrivRunConnOwners(t *testing.T) {
 			if rport.Value(i) != port || lport.Value(i) == port {
 				continue
 			}
-			ok := pids.IsValid(i) && pids.Value(i) == pid && starts.IsValid(i) && starts.Value(i) == start
+			want := owner{pid, start}
+			if c, ok := children[lport.Value(i)]; ok {
+				want = c
+			}
+			ok := pids.IsValid(i) && pids.Value(i) == want.pid && starts.IsValid(i) && starts.Value(i) == want.start
 			if !ok {
-				t.Errorf("client socket %d: pid valid %v %d, proc_start %d, want %d %d", lport.Value(i),
-					pids.IsValid(i), pids.Value(i), starts.Value(i), pid, start)
+				t.Errorf("client socket %d: pid valid %v %d, proc_start valid %v %d, want %d %d", lport.Value(i),
+					pids.IsValid(i), pids.Value(i), starts.IsValid(i), starts.Value(i), want.pid, want.start)
 			}
 			clients[lport.Value(i)] = clients[lport.Value(i)] || ok
 		}
 		seg.Release()
 	}
-	if len(clients) != n {
-		t.Errorf("%d client sockets in the segments, want %d", len(clients), n)
+	if len(clients) != n+m {
+		t.Errorf("%d client sockets in the segments, want %d", len(clients), n+m)
 	}
 }
