@@ -15,7 +15,10 @@
 // [Safe] (control characters, bidi controls and invalid UTF-8 escaped as
 // \xNN, \uNNNN; backslash doubled) and argv through [FormatArgv] (shell-like
 // quoting, $'…' for arguments that need escapes), so no terminal escape
-// sequence reaches the terminal and the exact bytes can be read back. JSON
+// sequence reaches the terminal and the exact bytes can be read back. In
+// CSV, a text cell that starts with =, +, -, @, tab or carriage return also
+// gets a leading single quote, so that a spreadsheet shows it rather than
+// runs it as a formula (OWASP's advice against CSV injection). JSON
 // output is exact: a byte column is a JSON string when it is valid UTF-8
 // (control characters escaped by JSON itself), else {"b64": "<base64>"};
 // argv is an array of such values.

@@ -258,6 +258,9 @@ func (o Output) writeCSV(w *bufio.Writer, t *Table) error {
 	for _, row := range t.Rows {
 		for i, c := range cols {
 			rec[i] = o.text(c.Kind, row[idx[i]])
+			if c.Kind == Text || c.Kind == Argv || c.Kind == display {
+				rec[i] = csvCell(rec[i])
+			}
 		}
 		if err := cw.Write(rec); err != nil {
 			return err
@@ -265,6 +268,18 @@ func (o Output) writeCSV(w *bufio.Writer, t *Table) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// csvCell neutralises a text cell that a spreadsheet would run as a
+// formula, as OWASP advises against CSV injection: a cell starting with =,
+// +, -, @, tab or carriage return gets a leading single quote (a process
+// may name itself "=cmd|' /C calc'!A0"). Numbers, times and addresses are
+// not text cells and stay as they are; JSON output stays exact.
+func csvCell(s string) string {
+	if s != "" && strings.IndexByte("=+-@\t\r", s[0]) >= 0 {
+		return "'" + s
+	}
+	return s
 }
 
 func (o Output) writeJSON(w *bufio.Writer, t *Table) error {

@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"encoding/csv"
 	"errors"
 	"net/netip"
 	"strings"
@@ -221,5 +222,45 @@ func TestEnricherReverseDNS(t *testing.T) {
 	e.Apply(t.Context(), &Table{Columns: tb.Columns[:1], Rows: [][]any{{[]byte{192, 0, 2, 1}}}}, "remote_addr")
 	if calls["192.0.2.1"] != 1 || calls["192.0.2.2"] != 1 {
 		t.Errorf("lookups not cached: %v", calls)
+	}
+}
+
+// TestCSVInjection: text cells a spreadsheet would run as formulas are
+// neutralised in CSV (OWASP): a leading quote; numbers stay numbers, and
+// the JSON output stays exact.
+func TestCSVInjection(t *testing.T) {
+	tb := &Table{Columns: []Column{{Name: "comm", Kind: Text}, {Name: "argv", Kind: Argv}, {Name: "n", Kind: Int}}}
+	vals := []string{"=cmd|' /C calc'!A0", "+1+2", "-2+3", "@SUM(A1)", "=1", "plain", "a=b"}
+	for _, v := range vals {
+		tb.Rows = append(tb.Rows, []any{[]byte(v), []byte(v + "\x00--x\x00"), int64(-5)})
+	}
+	var b strings.Builder
+	if err := (Output{Format: FormatCSV}).Write(&b, tb); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(strings.NewReader(b.String())).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantComm := []string{"'=cmd|' /C calc'!A0", "'+1+2", "'-2+3", "'@SUM(A1)", "'=1", "plain", "a=b"}
+	for i, r := range recs[1:] {
+		if r[0] != wantComm[i] {
+			t.Errorf("comm cell %q, want %q", r[0], wantComm[i])
+		}
+		for _, c := range r[:2] {
+			if c != "" && strings.ContainsRune("=+-@\t\r", rune(c[0])) {
+				t.Errorf("cell %q starts a formula", c)
+			}
+		}
+		if r[2] != "-5" {
+			t.Errorf("number cell %q, want -5", r[2])
+		}
+	}
+	b.Reset()
+	if err := (Output{Format: FormatJSON}).Write(&b, tb); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(b.String(), `{"comm":"=cmd|' /C calc'!A0"`) {
+		t.Errorf("JSON altered the value: %s", b.String())
 	}
 }

@@ -25,7 +25,10 @@ document per line, in time order, streaming. Each document has @timestamp
 (the row's time with nanoseconds, RFC 3339 UTC), table, the row's columns
 under their SQL names, and segment_seq; addresses are text, argv an array,
 byte columns strings or {"b64": "…"} when not UTF-8. docs/queries.md has the
-field mapping for an index template.
+field mapping for an index template. Values are exact, also those a host
+chose to look like spreadsheet formulas ("=cmd|…"): JSON is not opened by
+spreadsheets, and a CSV made from it must neutralise them (Kibana's CSV
+reports do, with csv:escapeFormulaValues, on by default; query --csv does).
 
 --bulk puts an Elasticsearch bulk action line before every document
 ({"index": {"_index": "<prefix><table>", "_id": "host:seq:table:row"}}), so

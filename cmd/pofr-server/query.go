@@ -30,7 +30,8 @@ UTC, or with --local in each host's own UTC offset. In the table and CSV,
 bytes a host sent (argv, paths, names) are escaped: control characters and
 bytes that are not UTF-8 as \xNN, bidi and other invisible characters as
 \uNNNN, a backslash as \\; argv is printed as shell words, $'…' where an
-argument needs escapes. JSON is exact: strings, or {"b64": "…"} for bytes
+argument needs escapes. In CSV a text cell starting with = + - @ gets a
+leading ' so that a spreadsheet does not run it as a formula. JSON is exact: strings, or {"b64": "…"} for bytes
 that are not UTF-8; argv is an array of arguments.
 
 Time arguments: RFC 3339 (2024-06-20T01:30:00Z, …+02:00) or
