@@ -210,34 +210,26 @@ func procCommBytes(c *[16]byte) []byte {
 
 // procSubscribeFrame builds the netlink message that subscribes to (op
 // procCnMcastListen) or unsubscribes from (procCnMcastIgnore) cn_proc events.
-func procSubscribeFrame(op uint32) []byte {
-	le := binary.NativeEndian
-	const payload = 4
-	b := make([]byte, cnNlmsgHdrLen+cnMsgHdrLen+payload)
-	le.PutUint32(b[0:4], uint32(len(b)))
-	le.PutUint16(b[4:6], cnNlmsgDone)
-	m := b[cnNlmsgHdrLen:]
-	le.PutUint32(m[0:4], cnIdxProc)
-	le.PutUint32(m[4:8], cnValProc)
-	le.PutUint16(m[16:18], payload)
-	le.PutUint32(m[20:24], op)
-	return b
-}
+func procSubscribeFrame(op uint32) []byte { return procControlFrame(op) }
 
 // procSubscribeFilterFrame is procSubscribeFrame with a struct proc_input
 // payload (Linux ≥ 6.6): op and the event kinds (procEvent* bits) the
 // kernel sends to this socket.
-func procSubscribeFilterFrame(op, events uint32) []byte {
+func procSubscribeFilterFrame(op, events uint32) []byte { return procControlFrame(op, events) }
+
+// procControlFrame builds a cn_proc control message whose payload is words.
+func procControlFrame(words ...uint32) []byte {
 	le := binary.NativeEndian
-	const payload = 8
+	payload := 4 * len(words)
 	b := make([]byte, cnNlmsgHdrLen+cnMsgHdrLen+payload)
 	le.PutUint32(b[0:4], uint32(len(b)))
 	le.PutUint16(b[4:6], cnNlmsgDone)
 	m := b[cnNlmsgHdrLen:]
 	le.PutUint32(m[0:4], cnIdxProc)
 	le.PutUint32(m[4:8], cnValProc)
-	le.PutUint16(m[16:18], payload)
-	le.PutUint32(m[20:24], op)
-	le.PutUint32(m[24:28], events)
+	le.PutUint16(m[16:18], uint16(payload))
+	for i, w := range words {
+		le.PutUint32(m[cnMsgHdrLen+4*i:], w)
+	}
 	return b
 }
