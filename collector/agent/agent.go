@@ -298,6 +298,11 @@ func (s *runStats) spoolStats() spool.Stats {
 	if s.socks != nil {
 		k := s.socks.Stats()
 		st.Modes[event.SourceSock] = string(k.Mode)
+		// Whether owners of connections shorter than a dump can be known.
+		st.Modes["sock_owner"] = "fd_scan"
+		if s.owners != nil {
+			st.Modes["sock_owner"] = "tracepoint"
+		}
 		st.Counters[event.SourceSock] = spool.Counter{Seen: k.Destroys + k.Opens + k.Listens, Lost: k.Overruns + k.Lost}
 	}
 	return st

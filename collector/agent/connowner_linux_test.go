@@ -228,6 +228,9 @@ wait:
 		if err != nil {
 			t.Fatalf("segment %s: %v", in.Name, err)
 		}
+		if got := seg.Manifest.Modes["sock_owner"]; got != "tracepoint" {
+			t.Errorf("segment %s: modes sock_owner %q, want tracepoint", in.Name, got)
+		}
 		rec, err := seg.Record(event.TableSock)
 		if err != nil {
 			t.Fatal(err)
