@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/collector"
+	"github.com/pofr/pofr/collector/sockowner"
 	"github.com/pofr/pofr/internal/event"
 )
 
@@ -216,4 +217,88 @@ func sockReadHeap(ms *runtime.MemStats) {
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(ms)
+}
+
+// trackerOwners is ConnOwners over a sockowner.Tracker fed by the test
+// (package sockowner's Source does the same from the kernel's rings).
+type trackerOwners struct {
+	tr   *sockowner.Tracker
+	lost uint64
+}
+
+func (o *trackerOwners) Sync() uint64 { l := o.lost; o.lost = 0; return l }
+func (o *trackerOwners) Lookup(k sockowner.Key, laddr [16]byte) (sockowner.Owner, bool) {
+	return o.tr.Lookup(k, laddr)
+}
+
+// TestSockTableConnOwners: outbound connections get their owner from
+// ConnOwners, at a dump (no fd scan for them) and at a destroy of a socket
+// no dump saw; inbound ones still get the listener's; a pid whose process
+// is gone gives a row with the pid and no proc_start; lost records are a
+// gap row.
+func TestSockTableConnOwners(t *testing.T) {
+	sink := &event.MemSink{}
+	tb := newTestTable(sink, map[uint32]int32{11: 100})
+	var wanted []uint32
+	find := tb.findOwners
+	tb.findOwners = func(want map[uint32]*sockEntry, found func(*sockEntry, int32)) int {
+		for ino := range want {
+			wanted = append(wanted, ino)
+		}
+		return find(want, found)
+	}
+	co := &trackerOwners{tr: sockowner.NewTracker(sockowner.Limits{})}
+	tb.conns = co
+	addr := func(s string) []byte { a := sockAddr16(s); return a[:4] }
+	connect := func(sk uint64, pid int32, sport uint16, dst string, dport uint16) {
+		d := sockowner.Mapped(addr(dst))
+		co.tr.StateChange(1, 1, pid, pid, &sockowner.StateChange{Skaddr: sk, OldState: sockowner.TCPClose,
+			NewState: sockowner.TCPSynSent, Protocol: sdIPProtoTCP, DAddr: d, DPort: dport})
+		co.tr.StateChange(1, 2, 0, 0, &sockowner.StateChange{Skaddr: sk, OldState: sockowner.TCPSynSent,
+			NewState: sockowner.TCPEstablished, Protocol: sdIPProtoTCP, SAddr: sockowner.Mapped(addr("10.0.0.1")),
+			SPort: sport, DAddr: d, DPort: dport})
+	}
+	connect(0xa0, 200, 50001, "10.0.0.3", 443) // seen by the dump
+	connect(0xb0, 999, 50003, "10.0.0.3", 443) // closes unseen; its process is gone
+	co.tr.Route(1, 100, 100, &sockowner.Route{Proto: sdIPProtoUDP, SPort: 50002, DPort: 53,
+		DAddr: sockowner.Mapped(addr("10.0.0.53"))})
+
+	ln := tcp(sdTCPListen, "0.0.0.0", 8080, "0.0.0.0", 0, 1, 11)
+	out := tcp(sdTCPEstablished, "10.0.0.1", 50001, "10.0.0.3", 443, 2, 21)
+	tb.applyDump(1_000, []inetDiag{ln, out}, time.Time{})
+	if len(wanted) != 1 || wanted[0] != 11 {
+		t.Errorf("fd scan wanted inodes %v, want only the listener's 11", wanted)
+	}
+	udp := inetDiag{Family: sdAFInet, Protocol: sdIPProtoUDP, State: sdTCPEstablished, Src: sockAddr16("10.0.0.1"),
+		SrcPort: 50002, Dst: sockAddr16("10.0.0.53"), DstPort: 53, Cookie: 3}
+	gone := tcp(sdTCPClose, "10.0.0.1", 50003, "10.0.0.3", 443, 4, 0)
+	in := tcp(sdTCPClose, "10.0.0.1", 8080, "10.0.0.4", 40001, 5, 0)
+	unknown := tcp(sdTCPClose, "10.0.0.1", 50004, "10.0.0.3", 443, 6, 0)
+	fin := out
+	fin.State = sdTCPClose
+	co.lost = 5
+	tb.applyDestroys([]sockDestroy{{ts: 2_000, msg: fin}, {ts: 2_001, msg: udp}, {ts: 2_002, msg: gone},
+		{ts: 2_003, msg: in}, {ts: 2_004, msg: unknown}}, 2_010)
+
+	none := event.Opt[int64]{}
+	want := []row{
+		{event.SockListen, event.DirListen, 8080, 0, event.Some[int32](100), event.Some[int64](1000), 0},
+		{event.SockOpen, event.DirOut, 50001, 443, event.Some[int32](200), event.Some[int64](2000), 0},
+		{event.SockClose, event.DirOut, 50001, 443, event.Some[int32](200), event.Some[int64](2000), event.SockFlagFromDestroy},
+		{event.SockClose, event.DirOut, 50002, 53, event.Some[int32](100), event.Some[int64](1000), event.SockFlagFromDestroy},
+		{event.SockClose, event.DirOut, 50003, 443, event.Some[int32](999), none, event.SockFlagFromDestroy},
+		{event.SockClose, event.DirIn, 8080, 40001, event.Some[int32](100), event.Some[int64](1000), event.SockFlagFromDestroy | event.SockFlagOwnerFromListener},
+		{event.SockClose, event.DirOut, 50004, 443, event.Opt[int32]{}, none, event.SockFlagFromDestroy | event.SockFlagOwnerUnknown},
+	}
+	if diff := cmp.Diff(want, rowsOf(sink)); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+	gaps := sink.Gaps()
+	if len(gaps) != 1 || gaps[0].Lost != event.Some[int64](5) || gaps[0].ToTS != 2_010 {
+		t.Errorf("gaps %+v, want one with 5 lost records ending at 2010", gaps)
+	}
+	if st := tb.stats; st.OwnerFromTracepoint != 3 || st.OwnerRecordsLost != 5 || st.OwnerFromListener != 1 {
+		t.Errorf("stats: from tracepoints %d, records lost %d, from listener %d; want 3 5 1",
+			st.OwnerFromTracepoint, st.OwnerRecordsLost, st.OwnerFromListener)
+	}
 }
