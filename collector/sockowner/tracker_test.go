@@ -250,3 +250,58 @@ func BenchmarkTrackerTCP(b *testing.B) {
 		}
 	}
 }
+
+// FuzzTracker drives the join with arbitrary record sequences (each 8 bytes:
+// kind, skaddr, ports, addresses and pid from a small alphabet so that
+// records collide) and checks its invariants: memory stays within its
+// limits, and every owner found is one that a record named with that
+// destination.
+func FuzzTracker(f *testing.F) {
+	f.Add([]byte{0, 1, 1, 1, 1, 5, 0, 0, 1, 1, 2, 1, 1, 0, 0, 0, 4, 0, 2, 1, 1, 0, 0, 0})
+	f.Add([]byte{1, 1, 2, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 5, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		const max = 8
+		tr := NewTracker(Limits{MaxPending: max, MaxOwners: max, PendingTTL: 10, OwnerTTL: 10})
+		dsts := [4][16]byte{Mapped([]byte{10, 0, 0, 1}), Mapped([]byte{10, 0, 0, 2}), {0x20, 1, 15: 1}, Mapped([]byte{0, 0, 0, 0})}
+		// pids that a connect or route named for (dst, dport).
+		named := map[[2]int]map[int32]bool{}
+		name := func(d int, port uint16, pid int32) {
+			k := [2]int{d, int(port)}
+			if named[k] == nil {
+				named[k] = map[int32]bool{}
+			}
+			named[k][pid] = true
+		}
+		now := int64(0)
+		for len(ops) >= 8 {
+			op, sk, sport, dport, d, pid, old, nw := ops[0]%6, uint64(ops[1]%4), uint16(ops[2]%3), uint16(ops[3]%3), int(ops[4]%4), int32(ops[5]%4), int32(ops[6]%13), int32(ops[7]%13)
+			ops = ops[8:]
+			now++
+			switch op {
+			case 0: // connect
+				tr.StateChange(now, now, pid, pid, &StateChange{Skaddr: sk, OldState: TCPClose, NewState: TCPSynSent, Protocol: protoTCP, DAddr: dsts[d], DPort: dport})
+				name(d, dport, pid)
+			case 1: // any transition
+				tr.StateChange(now, now-int64(old), pid, pid, &StateChange{Skaddr: sk, OldState: old, NewState: nw, Protocol: protoTCP, SPort: sport, DAddr: dsts[d], DPort: dport})
+			case 2: // route
+				tr.Route(now, pid, pid, &Route{Proto: protoUDP, SPort: sport, DPort: dport, DAddr: dsts[d]})
+				if pid > 0 && sport != 0 && dport != 0 {
+					name(d, dport, pid)
+				}
+			case 3:
+				tr.Lost()
+			case 4:
+				tr.Expire(now)
+			case 5:
+				for _, proto := range []uint8{protoTCP, protoUDP} {
+					if o, ok := tr.Lookup(Key{proto, sport, dport, dsts[d]}, [16]byte{}); ok && !named[[2]int{d, int(dport)}][o.PID] {
+						t.Fatalf("owner pid %d for %v:%d, never named for it", o.PID, dsts[d], dport)
+					}
+				}
+			}
+			if s := tr.Stats(); s.Pending > 2*max || s.Owners > max {
+				t.Fatalf("over the limits: %+v", s)
+			}
+		}
+	})
+}
