@@ -3,6 +3,7 @@ package cnproc
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/pofr/pofr/internal/testutil"
 )
@@ -61,4 +62,43 @@ func benchTracepointExec(b *testing.B, rate int) {
 	}
 	b.ReportMetric(median(vsFloor), "tracepoint/floor")
 	b.ReportMetric(median(vsCnproc), "tracepoint/cnproc")
+}
+
+// BenchmarkPrivTracepointIdle measures the tracepoint capture's CPU with no
+// workload of its own, against the cn_proc capture and no source at all (the
+// test process's own floor), interleaved: one op is a 5 s window of each. The host's own background (other processes' forks
+// wake the idle reader through the doorbell) is reported beside it.
+func BenchmarkPrivTracepointIdle(b *testing.B) {
+	testutil.RequireRoot(b)
+	const window = 5 * time.Second
+	res := map[string][]float64{}
+	var bgExecs []float64
+	round := 0
+	for b.Loop() {
+		for _, c := range interleaved([]string{"none", "cnproc", "tracepoint"}, round) {
+			var s *Source
+			stop := func() {}
+			if c != "none" {
+				s, stop = startBenchSource(b, &benchSink{execs: map[int32][2]bool{}}, Options{Tracepoint: c == "tracepoint"})
+				time.Sleep(200 * time.Millisecond) // the start-up snapshot
+			}
+			var e0 uint64
+			if s != nil {
+				e0 = s.Stats().Execs
+			}
+			cpu0, t0 := cpuTime(), time.Now()
+			time.Sleep(window)
+			used, el := cpuTime()-cpu0, time.Since(t0)
+			res[c] = append(res[c], float64(used.Microseconds())/el.Seconds())
+			if c == "tracepoint" {
+				bgExecs = append(bgExecs, float64(s.Stats().Execs-e0)/el.Seconds())
+			}
+			stop()
+		}
+		round++
+	}
+	for c, v := range res {
+		b.ReportMetric(median(v), c+"-µs-cpu/s")
+	}
+	b.ReportMetric(median(bgExecs), "background-exec/s")
 }

@@ -163,6 +163,11 @@ type tpItem struct {
 	cloneParent                    bool
 }
 
+// tpBusyItems is the size of a drain from which the reader stays on the
+// short timer: below it, events are sparse and the doorbell wakes the
+// reader for the next ones at less cost than a timer every TraceBusy.
+const tpBusyItems = 16
+
 // lookupWait bounds how long Lookup waits for a drain it asked for.
 const lookupWait = 20 * time.Millisecond
 
@@ -260,8 +265,19 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 			timeout = s.opts.TraceBusy
 		}
 		if ctx.Err() == nil {
-			if _, err := tp.set.Wait(timeout); err != nil {
+			woken, err := tp.set.Wait(timeout)
+			if err != nil {
 				return err
+			}
+			if woken && timeout == s.opts.TraceIdle {
+				// The doorbell (a fork) while idle: let the burst land
+				// in the rings, then drain it at once.
+				if err := tp.set.Disarm(); err != nil {
+					return err
+				}
+				if _, err := tp.set.Wait(s.opts.TraceBusy); err != nil {
+					return err
+				}
 			}
 		}
 		h.seedShadow()
@@ -405,7 +421,9 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		}
 		h.flushLoss()
 		ds.end(served)
-		busy = len(batch) > 0
+		// A trickle goes back to the doorbell (one wakeup at its next fork);
+		// a flow keeps the timer and no wakeup per event.
+		busy = len(batch) >= tpBusyItems
 		if ctx.Err() != nil {
 			return nil
 		}
