@@ -2,6 +2,7 @@ package loader
 
 import (
 	"bytes"
+	"database/sql"
 	"fmt"
 	"io"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/pofr/pofr/internal/event"
 )
@@ -146,5 +149,37 @@ func TestHostileValueMemory(t *testing.T) {
 	}
 	if n := len(f.files("archive", "h3")); n != 1 {
 		t.Errorf("h3: %d archived, want its segment loaded", n)
+	}
+}
+
+// TestColumnLimitsMatchSchema: the loader's column limits are the byte
+// lengths of the SQL columns, every byte or string column of every event
+// table has one, and none is larger than its column.
+func TestColumnLimitsMatchSchema(t *testing.T) {
+	db, _ := newDB(t)
+	for _, ti := range tableInfos {
+		schema := event.SchemaOf(ti.table)
+		for _, f := range schema.Fields() {
+			if f.Type.ID() == arrow.TIMESTAMP {
+				continue
+			}
+			var octets sql.NullInt64
+			var typ string
+			if err := db.QueryRow(`SELECT CHARACTER_OCTET_LENGTH, DATA_TYPE FROM information_schema.COLUMNS
+				WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = ?`, ti.sqlName, f.Name).Scan(&octets, &typ); err != nil {
+				t.Errorf("%s.%s: %v", ti.sqlName, f.Name, err)
+				continue
+			}
+			got := columnLimits[ti.sqlName][f.Name]
+			if !octets.Valid {
+				if got != 0 {
+					t.Errorf("%s.%s (%s) has a limit of %d, but is not a byte column", ti.sqlName, f.Name, typ, got)
+				}
+				continue
+			}
+			if got != octets.Int64 {
+				t.Errorf("%s.%s (%s): limit %d, the column holds %d bytes", ti.sqlName, f.Name, typ, got, octets.Int64)
+			}
+		}
 	}
 }

@@ -12,7 +12,12 @@ import (
 
 // fuzzLimits keep every input's memory small: no input may make the reader
 // allocate more than these allow (plus the input itself).
-var fuzzLimits = VerifyOptions{MaxSize: 1 << 20, MaxRows: 1 << 14, MaxDecoded: 16 << 20}
+// Column limits as a loader sets them (exe 4 KiB, argv 64 KiB, comm 1 KiB)
+// are on too, so the per-column check of the framing scan is fuzzed.
+var fuzzLimits = VerifyOptions{MaxSize: 1 << 20, MaxRows: 1 << 14, MaxDecoded: 16 << 20,
+	MaxValueBytes: func(table, column string) int64 {
+		return map[string]int64{"exe": 4096, "argv": 64 << 10, "comm": 1024}[column]
+	}}
 
 // FuzzVerify feeds whole segments to Verify, with and without the key. It
 // must never panic, and every refusal must wrap a sentinel error. Mutations
