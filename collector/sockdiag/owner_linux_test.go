@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,7 +33,7 @@ import (
 //	POFR_OWNER_HOLD_US µs: TCP connect, write 16 bytes, close; or UDP
 //	socket, connect, send 16 bytes, close (what a libc resolver does).
 //	Prints "port P" (its server), waits for a line on stdin, runs, prints
-//	"done", then waits for stdin to close. POFR_OWNER_CPU pins it to one CPU.
+//	"done", then waits for stdin to close.
 func TestOwnerHelperProcess(t *testing.T) {
 	proto := os.Getenv("POFR_OWNER_HELPER")
 	if proto == "" {
@@ -41,17 +42,6 @@ func TestOwnerHelperProcess(t *testing.T) {
 	n, _ := strconv.Atoi(os.Getenv("POFR_OWNER_N"))
 	par, _ := strconv.Atoi(os.Getenv("POFR_OWNER_PAR"))
 	hold, _ := strconv.Atoi(os.Getenv("POFR_OWNER_HOLD_US"))
-	if cpu := os.Getenv("POFR_OWNER_CPU"); cpu != "" {
-		// Every thread on one CPU: its samples, loopback softirqs
-		// included, go to one ring.
-		var set unix.CPUSet
-		c, _ := strconv.Atoi(cpu)
-		set.Set(c)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
 	if err := ownerHelper(proto, n, max(par, 1), time.Duration(hold)*time.Microsecond); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -136,12 +126,19 @@ type ownerProc struct {
 }
 
 // startOwnerHelper starts a helper and reads its port; cleanup ends it.
-func startOwnerHelper(tb testing.TB, proto string, n, par int, hold time.Duration, env ...string) *ownerProc {
+func startOwnerHelper(tb testing.TB, proto string, n, par int, hold time.Duration) *ownerProc {
+	tb.Helper()
+	return startOwnerHelperOn(tb, -1, proto, n, par, hold)
+}
+
+// startOwnerHelperOn is startOwnerHelper with every thread of the helper on
+// CPU cpu (if ≥ 0): its samples, the loopback softirqs it runs included,
+// all go to that CPU's ring.
+func startOwnerHelperOn(tb testing.TB, cpu int, proto string, n, par int, hold time.Duration) *ownerProc {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestOwnerHelperProcess$", "-test.bench=^$")
 	cmd.Env = append(os.Environ(), "POFR_OWNER_HELPER="+proto, "POFR_OWNER_N="+strconv.Itoa(n),
 		"POFR_OWNER_PAR="+strconv.Itoa(par), "POFR_OWNER_HOLD_US="+strconv.Itoa(int(hold/time.Microsecond)))
-	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -151,7 +148,7 @@ func startOwnerHelper(tb testing.TB, proto string, n, par int, hold time.Duratio
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := startPinned(cmd, cpu); err != nil {
 		tb.Fatal(err)
 	}
 	p := &ownerProc{cmd: cmd, out: bufio.NewReader(stdout), stdin: stdin, pid: int32(cmd.Process.Pid)}
@@ -173,6 +170,26 @@ func startOwnerHelper(tb testing.TB, proto string, n, par int, hold time.Duratio
 		tb.Fatal(err)
 	}
 	return p
+}
+
+// startPinned starts cmd; with cpu ≥ 0, from a thread allowed only on that
+// CPU, whose affinity the child and all its threads inherit.
+func startPinned(cmd *exec.Cmd, cpu int) error {
+	if cpu < 0 {
+		return cmd.Start()
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var saved, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &saved); err != nil {
+		return err
+	}
+	one.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		return err
+	}
+	defer unix.SchedSetaffinity(0, &saved)
+	return cmd.Start()
 }
 
 // line reads the helper's next output line, with a deadline.
@@ -388,7 +405,7 @@ func TestPrivConnOwnerLoss(t *testing.T) {
 	// Fill the ring before anything drains it.
 	const burst = 200
 	// Both on CPU 0, so that the later samples go to the ring that lost some.
-	h0 := startOwnerHelper(t, "tcp", burst, 4, 0, "POFR_OWNER_CPU=0")
+	h0 := startOwnerHelperOn(t, 0, "tcp", burst, 4, 0)
 	h0.run(t, 30*time.Second)
 	src, sink := startSock(t, Options{ConnOwners: co})
 	// The kernel writes its loss record when the ring has room again, before
@@ -396,7 +413,7 @@ func TestPrivConnOwnerLoss(t *testing.T) {
 	// continues: they are all attributed.
 	testutil.Go(t, "sockowner.Source.Run", co.Run)
 	const n = 20
-	h := startOwnerHelper(t, "tcp", n, 1, time.Millisecond, "POFR_OWNER_CPU=0")
+	h := startOwnerHelperOn(t, 0, "tcp", n, 1, time.Millisecond)
 	h.run(t, 30*time.Second)
 	testutil.WaitFor(t, 10*time.Second, "client close rows", func() bool { return len(h.clientCloses(sink, "tcp")) >= n })
 	for _, r := range h.clientCloses(sink, "tcp") {
