@@ -139,3 +139,33 @@ func FuzzParseProcFiles(f *testing.F) {
 		}
 	})
 }
+
+// The exec hot path parses these with reused buffers: no allocation.
+func BenchmarkParseHotPath(b *testing.B) {
+	stat, err := os.ReadFile("testdata/proc/42/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	status, err := os.ReadFile("testdata/proc/42/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cgroup, err := os.ReadFile("testdata/proc/42/cgroup")
+	if err != nil {
+		b.Fatal(err)
+	}
+	comm := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseStat(stat); err != nil {
+			b.Fatal(err)
+		}
+		h, err := ParseStatusHead(status)
+		if err != nil {
+			b.Fatal(err)
+		}
+		UnescapeComm(comm[:0], h.Name)
+		ParseCgroup(cgroup)
+		ParseNSLink([]byte("net:[4026531840]"))
+	}
+}
