@@ -965,6 +965,11 @@ func (w *worker) existing(ctx context.Context, q queryer, m *spool.Manifest, dig
 		if err != nil {
 			return result{}, true, fmt.Errorf("read ledger: %w", err)
 		}
+		if other == m.HostID && oseq == m.Seq {
+			// Another loader committed this very segment between the two
+			// reads.
+			return result{outcome: skipped}, true, nil
+		}
 		return result{}, true, fmt.Errorf("%w: digest already loaded as %s seq %d", ErrReplay, other, oseq)
 	}
 	if err != nil {

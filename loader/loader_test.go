@@ -275,7 +275,16 @@ func TestTwoLoadersConcurrently(t *testing.T) {
 		t.Errorf("loaded %d + %d segments, want 8 in all", sums[0].Loaded, sums[1].Loaded)
 	}
 	if got := sums[0].Skipped + sums[1].Skipped; got != 8 {
-		t.Errorf("skipped %d + %d segments, want 8 in all", sums[0].Skipped, sums[1].Skipped)
+		t.Errorf("skipped %d + %d segments, want 8 in all (%s; %s)", sums[0].Skipped, sums[1].Skipped, sums[0], sums[1])
+		rows, err := db.Query("SELECT class, reason FROM quarantine")
+		if err == nil {
+			for rows.Next() {
+				var c, r string
+				rows.Scan(&c, &r)
+				t.Errorf("quarantined: %s: %s", c, r)
+			}
+			rows.Close()
+		}
 	}
 	checkExactlyOnce(t, db, f, "h1")
 }
