@@ -164,8 +164,7 @@ type tpItem struct {
 }
 
 // tpBusyItems is the size of a drain from which the reader stays on the
-// short timer: below it, events are sparse and the doorbell wakes the
-// reader for the next ones at less cost than a timer every TraceBusy.
+// short timer even after a drain without events.
 const tpBusyItems = 16
 
 // lookupWait bounds how long Lookup waits for a drain it asked for.
@@ -245,6 +244,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		stat             procInfo
 	)
 	busy := true // start with the short timer: the start-up probe waits for its fork
+	prevEvents := true
 	ds := newDrainSync(tp.set)
 	s.drainSync.Store(ds)
 	defer s.drainSync.Store(nil)
@@ -421,9 +421,12 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		}
 		h.flushLoss()
 		ds.end(served)
-		// A trickle goes back to the doorbell (one wakeup at its next fork);
-		// a flow keeps the timer and no wakeup per event.
-		busy = len(batch) >= tpBusyItems
+		// A flow (two drains in a row with events, or a large one) keeps
+		// the timer and no wakeup per event; a lone burst goes back to the
+		// doorbell at once (one wakeup at the next fork instead of another
+		// timer drain that would find nothing).
+		busy = len(batch) >= tpBusyItems || len(batch) > 0 && prevEvents
+		prevEvents = len(batch) > 0
 		if ctx.Err() != nil {
 			return nil
 		}
