@@ -25,7 +25,7 @@ const (
 
 const (
 	sockVanishGrace    = 2 * time.Second
-	sockDrainDelay     = 10 * time.Millisecond // a burst of destroy messages gathers this long before it is read
+	sockDrainDelay     = 50 * time.Millisecond // a burst of destroy messages gathers this long before it is read
 	sockNetnsCensus    = 30 * time.Second
 	sockNetnsCensusAll = 5 * time.Second // with AllNetns
 	sockMaxTracked     = 1 << 20         // sockets tracked at once; beyond, new sockets are not tracked (counted)
