@@ -3,11 +3,13 @@ package loader
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/schema"
 )
 
 // TestAuditRows: verify --rows finds every way of tampering with loaded
@@ -84,5 +86,39 @@ func TestAuditRows(t *testing.T) {
 				t.Errorf("%s: detail %q lacks %q", key, details[key], p)
 			}
 		}
+	}
+}
+
+// TestAuditRowsExpired: rows whose day partition retention dropped are
+// reported as expired, not as tampering; a row deleted from a kept day is
+// still a difference.
+func TestAuditRowsExpired(t *testing.T) {
+	db, _ := newDB(t)
+	f := newFixture(t, "h1")
+	old := time.Now().AddDate(0, 0, -3).UnixNano()
+	today := hostileBase()
+	procs := []event.Proc{
+		{TS: old, Event: event.ProcExec, PID: 1, TID: 1, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1, Exe: []byte("/old")},
+		{TS: today, Event: event.ProcExec, PID: 2, TID: 2, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1, Exe: []byte("/new")},
+		{TS: today + 1, Event: event.ProcExit, PID: 2, TID: 2, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1},
+	}
+	f.seal("h1", func(s event.Sink) { event.AppendAll(s, procs, nil, nil, nil, nil) })
+	if s := run(t, db, f.state, 1); s.Loaded != 1 {
+		t.Fatalf("run: %s", s)
+	}
+	dropped, err := schema.DropPartitions(t.Context(), db, time.Now())
+	if err != nil || len(dropped) == 0 {
+		t.Fatalf("drop partitions: %v %v", dropped, err)
+	}
+	r := audit(t, db, custody.AuditOptions{StateDir: f.state, Rows: CheckRows})
+	if diff := cmp.Diff([]string{"h1 rows_expired 1-1"}, findingKeys(r)); diff != "" {
+		t.Errorf("after retention (-want +got):\n%s", diff)
+	}
+	if _, err := db.Exec("DELETE FROM proc_events WHERE row_no = 2"); err != nil {
+		t.Fatal(err)
+	}
+	r = audit(t, db, custody.AuditOptions{StateDir: f.state, Rows: CheckRows})
+	if diff := cmp.Diff([]string{"h1 rows_differ 1-1 problem", "h1 rows_expired 1-1"}, findingKeys(r)); diff != "" {
+		t.Errorf("after a delete (-want +got):\n%s", diff)
 	}
 }
