@@ -19,6 +19,7 @@ import (
 
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/schema"
 	"github.com/pofr/pofr/spool"
@@ -100,7 +101,7 @@ func LoadRows(base int64, n int) ([]event.Proc, []event.File, []event.Sock) {
 // WriteLoadSegments registers hosts bench-0… in the state directory and
 // writes segments of LoadRows into their inboxes with the real spool
 // writer. It returns the rows written.
-func WriteLoadSegments(state string, hosts, segments, rowsPerSegment int) (int64, error) {
+func WriteLoadSegments(state statedir.Dir, hosts, segments, rowsPerSegment int) (int64, error) {
 	var total int64
 	base := time.Now().Truncate(time.Second).UnixNano()
 	for h := range hosts {
@@ -138,7 +139,7 @@ func WriteLoadSegments(state string, hosts, segments, rowsPerSegment int) (int64
 			return 0, err
 		}
 		for _, in := range infos {
-			if err := os.Rename(in.Path, filepath.Join(registry.DirsOf(state, id).Inbox, in.Name)); err != nil {
+			if err := os.Rename(in.Path, filepath.Join(state.Host(id).Inbox, in.Name)); err != nil {
 				return 0, err
 			}
 		}
@@ -183,11 +184,11 @@ func MeasureLoad(ctx context.Context, opt LoadOptions) ([]LoadResult, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(src)
-	rows, err := WriteLoadSegments(src, opt.Hosts, opt.Segments, opt.RowsPerSegment)
+	rows, err := WriteLoadSegments(statedir.Dir(src), opt.Hosts, opt.Segments, opt.RowsPerSegment)
 	if err != nil {
 		return nil, fmt.Errorf("write bench segments: %w", err)
 	}
-	pre, err := prerender(src)
+	pre, err := prerender(statedir.Dir(src))
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +254,7 @@ func benchLoader(ctx context.Context, db *sql.DB, src string, workers int, rows 
 	if err := os.CopyFS(state, os.DirFS(src)); err != nil {
 		return 0, 0, err
 	}
-	l, err := loader.New(loader.Options{DB: db, StateDir: state, Workers: workers})
+	l, err := loader.New(loader.Options{DB: db, StateDir: statedir.Dir(state), Workers: workers})
 	if err != nil {
 		return 0, 0, err
 	}
@@ -272,7 +273,7 @@ func benchLoader(ctx context.Context, db *sql.DB, src string, workers int, rows 
 
 // prerender verifies every segment in the inboxes of state and renders its
 // tables to text, outside any measurement.
-func prerender(state string) ([]prerendered, error) {
+func prerender(state statedir.Dir) ([]prerendered, error) {
 	hosts, err := registry.List(state)
 	if err != nil {
 		return nil, err
@@ -283,7 +284,7 @@ func prerender(state string) ([]prerendered, error) {
 		if err != nil {
 			return nil, err
 		}
-		inbox := registry.DirsOf(state, h.HostID).Inbox
+		inbox := state.Host(h.HostID).Inbox
 		ents, err := os.ReadDir(inbox)
 		if err != nil {
 			return nil, err

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/spool"
 )
 
@@ -155,7 +156,7 @@ type AuditOptions struct {
 	Host string
 	// StateDir is the server's state directory: the inbox explains holes,
 	// the registry has the keys and the archive the files. "" skips both.
-	StateDir string
+	StateDir statedir.Dir
 	// Archive re-verifies every archived segment file against the host's
 	// registered signing key and the ledger's digest. Needs StateDir.
 	Archive bool
@@ -245,7 +246,7 @@ func auditHosts(ctx context.Context, db *sql.DB, opt AuditOptions) ([]string, er
 		return nil, fmt.Errorf("audit: list hosts: %w", err)
 	}
 	if opt.Archive {
-		ents, err := os.ReadDir(filepath.Join(opt.StateDir, "archive"))
+		ents, err := os.ReadDir(opt.StateDir.Archives())
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("audit: list archive: %w", err)
 		}
@@ -448,7 +449,7 @@ func explanations(ctx context.Context, db *sql.DB, opt AuditOptions, host string
 		return nil, fmt.Errorf("audit %s: read gaps: %w", host, err)
 	}
 	if opt.StateDir != "" {
-		ents, err := os.ReadDir(registry.DirsOf(opt.StateDir, host).Inbox)
+		ents, err := os.ReadDir(opt.StateDir.Host(host).Inbox)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("audit %s: list inbox: %w", host, err)
 		}
@@ -534,7 +535,7 @@ func holeDetail(lo, hi uint64, quarantined map[uint64][]string) string {
 
 // auditArchive re-verifies the host's archived files.
 func auditArchive(ctx context.Context, db *sql.DB, opt AuditOptions, host string, ledger []ledgerRow, ha *HostAudit, add func(Finding)) error {
-	dirs := registry.DirsOf(opt.StateDir, host)
+	dirs := opt.StateDir.Host(host)
 	var pub ed25519.PublicKey
 	h, err := registry.Load(opt.StateDir, host)
 	if err == nil {

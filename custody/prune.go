@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/internal/durable"
-	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/schema"
 	"github.com/pofr/pofr/spool"
 )
@@ -20,7 +20,7 @@ import (
 // PruneOptions configure [PruneFiles].
 type PruneOptions struct {
 	// StateDir is the server's state directory.
-	StateDir string
+	StateDir statedir.Dir
 	// Before: files whose age (see PruneFiles) is before it are removed.
 	Before time.Time
 	// DryRun reports what would be removed and removes nothing.
@@ -68,7 +68,7 @@ func PruneFiles(ctx context.Context, db *sql.DB, opt PruneOptions) (PruneSummary
 	if opt.DryRun {
 		verb = "would remove"
 	}
-	hosts, err := subdirs(filepath.Join(opt.StateDir, "archive"))
+	hosts, err := subdirs(opt.StateDir.Archives())
 	if err != nil {
 		return sum, err
 	}
@@ -83,7 +83,7 @@ func PruneFiles(ctx context.Context, db *sql.DB, opt PruneOptions) (PruneSummary
 			return sum, err
 		}
 	}
-	hosts, err = subdirs(filepath.Join(opt.StateDir, "quarantine"))
+	hosts, err = subdirs(opt.StateDir.Quarantines())
 	if err != nil {
 		return sum, err
 	}
@@ -121,7 +121,7 @@ func subdirs(dir string) ([]string, error) {
 
 // pruneArchive removes host's archived files older than opt.Before.
 func pruneArchive(ctx context.Context, db *sql.DB, opt PruneOptions, host string, log *slog.Logger) (int, int64, error) {
-	dir := registry.DirsOf(opt.StateDir, host).Archive
+	dir := opt.StateDir.Host(host).Archive
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, 0, fmt.Errorf("prune archive of %s: %w", host, err)
@@ -193,7 +193,7 @@ func pruneArchive(ctx context.Context, db *sql.DB, opt PruneOptions, host string
 // pruneQuarantine removes host's quarantined files (and their .reason)
 // quarantined before opt.Before.
 func pruneQuarantine(opt PruneOptions, host string, log *slog.Logger) (int, int64, error) {
-	dir := registry.DirsOf(opt.StateDir, host).Quarantine
+	dir := opt.StateDir.Host(host).Quarantine
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, 0, fmt.Errorf("prune quarantine of %s: %w", host, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/schema"
 )
@@ -35,7 +36,7 @@ func TestSchemaApply(t *testing.T) {
 	if _, err := schema.Apply(ctx, db); !errors.Is(err, schema.ErrNewer) {
 		t.Fatalf("apply on a newer database: %v, want ErrNewer", err)
 	}
-	l, err := New(Options{DB: db, StateDir: t.TempDir()})
+	l, err := New(Options{DB: db, StateDir: statedir.Dir(t.TempDir())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +225,7 @@ func TestRetention(t *testing.T) {
 }
 
 func newTestLoader2(t testing.TB, db *sql.DB) (*Loader, *worker) {
-	l, err := New(Options{DB: db, StateDir: t.TempDir()})
+	l, err := New(Options{DB: db, StateDir: statedir.Dir(t.TempDir())})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/event"
-	"github.com/pofr/pofr/internal/registry"
 )
 
 // findingKeys renders findings as "host kind from-to file?" lines.
@@ -147,7 +146,7 @@ func TestAuditArchive(t *testing.T) {
 	if s := run(t, db, f.state, 2); s.Loaded != 6 {
 		t.Fatalf("run: %s, want 6 loaded", s)
 	}
-	arch := registry.DirsOf(f.state, "h1").Archive
+	arch := f.state.Host("h1").Archive
 	names := f.files("archive", "h1")
 	if len(names) != 6 {
 		t.Fatalf("archive: %v", names)
@@ -177,7 +176,7 @@ func TestAuditArchive(t *testing.T) {
 	if err := copyFile(p(2), filepath.Join(arch, "h1_00000000000000000099_0123456789abcdef.pofr")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(p(5), filepath.Join(registry.DirsOf(f.state, "h1").Inbox, names[5])); err != nil {
+	if err := os.Rename(p(5), filepath.Join(f.state.Host("h1").Inbox, names[5])); err != nil {
 		t.Fatal(err)
 	}
 

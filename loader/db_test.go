@@ -8,12 +8,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/statedir"
 )
 
 func newTestLoader(t testing.TB, enc Encoding) (*Loader, *worker) {
 	t.Helper()
 	db, _ := newDB(t)
-	l, err := New(Options{DB: db, StateDir: t.TempDir(), Encoding: enc})
+	l, err := New(Options{DB: db, StateDir: statedir.Dir(t.TempDir()), Encoding: enc})
 	if err != nil {
 		t.Fatal(err)
 	}

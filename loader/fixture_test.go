@@ -10,6 +10,7 @@ import (
 
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/wire"
 )
@@ -18,7 +19,7 @@ import (
 // spool writer per host whose sealed segments land in the host's inbox.
 type fixture struct {
 	t       testing.TB
-	state   string
+	state   statedir.Dir
 	keys    map[string]ed25519.PrivateKey
 	writers map[string]*spool.Writer
 	dirs    map[string]string
@@ -26,7 +27,7 @@ type fixture struct {
 
 func newFixture(t testing.TB, hosts ...string) *fixture {
 	t.Helper()
-	f := &fixture{t: t, state: t.TempDir(), keys: map[string]ed25519.PrivateKey{}, writers: map[string]*spool.Writer{}, dirs: map[string]string{}}
+	f := &fixture{t: t, state: statedir.Dir(t.TempDir()), keys: map[string]ed25519.PrivateKey{}, writers: map[string]*spool.Writer{}, dirs: map[string]string{}}
 	for _, h := range hosts {
 		f.register(h)
 	}
@@ -81,7 +82,7 @@ func (f *fixture) seal(host string, fill func(s event.Sink)) []string {
 		f.t.Fatal(err)
 	}
 	var out []string
-	inbox := registry.DirsOf(f.state, host).Inbox
+	inbox := f.state.Host(host).Inbox
 	for _, in := range infos {
 		dst := filepath.Join(inbox, in.Name)
 		if err := copyFile(in.Path, dst); err != nil {
@@ -116,7 +117,7 @@ func copyFile(src, dst string) error {
 // without .reason files.
 func (f *fixture) files(kind, host string) []string {
 	f.t.Helper()
-	ents, err := os.ReadDir(filepath.Join(f.state, kind, host))
+	ents, err := os.ReadDir(filepath.Join(f.state.String(), kind, host))
 	if err != nil && !os.IsNotExist(err) {
 		f.t.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func (f *fixture) archivedRows(host string) map[string]int64 {
 	f.t.Helper()
 	out := map[string]int64{}
 	for _, n := range f.files("archive", host) {
-		p := filepath.Join(f.state, "archive", host, n)
+		p := filepath.Join(f.state.String(), "archive", host, n)
 		fi, err := os.Stat(p)
 		if err != nil {
 			f.t.Fatal(err)

@@ -27,7 +27,7 @@ func TestKill9(t *testing.T) {
 	kills := 0
 	for i := 0; i < 12 && len(f.files("inbox", "h1"))+len(f.files("inbox", "h2")) > 0; i++ {
 		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), "POFR_LOADER_CHILD=1", "POFR_LOADER_DSN="+dsn, "POFR_LOADER_STATE="+f.state)
+		cmd.Env = append(os.Environ(), "POFR_LOADER_CHILD=1", "POFR_LOADER_DSN="+dsn, "POFR_LOADER_STATE="+f.state.String())
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/schema"
 	"github.com/pofr/pofr/spool"
 )
@@ -72,7 +73,7 @@ type Options struct {
 	DB  *sql.DB
 	DSN string
 	// StateDir is the server's state directory (inbox/, archive/, …).
-	StateDir string
+	StateDir statedir.Dir
 	// Workers is the number of segments loaded at once; 0 means
 	// runtime.NumCPU().
 	Workers int
@@ -259,7 +260,7 @@ func (l *Loader) acquire() error {
 	if l.lock != nil {
 		return nil
 	}
-	fl, err := lockFile(filepath.Join(l.opt.StateDir, "load.lock"))
+	fl, err := lockFile(l.opt.StateDir.LoadLock())
 	if err != nil {
 		return err
 	}
@@ -319,7 +320,7 @@ type job struct {
 
 // pending lists the segment files in every inbox, ordered by host and seq.
 func (l *Loader) pending() ([]job, error) {
-	inbox := filepath.Join(l.opt.StateDir, "inbox")
+	inbox := l.opt.StateDir.Inboxes()
 	hosts, err := os.ReadDir(inbox)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -706,7 +707,7 @@ func (w *worker) load(ctx context.Context, p *prepared) (result, error) {
 		w.dropConn()
 		return result{outcome: failed}, fmt.Errorf("load %s: %w", j.name, err)
 	}
-	if err := moveFile(j.path, registry.DirsOf(l.opt.StateDir, j.host).Archive, j.name); err != nil {
+	if err := moveFile(j.path, l.opt.StateDir.Host(j.host).Archive, j.name); err != nil {
 		// The segment is loaded; the next pass finds it in the ledger and
 		// archives it then.
 		log.Error("archive segment", "err", err)
@@ -1120,7 +1121,7 @@ func copyAcross(path, dst string) error {
 // quarantine moves j's file to the host's quarantine directory with a
 // .reason file and records it in the quarantine table.
 func (l *Loader) quarantine(ctx context.Context, j job, size int64, class Class, cause error, m *spool.Manifest, digest string) error {
-	dir := registry.DirsOf(l.opt.StateDir, j.host).Quarantine
+	dir := l.opt.StateDir.Host(j.host).Quarantine
 	name := j.name
 	if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 		name = fmt.Sprintf("%s.%d", j.name, time.Now().UnixNano()) // keep the earlier one too

@@ -15,12 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pofr/pofr/internal/event"
-	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/spool"
 )
 
-func run(t testing.TB, db *sql.DB, state string, workers int) Summary {
+func run(t testing.TB, db *sql.DB, state statedir.Dir, workers int) Summary {
 	t.Helper()
 	l, err := New(Options{DB: db, StateDir: state, Workers: workers})
 	if err != nil {
@@ -240,7 +240,7 @@ func TestLoadTwice(t *testing.T) {
 		t.Fatalf("second run: %s", s)
 	}
 	for _, n := range f.files("archive", "h1") {
-		copyFile(filepath.Join(f.state, "archive", "h1", n), filepath.Join(f.state, "inbox", "h1", n))
+		copyFile(filepath.Join(f.state.String(), "archive", "h1", n), filepath.Join(f.state.String(), "inbox", "h1", n))
 	}
 	s = run(t, db, f.state, 2)
 	if s.Skipped != 4 || s.Loaded != 0 || s.Quarantined != 0 {
@@ -258,12 +258,12 @@ func TestTwoLoadersConcurrently(t *testing.T) {
 	sealMany(f, "h1", 8, 400)
 	// A second state directory with the same registry and inbox.
 	state2 := t.TempDir()
-	if err := os.CopyFS(state2, os.DirFS(f.state)); err != nil {
+	if err := os.CopyFS(state2, os.DirFS(f.state.String())); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
 	sums := make([]Summary, 2)
-	for i, st := range []string{f.state, state2} {
+	for i, st := range []statedir.Dir{f.state, statedir.Dir(state2)} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -293,7 +293,7 @@ func TestTwoLoadersConcurrently(t *testing.T) {
 func TestLockHeld(t *testing.T) {
 	db, _ := newDB(t)
 	f := newFixture(t, "h1")
-	fl, err := lockFile(filepath.Join(f.state, "load.lock"))
+	fl, err := lockFile(filepath.Join(f.state.String(), "load.lock"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +321,7 @@ func TestLoadInboxLinkedElsewhere(t *testing.T) {
 		t.Fatalf("mount a tmpfs for the linked inbox: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(other, unix.MNT_DETACH) })
-	inbox := registry.DirsOf(f.state, "h1").Inbox
+	inbox := f.state.Host("h1").Inbox
 	linked := filepath.Join(other, "inbox")
 	if err := os.Mkdir(linked, 0o700); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/schema"
 )
@@ -23,7 +24,7 @@ func TestMain(m *testing.M) {
 // childMain is the loader run as a subprocess by TestKill9: one pass over
 // POFR_LOADER_STATE into POFR_LOADER_DSN.
 func childMain() int {
-	l, err := New(Options{DSN: os.Getenv("POFR_LOADER_DSN"), StateDir: os.Getenv("POFR_LOADER_STATE"), Workers: 2})
+	l, err := New(Options{DSN: os.Getenv("POFR_LOADER_DSN"), StateDir: statedir.Dir(os.Getenv("POFR_LOADER_STATE")), Workers: 2})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -97,7 +97,7 @@ func TestHostileValueMemory(t *testing.T) {
 	procs, files, socks := busyRows(hostileBase(), 30)
 	f.seal("h3", func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
 	for _, h := range []string{"h1", "h2"} {
-		fi, err := os.Stat(filepath.Join(f.state, "inbox", h, f.files("inbox", h)[0]))
+		fi, err := os.Stat(filepath.Join(f.state.String(), "inbox", h, f.files("inbox", h)[0]))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +109,7 @@ func TestHostileValueMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(t.Context(), exePath, "-test.run=^$")
-	cmd.Env = append(os.Environ(), "POFR_LOADER_CHILD=1", "POFR_LOADER_DSN="+dsn, "POFR_LOADER_STATE="+f.state)
+	cmd.Env = append(os.Environ(), "POFR_LOADER_CHILD=1", "POFR_LOADER_DSN="+dsn, "POFR_LOADER_STATE="+f.state.String())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("loader: %v\n%s", err, out)

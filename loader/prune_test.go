@@ -11,7 +11,6 @@ import (
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/event"
-	"github.com/pofr/pofr/internal/registry"
 )
 
 // TestPruneFiles: archived segments go by the ledger's ts_to (not their
@@ -27,7 +26,7 @@ func TestPruneFiles(t *testing.T) {
 	if s := run(t, db, f.state, 1); s.Loaded != 3 {
 		t.Fatalf("run: %s", s)
 	}
-	d := registry.DirsOf(f.state, "h1")
+	d := f.state.Host("h1")
 	names := f.files("archive", "h1")
 	now := time.Now()
 	old := now.AddDate(0, 0, -200)

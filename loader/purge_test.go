@@ -108,7 +108,7 @@ func TestPurgeHostAndRevoked(t *testing.T) {
 	if class != "revoked_host" || !strings.Contains(reason, "revoked host") {
 		t.Errorf("quarantine row: class %q reason %q, want revoked_host and a reason saying revoked host", class, reason)
 	}
-	if _, err := os.Stat(filepath.Join(registry.DirsOf(f.state, "h1").Quarantine, filepath.Base(waiting[0]))); err != nil {
+	if _, err := os.Stat(filepath.Join(f.state.Host("h1").Quarantine, filepath.Base(waiting[0]))); err != nil {
 		t.Errorf("waiting segment not in quarantine: %v", err)
 	}
 	if n := hostRows(t, db, "h1")["segments"]; n != 0 {

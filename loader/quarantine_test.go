@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/internal/event"
-	"github.com/pofr/pofr/internal/registry"
 )
 
 // TestQuarantine: every kind of bad segment goes to quarantine with its
@@ -48,7 +47,7 @@ func TestQuarantine(t *testing.T) {
 	f.keys["h3"], f.keys["h4"] = f.keys["h4"], f.keys["h3"]
 	// h4's good segment copied into h5's inbox as well.
 	good4 := f.seal("h4", rows(10))[0]
-	copyFile(good4, filepath.Join(registry.DirsOf(f.state, "h5").Inbox, filepath.Base(good4)))
+	copyFile(good4, filepath.Join(f.state.Host("h5").Inbox, filepath.Base(good4)))
 	// h6: seq 1 loaded, then a second spool of the same host (same key)
 	// sends another seq 1: a fork of the chain (same seq, another digest).
 	f.seal("h6", rows(10))
@@ -100,7 +99,7 @@ func TestQuarantine(t *testing.T) {
 	// its class; nothing is left in the inboxes.
 	for _, w := range want {
 		h, class, _ := strings.Cut(w, " ")
-		ents, _ := filepath.Glob(filepath.Join(f.state, "quarantine", h, "*.reason"))
+		ents, _ := filepath.Glob(filepath.Join(f.state.String(), "quarantine", h, "*.reason"))
 		found := false
 		for _, e := range ents {
 			b, _ := os.ReadFile(e)

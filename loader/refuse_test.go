@@ -59,7 +59,7 @@ func TestDatabaseRefusalQuarantines(t *testing.T) {
 	if in := f.files("inbox", "h1"); len(in) != 0 {
 		t.Errorf("inbox/h1 still holds %v", in)
 	}
-	reasons, _ := filepath.Glob(filepath.Join(f.state, "quarantine", "h1", "*.reason"))
+	reasons, _ := filepath.Glob(filepath.Join(f.state.String(), "quarantine", "h1", "*.reason"))
 	if len(reasons) != 1 {
 		t.Fatalf("quarantine/h1 reasons: %v, want 1", reasons)
 	}

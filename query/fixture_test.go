@@ -12,6 +12,7 @@ import (
 
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/schema"
@@ -161,7 +162,7 @@ func newDemo(t *testing.T) *demo {
 	if _, err := schema.Apply(ctx, db); err != nil {
 		t.Fatal(err)
 	}
-	state := t.TempDir()
+	state := statedir.Dir(t.TempDir())
 	load := func(host, hostname string, ips []string, tz int, fills ...func(event.Sink)) {
 		pub, priv, err := ed25519.GenerateKey(nil)
 		if err != nil {
@@ -193,7 +194,7 @@ func newDemo(t *testing.T) *demo {
 			t.Fatal(err)
 		}
 		for _, in := range infos {
-			copyTo(t, in.Path, filepath.Join(registry.DirsOf(state, host).Inbox, in.Name))
+			copyTo(t, in.Path, filepath.Join(state.Host(host).Inbox, in.Name))
 		}
 	}
 	load("host-a", "alpha", []string{"10.0.0.1"}, 2*3600, alphaRows, alphaRows2)

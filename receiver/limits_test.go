@@ -10,8 +10,6 @@ import (
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
-
-	"github.com/pofr/pofr/internal/registry"
 )
 
 // dialFrom opens a TCP connection to addr from the loopback address src, so
@@ -136,7 +134,7 @@ func TestFloodAndGreedyHostDoNotLockOut(t *testing.T) {
 		t.Fatalf("host-a push during the flood: %v", err)
 	}
 	pushTook := time.Since(pushStart)
-	if b, err := os.ReadFile(filepath.Join(registry.DirsOf(f.state, "host-a").Inbox, seg("host-a", 1))); err != nil || string(b) != string(data) {
+	if b, err := os.ReadFile(filepath.Join(f.state.Host("host-a").Inbox, seg("host-a", 1))); err != nil || string(b) != string(data) {
 		t.Errorf("pushed segment = %q, %v", b, err)
 	}
 

@@ -5,17 +5,18 @@ package receiver
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"syscall"
+
+	"github.com/pofr/pofr/internal/statedir"
 )
 
 // lockState takes the state directory's exclusive lock, which orders the
 // server's and the admin commands' changes to requests and the registry.
-func lockState(state string) (unlock func(), err error) {
-	if err := os.MkdirAll(state, 0o700); err != nil {
+func lockState(state statedir.Dir) (unlock func(), err error) {
+	if err := os.MkdirAll(string(state), 0o700); err != nil {
 		return nil, fmt.Errorf("lock state: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(state, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(state.Lock(), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock state: %w", err)
 	}

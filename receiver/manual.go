@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/wire"
 )
@@ -34,7 +35,7 @@ type ManualHost struct {
 // AddManual adds h to the registry as an active host. It refuses an id
 // already registered (active or revoked: ids are never reused) and keys that
 // an active host already uses.
-func AddManual(state string, h ManualHost, now time.Time) (*registry.Host, error) {
+func AddManual(state statedir.Dir, h ManualHost, now time.Time) (*registry.Host, error) {
 	if !spool.ValidHostID(h.HostID) {
 		return nil, fmt.Errorf("add host %q: invalid host id (lower-case letters, digits and dashes, at most 63)", h.HostID)
 	}
@@ -96,7 +97,7 @@ func parseKeyLine(what, line string) (ssh.PublicKey, error) {
 // linkInbox makes the host's inbox a symbolic link to dir, which must be an
 // existing directory given by an absolute path. An empty inbox directory in
 // its place is removed first; anything else there is refused.
-func linkInbox(state, id, dir string) error {
+func linkInbox(state statedir.Dir, id, dir string) error {
 	if !strings.HasPrefix(dir, "/") {
 		return fmt.Errorf("inbox %q: want an absolute path", dir)
 	}
@@ -107,7 +108,7 @@ func linkInbox(state, id, dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("inbox %s: not a directory", dir)
 	}
-	link := registry.DirsOf(state, id).Inbox
+	link := state.Host(id).Inbox
 	if err := os.MkdirAll(filepath.Dir(link), 0o700); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 )
 
 func keyLine(t *testing.T) (string, ed25519.PublicKey) {
@@ -27,7 +28,7 @@ func keyLine(t *testing.T) (string, ed25519.PublicKey) {
 }
 
 func TestAddManual(t *testing.T) {
-	state := t.TempDir()
+	state := statedir.Dir(t.TempDir())
 	upload, _ := keyLine(t)
 	signing, signingPub := keyLine(t)
 	chroot := t.TempDir()
@@ -47,11 +48,11 @@ func TestAddManual(t *testing.T) {
 	if pk, err := got.SigningPublicKey(); err != nil || !pk.Equal(signingPub) {
 		t.Errorf("SigningPublicKey = %v, %v", pk, err)
 	}
-	inbox := registry.DirsOf(state, "web-01").Inbox
+	inbox := state.Host("web-01").Inbox
 	if dst, err := os.Readlink(inbox); err != nil || dst != chroot {
 		t.Errorf("inbox link → %q, %v; want %s", dst, err, chroot)
 	}
-	for _, d := range []string{registry.DirsOf(state, "web-01").Archive, registry.DirsOf(state, "web-01").Quarantine} {
+	for _, d := range []string{state.Host("web-01").Archive, state.Host("web-01").Quarantine} {
 		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
 			t.Errorf("%s: %v", d, err)
 		}

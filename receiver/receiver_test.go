@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/wire"
 )
@@ -30,7 +31,7 @@ func TestMain(m *testing.M) { testutil.Main(m) }
 
 type fixture struct {
 	srv   *Server
-	state string
+	state statedir.Dir
 	addr  string
 	keys  map[string]ssh.Signer // host id → upload key
 }
@@ -52,7 +53,7 @@ func newSigner(t testing.TB) ssh.Signer {
 func start(t *testing.T, mod func(*Options)) *fixture {
 	t.Helper()
 	testutil.RequireTier(t, testutil.TierService)
-	f := &fixture{state: t.TempDir(), keys: map[string]ssh.Signer{}}
+	f := &fixture{state: statedir.Dir(t.TempDir()), keys: map[string]ssh.Signer{}}
 	for i, id := range []string{"host-a", "host-b"} {
 		k := newSigner(t)
 		f.keys[id] = k
@@ -147,7 +148,7 @@ func TestHostKeyKept(t *testing.T) {
 	if !bytes.Equal(again.HostKey().Marshal(), f.srv.HostKey().Marshal()) {
 		t.Error("second NewServer on the same state has another host key")
 	}
-	fi, err := os.Stat(filepath.Join(f.state, HostKeyFile))
+	fi, err := os.Stat(filepath.Join(f.state.String(), HostKeyFile))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("host key file: %v mode %v, want 0600", err, fi.Mode())
 	}
@@ -191,8 +192,8 @@ func TestSFTPConfinement(t *testing.T) {
 	f := start(t, nil)
 	a := f.sftpAs(t, "host-a")
 	b := f.sftpAs(t, "host-b")
-	inboxA := registry.DirsOf(f.state, "host-a").Inbox
-	inboxB := registry.DirsOf(f.state, "host-b").Inbox
+	inboxA := f.state.Host("host-a").Inbox
+	inboxB := f.state.Host("host-b").Inbox
 	dataB := []byte("host b evidence")
 	if err := put(b, seg("host-b", 1), dataB); err != nil {
 		t.Fatalf("host-b uploads its own segment: %v", err)
@@ -279,7 +280,7 @@ func TestSFTPConfinement(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(inboxA, wire.PartName(seg("host-a", 3)))); err != nil {
 		t.Errorf("../../name not in A's inbox: %v", err)
 	}
-	for _, dir := range []string{f.state, filepath.Dir(inboxA)} {
+	for _, dir := range []string{f.state.String(), filepath.Dir(inboxA)} {
 		if _, err := os.Lstat(filepath.Join(dir, wire.PartName(seg("host-a", 3)))); err == nil {
 			t.Errorf("../../name escaped to %s", dir)
 		}
@@ -313,7 +314,7 @@ func TestSFTPSizeLimit(t *testing.T) {
 	if err := put(a, seg("host-a", 2), make([]byte, 64<<10+1)); err == nil {
 		t.Error("upload over the limit succeeded")
 	}
-	ents, _ := os.ReadDir(registry.DirsOf(f.state, "host-a").Inbox)
+	ents, _ := os.ReadDir(f.state.Host("host-a").Inbox)
 	var names []string
 	for _, e := range ents {
 		names = append(names, e.Name())

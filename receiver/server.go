@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,18 +20,16 @@ import (
 
 	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/wire"
 )
 
-// DefaultStateDir is the server's state directory.
-const DefaultStateDir = "/var/lib/pofr-server"
-
 // DefaultListen is the address pofr-server serve listens on.
 const DefaultListen = ":2222"
 
-// HostKeyFile is the server's SSH host key under the state directory,
-// generated on first start and kept.
+// HostKeyFile is the server's SSH host key under the state directory
+// (statedir.Dir.HostKey), generated on first start and kept.
 const HostKeyFile = "ssh_host_ed25519_key"
 
 // Defaults of Options.
@@ -65,7 +62,7 @@ const (
 // Options configure a Server.
 type Options struct {
 	// StateDir holds the host key, registry, inboxes, tokens and requests.
-	StateDir string
+	StateDir statedir.Dir
 	// RegistrationPassword, when set, lets hosts request registration with
 	// it (an admin then approves). Without it only tokens register.
 	RegistrationPassword []byte
@@ -201,10 +198,10 @@ func NewServer(opts Options) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+	if err := os.MkdirAll(opts.StateDir.String(), 0o700); err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
-	key, err := loadOrCreateHostKey(filepath.Join(opts.StateDir, HostKeyFile))
+	key, err := loadOrCreateHostKey(opts.StateDir.HostKey())
 	if err != nil {
 		return nil, err
 	}

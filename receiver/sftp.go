@@ -30,7 +30,7 @@ var (
 
 // serveSFTP runs the write-only drop box for hostID on ch.
 func (s *Server) serveSFTP(log *slog.Logger, ch io.ReadWriteCloser, hostID string) uint32 {
-	inbox := registry.DirsOf(s.opts.StateDir, hostID).Inbox
+	inbox := s.opts.StateDir.Host(hostID).Inbox
 	if err := os.MkdirAll(inbox, 0o700); err != nil {
 		log.Error("open inbox", "host", hostID, "err", err)
 		return 1

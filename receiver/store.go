@@ -18,6 +18,7 @@ import (
 
 	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/wire"
 )
@@ -68,20 +69,12 @@ type Registration struct {
 // Fingerprint returns the SHA256 fingerprint of the request's upload key.
 func (r *Registration) Fingerprint() string { return wire.Fingerprint(r.SSHKey) }
 
-func requestPath(state, id string) string {
-	return filepath.Join(state, "requests", id+".json")
-}
-
-func tokenPath(state, hash string) string {
-	return filepath.Join(state, "tokens", hash+".json")
-}
-
 // LoadRegistration reads one request.
-func LoadRegistration(state, id string) (*Registration, error) {
+func LoadRegistration(state statedir.Dir, id string) (*Registration, error) {
 	if !wire.ValidRequestID(id) {
 		return nil, fmt.Errorf("load request %q: %w", id, ErrNoRequest)
 	}
-	b, err := os.ReadFile(requestPath(state, id))
+	b, err := os.ReadFile(state.Request(id))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("load request %s: %w", id, ErrNoRequest)
 	}
@@ -98,20 +91,20 @@ func LoadRegistration(state, id string) (*Registration, error) {
 	return &r, nil
 }
 
-func saveRegistration(state string, r *Registration) error {
-	if err := os.MkdirAll(filepath.Join(state, "requests"), 0o700); err != nil {
+func saveRegistration(state statedir.Dir, r *Registration) error {
+	if err := os.MkdirAll(state.Requests(), 0o700); err != nil {
 		return fmt.Errorf("save request %s: %w", r.RequestID, err)
 	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("save request %s: %w", r.RequestID, err)
 	}
-	return durable.WriteFile(requestPath(state, r.RequestID), append(b, '\n'), 0o600)
+	return durable.WriteFile(state.Request(r.RequestID), append(b, '\n'), 0o600)
 }
 
 // ListRegistrations returns every request kept, oldest first.
-func ListRegistrations(state string) ([]*Registration, error) {
-	ents, err := os.ReadDir(filepath.Join(state, "requests"))
+func ListRegistrations(state statedir.Dir) ([]*Registration, error) {
+	ents, err := os.ReadDir(state.Requests())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -146,7 +139,7 @@ const tokenPrefix = "pofr-"
 
 // CreateToken makes a one-time registration token valid for ttl and returns
 // it. Only its SHA-256 is stored; the token itself cannot be shown again.
-func CreateToken(state string, ttl time.Duration) (string, error) {
+func CreateToken(state statedir.Dir, ttl time.Duration) (string, error) {
 	if ttl <= 0 {
 		return "", fmt.Errorf("create token: ttl %v must be positive", ttl)
 	}
@@ -155,12 +148,12 @@ func CreateToken(state string, ttl time.Duration) (string, error) {
 		return "", fmt.Errorf("create token: %w", err)
 	}
 	tok := tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
-	if err := os.MkdirAll(filepath.Join(state, "tokens"), 0o700); err != nil {
+	if err := os.MkdirAll(state.Tokens(), 0o700); err != nil {
 		return "", fmt.Errorf("create token: %w", err)
 	}
 	now := time.Now().UTC()
 	data, _ := json.Marshal(token{CreatedAt: now, ExpiresAt: now.Add(ttl)})
-	if err := durable.WriteFile(tokenPath(state, hashToken([]byte(tok))), data, 0o600); err != nil {
+	if err := durable.WriteFile(state.Token(hashToken([]byte(tok))), data, 0o600); err != nil {
 		return "", fmt.Errorf("create token: %w", err)
 	}
 	return tok, nil
@@ -173,12 +166,12 @@ func hashToken(tok []byte) string {
 
 // checkToken reports whether secret is an unexpired token, and returns its
 // hash. An expired token's file is removed.
-func checkToken(state string, secret []byte, now time.Time) (string, bool) {
+func checkToken(state statedir.Dir, secret []byte, now time.Time) (string, bool) {
 	if !strings.HasPrefix(string(secret), tokenPrefix) || len(secret) > 128 {
 		return "", false
 	}
 	h := hashToken(secret)
-	b, err := os.ReadFile(tokenPath(state, h))
+	b, err := os.ReadFile(state.Token(h))
 	if err != nil {
 		return "", false
 	}
@@ -187,7 +180,7 @@ func checkToken(state string, secret []byte, now time.Time) (string, bool) {
 		return "", false
 	}
 	if now.After(t.ExpiresAt) {
-		os.Remove(tokenPath(state, h))
+		os.Remove(state.Token(h))
 		return "", false
 	}
 	return h, true
@@ -206,7 +199,7 @@ func checkPassword(password, secret []byte) bool {
 
 // duplicates returns the active hosts that share the request's machine id,
 // DMI uuid or upload key, with the reason.
-func duplicates(state string, r *Registration) ([]string, string, error) {
+func duplicates(state statedir.Dir, r *Registration) ([]string, string, error) {
 	hosts, err := registry.List(state)
 	if err != nil {
 		return nil, "", err
@@ -238,7 +231,7 @@ func duplicates(state string, r *Registration) ([]string, string, error) {
 
 // notOwnedBy returns the hosts among ids whose upload key is not the
 // request's (whose possession the request proved).
-func notOwnedBy(state string, ids []string, r *Registration) []string {
+func notOwnedBy(state statedir.Dir, ids []string, r *Registration) []string {
 	var out []string
 	for _, id := range ids {
 		h, err := registry.Load(state, id)
@@ -253,7 +246,7 @@ func notOwnedBy(state string, ids []string, r *Registration) []string {
 // a token approves it, a duplicate without replace denies it, anything else
 // waits for an admin. A request id seen before answers with its state (and a
 // token may approve a pending one). Call with the state lock held.
-func submit(state string, req *wire.Request, auth, tokenHash, remote string, now time.Time) (*Registration, error) {
+func submit(state statedir.Dir, req *wire.Request, auth, tokenHash, remote string, now time.Time) (*Registration, error) {
 	r, err := LoadRegistration(state, req.RequestID)
 	switch {
 	case err == nil:
@@ -304,7 +297,7 @@ func submit(state string, req *wire.Request, auth, tokenHash, remote string, now
 }
 
 // decide approves r with a token, or denies it as a duplicate.
-func decide(state string, r *Registration, tokenHash string, now time.Time) (*Registration, error) {
+func decide(state statedir.Dir, r *Registration, tokenHash string, now time.Time) (*Registration, error) {
 	dups, why, err := duplicates(state, r)
 	if err != nil {
 		return nil, err
@@ -323,7 +316,7 @@ func decide(state string, r *Registration, tokenHash string, now time.Time) (*Re
 	}
 	// One-time: the token file goes before the grant is written; if it is
 	// gone already, another request used it and this one waits for an admin.
-	if err := os.Remove(tokenPath(state, tokenHash)); err != nil {
+	if err := os.Remove(state.Token(tokenHash)); err != nil {
 		return r, saveRegistration(state, r)
 	}
 	if err := grant(state, r, dups, ByToken, now); err != nil {
@@ -334,7 +327,7 @@ func decide(state string, r *Registration, tokenHash string, now time.Time) (*Re
 
 // grant assigns a host id, revokes the hosts r replaces and writes the
 // registry. Call with the state lock held.
-func grant(state string, r *Registration, replaces []string, by string, now time.Time) error {
+func grant(state statedir.Dir, r *Registration, replaces []string, by string, now time.Time) error {
 	for _, id := range replaces {
 		if err := revoke(state, id, false); err != nil {
 			return err
@@ -362,7 +355,7 @@ func grant(state string, r *Registration, replaces []string, by string, now time
 
 // newHostID derives an unused host id from the hostname's first label and a
 // random suffix: "web-01-3fa9c2", or "h-3fa9c2d1" for an unusable name.
-func newHostID(state, hostname string) (string, error) {
+func newHostID(state statedir.Dir, hostname string) (string, error) {
 	base := registry.IDBase(hostname)
 	for range 10 {
 		var b [4]byte
@@ -376,7 +369,7 @@ func newHostID(state, hostname string) (string, error) {
 		if !spool.ValidHostID(id) {
 			continue
 		}
-		if _, err := os.Stat(registry.DirsOf(state, id).Host); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(state.Host(id).Dir); errors.Is(err, os.ErrNotExist) {
 			return id, nil
 		}
 	}
@@ -399,8 +392,8 @@ type indexedStatus struct {
 
 // countPending counts the pending requests, reading only the files that
 // changed since the last count.
-func countPending(state string) (int, error) {
-	dir := filepath.Join(state, "requests")
+func countPending(state statedir.Dir) (int, error) {
+	dir := state.Requests()
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -451,7 +444,7 @@ func countPending(state string) (int, error) {
 // writes the registry and, when the request asked to replace a duplicate,
 // revokes the hosts it replaces. A duplicate without replace is refused with
 // ErrDuplicate and stays pending.
-func Approve(state, requestID string) (*Registration, error) {
+func Approve(state statedir.Dir, requestID string) (*Registration, error) {
 	unlock, err := lockState(state)
 	if err != nil {
 		return nil, err
@@ -478,7 +471,7 @@ func Approve(state, requestID string) (*Registration, error) {
 }
 
 // Deny refuses a pending request with a reason the host will print.
-func Deny(state, requestID, reason string) (*Registration, error) {
+func Deny(state statedir.Dir, requestID, reason string) (*Registration, error) {
 	unlock, err := lockState(state)
 	if err != nil {
 		return nil, err
@@ -502,7 +495,7 @@ func Deny(state, requestID, reason string) (*Registration, error) {
 // is removed, so it can no longer log in. With purge its inbox, archive and
 // quarantine directories are deleted too; rows already in the database are
 // the loader's to keep or remove.
-func Revoke(state, hostID string, purge bool) error {
+func Revoke(state statedir.Dir, hostID string, purge bool) error {
 	unlock, err := lockState(state)
 	if err != nil {
 		return err
@@ -511,7 +504,7 @@ func Revoke(state, hostID string, purge bool) error {
 	return revoke(state, hostID, purge)
 }
 
-func revoke(state, hostID string, purge bool) error {
+func revoke(state statedir.Dir, hostID string, purge bool) error {
 	h, err := registry.Load(state, hostID)
 	if err != nil {
 		return fmt.Errorf("revoke host: %w", err)
@@ -521,7 +514,7 @@ func revoke(state, hostID string, purge bool) error {
 		return fmt.Errorf("revoke host %s: %w", hostID, err)
 	}
 	if purge {
-		d := registry.DirsOf(state, hostID)
+		d := state.Host(hostID)
 		for _, dir := range []string{d.Inbox, d.Archive, d.Quarantine} {
 			if err := os.RemoveAll(dir); err != nil {
 				return fmt.Errorf("purge host %s: %w", hostID, err)

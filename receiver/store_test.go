@@ -3,19 +3,19 @@ package receiver
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/wire"
 )
 
 // TestDuplicateDenialsNotStored: repeated duplicate registrations, by
 // password or with a token, are denied without leaving a file each.
 func TestDuplicateDenialsNotStored(t *testing.T) {
-	state := t.TempDir()
+	state := statedir.Dir(t.TempDir())
 	machine := strings.Repeat("1", 32)
 	if err := registry.Save(state, &registry.Host{HostID: "victim", Facts: wire.Facts{MachineID: machine}, SSHKey: "", SigningKey: make([]byte, 32),
 		Status: registry.StatusActive, RegisteredAt: time.Now()}); err != nil {
@@ -41,11 +41,11 @@ func TestDuplicateDenialsNotStored(t *testing.T) {
 			t.Fatalf("duplicate %d: %s, want denied", i, r.Status)
 		}
 	}
-	ents, _ := os.ReadDir(filepath.Join(state, "requests"))
+	ents, _ := os.ReadDir(state.Requests())
 	if len(ents) != 0 {
 		t.Errorf("%d request files after 200 duplicate denials, want 0", len(ents))
 	}
-	if _, err := os.Stat(tokenPath(state, hashToken([]byte(tok)))); err != nil {
+	if _, err := os.Stat(state.Token(hashToken([]byte(tok)))); err != nil {
 		t.Errorf("token used up by denied duplicates: %v", err)
 	}
 }
@@ -53,7 +53,7 @@ func TestDuplicateDenialsNotStored(t *testing.T) {
 // TestCountPendingFollowsChanges: the status index sees new, changed and
 // removed request files.
 func TestCountPendingFollowsChanges(t *testing.T) {
-	state := t.TempDir()
+	state := statedir.Dir(t.TempDir())
 	now := time.Now()
 	for i := range 3 {
 		req := &wire.Request{Version: wire.Version, RequestID: fmt.Sprintf("%032x", i+1),
@@ -73,6 +73,6 @@ func TestCountPendingFollowsChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	count(2)
-	os.Remove(requestPath(state, fmt.Sprintf("%032x", 2)))
+	os.Remove(state.Request(fmt.Sprintf("%032x", 2)))
 	count(1)
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/wire"
 )
 
@@ -23,7 +22,7 @@ func TestSFTPHandleClosedAtRename(t *testing.T) {
 	a2 := f.sftpAs(t, "host-a")
 	name := seg("host-a", 1)
 	part := wire.PartName(name)
-	inbox := registry.DirsOf(f.state, "host-a").Inbox
+	inbox := f.state.Host("host-a").Inbox
 
 	late, err := a2.OpenFile(part, os.O_WRONLY|os.O_CREATE)
 	if err != nil {
@@ -43,7 +42,7 @@ func TestSFTPHandleClosedAtRename(t *testing.T) {
 	}
 	if _, err := w.WriteAt([]byte("FORGED"), 0); err == nil {
 		t.Error("write through the renaming session's handle after the rename succeeded")
-	} else if strings.Contains(err.Error(), f.state) {
+	} else if strings.Contains(err.Error(), f.state.String()) {
 		t.Errorf("error reveals the server's path: %v", err)
 	}
 	if _, err := late.WriteAt([]byte("FORGED"), 0); err == nil {
@@ -82,7 +81,7 @@ func TestSFTPWriteAtOverflow(t *testing.T) {
 	for _, off := range []int64{math.MaxInt64, math.MaxInt64 - 8} {
 		if _, err := w.WriteAt([]byte("0123456789abcdef"), off); err == nil {
 			t.Errorf("write at offset %d succeeded", off)
-		} else if strings.Contains(err.Error(), f.state) {
+		} else if strings.Contains(err.Error(), f.state.String()) {
 			t.Errorf("error reveals the server's path: %v", err)
 		}
 	}
@@ -92,7 +91,7 @@ func TestSFTPWriteAtOverflow(t *testing.T) {
 	if err := a.PosixRename(part, name); err == nil {
 		t.Error("rename of a failed upload succeeded")
 	}
-	if _, err := os.Stat(filepath.Join(registry.DirsOf(f.state, "host-a").Inbox, name)); err == nil {
+	if _, err := os.Stat(filepath.Join(f.state.Host("host-a").Inbox, name)); err == nil {
 		t.Error("failed upload delivered")
 	}
 }
@@ -147,7 +146,7 @@ func TestSFTPPartLinkedToDelivered(t *testing.T) {
 	f := start(t, nil)
 	a := f.sftpAs(t, "host-a")
 	name := seg("host-a", 1)
-	inbox := registry.DirsOf(f.state, "host-a").Inbox
+	inbox := f.state.Host("host-a").Inbox
 	data := []byte("delivered evidence")
 	if err := put(a, name, data); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/schema"
@@ -168,7 +169,7 @@ func loadFixture(t testing.TB, hosts map[string][]func(event.Sink)) *fixture {
 	}
 	cfg.User, cfg.Passwd = reader, "reader-pw"
 
-	state := t.TempDir()
+	state := statedir.Dir(t.TempDir())
 	names := map[string]string{"host-a": "alpha", "host-b": "beta"}
 	for host, fills := range hosts {
 		pub, priv, err := ed25519.GenerateKey(nil)
@@ -203,7 +204,7 @@ func loadFixture(t testing.TB, hosts map[string][]func(event.Sink)) *fixture {
 			t.Fatal(err)
 		}
 		for _, in := range infos {
-			copyFile(t, in.Path, filepath.Join(registry.DirsOf(state, host).Inbox, in.Name))
+			copyFile(t, in.Path, filepath.Join(state.Host(host).Inbox, in.Name))
 		}
 	}
 	l, err := loader.New(loader.Options{DB: db, StateDir: state, Workers: 2})

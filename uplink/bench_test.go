@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/receiver"
 	"github.com/pofr/pofr/uplink"
@@ -29,7 +30,7 @@ const childEnv = "POFR_UPLINK_TEST_RECEIVER_STATE"
 
 // runChildReceiver serves state on a loopback port, prints the address, and
 // stops on SIGTERM.
-func runChildReceiver(state string) int {
+func runChildReceiver(state statedir.Dir) int {
 	srv, err := receiver.NewServer(receiver.Options{StateDir: state})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -52,7 +53,7 @@ func runChildReceiver(state string) int {
 
 // benchHost registers a host directly in the registry of state and returns
 // a pusher configuration for it.
-func benchHost(b testing.TB, state, addr string, hostKey ssh.PublicKey) (*uplink.Config, ssh.Signer) {
+func benchHost(b testing.TB, state statedir.Dir, addr string, hostKey ssh.PublicKey) (*uplink.Config, ssh.Signer) {
 	b.Helper()
 	keys, err := uplink.EnsureKeys(b.TempDir())
 	if err != nil {
@@ -80,7 +81,7 @@ func BenchmarkPushThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	runPusher(b, p)
-	inbox := registry.DirsOf(s.state, cfg.HostID).Inbox
+	inbox := s.state.Host(cfg.HostID).Inbox
 	b.SetBytes(size)
 	i := 0
 	for b.Loop() {
@@ -149,13 +150,13 @@ func BenchmarkDrain(b *testing.B) {
 }
 
 func drainOnce(b *testing.B, n, size int) {
-	state := b.TempDir()
+	state := statedir.Dir(b.TempDir())
 	srv, err := receiver.NewServer(receiver.Options{StateDir: state}) // creates the host key
 	if err != nil {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+state)
+	cmd.Env = append(os.Environ(), childEnv+"="+state.String())
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/receiver"
 	"github.com/pofr/pofr/uplink"
@@ -21,7 +22,7 @@ import (
 
 func TestMain(m *testing.M) {
 	if state := os.Getenv(childEnv); state != "" {
-		os.Exit(runChildReceiver(state))
+		os.Exit(runChildReceiver(statedir.Dir(state)))
 	}
 	testutil.Main(m)
 }
@@ -29,17 +30,17 @@ func TestMain(m *testing.M) {
 // testServer is a receiver serving on loopback in this process.
 type testServer struct {
 	srv   *receiver.Server
-	state string
+	state statedir.Dir
 	addr  string
 	stop  func()
 }
 
 // startReceiver runs a receiver on addr ("127.0.0.1:0" for any port) with
 // state dir state ("" for a new one) until stop or the end of the test.
-func startReceiver(t testing.TB, state, addr string, mod func(*receiver.Options)) *testServer {
+func startReceiver(t testing.TB, state statedir.Dir, addr string, mod func(*receiver.Options)) *testServer {
 	t.Helper()
 	if state == "" {
-		state = t.TempDir()
+		state = statedir.Dir(t.TempDir())
 	}
 	o := receiver.Options{StateDir: state, RegistrationPassword: []byte("correct horse battery")}
 	if mod != nil {

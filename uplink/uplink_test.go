@@ -106,7 +106,7 @@ func TestRegisterTokenThenPush(t *testing.T) {
 	}
 
 	// The token is spent.
-	tokens, _ := os.ReadDir(filepath.Join(s.state, "tokens"))
+	tokens, _ := os.ReadDir(s.state.Tokens())
 	if len(tokens) != 0 {
 		t.Errorf("%d tokens left after use, want 0", len(tokens))
 	}
@@ -125,7 +125,7 @@ func TestRegisterTokenThenPush(t *testing.T) {
 	}
 	runPusher(t, p)
 	testutil.WaitFor(t, 30*time.Second, "20 uploads", func() bool { return p.Stats().Uploaded == 20 })
-	inbox := registry.DirsOf(s.state, res.HostID).Inbox
+	inbox := s.state.Host(res.HostID).Inbox
 	got := map[string][]byte{}
 	for _, n := range inboxNames(t, inbox) {
 		b, err := os.ReadFile(filepath.Join(inbox, n))
@@ -415,7 +415,7 @@ func TestPushIdempotentResend(t *testing.T) {
 	name := segName(res.HostID, 7)
 	data := writeSegment(t, spool, name, 5000)
 	// The server got it, the client crashed before removing it.
-	inbox := registry.DirsOf(s.state, res.HostID).Inbox
+	inbox := s.state.Host(res.HostID).Inbox
 	if err := os.WriteFile(filepath.Join(inbox, name), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -476,7 +476,7 @@ func TestPushOutage(t *testing.T) {
 	for i := range total {
 		want = append(want, segName(res.HostID, i))
 	}
-	if diff := cmp.Diff(want, inboxNames(t, registry.DirsOf(s.state, res.HostID).Inbox)); diff != "" {
+	if diff := cmp.Diff(want, inboxNames(t, s.state.Host(res.HostID).Inbox)); diff != "" {
 		t.Errorf("inbox after outage (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(want, q.Removed()); diff != "" {

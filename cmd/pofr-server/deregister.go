@@ -7,12 +7,14 @@ import (
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/receiver"
 )
 
 // deregisterCommand is "pofr-server deregister".
 func deregisterCommand() *cli.Command {
-	var stateDir, dsnFile string
+	var stateDir statedir.Dir
+	var dsnFile string
 	var purge, purgeRows bool
 	var batch int
 	return &cli.Command{
@@ -41,7 +43,7 @@ Exit codes: 0 revoked (and purged); 1 error (unknown host, database); 2 usage.
 
 Example: pofr-server deregister --purge-rows --dsn-file /etc/pofr/admin.dsn web-3`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&stateDir, "state-dir", receiver.DefaultStateDir, "server state `dir`ectory")
+			stateDirFlag(fs, &stateDir, "server state `dir`ectory")
 			fs.BoolVar(&purge, "purge", false, "also delete the host's inbox, archive and quarantine")
 			fs.BoolVar(&purgeRows, "purge-rows", false, "also delete the host's rows from the database (needs --dsn-file)")
 			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding the administrator's DSN (for --purge-rows)")

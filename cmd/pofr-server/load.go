@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/loader"
 )
 
@@ -53,7 +54,7 @@ unreachable, schema version mismatch, segments left in the inbox by errors);
 Example (cron, every minute): pofr-server load --dsn-file /etc/pofr/loader.dsn`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&o.dsnFile, "dsn-file", "", "`file` holding the loader's DSN")
-			fs.StringVar(&o.stateDir, "state-dir", defaultServerState, "server state `dir`ectory")
+			stateDirFlag(fs, &o.stateDir, "server state `dir`ectory")
 			fs.IntVar(&o.workers, "workers", 0, "segments loaded at once (0: one per CPU)")
 			fs.DurationVar(&o.watch, "watch", 0, "keep running, a pass every `interval` (0: one pass)")
 			fs.StringVar(&o.encoding, "encoding", "escaped", "byte columns in the LOAD DATA stream: escaped or hex")
@@ -66,10 +67,11 @@ Example (cron, every minute): pofr-server load --dsn-file /etc/pofr/loader.dsn`,
 
 // loadOptions are the flags of "pofr-server load".
 type loadOptions struct {
-	dsnFile, stateDir, encoding, maxMemory string
-	workers                                int
-	watch                                  time.Duration
-	noProgress                             bool
+	dsnFile, encoding, maxMemory string
+	stateDir                     statedir.Dir
+	workers                      int
+	watch                        time.Duration
+	noProgress                   bool
 }
 
 // run is one load (or --watch) with the flags in o.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pofr/pofr/internal/cli"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/query"
 	"github.com/pofr/pofr/receiver"
 	"github.com/pofr/pofr/wire"
@@ -21,10 +22,11 @@ import (
 // registrationsCommands are the "pofr-server registrations …" commands.
 func registrationsCommands() []*cli.Command {
 	var cmds []*cli.Command
-	var stateDir, reason string
+	var stateDir statedir.Dir
+	var reason string
 	var all bool
 	stateFlag := func(fs *flag.FlagSet) {
-		fs.StringVar(&stateDir, "state-dir", receiver.DefaultStateDir, "server state `dir`ectory")
+		stateDirFlag(fs, &stateDir, "server state `dir`ectory")
 	}
 	cmds = append(cmds, &cli.Command{
 		Name:    "registrations list",
@@ -120,7 +122,7 @@ Exit codes: 0 listed, 1 error.`,
 			fmt.Fprintln(tw, "HOST-ID\tSTATUS\tHOSTNAME\tREGISTERED\tKEY\tINBOX")
 			for _, h := range hs {
 				inbox := "-"
-				if dst, err := os.Readlink(registry.DirsOf(stateDir, h.HostID).Inbox); err == nil {
+				if dst, err := os.Readlink(stateDir.Host(h.HostID).Inbox); err == nil {
 					inbox = dst
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.HostID, h.Status, regDash(query.SafeString(h.Hostname)),
@@ -174,7 +176,7 @@ Example:
 			}
 			fmt.Fprintf(env.Stdout, "added host %s (upload key %s)\n", h.HostID, wire.Fingerprint(h.SSHKey))
 			if man.Inbox != "" {
-				fmt.Fprintf(env.Stdout, "inbox %s → %s\n", registry.DirsOf(stateDir, h.HostID).Inbox, man.Inbox)
+				fmt.Fprintf(env.Stdout, "inbox %s → %s\n", stateDir.Host(h.HostID).Inbox, man.Inbox)
 			}
 			return nil
 		},

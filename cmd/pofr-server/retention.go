@@ -7,12 +7,14 @@ import (
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/schema"
 )
 
 // retentionCommand is "pofr-server retention".
 func retentionCommand() *cli.Command {
-	var dsnFile, keep, archiveKeep, stateDir string
+	var dsnFile, keep, archiveKeep string
+	var stateDir statedir.Dir
 	var ahead int
 	var dryRun bool
 	return &cli.Command{
@@ -54,7 +56,7 @@ Example (cron, daily): pofr-server retention --dsn-file /etc/pofr/admin.dsn --ke
 			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding the administrator's DSN")
 			fs.StringVar(&keep, "keep", "90d", "keep this `period` of events: 90d, 12w or a duration such as 2160h")
 			fs.StringVar(&archiveKeep, "archive-keep", "", "keep archived and quarantined segment files this `period` (default: --keep; 0: forever)")
-			fs.StringVar(&stateDir, "state-dir", defaultServerState, "server state `dir`ectory (archive/, quarantine/)")
+			stateDirFlag(fs, &stateDir, "server state `dir`ectory (archive/, quarantine/)")
 			fs.IntVar(&ahead, "ahead", partitionAhead, "create partitions for this many `days` ahead")
 			fs.BoolVar(&dryRun, "dry-run", false, "only add future partitions; drop and delete nothing, report the files that would go")
 		},

@@ -13,12 +13,15 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/schema"
 )
 
-// defaultServerState is the server's state directory (receiver.DefaultStateDir).
-const defaultServerState = "/var/lib/pofr-server"
+// stateDirFlag declares --state-dir (default statedir.Default) on fs.
+func stateDirFlag(fs *flag.FlagSet, d *statedir.Dir, usage string) {
+	fs.StringVar((*string)(d), "state-dir", string(statedir.Default), usage)
+}
 
 // readDSNFile returns the go-sql-driver/mysql DSN kept in path (one line;
 // user:password@unix(/run/mysqld/mysqld.sock)/pofr). Secrets never go on

@@ -13,17 +13,19 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/receiver"
 )
 
 // serveCommand is "pofr-server serve".
 func serveCommand() *cli.Command {
 	var (
-		listen, stateDir, passwordFile string
-		maxSegment                     int64
-		maxConns, maxStartups          int
-		maxStartupsAddr, maxPerHost    int
-		idle, handshake                time.Duration
+		listen, passwordFile        string
+		stateDir                    statedir.Dir
+		maxSegment                  int64
+		maxConns, maxStartups       int
+		maxStartupsAddr, maxPerHost int
+		idle, handshake             time.Duration
 	)
 	return &cli.Command{
 		Name:    "serve",
@@ -45,7 +47,7 @@ docs/transport.md.
 Exit codes: 0 stopped by a signal, 1 error.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&listen, "listen", receiver.DefaultListen, "`address` to listen on")
-			fs.StringVar(&stateDir, "state-dir", receiver.DefaultStateDir, "server state `dir`ectory")
+			stateDirFlag(fs, &stateDir, "server state `dir`ectory")
 			fs.StringVar(&passwordFile, "registration-password-file", "", "`file` holding the registration password (without it only tokens register)")
 			fs.Int64Var(&maxSegment, "max-segment-bytes", receiver.DefaultMaxSegmentBytes, "largest accepted upload in `bytes`")
 			fs.IntVar(&maxConns, "max-conns", receiver.DefaultMaxConns, "most concurrent connections")

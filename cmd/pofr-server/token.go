@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/receiver"
 )
 
 // tokenCommand is "pofr-server token create".
 func tokenCommand() *cli.Command {
 	var (
-		stateDir string
+		stateDir statedir.Dir
 		ttl      time.Duration
 	)
 	return &cli.Command{
@@ -28,7 +29,7 @@ after --ttl or at its first successful use.
 
 Exit codes: 0 printed, 1 error.`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&stateDir, "state-dir", receiver.DefaultStateDir, "server state `dir`ectory")
+			stateDirFlag(fs, &stateDir, "server state `dir`ectory")
 			fs.DurationVar(&ttl, "ttl", 24*time.Hour, "validity of the token")
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {

@@ -11,12 +11,14 @@ import (
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/loader"
 )
 
 // verifyCommand is "pofr-server verify".
 func verifyCommand() *cli.Command {
-	var dsnFile, stateDir, host string
+	var dsnFile, host string
+	var stateDir statedir.Dir
 	var archive, rows, asJSON, noSettle bool
 	return &cli.Command{
 		Name:    "verify",
@@ -81,7 +83,7 @@ Example (weekly, from cron):
   pofr-server verify --dsn-file /etc/pofr/loader.dsn --archive`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding a DSN (the loader's, or a reader's with --no-settle)")
-			fs.StringVar(&stateDir, "state-dir", defaultServerState, "server state `dir`ectory (registry, inbox, archive)")
+			stateDirFlag(fs, &stateDir, "server state `dir`ectory (registry, inbox, archive)")
 			fs.StringVar(&host, "host", "", "audit only this `host` id")
 			fs.BoolVar(&archive, "archive", false, "re-verify every archived segment file (signature, digests, ledger digest)")
 			fs.BoolVar(&rows, "rows", false, "also compare the database's rows of every archived segment with its file (implies --archive)")

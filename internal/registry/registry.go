@@ -1,13 +1,7 @@
-// Package registry is the server's registry of hosts: one directory per host
-// under the server's state directory, so that uploads and loading keep working
-// while MariaDB is down. The receiver writes it; the loader reads it.
-//
-// Layout under the state directory:
-//
-//	hosts/<host_id>/host.json   the Host record (0600)
-//	inbox/<host_id>/            segments received from the host (write-only for it)
-//	archive/<host_id>/          segments loaded, kept as evidence
-//	quarantine/<host_id>/       segments refused, with a .reason file beside each
+// Package registry is the server's registry of hosts: one host.json (0600)
+// per host under the server's state directory (package statedir has the
+// layout), so that uploads and loading keep working while MariaDB is down.
+// The receiver writes it; the loader reads it.
 //
 // Host ids are assigned by the server at approval; they match
 // [spool.ValidHostID].
@@ -19,13 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/pofr/pofr/internal/durable"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/wire"
 )
@@ -77,25 +71,12 @@ func (h *Host) SigningPublicKey() (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(h.SigningKey), nil
 }
 
-// Dirs are the well-known directories of a host under a state directory.
-type Dirs struct{ Host, Inbox, Archive, Quarantine string }
-
-// DirsOf returns the directories of host id under state.
-func DirsOf(state, id string) Dirs {
-	return Dirs{
-		Host:       filepath.Join(state, "hosts", id),
-		Inbox:      filepath.Join(state, "inbox", id),
-		Archive:    filepath.Join(state, "archive", id),
-		Quarantine: filepath.Join(state, "quarantine", id),
-	}
-}
-
 // Load reads host id from the registry under state.
-func Load(state, id string) (*Host, error) {
+func Load(state statedir.Dir, id string) (*Host, error) {
 	if !spool.ValidHostID(id) {
 		return nil, fmt.Errorf("load host %q: %w", id, ErrNotFound)
 	}
-	b, err := os.ReadFile(filepath.Join(DirsOf(state, id).Host, "host.json"))
+	b, err := os.ReadFile(state.Host(id).Record)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("load host %s: %w", id, ErrNotFound)
 	}
@@ -113,8 +94,8 @@ func Load(state, id string) (*Host, error) {
 }
 
 // List returns every host in the registry, ordered by id.
-func List(state string) ([]*Host, error) {
-	ents, err := os.ReadDir(filepath.Join(state, "hosts"))
+func List(state statedir.Dir) ([]*Host, error) {
+	ents, err := os.ReadDir(state.Hosts())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -138,12 +119,12 @@ func List(state string) ([]*Host, error) {
 
 // Save writes h atomically (temp file, fsync, rename, fsync dir) and creates
 // the host's inbox, archive and quarantine directories.
-func Save(state string, h *Host) error {
+func Save(state statedir.Dir, h *Host) error {
 	if !spool.ValidHostID(h.HostID) {
 		return fmt.Errorf("save host %q: invalid host id", h.HostID)
 	}
-	d := DirsOf(state, h.HostID)
-	for _, dir := range []string{d.Host, d.Inbox, d.Archive, d.Quarantine} {
+	d := state.Host(h.HostID)
+	for _, dir := range []string{d.Dir, d.Inbox, d.Archive, d.Quarantine} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("save host %s: %w", h.HostID, err)
 		}
@@ -152,5 +133,5 @@ func Save(state string, h *Host) error {
 	if err != nil {
 		return fmt.Errorf("save host %s: %w", h.HostID, err)
 	}
-	return durable.WriteFile(filepath.Join(d.Host, "host.json"), append(b, '\n'), 0o600)
+	return durable.WriteFile(d.Record, append(b, '\n'), 0o600)
 }

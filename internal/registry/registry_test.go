@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/wire"
 )
 
 func TestSaveLoadList(t *testing.T) {
-	state := t.TempDir()
+	state := statedir.Dir(t.TempDir())
 	h := &Host{HostID: "h-0001", Facts: wire.Facts{Hostname: "web1", MachineID: "abc"}, SSHKey: "ssh-ed25519 AAAA", SigningKey: make([]byte, 32),
 		Status: StatusActive, RegisteredAt: time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)}
 	if err := Save(state, h); err != nil {
@@ -27,7 +28,7 @@ func TestSaveLoadList(t *testing.T) {
 		t.Errorf("Load (-want +got):\n%s", diff)
 	}
 	// The host's facts sit at the top level of host.json.
-	b, err := os.ReadFile(filepath.Join(DirsOf(state, "h-0001").Host, "host.json"))
+	b, err := os.ReadFile(filepath.Join(string(state), "hosts", "h-0001", "host.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
