@@ -108,6 +108,11 @@ const procTPEvents = procEventUID | procEventGID | procEventSID | procEventPtrac
 // runTracepoint records from the rings until ctx is done.
 func (s *Source) runTracepoint(ctx context.Context, tp *tpSource) error {
 	defer tp.close()
+	// Enabled before the reader starts: Enable stamps the rings, which the
+	// reader then owns.
+	if err := tp.set.Enable(); err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	var readErr error
 	rctx, stopReader := context.WithCancel(context.Background())
@@ -127,10 +132,6 @@ func (s *Source) runTracepoint(ctx context.Context, tp *tpSource) error {
 		stopReader()
 		tp.set.Interrupt()
 		wg.Wait()
-	}
-	if err := tp.set.Enable(); err != nil {
-		stop()
-		return err
 	}
 	if err := s.probe(ctx); err != nil {
 		stop()
