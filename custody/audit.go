@@ -22,67 +22,70 @@ import (
 	"github.com/pofr/pofr/spool"
 )
 
+// Kind names what a [Finding] is about.
+type Kind string
+
 // Finding kinds of an audit. Those marked "problem" make [AuditReport.Problems]
 // count; the others are information an auditor wants to see.
 const (
 	// FindHole (problem): sequence numbers missing from the ledger that
 	// nothing explains (not declared evicted, not waiting in the inbox).
-	FindHole = "hole"
+	FindHole Kind = "hole"
 	// FindEvicted: missing sequence numbers that the host declared evicted
 	// by its spool quota (a gap row of source spool in a later segment).
-	FindEvicted = "evicted"
+	FindEvicted Kind = "evicted"
 	// FindPending: missing sequence numbers whose files wait in the inbox.
-	FindPending = "pending"
+	FindPending Kind = "pending"
 	// FindChainBreak (problem): prev_digest is not the digest of the loaded
 	// segment seq-1.
-	FindChainBreak = "chain_break"
+	FindChainBreak Kind = "chain_break"
 	// FindChainMismatch (problem): the ledger's chain_ok says otherwise than
 	// its own digests (the ledger was edited, or a bug).
-	FindChainMismatch = "chain_mismatch"
+	FindChainMismatch Kind = "chain_mismatch"
 	// FindSettled: chain_ok was NULL and its predecessor is loaded: settled
 	// now (written unless AuditOptions.NoSettle).
-	FindSettled = "settled"
+	FindSettled Kind = "settled"
 	// FindUnverifiable: chain_ok is NULL because seq-1 is not in the ledger
 	// (the hole before it is reported on its own).
-	FindUnverifiable = "unverifiable"
+	FindUnverifiable Kind = "unverifiable"
 	// FindArchiveMissing (problem): the ledger row's archived file is gone
 	// and retention did not remove it.
-	FindArchiveMissing = "archive_missing"
+	FindArchiveMissing Kind = "archive_missing"
 	// FindArchiveBad (problem): the archived file fails verification against
 	// the host's registered key (signature, member digests, host, format).
-	FindArchiveBad = "archive_bad"
+	FindArchiveBad Kind = "archive_bad"
 	// FindArchiveDigest (problem): the archived file verifies but is not the
 	// segment the ledger recorded (another digest).
-	FindArchiveDigest = "archive_digest"
+	FindArchiveDigest Kind = "archive_digest"
 	// FindArchiveExtra (problem): a file in the archive without a ledger row.
-	FindArchiveExtra = "archive_extra"
+	FindArchiveExtra Kind = "archive_extra"
 	// FindArchiveUnarchived: loaded, but its file is still in the inbox (the
 	// next load pass archives it).
-	FindArchiveUnarchived = "unarchived"
+	FindArchiveUnarchived Kind = "unarchived"
 	// FindNoKey (problem): --archive, but the host has no usable signing key
 	// in the registry.
-	FindNoKey = "no_key"
+	FindNoKey Kind = "no_key"
 	// FindRowsDiffer (problem): --rows, and the rows the database holds for
 	// a loaded segment are not the rows of its archived file (changed,
 	// deleted, or added under it).
-	FindRowsDiffer = "rows_differ"
+	FindRowsDiffer Kind = "rows_differ"
 	// FindRowsExpired: --rows, and rows of the segment older than the
 	// oldest day partition are gone: retention may have dropped them.
-	FindRowsExpired = "rows_expired"
+	FindRowsExpired Kind = "rows_expired"
 )
 
-var problemKinds = map[string]bool{
+var problemKinds = map[Kind]bool{
 	FindHole: true, FindChainBreak: true, FindChainMismatch: true, FindArchiveMissing: true,
 	FindArchiveBad: true, FindArchiveDigest: true, FindArchiveExtra: true, FindNoKey: true, FindRowsDiffer: true,
 }
 
 // IsProblem reports whether a finding kind is a custody problem.
-func IsProblem(kind string) bool { return problemKinds[kind] }
+func IsProblem(kind Kind) bool { return problemKinds[kind] }
 
 // Finding is one observation of an audit about a host's ledger or archive.
 type Finding struct {
 	Host    string `json:"host"`
-	Kind    string `json:"kind"`
+	Kind    Kind   `json:"kind"`
 	FromSeq uint64 `json:"from_seq"`       // first sequence number concerned
 	ToSeq   uint64 `json:"to_seq"`         // last (equal to FromSeq for one segment)
 	File    string `json:"file,omitempty"` // segment file name, if one is concerned
@@ -275,7 +278,7 @@ type ledgerRow struct {
 // interval is a closed range of sequence numbers with what explains it.
 type interval struct {
 	lo, hi uint64
-	kind   string
+	kind   Kind
 	detail string
 }
 
@@ -400,7 +403,7 @@ func auditHost(ctx context.Context, db *sql.DB, opt AuditOptions, host string) (
 			}
 			return 1
 		}
-		return strings.Compare(a.Kind, b.Kind)
+		return strings.Compare(string(a.Kind), string(b.Kind))
 	})
 	return ha, nil
 }

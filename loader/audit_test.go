@@ -20,7 +20,7 @@ func findingKeys(r *custody.AuditReport) []string {
 	var out []string
 	for _, h := range r.Hosts {
 		for _, f := range h.Findings {
-			s := f.Host + " " + f.Kind + " " + strconv.FormatUint(f.FromSeq, 10) + "-" + strconv.FormatUint(f.ToSeq, 10)
+			s := f.Host + " " + string(f.Kind) + " " + strconv.FormatUint(f.FromSeq, 10) + "-" + strconv.FormatUint(f.ToSeq, 10)
 			if f.Problem {
 				s += " problem"
 			}
