@@ -48,6 +48,17 @@
 // A pass reports its advance through [Progress], which the command line
 // renders.
 //
+// # Memory
+//
+// Whatever a segment says, the loader holds at most Options.MaxMemory
+// (pofr-server load --max-memory, default 256 MiB) of segment data: a
+// quarter for files being verified, half for decoded segments waiting or
+// loading (admitted before anything is decompressed), the rest for the
+// runtime and the workers, whose LOAD DATA buffers stay near 256 KiB
+// because long values are escaped in pieces. A value longer than its SQL
+// column is refused before it is decompressed and again, exactly, before it
+// is rendered (class too_long).
+//
 // # Escaping
 //
 // Rows travel in LOAD DATA's default text format (fields separated by tab,
