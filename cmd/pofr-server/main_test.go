@@ -9,11 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/query"
+	"github.com/pofr/pofr/spool"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }
@@ -139,11 +138,11 @@ func keyLine(t *testing.T, comment string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := ssh.NewPublicKey(pub)
+	line, err := spool.PublicKeyLine(pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " " + comment
+	return strings.TrimSpace(line) + " " + comment
 }
 
 // TestRegistryCommands: a host added by hand is listed, refused a second
