@@ -72,11 +72,16 @@ const (
 	// FindRowsExpired: --rows, and rows of the segment older than the
 	// oldest day partition are gone: retention may have dropped them.
 	FindRowsExpired Kind = "rows_expired"
+	// FindFork (problem): another validly signed segment claimed the seq of
+	// a loaded one with another digest (the loader quarantined it as class
+	// fork): the host's chain forks.
+	FindFork Kind = "fork"
 )
 
 var problemKinds = map[Kind]bool{
 	FindHole: true, FindChainBreak: true, FindChainMismatch: true, FindArchiveMissing: true,
 	FindArchiveBad: true, FindArchiveDigest: true, FindArchiveExtra: true, FindNoKey: true, FindRowsDiffer: true,
+	FindFork: true,
 }
 
 // IsProblem reports whether a finding kind is a custody problem.
@@ -362,6 +367,10 @@ func auditHost(ctx context.Context, db *sql.DB, opt AuditOptions, host string) (
 			add(Finding{Kind: FindChainBreak, FromSeq: r.seq, ToSeq: r.seq, File: r.file,
 				Detail: fmt.Sprintf("prev_digest %x, digest of segment %d is %x", r.prev, prev.seq, prev.digest)})
 		}
+		if n := countOf(quarantined[r.seq], "fork"); n > 0 {
+			add(Finding{Kind: FindFork, FromSeq: r.seq, ToSeq: r.seq, File: r.file,
+				Detail: fmt.Sprintf("%d other segment(s) with this seq and another digest quarantined (class fork)", n)})
+		}
 		ledger = append(ledger, r)
 		prev = &ledger[len(ledger)-1]
 	}
@@ -630,4 +639,15 @@ func auditRows(ctx context.Context, db *sql.DB, check RowsChecker, seg *spool.Se
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// countOf counts s in list.
+func countOf(list []string, s string) int {
+	n := 0
+	for _, v := range list {
+		if v == s {
+			n++
+		}
+	}
+	return n
 }

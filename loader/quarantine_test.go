@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/event"
 )
 
@@ -128,6 +129,11 @@ func TestQuarantine(t *testing.T) {
 		t.Errorf("hosts with archived segments (-want +got):\n%s", diff)
 	}
 	checkExactlyOnce(t, db, f, "h1", "h2", "h3", "h4", "h5", "h6")
+	// verify reports the fork at h6's loaded seq 1 as a problem.
+	r := audit(t, db, custody.AuditOptions{Host: "h6"})
+	if diff := cmp.Diff([]string{"h6 fork 1-1 problem"}, findingKeys(r)); diff != "" {
+		t.Errorf("audit of h6 (-want +got):\n%s", diff)
+	}
 }
 
 // TestChainBreak: a host whose seq 2 does not chain to the loaded seq 1

@@ -35,6 +35,8 @@ walking it in sequence order, and reports:
   chain_break     prev_digest is not the digest of the loaded seq-1  PROBLEM
   chain_mismatch  the ledger's chain_ok disagrees with its own digests (the
                   ledger was edited)                             PROBLEM
+  fork            another signed segment claimed this loaded seq with
+                  another digest; load quarantined it (class fork) PROBLEM
   settled         chain_ok was NULL and seq-1 is now loaded: the audit
                   writes the verdict (not with --no-settle)
   unverifiable    chain_ok NULL: seq-1 is not in the ledger
