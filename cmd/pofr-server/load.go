@@ -28,10 +28,14 @@ func loadCommand() *cli.Command {
 		Help: `Loads every segment waiting in state-dir/inbox/HOST/: verifies it against the
 signing key the host registered (signature, member digests, host, sizes),
 loads its rows and its ledger row (segments) in one transaction, then moves
-the file to state-dir/archive/HOST/. Segments that fail verification or that
-MariaDB would alter go to state-dir/quarantine/HOST/ with a .reason file and a
-quarantine row; the loader goes on. Hash chain breaks are recorded
-(segments.chain_ok = 0) and reported. Loading the same segment again is a
+the file to state-dir/archive/HOST/. Segments that fail verification, hold a
+value longer than its column, a timestamp outside 1970-2200, or data MariaDB
+would alter or refuses (with MariaDB's reason), and a second segment at a
+loaded seq (a fork of the host's chain, logged as an error), go to
+state-dir/quarantine/HOST/ with a .reason file and a quarantine row; the
+loader goes on, so no segment can block the inbox. Hash chain breaks are
+recorded (segments.chain_ok = 0), logged and counted, also when the later
+segment was loaded first. Loading the same segment again is a
 no-op: a crash at any point leaves it loaded once or not at all.
 
 Memory is bounded whatever a segment says: --max-memory (default 256MiB)
