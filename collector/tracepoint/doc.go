@@ -14,7 +14,12 @@
 // (events/<sys>/<name>/{id,format}; FS mounts tracefs privately when it is
 // not mounted): they differ between kernel builds and are never hard-coded.
 //
-// The parsers (ParseFormat, ParseRecord, ParseSample, ParseArgv and the
-// field accessors) are pure functions over bytes, fuzzed and tested with
-// formats and samples captured from a real kernel (testdata/).
+// An optional doorbell event (Options.Doorbell) wakes an idle caller at the
+// first hit of a tracepoint, and is disabled while events flow.
+//
+// The parsers (ParseFormat, ParseHeader, ParseSample, ParseLost, ParseArgv
+// and the field accessors) are pure functions over bytes, fuzzed and tested
+// with formats and samples captured from this kernel (testdata/; go test
+// -run Capture -update rewrites them). docs/design.md ("Tracepoint capture")
+// has the rationale and the measurements.
 package tracepoint
