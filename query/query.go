@@ -154,7 +154,7 @@ func (q *Querier) stream(ctx context.Context, name, text string, params []Param,
 			if i > 0 {
 				set.WriteString(", ")
 			}
-			fmt.Fprintf(&set, "@%s = ?", p.Name)
+			fmt.Fprintf(&set, "@%s = %s", p.Name, bindExpr(p, "?"))
 			args[i] = p.Value
 		}
 		if _, err := conn.ExecContext(ctx, set.String(), args...); err != nil {

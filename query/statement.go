@@ -29,7 +29,7 @@ func (s Statement) Script() string {
 			if i > 0 {
 				b.WriteString(",\n    ")
 			}
-			fmt.Fprintf(&b, "@%s = %s", p.Name, Literal(p.Value))
+			fmt.Fprintf(&b, "@%s = %s", p.Name, bindExpr(p, Literal(p.Value)))
 		}
 		b.WriteString(";\n")
 	}
@@ -79,3 +79,21 @@ func quoteBytes(b []byte) string {
 // for a terminal (see [Safe] and [FormatArgv]), times in UTC or, with
 // o.Local, the host's offset.
 func (o Output) Text(c Column, v any) string { return o.text(c.Kind, v) }
+
+// TreeOrder reorders rows with tree.sql's columns (pid, ppid, proc_start,
+// _parent_start, exe, argv, …) depth first and adds the depth and tree
+// columns, as [Querier.Tree] returns them; for callers that run their own
+// form of tree.sql.
+func TreeOrder(t *Table) *Table { return treeOrder(t) }
+
+// bindExpr is the expression that sets parameter p from v (a placeholder or
+// a literal). A host id is set in the host_id columns' own collation
+// (ascii_bin), which the variable keeps: a plain string variable is utf8mb4,
+// and comparing it to host_id makes MariaDB convert the column and ignore
+// its indexes (a full table scan for every "host_id = @host").
+func bindExpr(p Param, v string) string {
+	if _, ok := p.Value.(string); ok && p.Name == "host" {
+		return "CONVERT(" + v + " USING ascii) COLLATE ascii_bin"
+	}
+	return v
+}

@@ -15,7 +15,7 @@ func TestStatementScript(t *testing.T) {
 		{"quote", "it's"},
 		{"path", []byte("/tmp/x\x1b\n\xff")},
 	}}
-	want := "SET @host = 'host-a',\n    @at = '2024-06-20 01:30:05.123456',\n    @pid = 42,\n    @none = NULL,\n" +
+	want := "SET @host = CONVERT('host-a' USING ascii) COLLATE ascii_bin,\n    @at = '2024-06-20 01:30:05.123456',\n    @pid = 42,\n    @none = NULL,\n" +
 		"    @argv_like = '%<script>%',\n    @quote = X'69742773',\n    @path = X'2f746d702f781b0aff';\n" +
 		"SELECT 1\nORDER BY 1\nLIMIT 5 OFFSET 0;\n"
 	if got := s.Script(); got != want {

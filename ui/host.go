@@ -1,12 +1,21 @@
 package ui
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/pofr/pofr/query"
 )
+
+// overBudget reports a statement MariaDB interrupted at max_statement_time.
+func overBudget(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == 1969
+}
 
 // hostInfo is host.sql's row.
 type hostInfo struct {
@@ -36,6 +45,11 @@ type hostPage struct {
 	ToInput   string
 	Filter    string
 	Tree      *tree
+	// Full says the tree was asked for without the budget; Deferred is the
+	// link that asks for it when the budget ran out.
+	Full      bool
+	Deferred  string
+	Budget    string
 	Truncated bool
 	Chart     *chart
 	Gaps      []gapRow
@@ -97,18 +111,34 @@ func (s *Server) host(rq *req) (string, *view, error) {
 	}
 	p.FromInput, p.ToInput, p.Span = inputTime(w.From), inputTime(w.To), duration(w.span())
 
-	// The tree at the moment.
-	tq := rq.paged(s.opt.Limits.TreeNodes+1, 0)
-	tt, err := tq.Tree(rq.ctx, id, at)
-	if err != nil {
+	// The tree at the moment, within the tree budget unless asked for in
+	// full: an exact tree reads every process row of the boot up to the
+	// moment.
+	p.Full = qv.Get("tree") == "full"
+	tq := s.opt.Quick
+	if p.Full {
+		tq = rq.q
+	}
+	tq = withTrace(tq, rq)
+	tq.Page = query.Page{Limit: s.opt.Limits.TreeNodes + 1}
+	tt, err := s.runSQL(rq, tq, "tree", query.Param{Name: "host", Value: id}, query.Param{Name: "at", Value: at})
+	switch {
+	case err == nil:
+		if len(tt.Rows) > s.opt.Limits.TreeNodes {
+			p.Truncated = true
+			tt.Rows = tt.Rows[:s.opt.Limits.TreeNodes]
+		}
+		p.Tree = buildTree(id, query.TreeOrder(tt))
+		p.Tree.filter(p.Filter)
+	case overBudget(err) && !p.Full:
+		v := cloneValues(qv)
+		v.Set("tree", "full")
+		p.Tree = &tree{}
+		p.Deferred = hostURL(id, v) + "#tree-section"
+		p.Budget = duration(s.opt.TreeBudget)
+	default:
 		return "", nil, err
 	}
-	if len(tt.Rows) > s.opt.Limits.TreeNodes {
-		p.Truncated = true
-		tt.Rows = tt.Rows[:s.opt.Limits.TreeNodes]
-	}
-	p.Tree = buildTree(id, tt)
-	p.Tree.filter(p.Filter)
 
 	// The timeline: density chart, gaps, and a page of rows.
 	density, err := s.runSQL(rq, rq.q, "density", query.Param{Name: "host", Value: id},

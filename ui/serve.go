@@ -37,7 +37,13 @@ type Config struct {
 	Enrich      *query.Enricher
 	SilentAfter time.Duration
 	Limits      Limits
+	// TreeBudget bounds the process tree of the host page (default
+	// DefaultTreeBudget); past it the page offers the tree on request.
+	TreeBudget time.Duration
 }
+
+// DefaultTreeBudget is how long the host page waits for its process tree.
+const DefaultTreeBudget = 800 * time.Millisecond
 
 // ErrUsage reports a configuration that cannot work (a usage error).
 var ErrUsage = errors.New("ui: bad configuration")
@@ -154,7 +160,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 			"but give it the reader account (pofr-server schema users --reader-password-file)", "grant", g)
 	}
 
+	if cfg.TreeBudget <= 0 {
+		cfg.TreeBudget = DefaultTreeBudget
+	}
+	quick, err := OpenReader(cfg.DSN, cfg.TreeBudget)
+	if err != nil {
+		return err
+	}
+	defer quick.Close()
 	srv, err := New(Options{Querier: &query.Querier{DB: db, Log: log, Enrich: cfg.Enrich}, Log: log, Auth: auth,
+		Quick: &query.Querier{DB: quick, Log: log}, TreeBudget: cfg.TreeBudget,
 		ClientCerts: cfg.ClientCA != "", SilentAfter: cfg.SilentAfter, Limits: cfg.Limits})
 	if err != nil {
 		return err

@@ -52,7 +52,14 @@ var DefaultLimits = Limits{Rows: 500, TreeNodes: 20000, Window: 7 * 24 * time.Ho
 type Options struct {
 	// Querier answers the questions; its DB should use the reader account.
 	Querier *query.Querier
-	Log     *slog.Logger
+	// Quick is Querier with a short statement limit (TreeBudget) for the
+	// process tree, which reads a whole boot's process rows: past the
+	// budget the host page offers the tree instead of waiting for it.
+	// Nil: Querier.
+	Quick *query.Querier
+	// TreeBudget is Quick's statement limit, for the page's text.
+	TreeBudget time.Duration
+	Log        *slog.Logger
 	// Auth, when not nil, requires HTTP basic authentication.
 	Auth *Auth
 	// ClientCerts says that TLS client certificates authenticate every
@@ -90,6 +97,9 @@ func New(opt Options) (*Server, error) {
 	}
 	if opt.Limits == (Limits{}) {
 		opt.Limits = DefaultLimits
+	}
+	if opt.Quick == nil {
+		opt.Quick = opt.Querier
 	}
 	s := &Server{opt: opt, log: opt.Log, pages: map[string]*template.Template{}, sql: map[string]string{}}
 	for _, p := range []string{"fleet", "host", "proc", "search", "error"} {
@@ -204,15 +214,20 @@ type req struct {
 
 func (s *Server) newReq(r *http.Request) *req {
 	rq := &req{ctx: r.Context(), r: r}
-	q := *s.opt.Querier
-	q.Page = query.Page{}
-	q.Trace = func(st query.Statement) {
+	rq.q = withTrace(s.opt.Querier, rq)
+	return rq
+}
+
+// withTrace returns a copy of q, unpaged, that records its statements in rq.
+func withTrace(q *query.Querier, rq *req) *query.Querier {
+	c := *q
+	c.Page = query.Page{}
+	c.Trace = func(st query.Statement) {
 		rq.mu.Lock()
 		rq.stmt = append(rq.stmt, st)
 		rq.mu.Unlock()
 	}
-	rq.q = &q
-	return rq
+	return &c
 }
 
 // paged returns rq's Querier limited to a page of rows.
