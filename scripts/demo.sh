@@ -6,6 +6,7 @@
 #   scripts/demo.sh              install what is missing, run the demo, print the results
 #   scripts/demo.sh query SUB …  run `pofr-server query SUB …` against the demo's database
 #   scripts/demo.sh sql          open a mariadb shell on the demo's database
+#   scripts/demo.sh ui [ADDR]    serve pofr-server ui on the demo's database (default 127.0.0.1:8080)
 #   scripts/demo.sh clean        stop what a broken run left and remove the state (make demo-clean)
 #
 # It starts a private MariaDB (its own datadir and socket, no network), the
@@ -177,6 +178,17 @@ query)
 	q "$@"
 	exit 0
 	;;
+ui)
+	[[ -f $D/reader.dsn ]] || die "no demo database in $D: run make demo first"
+	trap cleanup EXIT
+	trap 'exit 0' INT TERM
+	start_db
+	listen=${2:-127.0.0.1:8080}
+	say "pofr-server ui on the demo's database, as its reader account (Ctrl-C stops it)"
+	note "open http://$listen/ in a browser (from another machine: ssh -L ${listen##*:}:$listen this-host)"
+	"$BIN/pofr-server" ui --dsn-file "$D/reader.dsn" --listen "$listen" || true
+	exit 0
+	;;
 sql)
 	[[ -d $D/db/data ]] || die "no demo database in $D: run make demo first"
 	trap cleanup EXIT
@@ -185,7 +197,7 @@ sql)
 	exit 0
 	;;
 run) ;;
-*) die "unknown command $1 (run, query, sql, clean)" ;;
+*) die "unknown command $1 (run, query, sql, ui, clean)" ;;
 esac
 
 t0=$SECONDS
@@ -346,6 +358,7 @@ $(bold "Done in $((SECONDS - t0)) s.") Nothing is left running; the state and ev
 $(bold "Explore further") (each command starts the demo's MariaDB and stops it after):
 EOF
 ex() { printf '  %-70s # %s\n' "$1" "$2"; }
+ex "scripts/demo.sh ui" "the web interface: fleet, process tree, timeline, search"
 ex "scripts/demo.sh query timeline --host $host --since 1h" "everything recorded, in time order"
 ex "scripts/demo.sh query proc --host $host $job --json" "the job, exact bytes as JSON lines"
 ex "scripts/demo.sh query tree --host $host --at '$during'" "the host's process tree mid-job"
@@ -354,3 +367,12 @@ ex "scripts/demo.sh query conns --listening" "listeners and their owners"
 ex "scripts/demo.sh sql" "plain SQL: SELECT * FROM processes LIMIT 10;"
 ex "${BIN#"$ROOT"/}/pofr-server --help" "every command; COMMAND --help for its flags"
 ex "make demo-clean" "remove $D"
+
+# Offer the web interface on the demo's data when someone is at the terminal.
+if [[ -t 0 && -t 1 ]]; then
+	printf '\n%s ' "$(bold "Browse the record in the web interface now (scripts/demo.sh ui)? [y/N]")"
+	read -r answer || answer=
+	if [[ $answer == [yY]* ]]; then
+		exec "$0" ui
+	fi
+fi
