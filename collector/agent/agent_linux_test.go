@@ -15,6 +15,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 
+	"github.com/pofr/pofr/collector/tracepoint"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/profiles"
@@ -32,6 +33,28 @@ func TestRunRefusesIncompleteConfig(t *testing.T) {
 // cancellation stops the sources and seals a segment that verifies with the
 // host's key and holds the process's exec row.
 func TestPrivRunStandalone(t *testing.T) {
+	// The default profile captures processes from tracepoint rings;
+	// NoProcTracepoint forces the cn_proc capture. Every segment says which.
+	for _, tc := range []struct {
+		name    string
+		noTP    bool
+		capture string
+	}{{"tracepoint", false, "tracepoint"}, {"cn_proc", true, "cn_proc"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.noTP {
+				testutil.RequireRoot(t)
+				fs, err := tracepoint.OpenFS()
+				if err != nil {
+					testutil.Skip(t, testutil.TierPriv, err.Error())
+				}
+				fs.Close()
+			}
+			runStandalone(t, tc.noTP, tc.capture)
+		})
+	}
+}
+
+func runStandalone(t *testing.T, noTP bool, capture string) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "config", "signing.key")
@@ -49,7 +72,7 @@ func TestPrivRunStandalone(t *testing.T) {
 	cfg := Config{
 		Profile: prof, StateDir: filepath.Join(dir, "state"), SpoolDir: filepath.Join(dir, "state", "spool"),
 		ConfigDir: filepath.Join(dir, "config"), HostID: "agent-test", Key: key, Standalone: true,
-		NoSock: true, NoSockTracepoints: true, StatusInterval: time.Hour,
+		NoSock: true, NoSockTracepoints: true, StatusInterval: time.Hour, NoProcTracepoint: noTP,
 	}
 	for _, d := range []string{cfg.StateDir, cfg.SpoolDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -103,6 +126,9 @@ func TestPrivRunStandalone(t *testing.T) {
 			t.Fatalf("segment %s: %v", in.Name, err)
 		}
 		found = found || hasArgv(t, seg, marker)
+		if got := seg.Manifest.Modes["capture"]; got != capture {
+			t.Errorf("segment %s: modes %v, want capture=%s", in.Name, seg.Manifest.Modes, capture)
+		}
 		seg.Release()
 	}
 	if !found {
