@@ -217,6 +217,16 @@ func likeEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
+// Listening chooses which sockets Conns shows.
+type Listening string
+
+// The sockets Conns shows; other values show connected sockets.
+const (
+	ListeningConnected Listening = ""     // connected sockets
+	ListeningOnly      Listening = "only" // listeners only
+	ListeningAll       Listening = "all"  // both
+)
+
 // ConnsArgs selects sockets for Conns. Zero fields do not filter.
 type ConnsArgs struct {
 	Host  string
@@ -225,8 +235,8 @@ type ConnsArgs struct {
 	Remote string
 	// Ports match the local or the remote port.
 	Ports []int
-	// Listening: "" connected sockets, "only" listeners only, "all" both.
-	Listening string
+	// Listening chooses connected sockets (the zero value), listeners or both.
+	Listening Listening
 	// Hours is a time-of-day window in each host's local time ("1-4").
 	Hours   string
 	User    string
@@ -264,9 +274,9 @@ func (q *Querier) Conns(ctx context.Context, a ConnsArgs) (*Table, error) {
 	ps = append(ps, Param{"ports", ports})
 	var listening any = int64(0)
 	switch a.Listening {
-	case "only":
+	case ListeningOnly:
 		listening = int64(1)
-	case "all":
+	case ListeningAll:
 		listening = nil
 	}
 	ps = append(ps, Param{"listening", listening})

@@ -255,14 +255,12 @@ func loadOrCreateHostKey(path string) (ssh.Signer, error) {
 
 // Permission extensions set at authentication.
 const (
-	extRole   = "pofr-role" // roleUpload or roleRegister
-	extHost   = "pofr-host"
-	extAuth   = "pofr-auth" // "password" or "token"
-	extToken  = "pofr-token"
-	roleUp    = "upload"
-	roleReg   = "register"
-	authPass  = "password"
-	authToken = "token"
+	extRole  = "pofr-role" // roleUpload or roleRegister
+	extHost  = "pofr-host"
+	extAuth  = "pofr-auth" // "password" or "token"
+	extToken = "pofr-token"
+	roleUp   = "upload"
+	roleReg  = "register"
 )
 
 // errAuth is the one message every failed authentication gets.
@@ -326,10 +324,10 @@ func (s *Server) checkSecret(c ssh.ConnMetadata, secret []byte) (*ssh.Permission
 		return nil, errAuth
 	}
 	if h, ok := checkToken(s.opts.StateDir, secret, time.Now()); ok {
-		return &ssh.Permissions{Extensions: map[string]string{extRole: roleReg, extAuth: authToken, extToken: h}}, nil
+		return &ssh.Permissions{Extensions: map[string]string{extRole: roleReg, extAuth: string(AuthToken), extToken: h}}, nil
 	}
 	if checkPassword(s.opts.RegistrationPassword, secret) {
-		return &ssh.Permissions{Extensions: map[string]string{extRole: roleReg, extAuth: authPass}}, nil
+		return &ssh.Permissions{Extensions: map[string]string{extRole: roleReg, extAuth: string(AuthPassword)}}, nil
 	}
 	s.limiter.fail(time.Now())
 	return nil, errAuth
@@ -543,7 +541,7 @@ func (s *Server) answerRegistration(log *slog.Logger, conn *ssh.ServerConn, ch s
 		return deny(err.Error())
 	}
 	tokenHash := ""
-	if perms[extAuth] == authToken {
+	if Auth(perms[extAuth]) == AuthToken {
 		tokenHash = perms[extToken]
 	}
 	remote := ""
@@ -555,7 +553,7 @@ func (s *Server) answerRegistration(log *slog.Logger, conn *ssh.ServerConn, ch s
 		log.Error("registration", "err", err)
 		return deny("server error")
 	}
-	r, err := submit(s.opts.StateDir, req, perms[extAuth], tokenHash, remote, time.Now())
+	r, err := submit(s.opts.StateDir, req, Auth(perms[extAuth]), tokenHash, remote, time.Now())
 	unlock()
 	if err != nil {
 		if errors.Is(err, wire.ErrBadRequest) || errors.Is(err, ErrTooManyPending) {

@@ -40,10 +40,23 @@ var (
 // holder of the registration password cannot fill the disk.
 const MaxPending = 1000
 
-// Who approved a request.
+// Decider says who decided a registration request.
+type Decider string
+
+// Who decided a request.
 const (
-	ByToken = "token"
-	ByAdmin = "admin"
+	ByToken  Decider = "token"  // granted at once: a valid one-time token
+	ByAdmin  Decider = "admin"  // registrations approve or deny
+	ByServer Decider = "server" // denied at once: a duplicate machine
+)
+
+// Auth is how a registration request authenticated.
+type Auth string
+
+// How a request authenticated.
+const (
+	AuthPassword Auth = "password" // the registration password
+	AuthToken    Auth = "token"    // a one-time token
 )
 
 // Registration is one registration request as the server keeps it, in
@@ -57,11 +70,11 @@ type Registration struct {
 	SSHKey     string      `json:"ssh_key"`
 	SigningKey []byte      `json:"signing_key"`
 	Replace    bool        `json:"replace,omitempty"`
-	Auth       string      `json:"auth"` // "password" or "token"
+	Auth       Auth        `json:"auth"`
 	RemoteAddr string      `json:"remote_addr,omitempty"`
 	CreatedAt  time.Time   `json:"created_at"`
 	DecidedAt  time.Time   `json:"decided_at,omitzero"`
-	DecidedBy  string      `json:"decided_by,omitempty"`
+	DecidedBy  Decider     `json:"decided_by,omitempty"`
 	// Replaces lists the hosts revoked when this request was granted.
 	Replaces []string `json:"replaces,omitempty"`
 }
@@ -246,7 +259,7 @@ func notOwnedBy(state statedir.Dir, ids []string, r *Registration) []string {
 // a token approves it, a duplicate without replace denies it, anything else
 // waits for an admin. A request id seen before answers with its state (and a
 // token may approve a pending one). Call with the state lock held.
-func submit(state statedir.Dir, req *wire.Request, auth, tokenHash, remote string, now time.Time) (*Registration, error) {
+func submit(state statedir.Dir, req *wire.Request, auth Auth, tokenHash, remote string, now time.Time) (*Registration, error) {
 	r, err := LoadRegistration(state, req.RequestID)
 	switch {
 	case err == nil:
@@ -280,7 +293,7 @@ func submit(state statedir.Dir, req *wire.Request, auth, tokenHash, remote strin
 		return nil, err
 	}
 	if len(dups) > 0 && !r.Replace {
-		r.Status, r.Reason, r.DecidedAt, r.DecidedBy = wire.StatusDenied, "duplicate machine: "+why+"; register with --replace to replace it", now.UTC(), "server"
+		r.Status, r.Reason, r.DecidedAt, r.DecidedBy = wire.StatusDenied, "duplicate machine: "+why+"; register with --replace to replace it", now.UTC(), ByServer
 		return r, nil
 	}
 	pending, err := countPending(state)
@@ -303,7 +316,7 @@ func decide(state statedir.Dir, r *Registration, tokenHash string, now time.Time
 		return nil, err
 	}
 	if len(dups) > 0 && !r.Replace {
-		r.Status, r.Reason, r.DecidedAt, r.DecidedBy = wire.StatusDenied, "duplicate machine: "+why+"; register with --replace to replace it", now.UTC(), "server"
+		r.Status, r.Reason, r.DecidedAt, r.DecidedBy = wire.StatusDenied, "duplicate machine: "+why+"; register with --replace to replace it", now.UTC(), ByServer
 		return r, saveRegistration(state, r)
 	}
 	// A token approves a new host, and the replacement of a host only when
@@ -327,7 +340,7 @@ func decide(state statedir.Dir, r *Registration, tokenHash string, now time.Time
 
 // grant assigns a host id, revokes the hosts r replaces and writes the
 // registry. Call with the state lock held.
-func grant(state statedir.Dir, r *Registration, replaces []string, by string, now time.Time) error {
+func grant(state statedir.Dir, r *Registration, replaces []string, by Decider, now time.Time) error {
 	for _, id := range replaces {
 		if err := revoke(state, id, false); err != nil {
 			return err

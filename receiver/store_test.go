@@ -29,9 +29,9 @@ func TestDuplicateDenialsNotStored(t *testing.T) {
 	for i := range 200 {
 		req := &wire.Request{Version: wire.Version, RequestID: fmt.Sprintf("%032x", i+1),
 			Facts: wire.Facts{Hostname: "x", MachineID: machine}, SSHKey: "ssh-ed25519 AAAA", SigningKey: make([]byte, 32)}
-		auth, hash := authPass, ""
+		auth, hash := AuthPassword, ""
 		if i%2 == 1 {
-			auth, hash = authToken, hashToken([]byte(tok))
+			auth, hash = AuthToken, hashToken([]byte(tok))
 		}
 		r, err := submit(state, req, auth, hash, "192.0.2.1", now)
 		if err != nil {
@@ -58,7 +58,7 @@ func TestCountPendingFollowsChanges(t *testing.T) {
 	for i := range 3 {
 		req := &wire.Request{Version: wire.Version, RequestID: fmt.Sprintf("%032x", i+1),
 			Facts: wire.Facts{Hostname: "x", MachineID: fmt.Sprintf("%032x", i+1)}, SSHKey: "ssh-ed25519 AAAA", SigningKey: make([]byte, 32)}
-		if _, err := submit(state, req, authPass, "", "", now); err != nil {
+		if _, err := submit(state, req, AuthPassword, "", "", now); err != nil {
 			t.Fatal(err)
 		}
 	}

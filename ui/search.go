@@ -132,7 +132,7 @@ func (s *Server) search(rq *req) (string, *view, error) {
 		}
 		t, err = q.Touched(rq.ctx, query.TouchedArgs{Path: qv.Get("path"), Host: get("host"), Range: r, Op: get("op"), Exe: get("exe")})
 	case "conns":
-		a := query.ConnsArgs{Host: get("host"), Range: r, Remote: get("remote"), Listening: get("listening"),
+		a := query.ConnsArgs{Host: get("host"), Range: r, Remote: get("remote"), Listening: query.Listening(get("listening")),
 			User: get("user"), Exe: get("exe"), Hours: get("hours")}
 		for f := range strings.SplitSeq(get("port"), ",") {
 			if f = strings.TrimSpace(f); f == "" {

@@ -460,9 +460,9 @@ Examples:
 			case cnListening && cnAll:
 				return nil, cli.Usagef("--listening and --all are exclusive")
 			case cnListening:
-				a.Listening = "only"
+				a.Listening = query.ListeningOnly
 			case cnAll:
-				a.Listening = "all"
+				a.Listening = query.ListeningAll
 			}
 			if a.Country != "" && (q.Enrich == nil || q.Enrich.Geo == nil) {
 				return nil, cli.Usagef("--country needs --geoip FILE (a MaxMind DB)")
