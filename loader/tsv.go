@@ -200,6 +200,11 @@ func (r *tsvReader) Read(p []byte) (int, error) {
 // fill renders the next rows (or the next part of a long row) into r.buf,
 // about tsvChunk bytes.
 func (r *tsvReader) fill() {
+	if r.buf == nil {
+		// A chunk, the pieces of a long value that may overshoot it, and
+		// a row of short fields.
+		r.buf = make([]byte, 0, tsvChunk+2*tsvPiece+16<<10)
+	}
 	r.buf, r.off = r.buf[:0], 0
 	for r.i < r.n && len(r.buf) < tsvChunk {
 		var err error
@@ -234,33 +239,43 @@ func (r *tsvReader) WriteTo(w io.Writer) (int64, error) {
 // (r.i advances) or dst reaches tsvChunk inside a long value.
 func (r *tsvReader) renderRow(dst []byte) ([]byte, error) {
 	i := r.i
+	fi := r.fi
 	if !r.inRow {
 		dst = strconv.AppendInt(dst, int64(i), 10)
-		r.inRow, r.fi = true, 0
+		r.inRow, fi = true, 0
 	}
-	for ; r.fi < len(r.fields); r.fi++ {
-		f := r.fields[r.fi]
-		if !r.inValue {
-			dst = append(dst, '\t')
-		}
+	fields := r.fields
+	for ; fi < len(fields); fi++ {
+		f := &fields[fi]
 		if f.render != nil {
+			dst = append(dst, '\t')
 			var err error
 			if dst, err = f.render(dst, i); err != nil {
+				r.fi = fi
 				return dst, err
 			}
 			continue
 		}
+		if !r.inValue {
+			dst = append(dst, '\t')
+		}
 		v, null, err := f.value(i)
 		if err != nil {
+			r.fi = fi
 			return dst, err
 		}
 		if null {
 			dst = append(dst, '\\', 'N')
 			continue
 		}
+		if len(v) <= tsvPiece && !r.inValue {
+			dst = appendBytes(dst, v, r.enc) // the common case: short
+			continue
+		}
 		r.inValue = true
 		for r.voff < len(v) {
 			if len(dst) >= tsvChunk {
+				r.fi = fi
 				return dst, nil // the rest of this value in the next fill
 			}
 			end := min(len(v), r.voff+tsvPiece)
@@ -269,7 +284,7 @@ func (r *tsvReader) renderRow(dst []byte) ([]byte, error) {
 		}
 		r.inValue, r.voff = false, 0
 	}
-	r.inRow = false
+	r.inRow, r.fi = false, 0
 	r.i++
 	r.rows++
 	return append(dst, '\n'), nil
@@ -378,7 +393,17 @@ func dictField(name string, a *array.Dictionary, enc Encoding) ([]field, error) 
 	switch d := dict.(type) {
 	case *array.String:
 		if !freeText[name] {
-			// A small vocabulary: printable ASCII, checked per entry used.
+			// A small vocabulary: printable ASCII, checked per entry used;
+			// rendered ahead when the dictionary is small.
+			var rendered [][]byte
+			if len(d.ValueBytes()) <= maxDictCache {
+				rendered = make([][]byte, d.Len())
+				for k := range rendered {
+					if v := d.Value(k); printableASCII(v) {
+						rendered[k] = appendBytes([]byte{}, []byte(v), Escaped)
+					}
+				}
+			}
 			return []field{{render: func(dst []byte, i int) ([]byte, error) {
 				if a.IsNull(i) {
 					return append(dst, '\\', 'N'), nil
@@ -386,6 +411,9 @@ func dictField(name string, a *array.Dictionary, enc Encoding) ([]field, error) 
 				k, err := index(i)
 				if err != nil {
 					return dst, err
+				}
+				if rendered != nil && rendered[k] != nil {
+					return append(dst, rendered[k]...), nil
 				}
 				v := d.Value(k)
 				if !printableASCII(v) {
