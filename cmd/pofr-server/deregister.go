@@ -41,7 +41,7 @@ DSN, not the loader's.
 
 Exit codes: 0 revoked (and purged); 1 error (unknown host, database); 2 usage.
 
-Example: pofr-server deregister --purge-rows --dsn-file /etc/pofr/admin.dsn web-3`,
+Example: pofr-server deregister --purge-rows --dsn-file /etc/pofr-server/admin.dsn web-3`,
 		Flags: func(fs *flag.FlagSet) {
 			stateDirFlag(fs, &stateDir, "server state `dir`ectory")
 			fs.BoolVar(&purge, "purge", false, "also delete the host's inbox, archive and quarantine")

@@ -38,7 +38,7 @@ The _id is stable, so exporting the same rows again replaces, not duplicates.
 
 Exit codes: 0 written, 1 error, 2 usage.`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding the MariaDB DSN")
+			dsnFileFlag(fs, &dsnFile, "reader", "`file` holding the MariaDB DSN")
 			fs.StringVar(&format, "format", "jsonl", "output format: jsonl")
 			fs.StringVar(&table, "table", "proc", "table: proc, file, sock or gap")
 			fs.StringVar(&host, "host", "", "only this host (id or hostname)")

@@ -55,9 +55,9 @@ Exit codes: 0 done (or another loader is running); 1 error (database
 unreachable, schema version mismatch, segments left in the inbox by errors);
 2 usage; 3 done, but segments were quarantined or chain breaks found.
 
-Example (cron, every minute): pofr-server load --dsn-file /etc/pofr/loader.dsn`,
+Example (cron, every minute): pofr-server load     (reads /etc/pofr-server/loader.dsn)`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&o.dsnFile, "dsn-file", "", "`file` holding the loader's DSN")
+			dsnFileFlag(fs, &o.dsnFile, "loader", "`file` holding the loader's DSN")
 			stateDirFlag(fs, &o.stateDir, "server state `dir`ectory")
 			fs.IntVar(&o.workers, "workers", 0, "segments loaded at once (0: one per CPU)")
 			fs.DurationVar(&o.watch, "watch", 0, "keep running, a pass every `interval` (0: one pass)")

@@ -86,8 +86,6 @@ func TestUsageErrors(t *testing.T) {
 		{"load --encoding rot13 --dsn-file " + dsn, "--encoding"},
 		{"load --max-memory lots --dsn-file " + dsn, "--max-memory"},
 		{"load --workers many", "invalid value"},
-		{"load --state-dir " + state, "--dsn-file is required"},
-		{"query hosts", "--dsn-file is required"},
 		{"query hosts --csv --json --dsn-file " + dsn, "exclusive"},
 		{"query tree --dsn-file " + dsn, "--host is required"},
 		{"query timeline --host h --dsn-file " + dsn, "give --since or --from"},
@@ -217,6 +215,43 @@ func TestDatabaseCommands(t *testing.T) {
 		t.Errorf("query hosts --json: %q (%v), want one row of host db-01", out, err)
 	}
 	must("verify", "--dsn-file", dsnFile, "--state-dir", state)
+
+	// schema users creates missing password files and the accounts' DSN
+	// files beside them; the default DSN file comes from POFR_DSN_FILE.
+	etc := filepath.Join(dir, "etc")
+	if err := os.Mkdir(etc, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	users := []string{"schema", "users", "--dsn-file", dsnFile,
+		"--loader-password-file", filepath.Join(etc, "loader.pw"), "--reader-password-file", filepath.Join(etc, "reader.pw")}
+	must(users...)
+	files := map[string]string{}
+	for _, f := range []string{"loader.pw", "reader.pw", "loader.dsn", "reader.dsn"} {
+		fi, err := os.Stat(filepath.Join(etc, f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("after schema users: %s: %v %v, want mode 0600", f, fi, err)
+		}
+		b, _ := os.ReadFile(filepath.Join(etc, f))
+		files[f] = string(b)
+	}
+	if pw := strings.TrimSpace(files["loader.pw"]); len(pw) != 32 || !strings.Contains(files["loader.dsn"], "pofr_loader:"+pw+"@") {
+		t.Errorf("loader.pw %q, loader.dsn %q: want a 32-character password inside the DSN", files["loader.pw"], files["loader.dsn"])
+	}
+	must(users...) // again: the passwords and DSN files are kept
+	for f, was := range files {
+		if b, _ := os.ReadFile(filepath.Join(etc, f)); string(b) != was {
+			t.Errorf("second schema users changed %s", f)
+		}
+	}
+	must("load", "--dsn-file", filepath.Join(etc, "loader.dsn"), "--state-dir", state, "--no-progress")
+	t.Setenv("POFR_DSN_FILE", filepath.Join(etc, "reader.dsn"))
+	if out := must("query", "hosts", "--csv"); !strings.Contains(out, "db-01") {
+		t.Errorf("query hosts as the reader, DSN from POFR_DSN_FILE: %q", out)
+	}
+	t.Setenv("POFR_DSN_FILE", filepath.Join(dir, "missing"))
+	if code, _, errOut := runApp(t, "query", "hosts"); code != 1 || !strings.Contains(errOut, filepath.Join(dir, "missing")) {
+		t.Errorf("query with POFR_DSN_FILE naming a missing file: exit %d, stderr %q; want 1 naming it", code, errOut)
+	}
 	if code, _, errOut := runApp(t, "query", "tree", "--host", "nosuch", "--dsn-file", dsnFile); code != 1 || !strings.Contains(errOut, "nosuch") {
 		t.Errorf("query tree of an unknown host: exit %d, stderr %q; want 1 naming the host", code, errOut)
 	}

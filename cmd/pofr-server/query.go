@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -45,7 +44,7 @@ Exit codes: 0 answered (also with no rows), 1 error (database, unknown host,
 no such process), 2 usage.`
 
 func (f *queryFlags) register(fs *flag.FlagSet, enrich bool) {
-	fs.StringVar(&f.dsnFile, "dsn-file", "", "`file` holding the MariaDB DSN (user:pass@unix(/run/mysqld/mysqld.sock)/pofr)")
+	dsnFileFlag(fs, &f.dsnFile, "reader", "`file` holding the MariaDB DSN (user:pass@unix(/run/mysqld/mysqld.sock)/pofr)")
 	fs.BoolVar(&f.csv, "csv", false, "print CSV")
 	fs.BoolVar(&f.json, "json", false, "print JSON lines")
 	fs.BoolVar(&f.local, "local", false, "print times in each host's own UTC offset instead of UTC")
@@ -73,14 +72,11 @@ func (f *queryFlags) output() (query.Output, error) {
 
 // open connects and builds the Querier; the returned func releases it.
 func (f *queryFlags) open(env *cli.Env) (*query.Querier, func(), error) {
-	if f.dsnFile == "" {
-		return nil, nil, cli.Usagef("--dsn-file is required")
-	}
-	b, err := os.ReadFile(f.dsnFile)
+	dsn, err := readDSNFile(f.dsnFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read DSN: %w", err)
+		return nil, nil, err
 	}
-	db, err := query.OpenDB(string(b))
+	db, err := query.OpenDB(dsn)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -200,7 +196,7 @@ sequence number, when it was loaded, the hash chain (ok, broken, waiting for
 a predecessor, none), sequence numbers missing from the ledger, gap rows and
 quarantined files.
 
-Example: pofr-server query hosts --dsn-file /etc/pofr/dsn`,
+Example: pofr-server query hosts     (reads /etc/pofr-server/reader.dsn)`,
 		sqlName: "hosts",
 		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
 			if err := noArgs(args); err != nil {

@@ -51,9 +51,9 @@ deletes no file, and reports which files it would delete.
 
 Exit codes: 0 done; 1 error; 2 usage.
 
-Example (cron, daily): pofr-server retention --dsn-file /etc/pofr/admin.dsn --keep 90d --archive-keep 400d`,
+Example (cron, daily): pofr-server retention --keep 90d --archive-keep 400d`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding the administrator's DSN")
+			dsnFileFlag(fs, &dsnFile, "admin", "`file` holding the administrator's DSN")
 			fs.StringVar(&keep, "keep", "90d", "keep this `period` of events: 90d, 12w or a duration such as 2160h")
 			fs.StringVar(&archiveKeep, "archive-keep", "", "keep archived and quarantined segment files this `period` (default: --keep; 0: forever)")
 			stateDirFlag(fs, &stateDir, "server state `dir`ectory (archive/, quarantine/)")

@@ -2,17 +2,21 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/schema"
@@ -21,6 +25,24 @@ import (
 // stateDirFlag declares --state-dir (default statedir.Default) on fs.
 func stateDirFlag(fs *flag.FlagSet, d *statedir.Dir, usage string) {
 	fs.StringVar((*string)(d), "state-dir", string(statedir.Default), usage)
+}
+
+// DefaultDSNDir holds the DSN files every command reads by default: admin.dsn
+// (schema, retention), loader.dsn (load, verify), reader.dsn (query, export,
+// ui). schema users writes loader.dsn and reader.dsn beside the password files.
+const DefaultDSNDir = "/etc/pofr-server"
+
+// dsnEnv names a DSN file that replaces every command's default.
+const dsnEnv = "POFR_DSN_FILE"
+
+// dsnFileFlag declares --dsn-file on fs with the default $POFR_DSN_FILE, else
+// DefaultDSNDir/ROLE.dsn.
+func dsnFileFlag(fs *flag.FlagSet, p *string, role, usage string) {
+	def := filepath.Join(DefaultDSNDir, role+".dsn")
+	if e := os.Getenv(dsnEnv); e != "" {
+		def = e
+	}
+	fs.StringVar(p, "dsn-file", def, usage+"; $"+dsnEnv+" replaces the default")
 }
 
 // readDSNFile returns the go-sql-driver/mysql DSN kept in path (one line;
@@ -32,7 +54,7 @@ func readDSNFile(path string) (string, error) {
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("read DSN file: %w", err)
+		return "", fmt.Errorf("read DSN file (--dsn-file F or $%s): %w", dsnEnv, err)
 	}
 	dsn := strings.TrimSpace(string(b))
 	if dsn == "" {
@@ -66,6 +88,42 @@ func readSecretFile(flagName, path string) (string, error) {
 	return s, nil
 }
 
+// ensureSecretFile writes a new random password (32 characters, 192 bits)
+// to path, mode 0600, if path does not exist, and reports whether it did.
+func ensureSecretFile(path string) (bool, error) {
+	if _, err := os.Stat(path); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return false, err
+	}
+	pw := base64.RawURLEncoding.EncodeToString(b[:]) + "\n"
+	if err := durable.WriteFile(path, []byte(pw), 0o600); err != nil {
+		return false, fmt.Errorf("write new password: %w", err)
+	}
+	return true, nil
+}
+
+// writeAccountDSN writes the DSN of account user, at the admin DSN's address
+// and database, to name beside the password file pwFile (mode 0600): when
+// that file is missing, or when the password was generated now, so that the
+// DSN file never holds a stale password.
+func writeAccountDSN(env *cli.Env, admin *mysql.Config, pwFile, name, user, password string, fresh bool) error {
+	path := filepath.Join(filepath.Dir(pwFile), name)
+	if _, err := os.Stat(path); err == nil && !fresh {
+		env.Log.Info("DSN file kept", "file", path)
+		return nil
+	}
+	c := admin.Clone()
+	c.User, c.Passwd = user, password
+	if err := durable.WriteFile(path, []byte(c.FormatDSN()+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write DSN file: %w", err)
+	}
+	env.Log.Info("DSN file written", "file", path, "user", user)
+	return nil
+}
+
 // partitionAhead is how many days of partitions schema apply and retention
 // create beyond today.
 const partitionAhead = 7
@@ -87,9 +145,9 @@ refused. The DSN file holds an administrator's DSN for the pofr database.
 Exit codes: 0 applied or already current; 1 error; 4 the database is newer
 than this binary.
 
-Example: pofr-server schema apply --dsn-file /etc/pofr/admin.dsn`,
+Example: pofr-server schema apply     (reads /etc/pofr-server/admin.dsn)`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding the administrator's DSN")
+			dsnFileFlag(fs, &dsnFile, "admin", "`file` holding the administrator's DSN")
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
 			db, err := openDSNFile(dsnFile)
@@ -132,14 +190,18 @@ database named in the administrator's DSN:
 Neither gets FILE, SUPER, DELETE or any DDL: schema apply, retention (which adds
 and drops partitions) and purges run with the administrator's DSN. Apply the
 schema first: the loader's grants name its tables. Passwords are read from
-files and sent to the server only as mysql_native_password hashes.
+files and sent to the server only as mysql_native_password hashes. A password
+file that does not exist is created with a new random password (mode 0600),
+and the account's DSN (the administrator's address and database) is written
+to loader.dsn and reader.dsn beside the password files, where load, query and
+export look by default, unless that file exists and the password is not new.
 
 Exit codes: 0 done; 1 error; 2 usage.
 
-Example: pofr-server schema users --dsn-file /etc/pofr/admin.dsn \
-    --loader-password-file /etc/pofr/loader.pw --reader-password-file /etc/pofr/reader.pw`,
+Example: pofr-server schema users \
+    --loader-password-file /etc/pofr-server/loader.pw --reader-password-file /etc/pofr-server/reader.pw`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&usersDSN, "dsn-file", "", "`file` holding the administrator's DSN")
+			dsnFileFlag(fs, &usersDSN, "admin", "`file` holding the administrator's DSN")
 			fs.StringVar(&loaderPW, "loader-password-file", "", "`file` holding the loader account's password")
 			fs.StringVar(&readerPW, "reader-password-file", "", "`file` holding the reader account's password (omit to skip the reader)")
 			fs.StringVar(&loaderUser, "loader-user", "pofr_loader", "loader account `name`")
@@ -158,12 +220,23 @@ Example: pofr-server schema users --dsn-file /etc/pofr/admin.dsn \
 			if cfg.DBName == "" {
 				return errors.New("the DSN names no database (user:pw@unix(/sock)/pofr)")
 			}
+			if loaderPW == "" {
+				return cli.Usagef("--loader-password-file is required")
+			}
 			u := schema.Users{Host: host, Loader: loaderUser}
+			loaderNew, err := ensureSecretFile(loaderPW)
+			if err != nil {
+				return err
+			}
 			if u.LoaderPassword, err = readSecretFile("loader-password-file", loaderPW); err != nil {
 				return err
 			}
+			var readerNew bool
 			if readerPW != "" {
 				u.Reader = readerUser
+				if readerNew, err = ensureSecretFile(readerPW); err != nil {
+					return err
+				}
 				if u.ReaderPassword, err = readSecretFile("reader-password-file", readerPW); err != nil {
 					return err
 				}
@@ -177,6 +250,12 @@ Example: pofr-server schema users --dsn-file /etc/pofr/admin.dsn \
 				return err
 			}
 			env.Log.Info("accounts ready", "database", cfg.DBName, "loader", u.Loader, "reader", u.Reader, "host", u.Host)
+			if err := writeAccountDSN(env, cfg, loaderPW, "loader.dsn", u.Loader, u.LoaderPassword, loaderNew); err != nil {
+				return err
+			}
+			if u.Reader != "" {
+				return writeAccountDSN(env, cfg, readerPW, "reader.dsn", u.Reader, u.ReaderPassword, readerNew)
+			}
 			return nil
 		},
 	})

@@ -39,7 +39,7 @@ Exit codes: 0 stopped by a signal, 1 error, 2 usage.
 Example: pofr-server ui --dsn-file /etc/pofr-server/reader.dsn --listen 127.0.0.1:8080`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "TCP `address` to serve on")
-			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding the reader account's MariaDB DSN")
+			dsnFileFlag(fs, &dsnFile, "reader", "`file` holding the reader account's MariaDB DSN")
 			fs.StringVar(&cfg.AuthFile, "auth-file", "", "`file` of user:bcrypt-hash lines; requires HTTP basic authentication")
 			fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate `file` (serve HTTPS)")
 			fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key `file` of --tls-cert")

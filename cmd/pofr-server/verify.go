@@ -82,9 +82,9 @@ the archive from disk; --rows also reads every row back from the database.
 Exit codes: 0 no problem found; 1 error; 2 usage; 3 problems found.
 
 Example (weekly, from cron):
-  pofr-server verify --dsn-file /etc/pofr/loader.dsn --archive`,
+  pofr-server verify --archive`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding a DSN (the loader's, or a reader's with --no-settle)")
+			dsnFileFlag(fs, &dsnFile, "loader", "`file` holding a DSN (the loader's, or a reader's with --no-settle)")
 			stateDirFlag(fs, &stateDir, "server state `dir`ectory (registry, inbox, archive)")
 			fs.StringVar(&host, "host", "", "audit only this `host` id")
 			fs.BoolVar(&archive, "archive", false, "re-verify every archived segment file (signature, digests, ledger digest)")
