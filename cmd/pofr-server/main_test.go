@@ -92,6 +92,9 @@ func TestUsageErrors(t *testing.T) {
 		{"query timeline --host h --since forever --dsn-file " + dsn, "forever"},
 		{"query proc --host h --dsn-file " + dsn, "PID"},
 		{"query proc --host h --dsn-file " + dsn + " 12x", "12x"},
+		// Flags may follow the arguments, as the usage lines write them.
+		{"query proc --host h 12x --dsn-file " + dsn, "12x"},
+		{"query touched /usr/ /etc/ --exe httpd --dsn-file " + dsn, "want one PATH"},
 		{"query ran --dsn-file " + dsn, "give --user, --exe or --argv-like"},
 		{"query touched --dsn-file " + dsn, "want one PATH"},
 		{"query conns --port http --dsn-file " + dsn, "--port"},

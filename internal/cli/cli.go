@@ -187,7 +187,8 @@ func run(prog, about string, cmds []*Command, args []string, stdin io.Reader, st
 		cmd.Flags(fs)
 	}
 	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
+	args, err := parseInterspersed(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			commandUsage(stdout, prog, cmd, fs)
 			return 0
@@ -198,7 +199,7 @@ func run(prog, about string, cmds []*Command, args []string, stdin io.Reader, st
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := cmd.Run(ctx, env, fs.Args())
+	err = cmd.Run(ctx, env, args)
 	if err == nil {
 		return 0
 	}
@@ -215,6 +216,27 @@ func run(prog, about string, cmds []*Command, args []string, stdin io.Reader, st
 		fmt.Fprintf(stderr, "run '%s %s --help' for usage\n", prog, cmd.Name)
 	}
 	return code
+}
+
+// parseInterspersed parses the flags wherever they stand among the
+// arguments, as usage lines and examples write them ("touched /usr/ --exe
+// httpd"); the flag package alone stops at the first argument that is not a
+// flag. "--" ends the flags. It returns the arguments that are not flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		left := fs.Args()
+		if len(left) == 0 {
+			return rest, nil
+		}
+		if used := len(args) - len(left); used > 0 && args[used-1] == "--" {
+			return append(rest, left...), nil
+		}
+		rest, args = append(rest, left[0]), left[1:]
+	}
 }
 
 func equal(a, b []string) bool {

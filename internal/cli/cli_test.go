@@ -36,6 +36,8 @@ func TestRun(t *testing.T) {
 		{"a b", 0, "ran a b", ""},
 		{"a b -n 7", 3, "", "seven"},
 		{"a b extra", 2, "", "no arguments"},
+		{"a b extra -n 7", 3, "", "seven"},
+		{"a b -- -n", 2, "", "no arguments"},
 		{"a b --bogus", 2, "", "run 'clitest a b --help'"},
 		{"a b --help", 0, "nested a b", ""},
 		{"a", 0, "a c", ""},
