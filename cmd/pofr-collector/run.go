@@ -33,6 +33,7 @@ type runFlags struct {
 	hostID     string
 	daemon     bool
 	ifNotRun   bool
+	replace    bool
 	logFile    string
 	status     time.Duration
 	argvMax    int
@@ -67,6 +68,9 @@ or 0 with --if-not-running, so that a cron line works as a watchdog:
 
   */5 * * * * root pofr-collector run --daemon --if-not-running
 
+--replace stops the running collector first and waits for it, so that
+'pofr-collector run --daemon --replace' restarts it after an upgrade.
+
 --daemon detaches (new session, logs to --log-file) once the collector has started.
 
 Exit codes: 0 stopped cleanly (or already running with --if-not-running),
@@ -80,6 +84,7 @@ Exit codes: 0 stopped cleanly (or already running with --if-not-running),
 			fs.StringVar(&f.hostID, "host-id", "local", "host id for --standalone")
 			fs.BoolVar(&f.daemon, "daemon", false, "detach once started")
 			fs.BoolVar(&f.ifNotRun, "if-not-running", false, "exit 0 quietly if a collector already runs")
+			fs.BoolVar(&f.replace, "replace", false, "stop a running collector first (waits up to 30 s for it to finish), e.g. after an upgrade")
 			fs.StringVar(&f.logFile, "log-file", "/var/log/pofr-collector.log", "log file with --daemon")
 			fs.DurationVar(&f.status, "status-interval", time.Minute, "how often to log a status line")
 			fs.IntVar(&f.argvMax, "argv-max", 0, "override the profile's argv cap (bytes)")
@@ -136,6 +141,13 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 		}
 	}
 
+	if f.replace && !f.ifNotRun && os.Getenv("POFR_DAEMON_CHILD") == "" {
+		if pid, err := stopCollector(ctx, filepath.Join(state, "collector.pid"), 30*time.Second); err != nil {
+			return err
+		} else if pid != 0 {
+			log.Info("stopped the running collector", "pid", pid)
+		}
+	}
 	lock, err := acquireLock(filepath.Join(state, "collector.pid"))
 	if errors.Is(err, errLocked) {
 		if f.ifNotRun {
