@@ -10,6 +10,6 @@
 // files by age. [PurgeHost] (pofr-server deregister --purge-rows) deletes a
 // host's rows in short batches.
 //
-// It never loads: package loader does, and its tests exercise both together
-// on segments it loaded.
+// It never loads: package loader does; the tests audit, prune and purge
+// what a real load pass took in.
 package custody

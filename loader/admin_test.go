@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/schema"
@@ -108,10 +109,10 @@ func TestUsersLeastPrivilege(t *testing.T) {
 	ldb := open(u.Loader, u.LoaderPassword)
 
 	// The loader account loads (hostile rows through the whole path).
-	f := newFixture(t, "h1")
-	procs, files, socks, gaps, accts := hostileRows(hostileBase())
-	f.seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, gaps, accts) })
-	if s := run(t, ldb, f.state, 2); s.Loaded != 1 {
+	f := servertest.NewFixture(t, "h1")
+	procs, files, socks, gaps, accts := servertest.HostileRows(servertest.HostileBase())
+	f.Seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, gaps, accts) })
+	if s := run(t, ldb, f.State, 2); s.Loaded != 1 {
 		t.Fatalf("load as %s: %s", u.Loader, s)
 	}
 	// Nor can it rewrite or remove evidence: loaded rows, ledger digests and

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/statedir"
 )
 
@@ -28,7 +29,7 @@ func TestCommitHostileByteExact(t *testing.T) {
 		t.Run(enc.String(), func(t *testing.T) {
 			l, w := newTestLoader(t, enc)
 			defer w.close()
-			procs, files, socks, gaps, accts := hostileRows(hostileBase())
+			procs, files, socks, gaps, accts := servertest.HostileRows(servertest.HostileBase())
 			seg := memSegment("h1", 1, "", procs, files, socks, gaps, accts)
 			defer seg.release()
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -87,7 +88,7 @@ func TestCommitHostileByteExact(t *testing.T) {
 func TestCommitRejectsWarnings(t *testing.T) {
 	l, w := newTestLoader(t, Escaped)
 	defer w.close()
-	p := event.Proc{TS: hostileBase(), Event: event.ProcExec, PID: 1, TID: 1, Comm: make([]byte, 2000), UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1}
+	p := event.Proc{TS: servertest.HostileBase(), Event: event.ProcExec, PID: 1, TID: 1, Comm: make([]byte, 2000), UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1}
 	seg := memSegment("h1", 1, "", []event.Proc{p}, nil, nil, nil, nil)
 	defer seg.release()
 	check := func(want Class) {

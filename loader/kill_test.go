@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/pofr/pofr/internal/servertest"
 )
 
 // TestKill9 runs the loader as a subprocess (this test binary re-executed)
@@ -14,7 +16,7 @@ import (
 // loads the rest: row counts equal the manifests.
 func TestKill9(t *testing.T) {
 	db, dsn := newDB(t)
-	f := newFixture(t, "h1", "h2")
+	f := servertest.NewFixture(t, "h1", "h2")
 	sealMany(f, "h1", 16, 3000)
 	sealMany(f, "h2", 8, 3000)
 	exe, err := os.Executable()
@@ -25,9 +27,9 @@ func TestKill9(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rnd := rand.New(rand.NewPCG(seed, 7))
 	kills := 0
-	for i := 0; i < 12 && len(f.files("inbox", "h1"))+len(f.files("inbox", "h2")) > 0; i++ {
+	for i := 0; i < 12 && len(f.Files("inbox", "h1"))+len(f.Files("inbox", "h2")) > 0; i++ {
 		cmd := exec.Command(exe, "-test.run=^$")
-		cmd.Env = append(os.Environ(), "POFR_LOADER_CHILD=1", "POFR_LOADER_DSN="+dsn, "POFR_LOADER_STATE="+f.state.String())
+		cmd.Env = append(os.Environ(), "POFR_LOADER_CHILD=1", "POFR_LOADER_DSN="+dsn, "POFR_LOADER_STATE="+f.State.String())
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -49,13 +51,13 @@ func TestKill9(t *testing.T) {
 	if kills == 0 {
 		t.Error("no loader was killed: the test proved nothing")
 	}
-	s := run(t, db, f.state, 2)
+	s := run(t, db, f.State, 2)
 	t.Logf("%d kills; final run: %s", kills, s)
-	if n := len(f.files("inbox", "h1")) + len(f.files("inbox", "h2")); n != 0 {
+	if n := len(f.Files("inbox", "h1")) + len(f.Files("inbox", "h2")); n != 0 {
 		t.Fatalf("%d segments left in the inboxes", n)
 	}
-	if len(f.files("archive", "h1")) != 16 || len(f.files("archive", "h2")) != 8 {
-		t.Fatalf("archived %d + %d segments, want 16 + 8", len(f.files("archive", "h1")), len(f.files("archive", "h2")))
+	if len(f.Files("archive", "h1")) != 16 || len(f.Files("archive", "h2")) != 8 {
+		t.Fatalf("archived %d + %d segments, want 16 + 8", len(f.Files("archive", "h1")), len(f.Files("archive", "h2")))
 	}
 	checkExactlyOnce(t, db, f, "h1", "h2")
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/spool"
@@ -41,9 +42,9 @@ func run(t testing.TB, db *sql.DB, state statedir.Dir, workers int) Summary {
 // from SQL equals what the segment holds.
 func TestLoadHostileFromSpool(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1")
-	procs, files, socks, gaps, accts := hostileRows(hostileBase())
-	paths := f.seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, gaps, accts) })
+	f := servertest.NewFixture(t, "h1")
+	procs, files, socks, gaps, accts := servertest.HostileRows(servertest.HostileBase())
+	paths := f.Seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, gaps, accts) })
 	if len(paths) == 0 {
 		t.Fatal("no segment sealed")
 	}
@@ -60,7 +61,7 @@ func TestLoadHostileFromSpool(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		seg, err := spool.VerifyBytes(b, spool.VerifyOptions{PublicKey: f.keys["h1"].Public().(ed25519.PublicKey)})
+		seg, err := spool.VerifyBytes(b, spool.VerifyOptions{PublicKey: f.Keys["h1"].Public().(ed25519.PublicKey)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +79,7 @@ func TestLoadHostileFromSpool(t *testing.T) {
 		t.Fatalf("spool changed proc rows (-appended +segment):\n%s", diff)
 	}
 
-	s := run(t, db, f.state, 2)
+	s := run(t, db, f.State, 2)
 	if s.Loaded != len(paths) || s.Quarantined != 0 || s.Failed != 0 {
 		t.Fatalf("summary %s, want %d loaded", s, len(paths))
 	}
@@ -111,10 +112,10 @@ func TestLoadHostileFromSpool(t *testing.T) {
 	if diff := cmp.Diff(want.accts, readAccounts(t, db, "")); diff != "" {
 		t.Errorf("accounts (-segment +sql):\n%s", diff)
 	}
-	if got := f.files("inbox", "h1"); len(got) != 0 {
+	if got := f.Files("inbox", "h1"); len(got) != 0 {
 		t.Errorf("inbox still holds %v", got)
 	}
-	if got := f.files("archive", "h1"); len(got) != len(paths) {
+	if got := f.Files("archive", "h1"); len(got) != len(paths) {
 		t.Errorf("archive holds %v, want %d segments", got, len(paths))
 	}
 	var hosts int
@@ -123,51 +124,26 @@ func TestLoadHostileFromSpool(t *testing.T) {
 	}
 }
 
-// busyRows returns n rows of a realistic mix for one host.
-func busyRows(base int64, n int) ([]event.Proc, []event.File, []event.Sock) {
-	var procs []event.Proc
-	var files []event.File
-	var socks []event.Sock
-	for i := range n {
-		ts := base + int64(i)*1000
-		switch {
-		case i%10 < 3:
-			procs = append(procs, event.Proc{TS: ts, Event: []string{event.ProcFork, event.ProcExec, event.ProcExit}[i%3], PID: int32(10000 + i/3),
-				TID: int32(10000 + i/3), PPID: 1, ProcStart: int64(i / 3), UID: 1000, EUID: 1000, GID: 1000, EGID: 1000, AUID: 1000, SessionID: 3,
-				Comm: []byte("worker"), Exe: []byte("/usr/bin/worker"), Argv: []byte("worker\x00--job\x00" + string(rune('a'+i%26)) + "\x00"),
-				Cwd: []byte("/srv"), Flags: 0})
-		case i%10 < 9:
-			files = append(files, event.File{TS: ts, LastTS: ts + 10, Count: 1, PID: int32(10000 + i/3), ProcStart: event.Some(int64(i / 3)),
-				UID: 1000, Op: event.FileOpen, Path: []byte("/srv/data/file" + string(rune('a'+i%26))), Inode: event.Some(uint64(i)), Dev: event.Some[uint64](2049)})
-		default:
-			socks = append(socks, event.Sock{TS: ts, Event: event.SockClose, Proto: "tcp", Family: 4, State: "CLOSE", Direction: event.DirOut,
-				LocalAddr: []byte{10, 0, 0, 1}, LocalPort: uint16(30000 + i%1000), RemoteAddr: []byte{192, 0, 2, byte(i)}, RemotePort: 443,
-				Cookie: uint64(i), UID: 1000, PID: event.Some(int32(10000 + i/3)), ProcStart: event.Some(int64(i / 3)), Flags: event.SockFlagFromDestroy})
-		}
-	}
-	return procs, files, socks
-}
-
 // sealMany seals segs segments of rows each for host.
-func sealMany(f *fixture, host string, segs, rows int) {
-	base := hostileBase()
+func sealMany(f *servertest.Fixture, host string, segs, rows int) {
+	base := servertest.HostileBase()
 	for k := range segs {
-		procs, files, socks := busyRows(base+int64(k)*int64(rows)*1000, rows)
-		f.seal(host, func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
+		procs, files, socks := servertest.BusyRows(base+int64(k)*int64(rows)*1000, rows)
+		f.Seal(host, func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
 	}
 }
 
 // checkExactlyOnce compares the database with the archived manifests: same
 // row counts per table, one ledger row per archived file, no row twice.
-func checkExactlyOnce(t testing.TB, db *sql.DB, f *fixture, hosts ...string) {
+func checkExactlyOnce(t testing.TB, db *sql.DB, f *servertest.Fixture, hosts ...string) {
 	t.Helper()
 	want := map[string]int64{}
 	nfiles := 0
 	for _, h := range hosts {
-		for k, v := range f.archivedRows(h) {
+		for k, v := range f.ArchivedRows(h) {
 			want[k] += v
 		}
-		nfiles += len(f.files("archive", h))
+		nfiles += len(f.Files("archive", h))
 	}
 	got := map[string]int64{}
 	for _, ti := range tableInfos {
@@ -224,10 +200,10 @@ func checkConsistent(t testing.TB, db *sql.DB) {
 // inbox (a re-upload) are skipped and archived, never loaded again.
 func TestLoadTwice(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1", "h2")
+	f := servertest.NewFixture(t, "h1", "h2")
 	sealMany(f, "h1", 4, 500)
 	sealMany(f, "h2", 2, 300)
-	s := run(t, db, f.state, 2)
+	s := run(t, db, f.State, 2)
 	if s.Loaded != 6 || s.ChainBreaks != 0 {
 		t.Fatalf("first run: %s", s)
 	}
@@ -236,13 +212,13 @@ func TestLoadTwice(t *testing.T) {
 	if err := db.QueryRow("SELECT COUNT(*) FROM segments WHERE chain_ok = 1").Scan(&chained); err != nil || chained != 6 {
 		t.Errorf("chain_ok = 1 on %d ledger rows (%v), want 6", chained, err)
 	}
-	if s := run(t, db, f.state, 2); s.Segments != 0 {
+	if s := run(t, db, f.State, 2); s.Segments != 0 {
 		t.Fatalf("second run: %s", s)
 	}
-	for _, n := range f.files("archive", "h1") {
-		copyFile(filepath.Join(f.state.String(), "archive", "h1", n), filepath.Join(f.state.String(), "inbox", "h1", n))
+	for _, n := range f.Files("archive", "h1") {
+		servertest.CopyFile(filepath.Join(f.State.String(), "archive", "h1", n), filepath.Join(f.State.String(), "inbox", "h1", n))
 	}
-	s = run(t, db, f.state, 2)
+	s = run(t, db, f.State, 2)
 	if s.Skipped != 4 || s.Loaded != 0 || s.Quarantined != 0 {
 		t.Fatalf("re-upload run: %s, want 4 skipped", s)
 	}
@@ -254,16 +230,16 @@ func TestLoadTwice(t *testing.T) {
 // once.
 func TestTwoLoadersConcurrently(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1")
+	f := servertest.NewFixture(t, "h1")
 	sealMany(f, "h1", 8, 400)
 	// A second state directory with the same registry and inbox.
 	state2 := t.TempDir()
-	if err := os.CopyFS(state2, os.DirFS(f.state.String())); err != nil {
+	if err := os.CopyFS(state2, os.DirFS(f.State.String())); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
 	sums := make([]Summary, 2)
-	for i, st := range []statedir.Dir{f.state, statedir.Dir(state2)} {
+	for i, st := range []statedir.Dir{f.State, statedir.Dir(state2)} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -292,13 +268,13 @@ func TestTwoLoadersConcurrently(t *testing.T) {
 // TestLockHeld: a second Run on a locked state directory returns ErrLocked.
 func TestLockHeld(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1")
-	fl, err := lockFile(filepath.Join(f.state.String(), "load.lock"))
+	f := servertest.NewFixture(t, "h1")
+	fl, err := lockFile(filepath.Join(f.State.String(), "load.lock"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fl.release()
-	l, err := New(Options{DB: db, StateDir: f.state})
+	l, err := New(Options{DB: db, StateDir: f.State})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,13 +291,13 @@ func TestLockHeld(t *testing.T) {
 func TestLoadInboxLinkedElsewhere(t *testing.T) {
 	testutil.RequireRoot(t)
 	db, _ := newDB(t)
-	f := newFixture(t, "h1")
+	f := servertest.NewFixture(t, "h1")
 	other := t.TempDir()
 	if err := unix.Mount("tmpfs", other, "tmpfs", 0, "size=64m,mode=0700"); err != nil {
 		t.Fatalf("mount a tmpfs for the linked inbox: %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(other, unix.MNT_DETACH) })
-	inbox := f.state.Host("h1").Inbox
+	inbox := f.State.Host("h1").Inbox
 	linked := filepath.Join(other, "inbox")
 	if err := os.Mkdir(linked, 0o700); err != nil {
 		t.Fatal(err)
@@ -336,7 +312,7 @@ func TestLoadInboxLinkedElsewhere(t *testing.T) {
 	if n, _ := os.ReadDir(linked); len(n) != 3 {
 		t.Fatalf("%d files in the linked inbox, want 3", len(n))
 	}
-	s := run(t, db, f.state, 1)
+	s := run(t, db, f.State, 1)
 	if s.Loaded != 3 || s.Quarantined != 0 || s.Failed != 0 {
 		t.Fatalf("run: %s, want 3 loaded", s)
 	}
@@ -344,7 +320,7 @@ func TestLoadInboxLinkedElsewhere(t *testing.T) {
 	if left, _ := os.ReadDir(linked); len(left) != 0 {
 		t.Errorf("linked inbox after the load: %v, want empty", left)
 	}
-	if got := f.files("archive", "h1"); len(got) != 3 {
+	if got := f.Files("archive", "h1"); len(got) != 3 {
 		t.Errorf("archive: %v, want 3 segments", got)
 	}
 	if fi, err := os.Lstat(inbox); err != nil || fi.Mode()&os.ModeSymlink == 0 {

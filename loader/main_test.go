@@ -7,11 +7,10 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
-	"github.com/pofr/pofr/schema"
 )
 
 func TestMain(m *testing.M) {
@@ -52,21 +51,5 @@ func childMain() int {
 // partitions, and its DSN.
 func newDB(t testing.TB) (*sql.DB, string) {
 	t.Helper()
-	m := testutil.StartMariaDB(t)
-	dsn, _ := m.NewDatabase(t)
-	db, err := OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	if _, err := schema.Apply(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	if _, err := schema.EnsurePartitions(ctx, db, now.AddDate(0, 0, -1), now.AddDate(0, 0, 2)); err != nil {
-		t.Fatal(err)
-	}
-	return db, dsn
+	return servertest.NewDB(t, OpenDB)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
 )
 
 // TestTSVLongValueBoundedBuffer: a long value that escapes to twice its
@@ -87,17 +88,17 @@ func TestHostileValueMemory(t *testing.T) {
 		t.Skip("builds two 200 MiB values")
 	}
 	db, dsn := newDB(t)
-	f := newFixture(t, "h1", "h2", "h3")
+	f := servertest.NewFixture(t, "h1", "h2", "h3")
 	for _, h := range []string{"h1", "h2"} {
 		exe := bytes.Repeat([]byte("/usr/lib/x86_64-linux-gnu/"), (200<<20)/26)
-		f.seal(h, func(s event.Sink) {
-			s.AppendProc(&event.Proc{TS: hostileBase(), Event: event.ProcExec, PID: 1, TID: 1, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1, Exe: exe})
+		f.Seal(h, func(s event.Sink) {
+			s.AppendProc(&event.Proc{TS: servertest.HostileBase(), Event: event.ProcExec, PID: 1, TID: 1, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1, Exe: exe})
 		})
 	}
-	procs, files, socks := busyRows(hostileBase(), 30)
-	f.seal("h3", func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
+	procs, files, socks := servertest.BusyRows(servertest.HostileBase(), 30)
+	f.Seal("h3", func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
 	for _, h := range []string{"h1", "h2"} {
-		fi, err := os.Stat(filepath.Join(f.state.String(), "inbox", h, f.files("inbox", h)[0]))
+		fi, err := os.Stat(filepath.Join(f.State.String(), "inbox", h, f.Files("inbox", h)[0]))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +110,7 @@ func TestHostileValueMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(t.Context(), exePath, "-test.run=^$")
-	cmd.Env = append(os.Environ(), "POFR_LOADER_CHILD=1", "POFR_LOADER_DSN="+dsn, "POFR_LOADER_STATE="+f.state.String())
+	cmd.Env = append(os.Environ(), "POFR_LOADER_CHILD=1", "POFR_LOADER_DSN="+dsn, "POFR_LOADER_STATE="+f.State.String())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("loader: %v\n%s", err, out)
@@ -147,7 +148,7 @@ func TestHostileValueMemory(t *testing.T) {
 	if strings.Join(got, ",") != "h1 too_long,h2 too_long" {
 		t.Errorf("quarantine: %v, want h1 and h2 too_long", got)
 	}
-	if n := len(f.files("archive", "h3")); n != 1 {
+	if n := len(f.Files("archive", "h3")); n != 1 {
 		t.Errorf("h3: %d archived, want its segment loaded", n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/schema"
 )
 
@@ -29,8 +30,8 @@ import (
 //     tcp (protocol differs: not paired).
 func TestViewPeerConnections(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "alpha", "beta")
-	base := hostileBase()
+	f := servertest.NewFixture(t, "alpha", "beta")
+	base := servertest.HostileBase()
 	const sec = int64(1e9)
 	ip4 := func(a, b, c, d byte) []byte { return []byte{a, b, c, d} }
 	ip6 := func(last byte) []byte {
@@ -89,13 +90,13 @@ func TestViewPeerConnections(t *testing.T) {
 
 	alphaProcs := []event.Proc{exec(200, 2000, "/usr/bin/curl", "curl\x00http://10.0.0.2:8080/\x00", 1000), exec(300, 3000, "/usr/sbin/sshd", "sshd: bob\x00", 0)}
 	betaProcs := []event.Proc{exec(700, 7000, "/usr/bin/python3", "python3\x00-m\x00http.server\x008080\x00", 1001), exec(710, 7100, "/usr/bin/ssh", "ssh\x00alpha\x00", 1001)}
-	f.seal("alpha", func(s event.Sink) {
+	f.Seal("alpha", func(s event.Sink) {
 		event.AppendAll(s, alphaProcs, nil, alphaSocks, nil, accts(map[uint32]string{1000: "alice", 0: "root"}))
 	})
-	f.seal("beta", func(s event.Sink) {
+	f.Seal("beta", func(s event.Sink) {
 		event.AppendAll(s, betaProcs, nil, betaSocks, nil, accts(map[uint32]string{1001: "bob"}))
 	})
-	if s := run(t, db, f.state, 2); s.Loaded != 2 {
+	if s := run(t, db, f.State, 2); s.Loaded != 2 {
 		t.Fatalf("run: %s, want 2 loaded", s)
 	}
 

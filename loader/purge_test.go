@@ -1,120 +1,11 @@
 package loader
 
 import (
-	"database/sql"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
-	"github.com/pofr/pofr/custody"
-	"github.com/pofr/pofr/internal/event"
-	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/servertest"
 )
-
-// hostRows counts host's rows in every table custody.PurgeHost empties.
-func hostRows(t *testing.T, db *sql.DB, host string) map[string]int64 {
-	t.Helper()
-	out := map[string]int64{}
-	for _, table := range custody.PurgeTables {
-		var n int64
-		if err := db.QueryRow("SELECT COUNT(*) FROM "+table+" WHERE host_id = ?", host).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		out[table] = n
-	}
-	return out
-}
-
-// TestPurgeHostAndRevoked: a revoked host's rows are deleted in small
-// batches, the other host's are untouched, and the revoked host's segments
-// still in its inbox are quarantined as revoked_host, not loaded.
-func TestPurgeHostAndRevoked(t *testing.T) {
-	db, _ := newDB(t)
-	f := newFixture(t, "h1", "h2")
-	for _, h := range []string{"h1", "h2"} {
-		for range 3 {
-			procs, files, socks, gaps, accts := hostileRows(hostileBase())
-			p2, f2, s2 := busyRows(hostileBase(), 40)
-			f.seal(h, func(s event.Sink) {
-				event.AppendAll(s, append(procs, p2...), append(files, f2...), append(socks, s2...), gaps, accts)
-			})
-		}
-	}
-	// One of h1's is refused (bit flip), so it has a quarantine row too.
-	bad := f.seal("h1", func(s event.Sink) {
-		event.AppendAll(s, nil, nil, nil, nil, []event.Account{{TS: hostileBase(), Kind: event.AcctUser, ID: 1, Name: []byte("x")}})
-	})[0]
-	b, _ := os.ReadFile(bad)
-	b[len(b)/2] ^= 1
-	os.WriteFile(bad, b, 0o600)
-	if s := run(t, db, f.state, 2); s.Loaded != 6 || s.Quarantined != 1 {
-		t.Fatalf("run: %s, want 6 loaded, 1 quarantined", s)
-	}
-	h1Before, h2Before := hostRows(t, db, "h1"), hostRows(t, db, "h2")
-	for _, table := range custody.PurgeTables {
-		if h1Before[table] == 0 {
-			t.Fatalf("h1 has no rows in %s before the purge: the test would prove nothing", table)
-		}
-	}
-
-	// Revoke h1 in the registry (as deregister does), with a segment of it
-	// still waiting in its inbox, then purge its rows 7 at a time.
-	waiting := f.seal("h1", func(s event.Sink) {
-		p, fl, sk := busyRows(hostileBase(), 10)
-		event.AppendAll(s, p, fl, sk, nil, nil)
-	})
-	h, err := registry.Load(f.state, "h1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.Status, h.SSHKey = registry.StatusRevoked, ""
-	if err := registry.Save(f.state, h); err != nil {
-		t.Fatal(err)
-	}
-	deleted, err := custody.PurgeHost(t.Context(), db, "h1", 7, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(h1Before, deleted); diff != "" {
-		t.Errorf("rows deleted (-had +deleted):\n%s", diff)
-	}
-	zero := map[string]int64{}
-	for _, table := range custody.PurgeTables {
-		zero[table] = 0
-	}
-	if diff := cmp.Diff(zero, hostRows(t, db, "h1")); diff != "" {
-		t.Errorf("h1 rows after the purge (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff(h2Before, hostRows(t, db, "h2")); diff != "" {
-		t.Errorf("h2 rows changed by h1's purge (-before +after):\n%s", diff)
-	}
-	var status string
-	if err := db.QueryRow("SELECT status FROM hosts WHERE host_id = 'h1'").Scan(&status); err != nil || registry.Status(status) != registry.StatusRevoked {
-		t.Errorf("hosts.status of h1: %q (%v), want revoked", status, err)
-	}
-
-	// The loader refuses the waiting segment.
-	if s := run(t, db, f.state, 2); s.Loaded != 0 || s.Quarantined != 1 {
-		t.Fatalf("run after revoke: %s, want 1 quarantined", s)
-	}
-	var class, reason string
-	if err := db.QueryRow("SELECT class, reason FROM quarantine WHERE host_id = 'h1'").Scan(&class, &reason); err != nil {
-		t.Fatal(err)
-	}
-	if class != "revoked_host" || !strings.Contains(reason, "revoked host") {
-		t.Errorf("quarantine row: class %q reason %q, want revoked_host and a reason saying revoked host", class, reason)
-	}
-	if _, err := os.Stat(filepath.Join(f.state.Host("h1").Quarantine, filepath.Base(waiting[0]))); err != nil {
-		t.Errorf("waiting segment not in quarantine: %v", err)
-	}
-	if n := hostRows(t, db, "h1")["segments"]; n != 0 {
-		t.Errorf("h1 ledger rows after the refused load: %d, want 0", n)
-	}
-}
 
 // TestCommitRefusesRevokedInDatabase: a host revoked in the database after
 // the pass read the registry (the purge's first step) is refused inside the
@@ -125,7 +16,7 @@ func TestCommitRefusesRevokedInDatabase(t *testing.T) {
 	if _, err := l.db.Exec("INSERT INTO hosts (host_id, status) VALUES ('h1', 'revoked')"); err != nil {
 		t.Fatal(err)
 	}
-	procs, _, _ := busyRows(hostileBase(), 10)
+	procs, _, _ := servertest.BusyRows(servertest.HostileBase(), 10)
 	seg := memSegment("h1", 1, "", procs, nil, nil, nil, nil)
 	defer seg.release()
 	_, err := w.commit(t.Context(), job{host: "h1", name: "x"}, seg, 1, time.Now())

@@ -14,15 +14,16 @@ import (
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
 )
 
 // TestQuarantine: every kind of bad segment goes to quarantine with its
 // reason, and the good ones around them still load.
 func TestQuarantine(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1", "h2", "h3", "h4", "h5", "h6")
+	f := servertest.NewFixture(t, "h1", "h2", "h3", "h4", "h5", "h6")
 	rows := func(n int) func(event.Sink) {
-		procs, files, socks := busyRows(hostileBase(), n)
+		procs, files, socks := servertest.BusyRows(servertest.HostileBase(), n)
 		return func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) }
 	}
 	mutate := func(path string, fn func([]byte) []byte) {
@@ -36,38 +37,38 @@ func TestQuarantine(t *testing.T) {
 	}
 
 	// h1: a good segment, then a bit flip in the middle of the next.
-	f.seal("h1", rows(50))
-	flipped := f.seal("h1", rows(500))[0]
+	f.Seal("h1", rows(50))
+	flipped := f.Seal("h1", rows(500))[0]
 	mutate(flipped, func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b })
 	// h2: truncated.
-	trunc := f.seal("h2", rows(100))[0]
+	trunc := f.Seal("h2", rows(100))[0]
 	mutate(trunc, func(b []byte) []byte { return b[:len(b)-700] })
 	// h3: signed with h4's key.
-	f.keys["h3"], f.keys["h4"] = f.keys["h4"], f.keys["h3"]
-	f.seal("h3", rows(10))
-	f.keys["h3"], f.keys["h4"] = f.keys["h4"], f.keys["h3"]
+	f.Keys["h3"], f.Keys["h4"] = f.Keys["h4"], f.Keys["h3"]
+	f.Seal("h3", rows(10))
+	f.Keys["h3"], f.Keys["h4"] = f.Keys["h4"], f.Keys["h3"]
 	// h4's good segment copied into h5's inbox as well.
-	good4 := f.seal("h4", rows(10))[0]
-	copyFile(good4, filepath.Join(f.state.Host("h5").Inbox, filepath.Base(good4)))
+	good4 := f.Seal("h4", rows(10))[0]
+	servertest.CopyFile(good4, filepath.Join(f.State.Host("h5").Inbox, filepath.Base(good4)))
 	// h6: seq 1 loaded, then a second spool of the same host (same key)
 	// sends another seq 1: a fork of the chain (same seq, another digest).
-	f.seal("h6", rows(10))
-	if s := run(t, db, f.state, 2); s.Loaded != 3 || s.Quarantined != 4 {
+	f.Seal("h6", rows(10))
+	if s := run(t, db, f.State, 2); s.Loaded != 3 || s.Quarantined != 4 {
 		t.Fatalf("first run: %s, want 3 loaded, 4 quarantined", s)
 	}
-	f.writers["h6"].Close()
-	delete(f.writers, "h6")
-	f.seal("h6", rows(11))
-	if s := run(t, db, f.state, 2); s.Quarantined != 1 || s.Forks != 1 {
+	f.Writers["h6"].Close()
+	delete(f.Writers, "h6")
+	f.Seal("h6", rows(11))
+	if s := run(t, db, f.State, 2); s.Quarantined != 1 || s.Forks != 1 {
 		t.Fatalf("fork run: %s, want 1 quarantined as a fork", s)
 	}
 	// A file larger than the limit below.
-	big := f.seal("h1", rows(3000))[0]
+	big := f.Seal("h1", rows(3000))[0]
 	fi, err := os.Stat(big)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := New(Options{DB: db, StateDir: f.state, MaxSegmentBytes: fi.Size() - 1})
+	l, err := New(Options{DB: db, StateDir: f.State, MaxSegmentBytes: fi.Size() - 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestQuarantine(t *testing.T) {
 	// its class; nothing is left in the inboxes.
 	for _, w := range want {
 		h, class, _ := strings.Cut(w, " ")
-		ents, _ := filepath.Glob(filepath.Join(f.state.String(), "quarantine", h, "*.reason"))
+		ents, _ := filepath.Glob(filepath.Join(f.State.String(), "quarantine", h, "*.reason"))
 		found := false
 		for _, e := range ents {
 			b, _ := os.ReadFile(e)
@@ -114,13 +115,13 @@ func TestQuarantine(t *testing.T) {
 		if !found {
 			t.Errorf("no .reason with class %s in quarantine/%s", class, h)
 		}
-		if in := f.files("inbox", h); len(in) != 0 {
+		if in := f.Files("inbox", h); len(in) != 0 {
 			t.Errorf("inbox/%s still holds %v", h, in)
 		}
 	}
 	var hosts []string
 	for _, h := range []string{"h1", "h4", "h6"} {
-		if len(f.files("archive", h)) > 0 {
+		if len(f.Files("archive", h)) > 0 {
 			hosts = append(hosts, h)
 		}
 	}
@@ -130,8 +131,8 @@ func TestQuarantine(t *testing.T) {
 	}
 	checkExactlyOnce(t, db, f, "h1", "h2", "h3", "h4", "h5", "h6")
 	// verify reports the fork at h6's loaded seq 1 as a problem.
-	r := audit(t, db, custody.AuditOptions{Host: "h6"})
-	if diff := cmp.Diff([]string{"h6 fork 1-1 problem"}, findingKeys(r)); diff != "" {
+	r := servertest.Audit(t, db, custody.AuditOptions{Host: "h6"})
+	if diff := cmp.Diff([]string{"h6 fork 1-1 problem"}, servertest.FindingKeys(r)); diff != "" {
 		t.Errorf("audit of h6 (-want +got):\n%s", diff)
 	}
 }
@@ -141,20 +142,20 @@ func TestQuarantine(t *testing.T) {
 // reported.
 func TestChainBreak(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1")
-	procs, files, socks := busyRows(hostileBase(), 20)
+	f := servertest.NewFixture(t, "h1")
+	procs, files, socks := servertest.BusyRows(servertest.HostileBase(), 20)
 	fill := func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) }
-	f.seal("h1", fill)
+	f.Seal("h1", fill)
 	// A second spool's seq 1 and 2; keep only its seq 2.
-	f.writers["h1"].Close()
-	delete(f.writers, "h1")
-	if s := run(t, db, f.state, 1); s.Loaded != 1 {
+	f.Writers["h1"].Close()
+	delete(f.Writers, "h1")
+	if s := run(t, db, f.State, 1); s.Loaded != 1 {
 		t.Fatalf("first run: %s", s)
 	}
-	first := f.seal("h1", fill)
+	first := f.Seal("h1", fill)
 	os.Remove(first[0])
-	f.seal("h1", fill)
-	s := run(t, db, f.state, 1)
+	f.Seal("h1", fill)
+	s := run(t, db, f.State, 1)
 	if s.Loaded != 1 || s.ChainBreaks != 1 {
 		t.Fatalf("second run: %s, want 1 loaded with 1 chain break", s)
 	}
@@ -169,29 +170,29 @@ func TestChainBreak(t *testing.T) {
 // like any other.
 func TestChainBreakSuccessorFirst(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1")
-	procs, files, socks := busyRows(hostileBase(), 20)
+	f := servertest.NewFixture(t, "h1")
+	procs, files, socks := servertest.BusyRows(servertest.HostileBase(), 20)
 	fill := func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) }
 	// Spool A seals seq 1; keep it aside.
-	a1 := f.seal("h1", fill)[0]
+	a1 := f.Seal("h1", fill)[0]
 	aside := filepath.Join(t.TempDir(), filepath.Base(a1))
 	if err := os.Rename(a1, aside); err != nil {
 		t.Fatal(err)
 	}
 	// Spool B (same key) seals seq 1 and 2; only its seq 2 arrives.
-	f.writers["h1"].Close()
-	delete(f.writers, "h1")
-	b1 := f.seal("h1", fill)[0]
+	f.Writers["h1"].Close()
+	delete(f.Writers, "h1")
+	b1 := f.Seal("h1", fill)[0]
 	os.Remove(b1)
-	f.seal("h1", fill)
-	if s := run(t, db, f.state, 1); s.Loaded != 1 || s.ChainBreaks != 0 {
+	f.Seal("h1", fill)
+	if s := run(t, db, f.State, 1); s.Loaded != 1 || s.ChainBreaks != 0 {
 		t.Fatalf("first run: %s, want seq 2 loaded, chain unsettled", s)
 	}
 	if err := os.Rename(aside, a1); err != nil {
 		t.Fatal(err)
 	}
 	var logs strings.Builder
-	l, err := New(Options{DB: db, StateDir: f.state, Workers: 1, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	l, err := New(Options{DB: db, StateDir: f.State, Workers: 1, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,16 +214,16 @@ func TestChainBreakSuccessorFirst(t *testing.T) {
 // (class time_range), not loaded; a segment in range beside them loads.
 func TestTimeRange(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1", "h2", "h3")
+	f := servertest.NewFixture(t, "h1", "h2", "h3")
 	at := func(ts int64) func(event.Sink) {
 		return func(s event.Sink) {
 			s.AppendProc(&event.Proc{TS: ts, Event: event.ProcExec, PID: 1, TID: 1, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1})
 		}
 	}
-	f.seal("h1", at(9_200_000_000_000_000_000)) // 2261-07-20
-	f.seal("h2", at(-1))                        // 1969-12-31T23:59:59.999999999Z
-	f.seal("h3", at(hostileBase()))
-	s := run(t, db, f.state, 2)
+	f.Seal("h1", at(9_200_000_000_000_000_000)) // 2261-07-20
+	f.Seal("h2", at(-1))                        // 1969-12-31T23:59:59.999999999Z
+	f.Seal("h3", at(servertest.HostileBase()))
+	s := run(t, db, f.State, 2)
 	if s.Loaded != 1 || s.Quarantined != 2 {
 		t.Fatalf("run: %s, want 1 loaded, 2 quarantined", s)
 	}

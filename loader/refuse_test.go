@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/spool"
 )
 
@@ -17,7 +18,7 @@ import (
 func TestCommitNonASCIIBootID(t *testing.T) {
 	l, w := newTestLoader(t, Escaped)
 	defer w.close()
-	procs, _, _ := busyRows(hostileBase(), 3)
+	procs, _, _ := servertest.BusyRows(servertest.HostileBase(), 3)
 	seg := memSegment("h1", 1, "", procs, nil, nil, nil, nil)
 	defer seg.release()
 	seg.manifest.BootID = "b\xf6\xf6t\xff"
@@ -40,26 +41,26 @@ func TestDatabaseRefusalQuarantines(t *testing.T) {
 	if _, err := db.Exec("ALTER TABLE segments ADD CONSTRAINT no_evil CHECK (collector_version IS NULL OR collector_version <> 'evil-1.0')"); err != nil {
 		t.Fatal(err)
 	}
-	f := newFixture(t, "h1", "h2")
+	f := servertest.NewFixture(t, "h1", "h2")
 	dir := t.TempDir()
-	w, err := spool.Open(dir, spool.Options{HostID: "h1", BootID: "boot-h1", Key: f.keys["h1"], Version: "evil-1.0",
+	w, err := spool.Open(dir, spool.Options{HostID: "h1", BootID: "boot-h1", Key: f.Keys["h1"], Version: "evil-1.0",
 		MaxSegmentAge: time.Hour, MaxSegmentBytes: 32 << 20, Quota: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.writers["h1"], f.dirs["h1"] = w, dir
-	procs, files, socks := busyRows(hostileBase(), 20)
+	f.Writers["h1"], f.Dirs["h1"] = w, dir
+	procs, files, socks := servertest.BusyRows(servertest.HostileBase(), 20)
 	fill := func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) }
-	f.seal("h1", fill)
-	f.seal("h2", fill)
-	s := run(t, db, f.state, 2)
+	f.Seal("h1", fill)
+	f.Seal("h2", fill)
+	s := run(t, db, f.State, 2)
 	if s.Loaded != 1 || s.Quarantined != 1 || s.Failed != 0 {
 		t.Fatalf("run: %s, want 1 loaded, 1 quarantined, 0 failed", s)
 	}
-	if in := f.files("inbox", "h1"); len(in) != 0 {
+	if in := f.Files("inbox", "h1"); len(in) != 0 {
 		t.Errorf("inbox/h1 still holds %v", in)
 	}
-	reasons, _ := filepath.Glob(filepath.Join(f.state.String(), "quarantine", "h1", "*.reason"))
+	reasons, _ := filepath.Glob(filepath.Join(f.State.String(), "quarantine", "h1", "*.reason"))
 	if len(reasons) != 1 {
 		t.Fatalf("quarantine/h1 reasons: %v, want 1", reasons)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/schema"
 )
 
@@ -19,17 +20,17 @@ import (
 // equal, column for column.
 func TestAuditRows(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1", "h2")
-	procs, files, socks, gaps, accts := hostileRows(hostileBase())
+	f := servertest.NewFixture(t, "h1", "h2")
+	procs, files, socks, gaps, accts := servertest.HostileRows(servertest.HostileBase())
 	for range 3 {
-		f.seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, gaps, accts) })
+		f.Seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, gaps, accts) })
 	}
-	f.seal("h2", func(s event.Sink) { event.AppendAll(s, procs, files, socks, gaps, accts) })
-	if s := run(t, db, f.state, 2); s.Loaded != 4 {
+	f.Seal("h2", func(s event.Sink) { event.AppendAll(s, procs, files, socks, gaps, accts) })
+	if s := run(t, db, f.State, 2); s.Loaded != 4 {
 		t.Fatalf("run: %s, want 4 loaded", s)
 	}
-	clean := audit(t, db, custody.AuditOptions{StateDir: f.state, Rows: CheckRows})
-	if keys := findingKeys(clean); len(keys) != 0 {
+	clean := servertest.Audit(t, db, custody.AuditOptions{StateDir: f.State, Rows: CheckRows})
+	if keys := servertest.FindingKeys(clean); len(keys) != 0 {
 		for _, h := range clean.Hosts {
 			t.Log(h.Findings)
 		}
@@ -64,9 +65,9 @@ func TestAuditRows(t *testing.T) {
 			t.Fatalf("%s: %d rows affected, want 1", st, n)
 		}
 	}
-	r := audit(t, db, custody.AuditOptions{StateDir: f.state, Rows: CheckRows})
+	r := servertest.Audit(t, db, custody.AuditOptions{StateDir: f.State, Rows: CheckRows})
 	want := []string{"h1 rows_differ 1-1 problem", "h1 rows_differ 2-2 problem", "h1 rows_differ 3-3 problem", "h2 rows_differ 1-1 problem"}
-	if diff := cmp.Diff(want, findingKeys(r)); diff != "" {
+	if diff := cmp.Diff(want, servertest.FindingKeys(r)); diff != "" {
 		t.Errorf("tampered rows (-want +got):\n%s", diff)
 	}
 	details := map[string]string{}
@@ -94,31 +95,31 @@ func TestAuditRows(t *testing.T) {
 // still a difference.
 func TestAuditRowsExpired(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1")
+	f := servertest.NewFixture(t, "h1")
 	old := time.Now().AddDate(0, 0, -3).UnixNano()
-	today := hostileBase()
+	today := servertest.HostileBase()
 	procs := []event.Proc{
 		{TS: old, Event: event.ProcExec, PID: 1, TID: 1, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1, Exe: []byte("/old")},
 		{TS: today, Event: event.ProcExec, PID: 2, TID: 2, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1, Exe: []byte("/new")},
 		{TS: today + 1, Event: event.ProcExit, PID: 2, TID: 2, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1},
 	}
-	f.seal("h1", func(s event.Sink) { event.AppendAll(s, procs, nil, nil, nil, nil) })
-	if s := run(t, db, f.state, 1); s.Loaded != 1 {
+	f.Seal("h1", func(s event.Sink) { event.AppendAll(s, procs, nil, nil, nil, nil) })
+	if s := run(t, db, f.State, 1); s.Loaded != 1 {
 		t.Fatalf("run: %s", s)
 	}
 	dropped, err := schema.DropPartitions(t.Context(), db, time.Now())
 	if err != nil || len(dropped) == 0 {
 		t.Fatalf("drop partitions: %v %v", dropped, err)
 	}
-	r := audit(t, db, custody.AuditOptions{StateDir: f.state, Rows: CheckRows})
-	if diff := cmp.Diff([]string{"h1 rows_expired 1-1"}, findingKeys(r)); diff != "" {
+	r := servertest.Audit(t, db, custody.AuditOptions{StateDir: f.State, Rows: CheckRows})
+	if diff := cmp.Diff([]string{"h1 rows_expired 1-1"}, servertest.FindingKeys(r)); diff != "" {
 		t.Errorf("after retention (-want +got):\n%s", diff)
 	}
 	if _, err := db.Exec("DELETE FROM proc_events WHERE row_no = 2"); err != nil {
 		t.Fatal(err)
 	}
-	r = audit(t, db, custody.AuditOptions{StateDir: f.state, Rows: CheckRows})
-	if diff := cmp.Diff([]string{"h1 rows_differ 1-1 problem", "h1 rows_expired 1-1"}, findingKeys(r)); diff != "" {
+	r = servertest.Audit(t, db, custody.AuditOptions{StateDir: f.State, Rows: CheckRows})
+	if diff := cmp.Diff([]string{"h1 rows_differ 1-1 problem", "h1 rows_expired 1-1"}, servertest.FindingKeys(r)); diff != "" {
 		t.Errorf("after a delete (-want +got):\n%s", diff)
 	}
 }

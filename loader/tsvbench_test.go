@@ -5,12 +5,13 @@ import (
 	"testing"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
 )
 
 // BenchmarkTSVRender renders a realistic proc member (repeated comm, exe and
 // cwd from dictionaries, distinct argv) as the LOAD DATA stream.
 func BenchmarkTSVRender(b *testing.B) {
-	procs, _, _ := busyRows(hostileBase(), 300_000)
+	procs, _, _ := servertest.BusyRows(servertest.HostileBase(), 300_000)
 	rec := build(event.ProcTable, procs)
 	defer rec.Release()
 	ti, _ := infoOf(event.TableProc)

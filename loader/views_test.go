@@ -6,6 +6,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
 )
 
 // TestViewsProcessTree loads a known tree through the spool writer and the
@@ -19,8 +20,8 @@ import (
 // exit and parent; process_tree the edges; connections the owner.
 func TestViewsProcessTree(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1")
-	base := hostileBase()
+	f := servertest.NewFixture(t, "h1")
+	base := servertest.HostileBase()
 	ids := func(p event.Proc) event.Proc {
 		p.UID, p.EUID, p.GID, p.EGID, p.AUID, p.SessionID = 1000, 1000, 1000, 1000, 1000, 1
 		return p
@@ -60,8 +61,8 @@ func TestViewsProcessTree(t *testing.T) {
 	socks := []event.Sock{{TS: base + 8000, Event: event.SockClose, Proto: "tcp", Family: 4, State: "CLOSE", Direction: event.DirOut,
 		LocalAddr: []byte{127, 0, 0, 1}, LocalPort: 5555, RemoteAddr: []byte{192, 0, 2, 7}, RemotePort: 443, Cookie: 77, UID: 1000,
 		PID: event.Some[int32](300), ProcStart: event.Some[int64](30)}}
-	f.seal("h1", func(s event.Sink) { event.AppendAll(s, procs, nil, socks, nil, nil) })
-	if s := run(t, db, f.state, 1); s.Loaded != 1 {
+	f.Seal("h1", func(s event.Sink) { event.AppendAll(s, procs, nil, socks, nil, nil) })
+	if s := run(t, db, f.State, 1); s.Loaded != 1 {
 		t.Fatalf("run: %s", s)
 	}
 

@@ -1,4 +1,4 @@
-package loader
+package custody_test
 
 import (
 	"os"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
 )
 
 // TestPruneFiles: archived segments go by the ledger's ts_to (not their
@@ -18,16 +19,16 @@ import (
 // ledger records the removal, and the audit then counts the file expired.
 func TestPruneFiles(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1")
+	f := servertest.NewFixture(t, "h1")
 	for range 3 {
-		procs, files, socks := busyRows(hostileBase(), 20)
-		f.seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
+		procs, files, socks := servertest.BusyRows(servertest.HostileBase(), 20)
+		f.Seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
 	}
-	if s := run(t, db, f.state, 1); s.Loaded != 3 {
+	if s := run(t, db, f.State, 1); s.Loaded != 3 {
 		t.Fatalf("run: %s", s)
 	}
-	d := f.state.Host("h1")
-	names := f.files("archive", "h1")
+	d := f.State.Host("h1")
+	names := f.Files("archive", "h1")
 	now := time.Now()
 	old := now.AddDate(0, 0, -200)
 	// seq 1's events are 200 days old; seq 2's file looks old but its
@@ -69,7 +70,7 @@ func TestPruneFiles(t *testing.T) {
 		return out
 	}
 	before := listing()
-	opt := custody.PruneOptions{StateDir: f.state, Before: now.AddDate(0, 0, -90), DryRun: true}
+	opt := custody.PruneOptions{StateDir: f.State, Before: now.AddDate(0, 0, -90), DryRun: true}
 	sum, err := custody.PruneFiles(t.Context(), db, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -117,11 +118,11 @@ func TestPruneFiles(t *testing.T) {
 	}
 	// The audit counts seq 1 expired; the new extra file is a problem of
 	// its own (not in the ledger), nothing else is.
-	r := audit(t, db, custody.AuditOptions{Host: "h1", StateDir: f.state, Archive: true})
+	r := servertest.Audit(t, db, custody.AuditOptions{Host: "h1", StateDir: f.State, Archive: true})
 	if a := r.Hosts[0].Archive; a == nil || a.Expired != 1 || a.OK != 2 {
 		t.Errorf("audit after prune: archive %+v, want 2 ok and 1 expired", a)
 	}
-	if diff := cmp.Diff([]string{"h1 archive_extra 91-91 problem"}, findingKeys(r)); diff != "" {
+	if diff := cmp.Diff([]string{"h1 archive_extra 91-91 problem"}, servertest.FindingKeys(r)); diff != "" {
 		t.Errorf("audit after prune (-want +got):\n%s", diff)
 	}
 

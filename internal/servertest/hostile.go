@@ -1,13 +1,12 @@
-package loader
+package servertest
 
 import (
 	"bytes"
-	"time"
 
 	"github.com/pofr/pofr/internal/event"
 )
 
-// hostile returns one of every kind of value that has broken loaders:
+// hostileBytes returns one of every kind of value that has broken loaders:
 // separators, escapes, NUL, quotes, SQL, \N and NULL as text, invalid UTF-8,
 // every byte value, 128 KiB of argv, empty versus null.
 func hostileBytes() [][]byte {
@@ -22,7 +21,9 @@ func hostileBytes() [][]byte {
 	}
 }
 
-func hostileRows(base int64) ([]event.Proc, []event.File, []event.Sock, []event.Gap, []event.Account) {
+// HostileRows returns rows of every table whose values have broken loaders
+// (see hostileBytes), from base (ns) on.
+func HostileRows(base int64) ([]event.Proc, []event.File, []event.Sock, []event.Gap, []event.Account) {
 	hb := hostileBytes()
 	bigArgv := append([]byte("sh\x00-c\x00"), bytes.Repeat([]byte("x\t\n\\\x00'"), (128<<10)/6+1)...)
 	var procs []event.Proc
@@ -69,6 +70,3 @@ func hostileRows(base int64) ([]event.Proc, []event.File, []event.Sock, []event.
 	}
 	return procs, files, socks, gaps, accts
 }
-
-// hostileBase is a timestamp with nanoseconds inside today's partition.
-func hostileBase() int64 { return time.Now().Truncate(time.Second).UnixNano() + 123_456_789 }

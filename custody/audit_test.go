@@ -1,45 +1,16 @@
-package loader
+package custody_test
 
 import (
-	"context"
-	"database/sql"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
 )
-
-// findingKeys renders findings as "host kind from-to file?" lines.
-func findingKeys(r *custody.AuditReport) []string {
-	var out []string
-	for _, h := range r.Hosts {
-		for _, f := range h.Findings {
-			s := f.Host + " " + string(f.Kind) + " " + strconv.FormatUint(f.FromSeq, 10) + "-" + strconv.FormatUint(f.ToSeq, 10)
-			if f.Problem {
-				s += " problem"
-			}
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func audit(t *testing.T, db *sql.DB, opt custody.AuditOptions) *custody.AuditReport {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	r, err := custody.Audit(ctx, db, opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 // TestAudit builds ledgers with every kind of custody finding and checks
 // that the audit reports each, settles what it can, and passes a clean one.
@@ -52,32 +23,32 @@ func audit(t *testing.T, db *sql.DB, opt custody.AuditOptions) *custody.AuditRep
 //	h3: clean.
 func TestAudit(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1", "h2", "h3")
+	f := servertest.NewFixture(t, "h1", "h2", "h3")
 	rows := func(n int) func(event.Sink) {
-		procs, files, socks := busyRows(hostileBase(), n)
+		procs, files, socks := servertest.BusyRows(servertest.HostileBase(), n)
 		return func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) }
 	}
 	var h1 []string
 	for range 6 {
-		h1 = append(h1, f.seal("h1", rows(20))...)
+		h1 = append(h1, f.Seal("h1", rows(20))...)
 	}
 	aside := filepath.Join(t.TempDir(), filepath.Base(h1[2]))
 	if err := os.Rename(h1[2], aside); err != nil {
 		t.Fatal(err)
 	}
-	h2a := f.seal("h2", rows(5))
-	h2b := f.seal("h2", rows(5))
+	h2a := f.Seal("h2", rows(5))
+	h2b := f.Seal("h2", rows(5))
 	for _, p := range append(h2a, h2b...) {
 		os.Remove(p)
 	}
-	f.seal("h2", func(s event.Sink) {
+	f.Seal("h2", func(s event.Sink) {
 		rows(5)(s)
-		s.AppendGap(&event.Gap{FromTS: hostileBase(), ToTS: hostileBase() + 1e9, Source: event.SourceSpool, Lost: event.Some[int64](10),
+		s.AppendGap(&event.Gap{FromTS: servertest.HostileBase(), ToTS: servertest.HostileBase() + 1e9, Source: event.SourceSpool, Lost: event.Some[int64](10),
 			Reason: "quota eviction of segments 1-2 (4096 bytes)"})
 	})
-	f.seal("h3", rows(5))
-	f.seal("h3", rows(5))
-	if s := run(t, db, f.state, 2); s.Loaded != 8 {
+	f.Seal("h3", rows(5))
+	f.Seal("h3", rows(5))
+	if s := run(t, db, f.State, 2); s.Loaded != 8 {
 		t.Fatalf("run: %s, want 8 loaded", s)
 	}
 	if _, err := db.Exec("UPDATE segments SET chain_ok = NULL WHERE host_id = 'h1' AND seq = 2"); err != nil {
@@ -87,7 +58,7 @@ func TestAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := audit(t, db, custody.AuditOptions{StateDir: f.state})
+	r := servertest.Audit(t, db, custody.AuditOptions{StateDir: f.State})
 	want := []string{
 		"h1 settled 2-2",
 		"h1 hole 3-3 problem",
@@ -97,7 +68,7 @@ func TestAudit(t *testing.T) {
 		"h2 evicted 1-2",
 		"h2 unverifiable 3-3",
 	}
-	if diff := cmp.Diff(want, findingKeys(r)); diff != "" {
+	if diff := cmp.Diff(want, servertest.FindingKeys(r)); diff != "" {
 		t.Errorf("first audit (-want +got):\n%s", diff)
 	}
 	if got := r.Problems(); got != 3 {
@@ -116,9 +87,9 @@ func TestAudit(t *testing.T) {
 	if err := os.Rename(aside, h1[2]); err != nil {
 		t.Fatal(err)
 	}
-	r = audit(t, db, custody.AuditOptions{Host: "h1", StateDir: f.state, NoSettle: true})
+	r = servertest.Audit(t, db, custody.AuditOptions{Host: "h1", StateDir: f.State, NoSettle: true})
 	want = []string{"h1 pending 3-3", "h1 unverifiable 4-4", "h1 chain_break 5-5 problem", "h1 chain_mismatch 5-5 problem"}
-	if diff := cmp.Diff(want, findingKeys(r)); diff != "" {
+	if diff := cmp.Diff(want, servertest.FindingKeys(r)); diff != "" {
 		t.Errorf("audit with seq 3 pending (-want +got):\n%s", diff)
 	}
 	if r.Hosts[0].Pending != 1 {
@@ -126,9 +97,9 @@ func TestAudit(t *testing.T) {
 	}
 
 	// h3 is clean, and so is its archive.
-	r = audit(t, db, custody.AuditOptions{Host: "h3", StateDir: f.state, Archive: true})
-	if diff := cmp.Diff([]string(nil), findingKeys(r)); diff != "" || r.Problems() != 0 {
-		t.Errorf("clean host: findings %v", findingKeys(r))
+	r = servertest.Audit(t, db, custody.AuditOptions{Host: "h3", StateDir: f.State, Archive: true})
+	if diff := cmp.Diff([]string(nil), servertest.FindingKeys(r)); diff != "" || r.Problems() != 0 {
+		t.Errorf("clean host: findings %v", servertest.FindingKeys(r))
 	}
 	if a := r.Hosts[0].Archive; a == nil || a.OK != 2 || a.Bad != 0 {
 		t.Errorf("clean host archive: %+v, want 2 ok", a)
@@ -138,16 +109,16 @@ func TestAudit(t *testing.T) {
 // TestAuditArchive damages h1's archive in every way the audit must see.
 func TestAuditArchive(t *testing.T) {
 	db, _ := newDB(t)
-	f := newFixture(t, "h1")
+	f := servertest.NewFixture(t, "h1")
 	for range 6 {
-		procs, files, socks := busyRows(hostileBase(), 30)
-		f.seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
+		procs, files, socks := servertest.BusyRows(servertest.HostileBase(), 30)
+		f.Seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
 	}
-	if s := run(t, db, f.state, 2); s.Loaded != 6 {
+	if s := run(t, db, f.State, 2); s.Loaded != 6 {
 		t.Fatalf("run: %s, want 6 loaded", s)
 	}
-	arch := f.state.Host("h1").Archive
-	names := f.files("archive", "h1")
+	arch := f.State.Host("h1").Archive
+	names := f.Files("archive", "h1")
 	if len(names) != 6 {
 		t.Fatalf("archive: %v", names)
 	}
@@ -162,7 +133,7 @@ func TestAuditArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	// seq 2: replaced by seq 3's (valid) file.
-	if err := copyFile(p(2), p(1)); err != nil {
+	if err := servertest.CopyFile(p(2), p(1)); err != nil {
 		t.Fatal(err)
 	}
 	// seq 4: gone. seq 5: gone, but retention removed it.
@@ -173,14 +144,14 @@ func TestAuditArchive(t *testing.T) {
 	}
 	// An extra file the ledger does not know, and seq 6 back in the inbox
 	// as if the archive move had not happened.
-	if err := copyFile(p(2), filepath.Join(arch, "h1_00000000000000000099_0123456789abcdef.pofr")); err != nil {
+	if err := servertest.CopyFile(p(2), filepath.Join(arch, "h1_00000000000000000099_0123456789abcdef.pofr")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(p(5), filepath.Join(f.state.Host("h1").Inbox, names[5])); err != nil {
+	if err := os.Rename(p(5), filepath.Join(f.State.Host("h1").Inbox, names[5])); err != nil {
 		t.Fatal(err)
 	}
 
-	r := audit(t, db, custody.AuditOptions{StateDir: f.state, Archive: true})
+	r := servertest.Audit(t, db, custody.AuditOptions{StateDir: f.State, Archive: true})
 	want := []string{
 		"h1 archive_bad 1-1 problem",
 		"h1 archive_digest 2-2 problem",
@@ -188,7 +159,7 @@ func TestAuditArchive(t *testing.T) {
 		"h1 unarchived 6-6",
 		"h1 archive_extra 99-99 problem",
 	}
-	if diff := cmp.Diff(want, findingKeys(r)); diff != "" {
+	if diff := cmp.Diff(want, servertest.FindingKeys(r)); diff != "" {
 		t.Errorf("archive audit (-want +got):\n%s", diff)
 	}
 	if a := r.Hosts[0].Archive; a == nil || *a != (custody.Archived{OK: 1, Expired: 1, Bad: 4}) {

@@ -1,4 +1,4 @@
-package loader
+package custody_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/testutil"
 )
 
@@ -23,14 +24,14 @@ import (
 func TestServerCustodyCommands(t *testing.T) {
 	db, dsn := newDB(t)
 	bin := testutil.Bin(t, "./cmd/pofr-server")
-	f := newFixture(t, "h1", "h2")
+	f := servertest.NewFixture(t, "h1", "h2")
 	for _, h := range []string{"h1", "h2"} {
 		for range 3 {
-			procs, files, socks := busyRows(hostileBase(), 30)
-			f.seal(h, func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
+			procs, files, socks := servertest.BusyRows(servertest.HostileBase(), 30)
+			f.Seal(h, func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
 		}
 	}
-	if s := run(t, db, f.state, 2); s.Loaded != 6 {
+	if s := run(t, db, f.State, 2); s.Loaded != 6 {
 		t.Fatalf("run: %s", s)
 	}
 	dsnFile := filepath.Join(t.TempDir(), "admin.dsn")
@@ -56,14 +57,14 @@ func TestServerCustodyCommands(t *testing.T) {
 		return "", -1
 	}
 
-	out, code := pofr("verify", "--dsn-file", dsnFile, "--state-dir", f.state.String(), "--archive")
+	out, code := pofr("verify", "--dsn-file", dsnFile, "--state-dir", f.State.String(), "--archive")
 	if code != 0 || !strings.Contains(out, "2 hosts audited: no findings") {
 		t.Fatalf("verify of a clean state: exit %d, output:\n%s", code, out)
 	}
 
 	// Damage one archived file of h1: verify exits 3 and names it.
-	arch := f.state.Host("h1").Archive
-	name := f.files("archive", "h1")[1]
+	arch := f.State.Host("h1").Archive
+	name := f.Files("archive", "h1")[1]
 	b, err := os.ReadFile(filepath.Join(arch, name))
 	if err != nil {
 		t.Fatal(err)
@@ -72,12 +73,12 @@ func TestServerCustodyCommands(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(arch, name), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, code = pofr("verify", "--dsn-file", dsnFile, "--state-dir", f.state.String(), "--archive")
+	out, code = pofr("verify", "--dsn-file", dsnFile, "--state-dir", f.State.String(), "--archive")
 	if code != 3 || !strings.Contains(out, "archive_bad") || !strings.Contains(out, "2 hosts audited: 1 problems") {
 		t.Errorf("verify of a damaged archive: exit %d (want 3), output:\n%s", code, out)
 	}
 	t.Logf("verify --archive:\n%s", out)
-	out, code = pofr("verify", "--dsn-file", dsnFile, "--state-dir", f.state.String(), "--archive", "--json", "--host", "h1")
+	out, code = pofr("verify", "--dsn-file", dsnFile, "--state-dir", f.State.String(), "--archive", "--json", "--host", "h1")
 	var rep custody.AuditReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("verify --json: %v; output:\n%s", err, out)
@@ -92,19 +93,19 @@ func TestServerCustodyCommands(t *testing.T) {
 	if _, err := db.Exec("UPDATE segments SET ts_from = ?, ts_to = ? WHERE host_id = 'h2' AND seq = 1", old, old); err != nil {
 		t.Fatal(err)
 	}
-	if _, code := pofr("retention", "--dsn-file", dsnFile, "--state-dir", f.state.String(), "--keep", "90d", "--archive-keep", "0"); code != 0 {
+	if _, code := pofr("retention", "--dsn-file", dsnFile, "--state-dir", f.State.String(), "--keep", "90d", "--archive-keep", "0"); code != 0 {
 		t.Fatalf("retention --archive-keep 0: exit %d", code)
 	}
-	if n := len(f.files("archive", "h2")); n != 3 {
+	if n := len(f.Files("archive", "h2")); n != 3 {
 		t.Errorf("archive of h2 after --archive-keep 0: %d files, want 3", n)
 	}
-	if _, code := pofr("retention", "--dsn-file", dsnFile, "--state-dir", f.state.String(), "--keep", "90d", "--archive-keep", "30d"); code != 0 {
+	if _, code := pofr("retention", "--dsn-file", dsnFile, "--state-dir", f.State.String(), "--keep", "90d", "--archive-keep", "30d"); code != 0 {
 		t.Fatalf("retention --archive-keep 30d: exit %d", code)
 	}
-	if n := len(f.files("archive", "h2")); n != 2 {
+	if n := len(f.Files("archive", "h2")); n != 2 {
 		t.Errorf("archive of h2 after --archive-keep 30d: %d files, want 2", n)
 	}
-	if out, code := pofr("verify", "--dsn-file", dsnFile, "--state-dir", f.state.String(), "--archive", "--host", "h2"); code != 0 {
+	if out, code := pofr("verify", "--dsn-file", dsnFile, "--state-dir", f.State.String(), "--archive", "--host", "h2"); code != 0 {
 		t.Errorf("verify after retention: exit %d, want 0 (the file was retired, not lost); output:\n%s", code, out)
 	}
 	if _, code := pofr("retention", "--dsn-file", dsnFile, "--keep", "90d", "--archive-keep", "5m"); code != 2 {
@@ -113,13 +114,13 @@ func TestServerCustodyCommands(t *testing.T) {
 
 	// deregister: --purge-rows without a DSN is a usage error and revokes
 	// nothing; with it, h1's rows go and h2's stay.
-	if _, code := pofr("deregister", "--state-dir", f.state.String(), "--purge-rows", "h1"); code != 2 {
+	if _, code := pofr("deregister", "--state-dir", f.State.String(), "--purge-rows", "h1"); code != 2 {
 		t.Errorf("deregister --purge-rows without --dsn-file: exit %d, want 2", code)
 	}
-	if h, err := registry.Load(f.state, "h1"); err != nil || h.Status != registry.StatusActive {
+	if h, err := registry.Load(f.State, "h1"); err != nil || h.Status != registry.StatusActive {
 		t.Fatalf("h1 after a refused deregister: %+v, %v; want still active", h, err)
 	}
-	out, code = pofr("deregister", "--state-dir", f.state.String(), "--purge-rows", "--dsn-file", dsnFile, "--batch", "13", "h1")
+	out, code = pofr("deregister", "--state-dir", f.State.String(), "--purge-rows", "--dsn-file", dsnFile, "--batch", "13", "h1")
 	if code != 0 || !strings.Contains(out, "revoked h1") || !strings.Contains(out, "segments 3") {
 		t.Errorf("deregister --purge-rows: exit %d, output:\n%s", code, out)
 	}
@@ -128,7 +129,7 @@ func TestServerCustodyCommands(t *testing.T) {
 			t.Errorf("%s ledger rows after deregistering h1: %d, want %d", host, n, want)
 		}
 	}
-	if h, err := registry.Load(f.state, "h1"); err != nil || h.Status != registry.StatusRevoked {
+	if h, err := registry.Load(f.State, "h1"); err != nil || h.Status != registry.StatusRevoked {
 		t.Errorf("h1 after deregister: %+v, %v; want revoked", h, err)
 	}
 }

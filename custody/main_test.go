@@ -1,0 +1,40 @@
+package custody_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/pofr/pofr/internal/servertest"
+	"github.com/pofr/pofr/internal/statedir"
+	"github.com/pofr/pofr/internal/testutil"
+	"github.com/pofr/pofr/loader"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }
+
+// newDB returns a fresh database with the schema applied and today's
+// partitions, and its DSN.
+func newDB(t testing.TB) (*sql.DB, string) {
+	t.Helper()
+	return servertest.NewDB(t, loader.OpenDB)
+}
+
+// run is one load pass over state: the custody tests audit, prune and purge
+// what a real pass took in.
+func run(t testing.TB, db *sql.DB, state statedir.Dir, workers int) loader.Summary {
+	t.Helper()
+	l, err := loader.New(loader.Options{DB: db, StateDir: state, Workers: workers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := l.Run(ctx)
+	if err != nil {
+		t.Fatalf("run: %v (summary %s)", err, s)
+	}
+	return s
+}

@@ -1,0 +1,252 @@
+// Package servertest builds what the tests of the server packages (loader,
+// custody) share: a state directory with registered hosts whose segments the
+// real spool writer sealed into their inboxes, and rows of a busy host.
+package servertest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/pofr/pofr/custody"
+	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
+	"github.com/pofr/pofr/internal/testutil"
+	"github.com/pofr/pofr/schema"
+	"github.com/pofr/pofr/spool"
+	"github.com/pofr/pofr/wire"
+)
+
+// Fixture is a server state directory with registered hosts, and a real
+// spool writer per host whose sealed segments land in the host's inbox.
+type Fixture struct {
+	State   statedir.Dir                  // the server's state directory
+	Keys    map[string]ed25519.PrivateKey // each host's segment signing key
+	Dirs    map[string]string             // each host's spool directory
+	Writers map[string]*spool.Writer      // each host's open spool writer
+
+	t testing.TB
+}
+
+// NewFixture returns a fixture with hosts registered; its writers close when
+// the test ends.
+func NewFixture(t testing.TB, hosts ...string) *Fixture {
+	t.Helper()
+	f := &Fixture{t: t, State: statedir.Dir(t.TempDir()), Keys: map[string]ed25519.PrivateKey{}, Writers: map[string]*spool.Writer{}, Dirs: map[string]string{}}
+	for _, h := range hosts {
+		f.Register(h)
+	}
+	t.Cleanup(func() {
+		for _, w := range f.Writers {
+			w.Close()
+		}
+	})
+	return f
+}
+
+// Register registers host with a fresh signing key.
+func (f *Fixture) Register(host string) {
+	f.t.Helper()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.Keys[host] = priv
+	if err := registry.Save(f.State, &registry.Host{HostID: host, Facts: wire.Facts{Hostname: host + ".example", MachineID: "m-" + host},
+		SigningKey: pub, Status: registry.StatusActive, RegisteredAt: time.Now().UTC()}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// Writer returns host's spool writer, opening it on first use.
+func (f *Fixture) Writer(host string) *spool.Writer {
+	f.t.Helper()
+	if w := f.Writers[host]; w != nil {
+		return w
+	}
+	dir := f.t.TempDir()
+	w, err := spool.Open(dir, spool.Options{HostID: host, BootID: "boot-" + host, Key: f.Keys[host],
+		MaxSegmentAge: time.Hour, MaxSegmentBytes: 32 << 20, Quota: 1 << 30})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.Writers[host], f.Dirs[host] = w, dir
+	return w
+}
+
+// Seal writes rows with fill, seals them and moves the new segments into the
+// host's inbox; it returns their paths there.
+func (f *Fixture) Seal(host string, fill func(s event.Sink)) []string {
+	f.t.Helper()
+	w := f.Writer(host)
+	fill(w)
+	if err := w.Seal(); err != nil {
+		f.t.Fatal(err)
+	}
+	infos, err := spool.List(f.Dirs[host])
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	var out []string
+	inbox := f.State.Host(host).Inbox
+	for _, in := range infos {
+		dst := filepath.Join(inbox, in.Name)
+		if err := CopyFile(in.Path, dst); err != nil {
+			f.t.Fatal(err)
+		}
+		if err := spool.Remove(f.Dirs[host], in.Name); err != nil {
+			f.t.Fatal(err)
+		}
+		out = append(out, dst)
+	}
+	return out
+}
+
+// CopyFile copies the file src to dst.
+func CopyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// Files returns the names in a directory of the state dir (inbox/<h> …),
+// without .reason files.
+func (f *Fixture) Files(kind, host string) []string {
+	f.t.Helper()
+	ents, err := os.ReadDir(filepath.Join(f.State.String(), kind, host))
+	if err != nil && !os.IsNotExist(err) {
+		f.t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if filepath.Ext(e.Name()) != ".reason" {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// ArchivedRows sums the row counts of the manifests of the segments in the
+// archive: what the database must hold.
+func (f *Fixture) ArchivedRows(host string) map[string]int64 {
+	f.t.Helper()
+	out := map[string]int64{}
+	for _, n := range f.Files("archive", host) {
+		p := filepath.Join(f.State.String(), "archive", host, n)
+		fi, err := os.Stat(p)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		r, err := os.Open(p)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		m, _, err := spool.ReadManifest(r, fi.Size())
+		r.Close()
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		for _, t := range event.Tables {
+			out[t] += m.TableRows(t)
+		}
+	}
+	return out
+}
+
+// BusyRows returns n rows of a realistic mix for one host, from base (ns)
+// on, a microsecond apart.
+func BusyRows(base int64, n int) ([]event.Proc, []event.File, []event.Sock) {
+	var procs []event.Proc
+	var files []event.File
+	var socks []event.Sock
+	for i := range n {
+		ts := base + int64(i)*1000
+		switch {
+		case i%10 < 3:
+			procs = append(procs, event.Proc{TS: ts, Event: []string{event.ProcFork, event.ProcExec, event.ProcExit}[i%3], PID: int32(10000 + i/3),
+				TID: int32(10000 + i/3), PPID: 1, ProcStart: int64(i / 3), UID: 1000, EUID: 1000, GID: 1000, EGID: 1000, AUID: 1000, SessionID: 3,
+				Comm: []byte("worker"), Exe: []byte("/usr/bin/worker"), Argv: []byte("worker\x00--job\x00" + string(rune('a'+i%26)) + "\x00"),
+				Cwd: []byte("/srv"), Flags: 0})
+		case i%10 < 9:
+			files = append(files, event.File{TS: ts, LastTS: ts + 10, Count: 1, PID: int32(10000 + i/3), ProcStart: event.Some(int64(i / 3)),
+				UID: 1000, Op: event.FileOpen, Path: []byte("/srv/data/file" + string(rune('a'+i%26))), Inode: event.Some(uint64(i)), Dev: event.Some[uint64](2049)})
+		default:
+			socks = append(socks, event.Sock{TS: ts, Event: event.SockClose, Proto: "tcp", Family: 4, State: "CLOSE", Direction: event.DirOut,
+				LocalAddr: []byte{10, 0, 0, 1}, LocalPort: uint16(30000 + i%1000), RemoteAddr: []byte{192, 0, 2, byte(i)}, RemotePort: 443,
+				Cookie: uint64(i), UID: 1000, PID: event.Some(int32(10000 + i/3)), ProcStart: event.Some(int64(i / 3)), Flags: event.SockFlagFromDestroy})
+		}
+	}
+	return procs, files, socks
+}
+
+// HostileBase is a timestamp with nanoseconds inside today's partition.
+func HostileBase() int64 { return time.Now().Truncate(time.Second).UnixNano() + 123_456_789 }
+
+// NewDB returns a fresh database of the test binary's private MariaDB, opened
+// with open (the loader's OpenDB), with the schema applied and day
+// partitions from yesterday to two days ahead, and its DSN.
+func NewDB(t testing.TB, open func(dsn string) (*sql.DB, error)) (*sql.DB, string) {
+	t.Helper()
+	m := testutil.StartMariaDB(t)
+	dsn, _ := m.NewDatabase(t)
+	db, err := open(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := schema.Apply(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := schema.EnsurePartitions(ctx, db, now.AddDate(0, 0, -1), now.AddDate(0, 0, 2)); err != nil {
+		t.Fatal(err)
+	}
+	return db, dsn
+}
+
+// FindingKeys renders an audit's findings as "host kind from-to file?" lines.
+func FindingKeys(r *custody.AuditReport) []string {
+	var out []string
+	for _, h := range r.Hosts {
+		for _, f := range h.Findings {
+			s := f.Host + " " + string(f.Kind) + " " + strconv.FormatUint(f.FromSeq, 10) + "-" + strconv.FormatUint(f.ToSeq, 10)
+			if f.Problem {
+				s += " problem"
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Audit runs custody.Audit with a deadline and fails the test on an error.
+func Audit(t testing.TB, db *sql.DB, opt custody.AuditOptions) *custody.AuditReport {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	r, err := custody.Audit(ctx, db, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
