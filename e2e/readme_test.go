@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pofr/pofr/collector/agent"
 	"github.com/pofr/pofr/internal/testutil"
 )
 
@@ -179,10 +180,10 @@ func TestReadmeInstall(t *testing.T) {
 	}
 	r.cron(blocks["client-cron"])
 	collectorPID := r.pidFile("/var/lib/pofr/collector.pid")
-	r.status()
 
 	db := r.openReader()
 	loaded := r.waitRows(db, 0)
+	r.status()
 
 	// Upgrade: new processes, same data flow.
 	serverPID := r.pidFile("/run/pofr-server.pid")
@@ -436,16 +437,36 @@ func (r *readmeRun) pidFile(path string) int {
 
 func alive(pid int) bool { return pid > 0 && unix.Kill(pid, 0) == nil }
 
-// status checks pofr-collector status in both forms.
+// status checks pofr-collector status in both forms, once segments were
+// uploaded: the text has the state, rates and the last upload's age; the
+// JSON has the same figures.
 func (r *readmeRun) status() {
 	r.t.Helper()
-	out := r.run(time.Minute, "/usr/local/bin/pofr-collector", "status", "--json")
-	var st struct {
-		Running bool `json:"running"`
+	// The status file is rewritten every 5 s: it may predate the upload.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := r.run(time.Minute, "/usr/local/bin/pofr-collector", "status", "--json")
+		var st struct {
+			Running bool          `json:"running"`
+			Summary agent.Summary `json:"summary"`
+		}
+		err := json.Unmarshal([]byte(out), &st)
+		if err == nil && st.Running && st.Summary.Uplink != nil && st.Summary.Uplink.LastUpload != nil &&
+			st.Summary.Sources["proc"].Seen > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("pofr-collector status --json: %v; want running, proc events and a last upload within 30 s:\n%s", err, out)
+		}
+		time.Sleep(time.Second)
 	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil || !st.Running {
-		r.t.Errorf("pofr-collector status --json: %v\n%s", err, out)
+	out := r.run(time.Minute, "/usr/local/bin/pofr-collector", "status")
+	for _, re := range []string{`collector: running, pid \d+, up \d+`, `(?m)^  proc +\S+ +\d+\.\d +\d+`, `last upload \d+s ago`} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			r.t.Errorf("pofr-collector status lacks %s:\n%s", re, out)
+		}
 	}
+	r.t.Logf("pofr-collector status:\n%s", out)
 }
 
 // openReader opens the database with the reader DSN schema users wrote.

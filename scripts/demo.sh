@@ -321,7 +321,7 @@ kill -TERM "$collector"
 wait "$collector" || die "the collector failed; see $D/collector.log"
 status=$("$BIN/pofr-collector" status --state-dir "$D/collector" 2>&1 || true)
 note "$(printf '%s\n' "$status" | grep -E '^uplink:' | sed 's/  */ /g')"
-note "$(printf '%s\n' "$status" | grep -E '^spool backlog:')"
+note "$(printf '%s\n' "$status" | grep -E '^spool:')"
 note "server inbox: $(ls "$D/server/inbox/$host" | wc -l) segments"
 
 say "pofr-server load: verify each segment and load it into MariaDB, exactly once"

@@ -82,6 +82,8 @@ type PushStats struct {
 	Backlog   int   // segments pending at the last look
 	Connected bool
 	LastError string
+	// LastUpload is when the last segment was uploaded (zero: none yet).
+	LastUpload time.Time
 }
 
 // Pusher sends sealed segments to the server over one kept-alive SSH
@@ -99,6 +101,7 @@ type Pusher struct {
 	connected                 atomic.Bool
 	mu                        sync.Mutex
 	lastErr                   string
+	lastUpload                time.Time
 
 	client *ssh.Client
 	sftp   *sftp.Client
@@ -154,6 +157,7 @@ func (p *Pusher) Stats() PushStats {
 	return PushStats{
 		Uploaded: p.uploaded.Load(), Bytes: p.bytes.Load(), Failures: p.failures.Load(),
 		Backlog: int(p.backlog.Load()), Connected: p.connected.Load(), LastError: p.lastErr,
+		LastUpload: p.lastUpload,
 	}
 }
 
@@ -398,6 +402,9 @@ func (p *Pusher) push(ctx context.Context, it Item) error {
 		return fmt.Errorf("remove sent segment: %w", err)
 	}
 	p.uploaded.Add(1)
+	p.mu.Lock()
+	p.lastUpload = time.Now().UTC()
+	p.mu.Unlock()
 	p.log.Debug("segment uploaded", "segment", it.Name, "bytes", n)
 	return nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/pofr/pofr/collector/agent"
@@ -25,11 +24,15 @@ func init() {
 	var asJSON bool
 	cli.Register(prog, &cli.Command{
 		Name:    "status",
-		Summary: "is the collector running, since when, its counters and the spool backlog",
+		Summary: "is the collector running: uptime, events/s per source, losses, backlog, last upload",
 		Usage:   "[flags]",
-		Help: `Prints whether a collector holds the lock of the state directory, its pid and start
-time, per-source counters (events seen, lost), the uplink state and the spool backlog
-(sealed segments not yet uploaded).
+		Help: `Prints whether a collector holds the lock of the state directory, its pid and
+uptime, per source the capture mode, events per second over the last minute,
+events and losses since the start and in that minute, the spool backlog (sealed
+segments not yet uploaded), and the uplink: connected or not, segments uploaded,
+the last upload's age and the last error. --json prints the status file the
+collector rewrites every 5 s (its "summary" holds the same figures) with
+"running" added, for scripts.
 
 Exit codes: 0 running, 3 not running, 1 error.`,
 		Flags: func(fs *flag.FlagSet) {
@@ -63,7 +66,7 @@ Exit codes: 0 running, 3 not running, 1 error.`,
 					return err
 				}
 			} else {
-				printStatus(env, running, &st)
+				printStatus(env, running, &st, time.Now())
 			}
 			if !running {
 				return cli.Exit(exitNotRunning, nil)
@@ -73,59 +76,92 @@ Exit codes: 0 running, 3 not running, 1 error.`,
 	})
 }
 
-func printStatus(env *cli.Env, running bool, st *agent.Status) {
+// printStatus writes the status for people: state and uptime, per source
+// the rate over the last minute and the losses, the backlog and the last
+// upload, each with its unit and age.
+func printStatus(env *cli.Env, running bool, st *agent.Status, now time.Time) {
 	w := env.Stdout
-	if running {
-		fmt.Fprintf(w, "collector: running, pid %d, since %s (%s)\n", st.PID, st.Started.UTC().Format(time.RFC3339),
-			time.Since(st.Started).Round(time.Second))
-	} else {
-		fmt.Fprintf(w, "collector: not running\n")
-		if !st.Updated.IsZero() {
-			fmt.Fprintf(w, "last status: %s\n", st.Updated.UTC().Format(time.RFC3339))
-		}
+	sum := &st.Summary
+	switch {
+	case running:
+		fmt.Fprintf(w, "collector: running, pid %d, up %s (since %s)\n", st.PID, age(now.Sub(st.Started)), clock(st.Started))
+	case st.Updated.IsZero():
+		fmt.Fprintf(w, "collector: not running (no status file: it never ran with this state directory)\n")
+	default:
+		fmt.Fprintf(w, "collector: not running (last status %s ago, pid %d)\n", age(now.Sub(st.Updated)), st.PID)
+	}
+	if running && now.Sub(st.Updated) > 30*time.Second {
+		fmt.Fprintf(w, "warning: status file %s old (written every 5 s): the collector may be stuck\n", age(now.Sub(st.Updated)))
 	}
 	if st.HostID != "" {
-		fmt.Fprintf(w, "host id: %s, profile: %s\n", st.HostID, st.Profile)
+		fmt.Fprintf(w, "host: %s, profile: %s", st.HostID, st.Profile)
+		if sum.Capture != "" {
+			fmt.Fprintf(w, ", process capture: %s", sum.Capture)
+		}
+		fmt.Fprintln(w)
 	}
-	names := make([]string, 0, len(st.Sources))
-	for n := range st.Sources {
-		names = append(names, n)
+	if len(sum.Sources) > 0 {
+		fmt.Fprintf(w, "events, rates over the last %s:\n", age(time.Duration(sum.Window*float64(time.Second))))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  SOURCE\tMODE\tEVENTS/S\tEVENTS\tLOST\tLOST (WINDOW)")
+		names := make([]string, 0, len(sum.Sources))
+		for n := range sum.Sources {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			src := sum.Sources[n]
+			fmt.Fprintf(tw, "  %s\t%s\t%.1f\t%d\t%d\t%d\n", n, src.Mode, src.PerSecond, src.Seen, src.Lost, src.LostInWindow)
+		}
+		tw.Flush()
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "%-8s %s\n", n+":", compact(st.Sources[n]))
+	fmt.Fprintf(w, "spool: %d segments (%s) waiting for upload", st.Segments, humanBytes(st.Bytes))
+	if sum.Spool.Sealed > 0 || sum.Spool.Rows > 0 {
+		fmt.Fprintf(w, "; since the start %d rows, %d rows lost, %d segments sealed, %d evicted by the quota",
+			sum.Spool.Rows, sum.Spool.Lost, sum.Spool.Sealed, sum.Spool.Evicted)
 	}
-	if len(st.Uplink) > 0 {
-		fmt.Fprintf(w, "uplink:  %s\n", compact(st.Uplink))
+	fmt.Fprintln(w)
+	switch u := sum.Uplink; {
+	case u == nil && st.HostID == "":
+	case u == nil:
+		fmt.Fprintln(w, "uplink: none (standalone: segments stay in the spool)")
+	default:
+		state := "connected"
+		if !u.Connected {
+			state = "not connected"
+		}
+		fmt.Fprintf(w, "uplink: %s, %d segments uploaded (%s), %d failed attempts", state, u.Uploaded, humanBytes(u.Bytes), u.Failures)
+		if u.LastUpload != nil {
+			fmt.Fprintf(w, ", last upload %s ago (%s)", age(now.Sub(*u.LastUpload)), clock(*u.LastUpload))
+		} else {
+			fmt.Fprintf(w, ", nothing uploaded yet")
+		}
+		fmt.Fprintln(w)
+		if u.LastError != "" {
+			fmt.Fprintf(w, "uplink error: %s\n", u.LastError)
+		}
 	}
-	fmt.Fprintf(w, "spool backlog: %d segments, %s\n", st.Segments, humanBytes(st.Bytes))
 }
 
-// compact renders a counters object as "Key=value …", leaving out zeros.
-func compact(raw json.RawMessage) string {
-	var m map[string]any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil {
-		return string(raw)
+// age renders a duration the way people read it: 45s, 12m 5s, 3h 2m, 4d 5h.
+func age(d time.Duration) string {
+	if d < 0 {
+		d = 0
 	}
-	keys := make([]string, 0, len(m))
-	for k, v := range m {
-		if v == nil || v == false || v == "" || v == json.Number("0") {
-			continue
-		}
-		keys = append(keys, k)
+	s := int64(d.Round(time.Second) / time.Second)
+	switch {
+	case s < 60:
+		return fmt.Sprintf("%ds", s)
+	case s < 3600:
+		return fmt.Sprintf("%dm %ds", s/60, s%60)
+	case s < 86400:
+		return fmt.Sprintf("%dh %dm", s/3600, s%3600/60)
 	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		fmt.Fprintf(&b, "%s=%v", k, m[k])
-	}
-	return b.String()
+	return fmt.Sprintf("%dd %dh", s/86400, s%86400/3600)
 }
+
+// clock renders a moment in UTC.
+func clock(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
 func humanBytes(n int64) string {
 	switch {

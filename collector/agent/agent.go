@@ -202,8 +202,10 @@ func Run(ctx context.Context, cfg Config) error {
 	statusPath := filepath.Join(cfg.StateDir, "status.json")
 	st := &Status{PID: os.Getpid(), Started: started.UTC(), HostID: cfg.HostID, Profile: prof.Name}
 	var lastStats spool.Stats
+	var window rateWindow
 	writeSt := func() {
 		stats.snapshot(st)
+		st.Summary = stats.summary(time.Now(), &window)
 		st.Segments, st.Bytes = Backlog(cfg.SpoolDir)
 		WriteStatus(statusPath, st, log)
 	}
@@ -337,6 +339,39 @@ func (s *runStats) snapshot(st *Status) {
 			st.Uplink = b
 		}
 	}
+}
+
+// summary computes the status summary at now, adding a sample to w.
+func (s *runStats) summary(now time.Time, w *rateWindow) Summary {
+	cur := s.spoolStats()
+	base := w.add(now, cur.Counters)
+	sum := Summary{Capture: cur.Modes["capture"], Window: now.Sub(base.at).Seconds(), Sources: map[string]SourceSummary{}}
+	for src, c := range cur.Counters {
+		b := base.c[src]
+		ss := SourceSummary{Mode: cur.Modes[src], Seen: c.Seen, Lost: c.Lost}
+		if sum.Window > 0 && c.Seen >= b.Seen {
+			ss.PerSecond = float64(c.Seen-b.Seen) / sum.Window
+		}
+		if c.Lost >= b.Lost {
+			ss.LostInWindow = c.Lost - b.Lost
+		}
+		sum.Sources[src] = ss
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.spool != nil {
+		ws := s.spool.Stats()
+		sum.Spool = SpoolSummary{Rows: ws.Appended, Lost: ws.Lost, Sealed: ws.Sealed, Evicted: ws.Evicted}
+	}
+	if s.push != nil {
+		p := s.push.Stats()
+		u := &UplinkSummary{Connected: p.Connected, Uploaded: p.Uploaded, Bytes: p.Bytes, Failures: p.Failures, LastError: p.LastError}
+		if !p.LastUpload.IsZero() {
+			u.LastUpload = &p.LastUpload
+		}
+		sum.Uplink = u
+	}
+	return sum
 }
 
 // logLine logs one summary line: events/s since the last line, losses and

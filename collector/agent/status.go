@@ -22,6 +22,77 @@ type Status struct {
 	Uplink   json.RawMessage            `json:"uplink,omitempty"`
 	Segments int                        `json:"spool_segments"`
 	Bytes    int64                      `json:"spool_bytes"`
+	// Summary is what an admin reads first: rates over the last minute,
+	// losses, the uplink's last upload.
+	Summary Summary `json:"summary"`
+}
+
+// RateWindow is the span the status's rates cover.
+const RateWindow = time.Minute
+
+// Summary is the status for people: per source its mode, totals and the
+// rate over the last RateWindow (or since the start, when younger).
+type Summary struct {
+	// Capture is how processes are captured: tracepoint or cn_proc.
+	Capture string `json:"capture,omitempty"`
+	// Window is the span in seconds the per-second rates cover.
+	Window  float64                  `json:"window_s"`
+	Sources map[string]SourceSummary `json:"sources"`
+	Spool   SpoolSummary             `json:"spool"`
+	// Uplink is nil for a standalone collector.
+	Uplink *UplinkSummary `json:"uplink,omitempty"`
+}
+
+// SourceSummary is one event source's line of the summary.
+type SourceSummary struct {
+	Mode      string  `json:"mode"`
+	Seen      uint64  `json:"seen"`
+	Lost      uint64  `json:"lost"`
+	PerSecond float64 `json:"per_second"`
+	// LostInWindow is how many of Lost fell in the window.
+	LostInWindow uint64 `json:"lost_in_window"`
+}
+
+// SpoolSummary counts the spool's rows and segments since the start.
+type SpoolSummary struct {
+	Rows    uint64 `json:"rows"`
+	Lost    uint64 `json:"rows_lost"`
+	Sealed  uint64 `json:"segments_sealed"`
+	Evicted uint64 `json:"segments_evicted"`
+}
+
+// UplinkSummary is the uplink's state.
+type UplinkSummary struct {
+	Connected  bool       `json:"connected"`
+	Uploaded   int64      `json:"segments_uploaded"`
+	Bytes      int64      `json:"bytes_uploaded"`
+	Failures   int64      `json:"failures"`
+	LastUpload *time.Time `json:"last_upload,omitempty"`
+	LastError  string     `json:"last_error,omitempty"`
+}
+
+// counterSample is the sources' counters at one moment.
+type counterSample struct {
+	at time.Time
+	c  map[string]spool.Counter
+}
+
+// rateWindow keeps the counter samples of the last RateWindow, and the
+// newest one before it, to compute rates over a sliding minute.
+type rateWindow struct {
+	samples []counterSample
+}
+
+// add records the counters at now and returns the oldest sample the rates
+// should be taken from: the newest at least RateWindow old, else the first.
+func (w *rateWindow) add(now time.Time, c map[string]spool.Counter) counterSample {
+	w.samples = append(w.samples, counterSample{now, c})
+	i := 0
+	for i+1 < len(w.samples) && !w.samples[i+1].at.After(now.Add(-RateWindow)) {
+		i++
+	}
+	w.samples = w.samples[i:]
+	return w.samples[0]
 }
 
 // Backlog returns the number and total size of the segments waiting in the
