@@ -39,8 +39,12 @@ func TestPurgeHostAndRevoked(t *testing.T) {
 		for range 3 {
 			procs, files, socks, gaps, accts := servertest.HostileRows(servertest.HostileBase())
 			p2, f2, s2 := servertest.BusyRows(servertest.HostileBase(), 40)
+			exes := servertest.HostileExes(servertest.HostileBase())
 			f.Seal(h, func(s event.Sink) {
 				event.AppendAll(s, append(procs, p2...), append(files, f2...), append(socks, s2...), gaps, accts)
+				for i := range exes {
+					s.(event.ExeSink).AppendExecutable(&exes[i])
+				}
 			})
 		}
 	}

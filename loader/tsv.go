@@ -57,6 +57,7 @@ var tableInfos = []tableInfo{
 	{event.TableSock, "sock_events", true, true},
 	{event.TableGap, "gaps", false, false},
 	{event.TableAcct, "accounts", false, false},
+	{event.TableExe, "executables", false, false},
 }
 
 func infoOf(table string) (tableInfo, bool) {
@@ -549,6 +550,7 @@ var columnLimits = map[string]map[string]int64{
 	"sock_events": {"event": 16, "proto": 8, "state": 16, "direction": 8, "local_addr": 16, "remote_addr": 16},
 	"gaps":        {"source": 16, "reason": 1<<16 - 1},
 	"accounts":    {"kind": 8, "name": 1024},
+	"executables": {"sha256": 32, "how": 8, "skip": 16, "path": 4096},
 }
 
 // maxValueBytes is columnLimits by event table name, for

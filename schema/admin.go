@@ -50,6 +50,7 @@ const ReaderPrivileges = "SELECT, SHOW VIEW"
 var LoaderGrants = []string{
 	"SELECT ON *",
 	"INSERT ON proc_events", "INSERT ON file_events", "INSERT ON sock_events", "INSERT ON gaps", "INSERT ON accounts",
+	"INSERT ON executables",
 	"INSERT ON quarantine",
 	"INSERT, UPDATE (chain_ok) ON segments",
 	"INSERT, UPDATE (hostname, machine_id, dmi_uuid, ips, os, kernel, version, ssh_key_fp, signing_key, status, registered_at, last_ip, synced_at, last_seen) ON hosts",

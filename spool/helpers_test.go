@@ -157,3 +157,17 @@ func hostileRows() ([]event.Proc, []event.File, []event.Sock, []event.Gap, []eve
 	}
 	return procs, files, socks, gaps, accts
 }
+
+// hostileExes are exe rows with extreme values, a hostile path and a
+// skipped (null) hash.
+func hostileExes() []event.Executable {
+	sum := make([]byte, 32)
+	for i := range sum {
+		sum[i] = byte(255 - i)
+	}
+	return []event.Executable{
+		{TS: 4, LastTS: 9, Count: ^uint32(0), PID: -1, Dev: ^uint64(0), Inode: 1 << 63, Size: 1<<63 - 1,
+			MTimeNS: -1, CTimeNS: 1 << 62, SHA256: sum, How: event.ExeByHandle, Path: oddPath},
+		{TS: 5, LastTS: 5, Count: 1, PID: 7, Size: 1 << 40, How: event.ExeByProc, Skip: event.ExeSkipTooLarge, Path: []byte("/tmp/\t\n\\\x00\xff")},
+	}
+}

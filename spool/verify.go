@@ -141,6 +141,9 @@ func (s *Segment) Gaps() ([]event.Gap, error) { return decodeRows(s, event.GapTa
 // Accounts decodes the acct table.
 func (s *Segment) Accounts() ([]event.Account, error) { return decodeRows(s, event.AcctTable) }
 
+// Executables decodes the exe table.
+func (s *Segment) Executables() ([]event.Executable, error) { return decodeRows(s, event.ExeTable) }
+
 func decodeRows[R any](s *Segment, t *event.Table[R]) (rows []R, err error) {
 	rec, err := s.Record(t.Name)
 	if err != nil {

@@ -129,6 +129,7 @@ const (
 	sockRowBytes = 112
 	gapRowBytes  = 48
 	acctRowBytes = 24
+	exeRowBytes  = 120
 )
 
 // batch is the rows of one future segment.
@@ -137,8 +138,9 @@ type batch struct {
 	file    *event.Builder[event.File]
 	sock    *event.Builder[event.Sock]
 	acct    *event.Builder[event.Account]
+	exe     *event.Builder[event.Executable]
 	gaps    []event.Gap
-	n       [4]int64 // rows of proc, file, sock, acct
+	n       [5]int64 // rows of proc, file, sock, acct, exe
 	rows    int64    // all rows, gaps included
 	est     int64    // estimated bytes
 	lo, hi  int64    // time range of the rows
@@ -173,6 +175,11 @@ func (b *batch) finish() {
 		b.recs[event.TableAcct] = b.acct.NewRecord()
 		b.acct.Release()
 		b.acct = nil
+	}
+	if b.exe != nil {
+		b.recs[event.TableExe] = b.exe.NewRecord()
+		b.exe.Release()
+		b.exe = nil
 	}
 }
 
@@ -421,6 +428,25 @@ func (w *Writer) AppendAccount(r *event.Account) {
 		b.acct.Append(r)
 		b.n[3]++
 		w.added(b, r.TS, r.TS, est, b.n[3])
+	} else {
+		w.lost++
+	}
+	w.mu.Unlock()
+}
+
+var _ event.ExeSink = (*Writer)(nil)
+
+// AppendExecutable implements event.ExeSink.
+func (w *Writer) AppendExecutable(r *event.Executable) {
+	est := exeRowBytes + int64(len(r.SHA256)+len(r.Path))
+	w.mu.Lock()
+	if b := w.cur; b != nil {
+		if b.exe == nil {
+			b.exe = event.ExeTable.NewBuilder(nil)
+		}
+		b.exe.Append(r)
+		b.n[4]++
+		w.added(b, min(r.TS, r.LastTS), max(r.TS, r.LastTS), est, b.n[4])
 	} else {
 		w.lost++
 	}
@@ -685,6 +711,8 @@ func (b *batch) split() (*batch, *batch) {
 			rx, ry = splitRecord(event.SockTable, rec, h)
 		case event.TableAcct:
 			rx, ry = splitRecord(event.AcctTable, rec, h)
+		case event.TableExe:
+			rx, ry = splitRecord(event.ExeTable, rec, h)
 		default:
 			panic("spool: split of unknown table " + table)
 		}

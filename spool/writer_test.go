@@ -30,6 +30,10 @@ func TestRoundTrip(t *testing.T) {
 	w := openWriter(t, dir, opts)
 	procs, files, socks, gaps, accts := hostileRows()
 	event.AppendAll(w, procs, files, socks, gaps, accts)
+	exes := hostileExes()
+	for i := range exes {
+		w.AppendExecutable(&exes[i])
+	}
 	if err := w.Seal(); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +61,8 @@ func TestRoundTrip(t *testing.T) {
 	check("gap", gotG, gaps, err)
 	gotA, err := s.Accounts()
 	check("acct", gotA, accts, err)
+	gotE, err := s.Executables()
+	check("exe", gotE, exes, err)
 
 	m := s.Manifest
 	if got, want := m.Seq, uint64(1); got != want {
@@ -74,7 +80,7 @@ func TestRoundTrip(t *testing.T) {
 	if got, want := m.Created, c.Now(); !got.Equal(want) {
 		t.Errorf("created = %v, want %v", got, want)
 	}
-	wantCounters := map[string]Counter{"proc": {Seen: 10, Lost: 2}, "spool": {Seen: 13, Lost: 0}}
+	wantCounters := map[string]Counter{"proc": {Seen: 10, Lost: 2}, "spool": {Seen: 15, Lost: 0}}
 	if diff := cmp.Diff(wantCounters, m.Counters); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
 	}
@@ -88,7 +94,7 @@ func TestRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(event.Tables, tables); diff != "" {
 		t.Errorf("member tables (-want +got):\n%s", diff)
 	}
-	if got, want := m.Rows(), int64(13); got != want {
+	if got, want := m.Rows(), int64(15); got != want {
 		t.Errorf("rows = %d, want %d", got, want)
 	}
 	if err := w.Close(); err != nil {

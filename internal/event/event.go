@@ -3,7 +3,7 @@
 // stores them as Arrow IPC streams) and the loader (which turns them into
 // MariaDB rows).
 //
-// There are five tables. Column names are the SQL column names of the matching
+// There are six tables. Column names are the SQL column names of the matching
 // MariaDB table (see schema/); every column is documented in schema.go (and
 // docs/segment-format.md, docs/schema.md). The documentation is deliberately
 // not carried in the Arrow field metadata: repeated in every segment it would
@@ -15,6 +15,7 @@
 //	sock   sock.arrow     sock_events   socket observation (listen, open, close)
 //	gap    gap.arrow      gaps          interval in which the record is incomplete
 //	acct   acct.arrow     accounts      user or group id → name, sent when it changes
+//	exe    exe.arrow      executables   executed file identity → SHA-256, sent once per identity (and refreshed)
 //
 // Conventions, the same in every table:
 //
@@ -50,10 +51,11 @@ const (
 	TableSock = "sock"
 	TableGap  = "gap"
 	TableAcct = "acct"
+	TableExe  = "exe"
 )
 
 // Tables lists the table names in the order their members appear in a segment.
-var Tables = []string{TableProc, TableFile, TableSock, TableGap, TableAcct}
+var Tables = []string{TableProc, TableFile, TableSock, TableGap, TableAcct, TableExe}
 
 // Process event kinds (the proc table's event column).
 const (
@@ -248,6 +250,7 @@ const (
 	SourceSock      = "sock"      // sock_diag
 	SourceSpool     = "spool"     // segments evicted by the quota
 	SourceCollector = "collector" // the collector itself was not running
+	SourceExe       = "exe"       // executables executed but not hashed
 )
 
 // Gap is one row of the gap table: an interval in which some source's record
@@ -286,4 +289,50 @@ type Sink interface {
 	AppendSock(*Sock)
 	AppendGap(*Gap)
 	AppendAccount(*Account)
+}
+
+// How an executable was opened for hashing (the exe table's how column).
+const (
+	// ExeByHandle: opened with open_by_handle_at from the file handle of its
+	// fanotify FAN_OPEN_EXEC event, so even a file deleted right after the
+	// exec is read while its inode lives.
+	ExeByHandle = "handle"
+	// ExeByProc: opened through /proc/PID/exe (the handle could not be
+	// opened); the process was still running.
+	ExeByProc = "proc"
+)
+
+// Why an executable has no hash (the exe table's skip column).
+const (
+	ExeSkipTooLarge = "too_large" // larger than the configured limit
+	ExeSkipChanged  = "changed"   // size, mtime or ctime changed while it was read
+	ExeSkipRead     = "read_error"
+)
+
+// Executable is one row of the exe table: the SHA-256 of an executed file,
+// named by its identity on the host (device, inode, size, mtime, ctime). The
+// collector hashes an identity once and sends a row when it first sees it
+// and again, with a later LastTS, when it is still being executed a refresh
+// interval after the previous row; a reader takes the earliest TS and the
+// latest LastTS of an identity.
+type Executable struct {
+	TS      int64 // first exec seen with this identity
+	LastTS  int64 // last exec seen before the row was sent
+	Count   uint32
+	PID     int32 // the process of the first exec
+	Dev     uint64
+	Inode   uint64
+	Size    int64
+	MTimeNS int64
+	CTimeNS int64
+	SHA256  []byte // 32 bytes; nil if Skip is set
+	How     string
+	Skip    string
+	Path    []byte // the path fanotify resolved at the first exec; nil if unknown
+}
+
+// ExeSink receives exe rows. The spool writer implements it, and so does
+// [MemSink]; like [Sink], it copies what it keeps and must not block long.
+type ExeSink interface {
+	AppendExecutable(*Executable)
 }

@@ -15,6 +15,7 @@ type MemSink struct {
 	socks []Sock
 	gaps  []Gap
 	accts []Account
+	exes  []Executable
 }
 
 // AppendProc implements Sink.
@@ -54,6 +55,22 @@ func (s *MemSink) AppendAccount(r *Account) {
 	s.mu.Lock()
 	s.accts = append(s.accts, *r)
 	s.mu.Unlock()
+}
+
+// AppendExecutable implements ExeSink.
+func (s *MemSink) AppendExecutable(r *Executable) {
+	c := *r
+	c.SHA256, c.Path = bytes.Clone(c.SHA256), bytes.Clone(c.Path)
+	s.mu.Lock()
+	s.exes = append(s.exes, c)
+	s.mu.Unlock()
+}
+
+// Executables returns a copy of the exe records received so far.
+func (s *MemSink) Executables() []Executable {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Executable(nil), s.exes...)
 }
 
 // Procs returns a copy of the proc records received so far.

@@ -90,3 +90,19 @@ var acctColumns = []column[Account]{
 	num("id", uint32Type, "The uid or gid.", func(r *Account) *uint32 { return &r.ID }),
 	bin("name", "Its name from /etc/passwd or /etc/group, exact bytes.", func(r *Account) *[]byte { return &r.Name }),
 }
+
+var exeColumns = []column[Executable]{
+	tsCol("ts", "First exec of this identity the row covers: ns since the Unix epoch, UTC.", func(r *Executable) *int64 { return &r.TS }),
+	tsCol("last_ts", "Last exec of this identity before the row was sent (equals ts when count is 1).", func(r *Executable) *int64 { return &r.LastTS }),
+	num("count", uint32Type, "Execs of this identity the row covers (FAN_OPEN_EXEC events; an ELF interpreter counts for every program it loads).", func(r *Executable) *uint32 { return &r.Count }),
+	num("pid", int32Type, "Process id of the first exec the row covers.", func(r *Executable) *int32 { return &r.PID }),
+	num("dev", uint64Type, "Device number (st_dev, Linux encoding) of the file's file system.", func(r *Executable) *uint64 { return &r.Dev }),
+	num("inode", uint64Type, "Inode number of the file.", func(r *Executable) *uint64 { return &r.Inode }),
+	num("size", int64Type, "Size of the file in bytes (st_size).", func(r *Executable) *int64 { return &r.Size }),
+	num("mtime_ns", int64Type, "Modification time of the file (st_mtim), ns since the Unix epoch.", func(r *Executable) *int64 { return &r.MTimeNS }),
+	num("ctime_ns", int64Type, "Status change time of the file (st_ctim), ns since the Unix epoch.", func(r *Executable) *int64 { return &r.CTimeNS }),
+	bin("sha256", "SHA-256 of the file's bytes (32 bytes); null if skipped (see skip).", func(r *Executable) *[]byte { return &r.SHA256 }),
+	dictStr("how", "How the file was opened for hashing: handle (open_by_handle_at of the fanotify file handle) or proc (/proc/PID/exe).", func(r *Executable) *string { return &r.How }),
+	dictStr("skip", "Why there is no hash: too_large (over the size limit), changed (size, mtime or ctime changed while it was read) or read_error; null when hashed.", func(r *Executable) *string { return &r.Skip }),
+	dictBin("path", "Path of the file at the first exec (fanotify's resolution), exact bytes; null if unknown.", func(r *Executable) *[]byte { return &r.Path }),
+}

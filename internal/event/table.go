@@ -14,7 +14,7 @@ var ErrSchema = errors.New("event: schema mismatch")
 
 // Table is one table's schema and its mapping to the Go record type R.
 type Table[R any] struct {
-	// Name is the table name (proc, file, sock, gap, acct).
+	// Name is the table name (proc, file, sock, gap, acct, exe).
 	Name string
 	// Schema is the Arrow schema of the table's segment member. Column
 	// documentation is not in it (see Docs): in every segment it would cost
@@ -24,13 +24,14 @@ type Table[R any] struct {
 	cols []column[R]
 }
 
-// The five tables.
+// The tables.
 var (
 	ProcTable = newTable(TableProc, procColumns)
 	FileTable = newTable(TableFile, fileColumns)
 	SockTable = newTable(TableSock, sockColumns)
 	GapTable  = newTable(TableGap, gapColumns)
 	AcctTable = newTable(TableAcct, acctColumns)
+	ExeTable  = newTable(TableExe, exeColumns)
 )
 
 // ErrUnknownTable reports a table name that is not one of [Tables].
@@ -47,6 +48,7 @@ var byName = map[string]struct {
 	TableSock: {SockTable.Schema, SockTable.Check},
 	TableGap:  {GapTable.Schema, GapTable.Check},
 	TableAcct: {AcctTable.Schema, AcctTable.Check},
+	TableExe:  {ExeTable.Schema, ExeTable.Check},
 }
 
 // SchemaOf returns the schema of the named table, or nil if there is none.

@@ -70,3 +70,16 @@ func HostileRows(base int64) ([]event.Proc, []event.File, []event.Sock, []event.
 	}
 	return procs, files, socks, gaps, accts
 }
+
+// HostileExes are exe rows with every hostile path, extreme numbers and a
+// skipped (null) hash.
+func HostileExes(base int64) []event.Executable {
+	var out []event.Executable
+	for i, v := range hostileBytes() {
+		sum := bytes.Repeat([]byte{byte(i), '\t', '\n', '\\', 0}, 7)[:32]
+		out = append(out, event.Executable{TS: base + int64(i), LastTS: base + int64(i)*1000, Count: uint32(i) + 1, PID: int32(-i),
+			Dev: 1<<64 - 1, Inode: uint64(i), Size: int64(i) << 40, MTimeNS: -int64(i), CTimeNS: 1<<63 - 1, SHA256: sum,
+			How: event.ExeByHandle, Path: v})
+	}
+	return append(out, event.Executable{TS: base, LastTS: base, Count: 1, PID: 1, Size: 1 << 62, How: event.ExeByProc, Skip: event.ExeSkipTooLarge})
+}
