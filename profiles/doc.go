@@ -56,10 +56,13 @@
 //
 // dump_interval is the inet_diag dump cadence (owners of sockets come from
 // the dumps); udp adds UDP sockets; host_netns_only records the collector's
-// own network namespace only. Otherwise (every shipped profile) the sockets
-// of every network namespace in use by processes, containers' included, are
-// recorded, each namespace from the census (every 5 s) after its first
-// process appears; rows carry the namespace's inode in netns.
+// own network namespace only. Otherwise (every shipped profile) a collector
+// running in the initial network namespace records the sockets of every
+// network namespace in use by processes, containers' included, each
+// namespace from the census (every 5 s) after its first process appears;
+// rows carry the namespace's inode in netns. A collector running inside
+// another namespace records that one only: the others belong to the
+// initial namespace's collector.
 //
 // # Cost of the file ops
 //

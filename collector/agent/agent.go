@@ -165,9 +165,21 @@ func Run(ctx context.Context, cfg Config) error {
 				log.Info("connection owners from tracepoints", "events", co.Stats().Events)
 			}
 		}
+		allNetns := !prof.Sock.HostNetnsOnly
+		if allNetns {
+			if initial, err := inInitialNetns(cfg.ProcRoot); err != nil || !initial {
+				// Other namespaces are the business of the collector of the
+				// initial one: a collector inside a namespace (a host
+				// simulated in a netns, a container with its own network)
+				// records its own, or two collectors would record the same
+				// sockets as their own.
+				allNetns = false
+				log.Info("sockets of this network namespace only: the collector does not run in the initial one", "err", err)
+			}
+		}
 		ssrc, err := sockdiag.New(sockdiag.Options{
 			Sink: w, Procs: procs, Log: log, DumpInterval: time.Duration(prof.Sock.DumpInterval),
-			UDP: prof.Sock.UDP, SelfPID: self, AllNetns: !prof.Sock.HostNetnsOnly, ConnOwners: owners,
+			UDP: prof.Sock.UDP, SelfPID: self, AllNetns: allNetns, ConnOwners: owners,
 			ProcRoot: cfg.ProcRoot,
 		})
 		if err != nil {
@@ -401,4 +413,19 @@ func (s *runStats) logLine(log *slog.Logger, spoolDir string, last *spool.Stats,
 	s.mu.Unlock()
 	log.Info("status", args...)
 	*last = cur
+}
+
+// inInitialNetns reports whether the collector runs in the network namespace
+// of PID 1 (as the proc file system at procRoot shows it).
+func inInitialNetns(procRoot string) (bool, error) {
+	fs := procfs.New(procRoot)
+	self, err := os.Readlink(fs.Path("self/ns/net"))
+	if err != nil {
+		return false, err
+	}
+	initial, err := os.Readlink(fs.Path("1/ns/net"))
+	if err != nil {
+		return false, err
+	}
+	return self == initial, nil
 }
