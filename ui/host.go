@@ -11,6 +11,10 @@ import (
 	"github.com/pofr/pofr/query"
 )
 
+// smallTree is the most process rows (of the boot, up to the moment) for
+// which the host page waits for the tree without the budget.
+const smallTree = 100_000
+
 // overBudget reports a statement MariaDB interrupted at max_statement_time.
 func overBudget(err error) bool {
 	var me *mysql.MySQLError
@@ -115,30 +119,33 @@ func (s *Server) host(rq *req) (string, *view, error) {
 	// full: an exact tree reads every process row of the boot up to the
 	// moment.
 	p.Full = qv.Get("tree") == "full"
+	cost, err := s.runSQL(rq, rq.q, "treecost", query.Param{Name: "host", Value: id}, query.Param{Name: "at", Value: at})
+	if err != nil {
+		return "", nil, err
+	}
 	tq := s.opt.Quick
-	if p.Full {
+	if p.Full || len(cost.Rows) == 1 && num(cost, 0, "proc_rows") <= smallTree {
 		tq = rq.q
 	}
 	tq = withTrace(tq, rq)
 	tq.Page = query.Page{Limit: s.opt.Limits.TreeNodes + 1}
-	tt, err := s.runSQL(rq, tq, "tree", query.Param{Name: "host", Value: id}, query.Param{Name: "at", Value: at})
-	switch {
-	case err == nil:
-		if len(tt.Rows) > s.opt.Limits.TreeNodes {
-			p.Truncated = true
-			tt.Rows = tt.Rows[:s.opt.Limits.TreeNodes]
-		}
-		p.Tree = buildTree(id, query.TreeOrder(tt))
-		p.Tree.filter(p.Filter)
-	case overBudget(err) && !p.Full:
-		v := cloneValues(qv)
-		v.Set("tree", "full")
-		p.Tree = &tree{}
-		p.Deferred = hostURL(id, v) + "#tree-section"
-		p.Budget = duration(s.opt.TreeBudget)
-	default:
-		return "", nil, err
+	// The tree runs beside the timeline's queries, on its own connection:
+	// the page takes the longer of the two, not their sum.
+	type result struct {
+		t   *query.Table
+		err error
 	}
+	treeDone := make(chan result, 1)
+	go func() {
+		t, err := s.runSQL(rq, tq, "tree", query.Param{Name: "host", Value: id}, query.Param{Name: "at", Value: at})
+		treeDone <- result{t, err}
+	}()
+	defer func() {
+		select {
+		case <-treeDone: // an early return waits for the query's end
+		case <-rq.ctx.Done():
+		}
+	}()
 
 	// The timeline: density chart, gaps, and a page of rows.
 	density, err := s.runSQL(rq, rq.q, "density", query.Param{Name: "host", Value: id},
@@ -194,6 +201,27 @@ func (s *Server) host(rq *req) (string, *view, error) {
 		for i := range gaps {
 			p.Events = append(p.Events, tlEvent{Time: gaps[i].From, Gap: &gaps[i], GapTitle: gaps[i].title()})
 		}
+	}
+
+	tr := <-treeDone
+	treeDone <- tr // for the deferred wait
+	tt, err := tr.t, tr.err
+	switch {
+	case err == nil:
+		if len(tt.Rows) > s.opt.Limits.TreeNodes {
+			p.Truncated = true
+			tt.Rows = tt.Rows[:s.opt.Limits.TreeNodes]
+		}
+		p.Tree = buildTree(id, query.TreeOrder(tt))
+		p.Tree.filter(p.Filter)
+	case overBudget(err) && !p.Full:
+		v := cloneValues(qv)
+		v.Set("tree", "full")
+		p.Tree = &tree{}
+		p.Deferred = hostURL(id, v) + "#tree-section"
+		p.Budget = duration(s.opt.TreeBudget)
+	default:
+		return "", nil, err
 	}
 
 	// Zoom and pan keep the moment and the filter; the steps keep the window.

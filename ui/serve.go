@@ -43,7 +43,7 @@ type Config struct {
 }
 
 // DefaultTreeBudget is how long the host page waits for its process tree.
-const DefaultTreeBudget = 800 * time.Millisecond
+const DefaultTreeBudget = 600 * time.Millisecond
 
 // ErrUsage reports a configuration that cannot work (a usage error).
 var ErrUsage = errors.New("ui: bad configuration")
