@@ -48,6 +48,7 @@ type runFlags struct {
 	quota      int64
 	forcePoll  bool
 	drain      time.Duration
+	metrics    string
 }
 
 func init() {
@@ -97,6 +98,7 @@ Exit codes: 0 stopped cleanly (or already running with --if-not-running),
 			fs.Int64Var(&f.segBytes, "segment-bytes", 0, "override the profile's segment size")
 			fs.DurationVar(&f.segAge, "segment-age", 0, "override the profile's segment age")
 			fs.Int64Var(&f.quota, "quota", 0, "override the profile's spool quota (bytes)")
+			fs.StringVar(&f.metrics, "metrics-file", "", "write Prometheus metrics to this node_exporter textfile every 5 s (e.g. /var/lib/node_exporter/textfile_collector/pofr.prom)")
 			fs.DurationVar(&f.drain, "drain-timeout", 5*time.Second, "at stop, push the last segments for up to this long")
 			fs.BoolVar(&f.forcePoll, "poll", false, "use /proc polling instead of cn_proc (diagnostics)")
 		},
@@ -179,7 +181,7 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 	return agent.Run(ctx, agent.Config{
 		Profile: prof, StateDir: state, SpoolDir: spoolDir, ConfigDir: f.configDir,
 		HostID: id.hostID, Key: id.key, Standalone: id.standalone, Log: log,
-		StatusInterval: f.status, DrainTimeout: f.drain,
+		StatusInterval: f.status, DrainTimeout: f.drain, MetricsFile: f.metrics,
 		ForcePoll: f.forcePoll, NoFile: f.noFile, NoSock: f.noSock, NoSockTracepoints: f.noSockTP, NoProcTracepoint: f.noProcTP,
 	})
 }

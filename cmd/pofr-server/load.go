@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/metrics"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/loader"
 )
@@ -51,6 +52,11 @@ finds another loader holding state-dir/load.lock logs one line and exits 0.
 On a terminal it draws a progress bar; otherwise it prints one summary line.
 The DSN file holds the loader account's DSN (see 'schema users').
 
+With --watch, --metrics-listen serves Prometheus metrics read from the
+ledger and the inboxes (segments loaded and quarantined, rows per table,
+load lag, each host's last segment, chain breaks, gaps); see
+docs/operations.md.
+
 Exit codes: 0 done (or another loader is running); 1 error (database
 unreachable, schema version mismatch, segments left in the inbox by errors);
 2 usage; 3 done, but segments were quarantined or chain breaks found.
@@ -63,6 +69,7 @@ Example (cron, every minute): pofr-server load     (reads /etc/pofr-server/loade
 			fs.DurationVar(&o.watch, "watch", 0, "keep running, a pass every `interval` (0: one pass)")
 			fs.StringVar(&o.encoding, "encoding", "escaped", "byte columns in the LOAD DATA stream: escaped or hex")
 			fs.BoolVar(&o.noProgress, "no-progress", false, "no progress bar even on a terminal")
+			metricsFlag(fs, &o.metricsListen)
 			fs.StringVar(&o.maxMemory, "max-memory", "256MiB", "memory ceiling for segment data and buffers (MiB or GiB; a plain number is MiB)")
 		},
 		Run: o.run,
@@ -72,6 +79,7 @@ Example (cron, every minute): pofr-server load     (reads /etc/pofr-server/loade
 // loadOptions are the flags of "pofr-server load".
 type loadOptions struct {
 	dsnFile, encoding, maxMemory string
+	metricsListen                string
 	stateDir                     statedir.Dir
 	workers                      int
 	watch                        time.Duration
@@ -91,6 +99,9 @@ func (o *loadOptions) run(ctx context.Context, env *cli.Env, args []string) erro
 	default:
 		return cli.Usagef("--encoding %q: want escaped or hex", o.encoding)
 	}
+	if o.metricsListen != "" && o.watch == 0 {
+		return cli.Usagef("--metrics-listen needs --watch (one pass is over before a scrape)")
+	}
 	maxMem, err := parseMiB(o.maxMemory)
 	if err != nil {
 		return cli.Usagef("--max-memory: %v", err)
@@ -109,6 +120,19 @@ func (o *loadOptions) run(ctx context.Context, env *cli.Env, args []string) erro
 		return err
 	}
 	defer l.Close()
+	if o.metricsListen != "" {
+		mdb, err := loader.OpenDB(dsn)
+		if err != nil {
+			return err
+		}
+		defer mdb.Close()
+		mdb.SetMaxOpenConns(1)
+		stop, err := metrics.Go(ctx, o.metricsListen, env.Log, metrics.NewLedger(mdb, o.stateDir, env.Log))
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	var sum loader.Summary
 	if o.watch > 0 {
 		sum, err = l.Watch(ctx, o.watch)

@@ -284,3 +284,12 @@ func TestEveryCommandInTheTree(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadMetricsNeedWatch: one load pass refuses --metrics-listen, which
+// only a long-running load can serve.
+func TestLoadMetricsNeedWatch(t *testing.T) {
+	code, _, stderr := runApp(t, "load", "--dsn-file", filepath.Join(t.TempDir(), "none"), "--state-dir", t.TempDir(), "--metrics-listen", "127.0.0.1:0")
+	if code != 2 || !strings.Contains(stderr, "--metrics-listen needs --watch") {
+		t.Errorf("load --metrics-listen without --watch: exit %d, stderr %q; want 2 and the reason", code, stderr)
+	}
+}

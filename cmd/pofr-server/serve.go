@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/metrics"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/receiver"
 )
@@ -26,6 +27,7 @@ func serveCommand() *cli.Command {
 		maxConns, maxStartups       int
 		maxStartupsAddr, maxPerHost int
 		idle, handshake             time.Duration
+		metricsListen               string
 	)
 	return &cli.Command{
 		Name:    "serve",
@@ -44,6 +46,9 @@ On a dedicated collection server run it on port 22 (move the admin's sshd
 elsewhere); next to an existing sshd use another port, e.g. 2222. See
 docs/transport.md.
 
+With --metrics-listen it serves Prometheus metrics (connections, refusals,
+segments received) on GET /metrics; see docs/operations.md.
+
 Exit codes: 0 stopped by a signal, 1 error.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&listen, "listen", receiver.DefaultListen, "`address` to listen on")
@@ -55,6 +60,7 @@ Exit codes: 0 stopped by a signal, 1 error.`,
 			fs.IntVar(&maxStartupsAddr, "max-startups-per-addr", receiver.DefaultMaxStartupsPerAddr, "most connections not yet authenticated from one source address")
 			fs.IntVar(&maxPerHost, "max-conns-per-host", receiver.DefaultMaxConnsPerHost, "most concurrent connections of one registered host")
 			fs.DurationVar(&handshake, "handshake-timeout", receiver.DefaultHandshakeTimeout, "close connections not authenticated within this time")
+			metricsFlag(fs, &metricsListen)
 			fs.DurationVar(&idle, "idle-timeout", receiver.DefaultIdleTimeout, "close connections that move no data this long (keep-alives do not count)")
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
@@ -87,6 +93,11 @@ Exit codes: 0 stopped by a signal, 1 error.`,
 			if err != nil {
 				return err
 			}
+			stop, err := metrics.Go(ctx, metricsListen, env.Log, metrics.NewReceiver(srv))
+			if err != nil {
+				return err
+			}
+			defer stop()
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				return fmt.Errorf("listen: %w", err)
@@ -101,4 +112,9 @@ Exit codes: 0 stopped by a signal, 1 error.`,
 // that registering hosts must confirm.
 func serverPrintKey(w io.Writer, addr net.Addr, k ssh.PublicKey) {
 	fmt.Fprintf(w, "pofr-server listening on %s\nhost key %s\n", addr, ssh.FingerprintSHA256(k))
+}
+
+// metricsFlag declares --metrics-listen of the long-running commands.
+func metricsFlag(fs *flag.FlagSet, addr *string) {
+	fs.StringVar(addr, "metrics-listen", "", "serve Prometheus metrics on this TCP `address` (GET /metrics; default: off)")
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/metrics"
 	"github.com/pofr/pofr/query"
 	"github.com/pofr/pofr/ui"
 )
@@ -17,6 +18,7 @@ func uiCommand() *cli.Command {
 		cfg            ui.Config
 		dsnFile, geoip string
 		resolve        bool
+		metricsListen  string
 		rdnsTimeout    time.Duration
 	)
 	return &cli.Command{
@@ -34,6 +36,10 @@ passwords (--auth-file: user:bcrypt-hash lines, as 'htpasswd -B' writes
 them) and/or TLS client certificates (--client-ca with --tls-cert and
 --tls-key); listening beyond loopback without either logs a warning.
 
+--metrics-listen serves Prometheus metrics read from the ledger (see
+docs/operations.md) on a separate address, without the ui's authentication:
+keep it on loopback or a management network.
+
 Exit codes: 0 stopped by a signal, 1 error, 2 usage.
 
 Example: pofr-server ui --dsn-file /etc/pofr-server/reader.dsn --listen 127.0.0.1:8080`,
@@ -47,6 +53,7 @@ Example: pofr-server ui --dsn-file /etc/pofr-server/reader.dsn --listen 127.0.0.
 			fs.DurationVar(&cfg.SilentAfter, "silent-after", time.Hour, "mark hosts without data for this `long` as silent")
 			fs.BoolVar(&resolve, "resolve", false, "add reverse DNS names of remote addresses to the conns search")
 			fs.DurationVar(&rdnsTimeout, "rdns-timeout", 500*time.Millisecond, "timeout of one reverse DNS lookup")
+			metricsFlag(fs, &metricsListen)
 			fs.StringVar(&geoip, "geoip", "", "MaxMind DB `file` for country and city columns of the conns search")
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
@@ -58,6 +65,19 @@ Example: pofr-server ui --dsn-file /etc/pofr-server/reader.dsn --listen 127.0.0.
 				return err
 			}
 			cfg.DSN = dsn
+			if metricsListen != "" {
+				mdb, err := query.OpenDB(dsn)
+				if err != nil {
+					return err
+				}
+				defer mdb.Close()
+				mdb.SetMaxOpenConns(1)
+				stop, err := metrics.Go(ctx, metricsListen, env.Log, metrics.NewLedger(mdb, "", env.Log))
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			if resolve || geoip != "" {
 				cfg.Enrich = &query.Enricher{Resolve: resolve, Timeout: rdnsTimeout}
 				if geoip != "" {

@@ -53,6 +53,9 @@ type Config struct {
 	// StatusInterval is the period of the status log line (0: 1 min);
 	// status.json is rewritten every 5 s.
 	StatusInterval time.Duration
+	// MetricsFile, if set, is rewritten with the status (every 5 s) as a
+	// node_exporter textfile (name it *.prom in the textfile directory).
+	MetricsFile string
 	// DrainTimeout bounds the final push of what the stop sealed (0: none).
 	DrainTimeout time.Duration
 	// Switches of the run command: poll /proc instead of cn_proc, no file
@@ -220,6 +223,18 @@ func Run(ctx context.Context, cfg Config) error {
 		st.Summary = stats.summary(time.Now(), &window)
 		st.Segments, st.Bytes = Backlog(cfg.SpoolDir)
 		WriteStatus(statusPath, st, log)
+		if cfg.MetricsFile != "" {
+			m := &Metrics{Started: started, Updated: st.Updated, Sources: stats.spoolStats(), SpoolSegments: st.Segments, SpoolBytes: st.Bytes}
+			stats.set(func(s *runStats) {
+				if s.push != nil {
+					ps := s.push.Stats()
+					m.Upload = &ps
+				}
+			})
+			if err := WriteMetricsFile(cfg.MetricsFile, m); err != nil {
+				log.Warn("write metrics file", "err", err)
+			}
+		}
 	}
 	writeSt()
 	tick := time.NewTicker(cfg.StatusInterval)

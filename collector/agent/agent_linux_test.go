@@ -73,6 +73,7 @@ func runStandalone(t *testing.T, noTP bool, capture string) {
 		Profile: prof, StateDir: filepath.Join(dir, "state"), SpoolDir: filepath.Join(dir, "state", "spool"),
 		ConfigDir: filepath.Join(dir, "config"), HostID: "agent-test", Key: key, Standalone: true,
 		NoSock: true, NoSockTracepoints: true, StatusInterval: time.Hour, NoProcTracepoint: noTP,
+		MetricsFile: filepath.Join(dir, "pofr.prom"),
 	}
 	for _, d := range []string{cfg.StateDir, cfg.SpoolDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -94,6 +95,26 @@ func runStandalone(t *testing.T, noTP bool, capture string) {
 		var p struct{ Mode string }
 		return json.Unmarshal(st.Sources[event.SourceProc], &p) == nil && p.Mode != ""
 	})
+	// The textfile is written with the status: the capture mode and the
+	// process source's counters.
+	testutil.WaitFor(t, 10*time.Second, "the metrics textfile", func() bool {
+		_, err := os.Stat(cfg.MetricsFile)
+		return err == nil
+	})
+	b, err := os.ReadFile(cfg.MetricsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mfs := parseTextfile(t, b)
+	if v, err := sample(mfs, "pofr_collector_capture_mode", "source", "capture", "mode", capture); v != 1 {
+		t.Errorf("textfile capture mode %s: %v (%v)\n%s", capture, v, err, b)
+	}
+	if _, err := sample(mfs, "pofr_collector_events_total", "source", event.SourceProc); err != nil {
+		t.Error(err)
+	}
+	if v, err := sample(mfs, "pofr_collector_standalone"); v != 1 {
+		t.Errorf("textfile standalone: %v (%v)", v, err)
+	}
 	if st.PID != os.Getpid() || st.HostID != "agent-test" || st.Profile != prof.Name {
 		t.Errorf("status: pid %d host %q profile %q, want %d agent-test %s", st.PID, st.HostID, st.Profile, os.Getpid(), prof.Name)
 	}
