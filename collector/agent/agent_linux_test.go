@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pofr/pofr/collector/tracepoint"
 	"github.com/pofr/pofr/internal/event"
@@ -95,20 +96,20 @@ func runStandalone(t *testing.T, noTP bool, capture string) {
 		var p struct{ Mode string }
 		return json.Unmarshal(st.Sources[event.SourceProc], &p) == nil && p.Mode != ""
 	})
-	// The textfile is written with the status: the capture mode and the
-	// process source's counters.
-	testutil.WaitFor(t, 10*time.Second, "the metrics textfile", func() bool {
-		_, err := os.Stat(cfg.MetricsFile)
-		return err == nil
+	// The textfile is written with the status (just after status.json, so
+	// wait for it to show what status.json showed): the capture mode and
+	// the process source's counters.
+	var b []byte
+	var mfs map[string]*dto.MetricFamily
+	testutil.WaitFor(t, 15*time.Second, "the metrics textfile with the capture mode", func() bool {
+		b, err = os.ReadFile(cfg.MetricsFile)
+		if err != nil {
+			return false
+		}
+		mfs = parseTextfile(t, b)
+		v, _ := sample(mfs, "pofr_collector_capture_mode", "source", "capture", "mode", capture)
+		return v == 1
 	})
-	b, err := os.ReadFile(cfg.MetricsFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mfs := parseTextfile(t, b)
-	if v, err := sample(mfs, "pofr_collector_capture_mode", "source", "capture", "mode", capture); v != 1 {
-		t.Errorf("textfile capture mode %s: %v (%v)\n%s", capture, v, err, b)
-	}
 	if _, err := sample(mfs, "pofr_collector_events_total", "source", event.SourceProc); err != nil {
 		t.Error(err)
 	}
