@@ -26,3 +26,13 @@ type Processes interface {
 type ExecObserver interface {
 	ObserveExecOpen(pid int32, ts int64, path []byte)
 }
+
+// ExecHasher is given every executable opened for execution (fanotify
+// FAN_OPEN_EXEC) to record its SHA-256. fd is a read-only descriptor of the
+// executed file opened by its fanotify file handle, or -1 if the handle could
+// not be opened (the hasher then tries /proc/PID/exe); the hasher owns and
+// closes it. path is the resolved path or nil, valid only during the call.
+// Implementations must not block: the fanotify reader calls it.
+type ExecHasher interface {
+	HashExec(fd int, pid int32, ts int64, path []byte)
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pofr/pofr/collector"
 	"github.com/pofr/pofr/collector/cnproc"
+	"github.com/pofr/pofr/collector/exehash"
 	"github.com/pofr/pofr/collector/fanotify"
 	"github.com/pofr/pofr/collector/sockdiag"
 	"github.com/pofr/pofr/collector/sockowner"
@@ -62,6 +63,10 @@ type Config struct {
 	// source, no socket source, socket owners from fd scans only, cn_proc
 	// instead of the process tracepoints.
 	ForcePoll, NoFile, NoSock, NoSockTracepoints, NoProcTracepoint bool
+	// NoExeHash turns the SHA-256 of executed files off; ExeHashMaxSize is
+	// the largest file hashed (0: exehash.DefaultMaxSize).
+	NoExeHash      bool
+	ExeHashMaxSize int64
 }
 
 // Run records this host until ctx ends or a source fails: it opens the
@@ -140,8 +145,20 @@ func Run(ctx context.Context, cfg Config) error {
 	start("proc", procs.Run)
 
 	if prof.File.Enabled && !cfg.NoFile {
+		// Executable hashes ride on the file source's FAN_OPEN_EXEC events.
+		var hasher collector.ExecHasher
+		if !cfg.NoExeHash {
+			h, err := exehash.New(exehash.Options{Exes: w, Gaps: w, MaxSize: cfg.ExeHashMaxSize, Log: log, ProcRoot: cfg.ProcRoot})
+			if err != nil {
+				log.Warn("executables are not hashed", "err", err)
+			} else {
+				hasher = h
+				stats.set(func(s *runStats) { s.hashes = h })
+				start("exe_hash", h.Run)
+			}
+		}
 		fsrc, err := fanotify.New(fanotify.Options{
-			Sink: w, Procs: procs, Exec: procs, Profile: prof.File,
+			Sink: w, Procs: procs, Exec: procs, Hash: hasher, Profile: prof.File,
 			ExcludeDirs: []string{cfg.SpoolDir, cfg.StateDir, cfg.ConfigDir}, ProcRoot: cfg.ProcRoot, SelfPID: self, Log: log,
 		})
 		if err != nil {
@@ -292,6 +309,7 @@ type runStats struct {
 	files  *fanotify.Source
 	socks  *sockdiag.Source
 	owners *sockowner.Source
+	hashes *exehash.Hasher
 	push   *uplink.Pusher
 	spool  *spool.Writer
 }
@@ -334,6 +352,10 @@ func (s *runStats) spoolStats() spool.Stats {
 		}
 		st.Counters[event.SourceSock] = spool.Counter{Seen: k.Destroys + k.Opens + k.Listens, Lost: k.Overruns + k.Lost}
 	}
+	if s.hashes != nil {
+		h := s.hashes.Stats()
+		st.Counters[event.SourceExe] = spool.Counter{Seen: h.Execs, Lost: h.Lost}
+	}
 	return st
 }
 
@@ -357,6 +379,9 @@ func (s *runStats) snapshot(st *Status) {
 	}
 	if s.owners != nil {
 		put("sock_owner", s.owners.Stats())
+	}
+	if s.hashes != nil {
+		put(event.SourceExe, s.hashes.Stats())
 	}
 	if s.spool != nil {
 		put(event.SourceSpool, s.spool.Stats())

@@ -33,6 +33,10 @@ type Options struct {
 	// Exec is told of every FAN_OPEN_EXEC (pid, time read, resolved path),
 	// whether or not the profile records the "exec" op; may be nil.
 	Exec collector.ExecObserver
+	// Hash is handed every FAN_OPEN_EXEC with a read-only descriptor of the
+	// executed file opened by its file handle (-1 if that failed), for its
+	// SHA-256; may be nil.
+	Hash collector.ExecHasher
 	// Profile selects the ops, the aggregation window, excluded path
 	// prefixes and the kernel queue size.
 	Profile profiles.File

@@ -473,6 +473,13 @@ func (s *Source) handle(ev *fanEvent, ts int64) {
 			s.execs.Add(1)
 			s.opts.Exec.ObserveExecOpen(ev.PID, ts, path)
 		}
+		if s.opts.Hash != nil {
+			var p []byte
+			if ok {
+				p = path
+			}
+			s.opts.Hash.HashExec(s.openExec(&ev.FID), ev.PID, ts, p)
+		}
 		if p.HasOp(event.FileExec) {
 			s.record(ev, event.FileExec, path, ok, nil, &ev.FID, ts)
 		}
@@ -624,6 +631,11 @@ func (s *Source) openDir(f *fanFID) (string, bool) {
 // batch takes: a held descriptor would make its unmount fail with EBUSY.
 // That open is the source's own (SelfPID) event, dropped when read.
 func (s *Source) openHandle(fs *fanFS, f *fanFID) (int, bool) {
+	return s.openHandleFlags(fs, f, unix.O_PATH|unix.O_CLOEXEC)
+}
+
+// openHandleFlags is openHandle with the open flags given.
+func (s *Source) openHandleFlags(fs *fanFS, f *fanFID, flags int) (int, bool) {
 	if fs.mfd <= 0 {
 		mfd, err := unix.Open(fs.point, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOATIME, 0)
 		if err != nil {
@@ -632,11 +644,30 @@ func (s *Source) openHandle(fs *fanFS, f *fanFID) (int, bool) {
 		fs.mfd = mfd
 		s.opened = append(s.opened, fs)
 	}
-	fd, err := unix.OpenByHandleAt(fs.mfd, unix.NewFileHandle(f.Type, f.Handle), unix.O_PATH|unix.O_CLOEXEC)
+	fd, err := unix.OpenByHandleAt(fs.mfd, unix.NewFileHandle(f.Type, f.Handle), flags)
 	if err != nil {
 		return -1, false
 	}
 	return fd, true
+}
+
+// openExec opens the executed file an exec event's handle names, read-only,
+// for the hasher; -1 if it cannot.
+func (s *Source) openExec(f *fanFID) int {
+	if !f.valid() {
+		return -1
+	}
+	s.mu.RLock()
+	fs := s.fss[f.FSID]
+	s.mu.RUnlock()
+	if fs == nil {
+		return -1
+	}
+	fd, ok := s.openHandleFlags(fs, f, unix.O_RDONLY|unix.O_CLOEXEC)
+	if !ok {
+		return -1
+	}
+	return fd
 }
 
 // closeMounts closes the mount point descriptors opened during a batch.

@@ -1,0 +1,139 @@
+package fanotify
+
+import (
+	"context"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pofr/pofr/collector/exehash"
+	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/testutil"
+)
+
+// copyExe copies the executable src to dir/name and returns its path, its
+// sha256sum and its identity.
+func copyExe(t *testing.T, src, dir, name string) (path, sum string, st syscall.Stat_t) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path = filepath.Join(dir, name)
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := exec.Command("sha256sum") // on stdin: it escapes odd names in its output
+	c.Stdin = f
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("sha256sum: %v", err)
+	}
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return path, strings.Fields(string(out))[0], st
+}
+
+// TestPrivExeHash: a binary copied, started and deleted at once (a dropper)
+// is hashed from its fanotify file handle, and the hash is sha256sum's; a
+// binary run five times is hashed once and its rows count five execs; a
+// binary over the size limit is recorded without a hash, skip too_large.
+func TestPrivExeHash(t *testing.T) {
+	testutil.RequireRoot(t)
+	sink := &event.MemSink{}
+	h, err := exehash.New(exehash.Options{Exes: sink, Gaps: sink, MaxSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	src := newFanotifySource(t, Options{Sink: sink, Hash: h, Profile: forensic(t), SelfPID: int32(os.Getpid())})
+	stop := runSource(t, src)
+
+	dir := t.TempDir()
+	drop, dropSum, dropSt := copyExe(t, "/bin/sleep", dir, "drop per\n\xff")
+	again, againSum, againSt := copyExe(t, "/bin/true", dir, "again")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, _, bigSt := copyExe(t, self, dir, "big")
+
+	cmd := exec.Command(drop, "1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(drop); err != nil {
+		t.Fatal(err)
+	}
+	dropPID := int32(cmd.Process.Pid)
+	for range 5 {
+		if err := exec.Command(again).Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := exec.Command(big, "-test.run=^$").Run(); err != nil {
+		t.Fatal(err)
+	}
+	rowsOf := func(st syscall.Stat_t) []event.Executable {
+		var out []event.Executable
+		for _, r := range sink.Executables() {
+			if r.Dev == st.Dev && r.Inode == st.Ino {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for (len(rowsOf(dropSt)) == 0 || len(rowsOf(againSt)) == 0 || len(rowsOf(bigSt)) == 0) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("hasher stats %+v", h.Stats())
+
+	d := rowsOf(dropSt)
+	if len(d) != 1 {
+		t.Fatalf("dropper: %d rows %+v, want 1", len(d), d)
+	}
+	if got := hex.EncodeToString(d[0].SHA256); got != dropSum || d[0].Skip != "" || d[0].How != event.ExeByHandle ||
+		d[0].PID != dropPID || d[0].Size != dropSt.Size || d[0].Count != 1 {
+		t.Errorf("dropper row %+v (sha256 %s), want sha256 %s, how handle, pid %d, size %d, count 1", d[0], got, dropSum, dropPID, dropSt.Size)
+	}
+	a := rowsOf(againSt)
+	var n uint32
+	for _, r := range a {
+		n += r.Count
+		if got := hex.EncodeToString(r.SHA256); got != againSum {
+			t.Errorf("row %+v: sha256 %s, want %s", r, got, againSum)
+		}
+	}
+	if n != 5 || len(a) > 2 {
+		t.Errorf("run five times: %d rows counting %d execs, want at most 2 rows counting 5", len(a), n)
+	}
+	b := rowsOf(bigSt)
+	if len(b) != 1 || b[0].SHA256 != nil || b[0].Skip != event.ExeSkipTooLarge || b[0].Size != bigSt.Size {
+		t.Errorf("over the size limit: rows %+v, want one with skip too_large and no hash", b)
+	}
+	if st := h.Stats(); st.Hashed < 2 || st.TooLarge < 1 || st.Hits < 4 {
+		t.Errorf("stats %+v: want ≥ 2 hashed, ≥ 1 too large, ≥ 4 cache hits", st)
+	}
+}
