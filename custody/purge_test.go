@@ -45,6 +45,10 @@ func TestPurgeHostAndRevoked(t *testing.T) {
 				for i := range exes {
 					s.(event.ExeSink).AppendExecutable(&exes[i])
 				}
+				s.(event.DNSSink).AppendDNS(&event.DNS{TS: servertest.HostileBase(), Event: event.DNSResponse, Proto: "udp",
+					ClientAddr: []byte{10, 0, 0, 1}, ClientPort: 40000, ServerAddr: []byte{10, 0, 0, 53}, ServerPort: 53,
+					QName: []byte("\\000x\t'.example."), QType: event.Some[uint16](1), RCode: event.Some[uint8](0),
+					Answers: []byte("x. A 60 10.0.0.2\n"), AnswerAddrs: []byte(",0A000002,")})
 			})
 		}
 	}

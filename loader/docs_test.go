@@ -23,7 +23,7 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
 - **One database for the fleet**, MariaDB ≥ 10.5, InnoDB, utf8mb4 for text. Every event row carries
   ` + "`host_id`" + ` and ` + "`boot_id`" + ` (from the segment manifest) and ` + "`segment_id`, `row_no`" + `: the ledger row and the
   position in the segment it came from, its provenance.
-- **Timestamps** are DATETIME(6) in UTC. The main ` + "`ts`" + ` of proc, file and sock events also has
+- **Timestamps** are DATETIME(6) in UTC. The main ` + "`ts`" + ` of proc, file, sock and dns events also has
   ` + "`ts_ns`" + ` (0–999), the nanoseconds beyond the microsecond, so ` + "`ts` + `ts_ns`" + ` is exactly the
   kernel's time; other timestamps (last_ts, first_ts, gaps, accounts) are truncated to the µs.
   ` + "`tz_offset`" + ` is the host's UTC offset in seconds when the segment was sealed.
@@ -33,7 +33,7 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
   USING utf8mb4, invalid bytes shown as ?). Small vocabularies (event, op, state, …) are ASCII; a
   segment with anything else there is quarantined.
 - **Addresses** are VARBINARY(16), 4 or 16 bytes in network order: ` + "`INET6_NTOA(remote_addr)`" + `.
-- **Partitions.** proc_events, file_events and sock_events are partitioned by UTC day on ` + "`ts`" + `
+- **Partitions.** proc_events, file_events, sock_events and dns_events are partitioned by UTC day on ` + "`ts`" + `
   (RANGE COLUMNS, partitions ` + "`pYYYYMMDD`" + ` and a ` + "`pmax`" + ` catch-all). ` + "`pofr-server schema apply`" + ` and
   ` + "`pofr-server retention`" + ` create the coming days' partitions (splitting pmax); ` + "`retention --keep 90d`" + `
   drops whole days. Their primary key is (segment_id, row_no, ts): it names each row's origin,
@@ -82,7 +82,7 @@ func TestSchemaDoc(t *testing.T) {
 	b.WriteString(schemaDocHead)
 	tables, err := db.Query(`SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES
 		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY FIELD(TABLE_NAME,
-		'hosts', 'segments', 'proc_events', 'file_events', 'sock_events', 'gaps', 'accounts', 'executables', 'quarantine', 'schema_version')`)
+		'hosts', 'segments', 'proc_events', 'file_events', 'sock_events', 'dns_events', 'gaps', 'accounts', 'executables', 'quarantine', 'schema_version')`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,6 +58,7 @@ var tableInfos = []tableInfo{
 	{event.TableGap, "gaps", false, false},
 	{event.TableAcct, "accounts", false, false},
 	{event.TableExe, "executables", false, false},
+	{event.TableDNS, "dns_events", true, true},
 }
 
 func infoOf(table string) (tableInfo, bool) {
@@ -551,6 +552,7 @@ var columnLimits = map[string]map[string]int64{
 	"gaps":        {"source": 16, "reason": 1<<16 - 1},
 	"accounts":    {"kind": 8, "name": 1024},
 	"executables": {"sha256": 32, "how": 8, "skip": 16, "path": 4096},
+	"dns_events":  {"event": 16, "proto": 8, "client_addr": 16, "server_addr": 16, "qname": 1024, "answers": 1<<16 - 1, "answer_addrs": 4096},
 }
 
 // maxValueBytes is columnLimits by event table name, for

@@ -256,12 +256,12 @@ func (w *worker) commit(ctx context.Context, j job, seg *segment, size int64, re
 	}
 	ins, err := tx.ExecContext(ctx, `INSERT INTO segments (host_id, boot_id, seq, digest, prev_digest, chain_ok,
 		ts_from, ts_to, tz_offset, modes, sealed_at, collector_version,
-		rows_proc, rows_file, rows_sock, rows_gap, rows_acct, counters, file_name, file_bytes, received_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		rows_proc, rows_file, rows_sock, rows_gap, rows_acct, rows_dns, counters, file_name, file_bytes, received_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		m.HostID, m.BootID, m.Seq, digest, prevArg, chain,
 		nsTime(m.MinTS), nsTime(m.MaxTS), m.TZOffset, truncate(strings.Join(modes, ","), 1024), m.Created.UTC(), truncate(m.CollectorVersion, 64),
 		m.TableRows(event.TableProc), m.TableRows(event.TableFile), m.TableRows(event.TableSock),
-		m.TableRows(event.TableGap), m.TableRows(event.TableAcct), string(counters), j.name, size, received.UTC())
+		m.TableRows(event.TableGap), m.TableRows(event.TableAcct), m.TableRows(event.TableDNS), string(counters), j.name, size, received.UTC())
 	if err != nil {
 		var me *mysql.MySQLError
 		if errors.As(err, &me) && me.Number == 1062 { // duplicate: another loader got there first

@@ -14,7 +14,7 @@ import (
 )
 
 // PartitionedTables are the event tables partitioned by UTC day on ts.
-var PartitionedTables = []string{"proc_events", "file_events", "sock_events"}
+var PartitionedTables = []string{"proc_events", "file_events", "sock_events", "dns_events"}
 
 // Users describes the accounts CreateUsers makes.
 type Users struct {
@@ -51,6 +51,7 @@ var LoaderGrants = []string{
 	"SELECT ON *",
 	"INSERT ON proc_events", "INSERT ON file_events", "INSERT ON sock_events", "INSERT ON gaps", "INSERT ON accounts",
 	"INSERT ON executables",
+	"INSERT ON dns_events",
 	"INSERT ON quarantine",
 	"INSERT, UPDATE (chain_ok) ON segments",
 	"INSERT, UPDATE (hostname, machine_id, dmi_uuid, ips, os, kernel, version, ssh_key_fp, signing_key, status, registered_at, last_ip, synced_at, last_seen) ON hosts",

@@ -102,6 +102,7 @@ func renderColumns() string {
 		{event.TableSock, event.SockTable.Docs()}, {event.TableGap, event.GapTable.Docs()},
 		{event.TableAcct, event.AcctTable.Docs()},
 		{event.TableExe, event.ExeTable.Docs()},
+		{event.TableDNS, event.DNSTable.Docs()},
 	}
 	for _, tb := range tables {
 		fmt.Fprintf(&s, "\n#### `%s`\n\n| column | Arrow type | nullable | meaning |\n|---|---|---|---|\n", MemberName(tb.name))

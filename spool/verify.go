@@ -144,6 +144,9 @@ func (s *Segment) Accounts() ([]event.Account, error) { return decodeRows(s, eve
 // Executables decodes the exe table.
 func (s *Segment) Executables() ([]event.Executable, error) { return decodeRows(s, event.ExeTable) }
 
+// DNS decodes the dns table.
+func (s *Segment) DNS() ([]event.DNS, error) { return decodeRows(s, event.DNSTable) }
+
 func decodeRows[R any](s *Segment, t *event.Table[R]) (rows []R, err error) {
 	rec, err := s.Record(t.Name)
 	if err != nil {

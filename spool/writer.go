@@ -120,7 +120,10 @@ type Writer struct {
 	wg   sync.WaitGroup
 }
 
-var _ event.Sink = (*Writer)(nil)
+var (
+	_ event.Sink    = (*Writer)(nil)
+	_ event.DNSSink = (*Writer)(nil)
+)
 
 // Estimated in-memory bytes of a row without its variable-length fields.
 const (
@@ -130,6 +133,7 @@ const (
 	gapRowBytes  = 48
 	acctRowBytes = 24
 	exeRowBytes  = 120
+	dnsRowBytes  = 96
 )
 
 // batch is the rows of one future segment.
@@ -139,8 +143,9 @@ type batch struct {
 	sock    *event.Builder[event.Sock]
 	acct    *event.Builder[event.Account]
 	exe     *event.Builder[event.Executable]
+	dns     *event.Builder[event.DNS]
 	gaps    []event.Gap
-	n       [5]int64 // rows of proc, file, sock, acct, exe
+	n       [6]int64 // rows of proc, file, sock, acct, exe, dns
 	rows    int64    // all rows, gaps included
 	est     int64    // estimated bytes
 	lo, hi  int64    // time range of the rows
@@ -180,6 +185,11 @@ func (b *batch) finish() {
 		b.recs[event.TableExe] = b.exe.NewRecord()
 		b.exe.Release()
 		b.exe = nil
+	}
+	if b.dns != nil {
+		b.recs[event.TableDNS] = b.dns.NewRecord()
+		b.dns.Release()
+		b.dns = nil
 	}
 }
 
@@ -453,6 +463,23 @@ func (w *Writer) AppendExecutable(r *event.Executable) {
 	w.mu.Unlock()
 }
 
+// AppendDNS implements event.DNSSink.
+func (w *Writer) AppendDNS(r *event.DNS) {
+	est := dnsRowBytes + int64(len(r.ClientAddr)+len(r.ServerAddr)+len(r.QName)+len(r.Answers)+len(r.AnswerAddrs))
+	w.mu.Lock()
+	if b := w.cur; b != nil {
+		if b.dns == nil {
+			b.dns = event.DNSTable.NewBuilder(nil)
+		}
+		b.dns.Append(r)
+		b.n[5]++
+		w.added(b, r.TS, r.TS, est, b.n[5])
+	} else {
+		w.lost++
+	}
+	w.mu.Unlock()
+}
+
 // AppendGap implements event.Sink.
 func (w *Writer) AppendGap(r *event.Gap) {
 	w.mu.Lock()
@@ -713,6 +740,8 @@ func (b *batch) split() (*batch, *batch) {
 			rx, ry = splitRecord(event.AcctTable, rec, h)
 		case event.TableExe:
 			rx, ry = splitRecord(event.ExeTable, rec, h)
+		case event.TableDNS:
+			rx, ry = splitRecord(event.DNSTable, rec, h)
 		default:
 			panic("spool: split of unknown table " + table)
 		}

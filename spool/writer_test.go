@@ -34,6 +34,11 @@ func TestRoundTrip(t *testing.T) {
 	for i := range exes {
 		w.AppendExecutable(&exes[i])
 	}
+	dns := []event.DNS{{TS: 5, Event: event.DNSResponse, Proto: "tcp", ClientAddr: []byte{127, 0, 0, 1}, ClientPort: 5353,
+		ServerAddr: []byte{127, 0, 0, 1}, ServerPort: 53, PID: event.Some[int32](7), ProcStart: event.Some[int64](70), ID: 1,
+		QName: []byte("\\xff\t.evil."), QType: event.Some[uint16](28), RCode: event.Some[uint8](3),
+		Answers: []byte("a\x00b"), AnswerAddrs: []byte(",7F000001,"), Flags: event.DNSFlagMalformed}}
+	w.AppendDNS(&dns[0])
 	if err := w.Seal(); err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +47,13 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("got %d segments, want 1", len(segs))
 	}
 	s := segs[0]
+	gotD, err := s.DNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(dns, gotD); diff != "" {
+		t.Errorf("dns round trip (-want +got):\n%s", diff)
+	}
 	check := func(name string, got, want any, err error) {
 		t.Helper()
 		if err != nil {
@@ -80,7 +92,7 @@ func TestRoundTrip(t *testing.T) {
 	if got, want := m.Created, c.Now(); !got.Equal(want) {
 		t.Errorf("created = %v, want %v", got, want)
 	}
-	wantCounters := map[string]Counter{"proc": {Seen: 10, Lost: 2}, "spool": {Seen: 15, Lost: 0}}
+	wantCounters := map[string]Counter{"proc": {Seen: 10, Lost: 2}, "spool": {Seen: 16, Lost: 0}}
 	if diff := cmp.Diff(wantCounters, m.Counters); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
 	}
@@ -94,7 +106,7 @@ func TestRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(event.Tables, tables); diff != "" {
 		t.Errorf("member tables (-want +got):\n%s", diff)
 	}
-	if got, want := m.Rows(), int64(15); got != want {
+	if got, want := m.Rows(), int64(16); got != want {
 		t.Errorf("rows = %d, want %d", got, want)
 	}
 	if err := w.Close(); err != nil {

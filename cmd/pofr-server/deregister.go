@@ -32,7 +32,7 @@ With --purge its inbox, archive and quarantine directories are deleted too
 
 Without --purge-rows the host's rows in MariaDB are kept, as evidence. With
 --purge-rows (and --dsn-file) they are deleted: its events (proc_events,
-file_events, sock_events), gaps, accounts, quarantine rows and custody
+file_events, sock_events, dns_events), gaps, accounts, quarantine rows and custody
 ledger (segments); the hosts row stays, status revoked. Rows go --batch at a
 time, each batch its own short transaction, so loaders and analysts are not
 locked out while a big host is purged; a purge cut short is finished by

@@ -40,7 +40,7 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 		Flags: func(fs *flag.FlagSet) {
 			dsnFileFlag(fs, &dsnFile, "reader", "`file` holding the MariaDB DSN")
 			fs.StringVar(&format, "format", "jsonl", "output format: jsonl")
-			fs.StringVar(&table, "table", "proc", "table: proc, file, sock or gap")
+			fs.StringVar(&table, "table", "proc", "table: proc, file, sock, gap or dns")
 			fs.StringVar(&host, "host", "", "only this host (id or hostname)")
 			fs.BoolVar(&bulk, "bulk", false, "write Elasticsearch bulk action lines before the documents")
 			fs.StringVar(&index, "index-prefix", "pofr-", "index name prefix of the bulk action lines (index = prefix + table)")
@@ -54,7 +54,7 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 				return cli.Usagef("--format %q: only jsonl", format)
 			}
 			if !slices.Contains(query.ExportTables, table) {
-				return cli.Usagef("--table %q: want proc, file, sock or gap", table)
+				return cli.Usagef("--table %q: want proc, file, sock, gap or dns", table)
 			}
 			rg, err := r.get()
 			if err != nil {

@@ -21,7 +21,7 @@ func retentionCommand() *cli.Command {
 		Name:    "retention",
 		Summary: "drop event partitions and archived files older than --keep, add the coming days' partitions",
 		Usage:   "--dsn-file F --keep 90d [--archive-keep 1y|0] [--state-dir D] [--ahead 7] [--dry-run]",
-		Help: `Drops the day partitions of proc_events, file_events and sock_events whose
+		Help: `Drops the day partitions of proc_events, file_events, sock_events and dns_events whose
 whole UTC day is older than --keep, and creates the partitions of the next
 --ahead days (run it daily from cron). Dropping a partition is instant and
 frees the space at once; the custody ledger (segments), gaps, accounts and

@@ -16,6 +16,7 @@
 //	gap    gap.arrow      gaps          interval in which the record is incomplete
 //	acct   acct.arrow     accounts      user or group id → name, sent when it changes
 //	exe    exe.arrow      executables   executed file identity → SHA-256, sent once per identity (and refreshed)
+//	dns    dns.arrow      dns_events    DNS message (query or response) seen on a packet socket
 //
 // Conventions, the same in every table:
 //
@@ -52,10 +53,11 @@ const (
 	TableGap  = "gap"
 	TableAcct = "acct"
 	TableExe  = "exe"
+	TableDNS  = "dns"
 )
 
 // Tables lists the table names in the order their members appear in a segment.
-var Tables = []string{TableProc, TableFile, TableSock, TableGap, TableAcct, TableExe}
+var Tables = []string{TableProc, TableFile, TableSock, TableGap, TableAcct, TableExe, TableDNS}
 
 // Process event kinds (the proc table's event column).
 const (
@@ -251,6 +253,7 @@ const (
 	SourceSpool     = "spool"     // segments evicted by the quota
 	SourceCollector = "collector" // the collector itself was not running
 	SourceExe       = "exe"       // executables executed but not hashed
+	SourceDNS       = "dns"       // the DNS packet socket
 )
 
 // Gap is one row of the gap table: an interval in which some source's record
@@ -276,6 +279,58 @@ type Account struct {
 	Kind string
 	ID   uint32
 	Name []byte
+}
+
+// DNS message kinds (the dns table's event column).
+const (
+	DNSQuery    = "query"    // a question (QR bit clear)
+	DNSResponse = "response" // an answer (QR bit set)
+)
+
+// DNS flags (bit set in DNS.Flags).
+const (
+	// DNSFlagTruncated: the server set the TC bit (the answer did not fit
+	// a UDP datagram; the resolver usually retries over TCP).
+	DNSFlagTruncated uint32 = 1 << iota
+	// DNSFlagMalformed: the message could not be parsed to its end; the
+	// columns hold what was parsed before the error.
+	DNSFlagMalformed
+	// DNSFlagOwnerUnknown: no process was found for the client socket, so
+	// pid and proc_start are null.
+	DNSFlagOwnerUnknown
+	// DNSFlagPartial: a DNS-over-TCP message was not whole in one segment
+	// (or the packet was cut), so only its start was parsed.
+	DNSFlagPartial
+	// DNSFlagAnswersCut: the answers were longer than the recorded cap and
+	// were cut.
+	DNSFlagAnswersCut
+)
+
+// DNS is one row of the dns table: one DNS message seen on the wire.
+type DNS struct {
+	TS          int64
+	Event       string // DNSQuery or DNSResponse
+	Proto       string // "udp" or "tcp"
+	ClientAddr  []byte // 4 or 16 bytes: the side that asked
+	ClientPort  uint16
+	ServerAddr  []byte // 4 or 16 bytes: the side that answers (port 53)
+	ServerPort  uint16
+	PID         Opt[int32]
+	ProcStart   Opt[int64]
+	ID          uint16
+	QName       []byte
+	QType       Opt[uint16]
+	RCode       Opt[uint8]
+	Answers     []byte // one "name type ttl data" line per answer record
+	AnswerAddrs []byte // ",HEX," of every A/AAAA answer address
+	Flags       uint32
+}
+
+// DNSSink receives DNS records. It is separate from [Sink] so that the
+// sinks that do not record DNS need not change; the spool writer and
+// [MemSink] implement both.
+type DNSSink interface {
+	AppendDNS(*DNS)
 }
 
 // Sink receives records. The spool writer is the production Sink; tests use

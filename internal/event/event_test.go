@@ -39,6 +39,12 @@ func TestRoundTrip(t *testing.T) {
 	check(t, SockTable, socks)
 	check(t, GapTable, gaps)
 	check(t, AcctTable, accts)
+	check(t, DNSTable, []DNS{
+		{TS: 7, Event: DNSResponse, Proto: "udp", ClientAddr: []byte{127, 0, 0, 1}, ClientPort: 40000, ServerAddr: []byte{127, 0, 0, 53},
+			ServerPort: 53, PID: Some[int32](9), ProcStart: Some[int64](5), ID: 0xbeef, QName: []byte("a\\.b\xff."), QType: Some[uint16](1),
+			RCode: Some[uint8](0), Answers: []byte("x. A 60 1.2.3.4\n"), AnswerAddrs: []byte(",01020304,"), Flags: DNSFlagTruncated},
+		{TS: 8, Event: DNSQuery, Proto: "tcp", ClientAddr: make([]byte, 16), ServerAddr: make([]byte, 16), ServerPort: 53, QName: []byte{}, Flags: DNSFlagOwnerUnknown},
+	})
 }
 
 func check[R any](t *testing.T, tb *Table[R], rows []R) {
@@ -88,7 +94,7 @@ func TestCheckRejectsOtherSchema(t *testing.T) {
 }
 
 func TestEveryColumnDocumented(t *testing.T) {
-	for _, docs := range [][]ColumnDoc{ProcTable.Docs(), FileTable.Docs(), SockTable.Docs(), GapTable.Docs(), AcctTable.Docs()} {
+	for _, docs := range [][]ColumnDoc{ProcTable.Docs(), FileTable.Docs(), SockTable.Docs(), GapTable.Docs(), AcctTable.Docs(), DNSTable.Docs()} {
 		seen := map[string]bool{}
 		for _, d := range docs {
 			if len(strings.TrimSpace(d.Doc)) < 10 {

@@ -16,6 +16,25 @@ type MemSink struct {
 	gaps  []Gap
 	accts []Account
 	exes  []Executable
+	dns   []DNS
+}
+
+// AppendDNS implements DNSSink.
+func (s *MemSink) AppendDNS(r *DNS) {
+	c := *r
+	for _, b := range []*[]byte{&c.ClientAddr, &c.ServerAddr, &c.QName, &c.Answers, &c.AnswerAddrs} {
+		*b = bytes.Clone(*b)
+	}
+	s.mu.Lock()
+	s.dns = append(s.dns, c)
+	s.mu.Unlock()
+}
+
+// DNS returns a copy of the dns records received so far.
+func (s *MemSink) DNS() []DNS {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]DNS(nil), s.dns...)
 }
 
 // AppendProc implements Sink.

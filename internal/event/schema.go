@@ -106,3 +106,22 @@ var exeColumns = []column[Executable]{
 	dictStr("skip", "Why there is no hash: too_large (over the size limit), changed (size, mtime or ctime changed while it was read) or read_error; null when hashed.", func(r *Executable) *string { return &r.Skip }),
 	dictBin("path", "Path of the file at the first exec (fanotify's resolution), exact bytes; null if unknown.", func(r *Executable) *[]byte { return &r.Path }),
 }
+
+var dnsColumns = []column[DNS]{
+	tsCol("ts", "When the packet was read from the packet socket: ns since the Unix epoch, UTC.", func(r *DNS) *int64 { return &r.TS }),
+	dictStr("event", "query (QR bit clear) or response (QR bit set).", func(r *DNS) *string { return &r.Event }),
+	dictStr("proto", "udp or tcp (DNS over TCP, RFC 1035 4.2.2).", func(r *DNS) *string { return &r.Proto }),
+	bin("client_addr", "Address of the side that asked, 4 or 16 bytes in network order.", func(r *DNS) *[]byte { return &r.ClientAddr }),
+	num("client_port", uint16Type, "Port of the side that asked.", func(r *DNS) *uint16 { return &r.ClientPort }),
+	bin("server_addr", "Address of the side that answers (port 53), 4 or 16 bytes in network order.", func(r *DNS) *[]byte { return &r.ServerAddr }),
+	num("server_port", uint16Type, "Port of the side that answers (53).", func(r *DNS) *uint16 { return &r.ServerPort }),
+	optNum("pid", int32Type, "Process id of the client socket's owner (connection owners from tracepoints); null if unknown (flag owner_unknown).", func(r *DNS) *Opt[int32] { return &r.PID }),
+	optNum("proc_start", int64Type, "proc_start of that process; null if unknown.", func(r *DNS) *Opt[int64] { return &r.ProcStart }),
+	num("dns_id", uint16Type, "DNS message id (pairs a response with its query).", func(r *DNS) *uint16 { return &r.ID }),
+	dictBin("qname", "Name of the first question, dotted with a final dot, exact bytes as on the wire (escaped as dnsmessage prints it); null if the message has no question.", func(r *DNS) *[]byte { return &r.QName }),
+	optNum("qtype", uint16Type, "Type of the first question (1 A, 28 AAAA, 5 CNAME, 12 PTR, 15 MX, 16 TXT, 33 SRV, 65 HTTPS, …); null if none.", func(r *DNS) *Opt[uint16] { return &r.QType }),
+	optNum("rcode", uint8Type, "Response code of a response (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED, …); null for queries.", func(r *DNS) *Opt[uint8] { return &r.RCode }),
+	bin("answers", "Answer records of a response, one line each: name, type, TTL and data (address, target name, or the length of other data); null for queries.", func(r *DNS) *[]byte { return &r.Answers }),
+	bin("answer_addrs", "The A and AAAA addresses of the answers as upper-case hex between commas (\",5DB8D822,\"; an A address also in its IPv4-mapped 16-byte form), so SQL can find the name an address was resolved from: LOCATE(CONCAT(',', HEX(remote_addr), ','), answer_addrs); null if none.", func(r *DNS) *[]byte { return &r.AnswerAddrs }),
+	num("flags", uint32Type, "Bit set: 1 truncated (TC), 2 malformed, 4 owner_unknown, 8 partial (TCP message not whole in one segment), 16 answers_cut (see DNSFlag* in internal/event).", func(r *DNS) *uint32 { return &r.Flags }),
+}

@@ -14,7 +14,7 @@ var ErrSchema = errors.New("event: schema mismatch")
 
 // Table is one table's schema and its mapping to the Go record type R.
 type Table[R any] struct {
-	// Name is the table name (proc, file, sock, gap, acct, exe).
+	// Name is the table name (proc, file, sock, gap, acct, exe, dns).
 	Name string
 	// Schema is the Arrow schema of the table's segment member. Column
 	// documentation is not in it (see Docs): in every segment it would cost
@@ -32,6 +32,7 @@ var (
 	GapTable  = newTable(TableGap, gapColumns)
 	AcctTable = newTable(TableAcct, acctColumns)
 	ExeTable  = newTable(TableExe, exeColumns)
+	DNSTable  = newTable(TableDNS, dnsColumns)
 )
 
 // ErrUnknownTable reports a table name that is not one of [Tables].
@@ -49,6 +50,7 @@ var byName = map[string]struct {
 	TableGap:  {GapTable.Schema, GapTable.Check},
 	TableAcct: {AcctTable.Schema, AcctTable.Check},
 	TableExe:  {ExeTable.Schema, ExeTable.Check},
+	TableDNS:  {DNSTable.Schema, DNSTable.Check},
 }
 
 // SchemaOf returns the schema of the named table, or nil if there is none.
