@@ -11,10 +11,6 @@ import (
 	"github.com/pofr/pofr/query"
 )
 
-// smallTree is the most process rows (of the boot, up to the moment) for
-// which the host page waits for the tree without the budget.
-const smallTree = 100_000
-
 // overBudget reports a statement MariaDB interrupted at max_statement_time.
 func overBudget(err error) bool {
 	var me *mysql.MySQLError
@@ -124,7 +120,7 @@ func (s *Server) host(rq *req) (string, *view, error) {
 		return "", nil, err
 	}
 	tq := s.opt.Quick
-	if p.Full || len(cost.Rows) == 1 && num(cost, 0, "proc_rows") <= smallTree {
+	if p.Full || len(cost.Rows) == 1 && num(cost, 0, "proc_rows") <= int64(s.opt.Limits.SmallTree) {
 		tq = rq.q
 	}
 	tq = withTrace(tq, rq)

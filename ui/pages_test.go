@@ -3,10 +3,13 @@ package ui
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pofr/pofr/query"
 )
 
 // get fetches url and returns the status and body.
@@ -94,5 +97,45 @@ func TestPagesEscape(t *testing.T) {
 	r2.Body.Close()
 	if r2.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /: %s, want 405", r2.Status)
+	}
+}
+
+// TestTreeBudget: past the tree budget the host page still answers, with
+// the timeline and a link that computes the tree in full.
+func TestTreeBudget(t *testing.T) {
+	f := newFixture(t)
+	db, err := OpenReader(f.readerDSN, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// A budget no statement meets: MariaDB interrupts it at once.
+	quick, err := OpenReader(f.readerDSN, time.Microsecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quick.Close()
+	lim := DefaultLimits
+	lim.SmallTree = 0 // every tree is a big one
+	s, err := New(Options{Querier: &query.Querier{DB: db}, Quick: &query.Querier{DB: quick}, TreeBudget: time.Microsecond, Limits: lim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	c := srv.Client()
+	resp, body := get(t, c, srv.URL+hostPath("host-a", 6*time.Second, "", 0, 0))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("host page over budget: %s\n%s", resp.Status, body)
+	}
+	if !strings.Contains(body, `id="tree-deferred"`) || !strings.Contains(body, "tree=full") || strings.Contains(body, `data-s="300 `) {
+		t.Fatalf("host page over budget does not offer the tree:\n%s", body)
+	}
+	if !strings.Contains(body, `class="gapband"`) {
+		t.Error("host page over budget lost its timeline")
+	}
+	resp, body = get(t, c, srv.URL+hostPath("host-a", 6*time.Second, "", 0, 0)+"&tree=full")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `data-s="300 `) || strings.Contains(body, `id="tree-deferred"`) {
+		t.Fatalf("tree=full: %s, tree not shown:\n%s", resp.Status, body)
 	}
 }

@@ -44,10 +44,14 @@ type Limits struct {
 	// Statement is the longest one statement may run (MariaDB
 	// max_statement_time).
 	Statement time.Duration
+	// SmallTree is the most process rows (of the boot, up to the moment)
+	// for which the host page waits for the tree without the tree budget.
+	SmallTree int
 }
 
 // DefaultLimits are the limits of pofr-server ui.
-var DefaultLimits = Limits{Rows: 500, TreeNodes: 20000, Window: 7 * 24 * time.Hour, Statement: 30 * time.Second}
+var DefaultLimits = Limits{Rows: 500, TreeNodes: 20000, Window: 7 * 24 * time.Hour, Statement: 30 * time.Second,
+	SmallTree: 100_000}
 
 // Options configure a Server.
 type Options struct {
