@@ -86,6 +86,10 @@ func TestPagesEscape(t *testing.T) {
 			t.Errorf("process page lacks %q", want)
 		}
 	}
+	_, body = get(t, c, base+"/host/host-a/proc/200")
+	if !strings.Contains(body, `id="sockets"`) || !strings.Contains(body, "10.0.0.2") || !strings.Contains(body, "/usr/bin/curl") {
+		t.Errorf("process 200 (curl) lacks its socket to 10.0.0.2 from conns.sql")
+	}
 	resp, _ := get(t, c, base+"/host/nope")
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown host: %s, want 404", resp.Status)

@@ -52,6 +52,9 @@ type procPage struct {
 	Lives                   []life
 	Truncated               bool
 	TreeURL                 string
+	// Conns are the process's sockets as conns.sql sees them (one row per
+	// socket, with reverse DNS and geolocation when configured).
+	Conns *grid
 }
 
 // procRows is the most rows of proc.sql one page shows.
@@ -149,6 +152,24 @@ func (s *Server) proc(rq *req) (string, *view, error) {
 		case rel == "sock":
 			p.Socks = append(p.Socks, row)
 		}
+	}
+	if len(p.Socks) > 0 {
+		r := query.Range{From: p.Started}
+		if !p.Exited.IsZero() {
+			r.To = p.Exited.Add(time.Second)
+		}
+		ct, err := rq.paged(procRows, 0).Conns(rq.ctx, query.ConnsArgs{Host: id, Range: r, Listening: "all"})
+		if err != nil {
+			return "", nil, err
+		}
+		var mine [][]any
+		for i, row := range ct.Rows {
+			if num(ct, i, "pid") == pid && num(ct, i, "proc_start") == p.Start {
+				mine = append(mine, row)
+			}
+		}
+		ct.Rows = mine
+		p.Conns = newGrid(ct)
 	}
 	v := map[string][]string{"at": {inputTime(p.Started.Add(time.Microsecond))}}
 	p.TreeURL = hostURL(id, v)
