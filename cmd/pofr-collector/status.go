@@ -111,6 +111,9 @@ func printStatus(env *cli.Env, running bool, st *agent.Status, now time.Time) {
 		sort.Strings(names)
 		for _, n := range names {
 			src := sum.Sources[n]
+			if src.Mode == "" {
+				src.Mode = "-"
+			}
 			fmt.Fprintf(tw, "  %s\t%s\t%.1f\t%d\t%d\t%d\n", n, src.Mode, src.PerSecond, src.Seen, src.Lost, src.LostInWindow)
 		}
 		tw.Flush()

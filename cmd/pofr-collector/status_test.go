@@ -24,6 +24,7 @@ func TestPrintStatus(t *testing.T) {
 			Sources: map[string]agent.SourceSummary{
 				"proc": {Mode: "netlink", Seen: 120000, Lost: 7, PerSecond: 12.5, LostInWindow: 2},
 				"file": {Mode: "fanotify", Seen: 50, PerSecond: 0.8},
+				"exe":  {Seen: 3},
 			},
 			Spool:  agent.SpoolSummary{Rows: 130000, Sealed: 40},
 			Uplink: &agent.UplinkSummary{Connected: true, Uploaded: 37, Bytes: 5 << 20, LastUpload: &up},
@@ -39,6 +40,7 @@ func TestPrintStatus(t *testing.T) {
 		"EVENTS/S",
 		"proc    netlink   12.5",
 		"file    fanotify  0.8",
+		"exe     -         0.0       3",
 		"spool: 3 segments (3.0 MiB) waiting for upload",
 		"uplink: connected, 37 segments uploaded (5.0 MiB), 0 failed attempts, last upload 8s ago (2026-12-03 09:59:52 UTC)",
 	} {
