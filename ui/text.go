@@ -5,7 +5,6 @@ import (
 	"html/template"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/pofr/pofr/query"
@@ -125,7 +124,10 @@ func duration(d time.Duration) string {
 	case d >= 48*time.Hour:
 		return fmt.Sprintf("%dd%dh", d/(24*time.Hour), d%(24*time.Hour)/time.Hour)
 	case d >= time.Hour:
-		return strings.TrimSuffix(d.Truncate(time.Minute).String(), "0s")
+		if m := d % time.Hour / time.Minute; m != 0 {
+			return fmt.Sprintf("%dh%dm", d/time.Hour, m)
+		}
+		return fmt.Sprintf("%dh", d/time.Hour)
 	case d >= time.Second:
 		return d.Truncate(time.Second).String()
 	}

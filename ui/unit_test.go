@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -126,5 +127,14 @@ func TestTreeFilter(t *testing.T) {
 	}
 	if !tr.Roots[0].Children[0].Children[0].Match || tr.Roots[0].Match {
 		t.Error("matches marked wrong")
+	}
+}
+
+func TestDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{time.Hour: "1h", 90 * time.Minute: "1h30m", 3*time.Hour + 10*time.Minute + 5*time.Second: "3h10m",
+		50 * time.Hour: "2d2h", 40 * time.Second: "40s", 250 * time.Millisecond: "250ms"} {
+		if got := duration(d); got != want {
+			t.Errorf("duration(%v) = %q, want %q", d, got, want)
+		}
 	}
 }
