@@ -100,6 +100,9 @@ func printStatus(env *cli.Env, running bool, st *agent.Status, now time.Time) {
 		}
 		fmt.Fprintln(w)
 	}
+	if len(sum.Sources) == 0 && len(st.Sources) > 0 {
+		fmt.Fprintln(w, "events: the collector that wrote the status file predates the rates (restart it: pofr-collector run --daemon --replace)")
+	}
 	if len(sum.Sources) > 0 {
 		fmt.Fprintf(w, "events, rates over the last %s:\n", age(time.Duration(sum.Window*float64(time.Second))))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

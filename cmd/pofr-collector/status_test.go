@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,12 @@ func TestPrintStatus(t *testing.T) {
 	printStatus(&cli.Env{Stdout: &out}, false, st, now.Add(2*24*time.Hour))
 	if got := out.String(); !strings.Contains(got, "collector: not running (last status 2d 0h ago, pid 4242)") {
 		t.Errorf("stopped collector:\n%s", got)
+	}
+	out.Reset()
+	old := &agent.Status{PID: 1, Started: now, Updated: now, Sources: map[string]json.RawMessage{"proc": []byte(`{"Seen":1}`)}}
+	printStatus(&cli.Env{Stdout: &out}, true, old, now)
+	if got := out.String(); !strings.Contains(got, "predates the rates") {
+		t.Errorf("status file of an older collector:\n%s", got)
 	}
 	out.Reset()
 	printStatus(&cli.Env{Stdout: &out}, true, st, now.Add(time.Minute))
