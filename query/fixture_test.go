@@ -3,6 +3,7 @@ package query
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"database/sql"
 	"io"
 	"os"
@@ -35,6 +36,12 @@ const (
 	hostileExe  = "/tmp/evil\x1b[2J"
 	hostileArgv = "evil\x00\x1b[2Jclear\x00line1\nline2\x00tab\there\x00\xff\xfe\x00"
 	hostilePath = "/tmp/x\x1b]0;pwned\x07\n\xff"
+)
+
+// The SHA-256 of alpha's curl and of its hostile program.
+var (
+	shaCurl = sha256.Sum256([]byte("curl"))
+	shaEvil = sha256.Sum256([]byte("evil"))
 )
 
 var (
@@ -90,6 +97,12 @@ func alphaRows(s event.Sink) {
 		BytesSent: event.Some(uint64(78)), BytesRecv: event.Some(uint64(1234)), Flags: event.SockFlagFromDestroy})
 
 	life(300, 300000, 5*time.Second, 7*time.Second, 1000, hostileExe, hostileArgv, event.Proc{ExitSignal: event.Some(int32(9))})
+	exe := func(d time.Duration, pid int32, ino uint64, sum []byte, path string) {
+		s.(event.ExeSink).AppendExecutable(&event.Executable{TS: at(d), LastTS: at(d), Count: 1, PID: pid, Dev: 2049, Inode: ino,
+			Size: 4096, MTimeNS: 1, CTimeNS: 2, SHA256: sum, How: event.ExeByHandle, Path: []byte(path)})
+	}
+	exe(time.Second+2*time.Millisecond, 200, 11, shaCurl[:], "/usr/bin/curl")
+	exe(5*time.Second+2*time.Millisecond, 300, 12, shaEvil[:], hostileExe)
 	file(6*time.Second, 300, 300000, 1000, event.FileCreate, hostilePath)
 
 	life(400, 400000, 8*time.Second, 9*time.Second, 1001, "/usr/bin/nmap", "nmap\x00-P0\x00192.168.18.34\x00",

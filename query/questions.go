@@ -2,6 +2,9 @@ package query
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -173,6 +176,22 @@ type RanArgs struct {
 	User     string // name or uid: real, effective or login uid
 	Exe      string // path, or base name without a slash
 	ArgvLike string // SQL LIKE pattern on the command line
+	SHA256   string // SHA-256 of the executed file, 64 hex digits
+}
+
+// ErrSHA256 reports a --sha256 that is not 64 hexadecimal digits.
+var ErrSHA256 = errors.New("query: sha256 must be 64 hexadecimal digits")
+
+// optSHA256 parses a hex SHA-256 ("" is no filter).
+func optSHA256(s string) (any, error) {
+	if s == "" {
+		return nil, nil
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != sha256.Size {
+		return nil, fmt.Errorf("%w: %q", ErrSHA256, s)
+	}
+	return b, nil
 }
 
 // Ran lists execs fleet-wide (ran.sql).
@@ -181,9 +200,34 @@ func (q *Querier) Ran(ctx context.Context, a RanArgs) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	ps := []Param{{"host", h}, {"exe", optString(a.Exe)}, {"argv_like", optString(a.ArgvLike)}}
+	sum, err := optSHA256(a.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	ps := []Param{{"host", h}, {"exe", optString(a.Exe)}, {"argv_like", optString(a.ArgvLike)}, {"sha256", sum}}
 	ps = append(ps, userParams(a.User)...)
 	return q.Run(ctx, "ran", append(ps, rangeParams(a.Range)...)...)
+}
+
+// BinariesArgs selects executables for Binaries. Empty fields do not filter.
+type BinariesArgs struct {
+	Host   string
+	Range  Range
+	SHA256 string // 64 hex digits
+}
+
+// Binaries lists every distinct executable file a host ran, first seen
+// first (binaries.sql).
+func (q *Querier) Binaries(ctx context.Context, a BinariesArgs) (*Table, error) {
+	h, err := q.optHost(ctx, a.Host)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := optSHA256(a.SHA256)
+	if err != nil {
+		return nil, err
+	}
+	return q.Run(ctx, "binaries", append([]Param{{"host", h}, {"sha256", sum}}, rangeParams(a.Range)...)...)
 }
 
 // TouchedArgs selects file rows for Touched.

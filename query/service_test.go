@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -248,6 +249,36 @@ func TestQueries(t *testing.T) {
 		}
 	})
 
+	t.Run("binaries", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			args BinariesArgs
+			want []string
+		}{
+			{"all", BinariesArgs{}, []string{"host-a " + hex.EncodeToString(shaCurl[:]) + " /usr/bin/curl",
+				"host-a " + hex.EncodeToString(shaEvil[:]) + ` /tmp/evil\x1b[2J`}},
+			{"sha256", BinariesArgs{SHA256: hex.EncodeToString(shaEvil[:])}, []string{"host-a " + hex.EncodeToString(shaEvil[:]) + ` /tmp/evil\x1b[2J`}},
+			{"other host", BinariesArgs{Host: "beta"}, nil},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				tb, err := q.Binaries(ctx, tc.args)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for _, r := range csvRecords(t, render(t, tb, FormatCSV, false))[1:] {
+					got = append(got, r[0]+" "+r[4]+" "+r[7])
+				}
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("binaries %+v (-want +got):\n%s", tc.args, diff)
+				}
+			})
+		}
+		if _, err := q.Binaries(ctx, BinariesArgs{SHA256: "abc"}); !errors.Is(err, ErrSHA256) {
+			t.Errorf("binaries --sha256 abc: %v, want ErrSHA256", err)
+		}
+	})
+
 	t.Run("ran", func(t *testing.T) {
 		for _, tc := range []struct {
 			name string
@@ -265,6 +296,9 @@ func TestQueries(t *testing.T) {
 			{"range excludes", RanArgs{Exe: "curl", Range: Range{From: t0.Add(1001 * time.Millisecond).Add(time.Microsecond)}}, nil},
 			{"range includes", RanArgs{Exe: "curl", Range: Range{From: t0.Add(1001 * time.Millisecond), To: t0.Add(1002 * time.Millisecond)}}, []string{"host-a 200 curl http://10.0.0.2:8080/"}},
 			{"host", RanArgs{Exe: "systemd", Host: "beta"}, []string{"host-b 1 /sbin/init"}},
+			{"sha256", RanArgs{SHA256: hex.EncodeToString(shaCurl[:])}, []string{"host-a 200 curl http://10.0.0.2:8080/"}},
+			{"sha256 hostile", RanArgs{SHA256: hex.EncodeToString(shaEvil[:])}, []string{`host-a 300 evil $'\x1b[2Jclear' $'line1\nline2' $'tab\there' $'\xff\xfe'`}},
+			{"sha256 none", RanArgs{SHA256: strings.Repeat("00", 32)}, nil},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				tb, err := q.Ran(ctx, tc.args)
@@ -454,6 +488,16 @@ func TestQueries(t *testing.T) {
 		docs := jsonLines(t, b.String())
 		if n != 2 || len(docs) != 2 || docs[0]["remote_addr"] == nil {
 			t.Errorf("export sock [3 s, 40 s): got %d docs %v, want the two closes at 3 s", n, docs)
+		}
+		b.Reset()
+		n, err = q.Export(ctx, &b, ExportArgs{Table: "exe", Host: "alpha", Bulk: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = jsonLines(t, b.String())
+		if n != 2 || len(docs) != 4 || docs[1]["sha256"] != hex.EncodeToString(shaCurl[:]) || docs[1]["path"] != "/usr/bin/curl" ||
+			docs[3]["path"] != hostileExe || docs[1]["@timestamp"] != "2024-06-20T01:30:01.002Z" {
+			t.Errorf("export exe: got %d docs %v, want curl's and the hostile program's rows", n, docs)
 		}
 	})
 }

@@ -178,7 +178,7 @@ func noArgs(args []string) error {
 // queryCommands are the "pofr-server query …" commands.
 func queryCommands() []*cli.Command {
 	var cmds []*cli.Command
-	for _, qc := range []queryCmd{hostsQuery(), treeQuery(), timelineQuery(), procQuery(), ranQuery(), touchedQuery(), connsQuery(), peersQuery(), gapsQuery()} {
+	for _, qc := range []queryCmd{hostsQuery(), treeQuery(), timelineQuery(), procQuery(), ranQuery(), binariesQuery(), touchedQuery(), connsQuery(), peersQuery(), gapsQuery()} {
 		cmds = append(cmds, qc.command())
 	}
 	return cmds
@@ -318,7 +318,7 @@ func ranQuery() queryCmd {
 	var ran query.RanArgs
 	var ranRange rangeFlags
 	return queryCmd{
-		name: "ran", usage: "(--user U | --exe PATH | --argv-like PATTERN) [--host H] [range] --dsn-file F",
+		name: "ran", usage: "(--user U | --exe PATH | --argv-like PATTERN | --sha256 H) [--host H] [range] --dsn-file F",
 		summary: "what a user ran, where a program ran (fleet-wide)",
 		help: `
 Every exec (and snapshot of an already running process) on every host, or
@@ -326,7 +326,9 @@ on --host, that matches all the filters given: --user (a name, looked up in
 each host's own accounts, or a uid; it matches the real, effective or login
 uid, so 'sudo nmap' by toma is found with --user toma), --exe (a path, or a
 base name without a slash), --argv-like (a SQL LIKE pattern on the command
-line, arguments joined by spaces: % any text, _ one character).
+line, arguments joined by spaces: % any text, _ one character), --sha256
+(the SHA-256 of the executed file, 64 hex digits: where did this binary
+run?).
 
 Example: did toma run nmap -P0 192.168.18.34?
   pofr-server query ran --user toma --argv-like 'nmap -P0 192.168.18.34%' --dsn-file F`,
@@ -336,14 +338,15 @@ Example: did toma run nmap -P0 192.168.18.34?
 			fs.StringVar(&ran.User, "user", "", "user name or uid")
 			fs.StringVar(&ran.Exe, "exe", "", "executable path, or base name")
 			fs.StringVar(&ran.ArgvLike, "argv-like", "", "SQL LIKE `pattern` on the command line")
+			fs.StringVar(&ran.SHA256, "sha256", "", "SHA-256 of the executed file (64 hex digits)")
 			ranRange.register(fs)
 		},
 		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
 			if err := noArgs(args); err != nil {
 				return nil, err
 			}
-			if ran.User == "" && ran.Exe == "" && ran.ArgvLike == "" {
-				return nil, cli.Usagef("give --user, --exe or --argv-like")
+			if ran.User == "" && ran.Exe == "" && ran.ArgvLike == "" && ran.SHA256 == "" {
+				return nil, cli.Usagef("give --user, --exe, --argv-like or --sha256")
 			}
 			r, err := ranRange.get()
 			if err != nil {
@@ -352,6 +355,43 @@ Example: did toma run nmap -P0 192.168.18.34?
 			a := ran
 			a.Range = r
 			return q.Ran(ctx, a)
+		},
+	}
+}
+
+// binariesQuery is "pofr-server query binaries".
+func binariesQuery() queryCmd {
+	var a query.BinariesArgs
+	var rng rangeFlags
+	return queryCmd{
+		name: "binaries", usage: "[--host H] [--sha256 H] [range] --dsn-file F",
+		summary: "every distinct executable a host ran, first seen first, with its SHA-256",
+		help: `
+Every executed file, by identity (device, inode, size, mtime, ctime), on
+every host or on --host: when it was first and last executed, how often,
+its SHA-256 (empty with a skip reason when it was too large, changed while
+read or unreadable), size and path at the first exec. --sha256 keeps one
+hash: on which hosts did this binary run, and since when?
+
+Example: what new binaries ran on web1 today?
+  pofr-server query binaries --host web1 --since 1d --dsn-file F`,
+		sqlName: "binaries",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&a.Host, "host", "", "only this host (id or hostname)")
+			fs.StringVar(&a.SHA256, "sha256", "", "only this SHA-256 (64 hex digits)")
+			rng.register(fs)
+		},
+		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+			if err := noArgs(args); err != nil {
+				return nil, err
+			}
+			r, err := rng.get()
+			if err != nil {
+				return nil, err
+			}
+			b := a
+			b.Range = r
+			return q.Binaries(ctx, b)
 		},
 	}
 }

@@ -11,9 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pofr/pofr/collector/exehash"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/testutil"
+	"github.com/pofr/pofr/profiles"
 )
 
 // copyExe copies the executable src to dir/name and returns its path, its
@@ -136,4 +139,62 @@ func TestPrivExeHash(t *testing.T) {
 	if st := h.Stats(); st.Hashed < 2 || st.TooLarge < 1 || st.Hits < 4 {
 		t.Errorf("stats %+v: want ≥ 2 hashed, ≥ 1 too large, ≥ 4 cache hits", st)
 	}
+}
+
+// BenchmarkExecHashReader measures what hashing adds to the fanotify reader
+// per exec of an already hashed binary: open_by_handle_at of the event's
+// file handle, then the hasher's fstat, cache lookup and close.
+func BenchmarkExecHashReader(b *testing.B) {
+	testutil.RequireRoot(b)
+	sink := &event.MemSink{}
+	h, err := exehash.New(exehash.Options{Exes: sink, Gaps: sink})
+	if err != nil {
+		b.Fatal(err)
+	}
+	src, err := New(Options{Sink: sink, Hash: h, Profile: forensicB(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.closeFanotify()
+	src.scanMounts()
+	fh, mnt, err := unix.NameToHandleAt(unix.AT_FDCWD, "/usr/bin/true", 0)
+	if err != nil {
+		b.Skipf("name_to_handle_at: %v", err)
+	}
+	_ = mnt
+	var sfs unix.Statfs_t
+	if err := unix.Statfs("/usr/bin/true", &sfs); err != nil {
+		b.Fatal(err)
+	}
+	f := fanFID{FSID: [2]int32{sfs.Fsid.Val[0], sfs.Fsid.Val[1]}, Type: fh.Type(), Handle: fh.Bytes()}
+	fd := src.openExec(&f)
+	if fd < 0 {
+		b.Fatal("cannot open /usr/bin/true by handle")
+	}
+	ctx, cancel := context.WithCancel(b.Context())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	h.HashExec(fd, 1, time.Now().UnixNano(), nil)
+	for len(sink.Executables()) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		h.HashExec(src.openExec(&f), 1, 1, nil)
+	}
+	b.StopTimer()
+	src.closeMounts()
+	cancel()
+	<-done
+	if st := h.Stats(); st.Lost != 0 || st.Hits < uint64(b.N) {
+		b.Fatalf("stats %+v: want every exec a cache hit", st)
+	}
+}
+
+func forensicB(b *testing.B) profiles.File {
+	p, err := profiles.Get("forensic")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p.File
 }
