@@ -6,13 +6,30 @@ BIN     ?= bin
 PKGS    ?= ./...
 TIMEOUT ?= 80m
 
-.PHONY: help build test test-unit fuzz bench bench-quick bench-floors demo demo-clean fmt vet lint clean
+# nfpm builds the .deb and .rpm (pinned version, installed into bin/).
+NFPM_VERSION ?= v2.48.0
+VERSION ?= 0.1.0~git$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+ARCH    ?= $(shell $(GO) env GOARCH)
+
+.PHONY: help build packages test test-unit fuzz bench bench-quick bench-floors demo demo-clean fmt vet lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
 build: ## build bin/pofr-collector and bin/pofr-server
 	$(GO) build -trimpath -o $(BIN)/ ./cmd/pofr-collector ./cmd/pofr-server
+
+packages: ## build .deb and .rpm of pofr-collector and pofr-server into bin/pkg (nfpm)
+	rm -rf bin/pkg && mkdir -p bin/pkg
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/pofr-collector ./cmd/pofr-server
+	GOBIN=$(abspath bin) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+	for p in pofr-collector pofr-server; do \
+	  packaging/man.sh bin/$$p | gzip -9n >bin/pkg/$$p.8.gz || exit 1; \
+	  for f in deb rpm; do \
+	    POFR_VERSION='$(VERSION)' POFR_ARCH=$(ARCH) bin/nfpm pkg --config packaging/$$p.yaml --packager $$f --target bin/pkg/ || exit 1; \
+	  done; done
+	rm -f bin/pkg/*.8.gz
+	ls -l bin/pkg
 
 test: vet ## every test tier: unit, fuzz seeds, priv (root), service (MariaDB, sshd), e2e
 	$(GO) test -count=1 -timeout $(TIMEOUT) $(PKGS)
