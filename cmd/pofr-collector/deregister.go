@@ -11,13 +11,14 @@ import (
 	"github.com/pofr/pofr/uplink"
 )
 
-func init() {
+// deregisterCommand is 'deregister'.
+func deregisterCommand() *cli.Command {
 	var (
 		configDir string
 		stateDir  string
 		timeout   time.Duration
 	)
-	cli.Register(prog, &cli.Command{
+	return &cli.Command{
 		Name:    "deregister",
 		Summary: "leave the pofr server and remove this host's keys",
 		Usage:   "[--config-dir D] [--timeout 15s]",
@@ -56,5 +57,5 @@ Exit codes: 0 done (the output says whether the server was told), 1 error.`,
 			}
 			return nil
 		},
-	})
+	}
 }

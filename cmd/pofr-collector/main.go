@@ -9,7 +9,24 @@ import "github.com/pofr/pofr/internal/cli"
 
 const prog = "pofr-collector"
 
-func main() {
-	cli.Main(prog, "pofr-collector records processes, file access and network endpoints on this host\n"+
-		"and ships them, signed, to a pofr server.")
+func main() { newApp().Main() }
+
+// newApp builds pofr-collector's command tree: every command is listed here.
+func newApp() *cli.App {
+	cmds := []*cli.Command{
+		runCommand(),
+		statusCommand(),
+		registerCommand(),
+		deregisterCommand(),
+		spoolLsCommand(),
+		spoolVerifyCommand(),
+		spoolCatCommand(),
+	}
+	cmds = append(cmds, opensshCommands()...)
+	return &cli.App{
+		Prog: prog,
+		About: "pofr-collector records processes, file access and network endpoints on this host\n" +
+			"and ships them, signed, to a pofr server.",
+		Commands: cmds,
+	}
 }

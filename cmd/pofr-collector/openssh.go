@@ -20,12 +20,13 @@ import (
 	"github.com/pofr/pofr/uplink"
 )
 
-// Hosts that push to a stock OpenSSH sshd have no registration endpoint:
+// opensshCommands are 'keys' and 'register-openssh'. Hosts that push to a
+// stock OpenSSH sshd have no registration endpoint:
 // 'keys' prints what the server's admin needs, 'register-openssh' writes the
 // server.json that 'register' would have written (docs/transport.md).
-func init() {
+func opensshCommands() []*cli.Command {
 	var configDir string
-	cli.Register(prog, &cli.Command{
+	keys := &cli.Command{
 		Name:    "keys",
 		Summary: "create (if missing) and print this host's public keys",
 		Usage:   "[--config-dir D]",
@@ -68,13 +69,13 @@ Exit codes: 0 printed, 1 error.`,
 				shellQuote(upload), shellQuote(signing))
 			return nil
 		},
-	})
+	}
 
 	var (
 		server, hostKey, hostKeyFile, hostID, user, remoteDir string
 		replace                                               bool
 	)
-	cli.Register(prog, &cli.Command{
+	registerOpenSSH := &cli.Command{
 		Name:    "register-openssh",
 		Summary: "configure pushing to a stock OpenSSH sshd (no registration server)",
 		Usage:   "--server HOST[:PORT] --host-key-file F --host-id ID --user U [--remote-dir DIR] [--config-dir D]",
@@ -152,7 +153,8 @@ Example:
 			fmt.Fprintf(env.Stdout, "upload_key: %s\nsigning_key: %s\n", keys.SSHAuthorizedKey(), signing)
 			return nil
 		},
-	})
+	}
+	return []*cli.Command{keys, registerOpenSSH}
 }
 
 // signingKeyLine returns the segment signing key's public half as an

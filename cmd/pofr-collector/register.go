@@ -23,13 +23,14 @@ const (
 	exitRegisterDenied  = 4
 )
 
-func init() {
+// registerCommand is 'register'.
+func registerCommand() *cli.Command {
 	var (
 		server, fingerprint, tokenFile, passwordFile, configDir string
 		replace                                                 bool
 		wait                                                    time.Duration
 	)
-	cli.Register(prog, &cli.Command{
+	return &cli.Command{
 		Name:    "register",
 		Summary: "register this host with a pofr server",
 		Usage:   "--server HOST[:PORT] [--token-file F | --password-file F] [flags]",
@@ -131,7 +132,7 @@ Example:
 				return cli.Exit(exitRegisterDenied, nil)
 			}
 		},
-	})
+	}
 }
 
 // transportReadSecret reads a secret from a file, without its trailing

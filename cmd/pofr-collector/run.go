@@ -53,9 +53,10 @@ type runFlags struct {
 	metrics    string
 }
 
-func init() {
+// runCommand is 'run', the collector itself.
+func runCommand() *cli.Command {
 	var f runFlags
-	cli.Register(prog, &cli.Command{
+	return &cli.Command{
 		Name:    "run",
 		Summary: "record this host: processes, file access and sockets into the spool, and push it",
 		Usage:   "[flags]",
@@ -112,7 +113,7 @@ Exit codes: 0 stopped cleanly (or already running with --if-not-running),
 			}
 			return runCollector(ctx, env, &f)
 		},
-	})
+	}
 }
 
 // paths resolves the state and spool directories from the flags.

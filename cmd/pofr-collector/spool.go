@@ -30,12 +30,6 @@ const defaultSpoolDir = "/var/lib/pofr/spool"
 // segment does not verify.
 const exitVerifyFailed = 3
 
-func init() {
-	cli.Register(prog, spoolLsCommand())
-	cli.Register(prog, spoolVerifyCommand())
-	cli.Register(prog, spoolCatCommand())
-}
-
 func spoolLsCommand() *cli.Command {
 	var dir string
 	return &cli.Command{
@@ -47,6 +41,8 @@ the time range of its rows (UTC) and whether its prev_digest is the digest of
 the segment listed before it (ok, BROKEN, or - when that segment is not in the
 spool any more). Only manifests are read and nothing is authenticated: use
 'spool verify' for that.
+
+Exit codes: 0 listed, 1 the spool could not be read, 2 usage error.
 
 Example:
   pofr-collector spool ls --dir /var/lib/pofr/spool`,

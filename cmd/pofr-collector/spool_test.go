@@ -21,7 +21,7 @@ import (
 	"github.com/pofr/pofr/spool"
 )
 
-// runCmd parses args with c's flags and runs it, as cli.Main would.
+// runCmd parses args with c's flags and runs it, as the command tree would.
 func runCmd(t *testing.T, c *cli.Command, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	fs := flag.NewFlagSet(c.Name, flag.ContinueOnError)

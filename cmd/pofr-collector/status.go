@@ -19,10 +19,11 @@ import (
 // exitNotRunning is status's exit code when no collector runs.
 const exitNotRunning = 3
 
-func init() {
+// statusCommand is 'status'.
+func statusCommand() *cli.Command {
 	var stateDir, spoolDir string
 	var asJSON bool
-	cli.Register(prog, &cli.Command{
+	return &cli.Command{
 		Name:    "status",
 		Summary: "is the collector running: uptime, events/s per source, losses, backlog, last upload",
 		Usage:   "[flags]",
@@ -34,13 +35,16 @@ the last upload's age and the last error. --json prints the status file the
 collector rewrites every 5 s (its "summary" holds the same figures) with
 "running" added, for scripts.
 
-Exit codes: 0 running, 3 not running, 1 error.`,
+Exit codes: 0 running, 3 not running, 1 error, 2 usage error.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&stateDir, "state-dir", "/var/lib/pofr", "the collector's state directory")
 			fs.StringVar(&spoolDir, "spool-dir", "", "segment spool (default STATE-DIR/spool)")
 			fs.BoolVar(&asJSON, "json", false, "print the status as JSON")
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
+			if len(args) > 0 {
+				return cli.Usagef("unexpected arguments %q", args)
+			}
 			if spoolDir == "" {
 				spoolDir = filepath.Join(stateDir, "spool")
 			}
@@ -73,7 +77,7 @@ Exit codes: 0 running, 3 not running, 1 error.`,
 			}
 			return nil
 		},
-	})
+	}
 }
 
 // printStatus writes the status for people: state and uptime, per source

@@ -94,19 +94,6 @@ func (a *App) Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	return run(a.Prog, a.About, a.Commands, args, stdin, stdout, stderr)
 }
 
-var registry = map[string][]*Command{}
-
-// Register adds a command to the binary prog. Files of a main package call it
-// from init, so each subcommand lives in its own file. New binaries build an
-// [App] instead.
-func Register(prog string, c *Command) { registry[prog] = append(registry[prog], c) }
-
-// Main runs the binary prog, whose commands were registered, with os.Args
-// and exits.
-func Main(prog, about string) {
-	os.Exit(run(prog, about, registry[prog], os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-}
-
 func run(prog, about string, cmds []*Command, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmds = slices.Clone(cmds)
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })

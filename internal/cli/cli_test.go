@@ -9,9 +9,10 @@ import (
 	"testing"
 )
 
-func init() {
+// testCommands is the tree TestRun runs: a group "a" of two commands.
+func testCommands() []*Command {
 	var n int
-	Register("clitest", &Command{Name: "a b", Summary: "nested a b", Flags: func(fs *flag.FlagSet) { fs.IntVar(&n, "n", 0, "a number") },
+	a := &Command{Name: "a b", Summary: "nested a b", Flags: func(fs *flag.FlagSet) { fs.IntVar(&n, "n", 0, "a number") },
 		Run: func(ctx context.Context, env *Env, args []string) error {
 			if n == 7 {
 				return Exit(3, errors.New("seven"))
@@ -21,8 +22,9 @@ func init() {
 			}
 			env.Stdout.Write([]byte("ran a b\n"))
 			return nil
-		}})
-	Register("clitest", &Command{Name: "a c", Summary: "nested a c", Run: func(context.Context, *Env, []string) error { return nil }})
+		}}
+	c := &Command{Name: "a c", Summary: "nested a c", Run: func(context.Context, *Env, []string) error { return nil }}
+	return []*Command{a, c}
 }
 
 func TestRun(t *testing.T) {
@@ -46,7 +48,7 @@ func TestRun(t *testing.T) {
 		{"--log-level loud a b", 2, "", "--log-level"},
 	} {
 		var out, errb bytes.Buffer
-		app := &App{Prog: "clitest", About: "about", Commands: registry["clitest"]}
+		app := &App{Prog: "clitest", About: "about", Commands: testCommands()}
 		code := app.Run(strings.Fields(tc.args), nil, &out, &errb)
 		if code != tc.code || !strings.Contains(out.String(), tc.out) || !strings.Contains(errb.String(), tc.err) {
 			t.Errorf("run %q = %d, stdout %q, stderr %q; want %d, stdout with %q, stderr with %q",
