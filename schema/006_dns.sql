@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS dns_events (
   pid          INT NULL COMMENT 'Process id of the client socket''s owner; NULL if unknown (flag owner_unknown).',
   proc_start   BIGINT NULL COMMENT 'proc_start of that process; NULL if unknown.',
   dns_id       SMALLINT UNSIGNED NOT NULL COMMENT 'DNS message id (pairs a response with its query).',
-  qname        VARBINARY(1024) NULL COMMENT 'Name of the first question with a final dot, as dnsmessage prints it (bytes outside letters, digits, - and _ escaped as \\DDD); NULL if the message has no question.',
+  qname        VARBINARY(1024) NULL COMMENT 'Name of the first question: its labels'' exact bytes joined by dots, with a final dot (a label holding a dot makes the message malformed); NULL if the message has no question.',
   qtype        SMALLINT UNSIGNED NULL COMMENT 'Type of the first question (1 A, 28 AAAA, 5 CNAME, 12 PTR, 15 MX, 16 TXT, 33 SRV, 65 HTTPS, ...); NULL if none.',
   rcode        TINYINT UNSIGNED NULL COMMENT 'Response code of a response (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED, ...); NULL for queries.',
   answers      BLOB NULL COMMENT 'Answer records of a response, one line each: name, type, TTL and data (address, target name, or the length of other data); NULL for queries.',

@@ -41,6 +41,7 @@ type runFlags struct {
 	noFile     bool
 	noSock     bool
 	noSockTP   bool
+	noDNS      bool
 	noProcTP   bool
 	noExeHash  bool
 	exeHashMax int64
@@ -97,6 +98,7 @@ Exit codes: 0 stopped cleanly (or already running with --if-not-running),
 			fs.BoolVar(&f.noSock, "no-sock", false, "do not record sockets")
 			fs.BoolVar(&f.noProcTP, "no-proc-tracepoints", false, "capture processes with cn_proc only, not from kernel tracepoint rings (the fallback)")
 			fs.BoolVar(&f.noSockTP, "no-sock-tracepoints", false, "name connection owners from /proc fd scans only, not from kernel tracepoints")
+			fs.BoolVar(&f.noDNS, "no-dns", false, "do not record DNS queries and answers (packet socket on port 53)")
 			fs.BoolVar(&f.noExeHash, "no-exe-hash", false, "do not record the SHA-256 of executed files")
 			fs.Int64Var(&f.exeHashMax, "exe-hash-max-size", 0, "largest executable hashed, in bytes (0: 256 MiB); larger ones are recorded with skip too_large")
 			fs.StringVar(&f.fileOps, "file-ops", "", "override the profile's file ops, comma-separated: open, exec, write, create, delete, rename")
@@ -187,7 +189,7 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 		Profile: prof, StateDir: state, SpoolDir: spoolDir, ConfigDir: f.configDir,
 		HostID: id.hostID, Key: id.key, Standalone: id.standalone, Log: log,
 		StatusInterval: f.status, DrainTimeout: f.drain, MetricsFile: f.metrics,
-		ForcePoll: f.forcePoll, NoFile: f.noFile, NoSock: f.noSock, NoSockTracepoints: f.noSockTP, NoProcTracepoint: f.noProcTP,
+		ForcePoll: f.forcePoll, NoFile: f.noFile, NoSock: f.noSock, NoSockTracepoints: f.noSockTP, NoProcTracepoint: f.noProcTP, NoDNS: f.noDNS,
 		NoExeHash: f.noExeHash, ExeHashMaxSize: f.exeHashMax,
 	})
 }

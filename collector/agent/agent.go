@@ -16,6 +16,7 @@ import (
 
 	"github.com/pofr/pofr/collector"
 	"github.com/pofr/pofr/collector/cnproc"
+	"github.com/pofr/pofr/collector/dnspkt"
 	"github.com/pofr/pofr/collector/exehash"
 	"github.com/pofr/pofr/collector/fanotify"
 	"github.com/pofr/pofr/collector/sockdiag"
@@ -63,6 +64,8 @@ type Config struct {
 	// source, no socket source, socket owners from fd scans only, cn_proc
 	// instead of the process tracepoints.
 	ForcePoll, NoFile, NoSock, NoSockTracepoints, NoProcTracepoint bool
+	// NoDNS turns the DNS packet capture off.
+	NoDNS bool
 	// NoExeHash turns the SHA-256 of executed files off; ExeHashMaxSize is
 	// the largest file hashed (0: exehash.DefaultMaxSize).
 	NoExeHash      bool
@@ -173,13 +176,14 @@ func Run(ctx context.Context, cfg Config) error {
 		// without them (no CAP_PERFMON, a seccomp profile, no tracefs) only
 		// the fd scan of each dump names owners, as before.
 		var owners sockdiag.ConnOwners
+		var dnsOwners dnspkt.Owners
 		if !cfg.NoSockTracepoints {
 			co, err := sockowner.Open(sockowner.Options{UDP: prof.Sock.UDP})
 			if err != nil {
 				log.Warn("connection owners from /proc fd scans only: owners of connections shorter than a dump are unknown", "err", err)
 			} else {
 				defer co.Close() // after the sources stopped (wg.Wait below)
-				owners = co
+				owners, dnsOwners = co, co
 				start("sock_owner", co.Run)
 				stats.set(func(s *runStats) { s.owners = co })
 				log.Info("connection owners from tracepoints", "events", co.Stats().Events)
@@ -207,6 +211,18 @@ func Run(ctx context.Context, cfg Config) error {
 		} else {
 			stats.set(func(s *runStats) { s.socks = ssrc })
 			start("sock", ssrc.Run)
+		}
+		if !cfg.NoDNS {
+			// DNS messages are tied to processes by the same connection
+			// owners; without them every row's owner is unknown.
+			dsrc, err := dnspkt.New(dnspkt.Options{Sink: w, DNS: w, Owners: dnsOwners, Procs: procs, ProcRoot: cfg.ProcRoot, Log: log})
+			if err != nil {
+				log.Warn("DNS is not recorded", "err", err)
+			} else {
+				defer dsrc.Close() // after the sources stopped (wg.Wait below)
+				stats.set(func(s *runStats) { s.dns = dsrc })
+				start("dns", dsrc.Run)
+			}
 		}
 	}
 	accts := &collector.AccountSource{Sink: w}
@@ -309,6 +325,7 @@ type runStats struct {
 	files  *fanotify.Source
 	socks  *sockdiag.Source
 	owners *sockowner.Source
+	dns    *dnspkt.Source
 	hashes *exehash.Hasher
 	push   *uplink.Pusher
 	spool  *spool.Writer
@@ -351,6 +368,11 @@ func (s *runStats) spoolStats() spool.Stats {
 			st.Modes["sock_owner"] = "tracepoint"
 		}
 		st.Counters[event.SourceSock] = spool.Counter{Seen: k.Destroys + k.Opens + k.Listens, Lost: k.Overruns + k.Lost}
+	}
+	if s.dns != nil {
+		d := s.dns.Stats()
+		st.Modes[event.SourceDNS] = "packet"
+		st.Counters[event.SourceDNS] = spool.Counter{Seen: d.Messages, Lost: d.Drops}
 	}
 	if s.hashes != nil {
 		h := s.hashes.Stats()

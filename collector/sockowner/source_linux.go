@@ -181,6 +181,14 @@ func (s *Source) Sync() (lost uint64) {
 	return lost
 }
 
+// Refresh reads everything in the rings into the tracker, leaving the loss
+// accounting of Sync to its one caller (the socket source).
+func (s *Source) Refresh() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flush(time.Now().UnixNano())
+}
+
 // handle feeds one sample to the tracker.
 func (s *Source) handle(now int64, ev int, smp *tracepoint.Sample) {
 	pid, tid := int32(smp.PID), int32(smp.TID)

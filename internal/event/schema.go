@@ -118,7 +118,7 @@ var dnsColumns = []column[DNS]{
 	optNum("pid", int32Type, "Process id of the client socket's owner (connection owners from tracepoints); null if unknown (flag owner_unknown).", func(r *DNS) *Opt[int32] { return &r.PID }),
 	optNum("proc_start", int64Type, "proc_start of that process; null if unknown.", func(r *DNS) *Opt[int64] { return &r.ProcStart }),
 	num("dns_id", uint16Type, "DNS message id (pairs a response with its query).", func(r *DNS) *uint16 { return &r.ID }),
-	dictBin("qname", "Name of the first question, dotted with a final dot, exact bytes as on the wire (escaped as dnsmessage prints it); null if the message has no question.", func(r *DNS) *[]byte { return &r.QName }),
+	dictBin("qname", "Name of the first question: its labels' exact bytes joined by dots, with a final dot (a label holding a dot makes the message malformed); null if the message has no question.", func(r *DNS) *[]byte { return &r.QName }),
 	optNum("qtype", uint16Type, "Type of the first question (1 A, 28 AAAA, 5 CNAME, 12 PTR, 15 MX, 16 TXT, 33 SRV, 65 HTTPS, …); null if none.", func(r *DNS) *Opt[uint16] { return &r.QType }),
 	optNum("rcode", uint8Type, "Response code of a response (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, 5 REFUSED, …); null for queries.", func(r *DNS) *Opt[uint8] { return &r.RCode }),
 	bin("answers", "Answer records of a response, one line each: name, type, TTL and data (address, target name, or the length of other data); null for queries.", func(r *DNS) *[]byte { return &r.Answers }),
