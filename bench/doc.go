@@ -11,7 +11,9 @@
 //     from its spool ([ReadSpool]): "collector" with the profile as given
 //     (processes from kernel tracepoint rings), and in the exec storms also
 //     "collector-cnproc", the same collector with --no-proc-tracepoints (the
-//     cn_proc capture it replaced), beside the cn_proc floor reader.
+//     cn_proc capture it replaced), beside the cn_proc floor reader, and
+//     "collector-nohash", the collector with --no-exe-hash (what executable
+//     hashing costs per exec of an already hashed binary).
 //
 // Then the server side, in a private MariaDB ([StartMariaDB],
 // [LoaderBench]): the loader's rows/s with 1, 2 and 4 workers against a

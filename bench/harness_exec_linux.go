@@ -72,7 +72,7 @@ func (h *harness) execCondition(ctx context.Context, cond string) ([]*Result, er
 			out = append(out, r)
 		}
 		return out, nil
-	case condCollector, condCollectorCnproc:
+	case condCollector, condCollectorCnproc, condCollectorNoHash:
 		if h.collectorErr != nil {
 			return nil, h.collectorErr
 		}
@@ -215,8 +215,11 @@ func (h *harness) execFloor(rate float64) (*Result, error) {
 // execCollector runs one storm under a fresh collector.
 func (h *harness) execCollector(ctx context.Context, rate float64, cond string) (*Result, error) {
 	var extra []string
-	if cond == condCollectorCnproc {
+	switch cond {
+	case condCollectorCnproc:
 		extra = []string{"--no-proc-tracepoints"}
+	case condCollectorNoHash:
+		extra = []string{"--no-exe-hash"}
 	}
 	c, err := StartCollector(ctx, h.cfg.CollectorBin, h.cfg.Profile, h.scratch(cond+"-exec"), h.p.settle, extra...)
 	if err != nil {

@@ -130,7 +130,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	for rep := range cfg.Reps {
-		order := []string{condNone, condAuditd, condFloor, condCollectorCnproc, condCollector}
+		order := []string{condNone, condAuditd, condFloor, condCollectorCnproc, condCollectorNoHash, condCollector}
 		if rep%2 == 1 {
 			slices.Reverse(order)
 		}
@@ -150,7 +150,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		// Slowdown against no observer in the same repetition: throughput at
 		// max rate, fork→reap latency (p50) at both rates.
 		for i := range 2 {
-			for _, cond := range []string{condNone, condAuditd, condFloor, condCollectorCnproc, condCollector} {
+			for _, cond := range []string{condNone, condAuditd, condFloor, condCollectorCnproc, condCollectorNoHash, condCollector} {
 				if byCond[cond] == nil {
 					continue
 				}

@@ -72,6 +72,10 @@ const (
 	// to cn_proc (--no-proc-tracepoints): what collector, which captures
 	// processes from tracepoint rings, replaced.
 	condCollectorCnproc = "collector-cnproc"
+	// condCollectorNoHash is the collector without executable hashes
+	// (--no-exe-hash): the difference to condCollector is what hashing
+	// costs per exec of an already hashed binary.
+	condCollectorNoHash = "collector-nohash"
 )
 
 // median returns the median of unit over the repetitions of name, or NaN.
@@ -181,7 +185,7 @@ func WriteMarkdown(w io.Writer, rep *Report, when time.Time, mode string) error 
 
 	var execRows [][2]string
 	for _, rate := range []string{"1000", "max"} {
-		for _, cond := range []string{condNone, condAuditd, condFloor, condCollectorCnproc, condCollector} {
+		for _, cond := range []string{condNone, condAuditd, condFloor, condCollectorCnproc, condCollectorNoHash, condCollector} {
 			execRows = append(execRows, [2]string{"Exec/rate=" + rate + "/" + cond, rate + " exec/s, " + cond})
 		}
 	}
