@@ -2,17 +2,14 @@ package query
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"database/sql"
-	"io"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/pofr/pofr/internal/event"
-	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/loader"
@@ -177,38 +174,10 @@ func newDemo(t *testing.T) *demo {
 	}
 	state := statedir.Dir(t.TempDir())
 	load := func(host, hostname string, ips []string, tz int, fills ...func(event.Sink)) {
-		pub, priv, err := ed25519.GenerateKey(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := registry.Save(state, &registry.Host{HostID: host, Facts: wire.Facts{Hostname: hostname, MachineID: "m-" + host, IPs: ips},
-			SigningKey: pub, Status: registry.StatusActive, RegisteredAt: t0.Add(-time.Hour)}); err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
 		zone := time.FixedZone("", tz)
-		w, err := spool.Open(dir, spool.Options{HostID: host, BootID: "boot-" + host, Key: priv,
-			MaxSegmentAge: time.Hour, Quota: 1 << 30, Hostname: hostname, Version: "test",
-			Now: func() time.Time { return time.Now().In(zone) }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, fill := range fills {
-			fill(w)
-			if err := w.Seal(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		infos, err := spool.List(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, in := range infos {
-			copyTo(t, in.Path, filepath.Join(state.Host(host).Inbox, in.Name))
-		}
+		servertest.SpoolHost(t, state, host, wire.Facts{Hostname: hostname, MachineID: "m-" + host, IPs: ips}, t0.Add(-time.Hour),
+			spool.Options{MaxSegmentAge: time.Hour, Quota: 1 << 30, Hostname: hostname, Version: "test",
+				Now: func() time.Time { return time.Now().In(zone) }}, fills...)
 	}
 	load("host-a", "alpha", []string{"10.0.0.1"}, 2*3600, alphaRows, alphaRows2)
 	load("host-b", "beta", []string{"10.0.0.2"}, 0, betaRows)
@@ -225,23 +194,4 @@ func newDemo(t *testing.T) *demo {
 		t.Fatalf("load: %s", sum)
 	}
 	return &demo{db: db, q: &Querier{DB: db}}
-}
-
-func copyTo(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -2,12 +2,10 @@ package ui
 
 import (
 	"context"
-	"crypto/ed25519"
 	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,7 +14,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/pofr/pofr/internal/event"
-	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/loader"
@@ -172,40 +170,12 @@ func loadFixture(t testing.TB, hosts map[string][]func(event.Sink)) *fixture {
 	state := statedir.Dir(t.TempDir())
 	names := map[string]string{"host-a": "alpha", "host-b": "beta"}
 	for host, fills := range hosts {
-		pub, priv, err := ed25519.GenerateKey(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
 		name := names[host]
 		if name == "" {
 			name = host
 		}
-		if err := registry.Save(state, &registry.Host{HostID: host, Facts: wire.Facts{Hostname: name, MachineID: "m-" + host,
-			IPs: []string{"10.0.0.1"}}, SigningKey: pub, Status: registry.StatusActive, RegisteredAt: t0.Add(-time.Hour)}); err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		w, err := spool.Open(dir, spool.Options{HostID: host, BootID: "boot-" + host, Key: priv,
-			MaxSegmentAge: time.Hour, MaxSegmentBytes: 32 << 20, Quota: 8 << 30, Hostname: name, Version: "test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, fill := range fills {
-			fill(w)
-			if err := w.Seal(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		infos, err := spool.List(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, in := range infos {
-			copyFile(t, in.Path, filepath.Join(state.Host(host).Inbox, in.Name))
-		}
+		servertest.SpoolHost(t, state, host, wire.Facts{Hostname: name, MachineID: "m-" + host, IPs: []string{"10.0.0.1"}}, t0.Add(-time.Hour),
+			spool.Options{MaxSegmentAge: time.Hour, MaxSegmentBytes: 32 << 20, Quota: 8 << 30, Hostname: name, Version: "test"}, fills...)
 	}
 	l, err := loader.New(loader.Options{DB: db, StateDir: state, Workers: 2})
 	if err != nil {
@@ -232,25 +202,6 @@ type tWriter struct{ t testing.TB }
 func (w tWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(b), "\n"))
 	return len(b), nil
-}
-
-func copyFile(t testing.TB, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // startUI runs ui.Run on a free loopback port with the reader account and

@@ -1,5 +1,5 @@
 // Package servertest builds what the tests of the server packages (loader,
-// custody) share: a state directory with registered hosts whose segments the
+// custody, query, ui) share: a state directory with registered hosts whose segments the
 // real spool writer sealed into their inboxes, and rows of a busy host.
 package servertest
 
@@ -107,6 +107,46 @@ func (f *Fixture) Seal(host string, fill func(s event.Sink)) []string {
 		out = append(out, dst)
 	}
 	return out
+}
+
+// SpoolHost registers host in state with a fresh signing key, writes each
+// fill as one sealed segment with a spool writer opened with opts (HostID,
+// BootID and Key are set here), and copies the segments into the host's
+// inbox, for a data set that the loader then loads.
+func SpoolHost(t testing.TB, state statedir.Dir, host string, facts wire.Facts, registered time.Time, opts spool.Options, fills ...func(event.Sink)) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := registry.Save(state, &registry.Host{HostID: host, Facts: facts,
+		SigningKey: pub, Status: registry.StatusActive, RegisteredAt: registered}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	opts.HostID, opts.BootID, opts.Key = host, "boot-"+host, priv
+	w, err := spool.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fill := range fills {
+		fill(w)
+		if err := w.Seal(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := spool.List(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range infos {
+		if err := CopyFile(in.Path, filepath.Join(state.Host(host).Inbox, in.Name)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // CopyFile copies the file src to dst.
