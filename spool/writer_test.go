@@ -451,12 +451,11 @@ func TestUncleanStop(t *testing.T) {
 	}
 }
 
-// TestCrashAfterRename: the writer stopped after renaming a segment into
-// place but before saving its state. The next Open adopts the segment, so
-// the chain continues from it.
-func TestCrashAfterRename(t *testing.T) {
-	dir := t.TempDir()
-	c := newClock()
+// crashBeforeState seals two segments of one row each (TS 1 and 2) in dir
+// and stops the writer as a crash would after renaming the second into
+// place but before saving its state.
+func crashBeforeState(t *testing.T, dir string, c *clock) {
+	t.Helper()
 	w := openWriter(t, dir, testOptions(c))
 	w.AppendProc(&event.Proc{TS: 1, Event: event.ProcFork})
 	if err := w.Seal(); err != nil {
@@ -471,7 +470,16 @@ func TestCrashAfterRename(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, StateName), before, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w = openWriter(t, dir, testOptions(c))
+}
+
+// TestCrashAfterRename: the writer stopped after renaming a segment into
+// place but before saving its state. The next Open adopts the segment, so
+// the chain continues from it.
+func TestCrashAfterRename(t *testing.T) {
+	dir := t.TempDir()
+	c := newClock()
+	crashBeforeState(t, dir, c)
+	w := openWriter(t, dir, testOptions(c))
 	w.AppendProc(&event.Proc{TS: 3, Event: event.ProcFork})
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -651,27 +659,14 @@ func TestListRemove(t *testing.T) {
 func TestCrashCorruptUnadopted(t *testing.T) {
 	dir := t.TempDir()
 	c := newClock()
-	w := openWriter(t, dir, testOptions(c))
-	w.AppendProc(&event.Proc{TS: 1, Event: event.ProcFork})
-	if err := w.Seal(); err != nil {
-		t.Fatal(err)
-	}
-	before := readAll(t, filepath.Join(dir, StateName))
-	w.AppendProc(&event.Proc{TS: 2, Event: event.ProcFork})
-	if err := w.Seal(); err != nil {
-		t.Fatal(err)
-	}
-	w.abandon()
-	if err := os.WriteFile(filepath.Join(dir, StateName), before, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	crashBeforeState(t, dir, c)
 	infos, _ := List(dir)
 	bad := readAll(t, infos[1].Path)
 	bad[len(bad)-3*blockSize] ^= 1
 	if err := os.WriteFile(infos[1].Path, bad, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w = openWriter(t, dir, testOptions(c))
+	w := openWriter(t, dir, testOptions(c))
 	if _, err := os.Stat(infos[1].Path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("corrupt unadopted segment still present (stat: %v)", err)
 	}
