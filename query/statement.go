@@ -80,12 +80,6 @@ func quoteBytes(b []byte) string {
 // o.Local, the host's offset.
 func (o Output) Text(c Column, v any) string { return o.text(c.Kind, v) }
 
-// TreeOrder reorders rows with tree.sql's columns (pid, ppid, proc_start,
-// _parent_start, exe, argv, …) depth first and adds the depth and tree
-// columns, as [Querier.Tree] returns them; for callers that run their own
-// form of tree.sql.
-func TreeOrder(t *Table) *Table { return treeOrder(t) }
-
 // bindExpr is the expression that sets parameter p from v (a placeholder or
 // a literal). A host id is set in the host_id columns' own collation
 // (ascii_bin), which the variable keeps: a plain string variable is utf8mb4,

@@ -133,7 +133,7 @@ func (s *Server) host(rq *req) (string, *view, error) {
 	}
 	treeDone := make(chan result, 1)
 	go func() {
-		t, err := s.runSQL(rq, tq, "tree", query.Param{Name: "host", Value: id}, query.Param{Name: "at", Value: at})
+		t, err := tq.Tree(rq.ctx, id, at)
 		treeDone <- result{t, err}
 	}()
 	defer func() {
@@ -208,7 +208,7 @@ func (s *Server) host(rq *req) (string, *view, error) {
 			p.Truncated = true
 			tt.Rows = tt.Rows[:s.opt.Limits.TreeNodes]
 		}
-		p.Tree = buildTree(id, query.TreeOrder(tt))
+		p.Tree = buildTree(id, tt)
 		p.Tree.filter(p.Filter)
 	case overBudget(err) && !p.Full:
 		v := cloneValues(qv)
