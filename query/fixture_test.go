@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,6 +94,28 @@ func alphaRows(s event.Sink) {
 		Direction: event.DirOut, LocalAddr: ipA, LocalPort: 40000, RemoteAddr: ipB, RemotePort: 8080, Cookie: 11,
 		UID: 1000, PID: event.Some(int32(200)), ProcStart: event.Some(int64(200000)), FirstTS: event.Some(at(2 * time.Second)),
 		BytesSent: event.Some(uint64(78)), BytesRecv: event.Some(uint64(1234)), Flags: event.SockFlagFromDestroy})
+
+	// curl resolved beta's name before it connected: its query and the
+	// answer, owned by curl; and a later answer of another name with the
+	// same address, owned by nobody known (query conns prefers curl's own).
+	dns := func(d time.Duration, ev string, name string, owned bool, answer []byte) {
+		r := event.DNS{TS: at(d), Event: ev, Proto: "udp", ClientAddr: ipA, ClientPort: 53000, ServerAddr: []byte{10, 0, 0, 53},
+			ServerPort: 53, ID: 77, QName: []byte(name), QType: event.Some[uint16](1)}
+		if owned {
+			r.PID, r.ProcStart = event.Some(int32(200)), event.Some(int64(200000))
+		} else {
+			r.Flags = event.DNSFlagOwnerUnknown
+		}
+		if answer != nil {
+			r.RCode = event.Some[uint8](0)
+			r.Answers = []byte(name + " A 60 10.0.0.2\n")
+			r.AnswerAddrs = []byte("," + strings.ToUpper(hex.EncodeToString(answer)) + ",")
+		}
+		s.(event.DNSSink).AppendDNS(&r)
+	}
+	dns(1900*time.Millisecond, event.DNSResponse, "other.example.", false, ipB)
+	dns(1800*time.Millisecond, event.DNSQuery, "beta.example.", true, nil)
+	dns(1810*time.Millisecond, event.DNSResponse, "beta.example.", true, ipB)
 
 	life(300, 300000, 5*time.Second, 7*time.Second, 1000, hostileExe, hostileArgv, event.Proc{ExitSignal: event.Some(int32(9))})
 	exe := func(d time.Duration, pid int32, ino uint64, sum []byte, path string) {

@@ -394,6 +394,23 @@ func TestQueries(t *testing.T) {
 				}
 			})
 		}
+		// The name curl resolved beta's address from: its own answer, not
+		// the later one of an unknown process.
+		tb, err := q.Conns(ctx, ConnsArgs{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := map[string]any{}
+		for _, r := range jsonLines(t, render(t, tb, FormatJSON, false)) {
+			names[key(r)] = r["dns_name"]
+		}
+		if diff := cmp.Diff(map[string]any{
+			"host-a out 10.0.0.1:40000 10.0.0.2:8080 /usr/bin/curl alice": "beta.example.",
+			"host-b in 10.0.0.2:8080 10.0.0.1:40000 /usr/bin/python3 bob": nil,
+			"host-b in 10.0.0.2:22 203.0.113.5:51000  ":                   nil,
+		}, names); diff != "" {
+			t.Errorf("conns dns_name (-want +got):\n%s", diff)
+		}
 		if _, err := q.Conns(ctx, ConnsArgs{Country: "VN"}); err == nil || !strings.Contains(err.Error(), "--geoip") {
 			t.Errorf("--country without --geoip: got %v, want an error naming --geoip", err)
 		}
@@ -444,6 +461,24 @@ func TestQueries(t *testing.T) {
 			}
 			if len(tb.Rows) != tc.want {
 				t.Errorf("gaps in %v: got %d rows, want %d", tc.r, len(tb.Rows), tc.want)
+			}
+		}
+	})
+
+	t.Run("export dns", func(t *testing.T) {
+		var b bytes.Buffer
+		n, err := q.Export(ctx, &b, ExportArgs{Table: "dns", Host: "alpha"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := jsonLines(t, b.String())
+		if n != 3 || len(lines) != 3 {
+			t.Fatalf("export dns: %d documents, %d lines; want 3", n, len(lines))
+		}
+		for k, want := range map[string]any{"table": "dns", "event": "response", "qname": "beta.example.", "client_addr": "10.0.0.1",
+			"pid": 200.0, "answer_addrs": ",0A000002,", "rcode": 0.0} {
+			if !cmp.Equal(lines[1][k], want) {
+				t.Errorf("export dns doc %s: got %#v, want %#v", k, lines[1][k], want)
 			}
 		}
 	})
