@@ -220,3 +220,39 @@ func TestPrivLookupIsRecorded(t *testing.T) {
 		t.Fatal("deadline")
 	}
 }
+
+// TestPrivDropsBecomeAGap: with a tiny receive buffer and nobody reading,
+// a burst of DNS packets overflows the packet socket; the kernel's drop
+// count (PACKET_STATISTICS) becomes one gap row of source dns.
+func TestPrivDropsBecomeAGap(t *testing.T) {
+	testutil.RequireRoot(t)
+	sink := &event.MemSink{}
+	src, err := New(Options{Sink: sink, DNS: sink, RcvBuf: 1})
+	if err != nil {
+		testutil.Skip(t, testutil.TierPriv, fmt.Sprintf("packet socket: %v", err))
+	}
+	defer src.Close()
+	src.pollDrops(time.Now()) // reset what the machine's own DNS left
+	before := len(sink.Gaps())
+	c, err := net.Dial("udp4", "127.0.0.1:53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	q := query(t, 1, "flood.pofr.test.", dnsmessage.TypeA)
+	for range 500 {
+		c.Write(q) // no server is needed: the packets cross lo all the same
+	}
+	src.pollDrops(time.Now())
+	gaps := sink.Gaps()[before:]
+	if len(gaps) != 1 || gaps[0].Source != event.SourceDNS || !gaps[0].Lost.Valid || gaps[0].Lost.V < 100 {
+		t.Fatalf("gaps %+v: want one dns gap with at least 100 lost", gaps)
+	}
+	var lost int64
+	for _, g := range sink.Gaps() {
+		lost += g.Lost.V
+	}
+	if st := src.Stats(); st.Drops != uint64(lost) {
+		t.Errorf("stats drops %d, gaps lost %d", st.Drops, lost)
+	}
+}
