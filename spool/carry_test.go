@@ -4,7 +4,6 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/pofr/pofr/internal/event"
 )
@@ -40,13 +39,7 @@ func TestEvictionGapsSurviveEviction(t *testing.T) {
 	w := openWriter(t, dir, testOptions(c))
 	seal := func(rows int) {
 		t.Helper()
-		for i := range rows {
-			w.AppendFile(&event.File{TS: c.Now().UnixNano() + int64(i), LastTS: c.Now().UnixNano() + int64(i), Op: event.FileWrite, Path: []byte("/var/log/syslog")})
-		}
-		if err := w.Seal(); err != nil {
-			t.Fatal(err)
-		}
-		c.Add(time.Second)
+		sealFiles(t, w, c, rows, "/var/log/syslog")
 	}
 	seal(50)
 	infos, _ := List(dir)
@@ -107,13 +100,7 @@ func TestCarriedGapsDroppedOnceUploaded(t *testing.T) {
 	w := openWriter(t, dir, testOptions(c))
 	seal := func(rows int) {
 		t.Helper()
-		for i := range rows {
-			w.AppendFile(&event.File{TS: c.Now().UnixNano() + int64(i), LastTS: c.Now().UnixNano() + int64(i), Op: event.FileWrite, Path: []byte("/x")})
-		}
-		if err := w.Seal(); err != nil {
-			t.Fatal(err)
-		}
-		c.Add(time.Second)
+		sealFiles(t, w, c, rows, "/x")
 	}
 	seal(50)
 	infos, _ := List(dir)

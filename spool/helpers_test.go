@@ -171,3 +171,16 @@ func hostileExes() []event.Executable {
 		{TS: 5, LastTS: 5, Count: 1, PID: 7, Size: 1 << 40, How: event.ExeByProc, Skip: event.ExeSkipTooLarge, Path: []byte("/tmp/\t\n\\\x00\xff")},
 	}
 }
+
+// sealFiles appends rows file rows on path at the clock's time, seals them
+// and advances the clock by a second.
+func sealFiles(t *testing.T, w *Writer, c *clock, rows int, path string) {
+	t.Helper()
+	for i := range rows {
+		w.AppendFile(&event.File{TS: c.Now().UnixNano() + int64(i), LastTS: c.Now().UnixNano() + int64(i), Op: event.FileWrite, Path: []byte(path)})
+	}
+	if err := w.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	c.Add(time.Second)
+}

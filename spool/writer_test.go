@@ -333,13 +333,7 @@ func TestEviction(t *testing.T) {
 	w := openWriter(t, dir, opts)
 	seal := func(rows int) {
 		t.Helper()
-		for i := range rows {
-			w.AppendFile(&event.File{TS: c.Now().UnixNano() + int64(i), LastTS: c.Now().UnixNano() + int64(i), Op: event.FileWrite, Path: []byte("/var/log/syslog")})
-		}
-		if err := w.Seal(); err != nil {
-			t.Fatal(err)
-		}
-		c.Add(time.Second)
+		sealFiles(t, w, c, rows, "/var/log/syslog")
 	}
 	seal(10)
 	seal(20)
