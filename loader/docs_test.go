@@ -60,6 +60,14 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
   while recorded, its snapshot or fork row), exit_ts/exit_code/exit_signal, parent_pid and
   parent_start (from the fork row, else snapshot, else exec).
 - ` + "`process_tree`" + `: one row per parent → child edge between lives, with both sides' exe and cmdline.
+- **Per host, one host's cost.** Since migration 007 ` + "`processes`" + ` groups a life's rows in one derived
+  table, into which MariaDB pushes ` + "`host_id = …`" + ` (and boot, pid, proc_start), and reads the
+  describing row by its primary key, computed in that grouping; ` + "`process_tree` and `connections`" + ` take
+  the parent's or owner's exe/argv/cmdline from that life's describing row by the ` + "`proc`" + ` index
+  instead of joining a second ` + "`processes`" + `. So a query filtered to one host reads that host's rows
+  only, however many hosts the database holds (002's window function and second join read every
+  host's rows). ` + "`query/plan_test.go`" + ` runs EXPLAIN for every per-host query file and these views on a
+  database of 12 hosts and fails on a full scan or on more rows than one host holds.
 - ` + "`timeline`" + `: proc, file and sock rows interleaved: ts, ts_ns, host, boot, pid, proc_start, kind
   (proc/file/sock), what (event or op) and detail (exe, path, or "tcp out 10.0.0.1:5000 192.0.2.7:443").
 - ` + "`connections`" + `: sock rows with local_ip/remote_ip in text and the owner life's exe and argv.

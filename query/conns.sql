@@ -68,7 +68,7 @@ SELECT * FROM (
   ) k
 ) c
 WHERE (@user IS NULL OR c.uid = @uid
-       OR EXISTS (SELECT 1 FROM accounts a WHERE a.host_id = c.host AND a.kind = 'user'
-                  AND a.name = @user AND a.id = c.uid))
+       OR (SELECT COUNT(*) FROM accounts a WHERE a.host_id = c.host AND a.kind = 'user'
+           AND a.id = c.uid AND a.name = @user) > 0)
   AND (@exe IS NULL OR c.exe = @exe OR (LOCATE('/', @exe) = 0 AND c.exe LIKE CONCAT('%/', @exe)))
 ORDER BY c.first_seen, c.host, c.cookie
