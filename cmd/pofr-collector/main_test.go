@@ -1,47 +1,23 @@
 package main
 
 import (
-	"bytes"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pofr/pofr/internal/cli/clitest"
 )
 
 // runApp runs a fresh pofr-collector command tree in the test's process.
 func runApp(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	code = newApp().Run(args, strings.NewReader(""), &out, &errb)
-	return code, out.String(), errb.String()
+	return clitest.Run(newApp, args...)
 }
 
 // TestHelp: --help lists every command of the tree, and each command's
 // --help shows its synopsis, its summary and its exit codes.
 func TestHelp(t *testing.T) {
-	code, out, _ := runApp(t, "--help")
-	if code != 0 {
-		t.Fatalf("--help: exit %d", code)
-	}
-	seen := map[string]bool{}
-	for _, c := range newApp().Commands {
-		if seen[c.Name] {
-			t.Errorf("command %q is listed twice", c.Name)
-		}
-		seen[c.Name] = true
-		if !strings.Contains(out, "  "+c.Name+" ") {
-			t.Errorf("--help does not list %q:\n%s", c.Name, out)
-		}
-		code, cout, cerr := runApp(t, append(strings.Fields(c.Name), "--help")...)
-		if code != 0 || cerr != "" {
-			t.Errorf("%s --help: exit %d, stderr %q", c.Name, code, cerr)
-		}
-		for _, want := range []string{"Usage: pofr-collector " + c.Name + " ", c.Summary, "Exit codes"} {
-			if !strings.Contains(cout, want) {
-				t.Errorf("%s --help lacks %q:\n%s", c.Name, want, cout)
-			}
-		}
-	}
+	seen := clitest.Help(t, newApp)
 	for _, name := range []string{"run", "status", "register", "deregister", "keys", "register-openssh", "spool ls", "spool verify", "spool cat"} {
 		if !seen[name] {
 			t.Errorf("the tree lacks %q", name)
@@ -90,21 +66,4 @@ func TestUsageErrors(t *testing.T) {
 
 // TestEveryCommandInTheTree: pofr-collector lists its commands in newApp;
 // a command added from init would not be in the tree the tests run.
-func TestEveryCommandInTheTree(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("list sources: %v %v", files, err)
-	}
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Contains(b, []byte("func init()")) {
-			t.Errorf("%s has an init function: build commands in newApp instead", f)
-		}
-	}
-}
+func TestEveryCommandInTheTree(t *testing.T) { clitest.NoInit(t) }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"os"
@@ -9,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pofr/pofr/internal/cli/clitest"
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/query"
@@ -20,40 +20,15 @@ func TestMain(m *testing.M) { testutil.Main(m) }
 // runApp runs a fresh pofr-server command tree in the test's process.
 func runApp(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	code = newApp().Run(args, strings.NewReader(""), &out, &errb)
-	return code, out.String(), errb.String()
+	return clitest.Run(newApp, args...)
 }
 
 // TestHelp: --help lists every command of the tree, and each command's
 // --help shows its synopsis, its summary and its exit codes.
 func TestHelp(t *testing.T) {
-	code, out, _ := runApp(t, "--help")
-	if code != 0 {
-		t.Fatalf("--help: exit %d", code)
-	}
-	app := newApp()
-	if len(app.Commands) < 20 {
-		t.Fatalf("the tree has %d commands, want every pofr-server command", len(app.Commands))
-	}
-	seen := map[string]bool{}
-	for _, c := range app.Commands {
-		if seen[c.Name] {
-			t.Errorf("command %q is listed twice", c.Name)
-		}
-		seen[c.Name] = true
-		if !strings.Contains(out, "  "+c.Name+" ") {
-			t.Errorf("--help does not list %q:\n%s", c.Name, out)
-		}
-		code, cout, cerr := runApp(t, append(strings.Fields(c.Name), "--help")...)
-		if code != 0 || cerr != "" {
-			t.Errorf("%s --help: exit %d, stderr %q", c.Name, code, cerr)
-		}
-		for _, want := range []string{"Usage: pofr-server " + c.Name + " ", c.Summary, "Exit codes"} {
-			if !strings.Contains(cout, want) {
-				t.Errorf("%s --help lacks %q:\n%s", c.Name, want, cout)
-			}
-		}
+	seen := clitest.Help(t, newApp)
+	if n := len(newApp().Commands); n < 20 {
+		t.Fatalf("the tree has %d commands, want every pofr-server command", n)
 	}
 	for _, name := range []string{"serve", "load", "verify", "retention", "query hosts", "query conns", "schema apply", "registrations add", "token create", "ui"} {
 		if !seen[name] {
@@ -264,26 +239,8 @@ func TestDatabaseCommands(t *testing.T) {
 }
 
 // TestEveryCommandInTheTree: pofr-server lists its commands in newApp; a
-// command registered from init with cli.Register would compile and never
-// run.
-func TestEveryCommandInTheTree(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("list sources: %v %v", files, err)
-	}
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Contains(b, []byte("cli.Register(")) || bytes.Contains(b, []byte("cli.Main(")) {
-			t.Errorf("%s registers a command with cli.Register or runs cli.Main: list it in newApp instead", f)
-		}
-	}
-}
+// command added from init would compile and never run.
+func TestEveryCommandInTheTree(t *testing.T) { clitest.NoInit(t) }
 
 // TestLoadMetricsNeedWatch: one load pass refuses --metrics-listen, which
 // only a long-running load can serve.
