@@ -29,6 +29,8 @@ import (
 //   - the loader's rows/s with 1, 2 and 4 workers against the ceiling
 //     measured in the same run, a plain LOAD DATA LOCAL of the same rows
 //     (MeasureLoad), and its CPU per million rows;
+//   - database bytes per row (data + indexes of each event table) after
+//     the loader loaded the busy-host mix, beside the spool's bytes per row;
 //   - exec → queryable latency through the real pipeline on this host with
 //     the profile's default intervals: pofr-server serve on loopback, a host
 //     registered with a one-time token, pofr-collector run, and
@@ -116,6 +118,18 @@ func (lb LoaderBench) Run(ctx context.Context, workDir string) ([]Result, []Chec
 		cs = skipChecks("not measured: "+err.Error(), "")
 	}
 	results, checks = append(results, rs...), append(checks, cs...)
+
+	log.Info("loader section: database bytes per row against the spool's", "rows", bopt.Hosts*bopt.Segments*bopt.RowsPerSegment)
+	sr, cs, err := lb.storage(ctx, m, bopt)
+	if err != nil {
+		if ctx.Err() != nil {
+			return results, checks, ctx.Err()
+		}
+		errs = append(errs, fmt.Errorf("database bytes per row: %w", err))
+	} else {
+		results = append(results, sr)
+	}
+	checks = append(checks, cs...)
 
 	log.Info("loader section: exec → queryable through serve, collector and load --watch",
 		"execs", lp.execs, "watch", lb.Watch, "profile", lb.Profile)
