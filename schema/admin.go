@@ -53,6 +53,7 @@ var LoaderGrants = []string{
 	"INSERT ON executables",
 	"INSERT ON dns_events",
 	"INSERT ON quarantine",
+	"INSERT, DELETE ON alerts_fired",
 	"INSERT, UPDATE (chain_ok) ON segments",
 	"INSERT, UPDATE (hostname, machine_id, dmi_uuid, ips, os, kernel, version, ssh_key_fp, signing_key, status, registered_at, last_ip, synced_at, last_seen) ON hosts",
 }

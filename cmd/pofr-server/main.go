@@ -22,6 +22,7 @@ func newApp() *cli.App {
 		exportCommand(),
 		tokenCommand(),
 		uiCommand(),
+		alertCommand(),
 	}
 	cmds = append(cmds, registrationsCommands()...)
 	cmds = append(cmds, schemaCommands()...)
