@@ -3,7 +3,6 @@ package receiver
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -36,26 +35,13 @@ type fixture struct {
 	keys  map[string]ssh.Signer // host id → upload key
 }
 
-func newSigner(t testing.TB) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // start runs a server with hosts "host-a" and "host-b" registered.
 func start(t *testing.T, mod func(*Options)) *fixture {
 	t.Helper()
 	testutil.RequireTier(t, testutil.TierService)
 	f := &fixture{state: statedir.Dir(t.TempDir()), keys: map[string]ssh.Signer{}}
 	for i, id := range []string{"host-a", "host-b"} {
-		k := newSigner(t)
+		k := testutil.NewSigner(t)
 		f.keys[id] = k
 		err := registry.Save(f.state, &registry.Host{
 			HostID: id, Facts: wire.Facts{Hostname: id, MachineID: fmt.Sprintf("%032x", i+1)},
@@ -160,7 +146,7 @@ func TestAuthRefusals(t *testing.T) {
 		user string
 		auth ssh.AuthMethod
 	}{
-		"unregistered key":            {"host-a", ssh.PublicKeys(newSigner(t))},
+		"unregistered key":            {"host-a", ssh.PublicKeys(testutil.NewSigner(t))},
 		"key of another host":         {"host-b", ssh.PublicKeys(f.keys["host-a"])},
 		"host key as register":        {wire.RegisterUser, ssh.PublicKeys(f.keys["host-a"])},
 		"password for an upload user": {"host-a", ssh.Password("registration-secret")},
@@ -430,7 +416,7 @@ func goodRequest(t *testing.T, sessionID []byte, key ssh.Signer, machine string)
 
 func TestRegistrationRequestsRefused(t *testing.T) {
 	f := start(t, nil)
-	key := newSigner(t)
+	key := testutil.NewSigner(t)
 	cases := map[string]func([]byte) []byte{
 		"garbage": func([]byte) []byte { return []byte("\x00\x01garbage") },
 		"empty":   func([]byte) []byte { return nil },
@@ -446,7 +432,7 @@ func TestRegistrationRequestsRefused(t *testing.T) {
 		},
 		"proof by another key": func(sid []byte) []byte {
 			r := goodRequest(t, sid, key, strings.Repeat("c", 32))
-			r.SSHKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(newSigner(t).PublicKey())))
+			r.SSHKey = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(testutil.NewSigner(t).PublicKey())))
 			b, _ := json.Marshal(r)
 			return b
 		},
@@ -470,7 +456,7 @@ func TestRegistrationRequestsRefused(t *testing.T) {
 	}
 	// A duplicate of host-a's machine id is denied at once.
 	r = registerCall(t, f, "registration-secret", func(sid []byte) []byte {
-		b, _ := json.Marshal(goodRequest(t, sid, newSigner(t), fmt.Sprintf("%032x", 1)))
+		b, _ := json.Marshal(goodRequest(t, sid, testutil.NewSigner(t), fmt.Sprintf("%032x", 1)))
 		return b
 	})
 	if r.Status != wire.StatusDenied || !strings.Contains(r.Reason, "host-a") {
@@ -607,7 +593,7 @@ func TestTokenReplaceNeedsOldKey(t *testing.T) {
 			return b
 		})
 	}
-	r := replaceWith(newSigner(t))
+	r := replaceWith(testutil.NewSigner(t))
 	if r.Status != wire.StatusPending || !strings.Contains(r.Reason, "host-a") {
 		t.Errorf("token + replace + another host's machine-id = %+v, want pending naming host-a", r)
 	}

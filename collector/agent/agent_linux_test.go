@@ -107,13 +107,13 @@ func runStandalone(t *testing.T, noTP bool, capture string) {
 			return false
 		}
 		mfs = parseTextfile(t, b)
-		v, _ := sample(mfs, "pofr_collector_capture_mode", "source", "capture", "mode", capture)
+		v, _ := testutil.MetricSample(mfs, "pofr_collector_capture_mode", "source", "capture", "mode", capture)
 		return v == 1
 	})
-	if _, err := sample(mfs, "pofr_collector_events_total", "source", event.SourceProc); err != nil {
+	if _, err := testutil.MetricSample(mfs, "pofr_collector_events_total", "source", event.SourceProc); err != nil {
 		t.Error(err)
 	}
-	if v, err := sample(mfs, "pofr_collector_standalone"); v != 1 {
+	if v, err := testutil.MetricSample(mfs, "pofr_collector_standalone"); v != 1 {
 		t.Errorf("textfile standalone: %v (%v)", v, err)
 	}
 	if st.PID != os.Getpid() || st.HostID != "agent-test" || st.Profile != prof.Name {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/uplink"
 )
@@ -25,32 +25,6 @@ func parseTextfile(t *testing.T, b []byte) map[string]*dto.MetricFamily {
 		t.Fatalf("parse textfile: %v\n%s", err, b)
 	}
 	return mfs
-}
-
-// sample returns the value of name{labels}, or -1 and an error.
-func sample(mfs map[string]*dto.MetricFamily, name string, labels ...string) (float64, error) {
-	mf, ok := mfs[name]
-	if !ok {
-		return -1, fmt.Errorf("metric %s missing", name)
-	}
-	want := map[string]string{}
-	for i := 0; i+1 < len(labels); i += 2 {
-		want[labels[i]] = labels[i+1]
-	}
-	for _, m := range mf.GetMetric() {
-		got := map[string]string{}
-		for _, l := range m.GetLabel() {
-			got[l.GetName()] = l.GetValue()
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			continue
-		}
-		if m.Counter != nil {
-			return m.Counter.GetValue(), nil
-		}
-		return m.Gauge.GetValue(), nil
-	}
-	return -1, fmt.Errorf("metric %s%v: no such sample", name, labels)
 }
 
 // TestMetricsFile writes a snapshot with every metric and reads it back.
@@ -97,7 +71,7 @@ func TestMetricsFile(t *testing.T) {
 		{"pofr_collector_start_time_seconds", nil, 1700000000},
 		{"pofr_collector_last_update_timestamp_seconds", nil, 1700000090},
 	} {
-		got, err := sample(mfs, c.name, c.labels...)
+		got, err := testutil.MetricSample(mfs, c.name, c.labels...)
 		if err != nil || got != c.want {
 			t.Errorf("%s%v = %v (%v), want %v", c.name, c.labels, got, err, c.want)
 		}
@@ -113,7 +87,7 @@ func TestMetricsFile(t *testing.T) {
 	}
 	b, _ = os.ReadFile(path)
 	mfs = parseTextfile(t, b)
-	if v, err := sample(mfs, "pofr_collector_standalone"); v != 1 {
+	if v, err := testutil.MetricSample(mfs, "pofr_collector_standalone"); v != 1 {
 		t.Errorf("standalone after rewrite = %v (%v), want 1", v, err)
 	}
 	if _, ok := mfs["pofr_collector_upload_connected"]; ok {

@@ -2,8 +2,6 @@ package metrics
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"database/sql"
 	"fmt"
 	"io"
@@ -73,45 +71,11 @@ func scrape(t *testing.T, reg *prometheus.Registry) map[string]*dto.MetricFamily
 // exactly labels (name=value pairs), failing the test if there is none.
 func value(t *testing.T, mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
 	t.Helper()
-	mf, ok := mfs[name]
-	if !ok {
-		t.Errorf("metric %s missing from the scrape", name)
-		return -1
-	}
-	want := map[string]string{}
-	for i := 0; i+1 < len(labels); i += 2 {
-		want[labels[i]] = labels[i+1]
-	}
-	for _, m := range mf.GetMetric() {
-		got := map[string]string{}
-		for _, l := range m.GetLabel() {
-			got[l.GetName()] = l.GetValue()
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		}
-	}
-	t.Errorf("metric %s%v: no such sample", name, labels)
-	return -1
-}
-
-func signer(t *testing.T) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	v, err := testutil.MetricSample(mfs, name, labels...)
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
 	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return v
 }
 
 // TestReceiverMetrics drives a real receiver (an upload, a failed login, a
@@ -119,7 +83,7 @@ func signer(t *testing.T) ssh.Signer {
 func TestReceiverMetrics(t *testing.T) {
 	testutil.RequireTier(t, testutil.TierService)
 	state := statedir.Dir(t.TempDir())
-	key := signer(t)
+	key := testutil.NewSigner(t)
 	err := registry.Save(state, &registry.Host{
 		HostID: "host-a", Facts: wire.Facts{Hostname: "host-a", MachineID: fmt.Sprintf("%032x", 1)},
 		SSHKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key.PublicKey()))), SigningKey: make([]byte, 32),
@@ -173,7 +137,7 @@ func TestReceiverMetrics(t *testing.T) {
 	sc.Close()
 	c.Close()
 	// A login with a key the host did not register.
-	if c, err := dial(signer(t)); err == nil {
+	if c, err := dial(testutil.NewSigner(t)); err == nil {
 		c.Close()
 		t.Fatal("login with a wrong key succeeded")
 	}

@@ -464,3 +464,17 @@ func rootOwnedPath(dir string) bool {
 		dir = parent
 	}
 }
+
+// NewSigner returns a fresh ed25519 key for an SSH client or host.
+func NewSigner(t testing.TB) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

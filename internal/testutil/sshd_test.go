@@ -2,7 +2,6 @@ package testutil_test
 
 import (
 	"bytes"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -22,20 +21,6 @@ import (
 
 	"github.com/pofr/pofr/internal/testutil"
 )
-
-// newSigner returns a fresh ed25519 client key.
-func newSigner(t *testing.T) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // dialSFTP logs in to s with signer and opens an SFTP session, both closed
 // when the test ends.
@@ -85,7 +70,7 @@ func owner(t *testing.T, path string) uint32 {
 
 func TestSSHDChrootedSFTP(t *testing.T) {
 	t.Parallel()
-	signer := newSigner(t)
+	signer := testutil.NewSigner(t)
 	s := testutil.StartSSHD(t, testutil.SSHDConfig{AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}, Chroot: true})
 	u, err := user.Lookup(s.User)
 	if err != nil {
@@ -171,11 +156,11 @@ func TestSSHDChrootedSFTP(t *testing.T) {
 
 func TestSSHDRefusesWrongKeys(t *testing.T) {
 	t.Parallel()
-	signer := newSigner(t)
+	signer := testutil.NewSigner(t)
 	s := testutil.StartSSHD(t, testutil.SSHDConfig{AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}, Chroot: true})
 
 	cfg := s.ClientConfig(signer)
-	cfg.HostKeyCallback = ssh.FixedHostKey(newSigner(t).PublicKey())
+	cfg.HostKeyCallback = ssh.FixedHostKey(testutil.NewSigner(t).PublicKey())
 	if c, err := ssh.Dial("tcp", s.Addr, cfg); err == nil {
 		c.Close()
 		t.Error("login succeeded with another host key pinned")
@@ -183,7 +168,7 @@ func TestSSHDRefusesWrongKeys(t *testing.T) {
 		t.Errorf("login with another host key pinned: %v, want a host key mismatch", err)
 	}
 
-	if c, err := ssh.Dial("tcp", s.Addr, s.ClientConfig(newSigner(t))); err == nil {
+	if c, err := ssh.Dial("tcp", s.Addr, s.ClientConfig(testutil.NewSigner(t))); err == nil {
 		c.Close()
 		t.Error("login succeeded with a key that is not authorized")
 	} else if !strings.Contains(err.Error(), "unable to authenticate") {
@@ -193,7 +178,7 @@ func TestSSHDRefusesWrongKeys(t *testing.T) {
 
 func TestSSHDWithoutChroot(t *testing.T) {
 	t.Parallel()
-	signer := newSigner(t)
+	signer := testutil.NewSigner(t)
 	line := "restrict " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
 	s := testutil.StartSSHD(t, testutil.SSHDConfig{AuthorizedKeysLines: []string{line}})
 	if s.Chroot != "" || s.RemoteInbox != s.Inbox {
@@ -215,7 +200,7 @@ func TestSSHDWithoutChroot(t *testing.T) {
 
 func TestSSHDAccountRemoved(t *testing.T) {
 	t.Parallel()
-	signer := newSigner(t)
+	signer := testutil.NewSigner(t)
 	var name, dir string
 	t.Run("inner", func(t *testing.T) {
 		s := testutil.StartSSHD(t, testutil.SSHDConfig{AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}, Chroot: true})
