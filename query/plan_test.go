@@ -26,7 +26,7 @@ const (
 // written with plain SQL: the plans depend on the rows' spread over hosts,
 // not on how they were loaded. It runs ANALYZE TABLE so the optimizer's
 // estimates are current.
-func newFleet(t *testing.T, hosts, procs int) *sql.DB {
+func newFleet(t testing.TB, hosts, procs int) *sql.DB {
 	t.Helper()
 	m := testutil.StartMariaDB(t)
 	dsn, _ := m.NewDatabase(t)
@@ -170,7 +170,7 @@ type planRow struct {
 
 // explain runs EXPLAIN for s on one connection with its parameters set as
 // the Querier sets them.
-func explain(t *testing.T, db *sql.DB, s Statement) []planRow {
+func explain(t testing.TB, db *sql.DB, s Statement) []planRow {
 	t.Helper()
 	ctx := t.Context()
 	conn, err := db.Conn(ctx)
@@ -222,4 +222,73 @@ func explain(t *testing.T, db *sql.DB, s Statement) []planRow {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// BenchmarkPerHost times the per-host views, filtered to one host, on a
+// database of 50 hosts and on one holding only that host (same rows for
+// it), and reports the ratio: the bar is fleet/alone ≤ 1.5.
+func BenchmarkPerHost(b *testing.B) {
+	const fleetHosts = 50
+	alone := newFleet(b, 1, planProcs)
+	fleet := newFleet(b, fleetHosts, planProcs)
+	for _, v := range []string{"processes", "process_tree", "timeline"} {
+		b.Run(v, func(b *testing.B) {
+			text := "SELECT * FROM " + v + " WHERE host_id = @host"
+			var tAlone, tFleet time.Duration
+			for b.Loop() {
+				for _, c := range []struct {
+					db *sql.DB
+					d  *time.Duration
+				}{{alone, &tAlone}, {fleet, &tFleet}} {
+					start := time.Now()
+					n := runCount(b, c.db, text)
+					*c.d += time.Since(start)
+					if n == 0 {
+						b.Fatalf("%s: no rows", v)
+					}
+				}
+			}
+			b.ReportMetric(float64(tAlone.Microseconds())/1e3/float64(b.N), "alone-ms/op")
+			b.ReportMetric(float64(tFleet.Microseconds())/1e3/float64(b.N), "fleet-ms/op")
+			b.ReportMetric(float64(tFleet)/float64(tAlone), "fleet/alone")
+		})
+	}
+}
+
+// runCount runs text with @host = h1 (bound as the Querier binds it) and
+// reads every row, returning how many there were.
+func runCount(tb testing.TB, db *sql.DB, text string) int {
+	tb.Helper()
+	ctx := tb.Context()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	p := Param{"host", "h1"}
+	if _, err := conn.ExecContext(ctx, "SET @host = "+bindExpr(p, "?"), p.Value); err != nil {
+		tb.Fatal(err)
+	}
+	rows, err := conn.QueryContext(ctx, text)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	vals := make([]sql.RawBytes, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	n := 0
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			tb.Fatal(err)
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }
