@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pofr/pofr/collector/tracepoint"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/testutil"
@@ -124,7 +122,7 @@ func TestPrivTracepointStormGaps(t *testing.T) {
 	// A ring reports its loss when it next writes a sample: one exec on
 	// every CPU.
 	for cpu := range runtime.NumCPU() {
-		if err := runOnCPU(cpu, bin); err != nil {
+		if err := testutil.RunPinned(exec.Command(bin), cpu); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -203,23 +201,6 @@ func TestPrivTracepointStormGaps(t *testing.T) {
 	if execs+lost+int64(st.Unknown) < spawners*each {
 		t.Errorf("%d exec rows + %d lost + %d unknown < %d execs", execs, lost, st.Unknown, spawners*each)
 	}
-}
-
-// runOnCPU runs bin pinned to cpu: the child inherits the affinity of the
-// locked thread that forks it.
-func runOnCPU(cpu int, bin string) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var old, set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &old); err != nil {
-		return err
-	}
-	set.Set(cpu)
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		return err
-	}
-	defer unix.SchedSetaffinity(0, &old)
-	return exec.Command(bin).Run()
 }
 
 // setLastPID makes the next pid the kernel hands out pid (if it is free).

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,7 +147,7 @@ func startOwnerHelperOn(tb testing.TB, cpu int, proto string, n, par int, hold t
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := startPinned(cmd, cpu); err != nil {
+	if err := testutil.StartPinned(cmd, cpu); err != nil {
 		tb.Fatal(err)
 	}
 	p := &ownerProc{cmd: cmd, out: bufio.NewReader(stdout), stdin: stdin, pid: int32(cmd.Process.Pid)}
@@ -170,26 +169,6 @@ func startOwnerHelperOn(tb testing.TB, cpu int, proto string, n, par int, hold t
 		tb.Fatal(err)
 	}
 	return p
-}
-
-// startPinned starts cmd; with cpu ≥ 0, from a thread allowed only on that
-// CPU, whose affinity the child and all its threads inherit.
-func startPinned(cmd *exec.Cmd, cpu int) error {
-	if cpu < 0 {
-		return cmd.Start()
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var saved, one unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &saved); err != nil {
-		return err
-	}
-	one.Set(cpu)
-	if err := unix.SchedSetaffinity(0, &one); err != nil {
-		return err
-	}
-	defer unix.SchedSetaffinity(0, &saved)
-	return cmd.Start()
 }
 
 // line reads the helper's next output line, with a deadline.

@@ -6,12 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/pofr/pofr/internal/testutil"
 )
@@ -207,7 +204,7 @@ func TestPrivLostIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, cpu := range cpus {
-		if err := runOnCPU(cpu, bin); err != nil {
+		if err := testutil.RunPinned(exec.Command(bin), cpu); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -224,23 +221,6 @@ func TestPrivLostIsExact(t *testing.T) {
 	if st := s.Stats(); st.Lost != lost || st.Bad != 0 {
 		t.Errorf("stats %+v, want Lost %d and no bad records", st, lost)
 	}
-}
-
-// runOnCPU runs bin pinned to cpu: the child inherits the affinity of the
-// locked thread that forks it.
-func runOnCPU(cpu int, bin string) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var old, set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &old); err != nil {
-		return err
-	}
-	set.Set(cpu)
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		return err
-	}
-	defer unix.SchedSetaffinity(0, &old)
-	return exec.Command(bin).Run()
 }
 
 // TestPrivFilterRefused checks that a bad filter is reported as ErrEvent.
