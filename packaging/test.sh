@@ -44,7 +44,7 @@ mode /var/lib/pofr "700 root:root"
 mode /var/lib/pofr/spool "700 root:root"
 mode /etc/pofr-server "700 root:root"
 mode /var/lib/pofr-server "700 root:root"
-for u in pofr-collector pofr-server pofr-server-load; do mode /usr/lib/systemd/system/$u.service "644 root:root"; done
+for u in pofr-collector pofr-server pofr-server-load pofr-server-alert; do mode /usr/lib/systemd/system/$u.service "644 root:root"; done
 mode /etc/default/pofr-collector "644 root:root"
 mode /etc/default/pofr-server "644 root:root"
 for p in pofr-collector pofr-server; do
@@ -58,11 +58,11 @@ done
 
 echo "== systemd-analyze verify"
 # mariadb.service (After= only) need not exist; any other message is a fault.
-out=$(systemd-analyze verify /usr/lib/systemd/system/pofr-collector.service /usr/lib/systemd/system/pofr-server.service /usr/lib/systemd/system/pofr-server-load.service 2>&1 || echo "exit $?")
+out=$(systemd-analyze verify /usr/lib/systemd/system/pofr-collector.service /usr/lib/systemd/system/pofr-server.service /usr/lib/systemd/system/pofr-server-load.service /usr/lib/systemd/system/pofr-server-alert.service 2>&1 || echo "exit $?")
 if grep -v -e 'mariadb.service' -e '^$' <<<"$out" | grep -q .; then
 	fail "systemd-analyze verify: $out"
 fi
-for u in pofr-collector pofr-server pofr-server-load; do
+for u in pofr-collector pofr-server pofr-server-load pofr-server-alert; do
 	grep -q '^ProtectSystem=strict$' /usr/lib/systemd/system/$u.service || fail "$u: no ProtectSystem=strict"
 	grep -q '^NoNewPrivileges=yes$' /usr/lib/systemd/system/$u.service || fail "$u: no NoNewPrivileges"
 	grep -q '^Restart=on-failure$' /usr/lib/systemd/system/$u.service || fail "$u: no Restart=on-failure"
@@ -84,6 +84,10 @@ pofr-collector spool verify >/dev/null || fail "spool verify"
 timeout --preserve-status -s TERM 3 pofr-server serve --listen 127.0.0.1:0 >/tmp/pofr-pkgtest-server.log 2>&1 ||
 	{ cat /tmp/pofr-pkgtest-server.log; fail "pofr-server serve exited $?"; }
 [[ -s /var/lib/pofr-server/ssh_host_ed25519_key ]] || fail "serve left no host key in /var/lib/pofr-server"
+# The example rules file parses (alert stops at the missing database, after
+# reading its rules: the message names the DSN file, not the rules).
+out=$(pofr-server alert --rules /usr/share/doc/pofr-server/alerts.example.json --dsn-file /nonexistent 2>&1 || true)
+grep -q 'read DSN file' <<<"$out" || fail "alert with the example rules: $out"
 hostkey=$(sha256sum </var/lib/pofr-server/ssh_host_ed25519_key)
 rm -f /tmp/pofr-pkgtest-collector.log /tmp/pofr-pkgtest-server.log
 
@@ -120,7 +124,7 @@ for want in '^-rwxr-xr-x .* /usr/bin/pofr-collector$' '^-rwxr-xr-x .* /usr/bin/p
 	'^drwx------ .* /etc/pofr$' '^drwx------ .* /var/lib/pofr$' '^drwx------ .* /var/lib/pofr/spool$' \
 	'^drwx------ .* /etc/pofr-server$' '^drwx------ .* /var/lib/pofr-server$' \
 	' /usr/lib/systemd/system/pofr-collector.service$' ' /usr/lib/systemd/system/pofr-server.service$' \
-	' /usr/lib/systemd/system/pofr-server-load.service$' ' /usr/share/man/man8/pofr-server.8.gz$'; do
+	' /usr/lib/systemd/system/pofr-server-load.service$' ' /usr/lib/systemd/system/pofr-server-alert.service$' ' /usr/share/man/man8/pofr-server.8.gz$'; do
 	grep -qE -- "$want" <<<"$lst" || fail "rpm lacks $want"
 done
 cfg=$(rpm -qcp "${rpms[@]}")
