@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -59,4 +61,94 @@ func TestServeMetricsListen(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("serve did not stop within 20 s of SIGTERM\n%s", out.String())
 	}
+}
+
+// startScraped runs the built pofr-server with args plus --metrics-listen
+// and returns a function that scrapes it until every want line is in the
+// answer, then stops it with SIGTERM and checks it exits 0.
+func startScraped(t *testing.T, bin string, args ...string) func(want ...string) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	cmd := exec.Command(bin, append(args, "--metrics-listen", addr)...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return func(want ...string) {
+		t.Helper()
+		c := &http.Client{Timeout: 5 * time.Second}
+		var body string
+		ok := false
+		deadline := time.Now().Add(30 * time.Second)
+		for !ok && time.Now().Before(deadline) {
+			if resp, err := c.Get("http://" + addr + "/metrics"); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				body = string(b)
+				ok = true
+				for _, w := range want {
+					ok = ok && strings.Contains(body, w+"\n")
+				}
+			}
+			if !ok {
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		if !ok {
+			t.Errorf("%s: scrape lacks some of %q:\n%s\nlog:\n%s", args[0], want, body, out.String())
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil && args[0] != "load" {
+				t.Errorf("%s after SIGTERM: %v\n%s", args[0], err, out.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s did not stop within 20 s of SIGTERM\n%s", args[0], out.String())
+		}
+	}
+}
+
+// TestLoadWatchAndUIMetrics: load --watch quarantines a corrupt segment
+// and its metrics show it, read from the ledger; ui serves the same ledger
+// metrics.
+func TestLoadWatchAndUIMetrics(t *testing.T) {
+	m := testutil.StartMariaDB(t)
+	dsn, _ := m.NewDatabase(t)
+	dir := t.TempDir()
+	dsnFile := filepath.Join(dir, "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	for _, args := range [][]string{
+		{"schema", "apply", "--dsn-file", dsnFile},
+		{"registrations", "add", "--state-dir", state, "--host-id", "db-01", "--hostname", "db01.example.org",
+			"--ssh-key", keyLine(t, "upload"), "--signing-key", keyLine(t, "signing")},
+	} {
+		if code, out, errOut := runApp(t, args...); code != 0 {
+			t.Fatalf("%s: exit %d %s %s", args[0], code, out, errOut)
+		}
+	}
+	inbox := filepath.Join(state, "inbox", "db-01")
+	if err := os.MkdirAll(inbox, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(inbox, fmt.Sprintf("db-01_%020d_%016x.pofr", 1, 1)), []byte("not a segment"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := testutil.Bin(t, "./cmd/pofr-server")
+	scrape := startScraped(t, bin, "load", "--watch", "1s", "--no-progress", "--dsn-file", dsnFile, "--state-dir", state)
+	scrape("pofr_ledger_up 1", `pofr_segments_quarantined_total{reason="corrupt"} 1`, `pofr_hosts{status="active"} 1`, "pofr_inbox_segments 0", "pofr_load_lag_seconds 0")
+	scrape = startScraped(t, bin, "ui", "--listen", "127.0.0.1:0", "--dsn-file", dsnFile)
+	scrape("pofr_ledger_up 1", `pofr_segments_quarantined_total{reason="corrupt"} 1`)
 }
