@@ -29,6 +29,28 @@ func TestRunRefusesIncompleteConfig(t *testing.T) {
 	}
 }
 
+// startRun runs Run with cfg in the background until the returned stop,
+// which cancels it and fails the test unless Run returns nil within 30 s.
+func startRun(t *testing.T, cfg Config) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(testutil.Deadline(t, time.Minute))
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }()
+	return func() {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not return within 30 s of cancellation")
+		}
+	}
+}
+
 // TestPrivRunStandalone runs the whole collector in standalone mode: it
 // records a process spawned by the test, keeps status.json current, and at
 // cancellation stops the sources and seals a segment that verifies with the
@@ -81,10 +103,7 @@ func runStandalone(t *testing.T, noTP bool, capture string) {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithCancel(testutil.Deadline(t, time.Minute))
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg) }()
+	stop := startRun(t, cfg)
 
 	statusPath := filepath.Join(cfg.StateDir, "status.json")
 	var st Status
@@ -127,15 +146,7 @@ func runStandalone(t *testing.T, noTP bool, capture string) {
 		t.Fatalf("marker process: %v %s", err, out)
 	}
 	time.Sleep(500 * time.Millisecond) // the reader and the table batch for a few ms
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return within 30 s of cancellation")
-	}
+	stop()
 
 	infos, err := spool.List(cfg.SpoolDir)
 	if err != nil || len(infos) == 0 {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bufio"
-	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
@@ -148,10 +147,7 @@ func TestPrivRunConnOwners(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(testutil.Deadline(t, time.Minute))
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, cfg) }()
+	stop := startRun(t, cfg)
 	// status.json (every 5 s) shows the owner source and a first dump: the
 	// destroy reader listens by then.
 	testutil.WaitFor(t, 20*time.Second, "the socket source's first dump in status.json", func() bool {
@@ -208,15 +204,7 @@ wait:
 		t.Fatalf("%d child connections reported, want %d", len(children), m)
 	}
 	time.Sleep(500 * time.Millisecond) // the last batch of destroy messages
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return within 30 s of cancellation")
-	}
+	stop()
 
 	infos, err := spool.List(cfg.SpoolDir)
 	if err != nil {
