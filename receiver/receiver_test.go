@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -550,30 +549,12 @@ func TestFailureLimiter(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink safe for the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestTokenReplaceNeedsOldKey: a one-time token and another host's
 // machine-id (world-readable on that host) do not revoke that host; the
 // request waits for an admin. The same machine with its kept upload key may
 // replace its registration with a token, and the log names both hosts.
 func TestTokenReplaceNeedsOldKey(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	f := start(t, func(o *Options) { o.Log = slog.New(slog.NewTextHandler(&logs, nil)) })
 	victimMachine := fmt.Sprintf("%032x", 1) // host-a's
 	replaceWith := func(key ssh.Signer) *wire.Response {

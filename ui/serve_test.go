@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,10 +17,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/pofr/pofr/internal/testutil"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -129,24 +128,6 @@ func TestServeTLSAuth(t *testing.T) {
 	}
 }
 
-// syncBuf is a bytes.Buffer safe for the logger's goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestServeWarnsBeyondLoopback: listening on every address without
 // authentication logs a warning; on loopback it does not.
 func TestServeWarnsBeyondLoopback(t *testing.T) {
@@ -155,7 +136,7 @@ func TestServeWarnsBeyondLoopback(t *testing.T) {
 		listen string
 		warn   bool
 	}{{"127.0.0.1:0", false}, {"0.0.0.0:0", true}} {
-		var logs syncBuf
+		var logs testutil.SyncBuffer
 		ctx, cancel := context.WithCancel(context.Background())
 		pr, pw := io.Pipe()
 		done := make(chan error, 1)
