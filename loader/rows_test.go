@@ -23,11 +23,15 @@ func TestAuditRows(t *testing.T) {
 	f := servertest.NewFixture(t, "h1", "h2")
 	procs, files, socks, gaps, accts := servertest.HostileRows(servertest.HostileBase())
 	exes := servertest.HostileExes(servertest.HostileBase())
+	logins := servertest.HostileLogins(servertest.HostileBase())
 	for range 3 {
 		f.Seal("h1", func(s event.Sink) {
 			event.AppendAll(s, procs, files, socks, gaps, accts)
 			for i := range exes {
 				s.(event.ExeSink).AppendExecutable(&exes[i])
+			}
+			for i := range logins {
+				s.(event.LoginSink).AppendLogin(&logins[i])
 			}
 		})
 	}
@@ -60,6 +64,7 @@ func TestAuditRows(t *testing.T) {
 		"UPDATE accounts SET name = 'root' WHERE segment_id = " + seg("h1", 2) + " AND row_no = 0",
 		"UPDATE gaps SET reason = 'nothing happened' WHERE segment_id = " + seg("h1", 2) + " AND row_no = 1",
 		"UPDATE executables SET sha256 = UNHEX(REPEAT('00', 32)) WHERE segment_id = " + seg("h1", 2) + " AND row_no = 3",
+		"UPDATE login_events SET user = 'root' WHERE segment_id = " + seg("h1", 2) + " AND row_no = 5",
 		// h1 seq 3: a row added under it.
 		"INSERT INTO gaps (segment_id, row_no, host_id, boot_id, from_ts, to_ts, source, reason) SELECT segment_id, 99, host_id, boot_id, from_ts, to_ts, source, 'forged' FROM gaps WHERE segment_id = " + seg("h1", 3) + " AND row_no = 0",
 		// h2 seq 1: a row moved to another host, a timestamp shifted by 1 µs.
@@ -85,7 +90,7 @@ func TestAuditRows(t *testing.T) {
 	}
 	for key, wantParts := range map[string][]string{
 		"h11": {"proc_events: 1 changed, 0 missing, 0 extra", "file_events: 1 changed"},
-		"h12": {"sock_events: 0 changed, 1 missing", "accounts: 1 changed", "gaps: 1 changed", "executables: 1 changed"},
+		"h12": {"sock_events: 0 changed, 1 missing", "accounts: 1 changed", "gaps: 1 changed", "executables: 1 changed", "login_events: 1 changed"},
 		"h13": {"gaps: 0 changed, 0 missing, 1 extra"},
 		"h21": {"proc_events: 0 changed, 1 missing, 1 extra", "file_events: 1 changed"},
 	} {

@@ -59,6 +59,7 @@ var tableInfos = []tableInfo{
 	{event.TableAcct, "accounts", false, false},
 	{event.TableExe, "executables", false, false},
 	{event.TableDNS, "dns_events", true, true},
+	{event.TableLogin, "login_events", true, true},
 }
 
 func infoOf(table string) (tableInfo, bool) {
@@ -546,13 +547,14 @@ func floorMod(a, b int64) int64 { return a - floorDiv(a, b)*b }
 // longer value is refused before it is copied or sent (spool.ErrTooLong):
 // MariaDB would only truncate it with a warning after receiving all of it.
 var columnLimits = map[string]map[string]int64{
-	"proc_events": {"event": 16, "tty": 1024, "comm": 1024, "exe": 4096, "argv": 1<<24 - 1, "cwd": 4096, "cgroup": 4096, "container_id": 1024},
-	"file_events": {"op": 16, "path": 4096, "new_path": 4096},
-	"sock_events": {"event": 16, "proto": 8, "state": 16, "direction": 8, "local_addr": 16, "remote_addr": 16},
-	"gaps":        {"source": 16, "reason": 1<<16 - 1},
-	"accounts":    {"kind": 8, "name": 1024},
-	"executables": {"sha256": 32, "how": 8, "skip": 16, "path": 4096},
-	"dns_events":  {"event": 16, "proto": 8, "client_addr": 16, "server_addr": 16, "qname": 1024, "answers": 1<<16 - 1, "answer_addrs": 4096},
+	"proc_events":  {"event": 16, "tty": 1024, "comm": 1024, "exe": 4096, "argv": 1<<24 - 1, "cwd": 4096, "cgroup": 4096, "container_id": 1024},
+	"file_events":  {"op": 16, "path": 4096, "new_path": 4096},
+	"sock_events":  {"event": 16, "proto": 8, "state": 16, "direction": 8, "local_addr": 16, "remote_addr": 16},
+	"gaps":         {"source": 16, "reason": 1<<16 - 1},
+	"accounts":     {"kind": 8, "name": 1024},
+	"executables":  {"sha256": 32, "how": 8, "skip": 16, "path": 4096},
+	"login_events": {"kind": 16, "file": 8, "tty": 32, "ut_id": 4, "user": 32, "remote_host": 256, "remote_addr": 16},
+	"dns_events":   {"event": 16, "proto": 8, "client_addr": 16, "server_addr": 16, "qname": 1024, "answers": 1<<16 - 1, "answer_addrs": 4096},
 }
 
 // maxValueBytes is columnLimits by event table name, for

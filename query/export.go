@@ -12,11 +12,11 @@ import (
 )
 
 // ExportTables are the tables export can write, by their event table name.
-var ExportTables = []string{"proc", "file", "sock", "gap", "dns", "exe"}
+var ExportTables = []string{"proc", "file", "sock", "gap", "dns", "exe", "login"}
 
 // ExportArgs select what Export writes.
 type ExportArgs struct {
-	// Table is proc, file, sock, gap, dns or exe.
+	// Table is proc, file, sock, gap, dns, exe or login.
 	Table string
 	Host  string
 	Range Range
@@ -41,7 +41,7 @@ type ExportArgs struct {
 // The bulk _id, host_id:segment_seq:table:row_no, is stable across exports.
 func (q *Querier) Export(ctx context.Context, w io.Writer, a ExportArgs) (int64, error) {
 	if !slices.Contains(ExportTables, a.Table) {
-		return 0, fmt.Errorf("export: unknown table %q (want proc, file, sock, gap, dns or exe)", a.Table)
+		return 0, fmt.Errorf("export: unknown table %q (want proc, file, sock, gap, dns, exe or login)", a.Table)
 	}
 	h, err := q.optHost(ctx, a.Host)
 	if err != nil {

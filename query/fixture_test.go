@@ -124,6 +124,14 @@ func alphaRows(s event.Sink) {
 	}
 	exe(time.Second+2*time.Millisecond, 200, 11, shaCurl[:], "/usr/bin/curl")
 	exe(5*time.Second+2*time.Millisecond, 300, 12, shaEvil[:], hostileExe)
+	ls := s.(event.LoginSink)
+	ls.AppendLogin(&event.Login{TS: at(500 * time.Millisecond), Kind: event.LoginFailed, File: "btmp", UTType: 6, PID: 90,
+		TTY: []byte("ssh:notty"), User: []byte("root"), RemoteHost: []byte("198.51.100.9"), RemoteAddr: []byte{198, 51, 100, 9}})
+	ls.AppendLogin(&event.Login{TS: at(600 * time.Millisecond), Kind: event.LoginFailed, File: "btmp", UTType: 6, PID: 91,
+		TTY: []byte("ssh:notty"), User: []byte("adm\x1b[2Jin"), RemoteHost: []byte("2001:db8::1"),
+		RemoteAddr: []byte{0x20, 1, 0xd, 0xb8, 15: 1}})
+	ls.AppendLogin(&event.Login{TS: at(time.Second), Kind: event.LoginLogin, File: "wtmp", UTType: 7, PID: 200,
+		TTY: []byte("pts/0"), User: []byte("alice"), RemoteHost: []byte("192.0.2.7"), RemoteAddr: []byte{192, 0, 2, 7}})
 	file(6*time.Second, 300, 300000, 1000, event.FileCreate, hostilePath)
 
 	life(400, 400000, 8*time.Second, 9*time.Second, 1001, "/usr/bin/nmap", "nmap\x00-P0\x00192.168.18.34\x00",

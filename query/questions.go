@@ -209,6 +209,36 @@ func (q *Querier) Ran(ctx context.Context, a RanArgs) (*Table, error) {
 	return q.Run(ctx, "ran", append(ps, rangeParams(a.Range)...)...)
 }
 
+// LoginsArgs selects login rows for Logins. Empty fields do not filter.
+type LoginsArgs struct {
+	Host   string
+	Range  Range
+	Failed bool   // failed logins (btmp) only
+	User   string // user name exactly as recorded
+	FromIP string // address or CIDR block of the remote end
+}
+
+// Logins lists logins, logouts and failed logins (logins.sql).
+func (q *Querier) Logins(ctx context.Context, a LoginsArgs) (*Table, error) {
+	h, err := q.optHost(ctx, a.Host)
+	if err != nil {
+		return nil, err
+	}
+	rp, err := remoteParams(a.FromIP)
+	if err != nil {
+		return nil, err
+	}
+	var failed, user any
+	if a.Failed {
+		failed = int64(1)
+	}
+	if a.User != "" {
+		user = []byte(a.User)
+	}
+	ps := append([]Param{{"host", h}, {"failed", failed}, {"user", user}}, rp...)
+	return q.Run(ctx, "logins", append(ps, rangeParams(a.Range)...)...)
+}
+
 // BinariesArgs selects executables for Binaries. Empty fields do not filter.
 type BinariesArgs struct {
 	Host   string

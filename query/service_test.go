@@ -249,6 +249,40 @@ func TestQueries(t *testing.T) {
 		}
 	})
 
+	t.Run("logins", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			args LoginsArgs
+			want []string
+		}{
+			{"all", LoginsArgs{}, []string{"failed root 198.51.100.9  0", `failed adm\x1b[2Jin 2001:db8::1  0`, "login alice 192.0.2.7 7 3"}},
+			{"failed", LoginsArgs{Failed: true}, []string{"failed root 198.51.100.9  0", `failed adm\x1b[2Jin 2001:db8::1  0`}},
+			{"user", LoginsArgs{User: "alice"}, []string{"login alice 192.0.2.7 7 3"}},
+			{"cidr", LoginsArgs{FromIP: "198.51.100.0/24"}, []string{"failed root 198.51.100.9  0"}},
+			{"cidr6", LoginsArgs{FromIP: "2001:db8::/32", Failed: true}, []string{`failed adm\x1b[2Jin 2001:db8::1  0`}},
+			{"other host", LoginsArgs{Host: "beta"}, nil},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				tb, err := q.Logins(ctx, tc.args)
+				if err != nil {
+					t.Fatal(err)
+				}
+				recs := csvRecords(t, render(t, tb, FormatCSV, false))
+				col := map[string]int{}
+				for i, c := range recs[0] {
+					col[c] = i
+				}
+				var got []string
+				for _, r := range recs[1:] {
+					got = append(got, strings.Join([]string{r[col["kind"]], r[col["user"]], r[col["remote_ip"]], r[col["session_id"]], r[col["execs"]]}, " "))
+				}
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("logins %+v (-want +got):\n%s (columns %v)", tc.args, diff, recs[0])
+				}
+			})
+		}
+	})
+
 	t.Run("binaries", func(t *testing.T) {
 		for _, tc := range []struct {
 			name string
@@ -533,6 +567,15 @@ func TestQueries(t *testing.T) {
 		if n != 2 || len(docs) != 4 || docs[1]["sha256"] != hex.EncodeToString(shaCurl[:]) || docs[1]["path"] != "/usr/bin/curl" ||
 			docs[3]["path"] != hostileExe || docs[1]["@timestamp"] != "2024-06-20T01:30:01.002Z" {
 			t.Errorf("export exe: got %d docs %v, want curl's and the hostile program's rows", n, docs)
+		}
+		b.Reset()
+		n, err = q.Export(ctx, &b, ExportArgs{Table: "login", Host: "alpha"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = jsonLines(t, b.String())
+		if n != 3 || len(docs) != 3 || docs[0]["user"] != "root" || docs[2]["kind"] != "login" || docs[0]["@timestamp"] != "2024-06-20T01:30:00.5Z" {
+			t.Errorf("export login: got %d docs %v", n, docs)
 		}
 	})
 }

@@ -12,13 +12,14 @@ import (
 
 // Estimated in-memory bytes of a row without its variable-length fields.
 const (
-	procRowBytes = 144
-	fileRowBytes = 72
-	sockRowBytes = 112
-	gapRowBytes  = 48
-	acctRowBytes = 24
-	exeRowBytes  = 120
-	dnsRowBytes  = 96
+	procRowBytes  = 144
+	fileRowBytes  = 72
+	sockRowBytes  = 112
+	gapRowBytes   = 48
+	acctRowBytes  = 24
+	exeRowBytes   = 120
+	dnsRowBytes   = 96
+	loginRowBytes = 80
 )
 
 // batch is the rows of one future segment.
@@ -29,8 +30,9 @@ type batch struct {
 	acct    *event.Builder[event.Account]
 	exe     *event.Builder[event.Executable]
 	dns     *event.Builder[event.DNS]
+	login   *event.Builder[event.Login]
 	gaps    []event.Gap
-	n       [6]int64 // rows of proc, file, sock, acct, exe, dns
+	n       [7]int64 // rows of proc, file, sock, acct, exe, dns, login
 	rows    int64    // all rows, gaps included
 	est     int64    // estimated bytes
 	lo, hi  int64    // time range of the rows
@@ -75,6 +77,11 @@ func (b *batch) finish() {
 		b.recs[event.TableDNS] = b.dns.NewRecord()
 		b.dns.Release()
 		b.dns = nil
+	}
+	if b.login != nil {
+		b.recs[event.TableLogin] = b.login.NewRecord()
+		b.login.Release()
+		b.login = nil
 	}
 }
 
@@ -126,6 +133,8 @@ func (b *batch) split() (*batch, *batch) {
 			rx, ry = splitRecord(event.AcctTable, rec, h)
 		case event.TableExe:
 			rx, ry = splitRecord(event.ExeTable, rec, h)
+		case event.TableLogin:
+			rx, ry = splitRecord(event.LoginTable, rec, h)
 		case event.TableDNS:
 			rx, ry = splitRecord(event.DNSTable, rec, h)
 		default:

@@ -19,7 +19,7 @@
 //	                (name, table, rows, bytes, sha256 of each table member)
 //	manifest.sig    raw 64-byte Ed25519 signature of the manifest bytes
 //	proc.arrow …    one Arrow IPC stream per table that has rows, in the
-//	                order proc, file, sock, gap, acct, exe, dns: schema, dictionaries,
+//	                order proc, file, sock, gap, acct, exe, dns, login: schema, dictionaries,
 //	                exactly one record batch, ZSTD buffer compression
 //
 // The digest of a segment is the SHA-256 of its manifest bytes; each

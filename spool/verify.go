@@ -141,6 +141,9 @@ func (s *Segment) Gaps() ([]event.Gap, error) { return decodeRows(s, event.GapTa
 // Accounts decodes the acct table.
 func (s *Segment) Accounts() ([]event.Account, error) { return decodeRows(s, event.AcctTable) }
 
+// Logins decodes the login table.
+func (s *Segment) Logins() ([]event.Login, error) { return decodeRows(s, event.LoginTable) }
+
 // Executables decodes the exe table.
 func (s *Segment) Executables() ([]event.Executable, error) { return decodeRows(s, event.ExeTable) }
 

@@ -380,6 +380,25 @@ func (w *Writer) AppendExecutable(r *event.Executable) {
 	w.mu.Unlock()
 }
 
+var _ event.LoginSink = (*Writer)(nil)
+
+// AppendLogin implements event.LoginSink.
+func (w *Writer) AppendLogin(r *event.Login) {
+	est := loginRowBytes + int64(len(r.TTY)+len(r.UTID)+len(r.User)+len(r.RemoteHost)+len(r.RemoteAddr))
+	w.mu.Lock()
+	if b := w.cur; b != nil {
+		if b.login == nil {
+			b.login = event.LoginTable.NewBuilder(nil)
+		}
+		b.login.Append(r)
+		b.n[6]++
+		w.added(b, r.TS, r.TS, est, b.n[6])
+	} else {
+		w.lost++
+	}
+	w.mu.Unlock()
+}
+
 // AppendDNS implements event.DNSSink.
 func (w *Writer) AppendDNS(r *event.DNS) {
 	est := dnsRowBytes + int64(len(r.ClientAddr)+len(r.ServerAddr)+len(r.QName)+len(r.Answers)+len(r.AnswerAddrs))

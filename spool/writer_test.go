@@ -39,6 +39,14 @@ func TestRoundTrip(t *testing.T) {
 		QName: []byte("\\xff\t.evil."), QType: event.Some[uint16](28), RCode: event.Some[uint8](3),
 		Answers: []byte("a\x00b"), AnswerAddrs: []byte(",7F000001,"), Flags: event.DNSFlagMalformed}}
 	w.AppendDNS(&dns[0])
+	logins := []event.Login{
+		{TS: 6, Kind: event.LoginFailed, File: "btmp", UTType: 6, PID: -1, TTY: []byte("ssh:notty"), UTID: []byte{},
+			User: []byte("r\x00ot\t\n\xff"), RemoteHost: []byte("'; DROP TABLE logins; --"), RemoteAddr: []byte{192, 0, 2, 1}, Session: -7},
+		{TS: 7, Kind: event.LoginLogin, File: "wtmp", UTType: 7, PID: 1 << 30},
+	}
+	for i := range logins {
+		w.AppendLogin(&logins[i])
+	}
 	if err := w.Seal(); err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +83,8 @@ func TestRoundTrip(t *testing.T) {
 	check("acct", gotA, accts, err)
 	gotE, err := s.Executables()
 	check("exe", gotE, exes, err)
+	gotL, err := s.Logins()
+	check("login", gotL, logins, err)
 
 	m := s.Manifest
 	if got, want := m.Seq, uint64(1); got != want {
@@ -92,7 +102,7 @@ func TestRoundTrip(t *testing.T) {
 	if got, want := m.Created, c.Now(); !got.Equal(want) {
 		t.Errorf("created = %v, want %v", got, want)
 	}
-	wantCounters := map[string]Counter{"proc": {Seen: 10, Lost: 2}, "spool": {Seen: 16, Lost: 0}}
+	wantCounters := map[string]Counter{"proc": {Seen: 10, Lost: 2}, "spool": {Seen: 18, Lost: 0}}
 	if diff := cmp.Diff(wantCounters, m.Counters); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
 	}
@@ -106,7 +116,7 @@ func TestRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(event.Tables, tables); diff != "" {
 		t.Errorf("member tables (-want +got):\n%s", diff)
 	}
-	if got, want := m.Rows(), int64(16); got != want {
+	if got, want := m.Rows(), int64(18); got != want {
 		t.Errorf("rows = %d, want %d", got, want)
 	}
 	if err := w.Close(); err != nil {

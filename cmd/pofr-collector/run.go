@@ -44,6 +44,7 @@ type runFlags struct {
 	noDNS      bool
 	noProcTP   bool
 	noExeHash  bool
+	noLogins   bool
 	exeHashMax int64
 	fileOps    string
 	segBytes   int64
@@ -100,6 +101,7 @@ Exit codes: 0 stopped cleanly (or already running with --if-not-running),
 			fs.BoolVar(&f.noSockTP, "no-sock-tracepoints", false, "name connection owners from /proc fd scans only, not from kernel tracepoints")
 			fs.BoolVar(&f.noDNS, "no-dns", false, "do not record DNS queries and answers (packet socket on port 53)")
 			fs.BoolVar(&f.noExeHash, "no-exe-hash", false, "do not record the SHA-256 of executed files")
+			fs.BoolVar(&f.noLogins, "no-logins", false, "do not record logins from /var/log/wtmp and /var/log/btmp")
 			fs.Int64Var(&f.exeHashMax, "exe-hash-max-size", 0, "largest executable hashed, in bytes (0: 256 MiB); larger ones are recorded with skip too_large")
 			fs.StringVar(&f.fileOps, "file-ops", "", "override the profile's file ops, comma-separated: open, exec, write, create, delete, rename")
 			fs.Int64Var(&f.segBytes, "segment-bytes", 0, "override the profile's segment size")
@@ -190,7 +192,7 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 		HostID: id.hostID, Key: id.key, Standalone: id.standalone, Log: log,
 		StatusInterval: f.status, DrainTimeout: f.drain, MetricsFile: f.metrics,
 		ForcePoll: f.forcePoll, NoFile: f.noFile, NoSock: f.noSock, NoSockTracepoints: f.noSockTP, NoProcTracepoint: f.noProcTP, NoDNS: f.noDNS,
-		NoExeHash: f.noExeHash, ExeHashMaxSize: f.exeHashMax,
+		NoExeHash: f.noExeHash, ExeHashMaxSize: f.exeHashMax, NoLogins: f.noLogins,
 	})
 }
 

@@ -178,7 +178,7 @@ func noArgs(args []string) error {
 // queryCommands are the "pofr-server query …" commands.
 func queryCommands() []*cli.Command {
 	var cmds []*cli.Command
-	for _, qc := range []queryCmd{hostsQuery(), treeQuery(), timelineQuery(), procQuery(), ranQuery(), binariesQuery(), touchedQuery(), connsQuery(), peersQuery(), gapsQuery()} {
+	for _, qc := range []queryCmd{hostsQuery(), treeQuery(), timelineQuery(), procQuery(), ranQuery(), binariesQuery(), loginsQuery(), touchedQuery(), connsQuery(), peersQuery(), gapsQuery()} {
 		cmds = append(cmds, qc.command())
 	}
 	return cmds
@@ -355,6 +355,46 @@ Example: did toma run nmap -P0 192.168.18.34?
 			a := ran
 			a.Range = r
 			return q.Ran(ctx, a)
+		},
+	}
+}
+
+// loginsQuery is "pofr-server query logins".
+func loginsQuery() queryCmd {
+	var a query.LoginsArgs
+	var rng rangeFlags
+	return queryCmd{
+		name: "logins", usage: "[--failed] [--user U] [--from-ip CIDR] [--host H] [range] --dsn-file F",
+		summary: "logins, logouts and failed logins (wtmp, btmp), with the login's session",
+		help: `
+Every login, logout and failed login the hosts' wtmp and btmp recorded, on
+every host or on --host: time, kind (login, logout, failed, boot,
+runlevel), user, tty, remote host and address, the login process, and for
+a login its audit session and how many programs ran in it. --failed keeps
+failed logins (btmp); --user a user name as recorded; --from-ip an address
+or CIDR block of the remote end.
+
+Example: failed SSH logins from 198.51.100.0/24 this week
+  pofr-server query logins --failed --from-ip 198.51.100.0/24 --since 1w --dsn-file F`,
+		sqlName: "logins",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&a.Host, "host", "", "only this host (id or hostname)")
+			fs.BoolVar(&a.Failed, "failed", false, "failed logins (btmp) only")
+			fs.StringVar(&a.User, "user", "", "user name as recorded")
+			fs.StringVar(&a.FromIP, "from-ip", "", "address or CIDR block of the remote end")
+			rng.register(fs)
+		},
+		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+			if err := noArgs(args); err != nil {
+				return nil, err
+			}
+			r, err := rng.get()
+			if err != nil {
+				return nil, err
+			}
+			b := a
+			b.Range = r
+			return q.Logins(ctx, b)
 		},
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/pofr/pofr/collector/dnspkt"
 	"github.com/pofr/pofr/collector/exehash"
 	"github.com/pofr/pofr/collector/fanotify"
+	"github.com/pofr/pofr/collector/logins"
 	"github.com/pofr/pofr/collector/sockdiag"
 	"github.com/pofr/pofr/collector/sockowner"
 	"github.com/pofr/pofr/internal/event"
@@ -70,6 +71,8 @@ type Config struct {
 	// the largest file hashed (0: exehash.DefaultMaxSize).
 	NoExeHash      bool
 	ExeHashMaxSize int64
+	// NoLogins turns the wtmp/btmp login source off.
+	NoLogins bool
 }
 
 // Run records this host until ctx ends or a source fails: it opens the
@@ -227,6 +230,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	accts := &collector.AccountSource{Sink: w}
 	start("accounts", accts.Run)
+	if !cfg.NoLogins {
+		if ls, err := logins.New(logins.Options{Logins: w, Gaps: w, Log: log}); err != nil {
+			log.Warn("logins are not recorded", "err", err)
+		} else {
+			stats.set(func(s *runStats) { s.logins = ls })
+			start("logins", ls.Run)
+		}
+	}
 
 	if !cfg.Standalone {
 		p, err := uplink.NewPusher(uplink.PushOptions{
@@ -327,6 +338,7 @@ type runStats struct {
 	owners *sockowner.Source
 	dns    *dnspkt.Source
 	hashes *exehash.Hasher
+	logins *logins.Source
 	push   *uplink.Pusher
 	spool  *spool.Writer
 }
@@ -378,6 +390,10 @@ func (s *runStats) spoolStats() spool.Stats {
 		h := s.hashes.Stats()
 		st.Counters[event.SourceExe] = spool.Counter{Seen: h.Execs, Lost: h.Lost}
 	}
+	if s.logins != nil {
+		l := s.logins.Stats()
+		st.Counters[event.SourceLogin] = spool.Counter{Seen: l.Records, Lost: l.Truncated}
+	}
 	return st
 }
 
@@ -404,6 +420,9 @@ func (s *runStats) snapshot(st *Status) {
 	}
 	if s.hashes != nil {
 		put(event.SourceExe, s.hashes.Stats())
+	}
+	if s.logins != nil {
+		put(event.SourceLogin, s.logins.Stats())
 	}
 	if s.spool != nil {
 		put(event.SourceSpool, s.spool.Stats())

@@ -47,17 +47,18 @@ func Some[T any](v T) Opt[T] { return Opt[T]{V: v, Valid: true} }
 
 // Table names, also the stem of the segment member name (proc → proc.arrow).
 const (
-	TableProc = "proc"
-	TableFile = "file"
-	TableSock = "sock"
-	TableGap  = "gap"
-	TableAcct = "acct"
-	TableExe  = "exe"
-	TableDNS  = "dns"
+	TableProc  = "proc"
+	TableFile  = "file"
+	TableSock  = "sock"
+	TableGap   = "gap"
+	TableAcct  = "acct"
+	TableExe   = "exe"
+	TableDNS   = "dns"
+	TableLogin = "login"
 )
 
 // Tables lists the table names in the order their members appear in a segment.
-var Tables = []string{TableProc, TableFile, TableSock, TableGap, TableAcct, TableExe, TableDNS}
+var Tables = []string{TableProc, TableFile, TableSock, TableGap, TableAcct, TableExe, TableDNS, TableLogin}
 
 // Process event kinds (the proc table's event column).
 const (
@@ -253,6 +254,7 @@ const (
 	SourceSpool     = "spool"     // segments evicted by the quota
 	SourceCollector = "collector" // the collector itself was not running
 	SourceExe       = "exe"       // executables executed but not hashed
+	SourceLogin     = "login"     // wtmp/btmp records lost (truncated under us)
 	SourceDNS       = "dns"       // the DNS packet socket
 )
 
@@ -390,4 +392,35 @@ type Executable struct {
 // [MemSink]; like [Sink], it copies what it keeps and must not block long.
 type ExeSink interface {
 	AppendExecutable(*Executable)
+}
+
+// Login kinds (the login table's kind column).
+const (
+	LoginLogin  = "login"  // wtmp USER_PROCESS
+	LoginLogout = "logout" // wtmp DEAD_PROCESS
+	LoginFailed = "failed" // any btmp record
+	LoginBoot   = "boot"   // wtmp BOOT_TIME
+	LoginRunLvl = "runlevel"
+	LoginOther  = "other"
+)
+
+// Login is one row of the login table: one struct utmp record of wtmp or
+// btmp, its text fields as exact bytes.
+type Login struct {
+	TS         int64
+	Kind       string
+	File       string // wtmp or btmp
+	UTType     int32
+	PID        int32
+	TTY        []byte
+	UTID       []byte
+	User       []byte
+	RemoteHost []byte
+	RemoteAddr []byte // 4 or 16 bytes; nil if none
+	Session    int32
+}
+
+// LoginSink receives login rows. The spool writer and [MemSink] implement it.
+type LoginSink interface {
+	AppendLogin(*Login)
 }

@@ -9,14 +9,15 @@ import (
 // tests and for tools that inspect a source's output. It is safe for
 // concurrent use.
 type MemSink struct {
-	mu    sync.Mutex
-	procs []Proc
-	files []File
-	socks []Sock
-	gaps  []Gap
-	accts []Account
-	exes  []Executable
-	dns   []DNS
+	mu     sync.Mutex
+	procs  []Proc
+	files  []File
+	socks  []Sock
+	gaps   []Gap
+	accts  []Account
+	exes   []Executable
+	logins []Login
+	dns    []DNS
 }
 
 // AppendDNS implements DNSSink.
@@ -74,6 +75,24 @@ func (s *MemSink) AppendAccount(r *Account) {
 	s.mu.Lock()
 	s.accts = append(s.accts, *r)
 	s.mu.Unlock()
+}
+
+// AppendLogin implements LoginSink.
+func (s *MemSink) AppendLogin(r *Login) {
+	c := *r
+	for _, b := range []*[]byte{&c.TTY, &c.UTID, &c.User, &c.RemoteHost, &c.RemoteAddr} {
+		*b = bytes.Clone(*b)
+	}
+	s.mu.Lock()
+	s.logins = append(s.logins, c)
+	s.mu.Unlock()
+}
+
+// Logins returns a copy of the login records received so far.
+func (s *MemSink) Logins() []Login {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Login(nil), s.logins...)
 }
 
 // AppendExecutable implements ExeSink.

@@ -125,3 +125,17 @@ var dnsColumns = []column[DNS]{
 	bin("answer_addrs", "The A and AAAA addresses of the answers as upper-case hex between commas (\",5DB8D822,\"; an A address also in its IPv4-mapped 16-byte form), so SQL can find the name an address was resolved from: LOCATE(CONCAT(',', HEX(remote_addr), ','), answer_addrs); null if none.", func(r *DNS) *[]byte { return &r.AnswerAddrs }),
 	num("flags", uint32Type, "Bit set: 1 truncated (TC), 2 malformed, 4 owner_unknown, 8 partial (TCP message not whole in one segment), 16 answers_cut (see DNSFlag* in internal/event).", func(r *DNS) *uint32 { return &r.Flags }),
 }
+
+var loginColumns = []column[Login]{
+	tsCol("ts", "Time of the record (ut_tv): ns since the Unix epoch, UTC, microsecond resolution.", func(r *Login) *int64 { return &r.TS }),
+	dictStr("kind", "login (wtmp USER_PROCESS), logout (wtmp DEAD_PROCESS), failed (any btmp record), boot (BOOT_TIME), runlevel (RUN_LVL, also shutdown) or other.", func(r *Login) *string { return &r.Kind }),
+	dictStr("file", "The file the record was read from: wtmp or btmp.", func(r *Login) *string { return &r.File }),
+	num("ut_type", int32Type, "ut_type as the file holds it (7 USER_PROCESS, 8 DEAD_PROCESS, 6 LOGIN_PROCESS, …).", func(r *Login) *int32 { return &r.UTType }),
+	num("pid", int32Type, "ut_pid: the login process (for sshd, the session's privileged sshd process).", func(r *Login) *int32 { return &r.PID }),
+	dictBin("tty", "ut_line: the terminal without /dev/ (pts/3, ssh:notty), exact bytes up to the first NUL.", func(r *Login) *[]byte { return &r.TTY }),
+	bin("ut_id", "ut_id: the terminal suffix or inittab id, exact bytes up to the first NUL.", func(r *Login) *[]byte { return &r.UTID }),
+	dictBin("user", "ut_user: the user name as given (for failed logins, whatever the client sent), exact bytes up to the first NUL.", func(r *Login) *[]byte { return &r.User }),
+	bin("remote_host", "ut_host: the remote host name or address as text (or the kernel release on boot rows), exact bytes up to the first NUL.", func(r *Login) *[]byte { return &r.RemoteHost }),
+	bin("remote_addr", "ut_addr_v6: the remote address, 4 bytes (IPv4) or 16 (IPv6) in network order; null if the record has none.", func(r *Login) *[]byte { return &r.RemoteAddr }),
+	num("session", int32Type, "ut_session: the session id the writer recorded (often 0).", func(r *Login) *int32 { return &r.Session }),
+}

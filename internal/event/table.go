@@ -26,13 +26,14 @@ type Table[R any] struct {
 
 // The tables.
 var (
-	ProcTable = newTable(TableProc, procColumns)
-	FileTable = newTable(TableFile, fileColumns)
-	SockTable = newTable(TableSock, sockColumns)
-	GapTable  = newTable(TableGap, gapColumns)
-	AcctTable = newTable(TableAcct, acctColumns)
-	ExeTable  = newTable(TableExe, exeColumns)
-	DNSTable  = newTable(TableDNS, dnsColumns)
+	ProcTable  = newTable(TableProc, procColumns)
+	FileTable  = newTable(TableFile, fileColumns)
+	SockTable  = newTable(TableSock, sockColumns)
+	GapTable   = newTable(TableGap, gapColumns)
+	AcctTable  = newTable(TableAcct, acctColumns)
+	ExeTable   = newTable(TableExe, exeColumns)
+	DNSTable   = newTable(TableDNS, dnsColumns)
+	LoginTable = newTable(TableLogin, loginColumns)
 )
 
 // ErrUnknownTable reports a table name that is not one of [Tables].
@@ -44,13 +45,14 @@ var byName = map[string]struct {
 	schema *arrow.Schema
 	check  func(*arrow.Schema) error
 }{
-	TableProc: {ProcTable.Schema, ProcTable.Check},
-	TableFile: {FileTable.Schema, FileTable.Check},
-	TableSock: {SockTable.Schema, SockTable.Check},
-	TableGap:  {GapTable.Schema, GapTable.Check},
-	TableAcct: {AcctTable.Schema, AcctTable.Check},
-	TableExe:  {ExeTable.Schema, ExeTable.Check},
-	TableDNS:  {DNSTable.Schema, DNSTable.Check},
+	TableProc:  {ProcTable.Schema, ProcTable.Check},
+	TableFile:  {FileTable.Schema, FileTable.Check},
+	TableSock:  {SockTable.Schema, SockTable.Check},
+	TableGap:   {GapTable.Schema, GapTable.Check},
+	TableAcct:  {AcctTable.Schema, AcctTable.Check},
+	TableExe:   {ExeTable.Schema, ExeTable.Check},
+	TableDNS:   {DNSTable.Schema, DNSTable.Check},
+	TableLogin: {LoginTable.Schema, LoginTable.Check},
 }
 
 // SchemaOf returns the schema of the named table, or nil if there is none.

@@ -83,3 +83,17 @@ func HostileExes(base int64) []event.Executable {
 	}
 	return append(out, event.Executable{TS: base, LastTS: base, Count: 1, PID: 1, Size: 1 << 62, How: event.ExeByProc, Skip: event.ExeSkipTooLarge})
 }
+
+// HostileLogins are login rows with hostile bytes in every text field, cut to
+// their utmp field sizes, and extreme numbers.
+func HostileLogins(base int64) []event.Login {
+	cut := func(b []byte, n int) []byte { return b[:min(len(b), n)] }
+	var out []event.Login
+	for i, v := range hostileBytes() {
+		out = append(out, event.Login{TS: base + int64(i)*1000, Kind: event.LoginFailed, File: "btmp", UTType: int32(i) - 1,
+			PID: int32(-i), TTY: cut(v, 32), UTID: cut(v, 4), User: cut(v, 32), RemoteHost: cut(v, 256),
+			RemoteAddr: []byte{192, 0, 2, byte(i)}, Session: -1 << 31})
+	}
+	return append(out, event.Login{TS: base, Kind: event.LoginLogin, File: "wtmp", UTType: 7, PID: 1<<31 - 1,
+		RemoteAddr: bytes.Repeat([]byte{0xfe}, 16)})
+}

@@ -1,0 +1,13 @@
+-- export_login: every row of login_events for pofr-server export, with the
+-- sequence number of the segment it came from (a stable document id:
+-- host_id:seq:login:row_no).
+--
+-- Parameters (NULL means no filter):
+--   @host        host_id
+--   @from, @to   DATETIME(6) UTC: ts at or after @from, before @to
+SELECT sg.seq AS segment_seq, e.*
+FROM login_events e
+JOIN segments sg ON sg.segment_id = e.segment_id
+WHERE (@host IS NULL OR e.host_id = @host)
+  AND (@from IS NULL OR e.ts >= @from) AND (@to IS NULL OR e.ts < @to)
+ORDER BY e.ts, e.ts_ns, e.segment_id, e.row_no
