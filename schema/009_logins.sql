@@ -1,4 +1,4 @@
--- pofr schema, migration 007: login, logout and failed-login records of the
+-- pofr schema, migration 009: login, logout and failed-login records of the
 -- hosts (login_events), from wtmp and btmp.
 
 CREATE TABLE IF NOT EXISTS login_events (
