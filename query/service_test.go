@@ -167,6 +167,7 @@ func TestQueries(t *testing.T) {
 		}
 		want := []string{
 			"2024-06-20T01:30:01Z proc fork 200",
+			"2024-06-20T01:30:01Z login login 200",
 			"2024-06-20T01:30:01.001Z proc exec 200",
 			"2024-06-20T01:30:01.5Z file open 200",
 			"2024-06-20T01:30:01.6Z file open 200",
@@ -180,8 +181,9 @@ func TestQueries(t *testing.T) {
 		table := render(t, tb, FormatTable, false)
 		assertSafe(t, table, len(want)+1)
 		for _, s := range []string{
-			"2024-06-20 01:30:02.000000Z  sock  open   200  1000  alice  /usr/bin/curl  tcp out 10.0.0.1:40000 -> 10.0.0.2:8080 ESTABLISHED",
+			"2024-06-20 01:30:02.000000Z  sock   open   200  1000  alice  /usr/bin/curl  tcp out 10.0.0.1:40000 -> 10.0.0.2:8080 ESTABLISHED",
 			"curl http://10.0.0.2:8080/",
+			"login  login  200        alice                 pts/0 from 192.0.2.7",
 		} {
 			if !strings.Contains(table, s) {
 				t.Errorf("timeline table lacks %q:\n%s", s, table)

@@ -10,7 +10,9 @@
 -- socket rows: of its newest exec at or before the row). detail is, for
 -- proc rows, what changed (parent, exit status, new ids or name); for file
 -- rows the path (old -> new for renames); for socket rows protocol,
--- direction and endpoints. argv is set on exec and snapshot rows.
+-- direction and endpoints; for login rows (kind login: login, logout,
+-- failed, …) the tty and the remote address, user being the name the
+-- record holds. argv is set on exec and snapshot rows.
 SELECT * FROM (
   SELECT e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset, 'proc' AS kind, e.event,
     e.pid, e.uid,
@@ -72,5 +74,14 @@ SELECT * FROM (
   WHERE s.host_id = @host
     AND (@from IS NULL OR s.ts >= @from) AND (@to IS NULL OR s.ts < @to)
     AND (@pid IS NULL OR s.pid = @pid)
+  UNION ALL
+  SELECT l.ts, l.ts_ns, l.tz_offset, 'login', l.kind,
+    l.pid, NULL, l.user, NULL,
+    CONCAT(COALESCE(l.tty, '?'), ' from ', COALESCE(CONVERT(INET6_NTOA(l.remote_addr) USING ascii), l.remote_host, '?')),
+    NULL, 3, l.segment_id, l.row_no
+  FROM login_events l
+  WHERE l.host_id = @host
+    AND (@from IS NULL OR l.ts >= @from) AND (@to IS NULL OR l.ts < @to)
+    AND (@pid IS NULL OR l.pid = @pid)
 ) t
 ORDER BY t.time, t._ts_ns, t._order, t._segment_id, t._row_no
