@@ -143,6 +143,14 @@ func TestPrivFailedSSHLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// sshd appends to btmp but never creates it (a fresh system has one
+	// from its packages).
+	if _, err := os.Stat("/var/log/btmp"); os.IsNotExist(err) {
+		if err := os.WriteFile("/var/log/btmp", nil, 0o660); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove("/var/log/btmp") })
+	}
 	srv := testutil.StartSSHD(t, testutil.SSHDConfig{AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}})
 	sink := &event.MemSink{}
 	s, err := New(Options{Logins: sink, Gaps: sink, Wtmp: "-"})
