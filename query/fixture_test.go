@@ -15,7 +15,6 @@ import (
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/loader"
-	"github.com/pofr/pofr/schema"
 	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/wire"
 )
@@ -192,18 +191,9 @@ type demo struct {
 
 func newDemo(t *testing.T) *demo {
 	t.Helper()
-	m := testutil.StartMariaDB(t)
-	dsn, _ := m.NewDatabase(t)
-	db, err := OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db, _ := servertest.SchemaDB(t, OpenDB)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	if _, err := schema.Apply(ctx, db); err != nil {
-		t.Fatal(err)
-	}
 	state := statedir.Dir(t.TempDir())
 	load := func(host, hostname string, ips []string, tz int, fills ...func(event.Sink)) {
 		zone := time.FixedZone("", tz)

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/testutil"
-	"github.com/pofr/pofr/schema"
 )
 
 // Sizes of the synthetic fleet of the plan test: planHosts hosts of
@@ -28,18 +28,9 @@ const (
 // estimates are current.
 func newFleet(t testing.TB, hosts, procs int) *sql.DB {
 	t.Helper()
-	m := testutil.StartMariaDB(t)
-	dsn, _ := m.NewDatabase(t)
-	db, err := OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db, _ := servertest.SchemaDB(t, OpenDB)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	if _, err := schema.Apply(ctx, db); err != nil {
-		t.Fatal(err)
-	}
 	h := fmt.Sprintf("seq_1_to_%d h", hosts)
 	p := fmt.Sprintf("seq_1_to_%d p", procs)
 	for _, st := range []string{

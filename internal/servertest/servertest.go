@@ -240,10 +240,10 @@ func BusyRows(base int64, n int) ([]event.Proc, []event.File, []event.Sock) {
 // HostileBase is a timestamp with nanoseconds inside today's partition.
 func HostileBase() int64 { return time.Now().Truncate(time.Second).UnixNano() + 123_456_789 }
 
-// NewDB returns a fresh database of the test binary's private MariaDB, opened
-// with open (the loader's OpenDB), with the schema applied and day
-// partitions from yesterday to two days ahead, and its DSN.
-func NewDB(t testing.TB, open func(dsn string) (*sql.DB, error)) (*sql.DB, string) {
+// SchemaDB returns a fresh database of the test binary's private MariaDB,
+// opened with open (the loader's or the querier's OpenDB), with the schema
+// applied, and its DSN.
+func SchemaDB(t testing.TB, open func(dsn string) (*sql.DB, error)) (*sql.DB, string) {
 	t.Helper()
 	m := testutil.StartMariaDB(t)
 	dsn, _ := m.NewDatabase(t)
@@ -257,6 +257,15 @@ func NewDB(t testing.TB, open func(dsn string) (*sql.DB, error)) (*sql.DB, strin
 	if _, err := schema.Apply(ctx, db); err != nil {
 		t.Fatal(err)
 	}
+	return db, dsn
+}
+
+// NewDB is SchemaDB with day partitions from yesterday to two days ahead.
+func NewDB(t testing.TB, open func(dsn string) (*sql.DB, error)) (*sql.DB, string) {
+	t.Helper()
+	db, dsn := SchemaDB(t, open)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
 	now := time.Now()
 	if _, err := schema.EnsurePartitions(ctx, db, now.AddDate(0, 0, -1), now.AddDate(0, 0, 2)); err != nil {
 		t.Fatal(err)
