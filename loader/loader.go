@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -85,6 +86,15 @@ type Options struct {
 	// the last quarter is left to the runtime and the workers' buffers. A
 	// value longer than its column is refused before it is decompressed.
 	MaxMemory int64
+	// RemoteAddrs, if set, is offered the remote address of every sock row
+	// of each loaded segment, after its commit (addrinfo.Resolver: it looks
+	// them up in the background and never makes the loader wait).
+	RemoteAddrs AddrOfferer
+}
+
+// AddrOfferer takes addresses to look up later; Offer must not block.
+type AddrOfferer interface {
+	Offer(netip.Addr)
 }
 
 // The accepted range of every timestamp of a segment (its rows' min_ts and

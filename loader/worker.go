@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sort"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/pofr/pofr/internal/event"
@@ -186,7 +188,36 @@ func (w *worker) load(ctx context.Context, p *prepared) (result, error) {
 	if res.outcome == skipped {
 		log.Info("segment already loaded; archived", "seq", m.Seq)
 	}
+	if res.outcome == loaded && l.opt.RemoteAddrs != nil {
+		offerRemotes(seg, l.opt.RemoteAddrs)
+	}
 	return res, nil
+}
+
+// offerRemotes hands the remote addresses of seg's sock rows to o.
+func offerRemotes(seg *segment, o AddrOfferer) {
+	if seg.manifest.TableRows(event.TableSock) == 0 {
+		return
+	}
+	rec, err := seg.record(event.TableSock)
+	if err != nil {
+		return
+	}
+	i := rec.Schema().FieldIndices("remote_addr")
+	if len(i) != 1 {
+		return
+	}
+	col, ok := rec.Column(i[0]).(*array.Binary)
+	if !ok {
+		return
+	}
+	for r := 0; r < col.Len(); r++ {
+		if col.IsValid(r) {
+			if a, ok := netip.AddrFromSlice(col.Value(r)); ok {
+				o.Offer(a)
+			}
+		}
+	}
 }
 
 // readerSeq makes Reader:: handler names unique in the process.

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -552,6 +554,11 @@ func TestQueries(t *testing.T) {
 			t.Errorf("hostile exec not exported exactly: %v", hostile)
 		}
 		b.Reset()
+		// Where 10.0.0.2 is, as a loader with --geoip would have stored it.
+		if _, err := d.db.ExecContext(ctx, `INSERT INTO addr_info (addr, country, city, asn, ptr, edition, resolved_at)
+			VALUES (X'0A000002', 'RU', 'Moscow', 64500, 'beta.example', 'Test-City 2024-06-01', NOW(6))`); err != nil {
+			t.Fatal(err)
+		}
 		n, err = q.Export(ctx, &b, ExportArgs{Table: "sock", Range: Range{From: t0.Add(3 * time.Second), To: t0.Add(40 * time.Second)}})
 		if err != nil {
 			t.Fatal(err)
@@ -559,6 +566,14 @@ func TestQueries(t *testing.T) {
 		docs := jsonLines(t, b.String())
 		if n != 2 || len(docs) != 2 || docs[0]["remote_addr"] == nil {
 			t.Errorf("export sock [3 s, 40 s): got %d docs %v, want the two closes at 3 s", n, docs)
+		}
+		var geo []string
+		for _, d := range docs {
+			geo = append(geo, fmt.Sprint(d["remote_addr"], " ", d["remote_country"], " ", d["remote_city"], " ", d["remote_asn"], " ", d["remote_ptr"]))
+		}
+		slices.Sort(geo) // the two closes share their ts; the hosts load in either order
+		if diff := cmp.Diff([]string{"10.0.0.1 <nil> <nil> <nil> <nil>", "10.0.0.2 RU Moscow 64500 beta.example"}, geo); diff != "" {
+			t.Errorf("export sock addr_info (-want +got):\n%s", diff)
 		}
 		b.Reset()
 		n, err = q.Export(ctx, &b, ExportArgs{Table: "exe", Host: "alpha", Bulk: true})

@@ -9,10 +9,12 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/term"
 
+	"github.com/pofr/pofr/addrinfo"
 	"github.com/pofr/pofr/internal/cli"
 	"github.com/pofr/pofr/internal/metrics"
 	"github.com/pofr/pofr/internal/statedir"
@@ -25,7 +27,7 @@ func loadCommand() *cli.Command {
 	return &cli.Command{
 		Name:    "load",
 		Summary: "verify received segments and load them into MariaDB, exactly once",
-		Usage:   "--dsn-file F [--state-dir D] [--workers N] [--max-memory 256MiB] [--watch 10s]",
+		Usage:   "--dsn-file F [--state-dir D] [--workers N] [--max-memory 256MiB] [--watch 10s] [--geoip F.mmdb] [--resolve]",
 		Help: `Loads every segment waiting in state-dir/inbox/HOST/: verifies it against the
 signing key the host registered (signature, member digests, host, sizes),
 loads its rows and its ledger row (segments) in one transaction, then moves
@@ -71,6 +73,9 @@ Example (cron, every minute): pofr-server load     (reads /etc/pofr-server/loade
 			fs.BoolVar(&o.noProgress, "no-progress", false, "no progress bar even on a terminal")
 			metricsFlag(fs, &o.metricsListen)
 			fs.StringVar(&o.maxMemory, "max-memory", "256MiB", "memory ceiling for segment data and buffers (MiB or GiB; a plain number is MiB)")
+			fs.StringVar(&o.geoip, "geoip", "", "MaxMind DB `file` (.mmdb): store country, city and AS of loaded remote addresses in addr_info")
+			fs.BoolVar(&o.resolve, "resolve", false, "store the PTR name of loaded remote addresses in addr_info (looked up in the background)")
+			fs.DurationVar(&o.resolveWait, "resolve-wait", 10*time.Second, "without --watch: how long to wait for the lookups after the pass")
 		},
 		Run: o.run,
 	}
@@ -80,6 +85,9 @@ Example (cron, every minute): pofr-server load     (reads /etc/pofr-server/loade
 type loadOptions struct {
 	dsnFile, encoding, maxMemory string
 	metricsListen                string
+	geoip                        string
+	resolve                      bool
+	resolveWait                  time.Duration
 	stateDir                     statedir.Dir
 	workers                      int
 	watch                        time.Duration
@@ -114,6 +122,14 @@ func (o *loadOptions) run(ctx context.Context, env *cli.Env, args []string) erro
 	opt := loader.Options{DSN: dsn, StateDir: o.stateDir, Workers: o.workers, Log: env.Log, Encoding: enc, MaxMemory: maxMem}
 	if f, ok := env.Stderr.(*os.File); ok && !o.noProgress && o.watch == 0 && term.IsTerminal(int(f.Fd())) {
 		opt.Progress = &progressBar{w: f}
+	}
+	if o.geoip != "" || o.resolve {
+		res, stop, err := o.addrResolver(ctx, dsn, env)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		opt.RemoteAddrs = res
 	}
 	l, err := loader.New(opt)
 	if err != nil {
@@ -177,4 +193,53 @@ func parseMiB(s string) (int64, error) {
 		return 0, fmt.Errorf("%q: want a size such as 256MiB or 1GiB", s)
 	}
 	return n * mult, nil
+}
+
+// addrResolver starts the background lookups of --geoip and --resolve,
+// which write addr_info over their own connection. stop waits (a one-shot
+// pass: at most --resolve-wait) for what is queued, then ends them.
+func (o *loadOptions) addrResolver(ctx context.Context, dsn string, env *cli.Env) (*addrinfo.Resolver, func(), error) {
+	var geo *addrinfo.MMDB
+	if o.geoip != "" {
+		var err error
+		if geo, err = addrinfo.OpenMMDB(o.geoip); err != nil {
+			return nil, nil, err
+		}
+	}
+	db, err := loader.OpenDB(dsn)
+	if err != nil {
+		if geo != nil {
+			geo.Close()
+		}
+		return nil, nil, err
+	}
+	db.SetMaxOpenConns(2)
+	var failed atomic.Uint64
+	res := addrinfo.NewResolver(addrinfo.Options{Geo: geo, PTR: o.resolve, Store: func(in addrinfo.Info) {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := addrinfo.Upsert(sctx, db, in.Addr.AsSlice(), in); err != nil && failed.Add(1) == 1 {
+			env.Log.Warn("address lookups not stored", "err", err)
+		}
+	}})
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { res.Run(rctx); close(done) }()
+	stop := func() {
+		if o.watch == 0 {
+			wctx, wcancel := context.WithTimeout(ctx, o.resolveWait)
+			res.Wait(wctx)
+			wcancel()
+		}
+		cancel()
+		<-done
+		st := res.Stats()
+		env.Log.Info("address lookups", "offered", st.Offered, "resolved", st.Resolved, "dropped", st.Dropped,
+			"ptr_failed", st.PTRFailed, "not_stored", failed.Load())
+		db.Close()
+		if geo != nil {
+			geo.Close()
+		}
+	}
+	return res, stop, nil
 }

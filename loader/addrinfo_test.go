@@ -1,0 +1,134 @@
+package loader
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/maxmind/mmdbwriter"
+	"github.com/maxmind/mmdbwriter/mmdbtype"
+
+	"github.com/pofr/pofr/addrinfo"
+	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
+)
+
+// TestAddrInfoAtLoad: the remote addresses of a loaded segment are looked
+// up in a generated MaxMind DB and by a PTR resolver that does not answer
+// until the load is over (so the load cannot have waited for it); then
+// plain SQL filters sockets on country = 'RU', and an IPv4-mapped address
+// joins as well as a plain one.
+func TestAddrInfoAtLoad(t *testing.T) {
+	db, _ := newDB(t)
+	f := servertest.NewFixture(t, "h1")
+	base := servertest.HostileBase()
+	mapped := netip.MustParseAddr("::ffff:198.51.100.8").As16()
+	f.Seal("h1", func(s event.Sink) {
+		for i, ra := range [][]byte{{198, 51, 100, 7}, mapped[:], {203, 0, 113, 9}, {10, 0, 0, 2}} {
+			s.AppendSock(&event.Sock{TS: base + int64(i), Event: event.SockOpen, Proto: "tcp", Family: 4, State: "ESTABLISHED",
+				Direction: event.DirOut, LocalAddr: make([]byte, len(ra)), LocalPort: 40000, RemoteAddr: ra, RemotePort: 443,
+				Cookie: uint64(i + 1), UID: 0})
+		}
+	})
+	geo, err := addrinfo.OpenMMDB(writeTestMMDB(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer geo.Close()
+	release := make(chan struct{})
+	res := addrinfo.NewResolver(addrinfo.Options{Geo: geo, PTR: true,
+		LookupAddr: func(ctx context.Context, a string) ([]string, error) {
+			select {
+			case <-release:
+				return []string{"host-" + a + ".example.net."}, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		},
+		Timeout: time.Minute,
+		Store: func(in addrinfo.Info) {
+			if err := addrinfo.Upsert(context.Background(), db, in.Addr.AsSlice(), in); err != nil {
+				t.Error(err)
+			}
+		}})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	go res.Run(ctx)
+
+	l, err := New(Options{DB: db, StateDir: f.State, Workers: 1, RemoteAddrs: res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if s, err := l.Run(ctx); err != nil || s.Loaded != 1 {
+		t.Fatalf("run: %v, %s", err, s)
+	}
+	if st := res.Stats(); st.Offered != 3 || st.Resolved != 0 {
+		t.Fatalf("after the load: %+v, want 3 offered (10.0.0.2 is private) and none resolved yet", st)
+	}
+	close(release)
+	if err := res.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT INET6_NTOA(s.remote_addr), a.city, a.asn, a.ptr, a.edition
+		FROM sock_events s JOIN addr_info a ON a.addr = s.remote_addr WHERE a.country = 'RU' ORDER BY s.cookie`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var got []string
+	for rows.Next() {
+		var addr, city, ptr, edition string
+		var asn uint32
+		if err := rows.Scan(&addr, &city, &asn, &ptr, &edition); err != nil {
+			t.Fatal(err)
+		}
+		if city != "Moscow" || asn != 64500 || edition == "" {
+			t.Errorf("%s: city %q asn %d edition %q", addr, city, asn, edition)
+		}
+		got = append(got, addr+" "+ptr)
+	}
+	want := []string{"198.51.100.7 host-198.51.100.7.example.net", "::ffff:198.51.100.8 host-198.51.100.8.example.net"}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("WHERE country = 'RU': got %q, want %q", got, want)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM addr_info WHERE country IS NULL AND ptr IS NOT NULL").Scan(&n); err != nil || n != 1 {
+		t.Errorf("203.0.113.9 (not in the database, PTR known): %d rows (%v), want 1", n, err)
+	}
+}
+
+// writeTestMMDB builds a MaxMind DB in which 198.51.100.0/24 is in Moscow,
+// RU, AS64500.
+func writeTestMMDB(t *testing.T) string {
+	t.Helper()
+	w, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "Test-City-ASN", RecordSize: 24, IPVersion: 6, IncludeReservedNetworks: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, n, _ := net.ParseCIDR("198.51.100.0/24")
+	if err := w.Insert(n, mmdbtype.Map{
+		"country":                        mmdbtype.Map{"iso_code": mmdbtype.String("RU")},
+		"city":                           mmdbtype.Map{"names": mmdbtype.Map{"en": mmdbtype.String("Moscow")}},
+		"autonomous_system_number":       mmdbtype.Uint32(64500),
+		"autonomous_system_organization": mmdbtype.String("Example Net"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "test.mmdb")
+	fh, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteTo(fh); err != nil {
+		t.Fatal(err)
+	}
+	if err := fh.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
