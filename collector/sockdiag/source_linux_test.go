@@ -176,6 +176,31 @@ type sockProc struct {
 	start int64
 }
 
+// sockHelperCmd is the test binary run as the helper of mode (see
+// TestSockHelperProcess), with extra test flags.
+func sockHelperCmd(mode, addr string, n int, extra ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestSockHelperProcess$"}, extra...)...)
+	cmd.Env = append(os.Environ(), "POFR_SOCK_HELPER="+mode, "POFR_SOCK_ADDR="+addr, "POFR_SOCK_N="+strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+// startSockProc starts a helper command with its stdin and stdout piped.
+func startSockProc(cmd *exec.Cmd) (*sockProc, error) {
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &sockProc{cmd: cmd, out: bufio.NewReader(stdout), stdin: stdin, pid: int32(cmd.Process.Pid)}, nil
+}
+
 // startSockHelper starts a helper and registers its end.
 func startSockHelper(t *testing.T, mode, addr string, n int) *sockProc {
 	t.Helper()
@@ -186,24 +211,14 @@ func startSockHelper(t *testing.T, mode, addr string, n int) *sockProc {
 // (for example a new network namespace).
 func startSockHelperAttr(t *testing.T, mode, addr string, n int, attr *syscall.SysProcAttr) *sockProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSockHelperProcess$")
+	cmd := sockHelperCmd(mode, addr, n)
 	cmd.SysProcAttr = attr
-	cmd.Env = append(os.Environ(), "POFR_SOCK_HELPER="+mode, "POFR_SOCK_ADDR="+addr, "POFR_SOCK_N="+strconv.Itoa(n))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
+	p, err := startSockProc(cmd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &sockProc{cmd: cmd, out: bufio.NewReader(stdout), stdin: stdin, pid: int32(cmd.Process.Pid)}
 	t.Cleanup(func() {
-		stdin.Close()
+		p.stdin.Close()
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
 		select {
@@ -877,22 +892,13 @@ func (s *sockTB) cleanup() {
 }
 
 func startSockHelperB(tb *sockTB, mode, addr string, n int) *sockProc {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSockHelperProcess$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), "POFR_SOCK_HELPER="+mode, "POFR_SOCK_ADDR="+addr, "POFR_SOCK_N="+strconv.Itoa(n))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
+	cmd := sockHelperCmd(mode, addr, n, "-test.bench=^$")
+	p, err := startSockProc(cmd)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.fns = append(tb.fns, func() { stdin.Close(); _ = cmd.Wait() })
-	return &sockProc{cmd: cmd, out: bufio.NewReader(stdout), stdin: stdin, pid: int32(cmd.Process.Pid)}
+	tb.fns = append(tb.fns, func() { p.stdin.Close(); _ = cmd.Wait() })
+	return p
 }
 
 func (p *sockProc) lineB(tb *sockTB) string {
