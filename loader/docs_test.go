@@ -53,14 +53,14 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
   and ` + "`deregister --purge-rows`" + ` use the administrator's DSN. Rows added under a loaded segment, or
   changed by an account that can, are found by ` + "`verify --rows`" + `.
 - **Disk.** Measured by ` + "`make bench`" + ` (` + "`Loader/storage`" + `: DATA_LENGTH + INDEX_LENGTH after ` + "`ANALYZE TABLE`" + `, the
-  busy-host mix of short argv, 100,000 rows, schema 010): proc_events 473, file_events 457–475, sock_events 570
+  busy-host mix of short argv, 100,000 rows, schema 011): proc_events 473, file_events 457–475, sock_events 570
   bytes per row (data + indexes), against about 18 bytes per row in the spool. A process makes three proc rows
   (fork, exec, exit), so a host's process rows alone cost per day: **10 exec/s ≈ 1.2 GB, 100 exec/s ≈ 12 GB,
   1000 exec/s ≈ 123 GB** (3 × rate × 86,400 × 473 B), plus its file and socket rows at their own rates. Longer
   argv, exe and cgroup strings cost more. ` + "`ALTER TABLE … ROW_FORMAT=COMPRESSED KEY_BLOCK_SIZE=8`" + ` on the event
   tables (an administrator's choice, not a migration) brought them to 246, 211 and 286 bytes per row (measured
   with 007's indexes; proc was 561 uncompressed) but loaded 2.3× slower in the same measurement;
-  docs/design.md has the numbers. Migration 010 dropped proc_events' ` + "`parent`" + ` index, which no documented
+  docs/design.md has the numbers. Migration 011 dropped proc_events' ` + "`parent`" + ` index, which no documented
   query used (561 → 473 bytes per process row).
 
 ## Views

@@ -1,4 +1,4 @@
--- pofr schema, migration 010: proc_events without the parent index.
+-- pofr schema, migration 011: proc_events without the parent index.
 --
 -- KEY parent (host_id, boot_id, ppid, parent_start) served no documented
 -- query or view (children are found through the processes view, whose
