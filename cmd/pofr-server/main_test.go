@@ -159,18 +159,26 @@ func TestRegistryCommands(t *testing.T) {
 	}
 }
 
+// newDSNFile starts (or reuses) the private MariaDB, creates a database and
+// returns a file with its DSN, for --dsn-file.
+func newDSNFile(t *testing.T) string {
+	t.Helper()
+	m := testutil.StartMariaDB(t)
+	dsn, _ := m.NewDatabase(t)
+	dsnFile := filepath.Join(t.TempDir(), "dsn")
+	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dsnFile
+}
+
 // TestDatabaseCommands runs schema apply, load, query and verify against a
 // private MariaDB: the schema is applied (twice: idempotent), a pass over an
 // empty inbox loads nothing, the registered host is then known to the
 // queries, and an unknown host is an error (exit 1), not a usage error.
 func TestDatabaseCommands(t *testing.T) {
-	m := testutil.StartMariaDB(t)
-	dsn, _ := m.NewDatabase(t)
-	dir := t.TempDir()
-	dsnFile := filepath.Join(dir, "dsn")
-	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dsnFile := newDSNFile(t)
+	dir := filepath.Dir(dsnFile)
 	state := t.TempDir()
 	must := func(args ...string) string {
 		t.Helper()

@@ -122,13 +122,7 @@ func startScraped(t *testing.T, bin string, args ...string) func(want ...string)
 // and its metrics show it, read from the ledger; ui serves the same ledger
 // metrics.
 func TestLoadWatchAndUIMetrics(t *testing.T) {
-	m := testutil.StartMariaDB(t)
-	dsn, _ := m.NewDatabase(t)
-	dir := t.TempDir()
-	dsnFile := filepath.Join(dir, "dsn")
-	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	dsnFile := newDSNFile(t)
 	state := t.TempDir()
 	for _, args := range [][]string{
 		{"schema", "apply", "--dsn-file", dsnFile},
