@@ -48,9 +48,11 @@ for u in pofr-collector pofr-server pofr-server-load pofr-server-alert; do mode 
 mode /etc/default/pofr-collector "644 root:root"
 mode /etc/default/pofr-server "644 root:root"
 for p in pofr-collector pofr-server; do
-	zcat /usr/share/man/man8/$p.8.gz | grep -q "^\.TH ${p^^} 8" || fail "man page of $p"
+	# grep -q on the whole text, not on a pipe: under pipefail its early exit
+	# would kill the writer with SIGPIPE and fail a check that matched.
+	grep -q "^\.TH ${p^^} 8" <<<"$(zcat /usr/share/man/man8/$p.8.gz)" || fail "man page of $p"
 done
-zcat /usr/share/man/man8/pofr-server.8.gz | grep -q '^\.SS load$' || fail "man page lacks the load command"
+grep -q '^\.SS load$' <<<"$(zcat /usr/share/man/man8/pofr-server.8.gz)" || fail "man page lacks the load command"
 conf=$(dpkg-query -W -f='${Conffiles}\n' pofr-collector pofr-server)
 for f in /etc/default/pofr-collector /etc/pofr/profiles/default.json /etc/pofr/profiles/busy-host.json /etc/pofr/profiles/forensic.json /etc/default/pofr-server; do
 	grep -q " $f " <<<"$conf" || fail "$f is not a conffile: $conf"
@@ -59,7 +61,7 @@ done
 echo "== systemd-analyze verify"
 # mariadb.service (After= only) need not exist; any other message is a fault.
 out=$(systemd-analyze verify /usr/lib/systemd/system/pofr-collector.service /usr/lib/systemd/system/pofr-server.service /usr/lib/systemd/system/pofr-server-load.service /usr/lib/systemd/system/pofr-server-alert.service 2>&1 || echo "exit $?")
-if grep -v -e 'mariadb.service' -e '^$' <<<"$out" | grep -q .; then
+if [[ -n $(grep -v -e 'mariadb.service' -e '^$' <<<"$out") ]]; then
 	fail "systemd-analyze verify: $out"
 fi
 for u in pofr-collector pofr-server pofr-server-load pofr-server-alert; do
@@ -132,5 +134,5 @@ for f in /etc/sysconfig/pofr-collector /etc/sysconfig/pofr-server /etc/pofr/prof
 	grep -qx "$f" <<<"$cfg" || fail "$f is not a %config file of the rpm: $cfg"
 done
 if grep -q /etc/default/ <<<"$lst"; then fail "the rpm ships /etc/default (RHEL uses /etc/sysconfig)"; fi
-rpm -qp --scripts "${rpms[0]}" | grep -q 'systemctl disable --now pofr-collector.service' || fail "rpm preun does not stop the service"
+grep -q 'systemctl disable --now pofr-collector.service' <<<"$(rpm -qp --scripts "${rpms[0]}")" || fail "rpm preun does not stop the service"
 echo "packaging test: ok"
