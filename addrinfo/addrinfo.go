@@ -1,6 +1,6 @@
 // Package addrinfo describes remote addresses for the loader: country, city
-// and autonomous system from a geolocation database (a MaxMind .mmdb file)
-// and the PTR name, so that they can be stored beside the record at load
+// and autonomous system from a geolocation database (a MaxMind .mmdb or an
+// IP2Location .BIN file, see [OpenGeo]) and the PTR name, so that they can be stored beside the record at load
 // time. Lookups run off the load path in a [Resolver]: bounded workers, a
 // bounded queue and a cache, and a caller that never waits ([Resolver.Offer]
 // drops and counts what does not fit), so a slow or failing DNS server never
@@ -86,7 +86,7 @@ func (d *MMDB) Lookup(in *Info) bool {
 // Options configure a [Resolver].
 type Options struct {
 	// Geo is the geolocation database; nil: none.
-	Geo *MMDB
+	Geo Geo
 	// PTR turns reverse DNS on; LookupAddr does it (nil: net.DefaultResolver).
 	PTR        bool
 	LookupAddr func(ctx context.Context, addr string) ([]string, error)

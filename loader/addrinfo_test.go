@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,15 +15,29 @@ import (
 
 	"github.com/pofr/pofr/addrinfo"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/geotest"
 	"github.com/pofr/pofr/internal/servertest"
 )
 
 // TestAddrInfoAtLoad: the remote addresses of a loaded segment are looked
-// up in a generated MaxMind DB and by a PTR resolver that does not answer
-// until the load is over (so the load cannot have waited for it); then
-// plain SQL filters sockets on country = 'RU', and an IPv4-mapped address
-// joins as well as a plain one.
+// up in a generated geolocation database (a MaxMind DB and an IP2Location
+// BIN) and by a PTR resolver that does not answer until the load is over
+// (so the load cannot have waited for it); then plain SQL filters sockets
+// on country = 'RU', and an IPv4-mapped address joins as well as a plain
+// one.
 func TestAddrInfoAtLoad(t *testing.T) {
+	for _, c := range []struct {
+		name, edition string
+		write         func(*testing.T) string
+	}{
+		{"mmdb", "Test-City-ASN 20", writeTestMMDB},
+		{"bin", "IP2Location DB26 2026-11-01", writeTestBIN},
+	} {
+		t.Run(c.name, func(t *testing.T) { testAddrInfoAtLoad(t, c.write(t), c.edition) })
+	}
+}
+
+func testAddrInfoAtLoad(t *testing.T, geoPath, edition string) {
 	db, _ := newDB(t)
 	f := servertest.NewFixture(t, "h1")
 	base := servertest.HostileBase()
@@ -34,7 +49,7 @@ func TestAddrInfoAtLoad(t *testing.T) {
 				Cookie: uint64(i + 1), UID: 0})
 		}
 	})
-	geo, err := addrinfo.OpenMMDB(writeTestMMDB(t))
+	geo, err := addrinfo.OpenGeo(geoPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,13 +97,13 @@ func TestAddrInfoAtLoad(t *testing.T) {
 	defer rows.Close()
 	var got []string
 	for rows.Next() {
-		var addr, city, ptr, edition string
+		var addr, city, ptr, ed string
 		var asn uint32
-		if err := rows.Scan(&addr, &city, &asn, &ptr, &edition); err != nil {
+		if err := rows.Scan(&addr, &city, &asn, &ptr, &ed); err != nil {
 			t.Fatal(err)
 		}
-		if city != "Moscow" || asn != 64500 || edition == "" {
-			t.Errorf("%s: city %q asn %d edition %q", addr, city, asn, edition)
+		if city != "Moscow" || asn != 64500 || !strings.HasPrefix(ed, edition) {
+			t.Errorf("%s: city %q asn %d edition %q, want Moscow 64500 %s...", addr, city, asn, ed, edition)
 		}
 		got = append(got, addr+" "+ptr)
 	}
@@ -100,6 +115,18 @@ func TestAddrInfoAtLoad(t *testing.T) {
 	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM addr_info WHERE country IS NULL AND ptr IS NOT NULL").Scan(&n); err != nil || n != 1 {
 		t.Errorf("203.0.113.9 (not in the database, PTR known): %d rows (%v), want 1", n, err)
 	}
+}
+
+// writeTestBIN builds an IP2Location BIN in which 198.51.100.0/24 is in
+// Moscow, RU, AS64500.
+func writeTestBIN(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "TEST.BIN")
+	if err := geotest.WriteBIN(path, []geotest.Net{{Prefix: netip.MustParsePrefix("198.51.100.0/24"),
+		Country: "RU", CountryName: "Russian Federation", City: "Moscow", ASN: "64500", AS: "Example Net"}}); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // writeTestMMDB builds a MaxMind DB in which 198.51.100.0/24 is in Moscow,

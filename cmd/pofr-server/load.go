@@ -27,7 +27,7 @@ func loadCommand() *cli.Command {
 	return &cli.Command{
 		Name:    "load",
 		Summary: "verify received segments and load them into MariaDB, exactly once",
-		Usage:   "--dsn-file F [--state-dir D] [--workers N] [--max-memory 256MiB] [--watch 10s] [--geoip F.mmdb] [--resolve]",
+		Usage:   "--dsn-file F [--state-dir D] [--workers N] [--max-memory 256MiB] [--watch 10s] [--geoip F.mmdb|F.BIN] [--resolve]",
 		Help: `Loads every segment waiting in state-dir/inbox/HOST/: verifies it against the
 signing key the host registered (signature, member digests, host, sizes),
 loads its rows and its ledger row (segments) in one transaction, then moves
@@ -73,7 +73,7 @@ Example (cron, every minute): pofr-server load     (reads /etc/pofr-server/loade
 			fs.BoolVar(&o.noProgress, "no-progress", false, "no progress bar even on a terminal")
 			metricsFlag(fs, &o.metricsListen)
 			fs.StringVar(&o.maxMemory, "max-memory", "256MiB", "memory ceiling for segment data and buffers (MiB or GiB; a plain number is MiB)")
-			fs.StringVar(&o.geoip, "geoip", "", "MaxMind DB `file` (.mmdb): store country, city and AS of loaded remote addresses in addr_info")
+			fs.StringVar(&o.geoip, "geoip", "", "geolocation `file`, MaxMind (.mmdb) or IP2Location (.BIN): store country, city and AS of loaded remote addresses in addr_info")
 			fs.BoolVar(&o.resolve, "resolve", false, "store the PTR name of loaded remote addresses in addr_info (looked up in the background)")
 			fs.DurationVar(&o.resolveWait, "resolve-wait", 10*time.Second, "without --watch: how long to wait for the lookups after the pass")
 		},
@@ -199,10 +199,10 @@ func parseMiB(s string) (int64, error) {
 // which write addr_info over their own connection. stop waits (a one-shot
 // pass: at most --resolve-wait) for what is queued, then ends them.
 func (o *loadOptions) addrResolver(ctx context.Context, dsn string, env *cli.Env) (*addrinfo.Resolver, func(), error) {
-	var geo *addrinfo.MMDB
+	var geo addrinfo.Geo
 	if o.geoip != "" {
 		var err error
-		if geo, err = addrinfo.OpenMMDB(o.geoip); err != nil {
+		if geo, err = addrinfo.OpenGeo(o.geoip); err != nil {
 			return nil, nil, err
 		}
 	}
