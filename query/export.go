@@ -20,6 +20,9 @@ type ExportArgs struct {
 	Table string
 	Host  string
 	Range Range
+	// Segment, when not 0, exports only the rows of this ledger row
+	// (segments.segment_id), for Follow.
+	Segment uint64
 	// Bulk writes an Elasticsearch bulk action line ({"index": …}) before
 	// every document, so the output can be POSTed to _bulk as it is.
 	Bulk bool
@@ -56,7 +59,11 @@ func (q *Querier) Export(ctx context.Context, w io.Writer, a ExportArgs) (int64,
 	enc.SetEscapeHTML(false)
 	out := Output{Format: FormatJSON}
 	var n int64
-	params := append([]Param{{"host", h}}, rangeParams(a.Range)...)
+	var seg any
+	if a.Segment != 0 {
+		seg = int64(a.Segment)
+	}
+	params := append([]Param{{"host", h}, {"segment", seg}}, rangeParams(a.Range)...)
 	text, err := SQL("export_" + a.Table)
 	if err != nil {
 		return 0, err

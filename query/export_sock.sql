@@ -5,6 +5,7 @@
 --
 -- Parameters (NULL means no filter):
 --   @host        host_id
+--   @segment     segment_id: only the rows of this segment (export --follow)
 --   @from, @to   DATETIME(6) UTC: ts at or after @from, before @to
 SELECT sg.seq AS segment_seq, e.*, a.country AS remote_country, a.city AS remote_city, a.asn AS remote_asn,
   a.as_org AS remote_as_org, a.ptr AS remote_ptr, a.edition AS remote_geo_edition
@@ -12,5 +13,6 @@ FROM sock_events e
 JOIN segments sg ON sg.segment_id = e.segment_id
 LEFT JOIN addr_info a ON a.addr = e.remote_addr
 WHERE (@host IS NULL OR e.host_id = @host)
+  AND (@segment IS NULL OR e.segment_id = @segment)
   AND (@from IS NULL OR e.ts >= @from) AND (@to IS NULL OR e.ts < @to)
 ORDER BY e.ts, e.segment_id, e.row_no

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"slices"
+	"time"
 
 	"github.com/pofr/pofr/internal/cli"
 	"github.com/pofr/pofr/query"
@@ -13,13 +15,16 @@ import (
 func exportCommand() *cli.Command {
 	var (
 		dsnFile, format, table, host, index string
-		bulk                                bool
+		bulk, follow                        bool
+		output, cursorFile                  string
+		rotateBytes                         int64
+		interval, holeWait                  time.Duration
 		r                                   rangeFlags
 	)
 	return &cli.Command{
 		Name:    "export",
 		Summary: "write a table as JSON lines for Elasticsearch/Kibana",
-		Usage:   "--format jsonl [--table proc|file|sock|gap|dns|exe|login] [--host H] [--since D | --from T --to T] [--bulk] --dsn-file F",
+		Usage:   "--format jsonl [--table proc|file|sock|gap|dns|exe|login] [--host H] [--since D | --from T --to T] [--bulk] [--follow --cursor-file F [--output F [--rotate-bytes N]]] --dsn-file F",
 		Help: `Writes every row of one table (default proc) to standard output, one JSON
 document per line, in time order, streaming. Each document has @timestamp
 (the row's time with nanoseconds, RFC 3339 UTC), table, the row's columns
@@ -36,6 +41,22 @@ the output can be sent as it is:
   curl -H 'Content-Type: application/x-ndjson' --data-binary @proc.jsonl localhost:9200/_bulk
 The _id is stable, so exporting the same rows again replaces, not duplicates.
 
+--follow does not end: it writes the rows of every loaded segment, one whole
+segment at a time as the loader commits it, and waits for more (--interval).
+--cursor-file (required) keeps the position across restarts: the set of
+segments (ledger rows) already written, replaced atomically with fsync after
+each segment's rows are flushed and fsynced. With --output FILE the rows go
+to FILE, renamed to FILE.1, FILE.2, … at a segment boundary once it has
+--rotate-bytes; a restart truncates FILE to the cursor's position first, so
+a segment cut off by a crash or kill is written again whole, with no row
+lost or repeated. On standard output a segment cut off by a kill is written
+again whole after the restart (the reader saw its first part twice; with
+--bulk the stable _id makes that harmless). A failing write is retried
+every second; a slow one slows the export, which holds one segment's rows
+at most. A ledger id missing below loaded ones (a loader transaction still
+open) is waited for --hole-wait before it is taken as rolled back.
+--host and --table filter; --since/--from/--to do not apply.
+
 Exit codes: 0 written, 1 error, 2 usage.`,
 		Flags: func(fs *flag.FlagSet) {
 			dsnFileFlag(fs, &dsnFile, "reader", "`file` holding the MariaDB DSN")
@@ -44,6 +65,12 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 			fs.StringVar(&host, "host", "", "only this host (id or hostname)")
 			fs.BoolVar(&bulk, "bulk", false, "write Elasticsearch bulk action lines before the documents")
 			fs.StringVar(&index, "index-prefix", "pofr-", "index name prefix of the bulk action lines (index = prefix + table)")
+			fs.BoolVar(&follow, "follow", false, "keep writing rows of newly loaded segments (needs --cursor-file)")
+			fs.StringVar(&cursorFile, "cursor-file", "", "`file` keeping the --follow position across restarts")
+			fs.StringVar(&output, "output", "", "--follow: write to this `file` instead of standard output")
+			fs.Int64Var(&rotateBytes, "rotate-bytes", 0, "--follow --output: rotate the file at a segment boundary once it has this many bytes (0: never)")
+			fs.DurationVar(&interval, "interval", time.Second, "--follow: wait between polls of the ledger")
+			fs.DurationVar(&holeWait, "hole-wait", 10*time.Minute, "--follow: how long a missing ledger id is waited for")
 			r.register(fs)
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
@@ -56,6 +83,15 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 			if !slices.Contains(query.ExportTables, table) {
 				return cli.Usagef("--table %q: want proc, file, sock, gap, dns, exe or login", table)
 			}
+			if follow && cursorFile == "" {
+				return cli.Usagef("--follow needs --cursor-file")
+			}
+			if !follow && (cursorFile != "" || output != "" || rotateBytes != 0) {
+				return cli.Usagef("--cursor-file, --output and --rotate-bytes go with --follow")
+			}
+			if rotateBytes < 0 || interval <= 0 || holeWait <= 0 {
+				return cli.Usagef("--rotate-bytes, --interval and --hole-wait must not be negative")
+			}
 			rg, err := r.get()
 			if err != nil {
 				return cli.Usagef("%v", err)
@@ -66,6 +102,12 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 				return err
 			}
 			defer closeQ()
+			if follow {
+				return runFollow(ctx, env, q, query.FollowArgs{
+					Export:     query.ExportArgs{Table: table, Host: host, Bulk: bulk, IndexPrefix: index},
+					CursorFile: cursorFile, Interval: interval, HoleWait: holeWait,
+				}, output, rotateBytes)
+			}
 			n, err := q.Export(ctx, env.Stdout, query.ExportArgs{Table: table, Host: host, Range: rg, Bulk: bulk, IndexPrefix: index})
 			if err != nil {
 				return err
@@ -74,4 +116,26 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 			return nil
 		},
 	}
+}
+
+// runFollow is export --follow: it runs until ctx ends (SIGINT, SIGTERM),
+// which is a clean stop.
+func runFollow(ctx context.Context, env *cli.Env, q *query.Querier, a query.FollowArgs, output string, rotateBytes int64) error {
+	a.Log = func(msg string, err error) { env.Log.Warn(msg+", retrying", "err", err) }
+	var sink query.FollowSink
+	if output == "" {
+		sink = query.NewStreamSink(env.Stdout)
+	} else {
+		fsink, err := query.OpenFileSink(output, rotateBytes)
+		if err != nil {
+			return err
+		}
+		defer fsink.Close()
+		sink = fsink
+	}
+	err := q.Follow(ctx, sink, a)
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
 }

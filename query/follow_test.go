@@ -1,0 +1,328 @@
+package query
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/servertest"
+	"github.com/pofr/pofr/loader"
+)
+
+// followEnv is a database that a real loader fills from sealed segments
+// while Follow exports its proc rows.
+type followEnv struct {
+	t    *testing.T
+	q    *Querier
+	fx   *servertest.Fixture
+	base int64
+	next int
+}
+
+func newFollowEnv(t *testing.T) *followEnv {
+	db, _ := servertest.NewDB(t, OpenDB)
+	return &followEnv{t: t, q: &Querier{DB: db}, fx: servertest.NewFixture(t, "h1", "h2"), base: servertest.HostileBase()}
+}
+
+// load seals n segments per host of 30 rows (9 proc rows) each and loads them with
+// two workers.
+func (e *followEnv) load(n int) {
+	e.t.Helper()
+	for range n {
+		for _, h := range []string{"h1", "h2"} {
+			procs, _, _ := servertest.BusyRows(e.base+int64(e.next)*1_000_000, 30)
+			e.next++
+			e.fx.Seal(h, func(s event.Sink) {
+				for i := range procs {
+					s.AppendProc(&procs[i])
+				}
+			})
+		}
+	}
+	l, err := loader.New(loader.Options{DB: e.q.DB, StateDir: e.fx.State, Workers: 2})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(e.t.Context(), 2*time.Minute)
+	defer cancel()
+	if sum, err := l.Run(ctx); err != nil || sum.Loaded != sum.Segments {
+		e.t.Fatalf("load: %v %v", sum, err)
+	}
+}
+
+// want is every proc row's key host:seq:row.
+func (e *followEnv) want() map[string]bool {
+	e.t.Helper()
+	rows, err := e.q.DB.Query("SELECT e.host_id, sg.seq, e.row_no FROM proc_events e JOIN segments sg USING (segment_id)")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]bool{}
+	for rows.Next() {
+		var h string
+		var seq, row int64
+		if err := rows.Scan(&h, &seq, &row); err != nil {
+			e.t.Fatal(err)
+		}
+		out[fmt.Sprintf("%s:%d:%d", h, seq, row)] = true
+	}
+	return out
+}
+
+// exported counts each document key in the sink's files (path.N in order,
+// then path).
+func exported(path string) (map[string]int, int, error) {
+	files, _ := filepath.Glob(path + ".*")
+	files = append(files, path)
+	got := map[string]int{}
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, 0, err
+		}
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			var d struct {
+				Host string `json:"host_id"`
+				Seq  int64  `json:"segment_seq"`
+				Row  int64  `json:"row_no"`
+			}
+			if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
+				f.Close()
+				return nil, 0, fmt.Errorf("%s: %q: %v", name, sc.Text(), err)
+			}
+			got[fmt.Sprintf("%s:%d:%d", d.Host, d.Seq, d.Row)]++
+		}
+		f.Close()
+	}
+	return got, len(files), nil
+}
+
+// waitExported waits until every wanted row is in the sink exactly once
+// (the follower may be between a write and its rewind meanwhile); it
+// returns the number of files.
+func waitExported(t *testing.T, path string, want map[string]bool) int {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got, files, err := exported(path)
+		if err == nil {
+			err = sameRows(got, want)
+		}
+		if err == nil {
+			return files
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkExported fails unless every wanted row is in the sink exactly once.
+func checkExported(t *testing.T, path string, want map[string]bool) {
+	t.Helper()
+	got, _, err := exported(path)
+	if err == nil {
+		err = sameRows(got, want)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sameRows(got map[string]int, want map[string]bool) error {
+	for k, n := range got {
+		if n != 1 {
+			return fmt.Errorf("row %s exported %d times", k, n)
+		}
+		if !want[k] {
+			return fmt.Errorf("row %s exported but not in the database", k)
+		}
+	}
+	if len(got) != len(want) {
+		return fmt.Errorf("exported %d of %d rows", len(got), len(want))
+	}
+	return nil
+}
+
+// follow runs Follow on sink in the background; stop cancels it and
+// returns its error.
+func (e *followEnv) follow(sink FollowSink, cursor string) (stop func() error) {
+	ctx, cancel := context.WithCancel(e.t.Context())
+	var wg sync.WaitGroup
+	var err error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err = e.q.Follow(ctx, sink, FollowArgs{Export: ExportArgs{Table: "proc"}, CursorFile: cursor,
+			Interval: 20 * time.Millisecond, Retry: 10 * time.Millisecond, HoleWait: time.Minute})
+	}()
+	return func() error {
+		cancel()
+		wg.Wait()
+		return err
+	}
+}
+
+// TestFollowService: rows of segments loaded before and while following
+// appear exactly once, across file rotations and a restart of the
+// follower, also one that stopped in the middle of a segment.
+func TestFollowService(t *testing.T) {
+	e := newFollowEnv(t)
+	dir := t.TempDir()
+	path, cursor := filepath.Join(dir, "proc.jsonl"), filepath.Join(dir, "cursor")
+	e.load(2)
+	sink, err := OpenFileSink(path, 4<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := e.follow(sink, cursor)
+	e.load(3)
+	waitExported(t, path, e.want())
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("follow ended with %v", err)
+	}
+	sink.Close()
+	checkExported(t, path, e.want())
+
+	// Stopped in the middle of a segment: a sink that blocks after part
+	// of one, until the follower is stopped.
+	e.load(2)
+	sink, err = OpenFileSink(path, 4<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan struct{})
+	stuck := &stuckSink{FileSink: sink, after: 1000, blocked: blocked, release: make(chan struct{})}
+	stop = e.follow(stuck, cursor)
+	select {
+	case <-blocked:
+	case <-time.After(time.Minute):
+		t.Fatal("sink never written")
+	}
+	close(stuck.release)
+	if err := stop(); err == nil || errors.Is(err, context.Canceled) {
+		t.Fatalf("follow ended with %v, want the killed sink's error", err)
+	}
+	sink.Close()
+	if _, _, err := exported(path); err == nil {
+		t.Fatal("no partial segment in the file")
+	}
+
+	// A crash after the sink wrote but before the cursor: the cursor is
+	// older than the file.
+	sink, err = OpenFileSink(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(sink, `{"host_id":"h9","segment_seq":1,"row_no":1}`+"\n")
+	if err := sink.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	sink.Close()
+
+	e.load(1)
+	sink, err = OpenFileSink(path, 4<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = e.follow(sink, cursor)
+	e.load(1)
+	files := waitExported(t, path, e.want())
+	stop()
+	sink.Close()
+	checkExported(t, path, e.want())
+	if files < 3 {
+		t.Errorf("%d files: no rotation", files)
+	}
+}
+
+// stuckSink is a follower killed in the middle of a segment: the write
+// that crosses after bytes writes half of itself to the file and blocks
+// until release, and the sink cannot rewind (a killed process does not).
+type stuckSink struct {
+	*FileSink
+	after   int
+	n       int
+	blocked chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (s *stuckSink) Write(p []byte) (int, error) {
+	s.n += len(p)
+	if s.n > s.after {
+		s.FileSink.Write(p[:len(p)/2])
+		s.FileSink.bw.Flush()
+		s.once.Do(func() { close(s.blocked) })
+		<-s.release
+		return 0, errors.New("killed")
+	}
+	return s.FileSink.Write(p)
+}
+
+func (s *stuckSink) Rewind(name string, off int64) error {
+	if s.n > s.after {
+		return errors.New("killed")
+	}
+	return s.FileSink.Rewind(name, off)
+}
+
+// failingSink fails every other write and every other commit.
+type failingSink struct {
+	*FileSink
+	writes, commits, failed int
+}
+
+func (s *failingSink) Write(p []byte) (int, error) {
+	s.writes++
+	if s.writes%2 == 0 {
+		s.failed++
+		return 0, errors.New("sink down")
+	}
+	return s.FileSink.Write(p)
+}
+
+func (s *failingSink) Commit() error {
+	s.commits++
+	if s.commits%2 == 0 {
+		s.failed++
+		return errors.New("sink down")
+	}
+	return s.FileSink.Commit()
+}
+
+// TestFollowRetryService: a sink that fails in the middle of segments and
+// at their commit is retried, with each row still written once.
+func TestFollowRetryService(t *testing.T) {
+	e := newFollowEnv(t)
+	dir := t.TempDir()
+	path, cursor := filepath.Join(dir, "proc.jsonl"), filepath.Join(dir, "cursor")
+	e.load(2)
+	sink, err := OpenFileSink(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &failingSink{FileSink: sink}
+	stop := e.follow(fs, cursor)
+	e.load(1)
+	waitExported(t, path, e.want())
+	stop()
+	sink.Close()
+	checkExported(t, path, e.want())
+	if fs.failed == 0 {
+		t.Fatal("sink never failed")
+	}
+}
