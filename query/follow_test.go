@@ -326,3 +326,49 @@ func TestFollowRetryService(t *testing.T) {
 		t.Fatal("sink never failed")
 	}
 }
+
+// TestFileSinkRewindRotation: a crash after a rotation but before the cursor
+// was written (the cursor points into the rotated file) undoes the rotation
+// and drops the segment written after the cursor.
+func TestFileSinkRewindRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "out.jsonl")
+	s, err := OpenFileSink(path, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(s, "a\n")
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	name, off := s.Position() // the cursor
+	fmt.Fprint(s, "bbbbbbbbbb\n")
+	if err := s.Commit(); err != nil { // rotates to out.jsonl.1
+		t.Fatal(err)
+	}
+	if n, _ := s.Position(); n == name {
+		t.Fatal("no rotation")
+	}
+	s.Close()
+
+	s, err = OpenFileSink(path, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Rewind(name, off); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(s, "c\n")
+	if err := s.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "a\nc\n" {
+		t.Fatalf("%q %v", b, err)
+	}
+	if _, err := os.Stat(path + ".1"); !os.IsNotExist(err) {
+		t.Fatalf("rotated file left: %v", err)
+	}
+	if err := s.Rewind("7", 0); err == nil {
+		t.Fatal("rewind to an unknown generation passed")
+	}
+}

@@ -99,19 +99,18 @@ func (s *FileSink) Rewind(name string, offset int64) error {
 	if err != nil || gen < 1 || offset < 0 {
 		return fmt.Errorf("file sink: bad position %q %d", name, offset)
 	}
-	s.bw.Reset(io.Discard)
+	if gen != s.gen && gen != s.gen-1 {
+		return fmt.Errorf("file sink: position is of file generation %d, the active file is %d", gen, s.gen)
+	}
 	s.f.Close()
-	switch {
-	case gen == s.gen:
-	case gen == s.gen-1:
+	s.bw.Reset(s.f) // drops the buffer; a write before a successful open fails
+	if gen == s.gen-1 {
 		// Rotated after the position: the new active file can hold nothing
 		// committed yet (the cursor is written right after a rotation).
 		if err := os.Rename(s.path+"."+name, s.path); err != nil {
 			return fmt.Errorf("file sink: undo rotation: %w", err)
 		}
 		s.gen = gen
-	default:
-		return fmt.Errorf("file sink: position is of file generation %d, the active file is %d", gen, s.gen)
 	}
 	if err := os.Truncate(s.path, offset); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("file sink: %w", err)

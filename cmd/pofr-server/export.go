@@ -90,7 +90,7 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 				return cli.Usagef("--cursor-file, --output and --rotate-bytes go with --follow")
 			}
 			if rotateBytes < 0 || interval <= 0 || holeWait <= 0 {
-				return cli.Usagef("--rotate-bytes, --interval and --hole-wait must not be negative")
+				return cli.Usagef("--rotate-bytes must not be negative, --interval and --hole-wait must be positive")
 			}
 			rg, err := r.get()
 			if err != nil {
