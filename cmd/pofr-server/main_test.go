@@ -258,3 +258,19 @@ func TestLoadMetricsNeedWatch(t *testing.T) {
 		t.Errorf("load --metrics-listen without --watch: exit %d, stderr %q; want 2 and the reason", code, stderr)
 	}
 }
+
+// TestExportFollowUsage: --follow needs a cursor file, and the follow flags
+// need --follow; both are usage errors before any database is opened.
+func TestExportFollowUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"export", "--follow", "--dsn-file", "/nonexistent"},
+		{"export", "--output", "x.jsonl", "--dsn-file", "/nonexistent"},
+		{"export", "--cursor-file", "c", "--dsn-file", "/nonexistent"},
+		{"export", "--follow", "--cursor-file", "c", "--rotate-bytes", "-1", "--dsn-file", "/nonexistent"},
+		{"export", "--follow", "--cursor-file", "c", "--interval", "0s", "--dsn-file", "/nonexistent"},
+	} {
+		if code, _, stderr := runApp(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr)
+		}
+	}
+}
