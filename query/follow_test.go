@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -371,4 +372,59 @@ func TestFileSinkRewindRotation(t *testing.T) {
 	if err := s.Rewind("7", 0); err == nil {
 		t.Fatal("rewind to an unknown generation passed")
 	}
+}
+
+// TestFollowHelperProcess is the follower that TestFollowKillService runs
+// as a child process and kills; it does nothing in a normal test run.
+func TestFollowHelperProcess(t *testing.T) {
+	dsn := os.Getenv("POFR_FOLLOW_HELPER_DSN")
+	if dsn == "" {
+		return
+	}
+	db, err := OpenDB(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := OpenFileSink(os.Getenv("POFR_FOLLOW_HELPER_OUT"), 8<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &Querier{DB: db}
+	err = q.Follow(t.Context(), sink, FollowArgs{Export: ExportArgs{Table: "proc"}, CursorFile: os.Getenv("POFR_FOLLOW_HELPER_CURSOR"),
+		Interval: 10 * time.Millisecond, Retry: 10 * time.Millisecond, HoleWait: time.Minute})
+	t.Fatal(err)
+}
+
+// TestFollowKillService: a follower process killed (SIGKILL) again and
+// again while segments load, and restarted each time, writes every row
+// exactly once.
+func TestFollowKillService(t *testing.T) {
+	db, dsn := servertest.NewDB(t, OpenDB)
+	e := &followEnv{t: t, q: &Querier{DB: db}, fx: servertest.NewFixture(t, "h1", "h2"), base: servertest.HostileBase()}
+	dir := t.TempDir()
+	path, cursor := filepath.Join(dir, "proc.jsonl"), filepath.Join(dir, "cursor")
+	e.load(10)
+	for i := range 8 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestFollowHelperProcess$")
+		cmd.Env = append(os.Environ(), "POFR_FOLLOW_HELPER_DSN="+dsn, "POFR_FOLLOW_HELPER_OUT="+path, "POFR_FOLLOW_HELPER_CURSOR="+cursor)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			e.load(2)
+		}
+		time.Sleep(time.Duration(20+i*15) * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+		got, _, err := exported(path)
+		t.Logf("after kill %d: %d rows written, %v", i, len(got), err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFollowHelperProcess$")
+	cmd.Env = append(os.Environ(), "POFR_FOLLOW_HELPER_DSN="+dsn, "POFR_FOLLOW_HELPER_OUT="+path, "POFR_FOLLOW_HELPER_CURSOR="+cursor)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	waitExported(t, path, e.want())
+	checkExported(t, path, e.want())
 }
