@@ -292,35 +292,13 @@ func fmtTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 // AppendProc implements event.Sink.
 func (w *Writer) AppendProc(r *event.Proc) {
 	est := procRowBytes + int64(len(r.TTY)+len(r.Comm)+len(r.Exe)+len(r.Argv)+len(r.Cwd)+len(r.Cgroup)+len(r.ContainerID))
-	w.mu.Lock()
-	if b := w.cur; b != nil {
-		if b.proc == nil {
-			b.proc = event.ProcTable.NewBuilder(nil)
-		}
-		b.proc.Append(r)
-		b.n[0]++
-		w.added(b, r.TS, r.TS, est, b.n[0])
-	} else {
-		w.lost++
-	}
-	w.mu.Unlock()
+	appendRow(w, event.ProcTable, func(b *batch) **event.Builder[event.Proc] { return &b.proc }, 0, r, r.TS, r.TS, est)
 }
 
 // AppendFile implements event.Sink.
 func (w *Writer) AppendFile(r *event.File) {
 	est := fileRowBytes + int64(len(r.Path)+len(r.NewPath))
-	w.mu.Lock()
-	if b := w.cur; b != nil {
-		if b.file == nil {
-			b.file = event.FileTable.NewBuilder(nil)
-		}
-		b.file.Append(r)
-		b.n[1]++
-		w.added(b, min(r.TS, r.LastTS), max(r.TS, r.LastTS), est, b.n[1])
-	} else {
-		w.lost++
-	}
-	w.mu.Unlock()
+	appendRow(w, event.FileTable, func(b *batch) **event.Builder[event.File] { return &b.file }, 1, r, min(r.TS, r.LastTS), max(r.TS, r.LastTS), est)
 }
 
 // AppendSock implements event.Sink.
@@ -330,35 +308,13 @@ func (w *Writer) AppendSock(r *event.Sock) {
 	if r.FirstTS.Valid {
 		lo, hi = min(lo, r.FirstTS.V), max(hi, r.FirstTS.V)
 	}
-	w.mu.Lock()
-	if b := w.cur; b != nil {
-		if b.sock == nil {
-			b.sock = event.SockTable.NewBuilder(nil)
-		}
-		b.sock.Append(r)
-		b.n[2]++
-		w.added(b, lo, hi, est, b.n[2])
-	} else {
-		w.lost++
-	}
-	w.mu.Unlock()
+	appendRow(w, event.SockTable, func(b *batch) **event.Builder[event.Sock] { return &b.sock }, 2, r, lo, hi, est)
 }
 
 // AppendAccount implements event.Sink.
 func (w *Writer) AppendAccount(r *event.Account) {
 	est := acctRowBytes + int64(len(r.Name))
-	w.mu.Lock()
-	if b := w.cur; b != nil {
-		if b.acct == nil {
-			b.acct = event.AcctTable.NewBuilder(nil)
-		}
-		b.acct.Append(r)
-		b.n[3]++
-		w.added(b, r.TS, r.TS, est, b.n[3])
-	} else {
-		w.lost++
-	}
-	w.mu.Unlock()
+	appendRow(w, event.AcctTable, func(b *batch) **event.Builder[event.Account] { return &b.acct }, 3, r, r.TS, r.TS, est)
 }
 
 var _ event.ExeSink = (*Writer)(nil)
@@ -366,18 +322,7 @@ var _ event.ExeSink = (*Writer)(nil)
 // AppendExecutable implements event.ExeSink.
 func (w *Writer) AppendExecutable(r *event.Executable) {
 	est := exeRowBytes + int64(len(r.SHA256)+len(r.Path))
-	w.mu.Lock()
-	if b := w.cur; b != nil {
-		if b.exe == nil {
-			b.exe = event.ExeTable.NewBuilder(nil)
-		}
-		b.exe.Append(r)
-		b.n[4]++
-		w.added(b, min(r.TS, r.LastTS), max(r.TS, r.LastTS), est, b.n[4])
-	} else {
-		w.lost++
-	}
-	w.mu.Unlock()
+	appendRow(w, event.ExeTable, func(b *batch) **event.Builder[event.Executable] { return &b.exe }, 4, r, min(r.TS, r.LastTS), max(r.TS, r.LastTS), est)
 }
 
 var _ event.LoginSink = (*Writer)(nil)
@@ -385,35 +330,13 @@ var _ event.LoginSink = (*Writer)(nil)
 // AppendLogin implements event.LoginSink.
 func (w *Writer) AppendLogin(r *event.Login) {
 	est := loginRowBytes + int64(len(r.TTY)+len(r.UTID)+len(r.User)+len(r.RemoteHost)+len(r.RemoteAddr))
-	w.mu.Lock()
-	if b := w.cur; b != nil {
-		if b.login == nil {
-			b.login = event.LoginTable.NewBuilder(nil)
-		}
-		b.login.Append(r)
-		b.n[6]++
-		w.added(b, r.TS, r.TS, est, b.n[6])
-	} else {
-		w.lost++
-	}
-	w.mu.Unlock()
+	appendRow(w, event.LoginTable, func(b *batch) **event.Builder[event.Login] { return &b.login }, 6, r, r.TS, r.TS, est)
 }
 
 // AppendDNS implements event.DNSSink.
 func (w *Writer) AppendDNS(r *event.DNS) {
 	est := dnsRowBytes + int64(len(r.ClientAddr)+len(r.ServerAddr)+len(r.QName)+len(r.Answers)+len(r.AnswerAddrs))
-	w.mu.Lock()
-	if b := w.cur; b != nil {
-		if b.dns == nil {
-			b.dns = event.DNSTable.NewBuilder(nil)
-		}
-		b.dns.Append(r)
-		b.n[5]++
-		w.added(b, r.TS, r.TS, est, b.n[5])
-	} else {
-		w.lost++
-	}
-	w.mu.Unlock()
+	appendRow(w, event.DNSTable, func(b *batch) **event.Builder[event.DNS] { return &b.dns }, 5, r, r.TS, r.TS, est)
 }
 
 // AppendGap implements event.Sink.
@@ -591,4 +514,23 @@ func (w *Writer) Close() error {
 	}
 	w.lock.Close()
 	return err
+}
+
+// appendRow adds r to the current batch's builder for table t (created on
+// first use via slot), bumping the batch's row count for table i; with no
+// current batch the row is counted as lost.
+func appendRow[R any](w *Writer, t *event.Table[R], slot func(*batch) **event.Builder[R], i int, r *R, lo, hi, est int64) {
+	w.mu.Lock()
+	if b := w.cur; b != nil {
+		bp := slot(b)
+		if *bp == nil {
+			*bp = t.NewBuilder(nil)
+		}
+		(*bp).Append(r)
+		b.n[i]++
+		w.added(b, lo, hi, est, b.n[i])
+	} else {
+		w.lost++
+	}
+	w.mu.Unlock()
 }
