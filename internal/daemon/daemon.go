@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -26,6 +27,7 @@ type Process struct {
 	log    string        // file with its output, "" when the caller set Stdout/Stderr
 	exited chan struct{} // closed when the process has exited
 	err    error         // what Wait returned; read after exited is closed
+	killed atomic.Bool   // Kill was called
 }
 
 // Start starts cmd, named name in errors. With logPath, its standard output
@@ -94,6 +96,16 @@ func (p *Process) Running() bool {
 		return true
 	}
 }
+
+// Kill sends SIGKILL and waits until the process has exited.
+func (p *Process) Kill() {
+	p.killed.Store(true)
+	p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// Killed reports whether Kill was called.
+func (p *Process) Killed() bool { return p.killed.Load() }
 
 // Stop sends SIGTERM and waits up to grace for the process to exit, then
 // kills it. It returns an error unless the process exited with status 0

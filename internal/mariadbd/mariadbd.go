@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +52,9 @@ type Options struct {
 	// TCP makes the server listen on 127.0.0.1 at a free port too;
 	// otherwise it has no network (--skip-networking).
 	TCP bool
+	// ServerArgs go to mariadbd only (not to mariadb-install-db): the
+	// Galera settings of [StartGalera], for one.
+	ServerArgs []string
 	// Log receives retries; nil discards them.
 	Log *slog.Logger
 }
@@ -132,7 +136,7 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 				return nil, err
 			}
 		}
-		err = s.run(ctx, serverBin, as, data, tmp, o.Settings)
+		err = s.run(ctx, serverBin, as, data, tmp, append(slices.Clip(o.Settings), o.ServerArgs...))
 		if err == nil {
 			return s, nil
 		}
@@ -217,8 +221,18 @@ func (s *Server) Running() bool { return s.proc.Running() }
 // ExitErr is what the server's exit returned, once it is not Running.
 func (s *Server) ExitErr() error { return s.proc.Err() }
 
-// Stop shuts the server down cleanly and removes its directory.
+// Kill kills the server with SIGKILL (a crash) and waits until it has
+// exited; its directory stays until Stop.
+func (s *Server) Kill() {
+	s.proc.Kill()
+}
+
+// Stop shuts the server down cleanly and removes its directory. After
+// Kill it only removes the directory.
 func (s *Server) Stop() error {
+	if s.proc.Killed() {
+		return os.RemoveAll(s.Dir)
+	}
 	err := s.proc.Stop(60 * time.Second)
 	if err != nil {
 		err = fmt.Errorf("%w; mariadbd error log:\n%s", err, s.ErrorLogTail())

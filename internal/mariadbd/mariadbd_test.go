@@ -51,3 +51,77 @@ func TestStartWithoutNetwork(t *testing.T) {
 		t.Errorf("the server's directory is still there after Stop: %v", err)
 	}
 }
+
+// TestGalera starts a 3-node Galera cluster, writes on one node and reads
+// the row on the others, then kills a node: the other two stay a primary
+// component and keep taking writes.
+func TestGalera(t *testing.T) {
+	testutil.RequireTier(t, testutil.TierService)
+	if err := mariadbd.LookGalera(); err != nil {
+		testutil.Skip(t, testutil.TierService, err.Error())
+	}
+	dir, err := os.MkdirTemp("/var/tmp", "pofr-galera-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c, err := mariadbd.StartGalera(ctx, mariadbd.GaleraOptions{Dir: dir,
+		Settings:        []string{"--innodb-buffer-pool-size=64M", "--skip-log-bin"},
+		ProviderOptions: []string{"evs.keepalive_period=PT0.5S", "evs.suspect_timeout=PT2S", "evs.inactive_timeout=PT4S"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := c.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if len(c.Nodes) != 3 {
+		t.Fatalf("%d nodes", len(c.Nodes))
+	}
+	dbs := make([]*sql.DB, 3)
+	for i, s := range c.Nodes {
+		if s.Port == 0 {
+			t.Errorf("node %d has no TCP port", i+1)
+		}
+		if dbs[i], err = sql.Open("mysql", s.Config("root", "", "").FormatDSN()); err != nil {
+			t.Fatal(err)
+		}
+		defer dbs[i].Close()
+	}
+	exec := func(db *sql.DB, q string) {
+		t.Helper()
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(dbs[0], "CREATE DATABASE g")
+	exec(dbs[0], "CREATE TABLE g.t (id INT PRIMARY KEY, v VARCHAR(10))")
+	exec(dbs[1], "INSERT INTO g.t VALUES (1, 'one')")
+	for i, db := range dbs {
+		var v string
+		// wsrep_sync_wait: read after every write the cluster has committed.
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.ExecContext(ctx, "SET SESSION wsrep_sync_wait = 1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.QueryRowContext(ctx, "SELECT v FROM g.t WHERE id = 1").Scan(&v); err != nil || v != "one" {
+			t.Errorf("node %d: %q, %v", i+1, v, err)
+		}
+		conn.Close()
+	}
+	c.Nodes[2].Kill()
+	if err := c.WaitSynced(ctx, 2, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	exec(dbs[0], "INSERT INTO g.t VALUES (2, 'two')")
+	var n int
+	if err := dbs[1].QueryRowContext(ctx, "SELECT COUNT(*) FROM g.t").Scan(&n); err != nil || n != 2 {
+		t.Errorf("after the kill: %d rows on node 2 (%v), want 2", n, err)
+	}
+}
