@@ -458,33 +458,36 @@ func countPending(state statedir.Dir) (int, error) {
 // revokes the hosts it replaces. A duplicate without replace is refused with
 // ErrDuplicate and stays pending.
 func Approve(state statedir.Dir, requestID string) (*Registration, error) {
-	unlock, err := lockState(state)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	r, err := LoadRegistration(state, requestID)
-	if err != nil {
-		return nil, err
-	}
-	if r.Status != wire.StatusPending {
-		return r, fmt.Errorf("approve %s: %w (%s)", requestID, ErrDecided, r.Status)
-	}
-	dups, why, err := duplicates(state, r)
-	if err != nil {
-		return nil, err
-	}
-	if len(dups) > 0 && !r.Replace {
-		return r, fmt.Errorf("approve %s: %w: %s", requestID, ErrDuplicate, why)
-	}
-	if err := grant(state, r, dups, ByAdmin, time.Now()); err != nil {
-		return nil, fmt.Errorf("approve %s: %w", requestID, err)
-	}
-	return r, nil
+	return decidePending(state, requestID, "approve", func(r *Registration) (*Registration, error) {
+		dups, why, err := duplicates(state, r)
+		if err != nil {
+			return nil, err
+		}
+		if len(dups) > 0 && !r.Replace {
+			return r, fmt.Errorf("approve %s: %w: %s", requestID, ErrDuplicate, why)
+		}
+		if err := grant(state, r, dups, ByAdmin, time.Now()); err != nil {
+			return nil, fmt.Errorf("approve %s: %w", requestID, err)
+		}
+		return r, nil
+	})
 }
 
 // Deny refuses a pending request with a reason the host will print.
 func Deny(state statedir.Dir, requestID, reason string) (*Registration, error) {
+	return decidePending(state, requestID, "deny", func(r *Registration) (*Registration, error) {
+		if reason == "" {
+			reason = "denied by the server's administrator"
+		}
+		r.Status, r.Reason, r.DecidedAt, r.DecidedBy = wire.StatusDenied, reason, time.Now().UTC(), ByAdmin
+		return r, saveRegistration(state, r)
+	})
+}
+
+// decidePending hands an admin's decision the pending request requestID,
+// loaded under the state lock; a request already decided is refused with
+// ErrDecided (verb names the decision in the error).
+func decidePending(state statedir.Dir, requestID, verb string, decide func(*Registration) (*Registration, error)) (*Registration, error) {
 	unlock, err := lockState(state)
 	if err != nil {
 		return nil, err
@@ -495,13 +498,9 @@ func Deny(state statedir.Dir, requestID, reason string) (*Registration, error) {
 		return nil, err
 	}
 	if r.Status != wire.StatusPending {
-		return r, fmt.Errorf("deny %s: %w (%s)", requestID, ErrDecided, r.Status)
+		return r, fmt.Errorf("%s %s: %w (%s)", verb, requestID, ErrDecided, r.Status)
 	}
-	if reason == "" {
-		reason = "denied by the server's administrator"
-	}
-	r.Status, r.Reason, r.DecidedAt, r.DecidedBy = wire.StatusDenied, reason, time.Now().UTC(), ByAdmin
-	return r, saveRegistration(state, r)
+	return decide(r)
 }
 
 // Revoke deregisters a host: its status becomes revoked and its upload key
