@@ -110,6 +110,17 @@ func (c *Collector) Stop(timeout time.Duration) (CollectorExit, error) {
 	return ex, nil
 }
 
+// StopAndRead stops the collector (see Stop) and reads what it sealed into
+// its spool.
+func (c *Collector) StopAndRead(timeout time.Duration) (CollectorExit, *SpoolRows, error) {
+	ex, err := c.Stop(timeout)
+	if err != nil {
+		return ex, nil, err
+	}
+	rows, err := ReadSpool(c.SpoolDir)
+	return ex, rows, err
+}
+
 // Kill ends a collector that is still running, without waiting for a seal.
 func (c *Collector) Kill() {
 	if c.cmd != nil {

@@ -70,11 +70,7 @@ func (h *harness) capture(ctx context.Context) error {
 	if err := poll.wait(nil); err != nil {
 		return err
 	}
-	ex, err := c.Stop(30 * time.Second)
-	if err != nil {
-		return err
-	}
-	rows, err := ReadSpool(c.SpoolDir)
+	ex, rows, err := c.StopAndRead(30 * time.Second)
 	if err != nil {
 		return err
 	}
@@ -179,11 +175,7 @@ func (h *harness) costs(ctx context.Context) error {
 			return fmt.Errorf("pofr-load %s: %w", w.name, err)
 		}
 		time.Sleep(h.p.drain)
-		ex, err := c.Stop(30 * time.Second)
-		if err != nil {
-			return err
-		}
-		rows, err := ReadSpool(c.SpoolDir)
+		ex, rows, err := c.StopAndRead(30 * time.Second)
 		if err != nil {
 			return err
 		}

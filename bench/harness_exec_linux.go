@@ -235,11 +235,7 @@ func (h *harness) execCollector(ctx context.Context, rate float64, cond string) 
 		return nil, err
 	}
 	time.Sleep(h.p.drain)
-	ex, err := c.Stop(30 * time.Second)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := ReadSpool(c.SpoolDir)
+	ex, rows, err := c.StopAndRead(30 * time.Second)
 	if err != nil {
 		return nil, err
 	}
