@@ -68,37 +68,43 @@ func PruneFiles(ctx context.Context, db *sql.DB, opt PruneOptions) (PruneSummary
 	if opt.DryRun {
 		verb = "would remove"
 	}
-	hosts, err := subdirs(opt.StateDir.Archives())
-	if err != nil {
-		return sum, err
-	}
-	for _, h := range hosts {
+	before := opt.Before.UTC()
+	err := pruneHosts(opt.StateDir.Archives(), &sum.ArchiveFiles, &sum.ArchiveBytes, func(h string) (int, int64, error) {
 		n, b, err := pruneArchive(ctx, db, opt, h, log)
-		sum.ArchiveFiles += n
-		sum.ArchiveBytes += b
 		if n > 0 {
-			log.Info("archive retention: "+verb+" segment files", "host", h, "files", n, "bytes", b, "before", opt.Before.UTC())
+			log.Info("archive retention: "+verb+" segment files", "host", h, "files", n, "bytes", b, "before", before)
 		}
-		if err != nil {
-			return sum, err
-		}
-	}
-	hosts, err = subdirs(opt.StateDir.Quarantines())
+		return n, b, err
+	})
 	if err != nil {
 		return sum, err
 	}
-	for _, h := range hosts {
+	err = pruneHosts(opt.StateDir.Quarantines(), &sum.QuarantineFiles, &sum.QuarantineBytes, func(h string) (int, int64, error) {
 		n, b, err := pruneQuarantine(opt, h, log)
-		sum.QuarantineFiles += n
-		sum.QuarantineBytes += b
 		if n > 0 {
-			log.Info("quarantine retention: "+verb+" files", "host", h, "files", n, "bytes", b, "before", opt.Before.UTC())
+			log.Info("quarantine retention: "+verb+" files", "host", h, "files", n, "bytes", b, "before", before)
 		}
+		return n, b, err
+	})
+	return sum, err
+}
+
+// pruneHosts runs prune on each host directory under dir and adds up the
+// files and bytes it removed, also those of a host that then failed.
+func pruneHosts(dir string, files *int, bytes *int64, prune func(host string) (int, int64, error)) error {
+	hosts, err := subdirs(dir)
+	if err != nil {
+		return err
+	}
+	for _, h := range hosts {
+		n, b, err := prune(h)
+		*files += n
+		*bytes += b
 		if err != nil {
-			return sum, err
+			return err
 		}
 	}
-	return sum, nil
+	return nil
 }
 
 // subdirs lists the host directories under dir.
