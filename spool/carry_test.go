@@ -29,23 +29,32 @@ func explainedSeqs(t *testing.T, gs []event.Gap, into map[uint64]bool) {
 	}
 }
 
+// evictingWriter opens a writer in dir, seals a first segment of 50 rows
+// about path and sets a quota of about keep such segments, so that every
+// further seal evicts. seal(rows) seals a segment of rows more.
+func evictingWriter(t *testing.T, dir, path string, keep int64) (*Writer, func(rows int)) {
+	t.Helper()
+	c := newClock()
+	w := openWriter(t, dir, testOptions(c))
+	seal := func(rows int) {
+		t.Helper()
+		sealFiles(t, w, c, rows, path)
+	}
+	seal(50)
+	infos, _ := List(dir)
+	w.sealMu.Lock()
+	w.opts.Quota = keep*infos[0].Size + infos[0].Size/2
+	w.sealMu.Unlock()
+	return w, seal
+}
+
 // TestEvictionGapsSurviveEviction: with the server unreachable and a quota
 // that evicts at every seal, the segments holding eviction rows are evicted
 // too. Every evicted seq must still be named by an eviction row in a
 // segment left in the spool or in the rows waiting in the state.
 func TestEvictionGapsSurviveEviction(t *testing.T) {
 	dir := t.TempDir()
-	c := newClock()
-	w := openWriter(t, dir, testOptions(c))
-	seal := func(rows int) {
-		t.Helper()
-		sealFiles(t, w, c, rows, "/var/log/syslog")
-	}
-	seal(50)
-	infos, _ := List(dir)
-	w.sealMu.Lock()
-	w.opts.Quota = 3*infos[0].Size + infos[0].Size/2 // about three segments
-	w.sealMu.Unlock()
+	w, seal := evictingWriter(t, dir, "/var/log/syslog", 3)
 	for range 100 {
 		seal(50)
 	}
@@ -53,7 +62,7 @@ func TestEvictionGapsSurviveEviction(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	infos, _ = List(dir)
+	infos, _ := List(dir)
 	present := map[uint64]bool{}
 	for _, in := range infos {
 		present[in.Seq] = true
@@ -96,17 +105,7 @@ func TestEvictionGapsSurviveEviction(t *testing.T) {
 // row leaves the spool by upload, the row is not recorded again.
 func TestCarriedGapsDroppedOnceUploaded(t *testing.T) {
 	dir := t.TempDir()
-	c := newClock()
-	w := openWriter(t, dir, testOptions(c))
-	seal := func(rows int) {
-		t.Helper()
-		sealFiles(t, w, c, rows, "/x")
-	}
-	seal(50)
-	infos, _ := List(dir)
-	w.sealMu.Lock()
-	w.opts.Quota = 2*infos[0].Size + infos[0].Size/2
-	w.sealMu.Unlock()
+	w, seal := evictingWriter(t, dir, "/x", 2)
 	seal(50)
 	seal(50) // evicts 1
 	seal(50) // holds the eviction of 1; evicts 2
@@ -117,7 +116,7 @@ func TestCarriedGapsDroppedOnceUploaded(t *testing.T) {
 		t.Fatalf("carried = %+v, want the eviction of 1 held by segment 4", carried)
 	}
 	// The uplink sends segments 3 and 4.
-	infos, _ = List(dir)
+	infos, _ := List(dir)
 	for _, in := range infos {
 		if in.Seq <= 4 {
 			if err := Remove(dir, in.Name); err != nil {
