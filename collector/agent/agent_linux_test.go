@@ -77,14 +77,15 @@ func TestPrivRunStandalone(t *testing.T) {
 	}
 }
 
-func runStandalone(t *testing.T, noTP bool, capture string) {
-	testutil.RequireRoot(t)
-	dir := t.TempDir()
-	keyPath := filepath.Join(dir, "config", "signing.key")
-	if err := os.MkdirAll(filepath.Dir(keyPath), 0o700); err != nil {
+// standaloneConfig is the Config of a standalone collector "agent-test"
+// under dir: the default profile, a new signing key in configDir, and the
+// state and spool directories made.
+func standaloneConfig(t *testing.T, dir, configDir string) Config {
+	t.Helper()
+	if err := os.MkdirAll(configDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	key, err := spool.GenerateKey(keyPath)
+	key, err := spool.GenerateKey(filepath.Join(configDir, "signing.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,15 +95,22 @@ func runStandalone(t *testing.T, noTP bool, capture string) {
 	}
 	cfg := Config{
 		Profile: prof, StateDir: filepath.Join(dir, "state"), SpoolDir: filepath.Join(dir, "state", "spool"),
-		ConfigDir: filepath.Join(dir, "config"), HostID: "agent-test", Key: key, Standalone: true,
-		NoSock: true, NoSockTracepoints: true, StatusInterval: time.Hour, NoProcTracepoint: noTP,
-		MetricsFile: filepath.Join(dir, "pofr.prom"),
+		ConfigDir: configDir, HostID: "agent-test", Key: key, Standalone: true, StatusInterval: time.Hour,
 	}
 	for _, d := range []string{cfg.StateDir, cfg.SpoolDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return cfg
+}
+
+func runStandalone(t *testing.T, noTP bool, capture string) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	cfg := standaloneConfig(t, dir, filepath.Join(dir, "config"))
+	cfg.NoSock, cfg.NoSockTracepoints, cfg.NoProcTracepoint = true, true, noTP
+	cfg.MetricsFile = filepath.Join(dir, "pofr.prom")
 	stop := startRun(t, cfg)
 
 	statusPath := filepath.Join(cfg.StateDir, "status.json")
@@ -121,6 +129,7 @@ func runStandalone(t *testing.T, noTP bool, capture string) {
 	var b []byte
 	var mfs map[string]*dto.MetricFamily
 	testutil.WaitFor(t, 15*time.Second, "the metrics textfile with the capture mode", func() bool {
+		var err error
 		b, err = os.ReadFile(cfg.MetricsFile)
 		if err != nil {
 			return false
@@ -135,8 +144,8 @@ func runStandalone(t *testing.T, noTP bool, capture string) {
 	if v, err := testutil.MetricSample(mfs, "pofr_collector_standalone"); v != 1 {
 		t.Errorf("textfile standalone: %v (%v)", v, err)
 	}
-	if st.PID != os.Getpid() || st.HostID != "agent-test" || st.Profile != prof.Name {
-		t.Errorf("status: pid %d host %q profile %q, want %d agent-test %s", st.PID, st.HostID, st.Profile, os.Getpid(), prof.Name)
+	if st.PID != os.Getpid() || st.HostID != "agent-test" || st.Profile != cfg.Profile.Name {
+		t.Errorf("status: pid %d host %q profile %q, want %d agent-test %s", st.PID, st.HostID, st.Profile, os.Getpid(), cfg.Profile.Name)
 	}
 
 	marker := fmt.Sprintf("pofr-agent-test-%d", time.Now().UnixNano())
@@ -154,7 +163,7 @@ func runStandalone(t *testing.T, noTP bool, capture string) {
 	}
 	found := false
 	for _, in := range infos {
-		seg, err := spool.VerifyFile(in.Path, spool.VerifyOptions{PublicKey: key.Public().(ed25519.PublicKey)})
+		seg, err := spool.VerifyFile(in.Path, spool.VerifyOptions{PublicKey: cfg.Key.Public().(ed25519.PublicKey)})
 		if err != nil {
 			t.Fatalf("segment %s: %v", in.Name, err)
 		}

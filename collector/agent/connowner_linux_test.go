@@ -20,7 +20,6 @@ import (
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/procfs"
 	"github.com/pofr/pofr/internal/testutil"
-	"github.com/pofr/pofr/profiles"
 	"github.com/pofr/pofr/spool"
 )
 
@@ -93,23 +92,8 @@ func TestAgentConnHelperProcess(t *testing.T) {
 func TestPrivRunConnOwners(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
-	key, err := spool.GenerateKey(filepath.Join(dir, "signing.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	prof, err := profiles.Get("default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{
-		Profile: prof, StateDir: filepath.Join(dir, "state"), SpoolDir: filepath.Join(dir, "state", "spool"),
-		ConfigDir: dir, HostID: "agent-test", Key: key, Standalone: true, NoFile: true, StatusInterval: time.Hour,
-	}
-	for _, d := range []string{cfg.StateDir, cfg.SpoolDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cfg := standaloneConfig(t, dir, dir)
+	cfg.NoFile = true
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +196,7 @@ wait:
 	}
 	clients := map[uint16]bool{} // local port → owner right
 	for _, in := range infos {
-		seg, err := spool.VerifyFile(in.Path, spool.VerifyOptions{PublicKey: key.Public().(ed25519.PublicKey)})
+		seg, err := spool.VerifyFile(in.Path, spool.VerifyOptions{PublicKey: cfg.Key.Public().(ed25519.PublicKey)})
 		if err != nil {
 			t.Fatalf("segment %s: %v", in.Name, err)
 		}
