@@ -22,12 +22,8 @@ type Mount struct {
 func ParseMountinfo(b []byte) []Mount {
 	var out []Mount
 	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+		line, rest, _ := bytes.Cut(b, []byte{'\n'})
+		b = rest
 		f := strings.Fields(string(line))
 		// id parent major:minor root point options [optional…] - fstype source superoptions
 		sep := -1

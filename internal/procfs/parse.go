@@ -186,12 +186,8 @@ func ParseStatusHead(b []byte) (StatusHead, error) {
 func ParseStatusIDs(b []byte) (uid, euid, gid, egid uint32, err error) {
 	var gotU, gotG bool
 	for len(b) > 0 && !(gotU && gotG) {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+		line, rest, _ := bytes.Cut(b, []byte{'\n'})
+		b = rest
 		var r, e *uint32
 		switch {
 		case bytes.HasPrefix(line, []byte("Uid:")):
@@ -300,12 +296,8 @@ func ParseID(b []byte) (uint32, error) {
 func ParseCgroup(b []byte) []byte {
 	var first, systemd []byte
 	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+		line, rest, _ := bytes.Cut(b, []byte{'\n'})
+		b = rest
 		// hierarchy-ID:controllers:path; the path may contain ':'.
 		i := bytes.IndexByte(line, ':')
 		if i < 0 {
