@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/pofr/pofr/fleet"
 	"io"
 	"log/slog"
 	"net"
@@ -94,6 +95,8 @@ type Options struct {
 	AuthFailuresPerMinute int
 	// Log receives connection-level events; uploads log at Debug.
 	Log *slog.Logger
+	// Shards, if set, assigns every granted host a shard (AssignShard).
+	Shards *fleet.Map
 }
 
 // Stats are the server's counters since start.
@@ -561,6 +564,14 @@ func (s *Server) answerRegistration(log *slog.Logger, conn *ssh.ServerConn, ch s
 		}
 		log.Error("registration", "request", req.RequestID, "err", err)
 		return deny("server error")
+	}
+	if r.Status == wire.StatusGranted && s.opts.Shards != nil {
+		shard, err := AssignShard(s.opts.StateDir, s.opts.Shards, r.HostID)
+		if err != nil {
+			log.Error("registration: no shard assigned; the loader assigns one", "host_id", r.HostID, "err", err)
+		} else {
+			log.Info("host assigned to shard", "host_id", r.HostID, "shard", shard)
+		}
 	}
 	log.Info("registration request", "request", r.RequestID, "hostname", r.Facts.Hostname, "status", r.Status, "host_id", r.HostID, "auth", r.Auth)
 	switch {

@@ -26,6 +26,7 @@ func newApp() *cli.App {
 	}
 	cmds = append(cmds, registrationsCommands()...)
 	cmds = append(cmds, schemaCommands()...)
+	cmds = append(cmds, shardsCommands()...)
 	cmds = append(cmds, queryCommands()...)
 	return &cli.App{
 		Prog:     prog,

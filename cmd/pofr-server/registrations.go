@@ -25,6 +25,7 @@ func registrationsCommands() []*cli.Command {
 	var stateDir statedir.Dir
 	var reason string
 	var all bool
+	var shardsFile string
 	stateFlag := func(fs *flag.FlagSet) {
 		stateDirFlag(fs, &stateDir, "server state `dir`ectory")
 	}
@@ -53,21 +54,33 @@ func registrationsCommands() []*cli.Command {
 		Summary: "approve a pending registration request",
 		Usage:   "[--state-dir D] REQUEST",
 		Help: `Grants the request: assigns a host id, writes the host registry and
-creates the host's inbox. The host learns it at its next 'register'. A
+creates the host's inbox; with a shard map, assigns the host its shard
+(its pin, else the least-loaded open shard). The host learns it at its next 'register'. A
 request that duplicates an active host (same machine-id, DMI uuid or key) is
 refused unless the host asked to replace it; then the old host is revoked.
 
 Exit codes: 0 approved, 1 error (unknown, decided or duplicate request).`,
-		Flags: stateFlag,
+		Flags: func(fs *flag.FlagSet) { stateFlag(fs); shardsFlag(fs, &shardsFile) },
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
 			if len(args) != 1 {
 				return cli.Usagef("want one request id")
+			}
+			shards, err := loadShards(shardsFile)
+			if err != nil {
+				return err
 			}
 			r, err := receiver.Approve(stateDir, args[0])
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(env.Stdout, "approved %s: host id %s (%s)\n", r.RequestID, r.HostID, r.Facts.Hostname)
+			if shards != nil {
+				s, err := receiver.AssignShard(stateDir, shards, r.HostID)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(env.Stdout, "host %s is on shard %s\n", r.HostID, s)
+			}
 			if len(r.Replaces) > 0 {
 				fmt.Fprintf(env.Stdout, "host %s replaces %s (revoked)\n", r.HostID, strings.Join(r.Replaces, ", "))
 				env.Log.Warn("host replaced", "host_id", r.HostID, "replaced_host_ids", r.Replaces, "request", r.RequestID, "by", receiver.ByAdmin)

@@ -22,6 +22,7 @@ import (
 func serveCommand() *cli.Command {
 	var (
 		listen, passwordFile        string
+		shardsFile                  string
 		stateDir                    statedir.Dir
 		maxSegment                  int64
 		maxConns, maxStartups       int
@@ -51,6 +52,7 @@ segments received) on GET /metrics; see docs/operations.md.
 
 Exit codes: 0 stopped by a signal, 1 error.`,
 		Flags: func(fs *flag.FlagSet) {
+			shardsFlag(fs, &shardsFile)
 			fs.StringVar(&listen, "listen", receiver.DefaultListen, "`address` to listen on")
 			stateDirFlag(fs, &stateDir, "server state `dir`ectory")
 			fs.StringVar(&passwordFile, "registration-password-file", "", "`file` holding the registration password (without it only tokens register)")
@@ -78,7 +80,12 @@ Exit codes: 0 stopped by a signal, 1 error.`,
 					return fmt.Errorf("registration password in %s is shorter than 12 characters", passwordFile)
 				}
 			}
+			shards, err := loadShards(shardsFile)
+			if err != nil {
+				return err
+			}
 			srv, err := receiver.NewServer(receiver.Options{
+				Shards:               shards,
 				StateDir:             stateDir,
 				RegistrationPassword: pw,
 				MaxSegmentBytes:      maxSegment,

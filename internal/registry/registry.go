@@ -61,6 +61,9 @@ type Host struct {
 	Status       Status    `json:"status"`
 	RegisteredAt time.Time `json:"registered_at"`
 	LastIP       string    `json:"last_ip,omitempty"`
+	// Shard is the shard (package fleet) holding the host's rows; "" when
+	// the server runs without a shard map.
+	Shard string `json:"shard,omitempty"`
 }
 
 // SigningPublicKey returns the host's segment-signing key.
