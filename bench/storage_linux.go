@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math"
 	"os"
@@ -76,7 +77,15 @@ func (lb LoaderBench) storage(ctx context.Context, m *MariaDB, opt LoadOptions) 
 		}
 		total, counted = total+size, counted+n
 		if n > 0 {
-			r.Add(float64(size)/float64(n), strings.TrimSuffix(t, "_events")+"-B/row")
+			short := strings.TrimSuffix(t, "_events")
+			r.Add(float64(size)/float64(n), short+"-B/row")
+			idx, err := indexBytes(ctx, db, t)
+			if err != nil {
+				return fail(err)
+			}
+			for _, ix := range idx {
+				r.Add(float64(ix.bytes)/float64(n), short+"."+ix.name+"-B/row")
+			}
 		}
 	}
 	if counted != rows {
@@ -119,4 +128,35 @@ func inboxBytes(state statedir.Dir) (int64, int, error) {
 		}
 	}
 	return total, files, nil
+}
+
+// indexSize is the size of one index of a table: PRIMARY is the rows
+// themselves (InnoDB's clustered index), the others are secondary indexes.
+type indexSize struct {
+	name  string
+	bytes int64
+}
+
+// indexBytes reads the pages allocated to each index of table t (every
+// partition summed) from mysql.innodb_index_stats, which ANALYZE TABLE
+// refreshed; their sum is the table's DATA_LENGTH + INDEX_LENGTH.
+func indexBytes(ctx context.Context, db *sql.DB, t string) ([]indexSize, error) {
+	rows, err := db.QueryContext(ctx, `SELECT index_name, SUM(stat_value) * @@innodb_page_size
+		FROM mysql.innodb_index_stats
+		WHERE database_name = DATABASE() AND stat_name = 'size'
+		  AND (table_name = ? OR table_name LIKE CONCAT(?, '#P#%'))
+		GROUP BY index_name ORDER BY index_name = 'PRIMARY' DESC, index_name`, t, t)
+	if err != nil {
+		return nil, fmt.Errorf("index sizes of %s: %w", t, err)
+	}
+	defer rows.Close()
+	var out []indexSize
+	for rows.Next() {
+		var ix indexSize
+		if err := rows.Scan(&ix.name, &ix.bytes); err != nil {
+			return nil, err
+		}
+		out = append(out, ix)
+	}
+	return out, rows.Err()
 }

@@ -52,16 +52,26 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
   neither can rewrite or remove a loaded row; ` + "`schema apply`, `retention`" + ` (ALTER, DROP for partitions)
   and ` + "`deregister --purge-rows`" + ` use the administrator's DSN. Rows added under a loaded segment, or
   changed by an account that can, are found by ` + "`verify --rows`" + `.
-- **Disk.** Measured by ` + "`make bench`" + ` (` + "`Loader/storage`" + `: DATA_LENGTH + INDEX_LENGTH after ` + "`ANALYZE TABLE`" + `, the
-  busy-host mix of short argv, 100,000 rows, schema 011): proc_events 473, file_events 457–475, sock_events 570
-  bytes per row (data + indexes), against about 18 bytes per row in the spool. A process makes three proc rows
-  (fork, exec, exit), so a host's process rows alone cost per day: **10 exec/s ≈ 1.2 GB, 100 exec/s ≈ 12 GB,
-  1000 exec/s ≈ 123 GB** (3 × rate × 86,400 × 473 B), plus its file and socket rows at their own rates. Longer
-  argv, exe and cgroup strings cost more. ` + "`ALTER TABLE … ROW_FORMAT=COMPRESSED KEY_BLOCK_SIZE=8`" + ` on the event
-  tables (an administrator's choice, not a migration) brought them to 246, 211 and 286 bytes per row (measured
-  with 007's indexes; proc was 561 uncompressed) but loaded 2.3× slower in the same measurement;
-  docs/design.md has the numbers. Migration 011 dropped proc_events' ` + "`parent`" + ` index, which no documented
-  query used (561 → 473 bytes per process row).
+- **Disk.** Measured by ` + "`" + `make bench` + "`" + ` (` + "`" + `Loader/storage` + "`" + `: DATA_LENGTH + INDEX_LENGTH after ` + "`" + `ANALYZE TABLE` + "`" + `, the
+  busy-host mix of short argv and short host and boot ids, 100,000 rows, schema 012): proc_events 473, file_events
+  360, sock_events 575 bytes per row (data + indexes; 416 over the mix), against about 18 bytes per row in the
+  spool. Where they go (bytes per row, each index's allocated pages from ` + "`" + `mysql.innodb_index_stats` + "`" + `):
+
+  | table | rows (PRIMARY) | host_ts | proc | other indexes | total |
+  |---|---|---|---|---|---|
+  | proc_events | 263 | 53 | 158 | — | 473 |
+  | file_events | 167 | 44 | 150 | — | 360 |
+  | sock_events | 264 | 44 | 159 | local_end 54, remote 54 | 575 |
+
+  A process makes three proc rows (fork, exec, exit), so a host's process rows alone cost per day:
+  **10 exec/s ≈ 1.2 GB, 100 exec/s ≈ 12 GB, 1000 exec/s ≈ 123 GB** (3 × rate × 86,400 × 473 B), plus its file
+  and socket rows at their own rates (a file access row ≈ 360 B, a socket row ≈ 575 B). Longer argv, exe and
+  cgroup strings, and real 36-character boot ids (repeated in the rows and in every ` + "`" + `proc` + "`" + ` index entry), cost
+  more. ` + "`" + `ALTER TABLE … ROW_FORMAT=COMPRESSED KEY_BLOCK_SIZE=8` + "`" + ` on the event tables (an administrator's choice,
+  not a migration) brought them to 246, 211 and 286 bytes per row (measured with 007's indexes; proc was 561
+  uncompressed) but loaded 2.3× slower in the same measurement; docs/design.md has the numbers. Migration 011
+  dropped proc_events' ` + "`" + `parent` + "`" + ` index and 012 file_events' ` + "`" + `path` + "`" + ` index, which no documented query used
+  (proc 561 → 473, file 457 → 360 bytes per row).
 
 ## Views
 
