@@ -24,30 +24,26 @@ import (
 func TestAudit(t *testing.T) {
 	db, _ := newDB(t)
 	f := servertest.NewFixture(t, "h1", "h2", "h3")
-	rows := func(n int) func(event.Sink) {
-		procs, files, socks := servertest.BusyRows(servertest.HostileBase(), n)
-		return func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) }
-	}
 	var h1 []string
 	for range 6 {
-		h1 = append(h1, f.Seal("h1", rows(20))...)
+		h1 = append(h1, f.Seal("h1", servertest.BusyFill(20))...)
 	}
 	aside := filepath.Join(t.TempDir(), filepath.Base(h1[2]))
 	if err := os.Rename(h1[2], aside); err != nil {
 		t.Fatal(err)
 	}
-	h2a := f.Seal("h2", rows(5))
-	h2b := f.Seal("h2", rows(5))
+	h2a := f.Seal("h2", servertest.BusyFill(5))
+	h2b := f.Seal("h2", servertest.BusyFill(5))
 	for _, p := range append(h2a, h2b...) {
 		os.Remove(p)
 	}
 	f.Seal("h2", func(s event.Sink) {
-		rows(5)(s)
+		servertest.BusyFill(5)(s)
 		s.AppendGap(&event.Gap{FromTS: servertest.HostileBase(), ToTS: servertest.HostileBase() + 1e9, Source: event.SourceSpool, Lost: event.Some[int64](10),
 			Reason: "quota eviction of segments 1-2 (4096 bytes)"})
 	})
-	f.Seal("h3", rows(5))
-	f.Seal("h3", rows(5))
+	f.Seal("h3", servertest.BusyFill(5))
+	f.Seal("h3", servertest.BusyFill(5))
 	if s := run(t, db, f.State, 2); s.Loaded != 8 {
 		t.Fatalf("run: %s, want 8 loaded", s)
 	}
@@ -111,8 +107,7 @@ func TestAuditArchive(t *testing.T) {
 	db, _ := newDB(t)
 	f := servertest.NewFixture(t, "h1")
 	for range 6 {
-		procs, files, socks := servertest.BusyRows(servertest.HostileBase(), 30)
-		f.Seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
+		f.Seal("h1", servertest.BusyFill(30))
 	}
 	if s := run(t, db, f.State, 2); s.Loaded != 6 {
 		t.Fatalf("run: %s, want 6 loaded", s)

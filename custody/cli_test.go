@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/custody"
-	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/testutil"
@@ -27,8 +26,7 @@ func TestServerCustodyCommands(t *testing.T) {
 	f := servertest.NewFixture(t, "h1", "h2")
 	for _, h := range []string{"h1", "h2"} {
 		for range 3 {
-			procs, files, socks := servertest.BusyRows(servertest.HostileBase(), 30)
-			f.Seal(h, func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
+			f.Seal(h, servertest.BusyFill(30))
 		}
 	}
 	if s := run(t, db, f.State, 2); s.Loaded != 6 {

@@ -10,7 +10,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/custody"
-	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/servertest"
 )
 
@@ -21,8 +20,7 @@ func TestPruneFiles(t *testing.T) {
 	db, _ := newDB(t)
 	f := servertest.NewFixture(t, "h1")
 	for range 3 {
-		procs, files, socks := servertest.BusyRows(servertest.HostileBase(), 20)
-		f.Seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
+		f.Seal("h1", servertest.BusyFill(20))
 	}
 	if s := run(t, db, f.State, 1); s.Loaded != 3 {
 		t.Fatalf("run: %s", s)

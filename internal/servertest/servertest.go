@@ -237,6 +237,12 @@ func BusyRows(base int64, n int) ([]event.Proc, []event.File, []event.Sock) {
 	return procs, files, socks
 }
 
+// BusyFill is a fill for Fixture.Seal: n BusyRows from HostileBase.
+func BusyFill(n int) func(event.Sink) {
+	procs, files, socks := BusyRows(HostileBase(), n)
+	return func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) }
+}
+
 // HostileBase is a timestamp with nanoseconds inside today's partition.
 func HostileBase() int64 { return time.Now().Truncate(time.Second).UnixNano() + 123_456_789 }
 
