@@ -64,20 +64,7 @@ func start(t *testing.T, mod func(*Options)) *fixture {
 		t.Fatal(err)
 	}
 	f.addr = ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return after cancel")
-		}
-	})
+	testutil.Go(t, "Serve", func(ctx context.Context) error { return f.srv.Serve(ctx, ln) })
 	return f
 }
 

@@ -212,24 +212,11 @@ func startUI(t testing.TB, f *fixture, cfg Config) string {
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
+	testutil.Go(t, "ui.Run", func(ctx context.Context) error {
 		err := Run(ctx, cfg, testLogger(t), pw)
 		pw.CloseWithError(fmt.Errorf("ui.Run returned: %v", err))
-		done <- err
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("ui.Run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("ui.Run did not return 10 s after its context ended")
-		}
+		return err
 	})
 	line := make([]byte, 256)
 	n, err := pr.Read(line)

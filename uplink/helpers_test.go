@@ -61,24 +61,7 @@ func startReceiver(t testing.TB, state statedir.Dir, addr string, mod func(*rece
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Serve: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("Serve did not return 10 s after cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop := testutil.Go(t, "Serve", func(ctx context.Context) error { return srv.Serve(ctx, ln) })
 	return &testServer{srv: srv, state: state, addr: ln.Addr().String(), stop: stop}
 }
 
