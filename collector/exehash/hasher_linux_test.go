@@ -49,16 +49,9 @@ func TestLossAndRefresh(t *testing.T) {
 	if st := h.Stats(); st.Lost != 3 || st.Hits != 1 || st.Execs != 5 {
 		t.Fatalf("stats %+v, want 5 execs, 3 lost, 1 hit", st)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(sink.Executables()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	stop := runHasher(t, h, sink)
 	h.HashExec(openFile(t, paths[0]), 300, 4000, nil)
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	rows := sink.Executables()
@@ -90,6 +83,17 @@ func TestChanged(t *testing.T) {
 	if err := os.WriteFile(p, []byte("two, longer"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	stop := runHasher(t, h, sink)
+	stop()
+	rows := sink.Executables()
+	if len(rows) != 1 || rows[0].SHA256 != nil || rows[0].Skip != event.ExeSkipChanged {
+		t.Errorf("rows %+v, want one with skip changed", rows)
+	}
+}
+
+// runHasher starts h's worker and waits up to 5 s for its first row in
+// sink; stop cancels the worker and returns what Run returned.
+func runHasher(t *testing.T, h *Hasher, sink *event.MemSink) (stop func() error) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
@@ -97,11 +101,9 @@ func TestChanged(t *testing.T) {
 	for len(sink.Executables()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	cancel()
-	<-done
-	rows := sink.Executables()
-	if len(rows) != 1 || rows[0].SHA256 != nil || rows[0].Skip != event.ExeSkipChanged {
-		t.Errorf("rows %+v, want one with skip changed", rows)
+	return func() error {
+		cancel()
+		return <-done
 	}
 }
 
