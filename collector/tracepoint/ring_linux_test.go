@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pofr/pofr/internal/testutil"
 )
 
@@ -307,4 +309,55 @@ func TestPrivDoorbell(t *testing.T) {
 			t.Errorf("disarmed doorbell of CPU %d wrote %d bytes", b.cpu, h-heads[i])
 		}
 	}
+}
+
+// TestPrivMemlockRefused opens rings larger than the locked-memory allowance
+// in a child that lacks CAP_IPC_LOCK and CAP_SYS_RESOURCE (dropped from its
+// bounding set by setpriv, so root loses them at exec) and has
+// RLIMIT_MEMLOCK lowered to 64 KiB: Open must fail with ErrMemlock and a
+// message that names the remedies, not with a bare EPERM.
+func TestPrivMemlockRefused(t *testing.T) {
+	if os.Getenv("POFR_TP_MEMLOCK_CHILD") == "1" {
+		memlockChild(t)
+		return
+	}
+	requirePerf(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		testutil.Skip(t, testutil.TierPriv, "setpriv (util-linux) not found")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(setpriv, "--bounding-set", "-ipc_lock,-sys_resource", "--inh-caps", "-ipc_lock,-sys_resource",
+		"--", self, "-test.run", "^TestPrivMemlockRefused$", "-test.v")
+	cmd.Env = append(os.Environ(), "POFR_TP_MEMLOCK_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	t.Logf("child:\n%s", out)
+	if err != nil {
+		t.Fatalf("child: %v", err)
+	}
+	if !bytes.Contains(out, []byte("memlock refusal ok")) {
+		t.Fatal("the child did not check the refusal")
+	}
+}
+
+// memlockChild is TestPrivMemlockRefused's child.
+func memlockChild(t *testing.T) {
+	lim := unix.Rlimit{Cur: 64 << 10, Max: 64 << 10}
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
+		t.Fatal(err)
+	}
+	// 8 MiB per CPU is far above kernel.perf_event_mlock_kb (516 KiB per CPU
+	// by default) and the 64 KiB limit.
+	s, err := Open(Options{Events: []Event{{Name: "sched:sched_process_exec"}}, RingBytes: 8 << 20})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open of 8 MiB rings without CAP_IPC_LOCK under a 64 KiB RLIMIT_MEMLOCK succeeded")
+	}
+	if !errors.Is(err, ErrMemlock) || !strings.Contains(err.Error(), "CAP_IPC_LOCK") {
+		t.Fatalf("Open: %v, want ErrMemlock naming CAP_IPC_LOCK", err)
+	}
+	t.Logf("memlock refusal ok: %v", err)
 }
