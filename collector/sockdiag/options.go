@@ -120,6 +120,9 @@ type Stats struct {
 	// OwnerRecordsLost the tracepoint records the kernel dropped (each
 	// batch also a gap row).
 	OwnerFromTracepoint, OwnerRecordsLost uint64
+	// OwnerOtherNetns counts owners from Options.ConnOwners refused because
+	// the process is in another network namespace (same tuple there).
+	OwnerOtherNetns uint64
 	// Unbound counts destroy messages of sockets that were never bound (local
 	// and remote port 0, e.g. address-family probes): no row is written.
 	Unbound uint64

@@ -116,7 +116,7 @@ func New(opts Options) (*Source, error) {
 	}
 	t := newTable(opts.Sink)
 	t.netns, t.selfPID, t.procs, t.conns = s.netns, opts.SelfPID, opts.Procs, opts.ConnOwners
-	t.start = fs.Start
+	t.start, t.netnsOf = fs.Start, fs.NetNS
 	t.findOwners = s.scanner.find
 	s.tbl = t
 	return s, nil
@@ -210,6 +210,7 @@ func (st *Stats) add(o *Stats) {
 	st.OwnerFromListener += o.OwnerFromListener
 	st.OwnerFromTracepoint += o.OwnerFromTracepoint
 	st.OwnerRecordsLost += o.OwnerRecordsLost
+	st.OwnerOtherNetns += o.OwnerOtherNetns
 	st.Unbound += o.Unbound
 	st.Untracked += o.Untracked
 	st.Tracked += o.Tracked

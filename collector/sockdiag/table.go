@@ -32,6 +32,13 @@ type table struct {
 	// visited; nil finds none.
 	findOwners func(want map[uint32]*sockEntry, found func(*sockEntry, int32)) int
 	conns      ConnOwners // may be nil
+	// netnsOf names the network namespace (nsfs inode) of a pid; nil: not
+	// checked. ConnOwners are keyed by tuple alone and shared by the sources
+	// of every namespace, so an owner whose process is in another namespace
+	// than this table's is refused (two namespaces can use the same tuple at
+	// once). nsOf caches it like starts.
+	netnsOf func(pid int32) (uint64, error)
+	nsOf    map[int32]uint64
 
 	tracked   map[uint64]*sockEntry
 	listeners map[sockListenKey][]*sockEntry
@@ -91,6 +98,7 @@ func newTable(sink event.Sink) *table {
 // open and vanished close rows. t0 is when the dump began (zero: not timed).
 func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
 	clear(t.starts)
+	clear(t.nsOf)
 	t.gen++
 	clear(t.want)
 	t.fresh = t.fresh[:0]
@@ -228,7 +236,34 @@ func (t *table) connOwner(m *inetDiag) (sockowner.Owner, bool) {
 	}
 	n := m.addrLen()
 	k, laddr := sockowner.KeyOf(m.Protocol, m.Src[:n], m.SrcPort, m.Dst[:n], m.DstPort)
-	return t.conns.Lookup(k, laddr)
+	o, ok := t.conns.Lookup(k, laddr)
+	if ok && !t.inNetns(o.PID) {
+		t.stats.OwnerOtherNetns++
+		return sockowner.Owner{}, false
+	}
+	return o, ok
+}
+
+// inNetns reports whether pid may own a socket of this table's network
+// namespace: false only if its namespace is known and another one. A pid
+// whose /proc entry is gone is given the benefit of the doubt (a
+// short-lived client).
+func (t *table) inNetns(pid int32) bool {
+	if t.netnsOf == nil || !t.netns.Valid {
+		return true
+	}
+	ns, ok := t.nsOf[pid]
+	if !ok {
+		var err error
+		if ns, err = t.netnsOf(pid); err != nil {
+			return true
+		}
+		if t.nsOf == nil {
+			t.nsOf = make(map[int32]uint64)
+		}
+		t.nsOf[pid] = ns
+	}
+	return ns == t.netns.V
 }
 
 // takeOwner gives a tracked socket its owner from Options.ConnOwners and
@@ -450,6 +485,7 @@ func sockBaseRow(m *inetDiag, ts int64) event.Sock {
 // (and the gap rows of its overrun markers), read up to now.
 func (t *table) applyDestroys(q []sockDestroy, now int64) {
 	clear(t.starts)
+	clear(t.nsOf)
 	t.syncOwners(now)
 	var destroys, known, unknown, fromListener, fromTP, unbound uint64
 	for i := range q {

@@ -1,7 +1,9 @@
 package sockdiag
 
 import (
+	"errors"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -300,5 +302,59 @@ func TestSockTableConnOwners(t *testing.T) {
 	if st := tb.stats; st.OwnerFromTracepoint != 3 || st.OwnerRecordsLost != 5 || st.OwnerFromListener != 1 {
 		t.Errorf("stats: from tracepoints %d, records lost %d, from listener %d; want 3 5 1",
 			st.OwnerFromTracepoint, st.OwnerRecordsLost, st.OwnerFromListener)
+	}
+}
+
+// TestSockTableConnOwnersNetns: an owner from ConnOwners whose process is
+// in another network namespace than the table's (the same tuple used there)
+// is refused and counted, and the fd scan looks for the socket instead; one
+// in the table's namespace, or whose namespace cannot be read (gone), is
+// taken.
+func TestSockTableConnOwnersNetns(t *testing.T) {
+	sink := &event.MemSink{}
+	tb := newTestTable(sink, map[uint32]int32{21: 100})
+	co := &trackerOwners{tr: sockowner.NewTracker(sockowner.Limits{})}
+	tb.conns = co
+	reads := 0
+	tb.netnsOf = func(pid int32) (uint64, error) {
+		reads++
+		switch pid {
+		case 200:
+			return 4026532000, nil // another namespace
+		case 100:
+			return tb.netns.V, nil
+		}
+		return 0, errors.New("no such process")
+	}
+	addr := func(s string) [16]byte { a := sockAddr16(s); return sockowner.Mapped(a[:4]) }
+	route := func(pid int32, sport uint16) {
+		co.tr.Route(1, pid, pid, &sockowner.Route{Proto: sdIPProtoUDP, SPort: sport, DPort: 53, DAddr: addr("10.0.0.53")})
+	}
+	route(200, 50001) // other namespace: refused, found by the fd scan (inode 21 → 100)
+	route(100, 50002) // this namespace
+	route(999, 50003) // gone
+	route(100, 50004) // the same pid again: its namespace is read once per dump
+	udp := func(sport uint16, cookie uint64, inode uint32) inetDiag {
+		return inetDiag{Family: sdAFInet, Protocol: sdIPProtoUDP, State: sdTCPEstablished, Src: sockAddr16("10.0.0.1"),
+			SrcPort: sport, Dst: sockAddr16("10.0.0.53"), DstPort: 53, Cookie: cookie, Inode: inode}
+	}
+	tb.applyDump(1_000, []inetDiag{udp(50001, 1, 21), udp(50002, 2, 22), udp(50003, 3, 23), udp(50004, 4, 24)}, time.Time{})
+	none := event.Opt[int64]{}
+	want := []row{
+		{event.SockOpen, event.DirOut, 50001, 53, event.Some[int32](100), event.Some[int64](1000), 0},
+		{event.SockOpen, event.DirOut, 50002, 53, event.Some[int32](100), event.Some[int64](1000), 0},
+		{event.SockOpen, event.DirOut, 50003, 53, event.Some[int32](999), none, 0},
+		{event.SockOpen, event.DirOut, 50004, 53, event.Some[int32](100), event.Some[int64](1000), 0},
+	}
+	got := rowsOf(sink)
+	slices.SortFunc(got, func(a, b row) int { return int(a.Local) - int(b.Local) })
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+	if st := tb.stats; st.OwnerOtherNetns != 1 {
+		t.Errorf("OwnerOtherNetns %d, want 1", st.OwnerOtherNetns)
+	}
+	if reads != 3 {
+		t.Errorf("%d namespace reads, want 3 (one per pid)", reads)
 	}
 }
