@@ -206,7 +206,7 @@ func TestRetention(t *testing.T) {
 		t.Errorf("dropped (-want +got):\n%s", diff)
 	}
 	var pids []int32
-	for _, p := range readProcs(t, l.db, "") {
+	for _, p := range readProcs(t, l.db(), "") {
 		pids = append(pids, p.PID)
 	}
 	if diff := cmp.Diff([]int32{2}, pids); diff != "" {

@@ -56,24 +56,24 @@ func TestCommitHostileByteExact(t *testing.T) {
 			for i := range accts {
 				accts[i].TS = usTrunc(accts[i].TS)
 			}
-			if diff := cmp.Diff(procs, readProcs(t, l.db, "")); diff != "" {
+			if diff := cmp.Diff(procs, readProcs(t, l.db(), "")); diff != "" {
 				t.Errorf("proc_events (-wrote +read):\n%s", diff)
 			}
-			if diff := cmp.Diff(files, readFiles(t, l.db, "")); diff != "" {
+			if diff := cmp.Diff(files, readFiles(t, l.db(), "")); diff != "" {
 				t.Errorf("file_events (-wrote +read):\n%s", diff)
 			}
-			if diff := cmp.Diff(socks, readSocks(t, l.db, "")); diff != "" {
+			if diff := cmp.Diff(socks, readSocks(t, l.db(), "")); diff != "" {
 				t.Errorf("sock_events (-wrote +read):\n%s", diff)
 			}
-			if diff := cmp.Diff(gaps, readGaps(t, l.db, "")); diff != "" {
+			if diff := cmp.Diff(gaps, readGaps(t, l.db(), "")); diff != "" {
 				t.Errorf("gaps (-wrote +read):\n%s", diff)
 			}
-			if diff := cmp.Diff(accts, readAccounts(t, l.db, "")); diff != "" {
+			if diff := cmp.Diff(accts, readAccounts(t, l.db(), "")); diff != "" {
 				t.Errorf("accounts (-wrote +read):\n%s", diff)
 			}
 			// The tables the SQL injection strings name are still there.
 			var n int
-			if err := l.db.QueryRow("SELECT COUNT(*) FROM proc_events WHERE host_id = 'h1' AND boot_id = 'boot-1' AND tz_offset = 3600").Scan(&n); err != nil || n != len(procs) {
+			if err := l.db().QueryRow("SELECT COUNT(*) FROM proc_events WHERE host_id = 'h1' AND boot_id = 'boot-1' AND tz_offset = 3600").Scan(&n); err != nil || n != len(procs) {
 				t.Errorf("proc rows with the manifest's host, boot and offset: %d (%v), want %d", n, err, len(procs))
 			}
 		})
@@ -99,7 +99,7 @@ func TestCommitRejectsWarnings(t *testing.T) {
 		}
 		for _, table := range []string{"segments", "proc_events"} {
 			var n int
-			if err := l.db.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n); err != nil || n != 0 {
+			if err := l.db().QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n); err != nil || n != 0 {
 				t.Errorf("%s has %d rows (%v) after a refused load, want 0", table, n, err)
 			}
 		}

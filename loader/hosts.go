@@ -36,11 +36,11 @@ func (l *Loader) syncHosts(ctx context.Context) (map[string]*registry.Host, erro
 		// A new host gets its row first; then every column copied from the
 		// registry is updated. (Not INSERT … ON DUPLICATE KEY UPDATE: that
 		// needs UPDATE on host_id, which the loader account does not have.)
-		if _, err := l.db.ExecContext(ctx, "INSERT IGNORE INTO hosts (host_id, status, synced_at) VALUES (?, ?, UTC_TIMESTAMP(6))",
+		if _, err := l.db().ExecContext(ctx, "INSERT IGNORE INTO hosts (host_id, status, synced_at) VALUES (?, ?, UTC_TIMESTAMP(6))",
 			h.HostID, cmp.Or(h.Status, registry.StatusActive)); err != nil {
 			return nil, fmt.Errorf("sync host %s: %w", h.HostID, err)
 		}
-		if _, err := l.db.ExecContext(ctx, `UPDATE hosts SET hostname = ?, machine_id = ?, dmi_uuid = ?, ips = ?, os = ?, kernel = ?,
+		if _, err := l.db().ExecContext(ctx, `UPDATE hosts SET hostname = ?, machine_id = ?, dmi_uuid = ?, ips = ?, os = ?, kernel = ?,
 			version = ?, ssh_key_fp = ?, signing_key = ?, status = ?, registered_at = ?, last_ip = ?, synced_at = UTC_TIMESTAMP(6)
 			WHERE host_id = ?`,
 			text(h.Hostname, 255), text(h.MachineID, 64), text(h.DMIUUID, 64), text(strings.Join(h.IPs, ","), 65535),

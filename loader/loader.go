@@ -20,7 +20,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/pofr/pofr/internal/statedir"
-	"github.com/pofr/pofr/schema"
 	"github.com/pofr/pofr/spool"
 )
 
@@ -64,6 +63,11 @@ type Options struct {
 	// Close).
 	DB  *sql.DB
 	DSN string
+	// FailoverDSNs are the other nodes of a Galera cluster, tried in order
+	// (after DB or DSN, and round again) when the current node leaves the
+	// primary component: the segment that failed is retried once on the
+	// next node. The loader opens and closes them.
+	FailoverDSNs []string
 	// StateDir is the server's state directory (inbox/, archive/, …).
 	StateDir statedir.Dir
 	// Workers is the number of segments loaded at once; 0 means
@@ -176,7 +180,8 @@ func (s *Summary) add(o Summary) {
 // Loader loads segments from a state directory into MariaDB.
 type Loader struct {
 	opt    Options
-	db     *sql.DB
+	dbs    []*sql.DB    // the node given, then Options.FailoverDSNs
+	cur    atomic.Int64 // index into dbs of the node in use
 	ownDB  bool
 	log    *slog.Logger
 	lock   *fileLock
@@ -205,16 +210,26 @@ func New(opt Options) (*Loader, error) {
 	if opt.MaxSegmentBytes > mem.maxFile {
 		return nil, fmt.Errorf("new loader: max segment size %d bytes exceeds a quarter of max memory (%d bytes)", opt.MaxSegmentBytes, opt.MaxMemory)
 	}
-	l := &Loader{opt: opt, db: opt.DB, log: opt.Log, mem: mem}
+	l := &Loader{opt: opt, log: opt.Log, mem: mem}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
-	if l.db == nil {
-		db, err := OpenDB(opt.DSN)
-		if err != nil {
+	db := opt.DB
+	if db == nil {
+		var err error
+		if db, err = OpenDB(opt.DSN); err != nil {
 			return nil, err
 		}
-		l.db, l.ownDB = db, true
+		l.ownDB = true
+	}
+	l.dbs = []*sql.DB{db}
+	for i, dsn := range opt.FailoverDSNs {
+		fdb, err := OpenDB(dsn)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("failover node %d: %w", i+1, err)
+		}
+		l.dbs = append(l.dbs, fdb)
 	}
 	return l, nil
 }
@@ -239,10 +254,13 @@ func OpenDB(dsn string) (*sql.DB, error) {
 // Close releases the lock and closes the database if New opened it.
 func (l *Loader) Close() error {
 	l.unlock()
-	if l.ownDB {
-		return l.db.Close()
+	var errs []error
+	for i, db := range l.dbs {
+		if i > 0 || l.ownDB {
+			errs = append(errs, db.Close())
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (l *Loader) unlock() {
@@ -297,6 +315,9 @@ func (l *Loader) Watch(ctx context.Context, interval time.Duration) (Summary, er
 		s, err := l.pass(ctx)
 		total.add(s)
 		total.Elapsed = time.Since(start)
+		if errors.Is(err, ErrGaleraConfig) {
+			return total, err // the configuration will not change by itself
+		}
 		if err != nil && ctx.Err() == nil {
 			l.log.Error("load pass", "err", err)
 		}
@@ -393,7 +414,7 @@ type result struct {
 func (l *Loader) pass(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	var sum Summary
-	if err := schema.Check(ctx, l.db); err != nil {
+	if err := l.checkNode(ctx); err != nil {
 		return sum, err
 	}
 	hosts, err := l.syncHosts(ctx)
@@ -497,7 +518,7 @@ feed:
 			firstErr = err
 		}
 		sum.ChainBreaks += n
-		if _, err := l.db.ExecContext(ctx, `UPDATE hosts h JOIN (SELECT host_id, MAX(ts_to) AS t FROM segments GROUP BY host_id) s
+		if _, err := l.db().ExecContext(ctx, `UPDATE hosts h JOIN (SELECT host_id, MAX(ts_to) AS t FROM segments GROUP BY host_id) s
 			ON s.host_id = h.host_id SET h.last_seen = s.t`); err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("update hosts.last_seen: %w", err)
 		}
@@ -513,7 +534,7 @@ feed:
 // loaded since (two neighbours loaded at once cannot see each other) and
 // returns how many of them are broken.
 func (l *Loader) checkChains(ctx context.Context) (int, error) {
-	tx, err := l.db.BeginTx(ctx, nil)
+	tx, err := l.db().BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("check chains: %w", err)
 	}

@@ -13,7 +13,7 @@ import (
 func TestCommitRefusesRevokedInDatabase(t *testing.T) {
 	l, w := newTestLoader(t, Escaped)
 	defer w.close()
-	if _, err := l.db.Exec("INSERT INTO hosts (host_id, status) VALUES ('h1', 'revoked')"); err != nil {
+	if _, err := l.db().Exec("INSERT INTO hosts (host_id, status) VALUES ('h1', 'revoked')"); err != nil {
 		t.Fatal(err)
 	}
 	procs, _, _ := servertest.BusyRows(servertest.HostileBase(), 10)
@@ -24,7 +24,7 @@ func TestCommitRefusesRevokedInDatabase(t *testing.T) {
 		t.Fatalf("commit: got %v, want a revoked_host error", err)
 	}
 	var n int
-	if err := l.db.QueryRow("SELECT COUNT(*) FROM segments").Scan(&n); err != nil || n != 0 {
+	if err := l.db().QueryRow("SELECT COUNT(*) FROM segments").Scan(&n); err != nil || n != 0 {
 		t.Errorf("segments rows: %d (%v), want 0", n, err)
 	}
 }

@@ -206,7 +206,7 @@ func (l *Loader) quarantine(ctx context.Context, j job, size int64, class Class,
 	if dg != nil {
 		dgArg = dg
 	}
-	if _, err := l.db.ExecContext(ctx, "INSERT INTO quarantine (host_id, file, class, reason, seq, digest, file_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	if _, err := l.db().ExecContext(ctx, "INSERT INTO quarantine (host_id, file, class, reason, seq, digest, file_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
 		j.host, name, string(class), truncate(fmt.Sprint(cause), 60000), seq, dgArg, size); err != nil {
 		// The file and its .reason are in place: that is the record that
 		// matters; the row is a convenience.

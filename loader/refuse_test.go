@@ -27,7 +27,7 @@ func TestCommitNonASCIIBootID(t *testing.T) {
 		t.Fatalf("commit: got %v (class %q), want class database", err, c)
 	}
 	var n int
-	if err := l.db.QueryRow("SELECT COUNT(*) FROM segments").Scan(&n); err != nil || n != 0 {
+	if err := l.db().QueryRow("SELECT COUNT(*) FROM segments").Scan(&n); err != nil || n != 0 {
 		t.Errorf("segments has %d rows (%v), want 0", n, err)
 	}
 }

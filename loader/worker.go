@@ -29,6 +29,7 @@ import (
 type worker struct {
 	l    *Loader
 	conn *sql.Conn
+	node int64 // the Loader's node index conn is on
 }
 
 func (w *worker) close() {
@@ -48,7 +49,8 @@ func (w *worker) connection(ctx context.Context) (*sql.Conn, error) {
 	if w.conn != nil {
 		return w.conn, nil
 	}
-	c, err := w.l.db.Conn(ctx)
+	w.node = w.l.cur.Load()
+	c, err := w.l.dbs[w.node].Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)
 	}
@@ -158,9 +160,20 @@ func (w *worker) load(ctx context.Context, p *prepared) (result, error) {
 	log := l.log.With("host", j.host, "segment", j.name)
 	var res result
 	var err error
+	failedOver := false
 	for attempt := 1; ; attempt++ {
+		node := w.node
 		res, err = w.commit(ctx, j, seg, p.size, p.mtime)
-		if err == nil || !retryable(err) || attempt == 3 {
+		if err != nil && !failedOver && nodeLost(err) && l.failover(node, err) {
+			// The node died or left the primary component: retry once on
+			// the next one. The transaction either committed on the
+			// cluster (the ledger has it: skipped) or not at all.
+			failedOver = true
+			w.dropConn()
+			log.Warn("retry segment on the next node", "err", err)
+			continue
+		}
+		if err == nil || !retryable(err) || attempt >= 3 {
 			break
 		}
 		log.Debug("retry segment", "err", err, "attempt", attempt)

@@ -22,6 +22,16 @@ const (
 	// maxSegmentBytesLimit keeps a segment well inside the reader's default
 	// limits whatever the configuration.
 	maxSegmentBytesLimit = 32 << 20
+	// MaxSegmentRows bounds the rows of any segment a Writer seals, whatever
+	// its configuration: a batch is sealed once its estimate reaches 32 MiB,
+	// every row adds at least 24 bytes (an account row, the smallest), and
+	// sealing may carry one gap row over. A database that must take a whole
+	// segment in one transaction (Galera's wsrep_max_ws_rows) is sized by it.
+	MaxSegmentRows = maxSegmentBytesLimit/acctRowBytes + 2
+	// MaxSegmentEstimate is the estimated uncompressed size at which a
+	// Writer seals a segment at the latest, whatever its configuration (the
+	// row that crosses it comes on top).
+	MaxSegmentEstimate = maxSegmentBytesLimit
 )
 
 // Options configure a Writer. HostID, BootID and Key are required.

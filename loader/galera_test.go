@@ -1,0 +1,265 @@
+package loader
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/mariadbd"
+	"github.com/pofr/pofr/internal/servertest"
+	"github.com/pofr/pofr/internal/testutil"
+	"github.com/pofr/pofr/schema"
+)
+
+// galeraShard starts a 3-node Galera cluster with binlog_row_image=NOBLOB
+// and the schema applied through node 1, and returns it with the loader
+// DSN of each node.
+func galeraShard(t *testing.T) (*mariadbd.Cluster, []string) {
+	t.Helper()
+	testutil.RequireTier(t, testutil.TierService)
+	if err := mariadbd.LookGalera(); err != nil {
+		testutil.Skip(t, testutil.TierService, err.Error())
+	}
+	dir, err := os.MkdirTemp("/var/tmp", "pofr-galera-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	c, err := mariadbd.StartGalera(ctx, mariadbd.GaleraOptions{Dir: dir,
+		Settings: []string{"--skip-name-resolve", "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
+			"--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin", "--binlog-row-image=NOBLOB"},
+		ProviderOptions: []string{"evs.keepalive_period=PT0.5S", "evs.suspect_timeout=PT2S", "evs.inactive_timeout=PT4S"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	root, err := sql.Open("mysql", c.Nodes[0].Config("root", "", "").FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if _, err := root.ExecContext(ctx, "CREATE DATABASE pofr"); err != nil {
+		t.Fatal(err)
+	}
+	var dsns []string
+	for _, s := range c.Nodes {
+		dsns = append(dsns, s.Config("root", "", "pofr").FormatDSN())
+	}
+	db, err := OpenDB(dsns[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := schema.Apply(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := schema.EnsurePartitions(ctx, db, now.AddDate(0, 0, -1), now.AddDate(0, 0, 2)); err != nil {
+		t.Fatal(err)
+	}
+	return c, dsns
+}
+
+// fullRowImageQuarantines shows what the check prevents: past it, a
+// segment with a non-UTF-8 argv is rejected with warning 1300 under
+// binlog_row_image=FULL.
+func fullRowImageQuarantines(t *testing.T, dsn string) {
+	t.Helper()
+	db := openNode(t, dsn)
+	l, w := newTestLoader2(t, db)
+	defer l.Close()
+	defer w.close()
+	procs, files, socks, gaps, accts := servertest.HostileRows(servertest.HostileBase())
+	seg := memSegment("full-image", 1, "", procs, files, socks, gaps, accts)
+	defer seg.release()
+	_, err := w.commit(t.Context(), job{host: "full-image", name: "x"}, seg, 1, time.Now())
+	if !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), "1300") {
+		t.Errorf("commit under FULL row images: %v; want ErrRejected with warning 1300", err)
+	}
+}
+
+// syncRead adds wsrep_sync_wait=1 to a DSN: reads wait until the node has
+// applied every write the cluster committed before.
+func syncRead(dsn string) string {
+	if strings.Contains(dsn, "?") {
+		return dsn + "&wsrep_sync_wait=1"
+	}
+	return dsn + "?wsrep_sync_wait=1"
+}
+
+// openNode opens a node's DSN for the test's own queries.
+func openNode(t *testing.T, dsn string) *sql.DB {
+	t.Helper()
+	db, err := OpenDB(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestGalera runs on one 3-node Galera shard: the warning case (hostile,
+// non-UTF-8 argv loads without quarantine under NOBLOB and arrives intact
+// on the other nodes; the start-up check refuses FULL row images and small
+// write set limits with a clear message), then a load during which the
+// node the loader writes to is killed: the loader fails over to the next
+// node, and every segment is in the database exactly once.
+func TestGalera(t *testing.T) {
+	c, dsns := galeraShard(t)
+	ctx := t.Context()
+	node1 := openNode(t, dsns[0])
+
+	t.Run("hostile argv under NOBLOB", func(t *testing.T) {
+		f := servertest.NewFixture(t, "h1")
+		procs, files, socks, gaps, accts := servertest.HostileRows(servertest.HostileBase())
+		paths := f.Seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, gaps, accts) })
+		s := run(t, node1, f.State, 2)
+		if s.Loaded != len(paths) || s.Quarantined != 0 || s.Failed != 0 {
+			t.Fatalf("summary %s, want %d loaded", s, len(paths))
+		}
+		// Replicated byte-exact: node 3 reads what node 1 took.
+		want := readProcs(t, node1, "")
+		node3 := openNode(t, syncRead(dsns[2]))
+		if got := readProcs(t, node3, ""); len(got) != len(want) || len(want) == 0 {
+			t.Fatalf("node 3 has %d proc rows, node 1 %d", len(got), len(want))
+		}
+		var c1, c3 string
+		q := "SELECT SHA2(GROUP_CONCAT(HEX(argv), HEX(cmdline) ORDER BY segment_id, row_no), 256) FROM proc_events"
+		if err := node1.QueryRowContext(ctx, q).Scan(&c1); err != nil {
+			t.Fatal(err)
+		}
+		if err := node3.QueryRowContext(ctx, q).Scan(&c3); err != nil || c1 != c3 {
+			t.Errorf("argv checksum: node 1 %s, node 3 %s (%v)", c1, c3, err)
+		}
+	})
+
+	t.Run("refuse unsafe settings", func(t *testing.T) {
+		for _, tc := range []struct{ set, reset, want string }{
+			{"binlog_row_image = 'FULL'", "binlog_row_image = 'NOBLOB'", "binlog_row_image is FULL: set binlog_row_image=NOBLOB"},
+			{"wsrep_max_ws_rows = 1000", "wsrep_max_ws_rows = 0", "wsrep_max_ws_rows is 1000"},
+			{"wsrep_max_ws_size = 1048576", "wsrep_max_ws_size = 2147483647", "wsrep_max_ws_size is 1048576"},
+		} {
+			if _, err := node1.ExecContext(ctx, "SET GLOBAL "+tc.set); err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(tc.set, "FULL") {
+				fullRowImageQuarantines(t, dsns[0])
+			}
+			f := servertest.NewFixture(t, "h2")
+			sealMany(f, "h2", 1, 100)
+			l, err := New(Options{DSN: dsns[0], StateDir: f.State, Workers: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := l.Run(ctx)
+			l.Close()
+			if _, rerr := node1.ExecContext(ctx, "SET GLOBAL "+tc.reset); rerr != nil {
+				t.Fatal(rerr)
+			}
+			if !errors.Is(err, ErrGaleraConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("SET GLOBAL %s: Run = %v, want ErrGaleraConfig with %q", tc.set, err, tc.want)
+			}
+			if s.Loaded != 0 || s.Quarantined != 0 || len(f.Files("inbox", "h2")) != 1 {
+				t.Errorf("SET GLOBAL %s: summary %s, inbox %v: the refused loader touched a segment", tc.set, s, f.Files("inbox", "h2"))
+			}
+			t.Logf("refused: %v", err)
+		}
+	})
+
+	t.Run("writer killed during a load", func(t *testing.T) {
+		f := servertest.NewFixture(t, "k1", "k2")
+		sealMany(f, "k1", 20, 2000)
+		sealMany(f, "k2", 20, 2000)
+		node2 := openNode(t, dsns[1])
+		var before int
+		if err := node2.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments").Scan(&before); err != nil {
+			t.Fatal(err)
+		}
+		l, err := New(Options{DSN: dsns[0], FailoverDSNs: dsns[1:], StateDir: f.State, Workers: 2,
+			Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		var (
+			wg  sync.WaitGroup
+			sum Summary
+			rerr error
+		)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+			defer cancel()
+			sum, rerr = l.Run(rctx)
+		}()
+		// Kill node 1 once a few segments are in.
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			var n int
+			if err := node2.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n-before >= 4 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no segments loaded after 2 minutes")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		killed := time.Now()
+		c.Nodes[0].Kill()
+		wg.Wait()
+		t.Logf("node 1 killed %v before the end of the pass; summary %s; err %v", time.Since(killed).Round(time.Millisecond), sum, rerr)
+		if rerr != nil || sum.Failed != 0 || sum.Quarantined != 0 {
+			t.Errorf("pass across the kill: %s, %v; want every segment loaded or skipped", sum, rerr)
+		}
+		if l.cur.Load() == 0 {
+			t.Error("the loader still uses the killed node")
+		}
+		if n := len(f.Files("inbox", "k1")) + len(f.Files("inbox", "k2")); n != 0 {
+			t.Errorf("%d segments left in the inboxes", n)
+		}
+		// Exactly once, on both surviving nodes (segments and rows of the
+		// first subtests are in the same database: count ours only).
+		for i, dsn := range dsns[1:] {
+			db := openNode(t, syncRead(dsn))
+			t.Run("node"+string(rune('2'+i)), func(t *testing.T) {
+				checkConsistent(t, db)
+				for _, h := range []string{"k1", "k2"} {
+					var segs int
+					if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments WHERE host_id = ?", h).Scan(&segs); err != nil {
+						t.Fatal(err)
+					}
+					if segs != len(f.Files("archive", h)) {
+						t.Errorf("%s: ledger %d segments, archive %d files", h, segs, len(f.Files("archive", h)))
+					}
+					want := f.ArchivedRows(h)
+					for _, ti := range tableInfos {
+						var n int64
+						if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+ti.sqlName+" WHERE host_id = ?", h).Scan(&n); err != nil {
+							t.Fatal(err)
+						}
+						if n != want[ti.table] {
+							t.Errorf("%s: %s has %d rows, the archived manifests %d", h, ti.sqlName, n, want[ti.table])
+						}
+					}
+				}
+			})
+		}
+	})
+}
