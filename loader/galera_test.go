@@ -195,8 +195,8 @@ func TestGalera(t *testing.T) {
 		}
 		defer l.Close()
 		var (
-			wg  sync.WaitGroup
-			sum Summary
+			wg   sync.WaitGroup
+			sum  Summary
 			rerr error
 		)
 		wg.Add(1)
