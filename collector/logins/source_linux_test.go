@@ -3,8 +3,6 @@ package logins
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -135,14 +133,7 @@ func TestFollow(t *testing.T) {
 // private sshd is a failed login row from btmp with the client's address.
 func TestPrivFailedSSHLogin(t *testing.T) {
 	testutil.RequireRoot(t)
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer := testutil.NewSigner(t)
 	// sshd appends to btmp but never creates it (a fresh system has one
 	// from its packages).
 	if _, err := os.Stat("/var/log/btmp"); os.IsNotExist(err) {
