@@ -99,15 +99,7 @@ func TestPrivRunConnOwners(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
+	testutil.Accept(ln, testutil.Drain)
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 	const n, m = 50, 10
 	cmd := exec.Command(os.Args[0], "-test.run=^TestAgentConnHelperProcess$")

@@ -56,7 +56,7 @@ func ownerHelper(proto string, n, par int, hold time.Duration) error {
 		if err != nil {
 			return err
 		}
-		go sockDrainConns(ln)
+		testutil.Accept(ln, testutil.Drain)
 		addr = ln.Addr().String()
 	case "udp":
 		pc, err := net.ListenPacket("udp", "127.0.0.1:0")

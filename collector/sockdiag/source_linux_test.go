@@ -81,7 +81,7 @@ func sockHelper(mode, addr, ns string) error {
 			return err
 		}
 		fmt.Printf("port %d\n", ln.Addr().(*net.TCPAddr).Port)
-		go sockDrainConns(ln)
+		testutil.Accept(ln, testutil.Drain)
 		waitStdin()
 		return nil
 	case "churn":
@@ -106,7 +106,7 @@ func sockHelper(mode, addr, ns string) error {
 		if err != nil {
 			return err
 		}
-		go sockDrainConns(ln)
+		testutil.Accept(ln, testutil.Drain)
 		fmt.Printf("port %d\n", ln.Addr().(*net.TCPAddr).Port)
 		addr = ln.Addr().String()
 		mode = "hold"
@@ -153,18 +153,6 @@ func sockHelper(mode, addr, ns string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown helper mode %q", mode)
-}
-
-// sockDrainConns accepts connections on ln, reads each to EOF and closes it,
-// until ln is closed.
-func sockDrainConns(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
-	}
 }
 
 // sockProc is a running helper process.
@@ -394,15 +382,7 @@ func TestPrivSockEndpoints(t *testing.T) {
 	defer ln.Close()
 	lp := sockPortOf(ln.Addr())
 	accepted := make(chan net.Conn, 4)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
+	testutil.Accept(ln, func(c net.Conn) { accepted <- c })
 	sockDumpNow(t, src)
 	lrow := sockOne(t, sink, "listen row", sockTuple{event.SockListen, "tcp", lp, 0}.match)
 	sockCheck(t, "listen row", lrow, row(me(0), event.SockListen, "tcp", 4, "LISTEN", event.DirListen, sockLo4, lp, sockAny4, 0))
@@ -493,15 +473,7 @@ func TestPrivSockEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln6.Close()
-	go func() {
-		for {
-			c, err := ln6.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
+	testutil.Accept(ln6, func(c net.Conn) { accepted <- c })
 	sockDumpNow(t, src)
 	lp6 := sockPortOf(ln6.Addr())
 	l6 := sockOne(t, sink, "listen row v6", sockTuple{event.SockListen, "tcp", lp6, 0}.match)

@@ -4,6 +4,8 @@ import (
 	"net"
 	"os"
 	"testing"
+
+	"github.com/pofr/pofr/internal/testutil"
 )
 
 // BenchmarkPrivSync is the reader's CPU per outbound TCP connection: the
@@ -25,15 +27,7 @@ func BenchmarkPrivSync(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	testutil.Accept(ln, func(c net.Conn) { c.Close() })
 	const batch = 200
 	keys := make([]Key, 0, batch)
 	laddrs := make([][16]byte, 0, batch)
