@@ -34,10 +34,8 @@ Exit codes: 0 done (the output says whether the server was told), 1 error.`,
 			fs.StringVar(&stateDir, "state-dir", "/var/lib/pofr", "the collector's state directory")
 			fs.DurationVar(&timeout, "timeout", 15*time.Second, "how long to try to reach the server")
 		},
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			if pid, err := stopCollector(ctx, filepath.Join(stateDir, "collector.pid"), 30*time.Second); err != nil {
 				return err
 			} else if pid != 0 {

@@ -44,10 +44,8 @@ Exit codes: 0 printed, 1 error.`,
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&configDir, "config-dir", uplink.DefaultConfigDir, "configuration `dir`ectory")
 		},
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			keys, err := uplink.EnsureKeys(configDir)
 			if err != nil {
 				return err
@@ -106,10 +104,8 @@ Example:
 			fs.StringVar(&configDir, "config-dir", uplink.DefaultConfigDir, "configuration `dir`ectory")
 			fs.BoolVar(&replace, "replace", false, "overwrite an existing server.json")
 		},
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			if server == "" || hostID == "" || user == "" || (hostKey == "") == (hostKeyFile == "") {
 				return cli.Usagef("--server, --host-id, --user and one of --host-key-file or --host-key are required")
 			}

@@ -61,10 +61,8 @@ Example:
 			fs.BoolVar(&replace, "replace", false, "replace an active registration of this machine (and a local server.json)")
 			fs.DurationVar(&wait, "wait", 0, "keep asking while pending, up to `duration`")
 		},
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			if server == "" {
 				return cli.Usagef("--server is required")
 			}

@@ -46,11 +46,9 @@ Exit codes: 0 listed, 1 the spool could not be read, 2 usage error.
 
 Example:
   pofr-collector spool ls --dir /var/lib/pofr/spool`,
-		Flags: func(fs *flag.FlagSet) { fs.StringVar(&dir, "dir", defaultSpoolDir, "spool directory") },
+		Flags:  func(fs *flag.FlagSet) { fs.StringVar(&dir, "dir", defaultSpoolDir, "spool directory") },
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) > 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			return spoolLs(env.Stdout, dir)
 		},
 	}

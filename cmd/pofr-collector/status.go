@@ -41,10 +41,8 @@ Exit codes: 0 running, 3 not running, 1 error, 2 usage error.`,
 			fs.StringVar(&spoolDir, "spool-dir", "", "segment spool (default STATE-DIR/spool)")
 			fs.BoolVar(&asJSON, "json", false, "print the status as JSON")
 		},
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) > 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			if spoolDir == "" {
 				spoolDir = filepath.Join(stateDir, "spool")
 			}

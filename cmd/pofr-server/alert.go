@@ -46,10 +46,8 @@ Exit codes: 0 done; 1 error (a rule failed, or an alert reached no sink);
 			fs.StringVar(&rules, "rules", "/etc/pofr-server/alerts.json", "rules `file` (JSON)")
 			fs.DurationVar(&watch, "watch", 0, "keep running, a pass every `interval` (0: one pass)")
 		},
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			cfg, err := alert.Load(rules)
 			if err != nil {
 				return err

@@ -38,10 +38,8 @@ func registrationsCommands() []*cli.Command {
 			stateFlag(fs)
 			fs.BoolVar(&all, "all", false, "also list granted and denied requests")
 		},
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			rs, err := receiver.ListRegistrations(stateDir)
 			if err != nil {
 				return err
@@ -122,11 +120,9 @@ its upload key fingerprint, and where its inbox is when that is a link (an
 OpenSSH account's inbox, see 'registrations add').
 
 Exit codes: 0 listed, 1 error.`,
-		Flags: stateFlag,
+		Flags:  stateFlag,
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			hs, err := registry.List(stateDir)
 			if err != nil {
 				return err
@@ -176,10 +172,8 @@ Example:
 			fs.StringVar(&man.SigningKey, "signing-key", "", "segment signing key: the `line` 'pofr-collector keys' prints")
 			fs.StringVar(&man.Inbox, "inbox", "", "the host's OpenSSH upload `dir`ectory, to link as its inbox")
 		},
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			if man.HostID == "" || man.SSHKey == "" || man.SigningKey == "" {
 				return cli.Usagef("--host-id, --ssh-key and --signing-key are required")
 			}

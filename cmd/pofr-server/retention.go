@@ -60,10 +60,8 @@ Example (cron, daily): pofr-server retention --keep 90d --archive-keep 400d`,
 			fs.IntVar(&ahead, "ahead", partitionAhead, "create partitions for this many `days` ahead")
 			fs.BoolVar(&dryRun, "dry-run", false, "only add future partitions; drop and delete nothing, report the files that would go")
 		},
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) > 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			period, err := schema.ParseKeep(keep)
 			if err != nil {
 				return cli.Usagef("--keep %q: %v", keep, err)

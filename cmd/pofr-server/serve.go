@@ -65,10 +65,8 @@ Exit codes: 0 stopped by a signal, 1 error.`,
 			metricsFlag(fs, &metricsListen)
 			fs.DurationVar(&idle, "idle-timeout", receiver.DefaultIdleTimeout, "close connections that move no data this long (keep-alives do not count)")
 		},
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			var pw []byte
 			if passwordFile != "" {
 				b, err := os.ReadFile(passwordFile)

@@ -56,11 +56,9 @@ Hosts without a shard (registered before the map existed) are counted
 under "-"; 'load' assigns them.
 
 Exit codes: 0 listed, 1 error (no or invalid map).`,
-		Flags: common,
+		Flags:  common,
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			m, err := fleet.Load(path)
 			if err != nil {
 				return err

@@ -32,10 +32,8 @@ Exit codes: 0 printed, 1 error.`,
 			stateDirFlag(fs, &stateDir, "server state `dir`ectory")
 			fs.DurationVar(&ttl, "ttl", 24*time.Hour, "validity of the token")
 		},
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			if ttl <= 0 {
 				return cli.Usagef("--ttl must be positive")
 			}

@@ -56,10 +56,8 @@ Example: pofr-server ui --dsn-file /etc/pofr-server/reader.dsn --listen 127.0.0.
 			metricsFlag(fs, &metricsListen)
 			fs.StringVar(&geoip, "geoip", "", "MaxMind DB `file` for country and city columns of the conns search")
 		},
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			dsn, err := readDSNFile(dsnFile)
 			if err != nil {
 				return err

@@ -92,10 +92,8 @@ Example (weekly, from cron):
 			fs.BoolVar(&asJSON, "json", false, "write the report as JSON")
 			fs.BoolVar(&noSettle, "no-settle", false, "report chain_ok values that can be settled, without writing them")
 		},
+		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) > 0 {
-				return cli.Usagef("unexpected arguments %q", args)
-			}
 			db, err := openDSNFile(dsnFile)
 			if err != nil {
 				return err

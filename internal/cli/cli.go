@@ -48,6 +48,9 @@ type Command struct {
 	Help string
 	// Flags declares the command's flags on fs; it may be nil.
 	Flags func(fs *flag.FlagSet)
+	// NoArgs makes any argument left after flags a usage error (exit 2):
+	// Run is not called.
+	NoArgs bool
 	// Run executes the command with the arguments left after flags.
 	Run func(ctx context.Context, env *Env, args []string) error
 }
@@ -186,7 +189,11 @@ func run(prog, about string, cmds []*Command, args []string, stdin io.Reader, st
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = cmd.Run(ctx, env, args)
+	if cmd.NoArgs && len(args) != 0 {
+		err = Usagef("unexpected arguments %q", args)
+	} else {
+		err = cmd.Run(ctx, env, args)
+	}
 	if err == nil {
 		return 0
 	}

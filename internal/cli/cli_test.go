@@ -23,7 +23,7 @@ func testCommands() []*Command {
 			env.Stdout.Write([]byte("ran a b\n"))
 			return nil
 		}}
-	c := &Command{Name: "a c", Summary: "nested a c", Run: func(context.Context, *Env, []string) error { return nil }}
+	c := &Command{Name: "a c", Summary: "nested a c", NoArgs: true, Run: func(context.Context, *Env, []string) error { return nil }}
 	return []*Command{a, c}
 }
 
@@ -43,6 +43,8 @@ func TestRun(t *testing.T) {
 		{"a b --bogus", 2, "", "run 'clitest a b --help'"},
 		{"a b --help", 0, "nested a b", ""},
 		{"a", 0, "a c", ""},
+		{"a c", 0, "", ""},
+		{"a c x", 2, "", "unexpected arguments [\"x\"]"},
 		{"a zz", 2, "", "unknown command"},
 		{"zz", 2, "", "unknown command"},
 		{"--log-level loud a b", 2, "", "--log-level"},
