@@ -171,34 +171,6 @@ func dialMapped(t *testing.T) uint16 {
 	return uint16(la.(*unix.SockaddrInet6).Port)
 }
 
-// decodeSampleWith is decodeSample with the running kernel's format.
-func decodeSampleWith(t testing.TB, event string, raw []byte, f *tracepoint.Format) (golden, error) {
-	g := golden{Event: event}
-	if event == eventState {
-		l, err := NewStateLayout(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var c StateChange
-		if err := l.Decode(raw, &c); err != nil {
-			return g, err
-		}
-		g.OldState, g.NewState, g.Family, g.Protocol = c.OldState, c.NewState, c.Family, c.Protocol
-		g.SPort, g.DPort, g.SAddr, g.DAddr, g.SkaddrSet = c.SPort, c.DPort, addr(c.SAddr), addr(c.DAddr), c.Skaddr != 0
-		return g, nil
-	}
-	l, err := NewRouteLayout(f, event == eventRoute6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r Route
-	if err := l.Decode(raw, &r); err != nil {
-		return g, err
-	}
-	g.Proto, g.SPort, g.DPort, g.SAddr, g.DAddr = r.Proto, r.SPort, r.DPort, addr(r.SAddr), addr(r.DAddr)
-	return g, nil
-}
-
 func stateName(g golden) string {
 	switch {
 	case g.OldState == TCPClose && g.NewState == TCPSynSent:

@@ -55,10 +55,15 @@ func addr(a [16]byte) string { return netip.AddrFrom16(a).String() }
 // decodeSample decodes one captured sample of event with the formats of
 // testdata into its golden form.
 func decodeSample(t testing.TB, event string, raw []byte) (golden, error) {
+	return decodeSampleWith(t, event, raw, loadFormat(t, event))
+}
+
+// decodeSampleWith decodes one captured sample of event with format f into
+// its golden form.
+func decodeSampleWith(t testing.TB, event string, raw []byte, f *tracepoint.Format) (golden, error) {
 	g := golden{Event: event}
-	switch event {
-	case eventState:
-		l, err := NewStateLayout(loadFormat(t, event))
+	if event == eventState {
+		l, err := NewStateLayout(f)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,17 +73,17 @@ func decodeSample(t testing.TB, event string, raw []byte) (golden, error) {
 		}
 		g.OldState, g.NewState, g.Family, g.Protocol = c.OldState, c.NewState, c.Family, c.Protocol
 		g.SPort, g.DPort, g.SAddr, g.DAddr, g.SkaddrSet = c.SPort, c.DPort, addr(c.SAddr), addr(c.DAddr), c.Skaddr != 0
-	default:
-		l, err := NewRouteLayout(loadFormat(t, event), event == eventRoute6)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r Route
-		if err := l.Decode(raw, &r); err != nil {
-			return g, err
-		}
-		g.Proto, g.SPort, g.DPort, g.SAddr, g.DAddr = r.Proto, r.SPort, r.DPort, addr(r.SAddr), addr(r.DAddr)
+		return g, nil
 	}
+	l, err := NewRouteLayout(f, event == eventRoute6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Route
+	if err := l.Decode(raw, &r); err != nil {
+		return g, err
+	}
+	g.Proto, g.SPort, g.DPort, g.SAddr, g.DAddr = r.Proto, r.SPort, r.DPort, addr(r.SAddr), addr(r.DAddr)
 	return g, nil
 }
 
