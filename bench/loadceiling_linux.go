@@ -69,29 +69,32 @@ func (r LoadResult) String() string {
 
 // LoadRows returns n rows of a busy host's mix starting at base (ns): 30 %
 // process events (fork, exec with argv, exit), 60 % file accesses, 10 %
-// socket closes.
+// socket closes. Pids and proc_start follow the rows' time, as on a host:
+// each process life's fork, exec and exit rows are three consecutive rows,
+// and no life repeats in a later segment.
 func LoadRows(base int64, n int) ([]event.Proc, []event.File, []event.Sock) {
 	var procs []event.Proc
 	var files []event.File
 	var socks []event.Sock
 	for i := range n {
 		ts := base + int64(i)*1000
-		pid := int32(10000 + i/3%30000)
+		life := (base/1000 + int64(i)) / 3 // fork, exec and exit rows of one process; files and sockets of it
+		pid, start := int32(300+life%4_000_000), life*3000
 		switch {
 		case i%10 < 3:
 			procs = append(procs, event.Proc{TS: ts, Event: []string{event.ProcFork, event.ProcExec, event.ProcExit}[i%3], PID: pid,
-				TID: pid, PPID: 1, ProcStart: int64(i / 3), ParentStart: event.Some[int64](1), UID: 1000, EUID: 1000, GID: 1000, EGID: 1000,
+				TID: pid, PPID: 1, ProcStart: start, ParentStart: event.Some[int64](1), UID: 1000, EUID: 1000, GID: 1000, EGID: 1000,
 				AUID: 1000, SessionID: 3, Comm: []byte("worker"), Exe: []byte("/usr/bin/worker"),
 				Argv: fmt.Appendf(nil, "worker\x00--job\x00%d\x00--out\x00/srv/out/%d.json\x00", i, i%97), Cwd: []byte("/srv"),
 				Cgroup: []byte("/system.slice/worker.service")})
 		case i%10 < 9:
-			files = append(files, event.File{TS: ts, LastTS: ts + 10, Count: 1, PID: pid, ProcStart: event.Some(int64(i / 3)),
+			files = append(files, event.File{TS: ts, LastTS: ts + 10, Count: 1, PID: pid, ProcStart: event.Some(start),
 				UID: 1000, Op: []string{event.FileOpen, event.FileWrite, event.FileExec}[i%3],
 				Path: fmt.Appendf(nil, "/srv/data/%d/file-%d", i%13, i%1009), Inode: event.Some(uint64(i)), Dev: event.Some[uint64](2049)})
 		default:
 			socks = append(socks, event.Sock{TS: ts, Event: event.SockClose, Proto: "tcp", Family: 4, State: "CLOSE", Direction: event.DirOut,
 				LocalAddr: []byte{10, 0, 0, 1}, LocalPort: uint16(30000 + i%1000), RemoteAddr: []byte{192, 0, 2, byte(i)}, RemotePort: 443,
-				Inode: event.Some(uint64(i)), Cookie: uint64(i), UID: 1000, PID: event.Some(pid), ProcStart: event.Some(int64(i / 3)),
+				Inode: event.Some(uint64(i)), Cookie: uint64(i), UID: 1000, PID: event.Some(pid), ProcStart: event.Some(start),
 				BytesSent: event.Some(uint64(i)), BytesRecv: event.Some(uint64(2 * i)), FirstTS: event.Some(ts - 1e6), Flags: event.SockFlagFromDestroy})
 		}
 	}

@@ -7,8 +7,9 @@ import (
 	"github.com/pofr/pofr/internal/testutil"
 )
 
-// BenchmarkStorage runs the Loader/storage measurement alone (quick sizes):
-// database bytes per row of the busy-host mix, per table, data and index.
+// BenchmarkStorage runs the Loader/storage measurement alone (make bench's
+// full size; its quick size with -short): database bytes per row of the
+// busy-host mix, per table and per index.
 // Service tier: a private MariaDB of the bench's own kind.
 func BenchmarkStorage(b *testing.B) {
 	testutil.RequireTier(b, testutil.TierService)
@@ -17,7 +18,7 @@ func BenchmarkStorage(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer m.Stop()
-	opt, _ := LoaderBench{Quick: true}.plans()
+	opt, _ := LoaderBench{Quick: testing.Short()}.plans()
 	var r Result
 	for b.Loop() {
 		r, _, err = LoaderBench{}.storage(b.Context(), m, opt)

@@ -53,25 +53,24 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
   and ` + "`deregister --purge-rows`" + ` use the administrator's DSN. Rows added under a loaded segment, or
   changed by an account that can, are found by ` + "`verify --rows`" + `.
 - **Disk.** Measured by ` + "`" + `make bench` + "`" + ` (` + "`" + `Loader/storage` + "`" + `: DATA_LENGTH + INDEX_LENGTH after ` + "`" + `ANALYZE TABLE` + "`" + `, the
-  busy-host mix of short argv and short host and boot ids, 100,000 rows, schema 012): proc_events 473, file_events
-  360, sock_events 575 bytes per row (data + indexes; 416 over the mix), against about 18 bytes per row in the
+  busy-host mix of short argv and short host and boot ids, 400,000 rows, schema 012): proc_events 373, file_events
+  279, sock_events 435 bytes per row (data + indexes; 323 over the mix), against about 16 bytes per row in the
   spool. Where they go (bytes per row, each index's allocated pages from ` + "`" + `mysql.innodb_index_stats` + "`" + `):
 
   | table | rows (PRIMARY) | host_ts | proc | other indexes | total |
   |---|---|---|---|---|---|
-  | proc_events | 263 | 53 | 158 | — | 473 |
-  | file_events | 167 | 44 | 150 | — | 360 |
-  | sock_events | 264 | 44 | 159 | local_end 54, remote 54 | 575 |
+  | proc_events | 268 | 39 | 66 | — | 373 |
+  | file_events | 169 | 42 | 68 | — | 279 |
+  | sock_events | 197 | 40 | 66 | local_end 66, remote 66 | 435 |
 
   A process makes three proc rows (fork, exec, exit), so a host's process rows alone cost per day:
-  **10 exec/s ≈ 1.2 GB, 100 exec/s ≈ 12 GB, 1000 exec/s ≈ 123 GB** (3 × rate × 86,400 × 473 B), plus its file
-  and socket rows at their own rates (a file access row ≈ 360 B, a socket row ≈ 575 B). Longer argv, exe and
+  **10 exec/s ≈ 0.97 GB, 100 exec/s ≈ 9.7 GB, 1000 exec/s ≈ 97 GB** (3 × rate × 86,400 × 373 B), plus its file
+  and socket rows at their own rates (a file access row ≈ 280 B, a socket row ≈ 435 B). Longer argv, exe and
   cgroup strings, and real 36-character boot ids (repeated in the rows and in every ` + "`" + `proc` + "`" + ` index entry), cost
   more. ` + "`" + `ALTER TABLE … ROW_FORMAT=COMPRESSED KEY_BLOCK_SIZE=8` + "`" + ` on the event tables (an administrator's choice,
-  not a migration) brought them to 246, 211 and 286 bytes per row (measured with 007's indexes; proc was 561
-  uncompressed) but loaded 2.3× slower in the same measurement; docs/design.md has the numbers. Migration 011
-  dropped proc_events' ` + "`" + `parent` + "`" + ` index and 012 file_events' ` + "`" + `path` + "`" + ` index, which no documented query used
-  (proc 561 → 473, file 457 → 360 bytes per row).
+  not a migration) roughly halved them but loaded 2.3× slower (measured with 007's indexes); docs/design.md has
+  the numbers. Migration 011 dropped proc_events' ` + "`" + `parent` + "`" + ` index and 012 file_events' ` + "`" + `path` + "`" + ` index, which no
+  documented query used.
 
 ## Views
 
