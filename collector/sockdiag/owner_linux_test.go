@@ -151,17 +151,7 @@ func startOwnerHelperOn(tb testing.TB, cpu int, proto string, n, par int, hold t
 		tb.Fatal(err)
 	}
 	p := &ownerProc{cmd: cmd, out: bufio.NewReader(stdout), stdin: stdin, pid: int32(cmd.Process.Pid)}
-	tb.Cleanup(func() {
-		stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
+	tb.Cleanup(func() { sockReap(cmd, stdin) })
 	if p.start, err = procfs.New("").Start(p.pid); err != nil {
 		tb.Fatal(err)
 	}

@@ -74,6 +74,16 @@ func sockHelper(mode, addr, ns string) error {
 	n, _ := strconv.Atoi(ns)
 	kib := make([]byte, 1024)
 	waitStdin := func() { _, _ = io.Copy(io.Discard, os.Stdin) }
+	dial := func() (net.Conn, error) { // a connection with 1 KiB written
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := c.Write(kib); err != nil {
+			return nil, err
+		}
+		return c, nil
+	}
 	switch mode {
 	case "serve":
 		ln, err := net.Listen("tcp", addr)
@@ -86,11 +96,8 @@ func sockHelper(mode, addr, ns string) error {
 		return nil
 	case "churn":
 		for range n {
-			c, err := net.Dial("tcp", addr)
+			c, err := dial()
 			if err != nil {
-				return err
-			}
-			if _, err := c.Write(kib); err != nil {
 				return err
 			}
 			c.Close()
@@ -115,11 +122,8 @@ func sockHelper(mode, addr, ns string) error {
 	case "hold":
 		conns := make([]net.Conn, 0, n)
 		for range n {
-			c, err := net.Dial("tcp", addr)
+			c, err := dial()
 			if err != nil {
-				return err
-			}
-			if _, err := c.Write(kib); err != nil {
 				return err
 			}
 			conns = append(conns, c)
@@ -153,6 +157,20 @@ func sockHelper(mode, addr, ns string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown helper mode %q", mode)
+}
+
+// sockReap ends a helper process: closing its stdin tells it to exit; it is
+// killed if it has not 10 s later.
+func sockReap(cmd *exec.Cmd, stdin io.Closer) {
+	stdin.Close()
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
 }
 
 // sockProc is a running helper process.
@@ -205,17 +223,7 @@ func startSockHelperAttr(t *testing.T, mode, addr string, n int, attr *syscall.S
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		p.stdin.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
+	t.Cleanup(func() { sockReap(cmd, p.stdin) })
 	p.start, err = procfs.New("").Start(p.pid)
 	if err != nil {
 		t.Fatal(err)
