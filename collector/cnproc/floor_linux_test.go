@@ -43,12 +43,18 @@ import (
 // the event kind and pid; they are floors, not collectors.
 func BenchmarkPrivProcFloor(b *testing.B) {
 	testutil.RequireRoot(b)
+	forRates(b, benchProcFloor)
+}
+
+// forRates runs bench with the spawner at its maximum rate, then at 1,000
+// execs per second.
+func forRates(b *testing.B, bench func(b *testing.B, rate int)) {
 	for _, rate := range []int{0, 1000} {
 		name := "rate=max"
 		if rate > 0 {
 			name = fmt.Sprintf("rate=%d", rate)
 		}
-		b.Run(name, func(b *testing.B) { benchProcFloor(b, rate) })
+		b.Run(name, func(b *testing.B) { bench(b, rate) })
 	}
 }
 

@@ -1,7 +1,6 @@
 package cnproc
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -20,13 +19,7 @@ import (
 // tracepoint ÷ cn_proc Source.
 func BenchmarkPrivTracepointExec(b *testing.B) {
 	testutil.RequireRoot(b)
-	for _, rate := range []int{0, 1000} {
-		name := "rate=max"
-		if rate > 0 {
-			name = fmt.Sprintf("rate=%d", rate)
-		}
-		b.Run(name, func(b *testing.B) { benchTracepointExec(b, rate) })
-	}
+	forRates(b, benchTracepointExec)
 }
 
 var tpBenchConds = []string{"none", "recv-fifo+argv", "pofr", "pofr-tracepoint"}
