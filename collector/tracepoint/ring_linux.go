@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -88,6 +89,9 @@ type Stats struct {
 	Bytes       uint64 // ring bytes consumed
 	Drains      uint64
 	Wakeups     uint64 // Wait returns because a ring reached its watermark
+	// CPUsReopened counts rings opened after Open for CPUs that came
+	// (back) online; CPUErrors the attempts that failed (retried).
+	CPUsReopened, CPUErrors uint64
 }
 
 // Settle is how far behind the current time Drain stops: a sample is written
@@ -107,7 +111,6 @@ type Set struct {
 	layouts []Layout
 	ids     []uint16 // tracepoint id of events[i]
 	rings   []*ring
-	fds     []int
 	efd     int
 	pfds    []unix.PollFd
 	st      Stats
@@ -116,6 +119,18 @@ type Set struct {
 	heap    []int // ring indexes with a pending record, for the merge
 	bells   []*ring
 	armed   bool
+	enabled bool
+	// What openRing needs to open a CPU's ring later (checkCPUs).
+	pages, page, wm int
+	bellID          uint16
+	bellName        string
+	lastCheck       uint64
+	cpuCheckEvery   time.Duration // CPUCheckEvery; tests shorten it
+	// pmu guards pfds and nring, which checkCPUs changes while Wait may
+	// run; Wait polls its own copy, wpfds.
+	pmu   sync.Mutex
+	nring int
+	wpfds []unix.PollFd
 }
 
 // ring is one CPU's mmap'd buffer.
@@ -134,6 +149,8 @@ type ring struct {
 	rec     []byte
 	recTime uint64
 	recType uint32
+	fds     []int  // its events, fds[0] the one mapped
+	enabled uint64 // the event's enabled time at the last check
 }
 
 // Open opens every event on every CPU, joins each CPU's outputs into one
@@ -150,7 +167,7 @@ func Open(o Options) (*Set, error) {
 		}
 		defer fs.Close()
 	}
-	s := &Set{efd: -1}
+	s := &Set{efd: -1, cpuCheckEvery: CPUCheckEvery}
 	ok := false
 	defer func() {
 		if !ok {
@@ -199,52 +216,17 @@ func Open(o Options) (*Set, error) {
 		wm = size / 2
 	}
 	raiseMemlock(len(cpus) * (pages + 1) * page)
+	s.pages, s.page, s.wm = pages, page, wm
 	for _, cpu := range cpus {
-		r := &ring{cpu: cpu, fd: -1}
-		for i, ev := range s.events {
-			attr := unix.PerfEventAttr{
-				Type:        unix.PERF_TYPE_TRACEPOINT,
-				Size:        uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
-				Config:      uint64(s.ids[i]),
-				Sample:      1,
-				Sample_type: unix.PERF_SAMPLE_TID | unix.PERF_SAMPLE_TIME | unix.PERF_SAMPLE_CPU | unix.PERF_SAMPLE_RAW,
-				Bits:        unix.PerfBitDisabled | unix.PerfBitWatermark | unix.PerfBitSampleIDAll | unix.PerfBitUseClockID,
-				Wakeup:      uint32(wm),
-				Clockid:     unix.CLOCK_MONOTONIC,
+		r, err := s.openRing(cpu)
+		if err != nil {
+			if errors.Is(err, ErrMemlock) {
+				return nil, fmt.Errorf("%w: %d CPUs × %d KiB rings: %v; grant CAP_IPC_LOCK, raise RLIMIT_MEMLOCK or kernel.perf_event_mlock_kb, or use smaller rings",
+					ErrMemlock, len(cpus), (pages*page)>>10, errors.Unwrap(err))
 			}
-			if s.layouts[i].Stack {
-				attr.Sample_type |= unix.PERF_SAMPLE_REGS_USER | unix.PERF_SAMPLE_STACK_USER
-				attr.Sample_regs_user = spRegMask
-				attr.Sample_stack_user = uint32(ev.StackBytes)
-			}
-			fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
-			if err != nil {
-				if err == unix.EACCES || err == unix.EPERM {
-					return nil, fmt.Errorf("%w: %s on CPU %d: %w", ErrPerm, ev.Name, cpu, err)
-				}
-				return nil, fmt.Errorf("%w: perf_event_open %s on CPU %d: %w", ErrEvent, ev.Name, cpu, err)
-			}
-			s.fds = append(s.fds, fd)
-			if ev.Filter != "" {
-				if err := setFilter(fd, ev.Filter); err != nil {
-					return nil, fmt.Errorf("%w: %s: filter %q: %w", ErrEvent, ev.Name, ev.Filter, err)
-				}
-			}
-			if r.fd < 0 {
-				if err := r.mmap(fd, pages, page); err != nil {
-					if err == unix.EPERM {
-						return nil, fmt.Errorf("%w: %d CPUs × %d KiB rings: %v; grant CAP_IPC_LOCK, raise RLIMIT_MEMLOCK or kernel.perf_event_mlock_kb, or use smaller rings",
-							ErrMemlock, len(cpus), size>>10, err)
-					}
-					return nil, fmt.Errorf("mmap ring of CPU %d: %w", cpu, err)
-				}
-				s.rings = append(s.rings, r)
-				continue
-			}
-			if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_SET_OUTPUT, r.fd); err != nil {
-				return nil, fmt.Errorf("join %s to the ring of CPU %d: %w", ev.Name, cpu, err)
-			}
+			return nil, err
 		}
+		s.rings = append(s.rings, r)
 	}
 	if o.Doorbell != "" {
 		sys, name, found := strings.Cut(o.Doorbell, ":")
@@ -255,24 +237,11 @@ func Open(o Options) (*Set, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: doorbell: %w", ErrEvent, err)
 		}
+		s.bellID, s.bellName = f.ID, o.Doorbell
 		for _, cpu := range cpus {
-			attr := unix.PerfEventAttr{
-				Type:        unix.PERF_TYPE_TRACEPOINT,
-				Size:        uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
-				Config:      uint64(f.ID),
-				Sample:      1,
-				Sample_type: unix.PERF_SAMPLE_TIME,
-				Bits:        unix.PerfBitDisabled,
-				Wakeup:      1, // wakeup_events: every sample
-			}
-			fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
+			b, err := s.openBell(cpu)
 			if err != nil {
-				return nil, fmt.Errorf("%w: doorbell %s on CPU %d: %w", ErrEvent, o.Doorbell, cpu, err)
-			}
-			b := &ring{cpu: cpu, fd: -1}
-			if err := b.mmap(fd, 1, page); err != nil {
-				unix.Close(fd)
-				return nil, fmt.Errorf("mmap doorbell of CPU %d: %w", cpu, err)
+				return nil, err
 			}
 			s.bells = append(s.bells, b)
 		}
@@ -282,15 +251,222 @@ func Open(o Options) (*Set, error) {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	s.efd = efd
+	s.setPollFDs()
+	s.lastCheck = Now()
+	ok = true
+	return s, nil
+}
+
+// openRing opens every event on cpu, joins their outputs and maps the
+// ring. The first event (the ring's) also reports its enabled time, which
+// checkCPUs uses to find rings the kernel dropped.
+func (s *Set) openRing(cpu int) (*ring, error) {
+	r := &ring{cpu: cpu, fd: -1}
+	ok := false
+	defer func() {
+		if !ok {
+			r.close()
+		}
+	}()
+	for i, ev := range s.events {
+		attr := unix.PerfEventAttr{
+			Type:        unix.PERF_TYPE_TRACEPOINT,
+			Size:        uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
+			Config:      uint64(s.ids[i]),
+			Sample:      1,
+			Sample_type: unix.PERF_SAMPLE_TID | unix.PERF_SAMPLE_TIME | unix.PERF_SAMPLE_CPU | unix.PERF_SAMPLE_RAW,
+			Read_format: unix.PERF_FORMAT_TOTAL_TIME_ENABLED,
+			Bits:        unix.PerfBitDisabled | unix.PerfBitWatermark | unix.PerfBitSampleIDAll | unix.PerfBitUseClockID,
+			Wakeup:      uint32(s.wm),
+			Clockid:     unix.CLOCK_MONOTONIC,
+		}
+		if s.layouts[i].Stack {
+			attr.Sample_type |= unix.PERF_SAMPLE_REGS_USER | unix.PERF_SAMPLE_STACK_USER
+			attr.Sample_regs_user = spRegMask
+			attr.Sample_stack_user = uint32(ev.StackBytes)
+		}
+		fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
+		if err != nil {
+			if err == unix.EACCES || err == unix.EPERM {
+				return nil, fmt.Errorf("%w: %s on CPU %d: %w", ErrPerm, ev.Name, cpu, err)
+			}
+			return nil, fmt.Errorf("%w: perf_event_open %s on CPU %d: %w", ErrEvent, ev.Name, cpu, err)
+		}
+		r.fds = append(r.fds, fd)
+		if ev.Filter != "" {
+			if err := setFilter(fd, ev.Filter); err != nil {
+				return nil, fmt.Errorf("%w: %s: filter %q: %w", ErrEvent, ev.Name, ev.Filter, err)
+			}
+		}
+		if r.fd < 0 {
+			if err := r.mmap(fd, s.pages, s.page); err != nil {
+				if err == unix.EPERM {
+					return nil, fmt.Errorf("%w: %w", ErrMemlock, err)
+				}
+				return nil, fmt.Errorf("mmap ring of CPU %d: %w", cpu, err)
+			}
+			continue
+		}
+		if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_SET_OUTPUT, r.fd); err != nil {
+			return nil, fmt.Errorf("join %s to the ring of CPU %d: %w", ev.Name, cpu, err)
+		}
+	}
+	ok = true
+	return r, nil
+}
+
+// openBell opens the doorbell of cpu with its one-page ring.
+func (s *Set) openBell(cpu int) (*ring, error) {
+	attr := unix.PerfEventAttr{
+		Type:        unix.PERF_TYPE_TRACEPOINT,
+		Size:        uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
+		Config:      uint64(s.bellID),
+		Sample:      1,
+		Sample_type: unix.PERF_SAMPLE_TIME,
+		Bits:        unix.PerfBitDisabled,
+		Wakeup:      1, // wakeup_events: every sample
+	}
+	fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("%w: doorbell %s on CPU %d: %w", ErrEvent, s.bellName, cpu, err)
+	}
+	b := &ring{cpu: cpu, fd: -1}
+	if err := b.mmap(fd, 1, s.page); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("mmap doorbell of CPU %d: %w", cpu, err)
+	}
+	b.fds = []int{fd}
+	return b, nil
+}
+
+// close unmaps the ring and closes its events.
+func (r *ring) close() {
+	if r.mem != nil {
+		unix.Munmap(r.mem)
+		r.mem = nil
+	}
+	for _, fd := range r.fds {
+		unix.Close(fd)
+	}
+	r.fds = nil
+}
+
+// setPollFDs rebuilds what Wait polls: rings, doorbells, the eventfd.
+func (s *Set) setPollFDs() {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	s.pfds = s.pfds[:0]
 	for _, r := range s.rings {
 		s.pfds = append(s.pfds, unix.PollFd{Fd: int32(r.fd), Events: unix.POLLIN})
 	}
 	for _, b := range s.bells {
 		s.pfds = append(s.pfds, unix.PollFd{Fd: int32(b.fd), Events: unix.POLLIN})
 	}
-	s.pfds = append(s.pfds, unix.PollFd{Fd: int32(efd), Events: unix.POLLIN})
-	ok = true
-	return s, nil
+	s.pfds = append(s.pfds, unix.PollFd{Fd: int32(s.efd), Events: unix.POLLIN})
+	s.nring = len(s.rings) + len(s.bells)
+}
+
+// CPUCheckEvery is how often a drain checks that every online CPU has a
+// live ring. The kernel drops a CPU's events when it goes offline and does
+// not bring them back when it returns, and a CPU that comes online after
+// Open has none: such a CPU's events are missed until the next check.
+const CPUCheckEvery = 10 * time.Second
+
+// checkCPUs reopens the rings of CPUs whose events the kernel dropped
+// (offline and back: their enabled time stopped) and opens rings for CPUs
+// that came online, at most once per CPUCheckEvery. Called by drain.
+func (s *Set) checkCPUs(now uint64) {
+	if !s.enabled || now-s.lastCheck < uint64(s.cpuCheckEvery) {
+		return
+	}
+	elapsed := now - s.lastCheck
+	s.lastCheck = now
+	online, err := onlineCPUs()
+	if err != nil {
+		return
+	}
+	have := make(map[int]int, len(s.rings))
+	for i, r := range s.rings {
+		have[r.cpu] = i
+	}
+	changed := false
+	for _, cpu := range online {
+		i, ok := have[cpu]
+		if ok {
+			r := s.rings[i]
+			en, err := r.enabledTime()
+			alive := err == nil && en-r.enabled >= elapsed/2
+			r.enabled = en
+			if alive {
+				continue
+			}
+		}
+		nr, err := s.openRing(cpu)
+		if err == nil {
+			err = nr.enable()
+		}
+		if err != nil {
+			if nr != nil {
+				nr.close()
+			}
+			s.st.CPUErrors++
+			continue
+		}
+		nr.enabled, _ = nr.enabledTime()
+		nr.last = now
+		if ok {
+			s.rings[i].close()
+			s.rings[i] = nr
+		} else {
+			s.rings = append(s.rings, nr)
+		}
+		if len(s.bells) > 0 {
+			if nb, err := s.openBell(cpu); err == nil {
+				replaced := false
+				for j, b := range s.bells {
+					if b.cpu == cpu {
+						b.close()
+						s.bells[j], replaced = nb, true
+					}
+				}
+				if !replaced {
+					s.bells = append(s.bells, nb)
+				}
+				if s.armed {
+					unix.IoctlSetInt(nb.fd, unix.PERF_EVENT_IOC_ENABLE, 0)
+				}
+			}
+		}
+		s.st.CPUsReopened++
+		changed = true
+	}
+	if changed {
+		s.setPollFDs()
+		s.Interrupt() // a Wait in progress polls the new rings from now on
+	}
+}
+
+// enabledTime reads the ring's event's total enabled time (ns).
+func (r *ring) enabledTime() (uint64, error) {
+	var b [16]byte
+	n, err := unix.Read(r.fds[0], b[:])
+	if err != nil {
+		return 0, err
+	}
+	if n < 16 {
+		return 0, fmt.Errorf("read event: %d bytes", n)
+	}
+	return binary.NativeEndian.Uint64(b[8:]), nil
+}
+
+// enable enables every event of the ring.
+func (r *ring) enable() error {
+	for _, fd := range r.fds {
+		if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_ENABLE, 0); err != nil {
+			return fmt.Errorf("enable tracepoint: %w", err)
+		}
+	}
+	return nil
 }
 
 // raiseMemlock raises RLIMIT_MEMLOCK to cover need bytes more when the
@@ -380,20 +556,23 @@ func (s *Set) Enable() error {
 	now := Now()
 	for _, r := range s.rings {
 		r.last = now
-	}
-	for _, fd := range s.fds {
-		if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_ENABLE, 0); err != nil {
-			return fmt.Errorf("enable tracepoint: %w", err)
+		if err := r.enable(); err != nil {
+			return err
 		}
+		r.enabled, _ = r.enabledTime()
 	}
+	s.enabled, s.lastCheck = true, now
 	return nil
 }
 
 // Disable stops recording; what is in the rings can still be drained.
 func (s *Set) Disable() error {
-	for _, fd := range s.fds {
-		if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_DISABLE, 0); err != nil {
-			return fmt.Errorf("disable tracepoint: %w", err)
+	s.enabled = false
+	for _, r := range s.rings {
+		for _, fd := range r.fds {
+			if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_DISABLE, 0); err != nil {
+				return fmt.Errorf("disable tracepoint: %w", err)
+			}
 		}
 	}
 	return nil
@@ -406,14 +585,10 @@ func (s *Set) Close() error {
 	}
 	s.closed = true
 	for _, r := range s.rings {
-		unix.Munmap(r.mem)
+		r.close()
 	}
 	for _, b := range s.bells {
-		unix.Munmap(b.mem)
-		unix.Close(b.fd)
-	}
-	for _, fd := range s.fds {
-		unix.Close(fd)
+		b.close()
 	}
 	if s.efd >= 0 {
 		unix.Close(s.efd)
@@ -436,15 +611,17 @@ func (s *Set) Wait(timeout time.Duration) (bool, error) {
 	if timeout >= 0 {
 		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
 	}
-	for i := range s.pfds {
-		s.pfds[i].Revents = 0
-	}
+	s.pmu.Lock()
+	s.wpfds = append(s.wpfds[:0], s.pfds...)
+	nring := s.nring
+	s.pmu.Unlock()
+	pfds := s.wpfds
 	var n int
 	var err error
 	if timeout >= 0 && timeout <= RawWaitMax && runtime.GOMAXPROCS(0) >= 2 {
-		n, err = pollRaw(s.pfds, ms)
+		n, err = pollRaw(pfds, ms)
 	} else {
-		n, err = unix.Poll(s.pfds, ms)
+		n, err = unix.Poll(pfds, ms)
 	}
 	if err == unix.EINTR {
 		return false, nil
@@ -456,12 +633,12 @@ func (s *Set) Wait(timeout time.Duration) (bool, error) {
 		return false, nil
 	}
 	woken := false
-	for _, p := range s.pfds[:len(s.rings)+len(s.bells)] {
+	for _, p := range pfds[:nring] {
 		if p.Revents&unix.POLLIN != 0 {
 			woken = true
 		}
 	}
-	if s.pfds[len(s.pfds)-1].Revents != 0 {
+	if pfds[len(pfds)-1].Revents != 0 {
 		var b [8]byte
 		unix.Read(s.efd, b[:])
 	}
@@ -547,6 +724,9 @@ func (s *Set) Flush(h func(*Record)) int { return s.drain(^uint64(0), h) }
 
 func (s *Set) drain(cutoff uint64, h func(*Record)) int {
 	s.st.Drains++
+	// After the records are handed out: a dropped ring still holds what
+	// its CPU wrote before it went offline.
+	defer s.checkCPUs(Now())
 	s.heap = s.heap[:0]
 	for i, r := range s.rings {
 		r.head = atomic.LoadUint64(&r.meta.Data_head)

@@ -1,0 +1,76 @@
+package tracepoint
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/pofr/pofr/internal/testutil"
+)
+
+// setCPUOnline writes cpu's online switch, skipping the test if the
+// machine does not allow it.
+func setCPUOnline(t *testing.T, cpu int, on bool) {
+	t.Helper()
+	v := "0"
+	if on {
+		v = "1"
+	}
+	p := "/sys/devices/system/cpu/cpu" + strconv.Itoa(cpu) + "/online"
+	if err := os.WriteFile(p, []byte(v), 0); err != nil {
+		testutil.Skip(t, testutil.TierPriv, "cannot switch CPU "+strconv.Itoa(cpu)+": "+err.Error())
+	}
+}
+
+// TestPrivCPUHotplug takes CPU 1 offline and back online while the rings are
+// open (the kernel drops a CPU's events when it goes offline and does not
+// restore them), then runs execs pinned to CPU 1: a drain must reopen its
+// ring and their samples arrive.
+func TestPrivCPUHotplug(t *testing.T) {
+	requirePerf(t)
+	cpus, err := onlineCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cpus) < 2 || cpus[1] != 1 {
+		testutil.Skip(t, testutil.TierPriv, "needs CPU 1 online")
+	}
+	bin := uniqueTrue(t)
+	s, err := Open(Options{Events: []Event{{Name: "sched:sched_process_exec", Filter: `filename == "` + bin + `"`}},
+		RingBytes: 64 << 10, Doorbell: "task:task_newtask"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.cpuCheckEvery = 100 * time.Millisecond
+	if err := s.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile("/sys/devices/system/cpu/cpu1/online", []byte("1"), 0) })
+	setCPUOnline(t, 1, false)
+	time.Sleep(200 * time.Millisecond)
+	setCPUOnline(t, 1, true)
+	seen := 0
+	deadline := time.Now().Add(5 * time.Second)
+	for seen == 0 && time.Now().Before(deadline) {
+		if err := testutil.RunPinned(exec.Command(bin), 1); err != nil {
+			t.Fatal(err)
+		}
+		s.Wait(50 * time.Millisecond)
+		s.Drain(func(r *Record) {
+			if r.Event >= 0 && r.Sample.CPU == 1 {
+				seen++
+			}
+		})
+	}
+	st := s.Stats()
+	t.Logf("samples from CPU 1 after the hotplug: %d; stats %+v", seen, st)
+	if seen == 0 || st.CPUsReopened == 0 {
+		t.Errorf("CPU 1 back online: %d samples from it, %d rings reopened; want both > 0", seen, st.CPUsReopened)
+	}
+	if len(s.bells) != len(cpus) || s.CPUs() != len(cpus) {
+		t.Errorf("%d rings and %d doorbells, want %d of each", s.CPUs(), len(s.bells), len(cpus))
+	}
+}
