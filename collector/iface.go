@@ -36,3 +36,18 @@ type ExecObserver interface {
 type ExecHasher interface {
 	HashExec(fd int, pid int32, ts int64, path []byte)
 }
+
+// ExecKeyHasher is an ExecHasher that spares the caller the open of a file
+// it has seen before. The caller names the executed file by key, a stable
+// identifier of the file (fanotify's FID: file system, inode and generation),
+// and must call ForgetExecKey(key) whenever the file may have been written
+// (a FAN_CLOSE_WRITE of it), or ForgetExecKey(nil) when such events may have
+// been lost. SeenExecKey counts an exec of a key remembered by an earlier
+// HashExecKey and reports false (the caller then opens the file and calls
+// HashExecKey) if there is none. key is valid only during the call.
+type ExecKeyHasher interface {
+	ExecHasher
+	SeenExecKey(key []byte, pid int32, ts int64) bool
+	HashExecKey(fd int, key []byte, pid int32, ts int64, path []byte)
+	ForgetExecKey(key []byte)
+}

@@ -66,6 +66,7 @@ type Stats struct {
 	ReadErrors uint64 // identities that could not be read
 	Lost       uint64 // execs not looked at: queue full or nothing to open (gap rows)
 	Evicted    uint64 // identities dropped from the full cache
+	KeyHits    uint64 // execs counted by key, without opening the file (part of Hits)
 }
 
 // identity names one version of one file on the host.
@@ -100,11 +101,12 @@ type Hasher struct {
 
 	mu       sync.Mutex
 	cache    map[identity]*entry
+	keys     map[string]identity // HashExecKey's caller keys (fanotify FIDs) of identities seen
 	lostN    int64
 	lostFrom int64
 	lostTo   int64
 
-	execs, hits, hashed, bytes, cpu, tooLarge, changed, readErrs, lost, evicted atomic.Uint64
+	execs, hits, keyHits, hashed, bytes, cpu, tooLarge, changed, readErrs, lost, evicted atomic.Uint64
 }
 
 var _ collector.ExecHasher = (*Hasher)(nil)
@@ -135,19 +137,62 @@ func New(opts Options) (*Hasher, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Hasher{opts: opts, queue: make(chan job, opts.Queue), cache: map[identity]*entry{}}, nil
+	return &Hasher{opts: opts, queue: make(chan job, opts.Queue), cache: map[identity]*entry{},
+		keys: map[string]identity{}}, nil
 }
 
 // Stats returns the counters.
 func (h *Hasher) Stats() Stats {
 	return Stats{Execs: h.execs.Load(), Hits: h.hits.Load(), Hashed: h.hashed.Load(), Bytes: h.bytes.Load(),
 		CPUNanos: h.cpu.Load(), TooLarge: h.tooLarge.Load(), Changed: h.changed.Load(), ReadErrors: h.readErrs.Load(),
-		Lost: h.lost.Load(), Evicted: h.evicted.Load()}
+		Lost: h.lost.Load(), Evicted: h.evicted.Load(), KeyHits: h.keyHits.Load()}
 }
 
 // HashExec implements collector.ExecHasher: it stats the file, counts the
 // exec of a known identity, and queues a new one for the worker.
 func (h *Hasher) HashExec(fd int, pid int32, ts int64, path []byte) {
+	h.HashExecKey(fd, nil, pid, ts, path)
+}
+
+var _ collector.ExecKeyHasher = (*Hasher)(nil)
+
+// SeenExecKey implements collector.ExecKeyHasher: an exec of the file the
+// caller named key in an earlier HashExecKey is counted against that
+// identity, without opening or stating the file, while the identity is
+// still cached.
+func (h *Hasher) SeenExecKey(key []byte, pid int32, ts int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	id, ok := h.keys[string(key)]
+	if !ok {
+		return false
+	}
+	e := h.cache[id]
+	if e == nil {
+		delete(h.keys, string(key))
+		return false
+	}
+	h.execs.Add(1)
+	h.hits.Add(1)
+	h.keyHits.Add(1)
+	h.seenLocked(e, pid, ts)
+	return true
+}
+
+// ForgetExecKey implements collector.ExecKeyHasher.
+func (h *Hasher) ForgetExecKey(key []byte) {
+	h.mu.Lock()
+	if key == nil {
+		clear(h.keys)
+	} else if len(h.keys) > 0 {
+		delete(h.keys, string(key))
+	}
+	h.mu.Unlock()
+}
+
+// HashExecKey implements collector.ExecKeyHasher: HashExec that also
+// remembers key (if not nil) for the identity fd has.
+func (h *Hasher) HashExecKey(fd int, key []byte, pid int32, ts int64, path []byte) {
 	h.execs.Add(1)
 	how := event.ExeByHandle
 	if fd < 0 {
@@ -167,6 +212,12 @@ func (h *Hasher) HashExec(fd int, pid int32, ts int64, path []byte) {
 	}
 	id := identityOf(&st)
 	h.mu.Lock()
+	if key != nil && how == event.ExeByHandle {
+		if len(h.keys) >= h.opts.CacheSize {
+			clear(h.keys)
+		}
+		h.keys[string(key)] = id
+	}
 	if e := h.cache[id]; e != nil {
 		h.hits.Add(1)
 		unix.Close(fd)

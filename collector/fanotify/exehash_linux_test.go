@@ -141,6 +141,94 @@ func TestPrivExeHash(t *testing.T) {
 	}
 }
 
+// TestPrivExeHashByKey: execs of a binary already hashed are counted by
+// their FID without opening the file, and a rewrite in place (same inode,
+// FAN_CLOSE_WRITE) makes the next exec state and hash the file again.
+func TestPrivExeHashByKey(t *testing.T) {
+	testutil.RequireRoot(t)
+	sink := &event.MemSink{}
+	h, err := exehash.New(exehash.Options{Exes: sink, Gaps: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	src := newFanotifySource(t, Options{Sink: sink, Hash: h, Profile: forensic(t), SelfPID: int32(os.Getpid())})
+	if src.mask&unix.FAN_CLOSE_WRITE == 0 {
+		t.Fatalf("mask %#x: the forensic profile has no FAN_CLOSE_WRITE", src.mask)
+	}
+	stop := runSource(t, src)
+	dir := t.TempDir()
+	exe, trueSum, st := copyExe(t, "/bin/true", dir, "rw")
+	falseBytes, err := os.ReadFile("/bin/false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withSum := func(sum string) int {
+		var n uint32
+		for _, r := range sink.Executables() {
+			if r.Dev == st.Dev && r.Inode == st.Ino && hex.EncodeToString(r.SHA256) == sum {
+				n += r.Count
+			}
+		}
+		return int(n)
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 10 s; rows %+v, stats %+v", what, sink.Executables(), h.Stats())
+			}
+		}
+	}
+	for range 4 {
+		if err := exec.Command(exe).Run(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor("first hash", func() bool { return withSum(trueSum) > 0 && h.Stats().Execs >= 4 })
+	if st := h.Stats(); st.KeyHits < 3 {
+		t.Errorf("stats %+v: want ≥ 3 of the 4 execs counted by key", st)
+	}
+	// Rewrite in place: same inode, new content.
+	f, err := os.OpenFile(exe, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(falseBytes); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var st2 syscall.Stat_t
+	if err := syscall.Stat(exe, &st2); err != nil || st2.Ino != st.Ino {
+		t.Fatalf("rewritten file: %v, inode %d, want %d", err, st2.Ino, st.Ino)
+	}
+	falseSum := sha256sumOf(t, exe)
+	if err := exec.Command(exe).Run(); err == nil {
+		t.Fatal("the rewritten binary (false) exited 0")
+	}
+	waitFor("hash after the rewrite", func() bool { return withSum(falseSum) == 1 })
+	stop()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("hasher stats %+v", h.Stats())
+}
+
+// sha256sumOf returns sha256sum's hash of path.
+func sha256sumOf(t *testing.T, path string) string {
+	t.Helper()
+	out, err := exec.Command("sha256sum", path).Output()
+	if err != nil {
+		t.Fatalf("sha256sum: %v", err)
+	}
+	return strings.Fields(string(out))[0]
+}
+
 // BenchmarkExecHashReader measures what hashing adds to the fanotify reader
 // per exec of an already hashed binary: open_by_handle_at of the event's
 // file handle, then the hasher's fstat, cache lookup and close.
@@ -184,6 +272,14 @@ func BenchmarkExecHashReader(b *testing.B) {
 	}
 	b.StopTimer()
 	src.closeMounts()
+	b.Run("by-key", func(b *testing.B) { // what an exec of a known file costs with FAN_CLOSE_WRITE in the mask
+		h.HashExecKey(src.openExec(&f), src.keyOf(&f), 1, 1, nil)
+		for b.Loop() {
+			if !h.SeenExecKey(src.keyOf(&f), 1, 1) {
+				b.Fatal("key not remembered")
+			}
+		}
+	})
 	cancel()
 	<-done
 	if st := h.Stats(); st.Lost != 0 || st.Hits < uint64(b.N) {

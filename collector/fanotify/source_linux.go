@@ -2,6 +2,7 @@ package fanotify
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,7 @@ type Source struct {
 	agg      *fileAgg
 	path     []byte
 	newPath  []byte
+	fidKey   []byte // exe hasher key of an event's FID, reused
 	lastRead int64
 
 	events, rows, overflows, unresolved, self, excluded, execs, misses, corrupt atomic.Uint64
@@ -446,12 +448,20 @@ func (s *Source) handle(ev *fanEvent, ts int64) {
 	if ev.Mask&unix.FAN_Q_OVERFLOW != 0 {
 		s.overflows.Add(1)
 		s.cache.reset()
+		if kh, ok := s.opts.Hash.(collector.ExecKeyHasher); ok {
+			kh.ForgetExecKey(nil) // a write may have been dropped
+		}
 		s.opts.Sink.AppendGap(&event.Gap{FromTS: s.lastRead, ToTS: ts, Source: event.SourceFile,
 			Reason: "fanotify queue overflow (FAN_Q_OVERFLOW): events dropped by the kernel"})
 		return
 	}
 	if ev.FD >= 0 { // not in FID mode; never expected, but never leak a descriptor
 		unix.Close(int(ev.FD))
+	}
+	if ev.Mask&unix.FAN_CLOSE_WRITE != 0 && ev.FID.valid() {
+		if kh, ok := s.opts.Hash.(collector.ExecKeyHasher); ok {
+			kh.ForgetExecKey(s.keyOf(&ev.FID)) // its next exec is stated again
+		}
 	}
 	if ev.PID == s.opts.SelfPID && s.opts.SelfPID != 0 {
 		s.self.Add(1)
@@ -478,7 +488,7 @@ func (s *Source) handle(ev *fanEvent, ts int64) {
 			if ok {
 				p = path
 			}
-			s.opts.Hash.HashExec(s.openExec(&ev.FID), ev.PID, ts, p)
+			s.hashExec(ev, ts, p)
 		}
 		if p.HasOp(event.FileExec) {
 			s.record(ev, event.FileExec, path, ok, nil, &ev.FID, ts)
@@ -649,6 +659,33 @@ func (s *Source) openHandleFlags(fs *fanFS, f *fanFID, flags int) (int, bool) {
 		return -1, false
 	}
 	return fd, true
+}
+
+// hashExec hands an exec to the exe hasher. When the marks report
+// FAN_CLOSE_WRITE (which drops a file's key) and the hasher keeps keys, an
+// exec of a file already seen is counted by its FID alone: no
+// open_by_handle_at, fstat and close for every exec (two per exec of a
+// dynamic binary: the program and its ELF interpreter).
+func (s *Source) hashExec(ev *fanEvent, ts int64, path []byte) {
+	kh, ok := s.opts.Hash.(collector.ExecKeyHasher)
+	if !ok || s.mask&unix.FAN_CLOSE_WRITE == 0 || !ev.FID.valid() {
+		s.opts.Hash.HashExec(s.openExec(&ev.FID), ev.PID, ts, path)
+		return
+	}
+	key := s.keyOf(&ev.FID)
+	if !kh.SeenExecKey(key, ev.PID, ts) {
+		kh.HashExecKey(s.openExec(&ev.FID), key, ev.PID, ts, path)
+	}
+}
+
+// keyOf returns the exe hasher key of f (fsid, handle type, handle) in
+// s.fidKey.
+func (s *Source) keyOf(f *fanFID) []byte {
+	k := binary.LittleEndian.AppendUint32(s.fidKey[:0], uint32(f.FSID[0]))
+	k = binary.LittleEndian.AppendUint32(k, uint32(f.FSID[1]))
+	k = binary.LittleEndian.AppendUint32(k, uint32(f.Type))
+	s.fidKey = append(k, f.Handle...)
+	return s.fidKey
 }
 
 // openExec opens the executed file an exec event's handle names, read-only,
