@@ -392,7 +392,7 @@ func (h *Hasher) hash(ctx context.Context, j job, buf []byte) ([]byte, string) {
 	}
 	h.bytes.Add(uint64(off))
 	var st unix.Stat_t
-	if off != j.id.size || unix.Fstat(j.fd, &st) != nil || identityOf(&st) != j.id {
+	if off != j.id.size || unix.Fstat(j.fd, &st) != nil || !unchangedWhileRead(identityOf(&st), uint64(st.Nlink), j.id) {
 		h.changed.Add(1)
 		return nil, event.ExeSkipChanged
 	}
@@ -407,4 +407,17 @@ func threadCPU() int64 {
 		return 0
 	}
 	return ts.Nano()
+}
+
+// unchangedWhileRead reports whether the file's identity after the read
+// (now, with its link count) still describes the bytes of the identity it
+// was queued with: equal, or only ctime moved because the last link was
+// removed meanwhile (a dropper deleting itself right after it started; the
+// unlink changes ctime, not the bytes).
+func unchangedWhileRead(now identity, nlink uint64, was identity) bool {
+	if now == was {
+		return true
+	}
+	now.ctime = was.ctime
+	return nlink == 0 && now == was
 }

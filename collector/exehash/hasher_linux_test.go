@@ -158,3 +158,26 @@ func BenchmarkHashExecHit(b *testing.B) {
 		h.HashExec(fd, 2, 2, nil)
 	}
 }
+
+func TestUnchangedWhileRead(t *testing.T) {
+	was := identity{dev: 1, ino: 2, size: 3, mtime: 4, ctime: 5}
+	unlinked := was
+	unlinked.ctime = 6
+	written := unlinked
+	written.mtime = 7
+	for _, c := range []struct {
+		now   identity
+		nlink uint64
+		want  bool
+	}{
+		{was, 1, true},
+		{was, 0, true},
+		{unlinked, 0, true},  // deleted while read: same bytes
+		{unlinked, 1, false}, // chmod, link: ctime only, but not an unlink
+		{written, 0, false},
+	} {
+		if got := unchangedWhileRead(c.now, c.nlink, was); got != c.want {
+			t.Errorf("unchangedWhileRead(%+v, nlink %d) = %v, want %v", c.now, c.nlink, got, c.want)
+		}
+	}
+}

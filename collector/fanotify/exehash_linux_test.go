@@ -53,17 +53,7 @@ func copyExe(t *testing.T, src, dir, name string) (path, sum string, st syscall.
 // binary run five times is hashed once and its rows count five execs; a
 // binary over the size limit is recorded without a hash, skip too_large.
 func TestPrivExeHash(t *testing.T) {
-	testutil.RequireRoot(t)
-	sink := &event.MemSink{}
-	h, err := exehash.New(exehash.Options{Exes: sink, Gaps: sink, MaxSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	src := newFanotifySource(t, Options{Sink: sink, Hash: h, Profile: forensic(t), SelfPID: int32(os.Getpid())})
-	stop := runSource(t, src)
+	sink, h, _, stop := hashedSource(t, exehash.Options{MaxSize: 1 << 20})
 
 	dir := t.TempDir()
 	drop, dropSum, dropSt := copyExe(t, "/bin/sleep", dir, "drop per\n\xff")
@@ -107,11 +97,6 @@ func TestPrivExeHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop()
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("hasher stats %+v", h.Stats())
 
 	d := rowsOf(dropSt)
 	if len(d) != 1 {
@@ -145,20 +130,10 @@ func TestPrivExeHash(t *testing.T) {
 // their FID without opening the file, and a rewrite in place (same inode,
 // FAN_CLOSE_WRITE) makes the next exec state and hash the file again.
 func TestPrivExeHashByKey(t *testing.T) {
-	testutil.RequireRoot(t)
-	sink := &event.MemSink{}
-	h, err := exehash.New(exehash.Options{Exes: sink, Gaps: sink})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	src := newFanotifySource(t, Options{Sink: sink, Hash: h, Profile: forensic(t), SelfPID: int32(os.Getpid())})
+	sink, h, src, stop := hashedSource(t, exehash.Options{})
 	if src.mask&unix.FAN_CLOSE_WRITE == 0 {
 		t.Fatalf("mask %#x: the forensic profile has no FAN_CLOSE_WRITE", src.mask)
 	}
-	stop := runSource(t, src)
 	dir := t.TempDir()
 	exe, trueSum, st := copyExe(t, "/bin/true", dir, "rw")
 	falseBytes, err := os.ReadFile("/bin/false")
@@ -212,11 +187,33 @@ func TestPrivExeHashByKey(t *testing.T) {
 	}
 	waitFor("hash after the rewrite", func() bool { return withSum(falseSum) == 1 })
 	stop()
-	cancel()
-	if err := <-done; err != nil {
+}
+
+// hashedSource starts a hasher with opts (both sinks a new MemSink) and a
+// running forensic fanotify source that feeds it; stop stops both and logs
+// the hasher's counters.
+func hashedSource(t *testing.T, opts exehash.Options) (*event.MemSink, *exehash.Hasher, *Source, func()) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	sink := &event.MemSink{}
+	opts.Exes, opts.Gaps = sink, sink
+	h, err := exehash.New(opts)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("hasher stats %+v", h.Stats())
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	src := newFanotifySource(t, Options{Sink: sink, Hash: h, Profile: forensic(t), SelfPID: int32(os.Getpid())})
+	stopSource := runSource(t, src)
+	return sink, h, src, func() {
+		stopSource()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("hasher stats %+v", h.Stats())
+	}
 }
 
 // sha256sumOf returns sha256sum's hash of path.
