@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -107,6 +108,14 @@ func pruneHosts(dir string, files *int, bytes *int64, prune func(host string) (i
 	return nil
 }
 
+// visibleFiles keeps the regular files of ents whose names do not start
+// with a dot.
+func visibleFiles(ents []os.DirEntry) []os.DirEntry {
+	return slices.DeleteFunc(ents, func(e os.DirEntry) bool {
+		return strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular()
+	})
+}
+
 // subdirs lists the host directories under dir.
 func subdirs(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
@@ -159,11 +168,8 @@ func pruneArchive(ctx context.Context, db *sql.DB, opt PruneOptions, host string
 	}
 	var n int
 	var bytes int64
-	for _, e := range ents {
+	for _, e := range visibleFiles(ents) {
 		name := e.Name()
-		if strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
-			continue
-		}
 		fi, err := e.Info()
 		if err != nil {
 			continue // gone meanwhile
@@ -207,11 +213,8 @@ func pruneQuarantine(opt PruneOptions, host string, log *slog.Logger) (int, int6
 	const reasonExt = ".reason"
 	var n int
 	var bytes int64
-	for _, e := range ents {
+	for _, e := range visibleFiles(ents) {
 		name := e.Name()
-		if strings.HasPrefix(name, ".") || !e.Type().IsRegular() {
-			continue
-		}
 		path := filepath.Join(dir, name)
 		reason := path + reasonExt
 		if strings.HasSuffix(name, reasonExt) {
