@@ -48,6 +48,9 @@ func TestPurgeHostAndRevoked(t *testing.T) {
 				for _, l := range servertest.HostileLogins(servertest.HostileBase()) {
 					s.(event.LoginSink).AppendLogin(&l)
 				}
+				for _, c := range servertest.HostileContainers(servertest.HostileBase()) {
+					s.(event.ContainerSink).AppendContainer(&c)
+				}
 				s.(event.DNSSink).AppendDNS(&event.DNS{TS: servertest.HostileBase(), Event: event.DNSResponse, Proto: "udp",
 					ClientAddr: []byte{10, 0, 0, 1}, ClientPort: 40000, ServerAddr: []byte{10, 0, 0, 53}, ServerPort: 53,
 					QName: []byte("\\000x\t'.example."), QType: event.Some[uint16](1), RCode: event.Some[uint8](0),

@@ -39,7 +39,8 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
   drops whole days. Their primary key is (segment_id, row_no, ts): it names each row's origin,
   makes a double load impossible even below the ledger, keeps inserts appending, and includes
   ts because every unique key of a partitioned table must. gaps, accounts, segments and
-  quarantine are small, not partitioned, and kept.
+  quarantine are small, not partitioned, and kept; executables and containers (one row per file identity or
+  container id) are not partitioned either and go when the host is purged.
 - **Custody ledger.** ` + "`segments`" + ` has one row per loaded segment, written in the same transaction as
   its rows; UNIQUE (host_id, seq) and UNIQUE (digest) make a second load of a segment fail.
   ` + "`chain_ok`" + ` records the hash chain against the ledger (NULL while the predecessor is missing).
@@ -109,7 +110,7 @@ func TestSchemaDoc(t *testing.T) {
 	b.WriteString(schemaDocHead)
 	tables, err := db.Query(`SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES
 		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY FIELD(TABLE_NAME,
-		'hosts', 'segments', 'proc_events', 'file_events', 'sock_events', 'dns_events', 'login_events', 'addr_info', 'gaps', 'accounts', 'executables', 'quarantine', 'schema_version')`)
+		'hosts', 'segments', 'proc_events', 'file_events', 'sock_events', 'dns_events', 'login_events', 'addr_info', 'gaps', 'accounts', 'executables', 'containers', 'quarantine', 'schema_version')`)
 	if err != nil {
 		t.Fatal(err)
 	}

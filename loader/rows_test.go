@@ -33,6 +33,9 @@ func TestAuditRows(t *testing.T) {
 			for i := range logins {
 				s.(event.LoginSink).AppendLogin(&logins[i])
 			}
+			for _, c := range servertest.HostileContainers(servertest.HostileBase()) {
+				s.(event.ContainerSink).AppendContainer(&c)
+			}
 		})
 	}
 	f.Seal("h2", func(s event.Sink) { event.AppendAll(s, procs, files, socks, gaps, accts) })
@@ -65,6 +68,7 @@ func TestAuditRows(t *testing.T) {
 		"UPDATE gaps SET reason = 'nothing happened' WHERE segment_id = " + seg("h1", 2) + " AND row_no = 1",
 		"UPDATE executables SET sha256 = UNHEX(REPEAT('00', 32)) WHERE segment_id = " + seg("h1", 2) + " AND row_no = 3",
 		"UPDATE login_events SET user = 'root' WHERE segment_id = " + seg("h1", 2) + " AND row_no = 5",
+		"UPDATE containers SET name = 'web' WHERE segment_id = " + seg("h1", 2) + " AND row_no = 2",
 		// h1 seq 3: a row added under it.
 		"INSERT INTO gaps (segment_id, row_no, host_id, boot_id, from_ts, to_ts, source, reason) SELECT segment_id, 99, host_id, boot_id, from_ts, to_ts, source, 'forged' FROM gaps WHERE segment_id = " + seg("h1", 3) + " AND row_no = 0",
 		// h2 seq 1: a row moved to another host, a timestamp shifted by 1 µs.
@@ -90,7 +94,7 @@ func TestAuditRows(t *testing.T) {
 	}
 	for key, wantParts := range map[string][]string{
 		"h11": {"proc_events: 1 changed, 0 missing, 0 extra", "file_events: 1 changed"},
-		"h12": {"sock_events: 0 changed, 1 missing", "accounts: 1 changed", "gaps: 1 changed", "executables: 1 changed", "login_events: 1 changed"},
+		"h12": {"sock_events: 0 changed, 1 missing", "accounts: 1 changed", "gaps: 1 changed", "executables: 1 changed", "login_events: 1 changed", "containers: 1 changed"},
 		"h13": {"gaps: 0 changed, 0 missing, 1 extra"},
 		"h21": {"proc_events: 0 changed, 1 missing, 1 extra", "file_events: 1 changed"},
 	} {

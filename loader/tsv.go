@@ -60,6 +60,7 @@ var tableInfos = []tableInfo{
 	{event.TableExe, "executables", false, false},
 	{event.TableDNS, "dns_events", true, true},
 	{event.TableLogin, "login_events", true, true},
+	{event.TableCtr, "containers", false, false},
 }
 
 func infoOf(table string) (tableInfo, bool) {
@@ -554,6 +555,7 @@ var columnLimits = map[string]map[string]int64{
 	"accounts":     {"kind": 8, "name": 1024},
 	"executables":  {"sha256": 32, "how": 8, "skip": 16, "path": 4096},
 	"login_events": {"kind": 16, "file": 8, "tty": 32, "ut_id": 4, "user": 32, "remote_host": 256, "remote_addr": 16},
+	"containers":   {"container_id": 1024, "runtime": 16, "name": 1024, "image": 4096, "pod": 1024, "namespace": 1024, "source": 4096, "error": 16},
 	"dns_events":   {"event": 16, "proto": 8, "client_addr": 16, "server_addr": 16, "qname": 1024, "answers": 1<<16 - 1, "answer_addrs": 4096},
 }
 

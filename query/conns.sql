@@ -14,6 +14,8 @@
 --                (hours; from included, to excluded; from > to wraps midnight)
 --   @user        user name or uid (text), @uid the number if numeric
 --   @exe         executable path of the owner; without a slash, its base name
+--   @container   container name or Kubernetes pod name (bytes) of the owner's
+--                container, as the containers table names it on the host
 --
 -- first_seen is when the socket was first seen alive (or its only row),
 -- last_seen its last row (its close, if seen). bytes are tcp_info counters at
@@ -71,4 +73,8 @@ WHERE (@user IS NULL OR c.uid = @uid
        OR (SELECT COUNT(*) FROM accounts a WHERE a.host_id = c.host AND a.kind = 'user'
            AND a.id = c.uid AND a.name = @user) > 0)
   AND (@exe IS NULL OR c.exe = @exe OR (LOCATE('/', @exe) = 0 AND c.exe LIKE CONCAT('%/', @exe)))
+  AND (@container IS NULL OR EXISTS (SELECT 1 FROM proc_events p JOIN containers ct
+       ON ct.host_id = p.host_id AND ct.container_id = p.container_id
+       WHERE p.host_id = c.host AND p.boot_id = c._boot_id AND p.pid = c.pid AND p.proc_start = c.proc_start
+         AND (ct.name = @container OR ct.pod = @container)))
 ORDER BY c.first_seen, c.host, c.cookie

@@ -12,11 +12,11 @@ import (
 )
 
 // ExportTables are the tables export can write, by their event table name.
-var ExportTables = []string{"proc", "file", "sock", "gap", "dns", "exe", "login"}
+var ExportTables = []string{"proc", "file", "sock", "gap", "dns", "exe", "login", "ctr"}
 
 // ExportArgs select what Export writes.
 type ExportArgs struct {
-	// Table is proc, file, sock, gap, dns, exe or login.
+	// Table is proc, file, sock, gap, dns, exe, login or ctr.
 	Table string
 	Host  string
 	Range Range
@@ -44,7 +44,7 @@ type ExportArgs struct {
 // The bulk _id, host_id:segment_seq:table:row_no, is stable across exports.
 func (q *Querier) Export(ctx context.Context, w io.Writer, a ExportArgs) (int64, error) {
 	if !slices.Contains(ExportTables, a.Table) {
-		return 0, fmt.Errorf("export: unknown table %q (want proc, file, sock, gap, dns, exe or login)", a.Table)
+		return 0, fmt.Errorf("export: unknown table %q (want proc, file, sock, gap, dns, exe, login or ctr)", a.Table)
 	}
 	h, err := q.optHost(ctx, a.Host)
 	if err != nil {

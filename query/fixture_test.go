@@ -158,8 +158,15 @@ func betaRows(s event.Sink) {
 			Exe: []byte(exe), Argv: []byte(argv), Comm: []byte(filepath.Base(exe))})
 	}
 	snap(1, 0, 1000, 0, 0, "/usr/lib/systemd/systemd", "/sbin/init\x00")
-	snap(700, 1, 7000, 1000, 1000, "/usr/bin/python3", "python3\x00-m\x00http.server\x008080\x00")
 	snap(800, 1, 8000, 1000, 0, "/usr/sbin/sshd", "sshd: /usr/sbin/sshd -D [listener]\x00")
+	// python3 runs in a Kubernetes container, which the containers table names.
+	ctrID := []byte(strings.Repeat("c", 64))
+	s.AppendProc(&event.Proc{TS: at(0), Event: event.ProcSnapshot, PID: 700, TID: 700, PPID: 1, ProcStart: 7000,
+		ParentStart: event.Some(int64(1000)), UID: 1000, EUID: 1000, GID: 1000, EGID: 1000, AUID: 1000, SessionID: event.NoID,
+		Exe: []byte("/usr/bin/python3"), Argv: []byte("python3\x00-m\x00http.server\x008080\x00"), Comm: []byte("python3"),
+		Cgroup: []byte("/kubepods.slice/cri-containerd-" + string(ctrID) + ".scope"), ContainerID: ctrID})
+	s.(event.ContainerSink).AppendContainer(&event.Container{TS: at(0), ID: ctrID, PID: 700, Runtime: event.RuntimeContainerd,
+		Name: []byte("web"), Image: []byte("python:3.12"), Pod: []byte("web-5f7c"), Namespace: []byte("prod")})
 	sock := func(d time.Duration, ev, state, dir string, la []byte, lp uint16, ra []byte, rp uint16, cookie uint64, pid int32, start int64, uid uint32) {
 		s.AppendSock(&event.Sock{TS: at(d), Event: ev, Proto: "tcp", Family: 4, State: state, Direction: dir,
 			LocalAddr: la, LocalPort: lp, RemoteAddr: ra, RemotePort: rp, Cookie: cookie, UID: uid,

@@ -399,6 +399,15 @@ func optString(s string) any {
 	return s
 }
 
+// optBytes is s as bytes (compared byte for byte with VARBINARY columns),
+// or NULL for "".
+func optBytes(s string) any {
+	if s == "" {
+		return nil
+	}
+	return []byte(s)
+}
+
 // userParams are @user and @uid for a --user value (name or number).
 func userParams(u string) []Param {
 	ps := []Param{{"user", optString(u)}, {"uid", nil}}

@@ -177,6 +177,8 @@ type RanArgs struct {
 	Exe      string // path, or base name without a slash
 	ArgvLike string // SQL LIKE pattern on the command line
 	SHA256   string // SHA-256 of the executed file, 64 hex digits
+	// Container is a container name or Kubernetes pod name (containers table).
+	Container string
 }
 
 // ErrSHA256 reports a --sha256 that is not 64 hexadecimal digits.
@@ -204,7 +206,7 @@ func (q *Querier) Ran(ctx context.Context, a RanArgs) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	ps := []Param{{"host", h}, {"exe", optString(a.Exe)}, {"argv_like", optString(a.ArgvLike)}, {"sha256", sum}}
+	ps := []Param{{"host", h}, {"exe", optString(a.Exe)}, {"argv_like", optString(a.ArgvLike)}, {"sha256", sum}, {"container", optBytes(a.Container)}}
 	ps = append(ps, userParams(a.User)...)
 	return q.Run(ctx, "ran", append(ps, rangeParams(a.Range)...)...)
 }
@@ -316,6 +318,8 @@ type ConnsArgs struct {
 	User    string
 	Exe     string
 	Country string // ISO 3166 code of the remote end; needs Enrich.Geo
+	// Container is the owner's container name or Kubernetes pod name.
+	Container string
 }
 
 // Conns lists network endpoints with their owning process (conns.sql), one
@@ -329,7 +333,7 @@ func (q *Querier) Conns(ctx context.Context, a ConnsArgs) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	ps := []Param{{"host", h}, {"exe", optString(a.Exe)}}
+	ps := []Param{{"host", h}, {"exe", optString(a.Exe)}, {"container", optBytes(a.Container)}}
 	ps = append(ps, userParams(a.User)...)
 	ps = append(ps, rangeParams(a.Range)...)
 	rp, err := remoteParams(a.Remote)

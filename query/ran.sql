@@ -15,6 +15,8 @@
 --               joined to the executables row of the same host and path
 --               whose [ts, last_ts] (widened by 2 s: fanotify's read time
 --               is not the exec time) covers it.
+--   @container  container name or Kubernetes pod name (bytes): the exec ran
+--               in a container the containers table names so on its host
 SELECT e.host_id AS host, e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset,
   e.event, e.pid, e.ppid, e.proc_start, e.uid,
   (SELECT a.name FROM accounts a WHERE a.host_id = e.host_id AND a.kind = 'user' AND a.id = e.uid
@@ -31,6 +33,9 @@ WHERE e.event IN ('exec', 'snapshot')
   AND (@sha256 IS NULL OR EXISTS (SELECT 1 FROM executables x
        WHERE x.sha256 = @sha256 AND x.host_id = e.host_id AND x.path = e.exe
          AND e.ts BETWEEN x.ts - INTERVAL 2 SECOND AND x.last_ts + INTERVAL 2 SECOND))
+  AND (@container IS NULL OR EXISTS (SELECT 1 FROM containers c
+       WHERE c.host_id = e.host_id AND c.container_id = e.container_id
+         AND (c.name = @container OR c.pod = @container)))
   AND (@user IS NULL
        OR @uid IN (e.uid, e.euid, e.auid)
        OR EXISTS (SELECT 1 FROM accounts a

@@ -337,6 +337,9 @@ func TestQueries(t *testing.T) {
 			{"sha256", RanArgs{SHA256: hex.EncodeToString(shaCurl[:])}, []string{"host-a 200 curl http://10.0.0.2:8080/"}},
 			{"sha256 hostile", RanArgs{SHA256: hex.EncodeToString(shaEvil[:])}, []string{`host-a 300 evil $'\x1b[2Jclear' $'line1\nline2' $'tab\there' $'\xff\xfe'`}},
 			{"sha256 none", RanArgs{SHA256: strings.Repeat("00", 32)}, nil},
+			{"container name", RanArgs{Container: "web"}, []string{"host-b 700 python3 -m http.server 8080"}},
+			{"container pod", RanArgs{Container: "web-5f7c", Host: "beta"}, []string{"host-b 700 python3 -m http.server 8080"}},
+			{"container none", RanArgs{Container: "we"}, nil},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				tb, err := q.Ran(ctx, tc.args)
@@ -411,6 +414,10 @@ func TestQueries(t *testing.T) {
 			}},
 			{"ports", ConnsArgs{Ports: []int{137, 22}}, []string{"host-b in 10.0.0.2:22 203.0.113.5:51000  "}},
 			{"user exe", ConnsArgs{User: "alice", Exe: "curl"}, []string{"host-a out 10.0.0.1:40000 10.0.0.2:8080 /usr/bin/curl alice"}},
+			{"container", ConnsArgs{Container: "web-5f7c", Listening: "all"}, []string{
+				"host-b listen 0.0.0.0:8080 0.0.0.0:0 /usr/bin/python3 bob",
+				"host-b in 10.0.0.2:8080 10.0.0.1:40000 /usr/bin/python3 bob",
+			}},
 			// beta is UTC: the outsider came at 01:30:40 host time.
 			{"hours in", ConnsArgs{Ports: []int{22}, Hours: "1-4"}, []string{"host-b in 10.0.0.2:22 203.0.113.5:51000  "}},
 			{"hours out", ConnsArgs{Ports: []int{22}, Hours: "2-4"}, nil},

@@ -51,7 +51,7 @@ var LoaderGrants = []string{
 	"SELECT ON *",
 	"INSERT ON proc_events", "INSERT ON file_events", "INSERT ON sock_events", "INSERT ON gaps", "INSERT ON accounts",
 	"INSERT ON executables",
-	"INSERT ON dns_events", "INSERT ON login_events",
+	"INSERT ON dns_events", "INSERT ON login_events", "INSERT ON containers",
 	"INSERT, UPDATE ON addr_info",
 	"INSERT ON quarantine",
 	"INSERT, DELETE ON alerts_fired",

@@ -20,6 +20,7 @@ const (
 	exeRowBytes   = 120
 	dnsRowBytes   = 96
 	loginRowBytes = 80
+	ctrRowBytes   = 96
 )
 
 // batch is the rows of one future segment.
@@ -31,8 +32,9 @@ type batch struct {
 	exe     *event.Builder[event.Executable]
 	dns     *event.Builder[event.DNS]
 	login   *event.Builder[event.Login]
+	ctr     *event.Builder[event.Container]
 	gaps    []event.Gap
-	n       [7]int64 // rows of proc, file, sock, acct, exe, dns, login
+	n       [8]int64 // rows of proc, file, sock, acct, exe, dns, login, ctr
 	rows    int64    // all rows, gaps included
 	est     int64    // estimated bytes
 	lo, hi  int64    // time range of the rows
@@ -82,6 +84,11 @@ func (b *batch) finish() {
 		b.recs[event.TableLogin] = b.login.NewRecord()
 		b.login.Release()
 		b.login = nil
+	}
+	if b.ctr != nil {
+		b.recs[event.TableCtr] = b.ctr.NewRecord()
+		b.ctr.Release()
+		b.ctr = nil
 	}
 }
 
@@ -135,6 +142,8 @@ func (b *batch) split() (*batch, *batch) {
 			rx, ry = splitRecord(event.ExeTable, rec, h)
 		case event.TableLogin:
 			rx, ry = splitRecord(event.LoginTable, rec, h)
+		case event.TableCtr:
+			rx, ry = splitRecord(event.CtrTable, rec, h)
 		case event.TableDNS:
 			rx, ry = splitRecord(event.DNSTable, rec, h)
 		default:

@@ -104,6 +104,7 @@ func renderColumns() string {
 		{event.TableExe, event.ExeTable.Docs()},
 		{event.TableDNS, event.DNSTable.Docs()},
 		{event.TableLogin, event.LoginTable.Docs()},
+		{event.TableCtr, event.CtrTable.Docs()},
 	}
 	for _, tb := range tables {
 		fmt.Fprintf(&s, "\n#### `%s`\n\n| column | Arrow type | nullable | meaning |\n|---|---|---|---|\n", MemberName(tb.name))

@@ -144,6 +144,9 @@ func (s *Segment) Accounts() ([]event.Account, error) { return decodeRows(s, eve
 // Logins decodes the login table.
 func (s *Segment) Logins() ([]event.Login, error) { return decodeRows(s, event.LoginTable) }
 
+// Containers decodes the ctr table.
+func (s *Segment) Containers() ([]event.Container, error) { return decodeRows(s, event.CtrTable) }
+
 // Executables decodes the exe table.
 func (s *Segment) Executables() ([]event.Executable, error) { return decodeRows(s, event.ExeTable) }
 

@@ -343,6 +343,14 @@ func (w *Writer) AppendLogin(r *event.Login) {
 	appendRow(w, event.LoginTable, func(b *batch) **event.Builder[event.Login] { return &b.login }, 6, r, r.TS, r.TS, est)
 }
 
+var _ event.ContainerSink = (*Writer)(nil)
+
+// AppendContainer implements event.ContainerSink.
+func (w *Writer) AppendContainer(r *event.Container) {
+	est := ctrRowBytes + int64(len(r.ID)+len(r.Name)+len(r.Image)+len(r.Pod)+len(r.Namespace)+len(r.Source))
+	appendRow(w, event.CtrTable, func(b *batch) **event.Builder[event.Container] { return &b.ctr }, 7, r, r.TS, r.TS, est)
+}
+
 // AppendDNS implements event.DNSSink.
 func (w *Writer) AppendDNS(r *event.DNS) {
 	est := dnsRowBytes + int64(len(r.ClientAddr)+len(r.ServerAddr)+len(r.QName)+len(r.Answers)+len(r.AnswerAddrs))

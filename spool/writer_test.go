@@ -47,6 +47,14 @@ func TestRoundTrip(t *testing.T) {
 	for i := range logins {
 		w.AppendLogin(&logins[i])
 	}
+	ctrs := []event.Container{
+		{TS: 8, ID: []byte("0123"), PID: 9, Runtime: event.RuntimeDocker, Name: []byte("n\x00\t'\xff"), Image: []byte{},
+			Pod: []byte("p"), Namespace: []byte("ns"), Source: []byte("/var/lib/docker/containers/0123/config.v2.json")},
+		{TS: 9, ID: []byte("4567"), PID: 1, Error: event.CtrNotFound},
+	}
+	for i := range ctrs {
+		w.AppendContainer(&ctrs[i])
+	}
 	if err := w.Seal(); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +93,8 @@ func TestRoundTrip(t *testing.T) {
 	check("exe", gotE, exes, err)
 	gotL, err := s.Logins()
 	check("login", gotL, logins, err)
+	gotC, err := s.Containers()
+	check("ctr", gotC, ctrs, err)
 
 	m := s.Manifest
 	if got, want := m.Seq, uint64(1); got != want {
@@ -102,7 +112,7 @@ func TestRoundTrip(t *testing.T) {
 	if got, want := m.Created, c.Now(); !got.Equal(want) {
 		t.Errorf("created = %v, want %v", got, want)
 	}
-	wantCounters := map[string]Counter{"proc": {Seen: 10, Lost: 2}, "spool": {Seen: 18, Lost: 0}}
+	wantCounters := map[string]Counter{"proc": {Seen: 10, Lost: 2}, "spool": {Seen: 20, Lost: 0}}
 	if diff := cmp.Diff(wantCounters, m.Counters); diff != "" {
 		t.Errorf("counters (-want +got):\n%s", diff)
 	}
@@ -116,7 +126,7 @@ func TestRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(event.Tables, tables); diff != "" {
 		t.Errorf("member tables (-want +got):\n%s", diff)
 	}
-	if got, want := m.Rows(), int64(18); got != want {
+	if got, want := m.Rows(), int64(20); got != want {
 		t.Errorf("rows = %d, want %d", got, want)
 	}
 	if err := w.Close(); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/collector/agent"
+	"github.com/pofr/pofr/collector/containers"
 	"github.com/pofr/pofr/internal/cli"
 	"github.com/pofr/pofr/profiles"
 )
@@ -45,6 +46,8 @@ type runFlags struct {
 	noProcTP   bool
 	noExeHash  bool
 	noLogins   bool
+	noCtrs     bool
+	ctrRoot    string
 	exeHashMax int64
 	fileOps    string
 	segBytes   int64
@@ -102,6 +105,8 @@ Exit codes: 0 stopped cleanly (or already running with --if-not-running),
 			fs.BoolVar(&f.noDNS, "no-dns", false, "do not record DNS queries and answers (packet socket on port 53)")
 			fs.BoolVar(&f.noExeHash, "no-exe-hash", false, "do not record the SHA-256 of executed files")
 			fs.BoolVar(&f.noLogins, "no-logins", false, "do not record logins from /var/log/wtmp and /var/log/btmp")
+			fs.BoolVar(&f.noCtrs, "no-containers", false, "do not record container names (runtime name, image, pod) from the container runtimes' state")
+			fs.StringVar(&f.ctrRoot, "container-root", "", "`dir` prefixed to the container runtimes' state paths (/var/lib/docker, /run/containerd, /var/lib/containers/storage); default /")
 			fs.Int64Var(&f.exeHashMax, "exe-hash-max-size", 0, "largest executable hashed, in bytes (0: 256 MiB); larger ones are recorded with skip too_large")
 			fs.StringVar(&f.fileOps, "file-ops", "", "override the profile's file ops, comma-separated: open, exec, write, create, delete, rename")
 			fs.Int64Var(&f.segBytes, "segment-bytes", 0, "override the profile's segment size")
@@ -193,6 +198,7 @@ func runCollector(ctx context.Context, env *cli.Env, f *runFlags) error {
 		StatusInterval: f.status, DrainTimeout: f.drain, MetricsFile: f.metrics,
 		ForcePoll: f.forcePoll, NoFile: f.noFile, NoSock: f.noSock, NoSockTracepoints: f.noSockTP, NoProcTracepoint: f.noProcTP, NoDNS: f.noDNS,
 		NoExeHash: f.noExeHash, ExeHashMaxSize: f.exeHashMax, NoLogins: f.noLogins,
+		NoContainers: f.noCtrs, ContainerRoots: containers.Roots{Prefix: f.ctrRoot},
 	})
 }
 

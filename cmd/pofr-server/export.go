@@ -24,7 +24,7 @@ func exportCommand() *cli.Command {
 	return &cli.Command{
 		Name:    "export",
 		Summary: "write a table as JSON lines for Elasticsearch/Kibana",
-		Usage:   "--format jsonl [--table proc|file|sock|gap|dns|exe|login] [--host H] [--since D | --from T --to T] [--bulk] [--follow --cursor-file F [--output F [--rotate-bytes N]]] --dsn-file F",
+		Usage:   "--format jsonl [--table proc|file|sock|gap|dns|exe|login|ctr] [--host H] [--since D | --from T --to T] [--bulk] [--follow --cursor-file F [--output F [--rotate-bytes N]]] --dsn-file F",
 		Help: `Writes every row of one table (default proc) to standard output, one JSON
 document per line, in time order, streaming. Each document has @timestamp
 (the row's time with nanoseconds, RFC 3339 UTC), table, the row's columns
@@ -61,7 +61,7 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 		Flags: func(fs *flag.FlagSet) {
 			dsnFileFlag(fs, &dsnFile, "reader", "`file` holding the MariaDB DSN")
 			fs.StringVar(&format, "format", "jsonl", "output format: jsonl")
-			fs.StringVar(&table, "table", "proc", "table: proc, file, sock, gap, dns, exe or login")
+			fs.StringVar(&table, "table", "proc", "table: proc, file, sock, gap, dns, exe, login or ctr")
 			fs.StringVar(&host, "host", "", "only this host (id or hostname)")
 			fs.BoolVar(&bulk, "bulk", false, "write Elasticsearch bulk action lines before the documents")
 			fs.StringVar(&index, "index-prefix", "pofr-", "index name prefix of the bulk action lines (index = prefix + table)")
@@ -81,7 +81,7 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 				return cli.Usagef("--format %q: only jsonl", format)
 			}
 			if !slices.Contains(query.ExportTables, table) {
-				return cli.Usagef("--table %q: want proc, file, sock, gap, dns, exe or login", table)
+				return cli.Usagef("--table %q: want proc, file, sock, gap, dns, exe, login or ctr", table)
 			}
 			if follow && cursorFile == "" {
 				return cli.Usagef("--follow needs --cursor-file")

@@ -70,7 +70,7 @@ func TestUsageErrors(t *testing.T) {
 		// Flags may follow the arguments, as the usage lines write them.
 		{"query proc --host h 12x --dsn-file " + dsn, "12x"},
 		{"query touched /usr/ /etc/ --exe httpd --dsn-file " + dsn, "want one PATH"},
-		{"query ran --dsn-file " + dsn, "give --user, --exe, --argv-like or --sha256"},
+		{"query ran --dsn-file " + dsn, "give --user, --exe, --argv-like, --sha256 or --container"},
 		{"query touched --dsn-file " + dsn, "want one PATH"},
 		{"query conns --port http --dsn-file " + dsn, "--port"},
 		{"query conns --listening --all --dsn-file " + dsn, "exclusive"},

@@ -328,7 +328,8 @@ uid, so 'sudo nmap' by toma is found with --user toma), --exe (a path, or a
 base name without a slash), --argv-like (a SQL LIKE pattern on the command
 line, arguments joined by spaces: % any text, _ one character), --sha256
 (the SHA-256 of the executed file, 64 hex digits: where did this binary
-run?).
+run?), --container (a container name or Kubernetes pod name as the
+container runtime named it: execs in that container).
 
 Example: did toma run nmap -P0 192.168.18.34?
   pofr-server query ran --user toma --argv-like 'nmap -P0 192.168.18.34%' --dsn-file F`,
@@ -339,14 +340,15 @@ Example: did toma run nmap -P0 192.168.18.34?
 			fs.StringVar(&ran.Exe, "exe", "", "executable path, or base name")
 			fs.StringVar(&ran.ArgvLike, "argv-like", "", "SQL LIKE `pattern` on the command line")
 			fs.StringVar(&ran.SHA256, "sha256", "", "SHA-256 of the executed file (64 hex digits)")
+			fs.StringVar(&ran.Container, "container", "", "container `name` or Kubernetes pod name the exec ran in")
 			ranRange.register(fs)
 		},
 		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
 			if err := noArgs(args); err != nil {
 				return nil, err
 			}
-			if ran.User == "" && ran.Exe == "" && ran.ArgvLike == "" && ran.SHA256 == "" {
-				return nil, cli.Usagef("give --user, --exe, --argv-like or --sha256")
+			if ran.User == "" && ran.Exe == "" && ran.ArgvLike == "" && ran.SHA256 == "" && ran.Container == "" {
+				return nil, cli.Usagef("give --user, --exe, --argv-like, --sha256 or --container")
 			}
 			r, err := ranRange.get()
 			if err != nil {
@@ -511,6 +513,7 @@ Examples:
 			fs.StringVar(&cn.Hours, "hours", "", "time-of-day window `H1-H2` in the host's local time")
 			fs.StringVar(&cn.User, "user", "", "owner's user name or uid")
 			fs.StringVar(&cn.Exe, "exe", "", "owner's executable (path, or base name)")
+			fs.StringVar(&cn.Container, "container", "", "owner's container `name` or Kubernetes pod name")
 			cnRange.register(fs)
 		},
 		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pofr/pofr/collector"
 	"github.com/pofr/pofr/collector/cnproc"
+	"github.com/pofr/pofr/collector/containers"
 	"github.com/pofr/pofr/collector/dnspkt"
 	"github.com/pofr/pofr/collector/exehash"
 	"github.com/pofr/pofr/collector/fanotify"
@@ -73,6 +74,10 @@ type Config struct {
 	ExeHashMaxSize int64
 	// NoLogins turns the wtmp/btmp login source off.
 	NoLogins bool
+	// NoContainers turns container names off; ContainerRoots are the
+	// runtimes' state directories (zero: the real paths).
+	NoContainers   bool
+	ContainerRoots containers.Roots
 }
 
 // Run records this host until ctx ends or a source fails: it opens the
@@ -122,8 +127,19 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	stats.set(func(s *runStats) { s.spool = w })
 
+	// Container names ride on the process rows' container ids.
+	var procSink event.Sink = w
+	var ctrs *containers.Resolver
+	if !cfg.NoContainers {
+		if ctrs, err = containers.New(containers.Options{Sink: w, Roots: cfg.ContainerRoots, Log: log}); err != nil {
+			w.Close()
+			return err
+		}
+		procSink = containers.Watch(w, ctrs)
+		stats.set(func(s *runStats) { s.ctrs = ctrs })
+	}
 	procs, err := cnproc.New(cnproc.Options{
-		Sink: w, Log: log, ArgvMax: prof.Proc.ArgvMax, Priority: cnproc.Priority(prof.Proc.Priority),
+		Sink: procSink, Log: log, ArgvMax: prof.Proc.ArgvMax, Priority: cnproc.Priority(prof.Proc.Priority),
 		EnrichRate: prof.Proc.EnrichRate, SelfPID: self, ForcePoll: cfg.ForcePoll,
 		ResyncInterval: time.Duration(prof.Proc.ResyncInterval), FullEnrich: prof.Proc.FullEnrich,
 		Tracepoint: prof.Proc.Tracepoint && !cfg.NoProcTracepoint, TraceRingBytes: prof.Proc.RingPerCPU(runtime.NumCPU()),
@@ -149,6 +165,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 	}
 	start("proc", procs.Run)
+	if ctrs != nil {
+		start("containers", ctrs.Run)
+	}
 
 	if prof.File.Enabled && !cfg.NoFile {
 		// Executable hashes ride on the file source's FAN_OPEN_EXEC events.
@@ -339,6 +358,7 @@ type runStats struct {
 	dns    *dnspkt.Source
 	hashes *exehash.Hasher
 	logins *logins.Source
+	ctrs   *containers.Resolver
 	push   *uplink.Pusher
 	spool  *spool.Writer
 }
@@ -423,6 +443,9 @@ func (s *runStats) snapshot(st *Status) {
 	}
 	if s.logins != nil {
 		put(event.SourceLogin, s.logins.Stats())
+	}
+	if s.ctrs != nil {
+		put("containers", s.ctrs.Stats())
 	}
 	if s.spool != nil {
 		put(event.SourceSpool, s.spool.Stats())

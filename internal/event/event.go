@@ -17,6 +17,8 @@
 //	acct   acct.arrow     accounts      user or group id → name, sent when it changes
 //	exe    exe.arrow      executables   executed file identity → SHA-256, sent once per identity (and refreshed)
 //	dns    dns.arrow      dns_events    DNS message (query or response) seen on a packet socket
+//	login  login.arrow    login_events  wtmp/btmp record
+//	ctr    ctr.arrow      containers    container id → runtime name, image, pod, sent when the id is first seen
 //
 // Conventions, the same in every table:
 //
@@ -55,10 +57,11 @@ const (
 	TableExe   = "exe"
 	TableDNS   = "dns"
 	TableLogin = "login"
+	TableCtr   = "ctr"
 )
 
 // Tables lists the table names in the order their members appear in a segment.
-var Tables = []string{TableProc, TableFile, TableSock, TableGap, TableAcct, TableExe, TableDNS, TableLogin}
+var Tables = []string{TableProc, TableFile, TableSock, TableGap, TableAcct, TableExe, TableDNS, TableLogin, TableCtr}
 
 // Process event kinds (the proc table's event column).
 const (
@@ -423,4 +426,40 @@ type Login struct {
 // LoginSink receives login rows. The spool writer and [MemSink] implement it.
 type LoginSink interface {
 	AppendLogin(*Login)
+}
+
+// Container runtimes (the ctr table's runtime column).
+const (
+	RuntimeDocker     = "docker"
+	RuntimeContainerd = "containerd"
+	RuntimePodman     = "podman"
+)
+
+// Why a container has no name (the ctr table's error column).
+const (
+	CtrNotFound   = "not_found"   // no runtime's state names the id
+	CtrTooLarge   = "too_large"   // the state file is over the size limit
+	CtrParseError = "parse_error" // the state file is not the JSON expected
+	CtrReadError  = "read_error"  // the state file could not be read
+)
+
+// Container is one row of the ctr table: what the container runtime's own
+// state on the host says about a container id when a process in it is
+// first seen. Text fields are the JSON strings' bytes, cut to their limits.
+type Container struct {
+	TS        int64  // first proc row seen with this container id
+	ID        []byte // the container id (64 hex digits) from the cgroup path
+	PID       int32  // the process of that row
+	Runtime   string // RuntimeDocker, RuntimeContainerd, RuntimePodman; "" if not found
+	Name      []byte // the runtime's container name; nil if unknown
+	Image     []byte // the image as the container was created from it; nil if unknown
+	Pod       []byte // Kubernetes pod name; nil if none
+	Namespace []byte // Kubernetes namespace; nil if none
+	Source    []byte // the state file the row was read from; nil if none
+	Error     string // why there is no name ("" when found)
+}
+
+// ContainerSink receives ctr rows. The spool writer and [MemSink] implement it.
+type ContainerSink interface {
+	AppendContainer(*Container)
 }

@@ -18,6 +18,25 @@ type MemSink struct {
 	exes   []Executable
 	logins []Login
 	dns    []DNS
+	ctrs   []Container
+}
+
+// AppendContainer implements ContainerSink.
+func (s *MemSink) AppendContainer(r *Container) {
+	c := *r
+	for _, b := range []*[]byte{&c.ID, &c.Name, &c.Image, &c.Pod, &c.Namespace, &c.Source} {
+		*b = bytes.Clone(*b)
+	}
+	s.mu.Lock()
+	s.ctrs = append(s.ctrs, c)
+	s.mu.Unlock()
+}
+
+// Containers returns a copy of the ctr records received so far.
+func (s *MemSink) Containers() []Container {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Container(nil), s.ctrs...)
 }
 
 // AppendDNS implements DNSSink.

@@ -34,6 +34,7 @@ var (
 	ExeTable   = newTable(TableExe, exeColumns)
 	DNSTable   = newTable(TableDNS, dnsColumns)
 	LoginTable = newTable(TableLogin, loginColumns)
+	CtrTable   = newTable(TableCtr, ctrColumns)
 )
 
 // ErrUnknownTable reports a table name that is not one of [Tables].
@@ -53,6 +54,7 @@ var byName = map[string]struct {
 	TableExe:   {ExeTable.Schema, ExeTable.Check},
 	TableDNS:   {DNSTable.Schema, DNSTable.Check},
 	TableLogin: {LoginTable.Schema, LoginTable.Check},
+	TableCtr:   {CtrTable.Schema, CtrTable.Check},
 }
 
 // SchemaOf returns the schema of the named table, or nil if there is none.

@@ -97,3 +97,15 @@ func HostileLogins(base int64) []event.Login {
 	return append(out, event.Login{TS: base, Kind: event.LoginLogin, File: "wtmp", UTType: 7, PID: 1<<31 - 1,
 		RemoteAddr: bytes.Repeat([]byte{0xfe}, 16)})
 }
+
+// HostileContainers are ctr rows with hostile bytes in every text field, cut
+// to their column sizes, and a not-found row with every field null.
+func HostileContainers(base int64) []event.Container {
+	cut := func(b []byte, n int) []byte { return b[:min(len(b), n)] }
+	var out []event.Container
+	for i, v := range hostileBytes() {
+		out = append(out, event.Container{TS: base + int64(i)*1000, ID: cut(v, 1024), PID: int32(-i), Runtime: event.RuntimeContainerd,
+			Name: cut(v, 1024), Image: v, Pod: cut(v, 1024), Namespace: cut(v, 1024), Source: v})
+	}
+	return append(out, event.Container{TS: base, ID: bytes.Repeat([]byte("f"), 64), PID: 1<<31 - 1, Error: event.CtrNotFound})
+}

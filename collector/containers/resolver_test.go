@@ -1,0 +1,223 @@
+package containers
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }
+
+const (
+	idDocker = "1111111111111111111111111111111111111111111111111111111111111111"
+	idCRI    = "2222222222222222222222222222222222222222222222222222222222222222"
+	idPodman = "3333333333333333333333333333333333333333333333333333333333333333"
+	idNone   = "4444444444444444444444444444444444444444444444444444444444444444"
+)
+
+func write(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeState writes the three runtimes' state files under root as the
+// runtimes do, for idDocker, idCRI and idPodman.
+func writeState(t testing.TB, root string) {
+	write(t, filepath.Join(root, "var/lib/docker/containers", idDocker, "config.v2.json"),
+		`{"ID":"`+idDocker+`","Name":"/web\t\u0000'x","Config":{"Image":"nginx:1.25","Labels":{"a":"b"}},"Image":"sha256:00"}`)
+	write(t, filepath.Join(root, "run/containerd/io.containerd.runtime.v2.task/k8s.io", idCRI, "config.json"),
+		`{"ociVersion":"1.1.0","annotations":{"io.kubernetes.cri.container-type":"container","io.kubernetes.cri.container-name":"api",
+		"io.kubernetes.cri.image-name":"registry.example/api:v2","io.kubernetes.cri.sandbox-name":"api-7d9f","io.kubernetes.cri.sandbox-namespace":"prod"}}`)
+	write(t, filepath.Join(root, "var/lib/containers/storage/overlay-containers/containers.json"),
+		`[{"id":"`+strings.Repeat("5", 64)+`","names":["other"]},{"id":"`+idPodman+`","names":["db","alias"],"image":"abc",`+
+			`"metadata":"{\"image-name\":\"docker.io/library/postgres:16\",\"name\":\"db\"}"}]`)
+	write(t, filepath.Join(root, "var/lib/containers/storage/overlay-containers", idPodman, "userdata/config.json"),
+		`{"annotations":{"io.kubernetes.pod.name":"dbpod","io.kubernetes.pod.namespace":"default"}}`)
+}
+
+func TestLookup(t *testing.T) {
+	root := t.TempDir()
+	writeState(t, root)
+	r, err := New(Options{Sink: &event.MemSink{}, Roots: Roots{Prefix: root}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := func(s string) []byte { return []byte(s) }
+	want := []event.Container{
+		{ID: b(idDocker), Runtime: event.RuntimeDocker, Name: b("web\t\x00'x"), Image: b("nginx:1.25"),
+			Source: b(filepath.Join(root, "var/lib/docker/containers", idDocker, "config.v2.json"))},
+		{ID: b(idCRI), Runtime: event.RuntimeContainerd, Name: b("api"), Image: b("registry.example/api:v2"), Pod: b("api-7d9f"), Namespace: b("prod"),
+			Source: b(filepath.Join(root, "run/containerd/io.containerd.runtime.v2.task/k8s.io", idCRI, "config.json"))},
+		{ID: b(idPodman), Runtime: event.RuntimePodman, Name: b("db"), Image: b("docker.io/library/postgres:16"), Pod: b("dbpod"), Namespace: b("default"),
+			Source: b(filepath.Join(root, "var/lib/containers/storage/overlay-containers/containers.json"))},
+		{ID: b(idNone), Error: event.CtrNotFound},
+		{ID: b("../../etc"), Error: event.CtrNotFound},
+	}
+	var got []event.Container
+	for _, w := range want {
+		got = append(got, r.Lookup(string(w.ID)))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("lookups (-want +got):\n%s", diff)
+	}
+}
+
+// TestLookupHostile: a state file over the limit, one that is not JSON and
+// names longer than their columns give rows with an error or cut names.
+func TestLookupHostile(t *testing.T) {
+	root := t.TempDir()
+	cfg := filepath.Join(root, "var/lib/docker/containers", idDocker, "config.v2.json")
+	r, err := New(Options{Sink: &event.MemSink{}, Roots: Roots{Prefix: root}, MaxStateBytes: 8 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		content string
+		want    string
+	}{
+		{`{"Name":"/` + strings.Repeat("x", 9<<10) + `"}`, event.CtrTooLarge},
+		{`{"Name": [`, event.CtrParseError},
+		{`{"Name": 7}`, event.CtrParseError},
+		{`[]`, event.CtrParseError},
+	} {
+		write(t, cfg, tc.content)
+		if got := r.Lookup(idDocker); got.Error != tc.want || got.Runtime != event.RuntimeDocker || got.Name != nil {
+			t.Errorf("%.20q: error %q runtime %q name %q, want error %q", tc.content, got.Error, got.Runtime, got.Name, tc.want)
+		}
+	}
+	write(t, cfg, `{"Name":"/`+strings.Repeat("n", 2000)+`","Config":{"Image":"`+strings.Repeat("i", 5000)+`"}}`)
+	if got := r.Lookup(idDocker); got.Error != "" || len(got.Name) != maxName || len(got.Image) != maxImage {
+		t.Errorf("long names: error %q, name %d bytes, image %d, want %d and %d", got.Error, len(got.Name), len(got.Image), maxName, maxImage)
+	}
+}
+
+// TestObserve: each new id is looked up once, in the worker, with the time
+// and pid of the row that first carried it; a non-hex id is not looked up.
+func TestObserve(t *testing.T) {
+	root := t.TempDir()
+	writeState(t, root)
+	sink := &event.MemSink{}
+	r, err := New(Options{Sink: sink, Roots: Roots{Prefix: root}, CacheSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	w := Watch(sink, r)
+	for i, id := range []string{idDocker, idDocker, "lxcname", idCRI, idCRI, idDocker} {
+		w.AppendProc(&event.Proc{TS: int64(100 + i), PID: int32(i), ContainerID: []byte(id)})
+	}
+	w.AppendProc(&event.Proc{TS: 200, PID: 9})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(sink.Containers()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var got []string
+	for _, c := range sink.Containers() {
+		got = append(got, string(c.ID[:4])+" "+string(c.Name)+" "+string(rune('0'+c.PID)))
+	}
+	// The cache holds 2: lxcname and idCRI pushed idDocker out, so its
+	// third row is looked up again.
+	want := []string{"1111 web\t\x00'x 0", "2222 api 3", "1111 web\t\x00'x 5"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ctr rows (-want +got):\n%s", diff)
+	}
+	if n := len(sink.Procs()); n != 7 {
+		t.Errorf("%d proc rows passed on, want 7", n)
+	}
+	st := r.Stats()
+	if st.Seen != 4 || st.Found != 3 || st.Unsupported != 1 {
+		t.Errorf("stats %+v, want seen 4, found 3, unsupported 1", st)
+	}
+}
+
+// FuzzLookup feeds arbitrary bytes to every runtime's state file: a lookup
+// never panics, and what it returns fits the columns.
+func FuzzLookup(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/*.json")
+	for _, s := range seeds {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`{"Name":"\ud800","Config":{"Labels":{"io.kubernetes.pod.name":"\u0000"}}}`))
+	root := f.TempDir()
+	r, err := New(Options{Sink: &event.MemSink{}, Roots: Roots{Prefix: root}, MaxStateBytes: 1 << 16})
+	if err != nil {
+		f.Fatal(err)
+	}
+	paths := []string{
+		filepath.Join(root, "var/lib/docker/containers", idDocker, "config.v2.json"),
+		filepath.Join(root, "run/containerd/io.containerd.runtime.v2.task/default", idCRI, "config.json"),
+		filepath.Join(root, "var/lib/containers/storage/overlay-containers/containers.json"),
+	}
+	for _, p := range paths {
+		write(f, p, "{}")
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for i, p := range paths {
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got := r.Lookup([]string{idDocker, idCRI, idPodman}[i])
+			if len(got.Name) > maxName || len(got.Pod) > maxName || len(got.Namespace) > maxName || len(got.Image) > maxImage {
+				t.Fatalf("%s: over a column limit: %d %d %d %d", p, len(got.Name), len(got.Pod), len(got.Namespace), len(got.Image))
+			}
+			if got.Error == "" && got.Runtime == "" {
+				t.Fatalf("%s: no error and no runtime", p)
+			}
+			os.WriteFile(p, []byte("{}"), 0o644)
+		}
+	})
+}
+
+// BenchmarkLookup is the cost of naming one new container, per runtime: the
+// state file read and parsed (the collector pays it once per container id).
+func BenchmarkLookup(b *testing.B) {
+	root := b.TempDir()
+	writeState(b, root)
+	r, err := New(Options{Sink: &event.MemSink{}, Roots: Roots{Prefix: root}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, id := range []struct{ name, id string }{{"docker", idDocker}, {"containerd", idCRI}, {"podman", idPodman}, {"not_found", idNone}} {
+		b.Run(id.name, func(b *testing.B) {
+			for b.Loop() {
+				if row := r.Lookup(id.id); row.Runtime == "" && id.name != "not_found" {
+					b.Fatal(row.Error)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkObserveKnown is the cost on the process source's path of a proc
+// row whose container id is already known (a map lookup under a mutex).
+func BenchmarkObserveKnown(b *testing.B) {
+	r, err := New(Options{Sink: &event.MemSink{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	id := []byte(idDocker)
+	r.Observe(id, 1, 1)
+	for b.Loop() {
+		r.Observe(id, 1, 1)
+	}
+}

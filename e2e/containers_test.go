@@ -1,0 +1,112 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestContainerName: a process moved into a real cgroup v2 directory named
+// like a Docker container's (docker-ID.scope), with Docker's state file for
+// that id under the collector's --container-root, gets the container's
+// name, image and pod in MariaDB, joined to its exec row by container id.
+func TestContainerName(t *testing.T) {
+	p := newPipeline(t)
+	mnt := cgroup2Mount(t)
+	var raw [32]byte
+	rand.Read(raw[:])
+	id := hex.EncodeToString(raw[:])
+	parent, err := os.MkdirTemp(mnt, "pofr-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg := filepath.Join(parent, "docker-"+id+".scope")
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// The workload has exited: the cgroups are empty.
+		for _, d := range []string{cg, parent} {
+			if err := os.Remove(d); err != nil {
+				t.Errorf("remove cgroup: %v", err)
+			}
+		}
+	})
+	root := t.TempDir()
+	state := filepath.Join(root, "var/lib/docker/containers", id, "config.v2.json")
+	if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, state,
+		`{"ID":"`+id+`","Name":"/e2e-web\t'","Config":{"Image":"nginx:1.25",`+
+			`"Labels":{"io.kubernetes.pod.name":"web-5f7c","io.kubernetes.pod.namespace":"prod"}}}`)
+
+	coll := p.startCollector("--segment-age", "1s", "--container-root", root)
+	cmd := exec.Command("/bin/sh", "-c", `echo $$ >"$1/cgroup.procs" && exec sleep 1.5`, "e2e-ctr", cg)
+	cmd.Stderr = os.Stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("workload: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("workload did not finish within 30 s")
+	}
+	time.Sleep(2 * time.Second)
+	p.stopCollector(coll)
+	p.load()
+
+	type row struct{ Exe, ContainerID, Runtime, Name, Image, Pod, Namespace, Source string }
+	var got row
+	err = p.db.QueryRow(`SELECT pe.exe, pe.container_id, c.runtime, HEX(c.name), c.image, c.pod, c.namespace, c.source
+		FROM proc_events pe JOIN containers c ON c.host_id = pe.host_id AND c.container_id = pe.container_id
+		WHERE pe.host_id = ? AND pe.pid = ? AND pe.event = 'exec' AND pe.exe LIKE '%sleep' LIMIT 1`, p.hostID, cmd.Process.Pid).
+		Scan(&got.Exe, &got.ContainerID, &got.Runtime, &got.Name, &got.Image, &got.Pod, &got.Namespace, &got.Source)
+	if err != nil {
+		t.Fatalf("exec row joined to its container: %v", err)
+	}
+	want := row{Exe: got.Exe, ContainerID: id, Runtime: "docker", Name: strings.ToUpper(hex.EncodeToString([]byte("e2e-web\t'"))),
+		Image: "nginx:1.25", Pod: "web-5f7c", Namespace: "prod", Source: filepath.Join(root, "var/lib/docker/containers", id, "config.v2.json")}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("container of the workload (-want +got):\n%s", diff)
+	}
+	var n int
+	if err := p.db.QueryRow(`SELECT COUNT(*) FROM containers WHERE host_id = ? AND container_id = ?`, p.hostID, id).Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d container rows for the id (%v), want 1: looked up once", n, err)
+	}
+	out := p.run(30*time.Second, p.server, "query", "ran", "--container", "e2e-web\t'", "--dsn-file", p.dsnFile)
+	if !strings.Contains(out, "sleep") {
+		t.Errorf("query ran --container does not show the workload:\n%s", out)
+	}
+}
+
+// cgroup2Mount returns where the cgroup v2 hierarchy is mounted: the path of
+// the "0::" line of /proc/PID/cgroup, which the collector reads
+// (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host).
+func cgroup2Mount(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[2] == "cgroup2" {
+			return f[1]
+		}
+	}
+	t.Fatal("no cgroup2 file system is mounted")
+	return ""
+}
