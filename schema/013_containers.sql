@@ -1,4 +1,4 @@
--- pofr schema, migration 012: containers, the runtime name, image and
+-- pofr schema, migration 013: containers, the runtime name, image and
 -- Kubernetes pod of each container id the hosts' processes ran in.
 
 CREATE TABLE IF NOT EXISTS containers (
