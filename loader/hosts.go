@@ -20,6 +20,9 @@ func (l *Loader) syncHosts(ctx context.Context) (map[string]*registry.Host, erro
 	}
 	byID := make(map[string]*registry.Host, len(hosts))
 	for _, h := range hosts {
+		if l.opt.Hosts != nil && !l.opt.Hosts(h.HostID) {
+			continue
+		}
 		byID[h.HostID] = h
 		var fp any
 		if pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.SSHKey)); err == nil {

@@ -90,6 +90,13 @@ type Options struct {
 	// the last quarter is left to the runtime and the workers' buffers. A
 	// value longer than its column is refused before it is decompressed.
 	MaxMemory int64
+	// Hosts, if set, chooses the hosts this loader handles (in its inbox
+	// scan and its copy of the registry into the hosts table): with a
+	// shard map, one loader per shard takes the hosts assigned to it.
+	Hosts func(hostID string) bool
+	// LockFile is the file a running loader holds locked (default
+	// StateDir.LoadLock(); one per shard with a shard map).
+	LockFile string
 	// RemoteAddrs, if set, is offered the remote address of every sock row
 	// of each loaded segment, after its commit (addrinfo.Resolver: it looks
 	// them up in the background and never makes the loader wait).
@@ -279,7 +286,11 @@ func (l *Loader) acquire() error {
 	if l.lock != nil {
 		return nil
 	}
-	fl, err := lockFile(l.opt.StateDir.LoadLock())
+	path := l.opt.LockFile
+	if path == "" {
+		path = l.opt.StateDir.LoadLock()
+	}
+	fl, err := lockFile(path)
 	if err != nil {
 		return err
 	}
@@ -352,7 +363,7 @@ func (l *Loader) pending() ([]job, error) {
 	}
 	var jobs []job
 	for _, h := range hosts {
-		if !spool.ValidHostID(h.Name()) {
+		if !spool.ValidHostID(h.Name()) || (l.opt.Hosts != nil && !l.opt.Hosts(h.Name())) {
 			continue
 		}
 		dir := filepath.Join(inbox, h.Name())

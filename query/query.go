@@ -48,7 +48,8 @@ func Names() []string {
 }
 
 // OpenDB opens a go-sql-driver/mysql DSN for queries: DATETIME columns are
-// read as UTC times, and one statement per call.
+// read as UTC times, and one statement per call. Connections to a Spider
+// head get the session settings fleet queries need (fleet.HeadSession).
 func OpenDB(dsn string) (*sql.DB, error) {
 	cfg, err := mysql.ParseDSN(strings.TrimSpace(dsn))
 	if err != nil {
@@ -62,7 +63,7 @@ func OpenDB(dsn string) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	return sql.OpenDB(conn), nil
+	return sql.OpenDB(headConnector{conn}), nil
 }
 
 // Param is one user variable a query file reads (@Name).

@@ -54,6 +54,14 @@ finds another loader holding state-dir/load.lock logs one line and exits 0.
 On a terminal it draws a progress bar; otherwise it prints one summary line.
 The DSN file holds the loader account's DSN (see 'schema users').
 
+With a shard map (--shards, default /etc/pofr-server/shards.json when it
+exists), each host's segments go straight to the shard the registry assigns
+it (a host without one is assigned one first): one loader per shard runs in
+parallel, with its own --workers, lock (state-dir/load-SHARD.lock) and the
+shard's first loader DSN file; --max-memory is split between them. A shard
+that is down fails only its own hosts' segments, which stay in the inbox.
+--shard NAME loads one shard's hosts only.
+
 With --watch, --metrics-listen serves Prometheus metrics read from the
 ledger and the inboxes (segments loaded and quarantined, rows per table,
 load lag, each host's last segment, chain breaks, gaps); see
@@ -75,6 +83,8 @@ Example (cron, every minute): pofr-server load     (reads /etc/pofr-server/loade
 			fs.StringVar(&o.maxMemory, "max-memory", "256MiB", "memory ceiling for segment data and buffers (MiB or GiB; a plain number is MiB)")
 			fs.StringVar(&o.geoip, "geoip", "", "geolocation `file`, MaxMind (.mmdb) or IP2Location (.BIN): store country, city and AS of loaded remote addresses in addr_info")
 			fs.BoolVar(&o.resolve, "resolve", false, "store the PTR name of loaded remote addresses in addr_info (looked up in the background)")
+			shardsFlag(fs, &o.shards)
+			fs.StringVar(&o.shard, "shard", "", "with a shard map: load only the hosts of shard `name`")
 			fs.DurationVar(&o.resolveWait, "resolve-wait", 10*time.Second, "without --watch: how long to wait for the lookups after the pass")
 		},
 		Run: o.run,
@@ -84,6 +94,7 @@ Example (cron, every minute): pofr-server load     (reads /etc/pofr-server/loade
 // loadOptions are the flags of "pofr-server load".
 type loadOptions struct {
 	dsnFile, encoding, maxMemory string
+	shards, shard                string
 	metricsListen                string
 	geoip                        string
 	resolve                      bool
@@ -114,11 +125,21 @@ func (o *loadOptions) run(ctx context.Context, env *cli.Env, args []string) erro
 	if err != nil {
 		return cli.Usagef("--max-memory: %v", err)
 	}
+	m, err := loadShards(o.shards)
+	if err != nil {
+		return err
+	}
+	if m == nil && o.shard != "" {
+		return cli.Usagef("--shard needs a shard map (--shards)")
+	}
+	debug.SetMemoryLimit(maxMem)
+	if m != nil {
+		return o.runShards(ctx, env, m, loader.Options{StateDir: o.stateDir, Workers: o.workers, Encoding: enc, MaxMemory: maxMem})
+	}
 	dsn, err := readDSNFile(o.dsnFile)
 	if err != nil {
 		return err
 	}
-	debug.SetMemoryLimit(maxMem)
 	opt := loader.Options{DSN: dsn, StateDir: o.stateDir, Workers: o.workers, Log: env.Log, Encoding: enc, MaxMemory: maxMem}
 	if f, ok := env.Stderr.(*os.File); ok && !o.noProgress && o.watch == 0 && term.IsTerminal(int(f.Fd())) {
 		opt.Progress = &progressBar{w: f}

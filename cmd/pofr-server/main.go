@@ -23,6 +23,7 @@ func newApp() *cli.App {
 		tokenCommand(),
 		uiCommand(),
 		alertCommand(),
+		headCommand(),
 	}
 	cmds = append(cmds, registrationsCommands()...)
 	cmds = append(cmds, schemaCommands()...)

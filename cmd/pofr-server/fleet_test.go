@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pofr/pofr/fleet"
+	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/servertest"
+	"github.com/pofr/pofr/internal/testutil"
+	"github.com/pofr/pofr/loader"
+	"github.com/pofr/pofr/query"
+)
+
+// fleetFixture is two shards (databases with the schema) and an empty head
+// database on the test binary's MariaDB, a shard map naming them, and a
+// state directory with hosts.
+type fleetFixture struct {
+	f      *servertest.Fixture
+	shards map[string]*sql.DB
+	head   string // head's DSN
+	mapf   string
+}
+
+func newFleet(t *testing.T, hosts ...string) *fleetFixture {
+	t.Helper()
+	m := testutil.StartMariaDB(t)
+	dir := t.TempDir()
+	x := &fleetFixture{f: servertest.NewFixture(t, hosts...), shards: map[string]*sql.DB{}}
+	write := func(name, dsn string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(dsn+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var fm fleet.Map
+	for _, s := range []string{"s1", "s2"} {
+		db, dsn := servertest.NewDB(t, loader.OpenDB)
+		x.shards[s] = db
+		f := write(s+".dsn", dsn)
+		fm.Shards = append(fm.Shards, fleet.Shard{Name: s, AdminDSNFile: f, ReaderDSNFile: f, LoaderDSNFiles: []string{f}})
+	}
+	x.head, _ = m.NewDatabase(t)
+	hf := write("head.dsn", x.head)
+	fm.Head = &fleet.Head{AdminDSNFile: hf, ReaderDSNFile: hf}
+	x.mapf = filepath.Join(dir, "shards.json")
+	if err := fm.Save(x.mapf); err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+func (x *fleetFixture) run(t *testing.T, want int, args ...string) string {
+	t.Helper()
+	code, out, errs := runApp(t, append(args, "--shards", x.mapf, "--state-dir", x.f.State.String())...)
+	if code != want {
+		t.Fatalf("%v: exit %d, want %d\n%s%s", args, code, want, out, errs)
+	}
+	return out
+}
+
+// TestFleetRouteAndHead: a pinned host and least-loaded hosts are each
+// loaded onto their own shard only; the Spider head built by 'head apply'
+// returns, for every table and every view, the union of the shards, and
+// query sessions on the head get the fleet settings.
+func TestFleetRouteAndHead(t *testing.T) {
+	x := newFleet(t, "h1", "h2", "h3", "h4")
+	x.run(t, 0, "shards", "pin", "h1", "s2")
+	base := servertest.HostileBase()
+	for i, h := range []string{"h1", "h2", "h3", "h4"} {
+		procs, files, socks := servertest.BusyRows(base+int64(i)*1000, 200+50*i)
+		x.f.Seal(h, func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
+	}
+	out := x.run(t, 0, "load")
+	if !strings.Contains(out, "shard s1:") || !strings.Contains(out, "shard s2:") {
+		t.Errorf("load output:\n%s", out)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	perShard := map[string]int{}
+	for _, h := range []string{"h1", "h2", "h3", "h4"} {
+		r, err := registry.Load(x.f.State, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		perShard[r.Shard]++
+		for name, db := range x.shards {
+			var segs int
+			if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments WHERE host_id = ?", h).Scan(&segs); err != nil {
+				t.Fatal(err)
+			}
+			if (segs > 0) != (name == r.Shard) {
+				t.Errorf("host %s (registry shard %q): %d segments on shard %s", h, r.Shard, segs, name)
+			}
+		}
+	}
+	if r, _ := registry.Load(x.f.State, "h1"); r.Shard != "s2" {
+		t.Errorf("pinned h1 on %q", r.Shard)
+	}
+	if perShard["s1"] != 2 || perShard["s2"] != 2 {
+		t.Errorf("hosts per shard %v, want 2 and 2 (least-loaded)", perShard)
+	}
+	x.run(t, 0, "load") // a second pass loads nothing twice
+	// The shards and the head share the test's one server, so Spider must
+	// be allowed to link a server to itself (separate servers need not).
+	root, err := sql.Open("mysql", testutil.StartMariaDB(t).RootDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	var have int
+	if err := root.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'SPIDER'").Scan(&have); err != nil {
+		t.Fatal(err)
+	}
+	if have == 0 {
+		if _, err := root.ExecContext(ctx, "INSTALL SONAME 'ha_spider'"); err != nil {
+			t.Fatalf("install Spider (package mariadb-plugin-spider): %v", err)
+		}
+	}
+	if _, err := root.ExecContext(ctx, "SET GLOBAL spider_same_server_link = ON"); err != nil {
+		t.Fatal(err)
+	}
+	x.run(t, 0, "head", "apply")
+
+	head, err := query.OpenDB(x.head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer head.Close()
+	var gb int
+	if err := head.QueryRowContext(ctx, "SELECT @@spider_disable_group_by_handler").Scan(&gb); err != nil || gb != 1 {
+		t.Errorf("head session: spider_disable_group_by_handler %d, %v", gb, err)
+	}
+	rows, err := head.QueryContext(ctx, "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs []string
+	views := 0
+	for rows.Next() {
+		var n, typ string
+		if err := rows.Scan(&n, &typ); err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, n)
+		if typ == "VIEW" {
+			views++
+		}
+	}
+	rows.Close()
+	if views < 5 || len(objs) < 15 {
+		t.Fatalf("head has %d objects, %d views: %v", len(objs), views, objs)
+	}
+	for _, o := range objs {
+		if o == "schema_version" || o == "quarantine_classes" {
+			continue // not per host: linked to the first shard
+		}
+		q := "SELECT COUNT(*) FROM `" + o + "`"
+		var onHead, sum int64
+		if err := head.QueryRowContext(ctx, q).Scan(&onHead); err != nil {
+			t.Errorf("head: %s: %v", q, err)
+			continue
+		}
+		for _, db := range x.shards {
+			var n int64
+			if err := db.QueryRowContext(ctx, q).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			sum += n
+		}
+		if onHead != sum {
+			t.Errorf("%s: head %d rows, shards %d", o, onHead, sum)
+		}
+	}
+	// Per-host byte-exact: a checksum of every process row's argv.
+	const sumq = "SELECT host_id, COUNT(*), SUM(CRC32(argv)) FROM proc_events GROUP BY host_id ORDER BY host_id"
+	got := dump(t, head, sumq)
+	var want []string
+	for _, s := range []string{"s1", "s2"} {
+		want = append(want, dump(t, x.shards[s], sumq)...)
+	}
+	if len(got) != 4 || !sameSet(got, want) {
+		t.Errorf("per-host checksums: head %v, shards %v", got, want)
+	}
+	// Every view answers per host through the head too.
+	for v, col := range map[string]string{"processes": "host_id", "process_tree": "host_id", "timeline": "host_id", "connections": "host_id", "peer_connections": "client_host"} {
+		var n int
+		if err := head.QueryRowContext(ctx, "SELECT COUNT(*) FROM `"+v+"` WHERE "+col+" = 'h2'").Scan(&n); err != nil {
+			t.Errorf("head: view %s: %v", v, err)
+		}
+	}
+}
+
+func dump(t *testing.T, db *sql.DB, q string) []string {
+	t.Helper()
+	rows, err := db.Query(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var h string
+		var n, c int64
+		if err := rows.Scan(&h, &n, &c); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal([]any{h, n, c})
+		out = append(out, string(b))
+	}
+	return out
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]int{}
+	for _, s := range a {
+		m[s]++
+	}
+	for _, s := range b {
+		if m[s]--; m[s] < 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+
+	"github.com/pofr/pofr/fleet"
+	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/statedir"
+	"github.com/pofr/pofr/loader"
+	"github.com/pofr/pofr/receiver"
+)
+
+// selectShards returns the shards of m a command acts on: the one named
+// (--shard), or all.
+func selectShards(m *fleet.Map, name string) ([]fleet.Shard, error) {
+	if name == "" {
+		return m.Shards, nil
+	}
+	if s := m.Shard(name); s != nil {
+		return []fleet.Shard{*s}, nil
+	}
+	return nil, cli.Usagef("--shard %q: not in the shard map", name)
+}
+
+// shardHosts returns the host filter of shard name's loader: the hosts the
+// registry assigns to it (a host without a shard is assigned one now), and
+// hosts unknown to the registry when name is the map's first shard (its
+// loader quarantines them).
+func shardHosts(state statedir.Dir, m *fleet.Map, name string) func(string) bool {
+	return func(id string) bool {
+		h, err := registry.Load(state, id)
+		if err != nil {
+			return name == m.Shards[0].Name
+		}
+		s := h.Shard
+		if s == "" {
+			if s, err = receiver.AssignShard(state, m, id); err != nil {
+				return false
+			}
+		}
+		return s == name
+	}
+}
+
+// runShards is "load" with a shard map: one loader per shard, in
+// parallel, each with its own workers, lock and database, loading only the
+// hosts assigned to its shard straight into the shard (LOAD DATA LOCAL on
+// the shard, never through a head). A shard that is down fails its own
+// pass and delays only its hosts.
+func (o *loadOptions) runShards(ctx context.Context, env *cli.Env, m *fleet.Map, base loader.Options) error {
+	if o.geoip != "" || o.resolve || o.metricsListen != "" {
+		return cli.Usagef("--geoip, --resolve and --metrics-listen do not work with a shard map yet")
+	}
+	shards, err := selectShards(m, o.shard)
+	if err != nil {
+		return err
+	}
+	base.MaxMemory = max(base.MaxMemory/int64(len(shards)), 16<<20)
+	type out struct {
+		sum loader.Summary
+		err error
+	}
+	res := make([]out, len(shards))
+	var wg sync.WaitGroup
+	for i, s := range shards {
+		opt := base
+		opt.Log = env.Log.With("shard", s.Name)
+		opt.LockFile = filepath.Join(o.stateDir.String(), "load-"+s.Name+".lock")
+		opt.Hosts = shardHosts(o.stateDir, m, s.Name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i].sum, res[i].err = o.loadShard(ctx, s, opt)
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	var failed, quarantined int
+	for i, s := range shards {
+		r := res[i]
+		if errors.Is(r.err, loader.ErrLocked) {
+			env.Log.Info("another loader is running on this shard; nothing to do", "shard", s.Name)
+			continue
+		}
+		fmt.Fprintf(env.Stdout, "shard %s: %s\n", s.Name, r.sum.String())
+		if r.err != nil {
+			errs = append(errs, fmt.Errorf("shard %s: %w", s.Name, r.err))
+		}
+		failed += r.sum.Failed
+		quarantined += r.sum.Quarantined + r.sum.ChainBreaks
+	}
+	switch {
+	case len(errs) > 0:
+		return errors.Join(errs...)
+	case failed > 0:
+		return fmt.Errorf("%d segments left in the inboxes after errors; see the log", failed)
+	case quarantined > 0:
+		return cli.Exit(3, nil)
+	}
+	return nil
+}
+
+// loadShard runs one pass (or --watch) of shard s's loader. It connects
+// with the first of the shard's loader DSN files.
+func (o *loadOptions) loadShard(ctx context.Context, s fleet.Shard, opt loader.Options) (loader.Summary, error) {
+	dsn, err := readDSNFile(s.LoaderDSNFiles[0])
+	if err != nil {
+		return loader.Summary{}, err
+	}
+	opt.DSN = dsn
+	l, err := loader.New(opt)
+	if err != nil {
+		return loader.Summary{}, err
+	}
+	defer l.Close()
+	if o.watch > 0 {
+		sum, err := l.Watch(ctx, o.watch)
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		return sum, err
+	}
+	return l.Run(ctx)
+}
