@@ -29,7 +29,7 @@ type fleetFixture struct {
 	mapf   string
 }
 
-func newFleet(t *testing.T, hosts ...string) *fleetFixture {
+func newFleet(t testing.TB, hosts ...string) *fleetFixture {
 	t.Helper()
 	m := testutil.StartMariaDB(t)
 	dir := t.TempDir()
@@ -58,7 +58,7 @@ func newFleet(t *testing.T, hosts ...string) *fleetFixture {
 	return x
 }
 
-func (x *fleetFixture) run(t *testing.T, want int, args ...string) string {
+func (x *fleetFixture) run(t testing.TB, want int, args ...string) string {
 	t.Helper()
 	code, out, errs := runApp(t, append(args, "--shards", x.mapf, "--state-dir", x.f.State.String())...)
 	if code != want {
@@ -109,26 +109,23 @@ func TestFleetRouteAndHead(t *testing.T) {
 		t.Errorf("hosts per shard %v, want 2 and 2 (least-loaded)", perShard)
 	}
 	x.run(t, 0, "load") // a second pass loads nothing twice
-	// The shards and the head share the test's one server, so Spider must
-	// be allowed to link a server to itself (separate servers need not).
-	root, err := sql.Open("mysql", testutil.StartMariaDB(t).RootDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	var have int
-	if err := root.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'SPIDER'").Scan(&have); err != nil {
-		t.Fatal(err)
-	}
-	if have == 0 {
-		if _, err := root.ExecContext(ctx, "INSTALL SONAME 'ha_spider'"); err != nil {
-			t.Fatalf("install Spider (package mariadb-plugin-spider): %v", err)
+	// Admin commands run on every shard, or the one named.
+	apply := func(want int, args ...string) string {
+		t.Helper()
+		code, out, errs := runApp(t, append([]string{"schema", "apply", "--shards", x.mapf}, args...)...)
+		if code != want {
+			t.Fatalf("schema apply %v: exit %d, want %d\n%s%s", args, code, want, out, errs)
 		}
+		return out
 	}
-	if _, err := root.ExecContext(ctx, "SET GLOBAL spider_same_server_link = ON"); err != nil {
-		t.Fatal(err)
+	if out := apply(0); !strings.Contains(out, "shard s1:") || !strings.Contains(out, "shard s2:") {
+		t.Errorf("schema apply on a fleet:\n%s", out)
 	}
-	x.run(t, 0, "head", "apply")
+	if out := apply(0, "--shard", "s2"); strings.Contains(out, "shard s1:") || !strings.Contains(out, "shard s2:") {
+		t.Errorf("schema apply --shard s2:\n%s", out)
+	}
+	apply(2, "--shard", "nosuch")
+	x.applyHead(t)
 
 	head, err := query.OpenDB(x.head)
 	if err != nil {
@@ -195,6 +192,75 @@ func TestFleetRouteAndHead(t *testing.T) {
 		var n int
 		if err := head.QueryRowContext(ctx, "SELECT COUNT(*) FROM `"+v+"` WHERE "+col+" = 'h2'").Scan(&n); err != nil {
 			t.Errorf("head: view %s: %v", v, err)
+		}
+	}
+}
+
+// applyHead runs 'head apply'. The shards and the head share the test's one
+// server, so Spider must be allowed to link a server to itself (separate
+// servers need not).
+func (x *fleetFixture) applyHead(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	root, err := sql.Open("mysql", testutil.StartMariaDB(t).RootDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	var have int
+	if err := root.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'SPIDER'").Scan(&have); err != nil {
+		t.Fatal(err)
+	}
+	if have == 0 {
+		if _, err := root.ExecContext(ctx, "INSTALL SONAME 'ha_spider'"); err != nil {
+			t.Fatalf("install Spider (package mariadb-plugin-spider): %v", err)
+		}
+	}
+	if _, err := root.ExecContext(ctx, "SET GLOBAL spider_same_server_link = ON"); err != nil {
+		t.Fatal(err)
+	}
+	x.run(t, 0, "head", "apply")
+}
+
+// BenchmarkHeadPerHost: per-host questions on the host's shard directly
+// (a single server) and through the Spider head.
+//
+//	POFR_TEST_REQUIRE=all go test ./cmd/pofr-server -run '^$' -bench HeadPerHost
+func BenchmarkHeadPerHost(b *testing.B) {
+	x := newFleet(b, "h1", "h2", "h3", "h4")
+	base := servertest.HostileBase()
+	for i, h := range []string{"h1", "h2", "h3", "h4"} {
+		procs, files, socks := servertest.BusyRows(base+int64(i)*1000, 20000)
+		x.f.Seal(h, func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
+	}
+	x.run(b, 0, "load")
+	x.applyHead(b)
+	r, err := registry.Load(x.f.State, "h2")
+	if err != nil {
+		b.Fatal(err)
+	}
+	head, err := query.OpenDB(x.head)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer head.Close()
+	for _, q := range []struct{ name, sql string }{
+		{"count", "SELECT COUNT(*) FROM proc_events WHERE host_id = 'h2'"},
+		{"timeline", "SELECT COUNT(*) FROM (SELECT * FROM timeline WHERE host_id = 'h2' ORDER BY ts LIMIT 500) t"},
+		{"processes", "SELECT COUNT(*) FROM processes WHERE host_id = 'h2'"},
+	} {
+		for _, side := range []struct {
+			name string
+			db   *sql.DB
+		}{{"single", x.shards[r.Shard]}, {"head", head}} {
+			b.Run(q.name+"/"+side.name, func(b *testing.B) {
+				for b.Loop() {
+					var n int64
+					if err := side.db.QueryRow(q.sql).Scan(&n); err != nil || n == 0 {
+						b.Fatalf("%s: %d, %v", q.sql, n, err)
+					}
+				}
+			})
 		}
 	}
 }

@@ -16,9 +16,9 @@ func newApp() *cli.App {
 	cmds := []*cli.Command{
 		serveCommand(),
 		loadCommand(),
-		verifyCommand(),
-		retentionCommand(),
-		deregisterCommand(),
+		perShard(verifyCommand(), loaderDSN),
+		perShard(retentionCommand(), adminDSN),
+		perShard(deregisterCommand(), adminDSN),
 		exportCommand(),
 		tokenCommand(),
 		uiCommand(),

@@ -18,7 +18,7 @@ import (
 func TestMain(m *testing.M) { testutil.Main(m) }
 
 // runApp runs a fresh pofr-server command tree in the test's process.
-func runApp(t *testing.T, args ...string) (code int, stdout, stderr string) {
+func runApp(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	return clitest.Run(newApp, args...)
 }

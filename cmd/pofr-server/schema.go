@@ -132,7 +132,7 @@ const partitionAhead = 7
 func schemaCommands() []*cli.Command {
 	var cmds []*cli.Command
 	var dsnFile string
-	cmds = append(cmds, &cli.Command{
+	cmds = append(cmds, perShard(&cli.Command{
 		Name:    "schema apply",
 		Summary: "create or upgrade the MariaDB schema (idempotent; never downgrades)",
 		Usage:   "--dsn-file F",
@@ -170,7 +170,7 @@ Example: pofr-server schema apply     (reads /etc/pofr-server/admin.dsn)`,
 			env.Log.Info("schema applied", "migrations", applied, "version", schema.Latest(), "partitions_added", added)
 			return nil
 		},
-	})
+	}, adminDSN))
 
 	var usersDSN, loaderPW, readerPW, loaderUser, readerUser, host string
 	cmds = append(cmds, &cli.Command{

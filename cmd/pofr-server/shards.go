@@ -219,3 +219,57 @@ Exit codes: 0 pinned, 1 error, 2 usage.`,
 		},
 	}}
 }
+
+// perShard makes c, a command that works on the database of its
+// --dsn-file, run once per shard of the shard map (--shard NAME: one),
+// with the DSN file pick chooses. Without a map, or with an explicit
+// --dsn-file, c runs as before.
+func perShard(c *cli.Command, pick func(fleet.Shard) string) *cli.Command {
+	var fs *flag.FlagSet
+	var path, only string
+	flags, run := c.Flags, c.Run
+	c.Flags = func(f *flag.FlagSet) {
+		flags(f)
+		fs = f
+		shardsFlag(f, &path)
+		f.StringVar(&only, "shard", "", "with a shard map: only shard `name` (default: every shard, one after another)")
+	}
+	c.Help = strings.Replace(c.Help, "\n\nExit codes:", "\n\nWith a shard map (--shards) and no --dsn-file, runs once on every shard (or\nthe one --shard names) with the shard's own DSN file, printing \"shard NAME:\"\nfirst; never against a Spider head.\n\nExit codes:", 1)
+	c.Run = func(ctx context.Context, env *cli.Env, args []string) error {
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "dsn-file" })
+		m, err := loadShards(path)
+		if err != nil {
+			return err
+		}
+		if m == nil || explicit {
+			if only != "" {
+				return cli.Usagef("--shard needs a shard map and no --dsn-file")
+			}
+			return run(ctx, env, args)
+		}
+		shards, err := selectShards(m, only)
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, s := range shards {
+			if err := fs.Set("dsn-file", pick(s)); err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "shard %s:\n", s.Name)
+			if err := run(ctx, env, args); err != nil {
+				errs = append(errs, fmt.Errorf("shard %s: %w", s.Name, err))
+			}
+		}
+		if len(errs) == 1 {
+			return errs[0]
+		}
+		return errors.Join(errs...)
+	}
+	return c
+}
+
+// adminDSN picks a shard's admin DSN file; loaderDSN its first loader's.
+func adminDSN(s fleet.Shard) string  { return s.AdminDSNFile }
+func loaderDSN(s fleet.Shard) string { return s.LoaderDSNFiles[0] }
