@@ -106,13 +106,21 @@ func (o *loadOptions) runShards(ctx context.Context, env *cli.Env, m *fleet.Map,
 }
 
 // loadShard runs one pass (or --watch) of shard s's loader. It connects
-// with the first of the shard's loader DSN files.
+// with the first of the shard's loader DSN files; the others (Galera
+// nodes) are its failover nodes.
 func (o *loadOptions) loadShard(ctx context.Context, s fleet.Shard, opt loader.Options) (loader.Summary, error) {
 	dsn, err := readDSNFile(s.LoaderDSNFiles[0])
 	if err != nil {
 		return loader.Summary{}, err
 	}
 	opt.DSN = dsn
+	for _, f := range s.LoaderDSNFiles[1:] {
+		d, err := readDSNFile(f)
+		if err != nil {
+			return loader.Summary{}, err
+		}
+		opt.FailoverDSNs = append(opt.FailoverDSNs, d)
+	}
 	l, err := loader.New(opt)
 	if err != nil {
 		return loader.Summary{}, err
