@@ -45,16 +45,8 @@ func TestPrivCPUHotplug(t *testing.T) {
 		testutil.Skip(t, testutil.TierPriv, "needs CPU 1 online")
 	}
 	bin := uniqueTrue(t)
-	s, err := Open(Options{Events: []Event{{Name: "sched:sched_process_exec", Filter: `filename == "` + bin + `"`}},
-		RingBytes: 64 << 10, Doorbell: "task:task_newtask"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.cpuCheckEvery = 100 * time.Millisecond
-	if err := s.Enable(); err != nil {
-		t.Fatal(err)
-	}
+	s := openChecked(t, Options{Events: []Event{{Name: "sched:sched_process_exec", Filter: `filename == "` + bin + `"`}},
+		RingBytes: 64 << 10, Doorbell: "task:task_newtask"}, 100*time.Millisecond)
 	t.Cleanup(func() { os.WriteFile("/sys/devices/system/cpu/cpu1/online", []byte("1"), 0) })
 	setCPUOnline(t, 1, false)
 	time.Sleep(200 * time.Millisecond)
@@ -86,16 +78,8 @@ func TestPrivCPUHotplug(t *testing.T) {
 // alive and reopen none, however idle the events are.
 func TestPrivCPUCheckQuiet(t *testing.T) {
 	requirePerf(t)
-	s, err := Open(Options{Events: []Event{{Name: "sched:sched_process_exec", Filter: `filename == "/nonexistent/pofr"`}},
-		RingBytes: 8192})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.cpuCheckEvery = 50 * time.Millisecond
-	if err := s.Enable(); err != nil {
-		t.Fatal(err)
-	}
+	s := openChecked(t, Options{Events: []Event{{Name: "sched:sched_process_exec", Filter: `filename == "/nonexistent/pofr"`}},
+		RingBytes: 8192}, 50*time.Millisecond)
 	for range 10 {
 		time.Sleep(60 * time.Millisecond)
 		s.Drain(func(*Record) {})
@@ -103,4 +87,20 @@ func TestPrivCPUCheckQuiet(t *testing.T) {
 	if st := s.Stats(); st.CPUsReopened != 0 || st.CPUErrors != 0 {
 		t.Errorf("stats %+v: rings reopened with every CPU online", st)
 	}
+}
+
+// openChecked opens and enables a Set whose drains check the CPUs every
+// `every`; it is closed at the end of the test.
+func openChecked(t *testing.T, o Options, every time.Duration) *Set {
+	t.Helper()
+	s, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.cpuCheckEvery = every
+	if err := s.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
