@@ -164,7 +164,11 @@ func TestGalera(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := l.Run(ctx)
+			// load --watch stops too: the settings will not change by
+			// themselves.
+			wctx, cancel := context.WithTimeout(ctx, time.Minute)
+			s, err := l.Watch(wctx, 100*time.Millisecond)
+			cancel()
 			l.Close()
 			if _, rerr := node1.ExecContext(ctx, "SET GLOBAL "+tc.reset); rerr != nil {
 				t.Fatal(rerr)
