@@ -233,7 +233,7 @@ func BenchmarkHeadPerHost(b *testing.B) {
 		procs, files, socks := servertest.BusyRows(base+int64(i)*1000, 20000)
 		x.f.Seal(h, func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
 	}
-	x.run(b, 0, "load")
+	b.Logf("load, one loader per shard in parallel:\n%s", x.run(b, 0, "load"))
 	x.applyHead(b)
 	r, err := registry.Load(x.f.State, "h2")
 	if err != nil {
