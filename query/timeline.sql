@@ -10,20 +10,44 @@
 -- socket rows: of its newest exec at or before the row). detail is, for
 -- proc rows, what changed (parent, exit status, new ids or name); for file
 -- rows the path (old -> new for renames); for socket rows protocol,
--- direction and endpoints; for login rows (kind login: login, logout,
--- failed, …) the tty and the remote address, user being the name the
--- record holds. argv is set on exec and snapshot rows.
-SELECT * FROM (
+-- direction and endpoints, and the name the remote address was resolved
+-- from (as in query conns: the latest DNS answer on the host holding it, the
+-- socket's own process first, up to a day before the row, 5 s after); for
+-- login rows (kind login: login, logout, failed, …) the tty and the remote
+-- address, user being the name the record holds. argv is set on exec and
+-- snapshot rows.
+--
+-- The union selects the rows' own columns only; user, exe and the DNS name
+-- are looked up by the outer SELECT, after ORDER BY and the LIMIT of a page,
+-- so a page costs its own rows' lookups, not the whole range's.
+SELECT t.time, t._ts_ns, t._tz_offset, t.kind, t.event, t.pid, t.uid,
+  CASE WHEN t.kind = 'login' THEN t._user ELSE
+    (SELECT a.name FROM accounts a WHERE a.host_id = @host AND a.kind = 'user' AND a.id = t.uid
+      ORDER BY a.ts <= t.time DESC, a.ts DESC LIMIT 1) END AS user,
+  CASE WHEN t.kind = 'login' THEN NULL
+       WHEN t.kind = 'proc' THEN COALESCE(t._exe,
+         (SELECT p.exe FROM proc_events p
+           WHERE p.host_id = @host AND p.boot_id = t._boot_id AND p.pid = t.pid
+             AND p.proc_start = t._proc_start AND p.exe IS NOT NULL
+           ORDER BY p.ts <= t.time DESC, p.ts DESC LIMIT 1),
+         t._comm)
+       ELSE (SELECT COALESCE(p.exe, p.comm) FROM proc_events p
+         WHERE p.host_id = @host AND p.boot_id = t._boot_id AND p.pid = t.pid
+           AND p.proc_start = t._proc_start AND (p.exe IS NOT NULL OR p.comm IS NOT NULL)
+         ORDER BY p.exe IS NOT NULL DESC, p.ts <= t.time DESC, p.ts DESC LIMIT 1) END AS exe,
+  CASE WHEN t.kind = 'sock' AND t._remote_port <> 0 THEN
+    CONCAT(t.detail, COALESCE(CONCAT(' name ', (SELECT d.qname FROM dns_events d
+      WHERE d.host_id = @host AND d.event = 'response'
+        AND d.ts <= t.time + INTERVAL 5 SECOND AND d.ts > t.time - INTERVAL 1 DAY
+        AND LOCATE(CONCAT(',', HEX(t._remote_addr), ','), d.answer_addrs) > 0
+      ORDER BY (d.boot_id = t._boot_id AND d.pid <=> t.pid AND d.proc_start <=> t._proc_start) DESC, d.ts DESC
+      LIMIT 1)), ''))
+    ELSE t.detail END AS detail,
+  t.argv
+FROM (
   SELECT e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset, 'proc' AS kind, e.event,
-    e.pid, e.uid,
-    (SELECT a.name FROM accounts a WHERE a.host_id = e.host_id AND a.kind = 'user' AND a.id = e.uid
-      ORDER BY a.ts <= e.ts DESC, a.ts DESC LIMIT 1) AS user,
-    COALESCE(e.exe,
-      (SELECT p.exe FROM proc_events p
-        WHERE p.host_id = e.host_id AND p.boot_id = e.boot_id AND p.pid = e.pid
-          AND p.proc_start = e.proc_start AND p.exe IS NOT NULL
-        ORDER BY p.ts <= e.ts DESC, p.ts DESC LIMIT 1),
-      e.comm) AS exe,
+    e.pid, e.uid, e.boot_id AS _boot_id, e.proc_start AS _proc_start, e.exe AS _exe, e.comm AS _comm,
+    NULL AS _user, NULL AS _remote_addr, NULL AS _remote_port,
     CASE e.event
       WHEN 'fork' THEN CONCAT('parent ', e.ppid)
       WHEN 'exit' THEN CASE WHEN e.exit_signal IS NOT NULL THEN CONCAT('signal ', e.exit_signal)
@@ -43,13 +67,7 @@ SELECT * FROM (
     AND (@pid IS NULL OR e.pid = @pid)
   UNION ALL
   SELECT f.ts, f.ts_ns, f.tz_offset, 'file', f.op,
-    f.pid, f.uid,
-    (SELECT a.name FROM accounts a WHERE a.host_id = f.host_id AND a.kind = 'user' AND a.id = f.uid
-      ORDER BY a.ts <= f.ts DESC, a.ts DESC LIMIT 1),
-    (SELECT COALESCE(p.exe, p.comm) FROM proc_events p
-      WHERE p.host_id = f.host_id AND p.boot_id = f.boot_id AND p.pid = f.pid
-        AND p.proc_start = f.proc_start AND (p.exe IS NOT NULL OR p.comm IS NOT NULL)
-      ORDER BY p.exe IS NOT NULL DESC, p.ts <= f.ts DESC, p.ts DESC LIMIT 1),
+    f.pid, f.uid, f.boot_id, f.proc_start, NULL, NULL, NULL, NULL, NULL,
     CASE WHEN f.new_path IS NULL THEN f.path ELSE CONCAT(f.path, ' -> ', f.new_path) END,
     NULL, 1, f.segment_id, f.row_no
   FROM file_events f
@@ -58,13 +76,7 @@ SELECT * FROM (
     AND (@pid IS NULL OR f.pid = @pid)
   UNION ALL
   SELECT s.ts, s.ts_ns, s.tz_offset, 'sock', s.event,
-    s.pid, s.uid,
-    (SELECT a.name FROM accounts a WHERE a.host_id = s.host_id AND a.kind = 'user' AND a.id = s.uid
-      ORDER BY a.ts <= s.ts DESC, a.ts DESC LIMIT 1),
-    (SELECT COALESCE(p.exe, p.comm) FROM proc_events p
-      WHERE p.host_id = s.host_id AND p.boot_id = s.boot_id AND p.pid = s.pid
-        AND p.proc_start = s.proc_start AND (p.exe IS NOT NULL OR p.comm IS NOT NULL)
-      ORDER BY p.exe IS NOT NULL DESC, p.ts <= s.ts DESC, p.ts DESC LIMIT 1),
+    s.pid, s.uid, s.boot_id, s.proc_start, NULL, NULL, NULL, s.remote_addr, s.remote_port,
     CONCAT(s.proto, ' ', COALESCE(s.direction, '?'), ' ',
            COALESCE(CONVERT(INET6_NTOA(s.local_addr) USING ascii), '?'), ':', s.local_port, ' -> ',
            COALESCE(CONVERT(INET6_NTOA(s.remote_addr) USING ascii), '?'), ':', s.remote_port,
@@ -76,7 +88,7 @@ SELECT * FROM (
     AND (@pid IS NULL OR s.pid = @pid)
   UNION ALL
   SELECT l.ts, l.ts_ns, l.tz_offset, 'login', l.kind,
-    l.pid, NULL, l.user, NULL,
+    l.pid, NULL, l.boot_id, NULL, NULL, NULL, l.user, NULL, NULL,
     CONCAT(COALESCE(l.tty, '?'), ' from ', COALESCE(CONVERT(INET6_NTOA(l.remote_addr) USING ascii), l.remote_host, '?')),
     NULL, 3, l.segment_id, l.row_no
   FROM login_events l
