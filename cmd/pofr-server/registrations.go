@@ -25,7 +25,7 @@ func registrationsCommands() []*cli.Command {
 	var stateDir statedir.Dir
 	var reason string
 	var all bool
-	var shardsFile string
+	var shardsFile, pinShard string
 	stateFlag := func(fs *flag.FlagSet) {
 		stateDirFlag(fs, &stateDir, "server state `dir`ectory")
 	}
@@ -50,15 +50,20 @@ func registrationsCommands() []*cli.Command {
 	cmds = append(cmds, &cli.Command{
 		Name:    "registrations approve",
 		Summary: "approve a pending registration request",
-		Usage:   "[--state-dir D] REQUEST",
+		Usage:   "[--state-dir D] [--shards FILE] [--shard NAME] REQUEST",
 		Help: `Grants the request: assigns a host id, writes the host registry and
 creates the host's inbox; with a shard map, assigns the host its shard
-(its pin, else the least-loaded open shard). The host learns it at its next 'register'. A
+(--shard NAME pins it there, else its pin, else the least-loaded open
+shard). The host learns it at its next 'register'. A
 request that duplicates an active host (same machine-id, DMI uuid or key) is
 refused unless the host asked to replace it; then the old host is revoked.
 
 Exit codes: 0 approved, 1 error (unknown, decided or duplicate request).`,
-		Flags: func(fs *flag.FlagSet) { stateFlag(fs); shardsFlag(fs, &shardsFile) },
+		Flags: func(fs *flag.FlagSet) {
+			stateFlag(fs)
+			shardsFlag(fs, &shardsFile)
+			fs.StringVar(&pinShard, "shard", "", "with a shard map: pin the new host to shard `name` (default: least-loaded)")
+		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
 			if len(args) != 1 {
 				return cli.Usagef("want one request id")
@@ -67,12 +72,23 @@ Exit codes: 0 approved, 1 error (unknown, decided or duplicate request).`,
 			if err != nil {
 				return err
 			}
+			if pinShard != "" && (shards == nil || shards.Shard(pinShard) == nil) {
+				return cli.Usagef("--shard %q: not in a shard map", pinShard)
+			}
 			r, err := receiver.Approve(stateDir, args[0])
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(env.Stdout, "approved %s: host id %s (%s)\n", r.RequestID, r.HostID, r.Facts.Hostname)
 			if shards != nil {
+				if pinShard != "" {
+					if err := shards.Pin(r.HostID, pinShard); err != nil {
+						return err
+					}
+					if err := shards.Save(shardsFile); err != nil {
+						return err
+					}
+				}
 				s, err := receiver.AssignShard(stateDir, shards, r.HostID)
 				if err != nil {
 					return err

@@ -51,4 +51,7 @@ func TestShardsCommands(t *testing.T) {
 		t.Errorf("rm of a used shard: %s", out)
 	}
 	run(0, "shards", "rm", "s1")
+	if out := run(2, "registrations", "approve", "--shard", "s1", "0123"); !strings.Contains(out, "not in a shard map") {
+		t.Errorf("approve --shard of a removed shard: %s", out)
+	}
 }
