@@ -6,13 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pofr/pofr/internal/syslog5424"
 )
 
 // Sender delivers an alert to one destination.
@@ -117,81 +116,28 @@ type Syslog struct {
 
 func (s *Syslog) String() string { return "syslog " + s.Network + ":" + s.Address }
 
-// Syslog facilities and severities by name (RFC 5424 section 6.2.1).
+// Syslog facilities and severities by name.
 var (
-	facilities = map[string]int{"kern": 0, "user": 1, "daemon": 3, "auth": 4, "syslog": 5, "authpriv": 10,
-		"local0": 16, "local1": 17, "local2": 18, "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23}
-	severities = map[string]int{"emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6, "debug": 7}
+	facilities = syslog5424.Facilities
+	severities = syslog5424.Severities
 )
 
-// Message returns the RFC 5424 message of a (without framing).
+// Message returns the RFC 5424 message of a (without framing): the rule is
+// the MSGID, the match the structured data, the summary the MSG.
 func (s *Syslog) Message(a Alert) []byte {
-	host := s.Hostname
-	if host == "" {
-		host, _ = os.Hostname()
-	}
-	pri := s.Facility*8 + severities[a.Severity]
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "<%d>1 %s %s pofr-server %d %s ", pri, a.Time.UTC().Format("2006-01-02T15:04:05.000000Z"),
-		header(host, 255), os.Getpid(), header(a.Rule, 32))
-	// Structured data: the rule and the match (PARAM-VALUE escapes ", \ and ]).
-	b.WriteString(`[pofr@32473 rule="` + sdEscape(a.Rule) + `" kind="` + sdEscape(a.Kind) + `" key="` + sdEscape(a.Key) + `"`)
+	sd := [][2]string{{"rule", a.Rule}, {"kind", a.Kind}, {"key", a.Key}}
 	if a.Host != "" {
-		b.WriteString(` host="` + sdEscape(a.Host) + `"`)
+		sd = append(sd, [2]string{"host", a.Host})
 	}
-	b.WriteString("] ")
-	// MSG: BOM and UTF-8 text, on one line.
-	b.WriteString("\xef\xbb\xbf" + strings.NewReplacer("\n", " ", "\r", " ").Replace(a.Summary))
-	return b.Bytes()
+	return syslog5424.Format(syslog5424.Message{Facility: s.Facility, Severity: severities[a.Severity], Time: a.Time,
+		Hostname: s.Hostname, App: "pofr-server", MsgID: a.Rule, SDID: "pofr@32473", SD: sd, Msg: a.Summary})
 }
 
-// header returns v as a header field: printable US-ASCII without spaces,
-// at most n bytes; "-" (NILVALUE) if empty.
-func header(v string, n int) string {
-	out := make([]byte, 0, len(v))
-	for i := 0; i < len(v) && len(out) < n; i++ {
-		if c := v[i]; c > 32 && c < 127 {
-			out = append(out, c)
-		} else {
-			out = append(out, '_')
-		}
-	}
-	if len(out) == 0 {
-		return "-"
-	}
-	return string(out)
-}
-
-func sdEscape(v string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`).Replace(v)
-}
-
-// Send implements Sender.
+// Send implements Sender: one connection per alert.
 func (s *Syslog) Send(ctx context.Context, a Alert) error {
-	msg := s.Message(a)
-	d := net.Dialer{Timeout: s.Timeout}
-	network := s.Network
-	if network == "unix" {
-		network = "unixgram"
-	}
-	c, err := d.DialContext(ctx, network, s.Address)
-	if err != nil && s.Network == "unix" {
-		network = "unix"
-		c, err = d.DialContext(ctx, network, s.Address)
-	}
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetWriteDeadline(time.Now().Add(s.Timeout))
-	switch network {
-	case "tcp":
-		msg = append([]byte(strconv.Itoa(len(msg))+" "), msg...)
-	case "unix":
-		msg = append(msg, '\n')
-	}
-	_, err = c.Write(msg)
-	return err
+	w := &syslog5424.Writer{Network: s.Network, Address: s.Address, Timeout: s.Timeout}
+	defer w.Close()
+	return w.Write(ctx, s.Message(a))
 }
 
 // Exec runs Command with the alert as JSON on its standard input; a

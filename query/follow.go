@@ -24,6 +24,19 @@ type FollowSink interface {
 	Rewind(name string, offset int64) error
 }
 
+// DeliverySink is a FollowSink that delivers a segment in batches before
+// Commit (an HTTP endpoint, syslog): Write sends a full batch and waits for
+// it to be acknowledged, which is the backpressure on the reader. Follow
+// calls BeginSegment before each segment with the number of the segment's
+// documents delivered before a restart, which the sink drops, and a
+// function the sink calls after each acknowledged batch with the number
+// delivered so far; Follow keeps that in the cursor, so a restart neither
+// skips nor repeats a document of a partly delivered segment.
+type DeliverySink interface {
+	FollowSink
+	BeginSegment(skip int64, acked func(docs int64) error)
+}
+
 // FollowArgs configure Follow.
 type FollowArgs struct {
 	Export ExportArgs // table, host, bulk lines; Segment and Range are set by Follow
@@ -51,6 +64,9 @@ type followCursor struct {
 	Done   []uint64 `json:"done"`
 	Sink   string   `json:"sink,omitempty"`
 	Offset int64    `json:"offset"`
+	// Seg's first SegDocs documents are delivered (a DeliverySink).
+	Seg     uint64 `json:"seg,omitempty"`
+	SegDocs int64  `json:"seg_docs,omitempty"`
 }
 
 // Follow writes the rows of every committed segment (ledger row) of one
@@ -123,6 +139,16 @@ func (q *Querier) Follow(ctx context.Context, sink FollowSink, a FollowArgs) err
 		}
 		for _, id := range ids {
 			for {
+				if ds, ok := sink.(DeliverySink); ok {
+					skip := int64(0)
+					if cur.Seg == id {
+						skip = cur.SegDocs
+					}
+					ds.BeginSegment(skip, func(docs int64) error {
+						cur.Seg, cur.SegDocs = id, docs
+						return writeFollowCursor(a.CursorFile, cur)
+					})
+				}
 				err := q.followSegment(ctx, sink, a, id)
 				if err == nil {
 					break
@@ -142,6 +168,7 @@ func (q *Querier) Follow(ctx context.Context, sink FollowSink, a FollowArgs) err
 			done[id] = true
 			cur.Low = advanceLow(cur.Low, done, holeSince, a.HoleWait, time.Now())
 			cur.Sink, cur.Offset = sink.Position()
+			cur.Seg, cur.SegDocs = 0, 0
 			cur.Done = cur.Done[:0]
 			for d := range done {
 				cur.Done = append(cur.Done, d)

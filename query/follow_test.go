@@ -2,6 +2,7 @@ package query
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ type followEnv struct {
 	fx   *servertest.Fixture
 	base int64
 	next int
+	rows int // rows per segment; 0 is 30
 }
 
 func newFollowEnv(t *testing.T) *followEnv {
@@ -33,13 +35,14 @@ func newFollowEnv(t *testing.T) *followEnv {
 	return &followEnv{t: t, q: &Querier{DB: db}, fx: servertest.NewFixture(t, "h1", "h2"), base: servertest.HostileBase()}
 }
 
-// load seals n segments per host of 30 rows (9 proc rows) each and loads them with
-// two workers.
+// load seals n segments per host of e.rows rows (30: 9 proc rows) each and
+// loads them with two workers.
 func (e *followEnv) load(n int) {
 	e.t.Helper()
 	for range n {
 		for _, h := range []string{"h1", "h2"} {
-			procs, _, _ := servertest.BusyRows(e.base+int64(e.next)*1_000_000, 30)
+			rows := cmp.Or(e.rows, 30)
+			procs, _, _ := servertest.BusyRows(e.base+int64(e.next)*int64(max(1_000_000, 2000*rows)), rows)
 			e.next++
 			e.fx.Seal(h, func(s event.Sink) {
 				for i := range procs {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/syslog5424"
 	"github.com/pofr/pofr/query"
 )
 
@@ -20,11 +23,13 @@ func exportCommand() *cli.Command {
 		rotateBytes                         int64
 		interval, holeWait                  time.Duration
 		r                                   rangeFlags
+		esURL, syslogTo, facility           string
+		batch                               query.Batching
 	)
 	return &cli.Command{
 		Name:    "export",
 		Summary: "write a table as JSON lines for Elasticsearch/Kibana",
-		Usage:   "--format jsonl [--table proc|file|sock|gap|dns|exe|login|ctr] [--host H] [--since D | --from T --to T] [--bulk] [--follow --cursor-file F [--output F [--rotate-bytes N]]] --dsn-file F",
+		Usage:   "--format jsonl [--table proc|file|sock|gap|dns|exe|login|ctr] [--host H] [--since D | --from T --to T] [--bulk] [--follow --cursor-file F [--output F [--rotate-bytes N] | --es-url URL | --syslog NET:ADDR]] --dsn-file F",
 		Help: `Writes every row of one table (default proc) to standard output, one JSON
 document per line, in time order, streaming. Each document has @timestamp
 (the row's time with nanoseconds, RFC 3339 UTC), table, the row's columns
@@ -57,6 +62,18 @@ at most. A ledger id missing below loaded ones (a loader transaction still
 open) is waited for --hole-wait before it is taken as rolled back.
 --host and --table filter; --since/--from/--to do not apply.
 
+--es-url URL posts the rows to an Elasticsearch/OpenSearch _bulk endpoint
+(implies --bulk; credentials as http://user:pass@host:9200). --syslog
+udp:HOST:PORT, tcp:HOST:PORT or unix:PATH sends each row as the message of
+one RFC 5424 syslog message (MSGID the table, --syslog-facility). Both send
+batches of --batch-docs documents or --batch-bytes bytes, or what has waited
+--batch-wait, and wait for each: a slow sink slows the export, which holds
+one batch. A batch counts as delivered only after a 2xx _bulk answer with
+no failed item (or, for syslog, once the socket took it; over UDP a lost
+datagram goes unseen); the cursor then records how many of the segment's
+rows are delivered, so a restart neither repeats nor skips one. A failing
+batch is retried with backoff from 0.5s, doubling, as long as it fails.
+
 Exit codes: 0 written, 1 error, 2 usage.`,
 		Flags: func(fs *flag.FlagSet) {
 			dsnFileFlag(fs, &dsnFile, "reader", "`file` holding the MariaDB DSN")
@@ -71,6 +88,12 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 			fs.Int64Var(&rotateBytes, "rotate-bytes", 0, "--follow --output: rotate the file at a segment boundary once it has this many bytes (0: never)")
 			fs.DurationVar(&interval, "interval", time.Second, "--follow: wait between polls of the ledger")
 			fs.DurationVar(&holeWait, "hole-wait", 10*time.Minute, "--follow: how long a missing ledger id is waited for")
+			fs.StringVar(&esURL, "es-url", "", "--follow: post to this Elasticsearch `URL` (…/_bulk)")
+			fs.StringVar(&syslogTo, "syslog", "", "--follow: send to syslog at `NET:ADDR` (udp:HOST:PORT, tcp:HOST:PORT, unix:PATH)")
+			fs.StringVar(&facility, "syslog-facility", "local0", "--syslog: facility name")
+			fs.IntVar(&batch.MaxDocs, "batch-docs", 1000, "--es-url/--syslog: documents per batch at most")
+			fs.IntVar(&batch.MaxBytes, "batch-bytes", 4<<20, "--es-url/--syslog: bytes per batch at most")
+			fs.DurationVar(&batch.MaxWait, "batch-wait", 5*time.Second, "--es-url/--syslog: send a batch once its first row waited this long")
 			r.register(fs)
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
@@ -86,8 +109,41 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 			if follow && cursorFile == "" {
 				return cli.Usagef("--follow needs --cursor-file")
 			}
-			if !follow && (cursorFile != "" || output != "" || rotateBytes != 0) {
-				return cli.Usagef("--cursor-file, --output and --rotate-bytes go with --follow")
+			if !follow && (cursorFile != "" || output != "" || rotateBytes != 0 || esURL != "" || syslogTo != "") {
+				return cli.Usagef("--cursor-file, --output, --rotate-bytes, --es-url and --syslog go with --follow")
+			}
+			if n := btoi(output != "") + btoi(esURL != "") + btoi(syslogTo != ""); n > 1 {
+				return cli.Usagef("--output, --es-url and --syslog: one sink at a time")
+			}
+			if batch.MaxDocs <= 0 || batch.MaxBytes <= 0 || batch.MaxWait <= 0 {
+				return cli.Usagef("--batch-docs, --batch-bytes and --batch-wait must be positive")
+			}
+			var sink followSink
+			if esURL != "" {
+				if u, err := url.Parse(esURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return cli.Usagef("--es-url %q: want http(s)://host:port", esURL)
+				}
+				bulk = true
+				sink = func(log func(string, error)) (query.FollowSink, func() error, error) {
+					return query.NewESSink(ctx, esURL, batch, log), func() error { return nil }, nil
+				}
+			}
+			if syslogTo != "" {
+				network, addr, ok := strings.Cut(syslogTo, ":")
+				if !ok || addr == "" || (network != "udp" && network != "tcp" && network != "unix") {
+					return cli.Usagef("--syslog %q: want udp:HOST:PORT, tcp:HOST:PORT or unix:PATH", syslogTo)
+				}
+				if _, ok := syslog5424.Facilities[facility]; !ok {
+					return cli.Usagef("--syslog-facility %q: unknown", facility)
+				}
+				bulk = false
+				sink = func(log func(string, error)) (query.FollowSink, func() error, error) {
+					s, err := query.NewSyslogSink(ctx, network, addr, facility, table, batch, log)
+					if err != nil {
+						return nil, nil, err
+					}
+					return s, s.Close, nil
+				}
 			}
 			if rotateBytes < 0 || interval <= 0 || holeWait <= 0 {
 				return cli.Usagef("--rotate-bytes must not be negative, --interval and --hole-wait must be positive")
@@ -106,7 +162,7 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 				return runFollow(ctx, env, q, query.FollowArgs{
 					Export:     query.ExportArgs{Table: table, Host: host, Bulk: bulk, IndexPrefix: index},
 					CursorFile: cursorFile, Interval: interval, HoleWait: holeWait,
-				}, output, rotateBytes)
+				}, output, rotateBytes, sink)
 			}
 			n, err := q.Export(ctx, env.Stdout, query.ExportArgs{Table: table, Host: host, Range: rg, Bulk: bulk, IndexPrefix: index})
 			if err != nil {
@@ -118,12 +174,29 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 	}
 }
 
+// followSink opens a delivery sink for runFollow.
+type followSink func(log func(string, error)) (query.FollowSink, func() error, error)
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // runFollow is export --follow: it runs until ctx ends (SIGINT, SIGTERM),
 // which is a clean stop.
-func runFollow(ctx context.Context, env *cli.Env, q *query.Querier, a query.FollowArgs, output string, rotateBytes int64) error {
+func runFollow(ctx context.Context, env *cli.Env, q *query.Querier, a query.FollowArgs, output string, rotateBytes int64, open followSink) error {
 	a.Log = func(msg string, err error) { env.Log.Warn(msg+", retrying", "err", err) }
 	var sink query.FollowSink
-	if output == "" {
+	if open != nil {
+		s, closeSink, err := open(a.Log)
+		if err != nil {
+			return err
+		}
+		defer closeSink()
+		sink = s
+	} else if output == "" {
 		sink = query.NewStreamSink(env.Stdout)
 	} else {
 		fsink, err := query.OpenFileSink(output, rotateBytes)

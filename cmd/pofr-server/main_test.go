@@ -268,6 +268,12 @@ func TestExportFollowUsage(t *testing.T) {
 		{"export", "--cursor-file", "c", "--dsn-file", "/nonexistent"},
 		{"export", "--follow", "--cursor-file", "c", "--rotate-bytes", "-1", "--dsn-file", "/nonexistent"},
 		{"export", "--follow", "--cursor-file", "c", "--interval", "0s", "--dsn-file", "/nonexistent"},
+		{"export", "--es-url", "http://localhost:9200", "--dsn-file", "/nonexistent"},
+		{"export", "--follow", "--cursor-file", "c", "--es-url", "localhost:9200", "--dsn-file", "/nonexistent"},
+		{"export", "--follow", "--cursor-file", "c", "--es-url", "http://h:9200", "--syslog", "udp:h:514", "--dsn-file", "/nonexistent"},
+		{"export", "--follow", "--cursor-file", "c", "--syslog", "h:514", "--dsn-file", "/nonexistent"},
+		{"export", "--follow", "--cursor-file", "c", "--syslog", "tcp:h:514", "--syslog-facility", "nope", "--dsn-file", "/nonexistent"},
+		{"export", "--follow", "--cursor-file", "c", "--syslog", "tcp:h:514", "--batch-docs", "0", "--dsn-file", "/nonexistent"},
 	} {
 		if code, _, stderr := runApp(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr)
