@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -266,7 +267,8 @@ func NewSyslogSink(ctx context.Context, network, address, facility, table string
 		return nil, fmt.Errorf("syslog sink: facility %q", facility)
 	}
 	b.defaults()
-	s := &SyslogSink{w: &syslog5424.Writer{Network: network, Address: address}, facility: fac, table: table}
+	host, _ := os.Hostname()
+	s := &SyslogSink{w: &syslog5424.Writer{Network: network, Address: address}, facility: fac, table: table, hostname: host}
 	s.batcher = batcher{ctx: ctx, b: b, linesPerDoc: 1, send: s.sendBatch, log: log}
 	return s, nil
 }

@@ -250,6 +250,24 @@ func TestFollowESBackpressureService(t *testing.T) {
 	})
 	t.Logf("fast _bulk endpoint: %d rows in %v, %.0f rows/s", len(want), time.Since(t0), float64(len(want))/time.Since(t0).Seconds())
 	stop()
+	sl := newSyslogReceiver(t)
+	ss, err := NewSyslogSink(ctx, "tcp", sl.addr, "local0", "proc", b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 = time.Now()
+	stop = e.followWith(ss, filepath.Join(t.TempDir(), "cursor"), false)
+	testutil.WaitFor(t, 2*time.Minute, "every row received", func() bool {
+		sl.mu.Lock()
+		defer sl.mu.Unlock()
+		return len(sl.msgs) >= len(want)
+	})
+	if got, err := sl.rows(); err != nil || sameRows(got, want) != nil {
+		t.Fatalf("syslog: %v %v", err, sameRows(got, want))
+	}
+	t.Logf("TCP syslog server: %d rows in %v, %.0f rows/s", len(want), time.Since(t0), float64(len(want))/time.Since(t0).Seconds())
+	stop()
+	ss.Close()
 
 	live := func() uint64 {
 		runtime.GC()

@@ -54,7 +54,7 @@ func Format(m Message) []byte {
 		b.WriteString("]")
 	}
 	b.WriteString(" \xef\xbb\xbf")
-	b.WriteString(strings.NewReplacer("\n", " ", "\r", " ").Replace(m.Msg))
+	b.WriteString(oneLine.Replace(m.Msg))
 	return b.Bytes()
 }
 
@@ -75,10 +75,13 @@ func header(v string, n int) string {
 	return string(out)
 }
 
+var (
+	oneLine   = strings.NewReplacer("\n", " ", "\r", " ")
+	sdEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`)
+)
+
 // sdEscape escapes a PARAM-VALUE: ", \ and ].
-func sdEscape(v string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`).Replace(v)
-}
+func sdEscape(v string) string { return sdEscaper.Replace(v) }
 
 // Writer sends messages to one address, keeping the connection between
 // calls and dialing again after an error. Network is udp, tcp or unix (a
