@@ -46,22 +46,26 @@ func newESReceiver(t *testing.T) *esReceiver {
 	return r
 }
 
-func (r *esReceiver) start() {
-	addr := r.addr
+// listenAgain listens on addr, a free port if "", waiting a moment for the
+// socket of a server stopped just before to go.
+func listenAgain(t *testing.T, addr string) net.Listener {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
 	var ln net.Listener
 	var err error
-	for range 50 { // the old socket may linger a moment
+	for range 50 {
 		if ln, err = net.Listen("tcp", addr); err == nil {
-			break
+			return ln
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	t.Fatal(err)
+	return nil
+}
+
+func (r *esReceiver) start() {
+	ln := listenAgain(r.t, r.addr)
 	r.addr = ln.Addr().String()
 	r.srv = &http.Server{Handler: http.HandlerFunc(r.bulk)}
 	go r.srv.Serve(ln)
@@ -320,20 +324,7 @@ func newSyslogReceiver(t *testing.T) *syslogReceiver {
 }
 
 func (r *syslogReceiver) start() {
-	addr := r.addr
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	var err error
-	for range 50 {
-		if r.ln, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		r.t.Fatal(err)
-	}
+	r.ln = listenAgain(r.t, r.addr)
 	r.addr = r.ln.Addr().String()
 	ln := r.ln
 	r.wg.Add(1)
