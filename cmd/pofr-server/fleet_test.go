@@ -187,6 +187,33 @@ func TestFleetRouteAndHead(t *testing.T) {
 	if len(got) != 4 || !sameSet(got, want) {
 		t.Errorf("per-host checksums: head %v, shards %v", got, want)
 	}
+	// A host added later: a fleet-wide scan sees its rows at once (Spider
+	// scans each shard's table whole), but a per-host query is pruned to
+	// the partitions that list it, so it finds them only after head apply
+	// has re-created the head's tables, which copies nothing (the shards'
+	// rows stay exactly as many).
+	x.f.Register("h5")
+	procs, files, socks := servertest.BusyRows(base+9000, 300)
+	x.f.Seal("h5", func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
+	x.run(t, 0, "load")
+	h5 := func() (n int) {
+		t.Helper()
+		if err := head.QueryRowContext(ctx, "SELECT COUNT(*) FROM proc_events WHERE host_id = 'h5'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := h5()
+	x.applyHead(t)
+	const perHost = "SELECT host_id, COUNT(*), 0 FROM proc_events GROUP BY host_id ORDER BY host_id"
+	after := dump(t, head, perHost)
+	var shardRows []string
+	for _, s := range []string{"s1", "s2"} {
+		shardRows = append(shardRows, dump(t, x.shards[s], perHost)...)
+	}
+	if before != 0 || h5() == 0 || len(after) != 5 || !sameSet(after, shardRows) {
+		t.Errorf("new host h5: %d rows per host before head apply, %d after; fleet %v, shards %v", before, h5(), after, shardRows)
+	}
 	// Every view answers per host through the head too.
 	for v, col := range map[string]string{"processes": "host_id", "process_tree": "host_id", "timeline": "host_id", "connections": "host_id", "peer_connections": "client_host"} {
 		var n int

@@ -34,7 +34,8 @@ only 'schema apply' on every shard and then 'head apply'. A table without
 host_id links to the first shard only.
 
 The head holds no data: re-creating its tables copies nothing. Run it again
-after a host registers (its rows are invisible through the head until then)
+after hosts register (until then per-host queries through the head
+find none of a new host's rows)
 or a shard is added. --dry-run prints the statements (with the passwords
 of the shard DSNs) instead of running them.
 
