@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/oschwald/maxminddb-golang/v2"
+	"github.com/pofr/pofr/addrinfo"
 )
 
 // Enricher adds, at query time, what the record does not hold about remote
@@ -31,41 +31,34 @@ type Enricher struct {
 	names map[netip.Addr]string // the cache: "" for no name
 }
 
-// GeoDB is an open MaxMind DB file (GeoLite2/GeoIP2 City or Country, or any
-// database with the same country.iso_code and city.names.en fields).
+// GeoDB is an open geolocation database: a MaxMind DB (GeoLite2/GeoIP2
+// City or Country, or any database with the same country.iso_code and
+// city.names.en fields) or an IP2Location .BIN file, the reader chosen by
+// the file's content as at load (addrinfo.OpenGeo).
 type GeoDB struct {
-	r *maxminddb.Reader
+	g addrinfo.Geo
 }
 
-// OpenGeoDB opens a MaxMind DB (.mmdb) file.
+// OpenGeoDB opens a MaxMind DB (.mmdb) or IP2Location (.BIN) file.
 func OpenGeoDB(path string) (*GeoDB, error) {
-	r, err := maxminddb.Open(path)
+	g, err := addrinfo.OpenGeo(path)
 	if err != nil {
 		return nil, fmt.Errorf("open geolocation database %s: %w", path, err)
 	}
-	return &GeoDB{r: r}, nil
+	return &GeoDB{g: g}, nil
 }
 
 // Close releases the database.
-func (g *GeoDB) Close() error { return g.r.Close() }
-
-type geoRecord struct {
-	Country struct {
-		ISOCode string `maxminddb:"iso_code"`
-	} `maxminddb:"country"`
-	City struct {
-		Names map[string]string `maxminddb:"names"`
-	} `maxminddb:"city"`
-}
+func (g *GeoDB) Close() error { return g.g.Close() }
 
 // Lookup returns the ISO 3166 country code and the English city name of a,
 // empty when the database does not know them.
 func (g *GeoDB) Lookup(a netip.Addr) (country, city string) {
-	var rec geoRecord
-	if err := g.r.Lookup(a.Unmap()).Decode(&rec); err != nil {
+	in := addrinfo.Info{Addr: a.Unmap()}
+	if !g.g.Lookup(&in) {
 		return "", ""
 	}
-	return rec.Country.ISOCode, rec.City.Names["en"]
+	return in.Country, in.City
 }
 
 // Apply adds the columns rdns (with Resolve), country and city (with Geo) to

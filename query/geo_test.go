@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/pofr/pofr/internal/geotest"
 )
 
 // mmdb encodes values in the MaxMind DB data format (enough for tests).
@@ -158,5 +159,42 @@ func TestConnsCountry(t *testing.T) {
 				t.Errorf("country, city columns (-want +got):\n%s\n%s", diff, out)
 			}
 		}
+	}
+}
+
+// TestGeoDBBIN: --geoip takes an IP2Location .BIN file too (one the test
+// builds), read like the MaxMind DB, IPv4-mapped addresses included.
+func TestGeoDBBIN(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "IP2LOCATION-DB26.BIN")
+	if err := geotest.WriteBIN(path, []geotest.Net{{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Country: "VN",
+		CountryName: "Viet Nam", City: "Hanoi", ASN: "64500", AS: "Example"}}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := OpenGeoDB(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for addr, want := range map[string][2]string{
+		"203.0.113.5":        {"VN", "Hanoi"},
+		"::ffff:203.0.113.9": {"VN", "Hanoi"},
+		"203.0.114.5":        {"", ""},
+	} {
+		c, city := g.Lookup(netip.MustParseAddr(addr))
+		if c != want[0] || city != want[1] {
+			t.Errorf("Lookup(%s) = %q, %q; want %q, %q", addr, c, city, want[0], want[1])
+		}
+	}
+	tb := &Table{Columns: []Column{{Name: "remote_addr", Kind: Addr}}, Rows: [][]any{{[]byte{203, 0, 113, 5}}}}
+	(&Enricher{Geo: g}).Apply(t.Context(), tb, "remote_addr")
+	if diff := cmp.Diff([][]any{{[]byte{203, 0, 113, 5}, "VN", "Hanoi"}}, tb.Rows); diff != "" {
+		t.Errorf("enriched rows (-want +got):\n%s", diff)
+	}
+	bad := filepath.Join(t.TempDir(), "x.dat")
+	if err := os.WriteFile(bad, []byte("neither"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenGeoDB(bad); err == nil {
+		t.Error("OpenGeoDB of a file that is neither a MaxMind DB nor a .BIN: no error")
 	}
 }

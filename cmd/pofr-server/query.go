@@ -52,7 +52,7 @@ func (f *queryFlags) register(fs *flag.FlagSet, enrich bool) {
 	if enrich {
 		fs.BoolVar(&f.resolve, "resolve", false, "add reverse DNS names of remote addresses (at query time, cached, short timeout)")
 		fs.DurationVar(&f.rdnsTimeout, "rdns-timeout", 500*time.Millisecond, "timeout of one reverse DNS lookup")
-		fs.StringVar(&f.geoip, "geoip", "", "MaxMind DB `file` (GeoLite2/GeoIP2 City or Country .mmdb) for country and city columns; without it they are not shown")
+		fs.StringVar(&f.geoip, "geoip", "", "MaxMind DB (.mmdb) or IP2Location (.BIN) `file` for country and city columns; without it they are not shown")
 	}
 }
 
@@ -494,7 +494,8 @@ and H2:00 in the host's own local time (22-4 wraps midnight).
 
 Enrichment (at query time, never stored): --resolve adds reverse DNS names
 (rdns); --geoip FILE adds country and city from a MaxMind DB file you supply
-(GeoLite2-City.mmdb or GeoLite2-Country.mmdb). Without --geoip there are no
+(GeoLite2-City.mmdb or GeoLite2-Country.mmdb) or an IP2Location .BIN file.
+Without --geoip there are no
 country or city columns, and --country is refused.
 
 Examples:

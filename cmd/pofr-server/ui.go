@@ -54,7 +54,7 @@ Example: pofr-server ui --dsn-file /etc/pofr-server/reader.dsn --listen 127.0.0.
 			fs.BoolVar(&resolve, "resolve", false, "add reverse DNS names of remote addresses to the conns search")
 			fs.DurationVar(&rdnsTimeout, "rdns-timeout", 500*time.Millisecond, "timeout of one reverse DNS lookup")
 			metricsFlag(fs, &metricsListen)
-			fs.StringVar(&geoip, "geoip", "", "MaxMind DB `file` for country and city columns of the conns search")
+			fs.StringVar(&geoip, "geoip", "", "MaxMind DB (.mmdb) or IP2Location (.BIN) `file` for country and city columns of the conns search")
 		},
 		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
