@@ -495,8 +495,8 @@ and H2:00 in the host's own local time (22-4 wraps midnight).
 Enrichment (at query time, never stored): --resolve adds reverse DNS names
 (rdns); --geoip FILE adds country and city from a MaxMind DB file you supply
 (GeoLite2-City.mmdb or GeoLite2-Country.mmdb) or an IP2Location .BIN file.
-Without --geoip there are no
-country or city columns, and --country is refused.
+Without --geoip there are no country or city columns, and --country is
+refused.
 
 Examples:
   endpoints of nathanp's google-chrome:
