@@ -24,6 +24,10 @@ type Alert struct {
 	Fields   map[string]string `json:"fields,omitempty"`
 }
 
+// SendGrace bounds the delivery of one claimed alert to all sinks; it goes
+// on after the run is cancelled.
+const SendGrace = time.Minute
+
 // MaxMatches bounds the matches one rule fires in one run; the rest wait
 // for the next run.
 const MaxMatches = 1000
@@ -126,10 +130,15 @@ func (r *Runner) fire(ctx context.Context, a Alert) (bool, error) {
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return false, err // fired before (here or by another server)
 	}
+	// A claimed alert is delivered even if ctx ends meanwhile (SIGTERM in
+	// --watch): cancelling a send the receiver may already have taken would
+	// release the claim and fire the alert again after the restart.
+	sendCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), SendGrace)
+	defer cancel()
 	var errs []error
 	sent := 0
 	for _, s := range r.Sinks {
-		if err := s.Send(ctx, a); err != nil {
+		if err := s.Send(sendCtx, a); err != nil {
 			r.log().Warn("alert sink failed", "rule", a.Rule, "sink", s.String(), "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", s, err))
 			continue

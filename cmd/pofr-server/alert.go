@@ -37,7 +37,9 @@ read-only transaction, each row a match keyed by its alert_key column or
 all its columns. docs/operations.md shows a rules file.
 
 It needs the loader account (INSERT and DELETE on alerts_fired; see
-'schema users'). Run it from cron (one pass) or with --watch.
+'schema users'). Run it from cron (one pass) or with --watch. SIGTERM or
+SIGINT stops it after the alert being sent reached its sinks (at most a
+minute), so an alert the receiver took is never fired again.
 
 Exit codes: 0 done; 1 error (a rule failed, or an alert reached no sink);
 2 usage.`,

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pofr/pofr/alert"
+	"github.com/pofr/pofr/internal/testutil"
+	"github.com/pofr/pofr/loader"
+)
+
+// TestAlertWatch runs the built `pofr-server alert --watch` against a
+// private MariaDB with a saved-query rule and a webhook: a match fires once
+// across the passes of one process (a later match proves that passes ran)
+// and across a restart of the process (a match after the restart proves
+// the new process ran a pass).
+func TestAlertWatch(t *testing.T) {
+	testutil.RequireTier(t, testutil.TierService)
+	dsnFile := newDSNFile(t)
+	if code, out, errOut := runApp(t, "schema", "apply", "--dsn-file", dsnFile); code != 0 {
+		t.Fatalf("schema apply: exit %d %s %s", code, out, errOut)
+	}
+	dsn, err := readDSNFile(dsnFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := loader.OpenDB(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	var mu sync.Mutex
+	var got []alert.Alert
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a alert.Alert
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			t.Errorf("webhook body: %v", err)
+		}
+		mu.Lock()
+		got = append(got, a)
+		mu.Unlock()
+		// Answer late: the test stops the process while the answer is on
+		// its way, and a delivered alert must not fire again.
+		time.Sleep(300 * time.Millisecond)
+	}))
+	defer srv.Close()
+	rules := filepath.Join(t.TempDir(), "alerts.json")
+	if err := os.WriteFile(rules, []byte(`{"rules": [{"name": "evil-host", "kind": "sql",
+		"query": "SELECT host_id, hostname AS alert_key FROM hosts WHERE hostname LIKE 'evil%'"}],
+		"sinks": [{"type": "webhook", "url": "`+srv.URL+`"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addHost := func(id string) {
+		t.Helper()
+		if _, err := db.Exec("INSERT INTO hosts (host_id, hostname, status, last_seen) VALUES (?, ?, 'active', NOW())", id, "evil-"+id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var k []string
+		for _, a := range got {
+			k = append(k, a.Key)
+		}
+		return k
+	}
+	waitKeys := func(want ...string) {
+		t.Helper()
+		testutil.WaitFor(t, 30*time.Second, "alerts "+strings.Join(want, ", "), func() bool { return len(keys()) >= len(want) })
+		if k := keys(); strings.Join(k, " ") != strings.Join(want, " ") {
+			t.Fatalf("alerts %q, want %q (each match once, in order)", k, want)
+		}
+	}
+	bin := testutil.Bin(t, "./cmd/pofr-server")
+	start := func() (stop func()) {
+		cmd := exec.Command(bin, "alert", "--watch", "100ms", "--rules", rules, "--dsn-file", dsnFile)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		return func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("alert --watch after SIGTERM: %v\n%s", err, out.String())
+				}
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("alert --watch did not stop within 20 s of SIGTERM\n%s", out.String())
+			}
+		}
+	}
+	addHost("h1")
+	stop := start()
+	waitKeys("evil-h1")
+	addHost("h2") // fired by a later pass; h1 must not fire again
+	waitKeys("evil-h1", "evil-h2")
+	addHost("h3")
+	waitKeys("evil-h1", "evil-h2", "evil-h3")
+	stop()
+	stop = start()
+	addHost("h4") // the restarted process fires h4 only
+	waitKeys("evil-h1", "evil-h2", "evil-h3", "evil-h4")
+	stop()
+}
