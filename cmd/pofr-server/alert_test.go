@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -84,24 +86,10 @@ func TestAlertWatch(t *testing.T) {
 	}
 	bin := testutil.Bin(t, "./cmd/pofr-server")
 	start := func() (stop func()) {
-		cmd := exec.Command(bin, "alert", "--watch", "100ms", "--rules", rules, "--dsn-file", dsnFile)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		stopBin, _ := background(t, bin, "alert", "--watch", "100ms", "--rules", rules, "--dsn-file", dsnFile)
 		return func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("alert --watch after SIGTERM: %v\n%s", err, out.String())
-				}
-			case <-time.After(20 * time.Second):
-				cmd.Process.Kill()
-				t.Fatalf("alert --watch did not stop within 20 s of SIGTERM\n%s", out.String())
+			if err := stopBin(); err != nil {
+				t.Error(err)
 			}
 		}
 	}
@@ -117,4 +105,39 @@ func TestAlertWatch(t *testing.T) {
 	addHost("h4") // the restarted process fires h4 only
 	waitKeys("evil-h1", "evil-h2", "evil-h3", "evil-h4")
 	stop()
+}
+
+// errNoStop is background's error for a process that ignored SIGTERM.
+var errNoStop = errors.New("did not stop within 20 s of SIGTERM")
+
+// background runs bin with args; stop sends SIGTERM and returns an error
+// unless it exits 0 within 20 s (with its output).
+func background(t *testing.T, bin string, args ...string) (stop func() error, out *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	out = &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return func() error {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("%s after SIGTERM: %v\n%s", args[0], err, out.String())
+			}
+			return nil
+		case <-time.After(20 * time.Second):
+			return fmt.Errorf("%s %w\n%s", args[0], errNoStop, out.String())
+		}
+	}, out
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -69,20 +70,7 @@ func TestServeMetricsListen(t *testing.T) {
 func startScraped(t *testing.T, bin string, args ...string) func(want ...string) {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
-	cmd := exec.Command(bin, append(args, "--metrics-listen", addr)...)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-done
-		}
-	})
+	stop, out := background(t, bin, append(args, "--metrics-listen", addr)...)
 	return func(want ...string) {
 		t.Helper()
 		c := &http.Client{Timeout: 5 * time.Second}
@@ -106,14 +94,8 @@ func startScraped(t *testing.T, bin string, args ...string) func(want ...string)
 		if !ok {
 			t.Errorf("%s: scrape lacks some of %q:\n%s\nlog:\n%s", args[0], want, body, out.String())
 		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-done:
-			if err != nil && args[0] != "load" {
-				t.Errorf("%s after SIGTERM: %v\n%s", args[0], err, out.String())
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%s did not stop within 20 s of SIGTERM\n%s", args[0], out.String())
+		if err := stop(); err != nil && (args[0] != "load" || errors.Is(err, errNoStop)) {
+			t.Error(err)
 		}
 	}
 }
