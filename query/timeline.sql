@@ -10,15 +10,13 @@
 -- socket rows: of its newest exec at or before the row). detail is, for
 -- proc rows, what changed (parent, exit status, new ids or name); for file
 -- rows the path (old -> new for renames); for socket rows protocol,
--- direction and endpoints, and the name the remote address was resolved
--- from (as in query conns: the latest DNS answer on the host holding it, the
--- socket's own process first, up to a day before the row, 5 s after); for
--- login rows (kind login: login, logout, failed, …) the tty and the remote
--- address, user being the name the record holds. argv is set on exec and
--- snapshot rows.
+-- direction and endpoints (the DNS name of the remote address is in query
+-- conns, not here: see docs/design.md, "DNS names"); for login rows (kind
+-- login: login, logout, failed, …) the tty and the remote address, user
+-- being the name the record holds. argv is set on exec and snapshot rows.
 --
--- The union selects the rows' own columns only; user, exe and the DNS name
--- are looked up by the outer SELECT, after ORDER BY and the LIMIT of a page,
+-- The union selects the rows' own columns only; user and exe are looked up
+-- by the outer SELECT, after ORDER BY and the LIMIT of a page,
 -- so a page costs its own rows' lookups, not the whole range's.
 SELECT t.time, t._ts_ns, t._tz_offset, t.kind, t.event, t.pid, t.uid,
   CASE WHEN t.kind = 'login' THEN t._user ELSE
@@ -35,14 +33,7 @@ SELECT t.time, t._ts_ns, t._tz_offset, t.kind, t.event, t.pid, t.uid,
          WHERE p.host_id = @host AND p.boot_id = t._boot_id AND p.pid = t.pid
            AND p.proc_start = t._proc_start AND (p.exe IS NOT NULL OR p.comm IS NOT NULL)
          ORDER BY p.exe IS NOT NULL DESC, p.ts <= t.time DESC, p.ts DESC LIMIT 1) END AS exe,
-  CASE WHEN t.kind = 'sock' AND t._remote_port <> 0 THEN
-    CONCAT(t.detail, COALESCE(CONCAT(' name ', (SELECT d.qname FROM dns_events d
-      WHERE d.host_id = @host AND d.event = 'response'
-        AND d.ts <= t.time + INTERVAL 5 SECOND AND d.ts > t.time - INTERVAL 1 DAY
-        AND LOCATE(CONCAT(',', HEX(t._remote_addr), ','), d.answer_addrs) > 0
-      ORDER BY (d.boot_id = t._boot_id AND d.pid <=> t.pid AND d.proc_start <=> t._proc_start) DESC, d.ts DESC
-      LIMIT 1)), ''))
-    ELSE t.detail END AS detail,
+  t.detail,
   t.argv
 FROM (
   SELECT e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset, 'proc' AS kind, e.event,
