@@ -3,7 +3,7 @@
 // stores them as Arrow IPC streams) and the loader (which turns them into
 // MariaDB rows).
 //
-// There are six tables. Column names are the SQL column names of the matching
+// There are nine tables. Column names are the SQL column names of the matching
 // MariaDB table (see schema/); every column is documented in schema.go (and
 // docs/segment-format.md, docs/schema.md). The documentation is deliberately
 // not carried in the Arrow field metadata: repeated in every segment it would
