@@ -78,3 +78,16 @@ func isELFLoaderPath(p []byte) bool {
 	return bytes.HasPrefix(base, []byte("ld-linux")) || bytes.HasPrefix(base, []byte("ld-musl")) ||
 		bytes.HasPrefix(base, []byte("ld64.so")) || bytes.HasPrefix(base, []byte("ld.so"))
 }
+
+// execComm reports whether comm is what an exec of filename sets: the
+// kernel names the task after the file's base name, cut to 15 bytes. A
+// mismatch means /proc already shows a later exec of the same pid (or the
+// program renamed itself, which then costs it its /proc argv, never a
+// wrong one).
+func execComm(comm, filename []byte) bool {
+	base := filename[bytes.LastIndexByte(filename, '/')+1:]
+	if len(base) > 15 {
+		base = base[:15]
+	}
+	return bytes.Equal(comm, base)
+}

@@ -144,30 +144,31 @@ func Capture(mode Mode) string {
 
 // Stats are the process source's counters since it started.
 type Stats struct {
-	Mode          Mode     // ModeTracepoint, ModeNetlink or ModePoll; "" until Run has decided
-	Priority      Priority // reader thread priority in effect
-	Seen          uint64   // cn_proc events handled
-	Execs         uint64   // exec events (and exec rows in poll mode)
-	Rows          uint64   // proc rows written
-	Lost          uint64   // ENOBUFS on the socket (each loses an unknown number of events)
-	QueueDrops    uint64   // events dropped because the table goroutine fell behind
-	Gaps          uint64   // gap rows written
-	Resyncs       uint64   // /proc rescans after a loss or on the resync interval
-	EnrichSkipped uint64   // hot-path /proc reads skipped by EnrichRate
-	ArgvMissed    uint64   // exec rows without argv
-	ExeMissed     uint64   // exec rows without exe (neither /proc nor fanotify)
-	ExeFanotify   uint64   // exec rows whose exe came from fanotify
-	OpenDrops     uint64   // exec-opens dropped (ObserveExecOpen faster than the table)
-	Unknown       uint64   // events about a process whose start is unknown and that was gone: no row
-	Threads       uint64   // thread events folded into their process
-	Replaced      uint64   // lives replaced without their exit having been seen
-	TableSize     int      // entries in the process table now
-	TableFull     uint64   // lives not remembered because the table was full
-	BadFrames     uint64   // datagrams that did not decode
-	RingLost      uint64   // tracepoint samples the kernel dropped because a ring was full
-	ArgvNotInDump uint64   // tracepoint execs whose argv was not in the stack dump (then read from /proc)
-	ArgvGuard     uint64   // of those, argv read at the exec by the exec guard
-	Capture       string   // Capture(Mode): tracepoint, cn_proc or poll
+	Mode           Mode     // ModeTracepoint, ModeNetlink or ModePoll; "" until Run has decided
+	Priority       Priority // reader thread priority in effect
+	Seen           uint64   // cn_proc events handled
+	Execs          uint64   // exec events (and exec rows in poll mode)
+	Rows           uint64   // proc rows written
+	Lost           uint64   // ENOBUFS on the socket (each loses an unknown number of events)
+	QueueDrops     uint64   // events dropped because the table goroutine fell behind
+	Gaps           uint64   // gap rows written
+	Resyncs        uint64   // /proc rescans after a loss or on the resync interval
+	EnrichSkipped  uint64   // hot-path /proc reads skipped by EnrichRate
+	ArgvMissed     uint64   // exec rows without argv
+	ExeMissed      uint64   // exec rows without exe (neither /proc nor fanotify)
+	ExeFanotify    uint64   // exec rows whose exe came from fanotify
+	OpenDrops      uint64   // exec-opens dropped (ObserveExecOpen faster than the table)
+	Unknown        uint64   // events about a process whose start is unknown and that was gone: no row
+	Threads        uint64   // thread events folded into their process
+	Replaced       uint64   // lives replaced without their exit having been seen
+	TableSize      int      // entries in the process table now
+	TableFull      uint64   // lives not remembered because the table was full
+	BadFrames      uint64   // datagrams that did not decode
+	RingLost       uint64   // tracepoint samples the kernel dropped because a ring was full
+	ArgvNotInDump  uint64   // tracepoint execs whose argv was not in the stack dump (then read from /proc)
+	ExecSuperseded uint64   // tracepoint execs whose /proc reads already showed a later exec (argv, exe not taken from /proc)
+	ArgvGuard      uint64   // of those, argv read at the exec by the exec guard
+	Capture        string   // Capture(Mode): tracepoint, cn_proc or poll
 }
 
 // stats converts the counters.
@@ -179,7 +180,7 @@ func (c *procCounters) stats() Stats {
 		ExeFanotify: c.exeFromFan.Load(), OpenDrops: c.openDrops.Load(), Unknown: c.unknown.Load(),
 		Threads: c.threads.Load(), Replaced: c.replaced.Load(), TableSize: int(c.tableSize.Load()),
 		TableFull: c.tableFull.Load(), BadFrames: c.frames.Load(), RingLost: c.ringLost.Load(),
-		ArgvNotInDump: c.argvNotInDump.Load(), ArgvGuard: c.argvGuard.Load(),
+		ArgvNotInDump: c.argvNotInDump.Load(), ArgvGuard: c.argvGuard.Load(), ExecSuperseded: c.execSuperseded.Load(),
 	}
 }
 

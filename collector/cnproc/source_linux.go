@@ -475,6 +475,13 @@ func (h *hotPath) handle(m *procMsg, pre *execPre) {
 		}
 		alive := h.lin.exec(pid, s.opts.FullEnrich, skip, in, &h.nsIn, h.hot.readInto)
 		info = in
+		if pre != nil && alive && in.have&procHaveComm != 0 && !execComm(in.comm, pre.filename) {
+			// The pid has exec'd again since this sample: its cmdline
+			// and exe link describe the later program, not this one.
+			in.have &^= procHaveArgv | procHaveExe
+			in.argv, in.exe = nil, nil
+			s.st.execSuperseded.Add(1)
+		}
 		if pre != nil {
 			if alive {
 				in.argvLate = in.have&procHaveArgv != 0

@@ -76,7 +76,7 @@ type procCounters struct {
 	seen, execs, rows, lost, queueDrops, gaps, resyncs       atomic.Uint64
 	enrichSkipped, argvMissed, exeMissed, exeFromFan         atomic.Uint64
 	openDrops, unknown, threads, tableFull, replaced, frames atomic.Uint64
-	ringLost, argvNotInDump, argvGuard                       atomic.Uint64
+	ringLost, argvNotInDump, argvGuard, execSuperseded       atomic.Uint64
 	tableSize                                                atomic.Int64
 }
 
