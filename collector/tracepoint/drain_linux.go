@@ -1,0 +1,165 @@
+package tracepoint
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+)
+
+// Drain hands every record older than Now() − Settle to h, samples of all
+// CPUs merged by time, then frees their ring space. It returns the number of
+// records handed out. h must not keep the slices of a Record.
+func (s *Set) Drain(h func(*Record)) int { return s.drain(Now()-uint64(Settle), h) }
+
+// DrainBefore is Drain with the cutoff given: records at or before t (a
+// Now() time) are handed out, later ones stay in the rings. A caller that
+// merges other time-stamped sources with the rings uses one cutoff for all.
+func (s *Set) DrainBefore(t uint64, h func(*Record)) int { return s.drain(t, h) }
+
+// Flush is Drain without the settle margin: everything in the rings now
+// (after Disable, to empty them for good).
+func (s *Set) Flush(h func(*Record)) int { return s.drain(^uint64(0), h) }
+
+func (s *Set) drain(cutoff uint64, h func(*Record)) int {
+	s.st.Drains++
+	// After the records are handed out: a dropped ring still holds what
+	// its CPU wrote before it went offline.
+	defer s.checkCPUs(Now())
+	s.heap = s.heap[:0]
+	for i, r := range s.rings {
+		r.head = atomic.LoadUint64(&r.meta.Data_head)
+		if s.next(r, cutoff) {
+			s.heap = append(s.heap, i)
+		}
+	}
+	n := 0
+	var rec Record
+	for len(s.heap) > 0 {
+		// Few CPUs: a linear scan for the oldest is cheaper than a heap.
+		best := 0
+		for j := 1; j < len(s.heap); j++ {
+			if s.rings[s.heap[j]].recTime < s.rings[s.heap[best]].recTime {
+				best = j
+			}
+		}
+		r := s.rings[s.heap[best]]
+		if s.emit(r, &rec) {
+			h(&rec)
+			n++
+		}
+		r.tail += uint64(len(r.rec))
+		s.st.Bytes += uint64(len(r.rec))
+		if !s.next(r, cutoff) {
+			s.heap[best] = s.heap[len(s.heap)-1]
+			s.heap = s.heap[:len(s.heap)-1]
+		}
+	}
+	for _, r := range s.rings {
+		atomic.StoreUint64(&r.meta.Data_tail, r.tail)
+	}
+	return n
+}
+
+// next reads the record at r.tail into r.rec, and reports whether there is
+// one older than cutoff.
+func (s *Set) next(r *ring, cutoff uint64) bool {
+	for r.tail < r.head {
+		off := r.tail & r.mask
+		size := uint64(len(r.data))
+		var hdr [headerLen]byte
+		if off+headerLen <= size {
+			copy(hdr[:], r.data[off:])
+		} else {
+			n := copy(hdr[:], r.data[off:])
+			copy(hdr[n:], r.data)
+		}
+		typ, sz, err := ParseHeader(hdr[:])
+		if err != nil || uint64(sz) > r.head-r.tail {
+			// The ring is corrupt (cannot happen with a sane kernel): drop
+			// what is there.
+			s.st.Bad++
+			r.tail = r.head
+			return false
+		}
+		if off+uint64(sz) <= size {
+			r.rec = r.data[off : off+uint64(sz)]
+		} else {
+			r.scratch = append(r.scratch[:0], r.data[off:]...)
+			r.scratch = append(r.scratch, r.data[:uint64(sz)-(size-off)]...)
+			r.rec = r.scratch
+		}
+		r.recType = typ
+		switch typ {
+		case recordSample:
+			if len(r.rec) < headerLen+16 {
+				r.recTime = r.last
+			} else {
+				r.recTime = binary.NativeEndian.Uint64(r.rec[headerLen+8:])
+			}
+		case recordLost:
+			if _, t, err := ParseLost(r.rec); err == nil {
+				r.recTime = t
+			} else {
+				r.recTime = r.last
+			}
+		default:
+			r.recTime = r.last
+		}
+		if r.recTime > cutoff {
+			return false
+		}
+		return true
+	}
+	return false
+}
+
+// emit decodes r.rec into rec; false for records that are skipped.
+func (s *Set) emit(r *ring, rec *Record) bool {
+	switch r.recType {
+	case recordSample:
+		if err := ParseSample(r.rec, s.layout, &rec.Sample); err != nil {
+			s.st.Bad++
+			return false
+		}
+		id, _ := rec.Sample.TypeID()
+		rec.Event = -1
+		for i, x := range s.ids {
+			if x == id {
+				rec.Event = i
+			}
+		}
+		if rec.Event < 0 {
+			s.st.Bad++
+			return false
+		}
+		rec.Bytes = r.rec
+		if rec.Sample.Time > r.last {
+			r.last = rec.Sample.Time
+		}
+		s.st.Samples++
+		return true
+	case recordLost:
+		n, t, err := ParseLost(r.rec)
+		if err != nil {
+			s.st.Bad++
+			return false
+		}
+		*rec = Record{Event: -1, Lost: Lost{CPU: r.cpu, Count: n, From: r.last, To: t}, Bytes: r.rec}
+		if t > r.last {
+			r.last = t
+		}
+		s.st.Lost += n
+		s.st.LostRecords++
+		return true
+	}
+	return false
+}
+
+// layout returns the layout of tracepoint id.
+func (s *Set) layout(id uint16) Layout {
+	for i, x := range s.ids {
+		if x == id {
+			return s.layouts[i]
+		}
+	}
+	return Layout{}
+}

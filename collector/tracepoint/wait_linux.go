@@ -1,0 +1,124 @@
+package tracepoint
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// setPollFDs rebuilds what Wait polls: rings, doorbells, the eventfd.
+func (s *Set) setPollFDs() {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	s.pfds = s.pfds[:0]
+	for _, r := range s.rings {
+		s.pfds = append(s.pfds, unix.PollFd{Fd: int32(r.fd), Events: unix.POLLIN})
+	}
+	for _, b := range s.bells {
+		s.pfds = append(s.pfds, unix.PollFd{Fd: int32(b.fd), Events: unix.POLLIN})
+	}
+	s.pfds = append(s.pfds, unix.PollFd{Fd: int32(s.efd), Events: unix.POLLIN})
+	s.nring = len(s.rings) + len(s.bells)
+}
+
+// Wait blocks until a ring holds at least the watermark, Interrupt is
+// called, or timeout passes (negative: no timeout). It reports whether a
+// ring reached its watermark.
+func (s *Set) Wait(timeout time.Duration) (bool, error) {
+	ms := -1
+	if timeout >= 0 {
+		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
+	}
+	s.pmu.Lock()
+	s.wpfds = append(s.wpfds[:0], s.pfds...)
+	nring := s.nring
+	s.pmu.Unlock()
+	pfds := s.wpfds
+	var n int
+	var err error
+	if timeout >= 0 && timeout <= RawWaitMax && runtime.GOMAXPROCS(0) >= 2 {
+		n, err = pollRaw(pfds, ms)
+	} else {
+		n, err = unix.Poll(pfds, ms)
+	}
+	if err == unix.EINTR {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("poll rings: %w", err)
+	}
+	if n == 0 {
+		return false, nil
+	}
+	woken := false
+	for _, p := range pfds[:nring] {
+		if p.Revents&unix.POLLIN != 0 {
+			woken = true
+		}
+	}
+	if pfds[len(pfds)-1].Revents != 0 {
+		var b [8]byte
+		unix.Read(s.efd, b[:])
+	}
+	if woken {
+		s.wakeups.Add(1)
+	}
+	return woken, nil
+}
+
+// Arm enables the doorbell (Options.Doorbell): the next hit of its
+// tracepoint on any CPU makes Wait return. It reports whether the rings
+// already hold records, in which case the caller should not sleep long.
+func (s *Set) Arm() (bool, error) {
+	if !s.armed && len(s.bells) > 0 {
+		for _, b := range s.bells {
+			// Forget earlier rings: only hits from now on count.
+			atomic.StoreUint64(&b.meta.Data_tail, atomic.LoadUint64(&b.meta.Data_head))
+			if err := unix.IoctlSetInt(b.fd, unix.PERF_EVENT_IOC_ENABLE, 0); err != nil {
+				return false, fmt.Errorf("arm doorbell: %w", err)
+			}
+		}
+		s.armed = true
+	}
+	for _, r := range s.rings {
+		if atomic.LoadUint64(&r.meta.Data_head) != r.tail {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// Disarm disables the doorbell.
+func (s *Set) Disarm() error {
+	if !s.armed {
+		return nil
+	}
+	s.armed = false
+	for _, b := range s.bells {
+		if err := unix.IoctlSetInt(b.fd, unix.PERF_EVENT_IOC_DISABLE, 0); err != nil {
+			return fmt.Errorf("disarm doorbell: %w", err)
+		}
+	}
+	return nil
+}
+
+// pollRaw is ppoll(2) as a raw syscall.
+func pollRaw(fds []unix.PollFd, ms int) (int, error) {
+	ts := unix.NsecToTimespec(int64(ms) * 1e6)
+	n, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), uintptr(len(fds)),
+		uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// Interrupt makes a blocked Wait return.
+func (s *Set) Interrupt() {
+	b := [8]byte{1}
+	unix.Write(s.efd, b[:])
+}
