@@ -398,13 +398,17 @@ func (p *Pusher) push(ctx context.Context, it Item) error {
 		}
 	}
 	p.bytes.Add(n)
+	// The upload is healthy from here on: clear the error before the local
+	// copy goes, so that whoever sees the spool empty also sees no error
+	// (a planned stop decides from that whether to push its last segment).
+	p.mu.Lock()
+	p.lastErr = ""
+	p.lastUpload = time.Now().UTC()
+	p.mu.Unlock()
 	if err := p.o.Queue.Remove(it.Name); err != nil {
 		return fmt.Errorf("remove sent segment: %w", err)
 	}
 	p.uploaded.Add(1)
-	p.mu.Lock()
-	p.lastUpload = time.Now().UTC()
-	p.mu.Unlock()
 	p.log.Debug("segment uploaded", "segment", it.Name, "bytes", n)
 	return nil
 }

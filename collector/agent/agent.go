@@ -339,6 +339,8 @@ loop:
 			log.Warn("final segments stay in the spool for the next start", "pushed", n, "err", err)
 		}
 		dcancel()
+	} else if cfg.DrainTimeout > 0 {
+		log.Info("uploads were failing: the last segments stay in the spool for the next start")
 	}
 	writeSt()
 	log.Info("collector stopped")
