@@ -89,6 +89,8 @@ type dirQueue struct {
 	dir     string
 	mu      sync.Mutex
 	removed []string
+	// onRemove, if set, runs before each removal (outside mu).
+	onRemove func(name string)
 }
 
 func (q *dirQueue) Pending() ([]uplink.Item, error) {
@@ -112,6 +114,9 @@ func (q *dirQueue) Pending() ([]uplink.Item, error) {
 }
 
 func (q *dirQueue) Remove(name string) error {
+	if q.onRemove != nil {
+		q.onRemove(name)
+	}
 	q.mu.Lock()
 	q.removed = append(q.removed, name)
 	q.mu.Unlock()

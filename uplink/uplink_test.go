@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -445,6 +446,14 @@ func TestPushOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Whoever sees a segment leave the spool must see the uplink healthy:
+	// a planned stop reads that to decide whether to push its last segment.
+	var staleErrs atomic.Int32
+	q.onRemove = func(string) {
+		if p.Stats().LastError != "" {
+			staleErrs.Add(1)
+		}
+	}
 	runPusher(t, p)
 
 	const total = 120
@@ -487,6 +496,9 @@ func TestPushOutage(t *testing.T) {
 	}
 	if left := inboxNames(t, spool); len(left) != 0 {
 		t.Errorf("spool still holds %v", left)
+	}
+	if n := staleErrs.Load(); n != 0 {
+		t.Errorf("%d segments left the spool while Stats still reported the outage's error", n)
 	}
 }
 
