@@ -107,6 +107,12 @@ func reapStale() {
 	if p, err := secureParent(); err == nil && p != os.TempDir() {
 		parents = append(parents, p)
 	}
+	reapStaleIn(parents)
+}
+
+// reapStaleIn removes the stale state directories (and their accounts)
+// directly below each of parents.
+func reapStaleIn(parents []string) {
 	for _, parent := range parents {
 		dirs, _ := filepath.Glob(filepath.Join(parent, stateDirPrefix+"*"))
 		for _, dir := range dirs {

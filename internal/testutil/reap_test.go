@@ -24,7 +24,10 @@ func TestReapStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead, err := newStateDir(os.TempDir(), "dead")
+	// The dead directory lives below a parent of this test's own, which the
+	// other test binaries' reapers (running at the same time) do not scan.
+	parent := t.TempDir()
+	dead, err := newStateDir(parent, "dead")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +57,7 @@ func TestReapStale(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	reapStale()
+	reapStaleIn([]string{parent, filepath.Dir(live)})
 	if _, err := os.Stat(dead); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("reapStale left %s (%v)", dead, err)
 	}
