@@ -162,7 +162,23 @@ func TestPrivExeHashByKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor("first hash", func() bool { return withSum(trueSum) > 0 && h.Stats().Execs >= 4 })
+	// The source sees every exec on the machine and opens the file when it
+	// reads the event, not when the exec happened: before the rewrite, wait
+	// until all four execs were read. A marker binary run after them is
+	// hashed only once everything queued before it was (events are read in
+	// order, and the hasher works its queue in order).
+	marker, markerSum, mst := copyExe(t, "/bin/true", dir, "marker")
+	if err := exec.Command(marker).Run(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the four execs read", func() bool {
+		for _, r := range sink.Executables() {
+			if r.Dev == mst.Dev && r.Inode == mst.Ino && hex.EncodeToString(r.SHA256) == markerSum {
+				return withSum(trueSum) > 0
+			}
+		}
+		return false
+	})
 	if st := h.Stats(); st.KeyHits < 3 {
 		t.Errorf("stats %+v: want ≥ 3 of the 4 execs counted by key", st)
 	}
