@@ -86,7 +86,12 @@ func TestGalera(t *testing.T) {
 		if s.Port == 0 {
 			t.Errorf("node %d has no TCP port", i+1)
 		}
-		if dbs[i], err = sql.Open("mysql", s.Config("root", "", "").FormatDSN()); err != nil {
+		cfg := s.Config("root", "", "")
+		// Every statement waits until the node applied what the cluster
+		// committed before it (a DDL on node 1 may not yet be applied on
+		// node 2 when node 1 returns).
+		cfg.Params = map[string]string{"wsrep_sync_wait": "15"}
+		if dbs[i], err = sql.Open("mysql", cfg.FormatDSN()); err != nil {
 			t.Fatal(err)
 		}
 		defer dbs[i].Close()
