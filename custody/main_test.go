@@ -25,14 +25,9 @@ func newDB(t testing.TB) (*sql.DB, string) {
 // what a real pass took in.
 func run(t testing.TB, db *sql.DB, state statedir.Dir, workers int) loader.Summary {
 	t.Helper()
-	l, err := loader.New(loader.Options{DB: db, StateDir: state, Workers: workers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := l.Run(ctx)
+	s, err := loader.Once(ctx, loader.Options{DB: db, StateDir: state, Workers: workers})
 	if err != nil {
 		t.Fatalf("run: %v (summary %s)", err, s)
 	}

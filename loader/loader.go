@@ -310,6 +310,17 @@ func (l *Loader) Run(ctx context.Context) (Summary, error) {
 	return l.pass(ctx)
 }
 
+// Once is New, Run and Close: one load pass with opt, for callers that
+// keep no Loader (tests, benchmarks, tools).
+func Once(ctx context.Context, opt Options) (Summary, error) {
+	l, err := New(opt)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer l.Close()
+	return l.Run(ctx)
+}
+
 // Watch runs a pass every interval until ctx ends, holding the lock the whole
 // time. It returns the sum of the passes and ctx's error, or the first error
 // of a pass that could not run at all.

@@ -23,14 +23,9 @@ import (
 
 func run(t testing.TB, db *sql.DB, state statedir.Dir, workers int) Summary {
 	t.Helper()
-	l, err := New(Options{DB: db, StateDir: state, Workers: workers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := l.Run(ctx)
+	s, err := Once(ctx, Options{DB: db, StateDir: state, Workers: workers})
 	if err != nil {
 		t.Fatalf("run: %v (summary %s)", err, s)
 	}

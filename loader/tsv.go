@@ -294,6 +294,32 @@ func (r *tsvReader) renderRow(dst []byte) ([]byte, error) {
 	return append(dst, '\n'), nil
 }
 
+// numbers is an Arrow integer column of element type T.
+type numbers[T int32 | int64 | uint8 | uint16 | uint32 | uint64] interface {
+	IsNull(i int) bool
+	Value(i int) T
+}
+
+// intField renders a signed integer column in decimal, null as \N.
+func intField[T int32 | int64](a numbers[T]) []field {
+	return []field{{render: func(dst []byte, i int) ([]byte, error) {
+		if a.IsNull(i) {
+			return append(dst, '\\', 'N'), nil
+		}
+		return strconv.AppendInt(dst, int64(a.Value(i)), 10), nil
+	}}}
+}
+
+// uintField renders an unsigned integer column in decimal, null as \N.
+func uintField[T uint8 | uint16 | uint32 | uint64](a numbers[T]) []field {
+	return []field{{render: func(dst []byte, i int) ([]byte, error) {
+		if a.IsNull(i) {
+			return append(dst, '\\', 'N'), nil
+		}
+		return strconv.AppendUint(dst, uint64(a.Value(i)), 10), nil
+	}}}
+}
+
 // columnFields returns the field renderers of one Arrow column: one, or two
 // for a split ts.
 func columnFields(name string, a arrow.Array, splitTS bool, enc Encoding) ([]field, error) {
@@ -325,47 +351,17 @@ func columnFields(name string, a arrow.Array, splitTS bool, enc Encoding) ([]fie
 		}
 		return []field{{render: dt}, {render: ns}}, nil
 	case *array.Int32:
-		return []field{{render: func(dst []byte, i int) ([]byte, error) {
-			if d, ok := null(dst, i); ok {
-				return d, nil
-			}
-			return strconv.AppendInt(dst, int64(a.Value(i)), 10), nil
-		}}}, nil
+		return intField(a), nil
 	case *array.Int64:
-		return []field{{render: func(dst []byte, i int) ([]byte, error) {
-			if d, ok := null(dst, i); ok {
-				return d, nil
-			}
-			return strconv.AppendInt(dst, a.Value(i), 10), nil
-		}}}, nil
+		return intField(a), nil
 	case *array.Uint8:
-		return []field{{render: func(dst []byte, i int) ([]byte, error) {
-			if d, ok := null(dst, i); ok {
-				return d, nil
-			}
-			return strconv.AppendUint(dst, uint64(a.Value(i)), 10), nil
-		}}}, nil
+		return uintField(a), nil
 	case *array.Uint16:
-		return []field{{render: func(dst []byte, i int) ([]byte, error) {
-			if d, ok := null(dst, i); ok {
-				return d, nil
-			}
-			return strconv.AppendUint(dst, uint64(a.Value(i)), 10), nil
-		}}}, nil
+		return uintField(a), nil
 	case *array.Uint32:
-		return []field{{render: func(dst []byte, i int) ([]byte, error) {
-			if d, ok := null(dst, i); ok {
-				return d, nil
-			}
-			return strconv.AppendUint(dst, uint64(a.Value(i)), 10), nil
-		}}}, nil
+		return uintField(a), nil
 	case *array.Uint64:
-		return []field{{render: func(dst []byte, i int) ([]byte, error) {
-			if d, ok := null(dst, i); ok {
-				return d, nil
-			}
-			return strconv.AppendUint(dst, a.Value(i), 10), nil
-		}}}, nil
+		return uintField(a), nil
 	case *array.Binary:
 		return []field{{value: func(i int) ([]byte, bool, error) {
 			if a.IsNull(i) {

@@ -210,12 +210,7 @@ func newDemo(t *testing.T) *demo {
 	}
 	load("host-a", "alpha", []string{"10.0.0.1"}, 2*3600, alphaRows, alphaRows2)
 	load("host-b", "beta", []string{"10.0.0.2"}, 0, betaRows)
-	l, err := loader.New(loader.Options{DB: db, StateDir: state, Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	sum, err := l.Run(ctx)
+	sum, err := loader.Once(ctx, loader.Options{DB: db, StateDir: state, Workers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

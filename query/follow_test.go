@@ -51,14 +51,9 @@ func (e *followEnv) load(n int) {
 			})
 		}
 	}
-	l, err := loader.New(loader.Options{DB: e.q.DB, StateDir: e.fx.State, Workers: 2})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer l.Close()
 	ctx, cancel := context.WithTimeout(e.t.Context(), 2*time.Minute)
 	defer cancel()
-	if sum, err := l.Run(ctx); err != nil || sum.Loaded != sum.Segments {
+	if sum, err := loader.Once(ctx, loader.Options{DB: e.q.DB, StateDir: e.fx.State, Workers: 2}); err != nil || sum.Loaded != sum.Segments {
 		e.t.Fatalf("load: %v %v", sum, err)
 	}
 }

@@ -177,12 +177,7 @@ func loadFixture(t testing.TB, hosts map[string][]func(event.Sink)) *fixture {
 		servertest.SpoolHost(t, state, host, wire.Facts{Hostname: name, MachineID: "m-" + host, IPs: []string{"10.0.0.1"}}, t0.Add(-time.Hour),
 			spool.Options{MaxSegmentAge: time.Hour, MaxSegmentBytes: 32 << 20, Quota: 8 << 30, Hostname: name, Version: "test"}, fills...)
 	}
-	l, err := loader.New(loader.Options{DB: db, StateDir: state, Workers: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	sum, err := l.Run(ctx)
+	sum, err := loader.Once(ctx, loader.Options{DB: db, StateDir: state, Workers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,13 +107,19 @@ type queryCmd struct {
 	name, usage, summary, help string
 	sqlName                    string // the query's SQL file, for --print-sql
 	enrich                     bool   // --resolve, --rdns-timeout and --geoip
-	flags                      func(fs *flag.FlagSet)
-	run                        func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error)
+	// args: the query takes arguments and checks them in run; the others
+	// refuse any.
+	args bool
+	// ranged: the query has --since, --from and --to; run gets the range.
+	ranged bool
+	flags  func(fs *flag.FlagSet)
+	run    func(ctx context.Context, q *query.Querier, args []string, r query.Range) (*query.Table, error)
 }
 
 // command builds the cli.Command of qc.
 func (qc queryCmd) command() *cli.Command {
 	var f queryFlags
+	var rng rangeFlags
 	return &cli.Command{
 		Name:    "query " + qc.name,
 		Summary: qc.summary,
@@ -123,6 +129,9 @@ func (qc queryCmd) command() *cli.Command {
 			f.register(fs, qc.enrich)
 			if qc.flags != nil {
 				qc.flags(fs)
+			}
+			if qc.ranged {
+				rng.register(fs)
 			}
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
@@ -143,7 +152,17 @@ func (qc queryCmd) command() *cli.Command {
 				return err
 			}
 			defer closeQ()
-			t, err := qc.run(ctx, q, args)
+			if !qc.args {
+				err = noArgs(args)
+			}
+			var r query.Range
+			if err == nil && qc.ranged {
+				r, err = rng.get()
+			}
+			var t *query.Table
+			if err == nil {
+				t, err = qc.run(ctx, q, args, r)
+			}
 			if errors.Is(err, query.ErrBadTime) {
 				return cli.Usagef("%v", err)
 			}
@@ -198,10 +217,7 @@ quarantined files.
 
 Example: pofr-server query hosts     (reads /etc/pofr-server/reader.dsn)`,
 		sqlName: "hosts",
-		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
-			if err := noArgs(args); err != nil {
-				return nil, err
-			}
+		run: func(ctx context.Context, q *query.Querier, _ []string, _ query.Range) (*query.Table, error) {
 			return q.Hosts(ctx)
 		},
 	}
@@ -223,10 +239,7 @@ Example: pofr-server query tree --host web1 --at '2024-06-20 01:30:05' --dsn-fil
 			fs.StringVar(&host, "host", "", "host id or hostname (required)")
 			fs.StringVar(&atFlag, "at", "", "the `time` (default now)")
 		},
-		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
-			if err := noArgs(args); err != nil {
-				return nil, err
-			}
+		run: func(ctx context.Context, q *query.Querier, _ []string, _ query.Range) (*query.Table, error) {
 			if host == "" {
 				return nil, cli.Usagef("--host is required")
 			}
@@ -246,7 +259,6 @@ Example: pofr-server query tree --host web1 --at '2024-06-20 01:30:05' --dsn-fil
 // timelineQuery is "pofr-server query timeline".
 func timelineQuery() queryCmd {
 	var tlHost string
-	var tlRange rangeFlags
 	var tlPID int
 	return queryCmd{
 		name: "timeline", usage: "--host H (--since D | --from T [--to T]) --dsn-file F",
@@ -257,22 +269,14 @@ range, interleaved in time order, with the process's user and executable.
 --pid keeps one pid's rows.
 
 Example: pofr-server query timeline --host web1 --since 2h --dsn-file F`,
-		sqlName: "timeline",
+		sqlName: "timeline", ranged: true,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&tlHost, "host", "", "host id or hostname (required)")
 			fs.IntVar(&tlPID, "pid", 0, "only this pid's rows")
-			tlRange.register(fs)
 		},
-		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
-			if err := noArgs(args); err != nil {
-				return nil, err
-			}
+		run: func(ctx context.Context, q *query.Querier, _ []string, r query.Range) (*query.Table, error) {
 			if tlHost == "" {
 				return nil, cli.Usagef("--host is required")
-			}
-			r, err := tlRange.get()
-			if err != nil {
-				return nil, err
 			}
 			if r.From.IsZero() {
 				return nil, cli.Usagef("give --since or --from")
@@ -296,11 +300,11 @@ it); without it the newest life of PID is shown, and the others are named in
 a log line.
 
 Example: pofr-server query proc --host web1 4242 --dsn-file F`,
-		sqlName: "proc",
+		sqlName: "proc", args: true,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&procHost, "host", "", "host id or hostname (required)")
 		},
-		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+		run: func(ctx context.Context, q *query.Querier, args []string, _ query.Range) (*query.Table, error) {
 			if procHost == "" || len(args) != 1 {
 				return nil, cli.Usagef("want --host H and one PID[@START]")
 			}
@@ -316,7 +320,6 @@ Example: pofr-server query proc --host web1 4242 --dsn-file F`,
 // ranQuery is "pofr-server query ran".
 func ranQuery() queryCmd {
 	var ran query.RanArgs
-	var ranRange rangeFlags
 	return queryCmd{
 		name: "ran", usage: "(--user U | --exe PATH | --argv-like PATTERN | --sha256 H) [--host H] [range] --dsn-file F",
 		summary: "what a user ran, where a program ran (fleet-wide)",
@@ -333,7 +336,7 @@ container runtime named it: execs in that container).
 
 Example: did toma run nmap -P0 192.168.18.34?
   pofr-server query ran --user toma --argv-like 'nmap -P0 192.168.18.34%' --dsn-file F`,
-		sqlName: "ran",
+		sqlName: "ran", ranged: true,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&ran.Host, "host", "", "only this host (id or hostname)")
 			fs.StringVar(&ran.User, "user", "", "user name or uid")
@@ -341,18 +344,10 @@ Example: did toma run nmap -P0 192.168.18.34?
 			fs.StringVar(&ran.ArgvLike, "argv-like", "", "SQL LIKE `pattern` on the command line")
 			fs.StringVar(&ran.SHA256, "sha256", "", "SHA-256 of the executed file (64 hex digits)")
 			fs.StringVar(&ran.Container, "container", "", "container `name` or Kubernetes pod name the exec ran in")
-			ranRange.register(fs)
 		},
-		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
-			if err := noArgs(args); err != nil {
-				return nil, err
-			}
+		run: func(ctx context.Context, q *query.Querier, _ []string, r query.Range) (*query.Table, error) {
 			if ran.User == "" && ran.Exe == "" && ran.ArgvLike == "" && ran.SHA256 == "" && ran.Container == "" {
 				return nil, cli.Usagef("give --user, --exe, --argv-like, --sha256 or --container")
-			}
-			r, err := ranRange.get()
-			if err != nil {
-				return nil, err
 			}
 			a := ran
 			a.Range = r
@@ -364,7 +359,6 @@ Example: did toma run nmap -P0 192.168.18.34?
 // loginsQuery is "pofr-server query logins".
 func loginsQuery() queryCmd {
 	var a query.LoginsArgs
-	var rng rangeFlags
 	return queryCmd{
 		name: "logins", usage: "[--failed] [--user U] [--from-ip CIDR] [--host H] [range] --dsn-file F",
 		summary: "logins, logouts and failed logins (wtmp, btmp), with the login's session",
@@ -378,22 +372,14 @@ or CIDR block of the remote end.
 
 Example: failed SSH logins from 198.51.100.0/24 this week
   pofr-server query logins --failed --from-ip 198.51.100.0/24 --since 1w --dsn-file F`,
-		sqlName: "logins",
+		sqlName: "logins", ranged: true,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&a.Host, "host", "", "only this host (id or hostname)")
 			fs.BoolVar(&a.Failed, "failed", false, "failed logins (btmp) only")
 			fs.StringVar(&a.User, "user", "", "user name as recorded")
 			fs.StringVar(&a.FromIP, "from-ip", "", "address or CIDR block of the remote end")
-			rng.register(fs)
 		},
-		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
-			if err := noArgs(args); err != nil {
-				return nil, err
-			}
-			r, err := rng.get()
-			if err != nil {
-				return nil, err
-			}
+		run: func(ctx context.Context, q *query.Querier, _ []string, r query.Range) (*query.Table, error) {
 			b := a
 			b.Range = r
 			return q.Logins(ctx, b)
@@ -404,7 +390,6 @@ Example: failed SSH logins from 198.51.100.0/24 this week
 // binariesQuery is "pofr-server query binaries".
 func binariesQuery() queryCmd {
 	var a query.BinariesArgs
-	var rng rangeFlags
 	return queryCmd{
 		name: "binaries", usage: "[--host H] [--sha256 H] [range] --dsn-file F",
 		summary: "every distinct executable a host ran, first seen first, with its SHA-256",
@@ -417,20 +402,12 @@ hash: on which hosts did this binary run, and since when?
 
 Example: what new binaries ran on web1 today?
   pofr-server query binaries --host web1 --since 1d --dsn-file F`,
-		sqlName: "binaries",
+		sqlName: "binaries", ranged: true,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&a.Host, "host", "", "only this host (id or hostname)")
 			fs.StringVar(&a.SHA256, "sha256", "", "only this SHA-256 (64 hex digits)")
-			rng.register(fs)
 		},
-		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
-			if err := noArgs(args); err != nil {
-				return nil, err
-			}
-			r, err := rng.get()
-			if err != nil {
-				return nil, err
-			}
+		run: func(ctx context.Context, q *query.Querier, _ []string, r query.Range) (*query.Table, error) {
 			b := a
 			b.Range = r
 			return q.Binaries(ctx, b)
@@ -441,7 +418,6 @@ Example: what new binaries ran on web1 today?
 // touchedQuery is "pofr-server query touched".
 func touchedQuery() queryCmd {
 	var tch query.TouchedArgs
-	var tchRange rangeFlags
 	return queryCmd{
 		name: "touched", usage: "PATH|DIR/ [--host H] [--op OP] [--exe PATH] [range] --dsn-file F",
 		summary: "which processes accessed a path, under which accounts",
@@ -453,20 +429,15 @@ process, its user and executable.
 
 Example: all files under /usr accessed by httpd:
   pofr-server query touched /usr/ --exe httpd --dsn-file F`,
-		sqlName: "touched",
+		sqlName: "touched", args: true, ranged: true,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&tch.Host, "host", "", "only this host (id or hostname)")
 			fs.StringVar(&tch.Op, "op", "", "only this operation")
 			fs.StringVar(&tch.Exe, "exe", "", "only processes running this executable (path, or base name)")
-			tchRange.register(fs)
 		},
-		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
+		run: func(ctx context.Context, q *query.Querier, args []string, r query.Range) (*query.Table, error) {
 			if len(args) != 1 || args[0] == "" {
 				return nil, cli.Usagef("want one PATH or DIR/")
-			}
-			r, err := tchRange.get()
-			if err != nil {
-				return nil, err
 			}
 			a := tch
 			a.Path, a.Range = args[0], r
@@ -478,7 +449,6 @@ Example: all files under /usr accessed by httpd:
 // connsQuery is "pofr-server query conns".
 func connsQuery() queryCmd {
 	var cn query.ConnsArgs
-	var cnRange rangeFlags
 	var cnPorts string
 	var cnListening, cnAll bool
 	return queryCmd{
@@ -503,7 +473,7 @@ Examples:
     pofr-server query conns --user nathanp --exe google-chrome --resolve --dsn-file F
   scans of ports 137 and 22 from Vietnam in the last day, 01:00-04:00 host time:
     pofr-server query conns --port 137,22 --country VN --geoip GeoLite2-City.mmdb --since 24h --hours 1-4 --dsn-file F`,
-		sqlName: "conns", enrich: true,
+		sqlName: "conns", enrich: true, ranged: true,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&cn.Host, "host", "", "only this host (id or hostname)")
 			fs.StringVar(&cn.Remote, "remote", "", "remote `address` or CIDR block")
@@ -515,17 +485,10 @@ Examples:
 			fs.StringVar(&cn.User, "user", "", "owner's user name or uid")
 			fs.StringVar(&cn.Exe, "exe", "", "owner's executable (path, or base name)")
 			fs.StringVar(&cn.Container, "container", "", "owner's container `name` or Kubernetes pod name")
-			cnRange.register(fs)
 		},
-		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
-			if err := noArgs(args); err != nil {
-				return nil, err
-			}
+		run: func(ctx context.Context, q *query.Querier, _ []string, r query.Range) (*query.Table, error) {
 			a := cn
-			var err error
-			if a.Range, err = cnRange.get(); err != nil {
-				return nil, err
-			}
+			a.Range = r
 			for p := range strings.SplitSeq(cnPorts, ",") {
 				if p = strings.TrimSpace(p); p == "" {
 					continue
@@ -560,7 +523,6 @@ Examples:
 // peersQuery is "pofr-server query peers".
 func peersQuery() queryCmd {
 	var pr query.PeersArgs
-	var prRange rangeFlags
 	return queryCmd{
 		name: "peers", usage: "[--host H] [range] [--slack 5s] --dsn-file F",
 		summary: "connections between monitored hosts, with the process on both ends",
@@ -573,21 +535,14 @@ the server process and user on B. Loopback never crosses hosts and is left
 out.
 
 Example: pofr-server query peers --since 1d --dsn-file F`,
-		sqlName: "peers",
+		sqlName: "peers", ranged: true,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&pr.Host, "host", "", "only connections with this host on either end")
 			fs.DurationVar(&pr.Slack, "slack", 5*time.Second, "clock skew allowed between hosts")
-			prRange.register(fs)
 		},
-		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
-			if err := noArgs(args); err != nil {
-				return nil, err
-			}
+		run: func(ctx context.Context, q *query.Querier, _ []string, r query.Range) (*query.Table, error) {
 			a := pr
-			var err error
-			if a.Range, err = prRange.get(); err != nil {
-				return nil, err
-			}
+			a.Range = r
 			return q.Peers(ctx, a)
 		},
 	}
@@ -596,7 +551,6 @@ Example: pofr-server query peers --since 1d --dsn-file F`,
 // gapsQuery is "pofr-server query gaps".
 func gapsQuery() queryCmd {
 	var gHost string
-	var gRange rangeFlags
 	return queryCmd{
 		name: "gaps", usage: "--host H [range] --dsn-file F",
 		summary: "every interval where a host's record is incomplete, and why",
@@ -606,21 +560,13 @@ running, spool evictions), sequence numbers missing from the ledger
 (source ledger) and hash-chain breaks (source chain).
 
 Example: pofr-server query gaps --host web1 --since 7d --dsn-file F`,
-		sqlName: "gaps",
+		sqlName: "gaps", ranged: true,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&gHost, "host", "", "host id or hostname (required)")
-			gRange.register(fs)
 		},
-		run: func(ctx context.Context, q *query.Querier, args []string) (*query.Table, error) {
-			if err := noArgs(args); err != nil {
-				return nil, err
-			}
+		run: func(ctx context.Context, q *query.Querier, _ []string, r query.Range) (*query.Table, error) {
 			if gHost == "" {
 				return nil, cli.Usagef("--host is required")
-			}
-			r, err := gRange.get()
-			if err != nil {
-				return nil, err
 			}
 			return q.Gaps(ctx, gHost, r)
 		},

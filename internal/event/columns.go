@@ -41,17 +41,27 @@ func tsCol[R any](name, doc string, f func(*R) *int64) column[R] {
 }
 
 func optTSCol[R any](name, doc string, f func(*R) *Opt[int64]) column[R] {
-	return column[R]{name: name, typ: tsType, nullable: true, doc: doc,
+	return nullable(name, tsType, doc, f, Opt[int64].present,
+		func(b array.Builder, v Opt[int64]) { b.(*array.TimestampBuilder).Append(arrow.Timestamp(v.V)) },
+		func(a arrow.Array, i int) Opt[int64] { return Some(int64(a.(*array.Timestamp).Value(i))) })
+}
+
+// nullable is a column whose value can be absent: put appends a present
+// value with add and null otherwise; get sets the field of a valid row with
+// read and leaves it as it is for a null one.
+func nullable[R, V any](name string, typ arrow.DataType, doc string, f func(*R) *V, present func(V) bool,
+	add func(b array.Builder, v V), read func(a arrow.Array, i int) V) column[R] {
+	return column[R]{name: name, typ: typ, nullable: true, doc: doc,
 		put: func(b array.Builder, r *R) {
-			if v := f(r); v.Valid {
-				b.(*array.TimestampBuilder).Append(arrow.Timestamp(v.V))
+			if v := *f(r); present(v) {
+				add(b, v)
 			} else {
 				b.AppendNull()
 			}
 		},
 		get: func(a arrow.Array, i int, r *R) {
 			if a.IsValid(i) {
-				*f(r) = Some(int64(a.(*array.Timestamp).Value(i)))
+				*f(r) = read(a, i)
 			}
 		},
 	}
@@ -67,20 +77,9 @@ func num[R any, T int32 | int64 | uint8 | uint16 | uint32 | uint64](name string,
 
 // optNum is a nullable integer column held in an Opt.
 func optNum[R any, T int32 | int64 | uint8 | uint16 | uint32 | uint64](name string, typ arrow.DataType, doc string, f func(*R) *Opt[T]) column[R] {
-	return column[R]{name: name, typ: typ, nullable: true, doc: doc,
-		put: func(b array.Builder, r *R) {
-			if v := f(r); v.Valid {
-				appendNum(b, v.V)
-			} else {
-				b.AppendNull()
-			}
-		},
-		get: func(a arrow.Array, i int, r *R) {
-			if a.IsValid(i) {
-				*f(r) = Some(numValue[T](a, i))
-			}
-		},
-	}
+	return nullable(name, typ, doc, f, Opt[T].present,
+		func(b array.Builder, v Opt[T]) { appendNum(b, v.V) },
+		func(a arrow.Array, i int) Opt[T] { return Some(numValue[T](a, i)) })
 }
 
 // idCol is a uint32 user, group or session id where NoID means null.
@@ -106,65 +105,42 @@ func idCol[R any](name, doc string, f func(*R) *uint32) column[R] {
 // dictStr is a dictionary-encoded string column of a small fixed vocabulary
 // (event kinds, ops, states); "" is stored as null.
 func dictStr[R any](name, doc string, f func(*R) *string) column[R] {
-	return column[R]{name: name, typ: dictString, nullable: true, doc: doc,
-		put: func(b array.Builder, r *R) {
-			if v := *f(r); v != "" {
-				if err := b.(*array.BinaryDictionaryBuilder).AppendString(v); err != nil {
-					panic(fmt.Sprintf("event: dictionary append %s: %v", name, err))
-				}
-			} else {
-				b.AppendNull()
-			}
-		},
-		get: func(a arrow.Array, i int, r *R) {
-			if a.IsValid(i) {
-				d := a.(*array.Dictionary)
-				*f(r) = d.Dictionary().(*array.String).Value(d.GetValueIndex(i))
-			}
-		},
-	}
+	return nullable(name, dictString, doc, f, func(v string) bool { return v != "" },
+		func(b array.Builder, v string) { dictAppend(name, b.(*array.BinaryDictionaryBuilder).AppendString(v)) },
+		func(a arrow.Array, i int) string {
+			d := a.(*array.Dictionary)
+			return d.Dictionary().(*array.String).Value(d.GetValueIndex(i))
+		})
 }
 
 // dictBin is a dictionary-encoded byte column for names that repeat (comm,
 // exe, cwd, paths). A nil slice is null; a non-nil empty slice is empty.
 func dictBin[R any](name, doc string, f func(*R) *[]byte) column[R] {
-	return column[R]{name: name, typ: dictBinary, nullable: true, doc: doc,
-		put: func(b array.Builder, r *R) {
-			if v := *f(r); v != nil {
-				if err := b.(*array.BinaryDictionaryBuilder).Append(v); err != nil {
-					panic(fmt.Sprintf("event: dictionary append %s: %v", name, err))
-				}
-			} else {
-				b.AppendNull()
-			}
-		},
-		get: func(a arrow.Array, i int, r *R) {
-			if a.IsValid(i) {
-				d := a.(*array.Dictionary)
-				*f(r) = cloneBytes(d.Dictionary().(*array.Binary).Value(d.GetValueIndex(i)))
-			}
-		},
+	return nullable(name, dictBinary, doc, f, notNil,
+		func(b array.Builder, v []byte) { dictAppend(name, b.(*array.BinaryDictionaryBuilder).Append(v)) },
+		func(a arrow.Array, i int) []byte {
+			d := a.(*array.Dictionary)
+			return cloneBytes(d.Dictionary().(*array.Binary).Value(d.GetValueIndex(i)))
+		})
+}
+
+// dictAppend panics with the error of a dictionary append: the builders
+// fail only on a programming error (a value of the wrong type).
+func dictAppend(name string, err error) {
+	if err != nil {
+		panic(fmt.Sprintf("event: dictionary append %s: %v", name, err))
 	}
 }
 
 // bin is a plain byte column for values that rarely repeat (argv, addresses).
 // A nil slice is null; a non-nil empty slice is empty.
 func bin[R any](name, doc string, f func(*R) *[]byte) column[R] {
-	return column[R]{name: name, typ: binaryType, nullable: true, doc: doc,
-		put: func(b array.Builder, r *R) {
-			if v := *f(r); v != nil {
-				b.(*array.BinaryBuilder).Append(v)
-			} else {
-				b.AppendNull()
-			}
-		},
-		get: func(a arrow.Array, i int, r *R) {
-			if a.IsValid(i) {
-				*f(r) = cloneBytes(a.(*array.Binary).Value(i))
-			}
-		},
-	}
+	return nullable(name, binaryType, doc, f, notNil,
+		func(b array.Builder, v []byte) { b.(*array.BinaryBuilder).Append(v) },
+		func(a arrow.Array, i int) []byte { return cloneBytes(a.(*array.Binary).Value(i)) })
 }
+
+func notNil(b []byte) bool { return b != nil }
 
 func cloneBytes(b []byte) []byte {
 	return append(make([]byte, 0, len(b)), b...)
@@ -207,3 +183,6 @@ func numValue[T int32 | int64 | uint8 | uint16 | uint32 | uint64](a arrow.Array,
 		panic(fmt.Sprintf("event: no integer array %T", a))
 	}
 }
+
+// present reports o.Valid, for nullable.
+func (o Opt[T]) present() bool { return o.Valid }
