@@ -12,6 +12,8 @@ import (
 	"os"
 	"sync"
 
+	"github.com/pofr/pofr/internal/defaults"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
@@ -63,18 +65,12 @@ type limits struct {
 
 func (o *VerifyOptions) limits() *limits {
 	l := &limits{size: o.MaxSize, member: o.MaxMemberSize, rows: o.MaxRows, decoded: o.MaxDecoded, value: o.MaxValueBytes}
-	if l.size <= 0 {
-		l.size = DefaultMaxSize
-	}
+	defaults.Positive(&l.size, DefaultMaxSize)
 	if l.member <= 0 || l.member > l.size {
 		l.member = l.size
 	}
-	if l.rows <= 0 {
-		l.rows = DefaultMaxRows
-	}
-	if l.decoded <= 0 {
-		l.decoded = DefaultMaxDecoded
-	}
+	defaults.Positive(&l.rows, DefaultMaxRows)
+	defaults.Positive(&l.decoded, DefaultMaxDecoded)
 	return l
 }
 

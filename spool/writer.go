@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pofr/pofr/internal/defaults"
+
 	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/event"
 )
@@ -169,24 +171,14 @@ func (o *Options) setDefaults() error {
 	case o.MaxSegmentBytes > maxSegmentBytesLimit:
 		return fmt.Errorf("MaxSegmentBytes %d exceeds %d", o.MaxSegmentBytes, maxSegmentBytesLimit)
 	}
-	if o.MaxSegmentBytes <= 0 {
-		o.MaxSegmentBytes = DefaultMaxSegmentBytes
-	}
-	if o.MaxSegmentAge <= 0 {
-		o.MaxSegmentAge = DefaultMaxSegmentAge
-	}
-	if o.Quota <= 0 {
-		o.Quota = DefaultQuota
-	}
-	if o.MaxPendingBytes <= 0 {
-		o.MaxPendingBytes = 4 * o.MaxSegmentBytes
-	}
+	defaults.Positive(&o.MaxSegmentBytes, DefaultMaxSegmentBytes)
+	defaults.Positive(&o.MaxSegmentAge, DefaultMaxSegmentAge)
+	defaults.Positive(&o.Quota, DefaultQuota)
+	defaults.Positive(&o.MaxPendingBytes, 4*o.MaxSegmentBytes)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	defaults.Zero(&o.Log, slog.New(slog.DiscardHandler))
 	if o.Hostname == "" {
 		o.Hostname, _ = os.Hostname()
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/pofr/pofr/internal/defaults"
 	"github.com/pofr/pofr/wire"
 )
 
@@ -127,18 +128,10 @@ func NewPusher(o PushOptions) (*Pusher, error) {
 			return nil, fmt.Errorf("new pusher: %w", err)
 		}
 	}
-	if o.Interval <= 0 {
-		o.Interval = DefaultInterval
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = DefaultMaxBackoff
-	}
-	if o.DialTimeout <= 0 {
-		o.DialTimeout = 15 * time.Second
-	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	defaults.Positive(&o.Interval, DefaultInterval)
+	defaults.Positive(&o.MaxBackoff, DefaultMaxBackoff)
+	defaults.Positive(&o.DialTimeout, 15*time.Second)
+	defaults.Zero(&o.Log, slog.New(slog.DiscardHandler))
 	return &Pusher{o: o, cfg: cfg, signer: signer, log: o.Log, wake: make(chan struct{}, 1)}, nil
 }
 

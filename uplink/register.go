@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/pofr/pofr/internal/defaults"
 	"github.com/pofr/pofr/wire"
 )
 
@@ -90,18 +91,10 @@ type Result struct {
 // it writes server.json with the pinned host key; while pending it keeps
 // pending.json so that the next run resumes.
 func Register(ctx context.Context, o RegisterOptions) (*Result, error) {
-	if o.ConfigDir == "" {
-		o.ConfigDir = DefaultConfigDir
-	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = 5 * time.Second
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 15 * time.Second
-	}
+	defaults.Zero(&o.ConfigDir, DefaultConfigDir)
+	defaults.Zero(&o.Log, slog.New(slog.DiscardHandler))
+	defaults.Positive(&o.PollInterval, 5*time.Second)
+	defaults.Positive(&o.Timeout, 15*time.Second)
 	secret := o.Token
 	if len(secret) == 0 {
 		secret = o.Password

@@ -23,6 +23,7 @@ import (
 	"github.com/pofr/pofr/collector/logins"
 	"github.com/pofr/pofr/collector/sockdiag"
 	"github.com/pofr/pofr/collector/sockowner"
+	"github.com/pofr/pofr/internal/defaults"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/procfs"
 	"github.com/pofr/pofr/profiles"
@@ -96,9 +97,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.StatusInterval <= 0 {
-		cfg.StatusInterval = time.Minute
-	}
+	defaults.Positive(&cfg.StatusInterval, time.Minute)
 	prof := cfg.Profile
 	bootID := cfg.BootID
 	if bootID == "" {

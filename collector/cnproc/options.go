@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pofr/pofr/internal/defaults"
 	"github.com/pofr/pofr/internal/event"
 )
 
@@ -189,9 +190,7 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Sink == nil {
 		return o, errors.Join(ErrOptions, errors.New("no Sink"))
 	}
-	if o.Log == nil {
-		o.Log = slog.Default()
-	}
+	defaults.Zero(&o.Log, slog.Default())
 	if o.ArgvMax == 0 {
 		o.ArgvMax = 32768
 	}
@@ -208,45 +207,21 @@ func (o Options) withDefaults() (Options, error) {
 	if o.EnrichRate == 0 {
 		o.EnrichRate = 20000
 	}
-	if o.RcvBuf <= 0 {
-		o.RcvBuf = 8 << 20
-	}
-	if o.QueueLen <= 0 {
-		o.QueueLen = 16384
-	}
-	if o.ProcRoot == "" {
-		o.ProcRoot = "/proc"
-	}
+	defaults.Positive(&o.RcvBuf, 8<<20)
+	defaults.Positive(&o.QueueLen, 16384)
+	defaults.Zero(&o.ProcRoot, "/proc")
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.TraceRingBytes <= 0 {
-		o.TraceRingBytes = 8 << 20
-	}
-	if o.TraceStackBytes <= 0 {
-		o.TraceStackBytes = 16 << 10
-	}
-	if o.TraceBusy <= 0 {
-		o.TraceBusy = 5 * time.Millisecond
-	}
-	if o.TraceIdle <= 0 {
-		o.TraceIdle = time.Second
-	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = 200 * time.Millisecond
-	}
-	if o.Grace <= 0 {
-		o.Grace = 10 * time.Second
-	}
-	if o.MaxProcs <= 0 {
-		o.MaxProcs = 1 << 17
-	}
-	if o.ExecHold <= 0 {
-		o.ExecHold = 50 * time.Millisecond
-	}
-	if o.ProbeTimeout <= 0 {
-		o.ProbeTimeout = time.Second
-	}
+	defaults.Positive(&o.TraceRingBytes, 8<<20)
+	defaults.Positive(&o.TraceStackBytes, 16<<10)
+	defaults.Positive(&o.TraceBusy, 5*time.Millisecond)
+	defaults.Positive(&o.TraceIdle, time.Second)
+	defaults.Positive(&o.PollInterval, 200*time.Millisecond)
+	defaults.Positive(&o.Grace, 10*time.Second)
+	defaults.Positive(&o.MaxProcs, 1<<17)
+	defaults.Positive(&o.ExecHold, 50*time.Millisecond)
+	defaults.Positive(&o.ProbeTimeout, time.Second)
 	return o, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pofr/pofr/internal/defaults"
 	"github.com/pofr/pofr/internal/event"
 )
 
@@ -117,18 +118,10 @@ func New(opts Options) (*Resolver, error) {
 	if opts.Sink == nil {
 		return nil, errors.New("containers: Sink is required")
 	}
-	if opts.MaxStateBytes <= 0 {
-		opts.MaxStateBytes = DefaultMaxStateBytes
-	}
-	if opts.Queue <= 0 {
-		opts.Queue = DefaultQueue
-	}
-	if opts.CacheSize <= 0 {
-		opts.CacheSize = DefaultCacheSize
-	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
+	defaults.Positive(&opts.MaxStateBytes, DefaultMaxStateBytes)
+	defaults.Positive(&opts.Queue, DefaultQueue)
+	defaults.Positive(&opts.CacheSize, DefaultCacheSize)
+	defaults.Zero(&opts.Log, slog.New(slog.DiscardHandler))
 	opts.Roots = opts.Roots.withDefaults()
 	return &Resolver{opts: opts, queue: make(chan job, opts.Queue), known: map[string]struct{}{},
 		order: make([]string, 0, opts.CacheSize)}, nil

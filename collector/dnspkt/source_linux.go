@@ -13,6 +13,7 @@ import (
 
 	"github.com/pofr/pofr/collector"
 	"github.com/pofr/pofr/collector/sockowner"
+	"github.com/pofr/pofr/internal/defaults"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/procfs"
 )
@@ -96,9 +97,7 @@ func New(o Options) (*Source, error) {
 	if o.RcvBuf == 0 {
 		o.RcvBuf = 4 << 20
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	defaults.Zero(&o.Log, slog.New(slog.DiscardHandler))
 	prog, err := Filter()
 	if err != nil {
 		return nil, fmt.Errorf("dns packet filter: %w", err)

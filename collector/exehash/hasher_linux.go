@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pofr/pofr/collector"
+	"github.com/pofr/pofr/internal/defaults"
 	"github.com/pofr/pofr/internal/event"
 )
 
@@ -116,27 +117,13 @@ func New(opts Options) (*Hasher, error) {
 	if opts.Exes == nil || opts.Gaps == nil {
 		return nil, errors.New("exehash: Exes and Gaps are required")
 	}
-	if opts.MaxSize <= 0 {
-		opts.MaxSize = DefaultMaxSize
-	}
-	if opts.Budget <= 0 {
-		opts.Budget = DefaultBudget
-	}
-	if opts.Queue <= 0 {
-		opts.Queue = DefaultQueue
-	}
-	if opts.Refresh <= 0 {
-		opts.Refresh = DefaultRefresh
-	}
-	if opts.CacheSize <= 0 {
-		opts.CacheSize = DefaultCacheSize
-	}
-	if opts.ProcRoot == "" {
-		opts.ProcRoot = "/proc"
-	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
+	defaults.Positive(&opts.MaxSize, DefaultMaxSize)
+	defaults.Positive(&opts.Budget, DefaultBudget)
+	defaults.Positive(&opts.Queue, DefaultQueue)
+	defaults.Positive(&opts.Refresh, DefaultRefresh)
+	defaults.Positive(&opts.CacheSize, DefaultCacheSize)
+	defaults.Zero(&opts.ProcRoot, "/proc")
+	defaults.Zero(&opts.Log, slog.New(slog.DiscardHandler))
 	return &Hasher{opts: opts, queue: make(chan job, opts.Queue), cache: map[identity]*entry{},
 		keys: map[string]identity{}}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pofr/pofr/collector"
+	"github.com/pofr/pofr/internal/defaults"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/procfs"
 	"github.com/pofr/pofr/profiles"
@@ -88,21 +89,15 @@ func New(opts Options) (*Source, error) {
 		cache: newFanDirCache(8192),
 		agg:   newFileAgg(),
 	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	defaults.Zero(&s.log, slog.New(slog.DiscardHandler))
 	if s.now == nil {
 		s.now = time.Now
 	}
 	if s.batch == 0 {
 		s.batch = 10 * time.Millisecond
 	}
-	if s.opts.ScanInterval <= 0 {
-		s.opts.ScanInterval = time.Second
-	}
-	if s.opts.Profile.Window <= 0 {
-		s.opts.Profile.Window = profiles.Duration(time.Second)
-	}
+	defaults.Positive(&s.opts.ScanInterval, time.Second)
+	defaults.Positive(&s.opts.Profile.Window, profiles.Duration(time.Second))
 	for i, d := range s.opts.ExcludeDirs {
 		if d != "/" {
 			s.opts.ExcludeDirs[i] = strings.TrimRight(d, "/")

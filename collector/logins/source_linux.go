@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pofr/pofr/internal/defaults"
 	"github.com/pofr/pofr/internal/event"
 )
 
@@ -63,18 +64,10 @@ func New(opts Options) (*Source, error) {
 	if opts.Logins == nil || opts.Gaps == nil {
 		return nil, errors.New("logins: Logins and Gaps are required")
 	}
-	if opts.Wtmp == "" {
-		opts.Wtmp = "/var/log/wtmp"
-	}
-	if opts.Btmp == "" {
-		opts.Btmp = "/var/log/btmp"
-	}
-	if opts.Poll <= 0 {
-		opts.Poll = 5 * time.Second
-	}
-	if opts.Log == nil {
-		opts.Log = slog.New(slog.DiscardHandler)
-	}
+	defaults.Zero(&opts.Wtmp, "/var/log/wtmp")
+	defaults.Zero(&opts.Btmp, "/var/log/btmp")
+	defaults.Positive(&opts.Poll, 5*time.Second)
+	defaults.Zero(&opts.Log, slog.New(slog.DiscardHandler))
 	s := &Source{opts: opts}
 	for _, f := range []struct{ path, name string }{{opts.Wtmp, "wtmp"}, {opts.Btmp, "btmp"}} {
 		if f.path != "-" {

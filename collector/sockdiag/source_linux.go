@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pofr/pofr/internal/defaults"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/procfs"
 )
@@ -78,9 +79,7 @@ func New(opts Options) (*Source, error) {
 	if opts.DumpInterval == 0 {
 		opts.DumpInterval = DefaultDumpInterval
 	}
-	if opts.ProcRoot == "" {
-		opts.ProcRoot = procfs.DefaultRoot
-	}
+	defaults.Zero(&opts.ProcRoot, procfs.DefaultRoot)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

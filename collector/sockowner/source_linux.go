@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/collector/tracepoint"
+	"github.com/pofr/pofr/internal/defaults"
 )
 
 // DefaultRingBytes is each CPU's ring: about 3,600 records of 104 (TCP) or
@@ -73,9 +74,7 @@ const (
 // tracepoint package's (ErrPerm, ErrMemlock, ErrEvent): the caller then
 // runs without connection owners from tracepoints, as before.
 func Open(o Options) (*Source, error) {
-	if o.RingBytes <= 0 {
-		o.RingBytes = DefaultRingBytes
-	}
+	defaults.Positive(&o.RingBytes, DefaultRingBytes)
 	try := [][]string{{eventState}}
 	if o.UDP {
 		try = [][]string{{eventState, eventRoute4, eventRoute6}, {eventState, eventRoute4}, {eventState}}

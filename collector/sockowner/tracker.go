@@ -1,6 +1,10 @@
 package sockowner
 
-import "time"
+import (
+	"time"
+
+	"github.com/pofr/pofr/internal/defaults"
+)
 
 // Key names a connection by what both a tracepoint sample and a sock_diag
 // message carry: protocol, local port, remote address and port. The local
@@ -189,18 +193,10 @@ type Tracker struct {
 
 // NewTracker returns an empty tracker.
 func NewTracker(lim Limits) *Tracker {
-	if lim.MaxPending <= 0 {
-		lim.MaxPending = DefaultMaxPending
-	}
-	if lim.MaxOwners <= 0 {
-		lim.MaxOwners = DefaultMaxOwners
-	}
-	if lim.PendingTTL <= 0 {
-		lim.PendingTTL = DefaultPendingTTL
-	}
-	if lim.OwnerTTL <= 0 {
-		lim.OwnerTTL = DefaultOwnerTTL
-	}
+	defaults.Positive(&lim.MaxPending, DefaultMaxPending)
+	defaults.Positive(&lim.MaxOwners, DefaultMaxOwners)
+	defaults.Positive(&lim.PendingTTL, DefaultPendingTTL)
+	defaults.Positive(&lim.OwnerTTL, DefaultOwnerTTL)
 	return &Tracker{lim: lim, pending: newFIFOMap[uint64, pending](lim.MaxPending),
 		early: newFIFOMap[uint64, pending](lim.MaxPending), owners: newFIFOMap[Key, Owner](lim.MaxOwners)}
 }
