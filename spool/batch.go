@@ -50,45 +50,22 @@ func (b *batch) finish() {
 		return
 	}
 	b.recs = map[string]arrow.RecordBatch{}
-	if b.proc != nil {
-		b.recs[event.TableProc] = b.proc.NewRecord()
-		b.proc.Release()
-		b.proc = nil
-	}
-	if b.file != nil {
-		b.recs[event.TableFile] = b.file.NewRecord()
-		b.file.Release()
-		b.file = nil
-	}
-	if b.sock != nil {
-		b.recs[event.TableSock] = b.sock.NewRecord()
-		b.sock.Release()
-		b.sock = nil
-	}
-	if b.acct != nil {
-		b.recs[event.TableAcct] = b.acct.NewRecord()
-		b.acct.Release()
-		b.acct = nil
-	}
-	if b.exe != nil {
-		b.recs[event.TableExe] = b.exe.NewRecord()
-		b.exe.Release()
-		b.exe = nil
-	}
-	if b.dns != nil {
-		b.recs[event.TableDNS] = b.dns.NewRecord()
-		b.dns.Release()
-		b.dns = nil
-	}
-	if b.login != nil {
-		b.recs[event.TableLogin] = b.login.NewRecord()
-		b.login.Release()
-		b.login = nil
-	}
-	if b.ctr != nil {
-		b.recs[event.TableCtr] = b.ctr.NewRecord()
-		b.ctr.Release()
-		b.ctr = nil
+	seal(b.recs, event.TableProc, &b.proc)
+	seal(b.recs, event.TableFile, &b.file)
+	seal(b.recs, event.TableSock, &b.sock)
+	seal(b.recs, event.TableAcct, &b.acct)
+	seal(b.recs, event.TableExe, &b.exe)
+	seal(b.recs, event.TableDNS, &b.dns)
+	seal(b.recs, event.TableLogin, &b.login)
+	seal(b.recs, event.TableCtr, &b.ctr)
+}
+
+// seal turns the builder *bp, if any, into the record of table and drops it.
+func seal[R any](recs map[string]arrow.RecordBatch, table string, bp **event.Builder[R]) {
+	if *bp != nil {
+		recs[table] = (*bp).NewRecord()
+		(*bp).Release()
+		*bp = nil
 	}
 }
 
@@ -100,23 +77,40 @@ func (b *batch) release() {
 	}
 }
 
-// splitRecord rebuilds rec's rows before h and from h as two records. A
+// splitFunc rebuilds a record's rows before h and from h as two records. A
 // slice would not do: it keeps the whole dictionaries, so neither half
 // would be smaller on disk.
-func splitRecord[R any](t *event.Table[R], rec arrow.RecordBatch, h int64) (arrow.RecordBatch, arrow.RecordBatch) {
-	bx, by := t.NewBuilder(nil), t.NewBuilder(nil)
-	defer bx.Release()
-	defer by.Release()
-	for i := range rec.NumRows() {
-		var r R
-		t.Row(rec, int(i), &r)
-		if i < h {
-			bx.Append(&r)
-		} else {
-			by.Append(&r)
+type splitFunc func(rec arrow.RecordBatch, h int64) (arrow.RecordBatch, arrow.RecordBatch)
+
+// splitters are the splitFuncs of the tables a batch holds records of.
+var splitters = map[string]splitFunc{
+	event.TableProc:  splitIn(event.ProcTable),
+	event.TableFile:  splitIn(event.FileTable),
+	event.TableSock:  splitIn(event.SockTable),
+	event.TableAcct:  splitIn(event.AcctTable),
+	event.TableExe:   splitIn(event.ExeTable),
+	event.TableLogin: splitIn(event.LoginTable),
+	event.TableCtr:   splitIn(event.CtrTable),
+	event.TableDNS:   splitIn(event.DNSTable),
+}
+
+// splitIn returns the splitFunc of t's records.
+func splitIn[R any](t *event.Table[R]) splitFunc {
+	return func(rec arrow.RecordBatch, h int64) (arrow.RecordBatch, arrow.RecordBatch) {
+		bx, by := t.NewBuilder(nil), t.NewBuilder(nil)
+		defer bx.Release()
+		defer by.Release()
+		for i := range rec.NumRows() {
+			var r R
+			t.Row(rec, int(i), &r)
+			if i < h {
+				bx.Append(&r)
+			} else {
+				by.Append(&r)
+			}
 		}
+		return bx.NewRecord(), by.NewRecord()
 	}
-	return bx.NewRecord(), by.NewRecord()
 }
 
 // split divides a finished batch into two of about half its rows each,
@@ -128,27 +122,11 @@ func (b *batch) split() (*batch, *batch) {
 	for table, rec := range b.recs {
 		n := rec.NumRows()
 		h := (n + 1) / 2
-		var rx, ry arrow.RecordBatch
-		switch table {
-		case event.TableProc:
-			rx, ry = splitRecord(event.ProcTable, rec, h)
-		case event.TableFile:
-			rx, ry = splitRecord(event.FileTable, rec, h)
-		case event.TableSock:
-			rx, ry = splitRecord(event.SockTable, rec, h)
-		case event.TableAcct:
-			rx, ry = splitRecord(event.AcctTable, rec, h)
-		case event.TableExe:
-			rx, ry = splitRecord(event.ExeTable, rec, h)
-		case event.TableLogin:
-			rx, ry = splitRecord(event.LoginTable, rec, h)
-		case event.TableCtr:
-			rx, ry = splitRecord(event.CtrTable, rec, h)
-		case event.TableDNS:
-			rx, ry = splitRecord(event.DNSTable, rec, h)
-		default:
+		split := splitters[table]
+		if split == nil {
 			panic("spool: split of unknown table " + table)
 		}
+		rx, ry := split(rec, h)
 		x.recs[table], x.rows = rx, x.rows+rx.NumRows()
 		if ry.NumRows() > 0 {
 			y.recs[table], y.rows = ry, y.rows+ry.NumRows()

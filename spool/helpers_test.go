@@ -65,6 +65,23 @@ func (w *Writer) abandon() {
 	w.lock.Close()
 }
 
+// closeOne closes w and returns the bytes of the one segment it left in dir.
+func closeOne(t testing.TB, w *Writer, dir string) []byte {
+	t.Helper()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	infos, err := List(dir)
+	if err != nil || len(infos) != 1 {
+		t.Fatalf("List = %v, %v; want one segment", infos, err)
+	}
+	b, err := os.ReadFile(infos[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // verifyDir verifies every segment in dir in order, checking the chain from
 // the first one, and returns them (the caller releases them).
 func verifyDir(t *testing.T, dir string) []*Segment {

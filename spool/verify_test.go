@@ -40,18 +40,7 @@ func sealed(t testing.TB, full bool) []byte {
 		procs, files, socks, accts = procs[:2], files[:1], socks[:1], nil
 	}
 	event.AppendAll(w, procs, files, socks, gaps, accts)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	infos, err := List(dir)
-	if err != nil || len(infos) != 1 {
-		t.Fatalf("List = %v, %v; want one segment", infos, err)
-	}
-	b, err := os.ReadFile(infos[0].Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return closeOne(t, w, dir)
 }
 
 // parts splits a valid segment into its manifest, signature and members.
@@ -562,17 +551,7 @@ func TestMaxValueBytes(t *testing.T) {
 	argv := bytes.Repeat([]byte("x\x00"), 50<<10)
 	w.AppendProc(&event.Proc{TS: 1, Event: event.ProcExec, PID: 1, TID: 1, Exe: exe})
 	w.AppendProc(&event.Proc{TS: 2, Event: event.ProcExec, PID: 2, TID: 2, Argv: argv, Exe: []byte("/bin/sh")})
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	infos, err := List(dir)
-	if err != nil || len(infos) != 1 {
-		t.Fatalf("List = %v, %v", infos, err)
-	}
-	b, err := os.ReadFile(infos[0].Path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := closeOne(t, w, dir)
 	limits := func(exeMax, argvMax int64) func(table, column string) int64 {
 		return func(table, column string) int64 {
 			switch {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/internal/defaults"
-
 	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/event"
 )

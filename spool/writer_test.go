@@ -63,38 +63,15 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("got %d segments, want 1", len(segs))
 	}
 	s := segs[0]
-	gotD, err := s.DNS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(dns, gotD); diff != "" {
-		t.Errorf("dns round trip (-want +got):\n%s", diff)
-	}
-	check := func(name string, got, want any, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("%s round trip (-want +got):\n%s", name, diff)
-		}
-	}
-	gotP, err := s.Procs()
-	check("proc", gotP, procs, err)
-	gotF, err := s.Files()
-	check("file", gotF, files, err)
-	gotS, err := s.Socks()
-	check("sock", gotS, socks, err)
-	gotG, err := s.Gaps()
-	check("gap", gotG, gaps, err)
-	gotA, err := s.Accounts()
-	check("acct", gotA, accts, err)
-	gotE, err := s.Executables()
-	check("exe", gotE, exes, err)
-	gotL, err := s.Logins()
-	check("login", gotL, logins, err)
-	gotC, err := s.Containers()
-	check("ctr", gotC, ctrs, err)
+	roundTrip(t, "dns", s.DNS, dns)
+	roundTrip(t, "proc", s.Procs, procs)
+	roundTrip(t, "file", s.Files, files)
+	roundTrip(t, "sock", s.Socks, socks)
+	roundTrip(t, "gap", s.Gaps, gaps)
+	roundTrip(t, "acct", s.Accounts, accts)
+	roundTrip(t, "exe", s.Executables, exes)
+	roundTrip(t, "login", s.Logins, logins)
+	roundTrip(t, "ctr", s.Containers, ctrs)
 
 	m := s.Manifest
 	if got, want := m.Seq, uint64(1); got != want {
@@ -131,6 +108,18 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// roundTrip checks that read returns the rows of the table name as written.
+func roundTrip[R any](t *testing.T, name string, read func() ([]R, error), want []R) {
+	t.Helper()
+	got, err := read()
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("%s round trip (-want +got):\n%s", name, diff)
 	}
 }
 
