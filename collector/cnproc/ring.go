@@ -34,6 +34,9 @@ type procRing struct {
 	maxOpens int
 	maxArena int
 	bell     chan struct{}
+	// quiet: the tracepoint reader applies the ring itself at each of its
+	// drains (procTable.applyNow), so a push never wakes the table goroutine.
+	quiet atomic.Bool
 }
 
 func newProcRing(maxItems, maxOpens int) *procRing {
@@ -82,7 +85,7 @@ func (q *procRing) unlockRing() {
 	ring := !q.rung
 	q.rung = true
 	q.mu.Unlock()
-	if ring {
+	if ring && !q.quiet.Load() {
 		select {
 		case q.bell <- struct{}{}:
 		default:

@@ -48,6 +48,7 @@ type Source struct {
 	shadowSeed maphash.Seed
 	shadowInit atomic.Pointer[map[int32]procShadow]
 	drainSync  atomic.Pointer[drainSync] // tracepoint capture: drains on demand for Lookup
+	tpDirect   bool                      // tracepoint capture: the reader applies its drains to the table itself
 	running    atomic.Bool
 }
 
@@ -194,6 +195,10 @@ func (s *Source) record(ctx context.Context, readers *sync.WaitGroup, stopReader
 		s.log.Warn("snapshot of /proc", "err", err)
 	}
 	s.seedShadow()
+	if s.tpDirect {
+		s.tr.ring.quiet.Store(true)
+		s.tr.direct.Store(true)
+	}
 	tctx, stopTable := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

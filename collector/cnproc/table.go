@@ -119,6 +119,16 @@ type procTable struct {
 	mu    sync.RWMutex
 	index map[int32]collector.ProcInfo
 
+	// own serialises the table's owners: the table goroutine, and the
+	// tracepoint reader thread when it applies its drains itself (applyNow).
+	own sync.Mutex
+	// holdBell tells the table goroutine that applyNow left held exec rows
+	// (its hold timer is the table goroutine's).
+	holdBell chan struct{}
+	// direct: the tracepoint reader applies its drains itself (applyNow);
+	// set once the start-up snapshot is in the table.
+	direct atomic.Bool
+
 	// /proc access, nil in tests that feed frames only.
 	readStat func(pid int32) (*procInfo, error)
 	readFull func(pid int32) (*procInfo, error)
@@ -132,7 +142,27 @@ func newProcTable(sink event.Sink, log *slog.Logger, st *procCounters, now func(
 		procs: make(map[int32]*procEntry), held: make(map[int32]*procHeld),
 		opens: make(map[int32]*procOpenQueue), index: make(map[int32]collector.ProcInfo),
 		seed: maphash.MakeSeed(), ring: newProcRing(16384, 4096),
-		pending: procPendingForks{m: make(map[int32]procPendingFork)},
+		pending:  procPendingForks{m: make(map[int32]procPendingFork)},
+		holdBell: make(chan struct{}, 1),
+	}
+}
+
+// applyNow applies the ring in the calling thread: the tracepoint reader
+// calls it at the end of each drain instead of ringing the table goroutine,
+// which saves a goroutine wakeup (and a second timer) per drain.
+func (t *procTable) applyNow() {
+	if !t.direct.Load() {
+		return // the table goroutine applies what was pushed
+	}
+	t.own.Lock()
+	t.drain()
+	held := len(t.held) > 0
+	t.own.Unlock()
+	if held {
+		select {
+		case t.holdBell <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -695,14 +725,21 @@ func (t *procTable) run(ctx context.Context, pollEvery, resync time.Duration, cl
 		select {
 		case <-ctx.Done():
 			// Apply what the reader handed over before it stopped.
+			t.own.Lock()
 			for t.drain() {
 			}
 			t.flushAllHeld()
+			t.own.Unlock()
 			return
 		case <-bell:
 			bell = nil
 			batch.Reset(procBatchDelay)
+		case <-t.holdBell:
+			t.own.Lock()
+			armHold()
+			t.own.Unlock()
 		case <-batch.C:
+			t.own.Lock()
 			if t.drain() {
 				batch.Reset(procBatchDelay)
 			} else {
@@ -711,10 +748,14 @@ func (t *procTable) run(ctx context.Context, pollEvery, resync time.Duration, cl
 			if len(t.held) > 0 {
 				armHold()
 			}
+			t.own.Unlock()
 		case <-holdTimer.C:
+			t.own.Lock()
 			holdAt = time.Time{}
 			armHold()
+			t.own.Unlock()
 		case now := <-house.C:
+			t.own.Lock()
 			t.housekeeping(now)
 			t.maybeResync()
 			if now.Sub(lastClock) >= 10*time.Second && clocks != nil {
@@ -723,14 +764,19 @@ func (t *procTable) run(ctx context.Context, pollEvery, resync time.Duration, cl
 				t.bootOff.Store(boot)
 				lastClock = now
 			}
+			t.own.Unlock()
 		case <-resyncC:
+			t.own.Lock()
 			if err := t.reconcile(procReconcileResync); err != nil {
 				t.log.Warn("periodic resync of the process table", "err", err)
 			}
+			t.own.Unlock()
 		case <-pollC:
+			t.own.Lock()
 			if err := t.reconcile(procReconcilePoll); err != nil {
 				t.log.Warn("poll /proc", "err", err)
 			}
+			t.own.Unlock()
 		}
 	}
 }

@@ -141,6 +141,7 @@ func (s *Source) runTracepoint(ctx context.Context, tp *tpSource) error {
 		return fmt.Errorf("tracepoint capture: %w", err)
 	}
 	s.mode.Store(ModeTracepoint)
+	s.tpDirect = true
 	s.log.Info("process source recording", "mode", ModeTracepoint, "cpus", tp.set.CPUs(),
 		"ring_bytes", tp.set.RingBytes(), "stack_bytes", s.opts.TraceStackBytes, "cn_proc_filtered", tp.filtered,
 		"exec_guard", tp.guard != nil,
@@ -421,6 +422,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 			h.handle(&it.msg, pre)
 		}
 		h.flushLoss()
+		s.tr.applyNow()
 		ds.end(served)
 		// A flow (two drains in a row with events, or a large one) keeps
 		// the timer and no wakeup per event; a lone burst goes back to the
