@@ -1,5 +1,7 @@
 package collector
 
+import "context"
+
 // ProcInfo is what other sources need to know about the process holding a pid
 // now: the key of its life and its effective user.
 type ProcInfo struct {
@@ -17,6 +19,21 @@ type ProcInfo struct {
 // it to attribute their events. Implementations are safe for concurrent use.
 type Processes interface {
 	Lookup(pid int32) (ProcInfo, bool)
+}
+
+// QueueDriver drains the event queues of other sources at its own drain
+// ticks, so that a busy host pays one thread wakeup per tick for all of
+// them instead of one per source, and an idle one is woken by the first
+// event of any. The tracepoint process reader implements it.
+type QueueDriver interface {
+	// Drive calls drain at each of the driver's drains, in its thread,
+	// after the process events of that drain are visible to Lookup, and
+	// polls fd (which must be non-blocking) for readability while the
+	// driver is idle. drain must not block. Drive returns once ctx is done
+	// or the driver stops driving (or never starts: no tracepoint capture),
+	// and drain is not called after it returned: the caller then reads fd
+	// itself.
+	Drive(ctx context.Context, fd int, drain func())
 }
 
 // ExecObserver is told of every executable opened for execution

@@ -182,7 +182,7 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}
 		fsrc, err := fanotify.New(fanotify.Options{
-			Sink: w, Procs: procs, Exec: procs, Hash: hasher, Profile: prof.File,
+			Sink: w, Procs: procs, Exec: procs, Hash: hasher, Profile: prof.File, Driver: procs,
 			ExcludeDirs: []string{cfg.SpoolDir, cfg.StateDir, cfg.ConfigDir}, ProcRoot: cfg.ProcRoot, SelfPID: self, Log: log,
 		})
 		if err != nil {

@@ -50,11 +50,13 @@ type Source struct {
 	drainSync  atomic.Pointer[drainSync] // tracepoint capture: drains on demand for Lookup
 	tpDirect   bool                      // tracepoint capture: the reader applies its drains to the table itself
 	running    atomic.Bool
+	drive      driveState // Drive: other sources' queues drained by the tracepoint reader
 }
 
 var (
 	_ collector.Processes    = (*Source)(nil)
 	_ collector.ExecObserver = (*Source)(nil)
+	_ collector.QueueDriver  = (*Source)(nil)
 )
 
 // New checks the options and opens the procfs root. Nothing is
@@ -98,7 +100,9 @@ func New(opts Options) (*Source, error) {
 // young processes keep their key. Concurrent misses share one drain.
 func (s *Source) Lookup(pid int32) (collector.ProcInfo, bool) {
 	p, ok := s.tr.lookup(pid)
-	if ok {
+	if ok || s.drive.inReader() {
+		// The reader thread itself (a driven queue's drain) cannot wait
+		// for its own drain; it has peeked at the forks still in the rings.
 		return p, ok
 	}
 	if d := s.drainSync.Load(); d != nil && d.wait(lookupWait) {
@@ -137,6 +141,7 @@ func (s *Source) Run(ctx context.Context) error {
 		return errors.New("collector: Source.Run called twice")
 	}
 	defer unix.Close(s.root)
+	defer s.drive.end()
 	if s.opts.ForcePoll {
 		return s.runPoll(ctx, "ForcePoll set")
 	}
@@ -151,6 +156,7 @@ func (s *Source) Run(ctx context.Context) error {
 		s.log.Warn("process source: tracepoint capture unavailable, falling back to cn_proc (one wakeup and /proc read per event)",
 			"reason", err)
 	}
+	s.drive.end() // other sources read their queues themselves
 	fd, err := s.subscribe()
 	if err != nil {
 		return s.runPoll(ctx, err.Error())
@@ -310,6 +316,7 @@ func (s *Source) probe(ctx context.Context) error {
 
 // runPoll records by polling /proc.
 func (s *Source) runPoll(ctx context.Context, why string) error {
+	s.drive.end()
 	s.mode.Store(ModePoll)
 	s.log.Warn("PROCESS SOURCE IN POLL MODE: cn_proc unavailable, polling /proc; short-lived processes will be missed",
 		"reason", why, "interval", s.opts.PollInterval)

@@ -142,6 +142,7 @@ func (s *Source) runTracepoint(ctx context.Context, tp *tpSource) error {
 	}
 	s.mode.Store(ModeTracepoint)
 	s.tpDirect = true
+	s.drive.start(tp.set)
 	s.log.Info("process source recording", "mode", ModeTracepoint, "cpus", tp.set.CPUs(),
 		"ring_bytes", tp.set.RingBytes(), "stack_bytes", s.opts.TraceStackBytes, "cn_proc_filtered", tp.filtered,
 		"exec_guard", tp.guard != nil,
@@ -235,6 +236,7 @@ func (d *drainSync) end(g uint64) {
 // them by time and hands the events to the table through the hot path.
 func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 	runtime.LockOSThread() // never unlocked: the raised thread must not run other goroutines
+	defer s.drive.end()
 	s.prio.Store(procRaisePriority(s.opts.Priority, s.log))
 	h := s.newHotPath()
 	var (
@@ -422,6 +424,21 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 			h.handle(&it.msg, pre)
 		}
 		h.flushLoss()
+		s.drive.run(func() {
+			// Forks still in the rings (newer than the cutoff): the
+			// driven queues may hold events of those processes.
+			tp.set.Peek(func(r *tracepoint.Record) {
+				if r.Event != tpNewTask {
+					return
+				}
+				child, err1 := tp.newtaskPID.Int(r.Sample.Raw)
+				flags, err2 := tp.newtaskFlags.Uint(r.Sample.Raw)
+				if err1 != nil || err2 != nil || flags&cloneThread != 0 {
+					return
+				}
+				s.tr.pending.add(int32(child), procPendingFork{start: s.tr.deriveStart(r.Sample.Time), ppid: int32(r.Sample.PID)})
+			})
+		})
 		s.tr.applyNow()
 		ds.end(served)
 		// A flow (two drains in a row with events, or a large one) keeps

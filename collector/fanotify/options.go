@@ -66,6 +66,11 @@ type Options struct {
 	// listener's CPU per event about fourfold (docs/design.md, "File source");
 	// it delays collector.ExecObserver calls by as much.
 	BatchDelay time.Duration
+	// Driver, if set, reads the group's queue at its own drain ticks for as
+	// long as it drives it (the tracepoint process reader: no wakeup of the
+	// file source's own; docs/design.md, "One drain for every queue"); the
+	// source reads the queue itself before and after. May be nil.
+	Driver collector.QueueDriver
 }
 
 // Stats are the counters of a Source since it was created.

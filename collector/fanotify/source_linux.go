@@ -56,6 +56,8 @@ type Source struct {
 	newPath  []byte
 	fidKey   []byte // exe hasher key of an event's FID, reused
 	lastRead int64
+	buf      []byte    // read buffer
+	next     time.Time // end of the aggregation window
 
 	events, rows, overflows, unresolved, self, excluded, execs, misses, corrupt atomic.Uint64
 	nfs                                                                         atomic.Int64
@@ -360,10 +362,15 @@ func (s *Source) Run(ctx context.Context) error {
 		unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	})()
 
-	buf := make([]byte, 256<<10)
+	s.buf = make([]byte, 256<<10)
+	buf := s.buf
 	window := time.Duration(s.opts.Profile.Window)
 	s.lastRead = s.now().UnixNano()
-	next := time.Now().Add(window)
+	s.next = time.Now().Add(window)
+	if s.opts.Driver != nil {
+		s.opts.Driver.Drive(ctx, s.fd, s.drainQueue)
+	}
+	next := s.next
 	var batch *time.Timer
 	for ctx.Err() == nil {
 		n, err := unix.Read(s.fd, buf)
@@ -415,6 +422,27 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	s.flush()
 	return nil
+}
+
+// drainQueue reads what the group has queued without blocking, and writes
+// the window's rows when it is over: the Driver's reader calls it at each
+// of its drains. A read error other than an empty queue is left for Run's
+// own loop to report once the driver stops.
+func (s *Source) drainQueue() {
+	for range 64 { // bounded: a flood must not hold the driver's drain
+		n, err := unix.Read(s.fd, s.buf)
+		if n <= 0 || err != nil {
+			break
+		}
+		s.process(s.buf[:n])
+		if n < len(s.buf)/2 {
+			break // the queue is empty (or nearly: the next drain)
+		}
+	}
+	if now := time.Now(); !now.Before(s.next) || s.agg.len() >= fileAggMax {
+		s.flush()
+		s.next = now.Add(time.Duration(s.opts.Profile.Window))
+	}
 }
 
 // flush writes the window's rows to the sink.

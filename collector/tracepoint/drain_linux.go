@@ -19,6 +19,29 @@ func (s *Set) DrainBefore(t uint64, h func(*Record)) int { return s.drain(t, h) 
 // (after Disable, to empty them for good).
 func (s *Set) Flush(h func(*Record)) int { return s.drain(^uint64(0), h) }
 
+// Peek hands h every record the rings hold now that a drain left there
+// (newer than its cutoff), per CPU, without freeing them: the next drain
+// hands them out again, merged. A caller that must know of a fork before
+// it is merged (to attribute other sources' events of the new process) can
+// look ahead with it; records in the rings are complete, the cutoff is only
+// for the order across CPUs.
+func (s *Set) Peek(h func(*Record)) {
+	st := s.st
+	var rec Record
+	for _, r := range s.rings {
+		tail, last := r.tail, r.last
+		r.head = atomic.LoadUint64(&r.meta.Data_head)
+		for s.next(r, ^uint64(0)) {
+			if s.emit(r, &rec) {
+				h(&rec)
+			}
+			r.tail += uint64(len(r.rec))
+		}
+		r.tail, r.last = tail, last
+	}
+	s.st = st
+}
+
 func (s *Set) drain(cutoff uint64, h func(*Record)) int {
 	s.st.Drains++
 	// After the records are handed out: a dropped ring still holds what

@@ -129,6 +129,7 @@ type Set struct {
 	pmu   sync.Mutex
 	nring int
 	wpfds []unix.PollFd
+	extra []int // Watch: polled while armed
 }
 
 // ring is one CPU's mmap'd buffer.

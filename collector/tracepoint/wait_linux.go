@@ -3,6 +3,7 @@ package tracepoint
 import (
 	"fmt"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -34,8 +35,14 @@ func (s *Set) Wait(timeout time.Duration) (bool, error) {
 		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
 	}
 	s.pmu.Lock()
-	s.wpfds = append(s.wpfds[:0], s.pfds...)
-	nring := s.nring
+	s.wpfds = append(s.wpfds[:0], s.pfds[:s.nring]...)
+	if s.armed {
+		for _, fd := range s.extra {
+			s.wpfds = append(s.wpfds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+		}
+	}
+	nring := len(s.wpfds)
+	s.wpfds = append(s.wpfds, s.pfds[s.nring:]...)
 	s.pmu.Unlock()
 	pfds := s.wpfds
 	var n int
@@ -68,6 +75,24 @@ func (s *Set) Wait(timeout time.Duration) (bool, error) {
 		s.wakeups.Add(1)
 	}
 	return woken, nil
+}
+
+// Watch adds fd to what Wait polls while the doorbell is armed (Arm): the
+// queue of another source that the caller reads at each drain, which
+// should wake an idle caller at its first event like a fork does, but never
+// a busy one (the caller reads it at its next drain anyway). A readable fd
+// counts as a wakeup. Unwatch removes it; call it before closing fd.
+func (s *Set) Watch(fd int) {
+	s.pmu.Lock()
+	s.extra = append(s.extra, fd)
+	s.pmu.Unlock()
+}
+
+// Unwatch undoes Watch(fd).
+func (s *Set) Unwatch(fd int) {
+	s.pmu.Lock()
+	s.extra = slices.DeleteFunc(s.extra, func(x int) bool { return x == fd })
+	s.pmu.Unlock()
 }
 
 // Arm enables the doorbell (Options.Doorbell): the next hit of its

@@ -1,0 +1,106 @@
+package cnproc
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pofr/pofr/collector/tracepoint"
+)
+
+// driveState is the tracepoint reader's side of Drive: the queues of other
+// sources (fanotify) it drains at each of its drains, so that their events
+// cost no wakeup of their own (docs/design.md, "One drain for every queue").
+type driveState struct {
+	mu     sync.Mutex // held by the reader while it runs the drains
+	queues []*drivenQueue
+	set    *tracepoint.Set // polls the queues' fds while idle
+	// ok is closed once the reader takes queues, done once it stops (or
+	// the capture is not the tracepoint one).
+	initOnce, okOnce, endOnce sync.Once
+	ok, done                  chan struct{}
+	tid                       atomic.Int32 // the reader thread while it runs the drains, else 0
+}
+
+type drivenQueue struct {
+	fd    int
+	drain func()
+}
+
+func (d *driveState) init() {
+	d.initOnce.Do(func() { d.ok, d.done = make(chan struct{}), make(chan struct{}) })
+}
+
+// start is called by the reader once the capture is recording.
+func (d *driveState) start(set *tracepoint.Set) {
+	d.init()
+	d.mu.Lock()
+	d.set = set
+	d.mu.Unlock()
+	d.okOnce.Do(func() { close(d.ok) })
+}
+
+// end stops driving: Drive calls return and no drain runs after them.
+func (d *driveState) end() {
+	d.init()
+	d.endOnce.Do(func() { close(d.done) })
+}
+
+// run calls every queue's drain (the reader thread), after peek.
+func (d *driveState) run(peek func()) {
+	d.mu.Lock()
+	if len(d.queues) > 0 {
+		peek()
+		d.tid.Store(int32(unix.Gettid()))
+		for _, q := range d.queues {
+			q.drain()
+		}
+		d.tid.Store(0)
+	}
+	d.mu.Unlock()
+}
+
+// inReader reports whether the caller is a drain run by the reader.
+func (d *driveState) inReader() bool {
+	t := d.tid.Load()
+	return t != 0 && t == int32(unix.Gettid())
+}
+
+// Drive implements collector.QueueDriver: with the tracepoint capture
+// recording, the reader thread calls drain at each of its drains, after the
+// drain's forks and execs are in the table and the forks still in the rings
+// are visible to Lookup, and wakes from idle when fd is readable.
+func (s *Source) Drive(ctx context.Context, fd int, drain func()) {
+	d := &s.drive
+	d.init()
+	select {
+	case <-ctx.Done():
+		return
+	case <-d.done:
+		return
+	case <-d.ok:
+	}
+	q := &drivenQueue{fd: fd, drain: drain}
+	d.mu.Lock()
+	select {
+	case <-d.done:
+		d.mu.Unlock()
+		return
+	default:
+	}
+	d.queues = append(d.queues, q)
+	d.set.Watch(fd)
+	d.mu.Unlock()
+	d.set.Interrupt() // a reader asleep without fd must poll it
+	select {
+	case <-ctx.Done():
+	case <-d.done:
+	}
+	d.mu.Lock()
+	d.queues = slices.DeleteFunc(d.queues, func(x *drivenQueue) bool { return x == q })
+	d.set.Unwatch(fd)
+	d.mu.Unlock()
+}
