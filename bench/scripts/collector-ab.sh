@@ -1,0 +1,42 @@
+#!/bin/bash
+# collector-ab.sh ROUNDS SECONDS RATE BIN... — collector builds side by side.
+#
+# For each round and each collector binary in turn (interleaved): start
+# `BIN run --standalone --profile default` in a fresh temporary state, let it
+# settle 4 s, run `pofr-load exec -rate RATE -duration SECONDSs` (RATE 0: as
+# fast as possible), and print the storm's rate, the collector's CPU per exec
+# (utime+stime of /proc/PID/stat over the storm), the storm children's own
+# CPU per exec (wait4 rusage), peak RSS and context switches per exec (all
+# threads' /proc/PID/task/*/status). Needs root and POFR_LOAD (a built
+# bench/cmd/pofr-load; default: built into a temporary directory).
+set -eu
+R=$1; DUR=$2; RATE=$3; shift 3
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+LOAD=${POFR_LOAD:-}
+if [ -z "$LOAD" ]; then
+	go build -o "$tmp/pofr-load" "$(dirname "$0")/../cmd/pofr-load"; LOAD=$tmp/pofr-load
+fi
+cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
+cs() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/{s+=$2} END{print s}'; }
+for r in $(seq "$R"); do
+	for b in "$@"; do
+		d=$(mktemp -d "$tmp/run.XXXX"); mkdir -p "$d/cfg" "$d/spool"
+		"$b" run --standalone --config-dir "$d/cfg" --spool-dir "$d/spool" --profile default >"$d/log" 2>&1 &
+		P=$!
+		sleep 4
+		s0=$(cpu $P); c0=$(cs $P)
+		"$LOAD" exec -rate "$RATE" -duration "${DUR}s" >"$d/storm.json"
+		sleep 0.3
+		s1=$(cpu $P); c1=$(cs $P); hwm=$(awk '/VmHWM/{print $2}' "/proc/$P/status")
+		kill $P; wait $P 2>/dev/null || true
+		python3 - "$d/storm.json" "$b" "$r" "$s0" "$s1" "$c0" "$c1" "$hwm" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+f, b, r, s0, s1, c0, c1, hwm, hz = sys.argv[1:]
+d = json.load(open(f)); n = d["spawned"]
+print("%-24s round %s  exec/s %6.0f  collector µs/exec %6.1f  children µs/exec %6.1f  peak RSS MB %5.1f  switches/exec %.2f" % (
+    b.rsplit("/", 1)[-1], r, d["rate"], (int(s1) - int(s0)) * 1e6 / int(hz) / n, d["child_cpu_ns"] / n / 1e3,
+    int(hwm) / 1024, (int(c1) - int(c0)) / n))
+PY
+		rm -rf "$d"
+	done
+done
