@@ -11,7 +11,7 @@ NFPM_VERSION ?= v2.48.0
 VERSION ?= 0.1.0~git$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 ARCH    ?= $(shell $(GO) env GOARCH)
 
-.PHONY: help build packages test test-unit fuzz bench bench-quick bench-floors demo demo-clean fmt vet lint clean
+.PHONY: help build packages test test-unit fuzz bench bench-quick bench-fleet bench-fleet-full bench-floors demo demo-clean fmt vet lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -48,6 +48,12 @@ bench: build ## benchmarks against auditd and a POFR-style poller (root; under 1
 
 bench-quick: build ## the same, shorter (under 2 minutes)
 	BENCH_QUICK=1 $(GO) run ./bench/cmd/pofr-bench
+
+bench-fleet: build ## fleet simulator, quick: 20 hosts, 2 receivers, 2 shards + Spider head, a receiver killed (root; under 2 minutes)
+	$(GO) run ./bench/cmd/pofr-fleet $(FLEET_FLAGS)
+
+bench-fleet-full: build ## fleet simulator: S=1 and S=2 with 50 hosts, then a 3-node Galera shard with a replica killed (root; about 8 minutes)
+	$(GO) run ./bench/cmd/pofr-fleet -full $(FLEET_FLAGS)
 
 bench-floors: ## the collector next to the least any cn_proc / fanotify reader costs here, and a go build (root; about 13 minutes)
 	$(GO) test ./collector/cnproc -run '^$$' -bench 'PrivProcFloor' -benchtime 7x -timeout 30m

@@ -238,14 +238,14 @@ func (lb LoaderBench) startPipeline(ctx context.Context, m *MariaDB, dir string)
 	if err := os.WriteFile(admin, []byte(m.DSN("root", "", dbname)+"\n"), 0o600); err != nil {
 		return p, err
 	}
-	if _, err := runTool(ctx, lb.ServerBin, "schema", "apply", "--dsn-file", admin); err != nil {
+	if _, err := RunTool(ctx, lb.ServerBin, "schema", "apply", "--dsn-file", admin); err != nil {
 		return p, err
 	}
 	pw, err := secretFile(filepath.Join(dir, "loader.pw"))
 	if err != nil {
 		return p, err
 	}
-	if _, err := runTool(ctx, lb.ServerBin, "schema", "users", "--dsn-file", admin, "--loader-password-file", filepath.Join(dir, "loader.pw")); err != nil {
+	if _, err := RunTool(ctx, lb.ServerBin, "schema", "users", "--dsn-file", admin, "--loader-password-file", filepath.Join(dir, "loader.pw")); err != nil {
 		return p, err
 	}
 	loaderDSN := filepath.Join(dir, "loader.dsn")
@@ -271,7 +271,7 @@ func (lb LoaderBench) startPipeline(ctx context.Context, m *MariaDB, dir string)
 	if !ok {
 		return p, fmt.Errorf("pofr-server serve: no address and host key in its output: %s", out)
 	}
-	token, err := runTool(ctx, lb.ServerBin, "token", "create", "--state-dir", state, "--ttl", "10m")
+	token, err := RunTool(ctx, lb.ServerBin, "token", "create", "--state-dir", state, "--ttl", "10m")
 	if err != nil {
 		return p, err
 	}
@@ -280,7 +280,7 @@ func (lb LoaderBench) startPipeline(ctx context.Context, m *MariaDB, dir string)
 		return p, err
 	}
 	client := filepath.Join(dir, "client")
-	if _, err := runTool(ctx, lb.CollectorBin, "register", "--server", banner.Addr, "--server-fingerprint", banner.Fingerprint,
+	if _, err := RunTool(ctx, lb.CollectorBin, "register", "--server", banner.Addr, "--server-fingerprint", banner.Fingerprint,
 		"--token-file", tokenFile, "--config-dir", client); err != nil {
 		return p, err
 	}

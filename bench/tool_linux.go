@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 )
 
-// runTool runs a short command and returns its standard output; the error
+// RunTool runs a short command and returns its standard output; the error
 // carries its standard error.
-func runTool(ctx context.Context, name string, args ...string) ([]byte, error) {
+func RunTool(ctx context.Context, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	var stderr limitedBuffer
 	cmd.Stderr = &stderr

@@ -215,6 +215,9 @@ func (s *Server) run(ctx context.Context, serverBin string, as *daemon.Credentia
 	}
 }
 
+// Pid is the mariadbd process id (its CPU time is in /proc/PID/stat).
+func (s *Server) Pid() int { return s.proc.Pid() }
+
 // Running reports whether the server has not exited.
 func (s *Server) Running() bool { return s.proc.Running() }
 

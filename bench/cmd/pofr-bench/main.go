@@ -27,7 +27,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -40,20 +39,15 @@ import (
 	"github.com/pofr/pofr/bench"
 )
 
-// Exit codes.
+// Exit codes: bench.ExitFailed when the seed's budget was exceeded or the
+// collector could not be measured.
 const (
-	exitOK     = 0
-	exitFailed = 1 // the seed's budget was exceeded, or the collector could not be measured
-	exitError  = 2 // the harness itself could not run
+	exitOK     = bench.ExitOK
+	exitFailed = bench.ExitFailed
+	exitError  = bench.ExitError
 )
 
-func main() {
-	code, err := run()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pofr-bench:", err)
-	}
-	os.Exit(code)
-}
+func main() { bench.Main("pofr-bench", run) }
 
 func run() (int, error) {
 	quick := os.Getenv("BENCH_QUICK") != "" && os.Getenv("BENCH_QUICK") != "0"
@@ -142,16 +136,12 @@ func run() (int, error) {
 	for _, r := range bench.Ratios(rep.Results) {
 		bench.WriteBench(os.Stdout, r, procs)
 	}
-	var md io.Writer = os.Stdout
 	fmt.Println()
-	if mdPath != "" {
-		f, err := os.Create(mdPath)
-		if err != nil {
-			return exitError, err
-		}
-		defer f.Close()
-		md = io.MultiWriter(os.Stdout, f)
+	md, closeMD, err := bench.MarkdownOut(mdPath)
+	if err != nil {
+		return exitError, err
 	}
+	defer closeMD()
 	if err := bench.WriteMarkdown(md, rep, start, mode); err != nil {
 		return exitError, err
 	}
