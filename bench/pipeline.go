@@ -61,6 +61,9 @@ const (
 	queryableCheck   = "marked execs queryable in MariaDB = 100 %"
 )
 
+// storageResult names the database bytes per row result (LoaderBench.storage).
+const storageResult = "Loader/storage"
+
 // LatencyResult summarises exec → queryable latencies: one per marked exec,
 // negative for an exec whose row never became visible before the deadline.
 // An unseen exec counts as infinitely late, so that p99 is a miss when any

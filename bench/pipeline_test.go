@@ -153,8 +153,15 @@ func TestWriteMarkdownLoader(t *testing.T) {
 	lat.Add(15, "segment-age-s")
 	lat.Add(5, "upload-s")
 	lat.Add(10, "load-watch-s")
+	st := Result{Name: storageResult, N: 400000}
+	for _, m := range []struct {
+		v    float64
+		unit string
+	}{{80, "db-B/row"}, {320, "db-logical-B/row"}, {90, "proc-B/row"}, {370, "proc-logical-B/row"}, {15.7, "spool-B/row"}} {
+		st.Add(m.v, m.unit)
+	}
 	var b strings.Builder
-	if err := WriteMarkdown(&b, &Report{Machine: "m", Results: append(rs, lat)}, time.Unix(0, 0), "full"); err != nil {
+	if err := WriteMarkdown(&b, &Report{Machine: "m", Results: append(rs, st, lat)}, time.Unix(0, 0), "full"); err != nil {
 		t.Fatal(err)
 	}
 	md := b.String()
@@ -166,6 +173,8 @@ func TestWriteMarkdownLoader(t *testing.T) {
 		"**Exec → queryable** (3 marked execs spread over 20.0 s, through pofr-server serve, pofr-collector run and " +
 			"pofr-server load --watch on this host; the profile's segment age 15.0 s and upload interval 5.00 s, load every 10.0 s)",
 		"| exec row visible in MariaDB | 100 | 12.0 | 30.0 | 30.0 |",
+		"**Database bytes per row** (400000 rows",
+		"| bytes per row | 80.0 | 320 | 90.0 | 370 | – | – | – | – | 15.7 | – |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)

@@ -274,6 +274,20 @@ func WriteMarkdown(w io.Writer, rep *Report, when time.Time, mode string) error 
 		}
 	}
 	for _, r := range rep.Results {
+		if r.Name == storageResult {
+			table(fmt.Sprintf("**Database bytes per row** (%d rows of the busy-host mix loaded by the loader; on disk: the "+
+				"tables' .ibd files' allocated blocks after FLUSH TABLES … FOR EXPORT; logical: DATA_LENGTH + INDEX_LENGTH)", r.N),
+				[][2]string{{storageResult, "bytes per row"}}, [][2]string{
+					{"db-B/row", "all, disk"}, {"db-logical-B/row", "all, logical"},
+					{"proc-B/row", "proc, disk"}, {"proc-logical-B/row", "proc, logical"},
+					{"file-B/row", "file, disk"}, {"file-logical-B/row", "file, logical"},
+					{"sock-B/row", "sock, disk"}, {"sock-logical-B/row", "sock, logical"},
+					{"spool-B/row", "spool"}, {"rows/s", "loader rows/s"},
+				})
+			break
+		}
+	}
+	for _, r := range rep.Results {
 		if r.Name == latencyResult {
 			num := func(unit string) string {
 				if v, ok := r.Get(unit); ok {

@@ -22,9 +22,10 @@ const StorageTarget = 120
 var storageTables = []string{"proc_events", "file_events", "sock_events"}
 
 // storage loads the busy-host mix (LoadRows, opt's sizes) with the loader
-// into its own database and reports what each event table holds per row
-// (DATA_LENGTH + INDEX_LENGTH from information_schema.TABLES after ANALYZE
-// TABLE) beside the spool's bytes per row (the segment files).
+// into its own database and reports what each event table takes per row on
+// disk ([diskBytes]; the bar) and logically (DATA_LENGTH + INDEX_LENGTH from
+// information_schema.TABLES after ANALYZE TABLE, per index from
+// mysql.innodb_index_stats) beside the spool's bytes per row.
 func (lb LoaderBench) storage(ctx context.Context, m *MariaDB, opt LoadOptions) (Result, []Check, error) {
 	const dbname = "pofr_storagebench"
 	check := Check{Name: fmt.Sprintf("database bytes per row ≤ %d (busy-host mix, data + indexes)", StorageTarget),
@@ -61,45 +62,73 @@ func (lb LoaderBench) storage(ctx context.Context, m *MariaDB, opt LoadOptions) 
 	if err != nil {
 		return fail(fmt.Errorf("load: %w", err))
 	}
-	if _, err := db.ExecContext(ctx, "ANALYZE TABLE "+strings.Join(storageTables, ", ")); err != nil {
-		return fail(fmt.Errorf("analyze: %w", err))
+	r := Result{Name: storageResult, N: int(rows)}
+	sizes, err := tableSizes(ctx, db, storageTables)
+	if err != nil {
+		return fail(err)
 	}
-	r := Result{Name: "Loader/storage", N: int(rows)}
-	var total, counted int64
-	for _, t := range storageTables {
-		var n, size int64
-		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+t).Scan(&n); err != nil {
-			return fail(fmt.Errorf("count %s: %w", t, err))
+	var disk, logical, counted int64
+	for _, ts := range sizes {
+		disk, logical, counted = disk+ts.disk, logical+ts.logical, counted+ts.rows
+		if ts.rows == 0 {
+			continue
 		}
-		if err := db.QueryRowContext(ctx, `SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES
-			WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?`, t).Scan(&size); err != nil {
-			return fail(fmt.Errorf("size of %s: %w", t, err))
-		}
-		total, counted = total+size, counted+n
-		if n > 0 {
-			short := strings.TrimSuffix(t, "_events")
-			r.Add(float64(size)/float64(n), short+"-B/row")
-			idx, err := indexBytes(ctx, db, t)
-			if err != nil {
-				return fail(err)
-			}
-			for _, ix := range idx {
-				r.Add(float64(ix.bytes)/float64(n), short+"."+ix.name+"-B/row")
-			}
+		short := strings.TrimSuffix(ts.table, "_events")
+		r.Add(float64(ts.disk)/float64(ts.rows), short+"-B/row")
+		r.Add(float64(ts.logical)/float64(ts.rows), short+"-logical-B/row")
+		for _, ix := range ts.indexes {
+			r.Add(float64(ix.bytes)/float64(ts.rows), short+"."+ix.name+"-B/row")
 		}
 	}
 	if counted != rows {
 		return fail(fmt.Errorf("tables hold %d rows, want %d", counted, rows))
 	}
-	perRow := float64(total) / float64(rows)
+	perRow := float64(disk) / float64(rows)
 	spoolPerRow := float64(spoolBytes) / float64(rows)
 	r.Add(perRow, "db-B/row")
+	r.Add(float64(logical)/float64(rows), "db-logical-B/row")
 	r.Add(spoolPerRow, "spool-B/row")
 	r.Add(perRow/spoolPerRow, "db/spool")
 	r.Add(float64(rows)/d.Seconds(), "rows/s")
 	check.Got = perRow
-	check.Context = fmt.Sprintf("spool %.1f B/row", spoolPerRow)
+	check.Context = fmt.Sprintf("on disk; logical (information_schema) %.0f B/row, spool %.1f B/row", float64(logical)/float64(rows), spoolPerRow)
 	return r, []Check{check}, nil
+}
+
+// tableSize is one table's rows and bytes after a load.
+type tableSize struct {
+	table         string
+	rows          int64
+	disk, logical int64
+	indexes       []indexSize
+}
+
+// tableSizes analyzes tables and reads their row counts, logical sizes
+// (information_schema.TABLES and each index's pages) and bytes on disk.
+func tableSizes(ctx context.Context, db *sql.DB, tables []string) ([]tableSize, error) {
+	if _, err := db.ExecContext(ctx, "ANALYZE TABLE "+strings.Join(tables, ", ")); err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
+	var out []tableSize
+	for _, t := range tables {
+		ts := tableSize{table: t}
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+t).Scan(&ts.rows); err != nil {
+			return nil, fmt.Errorf("count %s: %w", t, err)
+		}
+		if err := db.QueryRowContext(ctx, `SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES
+			WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?`, t).Scan(&ts.logical); err != nil {
+			return nil, fmt.Errorf("size of %s: %w", t, err)
+		}
+		var err error
+		if ts.indexes, err = indexBytes(ctx, db, t); err != nil {
+			return nil, err
+		}
+		if ts.disk, err = diskBytes(ctx, db, t); err != nil {
+			return nil, err
+		}
+		out = append(out, ts)
+	}
+	return out, nil
 }
 
 // inboxBytes sums the sizes of the segment files in every host's inbox of

@@ -2,13 +2,14 @@ package bench
 
 import (
 	"log/slog"
+	"os"
 	"testing"
 
 	"github.com/pofr/pofr/internal/testutil"
 )
 
 // BenchmarkStorage runs the Loader/storage measurement alone (make bench's
-// full size; its quick size with -short): database bytes per row of the
+// full size; its quick size with POFR_BENCH_QUICK=1): database bytes per row of the
 // busy-host mix, per table and per index.
 // Service tier: a private MariaDB of the bench's own kind.
 func BenchmarkStorage(b *testing.B) {
@@ -18,7 +19,7 @@ func BenchmarkStorage(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer m.Stop()
-	opt, _ := LoaderBench{Quick: testing.Short()}.plans()
+	opt, _ := LoaderBench{Quick: os.Getenv("POFR_BENCH_QUICK") != ""}.plans()
 	var r Result
 	for b.Loop() {
 		r, _, err = LoaderBench{}.storage(b.Context(), m, opt)
@@ -28,5 +29,39 @@ func BenchmarkStorage(b *testing.B) {
 	}
 	for _, v := range r.Metrics {
 		b.ReportMetric(v.Value, v.Unit)
+	}
+}
+
+// BenchmarkStorageOptions compares ways of storing the event tables
+// (StorageOptions: as created, page compression with zlib levels and lz4,
+// ROW_FORMAT=COMPRESSED, at the quick size only) in one private MariaDB, interleaved: bytes on disk
+// and logically per row, and the loader's rows/s beside a plain LOAD DATA
+// into the same tables. make bench's full size; POFR_BENCH_QUICK=1 for the
+// quick size.
+// Service tier.
+func BenchmarkStorageOptions(b *testing.B) {
+	testutil.RequireTier(b, testutil.TierService)
+	m, err := StartMariaDB(b.Context(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Stop()
+	quick := os.Getenv("POFR_BENCH_QUICK") != ""
+	opt, _ := LoaderBench{Quick: quick}.plans()
+	opt.Rounds = 2
+	var opts []StorageOption
+	for _, o := range StorageOptions {
+		if quick || !o.Slow {
+			opts = append(opts, o)
+		}
+	}
+	for b.Loop() {
+		rs, err := CompareStorageOptions(b.Context(), m, opt, opts, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range rs {
+			b.Log(r.String())
+		}
 	}
 }
