@@ -1,9 +1,9 @@
 // Package query answers the analysts' questions from a pofr database: each
 // question is one documented SQL file embedded here (hosts.sql, tree.sql,
 // timeline.sql, proc.sql, ran.sql, touched.sql, conns.sql, peers.sql,
-// gaps.sql, export_*.sql) that reads its parameters from user variables
-// (@host, @from, …), so that an analyst can run the very same SQL in the
-// mariadb client after a SET. The Go code binds the parameters, shapes the
+// gaps.sql; export's statement per table is built from one template) that
+// reads its parameters from user variables (@host, @from, …), so that an
+// analyst can run the very same SQL in the mariadb client after a SET. The Go code binds the parameters, shapes the
 // rows (process trees), enriches remote addresses at query time (reverse
 // DNS, a MaxMind database) and prints them as an aligned table, CSV or JSON
 // lines.

@@ -2,17 +2,65 @@ package query
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"time"
 )
 
 // ExportTables are the tables export can write, by their event table name.
 var ExportTables = []string{"proc", "file", "sock", "gap", "dns", "exe", "login", "ctr"}
+
+// exportFrom is what the export statement of one table differs in: the
+// SQL table, the columns (after segment_seq), joins after the segments
+// join, the time column the range applies to, and the order before
+// segment_id, row_no.
+var exportFrom = map[string]struct{ table, cols, join, ts, order string }{
+	"proc": {table: "proc_events"},
+	"file": {table: "file_events"},
+	"sock": {table: "sock_events",
+		cols: "e.*, a.country AS remote_country, a.city AS remote_city, a.asn AS remote_asn,\n" +
+			"  a.as_org AS remote_as_org, a.ptr AS remote_ptr, a.edition AS remote_geo_edition",
+		join: "\nLEFT JOIN addr_info a ON a.addr = e.remote_addr"},
+	"gap": {table: "gaps", ts: "from_ts"},
+	"dns": {table: "dns_events"},
+	"exe": {table: "executables",
+		// The hash as 64 lower-case hex digits.
+		cols: "e.segment_id, e.row_no, e.host_id, e.boot_id, e.ts, e.last_ts, e.count, e.pid,\n" +
+			"  e.dev, e.inode, e.size, e.mtime_ns, e.ctime_ns, LOWER(HEX(e.sha256)) AS sha256, e.how, e.skip, e.path"},
+	"login": {table: "login_events", order: "e.ts, e.ts_ns"},
+	"ctr":   {table: "containers"},
+}
+
+// exportSQL is the statement Export runs for table: every row of it with
+// the sequence number of the segment it came from (a stable document id:
+// host_id:seq:table:row_no). Its parameters (NULL means no filter): @host
+// (host_id), @segment (segment_id: only the rows of this segment, for
+// --follow), @from and @to (DATETIME(6) UTC: the row's time at or after
+// @from, before @to). Like the question files, it runs as it is in the
+// mariadb client after a SET of the parameters (export --print-sql).
+func exportSQL(table string) (string, error) {
+	f, ok := exportFrom[table]
+	if !ok {
+		return "", fmt.Errorf("export: unknown table %q (want proc, file, sock, gap, dns, exe, login or ctr)", table)
+	}
+	cols, ts, order := cmp.Or(f.cols, "e.*"), cmp.Or(f.ts, "ts"), f.order
+	if order == "" {
+		order = "e." + ts
+	}
+	return fmt.Sprintf(`-- export_%[1]s: every row of %[2]s for pofr-server export (query.exportSQL).
+SELECT sg.seq AS segment_seq, %[3]s
+FROM %[2]s e
+JOIN segments sg ON sg.segment_id = e.segment_id%[4]s
+WHERE (@host IS NULL OR e.host_id = @host)
+  AND (@segment IS NULL OR e.segment_id = @segment)
+  AND (@from IS NULL OR e.%[5]s >= @from) AND (@to IS NULL OR e.%[5]s < @to)
+ORDER BY %[6]s, e.segment_id, e.row_no
+`, table, f.table, cols, f.join, ts, order), nil
+}
 
 // ExportArgs select what Export writes.
 type ExportArgs struct {
@@ -43,8 +91,9 @@ type ExportArgs struct {
 // local to one database) and ts_ns (folded into the times) are left out.
 // The bulk _id, host_id:segment_seq:table:row_no, is stable across exports.
 func (q *Querier) Export(ctx context.Context, w io.Writer, a ExportArgs) (int64, error) {
-	if !slices.Contains(ExportTables, a.Table) {
-		return 0, fmt.Errorf("export: unknown table %q (want proc, file, sock, gap, dns, exe, login or ctr)", a.Table)
+	text, err := exportSQL(a.Table)
+	if err != nil {
+		return 0, err
 	}
 	h, err := q.optHost(ctx, a.Host)
 	if err != nil {
@@ -64,10 +113,6 @@ func (q *Querier) Export(ctx context.Context, w io.Writer, a ExportArgs) (int64,
 		seg = int64(a.Segment)
 	}
 	params := append([]Param{{"host", h}, {"segment", seg}}, rangeParams(a.Range)...)
-	text, err := SQL("export_" + a.Table)
-	if err != nil {
-		return 0, err
-	}
 	err = q.stream(ctx, "export_"+a.Table, text, params, func(rows *sql.Rows) error {
 		var iTS, iNS, iHost, iSeq, iRow = -1, -1, -1, -1, -1
 		_, err := scanRows(rows, func(cols []Column, row []any) error {

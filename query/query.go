@@ -28,8 +28,12 @@ var (
 	ErrNoProcess = errors.New("query: no such process")
 )
 
-// SQL returns the text of the embedded query file name (without .sql).
+// SQL returns the text of the embedded query file name (without .sql), or
+// for export_TABLE the statement Export runs for TABLE.
 func SQL(name string) (string, error) {
+	if table, ok := strings.CutPrefix(name, "export_"); ok {
+		return exportSQL(table)
+	}
 	b, err := files.ReadFile(name + ".sql")
 	if err != nil {
 		return "", fmt.Errorf("query %s: %w", name, err)

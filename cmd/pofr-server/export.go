@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -18,7 +19,7 @@ import (
 func exportCommand() *cli.Command {
 	var (
 		dsnFile, format, table, host, index string
-		bulk, follow                        bool
+		bulk, follow, printSQL              bool
 		output, cursorFile                  string
 		rotateBytes                         int64
 		interval, holeWait                  time.Duration
@@ -29,7 +30,7 @@ func exportCommand() *cli.Command {
 	return &cli.Command{
 		Name:    "export",
 		Summary: "write a table as JSON lines for Elasticsearch/Kibana",
-		Usage:   "--format jsonl [--table proc|file|sock|gap|dns|exe|login|ctr] [--host H] [--since D | --from T --to T] [--bulk] [--follow --cursor-file F [--output F [--rotate-bytes N] | --es-url URL | --syslog NET:ADDR]] --dsn-file F",
+		Usage:   "--format jsonl [--table proc|file|sock|gap|dns|exe|login|ctr] [--host H] [--since D | --from T --to T] [--bulk] [--print-sql] [--follow --cursor-file F [--output F [--rotate-bytes N] | --es-url URL | --syslog NET:ADDR]] --dsn-file F",
 		Help: `Writes every row of one table (default proc) to standard output, one JSON
 document per line, in time order, streaming. Each document has @timestamp
 (the row's time with nanoseconds, RFC 3339 UTC), table, the row's columns
@@ -62,6 +63,9 @@ at most. A ledger id missing below loaded ones (a loader transaction still
 open) is waited for --hole-wait before it is taken as rolled back.
 --host and --table filter; --since/--from/--to do not apply.
 
+--print-sql prints the statement of --table (the same text that runs,
+reading @host, @segment, @from and @to) instead of running it.
+
 --es-url URL posts the rows to an Elasticsearch/OpenSearch _bulk endpoint
 (implies --bulk; credentials as http://user:pass@host:9200). --syslog
 udp:HOST:PORT, tcp:HOST:PORT or unix:PATH sends each row as the message of
@@ -80,6 +84,7 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 			fs.StringVar(&format, "format", "jsonl", "output format: jsonl")
 			fs.StringVar(&table, "table", "proc", "table: proc, file, sock, gap, dns, exe, login or ctr")
 			fs.StringVar(&host, "host", "", "only this host (id or hostname)")
+			fs.BoolVar(&printSQL, "print-sql", false, "print the SQL statement of --table instead of running it")
 			fs.BoolVar(&bulk, "bulk", false, "write Elasticsearch bulk action lines before the documents")
 			fs.StringVar(&index, "index-prefix", "pofr-", "index name prefix of the bulk action lines (index = prefix + table)")
 			fs.BoolVar(&follow, "follow", false, "keep writing rows of newly loaded segments (needs --cursor-file)")
@@ -105,6 +110,14 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 			}
 			if !slices.Contains(query.ExportTables, table) {
 				return cli.Usagef("--table %q: want proc, file, sock, gap, dns, exe, login or ctr", table)
+			}
+			if printSQL {
+				s, err := query.SQL("export_" + table)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprint(env.Stdout, s)
+				return err
 			}
 			if follow && cursorFile == "" {
 				return cli.Usagef("--follow needs --cursor-file")

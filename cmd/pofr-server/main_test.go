@@ -105,6 +105,16 @@ func TestPrintSQL(t *testing.T) {
 			t.Errorf("query %s --print-sql: exit %d, stderr %q, %d bytes of output, want the %d of its SQL file", name, code, errOut, len(out), len(want))
 		}
 	}
+	for _, table := range query.ExportTables {
+		want, err := query.SQL("export_" + table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, out, errOut := runApp(t, "export", "--table", table, "--print-sql")
+		if code != 0 || out != want || !strings.Contains(out, "@segment") {
+			t.Errorf("export --table %s --print-sql: exit %d, stderr %q, output %q, want %q", table, code, errOut, out, want)
+		}
+	}
 }
 
 // keyLine returns a fresh ssh-ed25519 authorized_keys line.
