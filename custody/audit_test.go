@@ -104,14 +104,7 @@ func TestAudit(t *testing.T) {
 
 // TestAuditArchive damages h1's archive in every way the audit must see.
 func TestAuditArchive(t *testing.T) {
-	db, _ := newDB(t)
-	f := servertest.NewFixture(t, "h1")
-	for range 6 {
-		f.Seal("h1", servertest.BusyFill(30))
-	}
-	if s := run(t, db, f.State, 2); s.Loaded != 6 {
-		t.Fatalf("run: %s, want 6 loaded", s)
-	}
+	db, _, f := loadedHosts(t, 6, 30, "h1")
 	arch := f.State.Host("h1").Archive
 	names := f.Files("archive", "h1")
 	if len(names) != 6 {

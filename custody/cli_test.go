@@ -13,7 +13,6 @@ import (
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/registry"
-	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/testutil"
 )
 
@@ -21,17 +20,8 @@ import (
 // retention and deregister commands against a loaded database: their exit
 // codes, output and effect.
 func TestServerCustodyCommands(t *testing.T) {
-	db, dsn := newDB(t)
+	db, dsn, f := loadedHosts(t, 3, 30, "h1", "h2")
 	bin := testutil.Bin(t, "./cmd/pofr-server")
-	f := servertest.NewFixture(t, "h1", "h2")
-	for _, h := range []string{"h1", "h2"} {
-		for range 3 {
-			f.Seal(h, servertest.BusyFill(30))
-		}
-	}
-	if s := run(t, db, f.State, 2); s.Loaded != 6 {
-		t.Fatalf("run: %s", s)
-	}
 	dsnFile := filepath.Join(t.TempDir(), "admin.dsn")
 	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -17,14 +17,7 @@ import (
 // mtime), files without a ledger row and quarantined files by mtime; the
 // ledger records the removal, and the audit then counts the file expired.
 func TestPruneFiles(t *testing.T) {
-	db, _ := newDB(t)
-	f := servertest.NewFixture(t, "h1")
-	for range 3 {
-		f.Seal("h1", servertest.BusyFill(20))
-	}
-	if s := run(t, db, f.State, 1); s.Loaded != 3 {
-		t.Fatalf("run: %s", s)
-	}
+	db, _, f := loadedHosts(t, 3, 20, "h1")
 	d := f.State.Host("h1")
 	names := f.Files("archive", "h1")
 	now := time.Now()

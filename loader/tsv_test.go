@@ -67,14 +67,7 @@ func TestTSVReaderLines(t *testing.T) {
 			Comm: []byte("a\tb"), Argv: []byte("x\x00y\n\x00"), Cwd: []byte{}},
 		{TS: -1, Event: event.ProcFork, PID: 2, TID: 2, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1},
 	}
-	rec := build(event.ProcTable, procs)
-	defer rec.Release()
-	ti, _ := infoOf(event.TableProc)
-	r, err := newTSVReader(ti, rec, Escaped)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(r)
+	nfields, b, err := procTSV(t, procs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +76,7 @@ func TestTSVReaderLines(t *testing.T) {
 		t.Fatalf("got %d lines, want 2:\n%s", len(lines), b)
 	}
 	// row_no + columns, ts split in two.
-	wantFields := 1 + len(rec.Schema().Fields()) + 1
+	wantFields := 1 + nfields + 1
 	for i, l := range lines {
 		if n := len(strings.Split(l, "\t")); n != wantFields {
 			t.Errorf("line %d has %d fields, want %d: %q", i, n, wantFields, l)
@@ -99,15 +92,23 @@ func TestTSVReaderLines(t *testing.T) {
 	}
 }
 
-func TestTSVRefusesNonASCIIVocabulary(t *testing.T) {
-	rec := build(event.ProcTable, []event.Proc{{Event: "ex\xffec", UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1}})
+// procTSV renders procs as LOAD DATA text (Escaped): the number of fields
+// of the record's schema, and the text or the error of reading it.
+func procTSV(t *testing.T, procs []event.Proc) (nfields int, b []byte, err error) {
+	t.Helper()
+	rec := build(event.ProcTable, procs)
 	defer rec.Release()
 	ti, _ := infoOf(event.TableProc)
 	r, err := newTSVReader(ti, rec, Escaped)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := io.ReadAll(r); err == nil || !strings.Contains(err.Error(), "printable ASCII") {
+	b, err = io.ReadAll(r)
+	return len(rec.Schema().Fields()), b, err
+}
+
+func TestTSVRefusesNonASCIIVocabulary(t *testing.T) {
+	if _, _, err := procTSV(t, []event.Proc{{Event: "ex\xffec", UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1}}); err == nil || !strings.Contains(err.Error(), "printable ASCII") {
 		t.Fatalf("got %v, want a printable ASCII error", err)
 	}
 }
@@ -115,14 +116,7 @@ func TestTSVRefusesNonASCIIVocabulary(t *testing.T) {
 // TestTSVVocabularyEscaped: a vocabulary value with a backslash (\N, the
 // text LOAD DATA reads as NULL) is escaped like any other field.
 func TestTSVVocabularyEscaped(t *testing.T) {
-	rec := build(event.ProcTable, []event.Proc{{Event: `\N`, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1}})
-	defer rec.Release()
-	ti, _ := infoOf(event.TableProc)
-	r, err := newTSVReader(ti, rec, Escaped)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(r)
+	_, b, err := procTSV(t, []event.Proc{{Event: `\N`, UID: 1, EUID: 1, GID: 1, EGID: 1, AUID: 1, SessionID: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
