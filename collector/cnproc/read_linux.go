@@ -62,8 +62,13 @@ func (r *procReader) pidPath(pid int32, name string) *byte {
 	return &r.path[0]
 }
 
+// The /proc reads are raw syscalls: they never block for long, and a
+// goroutine in the runtime's syscall state hands sysmon a P to retake, which
+// costs the reader thread a handoff (and sysmon 50 wakeups at 20 µs) each
+// time another goroutine is runnable (docs/design.md, "One drain for every
+// queue").
 func procOpenat(dfd int, name *byte, flags int) (int, error) {
-	fd, _, e := unix.Syscall6(unix.SYS_OPENAT, uintptr(dfd), uintptr(unsafe.Pointer(name)),
+	fd, _, e := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(dfd), uintptr(unsafe.Pointer(name)),
 		uintptr(flags|unix.O_CLOEXEC), 0, 0, 0)
 	if e != 0 {
 		return -1, e
@@ -72,7 +77,7 @@ func procOpenat(dfd int, name *byte, flags int) (int, error) {
 }
 
 func procReadlinkat(dfd int, name *byte, buf []byte) (int, error) {
-	n, _, e := unix.Syscall6(unix.SYS_READLINKAT, uintptr(dfd), uintptr(unsafe.Pointer(name)),
+	n, _, e := unix.RawSyscall6(unix.SYS_READLINKAT, uintptr(dfd), uintptr(unsafe.Pointer(name)),
 		uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0)
 	if e != 0 {
 		return 0, e
@@ -92,12 +97,12 @@ func procReadFileAt(dfd int, name *byte, buf []byte) (int, error) {
 	}
 	n := 0
 	for n < len(buf) {
-		m, err := unix.Read(fd, buf[n:])
+		m, err := procReadRaw(fd, buf[n:])
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			unix.Close(fd)
+			procCloseRaw(fd)
 			return n, err
 		}
 		n += m
@@ -105,8 +110,12 @@ func procReadFileAt(dfd int, name *byte, buf []byte) (int, error) {
 			break
 		}
 	}
-	unix.Close(fd)
+	procCloseRaw(fd)
 	return n, nil
+}
+
+func procCloseRaw(fd int) {
+	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
 }
 
 // readInto reads the parts of /proc/PID that want selects (procHave* bits;

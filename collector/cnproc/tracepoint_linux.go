@@ -246,6 +246,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		msgs             []procMsg
 		rcv              = newProcBatchReader(32, 8<<10)
 		stat             procInfo
+		later            = make(map[int32]bool)
 	)
 	busy := true // start with the short timer: the start-up probe waits for its fork
 	prevEvents := true
@@ -382,8 +383,16 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		slices.SortStableFunc(cn, func(a, b tpItem) int { return cmpU64(a.msg.TS, b.msg.TS) })
 		batch := mergeByTime(items, cn)
 		// An exec followed in this batch by another exec or the exit of
-		// its process cannot be described by /proc any more.
-		later := make(map[int32]bool)
+		// its process cannot be described by /proc any more; nor can one
+		// whose exit is already read but held for the next drain (it
+		// ended before this drain: its reads would find a zombie or
+		// nothing, and cost 1-8 syscalls).
+		clear(later)
+		for _, it := range carry {
+			if m := &it.msg; m.What == procEventExit && m.PID == m.TGID {
+				later[m.TGID] = true
+			}
+		}
 		for i := len(batch) - 1; i >= 0; i-- {
 			m := &batch[i].msg
 			switch {
@@ -504,12 +513,13 @@ func newProcBatchReader(n, size int) *procBatchReader {
 
 func (r *procBatchReader) cap() int { return len(r.bufs) }
 
-// recv reads what the socket holds without blocking.
+// recv reads what the socket holds without blocking (a raw syscall: see
+// procOpenat).
 func (r *procBatchReader) recv(fd int) (int, error) {
 	for i := range r.hdrs {
 		r.hdrs[i].Len = 0
 	}
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)),
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)),
 		unix.MSG_DONTWAIT, 0, 0)
 	if e != 0 {
 		return 0, e

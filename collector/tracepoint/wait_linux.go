@@ -103,7 +103,7 @@ func (s *Set) Arm() (bool, error) {
 		for _, b := range s.bells {
 			// Forget earlier rings: only hits from now on count.
 			atomic.StoreUint64(&b.meta.Data_tail, atomic.LoadUint64(&b.meta.Data_head))
-			if err := unix.IoctlSetInt(b.fd, unix.PERF_EVENT_IOC_ENABLE, 0); err != nil {
+			if err := ioctlRaw(b.fd, unix.PERF_EVENT_IOC_ENABLE); err != nil {
 				return false, fmt.Errorf("arm doorbell: %w", err)
 			}
 		}
@@ -124,9 +124,18 @@ func (s *Set) Disarm() error {
 	}
 	s.armed = false
 	for _, b := range s.bells {
-		if err := unix.IoctlSetInt(b.fd, unix.PERF_EVENT_IOC_DISABLE, 0); err != nil {
+		if err := ioctlRaw(b.fd, unix.PERF_EVENT_IOC_DISABLE); err != nil {
 			return fmt.Errorf("disarm doorbell: %w", err)
 		}
+	}
+	return nil
+}
+
+// ioctlRaw is a perf event ioctl without an argument as a raw syscall: the
+// reader thread keeps its P (see pollRaw).
+func ioctlRaw(fd int, req uint) error {
+	if _, _, e := unix.RawSyscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), 0); e != 0 {
+		return e
 	}
 	return nil
 }
