@@ -69,8 +69,8 @@ func (s *Set) checkCPUs(now uint64) {
 				if !replaced {
 					s.bells = append(s.bells, nb)
 				}
-				if s.armed {
-					unix.IoctlSetInt(nb.fd, unix.PERF_EVENT_IOC_ENABLE, 0)
+				if s.armed || anyOn(s.bells) {
+					nb.on = ioctlRaw(nb.fd, unix.PERF_EVENT_IOC_ENABLE) == nil
 				}
 			}
 		}
@@ -107,4 +107,14 @@ func onlineCPUs() ([]int, error) {
 		return nil, fmt.Errorf("online CPUs: %w", err)
 	}
 	return cpus, nil
+}
+
+// anyOn reports whether a doorbell was enabled (Arm leaves them on).
+func anyOn(bells []*ring) bool {
+	for _, b := range bells {
+		if b.on {
+			return true
+		}
+	}
+	return false
 }

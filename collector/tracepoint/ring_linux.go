@@ -127,9 +127,11 @@ type Set struct {
 	// pmu guards pfds and nring, which checkCPUs changes while Wait may
 	// run; Wait polls its own copy, wpfds.
 	pmu   sync.Mutex
-	nring int
+	nring int // rings and doorbells in pfds
+	nmain int // rings in pfds
 	wpfds []unix.PollFd
-	extra []int // Watch: polled while armed
+	bpfds []unix.PollFd // Arm's poll of the doorbells
+	extra []int         // Watch: polled while armed
 }
 
 // ring is one CPU's mmap'd buffer.
@@ -150,6 +152,7 @@ type ring struct {
 	recType uint32
 	fds     []int  // its events, fds[0] the one mapped
 	enabled uint64 // the event's enabled time at the last check
+	on      bool   // a doorbell: enabled (Arm)
 }
 
 // Open opens every event on every CPU, joins each CPU's outputs into one

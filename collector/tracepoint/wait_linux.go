@@ -23,7 +23,7 @@ func (s *Set) setPollFDs() {
 		s.pfds = append(s.pfds, unix.PollFd{Fd: int32(b.fd), Events: unix.POLLIN})
 	}
 	s.pfds = append(s.pfds, unix.PollFd{Fd: int32(s.efd), Events: unix.POLLIN})
-	s.nring = len(s.rings) + len(s.bells)
+	s.nmain, s.nring = len(s.rings), len(s.rings)+len(s.bells)
 }
 
 // Wait blocks until a ring holds at least the watermark, Interrupt is
@@ -35,8 +35,9 @@ func (s *Set) Wait(timeout time.Duration) (bool, error) {
 		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
 	}
 	s.pmu.Lock()
-	s.wpfds = append(s.wpfds[:0], s.pfds[:s.nring]...)
+	s.wpfds = append(s.wpfds[:0], s.pfds[:s.nmain]...)
 	if s.armed {
+		s.wpfds = append(s.wpfds, s.pfds[s.nmain:s.nring]...)
 		for _, fd := range s.extra {
 			s.wpfds = append(s.wpfds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
 		}
@@ -95,18 +96,34 @@ func (s *Set) Unwatch(fd int) {
 	s.pmu.Unlock()
 }
 
-// Arm enables the doorbell (Options.Doorbell): the next hit of its
-// tracepoint on any CPU makes Wait return. It reports whether the rings
-// already hold records, in which case the caller should not sleep long.
+// Arm arms the doorbell (Options.Doorbell): the next hit of its tracepoint
+// on any CPU makes Wait return. It reports whether the rings already hold
+// records, in which case the caller should not sleep long.
+//
+// The doorbell events stay enabled once armed: enabling and disabling a
+// per-CPU event is an ioctl that interrupts the event's CPU (an IPI, dear
+// in a VM), twice per idle period. Instead, arming empties each doorbell's
+// one-page ring and puts the doorbells among the fds Wait polls; disarmed,
+// they are not polled and their rings fill up after a few dozen forks,
+// after which the kernel only counts what it drops (no sample, no wakeup).
 func (s *Set) Arm() (bool, error) {
 	if !s.armed && len(s.bells) > 0 {
 		for _, b := range s.bells {
-			// Forget earlier rings: only hits from now on count.
+			// Forget earlier hits: only hits from now on count.
 			atomic.StoreUint64(&b.meta.Data_tail, atomic.LoadUint64(&b.meta.Data_head))
-			if err := ioctlRaw(b.fd, unix.PERF_EVENT_IOC_ENABLE); err != nil {
-				return false, fmt.Errorf("arm doorbell: %w", err)
+			if !b.on {
+				if err := ioctlRaw(b.fd, unix.PERF_EVENT_IOC_ENABLE); err != nil {
+					return false, fmt.Errorf("arm doorbell: %w", err)
+				}
+				b.on = true
 			}
 		}
+		// Clear the wakeups of hits while disarmed (a perf fd reports
+		// POLLIN once per wakeup, whoever reads the ring).
+		s.pmu.Lock()
+		s.bpfds = append(s.bpfds[:0], s.pfds[s.nmain:s.nring]...)
+		s.pmu.Unlock()
+		pollRaw(s.bpfds, 0)
 		s.armed = true
 	}
 	for _, r := range s.rings {
@@ -117,17 +134,9 @@ func (s *Set) Arm() (bool, error) {
 	return false, nil
 }
 
-// Disarm disables the doorbell.
+// Disarm stops Wait from waking at the doorbell's hits.
 func (s *Set) Disarm() error {
-	if !s.armed {
-		return nil
-	}
 	s.armed = false
-	for _, b := range s.bells {
-		if err := ioctlRaw(b.fd, unix.PERF_EVENT_IOC_DISABLE); err != nil {
-			return fmt.Errorf("disarm doorbell: %w", err)
-		}
-	}
 	return nil
 }
 
