@@ -29,11 +29,12 @@ type QueueDriver interface {
 	// Drive calls drain at each of the driver's drains, in its thread,
 	// after the process events of that drain are visible to Lookup, and
 	// polls fd (which must be non-blocking) for readability while the
-	// driver is idle. drain must not block. Drive returns once ctx is done
-	// or the driver stops driving (or never starts: no tracepoint capture),
-	// and drain is not called after it returned: the caller then reads fd
-	// itself.
-	Drive(ctx context.Context, fd int, drain func())
+	// driver is idle. drain must not block; it returns false to stop being
+	// driven (a read error: the caller's own loop reports it). Drive returns
+	// once ctx is done, drain returned false, or the driver stops driving
+	// (or never starts: no tracepoint capture), and drain is not called
+	// after it returned: the caller then reads fd itself.
+	Drive(ctx context.Context, fd int, drain func() bool)
 }
 
 // ExecObserver is told of every executable opened for execution

@@ -7,8 +7,9 @@
 # fast as possible), and print the storm's rate, the collector's CPU per exec
 # (utime+stime of /proc/PID/stat over the storm), the storm children's own
 # CPU per exec (wait4 rusage), peak RSS and context switches per exec (all
-# threads' /proc/PID/task/*/status). Needs root and POFR_LOAD (a built
-# bench/cmd/pofr-load; default: built into a temporary directory).
+# threads' /proc/PID/task/*/status). BIN "none" runs the storm with no
+# collector (the baseline of the children's CPU). Needs root; POFR_LOAD is
+# a built bench/cmd/pofr-load (default: built into a temporary directory).
 set -eu
 R=$1; DUR=$2; RATE=$3; shift 3
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -21,6 +22,11 @@ cs() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/{s+=$2} EN
 for r in $(seq "$R"); do
 	for b in "$@"; do
 		d=$(mktemp -d "$tmp/run.XXXX"); mkdir -p "$d/cfg" "$d/spool"
+		if [ "$b" = none ]; then
+			"$LOAD" exec -rate "$RATE" -duration "${DUR}s" >"$d/storm.json"
+			python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); n=d["spawned"]; print("%-24s round %s  exec/s %6.0f  children µs/exec %6.1f" % ("none", sys.argv[2], d["rate"], d["child_cpu_ns"]/n/1e3))' "$d/storm.json" "$r"
+			rm -rf "$d"; continue
+		fi
 		"$b" run --standalone --config-dir "$d/cfg" --spool-dir "$d/spool" --profile default >"$d/log" 2>&1 &
 		P=$!
 		sleep 4

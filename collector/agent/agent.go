@@ -225,7 +225,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ssrc, err := sockdiag.New(sockdiag.Options{
 			Sink: w, Procs: procs, Log: log, DumpInterval: time.Duration(prof.Sock.DumpInterval),
 			UDP: prof.Sock.UDP, SelfPID: self, AllNetns: allNetns, ConnOwners: owners,
-			ProcRoot: cfg.ProcRoot,
+			ProcRoot: cfg.ProcRoot, Driver: procs,
 		})
 		if err != nil {
 			log.Warn("sockets are not recorded", "err", err)
@@ -236,7 +236,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if !cfg.NoDNS {
 			// DNS messages are tied to processes by the same connection
 			// owners; without them every row's owner is unknown.
-			dsrc, err := dnspkt.New(dnspkt.Options{Sink: w, DNS: w, Owners: dnsOwners, Procs: procs, ProcRoot: cfg.ProcRoot, Log: log})
+			dsrc, err := dnspkt.New(dnspkt.Options{Sink: w, DNS: w, Owners: dnsOwners, Procs: procs, ProcRoot: cfg.ProcRoot, Log: log, Driver: procs})
 			if err != nil {
 				log.Warn("DNS is not recorded", "err", err)
 			} else {
@@ -249,7 +249,7 @@ func Run(ctx context.Context, cfg Config) error {
 	accts := &collector.AccountSource{Sink: w}
 	start("accounts", accts.Run)
 	if !cfg.NoLogins {
-		if ls, err := logins.New(logins.Options{Logins: w, Gaps: w, Log: log}); err != nil {
+		if ls, err := logins.New(logins.Options{Logins: w, Gaps: w, Log: log, Driver: procs}); err != nil {
 			log.Warn("logins are not recorded", "err", err)
 		} else {
 			stats.set(func(s *runStats) { s.logins = ls })

@@ -27,7 +27,8 @@ type driveState struct {
 
 type drivenQueue struct {
 	fd    int
-	drain func()
+	drain func() bool
+	stop  chan struct{} // closed when drain returned false
 }
 
 func (d *driveState) init() {
@@ -56,8 +57,19 @@ func (d *driveState) run(peek func()) {
 		peek()
 		d.tid.Store(int32(unix.Gettid()))
 		for _, q := range d.queues {
-			q.drain()
+			if !q.drain() {
+				d.set.Unwatch(q.fd)
+				close(q.stop)
+			}
 		}
+		d.queues = slices.DeleteFunc(d.queues, func(q *drivenQueue) bool {
+			select {
+			case <-q.stop:
+				return true
+			default:
+				return false
+			}
+		})
 		d.tid.Store(0)
 	}
 	d.mu.Unlock()
@@ -73,7 +85,7 @@ func (d *driveState) inReader() bool {
 // recording, the reader thread calls drain at each of its drains, after the
 // drain's forks and execs are in the table and the forks still in the rings
 // are visible to Lookup, and wakes from idle when fd is readable.
-func (s *Source) Drive(ctx context.Context, fd int, drain func()) {
+func (s *Source) Drive(ctx context.Context, fd int, drain func() bool) {
 	d := &s.drive
 	d.init()
 	select {
@@ -83,7 +95,7 @@ func (s *Source) Drive(ctx context.Context, fd int, drain func()) {
 		return
 	case <-d.ok:
 	}
-	q := &drivenQueue{fd: fd, drain: drain}
+	q := &drivenQueue{fd: fd, drain: drain, stop: make(chan struct{})}
 	d.mu.Lock()
 	select {
 	case <-d.done:
@@ -98,9 +110,15 @@ func (s *Source) Drive(ctx context.Context, fd int, drain func()) {
 	select {
 	case <-ctx.Done():
 	case <-d.done:
+	case <-q.stop:
+		return // run removed it
 	}
 	d.mu.Lock()
-	d.queues = slices.DeleteFunc(d.queues, func(x *drivenQueue) bool { return x == q })
-	d.set.Unwatch(fd)
+	select {
+	case <-q.stop: // removed by run meanwhile
+	default:
+		d.queues = slices.DeleteFunc(d.queues, func(x *drivenQueue) bool { return x == q })
+		d.set.Unwatch(fd)
+	}
 	d.mu.Unlock()
 }

@@ -44,6 +44,10 @@ type Options struct {
 	RcvBuf int
 	// Log receives start-up and drop summaries; nil discards them.
 	Log *slog.Logger
+	// Driver, if set, reads the packet socket at its own drain ticks for as long as
+	// it drives it (the tracepoint process reader: no wakeup of this
+	// source's own; docs/design.md, "One drain for every queue"). May be nil.
+	Driver collector.QueueDriver
 }
 
 // Stats are the counters of a [Source] since it started.
@@ -131,6 +135,23 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 func (s *Source) Run(ctx context.Context) error {
 	pfd := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}}
 	tick := time.Now()
+	var err error
+	if s.o.Driver != nil {
+		s.o.Driver.Drive(ctx, s.fd, func() bool {
+			if err = s.drain(); err != nil {
+				return false
+			}
+			if now := time.Now(); now.Sub(tick) >= time.Second {
+				tick = now
+				s.rotate()
+				s.pollDrops(now)
+			}
+			return true
+		})
+		if err != nil {
+			return err
+		}
+	}
 	for ctx.Err() == nil {
 		_, err := unix.Poll(pfd, 200)
 		if err != nil && !errors.Is(err, unix.EINTR) {

@@ -427,14 +427,17 @@ func (s *Source) Run(ctx context.Context) error {
 
 // drainQueue reads what the group has queued without blocking, and writes
 // the window's rows when it is over: the Driver's reader calls it at each
-// of its drains. A read error other than an empty queue is left for Run's
-// own loop to report once the driver stops.
-func (s *Source) drainQueue() {
+// of its drains. A read error other than an empty queue ends the driving:
+// Run's own loop then reports it.
+func (s *Source) drainQueue() bool {
 	for range 64 { // bounded: a flood must not hold the driver's drain
 		// A raw read: the driver's thread keeps its P (it never blocks).
 		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(s.fd), uintptr(unsafe.Pointer(&s.buf[0])), uintptr(len(s.buf)))
-		if e != 0 || int(n) <= 0 {
+		if e == unix.EAGAIN || e == unix.EINTR || e == 0 && int(n) <= 0 {
 			break
+		}
+		if e != 0 {
+			return false
 		}
 		s.process(s.buf[:n])
 		if int(n) < len(s.buf)/2 {
@@ -445,6 +448,7 @@ func (s *Source) drainQueue() {
 		s.flush()
 		s.next = now.Add(time.Duration(s.opts.Profile.Window))
 	}
+	return true
 }
 
 // flush writes the window's rows to the sink.

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pofr/pofr/collector"
 	"github.com/pofr/pofr/internal/defaults"
 	"github.com/pofr/pofr/internal/event"
 )
@@ -32,6 +33,10 @@ type Options struct {
 	Poll time.Duration
 	// Log receives warnings; nil discards.
 	Log *slog.Logger
+	// Driver, if set, reads the inotify descriptor at its own drain ticks for as long as
+	// it drives it (the tracepoint process reader: no wakeup of this
+	// source's own; docs/design.md, "One drain for every queue"). May be nil.
+	Driver collector.QueueDriver
 }
 
 // Stats are a Source's counters.
@@ -128,6 +133,21 @@ func (s *Source) Run(ctx context.Context) error {
 func (s *Source) watch(ctx context.Context, fd int, wake chan<- struct{}) {
 	defer unix.Close(fd)
 	buf := make([]byte, 4096)
+	if s.opts.Driver != nil {
+		s.opts.Driver.Drive(ctx, fd, func() bool {
+			n, err := unix.Read(fd, buf)
+			if err != nil && !errors.Is(err, unix.EAGAIN) {
+				return false
+			}
+			if n > 0 {
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+			return true
+		})
+	}
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for ctx.Err() == nil {
 		n, err := unix.Poll(pfd, 200)

@@ -77,6 +77,10 @@ type Options struct {
 	// needs no fd scan, even one that closed before any dump saw it.
 	// Sources of other network namespaces share it.
 	ConnOwners ConnOwners
+	// Driver, if set, reads the destroy notifications at its own drain ticks for as long as
+	// it drives it (the tracepoint process reader: no wakeup of this
+	// source's own; docs/design.md, "One drain for every queue"). May be nil.
+	Driver collector.QueueDriver
 }
 
 // ConnOwners is where the source takes connection owners from besides the

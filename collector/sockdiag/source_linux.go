@@ -561,11 +561,29 @@ func (s *Source) readDestroys(ctx context.Context, fd int) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer unix.Close(fd)
-	buf := make([]byte, 64<<10)
-	var msgs []sdNlMsg
-	var batch []sockDestroy
-	defer func() { s.enqueue(batch) }()
-	last := s.now().UnixNano()
+	r := &destroyReader{s: s, fd: fd, buf: make([]byte, 64<<10), last: s.now().UnixNano()}
+	defer func() { s.enqueue(r.batch) }()
+	if s.opts.Driver != nil {
+		// Driven: the process reader reads the socket at each of its drains.
+		failed := false
+		s.opts.Driver.Drive(ctx, fd, func() bool {
+			for range 256 { // bounded: a flood must not hold the driver's drain
+				st := r.recv(unix.MSG_DONTWAIT)
+				if st == destroyFailed {
+					failed = true
+					return false
+				}
+				if st == destroyEmpty {
+					break
+				}
+			}
+			r.handOver()
+			return true
+		})
+		if failed {
+			return
+		}
+	}
 	flags := 0 // 0: block for the first message; MSG_DONTWAIT: reading a burst
 	for {
 		// Once stopped, take what the kernel has queued already, then end.
@@ -573,51 +591,21 @@ func (s *Source) readDestroys(ctx context.Context, fd int) {
 		if stopping {
 			flags = unix.MSG_DONTWAIT
 		}
-		n, _, err := unix.Recvfrom(fd, buf, flags)
-		now := s.now().UnixNano()
-		switch {
-		case err == nil:
-		case errors.Is(err, unix.ENOBUFS):
-			s.overruns.Add(1)
-			batch = append(batch, sockDestroy{ts: now, overrun: true, since: last})
-			last = now
+		switch r.recv(flags) {
+		case destroyOverrun:
 			continue
-		case errors.Is(err, unix.EAGAIN) && stopping:
-			return
-		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		case destroyEmpty:
+			if stopping {
+				return
+			}
 			if flags != 0 {
 				// The burst is read: hand it over, then block for the next.
-				s.enqueue(batch)
-				clear(batch)
-				batch, flags = batch[:0], 0
+				r.handOver()
+				flags = 0
 			}
 			continue
-		default:
-			s.log.Error("receive sock_diag destroy message; stopping the destroy reader", "err", err)
-			batch = append(batch, sockDestroy{ts: now, overrun: true, since: last})
+		case destroyFailed:
 			return
-		}
-		last = now
-		msgs, err = sdSplitNetlink(buf[:n], msgs[:0])
-		if err != nil {
-			s.log.Debug("split destroy datagram", "err", err)
-		}
-		for _, nm := range msgs {
-			if nm.Type != sdSockDiagByFamily {
-				continue
-			}
-			m, err := decodeInetDiag(nm.Payload)
-			if err != nil {
-				s.log.Debug("decode destroy message", "err", err)
-				continue
-			}
-			if m.Protocol == 0 {
-				m.Protocol = sdIPProtoTCP
-				if !m.HasInfo {
-					m.Protocol = sdIPProtoUDP
-				}
-			}
-			batch = append(batch, sockDestroy{ts: now, msg: m})
 		}
 		if flags == 0 {
 			// The first message after a quiet spell: let the burst gather.
@@ -625,6 +613,75 @@ func (s *Source) readDestroys(ctx context.Context, fd int) {
 			flags = unix.MSG_DONTWAIT
 		}
 	}
+}
+
+// destroyReader receives and decodes destroy messages into a batch.
+type destroyReader struct {
+	s     *Source
+	fd    int
+	buf   []byte
+	msgs  []sdNlMsg
+	batch []sockDestroy
+	last  int64 // time of the last datagram or overrun
+}
+
+// What one destroyReader.recv found.
+const (
+	destroyGot     = iota // a datagram, decoded into the batch
+	destroyOverrun        // ENOBUFS: an overrun marker in the batch
+	destroyEmpty          // nothing queued (EAGAIN) or EINTR
+	destroyFailed         // another error, logged: an overrun marker in the batch
+)
+
+// recv receives one datagram with flags and decodes it into the batch.
+func (r *destroyReader) recv(flags int) int {
+	s := r.s
+	n, _, err := unix.Recvfrom(r.fd, r.buf, flags)
+	now := s.now().UnixNano()
+	switch {
+	case err == nil:
+	case errors.Is(err, unix.ENOBUFS):
+		s.overruns.Add(1)
+		r.batch = append(r.batch, sockDestroy{ts: now, overrun: true, since: r.last})
+		r.last = now
+		return destroyOverrun
+	case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+		return destroyEmpty
+	default:
+		s.log.Error("receive sock_diag destroy message; stopping the destroy reader", "err", err)
+		r.batch = append(r.batch, sockDestroy{ts: now, overrun: true, since: r.last})
+		return destroyFailed
+	}
+	r.last = now
+	r.msgs, err = sdSplitNetlink(r.buf[:n], r.msgs[:0])
+	if err != nil {
+		s.log.Debug("split destroy datagram", "err", err)
+	}
+	for _, nm := range r.msgs {
+		if nm.Type != sdSockDiagByFamily {
+			continue
+		}
+		m, err := decodeInetDiag(nm.Payload)
+		if err != nil {
+			s.log.Debug("decode destroy message", "err", err)
+			continue
+		}
+		if m.Protocol == 0 {
+			m.Protocol = sdIPProtoTCP
+			if !m.HasInfo {
+				m.Protocol = sdIPProtoUDP
+			}
+		}
+		r.batch = append(r.batch, sockDestroy{ts: now, msg: m})
+	}
+	return destroyGot
+}
+
+// handOver queues the batch for the main loop and starts a new one.
+func (r *destroyReader) handOver() {
+	r.s.enqueue(r.batch)
+	clear(r.batch)
+	r.batch = r.batch[:0]
 }
 
 // enqueue adds a batch to the queue as far as it has room (the rest is
