@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -188,94 +189,139 @@ func TestGalera(t *testing.T) {
 		sealMany(f, "k1", 20, 2000)
 		sealMany(f, "k2", 20, 2000)
 		node2 := openNode(t, dsns[1])
-		var before int
-		if err := node2.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments").Scan(&before); err != nil {
-			t.Fatal(err)
-		}
-		l, err := New(Options{DSN: dsns[0], FailoverDSNs: dsns[1:], StateDir: f.State, Workers: 2,
-			Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		var (
-			wg   sync.WaitGroup
-			sum  Summary
-			rerr error
-		)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-			defer cancel()
-			sum, rerr = l.Run(rctx)
-		}()
-		// Kill node 1 once a few segments are in.
-		deadline := time.Now().Add(2 * time.Minute)
-		var atKill int
-		for {
-			if err := node2.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments").Scan(&atKill); err != nil {
-				t.Fatal(err)
+		l := killedLoad(t, f, dsns, node2, func(atKill int) {
+			killed := time.Now()
+			c.Nodes[0].Kill()
+			// The stall: from the kill to the next segment committed
+			// through node 2 (reported, not asserted: the machine is
+			// shared).
+			var stall time.Duration
+			for time.Since(killed) < time.Minute {
+				var n int
+				if err := node2.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments").Scan(&n); err == nil && n > atKill+2 {
+					stall = time.Since(killed)
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
-			if atKill-before >= 4 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("no segments loaded after 2 minutes")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		killed := time.Now()
-		c.Nodes[0].Kill()
-		// The stall: from the kill to the next segment committed through
-		// node 2 (reported, not asserted: the machine is shared).
-		var stall time.Duration
-		for time.Since(killed) < time.Minute {
-			var n int
-			if err := node2.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments").Scan(&n); err == nil && n > atKill+2 {
-				stall = time.Since(killed)
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		t.Logf("stall after the kill: %v until a segment beyond those in flight committed on node 2", stall.Round(time.Millisecond))
-		wg.Wait()
-		t.Logf("node 1 killed %v before the end of the pass; summary %s; err %v", time.Since(killed).Round(time.Millisecond), sum, rerr)
-		if rerr != nil || sum.Failed != 0 || sum.Quarantined != 0 {
-			t.Errorf("pass across the kill: %s, %v; want every segment loaded or skipped", sum, rerr)
-		}
+			t.Logf("stall after the kill: %v until a segment beyond those in flight committed on node 2", stall.Round(time.Millisecond))
+		})
 		if l.cur.Load() == 0 {
 			t.Error("the loader still uses the killed node")
 		}
-		if n := len(f.Files("inbox", "k1")) + len(f.Files("inbox", "k2")); n != 0 {
-			t.Errorf("%d segments left in the inboxes", n)
+		survivorsHoldAll(t, f, dsns[1:], "k1", "k2")
+	})
+}
+
+// TestGaleraReplicaKilled: a node the loader does not write to (node 3)
+// is killed during a load; the loader stays on node 1 and every segment is
+// on both survivors exactly once with its rows. (TestGalera kills the
+// writer; after that its cluster has two nodes, too few to lose another,
+// hence a cluster of its own.)
+func TestGaleraReplicaKilled(t *testing.T) {
+	c, dsns := galeraShard(t)
+	f := servertest.NewFixture(t, "r1", "r2")
+	sealMany(f, "r1", 20, 2000)
+	sealMany(f, "r2", 20, 2000)
+	l := killedLoad(t, f, dsns, openNode(t, dsns[0]), func(int) { c.Nodes[2].Kill() })
+	if n := l.cur.Load(); n != 0 {
+		t.Errorf("the loader moved to node %d when a replica died", n+1)
+	}
+	survivorsHoldAll(t, f, dsns[:2], "r1", "r2")
+}
+
+// killedLoad runs one pass of a 2-worker loader over f's inboxes on the
+// cluster of dsns (node 1 first, the others its failover nodes) and calls
+// kill with the ledger's size once db (a node that survives) has seen 4
+// segments committed; the pass must end with every segment loaded and the
+// inboxes empty.
+func killedLoad(t *testing.T, f *servertest.Fixture, dsns []string, db *sql.DB, kill func(atKill int)) *Loader {
+	t.Helper()
+	ctx := t.Context()
+	var before int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments").Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(Options{DSN: dsns[0], FailoverDSNs: dsns[1:], StateDir: f.State, Workers: 2,
+		Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var (
+		wg   sync.WaitGroup
+		sum  Summary
+		rerr error
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		defer cancel()
+		sum, rerr = l.Run(rctx)
+	}()
+	deadline := time.Now().Add(2 * time.Minute)
+	var atKill int
+	for {
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments").Scan(&atKill); err != nil {
+			t.Fatal(err)
 		}
-		// Exactly once, on both surviving nodes (segments and rows of the
-		// first subtests are in the same database: count ours only).
-		for i, dsn := range dsns[1:] {
-			db := openNode(t, syncRead(dsn))
-			t.Run("node"+string(rune('2'+i)), func(t *testing.T) {
-				checkConsistent(t, db)
-				for _, h := range []string{"k1", "k2"} {
-					var segs int
-					if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments WHERE host_id = ?", h).Scan(&segs); err != nil {
+		if atKill-before >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			wg.Wait()
+			t.Fatal("no segments loaded after 2 minutes")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	killed := time.Now()
+	kill(atKill)
+	wg.Wait()
+	t.Logf("killed %v before the end of the pass; summary %s; err %v", time.Since(killed).Round(time.Millisecond), sum, rerr)
+	if rerr != nil || sum.Failed != 0 || sum.Quarantined != 0 {
+		t.Errorf("pass across the kill: %s, %v; want every segment loaded or skipped", sum, rerr)
+	}
+	var left int
+	for h := range f.Keys {
+		left += len(f.Files("inbox", h))
+	}
+	if left != 0 {
+		t.Errorf("%d segments left in the inboxes", left)
+	}
+	return l
+}
+
+// survivorsHoldAll checks, on every node of dsns (reading after the
+// cluster's last commit), that each of hosts has exactly its archived
+// segments in the ledger and their rows (the database may hold other
+// hosts' rows too).
+func survivorsHoldAll(t *testing.T, f *servertest.Fixture, dsns []string, hosts ...string) {
+	t.Helper()
+	ctx := t.Context()
+	for i, dsn := range dsns {
+		db := openNode(t, syncRead(dsn))
+		t.Run(fmt.Sprintf("survivor%d", i+1), func(t *testing.T) {
+			checkConsistent(t, db)
+			for _, h := range hosts {
+				var segs int
+				if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments WHERE host_id = ?", h).Scan(&segs); err != nil {
+					t.Fatal(err)
+				}
+				if segs != len(f.Files("archive", h)) {
+					t.Errorf("%s: ledger %d segments, archive %d files", h, segs, len(f.Files("archive", h)))
+				}
+				want := f.ArchivedRows(h)
+				for _, ti := range tableInfos {
+					var n int64
+					if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+ti.sqlName+" WHERE host_id = ?", h).Scan(&n); err != nil {
 						t.Fatal(err)
 					}
-					if segs != len(f.Files("archive", h)) {
-						t.Errorf("%s: ledger %d segments, archive %d files", h, segs, len(f.Files("archive", h)))
-					}
-					want := f.ArchivedRows(h)
-					for _, ti := range tableInfos {
-						var n int64
-						if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+ti.sqlName+" WHERE host_id = ?", h).Scan(&n); err != nil {
-							t.Fatal(err)
-						}
-						if n != want[ti.table] {
-							t.Errorf("%s: %s has %d rows, the archived manifests %d", h, ti.sqlName, n, want[ti.table])
-						}
+					if n != want[ti.table] {
+						t.Errorf("%s: %s has %d rows, the archived manifests %d", h, ti.sqlName, n, want[ti.table])
 					}
 				}
-			})
-		}
-	})
+			}
+		})
+	}
 }
