@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,34 +69,25 @@ func benchProcFloor(b *testing.B, rate int) {
 	wlCPU := map[string][]float64{} // the spawner's CPU (with its children) ÷ none's
 	argv := map[string][]float64{}
 	var base []float64
-	round := 0
-	for b.Loop() {
-		eps, wl := map[string]float64{}, map[string]float64{}
-		for _, c := range interleaved(procFloorConds, round) {
-			r := procFloorRun(b, c, n, rate)
-			eps[c], wl[c] = r.eps, r.wlCPU
-			if c == "none" {
-				continue
-			}
-			cpu[c] = append(cpu[c], r.cpu)
-			if strings.HasSuffix(c, "argv") || c == "pofr" {
-				argv[c] = append(argv[c], r.argv)
-			}
-		}
-		base = append(base, eps["none"])
+	for _, r := range floorRounds(b, procFloorConds, n, rate) {
+		none := r["none"]
+		base = append(base, none.eps)
 		for _, c := range procFloorConds[1:] {
-			rel[c] = append(rel[c], eps[c]/eps["none"])
-			wlCPU[c] = append(wlCPU[c], wl[c]/wl["none"])
+			cpu[c] = append(cpu[c], r[c].cpu)
+			if strings.HasSuffix(c, "argv") || c == "pofr" {
+				argv[c] = append(argv[c], r[c].argv)
+			}
+			rel[c] = append(rel[c], r[c].eps/none.eps)
+			wlCPU[c] = append(wlCPU[c], r[c].wlCPU/none.wlCPU)
 		}
-		round++
 	}
-	b.ReportMetric(median(base), "none-exec/s")
+	b.ReportMetric(testutil.Median(base), "none-exec/s")
 	for _, c := range procFloorConds[1:] {
-		b.ReportMetric(median(cpu[c]), c+"-µs/exec")
-		b.ReportMetric(100*(1-median(rel[c])), c+"-slowdown-%")
-		b.ReportMetric(100*(median(wlCPU[c])-1), c+"-wl-cpu-%")
+		b.ReportMetric(testutil.Median(cpu[c]), c+"-µs/exec")
+		b.ReportMetric(100*(1-testutil.Median(rel[c])), c+"-slowdown-%")
+		b.ReportMetric(100*(testutil.Median(wlCPU[c])-1), c+"-wl-cpu-%")
 		if v, ok := argv[c]; ok {
-			b.ReportMetric(median(v), c+"-argv-%")
+			b.ReportMetric(testutil.Median(v), c+"-argv-%")
 		}
 	}
 }
@@ -107,6 +97,20 @@ type procFloorResult struct {
 	wlCPU float64 // s of CPU of the spawner and its children
 	cpu   float64 // µs of this process's CPU per exec
 	argv  float64 // % of the spawner's execs seen with argv
+}
+
+// floorRounds runs every condition of conds once per b.Loop round,
+// interleaved, and returns each round's results by condition.
+func floorRounds(b *testing.B, conds []string, n, rate int) []map[string]procFloorResult {
+	var rounds []map[string]procFloorResult
+	for b.Loop() {
+		r := map[string]procFloorResult{}
+		for _, c := range testutil.Interleaved(conds, len(rounds)) {
+			r[c] = procFloorRun(b, c, n, rate)
+		}
+		rounds = append(rounds, r)
+	}
+	return rounds
 }
 
 // procFloorRun spawns n execs at rate under reader condition c. (Outside
@@ -131,15 +135,6 @@ func procFloorRun(b *testing.B, c string, n, rate int) procFloorResult {
 	wl := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return procFloorResult{eps: float64(n) / el.Seconds(), wlCPU: wl.Seconds(),
 		cpu: float64(used.Microseconds()) / float64(n), argv: 100 * float64(withArgv) / float64(n)}
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 // startFloorReader starts the reader of condition c and returns a function

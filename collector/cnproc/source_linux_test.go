@@ -592,16 +592,6 @@ func startBenchSource(b *testing.B, sink event.Sink, o Options) (*Source, func()
 	return s, func() { cancel(); <-done }
 }
 
-// interleaved returns conds in order for even rounds and reversed for odd
-// ones, so that no condition always runs first or last.
-func interleaved(conds []string, round int) []string {
-	out := slices.Clone(conds)
-	if round%2 == 1 {
-		slices.Reverse(out)
-	}
-	return out
-}
-
 func benchExec(b *testing.B, rate int, on bool) {
 	sink := &benchSink{execs: map[int32][2]bool{}}
 	var src *Source

@@ -30,31 +30,22 @@ func benchTracepointExec(b *testing.B, rate int) {
 	wlCPU := map[string][]float64{}
 	argv := map[string][]float64{}
 	var vsFloor, vsCnproc []float64
-	round := 0
-	for b.Loop() {
-		us, wl := map[string]float64{}, map[string]float64{}
-		for _, c := range interleaved(tpBenchConds, round) {
-			r := procFloorRun(b, c, n, rate)
-			us[c], wl[c] = r.cpu, r.wlCPU
-			if c != "none" {
-				cpu[c] = append(cpu[c], r.cpu)
-				argv[c] = append(argv[c], r.argv)
-			}
-		}
+	for _, r := range floorRounds(b, tpBenchConds, n, rate) {
 		for _, c := range tpBenchConds[1:] {
-			wlCPU[c] = append(wlCPU[c], wl[c]/wl["none"])
+			cpu[c] = append(cpu[c], r[c].cpu)
+			argv[c] = append(argv[c], r[c].argv)
+			wlCPU[c] = append(wlCPU[c], r[c].wlCPU/r["none"].wlCPU)
 		}
-		vsFloor = append(vsFloor, us["pofr-tracepoint"]/us["recv-fifo+argv"])
-		vsCnproc = append(vsCnproc, us["pofr-tracepoint"]/us["pofr"])
-		round++
+		vsFloor = append(vsFloor, r["pofr-tracepoint"].cpu/r["recv-fifo+argv"].cpu)
+		vsCnproc = append(vsCnproc, r["pofr-tracepoint"].cpu/r["pofr"].cpu)
 	}
 	for _, c := range tpBenchConds[1:] {
-		b.ReportMetric(median(cpu[c]), c+"-µs/exec")
-		b.ReportMetric(100*(median(wlCPU[c])-1), c+"-wl-cpu-%")
-		b.ReportMetric(median(argv[c]), c+"-argv-%")
+		b.ReportMetric(testutil.Median(cpu[c]), c+"-µs/exec")
+		b.ReportMetric(100*(testutil.Median(wlCPU[c])-1), c+"-wl-cpu-%")
+		b.ReportMetric(testutil.Median(argv[c]), c+"-argv-%")
 	}
-	b.ReportMetric(median(vsFloor), "tracepoint/floor")
-	b.ReportMetric(median(vsCnproc), "tracepoint/cnproc")
+	b.ReportMetric(testutil.Median(vsFloor), "tracepoint/floor")
+	b.ReportMetric(testutil.Median(vsCnproc), "tracepoint/cnproc")
 }
 
 // BenchmarkPrivTracepointIdle measures the tracepoint capture's CPU with no
@@ -68,7 +59,7 @@ func BenchmarkPrivTracepointIdle(b *testing.B) {
 	var bgExecs []float64
 	round := 0
 	for b.Loop() {
-		for _, c := range interleaved([]string{"none", "cnproc", "tracepoint"}, round) {
+		for _, c := range testutil.Interleaved([]string{"none", "cnproc", "tracepoint"}, round) {
 			var s *Source
 			stop := func() {}
 			if c != "none" {
@@ -91,7 +82,7 @@ func BenchmarkPrivTracepointIdle(b *testing.B) {
 		round++
 	}
 	for c, v := range res {
-		b.ReportMetric(median(v), c+"-µs-cpu/s")
+		b.ReportMetric(testutil.Median(v), c+"-µs-cpu/s")
 	}
-	b.ReportMetric(median(bgExecs), "background-exec/s")
+	b.ReportMetric(testutil.Median(bgExecs), "background-exec/s")
 }

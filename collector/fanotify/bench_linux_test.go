@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -230,7 +229,7 @@ func BenchmarkFileTarXFloor(b *testing.B) {
 	round := 0
 	for b.Loop() {
 		w, c := map[string]float64{}, map[string]float64{}
-		for _, cond := range interleaved(conds, round) {
+		for _, cond := range testutil.Interleaved(conds, round) {
 			el, used := tarFloorRun(b, cond, prof, tarball, work)
 			w[cond], c[cond] = el.Seconds(), used.Seconds()
 		}
@@ -241,10 +240,10 @@ func BenchmarkFileTarXFloor(b *testing.B) {
 		}
 		round++
 	}
-	b.ReportMetric(median(base)*1000, "none-ms")
+	b.ReportMetric(testutil.Median(base)*1000, "none-ms")
 	for _, c := range conds[1:] {
-		b.ReportMetric(100*(median(wall[c])-1), c+"-slowdown-%")
-		b.ReportMetric(100*(median(cpu[c])-1), c+"-cpu-%")
+		b.ReportMetric(100*(testutil.Median(wall[c])-1), c+"-slowdown-%")
+		b.ReportMetric(100*(testutil.Median(cpu[c])-1), c+"-cpu-%")
 	}
 }
 
@@ -356,7 +355,7 @@ func BenchmarkFileGoBuild(b *testing.B) {
 	round := 0
 	for b.Loop() {
 		w, c := map[string]float64{}, map[string]float64{}
-		for _, cond := range interleaved(conds, round) {
+		for _, cond := range testutil.Interleaved(conds, round) {
 			var stop func() Stats
 			if cond == "none" {
 				stop = func() Stats { return Stats{} }
@@ -375,9 +374,9 @@ func BenchmarkFileGoBuild(b *testing.B) {
 		round++
 	}
 	for _, c := range conds[1:] {
-		b.ReportMetric(100*(median(wall[c])-1), c+"-slowdown-%")
-		b.ReportMetric(100*(median(cpu[c])-1), c+"-cpu-%")
-		b.ReportMetric(median(events[c]), c+"-events/build")
+		b.ReportMetric(100*(testutil.Median(wall[c])-1), c+"-slowdown-%")
+		b.ReportMetric(100*(testutil.Median(cpu[c])-1), c+"-cpu-%")
+		b.ReportMetric(testutil.Median(events[c]), c+"-events/build")
 	}
 }
 
@@ -400,23 +399,4 @@ func startFileSource(b *testing.B, sink event.Sink, p profiles.File) func() Stat
 		}
 	})
 	return func() Stats { cancel(); wg.Wait(); return src.Stats() }
-}
-
-// interleaved returns conds in order on even rounds and reversed on odd ones,
-// so that no condition always runs first.
-func interleaved(conds []string, round int) []string {
-	out := slices.Clone(conds)
-	if round%2 == 1 {
-		slices.Reverse(out)
-	}
-	return out
-}
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
