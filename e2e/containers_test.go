@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/pofr/pofr/internal/testutil"
 )
 
 // TestContainerName: a process moved into a real cgroup v2 directory named
@@ -56,15 +57,7 @@ func TestContainerName(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("workload: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("workload did not finish within 30 s")
-	}
+	testutil.Await(t, done, 30*time.Second, "workload", func() { cmd.Process.Kill() })
 	time.Sleep(2 * time.Second)
 	p.stopCollector(coll)
 	p.load()

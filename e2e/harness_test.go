@@ -205,22 +205,12 @@ type ledgerRow struct {
 // seq. It returns the rows.
 func (p *pipeline) checkLedger() []ledgerRow {
 	p.t.Helper()
-	rows, err := p.db.Query(`SELECT segment_id, seq, digest, prev_digest, chain_ok FROM segments WHERE host_id = ? ORDER BY seq`, p.hostID)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer rows.Close()
 	var led []ledgerRow
-	for rows.Next() {
+	testutil.EachRow(p.t, p.db, func(scan func(...any)) {
 		var r ledgerRow
-		if err := rows.Scan(&r.ID, &r.Seq, &r.Digest, &r.Prev, &r.ChainOK); err != nil {
-			p.t.Fatal(err)
-		}
+		scan(&r.ID, &r.Seq, &r.Digest, &r.Prev, &r.ChainOK)
 		led = append(led, r)
-	}
-	if err := rows.Err(); err != nil {
-		p.t.Fatal(err)
-	}
+	}, `SELECT segment_id, seq, digest, prev_digest, chain_ok FROM segments WHERE host_id = ? ORDER BY seq`, p.hostID)
 	if len(led) == 0 {
 		p.t.Fatal("no segments in the ledger")
 	}

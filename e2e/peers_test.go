@@ -251,29 +251,19 @@ func TestTwoHostsPeers(t *testing.T) {
 		ServerExe, ServerArgvHex            string
 		ClientStartOK, ServerStartOK, Proto string
 	}
-	rows, err := p.db.Query(`SELECT client_host, client_ip, client_port, client_pid, client_exe, HEX(client_argv),
+	var gotView []viewRow
+	testutil.EachRow(t, p.db, func(scan func(...any)) {
+		var r viewRow
+		var cExe, sExe, cArgv, sArgv sql.NullString
+		scan(&r.ClientHost, &r.ClientIP, &r.ClientPort, &r.ClientPid, &cExe, &cArgv,
+			&r.ServerHost, &r.ServerIP, &r.ServerPort, &r.ServerPid, &sExe, &sArgv,
+			&r.ClientStartOK, &r.ServerStartOK, &r.Proto)
+		r.ClientExe, r.ClientArgvHex, r.ServerExe, r.ServerArgvHex = cExe.String, cArgv.String, sExe.String, sArgv.String
+		gotView = append(gotView, r)
+	}, `SELECT client_host, client_ip, client_port, client_pid, client_exe, HEX(client_argv),
 			server_host, server_ip, server_port, server_pid, server_exe, HEX(server_argv),
 			IF(client_proc_start IS NULL, 'null', 'ok'), IF(server_proc_start IS NULL, 'null', 'ok'), proto
 		FROM peer_connections WHERE server_port = ? OR client_port = ?`, lnPort, clientPort)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var gotView []viewRow
-	for rows.Next() {
-		var r viewRow
-		var cExe, sExe, cArgv, sArgv sql.NullString
-		if err := rows.Scan(&r.ClientHost, &r.ClientIP, &r.ClientPort, &r.ClientPid, &cExe, &cArgv,
-			&r.ServerHost, &r.ServerIP, &r.ServerPort, &r.ServerPid, &sExe, &sArgv,
-			&r.ClientStartOK, &r.ServerStartOK, &r.Proto); err != nil {
-			t.Fatal(err)
-		}
-		r.ClientExe, r.ClientArgvHex, r.ServerExe, r.ServerArgvHex = cExe.String, cArgv.String, sExe.String, sArgv.String
-		gotView = append(gotView, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
 	wantView := []viewRow{{
 		ClientHost: a.hostID, ClientIP: peersAddrA, ClientPort: clientPort, ClientPid: clientPid,
 		ClientExe: bash, ClientArgvHex: hexUpper(clientArgv),

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/pofr/pofr/internal/testutil"
 )
 
 // hostileArgs are arguments that broke POFR's ingestion or that a naive
@@ -95,15 +96,7 @@ func TestPipeline(t *testing.T) {
 	lines := readLines(out)
 	waitErr := make(chan error, 1)
 	go func() { <-lines.done; waitErr <- cmd.Wait() }()
-	select {
-	case err := <-waitErr:
-		if err != nil {
-			t.Fatalf("workload: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("workload did not finish within 30 s")
-	}
+	testutil.Await(t, waitErr, 30*time.Second, "workload", func() { cmd.Process.Kill() })
 	parent := cmd.Process.Pid
 	child, err1 := strconv.Atoi(lines.value("child"))
 	grandchild, err2 := strconv.Atoi(lines.value("grandchild"))
@@ -180,29 +173,19 @@ type execRow struct {
 // execRow returns the only exec row of pid among the host's rows.
 func (p *pipeline) execRow(pid int) execRow {
 	p.t.Helper()
-	rows, err := p.db.Query(`SELECT pid, ppid, proc_start, parent_start, exe, HEX(argv), argv FROM proc_events
-		WHERE host_id = ? AND pid = ? AND event = 'exec'`, p.hostID, pid)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer rows.Close()
 	var r execRow
 	n := 0
-	for rows.Next() {
+	testutil.EachRow(p.t, p.db, func(scan func(...any)) {
 		var exe, argv []byte
 		var argvHex sql.NullString
-		if err := rows.Scan(&r.Pid, &r.Ppid, &r.ProcStart, &r.ParentStart, &exe, &argvHex, &argv); err != nil {
-			p.t.Fatal(err)
-		}
+		scan(&r.Pid, &r.Ppid, &r.ProcStart, &r.ParentStart, &exe, &argvHex, &argv)
 		r.Exe, r.ArgvHex = string(exe), argvHex.String
 		if hexUpper(argv) == r.ArgvHex {
 			r.ArgvEqual = 1
 		}
 		n++
-	}
-	if err := rows.Err(); err != nil {
-		p.t.Fatal(err)
-	}
+	}, `SELECT pid, ppid, proc_start, parent_start, exe, HEX(argv), argv FROM proc_events
+		WHERE host_id = ? AND pid = ? AND event = 'exec'`, p.hostID, pid)
 	if n != 1 {
 		p.t.Fatalf("pid %d: %d exec rows, want 1", pid, n)
 	}
@@ -234,25 +217,13 @@ type fileRow struct {
 // name created and deleted, every path byte-exact.
 func (p *pipeline) checkFiles(dir string, parent int, parentStart int64) {
 	p.t.Helper()
-	rows, err := p.db.Query(`SELECT f.op, HEX(f.path), HEX(IFNULL(f.new_path, '')), f.pid, IFNULL(f.proc_start, -1),
-			IFNULL((SELECT e.exe FROM proc_events e WHERE e.host_id = f.host_id AND e.pid = f.pid AND e.proc_start = f.proc_start
-				AND e.event = 'exec' ORDER BY e.ts DESC LIMIT 1), '')
-		FROM file_events f
-		WHERE f.host_id = ? AND f.path LIKE CONCAT(?, '/%') AND f.op IN ('create', 'write', 'rename', 'delete')
-		ORDER BY f.ts, f.op`, p.hostID, dir)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer rows.Close()
 	got := map[fileRow]bool{}
-	for rows.Next() {
+	testutil.EachRow(p.t, p.db, func(scan func(...any)) {
 		var op, path, newPath string
 		var pid int
 		var start int64
 		var exe []byte
-		if err := rows.Scan(&op, &path, &newPath, &pid, &start, &exe); err != nil {
-			p.t.Fatal(err)
-		}
+		scan(&op, &path, &newPath, &pid, &start, &exe)
 		r := fileRow{Op: op, Path: unhex(p.t, path), NewPath: unhex(p.t, newPath), Exe: string(exe)}
 		if pid == parent {
 			r.Exe = "parent"
@@ -261,10 +232,12 @@ func (p *pipeline) checkFiles(dir string, parent int, parentStart int64) {
 			}
 		}
 		got[r] = true
-	}
-	if err := rows.Err(); err != nil {
-		p.t.Fatal(err)
-	}
+	}, `SELECT f.op, HEX(f.path), HEX(IFNULL(f.new_path, '')), f.pid, IFNULL(f.proc_start, -1),
+			IFNULL((SELECT e.exe FROM proc_events e WHERE e.host_id = f.host_id AND e.pid = f.pid AND e.proc_start = f.proc_start
+				AND e.event = 'exec' ORDER BY e.ts DESC LIMIT 1), '')
+		FROM file_events f
+		WHERE f.host_id = ? AND f.path LIKE CONCAT(?, '/%') AND f.op IN ('create', 'write', 'rename', 'delete')
+		ORDER BY f.ts, f.op`, p.hostID, dir)
 	a, b, odd := filepath.Join(dir, "a.txt"), filepath.Join(dir, "b.txt"), filepath.Join(dir, oddName)
 	want := map[fileRow]bool{
 		{Op: "create", Path: a, Exe: "parent"}:                                       true,
@@ -293,31 +266,21 @@ type sockRow struct {
 // end owned by the parent bash, the server end by the test process.
 func (p *pipeline) checkSockets(lnPort, clientPort, parent int, parentStart int64) {
 	p.t.Helper()
-	rows, err := p.db.Query(`SELECT local_port, remote_port, IFNULL(direction, ''), IFNULL(MAX(pid), -1), IFNULL(MAX(proc_start), -1),
+	var got []sockRow
+	testutil.EachRow(p.t, p.db, func(scan func(...any)) {
+		var r sockRow
+		var owners int
+		scan(&r.LocalPort, &r.RemotePort, &r.Direction, &r.Pid, &r.ProcStart, &owners, &r.Closed)
+		if owners > 1 {
+			p.t.Errorf("socket %d→%d: %d different owner pids", r.LocalPort, r.RemotePort, owners)
+		}
+		got = append(got, r)
+	}, `SELECT local_port, remote_port, IFNULL(direction, ''), IFNULL(MAX(pid), -1), IFNULL(MAX(proc_start), -1),
 			COUNT(DISTINCT pid), MAX(event = 'close')
 		FROM sock_events
 		WHERE host_id = ? AND proto = 'tcp' AND ((local_port = ? AND remote_port = ?) OR (local_port = ? AND remote_port = ?))
 		GROUP BY local_port, remote_port, direction ORDER BY local_port = ?`,
 		p.hostID, clientPort, lnPort, lnPort, clientPort, lnPort)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer rows.Close()
-	var got []sockRow
-	for rows.Next() {
-		var r sockRow
-		var owners int
-		if err := rows.Scan(&r.LocalPort, &r.RemotePort, &r.Direction, &r.Pid, &r.ProcStart, &owners, &r.Closed); err != nil {
-			p.t.Fatal(err)
-		}
-		if owners > 1 {
-			p.t.Errorf("socket %d→%d: %d different owner pids", r.LocalPort, r.RemotePort, owners)
-		}
-		got = append(got, r)
-	}
-	if err := rows.Err(); err != nil {
-		p.t.Fatal(err)
-	}
 	self := p.startOf(os.Getpid())
 	want := []sockRow{
 		{LocalPort: clientPort, RemotePort: lnPort, Direction: "out", Pid: parent, ProcStart: parentStart, Closed: true},

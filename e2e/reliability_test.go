@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pofr/pofr/internal/testutil"
 )
 
 // spawn runs /bin/sh -c 'sleep D; exit 0' MARKER to completion and returns
@@ -53,27 +55,17 @@ func (p *pipeline) checkExecs(want map[int][]byte) {
 	for pid := range want {
 		pids = append(pids, strconv.Itoa(pid))
 	}
-	rows, err := p.db.Query(`SELECT pid, HEX(IFNULL(argv, '')) FROM proc_events
-		WHERE host_id = ? AND event = 'exec' AND pid IN (`+strings.Join(pids, ",")+`)`, p.hostID)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer rows.Close()
 	got := map[int]int{}
-	for rows.Next() {
+	testutil.EachRow(p.t, p.db, func(scan func(...any)) {
 		var pid int
 		var argv string
-		if err := rows.Scan(&pid, &argv); err != nil {
-			p.t.Fatal(err)
-		}
+		scan(&pid, &argv)
 		got[pid]++
 		if w := hexUpper(want[pid]); argv != w {
 			p.t.Errorf("pid %d: argv %s, want %s", pid, argv, w)
 		}
-	}
-	if err := rows.Err(); err != nil {
-		p.t.Fatal(err)
-	}
+	}, `SELECT pid, HEX(IFNULL(argv, '')) FROM proc_events
+		WHERE host_id = ? AND event = 'exec' AND pid IN (`+strings.Join(pids, ",")+`)`, p.hostID)
 	missing, twice := 0, 0
 	for pid := range want {
 		switch got[pid] {
@@ -117,25 +109,15 @@ func TestCollectorKill(t *testing.T) {
 		From, To time.Time
 		Reason   string
 	}
-	rows, err := p.db.Query(`SELECT s.seq, g.from_ts, g.to_ts, g.reason FROM gaps g JOIN segments s USING (segment_id)
-		WHERE g.host_id = ? AND g.source = 'collector' ORDER BY s.seq`, p.hostID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var gaps []gapRow
-	for rows.Next() {
+	testutil.EachRow(t, p.db, func(scan func(...any)) {
 		var g gapRow
 		var reason []byte
-		if err := rows.Scan(&g.Seq, &g.From, &g.To, &reason); err != nil {
-			t.Fatal(err)
-		}
+		scan(&g.Seq, &g.From, &g.To, &reason)
 		g.Reason = string(reason)
 		gaps = append(gaps, g)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	}, `SELECT s.seq, g.from_ts, g.to_ts, g.reason FROM gaps g JOIN segments s USING (segment_id)
+		WHERE g.host_id = ? AND g.source = 'collector' ORDER BY s.seq`, p.hostID)
 	if len(gaps) != 1 {
 		t.Fatalf("collector gap rows: %+v, want exactly one (the restart)", gaps)
 	}

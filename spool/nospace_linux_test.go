@@ -42,14 +42,7 @@ func TestBatchLargerThanFreeSpace(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- w.Seal() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Seal of a batch larger than the free space: %v (want what fits sealed, the rest dropped)", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("Seal still running after 60 s")
-	}
+	testutil.Await(t, done, 60*time.Second, "Seal of a batch larger than the free space (want what fits sealed, the rest dropped)")
 	st := w.Stats()
 	if st.NoSpaceLost == 0 || st.NoSpaceLost >= big || st.Lost < st.NoSpaceLost {
 		t.Errorf("stats %+v: want some but not all of %d rows lost for lack of space", st, big)

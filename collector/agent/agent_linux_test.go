@@ -40,14 +40,7 @@ func startRun(t *testing.T, cfg Config) (stop func()) {
 	return func() {
 		t.Helper()
 		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("Run: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("Run did not return within 30 s of cancellation")
-		}
+		testutil.Await(t, done, 30*time.Second, "Run after cancellation")
 	}
 }
 

@@ -104,15 +104,7 @@ func TestPrivRunConnOwners(t *testing.T) {
 	const n, m = 50, 10
 	cmd := exec.Command(os.Args[0], "-test.run=^TestAgentConnHelperProcess$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("POFR_AGENT_CONN=%s:%d:%d", ln.Addr(), n, m))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := testutil.Pipes(t, cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -185,15 +185,7 @@ func TestPrivFileOps(t *testing.T) {
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "POFR_FILE_HELPER_DIR="+dir)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
+	stdin, out := testutil.Pipes(t, cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -207,14 +199,7 @@ func TestPrivFileOps(t *testing.T) {
 	var rep helperReport
 	repc := make(chan error, 1)
 	go func() { repc <- json.NewDecoder(bufio.NewReader(out)).Decode(&rep) }()
-	select {
-	case err := <-repc:
-		if err != nil {
-			t.Fatalf("helper report: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("helper did not report within 20s")
-	}
+	testutil.Await(t, repc, 20*time.Second, "helper report")
 	child := int32(rep.Child)
 	p := func(name string) string { return filepath.Join(dir, name) }
 	rows := func() map[opRow]event.File {

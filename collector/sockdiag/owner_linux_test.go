@@ -138,20 +138,13 @@ func startOwnerHelperOn(tb testing.TB, cpu int, proto string, n, par int, hold t
 	cmd := exec.Command(os.Args[0], "-test.run=^TestOwnerHelperProcess$", "-test.bench=^$")
 	cmd.Env = append(os.Environ(), "POFR_OWNER_HELPER="+proto, "POFR_OWNER_N="+strconv.Itoa(n),
 		"POFR_OWNER_PAR="+strconv.Itoa(par), "POFR_OWNER_HOLD_US="+strconv.Itoa(int(hold/time.Microsecond)))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	stdin, stdout := testutil.Pipes(tb, cmd)
 	if err := testutil.StartPinned(cmd, cpu); err != nil {
 		tb.Fatal(err)
 	}
 	p := &ownerProc{cmd: cmd, out: bufio.NewReader(stdout), stdin: stdin, pid: int32(cmd.Process.Pid)}
 	tb.Cleanup(func() { sockReap(cmd, stdin) })
+	var err error
 	if p.start, err = procfs.New("").Start(p.pid); err != nil {
 		tb.Fatal(err)
 	}

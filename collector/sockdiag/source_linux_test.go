@@ -258,14 +258,7 @@ func (p *sockProc) stop(t *testing.T) {
 	p.stdin.Close()
 	done := make(chan error, 1)
 	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("helper %d: %v", p.pid, err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("helper %d did not exit", p.pid)
-	}
+	testutil.Await(t, done, 10*time.Second, fmt.Sprintf("helper %d exit", p.pid))
 }
 
 // --- source harness ---

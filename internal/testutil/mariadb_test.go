@@ -153,22 +153,12 @@ func TestMariaDBLoadDataLocalInfile(t *testing.T) {
 		Comm string
 		Argv []byte
 	}
-	rows, err := db.QueryContext(t.Context(), "SELECT id, comm, argv FROM ev ORDER BY id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var got []row
-	for rows.Next() {
+	testutil.EachRow(t, db, func(scan func(...any)) {
 		var r row
-		if err := rows.Scan(&r.ID, &r.Comm, &r.Argv); err != nil {
-			t.Fatal(err)
-		}
+		scan(&r.ID, &r.Comm, &r.Argv)
 		got = append(got, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	}, "SELECT id, comm, argv FROM ev ORDER BY id")
 	want := []row{{1, "sh", []byte("/bin/sh\x00-c\x00true")}, {2, "it's", nil}, {3, "tab\there", []byte("x")}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("loaded rows (-want +got):\n%s", diff)

@@ -17,3 +17,22 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Await waits up to d for the one value of done (the error of what runs in
+// a goroutine) and fails the test if it is an error or does not come in
+// time, after calling onTimeout (e.g. to kill a process), naming what it
+// waited for.
+func Await(t testing.TB, done <-chan error, d time.Duration, what string, onTimeout ...func()) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(d):
+		for _, f := range onTimeout {
+			f()
+		}
+		t.Fatalf("%s: not done within %v", what, d)
+	}
+}
