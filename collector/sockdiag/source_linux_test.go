@@ -207,6 +207,18 @@ func startSockProc(cmd *exec.Cmd) (*sockProc, error) {
 	return &sockProc{cmd: cmd, out: bufio.NewReader(stdout), stdin: stdin, pid: int32(cmd.Process.Pid)}, nil
 }
 
+// startSockServer starts a helper serving on 127.0.0.1 and returns it and
+// its port.
+func startSockServer(t *testing.T) (*sockProc, uint16) {
+	t.Helper()
+	srv := startSockHelper(t, "serve", "127.0.0.1:0", 0)
+	var port uint16
+	if _, err := fmt.Sscanf(srv.line(t, 10*time.Second), "port %d", &port); err != nil {
+		t.Fatal(err)
+	}
+	return srv, port
+}
+
 // startSockHelper starts a helper and registers its end.
 func startSockHelper(t *testing.T, mode, addr string, n int) *sockProc {
 	t.Helper()
@@ -482,14 +494,7 @@ func TestPrivSockEndpoints(t *testing.T) {
 	shortTCP(ln6, "tcp6", sockLo6, 6)
 
 	// UDP: an unconnected server and a connected client, both dumped.
-	us, err := net.ListenUDP("udp4", &net.UDPAddr{IP: sockLo4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	uc, err := net.DialUDP("udp4", nil, us.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
+	us, uc := udpPair(t)
 	usp, ucp := sockPortOf(us.LocalAddr()), sockPortOf(uc.LocalAddr())
 	sockDumpNow(t, src)
 	ul := sockOne(t, sink, "udp listen", sockTuple{event.SockListen, "udp", usp, 0}.match)
@@ -535,11 +540,7 @@ func TestPrivSockEndpoints(t *testing.T) {
 func TestPrivSockChurn(t *testing.T) {
 	testutil.RequireRoot(t)
 	const churn, held = 1000, 20
-	srv := startSockHelper(t, "serve", "127.0.0.1:0", 0)
-	var port uint16
-	if _, err := fmt.Sscanf(srv.line(t, 10*time.Second), "port %d", &port); err != nil {
-		t.Fatal(err)
-	}
+	srv, port := startSockServer(t)
 	src, sink := startSock(t, Options{SelfPID: srv.pid}) // the server plays the collector: its sockets are self
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	hold := startSockHelper(t, "hold", addr, held)
@@ -690,11 +691,7 @@ func TestPrivSockProcNet(t *testing.T) {
 func TestPrivSock10k(t *testing.T) {
 	testutil.RequireRoot(t)
 	const conns = 5000
-	srv := startSockHelper(t, "serve", "127.0.0.1:0", 0)
-	var port uint16
-	if _, err := fmt.Sscanf(srv.line(t, 10*time.Second), "port %d", &port); err != nil {
-		t.Fatal(err)
-	}
+	srv, port := startSockServer(t)
 	hold := startSockHelper(t, "hold", fmt.Sprintf("127.0.0.1:%d", port), conns)
 	if s := hold.line(t, 60*time.Second); s != "ready" {
 		t.Fatalf("hold helper said %q", s)
@@ -976,14 +973,7 @@ func captureSockFrames(t *testing.T, dir string) {
 	tcp("tcp6", "[::1]:0", "tcp6_client_destroy.bin", "tcp6_server_destroy.bin")
 	delete(frames, "tcp6_server_destroy.bin")
 
-	us, err := net.ListenUDP("udp4", &net.UDPAddr{IP: sockLo4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	uc, err := net.DialUDP("udp4", nil, us.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
+	us, uc := udpPair(t)
 	_, _ = uc.Write([]byte("x"))
 	ucp := sockPortOf(uc.LocalAddr())
 	uc.Close()
@@ -1044,11 +1034,7 @@ func TestPrivSockNetnsCensus(t *testing.T) {
 func TestPrivSockDestroyOverrun(t *testing.T) {
 	testutil.RequireRoot(t)
 	const held = 2000
-	srv := startSockHelper(t, "serve", "127.0.0.1:0", 0)
-	var port uint16
-	if _, err := fmt.Sscanf(srv.line(t, 10*time.Second), "port %d", &port); err != nil {
-		t.Fatal(err)
-	}
+	_, port := startSockServer(t)
 	src, sink := startSock(t, Options{DestroyRcvBuf: 1}) // the kernel's minimum (about 2 KiB)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	hold := startSockHelper(t, "hold", addr, held)
@@ -1176,4 +1162,18 @@ func TestPrivSockOtherNetns(t *testing.T) {
 	if err := unix.Stat("/proc/self/ns/net", &self); err != nil || self.Ino != src.netns.V {
 		t.Errorf("this process's network namespace is %d (%v), want %d", self.Ino, err, src.netns.V)
 	}
+}
+
+// udpPair returns an unconnected UDP socket on 127.0.0.1 and a client
+// connected to it.
+func udpPair(t *testing.T) (us, uc *net.UDPConn) {
+	t.Helper()
+	us, err := net.ListenUDP("udp4", &net.UDPAddr{IP: sockLo4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uc, err = net.DialUDP("udp4", nil, us.LocalAddr().(*net.UDPAddr)); err != nil {
+		t.Fatal(err)
+	}
+	return us, uc
 }

@@ -103,7 +103,8 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
 	clear(t.want)
 	t.fresh = t.fresh[:0]
 	t.syncOwners(now)
-	var untracked, fromTP uint64
+	var untracked uint64
+	var own ownerTally
 	for i := range dump {
 		m := &dump[i]
 		if m.SrcPort == 0 && m.DstPort == 0 {
@@ -136,7 +137,7 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
 		}
 		e.gen = t.gen
 		if !e.owner && t.takeOwner(e) {
-			fromTP++
+			own.fromTP++
 		}
 		if !e.owner && !e.ownerTried && m.Inode != 0 {
 			t.want[m.Inode] = e
@@ -165,7 +166,7 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
 		}
 		t.sink.AppendSock(&r)
 	}
-	var vanished, known, unknown, fromListener uint64
+	var vanished uint64
 	for key, e := range t.tracked {
 		if e.gen == t.gen {
 			continue
@@ -182,13 +183,9 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
 		r.Event = event.SockClose
 		r.Flags |= event.SockFlagVanished
 		if !e.owner && e.tpPID == 0 && t.byListener(&r, &e.m) {
-			fromListener++
+			own.fromListener++
 		}
-		if r.PID.Valid {
-			known++
-		} else {
-			unknown++
-		}
+		own.closed(&r)
 		t.sink.AppendSock(&r)
 		t.forget(key, e)
 		vanished++
@@ -203,11 +200,8 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
 	st.Opens += opens
 	st.Closes += vanished
 	st.Vanished += vanished
-	st.OwnerKnown += known
-	st.OwnerUnknown += unknown
-	st.OwnerFromListener += fromListener
+	own.addTo(st)
 	st.Untracked += untracked
-	st.OwnerFromTracepoint += fromTP
 	st.Tracked = len(t.tracked)
 	if took > 0 {
 		st.LastDump = took
@@ -487,7 +481,8 @@ func (t *table) applyDestroys(q []sockDestroy, now int64) {
 	clear(t.starts)
 	clear(t.nsOf)
 	t.syncOwners(now)
-	var destroys, known, unknown, fromListener, fromTP, unbound uint64
+	var destroys, unbound uint64
+	var own ownerTally
 	for i := range q {
 		d := &q[i]
 		if d.overrun {
@@ -512,7 +507,7 @@ func (t *table) applyDestroys(q []sockDestroy, now int64) {
 			// Final state, counters and tuple from the destroy message; the
 			// rest from the table.
 			if !e.owner && t.takeOwner(e) {
-				fromTP++
+				own.fromTP++
 			}
 			r = t.row(e, d.ts)
 			fin := sockBaseRow(m, d.ts)
@@ -524,7 +519,7 @@ func (t *table) applyDestroys(q []sockDestroy, now int64) {
 				r.BytesRecv = event.Some(e.m.BytesReceived)
 			}
 			if !e.owner && e.tpPID == 0 && t.byListener(&r, &e.m) {
-				fromListener++
+				own.fromListener++
 			}
 			t.forget(m.Cookie, e)
 		} else {
@@ -533,27 +528,41 @@ func (t *table) applyDestroys(q []sockDestroy, now int64) {
 			r.Direction = t.direction(m)
 			r.Flags |= event.SockFlagOwnerUnknown
 			if t.ownerRow(&r, m) {
-				fromTP++
+				own.fromTP++
 			} else if t.byListener(&r, m) {
-				fromListener++
+				own.fromListener++
 			}
 		}
 		r.Event = event.SockClose
 		r.Flags |= event.SockFlagFromDestroy
-		if r.PID.Valid {
-			known++
-		} else {
-			unknown++
-		}
+		own.closed(&r)
 		t.sink.AppendSock(&r)
 	}
 	st := &t.stats
 	st.Destroys += destroys
-	st.Closes += known + unknown
-	st.OwnerKnown += known
-	st.OwnerUnknown += unknown
-	st.OwnerFromListener += fromListener
-	st.OwnerFromTracepoint += fromTP
+	st.Closes += own.known + own.unknown
+	own.addTo(st)
 	st.Unbound += unbound
 	st.Tracked = len(t.tracked)
+}
+
+// ownerTally counts how the close rows of one dump or destroy batch got
+// their owner, for Stats.Owner*.
+type ownerTally struct{ known, unknown, fromListener, fromTP uint64 }
+
+// closed counts close row r as with or without an owner.
+func (o *ownerTally) closed(r *event.Sock) {
+	if r.PID.Valid {
+		o.known++
+	} else {
+		o.unknown++
+	}
+}
+
+// addTo adds the tally to st.
+func (o *ownerTally) addTo(st *Stats) {
+	st.OwnerKnown += o.known
+	st.OwnerUnknown += o.unknown
+	st.OwnerFromListener += o.fromListener
+	st.OwnerFromTracepoint += o.fromTP
 }

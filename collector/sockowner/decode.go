@@ -43,6 +43,9 @@ func end(fs ...field) int {
 func (f field) u16(b []byte) uint16 { return binary.NativeEndian.Uint16(b[f.off:]) }
 func (f field) u32(b []byte) uint32 { return binary.NativeEndian.Uint32(b[f.off:]) }
 
+// addr reads an address field of 4 or 16 bytes as [Mapped] does.
+func (f field) addr(b []byte) [16]byte { return Mapped(b[f.off : f.off+f.size]) }
+
 // uint reads an unsigned field of size 1, 2, 4 or 8.
 func (f field) uint(b []byte) uint64 {
 	switch f.size {
@@ -145,11 +148,9 @@ func (l *StateLayout) Decode(raw []byte, c *StateChange) error {
 	c.SPort, c.DPort = l.sport.u16(raw), l.dport.u16(raw)
 	c.Family, c.Protocol = l.family.u16(raw), l.protocol.u16(raw)
 	if c.Family == afInet6 {
-		copy(c.SAddr[:], raw[l.saddr6.off:l.saddr6.off+16])
-		copy(c.DAddr[:], raw[l.daddr6.off:l.daddr6.off+16])
+		c.SAddr, c.DAddr = l.saddr6.addr(raw), l.daddr6.addr(raw)
 	} else {
-		c.SAddr = Mapped(raw[l.saddr.off : l.saddr.off+4])
-		c.DAddr = Mapped(raw[l.daddr.off : l.daddr.off+4])
+		c.SAddr, c.DAddr = l.saddr.addr(raw), l.daddr.addr(raw)
 	}
 	return nil
 }
@@ -166,7 +167,6 @@ type Route struct {
 
 // RouteLayout decodes fib_table_lookup (IPv4) or fib6_table_lookup samples.
 type RouteLayout struct {
-	v6                            bool
 	proto, sport, dport, src, dst field
 	iif                           field
 	min                           int
@@ -179,7 +179,7 @@ func NewRouteLayout(f *tracepoint.Format, v6 bool) (*RouteLayout, error) {
 	if v6 {
 		ev, asize = "fib6:fib6_table_lookup", 16
 	}
-	l := RouteLayout{v6: v6}
+	l := RouteLayout{}
 	var err error
 	get := func(dst *field, name string, sizes ...int) {
 		if err == nil {
@@ -207,13 +207,7 @@ func (l *RouteLayout) Decode(raw []byte, r *Route) error {
 	r.Proto = raw[l.proto.off]
 	r.SPort, r.DPort = l.sport.u16(raw), l.dport.u16(raw)
 	r.IIf = int32(l.iif.u32(raw))
-	if l.v6 {
-		copy(r.SAddr[:], raw[l.src.off:l.src.off+16])
-		copy(r.DAddr[:], raw[l.dst.off:l.dst.off+16])
-	} else {
-		r.SAddr = Mapped(raw[l.src.off : l.src.off+4])
-		r.DAddr = Mapped(raw[l.dst.off : l.dst.off+4])
-	}
+	r.SAddr, r.DAddr = l.src.addr(raw), l.dst.addr(raw)
 	return nil
 }
 
