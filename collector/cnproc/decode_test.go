@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/pofr/pofr/internal/testutil"
 )
 
 // procTestFrame builds one cn_proc datagram: nlmsghdr, cn_msg, proc_event
@@ -124,7 +125,7 @@ func TestDecodeProcEventsMalformed(t *testing.T) {
 // (TestPrivProcRecordFrames -proc.record): each file holds one datagram of
 // the kind its name says.
 func TestDecodeProcEventsCaptured(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "*.bin"))
+	files := testutil.ReadFiles(t, filepath.Join("testdata", "*.bin"))
 	if len(files) == 0 {
 		t.Fatal("no frames in testdata")
 	}
@@ -134,12 +135,9 @@ func TestDecodeProcEventsCaptured(t *testing.T) {
 	}
 	kinds["thread"] = procEventFork
 	seen := map[string]bool{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs, err := decodeProcEvents(b, nil)
+	for _, file := range files {
+		f := file.Path
+		msgs, err := decodeProcEvents(file.Data, nil)
 		if err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
@@ -171,14 +169,7 @@ func TestDecodeProcEventsCaptured(t *testing.T) {
 }
 
 func FuzzDecodeProcEvents(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "*.bin"))
-	for _, p := range files {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	testutil.AddSeeds(f, filepath.Join("testdata", "*.bin"))
 	f.Add(procTestFrame(procEventExit, 1, 1, 1, 9, 17, 1, 1))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := bytes.Clone(b)

@@ -149,14 +149,7 @@ func TestObserve(t *testing.T) {
 // FuzzLookup feeds arbitrary bytes to every runtime's state file: a lookup
 // never panics, and what it returns fits the columns.
 func FuzzLookup(f *testing.F) {
-	seeds, _ := filepath.Glob("testdata/*.json")
-	for _, s := range seeds {
-		b, err := os.ReadFile(s)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	testutil.AddSeeds(f, "testdata/*.json")
 	f.Add([]byte(`{"Name":"\ud800","Config":{"Labels":{"io.kubernetes.pod.name":"\u0000"}}}`))
 	root := f.TempDir()
 	r, err := New(Options{Sink: &event.MemSink{}, Roots: Roots{Prefix: root}, MaxStateBytes: 1 << 16})

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/pofr/pofr/internal/testutil"
 )
 
 // fanRecord builds one fid info record (with a NUL-terminated name when
@@ -132,20 +132,16 @@ func TestDecodeFanotifyRefusesCorrupt(t *testing.T) {
 // (go test -run TestPrivFileOps -capture-fanotify, as root) and checks that
 // they hold the event kinds the source relies on.
 func TestDecodeFanotifyCaptured(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.bin")
+	files := testutil.ReadFiles(t, "testdata/*.bin")
 	if len(files) == 0 {
 		t.Fatal("no captured buffers in testdata")
 	}
 	var seen uint64
 	var renames, names int
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		evs, err := decodeAll(t, f.Data)
 		if err != nil {
-			t.Fatal(err)
-		}
-		evs, err := decodeAll(t, b)
-		if err != nil {
-			t.Errorf("%s: %v", f, err)
+			t.Errorf("%s: %v", f.Path, err)
 		}
 		for _, ev := range evs {
 			seen |= ev.Mask
@@ -168,14 +164,7 @@ func TestDecodeFanotifyCaptured(t *testing.T) {
 }
 
 func FuzzDecodeFanotify(f *testing.F) {
-	files, _ := filepath.Glob("testdata/*.bin")
-	for _, p := range files {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	testutil.AddSeeds(f, "testdata/*.bin")
 	f.Add(fanMeta(fanQOverflow, 0))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		total := 0

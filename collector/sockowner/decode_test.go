@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pofr/pofr/collector/tracepoint"
+	"github.com/pofr/pofr/internal/testutil"
 )
 
 // update re-captures testdata/ from the running kernel (root, Linux):
@@ -161,12 +162,7 @@ func TestLayoutRefusesOtherFormats(t *testing.T) {
 // FuzzDecode feeds arbitrary bytes to the three decoders: they must never
 // panic, and must refuse exactly the samples shorter than their layout.
 func FuzzDecode(f *testing.F) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "sample", "*.bin"))
-	for _, p := range files {
-		if b, err := os.ReadFile(p); err == nil {
-			f.Add(b)
-		}
-	}
+	testutil.AddSeeds(f, filepath.Join("testdata", "sample", "*.bin"))
 	f.Add([]byte{})
 	st, err := NewStateLayout(loadFormat(f, eventState))
 	if err != nil {
