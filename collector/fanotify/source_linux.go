@@ -413,8 +413,16 @@ func (s *Source) Run(ctx context.Context) error {
 			}
 		}
 	}
-	// Drain what is queued, so that a stop loses nothing already seen.
+	// Drain what is queued, so that a stop loses nothing already seen. On a
+	// busy machine the queue refills as fast as it is read: stop after
+	// stopDrainMax and say that the rest was not read.
+	from, deadline := s.now().UnixNano(), time.Now().Add(stopDrainMax)
 	for {
+		if time.Now().After(deadline) {
+			s.opts.Sink.AppendGap(&event.Gap{FromTS: from, ToTS: s.now().UnixNano(), Source: event.SourceFile,
+				Reason: "collector stopping: fanotify events still queued were not read"})
+			break
+		}
 		n, err := unix.Read(s.fd, buf)
 		if n <= 0 || err != nil {
 			break
@@ -424,6 +432,9 @@ func (s *Source) Run(ctx context.Context) error {
 	s.flush()
 	return nil
 }
+
+// stopDrainMax bounds the read of what is queued when the source stops.
+const stopDrainMax = 2 * time.Second
 
 // drainQueue reads what the group has queued without blocking, and writes
 // the window's rows when it is over: the Driver's reader calls it at each
