@@ -64,20 +64,8 @@ func startReceivers(t *testing.T) *receivers {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pc.Close() })
 	r.udpAddr = pc.LocalAddr().String()
-	go func() {
-		buf := make([]byte, 64<<10)
-		for {
-			n, _, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			r.mu.Lock()
-			r.udp = append(r.udp, string(buf[:n]))
-			r.mu.Unlock()
-		}
-	}()
+	r.collect(t, pc, &r.udp)
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -121,20 +109,25 @@ func startReceivers(t *testing.T) *receivers {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { uc.Close() })
+	r.collect(t, uc, &r.unixgram)
+	return r
+}
+
+// collect appends every datagram c receives to *into until the test ends.
+func (r *receivers) collect(t *testing.T, c net.PacketConn, into *[]string) {
+	t.Cleanup(func() { c.Close() })
 	go func() {
 		buf := make([]byte, 64<<10)
 		for {
-			n, _, err := uc.ReadFrom(buf)
+			n, _, err := c.ReadFrom(buf)
 			if err != nil {
 				return
 			}
 			r.mu.Lock()
-			r.unixgram = append(r.unixgram, string(buf[:n]))
+			*into = append(*into, string(buf[:n]))
 			r.mu.Unlock()
 		}
 	}()
-	return r
 }
 
 func (r *receivers) config(t *testing.T) string {

@@ -100,27 +100,12 @@ func TestViewPeerConnections(t *testing.T) {
 		t.Fatalf("run: %s, want 2 loaded", s)
 	}
 
-	rows, err := db.Query(`SELECT CONCAT_WS(' ', proto, client_host, client_cookie, CONCAT(client_ip, ':', client_port),
+	got := servertest.Lines(t, db, `SELECT CONCAT_WS(' ', proto, client_host, client_cookie, CONCAT(client_ip, ':', client_port),
 		COALESCE(client_pid, '?'), COALESCE(CONVERT(client_user USING utf8mb4), '?'), COALESCE(client_exe_text, '?'),
 		'->', server_host, server_cookie, CONCAT(server_ip, ':', server_port), 'seen', server_seen_ip,
 		COALESCE(server_pid, '?'), COALESCE(CONVERT(server_user USING utf8mb4), '?'), COALESCE(server_cmdline, '?'),
 		client_bytes_sent)
 		FROM peer_connections ORDER BY client_first_ts, client_cookie`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var got []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, s)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
 	want := []string{
 		"tcp alpha 11 10.0.0.1:40000 200 alice /usr/bin/curl -> beta 21 10.0.0.2:8080 seen 10.0.0.1 700 bob python3 -m http.server 8080 78",
 		"tcp alpha 12 192.168.1.5:40002 200 alice /usr/bin/curl -> beta 22 10.0.0.2:8080 seen 198.51.100.1 700 bob python3 -m http.server 8080 78",

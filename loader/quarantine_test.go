@@ -80,19 +80,7 @@ func TestQuarantine(t *testing.T) {
 		t.Fatalf("size-limited run: %s (%v), want 1 quarantined", s, err)
 	}
 
-	rowsq, err := db.Query("SELECT host_id, class FROM quarantine ORDER BY host_id, class")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rowsq.Close()
-	var got []string
-	for rowsq.Next() {
-		var h, c string
-		if err := rowsq.Scan(&h, &c); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, h+" "+c)
-	}
+	got := servertest.Lines(t, db, "SELECT host_id, class FROM quarantine ORDER BY host_id, class")
 	want := []string{"h1 corrupt", "h1 too_large", "h2 corrupt", "h3 bad_signature", "h5 wrong_host", "h6 fork"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("quarantine rows (-want +got):\n%s", diff)
@@ -227,19 +215,7 @@ func TestTimeRange(t *testing.T) {
 	if s.Loaded != 1 || s.Quarantined != 2 {
 		t.Fatalf("run: %s, want 1 loaded, 2 quarantined", s)
 	}
-	rows, err := db.Query("SELECT host_id, class FROM quarantine ORDER BY host_id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var got []string
-	for rows.Next() {
-		var h, c string
-		if err := rows.Scan(&h, &c); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, h+" "+c)
-	}
+	got := servertest.Lines(t, db, "SELECT host_id, class FROM quarantine ORDER BY host_id")
 	if diff := cmp.Diff([]string{"h1 time_range", "h2 time_range"}, got); diff != "" {
 		t.Errorf("quarantine rows (-want +got):\n%s", diff)
 	}

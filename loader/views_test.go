@@ -101,20 +101,8 @@ func TestViewsProcessTree(t *testing.T) {
 		t.Errorf("processes (-want +got):\n%s", diff)
 	}
 
-	edges, err := db.Query(`SELECT CONCAT(COALESCE(parent_exe, '?'), ' -> ', child_exe) FROM process_tree
+	gotEdges := servertest.Lines(t, db, `SELECT CONCAT(COALESCE(parent_exe, '?'), ' -> ', child_exe) FROM process_tree
 		WHERE host_id = 'h1' AND parent_pid <> 1 ORDER BY child_pid, child_start`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer edges.Close()
-	var gotEdges []string
-	for edges.Next() {
-		var e string
-		if err := edges.Scan(&e); err != nil {
-			t.Fatal(err)
-		}
-		gotEdges = append(gotEdges, e)
-	}
 	if diff := cmp.Diff([]string{"/bin/bash -> /usr/bin/make", "/usr/bin/make -> /usr/bin/cc", "/bin/bash -> /bin/sleep"}, gotEdges); diff != "" {
 		t.Errorf("process_tree edges (-want +got):\n%s", diff)
 	}

@@ -21,149 +21,109 @@ type MemSink struct {
 	ctrs   []Container
 }
 
-// AppendContainer implements ContainerSink.
-func (s *MemSink) AppendContainer(r *Container) {
-	c := *r
-	for _, b := range []*[]byte{&c.ID, &c.Name, &c.Image, &c.Pod, &c.Namespace, &c.Source} {
-		*b = bytes.Clone(*b)
-	}
+// keep appends c to *list.
+func keep[R any](s *MemSink, list *[]R, c R) {
 	s.mu.Lock()
-	s.ctrs = append(s.ctrs, c)
+	*list = append(*list, c)
 	s.mu.Unlock()
 }
 
-// Containers returns a copy of the ctr records received so far.
-func (s *MemSink) Containers() []Container {
+// own clones the byte slices bs point to (fields of a record's copy), so
+// that the caller may reuse its buffers.
+func own(bs ...*[]byte) {
+	for _, b := range bs {
+		*b = bytes.Clone(*b)
+	}
+}
+
+// records returns a copy of *list.
+func records[R any](s *MemSink, list *[]R) []R {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]Container(nil), s.ctrs...)
+	return append([]R(nil), *list...)
 }
+
+// AppendContainer implements ContainerSink.
+func (s *MemSink) AppendContainer(r *Container) {
+	c := *r
+	own(&c.ID, &c.Name, &c.Image, &c.Pod, &c.Namespace, &c.Source)
+	keep(s, &s.ctrs, c)
+}
+
+// Containers returns a copy of the ctr records received so far.
+func (s *MemSink) Containers() []Container { return records(s, &s.ctrs) }
 
 // AppendDNS implements DNSSink.
 func (s *MemSink) AppendDNS(r *DNS) {
 	c := *r
-	for _, b := range []*[]byte{&c.ClientAddr, &c.ServerAddr, &c.QName, &c.Answers, &c.AnswerAddrs} {
-		*b = bytes.Clone(*b)
-	}
-	s.mu.Lock()
-	s.dns = append(s.dns, c)
-	s.mu.Unlock()
+	own(&c.ClientAddr, &c.ServerAddr, &c.QName, &c.Answers, &c.AnswerAddrs)
+	keep(s, &s.dns, c)
 }
 
 // DNS returns a copy of the dns records received so far.
-func (s *MemSink) DNS() []DNS {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]DNS(nil), s.dns...)
-}
+func (s *MemSink) DNS() []DNS { return records(s, &s.dns) }
 
 // AppendProc implements Sink.
 func (s *MemSink) AppendProc(r *Proc) {
 	c := *r
-	for _, b := range []*[]byte{&c.TTY, &c.Comm, &c.Exe, &c.Argv, &c.Cwd, &c.Cgroup, &c.ContainerID} {
-		*b = bytes.Clone(*b)
-	}
-	s.mu.Lock()
-	s.procs = append(s.procs, c)
-	s.mu.Unlock()
+	own(&c.TTY, &c.Comm, &c.Exe, &c.Argv, &c.Cwd, &c.Cgroup, &c.ContainerID)
+	keep(s, &s.procs, c)
 }
 
 // AppendFile implements Sink.
 func (s *MemSink) AppendFile(r *File) {
 	c := *r
-	c.Path, c.NewPath = bytes.Clone(c.Path), bytes.Clone(c.NewPath)
-	s.mu.Lock()
-	s.files = append(s.files, c)
-	s.mu.Unlock()
+	own(&c.Path, &c.NewPath)
+	keep(s, &s.files, c)
 }
 
 // AppendSock implements Sink.
 func (s *MemSink) AppendSock(r *Sock) {
 	c := *r
-	c.LocalAddr, c.RemoteAddr = bytes.Clone(c.LocalAddr), bytes.Clone(c.RemoteAddr)
-	s.mu.Lock()
-	s.socks = append(s.socks, c)
-	s.mu.Unlock()
+	own(&c.LocalAddr, &c.RemoteAddr)
+	keep(s, &s.socks, c)
 }
 
 // AppendGap implements Sink.
-func (s *MemSink) AppendGap(r *Gap) { s.mu.Lock(); s.gaps = append(s.gaps, *r); s.mu.Unlock() }
+func (s *MemSink) AppendGap(r *Gap) { keep(s, &s.gaps, *r) }
 
 // AppendAccount implements Sink.
-func (s *MemSink) AppendAccount(r *Account) {
-	s.mu.Lock()
-	s.accts = append(s.accts, *r)
-	s.mu.Unlock()
-}
+func (s *MemSink) AppendAccount(r *Account) { keep(s, &s.accts, *r) }
 
 // AppendLogin implements LoginSink.
 func (s *MemSink) AppendLogin(r *Login) {
 	c := *r
-	for _, b := range []*[]byte{&c.TTY, &c.UTID, &c.User, &c.RemoteHost, &c.RemoteAddr} {
-		*b = bytes.Clone(*b)
-	}
-	s.mu.Lock()
-	s.logins = append(s.logins, c)
-	s.mu.Unlock()
+	own(&c.TTY, &c.UTID, &c.User, &c.RemoteHost, &c.RemoteAddr)
+	keep(s, &s.logins, c)
 }
 
 // Logins returns a copy of the login records received so far.
-func (s *MemSink) Logins() []Login {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Login(nil), s.logins...)
-}
+func (s *MemSink) Logins() []Login { return records(s, &s.logins) }
 
 // AppendExecutable implements ExeSink.
 func (s *MemSink) AppendExecutable(r *Executable) {
 	c := *r
-	c.SHA256, c.Path = bytes.Clone(c.SHA256), bytes.Clone(c.Path)
-	s.mu.Lock()
-	s.exes = append(s.exes, c)
-	s.mu.Unlock()
+	own(&c.SHA256, &c.Path)
+	keep(s, &s.exes, c)
 }
 
 // Executables returns a copy of the exe records received so far.
-func (s *MemSink) Executables() []Executable {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Executable(nil), s.exes...)
-}
+func (s *MemSink) Executables() []Executable { return records(s, &s.exes) }
 
 // Procs returns a copy of the proc records received so far.
-func (s *MemSink) Procs() []Proc {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Proc(nil), s.procs...)
-}
+func (s *MemSink) Procs() []Proc { return records(s, &s.procs) }
 
 // Files returns a copy of the file records received so far.
-func (s *MemSink) Files() []File {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]File(nil), s.files...)
-}
+func (s *MemSink) Files() []File { return records(s, &s.files) }
 
 // Socks returns a copy of the sock records received so far.
-func (s *MemSink) Socks() []Sock {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Sock(nil), s.socks...)
-}
+func (s *MemSink) Socks() []Sock { return records(s, &s.socks) }
 
 // Gaps returns a copy of the gap records received so far.
-func (s *MemSink) Gaps() []Gap {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Gap(nil), s.gaps...)
-}
+func (s *MemSink) Gaps() []Gap { return records(s, &s.gaps) }
 
 // Accounts returns a copy of the acct records received so far.
-func (s *MemSink) Accounts() []Account {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Account(nil), s.accts...)
-}
+func (s *MemSink) Accounts() []Account { return records(s, &s.accts) }
 
 // AppendAll appends every record of the slices to s, table by table.
 func AppendAll(s Sink, procs []Proc, files []File, socks []Sock, gaps []Gap, accts []Account) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -277,6 +278,37 @@ func NewDB(t testing.TB, open func(dsn string) (*sql.DB, error)) (*sql.DB, strin
 		t.Fatal(err)
 	}
 	return db, dsn
+}
+
+// Lines returns the rows of query, each as its columns' text joined by
+// single spaces; a NULL column fails the test.
+func Lines(t testing.TB, db *sql.DB, query string, args ...any) []string {
+	t.Helper()
+	rows, err := db.QueryContext(t.Context(), query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for rows.Next() {
+		vals := make([]string, len(cols))
+		dst := make([]any, len(cols))
+		for i := range vals {
+			dst[i] = &vals[i]
+		}
+		if err := rows.Scan(dst...); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, strings.Join(vals, " "))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // FindingKeys renders an audit's findings as "host kind from-to file?" lines.
