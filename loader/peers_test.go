@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"database/sql"
 	"fmt"
 	"strings"
 	"testing"
@@ -127,29 +128,12 @@ func TestViewPeerConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	var plan strings.Builder
-	ex, err := db.Query(`EXPLAIN SELECT * FROM peer_connections WHERE client_host = 'alpha'`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cols, _ := ex.Columns()
-	for ex.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := ex.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
+	servertest.EachRow(t, db, `EXPLAIN SELECT * FROM peer_connections WHERE client_host = 'alpha'`, nil, func(cols []string, vals []sql.NullString) {
 		for i, v := range vals {
-			if b, ok := v.([]byte); ok {
-				v = string(b)
-			}
-			fmt.Fprintf(&plan, "%s=%v ", cols[i], v)
+			fmt.Fprintf(&plan, "%s=%s ", cols[i], v.String)
 		}
 		plan.WriteString("\n")
-	}
-	ex.Close()
+	})
 	if !strings.Contains(plan.String(), "key=local_end") {
 		t.Errorf("peer_connections does not use the local_end index:\n%s", plan.String())
 	}

@@ -174,22 +174,8 @@ func explain(t testing.TB, db *sql.DB, s Statement) []planRow {
 			t.Fatalf("%s: set @%s: %v", s.Name, p.Name, err)
 		}
 	}
-	rows, err := conn.QueryContext(ctx, "EXPLAIN "+s.SQL)
-	if err != nil {
-		t.Fatalf("%s: EXPLAIN: %v", s.Name, err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
 	var out []planRow
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
+	servertest.EachRow(t, conn, "EXPLAIN "+s.SQL, nil, func(cols []string, vals []sql.NullString) {
 		var r planRow
 		for i, c := range cols {
 			switch strings.ToLower(c) {
@@ -208,10 +194,7 @@ func explain(t testing.TB, db *sql.DB, s Statement) []planRow {
 			}
 		}
 		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	})
 	return out
 }
 

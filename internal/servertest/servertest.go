@@ -280,22 +280,26 @@ func NewDB(t testing.TB, open func(dsn string) (*sql.DB, error)) (*sql.DB, strin
 	return db, dsn
 }
 
-// Lines returns the rows of query, each as its columns' text joined by
-// single spaces; a NULL column fails the test.
-func Lines(t testing.TB, db *sql.DB, query string, args ...any) []string {
+// Queryer is a *sql.DB, *sql.Conn or *sql.Tx.
+type Queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// EachRow runs query and calls row with the column names and each row's
+// values as text (Valid false for NULL).
+func EachRow(t testing.TB, db Queryer, query string, args []any, row func(cols []string, vals []sql.NullString)) {
 	t.Helper()
 	rows, err := db.QueryContext(t.Context(), query, args...)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", query, err)
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
 	for rows.Next() {
-		vals := make([]string, len(cols))
+		vals := make([]sql.NullString, len(cols))
 		dst := make([]any, len(cols))
 		for i := range vals {
 			dst[i] = &vals[i]
@@ -303,11 +307,28 @@ func Lines(t testing.TB, db *sql.DB, query string, args ...any) []string {
 		if err := rows.Scan(dst...); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, strings.Join(vals, " "))
+		row(cols, vals)
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Lines returns the rows of query, each as its columns' text joined by
+// single spaces; a NULL column fails the test.
+func Lines(t testing.TB, db *sql.DB, query string, args ...any) []string {
+	t.Helper()
+	var out []string
+	EachRow(t, db, query, args, func(cols []string, vals []sql.NullString) {
+		line := make([]string, len(vals))
+		for i, v := range vals {
+			if !v.Valid {
+				t.Fatalf("%s: column %s is NULL", query, cols[i])
+			}
+			line[i] = v.String
+		}
+		out = append(out, strings.Join(line, " "))
+	})
 	return out
 }
 
