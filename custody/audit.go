@@ -165,6 +165,9 @@ type AuditOptions struct {
 	// StateDir is the server's state directory: the inbox explains holes,
 	// the registry has the keys and the archive the files. "" skips both.
 	StateDir statedir.Dir
+	// Registry has the hosts' signing keys; default: the files under
+	// StateDir.
+	Registry registry.Store
 	// Archive re-verifies every archived segment file against the host's
 	// registered signing key and the ledger's digest. Needs StateDir.
 	Archive bool
@@ -549,7 +552,11 @@ func holeDetail(lo, hi uint64, quarantined map[uint64][]string) string {
 func auditArchive(ctx context.Context, db *sql.DB, opt AuditOptions, host string, ledger []ledgerRow, ha *HostAudit, add func(Finding)) error {
 	dirs := opt.StateDir.Host(host)
 	var pub ed25519.PublicKey
-	h, err := registry.Load(opt.StateDir, host)
+	reg := opt.Registry
+	if reg == nil {
+		reg = registry.NewFiles(opt.StateDir)
+	}
+	h, err := reg.Host(host)
 	if err == nil {
 		pub, err = h.SigningPublicKey()
 	}

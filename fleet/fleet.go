@@ -31,6 +31,18 @@ type Map struct {
 	// Head, if set, is a Spider head over the shards (pofr-server head
 	// apply builds it; query, export and ui read through it).
 	Head *Head `json:"head,omitempty"`
+	// Registry, if set, keeps the host registry (hosts, keys, registration
+	// requests, tokens, shard assignments) in MariaDB, shared by every
+	// receiver, loader and admin command that reads this map; otherwise
+	// each server keeps it in files under its state directory.
+	Registry *Registry `json:"registry,omitempty"`
+}
+
+// Registry names the MariaDB database that holds the shared registry.
+type Registry struct {
+	// DSNFile holds the DSN of an account that may create the registry's
+	// tables (at first use) and read and write them.
+	DSNFile string `json:"dsn_file"`
 }
 
 // Shard is one MariaDB server (or Galera cluster) holding some hosts.
@@ -130,6 +142,9 @@ func (m *Map) Validate() error {
 	if m.Head != nil && m.Head.AdminDSNFile == "" {
 		return errors.New("shard map: head: admin_dsn_file is required")
 	}
+	if m.Registry != nil && m.Registry.DSNFile == "" {
+		return errors.New("shard map: registry: dsn_file is required")
+	}
 	return nil
 }
 
@@ -174,6 +189,9 @@ func (m *Map) resolve(dir string) {
 	if m.Head != nil {
 		abs(&m.Head.AdminDSNFile)
 		abs(&m.Head.ReaderDSNFile)
+	}
+	if m.Registry != nil {
+		abs(&m.Registry.DSNFile)
 	}
 }
 

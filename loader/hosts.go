@@ -14,7 +14,7 @@ import (
 // syncHosts copies the registry into the hosts table and returns the hosts
 // by id.
 func (l *Loader) syncHosts(ctx context.Context) (map[string]*registry.Host, error) {
-	hosts, err := registry.List(l.opt.StateDir)
+	hosts, err := l.opt.Registry.Hosts()
 	if err != nil {
 		return nil, err
 	}

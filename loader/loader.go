@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/spool"
 )
@@ -70,6 +71,9 @@ type Options struct {
 	FailoverDSNs []string
 	// StateDir is the server's state directory (inbox/, archive/, …).
 	StateDir statedir.Dir
+	// Registry is where the hosts are registered (registry.DB when several
+	// receivers share it); default: the files under StateDir.
+	Registry registry.Store
 	// Workers is the number of segments loaded at once; 0 means
 	// runtime.NumCPU().
 	Workers int
@@ -216,6 +220,9 @@ func New(opt Options) (*Loader, error) {
 	}
 	if opt.MaxSegmentBytes > mem.maxFile {
 		return nil, fmt.Errorf("new loader: max segment size %d bytes exceeds a quarter of max memory (%d bytes)", opt.MaxSegmentBytes, opt.MaxMemory)
+	}
+	if opt.Registry == nil {
+		opt.Registry = registry.NewFiles(opt.StateDir)
 	}
 	l := &Loader{opt: opt, log: opt.Log, mem: mem}
 	if l.log == nil {

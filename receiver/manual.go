@@ -35,7 +35,7 @@ type ManualHost struct {
 // AddManual adds h to the registry as an active host. It refuses an id
 // already registered (active or revoked: ids are never reused) and keys that
 // an active host already uses.
-func AddManual(state statedir.Dir, h ManualHost, now time.Time) (*registry.Host, error) {
+func AddManual(reg registry.Store, h ManualHost, now time.Time) (out *registry.Host, err error) {
 	if !spool.ValidHostID(h.HostID) {
 		return nil, fmt.Errorf("add host %q: invalid host id (lower-case letters, digits and dashes, at most 63)", h.HostID)
 	}
@@ -50,12 +50,15 @@ func AddManual(state statedir.Dir, h ManualHost, now time.Time) (*registry.Host,
 	if bytes.Equal(upload.Marshal(), signing.Marshal()) {
 		return nil, fmt.Errorf("add host %s: the upload and signing keys are the same key", h.HostID)
 	}
-	unlock, err := lockState(state)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	hosts, err := registry.List(state)
+	err = reg.Update(func(reg registry.Store) error {
+		out, err = addManual(reg, h, upload, signing, now)
+		return err
+	})
+	return out, err
+}
+
+func addManual(reg registry.Store, h ManualHost, upload, signing ssh.PublicKey, now time.Time) (*registry.Host, error) {
+	hosts, err := reg.Hosts()
 	if err != nil {
 		return nil, err
 	}
@@ -73,13 +76,13 @@ func AddManual(state statedir.Dir, h ManualHost, now time.Time) (*registry.Host,
 		}
 	}
 	if h.Inbox != "" {
-		if err := linkInbox(state, h.HostID, h.Inbox); err != nil {
+		if err := linkInbox(reg.Local(), h.HostID, h.Inbox); err != nil {
 			return nil, fmt.Errorf("add host %s: %w", h.HostID, err)
 		}
 	}
 	r := &registry.Host{HostID: h.HostID, Facts: wire.Facts{Hostname: h.Hostname, MachineID: h.MachineID}, SSHKey: sshLine,
 		SigningKey: rawSigning, Status: registry.StatusActive, RegisteredAt: now.UTC()}
-	if err := registry.Save(state, r); err != nil {
+	if err := reg.PutHost(r); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -33,7 +33,7 @@ func TestAddManual(t *testing.T) {
 	signing, signingPub := keyLine(t)
 	chroot := t.TempDir()
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	h, err := AddManual(state, ManualHost{HostID: "web-01", Hostname: "web01.example", SSHKey: upload, SigningKey: signing, Inbox: chroot}, now)
+	h, err := AddManual(registry.NewFiles(state), ManualHost{HostID: "web-01", Hostname: "web01.example", SSHKey: upload, SigningKey: signing, Inbox: chroot}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestAddManual(t *testing.T) {
 		"inbox not a dir":   {ManualHost{HostID: "web-03", SSHKey: other, SigningKey: keyLineOnly(t), Inbox: "/etc/hostname"}, "not a directory"},
 		"inbox not present": {ManualHost{HostID: "web-03", SSHKey: other, SigningKey: keyLineOnly(t), Inbox: filepath.Join(chroot, "nope")}, "no such file"},
 	} {
-		_, err := AddManual(state, c.h, now)
+		_, err := AddManual(registry.NewFiles(state), c.h, now)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: AddManual = %v, want an error with %q", name, err, c.want)
 		}

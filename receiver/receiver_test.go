@@ -151,7 +151,7 @@ func TestAuthRefusals(t *testing.T) {
 		c.Close()
 	}
 	// A revoked host is refused.
-	if err := Revoke(f.state, "host-a", false); err != nil {
+	if err := Revoke(registry.NewFiles(f.state), "host-a", false); err != nil {
 		t.Fatal(err)
 	}
 	if c, err := f.dial("host-a", ssh.PublicKeys(f.keys["host-a"])); err == nil {
@@ -298,7 +298,7 @@ func TestSFTPSizeLimit(t *testing.T) {
 
 func TestNoShellExecPtyForwarding(t *testing.T) {
 	f := start(t, nil)
-	tok, err := CreateToken(f.state, time.Hour)
+	tok, err := CreateToken(registry.NewFiles(f.state), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +429,7 @@ func TestRegistrationRequestsRefused(t *testing.T) {
 			t.Errorf("%s: response %+v, want denied with a reason", name, r)
 		}
 	}
-	if regs, _ := ListRegistrations(f.state); len(regs) != 0 {
+	if regs, _ := ListRegistrations(registry.NewFiles(f.state)); len(regs) != 0 {
 		t.Errorf("%d requests stored, want 0", len(regs))
 	}
 	// The server still answers a good one.
@@ -545,7 +545,7 @@ func TestTokenReplaceNeedsOldKey(t *testing.T) {
 	f := start(t, func(o *Options) { o.Log = slog.New(slog.NewTextHandler(&logs, nil)) })
 	victimMachine := fmt.Sprintf("%032x", 1) // host-a's
 	replaceWith := func(key ssh.Signer) *wire.Response {
-		tok, err := CreateToken(f.state, time.Hour)
+		tok, err := CreateToken(registry.NewFiles(f.state), time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -62,8 +62,13 @@ const (
 
 // Options configure a Server.
 type Options struct {
-	// StateDir holds the host key, registry, inboxes, tokens and requests.
+	// StateDir holds the host key and the inboxes, and the registry (hosts,
+	// tokens and requests) unless Registry is set.
 	StateDir statedir.Dir
+	// Registry, if set, is where hosts, tokens and requests are kept
+	// (registry.DB: shared by several receivers); its Local must be
+	// StateDir. Default: the files under StateDir.
+	Registry registry.Store
 	// RegistrationPassword, when set, lets hosts request registration with
 	// it (an admin then approves). Without it only tokens register.
 	RegistrationPassword []byte
@@ -113,6 +118,7 @@ type Stats struct {
 // hosts and the registration endpoint.
 type Server struct {
 	opts    Options
+	reg     registry.Store
 	log     *slog.Logger
 	hostKey ssh.Signer
 	limiter *failureLimiter
@@ -208,8 +214,13 @@ func NewServer(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = registry.NewFiles(opts.StateDir)
+	}
 	return &Server{
 		opts:    opts,
+		reg:     reg,
 		log:     opts.Log,
 		hostKey: key,
 		limiter: newFailureLimiter(opts.AuthFailuresPerMinute, time.Minute),
@@ -306,7 +317,7 @@ func (s *Server) checkUploadKey(user string, key ssh.PublicKey) (*ssh.Permission
 	if !spool.ValidHostID(user) || user == wire.RegisterUser {
 		return nil, errAuth
 	}
-	h, err := registry.Load(s.opts.StateDir, user)
+	h, err := s.reg.Host(user)
 	if err != nil || h.Status != registry.StatusActive || h.SSHKey == "" {
 		return nil, errAuth
 	}
@@ -326,7 +337,7 @@ func (s *Server) checkSecret(c ssh.ConnMetadata, secret []byte) (*ssh.Permission
 	if !s.limiter.allow(time.Now()) {
 		return nil, errAuth
 	}
-	if h, ok := checkToken(s.opts.StateDir, secret, time.Now()); ok {
+	if h, ok := checkToken(s.reg, secret, time.Now()); ok {
 		return &ssh.Permissions{Extensions: map[string]string{extRole: roleReg, extAuth: string(AuthToken), extToken: h}}, nil
 	}
 	if checkPassword(s.opts.RegistrationPassword, secret) {
@@ -551,13 +562,17 @@ func (s *Server) answerRegistration(log *slog.Logger, conn *ssh.ServerConn, ch s
 	if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
 		remote = a.IP.String()
 	}
-	unlock, err := lockState(s.opts.StateDir)
-	if err != nil {
-		log.Error("registration", "err", err)
-		return deny("server error")
-	}
-	r, err := submit(s.opts.StateDir, req, Auth(perms[extAuth]), tokenHash, remote, time.Now())
-	unlock()
+	var r *Registration
+	var shard string
+	var shardErr error
+	err = s.reg.Update(func(reg registry.Store) error {
+		var err error
+		r, err = submit(reg, req, Auth(perms[extAuth]), tokenHash, remote, time.Now())
+		if err == nil && r.Status == wire.StatusGranted && s.opts.Shards != nil {
+			shard, shardErr = assignShard(reg, s.opts.Shards, r.HostID)
+		}
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, wire.ErrBadRequest) || errors.Is(err, ErrTooManyPending) {
 			return deny(err.Error())
@@ -566,9 +581,8 @@ func (s *Server) answerRegistration(log *slog.Logger, conn *ssh.ServerConn, ch s
 		return deny("server error")
 	}
 	if r.Status == wire.StatusGranted && s.opts.Shards != nil {
-		shard, err := AssignShard(s.opts.StateDir, s.opts.Shards, r.HostID)
-		if err != nil {
-			log.Error("registration: no shard assigned; the loader assigns one", "host_id", r.HostID, "err", err)
+		if shardErr != nil {
+			log.Error("registration: no shard assigned; the loader assigns one", "host_id", r.HostID, "err", shardErr)
 		} else {
 			log.Info("host assigned to shard", "host_id", r.HostID, "shard", shard)
 		}
@@ -590,7 +604,7 @@ func (s *Server) answerRegistration(log *slog.Logger, conn *ssh.ServerConn, ch s
 // deregister revokes the connected host.
 func (s *Server) deregister(log *slog.Logger, ch ssh.Channel, hostID string) uint32 {
 	resp := wire.Response{Status: wire.StatusRevoked, HostID: hostID}
-	if err := Revoke(s.opts.StateDir, hostID, false); err != nil {
+	if err := Revoke(s.reg, hostID, false); err != nil {
 		log.Error("deregister", "host", hostID, "err", err)
 		resp = wire.Response{Status: wire.StatusDenied, HostID: hostID, Reason: "server error"}
 	} else {

@@ -67,7 +67,7 @@ type dropBox struct {
 // active reports whether the host may still upload (it may have been revoked
 // since it logged in).
 func (d *dropBox) active() bool {
-	h, err := registry.Load(d.s.opts.StateDir, d.host)
+	h, err := d.s.reg.Host(d.host)
 	return err == nil && h.Status == registry.StatusActive
 }
 

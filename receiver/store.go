@@ -10,15 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/registry"
-	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/wire"
 )
@@ -26,7 +22,7 @@ import (
 // Sentinel errors of the registration store.
 var (
 	// ErrNoRequest reports an unknown registration request id.
-	ErrNoRequest = errors.New("receiver: no such registration request")
+	ErrNoRequest = registry.ErrNoRequest
 	// ErrDecided reports an approve or deny of a request already decided.
 	ErrDecided = errors.New("receiver: registration request already decided")
 	// ErrDuplicate reports a registration of a machine or key that belongs
@@ -59,8 +55,9 @@ const (
 	AuthToken    Auth = "token"    // a one-time token
 )
 
-// Registration is one registration request as the server keeps it, in
-// requests/<request_id>.json under the state directory.
+// Registration is one registration request as the server keeps it: in
+// requests/<request_id>.json under the state directory, or a row of the
+// MariaDB registry (package registry).
 type Registration struct {
 	RequestID  string      `json:"request_id"`
 	Status     wire.Status `json:"status"` // wire.StatusPending, StatusGranted or StatusDenied
@@ -83,68 +80,45 @@ type Registration struct {
 func (r *Registration) Fingerprint() string { return wire.Fingerprint(r.SSHKey) }
 
 // LoadRegistration reads one request.
-func LoadRegistration(state statedir.Dir, id string) (*Registration, error) {
-	if !wire.ValidRequestID(id) {
-		return nil, fmt.Errorf("load request %q: %w", id, ErrNoRequest)
-	}
-	b, err := os.ReadFile(state.Request(id))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("load request %s: %w", id, ErrNoRequest)
-	}
+func LoadRegistration(reg registry.Store, id string) (*Registration, error) {
+	b, err := reg.Request(id)
 	if err != nil {
-		return nil, fmt.Errorf("load request %s: %w", id, err)
+		return nil, err
 	}
 	var r Registration
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("load request %s: %w", id, err)
 	}
 	if r.RequestID != id {
-		return nil, fmt.Errorf("load request %s: file names request %q", id, r.RequestID)
+		return nil, fmt.Errorf("load request %s: record names request %q", id, r.RequestID)
 	}
 	return &r, nil
 }
 
-func saveRegistration(state statedir.Dir, r *Registration) error {
-	if err := os.MkdirAll(state.Requests(), 0o700); err != nil {
-		return fmt.Errorf("save request %s: %w", r.RequestID, err)
-	}
+func saveRegistration(reg registry.Store, r *Registration) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("save request %s: %w", r.RequestID, err)
 	}
-	return durable.WriteFile(state.Request(r.RequestID), append(b, '\n'), 0o600)
+	return reg.PutRequest(registry.Request{ID: r.RequestID, Pending: r.Status == wire.StatusPending, CreatedAt: r.CreatedAt, Record: append(b, '\n')})
 }
 
 // ListRegistrations returns every request kept, oldest first.
-func ListRegistrations(state statedir.Dir) ([]*Registration, error) {
-	ents, err := os.ReadDir(state.Requests())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+func ListRegistrations(reg registry.Store) ([]*Registration, error) {
+	bs, err := reg.Requests()
 	if err != nil {
-		return nil, fmt.Errorf("list requests: %w", err)
+		return nil, err
 	}
 	var out []*Registration
-	for _, e := range ents {
-		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || !wire.ValidRequestID(id) {
-			continue
+	for _, b := range bs {
+		var r Registration
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("list requests: %w", err)
 		}
-		r, err := LoadRegistration(state, id)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
+		out = append(out, &r)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
 	return out, nil
-}
-
-// token is a one-time registration token as stored: only its hash names the
-// file.
-type token struct {
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at"`
 }
 
 // tokenPrefix starts every token, so that it is recognisable in files.
@@ -152,7 +126,7 @@ const tokenPrefix = "pofr-"
 
 // CreateToken makes a one-time registration token valid for ttl and returns
 // it. Only its SHA-256 is stored; the token itself cannot be shown again.
-func CreateToken(state statedir.Dir, ttl time.Duration) (string, error) {
+func CreateToken(reg registry.Store, ttl time.Duration) (string, error) {
 	if ttl <= 0 {
 		return "", fmt.Errorf("create token: ttl %v must be positive", ttl)
 	}
@@ -161,12 +135,8 @@ func CreateToken(state statedir.Dir, ttl time.Duration) (string, error) {
 		return "", fmt.Errorf("create token: %w", err)
 	}
 	tok := tokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
-	if err := os.MkdirAll(state.Tokens(), 0o700); err != nil {
-		return "", fmt.Errorf("create token: %w", err)
-	}
 	now := time.Now().UTC()
-	data, _ := json.Marshal(token{CreatedAt: now, ExpiresAt: now.Add(ttl)})
-	if err := durable.WriteFile(state.Token(hashToken([]byte(tok))), data, 0o600); err != nil {
+	if err := reg.PutToken(hashToken([]byte(tok)), registry.Token{CreatedAt: now, ExpiresAt: now.Add(ttl)}); err != nil {
 		return "", fmt.Errorf("create token: %w", err)
 	}
 	return tok, nil
@@ -178,22 +148,18 @@ func hashToken(tok []byte) string {
 }
 
 // checkToken reports whether secret is an unexpired token, and returns its
-// hash. An expired token's file is removed.
-func checkToken(state statedir.Dir, secret []byte, now time.Time) (string, bool) {
+// hash. An expired token is removed.
+func checkToken(reg registry.Store, secret []byte, now time.Time) (string, bool) {
 	if !strings.HasPrefix(string(secret), tokenPrefix) || len(secret) > 128 {
 		return "", false
 	}
 	h := hashToken(secret)
-	b, err := os.ReadFile(state.Token(h))
+	t, err := reg.Token(h)
 	if err != nil {
 		return "", false
 	}
-	var t token
-	if json.Unmarshal(b, &t) != nil {
-		return "", false
-	}
 	if now.After(t.ExpiresAt) {
-		os.Remove(state.Token(h))
+		reg.DeleteToken(h)
 		return "", false
 	}
 	return h, true
@@ -212,8 +178,8 @@ func checkPassword(password, secret []byte) bool {
 
 // duplicates returns the active hosts that share the request's machine id,
 // DMI uuid or upload key, with the reason.
-func duplicates(state statedir.Dir, r *Registration) ([]string, string, error) {
-	hosts, err := registry.List(state)
+func duplicates(reg registry.Store, r *Registration) ([]string, string, error) {
+	hosts, err := reg.Hosts()
 	if err != nil {
 		return nil, "", err
 	}
@@ -244,10 +210,10 @@ func duplicates(state statedir.Dir, r *Registration) ([]string, string, error) {
 
 // notOwnedBy returns the hosts among ids whose upload key is not the
 // request's (whose possession the request proved).
-func notOwnedBy(state statedir.Dir, ids []string, r *Registration) []string {
+func notOwnedBy(reg registry.Store, ids []string, r *Registration) []string {
 	var out []string
 	for _, id := range ids {
-		h, err := registry.Load(state, id)
+		h, err := reg.Host(id)
 		if err != nil || h.SSHKey == "" || wire.Fingerprint(h.SSHKey) != r.Fingerprint() {
 			out = append(out, id)
 		}
@@ -258,9 +224,9 @@ func notOwnedBy(state statedir.Dir, ids []string, r *Registration) []string {
 // submit records a request from the network and decides it when it can:
 // a token approves it, a duplicate without replace denies it, anything else
 // waits for an admin. A request id seen before answers with its state (and a
-// token may approve a pending one). Call with the state lock held.
-func submit(state statedir.Dir, req *wire.Request, auth Auth, tokenHash, remote string, now time.Time) (*Registration, error) {
-	r, err := LoadRegistration(state, req.RequestID)
+// token may approve a pending one). Call inside reg.Update.
+func submit(reg registry.Store, req *wire.Request, auth Auth, tokenHash, remote string, now time.Time) (*Registration, error) {
+	r, err := LoadRegistration(reg, req.RequestID)
 	switch {
 	case err == nil:
 		if wire.Fingerprint(r.SSHKey) != wire.Fingerprint(req.SSHKey) {
@@ -270,7 +236,7 @@ func submit(state statedir.Dir, req *wire.Request, auth Auth, tokenHash, remote 
 			return r, nil
 		}
 		r.Auth = auth
-		return decide(state, r, tokenHash, now)
+		return decide(reg, r, tokenHash, now)
 	case !errors.Is(err, ErrNoRequest):
 		return nil, err
 	}
@@ -288,7 +254,7 @@ func submit(state statedir.Dir, req *wire.Request, auth Auth, tokenHash, remote 
 	// A duplicate without replace is denied at once and not stored: the
 	// answer tells the host, the log the admin, and a stranger repeating it
 	// cannot fill the disk.
-	dups, why, err := duplicates(state, r)
+	dups, why, err := duplicates(reg, r)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +262,7 @@ func submit(state statedir.Dir, req *wire.Request, auth Auth, tokenHash, remote 
 		r.Status, r.Reason, r.DecidedAt, r.DecidedBy = wire.StatusDenied, "duplicate machine: "+why+"; register with --replace to replace it", now.UTC(), ByServer
 		return r, nil
 	}
-	pending, err := countPending(state)
+	pending, err := reg.CountPending()
 	if err != nil {
 		return nil, err
 	}
@@ -304,49 +270,49 @@ func submit(state statedir.Dir, req *wire.Request, auth Auth, tokenHash, remote 
 		return nil, ErrTooManyPending
 	}
 	if tokenHash != "" {
-		return decide(state, r, tokenHash, now)
+		return decide(reg, r, tokenHash, now)
 	}
-	return r, saveRegistration(state, r)
+	return r, saveRegistration(reg, r)
 }
 
 // decide approves r with a token, or denies it as a duplicate.
-func decide(state statedir.Dir, r *Registration, tokenHash string, now time.Time) (*Registration, error) {
-	dups, why, err := duplicates(state, r)
+func decide(reg registry.Store, r *Registration, tokenHash string, now time.Time) (*Registration, error) {
+	dups, why, err := duplicates(reg, r)
 	if err != nil {
 		return nil, err
 	}
 	if len(dups) > 0 && !r.Replace {
 		r.Status, r.Reason, r.DecidedAt, r.DecidedBy = wire.StatusDenied, "duplicate machine: "+why+"; register with --replace to replace it", now.UTC(), ByServer
-		return r, saveRegistration(state, r)
+		return r, saveRegistration(reg, r)
 	}
 	// A token approves a new host, and the replacement of a host only when
 	// the request proved possession of that host's upload key (the same
 	// machine registering again with its kept keys). Anyone who read another
 	// host's machine-id could otherwise revoke it: that waits for an admin.
-	if foreign := notOwnedBy(state, dups, r); len(foreign) > 0 {
+	if foreign := notOwnedBy(reg, dups, r); len(foreign) > 0 {
 		r.Reason = fmt.Sprintf("replacing host %s needs an administrator's approval (the request is not signed by its upload key)", strings.Join(foreign, ", "))
-		return r, saveRegistration(state, r)
+		return r, saveRegistration(reg, r)
 	}
 	// One-time: the token file goes before the grant is written; if it is
 	// gone already, another request used it and this one waits for an admin.
-	if err := os.Remove(state.Token(tokenHash)); err != nil {
-		return r, saveRegistration(state, r)
+	if ok, err := reg.DeleteToken(tokenHash); err != nil || !ok {
+		return r, saveRegistration(reg, r)
 	}
-	if err := grant(state, r, dups, ByToken, now); err != nil {
+	if err := grant(reg, r, dups, ByToken, now); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
 // grant assigns a host id, revokes the hosts r replaces and writes the
-// registry. Call with the state lock held.
-func grant(state statedir.Dir, r *Registration, replaces []string, by Decider, now time.Time) error {
+// registry. Call inside reg.Update.
+func grant(reg registry.Store, r *Registration, replaces []string, by Decider, now time.Time) error {
 	for _, id := range replaces {
-		if err := revoke(state, id, false); err != nil {
+		if err := revoke(reg, id, false); err != nil {
 			return err
 		}
 	}
-	id, err := newHostID(state, r.Facts.Hostname)
+	id, err := newHostID(reg, r.Facts.Hostname)
 	if err != nil {
 		return err
 	}
@@ -359,16 +325,16 @@ func grant(state statedir.Dir, r *Registration, replaces []string, by Decider, n
 		RegisteredAt: now.UTC(),
 		LastIP:       r.RemoteAddr,
 	}
-	if err := registry.Save(state, h); err != nil {
+	if err := reg.PutHost(h); err != nil {
 		return err
 	}
 	r.Status, r.HostID, r.DecidedAt, r.DecidedBy, r.Replaces, r.Reason = wire.StatusGranted, id, now.UTC(), by, replaces, ""
-	return saveRegistration(state, r)
+	return saveRegistration(reg, r)
 }
 
 // newHostID derives an unused host id from the hostname's first label and a
 // random suffix: "web-01-3fa9c2", or "h-3fa9c2d1" for an unusable name.
-func newHostID(state statedir.Dir, hostname string) (string, error) {
+func newHostID(reg registry.Store, hostname string) (string, error) {
 	base := registry.IDBase(hostname)
 	for range 10 {
 		var b [4]byte
@@ -382,91 +348,32 @@ func newHostID(state statedir.Dir, hostname string) (string, error) {
 		if !spool.ValidHostID(id) {
 			continue
 		}
-		if _, err := os.Stat(state.Host(id).Dir); errors.Is(err, os.ErrNotExist) {
-			return id, nil
+		_, err := reg.Host(id)
+		if errors.Is(err, registry.ErrNotFound) {
+			if _, err := os.Stat(reg.Local().Host(id).Dir); errors.Is(err, os.ErrNotExist) {
+				return id, nil
+			}
+		} else if err != nil {
+			return "", fmt.Errorf("new host id: %w", err)
 		}
 	}
 	return "", errors.New("new host id: no free id after 10 tries")
-}
-
-// statusIndex remembers the status of each request file by its size and
-// modification time, so that counting the pending requests at every new
-// request stats the files instead of reading them all.
-var statusIndex = struct {
-	sync.Mutex
-	m map[string]indexedStatus // path → status
-}{m: map[string]indexedStatus{}}
-
-type indexedStatus struct {
-	size   int64
-	mtime  time.Time
-	status wire.Status
-}
-
-// countPending counts the pending requests, reading only the files that
-// changed since the last count.
-func countPending(state statedir.Dir) (int, error) {
-	dir := state.Requests()
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("count pending requests: %w", err)
-	}
-	statusIndex.Lock()
-	defer statusIndex.Unlock()
-	seen := make(map[string]bool, len(ents))
-	n := 0
-	for _, e := range ents {
-		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || !wire.ValidRequestID(id) {
-			continue
-		}
-		fi, err := e.Info()
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return 0, fmt.Errorf("count pending requests: %w", err)
-		}
-		p := filepath.Join(dir, e.Name())
-		seen[p] = true
-		ix, ok := statusIndex.m[p]
-		if !ok || ix.size != fi.Size() || !ix.mtime.Equal(fi.ModTime()) {
-			r, err := LoadRegistration(state, id)
-			if err != nil {
-				return 0, err
-			}
-			ix = indexedStatus{size: fi.Size(), mtime: fi.ModTime(), status: r.Status}
-			statusIndex.m[p] = ix
-		}
-		if ix.status == wire.StatusPending {
-			n++
-		}
-	}
-	for p := range statusIndex.m {
-		if strings.HasPrefix(p, dir+string(filepath.Separator)) && !seen[p] {
-			delete(statusIndex.m, p)
-		}
-	}
-	return n, nil
 }
 
 // Approve grants a pending request as an admin: it assigns the host id,
 // writes the registry and, when the request asked to replace a duplicate,
 // revokes the hosts it replaces. A duplicate without replace is refused with
 // ErrDuplicate and stays pending.
-func Approve(state statedir.Dir, requestID string) (*Registration, error) {
-	return decidePending(state, requestID, "approve", func(r *Registration) (*Registration, error) {
-		dups, why, err := duplicates(state, r)
+func Approve(reg registry.Store, requestID string) (*Registration, error) {
+	return decidePending(reg, requestID, "approve", func(reg registry.Store, r *Registration) (*Registration, error) {
+		dups, why, err := duplicates(reg, r)
 		if err != nil {
 			return nil, err
 		}
 		if len(dups) > 0 && !r.Replace {
 			return r, fmt.Errorf("approve %s: %w: %s", requestID, ErrDuplicate, why)
 		}
-		if err := grant(state, r, dups, ByAdmin, time.Now()); err != nil {
+		if err := grant(reg, r, dups, ByAdmin, time.Now()); err != nil {
 			return nil, fmt.Errorf("approve %s: %w", requestID, err)
 		}
 		return r, nil
@@ -474,59 +381,55 @@ func Approve(state statedir.Dir, requestID string) (*Registration, error) {
 }
 
 // Deny refuses a pending request with a reason the host will print.
-func Deny(state statedir.Dir, requestID, reason string) (*Registration, error) {
-	return decidePending(state, requestID, "deny", func(r *Registration) (*Registration, error) {
+func Deny(reg registry.Store, requestID, reason string) (*Registration, error) {
+	return decidePending(reg, requestID, "deny", func(reg registry.Store, r *Registration) (*Registration, error) {
 		if reason == "" {
 			reason = "denied by the server's administrator"
 		}
 		r.Status, r.Reason, r.DecidedAt, r.DecidedBy = wire.StatusDenied, reason, time.Now().UTC(), ByAdmin
-		return r, saveRegistration(state, r)
+		return r, saveRegistration(reg, r)
 	})
 }
 
 // decidePending hands an admin's decision the pending request requestID,
-// loaded under the state lock; a request already decided is refused with
+// loaded inside reg.Update; a request already decided is refused with
 // ErrDecided (verb names the decision in the error).
-func decidePending(state statedir.Dir, requestID, verb string, decide func(*Registration) (*Registration, error)) (*Registration, error) {
-	unlock, err := lockState(state)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	r, err := LoadRegistration(state, requestID)
-	if err != nil {
-		return nil, err
-	}
-	if r.Status != wire.StatusPending {
-		return r, fmt.Errorf("%s %s: %w (%s)", verb, requestID, ErrDecided, r.Status)
-	}
-	return decide(r)
+func decidePending(reg registry.Store, requestID, verb string, decide func(registry.Store, *Registration) (*Registration, error)) (*Registration, error) {
+	var out *Registration
+	err := reg.Update(func(reg registry.Store) error {
+		r, err := LoadRegistration(reg, requestID)
+		if err != nil {
+			return err
+		}
+		if r.Status != wire.StatusPending {
+			out = r
+			return fmt.Errorf("%s %s: %w (%s)", verb, requestID, ErrDecided, r.Status)
+		}
+		out, err = decide(reg, r)
+		return err
+	})
+	return out, err
 }
 
 // Revoke deregisters a host: its status becomes revoked and its upload key
 // is removed, so it can no longer log in. With purge its inbox, archive and
 // quarantine directories are deleted too; rows already in the database are
 // the loader's to keep or remove.
-func Revoke(state statedir.Dir, hostID string, purge bool) error {
-	unlock, err := lockState(state)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	return revoke(state, hostID, purge)
+func Revoke(reg registry.Store, hostID string, purge bool) error {
+	return reg.Update(func(reg registry.Store) error { return revoke(reg, hostID, purge) })
 }
 
-func revoke(state statedir.Dir, hostID string, purge bool) error {
-	h, err := registry.Load(state, hostID)
+func revoke(reg registry.Store, hostID string, purge bool) error {
+	h, err := reg.Host(hostID)
 	if err != nil {
 		return fmt.Errorf("revoke host: %w", err)
 	}
 	h.Status, h.SSHKey = registry.StatusRevoked, ""
-	if err := registry.Save(state, h); err != nil {
+	if err := reg.PutHost(h); err != nil {
 		return fmt.Errorf("revoke host %s: %w", hostID, err)
 	}
 	if purge {
-		d := state.Host(hostID)
+		d := reg.Local().Host(hostID)
 		for _, dir := range []string{d.Inbox, d.Archive, d.Quarantine} {
 			if err := os.RemoveAll(dir); err != nil {
 				return fmt.Errorf("purge host %s: %w", hostID, err)

@@ -21,7 +21,7 @@ func TestDuplicateDenialsNotStored(t *testing.T) {
 		Status: registry.StatusActive, RegisteredAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := CreateToken(state, time.Hour)
+	tok, err := CreateToken(registry.NewFiles(state), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestDuplicateDenialsNotStored(t *testing.T) {
 		if i%2 == 1 {
 			auth, hash = AuthToken, hashToken([]byte(tok))
 		}
-		r, err := submit(state, req, auth, hash, "192.0.2.1", now)
+		r, err := submit(registry.NewFiles(state), req, auth, hash, "192.0.2.1", now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,18 +58,18 @@ func TestCountPendingFollowsChanges(t *testing.T) {
 	for i := range 3 {
 		req := &wire.Request{Version: wire.Version, RequestID: fmt.Sprintf("%032x", i+1),
 			Facts: wire.Facts{Hostname: "x", MachineID: fmt.Sprintf("%032x", i+1)}, SSHKey: "ssh-ed25519 AAAA", SigningKey: make([]byte, 32)}
-		if _, err := submit(state, req, AuthPassword, "", "", now); err != nil {
+		if _, err := submit(registry.NewFiles(state), req, AuthPassword, "", "", now); err != nil {
 			t.Fatal(err)
 		}
 	}
 	count := func(want int) {
 		t.Helper()
-		if n, err := countPending(state); err != nil || n != want {
+		if n, err := registry.NewFiles(state).CountPending(); err != nil || n != want {
 			t.Errorf("countPending = %d, %v; want %d", n, err, want)
 		}
 	}
 	count(3)
-	if _, err := Deny(state, fmt.Sprintf("%032x", 1), ""); err != nil {
+	if _, err := Deny(registry.NewFiles(state), fmt.Sprintf("%032x", 1), ""); err != nil {
 		t.Fatal(err)
 	}
 	count(2)

@@ -26,7 +26,7 @@ func sshFingerprint(k ssh.PublicKey) string { return ssh.FingerprintSHA256(k) }
 // register registers a host with a fresh token and returns its config dir.
 func registerWithToken(t *testing.T, s *testServer, facts uplink.HostFacts, replace bool) (string, *uplink.Result) {
 	t.Helper()
-	tok, err := receiver.CreateToken(s.state, time.Hour)
+	tok, err := receiver.CreateToken(registry.NewFiles(s.state), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func registerWithToken(t *testing.T, s *testServer, facts uplink.HostFacts, repl
 // token, keeping its keys.
 func registerAgain(t *testing.T, s *testServer, dir string, facts uplink.HostFacts) *uplink.Result {
 	t.Helper()
-	tok, err := receiver.CreateToken(s.state, time.Hour)
+	tok, err := receiver.CreateToken(registry.NewFiles(s.state), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestRegisterPasswordPendingApprove(t *testing.T) {
 	if len(asked) != 1 {
 		t.Errorf("Confirm asked %d times, want once (the key is pinned in pending.json)", len(asked))
 	}
-	regs, err := receiver.ListRegistrations(s.state)
+	regs, err := receiver.ListRegistrations(registry.NewFiles(s.state))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,11 +200,11 @@ func TestRegisterPasswordPendingApprove(t *testing.T) {
 		t.Fatalf("ListRegistrations = %+v, want the one pending request", regs)
 	}
 
-	r, err := receiver.Approve(s.state, res.RequestID)
+	r, err := receiver.Approve(registry.NewFiles(s.state), res.RequestID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := receiver.Approve(s.state, res.RequestID); !errors.Is(err, receiver.ErrDecided) {
+	if _, err := receiver.Approve(registry.NewFiles(s.state), res.RequestID); !errors.Is(err, receiver.ErrDecided) {
 		t.Errorf("second Approve: %v, want ErrDecided", err)
 	}
 	res3, err := uplink.Register(ctx, opts)
@@ -236,10 +236,10 @@ func TestRegisterWaitSeesApproval(t *testing.T) {
 	// An admin approves whatever is pending, from another goroutine.
 	go func() {
 		for ctx.Err() == nil {
-			regs, _ := receiver.ListRegistrations(s.state)
+			regs, _ := receiver.ListRegistrations(registry.NewFiles(s.state))
 			for _, r := range regs {
 				if r.Status == "pending" {
-					receiver.Approve(s.state, r.RequestID)
+					receiver.Approve(registry.NewFiles(s.state), r.RequestID)
 					return
 				}
 			}
@@ -272,7 +272,7 @@ func TestRegisterDenied(t *testing.T) {
 		t.Fatalf("Register = %+v, %v; want pending", res, err)
 	}
 	const reason = "laptops are not monitored"
-	if _, err := receiver.Deny(s.state, res.RequestID, reason); err != nil {
+	if _, err := receiver.Deny(registry.NewFiles(s.state), res.RequestID, reason); err != nil {
 		t.Fatal(err)
 	}
 	res, err = uplink.Register(ctx, opts)
@@ -341,7 +341,7 @@ func TestRegisterDuplicateAndReplace(t *testing.T) {
 	if err != nil || res.Status != uplink.StatusPending {
 		t.Fatalf("password replace = %+v, %v; want pending", res, err)
 	}
-	r, err := receiver.Approve(s.state, res.RequestID)
+	r, err := receiver.Approve(registry.NewFiles(s.state), res.RequestID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func TestRegisterHostKeyChecks(t *testing.T) {
 	if _, err := uplink.Register(ctx, o); !errors.Is(err, uplink.ErrAuth) {
 		t.Errorf("Register with a wrong password: %v, want ErrAuth", err)
 	}
-	if regs, _ := receiver.ListRegistrations(s.state); len(regs) != 0 {
+	if regs, _ := receiver.ListRegistrations(registry.NewFiles(s.state)); len(regs) != 0 {
 		t.Errorf("%d requests stored from refused connections, want 0", len(regs))
 	}
 }

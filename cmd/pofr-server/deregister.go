@@ -7,6 +7,7 @@ import (
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/receiver"
 )
@@ -14,6 +15,7 @@ import (
 // deregisterCommand is "pofr-server deregister".
 func deregisterCommand() *cli.Command {
 	var stateDir statedir.Dir
+	var fset *flag.FlagSet
 	var dsnFile string
 	var purge, purgeRows bool
 	var batch int
@@ -43,6 +45,7 @@ Exit codes: 0 revoked (and purged); 1 error (unknown host, database); 2 usage.
 
 Example: pofr-server deregister --purge-rows --dsn-file /etc/pofr-server/admin.dsn web-3`,
 		Flags: func(fs *flag.FlagSet) {
+			fset = fs
 			stateDirFlag(fs, &stateDir, "server state `dir`ectory")
 			fs.BoolVar(&purge, "purge", false, "also delete the host's inbox, archive and quarantine")
 			fs.BoolVar(&purgeRows, "purge-rows", false, "also delete the host's rows from the database (needs --dsn-file)")
@@ -77,7 +80,7 @@ Example: pofr-server deregister --purge-rows --dsn-file /etc/pofr-server/admin.d
 				}
 				purgeHost = func() (map[string]int64, error) { return custody.PurgeHost(ctx, db, host, batch, env.Log) }
 			}
-			if err := receiver.Revoke(stateDir, host, purge); err != nil {
+			if err := registryOf(ctx, fset, stateDir, func(reg registry.Store) error { return receiver.Revoke(reg, host, purge) }); err != nil {
 				return err
 			}
 			fmt.Fprintf(env.Stdout, "revoked %s\n", host)

@@ -10,7 +10,6 @@ import (
 	"github.com/pofr/pofr/fleet"
 	"github.com/pofr/pofr/internal/cli"
 	"github.com/pofr/pofr/internal/registry"
-	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/receiver"
 )
@@ -31,15 +30,15 @@ func selectShards(m *fleet.Map, name string) ([]fleet.Shard, error) {
 // registry assigns to it (a host without a shard is assigned one now), and
 // hosts unknown to the registry when name is the map's first shard (its
 // loader quarantines them).
-func shardHosts(state statedir.Dir, m *fleet.Map, name string) func(string) bool {
+func shardHosts(reg registry.Store, m *fleet.Map, name string) func(string) bool {
 	return func(id string) bool {
-		h, err := registry.Load(state, id)
+		h, err := reg.Host(id)
 		if err != nil {
 			return name == m.Shards[0].Name
 		}
 		s := h.Shard
 		if s == "" {
-			if s, err = receiver.AssignShard(state, m, id); err != nil {
+			if s, err = receiver.AssignShard(reg, m, id); err != nil {
 				return false
 			}
 		}
@@ -71,7 +70,7 @@ func (o *loadOptions) runShards(ctx context.Context, env *cli.Env, m *fleet.Map,
 		opt := base
 		opt.Log = env.Log.With("shard", s.Name)
 		opt.LockFile = filepath.Join(o.stateDir.String(), "load-"+s.Name+".lock")
-		opt.Hosts = shardHosts(o.stateDir, m, s.Name)
+		opt.Hosts = shardHosts(base.Registry, m, s.Name)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

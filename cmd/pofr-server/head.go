@@ -56,7 +56,12 @@ Exit codes: 0 applied, 1 error, 2 usage.`,
 			if m.Head == nil {
 				return fmt.Errorf("%s has no head", path)
 			}
-			stmts, err := headStatements(ctx, m, stateDir)
+			reg, closeReg, err := openRegistry(ctx, stateDir, m)
+			if err != nil {
+				return err
+			}
+			defer closeReg()
+			stmts, err := headStatements(ctx, m, reg)
 			if err != nil {
 				return err
 			}
@@ -83,7 +88,7 @@ Exit codes: 0 applied, 1 error, 2 usage.`,
 
 // headStatements builds the head's statements from the first shard's schema
 // and the registry's assignment of hosts to shards.
-func headStatements(ctx context.Context, m *fleet.Map, state statedir.Dir) ([]string, error) {
+func headStatements(ctx context.Context, m *fleet.Map, reg registry.Store) ([]string, error) {
 	sdb, err := openDSNFile(m.Shards[0].AdminDSNFile)
 	if err != nil {
 		return nil, err
@@ -93,7 +98,7 @@ func headStatements(ctx context.Context, m *fleet.Map, state statedir.Dir) ([]st
 	if err != nil {
 		return nil, fmt.Errorf("shard %s: %w", m.Shards[0].Name, err)
 	}
-	hosts, err := registry.List(state)
+	hosts, err := reg.Hosts()
 	if err != nil {
 		return nil, err
 	}

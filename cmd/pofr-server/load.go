@@ -133,14 +133,19 @@ func (o *loadOptions) run(ctx context.Context, env *cli.Env, args []string) erro
 		return cli.Usagef("--shard needs a shard map (--shards)")
 	}
 	debug.SetMemoryLimit(maxMem)
+	reg, closeReg, err := openRegistry(ctx, o.stateDir, m)
+	if err != nil {
+		return err
+	}
+	defer closeReg()
 	if m != nil {
-		return o.runShards(ctx, env, m, loader.Options{StateDir: o.stateDir, Workers: o.workers, Encoding: enc, MaxMemory: maxMem})
+		return o.runShards(ctx, env, m, loader.Options{StateDir: o.stateDir, Registry: reg, Workers: o.workers, Encoding: enc, MaxMemory: maxMem})
 	}
 	dsn, err := readDSNFile(o.dsnFile)
 	if err != nil {
 		return err
 	}
-	opt := loader.Options{DSN: dsn, StateDir: o.stateDir, Workers: o.workers, Log: env.Log, Encoding: enc, MaxMemory: maxMem}
+	opt := loader.Options{DSN: dsn, StateDir: o.stateDir, Registry: reg, Workers: o.workers, Log: env.Log, Encoding: enc, MaxMemory: maxMem}
 	if f, ok := env.Stderr.(*os.File); ok && !o.noProgress && o.watch == 0 && term.IsTerminal(int(f.Fd())) {
 		opt.Progress = &progressBar{w: f}
 	}

@@ -5,7 +5,11 @@
 // See 'pofr-server --help' and the README for the commands.
 package main
 
-import "github.com/pofr/pofr/internal/cli"
+import (
+	"flag"
+
+	"github.com/pofr/pofr/internal/cli"
+)
 
 const prog = "pofr-server"
 
@@ -18,7 +22,7 @@ func newApp() *cli.App {
 		loadCommand(),
 		perShard(verifyCommand(), loaderDSN),
 		perShard(retentionCommand(), adminDSN),
-		perShard(deregisterCommand(), adminDSN),
+		perShardWhen(deregisterCommand(), adminDSN, func(fs *flag.FlagSet) bool { return fs.Lookup("purge-rows").Value.String() == "true" }),
 		exportCommand(),
 		tokenCommand(),
 		uiCommand(),
@@ -28,6 +32,7 @@ func newApp() *cli.App {
 	cmds = append(cmds, registrationsCommands()...)
 	cmds = append(cmds, schemaCommands()...)
 	cmds = append(cmds, shardsCommands()...)
+	cmds = append(cmds, registryCommands()...)
 	cmds = append(cmds, queryCommands()...)
 	return &cli.App{
 		Prog:     prog,

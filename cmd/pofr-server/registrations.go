@@ -28,6 +28,7 @@ func registrationsCommands() []*cli.Command {
 	var shardsFile, pinShard string
 	stateFlag := func(fs *flag.FlagSet) {
 		stateDirFlag(fs, &stateDir, "server state `dir`ectory")
+		shardsFlag(fs, &shardsFile)
 	}
 	cmds = append(cmds, &cli.Command{
 		Name:    "registrations list",
@@ -40,7 +41,11 @@ func registrationsCommands() []*cli.Command {
 		},
 		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			rs, err := receiver.ListRegistrations(stateDir)
+			var rs []*receiver.Registration
+			err := withRegistry(ctx, stateDir, shardsFile, func(reg registry.Store) (err error) {
+				rs, err = receiver.ListRegistrations(reg)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -61,21 +66,21 @@ refused unless the host asked to replace it; then the old host is revoked.
 Exit codes: 0 approved, 1 error (unknown, decided or duplicate request).`,
 		Flags: func(fs *flag.FlagSet) {
 			stateFlag(fs)
-			shardsFlag(fs, &shardsFile)
 			fs.StringVar(&pinShard, "shard", "", "with a shard map: pin the new host to shard `name` (default: least-loaded)")
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
 			if len(args) != 1 {
 				return cli.Usagef("want one request id")
 			}
-			shards, err := loadShards(shardsFile)
+			reg, shards, closeReg, err := openRegistryMap(ctx, stateDir, shardsFile)
 			if err != nil {
 				return err
 			}
+			defer closeReg()
 			if pinShard != "" && (shards == nil || shards.Shard(pinShard) == nil) {
 				return cli.Usagef("--shard %q: not in a shard map", pinShard)
 			}
-			r, err := receiver.Approve(stateDir, args[0])
+			r, err := receiver.Approve(reg, args[0])
 			if err != nil {
 				return err
 			}
@@ -89,7 +94,7 @@ Exit codes: 0 approved, 1 error (unknown, decided or duplicate request).`,
 						return err
 					}
 				}
-				s, err := receiver.AssignShard(stateDir, shards, r.HostID)
+				s, err := receiver.AssignShard(reg, shards, r.HostID)
 				if err != nil {
 					return err
 				}
@@ -115,7 +120,11 @@ Exit codes: 0 approved, 1 error (unknown, decided or duplicate request).`,
 			if len(args) != 1 {
 				return cli.Usagef("want one request id")
 			}
-			r, err := receiver.Deny(stateDir, args[0], reason)
+			var r *receiver.Registration
+			err := withRegistry(ctx, stateDir, shardsFile, func(reg registry.Store) (err error) {
+				r, err = receiver.Deny(reg, args[0], reason)
+				return err
+			})
 			if err != nil {
 				if errors.Is(err, receiver.ErrNoRequest) {
 					return cli.Exit(1, err)
@@ -139,7 +148,11 @@ Exit codes: 0 listed, 1 error.`,
 		Flags:  stateFlag,
 		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			hs, err := registry.List(stateDir)
+			var hs []*registry.Host
+			err := withRegistry(ctx, stateDir, shardsFile, func(reg registry.Store) (err error) {
+				hs, err = reg.Hosts()
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -193,7 +206,11 @@ Example:
 			if man.HostID == "" || man.SSHKey == "" || man.SigningKey == "" {
 				return cli.Usagef("--host-id, --ssh-key and --signing-key are required")
 			}
-			h, err := receiver.AddManual(stateDir, man, time.Now())
+			var h *registry.Host
+			err := withRegistry(ctx, stateDir, shardsFile, func(reg registry.Store) (err error) {
+				h, err = receiver.AddManual(reg, man, time.Now())
+				return err
+			})
 			if err != nil {
 				return err
 			}

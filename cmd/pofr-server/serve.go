@@ -47,6 +47,12 @@ On a dedicated collection server run it on port 22 (move the admin's sshd
 elsewhere); next to an existing sshd use another port, e.g. 2222. See
 docs/transport.md.
 
+With a shard map whose "registry" entry names a MariaDB database, hosts,
+keys, requests and tokens are kept there, so that several serve processes
+(behind DNS or a TCP load balancer) accept every registered host; each
+keeps its inboxes and its host key in its own state directory (copy one
+host key to all of them, docs/operations.md).
+
 With --metrics-listen it serves Prometheus metrics (connections, refusals,
 segments received) on GET /metrics; see docs/operations.md.
 
@@ -78,12 +84,14 @@ Exit codes: 0 stopped by a signal, 1 error.`,
 					return fmt.Errorf("registration password in %s is shorter than 12 characters", passwordFile)
 				}
 			}
-			shards, err := loadShards(shardsFile)
+			reg, shards, closeReg, err := openRegistryMap(ctx, stateDir, shardsFile)
 			if err != nil {
 				return err
 			}
+			defer closeReg()
 			srv, err := receiver.NewServer(receiver.Options{
 				Shards:               shards,
+				Registry:             reg,
 				StateDir:             stateDir,
 				RegistrationPassword: pw,
 				MaxSegmentBytes:      maxSegment,

@@ -63,7 +63,12 @@ Exit codes: 0 listed, 1 error (no or invalid map).`,
 			if err != nil {
 				return err
 			}
-			hosts, err := registry.List(stateDir)
+			reg, closeReg, err := openRegistry(ctx, stateDir, m)
+			if err != nil {
+				return err
+			}
+			defer closeReg()
+			hosts, err := reg.Hosts()
 			if err != nil {
 				return err
 			}
@@ -153,7 +158,12 @@ Exit codes: 0 removed, 1 error, 2 usage.`,
 			if m.Shard(args[0]) == nil {
 				return fmt.Errorf("no shard %s in %s", args[0], path)
 			}
-			hosts, err := registry.List(stateDir)
+			reg, closeReg, err := openRegistry(ctx, stateDir, m)
+			if err != nil {
+				return err
+			}
+			defer closeReg()
+			hosts, err := reg.Hosts()
 			if err != nil {
 				return err
 			}
@@ -195,7 +205,12 @@ Exit codes: 0 pinned, 1 error, 2 usage.`,
 			if err != nil {
 				return err
 			}
-			h, err := registry.Load(stateDir, host)
+			reg, closeReg, err := openRegistry(ctx, stateDir, m)
+			if err != nil {
+				return err
+			}
+			defer closeReg()
+			h, err := reg.Host(host)
 			switch {
 			case errors.Is(err, registry.ErrNotFound):
 			case err != nil:
@@ -210,7 +225,7 @@ Exit codes: 0 pinned, 1 error, 2 usage.`,
 				return err
 			}
 			if h != nil {
-				if _, err := receiver.AssignShard(stateDir, m, host); err != nil {
+				if _, err := receiver.AssignShard(reg, m, host); err != nil {
 					return err
 				}
 			}
@@ -225,6 +240,13 @@ Exit codes: 0 pinned, 1 error, 2 usage.`,
 // with the DSN file pick chooses. Without a map, or with an explicit
 // --dsn-file, c runs as before.
 func perShard(c *cli.Command, pick func(fleet.Shard) string) *cli.Command {
+	return perShardWhen(c, pick, nil)
+}
+
+// perShardWhen is perShard for a command that needs a database only
+// sometimes: when when (given the parsed flags) says no, it runs once,
+// without a DSN file.
+func perShardWhen(c *cli.Command, pick func(fleet.Shard) string, when func(*flag.FlagSet) bool) *cli.Command {
 	var fs *flag.FlagSet
 	var path, only string
 	flags, run := c.Flags, c.Run
@@ -241,6 +263,12 @@ func perShard(c *cli.Command, pick func(fleet.Shard) string) *cli.Command {
 		m, err := loadShards(path)
 		if err != nil {
 			return err
+		}
+		if when != nil && !when(fs) {
+			if only != "" {
+				return cli.Usagef("--shard is only used when the command works on the database")
+			}
+			return run(ctx, env, args)
 		}
 		if m == nil || explicit {
 			if only != "" {

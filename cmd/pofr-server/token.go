@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/receiver"
 )
@@ -14,8 +15,9 @@ import (
 // tokenCommand is "pofr-server token create".
 func tokenCommand() *cli.Command {
 	var (
-		stateDir statedir.Dir
-		ttl      time.Duration
+		stateDir   statedir.Dir
+		shardsFile string
+		ttl        time.Duration
 	)
 	return &cli.Command{
 		Name:    "token create",
@@ -30,6 +32,7 @@ after --ttl or at its first successful use.
 Exit codes: 0 printed, 1 error.`,
 		Flags: func(fs *flag.FlagSet) {
 			stateDirFlag(fs, &stateDir, "server state `dir`ectory")
+			shardsFlag(fs, &shardsFile)
 			fs.DurationVar(&ttl, "ttl", 24*time.Hour, "validity of the token")
 		},
 		NoArgs: true,
@@ -37,7 +40,11 @@ Exit codes: 0 printed, 1 error.`,
 			if ttl <= 0 {
 				return cli.Usagef("--ttl must be positive")
 			}
-			tok, err := receiver.CreateToken(stateDir, ttl)
+			var tok string
+			err := withRegistry(ctx, stateDir, shardsFile, func(reg registry.Store) (err error) {
+				tok, err = receiver.CreateToken(reg, ttl)
+				return err
+			})
 			if err != nil {
 				return err
 			}

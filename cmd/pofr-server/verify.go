@@ -11,6 +11,7 @@ import (
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/loader"
 )
@@ -19,6 +20,7 @@ import (
 func verifyCommand() *cli.Command {
 	var dsnFile, host string
 	var stateDir statedir.Dir
+	var fset *flag.FlagSet
 	var archive, rows, asJSON, noSettle bool
 	return &cli.Command{
 		Name:    "verify",
@@ -84,6 +86,7 @@ Exit codes: 0 no problem found; 1 error; 2 usage; 3 problems found.
 Example (weekly, from cron):
   pofr-server verify --archive`,
 		Flags: func(fs *flag.FlagSet) {
+			fset = fs
 			dsnFileFlag(fs, &dsnFile, "loader", "`file` holding a DSN (the loader's, or a reader's with --no-settle)")
 			stateDirFlag(fs, &stateDir, "server state `dir`ectory (registry, inbox, archive)")
 			fs.StringVar(&host, "host", "", "audit only this `host` id")
@@ -103,7 +106,12 @@ Example (weekly, from cron):
 			if rows {
 				opt.Rows = loader.CheckRows
 			}
-			rep, err := custody.Audit(ctx, db, opt)
+			var rep *custody.AuditReport
+			err = registryOf(ctx, fset, stateDir, func(reg registry.Store) error {
+				opt.Registry = reg
+				rep, err = custody.Audit(ctx, db, opt)
+				return err
+			})
 			if err != nil {
 				return err
 			}

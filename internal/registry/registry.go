@@ -1,7 +1,16 @@
-// Package registry is the server's registry of hosts: one host.json (0600)
-// per host under the server's state directory (package statedir has the
-// layout), so that uploads and loading keep working while MariaDB is down.
-// The receiver writes it; the loader reads it.
+// Package registry is the server's registry of hosts, registration requests
+// and tokens, behind one interface (Store) with two implementations:
+//
+//   - Files (the default): one host.json (0600) per host and the request
+//     and token files under the server's state directory (package statedir
+//     has the layout), so that one server accepts uploads and loads while
+//     MariaDB is down;
+//   - DB: the same records in MariaDB tables, named by the shard map's
+//     "registry" entry, so that several receivers (behind DNS or a load
+//     balancer) and their loaders share one registry. Changes are ordered
+//     by a transaction that locks one row, as the files are by a lock file.
+//
+// The receiver and the admin commands write it; the loader reads it.
 //
 // Host ids are assigned by the server at approval; they match
 // [spool.ValidHostID].
@@ -14,7 +23,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
@@ -116,7 +124,7 @@ func List(state statedir.Dir) ([]*Host, error) {
 		}
 		out = append(out, h)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].HostID < out[j].HostID })
+	SortHosts(out)
 	return out, nil
 }
 
@@ -126,15 +134,12 @@ func Save(state statedir.Dir, h *Host) error {
 	if !spool.ValidHostID(h.HostID) {
 		return fmt.Errorf("save host %q: invalid host id", h.HostID)
 	}
-	d := state.Host(h.HostID)
-	for _, dir := range []string{d.Dir, d.Inbox, d.Archive, d.Quarantine} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("save host %s: %w", h.HostID, err)
-		}
+	if err := EnsureDirs(state, h.HostID); err != nil {
+		return fmt.Errorf("save host: %w", err)
 	}
 	b, err := json.MarshalIndent(h, "", "  ")
 	if err != nil {
 		return fmt.Errorf("save host %s: %w", h.HostID, err)
 	}
-	return durable.WriteFile(d.Record, append(b, '\n'), 0o600)
+	return durable.WriteFile(state.Host(h.HostID).Record, append(b, '\n'), 0o600)
 }

@@ -1,6 +1,8 @@
 // Package statedir is the layout of pofr-server's state directory, in one
 // place. The receiver writes it, the loader and the custody commands read
-// and move files in it, and the registry keeps its host records there:
+// and move files in it, and the file registry keeps its host records,
+// requests and tokens there (with a MariaDB registry, package registry, the
+// hosts/, requests/ and tokens/ entries are not used):
 //
 //	ssh_host_ed25519_key   the receiver's SSH host key
 //	hosts/<host_id>/       the registry: host.json per host (package registry)
