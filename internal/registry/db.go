@@ -86,35 +86,14 @@ func ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), opTimeout)
 }
 
-// decodeHost parses a host record read from the database.
-func decodeHost(id string, b []byte) (*Host, error) {
-	if len(b) > maxRecordBytes {
-		return nil, fmt.Errorf("load host %s: record of %d bytes", id, len(b))
-	}
-	var h Host
-	if err := json.Unmarshal(b, &h); err != nil {
-		return nil, fmt.Errorf("load host %s: %w", id, err)
-	}
-	if h.HostID != id {
-		return nil, fmt.Errorf("load host %s: record names host %q", id, h.HostID)
-	}
-	return &h, nil
-}
-
 // Host reads one host.
 func (d *DB) Host(id string) (*Host, error) {
 	if !spool.ValidHostID(id) {
 		return nil, fmt.Errorf("load host %q: %w", id, ErrNotFound)
 	}
-	c, cancel := ctx()
-	defer cancel()
-	var b []byte
-	err := d.q.QueryRowContext(c, "SELECT record FROM registry_hosts WHERE host_id = ?", id).Scan(&b)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("load host %s: %w", id, ErrNotFound)
-	}
+	b, err := d.record("SELECT record FROM registry_hosts WHERE host_id = ?", "host", id, ErrNotFound)
 	if err != nil {
-		return nil, fmt.Errorf("load host %s: %w", id, err)
+		return nil, err
 	}
 	return decodeHost(id, b)
 }
@@ -175,18 +154,24 @@ func (d *DB) Request(id string) ([]byte, error) {
 	if !wire.ValidRequestID(id) {
 		return nil, fmt.Errorf("load request %q: %w", id, ErrNoRequest)
 	}
+	return d.record("SELECT record FROM registry_requests WHERE request_id = ?", "request", id, ErrNoRequest)
+}
+
+// record reads the record blob of what id with query; notFound when there
+// is none.
+func (d *DB) record(query, what, id string, notFound error) ([]byte, error) {
 	c, cancel := ctx()
 	defer cancel()
 	var b []byte
-	err := d.q.QueryRowContext(c, "SELECT record FROM registry_requests WHERE request_id = ?", id).Scan(&b)
+	err := d.q.QueryRowContext(c, query, id).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("load request %s: %w", id, ErrNoRequest)
+		return nil, fmt.Errorf("load %s %s: %w", what, id, notFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load request %s: %w", id, err)
+		return nil, fmt.Errorf("load %s %s: %w", what, id, err)
 	}
 	if len(b) > maxRecordBytes {
-		return nil, fmt.Errorf("load request %s: record of %d bytes", id, len(b))
+		return nil, fmt.Errorf("load %s %s: record of %d bytes", what, id, len(b))
 	}
 	return b, nil
 }

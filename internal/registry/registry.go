@@ -94,12 +94,20 @@ func Load(state statedir.Dir, id string) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load host %s: %w", id, err)
 	}
+	return decodeHost(id, b)
+}
+
+// decodeHost parses host id's record, which must name it.
+func decodeHost(id string, b []byte) (*Host, error) {
+	if len(b) > maxRecordBytes {
+		return nil, fmt.Errorf("load host %s: record of %d bytes", id, len(b))
+	}
 	var h Host
 	if err := json.Unmarshal(b, &h); err != nil {
 		return nil, fmt.Errorf("load host %s: %w", id, err)
 	}
 	if h.HostID != id {
-		return nil, fmt.Errorf("load host %s: file names host %q", id, h.HostID)
+		return nil, fmt.Errorf("load host %s: record names host %q", id, h.HostID)
 	}
 	return &h, nil
 }
