@@ -91,11 +91,20 @@ func CreateUsers(ctx context.Context, db *sql.DB, database string, u Users) erro
 		// The password never appears in a statement: only its
 		// mysql_native_password hash, which is hexadecimal.
 		hash := nativePasswordHash(a.pw)
+		if _, err := db.ExecContext(ctx, "CREATE USER IF NOT EXISTS "+who+" IDENTIFIED BY PASSWORD '"+hash+"'"); err != nil {
+			return fmt.Errorf("create user %s: %w", a.name, err)
+		}
+		// Grants on other databases of the server (other shards of a
+		// fleet sharing it) survive the REVOKE ALL below.
+		others, err := otherDatabaseGrants(ctx, db, who, database)
+		if err != nil {
+			return fmt.Errorf("create user %s: %w", a.name, err)
+		}
 		sts := []string{
-			"CREATE USER IF NOT EXISTS " + who + " IDENTIFIED BY PASSWORD '" + hash + "'",
 			"ALTER USER " + who + " IDENTIFIED BY PASSWORD '" + hash + "'",
 			"REVOKE ALL PRIVILEGES, GRANT OPTION FROM " + who,
 		}
+		sts = append(sts, others...)
 		for _, g := range a.grants {
 			privs, table, _ := strings.Cut(g, " ON ")
 			if table != "*" {
@@ -110,6 +119,29 @@ func CreateUsers(ctx context.Context, db *sql.DB, database string, u Users) erro
 		}
 	}
 	return nil
+}
+
+// otherDatabaseGrants returns the GRANT statements SHOW GRANTS lists for who
+// on a database other than database (and not global).
+func otherDatabaseGrants(ctx context.Context, db *sql.DB, who, database string) ([]string, error) {
+	rows, err := db.QueryContext(ctx, "SHOW GRANTS FOR "+who)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			return nil, err
+		}
+		_, target, ok := strings.Cut(g, " ON ")
+		if !ok || !strings.HasPrefix(g, "GRANT ") || !strings.HasPrefix(target, "`") || strings.HasPrefix(target, "`"+database+"`.") {
+			continue
+		}
+		out = append(out, g)
+	}
+	return out, rows.Err()
 }
 
 // nativePasswordHash is MariaDB's PASSWORD(): '*' and the upper-case hex of

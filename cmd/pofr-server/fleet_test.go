@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -326,4 +327,55 @@ func sameSet(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestFleetSchemaUsers: with a shard map 'schema users' makes the accounts
+// on every shard (or the one --shard names), one password for all, and a
+// DSN file per shard that loads into that shard.
+func TestFleetSchemaUsers(t *testing.T) {
+	x := newFleet(t, "h1")
+	etc := t.TempDir()
+	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e6)
+	lu, ru := "fl_loader_"+suffix, "fl_reader_"+suffix
+	users := []string{"schema", "users", "--shards", x.mapf, "--loader-user", lu, "--reader-user", ru,
+		"--loader-password-file", filepath.Join(etc, "loader.pw"), "--reader-password-file", filepath.Join(etc, "reader.pw")}
+	code, out, errs := runApp(t, append(users, "--shard", "s2")...)
+	if code != 0 || strings.Contains(out, "shard s1:") || !strings.Contains(out, "shard s2:") {
+		t.Fatalf("schema users --shard s2: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Stat(filepath.Join(etc, "loader-s1.dsn")); err == nil {
+		t.Errorf("--shard s2 wrote s1's DSN file")
+	}
+	code, out, errs = runApp(t, users...)
+	if code != 0 || !strings.Contains(out, "shard s1:") || !strings.Contains(out, "shard s2:") {
+		t.Fatalf("schema users on the fleet: exit %d\n%s%s", code, out, errs)
+	}
+	pw, _ := os.ReadFile(filepath.Join(etc, "loader.pw"))
+	for _, s := range []string{"s1", "s2"} {
+		b, err := os.ReadFile(filepath.Join(etc, "loader-"+s+".dsn"))
+		if err != nil || !strings.Contains(string(b), lu+":"+strings.TrimSpace(string(pw))+"@") {
+			t.Fatalf("loader-%s.dsn: %q, %v", s, b, err)
+		}
+		var name string
+		if err := x.shards[s].QueryRow("SELECT DATABASE()").Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "/"+name+"?") && !strings.HasSuffix(strings.TrimSpace(string(b)), "/"+name) {
+			t.Errorf("loader-%s.dsn names another database than %s: %q", s, name, b)
+		}
+		// The account works on its shard: a load with it.
+		db, err := loader.OpenDB(strings.TrimSpace(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		err = db.QueryRow("SELECT COUNT(*) FROM segments").Scan(&n)
+		db.Close()
+		if err != nil {
+			t.Errorf("the loader account of %s cannot read its shard: %v", s, err)
+		}
+		if _, err := os.Stat(filepath.Join(etc, "reader-"+s+".dsn")); err != nil {
+			t.Errorf("reader-%s.dsn: %v", s, err)
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/pofr/pofr/fleet"
 	"github.com/pofr/pofr/internal/cli"
 	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/statedir"
@@ -173,7 +174,9 @@ Example: pofr-server schema apply     (reads /etc/pofr-server/admin.dsn)`,
 	}, adminDSN))
 
 	var usersDSN, loaderPW, readerPW, loaderUser, readerUser, host string
-	cmds = append(cmds, &cli.Command{
+	var usersShard string       // the shard of this run, with a shard map
+	madePW := map[string]bool{} // password files made by this command
+	cmds = append(cmds, perShardEach(&cli.Command{
 		Name:    "schema users",
 		Summary: "create the least-privilege loader and reader accounts",
 		Usage:   "--dsn-file F --loader-password-file F [--reader-password-file F]",
@@ -195,6 +198,10 @@ file that does not exist is created with a new random password (mode 0600),
 and the account's DSN (the administrator's address and database) is written
 to loader.dsn and reader.dsn beside the password files, where load, query and
 export look by default, unless that file exists and the password is not new.
+With a shard map the accounts are made on every shard (one password for all)
+and the DSN files are named loader-SHARD.dsn and reader-SHARD.dsn: point the
+map's loader_dsn_files and reader_dsn_file at them (a Galera shard's other
+nodes need their own address in their loader DSN file).
 
 Exit codes: 0 done; 1 error; 2 usage.
 
@@ -250,15 +257,23 @@ Example: pofr-server schema users \
 				return err
 			}
 			env.Log.Info("accounts ready", "database", cfg.DBName, "loader", u.Loader, "reader", u.Reader, "host", u.Host)
-			if err := writeAccountDSN(env, cfg, loaderPW, "loader.dsn", u.Loader, u.LoaderPassword, loaderNew); err != nil {
+			suffix := ".dsn"
+			if usersShard != "" {
+				suffix = "-" + usersShard + ".dsn"
+				// The password files serve every shard: a password made
+				// at an earlier shard's run is new for this one's DSN too.
+				loaderNew, readerNew = loaderNew || madePW[loaderPW], readerNew || madePW[readerPW]
+				madePW[loaderPW], madePW[readerPW] = loaderNew, readerNew
+			}
+			if err := writeAccountDSN(env, cfg, loaderPW, "loader"+suffix, u.Loader, u.LoaderPassword, loaderNew); err != nil {
 				return err
 			}
 			if u.Reader != "" {
-				return writeAccountDSN(env, cfg, readerPW, "reader.dsn", u.Reader, u.ReaderPassword, readerNew)
+				return writeAccountDSN(env, cfg, readerPW, "reader"+suffix, u.Reader, u.ReaderPassword, readerNew)
 			}
 			return nil
 		},
-	})
+	}, adminDSN, nil, func(s fleet.Shard) { usersShard = s.Name }))
 
 	cmds = append(cmds, &cli.Command{
 		Name:    "schema print",

@@ -247,6 +247,12 @@ func perShard(c *cli.Command, pick func(fleet.Shard) string) *cli.Command {
 // sometimes: when when (given the parsed flags) says no, it runs once,
 // without a DSN file.
 func perShardWhen(c *cli.Command, pick func(fleet.Shard) string, when func(*flag.FlagSet) bool) *cli.Command {
+	return perShardEach(c, pick, when, nil)
+}
+
+// perShardEach is perShardWhen that also tells each, before each shard's
+// run, which shard it is.
+func perShardEach(c *cli.Command, pick func(fleet.Shard) string, when func(*flag.FlagSet) bool, each func(fleet.Shard)) *cli.Command {
 	var fs *flag.FlagSet
 	var path, only string
 	flags, run := c.Flags, c.Run
@@ -286,6 +292,9 @@ func perShardWhen(c *cli.Command, pick func(fleet.Shard) string, when func(*flag
 				return err
 			}
 			fmt.Fprintf(env.Stdout, "shard %s:\n", s.Name)
+			if each != nil {
+				each(s)
+			}
 			if err := run(ctx, env, args); err != nil {
 				errs = append(errs, fmt.Errorf("shard %s: %w", s.Name, err))
 			}
