@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/pofr/pofr/fleet"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/geotest"
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/testutil"
@@ -378,4 +380,74 @@ func TestFleetSchemaUsers(t *testing.T) {
 			t.Errorf("reader-%s.dsn: %v", s, err)
 		}
 	}
+}
+
+// TestFleetLoadGeoAndMetrics: with a shard map, load --geoip stores each
+// address lookup on the shard of the host that had the address and on the
+// first shard (whose addr_info the head reads); load --watch
+// --metrics-listen serves one ledger per shard, labeled, and the inboxes
+// once; ui --metrics-listen on the head and serve --metrics-listen with the
+// map serve theirs.
+func TestFleetLoadGeoAndMetrics(t *testing.T) {
+	x := newFleet(t, "h1", "h2")
+	x.run(t, 0, "shards", "pin", "h1", "s1")
+	x.run(t, 0, "shards", "pin", "h2", "s2")
+	for _, h := range []string{"h1", "h2"} {
+		procs, files, socks := servertest.BusyRows(servertest.HostileBase(), 200)
+		for i := range socks {
+			a := []byte{198, 51, 100, byte(i)}
+			if h == "h2" {
+				a = []byte{203, 0, 113, byte(i)}
+			}
+			socks[i].RemoteAddr = a
+		}
+		x.f.Seal(h, func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
+	}
+	geo := filepath.Join(t.TempDir(), "geo.BIN")
+	if err := geotest.WriteBIN(geo, []geotest.Net{
+		{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Country: "FR", CountryName: "France", City: "Paris"},
+		{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Country: "VN", CountryName: "Viet Nam", City: "Hanoi"}}); err != nil {
+		t.Fatal(err)
+	}
+	x.run(t, 0, "load", "--geoip", geo, "--resolve-wait", "30s")
+	ctx := testutil.Deadline(t, 2*time.Minute)
+	countries := func(s string) map[string]int {
+		t.Helper()
+		rows, err := x.shards[s].QueryContext(ctx, "SELECT COALESCE(country, '-'), COUNT(*) FROM addr_info GROUP BY 1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string]int{}
+		for rows.Next() {
+			var c string
+			var n int
+			if err := rows.Scan(&c, &n); err != nil {
+				t.Fatal(err)
+			}
+			out[c] = n
+		}
+		return out
+	}
+	// 20 sockets per host, distinct addresses.
+	if got := countries("s2"); len(got) != 1 || got["VN"] != 20 {
+		t.Errorf("addr_info on s2 (h2's shard): %v, want VN 20 only", got)
+	}
+	if got := countries("s1"); len(got) != 2 || got["FR"] != 20 || got["VN"] != 20 {
+		t.Errorf("addr_info on s1 (the first shard, read by the head): %v, want FR 20 and VN 20", got)
+	}
+
+	bin := testutil.Bin(t, "./cmd/pofr-server")
+	scrape := startScraped(t, bin, "load", "--watch", "1s", "--no-progress", "--shards", x.mapf, "--state-dir", x.f.State.String())
+	scrape(`pofr_ledger_up{shard="s1"} 1`, `pofr_ledger_up{shard="s2"} 1`, `pofr_segments_loaded_total{host="h1",shard="s1"} 1`,
+		`pofr_segments_loaded_total{host="h2",shard="s2"} 1`, "pofr_inbox_segments 0", "pofr_load_lag_seconds 0")
+	x.applyHead(t)
+	m, err := fleet.Load(x.mapf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape = startScraped(t, bin, "ui", "--listen", "127.0.0.1:0", "--dsn-file", m.Head.ReaderDSNFile)
+	scrape("pofr_ledger_up 1", `pofr_segments_loaded_total{host="h1"} 1`, `pofr_segments_loaded_total{host="h2"} 1`, `pofr_hosts{status="active"} 2`)
+	scrape = startScraped(t, bin, "serve", "--listen", "127.0.0.1:0", "--shards", x.mapf, "--state-dir", x.f.State.String())
+	scrape("pofr_receiver_connections_total 0")
 }

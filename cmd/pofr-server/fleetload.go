@@ -7,11 +7,14 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/pofr/pofr/addrinfo"
 	"github.com/pofr/pofr/fleet"
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/metrics"
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/receiver"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // selectShards returns the shards of m a command acts on: the one named
@@ -52,14 +55,63 @@ func shardHosts(reg registry.Store, m *fleet.Map, name string) func(string) bool
 // the shard, never through a head). A shard that is down fails its own
 // pass and delays only its hosts.
 func (o *loadOptions) runShards(ctx context.Context, env *cli.Env, m *fleet.Map, base loader.Options) error {
-	if o.geoip != "" || o.resolve || o.metricsListen != "" {
-		return cli.Usagef("--geoip, --resolve and --metrics-listen do not work with a shard map yet")
-	}
 	shards, err := selectShards(m, o.shard)
 	if err != nil {
 		return err
 	}
 	base.MaxMemory = max(base.MaxMemory/int64(len(shards)), 16<<20)
+	// --metrics-listen: one ledger per shard, labeled shard="NAME", and
+	// the inboxes (shared by the shards) once.
+	if o.metricsListen != "" {
+		cs := []prometheus.Collector{metrics.NewLedger(nil, o.stateDir, env.Log)}
+		for _, s := range shards {
+			db, err := openDSNFile(s.LoaderDSNFiles[0])
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			db.SetMaxOpenConns(1)
+			cs = append(cs, metrics.Labeled{Collector: metrics.NewLedger(db, "", env.Log.With("shard", s.Name)), Labels: prometheus.Labels{"shard": s.Name}})
+		}
+		stop, err := metrics.Go(ctx, o.metricsListen, env.Log, cs...)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	// --geoip, --resolve: a resolver per shard (one geolocation file),
+	// storing each lookup on the shard whose host had the address and on
+	// the first shard, whose addr_info the head reads (it has no host_id).
+	var geo addrinfo.Geo
+	if o.geoip != "" {
+		if geo, err = o.openGeo(); err != nil {
+			return err
+		}
+		defer geo.Close()
+	}
+	resolvers := make([]*addrinfo.Resolver, len(shards))
+	if o.geoip != "" || o.resolve {
+		first, err := readDSNFile(m.Shards[0].LoaderDSNFiles[0])
+		if err != nil {
+			return err
+		}
+		for i, s := range shards {
+			dsn, err := readDSNFile(s.LoaderDSNFiles[0])
+			if err != nil {
+				return err
+			}
+			dsns := []string{dsn}
+			if s.Name != m.Shards[0].Name {
+				dsns = append(dsns, first)
+			}
+			res, stop, err := o.addrResolver(ctx, env, geo, dsns...)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			resolvers[i] = res
+		}
+	}
 	type out struct {
 		sum loader.Summary
 		err error
@@ -71,6 +123,9 @@ func (o *loadOptions) runShards(ctx context.Context, env *cli.Env, m *fleet.Map,
 		opt.Log = env.Log.With("shard", s.Name)
 		opt.LockFile = filepath.Join(o.stateDir.String(), "load-"+s.Name+".lock")
 		opt.Hosts = shardHosts(base.Registry, m, s.Name)
+		if resolvers[i] != nil {
+			opt.RemoteAddrs = resolvers[i]
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -60,7 +61,9 @@ it (a host without one is assigned one first): one loader per shard runs in
 parallel, with its own --workers, lock (state-dir/load-SHARD.lock) and the
 shard's first loader DSN file; --max-memory is split between them. A shard
 that is down fails only its own hosts' segments, which stay in the inbox.
---shard NAME loads one shard's hosts only.
+--shard NAME loads one shard's hosts only. With a map --geoip and --resolve
+store each lookup on the host's shard and on the first shard (the head reads
+addr_info there), and the ledger metrics carry a shard label.
 
 With --watch, --metrics-listen serves Prometheus metrics read from the
 ledger and the inboxes (segments loaded and quarantined, rows per table,
@@ -150,7 +153,14 @@ func (o *loadOptions) run(ctx context.Context, env *cli.Env, args []string) erro
 		opt.Progress = &progressBar{w: f}
 	}
 	if o.geoip != "" || o.resolve {
-		res, stop, err := o.addrResolver(ctx, dsn, env)
+		geo, err := o.openGeo()
+		if err != nil {
+			return err
+		}
+		if geo != nil {
+			defer geo.Close()
+		}
+		res, stop, err := o.addrResolver(ctx, env, geo, dsn)
 		if err != nil {
 			return err
 		}
@@ -221,31 +231,42 @@ func parseMiB(s string) (int64, error) {
 	return n * mult, nil
 }
 
-// addrResolver starts the background lookups of --geoip and --resolve,
-// which write addr_info over their own connection. stop waits (a one-shot
-// pass: at most --resolve-wait) for what is queued, then ends them.
-func (o *loadOptions) addrResolver(ctx context.Context, dsn string, env *cli.Env) (*addrinfo.Resolver, func(), error) {
-	var geo addrinfo.Geo
-	if o.geoip != "" {
-		var err error
-		if geo, err = addrinfo.OpenGeo(o.geoip); err != nil {
+// openGeo opens the --geoip file; nil without it.
+func (o *loadOptions) openGeo() (addrinfo.Geo, error) {
+	if o.geoip == "" {
+		return nil, nil
+	}
+	return addrinfo.OpenGeo(o.geoip)
+}
+
+// addrResolver starts the background lookups of --geoip (geo) and
+// --resolve, which write addr_info over their own connection to each of
+// dsns. stop waits (a one-shot pass: at most --resolve-wait) for what is
+// queued, then ends them; the caller closes geo after stop.
+func (o *loadOptions) addrResolver(ctx context.Context, env *cli.Env, geo addrinfo.Geo, dsns ...string) (*addrinfo.Resolver, func(), error) {
+	var dbs []*sql.DB
+	closeDBs := func() {
+		for _, db := range dbs {
+			db.Close()
+		}
+	}
+	for _, dsn := range dsns {
+		db, err := loader.OpenDB(dsn)
+		if err != nil {
+			closeDBs()
 			return nil, nil, err
 		}
+		db.SetMaxOpenConns(2)
+		dbs = append(dbs, db)
 	}
-	db, err := loader.OpenDB(dsn)
-	if err != nil {
-		if geo != nil {
-			geo.Close()
-		}
-		return nil, nil, err
-	}
-	db.SetMaxOpenConns(2)
 	var failed atomic.Uint64
 	res := addrinfo.NewResolver(addrinfo.Options{Geo: geo, PTR: o.resolve, Store: func(in addrinfo.Info) {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if err := addrinfo.Upsert(sctx, db, in.Addr.AsSlice(), in); err != nil && failed.Add(1) == 1 {
-			env.Log.Warn("address lookups not stored", "err", err)
+		for _, db := range dbs {
+			if err := addrinfo.Upsert(sctx, db, in.Addr.AsSlice(), in); err != nil && failed.Add(1) == 1 {
+				env.Log.Warn("address lookups not stored", "err", err)
+			}
 		}
 	}})
 	rctx, cancel := context.WithCancel(ctx)
@@ -262,10 +283,7 @@ func (o *loadOptions) addrResolver(ctx context.Context, dsn string, env *cli.Env
 		st := res.Stats()
 		env.Log.Info("address lookups", "offered", st.Offered, "resolved", st.Resolved, "dropped", st.Dropped,
 			"ptr_failed", st.PTRFailed, "not_stored", failed.Load())
-		db.Close()
-		if geo != nil {
-			geo.Close()
-		}
+		closeDBs()
 	}
 	return res, stop, nil
 }

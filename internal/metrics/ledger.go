@@ -29,7 +29,9 @@ type Ledger struct {
 
 // NewLedger returns the ledger collector over db (the reader or loader
 // account). stateDir may be empty (the ui has none): then the inbox
-// metrics are left out. log may be nil.
+// metrics are left out. db may be nil: then only the inbox metrics are
+// collected (load with a shard map: one ledger per shard, labeled with
+// Labeled, and one inbox). log may be nil.
 func NewLedger(db *sql.DB, stateDir statedir.Dir, log *slog.Logger) *Ledger {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -63,7 +65,10 @@ var (
 // Describe implements prometheus.Collector.
 func (l *Ledger) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range ledgerDescriptors {
-		ch <- d
+		inboxDesc := d == inboxSegments || d == loadLag
+		if inboxDesc && l.stateDir != "" || !inboxDesc && l.db != nil {
+			ch <- d
+		}
 	}
 }
 
@@ -74,13 +79,15 @@ func (l *Ledger) Collect(ch chan<- prometheus.Metric) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
-	err := l.collectDB(ctx, ch)
-	up := 1.0
-	if err != nil {
-		up = 0
-		l.log.Warn("metrics: read ledger", "err", err)
+	if l.db != nil {
+		err := l.collectDB(ctx, ch)
+		up := 1.0
+		if err != nil {
+			up = 0
+			l.log.Warn("metrics: read ledger", "err", err)
+		}
+		ch <- prometheus.MustNewConstMetric(ledgerUp, prometheus.GaugeValue, up)
 	}
-	ch <- prometheus.MustNewConstMetric(ledgerUp, prometheus.GaugeValue, up)
 	if l.stateDir != "" {
 		n, oldest, err := inbox(l.stateDir)
 		if err != nil {
@@ -94,7 +101,9 @@ func (l *Ledger) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(loadLag, prometheus.GaugeValue, lag)
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(ledgerScrapeSecs, prometheus.GaugeValue, time.Since(start).Seconds())
+	if l.db != nil {
+		ch <- prometheus.MustNewConstMetric(ledgerScrapeSecs, prometheus.GaugeValue, time.Since(start).Seconds())
+	}
 }
 
 // collectDB reads the ledger. Times are DATETIME in UTC; they are turned

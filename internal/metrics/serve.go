@@ -14,13 +14,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// Labeled is a collector whose every metric gets Labels (e.g. the shard of
+// one of several ledgers), given to NewRegistry or Go.
+type Labeled struct {
+	prometheus.Collector
+	Labels prometheus.Labels
+}
+
 // NewRegistry returns a registry holding the Go runtime and process
 // collectors and cs.
 func NewRegistry(cs ...prometheus.Collector) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
 	cs = append(cs, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
+		var r prometheus.Registerer = reg
+		if l, ok := c.(Labeled); ok {
+			r, c = prometheus.WrapRegistererWith(l.Labels, reg), l.Collector
+		}
+		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
