@@ -15,6 +15,7 @@ import (
 	"github.com/pofr/pofr/bench"
 	"github.com/pofr/pofr/collector/agent"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/receiver"
 	"github.com/pofr/pofr/spool"
@@ -50,7 +51,7 @@ type simHost struct {
 // does, with facts of its own (the registry refuses a second host with the
 // same machine id).
 func register(ctx context.Context, dir string, state statedir.Dir, addr, fingerprint string, i int) (*simHost, error) {
-	tok, err := receiver.CreateToken(state, 10*time.Minute)
+	tok, err := receiver.CreateToken(registry.NewFiles(state), 10*time.Minute)
 	if err != nil {
 		return nil, err
 	}
