@@ -33,6 +33,19 @@ func write(t testing.TB, path, content string) {
 	}
 }
 
+// newStateResolver returns a resolver of the state files writeState wrote
+// under the returned root.
+func newStateResolver(tb testing.TB) (string, *Resolver) {
+	tb.Helper()
+	root := tb.TempDir()
+	writeState(tb, root)
+	r, err := New(Options{Sink: &event.MemSink{}, Roots: Roots{Prefix: root}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return root, r
+}
+
 // writeState writes the three runtimes' state files under root as the
 // runtimes do, for idDocker, idCRI and idPodman.
 func writeState(t testing.TB, root string) {
@@ -49,12 +62,7 @@ func writeState(t testing.TB, root string) {
 }
 
 func TestLookup(t *testing.T) {
-	root := t.TempDir()
-	writeState(t, root)
-	r, err := New(Options{Sink: &event.MemSink{}, Roots: Roots{Prefix: root}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, r := newStateResolver(t)
 	b := func(s string) []byte { return []byte(s) }
 	want := []event.Container{
 		{ID: b(idDocker), Runtime: event.RuntimeDocker, Name: b("web\t\x00'x"), Image: b("nginx:1.25"),
@@ -184,12 +192,7 @@ func FuzzLookup(f *testing.F) {
 // BenchmarkLookup is the cost of naming one new container, per runtime: the
 // state file read and parsed (the collector pays it once per container id).
 func BenchmarkLookup(b *testing.B) {
-	root := b.TempDir()
-	writeState(b, root)
-	r, err := New(Options{Sink: &event.MemSink{}, Roots: Roots{Prefix: root}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, r := newStateResolver(b)
 	for _, id := range []struct{ name, id string }{{"docker", idDocker}, {"containerd", idCRI}, {"podman", idPodman}, {"not_found", idNone}} {
 		b.Run(id.name, func(b *testing.B) {
 			for b.Loop() {

@@ -1,12 +1,10 @@
 package dnspkt
 
 import (
-	"context"
 	"io"
 	"net"
 	"os"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/pofr/pofr/collector/cnproc"
 	"github.com/pofr/pofr/collector/sockowner"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/testutil"
 )
 
 // threadCPU is the CPU time (user + system) of the calling thread.
@@ -54,11 +53,7 @@ func BenchmarkPrivDNSPacket(b *testing.B) {
 	if err != nil {
 		b.Skip(err)
 	}
-	pctx, pcancel := context.WithCancel(context.Background())
-	var pwg sync.WaitGroup
-	pwg.Add(1)
-	go func() { defer pwg.Done(); procs.Run(pctx) }()
-	defer func() { pcancel(); pwg.Wait() }()
+	defer testutil.Go(b, "cnproc.Source.Run", procs.Run)()
 	src, err := New(Options{Sink: &event.MemSink{}, DNS: discard{}, Owners: owners, Procs: procs})
 	if err != nil {
 		b.Fatal(err)
@@ -150,11 +145,8 @@ func BenchmarkPrivBulkLoopback(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				ctx, cancel := context.WithCancel(context.Background())
-				var wg sync.WaitGroup
-				wg.Add(1)
-				go func() { defer wg.Done(); src.Run(ctx) }()
-				defer func() { cancel(); wg.Wait(); src.Close() }()
+				stop := testutil.Go(b, "Source.Run", src.Run)
+				defer func() { stop(); src.Close() }()
 			}
 			ln, err := net.Listen("tcp4", "127.0.0.1:0")
 			if err != nil {

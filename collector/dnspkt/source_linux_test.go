@@ -153,12 +153,9 @@ func TestPrivLookupIsRecorded(t *testing.T) {
 	if err != nil {
 		testutil.Skip(t, testutil.TierPriv, fmt.Sprintf("packet socket: %v", err))
 	}
-	rctx, stop := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); owners.Run(rctx) }()
-	go func() { defer wg.Done(); src.Run(rctx) }()
-	defer func() { stop(); wg.Wait(); src.Close() }()
+	stopOwners := testutil.Go(t, "sockowner.Source.Run", owners.Run)
+	stopSrc := testutil.Go(t, "Source.Run", src.Run)
+	defer func() { stopSrc(); stopOwners(); src.Close() }()
 
 	answerAddr := [4]byte{192, 0, 2, 77}
 	dnsServer(t, "127.0.0.1", answerAddr)

@@ -11,11 +11,6 @@ import (
 	"github.com/pofr/pofr/profiles"
 )
 
-// knownProcs is a collector.Processes over a fixed map.
-type knownProcs map[int32]collector.ProcInfo
-
-func (p knownProcs) Lookup(pid int32) (collector.ProcInfo, bool) { i, ok := p[pid]; return i, ok }
-
 // TestEventRules feeds decoded-buffer bytes to a source without a fanotify
 // group (no root needed): exec-opens reach the ExecObserver and become
 // aggregated rows with the process's key, the collector's own events are
@@ -26,7 +21,7 @@ func TestEventRules(t *testing.T) {
 	sink := &event.MemSink{}
 	execs := &execRecorder{}
 	now := time.Unix(1_000, 0)
-	src, err := New(Options{Sink: sink, Procs: knownProcs{1234: {Start: 5000, EUID: 1000}}, Exec: execs,
+	src, err := New(Options{Sink: sink, Procs: collector.ProcMap{1234: {Start: 5000, EUID: 1000}}, Exec: execs,
 		Profile: profiles.File{Enabled: true, Ops: []string{"exec", "write"}}, SelfPID: 77,
 		ForceFallback: true, Now: func() time.Time { return now }})
 	if err != nil {

@@ -370,11 +370,7 @@ type sockTuple struct {
 // connection that lives < 10 ms, a UDP exchange and IPv6 on ::1, as rows.
 func TestPrivSockEndpoints(t *testing.T) {
 	testutil.RequireRoot(t)
-	pid := int32(os.Getpid())
-	start, err := procfs.New("").Start(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid, start := selfStart(t)
 	src, sink := startSock(t, Options{UDP: true})
 	if m := src.Stats().Mode; m != ModeNetlink {
 		t.Fatalf("mode %q, want %q", m, ModeNetlink)
@@ -635,11 +631,7 @@ func TestPrivSockChurn(t *testing.T) {
 // close rows flagged fallback, with owners.
 func TestPrivSockProcNet(t *testing.T) {
 	testutil.RequireRoot(t)
-	pid := int32(os.Getpid())
-	start, err := procfs.New("").Start(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid, start := selfStart(t)
 	src, sink := startSock(t, Options{ForceProcNet: true, UDP: true})
 	if m := src.Stats().Mode; m != ModeProcNet {
 		t.Fatalf("mode %q, want %q", m, ModeProcNet)
@@ -1176,4 +1168,15 @@ func udpPair(t *testing.T) (us, uc *net.UDPConn) {
 		t.Fatal(err)
 	}
 	return us, uc
+}
+
+// selfStart returns the test process's pid and start time.
+func selfStart(t *testing.T) (int32, int64) {
+	t.Helper()
+	pid := int32(os.Getpid())
+	start, err := procfs.New("").Start(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid, start
 }

@@ -16,19 +16,14 @@ import (
 
 // The socket table without a kernel: dumps and destroy notifications are
 // decoded messages built here; owners come from a process table stand-in
-// (testProcs) and an fd scan stand-in that knows which pid holds which
+// (collector.ProcMap) and an fd scan stand-in that knows which pid holds which
 // inode.
-
-// testProcs is a collector.Processes over a fixed map.
-type testProcs map[int32]collector.ProcInfo
-
-func (p testProcs) Lookup(pid int32) (collector.ProcInfo, bool) { i, ok := p[pid]; return i, ok }
 
 // newTestTable returns a table whose fd scan finds the inodes of holders.
 func newTestTable(sink event.Sink, holders map[uint32]int32) *table {
 	tb := newTable(sink)
 	tb.netns = event.Some(uint64(4026531840))
-	tb.procs = testProcs{100: {Start: 1000, EUID: 0}, 200: {Start: 2000, EUID: 1000}, 300: {Start: 3000, Self: true}}
+	tb.procs = collector.ProcMap{100: {Start: 1000, EUID: 0}, 200: {Start: 2000, EUID: 1000}, 300: {Start: 3000, Self: true}}
 	tb.findOwners = func(want map[uint32]*sockEntry, found func(*sockEntry, int32)) int {
 		for ino, e := range want {
 			if pid, ok := holders[ino]; ok {
