@@ -13,19 +13,18 @@ import (
 // TestMarkable: the file source marks real file systems and tmpfs, not
 // kernel interfaces nor anything under /proc or /sys.
 func TestMarkable(t *testing.T) {
-	in := []byte(`22 27 0:21 / /proc rw,relatime - proc proc rw
-27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard
-30 25 0:27 / /dev/shm rw,relatime - tmpfs tmpfs rw
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-50 27 254:0 /srv/data /mnt/with\040space\012nl rw shared:1 master:2 - ext4 /dev/vda rw
-garbage line
-51 27 8:1 / /boot rw - vfat /dev/sda1 rw
-`)
-	got := procfs.ParseMountinfo(in)
+	mounts := []procfs.Mount{
+		{Major: 0, Minor: 21, Root: "/", Point: "/proc", FSType: "proc"},
+		{Major: 254, Minor: 0, Root: "/", Point: "/", FSType: "ext4"},
+		{Major: 0, Minor: 27, Root: "/", Point: "/dev/shm", FSType: "tmpfs"},
+		{Major: 0, Minor: 28, Root: "/", Point: "/sys/fs/cgroup", FSType: "tmpfs"},
+		{Major: 254, Minor: 0, Root: "/srv/data", Point: "/mnt/with space\nnl", FSType: "ext4"},
+		{Major: 8, Minor: 1, Root: "/", Point: "/boot", FSType: "vfat"},
+	}
 	var markable []string
-	for i := range got {
-		if fanMarkable(&got[i]) {
-			markable = append(markable, got[i].Point)
+	for i := range mounts {
+		if fanMarkable(&mounts[i]) {
+			markable = append(markable, mounts[i].Point)
 		}
 	}
 	if d := cmp.Diff([]string{"/", "/dev/shm", "/mnt/with space\nnl", "/boot"}, markable); d != "" {

@@ -1,35 +1,29 @@
 package testutil
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/pofr/pofr/internal/procfs"
 )
 
 // startTime returns the start time of process pid in clock ticks since boot
 // (field 22 of /proc/PID/stat), which together with the pid names one
 // process across pid reuse.
 func startTime(pid int) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	b, err := os.ReadFile(procfs.New("").PIDPath(int32(pid), "stat"))
 	if err != nil {
 		return "", fmt.Errorf("read start time of pid %d: %w", pid, err)
 	}
-	// The command name (field 2) may hold spaces and parentheses; the fields
-	// after the last ')' start with field 3.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return "", fmt.Errorf("read start time of pid %d: malformed stat %q", pid, b)
+	st, err := procfs.ParseStat(b)
+	if err != nil {
+		return "", fmt.Errorf("read start time of pid %d: %w", pid, err)
 	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return "", fmt.Errorf("read start time of pid %d: short stat %q", pid, b)
-	}
-	return f[19], nil
+	return strconv.FormatUint(st.StartTicks, 10), nil
 }
 
 // childPids returns the direct children of pid.
@@ -49,24 +43,16 @@ func childPids(pid int) []int {
 
 // uidPids returns the processes whose real uid is uid.
 func uidPids(uid uint32) []int {
-	dirs, _ := filepath.Glob("/proc/[0-9]*/status")
+	fs := procfs.New("")
+	all, _ := fs.PIDs()
 	var pids []int
-	for _, d := range dirs {
-		b, err := os.ReadFile(d)
+	for _, pid := range all {
+		b, err := os.ReadFile(fs.PIDPath(pid, "status"))
 		if err != nil {
 			continue
 		}
-		for line := range strings.Lines(string(b)) {
-			v, ok := strings.CutPrefix(line, "Uid:")
-			if !ok {
-				continue
-			}
-			if f := strings.Fields(v); len(f) > 0 && f[0] == strconv.FormatUint(uint64(uid), 10) {
-				if p, err := strconv.Atoi(filepath.Base(filepath.Dir(d))); err == nil {
-					pids = append(pids, p)
-				}
-			}
-			break
+		if u, _, _, _, err := procfs.ParseStatusIDs(b); err == nil && u == uid {
+			pids = append(pids, int(pid))
 		}
 	}
 	return pids
