@@ -52,7 +52,7 @@ bench-quick: build ## the same, shorter (under 2 minutes)
 bench-fleet: build ## fleet simulator, quick: 20 hosts, 2 receivers, 2 shards + Spider head, a receiver killed (root; under 2 minutes)
 	$(GO) run ./bench/cmd/pofr-fleet $(FLEET_FLAGS)
 
-bench-fleet-full: build ## fleet simulator: S=1 and S=2 with 50 hosts, then a 3-node Galera shard with a replica killed (root; about 8 minutes)
+bench-fleet-full: build ## fleet simulator: S=1 and S=2 with 50 hosts (each also catching up a backlog), then a 3-node Galera shard with a replica killed (root; about 15 minutes)
 	$(GO) run ./bench/cmd/pofr-fleet -full $(FLEET_FLAGS)
 
 bench-floors: ## the collector next to the least any cn_proc / fanotify reader costs here, and a go build (root; about 13 minutes)

@@ -45,7 +45,11 @@ type Config struct {
 	// restarts it 3 s later; KillReplica (with Galera) kills the last node
 	// of the first shard at 60 %, for good.
 	KillReceiver, KillReplica bool
-	Log                       *slog.Logger
+	// Backlog holds the loaders back until the window is over and every
+	// segment is in the inboxes, to measure how fast the shards catch up
+	// (rows/s end to end at saturation, per shard count).
+	Backlog bool
+	Log     *slog.Logger
 }
 
 // Name is the run's benchmark name.
@@ -53,6 +57,9 @@ func (c Config) Name() string {
 	g := ""
 	if c.Galera {
 		g = "galera/"
+	}
+	if c.Backlog {
+		g += "backlog/"
 	}
 	return fmt.Sprintf("Fleet/%sS=%d/R=%d/N=%d", g, c.Shards, c.Receivers, c.Hosts)
 }
@@ -163,6 +170,22 @@ func (f *fleetRun) start(ctx context.Context) error {
 	if _, err := bench.RunTool(ctx, c.ServerBin, "head", "apply", "--shards", f.dbs.mapf, "--state-dir", f.state.String()); err != nil {
 		return err
 	}
+	if !c.Backlog {
+		if err := f.startLoaders(); err != nil {
+			return err
+		}
+	}
+	for _, h := range f.hosts {
+		if err := h.open(c.SegmentAge, c.UploadInterval, log); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startLoaders starts one pofr-server load --watch per shard.
+func (f *fleetRun) startLoaders() error {
+	c := f.c
 	for _, s := range f.dbs.shards {
 		p, err := daemon.Start("pofr-server load "+s.name, exec.Command(c.ServerBin, "load", "--shards", f.dbs.mapf, "--shard", s.name,
 			"--state-dir", f.state.String(), "--watch", c.LoadWatch.String(), "--workers", "1", "--no-progress"),
@@ -171,11 +194,6 @@ func (f *fleetRun) start(ctx context.Context) error {
 			return err
 		}
 		f.loaders = append(f.loaders, p)
-	}
-	for _, h := range f.hosts {
-		if err := h.open(c.SegmentAge, c.UploadInterval, log); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -301,7 +319,22 @@ func (f *fleetRun) measure(ctx context.Context) (bench.Result, []bench.Check, er
 		}
 	}
 	log.Info("fleet: window over; draining", "window", c.Window)
-	drainErr := f.drain(ctx)
+	var loadStart time.Time
+	var cpuAtLoad float64
+	drainErr := f.waitPushed(ctx)
+	if c.Backlog && drainErr == nil {
+		loadStart = time.Now()
+		_, cpuAtLoad = f.meter.total()
+		if drainErr = f.startLoaders(); drainErr == nil {
+			for _, p := range f.loaders {
+				f.meter.add("loaders", p.Pid(), true)
+			}
+			log.Info("fleet: backlog pushed; loaders started")
+		}
+	}
+	if drainErr == nil {
+		drainErr = f.drain(ctx)
+	}
 	end := time.Now()
 	// The last marks may be loaded but not yet polled.
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -327,8 +360,12 @@ func (f *fleetRun) measure(ctx context.Context) (bench.Result, []bench.Check, er
 	elapsed := end.Sub(start).Seconds()
 	r.Add(float64(rows)/windowEnd.Sub(start).Seconds(), "offered-rows/s")
 	r.Add(float64(rows)/elapsed, "rows/s")
+	if c.Backlog {
+		r.Add(float64(rows)/end.Sub(loadStart).Seconds(), "backlog-rows/s")
+		r.Add(float64(rows)/(cpu-cpuAtLoad), "backlog-rows/cpu-s")
+	}
 	lat := f.latencies()
-	if len(lat) > 0 {
+	if len(lat) > 0 && !c.Backlog {
 		r.Add(bench.Percentile(lat, 50), "p50-s")
 		r.Add(bench.Percentile(lat, 99), "p99-s")
 	}
@@ -399,8 +436,23 @@ func (f *fleetRun) kills(ctx context.Context, log *slog.Logger) <-chan error {
 	return done
 }
 
-// drain waits until every host has pushed every sealed segment and every
-// segment is in its shard's ledger.
+// waitPushed waits until every host has pushed every sealed segment.
+func (f *fleetRun) waitPushed(ctx context.Context) error {
+	for deadline := time.Now().Add(drainTimeout); ; time.Sleep(250 * time.Millisecond) {
+		pending := 0
+		for _, h := range f.hosts {
+			pending += max(h.pending(), 0)
+		}
+		if pending == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("drain: after %v, %d segments not pushed", drainTimeout, pending)
+		}
+	}
+}
+
+// drain waits until every segment is in its shard's ledger.
 func (f *fleetRun) drain(ctx context.Context) error {
 	deadline := time.Now().Add(drainTimeout)
 	want := map[string]int{}
@@ -421,10 +473,7 @@ func (f *fleetRun) drain(ctx context.Context) error {
 		dbs[s.name] = db
 	}
 	for {
-		pending, missing := 0, 0
-		for _, h := range f.hosts {
-			pending += max(h.pending(), 0)
-		}
+		missing := 0
 		got := map[string]int{}
 		for _, db := range dbs {
 			rows, err := db.QueryContext(ctx, "SELECT host_id, COUNT(*) FROM segments GROUP BY host_id")
@@ -442,11 +491,11 @@ func (f *fleetRun) drain(ctx context.Context) error {
 		for h, n := range want {
 			missing += max(n-got[h], 0)
 		}
-		if pending == 0 && missing == 0 {
+		if missing == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("drain: after %v, %d segments not pushed and %d not loaded", drainTimeout, pending, missing)
+			return fmt.Errorf("drain: after %v, %d segments not loaded", drainTimeout, missing)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

@@ -12,7 +12,7 @@
 // Run it as root from the module root, after make build:
 //
 //	go run ./bench/cmd/pofr-fleet          # quick: 2 shards, under 2 minutes
-//	go run ./bench/cmd/pofr-fleet -full    # S=1 and S=2, then a Galera shard with a replica killed
+//	go run ./bench/cmd/pofr-fleet -full    # S=1 and S=2 (each also catching up a backlog), then a Galera shard with a replica killed
 package main
 
 import (
@@ -39,10 +39,10 @@ import (
 func main() { bench.Main("pofr-fleet", run) }
 
 func run() (int, error) {
-	var full, galera, verbose, noKill bool
+	var full, galera, backlog, verbose, noKill bool
 	var shards, mdPath string
 	c := fleetsim.Config{}
-	flag.BoolVar(&full, "full", false, "the long run: S=1 and S=2 with 50 hosts over 60 s each and 15 s segments, then a 3-node Galera shard (a replica killed mid-load)")
+	flag.BoolVar(&full, "full", false, "the long run: S=1 and S=2 with 50 hosts over 60 s each and 15 s segments, each also with -backlog, then a 3-node Galera shard (a replica killed mid-load)")
 	flag.StringVar(&c.ServerBin, "server", "bin/pofr-server", "server binary (make build)")
 	flag.IntVar(&c.Hosts, "hosts", 0, "simulated hosts N (default 20, full 50)")
 	flag.IntVar(&c.Receivers, "receivers", 2, "pofr-server serve processes R, sharing one state directory")
@@ -54,6 +54,7 @@ func run() (int, error) {
 	flag.DurationVar(&c.UploadInterval, "upload-interval", time.Second, "pusher idle interval (a seal wakes it at once)")
 	flag.DurationVar(&c.LoadWatch, "load-watch", 2*time.Second, "pofr-server load --watch interval")
 	flag.DurationVar(&c.MarkEvery, "mark", 2*time.Second, "marked exec interval per host (latency samples)")
+	flag.BoolVar(&backlog, "backlog", false, "hold the loaders back until every segment is pushed, then measure how fast the shards catch up")
 	flag.BoolVar(&noKill, "no-kill", false, "do not kill a receiver (or a Galera replica) mid-run")
 	flag.StringVar(&mdPath, "markdown", "", "also write the markdown table to this file")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
@@ -109,8 +110,12 @@ func run() (int, error) {
 	var plan []fleetsim.Config
 	for _, s := range counts {
 		p := c
-		p.Shards, p.Galera = s, galera
+		p.Shards, p.Galera, p.Backlog = s, galera, backlog
 		plan = append(plan, p)
+		if full && !backlog {
+			p.Backlog = true
+			plan = append(plan, p)
+		}
 	}
 	if full && !galera {
 		p := c
@@ -190,7 +195,8 @@ func loadAvg() string {
 
 // columns of the markdown table: unit, header.
 var columns = [][2]string{
-	{"offered-rows/s", "offered rows/s"}, {"rows/s", "rows/s end to end"}, {"p50-s", "exec→head p50 s"}, {"p99-s", "p99 s"},
+	{"offered-rows/s", "offered rows/s"}, {"rows/s", "rows/s end to end"}, {"backlog-rows/s", "catch-up rows/s"},
+	{"backlog-rows/cpu-s", "catch-up rows per CPU-s"}, {"p50-s", "exec→head p50 s"}, {"p99-s", "p99 s"},
 	{"server-cores", "server cores"}, {"server-core-ms/host-s", "server core-ms per host-s"}, {"rows/server-cpu-s", "rows per server CPU-s"},
 	{"idle-server-cores", "idle server cores"}, {"rows/net-cpu-s", "rows per CPU-s net of idle"},
 	{"receivers-cores", "receivers"}, {"loaders-cores", "loaders"}, {"shard-mariadbd-cores", "shard mariadbd"},
