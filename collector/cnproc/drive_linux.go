@@ -23,6 +23,7 @@ type driveState struct {
 	initOnce, okOnce, endOnce sync.Once
 	ok, done                  chan struct{}
 	tid                       atomic.Int32 // the reader thread while it runs the drains, else 0
+	readerTID                 int32        // the reader thread (locked to it for good), once known
 }
 
 type drivenQueue struct {
@@ -55,7 +56,10 @@ func (d *driveState) run(peek func()) {
 	d.mu.Lock()
 	if len(d.queues) > 0 {
 		peek()
-		d.tid.Store(int32(unix.Gettid()))
+		if d.readerTID == 0 {
+			d.readerTID = int32(unix.Gettid())
+		}
+		d.tid.Store(d.readerTID)
 		for _, q := range d.queues {
 			if !q.drain() {
 				d.set.Unwatch(q.fd)
