@@ -20,6 +20,7 @@ import (
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/query"
+	"github.com/pofr/pofr/wire"
 )
 
 // Config sizes one simulated fleet.
@@ -41,9 +42,10 @@ type Config struct {
 	SegmentAge, UploadInterval, LoadWatch time.Duration
 	// MarkEvery is each host's marked exec interval (latency samples).
 	MarkEvery time.Duration
-	// KillReceiver kills the first receiver at 40 % of the window and
-	// restarts it 3 s later; KillReplica (with Galera) kills the last node
-	// of the first shard at 60 %, for good.
+	// KillReceiver kills the first receiver at 40 % of the window, as
+	// soon as it holds an upload open (up to 10 s later), and restarts it
+	// 3 s later; KillReplica (with Galera) kills the last node of the
+	// first shard at 60 %, for good.
 	KillReceiver, KillReplica bool
 	// Backlog holds the loaders back until the window is over and every
 	// segment is in the inboxes, to measure how fast the shards catch up
@@ -85,6 +87,7 @@ type fleetRun struct {
 	meter     *cpuMeter
 	shardOf   map[string]string // host id → shard
 	retries   int64             // pusher failures (reconnects)
+	midUpload bool              // the receiver was killed with an upload open
 }
 
 // Run simulates the fleet of c and returns its result and checks. The
@@ -381,6 +384,9 @@ func (f *fleetRun) measure(ctx context.Context) (bench.Result, []bench.Check, er
 	}
 	r.Add((selfEnd.CPU()-selfStart.CPU()).Seconds()/elapsed, "simulator-cores")
 	r.Add(float64(f.retries), "push-retries")
+	if c.KillReceiver {
+		r.Add(map[bool]float64{false: 0, true: 1}[f.midUpload], "killed-mid-upload")
+	}
 	checks, bpr, verr := f.verify(ctx, head)
 	r.Add(bpr, "db-B/row")
 	marks, seen := f.markCounts()
@@ -410,11 +416,13 @@ func (f *fleetRun) kills(ctx context.Context, log *slog.Logger) <-chan error {
 		}
 		elapsed := time.Duration(0)
 		if c.KillReceiver && wait(c.Window*4/10) {
-			elapsed = c.Window * 4 / 10
 			r := f.receivers[0]
+			t := time.Now()
+			f.midUpload = uploading(r.proc.Pid(), 10*time.Second)
+			elapsed = c.Window*4/10 + time.Since(t)
 			f.meter.sample()
 			r.proc.Kill()
-			log.Info("fleet: receiver killed", "receiver", r.name, "addr", r.addr)
+			log.Info("fleet: receiver killed", "receiver", r.name, "addr", r.addr, "mid-upload", f.midUpload)
 			time.Sleep(3 * time.Second)
 			elapsed += 3 * time.Second
 			if err := startReceiver(context.WithoutCancel(ctx), c.ServerBin, f.dir, f.state.String(), f.dbs.mapf, c.Hosts, r); err != nil {
@@ -450,6 +458,25 @@ func (f *fleetRun) waitPushed(ctx context.Context) error {
 			return fmt.Errorf("drain: after %v, %d segments not pushed", drainTimeout, pending)
 		}
 	}
+}
+
+// uploading waits, up to timeout, until process pid holds an upload's
+// temporary file (wire.PartSuffix) open, and reports whether it did: the
+// moment to kill a receiver mid-push.
+func uploading(pid int, timeout time.Duration) bool {
+	fds := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		ents, err := os.ReadDir(fds)
+		if err != nil {
+			return false
+		}
+		for _, e := range ents {
+			if t, err := os.Readlink(filepath.Join(fds, e.Name())); err == nil && strings.HasSuffix(t, wire.PartSuffix) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // drain waits until every segment is in its shard's ledger.

@@ -200,7 +200,7 @@ var columns = [][2]string{
 	{"server-cores", "server cores"}, {"server-core-ms/host-s", "server core-ms per host-s"}, {"rows/server-cpu-s", "rows per server CPU-s"},
 	{"idle-server-cores", "idle server cores"}, {"rows/net-cpu-s", "rows per CPU-s net of idle"},
 	{"receivers-cores", "receivers"}, {"loaders-cores", "loaders"}, {"shard-mariadbd-cores", "shard mariadbd"},
-	{"head-mariadbd-cores", "head"}, {"simulator-cores", "simulator"}, {"db-B/row", "DB B/row"}, {"push-retries", "push retries"},
+	{"head-mariadbd-cores", "head"}, {"simulator-cores", "simulator"}, {"db-B/row", "DB B/row"}, {"push-retries", "push retries"}, {"killed-mid-upload", "receiver killed mid-upload"},
 }
 
 // writeTable prints the results as a markdown table with the run's
