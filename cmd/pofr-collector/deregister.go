@@ -30,7 +30,7 @@ Unsent segments stay in the spool.
 
 Exit codes: 0 done (the output says whether the server was told), 1 error.`,
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&configDir, "config-dir", uplink.DefaultConfigDir, "configuration `dir`ectory")
+			configDirFlag(fs, &configDir)
 			fs.StringVar(&stateDir, "state-dir", "/var/lib/pofr", "the collector's state directory")
 			fs.DurationVar(&timeout, "timeout", 15*time.Second, "how long to try to reach the server")
 		},

@@ -57,7 +57,7 @@ Example:
 			fs.StringVar(&fingerprint, "server-fingerprint", "", "expected server host key `SHA256:…` (no prompt)")
 			fs.StringVar(&tokenFile, "token-file", "", "`file` holding a one-time registration token")
 			fs.StringVar(&passwordFile, "password-file", "", "`file` holding the registration password")
-			fs.StringVar(&configDir, "config-dir", uplink.DefaultConfigDir, "configuration `dir`ectory")
+			configDirFlag(fs, &configDir)
 			fs.BoolVar(&replace, "replace", false, "replace an active registration of this machine (and a local server.json)")
 			fs.DurationVar(&wait, "wait", 0, "keep asking while pending, up to `duration`")
 		},
@@ -156,4 +156,10 @@ func transportReadSecret(path string) ([]byte, error) {
 func transportIsTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// configDirFlag defines --config-dir, where the registration commands keep
+// the keys and server.json.
+func configDirFlag(fs *flag.FlagSet, dir *string) {
+	fs.StringVar(dir, "config-dir", uplink.DefaultConfigDir, "configuration `dir`ectory")
 }
