@@ -335,7 +335,7 @@ func grant(reg registry.Store, r *Registration, replaces []string, by Decider, n
 // newHostID derives an unused host id from the hostname's first label and a
 // random suffix: "web-01-3fa9c2", or "h-3fa9c2d1" for an unusable name.
 func newHostID(reg registry.Store, hostname string) (string, error) {
-	base := registry.IDBase(hostname)
+	base := wire.IDBase(hostname)
 	for range 10 {
 		var b [4]byte
 		if _, err := rand.Read(b[:]); err != nil {

@@ -315,3 +315,19 @@ func truncate(s string) string {
 	}
 	return s
 }
+
+var nonID = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// IDBase returns the start of a host id derived from hostname: its first
+// label, lower-cased, other characters turned into dashes, at most 40
+// bytes; "" when nothing usable is left. A suffix makes it an id. It lives
+// here, beside the host-id grammar, so that the collector names hosts the
+// way the server does without linking the server's registry.
+func IDBase(hostname string) string {
+	base, _, _ := strings.Cut(strings.ToLower(hostname), ".")
+	base = strings.Trim(nonID.ReplaceAllString(base, "-"), "-")
+	if len(base) > 40 {
+		base = strings.Trim(base[:40], "-")
+	}
+	return base
+}

@@ -15,9 +15,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pofr/pofr/internal/cli"
-	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/uplink"
+	"github.com/pofr/pofr/wire"
 )
 
 // opensshCommands are 'keys' and 'register-openssh'. Hosts that push to a
@@ -166,7 +166,7 @@ func signingKeyLine(keys *uplink.Keys) (string, error) {
 // suggestHostID derives a host id from the hostname's first label and the
 // machine id, stable across runs: "web-01-3fa9c2".
 func suggestHostID(hostname, machineID string) string {
-	base := registry.IDBase(hostname)
+	base := wire.IDBase(hostname)
 	sum := sha256.Sum256([]byte(machineID + "\x00" + hostname))
 	if base == "" {
 		return "h-" + hex.EncodeToString(sum[:4])

@@ -22,8 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
-	"strings"
 	"time"
 
 	"github.com/pofr/pofr/internal/durable"
@@ -43,20 +41,6 @@ const (
 
 // ErrNotFound reports an unknown host id.
 var ErrNotFound = errors.New("registry: host not found")
-
-var nonID = regexp.MustCompile(`[^a-z0-9-]+`)
-
-// IDBase returns the start of a host id derived from hostname: its first
-// label, lower-cased, other characters turned into dashes, at most 40
-// bytes; "" when nothing usable is left. A suffix makes it an id.
-func IDBase(hostname string) string {
-	base, _, _ := strings.Cut(strings.ToLower(hostname), ".")
-	base = strings.Trim(nonID.ReplaceAllString(base, "-"), "-")
-	if len(base) > 40 {
-		base = strings.Trim(base[:40], "-")
-	}
-	return base
-}
 
 // Host is one registered host: the facts it reported when it registered
 // (their fields sit at the top level of host.json, as before), its keys and
