@@ -2,7 +2,9 @@ package query
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 
 	"github.com/pofr/pofr/fleet"
@@ -57,4 +59,34 @@ func isHead(ctx context.Context, q driver.QueryerContext) (bool, error) {
 		return false, nil // no row: not a head
 	}
 	return fmt.Sprintf("%s", v[0]) == "SPIDER", nil
+}
+
+// IsHead reports whether db reads a Spider head.
+func IsHead(ctx context.Context, db *sql.DB) (bool, error) {
+	var engine string
+	err := db.QueryRowContext(ctx, isHeadQuery).Scan(&engine)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("detect spider head: %w", err)
+	}
+	return engine == "SPIDER", nil
+}
+
+// HeadShardOf returns the shard that holds host id's rows, as the head's
+// partitions list it ('head apply' makes one partition per shard, named
+// after it, listing its hosts); "" when no partition lists the host.
+func HeadShardOf(ctx context.Context, db *sql.DB, id string) (string, error) {
+	var name string
+	err := db.QueryRowContext(ctx, `SELECT PARTITION_NAME FROM information_schema.PARTITIONS
+		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'hosts'
+		AND FIND_IN_SET(QUOTE(?), REPLACE(PARTITION_DESCRIPTION, ' ', '')) > 0`, id).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("shard of host %s: %w", id, err)
+	}
+	return name, nil
 }

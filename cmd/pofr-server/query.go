@@ -37,6 +37,11 @@ Time arguments: RFC 3339 (2024-06-20T01:30:00Z, …+02:00) or
 'YYYY-MM-DD HH:MM[:SS]' in UTC; --since takes 90m, 2h, 3d, 1w. Ranges are
 half-open: --from is included, --to is not.
 
+Given a Spider head's DSN and a shard map (--shards), a question about one
+--host runs on that host's shard directly (the map's reader DSN file of the
+shard the head lists the host under), as fast as on one server; 'peers' and
+'hosts' always read the head.
+
 --print-sql prints the query's SQL file (the same text that runs, reading the
 parameters from @variables) instead of running it.
 
@@ -112,21 +117,30 @@ type queryCmd struct {
 	args bool
 	// ranged: the query has --since, --from and --to; run gets the range.
 	ranged bool
-	flags  func(fs *flag.FlagSet)
-	run    func(ctx context.Context, q *query.Querier, args []string, r query.Range) (*query.Table, error)
+	// perHost: with --host the question reads that host's rows only, so
+	// through a Spider head it runs on the host's shard (routeToShard).
+	perHost bool
+	flags   func(fs *flag.FlagSet)
+	run     func(ctx context.Context, q *query.Querier, args []string, r query.Range) (*query.Table, error)
 }
 
 // command builds the cli.Command of qc.
 func (qc queryCmd) command() *cli.Command {
 	var f queryFlags
 	var rng rangeFlags
+	var fset *flag.FlagSet
+	var shardsFile string
 	return &cli.Command{
 		Name:    "query " + qc.name,
 		Summary: qc.summary,
 		Usage:   qc.usage,
 		Help:    strings.TrimSpace(qc.help) + "\n\n" + queryCommonHelp,
 		Flags: func(fs *flag.FlagSet) {
+			fset = fs
 			f.register(fs, qc.enrich)
+			if qc.perHost {
+				shardsFlag(fs, &shardsFile)
+			}
 			if qc.flags != nil {
 				qc.flags(fs)
 			}
@@ -152,6 +166,16 @@ func (qc queryCmd) command() *cli.Command {
 				return err
 			}
 			defer closeQ()
+			if qc.perHost {
+				sq, closeS, err := routeToShard(ctx, env.Log, q, fset.Lookup("host").Value.String(), shardsFile)
+				if err != nil {
+					return err
+				}
+				if sq != nil {
+					defer closeS()
+					q = sq
+				}
+			}
 			if !qc.args {
 				err = noArgs(args)
 			}
@@ -227,7 +251,7 @@ Example: pofr-server query hosts     (reads /etc/pofr-server/reader.dsn)`,
 func treeQuery() queryCmd {
 	var host, atFlag string
 	return queryCmd{
-		name: "tree", usage: "--host H [--at TIME] --dsn-file F",
+		name: "tree", perHost: true, usage: "--host H [--at TIME] --dsn-file F",
 		summary: "the process tree of a host alive at a moment",
 		help: `
 The processes of host H (host id or hostname) alive at --at (default: now),
@@ -261,7 +285,7 @@ func timelineQuery() queryCmd {
 	var tlHost string
 	var tlPID int
 	return queryCmd{
-		name: "timeline", usage: "--host H (--since D | --from T [--to T]) --dsn-file F",
+		name: "timeline", perHost: true, usage: "--host H (--since D | --from T [--to T]) --dsn-file F",
 		summary: "process, file and socket rows of a host in time order",
 		help: `
 Every process event, file access and socket observation of host H in the
@@ -290,7 +314,7 @@ Example: pofr-server query timeline --host web1 --since 2h --dsn-file F`,
 func procQuery() queryCmd {
 	var procHost string
 	return queryCmd{
-		name: "proc", usage: "--host H PID[@START] --dsn-file F",
+		name: "proc", perHost: true, usage: "--host H PID[@START] --dsn-file F",
 		summary: "one process life: parent chain, events, children, files, connections",
 		help: `
 One process life on host H: its ancestors (oldest first), its own events
@@ -321,7 +345,7 @@ Example: pofr-server query proc --host web1 4242 --dsn-file F`,
 func ranQuery() queryCmd {
 	var ran query.RanArgs
 	return queryCmd{
-		name: "ran", usage: "(--user U | --exe PATH | --argv-like PATTERN | --sha256 H) [--host H] [range] --dsn-file F",
+		name: "ran", perHost: true, usage: "(--user U | --exe PATH | --argv-like PATTERN | --sha256 H) [--host H] [range] --dsn-file F",
 		summary: "what a user ran, where a program ran (fleet-wide)",
 		help: `
 Every exec (and snapshot of an already running process) on every host, or
@@ -360,7 +384,7 @@ Example: did toma run nmap -P0 192.168.18.34?
 func loginsQuery() queryCmd {
 	var a query.LoginsArgs
 	return queryCmd{
-		name: "logins", usage: "[--failed] [--user U] [--from-ip CIDR] [--host H] [range] --dsn-file F",
+		name: "logins", perHost: true, usage: "[--failed] [--user U] [--from-ip CIDR] [--host H] [range] --dsn-file F",
 		summary: "logins, logouts and failed logins (wtmp, btmp), with the login's session",
 		help: `
 Every login, logout and failed login the hosts' wtmp and btmp recorded, on
@@ -391,7 +415,7 @@ Example: failed SSH logins from 198.51.100.0/24 this week
 func binariesQuery() queryCmd {
 	var a query.BinariesArgs
 	return queryCmd{
-		name: "binaries", usage: "[--host H] [--sha256 H] [range] --dsn-file F",
+		name: "binaries", perHost: true, usage: "[--host H] [--sha256 H] [range] --dsn-file F",
 		summary: "every distinct executable a host ran, first seen first, with its SHA-256",
 		help: `
 Every executed file, by identity (device, inode, size, mtime, ctime), on
@@ -419,7 +443,7 @@ Example: what new binaries ran on web1 today?
 func touchedQuery() queryCmd {
 	var tch query.TouchedArgs
 	return queryCmd{
-		name: "touched", usage: "PATH|DIR/ [--host H] [--op OP] [--exe PATH] [range] --dsn-file F",
+		name: "touched", perHost: true, usage: "PATH|DIR/ [--host H] [--op OP] [--exe PATH] [range] --dsn-file F",
 		summary: "which processes accessed a path, under which accounts",
 		help: `
 Every access to PATH (also as the new name of a rename), or, when the
@@ -452,7 +476,7 @@ func connsQuery() queryCmd {
 	var cnPorts string
 	var cnListening, cnAll bool
 	return queryCmd{
-		name: "conns", usage: "[--remote ADDR|CIDR] [--port N[,N…]] [--country CC] [--listening] [filters] --dsn-file F",
+		name: "conns", perHost: true, usage: "[--remote ADDR|CIDR] [--port N[,N…]] [--country CC] [--listening] [filters] --dsn-file F",
 		summary: "network endpoints with their owning process",
 		help: `
 One row per socket (its open and close rows merged): first and last seen,
@@ -552,7 +576,7 @@ Example: pofr-server query peers --since 1d --dsn-file F`,
 func gapsQuery() queryCmd {
 	var gHost string
 	return queryCmd{
-		name: "gaps", usage: "--host H [range] --dsn-file F",
+		name: "gaps", perHost: true, usage: "--host H [range] --dsn-file F",
 		summary: "every interval where a host's record is incomplete, and why",
 		help: `
 Gap rows the collector recorded (kernel buffer overflows, the collector not
