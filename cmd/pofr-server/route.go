@@ -19,21 +19,23 @@ func routeToShard(ctx context.Context, log *slog.Logger, q *query.Querier, host,
 	if host == "" {
 		return nil, nil, nil
 	}
-	head, err := query.IsHead(ctx, q.DB)
-	if err != nil || !head {
-		return nil, nil, err
-	}
 	m, err := loadShards(shardsFile)
 	if err != nil || m == nil {
 		return nil, nil, err
 	}
+	// Whatever fails from here leaves the question to q, which reports
+	// it (or its own usage error) as without a map.
+	if head, err := query.IsHead(ctx, q.DB); err != nil || !head {
+		return nil, nil, nil
+	}
 	id, err := q.ResolveHost(ctx, host)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil
 	}
 	name, err := query.HeadShardOf(ctx, q.DB, id)
 	if err != nil || name == "" {
-		return nil, nil, err
+		log.Debug("per-host query through the head: the head lists no shard for the host", "host", id, "err", err)
+		return nil, nil, nil
 	}
 	s := m.Shard(name)
 	if s == nil || s.ReaderDSNFile == "" {
