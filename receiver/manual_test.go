@@ -8,24 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/statedir"
 )
 
-func keyLine(t *testing.T) (string, ed25519.PublicKey) {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " a comment", pub
-}
+func keyLine(t *testing.T) (string, ed25519.PublicKey) { return servertest.KeyLine(t, "a comment") }
 
 func TestAddManual(t *testing.T) {
 	state := statedir.Dir(t.TempDir())

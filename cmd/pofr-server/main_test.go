@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/ed25519"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,9 +9,9 @@ import (
 
 	"github.com/pofr/pofr/internal/cli/clitest"
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/query"
-	"github.com/pofr/pofr/spool"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }
@@ -118,18 +117,7 @@ func TestPrintSQL(t *testing.T) {
 }
 
 // keyLine returns a fresh ssh-ed25519 authorized_keys line.
-func keyLine(t *testing.T, comment string) string {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	line, err := spool.PublicKeyLine(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(line) + " " + comment
-}
+func keyLine(t *testing.T, comment string) string { l, _ := servertest.KeyLine(t, comment); return l }
 
 // TestRegistryCommands: a host added by hand is listed, refused a second
 // time, revoked, and listed as revoked; all against a real state directory.

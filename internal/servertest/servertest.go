@@ -285,6 +285,21 @@ type Queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
+// KeyLine returns the authorized_keys line, with comment, of a fresh
+// Ed25519 key, and the key.
+func KeyLine(t testing.TB, comment string) (string, ed25519.PublicKey) {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := spool.PublicKeyLine(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(line) + " " + comment, pub
+}
+
 // EachRow runs query and calls row with the column names and each row's
 // values as text (Valid false for NULL).
 func EachRow(t testing.TB, db Queryer, query string, args []any, row func(cols []string, vals []sql.NullString)) {
