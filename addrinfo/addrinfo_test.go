@@ -4,43 +4,21 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/maxmind/mmdbwriter"
-	"github.com/maxmind/mmdbwriter/mmdbtype"
+	"github.com/pofr/pofr/internal/geotest"
 )
 
 // writeMMDB builds a small City+ASN database: 198.51.100.0/24 is in
 // Moscow, RU, AS64500 "Example Net".
 func writeMMDB(t testing.TB) string {
 	t.Helper()
-	w, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "Test-City-ASN", RecordSize: 24, IPVersion: 6, IncludeReservedNetworks: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, n, _ := net.ParseCIDR("198.51.100.0/24")
-	err = w.Insert(n, mmdbtype.Map{
-		"country":                        mmdbtype.Map{"iso_code": mmdbtype.String("RU")},
-		"city":                           mmdbtype.Map{"names": mmdbtype.Map{"en": mmdbtype.String("Moscow")}},
-		"autonomous_system_number":       mmdbtype.Uint32(64500),
-		"autonomous_system_organization": mmdbtype.String("Example Net"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), "test.mmdb")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.WriteTo(f); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
+	if err := geotest.WriteMMDB(path, []geotest.Net{{Prefix: netip.MustParsePrefix("198.51.100.0/24"),
+		Country: "RU", City: "Moscow", ASN: "64500", AS: "Example Net"}}); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -2,16 +2,11 @@ package loader
 
 import (
 	"context"
-	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/maxmind/mmdbwriter"
-	"github.com/maxmind/mmdbwriter/mmdbtype"
 
 	"github.com/pofr/pofr/addrinfo"
 	"github.com/pofr/pofr/internal/event"
@@ -117,44 +112,26 @@ func testAddrInfoAtLoad(t *testing.T, geoPath, edition string) {
 	}
 }
 
-// writeTestBIN builds an IP2Location BIN in which 198.51.100.0/24 is in
-// Moscow, RU, AS64500.
+// moscow is the one network of the test geolocation databases:
+// 198.51.100.0/24 is in Moscow, RU, AS64500.
+var moscow = []geotest.Net{{Prefix: netip.MustParsePrefix("198.51.100.0/24"),
+	Country: "RU", CountryName: "Russian Federation", City: "Moscow", ASN: "64500", AS: "Example Net"}}
+
+// writeTestBIN builds an IP2Location BIN of moscow.
 func writeTestBIN(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "TEST.BIN")
-	if err := geotest.WriteBIN(path, []geotest.Net{{Prefix: netip.MustParsePrefix("198.51.100.0/24"),
-		Country: "RU", CountryName: "Russian Federation", City: "Moscow", ASN: "64500", AS: "Example Net"}}); err != nil {
+	if err := geotest.WriteBIN(path, moscow); err != nil {
 		t.Fatal(err)
 	}
 	return path
 }
 
-// writeTestMMDB builds a MaxMind DB in which 198.51.100.0/24 is in Moscow,
-// RU, AS64500.
+// writeTestMMDB builds a MaxMind DB of moscow.
 func writeTestMMDB(t *testing.T) string {
 	t.Helper()
-	w, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "Test-City-ASN", RecordSize: 24, IPVersion: 6, IncludeReservedNetworks: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, n, _ := net.ParseCIDR("198.51.100.0/24")
-	if err := w.Insert(n, mmdbtype.Map{
-		"country":                        mmdbtype.Map{"iso_code": mmdbtype.String("RU")},
-		"city":                           mmdbtype.Map{"names": mmdbtype.Map{"en": mmdbtype.String("Moscow")}},
-		"autonomous_system_number":       mmdbtype.Uint32(64500),
-		"autonomous_system_organization": mmdbtype.String("Example Net"),
-	}); err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), "test.mmdb")
-	fh, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.WriteTo(fh); err != nil {
-		t.Fatal(err)
-	}
-	if err := fh.Close(); err != nil {
+	if err := geotest.WriteMMDB(path, moscow); err != nil {
 		t.Fatal(err)
 	}
 	return path
