@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/bits"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -177,13 +176,9 @@ func Open(o Options) (*Set, error) {
 		}
 	}()
 	for _, ev := range o.Events {
-		sys, name, found := strings.Cut(ev.Name, ":")
-		if !found {
-			return nil, fmt.Errorf("%w: %q: want sys:name", ErrEvent, ev.Name)
-		}
-		f, err := fs.Format(sys, name)
+		f, err := fs.event(ev.Name)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrEvent, err)
+			return nil, err
 		}
 		for _, id := range s.ids {
 			if id == f.ID {
@@ -231,13 +226,9 @@ func Open(o Options) (*Set, error) {
 		s.rings = append(s.rings, r)
 	}
 	if o.Doorbell != "" {
-		sys, name, found := strings.Cut(o.Doorbell, ":")
-		if !found {
-			return nil, fmt.Errorf("%w: doorbell %q: want sys:name", ErrEvent, o.Doorbell)
-		}
-		f, err := fs.Format(sys, name)
+		f, err := fs.event(o.Doorbell)
 		if err != nil {
-			return nil, fmt.Errorf("%w: doorbell: %w", ErrEvent, err)
+			return nil, fmt.Errorf("doorbell: %w", err)
 		}
 		s.bellID, s.bellName = f.ID, o.Doorbell
 		for _, cpu := range cpus {

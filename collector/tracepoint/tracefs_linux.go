@@ -95,6 +95,20 @@ func parseTracefsMounts(r io.Reader) ([]string, error) {
 // Close releases the tracefs root (a private instance goes away with it).
 func (fs *FS) Close() error { return unix.Close(fs.root) }
 
+// event reads the format of the event named "sys:name", as Options.Events
+// and Options.Doorbell name them; its errors wrap ErrEvent.
+func (fs *FS) event(sysName string) (*Format, error) {
+	sys, name, found := strings.Cut(sysName, ":")
+	if !found {
+		return nil, fmt.Errorf("%w: %q: want sys:name", ErrEvent, sysName)
+	}
+	f, err := fs.Format(sys, name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEvent, err)
+	}
+	return f, nil
+}
+
 // Format reads and parses events/<sys>/<name>/format.
 func (fs *FS) Format(sys, name string) (*Format, error) {
 	b, err := fs.ReadFormat(sys, name)
