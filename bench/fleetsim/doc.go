@@ -6,10 +6,12 @@
 // registration endpoint (real keys), write a busy host's row mix at a
 // configured rate into the real spool writer (signed segments sealed by
 // age) and push them with the uplink pusher over SSH, through a TCP
-// balancer, to R pofr-server serve processes sharing one state directory.
-// S shards are private mariadbd processes (or 3-node Galera clusters), a
+// balancer, to R pofr-server serve processes, each with its own state
+// directory and the same host key, sharing the registry in MariaDB. S
+// shards are private mariadbd processes (or 3-node Galera clusters), a
 // Spider head is a mariadbd of its own built by pofr-server head apply, and
-// one pofr-server load --watch per shard loads its hosts straight into it.
+// a pofr-server load --watch beside each receiver loads what it took, each
+// host's segments straight into the host's shard.
 //
 // A run reports rows/s end to end, exec → queryable through the head
 // (from the marked exec row's timestamp to the row answering a head query),

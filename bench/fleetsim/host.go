@@ -16,7 +16,6 @@ import (
 	"github.com/pofr/pofr/collector/agent"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/registry"
-	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/receiver"
 	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/uplink"
@@ -47,11 +46,10 @@ type simHost struct {
 }
 
 // register registers host i through the balancer with a one-time token
-// created in the shared state directory, as 'pofr-collector register'
-// does, with facts of its own (the registry refuses a second host with the
+// created in the shared registry, as 'pofr-collector register' does, with facts of its own (the registry refuses a second host with the
 // same machine id).
-func register(ctx context.Context, dir string, state statedir.Dir, addr, fingerprint string, i int) (*simHost, error) {
-	tok, err := receiver.CreateToken(registry.NewFiles(state), 10*time.Minute)
+func register(ctx context.Context, dir string, reg registry.Store, addr, fingerprint string, i int) (*simHost, error) {
+	tok, err := receiver.CreateToken(reg, 10*time.Minute)
 	if err != nil {
 		return nil, err
 	}

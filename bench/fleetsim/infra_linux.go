@@ -20,8 +20,12 @@ import (
 	"github.com/pofr/pofr/internal/mariadbd"
 )
 
-// dbName is the database of every shard and of the head.
-const dbName = "pofr"
+// dbName is the database of every shard and of the head; regDBName the
+// shared registry's, on shard s1's server (node 1).
+const (
+	dbName    = "pofr"
+	regDBName = "pofr_registry"
+)
 
 // serverSettings are every mariadbd's: the harness's character set and
 // time zone, a 256 MB buffer pool (several servers share the machine), no
@@ -85,7 +89,7 @@ func startShard(ctx context.Context, dir, name string, galera bool, log *slog.Lo
 		}
 		s.nodes = []*mariadbd.Server{m}
 	}
-	if err := exec1(ctx, s.nodes[0], "CREATE DATABASE "+dbName); err != nil {
+	if err := exec1(ctx, s.nodes[0], "CREATE DATABASE "+dbName, "CREATE DATABASE "+regDBName); err != nil {
 		s.stop()
 		return nil, err
 	}
@@ -116,7 +120,7 @@ type databases struct {
 
 // startDatabases starts the shards and the head in parallel, installs
 // Spider on the head and writes the shard map with root DSN files over
-// each server's socket.
+// each server's socket, its registry in a database of shard s1's server.
 func startDatabases(ctx context.Context, dir string, shards int, galera bool, log *slog.Logger) (_ *databases, err error) {
 	d := &databases{shards: make([]*shardDB, shards)}
 	defer func() {
@@ -167,6 +171,11 @@ func startDatabases(ctx context.Context, dir string, shards int, galera bool, lo
 		return d, err
 	}
 	m.Head = &fleet.Head{AdminDSNFile: hf, ReaderDSNFile: hf}
+	rf, err := write("registry.dsn", d.shards[0].nodes[0].Config("root", "", regDBName).FormatDSN())
+	if err != nil {
+		return d, err
+	}
+	m.Registry = &fleet.Registry{DSNFile: rf}
 	d.mapf = filepath.Join(dir, "shards.json")
 	return d, m.Save(d.mapf)
 }
@@ -189,19 +198,22 @@ func (d *databases) stop(log *slog.Logger) {
 	}
 }
 
-// receiverProc is one pofr-server serve; a restart keeps its address.
+// receiverProc is one pofr-server serve with its own state directory
+// (inboxes, host key); a restart keeps its address.
 type receiverProc struct {
-	name string
-	addr string
-	fp   string
-	proc *daemon.Process
-	runs int
+	name  string
+	state string
+	addr  string
+	fp    string
+	proc  *daemon.Process
+	runs  int
 }
 
-// startReceiver starts (or restarts, on r.addr) pofr-server serve on the
-// shared state directory. All simulated hosts come from 127.0.0.1 through
-// the balancer, so the per-address limits are raised to the fleet's size.
-func startReceiver(ctx context.Context, bin, dir, state, mapf string, hosts int, r *receiverProc) error {
+// startReceiver starts (or restarts, on r.addr) pofr-server serve on its
+// state directory, with the shard map (and so the shared registry). All
+// simulated hosts come from 127.0.0.1 through the balancer, so the
+// per-address limits are raised to the fleet's size.
+func startReceiver(ctx context.Context, bin, dir, mapf string, hosts int, r *receiverProc) error {
 	listen := r.addr
 	if listen == "" {
 		listen = "127.0.0.1:0"
@@ -209,7 +221,7 @@ func startReceiver(ctx context.Context, bin, dir, state, mapf string, hosts int,
 	r.runs++
 	perAddr := strconv.Itoa(max(2*hosts, 8))
 	p, err := daemon.Start("pofr-server serve "+r.name,
-		exec.Command(bin, "serve", "--listen", listen, "--state-dir", state, "--shards", mapf,
+		exec.Command(bin, "serve", "--listen", listen, "--state-dir", r.state, "--shards", mapf,
 			"--max-startups", perAddr, "--max-startups-per-addr", perAddr, "--max-conns-per-host", "8"),
 		filepath.Join(dir, fmt.Sprintf("serve-%s-%d.log", r.name, r.runs)))
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/pofr/pofr/internal/daemon"
 	"github.com/pofr/pofr/internal/registry"
 	"github.com/pofr/pofr/internal/statedir"
+	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/query"
 	"github.com/pofr/pofr/wire"
 )
@@ -78,8 +79,9 @@ const drainTimeout = 3 * time.Minute
 type fleetRun struct {
 	c         Config
 	dir       string
-	state     statedir.Dir
 	dbs       *databases
+	reg       registry.Store // the shared registry (MariaDB)
+	closeReg  func()
 	receivers []*receiverProc
 	loaders   []*daemon.Process
 	lb        *balancer
@@ -107,7 +109,7 @@ func Run(ctx context.Context, c Config) (bench.Result, []bench.Check, error) {
 			return bench.Result{}, nil, err
 		}
 	}
-	f := &fleetRun{c: c, dir: dir, state: statedir.Dir(filepath.Join(dir, "state")), meter: newCPUMeter(), shardOf: map[string]string{}}
+	f := &fleetRun{c: c, dir: dir, meter: newCPUMeter(), shardOf: map[string]string{}}
 	defer f.stop()
 	if err := f.start(ctx); err != nil {
 		return bench.Result{}, nil, err
@@ -119,9 +121,6 @@ func Run(ctx context.Context, c Config) (bench.Result, []bench.Check, error) {
 // (registered), head and loaders.
 func (f *fleetRun) start(ctx context.Context) error {
 	c, log := f.c, f.c.Log
-	if err := os.MkdirAll(f.state.String(), 0o700); err != nil {
-		return err
-	}
 	t0 := time.Now()
 	var err error
 	if f.dbs, err = startDatabases(ctx, f.dir, c.Shards, c.Galera, log); err != nil {
@@ -131,10 +130,28 @@ func (f *fleetRun) start(ctx context.Context) error {
 		return err
 	}
 	log.Info("fleet: databases up", "shards", c.Shards, "galera", c.Galera, "took", time.Since(t0).Round(time.Millisecond))
+	rdb, err := loader.OpenDB(f.dbs.shards[0].nodes[0].Config("root", "", regDBName).FormatDSN())
+	if err != nil {
+		return err
+	}
+	f.closeReg = func() { rdb.Close() }
+	if f.reg, err = registry.OpenDB(ctx, rdb, ""); err != nil {
+		return err
+	}
+	// Each receiver has its own state directory; all have the first one's
+	// host key, as docs/operations.md asks, so hosts pin one fingerprint.
 	var addrs []string
 	for i := range c.Receivers {
-		r := &receiverProc{name: "r" + strconv.Itoa(i+1)}
-		if err := startReceiver(ctx, c.ServerBin, f.dir, f.state.String(), f.dbs.mapf, c.Hosts, r); err != nil {
+		r := &receiverProc{name: "r" + strconv.Itoa(i+1), state: filepath.Join(f.dir, "state-r"+strconv.Itoa(i+1))}
+		if err := os.Mkdir(r.state, 0o700); err != nil {
+			return err
+		}
+		if i > 0 {
+			if err := copyFile(statedir.Dir(f.receivers[0].state).HostKey(), statedir.Dir(r.state).HostKey()); err != nil {
+				return err
+			}
+		}
+		if err := startReceiver(ctx, c.ServerBin, f.dir, f.dbs.mapf, c.Hosts, r); err != nil {
 			return err
 		}
 		f.receivers = append(f.receivers, r)
@@ -152,7 +169,7 @@ func (f *fleetRun) start(ctx context.Context) error {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			f.hosts[i], errs[i] = register(ctx, f.dir, f.state, f.lb.addr(), f.receivers[0].fp, i)
+			f.hosts[i], errs[i] = register(ctx, f.dir, f.reg, f.lb.addr(), f.receivers[0].fp, i)
 		})
 	}
 	wg.Wait()
@@ -160,7 +177,7 @@ func (f *fleetRun) start(ctx context.Context) error {
 		return err
 	}
 	for _, h := range f.hosts {
-		r, err := registry.Load(f.state, h.id)
+		r, err := f.reg.Host(h.id)
 		if err != nil {
 			return err
 		}
@@ -170,7 +187,7 @@ func (f *fleetRun) start(ctx context.Context) error {
 		f.shardOf[h.id] = r.Shard
 	}
 	log.Info("fleet: hosts registered", "hosts", c.Hosts, "receivers", c.Receivers, "per-shard", f.hostsPerShard())
-	if _, err := bench.RunTool(ctx, c.ServerBin, "head", "apply", "--shards", f.dbs.mapf, "--state-dir", f.state.String()); err != nil {
+	if _, err := bench.RunTool(ctx, c.ServerBin, "head", "apply", "--shards", f.dbs.mapf, "--state-dir", f.receivers[0].state); err != nil {
 		return err
 	}
 	if !c.Backlog {
@@ -186,13 +203,15 @@ func (f *fleetRun) start(ctx context.Context) error {
 	return nil
 }
 
-// startLoaders starts one pofr-server load --watch per shard.
+// startLoaders starts one pofr-server load --watch beside each receiver,
+// on its state directory: it loads what that receiver took, each host's
+// segments into the host's shard (one loader per shard inside).
 func (f *fleetRun) startLoaders() error {
 	c := f.c
-	for _, s := range f.dbs.shards {
-		p, err := daemon.Start("pofr-server load "+s.name, exec.Command(c.ServerBin, "load", "--shards", f.dbs.mapf, "--shard", s.name,
-			"--state-dir", f.state.String(), "--watch", c.LoadWatch.String(), "--workers", "1", "--no-progress"),
-			filepath.Join(f.dir, "load-"+s.name+".log"))
+	for _, r := range f.receivers {
+		p, err := daemon.Start("pofr-server load "+r.name, exec.Command(c.ServerBin, "load", "--shards", f.dbs.mapf,
+			"--state-dir", r.state, "--watch", c.LoadWatch.String(), "--workers", "1", "--no-progress"),
+			filepath.Join(f.dir, "load-"+r.name+".log"))
 		if err != nil {
 			return err
 		}
@@ -232,6 +251,9 @@ func (f *fleetRun) stop() {
 				log.Warn("stop receiver", "err", err)
 			}
 		}
+	}
+	if f.closeReg != nil {
+		f.closeReg()
 	}
 	if f.dbs != nil {
 		f.dbs.stop(log)
@@ -425,7 +447,7 @@ func (f *fleetRun) kills(ctx context.Context, log *slog.Logger) <-chan error {
 			log.Info("fleet: receiver killed", "receiver", r.name, "addr", r.addr, "mid-upload", f.midUpload)
 			time.Sleep(3 * time.Second)
 			elapsed += 3 * time.Second
-			if err := startReceiver(context.WithoutCancel(ctx), c.ServerBin, f.dir, f.state.String(), f.dbs.mapf, c.Hosts, r); err != nil {
+			if err := startReceiver(context.WithoutCancel(ctx), c.ServerBin, f.dir, f.dbs.mapf, c.Hosts, r); err != nil {
 				errs = append(errs, fmt.Errorf("restart receiver %s: %w", r.name, err))
 			} else {
 				f.meter.add("receivers", r.proc.Pid(), true)
@@ -458,6 +480,15 @@ func (f *fleetRun) waitPushed(ctx context.Context) error {
 			return fmt.Errorf("drain: after %v, %d segments not pushed", drainTimeout, pending)
 		}
 	}
+}
+
+// copyFile copies src to dst (mode 0600).
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o600)
 }
 
 // uploading waits, up to timeout, until process pid holds an upload's

@@ -45,7 +45,7 @@ func run() (int, error) {
 	flag.BoolVar(&full, "full", false, "the long run: S=1 and S=2 with 50 hosts over 60 s each and 15 s segments, each also with -backlog, then a 3-node Galera shard (a replica killed mid-load)")
 	flag.StringVar(&c.ServerBin, "server", "bin/pofr-server", "server binary (make build)")
 	flag.IntVar(&c.Hosts, "hosts", 0, "simulated hosts N (default 20, full 50)")
-	flag.IntVar(&c.Receivers, "receivers", 2, "pofr-server serve processes R, sharing one state directory")
+	flag.IntVar(&c.Receivers, "receivers", 2, "pofr-server serve processes R (own state directories, one host key, the registry in MariaDB), each with a loader beside it")
 	flag.StringVar(&shards, "shards", "", "comma-separated shard counts S to run (default 2, full 1,2)")
 	flag.BoolVar(&galera, "galera", false, "make every shard a 3-node Galera cluster and kill a replica mid-load")
 	flag.IntVar(&c.RowsPerSec, "rate", 200, "rows per second per host (the busy-host mix: 30 % process, 60 % file, 10 % socket rows)")
