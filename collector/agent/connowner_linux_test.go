@@ -94,11 +94,7 @@ func TestPrivRunConnOwners(t *testing.T) {
 	dir := t.TempDir()
 	cfg := standaloneConfig(t, dir, dir)
 	cfg.NoFile = true
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Listen(t, "tcp4", "127.0.0.1:0")
 	testutil.Accept(ln, testutil.Drain)
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 	const n, m = 50, 10

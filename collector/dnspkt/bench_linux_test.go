@@ -148,11 +148,7 @@ func BenchmarkPrivBulkLoopback(b *testing.B) {
 				stop := testutil.Go(b, "Source.Run", src.Run)
 				defer func() { stop(); src.Close() }()
 			}
-			ln, err := net.Listen("tcp4", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ln.Close()
+			ln := testutil.Listen(b, "tcp4", "127.0.0.1:0")
 			go func() {
 				c, err := ln.Accept()
 				if err != nil {

@@ -384,11 +384,7 @@ func TestPrivSockEndpoints(t *testing.T) {
 		return base
 	}
 
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Listen(t, "tcp4", "127.0.0.1:0")
 	lp := sockPortOf(ln.Addr())
 	accepted := make(chan net.Conn, 4)
 	testutil.Accept(ln, func(c net.Conn) { accepted <- c })
@@ -477,11 +473,7 @@ func TestPrivSockEndpoints(t *testing.T) {
 	shortTCP(ln, "tcp4", sockLo4, 4)
 
 	// IPv6 on ::1.
-	ln6, err := net.Listen("tcp6", "[::1]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln6.Close()
+	ln6 := testutil.Listen(t, "tcp6", "[::1]:0")
 	testutil.Accept(ln6, func(c net.Conn) { accepted <- c })
 	sockDumpNow(t, src)
 	lp6 := sockPortOf(ln6.Addr())

@@ -52,16 +52,8 @@ func TestPrivCapture(t *testing.T) {
 		name, network, laddr, raddr string
 		port                        uint16
 	}
-	ln4, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln4.Close()
-	ln6, err := net.Listen("tcp6", "[::1]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln6.Close()
+	ln4 := testutil.Listen(t, "tcp4", "127.0.0.1:0")
+	ln6 := testutil.Listen(t, "tcp6", "[::1]:0")
 	closed, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -22,11 +22,7 @@ func BenchmarkPrivSync(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
+	ln := testutil.Listen(b, "tcp4", "127.0.0.1:0")
 	testutil.Accept(ln, func(c net.Conn) { c.Close() })
 	const batch = 200
 	keys := make([]Key, 0, batch)
