@@ -2,6 +2,7 @@ package uplink_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"os"
@@ -23,38 +24,63 @@ import (
 
 func sshFingerprint(k ssh.PublicKey) string { return ssh.FingerprintSHA256(k) }
 
-// register registers a host with a fresh token and returns its config dir.
+// registerWithToken registers a host with a fresh token and returns its
+// config dir.
 func registerWithToken(t *testing.T, s *testServer, facts uplink.HostFacts, replace bool) (string, *uplink.Result) {
 	t.Helper()
-	tok, err := receiver.CreateToken(registry.NewFiles(s.state), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := filepath.Join(t.TempDir(), "etc-pofr")
-	res, err := uplink.Register(testutil.Deadline(t, 30*time.Second), uplink.RegisterOptions{
-		Server: s.addr, ConfigDir: dir, Token: []byte(tok), Fingerprint: s.fingerprint(), Facts: facts, Replace: replace,
-	})
-	if err != nil {
-		t.Fatalf("Register with token: %v", err)
-	}
-	return dir, res
+	return dir, registerToken(t, s, dir, facts, replace)
 }
 
 // registerAgain registers the host of dir again, with replace and a fresh
 // token, keeping its keys.
 func registerAgain(t *testing.T, s *testServer, dir string, facts uplink.HostFacts) *uplink.Result {
 	t.Helper()
+	return registerToken(t, s, dir, facts, true)
+}
+
+// registerToken registers the host of dir with a fresh token.
+func registerToken(t *testing.T, s *testServer, dir string, facts uplink.HostFacts, replace bool) *uplink.Result {
+	t.Helper()
 	tok, err := receiver.CreateToken(registry.NewFiles(s.state), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := uplink.Register(testutil.Deadline(t, 30*time.Second), uplink.RegisterOptions{
-		Server: s.addr, ConfigDir: dir, Token: []byte(tok), Fingerprint: s.fingerprint(), Facts: facts, Replace: true,
+	return mustRegister(t, testutil.Deadline(t, 30*time.Second), uplink.RegisterOptions{
+		Server: s.addr, ConfigDir: dir, Token: []byte(tok), Fingerprint: s.fingerprint(), Facts: facts, Replace: replace,
 	})
+}
+
+// mustRegister runs uplink.Register and fails the test on an error.
+func mustRegister(t *testing.T, ctx context.Context, opts uplink.RegisterOptions) *uplink.Result {
+	t.Helper()
+	res, err := uplink.Register(ctx, opts)
 	if err != nil {
-		t.Fatalf("Register again with token: %v", err)
+		t.Fatalf("Register: %v", err)
 	}
 	return res
+}
+
+// pushAll writes n segments of host, segment i of size(i) bytes, into a new
+// spool, pushes them with the registration in dir and waits for every
+// upload. It returns the spool, the segments by name, the queue and the
+// running pusher.
+func pushAll(t *testing.T, dir, host string, n int, size func(i int) int, what string) (string, map[string][]byte, *dirQueue, *uplink.Pusher) {
+	t.Helper()
+	spool := t.TempDir()
+	want := map[string][]byte{}
+	for i := range n {
+		name := segName(host, i)
+		want[name] = writeSegment(t, spool, name, size(i))
+	}
+	q := &dirQueue{dir: spool}
+	p, err := uplink.NewPusher(uplink.PushOptions{ConfigDir: dir, Queue: q, Interval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runPusher(t, p)
+	testutil.WaitFor(t, 30*time.Second, what, func() bool { return p.Stats().Uploaded == int64(n) })
+	return spool, want, q, p
 }
 
 func TestRegisterTokenThenPush(t *testing.T) {
@@ -113,19 +139,7 @@ func TestRegisterTokenThenPush(t *testing.T) {
 	}
 
 	// Push 20 segments.
-	spool := t.TempDir()
-	want := map[string][]byte{}
-	for i := range 20 {
-		name := segName(res.HostID, i)
-		want[name] = writeSegment(t, spool, name, 1000+i*997)
-	}
-	q := &dirQueue{dir: spool}
-	p, err := uplink.NewPusher(uplink.PushOptions{ConfigDir: dir, Queue: q, Interval: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runPusher(t, p)
-	testutil.WaitFor(t, 30*time.Second, "20 uploads", func() bool { return p.Stats().Uploaded == 20 })
+	spool, want, q, p := pushAll(t, dir, res.HostID, 20, func(i int) int { return 1000 + i*997 }, "20 uploads")
 	inbox := s.state.Host(res.HostID).Inbox
 	got := map[string][]byte{}
 	for _, n := range inboxNames(t, inbox) {
@@ -164,10 +178,7 @@ func TestRegisterPasswordPendingApprove(t *testing.T) {
 		Facts:   testFacts(t, "db-1"),
 	}
 	ctx := testutil.Deadline(t, 30*time.Second)
-	res, err := uplink.Register(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := mustRegister(t, ctx, opts)
 	if res.Status != uplink.StatusPending {
 		t.Fatalf("first Register = %+v, want pending", res)
 	}
@@ -182,10 +193,7 @@ func TestRegisterPasswordPendingApprove(t *testing.T) {
 	}
 
 	// Resume: same request, no second question about the key.
-	res2, err := uplink.Register(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res2 := mustRegister(t, ctx, opts)
 	if res2.Status != uplink.StatusPending || res2.RequestID != res.RequestID {
 		t.Fatalf("resumed Register = %+v, want pending %s", res2, res.RequestID)
 	}
@@ -207,10 +215,7 @@ func TestRegisterPasswordPendingApprove(t *testing.T) {
 	if _, err := receiver.Approve(registry.NewFiles(s.state), res.RequestID); !errors.Is(err, receiver.ErrDecided) {
 		t.Errorf("second Approve: %v, want ErrDecided", err)
 	}
-	res3, err := uplink.Register(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res3 := mustRegister(t, ctx, opts)
 	if res3.Status != uplink.StatusGranted || res3.HostID != r.HostID {
 		t.Fatalf("Register after approval = %+v, want granted %s", res3, r.HostID)
 	}
@@ -275,10 +280,7 @@ func TestRegisterDenied(t *testing.T) {
 	if _, err := receiver.Deny(registry.NewFiles(s.state), res.RequestID, reason); err != nil {
 		t.Fatal(err)
 	}
-	res, err = uplink.Register(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res = mustRegister(t, ctx, opts)
 	if res.Status != uplink.StatusDenied || res.Reason != reason {
 		t.Fatalf("Register after deny = %+v, want denied %q", res, reason)
 	}
@@ -560,19 +562,7 @@ func TestPushToOpenSSH(t *testing.T) {
 	if err := uplink.SaveConfig(dir, cfg); err != nil {
 		t.Fatal(err)
 	}
-	spool := t.TempDir()
-	want := map[string][]byte{}
-	for i := range 10 {
-		n := segName(host, i)
-		want[n] = writeSegment(t, spool, n, 3000*(i+1))
-	}
-	q := &dirQueue{dir: spool}
-	p, err := uplink.NewPusher(uplink.PushOptions{ConfigDir: dir, Queue: q, Interval: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runPusher(t, p)
-	testutil.WaitFor(t, 30*time.Second, "10 uploads to sshd", func() bool { return p.Stats().Uploaded == 10 })
+	spool, want, q, p := pushAll(t, dir, host, 10, func(i int) int { return 3000 * (i + 1) }, "10 uploads to sshd")
 	got := map[string][]byte{}
 	for _, n := range inboxNames(t, sshd.Inbox) {
 		got[n], _ = os.ReadFile(filepath.Join(sshd.Inbox, n))
