@@ -57,14 +57,9 @@ func alphaRows(s event.Sink) {
 	acct(33, "www-data")
 	acct(1000, "alice")
 	acct(1001, "toma")
-	snap := func(pid, ppid int32, start, pstart int64, uid uint32, exe, argv string) {
-		s.AppendProc(&event.Proc{TS: at(0), Event: event.ProcSnapshot, PID: pid, TID: pid, PPID: ppid, ProcStart: start,
-			ParentStart: event.Some(pstart), UID: uid, EUID: uid, GID: uid, EGID: uid, AUID: uid, SessionID: event.NoID,
-			Exe: []byte(exe), Argv: []byte(argv), Comm: []byte(filepath.Base(exe))})
-	}
-	snap(1, 0, 1000, 0, 0, "/usr/lib/systemd/systemd", "/sbin/init\x00")
-	snap(100, 1, 5000, 1000, 1000, "/usr/bin/bash", "-bash\x00")
-	snap(500, 1, 6000, 1000, 33, "/usr/sbin/httpd", "/usr/sbin/httpd\x00-DFOREGROUND\x00")
+	snap(s, 1, 0, 1000, 0, 0, "/usr/lib/systemd/systemd", "/sbin/init\x00")
+	snap(s, 100, 1, 5000, 1000, 1000, "/usr/bin/bash", "-bash\x00")
+	snap(s, 500, 1, 6000, 1000, 33, "/usr/sbin/httpd", "/usr/sbin/httpd\x00-DFOREGROUND\x00")
 	life := func(pid int32, start int64, from, to time.Duration, uid uint32, exe, argv string, exit event.Proc) {
 		s.AppendProc(&event.Proc{TS: at(from), Event: event.ProcFork, PID: pid, TID: pid, PPID: 100, ProcStart: start,
 			ParentStart: event.Some(int64(5000)), UID: uid, EUID: uid, GID: uid, EGID: uid, AUID: event.NoID, SessionID: event.NoID,
@@ -149,16 +144,19 @@ func alphaRows2(s event.Sink) {
 		ExitCode: event.Some(int32(0))})
 }
 
+// snap appends the snapshot row of a process running when the recording
+// started.
+func snap(s event.Sink, pid, ppid int32, start, pstart int64, uid uint32, exe, argv string) {
+	s.AppendProc(&event.Proc{TS: at(0), Event: event.ProcSnapshot, PID: pid, TID: pid, PPID: ppid, ProcStart: start,
+		ParentStart: event.Some(pstart), UID: uid, EUID: uid, GID: uid, EGID: uid, AUID: uid, SessionID: event.NoID,
+		Exe: []byte(exe), Argv: []byte(argv), Comm: []byte(filepath.Base(exe))})
+}
+
 func betaRows(s event.Sink) {
 	s.AppendAccount(&event.Account{TS: at(0), Kind: event.AcctUser, ID: 0, Name: []byte("root")})
 	s.AppendAccount(&event.Account{TS: at(0), Kind: event.AcctUser, ID: 1000, Name: []byte("bob")})
-	snap := func(pid, ppid int32, start, pstart int64, uid uint32, exe, argv string) {
-		s.AppendProc(&event.Proc{TS: at(0), Event: event.ProcSnapshot, PID: pid, TID: pid, PPID: ppid, ProcStart: start,
-			ParentStart: event.Some(pstart), UID: uid, EUID: uid, GID: uid, EGID: uid, AUID: uid, SessionID: event.NoID,
-			Exe: []byte(exe), Argv: []byte(argv), Comm: []byte(filepath.Base(exe))})
-	}
-	snap(1, 0, 1000, 0, 0, "/usr/lib/systemd/systemd", "/sbin/init\x00")
-	snap(800, 1, 8000, 1000, 0, "/usr/sbin/sshd", "sshd: /usr/sbin/sshd -D [listener]\x00")
+	snap(s, 1, 0, 1000, 0, 0, "/usr/lib/systemd/systemd", "/sbin/init\x00")
+	snap(s, 800, 1, 8000, 1000, 0, "/usr/sbin/sshd", "sshd: /usr/sbin/sshd -D [listener]\x00")
 	// python3 runs in a Kubernetes container, which the containers table names.
 	ctrID := []byte(strings.Repeat("c", 64))
 	s.AppendProc(&event.Proc{TS: at(0), Event: event.ProcSnapshot, PID: 700, TID: 700, PPID: 1, ProcStart: 7000,

@@ -159,21 +159,29 @@ type planRow struct {
 	rows                            int
 }
 
+// bound returns a connection of db with params set as the Querier sets
+// them (name says whose they are in a failure); the caller closes it.
+func bound(tb testing.TB, db *sql.DB, name string, params []Param) *sql.Conn {
+	tb.Helper()
+	conn, err := db.Conn(tb.Context())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, p := range params {
+		if _, err := conn.ExecContext(tb.Context(), "SET @"+p.Name+" = "+bindExpr(p, "?"), p.Value); err != nil {
+			conn.Close()
+			tb.Fatalf("%s: set @%s: %v", name, p.Name, err)
+		}
+	}
+	return conn
+}
+
 // explain runs EXPLAIN for s on one connection with its parameters set as
 // the Querier sets them.
 func explain(t testing.TB, db *sql.DB, s Statement) []planRow {
 	t.Helper()
-	ctx := t.Context()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := bound(t, db, s.Name, s.Params)
 	defer conn.Close()
-	for _, p := range s.Params {
-		if _, err := conn.ExecContext(ctx, "SET @"+p.Name+" = "+bindExpr(p, "?"), p.Value); err != nil {
-			t.Fatalf("%s: set @%s: %v", s.Name, p.Name, err)
-		}
-	}
 	var out []planRow
 	servertest.EachRow(t, conn, "EXPLAIN "+s.SQL, nil, func(cols []string, vals []sql.NullString) {
 		var r planRow
@@ -233,17 +241,9 @@ func BenchmarkPerHost(b *testing.B) {
 // reads every row, returning how many there were.
 func runCount(tb testing.TB, db *sql.DB, text string) int {
 	tb.Helper()
-	ctx := tb.Context()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	conn := bound(tb, db, "runCount", []Param{{"host", "h1"}})
 	defer conn.Close()
-	p := Param{"host", "h1"}
-	if _, err := conn.ExecContext(ctx, "SET @host = "+bindExpr(p, "?"), p.Value); err != nil {
-		tb.Fatal(err)
-	}
-	rows, err := conn.QueryContext(ctx, text)
+	rows, err := conn.QueryContext(tb.Context(), text)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -196,17 +196,27 @@ func optSHA256(s string) (any, error) {
 	return b, nil
 }
 
+// hostSHA256 binds @host (a host id or hostname, "" for every host) and
+// @sha256 (64 hex digits, "" for any).
+func (q *Querier) hostSHA256(ctx context.Context, host, sum string) ([]Param, error) {
+	h, err := q.optHost(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	b, err := optSHA256(sum)
+	if err != nil {
+		return nil, err
+	}
+	return []Param{{"host", h}, {"sha256", b}}, nil
+}
+
 // Ran lists execs fleet-wide (ran.sql).
 func (q *Querier) Ran(ctx context.Context, a RanArgs) (*Table, error) {
-	h, err := q.optHost(ctx, a.Host)
+	ps, err := q.hostSHA256(ctx, a.Host, a.SHA256)
 	if err != nil {
 		return nil, err
 	}
-	sum, err := optSHA256(a.SHA256)
-	if err != nil {
-		return nil, err
-	}
-	ps := []Param{{"host", h}, {"exe", optString(a.Exe)}, {"argv_like", optString(a.ArgvLike)}, {"sha256", sum}, {"container", optBytes(a.Container)}}
+	ps = append(ps, Param{"exe", optString(a.Exe)}, Param{"argv_like", optString(a.ArgvLike)}, Param{"container", optBytes(a.Container)})
 	ps = append(ps, userParams(a.User)...)
 	return q.Run(ctx, "ran", append(ps, rangeParams(a.Range)...)...)
 }
@@ -251,15 +261,11 @@ type BinariesArgs struct {
 // Binaries lists every distinct executable file a host ran, first seen
 // first (binaries.sql).
 func (q *Querier) Binaries(ctx context.Context, a BinariesArgs) (*Table, error) {
-	h, err := q.optHost(ctx, a.Host)
+	ps, err := q.hostSHA256(ctx, a.Host, a.SHA256)
 	if err != nil {
 		return nil, err
 	}
-	sum, err := optSHA256(a.SHA256)
-	if err != nil {
-		return nil, err
-	}
-	return q.Run(ctx, "binaries", append([]Param{{"host", h}, {"sha256", sum}}, rangeParams(a.Range)...)...)
+	return q.Run(ctx, "binaries", append(ps, rangeParams(a.Range)...)...)
 }
 
 // TouchedArgs selects file rows for Touched.
