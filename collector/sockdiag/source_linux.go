@@ -535,16 +535,7 @@ func (s *Source) openDestroySocket() (int, error) {
 	if s.opts.UDP {
 		groups |= 1<<(unix.SKNLGRP_INET_UDP_DESTROY-1) | 1<<(unix.SKNLGRP_INET6_UDP_DESTROY-1)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: groups}); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("join sock_diag destroy groups: %w", err)
-	}
-	tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("set destroy socket timeout: %w", err)
-	}
-	return fd, nil
+	return sockBind(fd, groups, 200*time.Millisecond, "sock_diag destroy socket")
 }
 
 // readDestroys is the reader goroutine: it receives destroy messages, decodes
@@ -719,14 +710,21 @@ func sockOpenDumpSocket() (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("open sock_diag socket: %w", err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	return sockBind(fd, 0, 5*time.Second, "sock_diag socket")
+}
+
+// sockBind binds the netlink socket fd to the multicast groups and sets its
+// receive timeout; on an error it closes fd. what names the socket in
+// errors.
+func sockBind(fd int, groups uint32, timeout time.Duration, what string) (int, error) {
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: groups}); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("bind sock_diag socket: %w", err)
+		return -1, fmt.Errorf("bind %s: %w", what, err)
 	}
-	tv := unix.NsecToTimeval(int64(5 * time.Second))
+	tv := unix.NsecToTimeval(int64(timeout))
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		unix.Close(fd)
-		return -1, fmt.Errorf("set sock_diag socket timeout: %w", err)
+		return -1, fmt.Errorf("set %s timeout: %w", what, err)
 	}
 	return fd, nil
 }
