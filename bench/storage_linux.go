@@ -23,7 +23,7 @@ var storageTables = []string{"proc_events", "file_events", "sock_events"}
 
 // storage loads the busy-host mix (LoadRows, opt's sizes) with the loader
 // into its own database and reports what each event table takes per row on
-// disk ([diskBytes]; the bar) and logically (DATA_LENGTH + INDEX_LENGTH from
+// disk ([schema.DiskBytes]; the bar) and logically (DATA_LENGTH + INDEX_LENGTH from
 // information_schema.TABLES after ANALYZE TABLE, per index from
 // mysql.innodb_index_stats) beside the spool's bytes per row.
 func (lb LoaderBench) storage(ctx context.Context, m *MariaDB, opt LoadOptions) (Result, []Check, error) {
@@ -123,7 +123,7 @@ func tableSizes(ctx context.Context, db *sql.DB, tables []string) ([]tableSize, 
 		if ts.indexes, err = indexBytes(ctx, db, t); err != nil {
 			return nil, err
 		}
-		if ts.disk, err = diskBytes(ctx, db, t); err != nil {
+		if ts.disk, err = schema.DiskBytes(ctx, db, t); err != nil {
 			return nil, err
 		}
 		out = append(out, ts)

@@ -56,25 +56,32 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
   neither can rewrite or remove a loaded row; ` + "`schema apply`, `retention`" + ` (ALTER, DROP for partitions)
   and ` + "`deregister --purge-rows`" + ` use the administrator's DSN. Rows added under a loaded segment, or
   changed by an account that can, are found by ` + "`verify --rows`" + `.
-- **Disk.** Measured by ` + "`" + `make bench` + "`" + ` (` + "`" + `Loader/storage` + "`" + `: DATA_LENGTH + INDEX_LENGTH after ` + "`" + `ANALYZE TABLE` + "`" + `, the
-  busy-host mix of short argv and short host and boot ids, 400,000 rows, schema 012): proc_events 373, file_events
-  279, sock_events 435 bytes per row (data + indexes; 323 over the mix), against about 16 bytes per row in the
-  spool. Where they go (bytes per row, each index's allocated pages from ` + "`" + `mysql.innodb_index_stats` + "`" + `):
+- **Disk.** The event tables (proc, file, sock, dns and login events) are **page-compressed** (migration 014:
+  ` + "`" + `PAGE_COMPRESSED=1 PAGE_COMPRESSION_LEVEL=1` + "`" + `): InnoDB compresses each 16 KiB page when it writes it (zlib, the
+  server's ` + "`" + `innodb_compression_algorithm` + "`" + `) and punches a hole in the file for the rest. Measured by ` + "`" + `make bench` + "`" + `
+  (` + "`" + `Loader/storage` + "`" + `: the ` + "`" + `.ibd` + "`" + ` files' allocated blocks after ` + "`" + `FLUSH TABLES … FOR EXPORT` + "`" + `; the busy-host mix of
+  short argv and short host and boot ids, 400,000 rows, schema 014) **on disk: proc_events 87, file_events 62,
+  sock_events 166 bytes per row (80 over the mix)**, against about 16 bytes per row in the spool; logically (what
+  ` + "`" + `information_schema` + "`" + ` reports, DATA_LENGTH + INDEX_LENGTH) they are 373, 266 and 435 (315). Where the logical
+  bytes go (per row, each index's allocated pages from ` + "`" + `mysql.innodb_index_stats` + "`" + `):
 
-  | table | rows (PRIMARY) | host_ts | proc | other indexes | total |
-  |---|---|---|---|---|---|
-  | proc_events | 268 | 39 | 66 | — | 373 |
-  | file_events | 169 | 42 | 68 | — | 279 |
-  | sock_events | 197 | 40 | 66 | local_end 66, remote 66 | 435 |
+  | table | rows (PRIMARY) | host_ts | proc | other indexes | logical | on disk |
+  |---|---|---|---|---|---|---|
+  | proc_events | 268 | 39 | 66 | — | 373 | 87 |
+  | file_events | 169 | 42 | 68 | — | 279 | 62 |
+  | sock_events | 197 | 40 | 66 | local_end 66, remote 66 | 435 | 166 |
 
-  A process makes three proc rows (fork, exec, exit), so a host's process rows alone cost per day:
-  **10 exec/s ≈ 0.97 GB, 100 exec/s ≈ 9.7 GB, 1000 exec/s ≈ 97 GB** (3 × rate × 86,400 × 373 B), plus its file
-  and socket rows at their own rates (a file access row ≈ 280 B, a socket row ≈ 435 B). Longer argv, exe and
-  cgroup strings, and real 36-character boot ids (repeated in the rows and in every ` + "`" + `proc` + "`" + ` index entry), cost
-  more. ` + "`" + `ALTER TABLE … ROW_FORMAT=COMPRESSED KEY_BLOCK_SIZE=8` + "`" + ` on the event tables (an administrator's choice,
-  not a migration) roughly halved them but loaded 2.3× slower (measured with 007's indexes); docs/design.md has
-  the numbers. Migration 011 dropped proc_events' ` + "`" + `parent` + "`" + ` index and 012 file_events' ` + "`" + `path` + "`" + ` index, which no
-  documented query used.
+  A day of one host on disk, at the bench's mix (per exec: fork, exec and exit rows, six file rows, one socket row,
+  ≈ 800 B): **10 exec/s ≈ 0.69 GB, 100 exec/s ≈ 6.9 GB, 1000 exec/s ≈ 69 GB**; the process rows alone
+  (3 × rate × 86,400 × 87 B) 0.23, 2.3 and 23 GB (uncompressed they were 0.97, 9.7 and 97 GB). The bench's strings
+  repeat more than a real host's; longer and more varied argv, paths and cgroups, and real 36-character boot ids,
+  compress less and cost more. What page compression needs: ` + "`" + `innodb_compression_algorithm` + "`" + ` not ` + "`" + `none` + "`" + ` (zlib is the
+  default), ` + "`" + `innodb_page_size` + "`" + ` 16k or more (the default), and a data directory on a file system that punches holes
+  (ext4, XFS, btrfs); ` + "`" + `schema apply` + "`" + ` warns about the first two, and otherwise the tables simply take their logical
+  size. ` + "`" + `information_schema` + "`" + ` keeps reporting logical sizes: measure with ` + "`" + `du` + "`" + ` on the ` + "`" + `.ibd` + "`" + ` files. Migration 014
+  rebuilds the event tables (existing rows are converted; it needs room for a copy of a table and about as long
+  as loading the rows again). Migration 011 dropped proc_events' ` + "`" + `parent` + "`" + ` index and 012 file_events' ` + "`" + `path` + "`" + ` index,
+  which no documented query used; docs/design.md compares the options measured.
 
 ## Views
 

@@ -141,7 +141,10 @@ func schemaCommands() []*cli.Command {
 database does not have yet, records each in schema_version, and creates the
 day partitions of the event tables from today to 7 days ahead. Running it
 again does nothing. A database whose schema is newer than this binary is
-refused. The DSN file holds an administrator's DSN for the pofr database.
+refused. The event tables are page-compressed (migration 014): it warns when
+the server's innodb_compression_algorithm is none or its innodb_page_size is
+4k, which defeat that (the data directory's file system must also punch
+holes: ext4, XFS, btrfs). The DSN file holds an administrator's DSN for the pofr database.
 
 Exit codes: 0 applied or already current; 1 error; 4 the database is newer
 than this binary.
@@ -169,6 +172,13 @@ Example: pofr-server schema apply     (reads /etc/pofr-server/admin.dsn)`,
 				return err
 			}
 			env.Log.Info("schema applied", "migrations", applied, "version", schema.Latest(), "partitions_added", added)
+			warnings, err := schema.StorageWarnings(ctx, db)
+			if err != nil {
+				return err
+			}
+			for _, w := range warnings {
+				env.Log.Warn("event tables: "+w, "tables", schema.PageCompressedTables)
+			}
 			return nil
 		},
 	}, adminDSN))

@@ -1,4 +1,6 @@
-package bench
+//go:build unix
+
+package schema
 
 import (
 	"context"
@@ -10,14 +12,15 @@ import (
 	"syscall"
 )
 
-// diskBytes is what table t of the connection's database takes on the
+// DiskBytes is what table t of the connection's database takes on the
 // file system: the allocated blocks (st_blocks × 512) of its .ibd files,
 // every partition summed, after FLUSH TABLES … FOR EXPORT has written its
 // dirty pages. It is the only measure of page compression (PAGE_COMPRESSED
 // punches holes; information_schema keeps reporting logical pages) and it
 // includes what InnoDB reserved but has not filled. The files are read
-// through @@datadir, so the server must be on this machine (the bench's own).
-func diskBytes(ctx context.Context, db *sql.DB, t string) (int64, error) {
+// through @@datadir, so the server must be on this machine (make bench's and
+// the tests' private servers); the caller needs to be allowed to stat them.
+func DiskBytes(ctx context.Context, db *sql.DB, t string) (int64, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return 0, err
