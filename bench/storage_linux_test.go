@@ -3,6 +3,9 @@ package bench
 import (
 	"log/slog"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/pofr/pofr/internal/testutil"
@@ -37,7 +40,8 @@ func BenchmarkStorage(b *testing.B) {
 // ROW_FORMAT=COMPRESSED, at the quick size only) in one private MariaDB, interleaved: bytes on disk
 // and logically per row, and the loader's rows/s beside a plain LOAD DATA
 // into the same tables. make bench's full size; POFR_BENCH_QUICK=1 for the
-// quick size.
+// quick size, POFR_BENCH_ROUNDS for more rounds than 2, POFR_BENCH_OPTIONS to
+// pick options by name (comma-separated).
 // Service tier.
 func BenchmarkStorageOptions(b *testing.B) {
 	testutil.RequireTier(b, testutil.TierService)
@@ -49,9 +53,13 @@ func BenchmarkStorageOptions(b *testing.B) {
 	quick := os.Getenv("POFR_BENCH_QUICK") != ""
 	opt, _ := LoaderBench{Quick: quick}.plans()
 	opt.Rounds = 2
+	if n, err := strconv.Atoi(os.Getenv("POFR_BENCH_ROUNDS")); err == nil && n > 0 {
+		opt.Rounds = n
+	}
+	only := os.Getenv("POFR_BENCH_OPTIONS") // names, comma-separated; empty: all
 	var opts []StorageOption
 	for _, o := range StorageOptions {
-		if quick || !o.Slow {
+		if (quick || !o.Slow) && (only == "" || slices.Contains(strings.Split(only, ","), o.Name)) {
 			opts = append(opts, o)
 		}
 	}

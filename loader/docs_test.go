@@ -61,18 +61,18 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
   server's ` + "`" + `innodb_compression_algorithm` + "`" + `) and punches a hole in the file for the rest. Measured by ` + "`" + `make bench` + "`" + `
   (` + "`" + `Loader/storage` + "`" + `: the ` + "`" + `.ibd` + "`" + ` files' allocated blocks after ` + "`" + `FLUSH TABLES … FOR EXPORT` + "`" + `; the busy-host mix of
   short argv and short host and boot ids, 400,000 rows, schema 014) **on disk: proc_events 87, file_events 62,
-  sock_events 166 bytes per row (80 over the mix)**, against about 16 bytes per row in the spool; logically (what
-  ` + "`" + `information_schema` + "`" + ` reports, DATA_LENGTH + INDEX_LENGTH) they are 373, 266 and 435 (315). Where the logical
+  sock_events 164 bytes per row (80 over the mix)**, against about 16 bytes per row in the spool; logically (what
+  ` + "`" + `information_schema` + "`" + ` reports, DATA_LENGTH + INDEX_LENGTH) they are 382, 265 and 435 (317). Where the logical
   bytes go (per row, each index's allocated pages from ` + "`" + `mysql.innodb_index_stats` + "`" + `):
 
   | table | rows (PRIMARY) | host_ts | proc | other indexes | logical | on disk |
   |---|---|---|---|---|---|---|
-  | proc_events | 268 | 39 | 66 | — | 373 | 87 |
-  | file_events | 169 | 42 | 68 | — | 279 | 62 |
-  | sock_events | 197 | 40 | 66 | local_end 66, remote 66 | 435 | 166 |
+  | proc_events | 276 | 39 | 66 | — | 382 | 87 |
+  | file_events | 160 | 42 | 64 | — | 265 | 62 |
+  | sock_events | 197 | 40 | 66 | local_end 66, remote 66 | 435 | 164 |
 
   A day of one host on disk, at the bench's mix (per exec: fork, exec and exit rows, six file rows, one socket row,
-  ≈ 800 B): **10 exec/s ≈ 0.69 GB, 100 exec/s ≈ 6.9 GB, 1000 exec/s ≈ 69 GB**; the process rows alone
+  3 × 87 + 6 × 62 + 164 ≈ 800 B): **10 exec/s ≈ 0.69 GB, 100 exec/s ≈ 6.9 GB, 1000 exec/s ≈ 69 GB**; the process rows alone
   (3 × rate × 86,400 × 87 B) 0.23, 2.3 and 23 GB (uncompressed they were 0.97, 9.7 and 97 GB). The bench's strings
   repeat more than a real host's; longer and more varied argv, paths and cgroups, and real 36-character boot ids,
   compress less and cost more. What page compression needs: ` + "`" + `innodb_compression_algorithm` + "`" + ` not ` + "`" + `none` + "`" + ` (zlib is the
