@@ -86,7 +86,8 @@ type Querier struct {
 	Enrich *Enricher
 	// Page, when its Limit is positive, bounds the rows of every query Run
 	// runs (LIMIT and OFFSET appended to the file's text, after its final
-	// ORDER BY). Export is never paged.
+	// ORDER BY, or put in place of its /*page*/ mark: timeline.sql pages
+	// before its lookups). Export is never paged.
 	Page Page
 	// Trace, when set, gets every statement just before it runs, for
 	// showing the SQL behind an answer.
@@ -97,6 +98,18 @@ type Querier struct {
 // Offset. A zero Limit means every row.
 type Page struct {
 	Limit, Offset int
+}
+
+// pageMark, in a query's text, is where a Page's LIMIT goes instead of the
+// end (a comment: the file run by hand is unpaged).
+const pageMark = "/*page*/"
+
+// apply returns text with p's LIMIT clause at its pageMark or else at its end.
+func (p Page) apply(text string) string {
+	if strings.Contains(text, pageMark) {
+		return strings.Replace(text, pageMark, p.clause(), 1)
+	}
+	return text + p.clause()
 }
 
 // clause returns the LIMIT clause of p ("" when unlimited).
@@ -133,7 +146,7 @@ func (q *Querier) Run(ctx context.Context, name string, params ...Param) (*Table
 // user variables, runs text with q.Page applied and returns its rows.
 func (q *Querier) RunSQL(ctx context.Context, name, text string, params ...Param) (*Table, error) {
 	var t *Table
-	err := q.stream(ctx, name, text+q.Page.clause(), params, func(rows *sql.Rows) error {
+	err := q.stream(ctx, name, q.Page.apply(text), params, func(rows *sql.Rows) error {
 		var err error
 		t, err = scanTable(rows)
 		return err

@@ -180,6 +180,17 @@ func TestQueries(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("timeline [from, to) (-want +got):\n%s", diff)
 		}
+		// A page (LIMIT inside timeline.sql, before the lookups) is the same
+		// rows, user and exe as that slice of the whole answer.
+		pq := *q
+		pq.Page = Page{Limit: 3, Offset: 4}
+		pt, err := pq.Timeline(ctx, "host-a", Range{From: t0.Add(time.Second), To: t0.Add(4 * time.Second)}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(rows[4:7], jsonLines(t, render(t, pt, FormatJSON, false))); diff != "" {
+			t.Errorf("timeline page 3 rows at offset 4 (-want +got):\n%s", diff)
+		}
 		table := render(t, tb, FormatTable, false)
 		assertSafe(t, table, len(want)+1)
 		for _, s := range []string{

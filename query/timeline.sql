@@ -15,76 +15,92 @@
 -- login: login, logout, failed, …) the tty and the remote address, user
 -- being the name the record holds. argv is set on exec and snapshot rows.
 --
--- The union selects the rows' own columns only; user and exe are looked up
--- by the outer SELECT, after ORDER BY and the LIMIT of a page,
--- so a page costs its own rows' lookups, not the whole range's.
-SELECT t.time, t._ts_ns, t._tz_offset, t.kind, t.event, t.pid, t.uid,
-  CASE WHEN t.kind = 'login' THEN t._user ELSE
-    (SELECT a.name FROM accounts a WHERE a.host_id = @host AND a.kind = 'user' AND a.id = t.uid
-      ORDER BY a.ts <= t.time DESC, a.ts DESC LIMIT 1) END AS user,
-  CASE WHEN t.kind = 'login' THEN NULL
-       WHEN t.kind = 'proc' THEN COALESCE(t._exe,
-         (SELECT p.exe FROM proc_events p
-           WHERE p.host_id = @host AND p.boot_id = t._boot_id AND p.pid = t.pid
-             AND p.proc_start = t._proc_start AND p.exe IS NOT NULL
-           ORDER BY p.ts <= t.time DESC, p.ts DESC LIMIT 1),
-         t._comm)
-       ELSE (SELECT COALESCE(p.exe, p.comm) FROM proc_events p
-         WHERE p.host_id = @host AND p.boot_id = t._boot_id AND p.pid = t.pid
-           AND p.proc_start = t._proc_start AND (p.exe IS NOT NULL OR p.comm IS NOT NULL)
-         ORDER BY p.exe IS NOT NULL DESC, p.ts <= t.time DESC, p.ts DESC LIMIT 1) END AS exe,
-  t.detail,
-  t.argv
+-- The innermost derived table (t) takes the rows of the range in order and,
+-- when the caller pages, its LIMIT and OFFSET (the Querier puts them at the
+-- page mark, a comment, so the file run by hand is unpaged), so a
+-- page costs its own rows' lookups, not the whole range's. Then user and exe
+-- are looked up for those rows only, with joins ranked by ROW_NUMBER() (the
+-- newest match at or before the row's time first; exe: an exec's exe before
+-- a comm) instead of correlated subqueries: Spider (a fleet's head) sends a
+-- subquery's outer column to the shard, which fails (Error 1054).
+-- (_order, _segment_id, _row_no) is a row's key within a host.
+SELECT v.time, v._ts_ns, v._tz_offset, v.kind, v.event, v.pid, v.uid,
+  CASE WHEN v.kind = 'login' THEN v._user ELSE v._uname END AS user,
+  CASE WHEN v.kind = 'login' THEN NULL
+       WHEN v.kind = 'proc' THEN COALESCE(v._exe, v._pexe, v._comm)
+       ELSE COALESCE(v._pexe, v._pcomm) END AS exe,
+  v.detail,
+  v.argv
 FROM (
-  SELECT e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset, 'proc' AS kind, e.event,
-    e.pid, e.uid, e.boot_id AS _boot_id, e.proc_start AS _proc_start, e.exe AS _exe, e.comm AS _comm,
-    NULL AS _user, NULL AS _remote_addr, NULL AS _remote_port,
-    CASE e.event
-      WHEN 'fork' THEN CONCAT('parent ', e.ppid)
-      WHEN 'exit' THEN CASE WHEN e.exit_signal IS NOT NULL THEN CONCAT('signal ', e.exit_signal)
-                            ELSE CONCAT('code ', e.exit_code) END
-      WHEN 'coredump' THEN CONCAT('signal ', e.exit_signal)
-      WHEN 'uid' THEN CONCAT('uid ', COALESCE(e.uid, '?'), ' euid ', COALESCE(e.euid, '?'))
-      WHEN 'gid' THEN CONCAT('gid ', COALESCE(e.gid, '?'), ' egid ', COALESCE(e.egid, '?'))
-      WHEN 'sid' THEN CONCAT('session ', COALESCE(e.session_id, '?'))
-      WHEN 'comm' THEN e.comm
-      WHEN 'ptrace' THEN CONCAT('tracer ', e.tracer_pid)
-      ELSE NULL END AS detail,
-    CASE WHEN e.event IN ('exec', 'snapshot') THEN e.argv END AS argv,
-    0 AS _order, e.segment_id AS _segment_id, e.row_no AS _row_no
-  FROM proc_events e
-  WHERE e.host_id = @host
-    AND (@from IS NULL OR e.ts >= @from) AND (@to IS NULL OR e.ts < @to)
-    AND (@pid IS NULL OR e.pid = @pid)
-  UNION ALL
-  SELECT f.ts, f.ts_ns, f.tz_offset, 'file', f.op,
-    f.pid, f.uid, f.boot_id, f.proc_start, NULL, NULL, NULL, NULL, NULL,
-    CASE WHEN f.new_path IS NULL THEN f.path ELSE CONCAT(f.path, ' -> ', f.new_path) END,
-    NULL, 1, f.segment_id, f.row_no
-  FROM file_events f
-  WHERE f.host_id = @host
-    AND (@from IS NULL OR f.ts >= @from) AND (@to IS NULL OR f.ts < @to)
-    AND (@pid IS NULL OR f.pid = @pid)
-  UNION ALL
-  SELECT s.ts, s.ts_ns, s.tz_offset, 'sock', s.event,
-    s.pid, s.uid, s.boot_id, s.proc_start, NULL, NULL, NULL, s.remote_addr, s.remote_port,
-    CONCAT(s.proto, ' ', COALESCE(s.direction, '?'), ' ',
-           COALESCE(CONVERT(INET6_NTOA(s.local_addr) USING ascii), '?'), ':', s.local_port, ' -> ',
-           COALESCE(CONVERT(INET6_NTOA(s.remote_addr) USING ascii), '?'), ':', s.remote_port,
-           COALESCE(CONCAT(' ', s.state), '')),
-    NULL, 2, s.segment_id, s.row_no
-  FROM sock_events s
-  WHERE s.host_id = @host
-    AND (@from IS NULL OR s.ts >= @from) AND (@to IS NULL OR s.ts < @to)
-    AND (@pid IS NULL OR s.pid = @pid)
-  UNION ALL
-  SELECT l.ts, l.ts_ns, l.tz_offset, 'login', l.kind,
-    l.pid, NULL, l.boot_id, NULL, NULL, NULL, l.user, NULL, NULL,
-    CONCAT(COALESCE(l.tty, '?'), ' from ', COALESCE(CONVERT(INET6_NTOA(l.remote_addr) USING ascii), l.remote_host, '?')),
-    NULL, 3, l.segment_id, l.row_no
-  FROM login_events l
-  WHERE l.host_id = @host
-    AND (@from IS NULL OR l.ts >= @from) AND (@to IS NULL OR l.ts < @to)
-    AND (@pid IS NULL OR l.pid = @pid)
-) t
-ORDER BY t.time, t._ts_ns, t._order, t._segment_id, t._row_no
+  SELECT w.*, a.name AS _uname,
+    ROW_NUMBER() OVER (PARTITION BY w._order, w._segment_id, w._row_no
+                       ORDER BY a.ts <= w.time DESC, a.ts DESC) AS _urank
+  FROM (
+    SELECT t.*, p.exe AS _pexe, p.comm AS _pcomm,
+      ROW_NUMBER() OVER (PARTITION BY t._order, t._segment_id, t._row_no
+                         ORDER BY p.exe IS NOT NULL DESC, p.ts <= t.time DESC, p.ts DESC) AS _xrank
+    FROM (
+      SELECT e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset, 'proc' AS kind, e.event,
+        e.pid, e.uid, e.boot_id AS _boot_id, e.proc_start AS _proc_start, e.exe AS _exe, e.comm AS _comm,
+        NULL AS _user, NULL AS _remote_addr, NULL AS _remote_port,
+        CASE e.event
+          WHEN 'fork' THEN CONCAT('parent ', e.ppid)
+          WHEN 'exit' THEN CASE WHEN e.exit_signal IS NOT NULL THEN CONCAT('signal ', e.exit_signal)
+                                ELSE CONCAT('code ', e.exit_code) END
+          WHEN 'coredump' THEN CONCAT('signal ', e.exit_signal)
+          WHEN 'uid' THEN CONCAT('uid ', COALESCE(e.uid, '?'), ' euid ', COALESCE(e.euid, '?'))
+          WHEN 'gid' THEN CONCAT('gid ', COALESCE(e.gid, '?'), ' egid ', COALESCE(e.egid, '?'))
+          WHEN 'sid' THEN CONCAT('session ', COALESCE(e.session_id, '?'))
+          WHEN 'comm' THEN e.comm
+          WHEN 'ptrace' THEN CONCAT('tracer ', e.tracer_pid)
+          ELSE NULL END AS detail,
+        CASE WHEN e.event IN ('exec', 'snapshot') THEN e.argv END AS argv,
+        0 AS _order, e.segment_id AS _segment_id, e.row_no AS _row_no
+      FROM proc_events e
+      WHERE e.host_id = @host
+        AND (@from IS NULL OR e.ts >= @from) AND (@to IS NULL OR e.ts < @to)
+        AND (@pid IS NULL OR e.pid = @pid)
+      UNION ALL
+      SELECT f.ts, f.ts_ns, f.tz_offset, 'file', f.op,
+        f.pid, f.uid, f.boot_id, f.proc_start, NULL, NULL, NULL, NULL, NULL,
+        CASE WHEN f.new_path IS NULL THEN f.path ELSE CONCAT(f.path, ' -> ', f.new_path) END,
+        NULL, 1, f.segment_id, f.row_no
+      FROM file_events f
+      WHERE f.host_id = @host
+        AND (@from IS NULL OR f.ts >= @from) AND (@to IS NULL OR f.ts < @to)
+        AND (@pid IS NULL OR f.pid = @pid)
+      UNION ALL
+      SELECT s.ts, s.ts_ns, s.tz_offset, 'sock', s.event,
+        s.pid, s.uid, s.boot_id, s.proc_start, NULL, NULL, NULL, s.remote_addr, s.remote_port,
+        CONCAT(s.proto, ' ', COALESCE(s.direction, '?'), ' ',
+               COALESCE(CONVERT(INET6_NTOA(s.local_addr) USING ascii), '?'), ':', s.local_port, ' -> ',
+               COALESCE(CONVERT(INET6_NTOA(s.remote_addr) USING ascii), '?'), ':', s.remote_port,
+               COALESCE(CONCAT(' ', s.state), '')),
+        NULL, 2, s.segment_id, s.row_no
+      FROM sock_events s
+      WHERE s.host_id = @host
+        AND (@from IS NULL OR s.ts >= @from) AND (@to IS NULL OR s.ts < @to)
+        AND (@pid IS NULL OR s.pid = @pid)
+      UNION ALL
+      SELECT l.ts, l.ts_ns, l.tz_offset, 'login', l.kind,
+        l.pid, NULL, l.boot_id, NULL, NULL, NULL, l.user, NULL, NULL,
+        CONCAT(COALESCE(l.tty, '?'), ' from ', COALESCE(CONVERT(INET6_NTOA(l.remote_addr) USING ascii), l.remote_host, '?')),
+        NULL, 3, l.segment_id, l.row_no
+      FROM login_events l
+      WHERE l.host_id = @host
+        AND (@from IS NULL OR l.ts >= @from) AND (@to IS NULL OR l.ts < @to)
+        AND (@pid IS NULL OR l.pid = @pid)
+      ORDER BY time, _ts_ns, _order, _segment_id, _row_no
+      /*page*/
+    ) t
+    LEFT JOIN proc_events p
+      ON p.host_id = @host AND p.boot_id = t._boot_id AND p.pid = t.pid
+        AND p.proc_start = t._proc_start AND (p.exe IS NOT NULL OR p.comm IS NOT NULL)
+        AND t.kind <> 'login' AND (t.kind <> 'proc' OR t._exe IS NULL)
+  ) w
+  LEFT JOIN accounts a
+    ON a.host_id = @host AND a.kind = 'user' AND a.id = w.uid AND w.kind <> 'login'
+  WHERE w._xrank = 1
+) v
+WHERE v._urank = 1
+ORDER BY v.time, v._ts_ns, v._order, v._segment_id, v._row_no
