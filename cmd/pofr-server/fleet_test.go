@@ -312,8 +312,15 @@ func BenchmarkHeadPerHost(b *testing.B) {
 		"query-timeline": func(q *query.Querier) (*query.Table, error) {
 			return q.Timeline(ctx, "h2", query.Range{From: time.Now().AddDate(0, 0, -2)}, 0)
 		},
+		// The first 100 rows (the web interface's page): timeline.sql
+		// pages before its user/exe lookups.
+		"query-timeline-page": func(q *query.Querier) (*query.Table, error) {
+			pq := *q
+			pq.Page = query.Page{Limit: 100}
+			return pq.Timeline(ctx, "h2", query.Range{From: time.Now().AddDate(0, 0, -2)}, 0)
+		},
 	}
-	for _, qn := range []string{"query-tree", "query-timeline"} {
+	for _, qn := range []string{"query-tree", "query-timeline", "query-timeline-page"} {
 		ask := questions[qn]
 		for _, side := range []string{"single", "head", "routed"} {
 			b.Run(qn+"/"+side, func(b *testing.B) {
