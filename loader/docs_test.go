@@ -36,7 +36,8 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
   USING utf8mb4, invalid bytes shown as ?). Small vocabularies (event, op, state, …) are ASCII; a
   segment with anything else there is quarantined.
 - **Addresses** are VARBINARY(16), 4 or 16 bytes in network order: ` + "`INET6_NTOA(remote_addr)`" + `.
-- **Partitions.** proc_events, file_events, sock_events and dns_events are partitioned by UTC day on ` + "`ts`" + `
+- **Partitions.** proc_events, file_events, sock_events, dns_events (with dns_names, its answers by address) and
+  login_events are partitioned by UTC day on ` + "`ts`" + `
   (RANGE COLUMNS, partitions ` + "`pYYYYMMDD`" + ` and a ` + "`pmax`" + ` catch-all). ` + "`pofr-server schema apply`" + ` and
   ` + "`pofr-server retention`" + ` create the coming days' partitions (splitting pmax); ` + "`retention --keep 90d`" + `
   drops whole days. Their primary key is (segment_id, row_no, ts): it names each row's origin,

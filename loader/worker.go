@@ -334,6 +334,11 @@ func (w *worker) commit(ctx context.Context, j job, seg *segment, size int64, re
 			return result{}, fmt.Errorf("%w: %s: database took %d rows, manifest has %d", ErrRejected, ti.sqlName, n, want)
 		}
 		rows += n
+		if ti.table == event.TableDNS {
+			if err := w.loadDNSNames(ctx, tx, seg, c); err != nil {
+				return result{}, err
+			}
+		}
 	}
 	// The successor, if loaded before us, can now be checked (and a break
 	// found this way is reported like any other).
@@ -413,26 +418,36 @@ func (w *worker) loadTable(ctx context.Context, tx *sql.Tx, ti tableInfo, seg *s
 	if err != nil {
 		return 0, err
 	}
+	return loadStream(ctx, tx, ti.sqlName, r, func() error { return r.err }, func(name string) string {
+		return loadStatement(ti, rec.Schema(), w.l.opt.Encoding, name, c)
+	})
+}
+
+// loadStream runs the LOAD DATA statement stmt(name) with r registered as
+// Reader::name in tx, and returns the rows it took; readErr is r's own
+// error (the segment's fault, whatever the driver made of it). Any warning
+// refuses the load (ErrRejected).
+func loadStream(ctx context.Context, tx *sql.Tx, table string, r io.Reader, readErr func() error, stmt func(name string) string) (int64, error) {
 	name := fmt.Sprintf("pofr-%d-%d", os.Getpid(), readerSeq.Add(1))
 	mysql.RegisterReaderHandler(name, func() io.Reader { return r })
 	defer mysql.DeregisterReaderHandler(name)
-	res, err := tx.ExecContext(ctx, loadStatement(ti, rec.Schema(), w.l.opt.Encoding, name, c))
-	if r.err != nil {
-		return 0, r.err // the segment's fault, whatever the driver made of it
+	res, err := tx.ExecContext(ctx, stmt(name))
+	if err := readErr(); err != nil {
+		return 0, err
 	}
 	if err != nil {
-		return 0, fmt.Errorf("load %s: %w", ti.sqlName, err)
+		return 0, fmt.Errorf("load %s: %w", table, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return 0, fmt.Errorf("load %s: %w", ti.sqlName, err)
+		return 0, fmt.Errorf("load %s: %w", table, err)
 	}
 	var warnings int
 	if err := tx.QueryRowContext(ctx, "SELECT @@warning_count").Scan(&warnings); err != nil {
-		return 0, fmt.Errorf("load %s: count warnings: %w", ti.sqlName, err)
+		return 0, fmt.Errorf("load %s: count warnings: %w", table, err)
 	}
 	if warnings > 0 {
-		return 0, fmt.Errorf("%w: %s: %d warnings: %s", ErrRejected, ti.sqlName, warnings, showWarnings(ctx, tx))
+		return 0, fmt.Errorf("%w: %s: %d warnings: %s", ErrRejected, table, warnings, showWarnings(ctx, tx))
 	}
 	return n, nil
 }

@@ -23,15 +23,16 @@
 -- the question of the latest DNS response on the host (the socket's own
 -- process first) that answered with the remote address, up to a day before
 -- the socket was first seen (5 s after, for the reader's delay); NULL if none.
+-- It is looked up in dns_names, the answers keyed by address.
 SELECT * FROM (
   SELECT k.host, k.first_seen, k.last_seen, k._tz_offset, k.proto, k.direction, k.state,
     k.local_addr, k.local_port, k.remote_addr, k.remote_port,
-    (SELECT d.qname FROM dns_events d
-      WHERE d.host_id = k.host AND d.event = 'response' AND k.remote_port <> 0
-        AND d.ts <= k.first_seen + INTERVAL 5 SECOND AND d.ts > k.first_seen - INTERVAL 1 DAY
-        AND LOCATE(CONCAT(',', HEX(k.remote_addr), ','), d.answer_addrs) > 0
-      ORDER BY (d.boot_id = k._boot_id AND d.pid <=> k.pid AND d.proc_start <=> k.proc_start) DESC, d.ts DESC
-      LIMIT 1) AS dns_name,
+    CASE WHEN k.remote_port <> 0 THEN
+      (SELECT n.qname FROM dns_names n
+        WHERE n.host_id = k.host AND n.addr = k.remote_addr
+          AND n.ts <= k.first_seen + INTERVAL 5 SECOND AND n.ts > k.first_seen - INTERVAL 1 DAY
+        ORDER BY (n.boot_id = k._boot_id AND n.pid <=> k.pid AND n.proc_start <=> k.proc_start) DESC, n.ts DESC
+        LIMIT 1) END AS dns_name,
     k.pid, k.proc_start, k.uid,
     (SELECT a.name FROM accounts a WHERE a.host_id = k.host AND a.kind = 'user' AND a.id = k.uid
       ORDER BY a.ts <= k.first_seen DESC, a.ts DESC LIMIT 1) AS user,

@@ -69,12 +69,15 @@ func newFleet(t testing.TB, hosts, procs int) *sql.DB {
 		   'response', 'udp', 40000 + p.seq, 53, p.seq, CONCAT('n', p.seq MOD 200, '.example.'),
 		   CONCAT(',', HEX(INET6_ATON(CONCAT('10.1.', p.seq MOD 200, '.1'))), ','), 0
 		 FROM ` + h + `, ` + p,
+		`INSERT INTO dns_names (host_id, addr, ts, boot_id, pid, proc_start, qname, segment_id, row_no)
+		 SELECT host_id, UNHEX(SUBSTRING(answer_addrs, 2, 8)), ts, boot_id, pid, proc_start, qname, segment_id, row_no
+		 FROM dns_events`,
 		`INSERT INTO accounts (segment_id, row_no, host_id, boot_id, ts, kind, id, name)
 		 SELECT h.seq, u.seq, CONCAT('h', h.seq), CONCAT('b', h.seq), '2026-01-01 00:00:00', 'user', 1000 + u.seq,
 		   CONCAT('user', u.seq) FROM ` + h + `, seq_0_to_49 u`,
 		`INSERT INTO gaps (segment_id, row_no, host_id, boot_id, from_ts, to_ts, source, lost, reason)
 		 SELECT h.seq, 0, CONCAT('h', h.seq), CONCAT('b', h.seq), '2026-01-01 00:10:00', '2026-01-01 00:10:01', 'proc', 1, 'test' FROM ` + h,
-		`ANALYZE TABLE hosts, segments, proc_events, file_events, sock_events, dns_events, accounts, gaps`,
+		`ANALYZE TABLE hosts, segments, proc_events, file_events, sock_events, dns_events, dns_names, accounts, gaps`,
 	} {
 		if _, err := db.ExecContext(ctx, st); err != nil {
 			t.Fatalf("%v\n%s", err, st)
@@ -241,7 +244,13 @@ func BenchmarkPerHost(b *testing.B) {
 // reads every row, returning how many there were.
 func runCount(tb testing.TB, db *sql.DB, text string) int {
 	tb.Helper()
-	conn := bound(tb, db, "runCount", []Param{{"host", "h1"}})
+	return runCountParams(tb, db, text, nil)
+}
+
+// runCountParams is runCount with further parameters bound.
+func runCountParams(tb testing.TB, db *sql.DB, text string, params []Param) int {
+	tb.Helper()
+	conn := bound(tb, db, "runCount", append([]Param{{"host", "h1"}}, params...))
 	defer conn.Close()
 	rows, err := conn.QueryContext(tb.Context(), text)
 	if err != nil {

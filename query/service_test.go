@@ -194,7 +194,7 @@ func TestQueries(t *testing.T) {
 		table := render(t, tb, FormatTable, false)
 		assertSafe(t, table, len(want)+1)
 		for _, s := range []string{
-			"2024-06-20 01:30:02.000000Z  sock   open   200  1000  alice  /usr/bin/curl  tcp out 10.0.0.1:40000 -> 10.0.0.2:8080 ESTABLISHED",
+			"2024-06-20 01:30:02.000000Z  sock   open   200  1000  alice  /usr/bin/curl  tcp out 10.0.0.1:40000 -> 10.0.0.2:8080 ESTABLISHED name beta.example.",
 			"curl http://10.0.0.2:8080/",
 			"login  login  200        alice                 pts/0 from 192.0.2.7",
 		} {

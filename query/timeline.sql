@@ -10,27 +10,37 @@
 -- socket rows: of its newest exec at or before the row). detail is, for
 -- proc rows, what changed (parent, exit status, new ids or name); for file
 -- rows the path (old -> new for renames); for socket rows protocol,
--- direction and endpoints (the DNS name of the remote address is in query
--- conns, not here: see docs/design.md, "DNS names"); for login rows (kind
--- login: login, logout, failed, …) the tty and the remote address, user
--- being the name the record holds. argv is set on exec and snapshot rows.
+-- direction and endpoints, and the name the remote address was resolved
+-- from (as in query conns: the latest DNS answer on the host holding it, the
+-- socket's own process first, up to a day before the row, 5 s after; from
+-- dns_names, the answers keyed by address); for login rows (kind login:
+-- login, logout, failed, …) the tty and the remote address, user being the
+-- name the record holds. argv is set on exec and snapshot rows.
 --
 -- The innermost derived table (t) takes the rows of the range in order and,
 -- when the caller pages, its LIMIT and OFFSET (the Querier puts them at the
 -- page mark, a comment, so the file run by hand is unpaged), so a
--- page costs its own rows' lookups, not the whole range's. Then user and exe
--- are looked up for those rows only, with joins ranked by ROW_NUMBER() (the
+-- page costs its own rows' lookups, not the whole range's. Then user, exe
+-- and the DNS name are looked up for those rows only, with joins ranked by ROW_NUMBER() (the
 -- newest match at or before the row's time first; exe: an exec's exe before
 -- a comm) instead of correlated subqueries: Spider (a fleet's head) sends a
 -- subquery's outer column to the shard, which fails (Error 1054).
 -- (_order, _segment_id, _row_no) is a row's key within a host.
+SELECT d.time, d._ts_ns, d._tz_offset, d.kind, d.event, d.pid, d.uid, d.user, d.exe,
+  CASE WHEN d.kind = 'sock' AND d._remote_port <> 0 THEN CONCAT(d.detail, COALESCE(CONCAT(' name ', d._qname), ''))
+       ELSE d.detail END AS detail,
+  d.argv
+FROM (
 SELECT v.time, v._ts_ns, v._tz_offset, v.kind, v.event, v.pid, v.uid,
   CASE WHEN v.kind = 'login' THEN v._user ELSE v._uname END AS user,
   CASE WHEN v.kind = 'login' THEN NULL
        WHEN v.kind = 'proc' THEN COALESCE(v._exe, v._pexe, v._comm)
        ELSE COALESCE(v._pexe, v._pcomm) END AS exe,
   v.detail,
-  v.argv
+  v.argv, v._remote_port, v._order, v._segment_id, v._row_no, n.qname AS _qname,
+  ROW_NUMBER() OVER (PARTITION BY v._order, v._segment_id, v._row_no
+                     ORDER BY (n.boot_id = v._boot_id AND n.pid <=> v.pid AND n.proc_start <=> v._proc_start) DESC,
+                       n.ts DESC) AS _nrank
 FROM (
   SELECT w.*, a.name AS _uname,
     ROW_NUMBER() OVER (PARTITION BY w._order, w._segment_id, w._row_no
@@ -102,5 +112,10 @@ FROM (
     ON a.host_id = @host AND a.kind = 'user' AND a.id = w.uid AND w.kind <> 'login'
   WHERE w._xrank = 1
 ) v
+LEFT JOIN dns_names n
+  ON n.host_id = @host AND n.addr = v._remote_addr AND v.kind = 'sock' AND v._remote_port <> 0
+    AND n.ts <= v.time + INTERVAL 5 SECOND AND n.ts > v.time - INTERVAL 1 DAY
 WHERE v._urank = 1
-ORDER BY v.time, v._ts_ns, v._order, v._segment_id, v._row_no
+) d
+WHERE d._nrank = 1
+ORDER BY d.time, d._ts_ns, d._order, d._segment_id, d._row_no

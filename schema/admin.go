@@ -14,7 +14,7 @@ import (
 )
 
 // PartitionedTables are the event tables partitioned by UTC day on ts.
-var PartitionedTables = []string{"proc_events", "file_events", "sock_events", "dns_events", "login_events"}
+var PartitionedTables = []string{"proc_events", "file_events", "sock_events", "dns_events", "dns_names", "login_events"}
 
 // Users describes the accounts CreateUsers makes.
 type Users struct {
@@ -51,7 +51,7 @@ var LoaderGrants = []string{
 	"SELECT ON *",
 	"INSERT ON proc_events", "INSERT ON file_events", "INSERT ON sock_events", "INSERT ON gaps", "INSERT ON accounts",
 	"INSERT ON executables",
-	"INSERT ON dns_events", "INSERT ON login_events", "INSERT ON containers",
+	"INSERT ON dns_events", "INSERT ON dns_names", "INSERT ON login_events", "INSERT ON containers",
 	"INSERT, UPDATE ON addr_info",
 	"INSERT ON quarantine",
 	"INSERT, DELETE ON alerts_fired",

@@ -36,9 +36,10 @@ func at(d time.Duration) int64 { return t0.Add(d).UnixNano() }
 // it creates hold markup too. Rendering any of it as HTML would run script
 // (an alert, or a changed document title).
 const (
-	hostilePID  = 300
-	hostileExe  = "/tmp/<svg onload=alert(3)>"
-	hostilePath = "/tmp/\"><script>document.title='pwned'</script>\n\u202egnp.exe"
+	hostilePID   = 300
+	hostileExe   = "/tmp/<svg onload=alert(3)>"
+	hostilePath  = "/tmp/\"><script>document.title='pwned'</script>\n\u202egnp.exe"
+	hostileQName = "<script>alert(3)</script>.example."
 )
 
 var hostileArgs = []string{
@@ -103,6 +104,12 @@ func alphaRows(s event.Sink) {
 	s.AppendSock(&event.Sock{TS: at(2 * time.Second), Event: event.SockOpen, Proto: "tcp", Family: 4, State: "ESTABLISHED",
 		Direction: event.DirOut, LocalAddr: []byte{10, 0, 0, 1}, LocalPort: 40000, RemoteAddr: []byte{10, 0, 0, 2}, RemotePort: 8080,
 		Cookie: 11, UID: 1000, PID: event.Some(int32(200)), ProcStart: event.Some(int64(200000)), FirstTS: event.Some(at(2 * time.Second))})
+	// The name curl resolved 10.0.0.2 from, hostile: the timeline shows it
+	// on the socket row, escaped.
+	s.(event.DNSSink).AppendDNS(&event.DNS{TS: at(1900 * time.Millisecond), Event: event.DNSResponse, Proto: "udp",
+		ClientAddr: []byte{10, 0, 0, 1}, ClientPort: 53000, ServerAddr: []byte{10, 0, 0, 53}, ServerPort: 53,
+		PID: event.Some(int32(200)), ProcStart: event.Some(int64(200000)), QName: []byte(hostileQName),
+		RCode: event.Some[uint8](0), AnswerAddrs: []byte(",0A000002,")})
 	procLife(s, hostilePID, 5*time.Second, 7*time.Second, 1000, hostileExe, hostileArgv(), event.Proc{ExitSignal: event.Some(int32(9))})
 	s.AppendFile(&event.File{TS: at(6 * time.Second), LastTS: at(6 * time.Second), Count: 1, PID: hostilePID,
 		ProcStart: event.Some(int64(hostilePID * 1000)), UID: 1000, Op: event.FileCreate, Path: []byte(hostilePath)})

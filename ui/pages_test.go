@@ -90,6 +90,12 @@ func TestPagesEscape(t *testing.T) {
 	if !strings.Contains(body, `id="sockets"`) || !strings.Contains(body, "10.0.0.2") || !strings.Contains(body, "/usr/bin/curl") {
 		t.Errorf("process 200 (curl) lacks its socket to 10.0.0.2 from conns.sql")
 	}
+	// The socket row of the timeline carries the (hostile) name curl
+	// resolved its address from, escaped.
+	_, body = get(t, c, base+hostPath("host-a", 2*time.Second, "", -2*time.Second, 3*time.Second))
+	if want := "10.0.0.2:8080 ESTABLISHED name &lt;script&gt;alert(3)&lt;/script&gt;.example."; !strings.Contains(body, want) {
+		t.Errorf("host page timeline lacks %q", want)
+	}
 	resp, _ := get(t, c, base+"/host/nope")
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown host: %s, want 404", resp.Status)

@@ -14,8 +14,9 @@
 -- exe is the executable of the process the row belongs to (for file and
 -- socket rows: of its newest exec at or before the row). detail is, for
 -- proc rows, what changed; for file rows the path (old -> new for
--- renames); for socket rows protocol, direction and endpoints. argv is set
--- on exec and snapshot rows.
+-- renames); for socket rows protocol, direction and endpoints, and the DNS
+-- name the remote address was resolved from (dns_names, as query conns
+-- finds it). argv is set on exec and snapshot rows.
 SELECT t.time, t._ts_ns, t._tz_offset, t.kind, t.event, t.pid, t.uid,
   (SELECT a.name FROM accounts a WHERE a.host_id = @host AND a.kind = 'user' AND a.id = t.uid
     ORDER BY a.ts <= t.time DESC, a.ts DESC LIMIT 1) AS user,
@@ -24,11 +25,20 @@ SELECT t.time, t._ts_ns, t._tz_offset, t.kind, t.event, t.pid, t.uid,
       WHERE p.host_id = @host AND p.boot_id = t._boot_id AND p.pid = t.pid
         AND p.proc_start = t._proc_start AND (p.exe IS NOT NULL OR p.comm IS NOT NULL)
       ORDER BY p.exe IS NOT NULL DESC, p.ts <= t.time DESC, p.ts DESC LIMIT 1)) AS exe,
-  t.detail, t.argv
+  CASE WHEN t.kind = 'sock' AND t._remote_port <> 0 THEN
+    CONCAT(t.detail, COALESCE(CONCAT(' name ',
+      (SELECT n.qname FROM dns_names n
+        WHERE n.host_id = @host AND n.addr = t._remote_addr
+          AND n.ts <= t.time + INTERVAL 5 SECOND AND n.ts > t.time - INTERVAL 1 DAY
+        ORDER BY (n.boot_id = t._boot_id AND n.pid <=> t.pid AND n.proc_start <=> t._proc_start) DESC, n.ts DESC
+        LIMIT 1)), ''))
+    ELSE t.detail END AS detail,
+  t.argv
 FROM (
   SELECT * FROM (
     (SELECT e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset, 'proc' AS kind, e.event,
       e.pid, e.uid, e.boot_id AS _boot_id, e.proc_start AS _proc_start, e.exe AS _exe,
+      NULL AS _remote_addr, NULL AS _remote_port,
       CASE e.event
         WHEN 'fork' THEN CONCAT('parent ', e.ppid)
         WHEN 'exit' THEN CASE WHEN e.exit_signal IS NOT NULL THEN CONCAT('signal ', e.exit_signal)
@@ -47,7 +57,7 @@ FROM (
     ORDER BY e.ts, e.ts_ns, e.segment_id, e.row_no
     LIMIT {{rows}})
     UNION ALL
-    (SELECT f.ts, f.ts_ns, f.tz_offset, 'file', f.op, f.pid, f.uid, f.boot_id, f.proc_start, NULL,
+    (SELECT f.ts, f.ts_ns, f.tz_offset, 'file', f.op, f.pid, f.uid, f.boot_id, f.proc_start, NULL, NULL, NULL,
       CASE WHEN f.new_path IS NULL THEN f.path ELSE CONCAT(f.path, ' -> ', f.new_path) END,
       NULL, 1, f.segment_id, f.row_no
     FROM file_events f
@@ -55,7 +65,7 @@ FROM (
     ORDER BY f.ts, f.ts_ns, f.segment_id, f.row_no
     LIMIT {{rows}})
     UNION ALL
-    (SELECT s.ts, s.ts_ns, s.tz_offset, 'sock', s.event, s.pid, s.uid, s.boot_id, s.proc_start, NULL,
+    (SELECT s.ts, s.ts_ns, s.tz_offset, 'sock', s.event, s.pid, s.uid, s.boot_id, s.proc_start, NULL, s.remote_addr, s.remote_port,
       CONCAT(s.proto, ' ', COALESCE(s.direction, '?'), ' ',
              COALESCE(CONVERT(INET6_NTOA(s.local_addr) USING ascii), '?'), ':', s.local_port, ' -> ',
              COALESCE(CONVERT(INET6_NTOA(s.remote_addr) USING ascii), '?'), ':', s.remote_port,
