@@ -13,7 +13,7 @@ import (
 // PurgeTables are the tables PurgeHost deletes a host's rows from, in
 // order: the ledger last, so that a purge cut short still shows, in
 // segments, what remains to delete, and a second run finishes it.
-var PurgeTables = []string{"proc_events", "file_events", "sock_events", "dns_events", "dns_names", "login_events", "gaps", "accounts", "executables", "containers", "quarantine", "segments"}
+var PurgeTables = []string{"proc_events", "file_events", "sock_events", "dns_events", "dns_names", "login_events", "gaps", "accounts", "executables", "exe_ids", "containers", "quarantine", "segments"}
 
 // DefaultPurgeBatch is the number of rows PurgeHost deletes per statement.
 const DefaultPurgeBatch = 10000

@@ -334,10 +334,14 @@ func (w *worker) commit(ctx context.Context, j job, seg *segment, size int64, re
 			return result{}, fmt.Errorf("%w: %s: database took %d rows, manifest has %d", ErrRejected, ti.sqlName, n, want)
 		}
 		rows += n
-		if ti.table == event.TableDNS {
-			if err := w.loadDNSNames(ctx, tx, seg, c); err != nil {
-				return result{}, err
-			}
+		switch ti.table {
+		case event.TableDNS:
+			err = w.loadDNSNames(ctx, tx, seg, c)
+		case event.TableExe:
+			err = mergeExeIDs(ctx, tx, c.SegmentID, n)
+		}
+		if err != nil {
+			return result{}, err
 		}
 	}
 	// The successor, if loaded before us, can now be checked (and a break

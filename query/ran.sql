@@ -12,9 +12,9 @@
 --   @argv_like  LIKE pattern on the command line (arguments joined by
 --               spaces, cmdline column), e.g. 'nmap -P0 192.168.18.34%'
 --   @sha256     32 bytes: the executed file had this SHA-256. An exec is
---               joined to the executables row of the same host and path
---               whose [ts, last_ts] (widened by 2 s: fanotify's read time
---               is not the exec time) covers it.
+--               joined to the exe_ids row (one per file identity) of the
+--               same host and path whose [first_ts, last_ts] (widened by
+--               2 s: fanotify's read time is not the exec time) covers it.
 --   @container  container name or Kubernetes pod name (bytes): the exec ran
 --               in a container the containers table names so on its host
 SELECT e.host_id AS host, e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset,
@@ -30,9 +30,9 @@ WHERE e.event IN ('exec', 'snapshot')
   AND (@from IS NULL OR e.ts >= @from) AND (@to IS NULL OR e.ts < @to)
   AND (@exe IS NULL OR e.exe = @exe OR (LOCATE('/', @exe) = 0 AND e.exe LIKE CONCAT('%/', @exe)))
   AND (@argv_like IS NULL OR e.cmdline LIKE @argv_like)
-  AND (@sha256 IS NULL OR EXISTS (SELECT 1 FROM executables x
+  AND (@sha256 IS NULL OR EXISTS (SELECT 1 FROM exe_ids x
        WHERE x.sha256 = @sha256 AND x.host_id = e.host_id AND x.path = e.exe
-         AND e.ts BETWEEN x.ts - INTERVAL 2 SECOND AND x.last_ts + INTERVAL 2 SECOND))
+         AND e.ts BETWEEN x.first_ts - INTERVAL 2 SECOND AND x.last_ts + INTERVAL 2 SECOND))
   AND (@container IS NULL OR EXISTS (SELECT 1 FROM containers c
        WHERE c.host_id = e.host_id AND c.container_id = e.container_id
          AND (c.name = @container OR c.pod = @container)))

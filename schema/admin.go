@@ -53,6 +53,7 @@ var LoaderGrants = []string{
 	"INSERT ON executables",
 	"INSERT ON dns_events", "INSERT ON dns_names", "INSERT ON login_events", "INSERT ON containers",
 	"INSERT, UPDATE ON addr_info",
+	"INSERT, UPDATE (path, first_segment_id, first_ts, last_ts, execs, how, skip, sha256, last_segment_id, rows_merged) ON exe_ids",
 	"INSERT ON quarantine",
 	"INSERT, DELETE ON alerts_fired",
 	"INSERT, UPDATE (chain_ok) ON segments",
