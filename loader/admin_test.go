@@ -202,7 +202,7 @@ func TestRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	y := today.AddDate(0, 0, -1).Format("p20060102")
-	if diff := cmp.Diff([]string{"dns_events." + y, "file_events." + y, "login_events." + y, "proc_events." + y, "sock_events." + y}, dropped); diff != "" {
+	if diff := cmp.Diff([]string{"dns_events." + y, "dns_names." + y, "file_events." + y, "login_events." + y, "proc_events." + y, "sock_events." + y}, dropped); diff != "" {
 		t.Errorf("dropped (-want +got):\n%s", diff)
 	}
 	var pids []int32

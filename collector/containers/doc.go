@@ -2,8 +2,10 @@
 // a process row carries a container id not seen before (derived from its
 // cgroup path), a worker reads the container runtime's own state on the host
 // — Docker's config.v2.json, containerd's task bundle config.json (CRI
-// annotations), Podman's containers.json — and sends one ctr row with the
-// runtime's container name, image and Kubernetes pod and namespace.
+// annotations), containers/storage's containers.json (Podman, CRI-O with
+// its pod metadata, and each user's rootless Podman storage) — and sends
+// one ctr row with the runtime's container name, image and Kubernetes pod
+// and namespace.
 //
 // Lookups are off the process source's path (a bounded queue; a full queue
 // drops the id, to be tried again when it is next seen), cached by id

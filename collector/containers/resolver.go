@@ -1,6 +1,8 @@
 package containers
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,8 +11,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pofr/pofr/internal/defaults"
@@ -24,6 +29,10 @@ const (
 	DefaultCacheSize     = 4096
 	// maxNamespaces bounds the containerd namespaces looked in.
 	maxNamespaces = 64
+	// maxUsers bounds the users whose rootless storage is looked in.
+	maxUsers = 256
+	// maxPasswd bounds the bytes of the passwd file read.
+	maxPasswd = 4 << 20
 )
 
 // Column limits (the containers table's VARBINARY sizes).
@@ -46,10 +55,21 @@ type Roots struct {
 	// (/run/containerd/io.containerd.runtime.v2.task); the state is
 	// NAMESPACE/ID/config.json, the OCI bundle config with CRI annotations.
 	Containerd string
-	// Podman is containers/storage's root (/var/lib/containers/storage);
-	// the state is overlay-containers/containers.json and
+	// Podman is containers/storage's root (/var/lib/containers/storage),
+	// shared by Podman and CRI-O; the state is
+	// overlay-containers/containers.json and
 	// overlay-containers/ID/userdata/config.json.
 	Podman string
+	// StorageRun is containers/storage's run root (/run/containers/storage),
+	// where CRI-O keeps a container's OCI bundle:
+	// overlay-containers/ID/userdata/config.json.
+	StorageRun string
+	// Home holds the users' home directories (/home): a rootless Podman's
+	// storage is HOME/.local/share/containers/storage.
+	Home string
+	// RunUser holds the logged-in users' runtime directories (/run/user/UID);
+	// their homes come from Passwd (/etc/passwd).
+	RunUser, Passwd string
 }
 
 func (r Roots) withDefaults() Roots {
@@ -61,6 +81,10 @@ func (r Roots) withDefaults() Roots {
 	def(&r.Docker, "var/lib/docker")
 	def(&r.Containerd, "run/containerd/io.containerd.runtime.v2.task")
 	def(&r.Podman, "var/lib/containers/storage")
+	def(&r.StorageRun, "run/containers/storage")
+	def(&r.Home, "home")
+	def(&r.RunUser, "run/user")
+	def(&r.Passwd, "etc/passwd")
 	return r
 }
 
@@ -173,7 +197,8 @@ func (r *Resolver) remember(id string) {
 
 // Run looks queued ids up until ctx ends.
 func (r *Resolver) Run(ctx context.Context) error {
-	r.opts.Log.Info("container names on", "docker", r.opts.Roots.Docker, "containerd", r.opts.Roots.Containerd, "podman", r.opts.Roots.Podman)
+	r.opts.Log.Info("container names on", "docker", r.opts.Roots.Docker, "containerd", r.opts.Roots.Containerd,
+		"containers_storage", r.opts.Roots.Podman, "storage_run", r.opts.Roots.StorageRun, "rootless_homes", r.opts.Roots.Home, "run_user", r.opts.Roots.RunUser)
 	for {
 		select {
 		case <-ctx.Done():
@@ -197,7 +222,8 @@ func (r *Resolver) Run(ctx context.Context) error {
 }
 
 // Lookup reads what the runtimes' state says of container id (64 hex
-// digits): Docker first, then containerd, then Podman. TS and PID are left
+// digits): Docker first, then containerd, then containers/storage (Podman
+// or CRI-O), then each user's rootless Podman storage. TS and PID are left
 // zero.
 func (r *Resolver) Lookup(id string) event.Container {
 	row := event.Container{ID: []byte(id)}
@@ -205,7 +231,7 @@ func (r *Resolver) Lookup(id string) event.Container {
 		row.Error = event.CtrNotFound
 		return row
 	}
-	for _, try := range []func(string, *event.Container) bool{r.docker, r.containerd, r.podman} {
+	for _, try := range []func(string, *event.Container) bool{r.docker, r.containerd, r.podman, r.rootless} {
 		if try(id, &row) {
 			return row
 		}
@@ -218,7 +244,9 @@ func (r *Resolver) Lookup(id string) event.Container {
 // false if the file does not exist; otherwise the row's source is set, and
 // its error if the file could not be read or parsed.
 func (r *Resolver) readState(path string, row *event.Container, v any) bool {
-	f, err := os.Open(path)
+	// Non-blocking, and regular files only: a user's rootless storage is
+	// theirs to fill, and a FIFO there must not stall the worker.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false
 	}
@@ -228,6 +256,10 @@ func (r *Resolver) readState(path string, row *event.Container, v any) bool {
 		return true
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		row.Error = event.CtrReadError
+		return true
+	}
 	b, err := io.ReadAll(io.LimitReader(f, r.opts.MaxStateBytes+1))
 	switch {
 	case err != nil:
@@ -328,47 +360,192 @@ func (r *Resolver) containerd(id string, row *event.Container) bool {
 	return false
 }
 
-// podmanContainer is the part of a containers.json entry read.
+// podmanContainer is the part of a containers.json entry read
+// (containers/storage's Container: id, names, metadata).
 type podmanContainer struct {
 	ID       string   `json:"id"`
 	Names    []string `json:"names"`
-	Metadata string   `json:"metadata"` // JSON again: image-name, name
+	Metadata string   `json:"metadata"` // JSON again: storageMetadata
+}
+
+// storageMetadata is the part of a containers.json entry's metadata read.
+// Podman writes image-name and name; CRI-O (its RuntimeContainerMetadata)
+// also pod-name and pod-id, the CRI name as metadata-name, and, on a pod's
+// infrastructure container (pod true), the pod's namespace.
+type storageMetadata struct {
+	ImageName    string `json:"image-name"`
+	Name         string `json:"name"`
+	PodName      string `json:"pod-name"`
+	PodID        string `json:"pod-id"`
+	MetadataName string `json:"metadata-name"`
+	Namespace    string `json:"namespace"`
+	Pod          bool   `json:"pod"`
 }
 
 func (r *Resolver) podman(id string, row *event.Container) bool {
+	return r.storage(r.opts.Roots.Podman, r.opts.Roots.StorageRun, event.RuntimePodman, id, row)
+}
+
+// storage looks id up in the containers/storage at root (its run root
+// runRoot, "" if none): a Podman container, or a CRI-O one when its
+// metadata names a pod. podman is the runtime a Podman container gets.
+func (r *Resolver) storage(root, runRoot, podman, id string, row *event.Container) bool {
 	var all []podmanContainer
-	if !r.readState(filepath.Join(r.opts.Roots.Podman, "overlay-containers", "containers.json"), row, &all) {
+	if !r.readState(filepath.Join(root, "overlay-containers", "containers.json"), row, &all) {
 		return false
 	}
 	if row.Error != "" {
-		row.Runtime = event.RuntimePodman
+		row.Runtime = podman
 		return true
 	}
 	for _, c := range all {
 		if c.ID != id {
 			continue
 		}
-		row.Runtime = event.RuntimePodman
+		var md storageMetadata
+		mdOK := json.Unmarshal([]byte(c.Metadata), &md) == nil
+		row.Runtime = podman
 		if len(c.Names) > 0 {
 			row.Name = opt(c.Names[0], maxName)
 		}
-		var md struct {
-			ImageName string `json:"image-name"`
-		}
-		if json.Unmarshal([]byte(c.Metadata), &md) == nil {
+		if mdOK {
 			row.Image = opt(md.ImageName, maxImage)
 		}
-		// A pod of podman kube play carries the Kubernetes annotations in
-		// its OCI config; a missing or bad one only leaves the pod unknown.
-		var oc ociConfig
-		var scratch event.Container
-		if r.readState(filepath.Join(r.opts.Roots.Podman, "overlay-containers", id, "userdata", "config.json"), &scratch, &oc) && scratch.Error == "" {
-			setPod(row, oc.Annotations)
+		if mdOK && md.PodName != "" && md.PodID != "" {
+			// CRI-O: the CRI container name, the pod, and the pod's
+			// namespace from its infrastructure container's entry.
+			row.Runtime = event.RuntimeCRIO
+			if n := cmp.Or(md.MetadataName, md.Name); n != "" {
+				row.Name = opt(n, maxName)
+			}
+			row.Pod = opt(md.PodName, maxName)
+			row.Namespace = opt(md.Namespace, maxName)
+			for _, s := range all {
+				var smd storageMetadata
+				if s.ID == md.PodID && json.Unmarshal([]byte(s.Metadata), &smd) == nil && smd.Namespace != "" {
+					row.Namespace = opt(smd.Namespace, maxName)
+				}
+			}
+		}
+		// The OCI bundle's annotations (a pod of podman kube play; CRI-O's
+		// Kubernetes annotations) name the pod when present; a missing or
+		// bad one only leaves what containers.json said.
+		for _, dir := range []string{root, runRoot} {
+			var oc ociConfig
+			var scratch event.Container
+			if dir != "" && r.readState(filepath.Join(dir, "overlay-containers", id, "userdata", "config.json"), &scratch, &oc) && scratch.Error == "" {
+				setPod(row, oc.Annotations)
+				break
+			}
 		}
 		return true
 	}
 	row.Source = nil
 	return false
+}
+
+// rootless looks id up in the rootless Podman storage of each user with a
+// home under Home, or a runtime directory under RunUser (its home from
+// Passwd), at most maxUsers of each.
+//
+// A user's storage that cannot be read or parsed does not end the search
+// (the user owns it): the first such error is the row only if no other
+// user's storage names the id.
+func (r *Resolver) rootless(id string, row *event.Container) bool {
+	var failed *event.Container
+	for _, home := range r.homes() {
+		runRoot := ""
+		if home.uid != "" {
+			runRoot = filepath.Join(r.opts.Roots.RunUser, home.uid, "containers")
+		}
+		try := event.Container{ID: row.ID}
+		if !r.storage(filepath.Join(home.dir, ".local/share/containers/storage"), runRoot, event.RuntimePodman, id, &try) {
+			continue
+		}
+		if try.Error == "" {
+			*row = try
+			return true
+		}
+		if failed == nil {
+			failed = &try
+		}
+	}
+	if failed != nil {
+		*row = *failed
+		return true
+	}
+	return false
+}
+
+type userHome struct{ dir, uid string }
+
+// homes returns the home directories to look in: every directory under
+// Home, then the home of each uid under RunUser that passwd names (under
+// Prefix), without repeats.
+func (r *Resolver) homes() []userHome {
+	var out []userHome
+	seen := map[string]bool{}
+	add := func(h userHome) {
+		if !seen[h.dir] {
+			seen[h.dir] = true
+			out = append(out, h)
+		}
+	}
+	if ents, err := os.ReadDir(r.opts.Roots.Home); err == nil {
+		for i, e := range ents {
+			if i == maxUsers {
+				break
+			}
+			if e.IsDir() {
+				add(userHome{dir: filepath.Join(r.opts.Roots.Home, e.Name())})
+			}
+		}
+	}
+	ents, err := os.ReadDir(r.opts.Roots.RunUser)
+	if err != nil || len(ents) == 0 {
+		return out
+	}
+	pw := r.passwdHomes()
+	for i, e := range ents {
+		if i == maxUsers {
+			break
+		}
+		if dir, ok := pw[e.Name()]; ok {
+			add(userHome{dir: filepath.Join("/", r.opts.Roots.Prefix, dir), uid: e.Name()})
+		}
+	}
+	return out
+}
+
+// passwdHomes maps uid to home directory from the passwd file (name:pw:uid:
+// gid:gecos:home:shell), at most maxPasswd bytes of it; homes that are not
+// absolute or hold ".." are left out.
+func (r *Resolver) passwdHomes() map[string]string {
+	f, err := os.Open(r.opts.Roots.Passwd)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(f, maxPasswd))
+	return parsePasswdHomes(b)
+}
+
+func parsePasswdHomes(b []byte) map[string]string {
+	out := map[string]string{}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		f := bytes.Split(line, []byte(":"))
+		if len(f) < 7 || len(f[2]) == 0 || len(f[2]) > 10 {
+			continue
+		}
+		uid, home := string(f[2]), string(f[5])
+		if strings.Trim(uid, "0123456789") != "" || !filepath.IsAbs(home) || slices.Contains(strings.Split(home, "/"), "..") {
+			continue
+		}
+		if _, ok := out[uid]; !ok {
+			out[uid] = home
+		}
+	}
+	return out
 }
 
 // opt is s's bytes cut to n, or nil for "".

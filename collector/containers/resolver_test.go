@@ -2,9 +2,11 @@ package containers
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,27 +166,33 @@ func FuzzLookup(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	paths := []string{
-		filepath.Join(root, "var/lib/docker/containers", idDocker, "config.v2.json"),
-		filepath.Join(root, "run/containerd/io.containerd.runtime.v2.task/default", idCRI, "config.json"),
-		filepath.Join(root, "var/lib/containers/storage/overlay-containers/containers.json"),
+	// Each file with the content it has while another is fuzzed, and the id
+	// looked up when it is.
+	files := []struct{ path, base, id string }{
+		{filepath.Join(root, "var/lib/docker/containers", idDocker, "config.v2.json"), "{}", idDocker},
+		{filepath.Join(root, "run/containerd/io.containerd.runtime.v2.task/default", idCRI, "config.json"), "{}", idCRI},
+		{filepath.Join(root, "var/lib/containers/storage/overlay-containers/containers.json"),
+			`[{"id":"` + idCRIO + `","metadata":"{\"pod-name\":\"p\",\"pod-id\":\"x\"}"}]`, idPodman},
+		{filepath.Join(root, "run/containers/storage/overlay-containers", idCRIO, "userdata/config.json"), "{}", idCRIO},
+		{filepath.Join(root, "home/alice/.local/share/containers/storage/overlay-containers/containers.json"), "[]", idRootless},
 	}
-	for _, p := range paths {
-		write(f, p, "{}")
+	for _, fl := range files {
+		write(f, fl.path, fl.base)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for i, p := range paths {
+		for _, fl := range files {
+			p := fl.path
 			if err := os.WriteFile(p, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got := r.Lookup([]string{idDocker, idCRI, idPodman}[i])
+			got := r.Lookup(fl.id)
 			if len(got.Name) > maxName || len(got.Pod) > maxName || len(got.Namespace) > maxName || len(got.Image) > maxImage {
 				t.Fatalf("%s: over a column limit: %d %d %d %d", p, len(got.Name), len(got.Pod), len(got.Namespace), len(got.Image))
 			}
 			if got.Error == "" && got.Runtime == "" {
 				t.Fatalf("%s: no error and no runtime", p)
 			}
-			os.WriteFile(p, []byte("{}"), 0o644)
+			os.WriteFile(p, []byte(fl.base), 0o644)
 		}
 	})
 }
@@ -192,8 +200,11 @@ func FuzzLookup(f *testing.F) {
 // BenchmarkLookup is the cost of naming one new container, per runtime: the
 // state file read and parsed (the collector pays it once per container id).
 func BenchmarkLookup(b *testing.B) {
-	_, r := newStateResolver(b)
-	for _, id := range []struct{ name, id string }{{"docker", idDocker}, {"containerd", idCRI}, {"podman", idPodman}, {"not_found", idNone}} {
+	root, r := newStateResolver(b)
+	writeStorageState(b, root)
+	writeState(b, root) // the system containers.json: Podman's, not CRI-O's
+	for _, id := range []struct{ name, id string }{{"docker", idDocker}, {"containerd", idCRI}, {"podman", idPodman},
+		{"rootless", idRootless}, {"rootless_run_user", idRunUser}, {"not_found", idNone}} {
 		b.Run(id.name, func(b *testing.B) {
 			for b.Loop() {
 				if row := r.Lookup(id.id); row.Runtime == "" && id.name != "not_found" {
@@ -215,5 +226,114 @@ func BenchmarkObserveKnown(b *testing.B) {
 	r.Observe(id, 1, 1)
 	for b.Loop() {
 		r.Observe(id, 1, 1)
+	}
+}
+
+const (
+	idCRIO     = "6666666666666666666666666666666666666666666666666666666666666666"
+	idSandbox  = "7777777777777777777777777777777777777777777777777777777777777777"
+	idRootless = "8888888888888888888888888888888888888888888888888888888888888888"
+	idRunUser  = "9999999999999999999999999999999999999999999999999999999999999999"
+)
+
+// writeStorageState writes under root what CRI-O and two rootless Podman
+// users leave on disk, in the runtimes' own formats: containers/storage's
+// containers.json (id, names, metadata), CRI-O's RuntimeContainerMetadata
+// in an entry's metadata (pod-name, pod-id, image-name, name,
+// metadata-name, and namespace on the pod's infrastructure container), its
+// OCI bundle in the run root; alice's storage under /home, bob's under the
+// home passwd gives uid 1001, which has a /run/user directory.
+func writeStorageState(t testing.TB, root string) {
+	md := func(v map[string]any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := json.Marshal(string(b))
+		return string(s)
+	}
+	write(t, filepath.Join(root, "var/lib/containers/storage/overlay-containers/containers.json"),
+		`[{"id":"`+idSandbox+`","names":["k8s_POD_web-0_shop_u1_0","web-0"],"metadata":`+md(map[string]any{"pod": true,
+			"pod-name": "web-0", "pod-id": idSandbox, "name": "k8s_POD_web-0_shop_u1_0", "metadata-name": "web-0",
+			"namespace": "shop\t\x00\x1b[2J", "uid": "u1", "image-name": "registry.k8s.io/pause:3.9"})+`},`+
+			`{"id":"`+idCRIO+`","names":["k8s_nginx_web-0_shop_u1_0"],"image":"abc","metadata":`+md(map[string]any{
+			"pod-name": "web-0", "pod-id": idSandbox, "image-name": "docker.io/library/nginx:1.25", "name": "k8s_nginx_web-0_shop_u1_0",
+			"metadata-name": "nginx\x1b[31m\"'<", "created-at": 1700000000})+`}]`)
+	write(t, filepath.Join(root, "run/containers/storage/overlay-containers", idCRIO, "userdata/config.json"),
+		`{"ociVersion":"1.0.2-dev","annotations":{"io.kubernetes.cri-o.ContainerType":"container","io.kubernetes.pod.name":"web-0",`+
+			`"io.kubernetes.pod.namespace":"shop\t\u0000\u001b[2J","io.kubernetes.cri-o.ImageName":"docker.io/library/nginx:1.25"}}`)
+	write(t, filepath.Join(root, "home/alice/.local/share/containers/storage/overlay-containers/containers.json"),
+		`[{"id":"`+idRootless+`","names":["toolbox"],"metadata":"{\"image-name\":\"registry.fedoraproject.org/fedora-toolbox:40\",\"name\":\"toolbox\"}"}]`)
+	write(t, filepath.Join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/bash\nbob:x:1001:1001::/srv/bob:/bin/sh\nevil:x:1002:1002::/../../etc:/bin/sh\n")
+	if err := os.MkdirAll(filepath.Join(root, "run/user/1001"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(root, "srv/bob/.local/share/containers/storage/overlay-containers/containers.json"),
+		`[{"id":"`+idRunUser+`","names":["bob's <db>"],"metadata":"{\"image-name\":\"postgres:16\"}"}]`)
+}
+
+// TestLookupStorage: CRI-O containers get their CRI name, image, pod and the
+// pod's namespace (byte-exact); rootless Podman containers are found in the
+// storage of a user under /home and of a user with a /run/user directory;
+// a FIFO in a user's storage neither blocks the lookup nor hides another
+// user's container.
+func TestLookupStorage(t *testing.T) {
+	root := t.TempDir()
+	writeStorageState(t, root)
+	// carol's containers.json is a FIFO: opened without blocking, refused.
+	fifo := filepath.Join(root, "home/carol/.local/share/containers/storage/overlay-containers/containers.json")
+	if err := os.MkdirAll(filepath.Dir(fifo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Options{Sink: &event.MemSink{}, Roots: Roots{Prefix: root}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := func(s string) []byte { return []byte(s) }
+	sysJSON := b(filepath.Join(root, "var/lib/containers/storage/overlay-containers/containers.json"))
+	want := []event.Container{
+		{ID: b(idCRIO), Runtime: event.RuntimeCRIO, Name: b("nginx\x1b[31m\"'<"), Image: b("docker.io/library/nginx:1.25"),
+			Pod: b("web-0"), Namespace: b("shop\t\x00\x1b[2J"), Source: sysJSON},
+		{ID: b(idSandbox), Runtime: event.RuntimeCRIO, Name: b("web-0"), Image: b("registry.k8s.io/pause:3.9"),
+			Pod: b("web-0"), Namespace: b("shop\t\x00\x1b[2J"), Source: sysJSON},
+		{ID: b(idRootless), Runtime: event.RuntimePodman, Name: b("toolbox"), Image: b("registry.fedoraproject.org/fedora-toolbox:40"),
+			Source: b(filepath.Join(root, "home/alice/.local/share/containers/storage/overlay-containers/containers.json"))},
+		{ID: b(idRunUser), Runtime: event.RuntimePodman, Name: b("bob's <db>"), Image: b("postgres:16"),
+			Source: b(filepath.Join(root, "srv/bob/.local/share/containers/storage/overlay-containers/containers.json"))},
+		{ID: b(idNone), Runtime: event.RuntimePodman, Error: event.CtrReadError, Source: b(fifo)},
+	}
+	done := make(chan []event.Container)
+	go func() {
+		var got []event.Container
+		for _, w := range want {
+			got = append(got, r.Lookup(string(w.ID)))
+		}
+		done <- got
+	}()
+	select {
+	case got := <-done:
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("lookups (-want +got):\n%s", diff)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("lookups blocked for 30 s (the FIFO?)")
+	}
+}
+
+func TestParsePasswdHomes(t *testing.T) {
+	got := parsePasswdHomes([]byte("root:x:0:0:root:/root:/bin/bash\n" +
+		"bob:x:1001:1001::/srv/bob:/bin/sh\n" +
+		"dup:x:1001:1001::/other:/bin/sh\n" +
+		"rel:x:1003:1::home/rel:/bin/sh\n" +
+		"dots:x:1004:1::/home/../etc:/bin/sh\n" +
+		"neg:x:-1:1::/x:/bin/sh\n" +
+		"short:x:1005\n" +
+		"big:x:99999999999:1::/x:/bin/sh\n"))
+	want := map[string]string{"0": "/root", "1001": "/srv/bob"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("homes (-want +got):\n%s", diff)
 	}
 }

@@ -433,6 +433,7 @@ const (
 	RuntimeDocker     = "docker"
 	RuntimeContainerd = "containerd"
 	RuntimePodman     = "podman"
+	RuntimeCRIO       = "crio" // CRI-O: containers/storage with CRI-O's metadata
 )
 
 // Why a container has no name (the ctr table's error column).
@@ -450,7 +451,7 @@ type Container struct {
 	TS        int64  // first proc row seen with this container id
 	ID        []byte // the container id (64 hex digits) from the cgroup path
 	PID       int32  // the process of that row
-	Runtime   string // RuntimeDocker, RuntimeContainerd, RuntimePodman; "" if not found
+	Runtime   string // RuntimeDocker, RuntimeContainerd, RuntimePodman, RuntimeCRIO; "" if not found
 	Name      []byte // the runtime's container name; nil if unknown
 	Image     []byte // the image as the container was created from it; nil if unknown
 	Pod       []byte // Kubernetes pod name; nil if none

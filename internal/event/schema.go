@@ -144,7 +144,7 @@ var ctrColumns = []column[Container]{
 	tsCol("ts", "When the first process row with this container id was seen: ns since the Unix epoch, UTC.", func(r *Container) *int64 { return &r.TS }),
 	bin("container_id", "The container id as derived from the cgroup path (the proc table's container_id).", func(r *Container) *[]byte { return &r.ID }),
 	num("pid", int32Type, "Process id of that first process row.", func(r *Container) *int32 { return &r.PID }),
-	dictStr("runtime", "The runtime whose state named the container: docker, containerd or podman; null if none did.", func(r *Container) *string { return &r.Runtime }),
+	dictStr("runtime", "The runtime whose state named the container: docker, containerd, podman (system-wide or a user's rootless storage) or crio; null if none did.", func(r *Container) *string { return &r.Runtime }),
 	bin("name", "The runtime's container name (Docker Name without its slash, CRI container name, Podman's first name), exact bytes of the JSON string, at most 1024; null if unknown.", func(r *Container) *[]byte { return &r.Name }),
 	bin("image", "The image the container was created from, as the runtime recorded it (name:tag or digest), at most 4096 bytes; null if unknown.", func(r *Container) *[]byte { return &r.Image }),
 	bin("pod", "Kubernetes pod name (annotation or label io.kubernetes.pod.name), at most 1024 bytes; null if none.", func(r *Container) *[]byte { return &r.Pod }),
