@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"strconv"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -70,6 +69,7 @@ func upperHex(b []byte) bool {
 // row_no). Values are bounded (checkValues ran on the record: qname ≤ 1024,
 // answer_addrs ≤ 4096 bytes), so a row's lines fit well within a chunk.
 type dnsNamesReader struct {
+	chunks
 	n, i      int
 	ts        *array.Timestamp
 	event     func(i int) ([]byte, bool)
@@ -78,9 +78,6 @@ type dnsNamesReader struct {
 	qname     func(i int) ([]byte, bool)
 	addrs     func(i int) ([]byte, bool)
 	enc       Encoding
-	buf       []byte
-	off       int
-	err       error
 	lines     int64
 	scratch   [][]byte
 }
@@ -144,18 +141,7 @@ func bytesColumnAt(a arrow.Array) (func(i int) ([]byte, bool), bool) {
 
 // Read implements io.Reader.
 func (r *dnsNamesReader) Read(p []byte) (int, error) {
-	for r.off == len(r.buf) {
-		if r.err != nil {
-			return 0, r.err
-		}
-		if r.i >= r.n {
-			return 0, io.EOF
-		}
-		r.fill()
-	}
-	n := copy(p, r.buf[r.off:])
-	r.off += n
-	return n, nil
+	return r.read(p, func() bool { return r.i < r.n }, r.fill)
 }
 
 func (r *dnsNamesReader) fill() {

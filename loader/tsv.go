@@ -148,12 +148,10 @@ type field struct {
 // row_no, then the columns in schema order (ts as two fields when split),
 // tab-separated.
 type tsvReader struct {
+	chunks
 	n, i   int
 	fields []field
 	enc    Encoding
-	buf    []byte
-	off    int
-	err    error
 	rows   int64 // rows rendered
 	bytes  int64 // bytes rendered
 
@@ -185,20 +183,35 @@ func newTSVReader(ti tableInfo, rec arrow.RecordBatch, enc Encoding) (*tsvReader
 	return r, nil
 }
 
-// Read implements io.Reader.
-func (r *tsvReader) Read(p []byte) (int, error) {
-	for r.off == len(r.buf) {
-		if r.err != nil {
-			return 0, r.err
+// chunks is the io.Reader side of a renderer that fills buf a chunk at a
+// time: Read hands out buf, asks for the next chunk when it is used up, and
+// ends with err (the renderer's) or io.EOF.
+type chunks struct {
+	buf []byte
+	off int
+	err error
+}
+
+// read implements Read for a renderer that has more to render while more()
+// and renders the next chunk into buf with fill.
+func (c *chunks) read(p []byte, more func() bool, fill func()) (int, error) {
+	for c.off == len(c.buf) {
+		if c.err != nil {
+			return 0, c.err
 		}
-		if r.i >= r.n {
+		if !more() {
 			return 0, io.EOF
 		}
-		r.fill()
+		fill()
 	}
-	n := copy(p, r.buf[r.off:])
-	r.off += n
+	n := copy(p, c.buf[c.off:])
+	c.off += n
 	return n, nil
+}
+
+// Read implements io.Reader.
+func (r *tsvReader) Read(p []byte) (int, error) {
+	return r.read(p, func() bool { return r.i < r.n }, r.fill)
 }
 
 // fill renders the next rows (or the next part of a long row) into r.buf,

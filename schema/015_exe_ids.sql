@@ -30,9 +30,9 @@ CREATE TABLE IF NOT EXISTS exe_ids (
   KEY host_path (host_id, path(255))
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='Executed files of a host, one row per identity (device, inode, size, mtime, ctime), merged by the loader from the executables rows. Not partitioned; kept until the host is purged.';
 
--- The executables rows loaded before this migration, merged: the statement
--- the loader runs per segment (loader/exeids.go) without its segment
--- filter, so each identity's rows are summed up in one pass.
+-- The executables rows loaded before this migration, merged. The loader
+-- runs this very statement (loader/exeids.go) for each segment it loads,
+-- with "WHERE x.segment_id = ?" added before the WINDOW clause.
 INSERT INTO exe_ids (host_id, dev, inode, size, mtime_ns, ctime_ns, first_ts, last_ts, execs, sha256, how, skip, path,
   first_segment_id, last_segment_id, rows_merged)
 SELECT g.host_id, g.dev, g.inode, g.size, g.mtime_ns, g.ctime_ns, g.first_ts, g.last_ts, g.execs, g.sha256,
