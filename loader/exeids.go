@@ -12,13 +12,13 @@ import (
 // exeIDsMerge merges the executables rows of one segment (segment_id = ?)
 // into exe_ids, one row per identity: migration 015's merge of every loaded
 // row (schema/015_exe_ids.sql, its last statement) with a segment filter.
-// The segment's rows of an identity are first summed up (a window per
-// identity: one upsert per identity and segment, not per row), then merged
+// The segment's rows of an identity are first summed up (GROUP BY: one
+// upsert per identity and segment, not per row), then merged
 // with the identity's row: the first exec with its path and segment from
 // the earliest row, the last exec from the latest, execs summed, a hash
 // once any row brought one (else the skip reason of the newest row).
 var exeIDsMerge = func() string {
-	const before = "  WINDOW w AS ("
+	const before = "  GROUP BY x.host_id"
 	for _, m := range schema.Migrations() {
 		if strings.HasSuffix(m.Name, "_exe_ids.sql") {
 			sts := schema.Statements(m.SQL)

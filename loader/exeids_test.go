@@ -15,7 +15,7 @@ import (
 // TestExeIDsMerge: the loader's merge is the migration's with the segment
 // filter in the inner SELECT.
 func TestExeIDsMerge(t *testing.T) {
-	if !strings.HasPrefix(exeIDsMerge, "INSERT INTO exe_ids") || !strings.Contains(exeIDsMerge, "  FROM executables x\n  WHERE x.segment_id = ?\n  WINDOW w AS (") {
+	if !strings.HasPrefix(exeIDsMerge, "INSERT INTO exe_ids") || !strings.Contains(exeIDsMerge, "  FROM executables x\n  WHERE x.segment_id = ?\n  GROUP BY x.host_id") {
 		t.Fatalf("merge statement:\n%s", exeIDsMerge)
 	}
 }

@@ -32,25 +32,29 @@ CREATE TABLE IF NOT EXISTS exe_ids (
 
 -- The executables rows loaded before this migration, merged. The loader
 -- runs this very statement (loader/exeids.go) for each segment it loads,
--- with "WHERE x.segment_id = ?" added before the WINDOW clause.
+-- with "WHERE x.segment_id = ?" added before the GROUP BY. The rows of an
+-- identity are summed up first (one upsert per identity, not per row);
+-- the earliest row's path and segment and the newest row's skip reason are
+-- carried as fixed-width sortable prefixes (ts 20 digits, segment_id 20,
+-- row_no 10) with the value after them.
 INSERT INTO exe_ids (host_id, dev, inode, size, mtime_ns, ctime_ns, first_ts, last_ts, execs, sha256, how, skip, path,
   first_segment_id, last_segment_id, rows_merged)
 SELECT g.host_id, g.dev, g.inode, g.size, g.mtime_ns, g.ctime_ns, g.first_ts, g.last_ts, g.execs, g.sha256,
-  IF(g.sha256 IS NULL, NULL, g.how), IF(g.sha256 IS NULL, g.skip, NULL), g.path, g.first_segment_id, g.last_segment_id, g.n
+  IF(g.sha256 IS NULL, NULL, g.how), IF(g.sha256 IS NULL, NULLIF(SUBSTRING(g.newest, 31), ''), NULL),
+  IF(SUBSTRING(g.earliest, 51, 1) = '1', SUBSTRING(g.earliest, 52), NULL), CAST(SUBSTRING(g.earliest, 21, 20) AS UNSIGNED),
+  g.last_segment_id, g.n
 FROM (
   SELECT x.host_id, x.dev, x.inode, x.size, x.mtime_ns, x.ctime_ns,
-    MIN(x.ts) OVER w AS first_ts, MAX(x.last_ts) OVER w AS last_ts, SUM(x.count) OVER w AS execs,
-    MAX(x.sha256) OVER w AS sha256, MAX(IF(x.sha256 IS NULL, NULL, x.how)) OVER w AS how,
-    FIRST_VALUE(x.skip) OVER (w ORDER BY x.segment_id DESC, x.row_no DESC) AS skip,
-    FIRST_VALUE(x.path) OVER (w ORDER BY x.ts, x.segment_id, x.row_no) AS path,
-    FIRST_VALUE(x.segment_id) OVER (w ORDER BY x.ts, x.segment_id, x.row_no) AS first_segment_id,
-    MAX(x.segment_id) OVER w AS last_segment_id, COUNT(*) OVER w AS n,
-    ROW_NUMBER() OVER (w ORDER BY x.segment_id, x.row_no) AS k
+    MIN(x.ts) AS first_ts, MAX(x.last_ts) AS last_ts, SUM(x.count) AS execs,
+    MAX(x.sha256) AS sha256, MAX(IF(x.sha256 IS NULL, NULL, x.how)) AS how,
+    MAX(CONCAT(LPAD(x.segment_id, 20, '0'), LPAD(x.row_no, 10, '0'), COALESCE(x.skip, ''))) AS newest,
+    MIN(CONCAT(DATE_FORMAT(x.ts, '%Y%m%d%H%i%s%f'), LPAD(x.segment_id, 20, '0'), LPAD(x.row_no, 10, '0'),
+      IF(x.path IS NULL, '0', CONCAT('1', x.path)))) AS earliest,
+    MAX(x.segment_id) AS last_segment_id, COUNT(*) AS n
   FROM executables x
-  WINDOW w AS (PARTITION BY x.host_id, x.dev, x.inode, x.size, x.mtime_ns, x.ctime_ns)
+  GROUP BY x.host_id, x.dev, x.inode, x.size, x.mtime_ns, x.ctime_ns
 ) g
-WHERE g.k = 1
-ORDER BY g.first_segment_id, g.first_ts
+ORDER BY g.first_ts
 ON DUPLICATE KEY UPDATE
   path = IF(VALUES(first_ts) < exe_ids.first_ts, VALUES(path), exe_ids.path),
   first_segment_id = IF(VALUES(first_ts) < exe_ids.first_ts, VALUES(first_segment_id), exe_ids.first_segment_id),
