@@ -125,7 +125,7 @@ func TestSchemaDoc(t *testing.T) {
 	b.WriteString(schemaDocHead)
 	tables, err := db.Query(`SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES
 		WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY FIELD(TABLE_NAME,
-		'hosts', 'segments', 'proc_events', 'file_events', 'sock_events', 'dns_events', 'login_events', 'addr_info', 'gaps', 'accounts', 'executables', 'containers', 'quarantine', 'schema_version')`)
+		'hosts', 'segments', 'proc_events', 'file_events', 'sock_events', 'dns_events', 'dns_names', 'login_events', 'addr_info', 'gaps', 'accounts', 'executables', 'exe_ids', 'containers', 'quarantine', 'schema_version')`)
 	if err != nil {
 		t.Fatal(err)
 	}
