@@ -15,7 +15,7 @@ import (
 )
 
 // dnsNamesTable is the address-keyed form of dns_events' answers
-// (schema/014_dns_names.sql), filled with the dns rows of each segment.
+// (schema/015_dns_names.sql), filled with the dns rows of each segment.
 const dnsNamesTable = "dns_names"
 
 // answerAddrs returns the addresses answer_addrs lists (",A,B,": upper-case

@@ -47,8 +47,8 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
   exe_ids (one row per file identity, merged from them at load) and containers (one row per container id) are not
   partitioned either and go when the host is purged.
 - **Derived tables.** dns_names and exe_ids are filled by the loader in the transaction of the segment whose rows
-  they come from, and can be rebuilt from dns_events and executables by the statements of their migrations (014,
-  015); ` + "`verify --rows`" + ` checks the rows they come from.
+  they come from, and can be rebuilt from dns_events and executables by the statements of their migrations (015,
+  016); ` + "`verify --rows`" + ` checks the rows they come from.
 - **Custody ledger.** ` + "`segments`" + ` has one row per loaded segment, written in the same transaction as
   its rows; UNIQUE (host_id, seq) and UNIQUE (digest) make a second load of a segment fail.
   ` + "`chain_ok`" + ` records the hash chain against the ledger (NULL while the predecessor is missing).

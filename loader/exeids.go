@@ -10,8 +10,8 @@ import (
 )
 
 // exeIDsMerge merges the executables rows of one segment (segment_id = ?)
-// into exe_ids, one row per identity: migration 015's merge of every loaded
-// row (schema/015_exe_ids.sql, its last statement) with a segment filter.
+// into exe_ids, one row per identity: migration 016's merge of every loaded
+// row (schema/016_exe_ids.sql, its last statement) with a segment filter.
 // The segment's rows of an identity are first summed up (GROUP BY: one
 // upsert per identity and segment, not per row), then merged
 // with the identity's row: the first exec with its path and segment from

@@ -1,4 +1,4 @@
--- pofr schema, migration 015: exe_ids, one row per executed file identity
+-- pofr schema, migration 016: exe_ids, one row per executed file identity
 -- of a host (device, inode, size, mtime, ctime) with its SHA-256 and when it
 -- was first and last executed. The collector sends an executables row when
 -- an identity is first executed and again per refresh interval while it

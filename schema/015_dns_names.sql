@@ -1,4 +1,4 @@
--- pofr schema, migration 014: dns_names, the DNS answers of dns_events keyed
+-- pofr schema, migration 015: dns_names, the DNS answers of dns_events keyed
 -- by address, so that "which name was this remote address resolved from" is
 -- an index lookup (host, address, time) instead of a scan of the host's
 -- responses. The loader fills it when it loads dns rows, in the same

@@ -1,4 +1,4 @@
--- pofr schema, migration 016: containers.runtime also names CRI-O and a
+-- pofr schema, migration 017: containers.runtime also names CRI-O and a
 -- user's rootless Podman storage (the column's comment only).
 
 ALTER TABLE containers MODIFY COLUMN runtime VARCHAR(16) CHARACTER SET ascii NULL
