@@ -6,30 +6,18 @@ import (
 	"time"
 )
 
-// BenchmarkTimelineDNSName times the whole timeline of one synthetic host
+// BenchmarkTimelineDNSName times query conns on one synthetic host
 // (newFleet: 2,000 process lives, a socket row and a DNS answer for its
-// remote address per life) with the DNS name of socket rows looked up in
-// dns_names and without it (the CASE replaced by the bare detail),
-// interleaved, and conns with dns_names against conns with the scan of
-// dns_events it replaced. The bar: the name costs the timeline ≤ 1.5×.
+// remote address per life) with the DNS name looked up in dns_names
+// against the scan of dns_events it replaced, interleaved.
 func BenchmarkTimelineDNSName(b *testing.B) {
 	db := newFleet(b, 1, 2000)
-	tl, err := SQL("timeline")
-	if err != nil {
-		b.Fatal(err)
-	}
-	i := strings.Index(tl, "  CASE WHEN t.kind = 'sock' AND t._remote_port <> 0 THEN")
-	j := strings.Index(tl, "ELSE t.detail END AS detail,")
-	if i < 0 || j < 0 {
-		b.Fatal("timeline.sql: no DNS name CASE")
-	}
-	noName := tl[:i] + "  t.detail," + tl[j+len("ELSE t.detail END AS detail,"):]
 	cn, err := SQL("conns")
 	if err != nil {
 		b.Fatal(err)
 	}
-	i = strings.Index(cn, "    CASE WHEN k.remote_port <> 0 THEN")
-	j = strings.Index(cn, "END AS dns_name,")
+	i := strings.Index(cn, "    CASE WHEN k.remote_port <> 0 THEN")
+	j := strings.Index(cn, "END AS dns_name,")
 	if i < 0 || j < 0 {
 		b.Fatal("conns.sql: no dns_name lookup")
 	}
@@ -47,7 +35,7 @@ func BenchmarkTimelineDNSName(b *testing.B) {
 	for _, c := range []struct {
 		name     string
 		new, old string
-	}{{"timeline", tl, noName}, {"conns", cn, scan}} {
+	}{{"conns", cn, scan}} {
 		b.Run(c.name, func(b *testing.B) {
 			var tNew, tOld time.Duration
 			var rows int
