@@ -111,9 +111,23 @@ func TestUsersLeastPrivilege(t *testing.T) {
 	// The loader account loads (hostile rows through the whole path).
 	f := servertest.NewFixture(t, "h1")
 	procs, files, socks, gaps, accts := servertest.HostileRows(servertest.HostileBase())
-	f.Seal("h1", func(s event.Sink) { event.AppendAll(s, procs, files, socks, gaps, accts) })
+	f.Seal("h1", func(s event.Sink) {
+		event.AppendAll(s, procs, files, socks, gaps, accts)
+		// An executables row too: its merge into exe_ids is an upsert,
+		// which needs the loader's UPDATE grant on exe_ids.
+		es, ok := s.(event.ExeSink)
+		if !ok {
+			t.Fatalf("sink %T takes no executables rows", s)
+		}
+		es.AppendExecutable(&event.Executable{TS: procs[0].TS, LastTS: procs[0].TS, Count: 1, PID: 1, Dev: 1, Inode: 2,
+			Size: 3, SHA256: make([]byte, 32), How: event.ExeByHandle, Path: []byte("/bin/x")})
+	})
 	if s := run(t, ldb, f.State, 2); s.Loaded != 1 {
 		t.Fatalf("load as %s: %s", u.Loader, s)
+	}
+	var ids int
+	if err := ldb.QueryRowContext(ctx, "SELECT COUNT(*) FROM exe_ids").Scan(&ids); err != nil || ids != 1 {
+		t.Errorf("exe_ids after the load: %d rows (%v), want 1", ids, err)
 	}
 	// Nor can it rewrite or remove evidence: loaded rows, ledger digests and
 	// counts, the migrations.

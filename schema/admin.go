@@ -42,8 +42,8 @@ const ReaderPrivileges = "SELECT, SHOW VIEW"
 // table" with the database left out, and nothing else: no FILE (LOAD DATA
 // LOCAL needs only INSERT), no SUPER, no DDL, no DELETE, and no UPDATE of
 // anything but the columns it maintains: segments.chain_ok (settled when a
-// neighbour loads, and by verify) and the hosts columns copied from the
-// registry. So the loader account can add rows but not rewrite or remove
+// neighbour loads, and by verify), the hosts columns copied from the
+// registry, and the derived tables addr_info and exe_ids. So the loader account can add rows but not rewrite or remove
 // evidence; what it could still add (rows under a loaded segment) verify
 // --rows finds. Retention (partition DDL) and purges run with the
 // administrator's DSN.
@@ -53,7 +53,11 @@ var LoaderGrants = []string{
 	"INSERT ON executables",
 	"INSERT ON dns_events", "INSERT ON dns_names", "INSERT ON login_events", "INSERT ON containers",
 	"INSERT, UPDATE ON addr_info",
-	"INSERT, UPDATE (path, first_segment_id, first_ts, last_ts, execs, how, skip, sha256, last_segment_id, rows_merged) ON exe_ids",
+	// exe_ids is derived: the loader merges it from executables rows (the
+	// evidence, insert-only) with INSERT … SELECT … ON DUPLICATE KEY
+	// UPDATE, which MariaDB allows only with UPDATE on every inserted
+	// column, keys included (error 1143 with a column list).
+	"INSERT, UPDATE ON exe_ids",
 	"INSERT ON quarantine",
 	"INSERT, DELETE ON alerts_fired",
 	"INSERT, UPDATE (chain_ok) ON segments",
