@@ -119,7 +119,7 @@ func (s *Server) host(rq *req) (string, *view, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	tq := s.opt.Quick
+	tq := rq.quick
 	if p.Full || len(cost.Rows) == 1 && num(cost, 0, "proc_rows") <= int64(s.opt.Limits.SmallTree) {
 		tq = rq.q
 	}

@@ -40,6 +40,9 @@ type Config struct {
 	// TreeBudget bounds the process tree of the host page (default
 	// DefaultTreeBudget); past it the page offers the tree on request.
 	TreeBudget time.Duration
+	// Shard, when not nil and DSN reaches a Spider head, names the shard
+	// (and its reader DSN) of a host: the host's pages run there (Shards).
+	Shard func(ctx context.Context, head *sql.DB, host string) (name, dsn string, err error)
 }
 
 // DefaultTreeBudget is how long the host page waits for its process tree.
@@ -168,8 +171,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 		return err
 	}
 	defer quick.Close()
+	var shards *Shards
+	if cfg.Shard != nil {
+		head, err := query.IsHead(pctx, db)
+		if err != nil {
+			return err
+		}
+		if head {
+			shards = &Shards{Of: cfg.Shard, head: db, log: log, enrich: cfg.Enrich, limit: cfg.Limits.Statement,
+				budget: cfg.TreeBudget, open: map[string][2]*query.Querier{}}
+			defer shards.Close()
+		} else {
+			log.Info("the database is not a Spider head: every page reads it, the shard map is not used")
+		}
+	}
 	srv, err := New(Options{Querier: &query.Querier{DB: db, Log: log, Enrich: cfg.Enrich}, Log: log, Auth: auth,
-		Quick: &query.Querier{DB: quick, Log: log}, TreeBudget: cfg.TreeBudget,
+		Quick: &query.Querier{DB: quick, Log: log}, TreeBudget: cfg.TreeBudget, Shard: shards,
 		ClientCerts: cfg.ClientCA != "", SilentAfter: cfg.SilentAfter, Limits: cfg.Limits})
 	if err != nil {
 		return err

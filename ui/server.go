@@ -76,6 +76,10 @@ type Options struct {
 	Limits      Limits
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Shard, when not nil, routes a host's pages (host, process) to the
+	// shard holding its rows: it opens Queriers on a shard's DSN (see
+	// Shards). Fleet-wide pages stay on Querier.
+	Shard *Shards
 }
 
 // Server serves the web interface.
@@ -210,16 +214,24 @@ type view struct {
 // req is one request's context: its own Querier that records the
 // statements run.
 type req struct {
-	ctx  context.Context
-	r    *http.Request
-	q    *query.Querier
-	mu   sync.Mutex
-	stmt []query.Statement
+	ctx context.Context
+	r   *http.Request
+	q   *query.Querier
+	// quick is Options.Quick, or its like on the host's shard.
+	quick *query.Querier
+	mu    sync.Mutex
+	stmt  []query.Statement
 }
 
 func (s *Server) newReq(r *http.Request) *req {
-	rq := &req{ctx: r.Context(), r: r}
-	rq.q = withTrace(s.opt.Querier, rq)
+	rq := &req{ctx: r.Context(), r: r, quick: s.opt.Quick}
+	q := s.opt.Querier
+	if host := r.PathValue("host"); host != "" && s.opt.Shard != nil {
+		if sq, squick := s.opt.Shard.route(rq.ctx, s.log, host); sq != nil {
+			q, rq.quick = sq, squick
+		}
+	}
+	rq.q = withTrace(q, rq)
 	return rq
 }
 

@@ -20,7 +20,7 @@ func exportCommand() *cli.Command {
 	var (
 		dsnFile, format, table, host, index string
 		bulk, follow, printSQL              bool
-		output, cursorFile                  string
+		output, cursorFile, shardsFile      string
 		rotateBytes                         int64
 		interval, holeWait                  time.Duration
 		r                                   rangeFlags
@@ -30,7 +30,7 @@ func exportCommand() *cli.Command {
 	return &cli.Command{
 		Name:    "export",
 		Summary: "write a table as JSON lines for Elasticsearch/Kibana",
-		Usage:   "--format jsonl [--table proc|file|sock|gap|dns|exe|login|ctr] [--host H] [--since D | --from T --to T] [--bulk] [--print-sql] [--follow --cursor-file F [--output F [--rotate-bytes N] | --es-url URL | --syslog NET:ADDR]] --dsn-file F",
+		Usage:   "--format jsonl [--table proc|file|sock|gap|dns|exe|login|ctr] [--host H [--shards FILE]] [--since D | --from T --to T] [--bulk] [--print-sql] [--follow --cursor-file F [--output F [--rotate-bytes N] | --es-url URL | --syslog NET:ADDR]] --dsn-file F",
 		Help: `Writes every row of one table (default proc) to standard output, one JSON
 document per line, in time order, streaming. Each document has @timestamp
 (the row's time with nanoseconds, RFC 3339 UTC), table, the row's columns
@@ -62,6 +62,11 @@ every second; a slow one slows the export, which holds one segment's rows
 at most. A ledger id missing below loaded ones (a loader transaction still
 open) is waited for --hole-wait before it is taken as rolled back.
 --host and --table filter; --since/--from/--to do not apply.
+
+Given a Spider head's DSN and a shard map (--shards), export --host (without
+--follow) reads the host's shard directly (its reader_dsn_file), as fast as
+one server, with the same output; without a reader DSN file for the shard it
+reads the head.
 
 --print-sql prints the statement of --table (the same text that runs,
 reading @host, @segment, @from and @to) instead of running it.
@@ -99,6 +104,7 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 			fs.IntVar(&batch.MaxDocs, "batch-docs", 1000, "--es-url/--syslog: documents per batch at most")
 			fs.IntVar(&batch.MaxBytes, "batch-bytes", 4<<20, "--es-url/--syslog: bytes per batch at most")
 			fs.DurationVar(&batch.MaxWait, "batch-wait", 5*time.Second, "--es-url/--syslog: send a batch once its first row waited this long")
+			shardsFlag(fs, &shardsFile)
 			r.register(fs)
 		},
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
@@ -176,6 +182,14 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 					Export:     query.ExportArgs{Table: table, Host: host, Bulk: bulk, IndexPrefix: index},
 					CursorFile: cursorFile, Interval: interval, HoleWait: holeWait,
 				}, output, rotateBytes, sink)
+			}
+			sq, closeS, err := routeToShard(ctx, env.Log, q, host, shardsFile)
+			if err != nil {
+				return err
+			}
+			if sq != nil {
+				defer closeS()
+				q = sq
 			}
 			n, err := q.Export(ctx, env.Stdout, query.ExportArgs{Table: table, Host: host, Range: rg, Bulk: bulk, IndexPrefix: index})
 			if err != nil {

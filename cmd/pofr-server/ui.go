@@ -20,11 +20,12 @@ func uiCommand() *cli.Command {
 		resolve        bool
 		metricsListen  string
 		rdnsTimeout    time.Duration
+		shardsFile     string
 	)
 	return &cli.Command{
 		Name:    "ui",
 		Summary: "serve the read-only web interface (fleet, hosts, process trees, timelines, search)",
-		Usage:   "--dsn-file F [--listen ADDR] [--auth-file F] [--tls-cert F --tls-key F [--client-ca F]]",
+		Usage:   "--dsn-file F [--shards FILE] [--listen ADDR] [--auth-file F] [--tls-cert F --tls-key F [--client-ca F]]",
 		Help: `Serves pages for analysts: the fleet's custody, a host's process tree at a
 moment and its timeline with every gap drawn, one process life with its argv
 shown exactly, and the query questions as forms with permalinks. Every page
@@ -40,6 +41,12 @@ them) and/or TLS client certificates (--client-ca with --tls-cert and
 docs/operations.md) on a separate address, without the ui's authentication:
 keep it on loopback or a management network.
 
+Given a Spider head's DSN and a shard map (--shards), a host's pages (host
+page with its tree and timeline, process page) read the host's shard
+directly, as fast as one server (its reader_dsn_file; one connection pool
+per shard, opened on first use); the fleet page and the search read the
+head. A shard the map names no reader DSN file for is read through the head.
+
 Exit codes: 0 stopped by a signal, 1 error, 2 usage.
 
 Example: pofr-server ui --dsn-file /etc/pofr-server/reader.dsn --listen 127.0.0.1:8080`,
@@ -54,6 +61,7 @@ Example: pofr-server ui --dsn-file /etc/pofr-server/reader.dsn --listen 127.0.0.
 			fs.BoolVar(&resolve, "resolve", false, "add reverse DNS names of remote addresses to the conns search")
 			fs.DurationVar(&rdnsTimeout, "rdns-timeout", 500*time.Millisecond, "timeout of one reverse DNS lookup")
 			metricsFlag(fs, &metricsListen)
+			shardsFlag(fs, &shardsFile)
 			fs.StringVar(&geoip, "geoip", "", "MaxMind DB (.mmdb) or IP2Location (.BIN) `file` for country and city columns of the conns search")
 		},
 		NoArgs: true,
@@ -63,6 +71,9 @@ Example: pofr-server ui --dsn-file /etc/pofr-server/reader.dsn --listen 127.0.0.
 				return err
 			}
 			cfg.DSN = dsn
+			if cfg.Shard, err = uiShards(env.Log, shardsFile); err != nil {
+				return err
+			}
 			if metricsListen != "" {
 				mdb, err := query.OpenDB(dsn)
 				if err != nil {
