@@ -539,18 +539,7 @@ func TestFleetLoadGeoAndMetrics(t *testing.T) {
 // what the shard answers; with a map that names no reader DSN file for the
 // shard it reads the head, with the same answer.
 func TestFleetPerHostQueryOnShard(t *testing.T) {
-	x := newFleet(t, "h1", "h2")
-	x.run(t, 0, "shards", "pin", "h2", "s2")
-	for i, h := range []string{"h1", "h2"} {
-		procs, files, socks := servertest.BusyRows(servertest.HostileBase()+int64(i)*1000, 300)
-		x.f.Seal(h, func(s event.Sink) { event.AppendAll(s, procs, files, socks, nil, nil) })
-	}
-	x.run(t, 0, "load")
-	x.applyHead(t)
-	m, err := fleet.Load(x.mapf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	x, m := newRoutedFleet(t)
 	ask := func(q, dsnFile string, extra ...string) (string, string) {
 		t.Helper()
 		args := append([]string{"--log-level", "debug", "query", q, "--host", "h2.example", "--json", "--dsn-file", dsnFile}, extra...)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -10,13 +9,13 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/pofr/pofr/fleet"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/servertest"
+	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/ui"
 )
 
@@ -65,29 +64,11 @@ func TestFleetExportOnShard(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink for a server running beside the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startUI runs the web interface on dsnFile (with the shard map in
 // shardsFile unless "") until the test ends, and returns its URL and log.
-func startUI(t *testing.T, dsnFile, shardsFile string) (string, *syncBuffer) {
+func startUI(t *testing.T, dsnFile, shardsFile string) (string, *testutil.SyncBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	dsn, err := readDSNFile(dsnFile)
 	if err != nil {
