@@ -174,6 +174,35 @@ func TestFleetUIPerHostPagesOnShard(t *testing.T) {
 	}
 }
 
+// TestFleetUIHostPageOnHead: started on the head without a shard map, the
+// web interface serves a host's page through Spider (its timeline has no
+// correlated subquery, which Spider cannot ship: Error 1054) and the page's
+// timeline rows are the rows the interface shows on the shard alone.
+func TestFleetUIHostPageOnHead(t *testing.T) {
+	_, m := newRoutedFleet(t)
+	shardURL, _ := startUI(t, m.Shards[1].ReaderDSNFile, "")
+	headURL, _ := startUI(t, m.Head.ReaderDSNFile, "")
+	want := timelineRows(t, fetchPage(t, shardURL+"/host/h2"))
+	got := timelineRows(t, fetchPage(t, headURL+"/host/h2"))
+	if !strings.Contains(want, `<tr class="k-`) {
+		t.Fatalf("the host page of h2 on the shard shows no timeline row:\n%s", want)
+	}
+	if got != want {
+		t.Errorf("timeline of h2 through the head %d bytes, on the shard %d; want the same rows\n%s", len(got), len(want), firstDiff(got, want))
+	}
+}
+
+// timelineRows returns the timeline's list of rows on a host page.
+func timelineRows(t *testing.T, page string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(page, `<details class="rows" id="events"`)
+	if !ok {
+		t.Fatalf("host page without a timeline list:\n%s", page)
+	}
+	rows, _, _ := strings.Cut(rest, "</details>")
+	return rows
+}
+
 // sortedSQL returns page with the statements of its "SQL this page ran"
 // list sorted.
 func sortedSQL(page string) string {

@@ -1,9 +1,12 @@
 -- timeline: one page of a host's process, file and socket rows in time
 -- order: the rows and columns of the query package's timeline.sql, read
 -- page first. Each part reads at most LIMIT+OFFSET rows of the window in
--- (host_id, ts) order, and the user and exe of a row are looked up for the
--- page's rows only, so a page costs the same in a busy window as in a quiet
--- one. The web interface writes the page's numbers into the text (the
+-- (host_id, ts) order, and the user, exe and DNS name of a row are looked
+-- up for the page's rows only (derived table t), so a page costs the same in
+-- a busy window as in a quiet one. The lookups are LEFT JOINs ranked by
+-- ROW_NUMBER(), as in the query package's timeline.sql, not correlated
+-- subqueries: Spider (a fleet's head) sends a subquery's outer column to the
+-- shard, which fails (Error 1054). The web interface writes the page's numbers into the text (the
 -- LIMIT clauses below); the SQL a page shows is the text that ran.
 --
 -- Parameters:
@@ -17,24 +20,25 @@
 -- renames); for socket rows protocol, direction and endpoints, and the DNS
 -- name the remote address was resolved from (dns_names, as query conns
 -- finds it). argv is set on exec and snapshot rows.
-SELECT t.time, t._ts_ns, t._tz_offset, t.kind, t.event, t.pid, t.uid,
-  (SELECT a.name FROM accounts a WHERE a.host_id = @host AND a.kind = 'user' AND a.id = t.uid
-    ORDER BY a.ts <= t.time DESC, a.ts DESC LIMIT 1) AS user,
-  COALESCE(t._exe,
-    (SELECT COALESCE(p.exe, p.comm) FROM proc_events p
-      WHERE p.host_id = @host AND p.boot_id = t._boot_id AND p.pid = t.pid
-        AND p.proc_start = t._proc_start AND (p.exe IS NOT NULL OR p.comm IS NOT NULL)
-      ORDER BY p.exe IS NOT NULL DESC, p.ts <= t.time DESC, p.ts DESC LIMIT 1)) AS exe,
-  CASE WHEN t.kind = 'sock' AND t._remote_port <> 0 THEN
-    CONCAT(t.detail, COALESCE(CONCAT(' name ',
-      (SELECT n.qname FROM dns_names n
-        WHERE n.host_id = @host AND n.addr = t._remote_addr
-          AND n.ts <= t.time + INTERVAL 5 SECOND AND n.ts > t.time - INTERVAL 1 DAY
-        ORDER BY (n.boot_id = t._boot_id AND n.pid <=> t.pid AND n.proc_start <=> t._proc_start) DESC, n.ts DESC
-        LIMIT 1)), ''))
-    ELSE t.detail END AS detail,
-  t.argv
+SELECT d.time, d._ts_ns, d._tz_offset, d.kind, d.event, d.pid, d.uid, d.user, d.exe,
+  CASE WHEN d.kind = 'sock' AND d._remote_port <> 0 THEN CONCAT(d.detail, COALESCE(CONCAT(' name ', d._qname), ''))
+       ELSE d.detail END AS detail,
+  d.argv
 FROM (
+SELECT v.time, v._ts_ns, v._tz_offset, v.kind, v.event, v.pid, v.uid, v._uname AS user, v.exe, v.detail,
+  v.argv, v._remote_port, v._order, v._segment_id, v._row_no, n.qname AS _qname,
+  ROW_NUMBER() OVER (PARTITION BY v._order, v._segment_id, v._row_no
+                     ORDER BY (n.boot_id = v._boot_id AND n.pid <=> v.pid AND n.proc_start <=> v._proc_start) DESC,
+                       n.ts DESC) AS _nrank
+FROM (
+  SELECT w.*, a.name AS _uname,
+    ROW_NUMBER() OVER (PARTITION BY w._order, w._segment_id, w._row_no
+                       ORDER BY a.ts <= w.time DESC, a.ts DESC) AS _urank
+  FROM (
+    SELECT t.*, COALESCE(t._exe, p.exe, p.comm) AS exe,
+      ROW_NUMBER() OVER (PARTITION BY t._order, t._segment_id, t._row_no
+                         ORDER BY p.exe IS NOT NULL DESC, p.ts <= t.time DESC, p.ts DESC) AS _xrank
+    FROM (
   SELECT * FROM (
     (SELECT e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset, 'proc' AS kind, e.event,
       e.pid, e.uid, e.boot_id AS _boot_id, e.proc_start AS _proc_start, e.exe AS _exe,
@@ -78,5 +82,20 @@ FROM (
   ) u
   ORDER BY u.time, u._ts_ns, u._order, u._segment_id, u._row_no
   LIMIT {{limit}} OFFSET {{offset}}
-) t
-ORDER BY t.time, t._ts_ns, t._order, t._segment_id, t._row_no
+    ) t
+    LEFT JOIN proc_events p
+      ON p.host_id = @host AND p.boot_id = t._boot_id AND p.pid = t.pid
+        AND p.proc_start = t._proc_start AND (p.exe IS NOT NULL OR p.comm IS NOT NULL)
+        AND t._exe IS NULL
+  ) w
+  LEFT JOIN accounts a
+    ON a.host_id = @host AND a.kind = 'user' AND a.id = w.uid
+  WHERE w._xrank = 1
+) v
+LEFT JOIN dns_names n
+  ON n.host_id = @host AND n.addr = v._remote_addr AND v.kind = 'sock' AND v._remote_port <> 0
+    AND n.ts <= v.time + INTERVAL 5 SECOND AND n.ts > v.time - INTERVAL 1 DAY
+WHERE v._urank = 1
+) d
+WHERE d._nrank = 1
+ORDER BY d.time, d._ts_ns, d._order, d._segment_id, d._row_no
