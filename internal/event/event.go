@@ -4,10 +4,8 @@
 // MariaDB rows).
 //
 // There are nine tables. Column names are the SQL column names of the matching
-// MariaDB table (see schema/); every column is documented in schema.go (and
-// docs/segment-format.md, docs/schema.md). The documentation is deliberately
-// not carried in the Arrow field metadata: repeated in every segment it would
-// outweigh an idle host's rows (about 14 KB per segment).
+// MariaDB table (schema/); every column is documented in schema.go, not in the
+// Arrow field metadata (docs/segment-format.md §6 says why).
 //
 //	table  Arrow member   SQL table     one row per
 //	proc   proc.arrow     proc_events   process event (fork, exec, exit, …, snapshot)
