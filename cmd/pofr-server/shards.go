@@ -30,6 +30,18 @@ func loadShards(path string) (*fleet.Map, error) {
 	return m, err
 }
 
+// loadMapRegistry reads the shard map in path, which must exist, and opens
+// the registry it names; closeReg releases it.
+func loadMapRegistry(ctx context.Context, path string, state statedir.Dir) (m *fleet.Map, reg registry.Store, closeReg func(), err error) {
+	if m, err = fleet.Load(path); err != nil {
+		return nil, nil, nil, err
+	}
+	if reg, closeReg, err = openRegistry(ctx, state, m); err != nil {
+		return nil, nil, nil, err
+	}
+	return m, reg, closeReg, nil
+}
+
 // multiFlag is a repeatable string flag.
 type multiFlag []string
 
@@ -59,11 +71,7 @@ Exit codes: 0 listed, 1 error (no or invalid map).`,
 		Flags:  common,
 		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			m, err := fleet.Load(path)
-			if err != nil {
-				return err
-			}
-			reg, closeReg, err := openRegistry(ctx, stateDir, m)
+			m, reg, closeReg, err := loadMapRegistry(ctx, path, stateDir)
 			if err != nil {
 				return err
 			}
@@ -201,11 +209,7 @@ Exit codes: 0 pinned, 1 error, 2 usage.`,
 				return cli.Usagef("want HOST SHARD")
 			}
 			host, shard := args[0], args[1]
-			m, err := fleet.Load(path)
-			if err != nil {
-				return err
-			}
-			reg, closeReg, err := openRegistry(ctx, stateDir, m)
+			m, reg, closeReg, err := loadMapRegistry(ctx, path, stateDir)
 			if err != nil {
 				return err
 			}

@@ -37,12 +37,12 @@ func Import(dst, src Store) (ImportSummary, error) {
 		sum = ImportSummary{}
 		for _, h := range hosts {
 			_, err := dst.Host(h.HostID)
-			switch {
-			case err == nil:
-				sum.Skipped++
-				continue
-			case !errors.Is(err, ErrNotFound):
+			skip, err := present(err, ErrNotFound, &sum)
+			if err != nil {
 				return err
+			}
+			if skip {
+				continue
 			}
 			if err := dst.PutHost(h); err != nil {
 				return err
@@ -59,12 +59,12 @@ func Import(dst, src Store) (ImportSummary, error) {
 				return fmt.Errorf("import request: %w", err)
 			}
 			_, err := dst.Request(r.RequestID)
-			switch {
-			case err == nil:
-				sum.Skipped++
-				continue
-			case !errors.Is(err, ErrNoRequest):
+			skip, err := present(err, ErrNoRequest, &sum)
+			if err != nil {
 				return err
+			}
+			if skip {
+				continue
 			}
 			if err := dst.PutRequest(Request{ID: r.RequestID, Pending: r.Status == wire.StatusPending, CreatedAt: r.CreatedAt, Record: b}); err != nil {
 				return err
@@ -80,12 +80,12 @@ func Import(dst, src Store) (ImportSummary, error) {
 				return err
 			}
 			_, err = dst.Token(h)
-			switch {
-			case err == nil:
-				sum.Skipped++
-				continue
-			case !errors.Is(err, ErrNoToken):
+			skip, err := present(err, ErrNoToken, &sum)
+			if err != nil {
 				return err
+			}
+			if skip {
+				continue
 			}
 			if err := dst.PutToken(h, t); err != nil {
 				return err
@@ -95,6 +95,20 @@ func Import(dst, src Store) (ImportSummary, error) {
 		return nil
 	})
 	return sum, err
+}
+
+// present reads the result of dst's lookup of an entry: the entry is there
+// (skip it, counted in sum), absent (notFound: import it), or the lookup
+// failed.
+func present(err, notFound error, sum *ImportSummary) (skip bool, _ error) {
+	switch {
+	case err == nil:
+		sum.Skipped++
+		return true, nil
+	case errors.Is(err, notFound):
+		return false, nil
+	}
+	return false, err
 }
 
 // TokenHashes lists the stored tokens' hashes.
