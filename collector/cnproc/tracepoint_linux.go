@@ -242,6 +242,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 	var (
 		items, cn, carry []tpItem
 		spare            []tpItem // carry's other buffer
+		merged           []tpItem // the merge of items and cn, reused
 		arena            []byte
 		msgs             []procMsg
 		rcv              = newProcBatchReader(32, 8<<10)
@@ -381,7 +382,11 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 			}
 		}
 		slices.SortStableFunc(cn, func(a, b tpItem) int { return cmpU64(a.msg.TS, b.msg.TS) })
-		batch := mergeByTime(items, cn)
+		batch := items
+		if len(cn) > 0 {
+			merged = mergeByTime(merged[:0], items, cn)
+			batch = merged
+		}
 		// An exec followed in this batch by another exec or the exit of
 		// its process cannot be described by /proc any more; nor can one
 		// whose exit is already read but held for the next drain (it
@@ -462,12 +467,9 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 	}
 }
 
-// mergeByTime merges two time-ordered lists.
-func mergeByTime(a, b []tpItem) []tpItem {
-	if len(b) == 0 {
-		return a
-	}
-	out := make([]tpItem, 0, len(a)+len(b))
+// mergeByTime appends the merge of two time-ordered lists to out (reused
+// across drains: no allocation per drain).
+func mergeByTime(out, a, b []tpItem) []tpItem {
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
 		if b[j].msg.TS < a[i].msg.TS {

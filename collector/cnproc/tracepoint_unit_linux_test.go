@@ -37,7 +37,7 @@ func TestMergeByTime(t *testing.T) {
 		}
 		return out
 	}
-	got := mergeByTime(mk(1, 4, 6), mk(2, 3, 7))
+	got := mergeByTime(nil, mk(1, 4, 6), mk(2, 3, 7))
 	for i, want := range []uint64{1, 2, 3, 4, 6, 7} {
 		if got[i].msg.TS != want {
 			t.Fatalf("merged %v", got)

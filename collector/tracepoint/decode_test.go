@@ -316,3 +316,47 @@ func FuzzParseArgv(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecode is the reader's per-sample decode on samples captured from
+// this kernel: the header, the exec sample with its stack dump, its pid and
+// filename fields and argv (appended to a reused buffer), and a fork. It
+// must not allocate.
+func BenchmarkDecode(b *testing.B) {
+	exf, ntf := testFormat(b, "sched_sched_process_exec"), testFormat(b, "task_task_newtask")
+	_, exec := testSample(b, "exec", execLayout)
+	_, fork := testSample(b, "newtask", Layout{})
+	pidf, _ := exf.Field("pid")
+	fnf, _ := exf.Field("filename")
+	chf, _ := ntf.Field("pid")
+	clf, _ := ntf.Field("clone_flags")
+	layout := func(id uint16) Layout {
+		if id == exf.ID {
+			return execLayout
+		}
+		return Layout{}
+	}
+	var s Sample
+	var arena []byte
+	b.ReportAllocs()
+	b.SetBytes(int64(len(exec) + len(fork)))
+	for b.Loop() {
+		if _, _, err := ParseHeader(exec); err != nil {
+			b.Fatal(err)
+		}
+		if err := ParseSample(exec, layout, &s); err != nil {
+			b.Fatal(err)
+		}
+		pidf.Int(s.Raw)
+		fn, _ := fnf.String(s.Raw)
+		arena = append(arena[:0], fn...)
+		var err error
+		if arena, _, err = ParseArgv(s.Stack, s.SP, s.RegsABI, arena); err != nil {
+			b.Fatal(err)
+		}
+		if err := ParseSample(fork, layout, &s); err != nil {
+			b.Fatal(err)
+		}
+		chf.Int(s.Raw)
+		clf.Uint(s.Raw)
+	}
+}

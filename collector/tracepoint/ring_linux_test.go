@@ -357,3 +357,19 @@ func memlockChild(t *testing.T) {
 	}
 	t.Logf("memlock refusal ok: %v", err)
 }
+
+// TestNowIsClockMonotonic checks that Now, read through the runtime's clock,
+// stays on CLOCK_MONOTONIC (the clock of sample times and of cn_proc's
+// timestamps), between two clock_gettime(2) readings.
+func TestNowIsClockMonotonic(t *testing.T) {
+	for range 1000 {
+		var a, b unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &a)
+		n := Now()
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &b)
+		// The calibration's error is half its tightest bracket; allow 1 ms.
+		if lo, hi := uint64(a.Nano()), uint64(b.Nano()); n+1e6 < lo || n > hi+1e6 {
+			t.Fatalf("Now() = %d, want within 1 ms of [%d, %d]", n, lo, hi)
+		}
+	}
+}
