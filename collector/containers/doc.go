@@ -2,7 +2,9 @@
 // a process row carries a container id not seen before (derived from its
 // cgroup path), a worker reads the container runtime's own state on the host
 // — Docker's config.v2.json, containerd's task bundle config.json (CRI
-// annotations), containers/storage's containers.json (Podman, CRI-O with
+// annotations) and its bolt metadata meta.db (image and labels of any
+// containerd container; read from an in-memory copy, since containerd holds
+// an exclusive lock on it), containers/storage's containers.json (Podman, CRI-O with
 // its pod metadata, and each user's rootless Podman storage) — and sends
 // one ctr row with the runtime's container name, image and Kubernetes pod
 // and namespace.

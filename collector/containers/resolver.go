@@ -55,6 +55,11 @@ type Roots struct {
 	// (/run/containerd/io.containerd.runtime.v2.task); the state is
 	// NAMESPACE/ID/config.json, the OCI bundle config with CRI annotations.
 	Containerd string
+	// ContainerdMeta is containerd's metadata database
+	// (/var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db): every
+	// container's image and labels, running or not, bucket
+	// v1/NAMESPACE/containers/ID.
+	ContainerdMeta string
 	// Podman is containers/storage's root (/var/lib/containers/storage),
 	// shared by Podman and CRI-O; the state is
 	// overlay-containers/containers.json and
@@ -80,6 +85,7 @@ func (r Roots) withDefaults() Roots {
 	}
 	def(&r.Docker, "var/lib/docker")
 	def(&r.Containerd, "run/containerd/io.containerd.runtime.v2.task")
+	def(&r.ContainerdMeta, "var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db")
 	def(&r.Podman, "var/lib/containers/storage")
 	def(&r.StorageRun, "run/containers/storage")
 	def(&r.Home, "home")
@@ -97,6 +103,10 @@ type Options struct {
 	// MaxStateBytes is the largest state file parsed (0:
 	// DefaultMaxStateBytes); a larger one gives a row with error too_large.
 	MaxStateBytes int64
+	// MaxMetaBytes is the largest containerd meta.db read (0:
+	// DefaultMaxMetaBytes); it is copied into memory for each lookup (once
+	// for a burst of them), and a larger one is not read (too_large).
+	MaxMetaBytes int64
 	// Queue is how many new ids may wait for the worker (0: DefaultQueue).
 	Queue int
 	// CacheSize bounds the ids remembered (0: DefaultCacheSize); an id
@@ -143,6 +153,7 @@ func New(opts Options) (*Resolver, error) {
 		return nil, errors.New("containers: Sink is required")
 	}
 	defaults.Positive(&opts.MaxStateBytes, DefaultMaxStateBytes)
+	defaults.Positive(&opts.MaxMetaBytes, DefaultMaxMetaBytes)
 	defaults.Positive(&opts.Queue, DefaultQueue)
 	defaults.Positive(&opts.CacheSize, DefaultCacheSize)
 	defaults.Zero(&opts.Log, slog.New(slog.DiscardHandler))
@@ -197,15 +208,20 @@ func (r *Resolver) remember(id string) {
 
 // Run looks queued ids up until ctx ends.
 func (r *Resolver) Run(ctx context.Context) error {
-	r.opts.Log.Info("container names on", "docker", r.opts.Roots.Docker, "containerd", r.opts.Roots.Containerd,
+	r.opts.Log.Info("container names on", "docker", r.opts.Roots.Docker, "containerd", r.opts.Roots.Containerd, "containerd_meta", r.opts.Roots.ContainerdMeta,
 		"containers_storage", r.opts.Roots.Podman, "storage_run", r.opts.Roots.StorageRun, "rootless_homes", r.opts.Roots.Home, "run_user", r.opts.Roots.RunUser)
+	var meta metaCache
+	defer meta.close()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case j := <-r.queue:
 			t0 := time.Now()
-			row := r.Lookup(j.id)
+			row := r.lookup(j.id, &meta)
+			if len(r.queue) == 0 {
+				meta.close() // the burst is over: free the copy of meta.db
+			}
 			r.nanos.Add(uint64(time.Since(t0)))
 			row.TS, row.PID = j.ts, j.pid
 			switch row.Error {
@@ -222,19 +238,29 @@ func (r *Resolver) Run(ctx context.Context) error {
 }
 
 // Lookup reads what the runtimes' state says of container id (64 hex
-// digits): Docker first, then containerd, then containers/storage (Podman
-// or CRI-O), then each user's rootless Podman storage. TS and PID are left
-// zero.
-func (r *Resolver) Lookup(id string) event.Container {
+// digits): Docker first, then containerd (its task bundle, then its
+// metadata), then containers/storage (Podman or CRI-O), then each user's
+// rootless Podman storage. TS and PID are left zero.
+func (r *Resolver) Lookup(id string) event.Container { return r.lookup(id, nil) }
+
+// lookup is Lookup with a cache of containerd's metadata (nil: none).
+func (r *Resolver) lookup(id string, meta *metaCache) event.Container {
 	row := event.Container{ID: []byte(id)}
 	if !isHexID([]byte(id)) {
 		row.Error = event.CtrNotFound
 		return row
 	}
-	for _, try := range []func(string, *event.Container) bool{r.docker, r.containerd, r.podman, r.rootless} {
+	var metaErr event.Container
+	containerd := func(id string, row *event.Container) bool { return r.containerd(id, row, meta, &metaErr) }
+	for _, try := range []func(string, *event.Container) bool{r.docker, containerd, r.podman, r.rootless} {
 		if try(id, &row) {
 			return row
 		}
+	}
+	if metaErr.Error != "" {
+		// containerd's metadata could not be read and no other runtime
+		// knows the id: say so rather than not_found.
+		return metaErr
 	}
 	row.Error = event.CtrNotFound
 	return row
@@ -336,10 +362,49 @@ func setPod(row *event.Container, m map[string]string) {
 	}
 }
 
-func (r *Resolver) containerd(id string, row *event.Container) bool {
+// containerd looks id up in containerd's task bundles and its metadata.
+// A bundle that names the container and its image is the row (the cheap
+// read, and every CRI container's). Otherwise meta.db is read: a row of it
+// alone if there is no readable bundle, else the bundle's row with the
+// fields it lacks taken from meta.db (source: meta.db). A meta.db that
+// cannot be read leaves the bundle's row, or, without one, is put in
+// metaErr for Lookup to return if no later runtime knows the id.
+func (r *Resolver) containerd(id string, row *event.Container, c *metaCache, metaErr *event.Container) bool {
+	ns, found := r.containerdTask(id, row)
+	if found && row.Error == "" && row.Name != nil && row.Image != nil {
+		return true
+	}
+	m := event.Container{ID: row.ID}
+	if !r.containerdMeta(id, ns, &m, c) {
+		return found
+	}
+	switch {
+	case m.Error != "" && found:
+	case m.Error != "":
+		*metaErr = m
+		return false
+	case !found || row.Error != "":
+		*row = m
+	default:
+		filled := false
+		for _, f := range []struct{ dst, src *[]byte }{{&row.Name, &m.Name}, {&row.Image, &m.Image}, {&row.Pod, &m.Pod}, {&row.Namespace, &m.Namespace}} {
+			if *f.dst == nil && *f.src != nil {
+				*f.dst, filled = *f.src, true
+			}
+		}
+		if filled {
+			row.Source = m.Source
+		}
+	}
+	return true
+}
+
+// containerdTask looks id up in the running tasks' bundles and returns the
+// namespace it was found in.
+func (r *Resolver) containerdTask(id string, row *event.Container) (string, bool) {
 	ents, err := os.ReadDir(r.opts.Roots.Containerd)
 	if err != nil {
-		return false
+		return "", false
 	}
 	for i, e := range ents {
 		if i == maxNamespaces {
@@ -355,9 +420,9 @@ func (r *Resolver) containerd(id string, row *event.Container) bool {
 			row.Image = first(c.Annotations, imageKeys, maxImage)
 			setPod(row, c.Annotations)
 		}
-		return true
+		return e.Name(), true
 	}
-	return false
+	return "", false
 }
 
 // podmanContainer is the part of a containers.json entry read

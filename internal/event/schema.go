@@ -145,10 +145,10 @@ var ctrColumns = []column[Container]{
 	bin("container_id", "The container id as derived from the cgroup path (the proc table's container_id).", func(r *Container) *[]byte { return &r.ID }),
 	num("pid", int32Type, "Process id of that first process row.", func(r *Container) *int32 { return &r.PID }),
 	dictStr("runtime", "The runtime whose state named the container: docker, containerd, podman (system-wide or a user's rootless storage) or crio; null if none did.", func(r *Container) *string { return &r.Runtime }),
-	bin("name", "The runtime's container name (Docker Name without its slash, CRI container name, Podman's first name), exact bytes of the JSON string, at most 1024; null if unknown.", func(r *Container) *[]byte { return &r.Name }),
+	bin("name", "The runtime's container name (Docker Name without its slash, CRI container name, Podman's first name, containerd's nerdctl/name label), exact bytes as the runtime stored them, at most 1024; null if unknown.", func(r *Container) *[]byte { return &r.Name }),
 	bin("image", "The image the container was created from, as the runtime recorded it (name:tag or digest), at most 4096 bytes; null if unknown.", func(r *Container) *[]byte { return &r.Image }),
 	bin("pod", "Kubernetes pod name (annotation or label io.kubernetes.pod.name), at most 1024 bytes; null if none.", func(r *Container) *[]byte { return &r.Pod }),
 	bin("namespace", "Kubernetes namespace (io.kubernetes.pod.namespace), at most 1024 bytes; null if none.", func(r *Container) *[]byte { return &r.Namespace }),
-	bin("source", "The state file read, as a path on the host; null if none was found.", func(r *Container) *[]byte { return &r.Source }),
+	bin("source", "The state file read (a runtime's JSON file, or containerd's meta.db when a field came from it), as a path on the host; null if none was found.", func(r *Container) *[]byte { return &r.Source }),
 	dictStr("error", "Why there is no name: not_found, too_large (state file over the limit), parse_error or read_error; null when found.", func(r *Container) *string { return &r.Error }),
 }
