@@ -1,8 +1,8 @@
 // Package testutil holds what pofr's tests share: gates that skip a test with a
 // reason when the machine cannot run it ([RequireRoot], [RequireCap],
 // [RequireTier]; POFR_TEST_REQUIRE turns skips into failures for CI), a
-// private MariaDB server, a private OpenSSH sshd, and a builder for the
-// module's commands. A package that calls [StartMariaDB] or [Bin] needs
+// private MariaDB server, a private OpenSSH sshd, a private containerd with
+// a tiny image of its own, and a builder for the module's commands. A package that calls [StartMariaDB] or [Bin] needs
 //
 //	func TestMain(m *testing.M) { testutil.Main(m) }
 //
