@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,19 +38,7 @@ func startServe(t *testing.T, bin, mapf string, state statedir.Dir, args ...stri
 	}
 	var errs testutil.SyncBuffer
 	cmd.Stderr = &errs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+	testutil.StartCmd(t, cmd, func() {
 		if t.Failed() {
 			t.Logf("serve %s log:\n%s", state, errs.String())
 		}

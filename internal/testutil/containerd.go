@@ -74,20 +74,7 @@ func StartContainerd(t testing.TB, root string) *Containerd {
 	cmd.Env = ctrEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Error("containerd did not stop within 30 s of SIGTERM")
-		}
+	StartCmd(t, cmd, func() {
 		logf.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())

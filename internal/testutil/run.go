@@ -2,7 +2,9 @@ package testutil
 
 import (
 	"context"
+	"os/exec"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,4 +34,29 @@ func Go(t testing.TB, name string, run func(context.Context) error) (stop func()
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// StartCmd starts cmd and, when the test ends, stops it with SIGTERM (SIGKILL
+// after 30 s, which fails the test) and then calls after, if not nil (e.g.
+// to log the command's output when the test failed).
+func StartCmd(t testing.TB, cmd *exec.Cmd, after func()) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Errorf("%s did not stop within 30 s of SIGTERM", cmd.Path)
+		}
+		if after != nil {
+			after()
+		}
+	})
 }
