@@ -7,11 +7,11 @@ import (
 	"slices"
 	"sync"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/pofr/pofr/collector/tracepoint"
+	"github.com/pofr/pofr/internal/mmsg"
 )
 
 // Clone flags of task_newtask (linux/sched.h).
@@ -245,7 +245,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		merged           []tpItem // the merge of items and cn, reused
 		arena            []byte
 		msgs             []procMsg
-		rcv              = newProcBatchReader(32, 8<<10)
+		rcv              = mmsg.NewReader(32, 8<<10)
 		stat             procInfo
 		later            = make(map[int32]bool)
 	)
@@ -353,7 +353,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		}
 		spare = held
 		for {
-			n, err := rcv.recv(tp.fd)
+			n, err := rcv.Recv(tp.fd)
 			if err == unix.ENOBUFS {
 				h.overrun()
 				continue
@@ -362,7 +362,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 				return fmt.Errorf("read cn_proc socket: %w", err)
 			}
 			for i := range n {
-				msgs, err = decodeProcEvents(rcv.msg(i), msgs[:0])
+				msgs, err = decodeProcEvents(rcv.Msg(i), msgs[:0])
 				if err != nil {
 					s.st.frames.Add(1)
 				}
@@ -377,7 +377,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 					}
 				}
 			}
-			if n < rcv.cap() {
+			if n < rcv.Cap() {
 				break
 			}
 		}
@@ -493,44 +493,6 @@ func cmpU64(a, b uint64) int {
 	}
 	return 0
 }
-
-// procBatchReader receives up to len(bufs) datagrams per recvmmsg(2).
-type procBatchReader struct {
-	bufs [][]byte
-	iov  []unix.Iovec
-	hdrs []unix.Mmsghdr
-}
-
-func newProcBatchReader(n, size int) *procBatchReader {
-	r := &procBatchReader{bufs: make([][]byte, n), iov: make([]unix.Iovec, n), hdrs: make([]unix.Mmsghdr, n)}
-	for i := range n {
-		r.bufs[i] = make([]byte, size)
-		r.iov[i].Base = &r.bufs[i][0]
-		r.iov[i].SetLen(size)
-		r.hdrs[i].Hdr.Iov = &r.iov[i]
-		r.hdrs[i].Hdr.SetIovlen(1)
-	}
-	return r
-}
-
-func (r *procBatchReader) cap() int { return len(r.bufs) }
-
-// recv reads what the socket holds without blocking (a raw syscall: see
-// procOpenat).
-func (r *procBatchReader) recv(fd int) (int, error) {
-	for i := range r.hdrs {
-		r.hdrs[i].Len = 0
-	}
-	n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)),
-		unix.MSG_DONTWAIT, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
-
-// msg returns datagram i of the last recv.
-func (r *procBatchReader) msg(i int) []byte { return r.bufs[i][:r.hdrs[i].Len] }
 
 // procFilterSupported reports whether the kernel filters cn_proc events per
 // socket (struct proc_input, Linux 6.6).
