@@ -6,8 +6,10 @@
 # settle 4 s, run `pofr-load exec -rate RATE -duration SECONDSs` (RATE 0: as
 # fast as possible), and print the storm's rate, the collector's CPU per exec
 # (utime+stime of /proc/PID/stat over the storm), the storm children's own
-# CPU per exec (wait4 rusage), peak RSS and context switches per exec (all
-# threads' /proc/PID/task/*/status). BIN "none" runs the storm with no
+# CPU per exec (wait4 rusage), peak RSS, voluntary and involuntary context
+# switches per exec (all threads' /proc/PID/task/*/status) and, with perf on
+# PATH, the collector's syscalls per exec (perf stat -e raw_syscalls:sys_enter
+# over the storm). BIN "none" runs the storm with no
 # collector (the baseline of the children's CPU). Needs root; POFR_LOAD is
 # a built bench/cmd/pofr-load (default: built into a temporary directory).
 set -eu
@@ -18,7 +20,7 @@ if [ -z "$LOAD" ]; then
 	go build -o "$tmp/pofr-load" "$(dirname "$0")/../cmd/pofr-load"; LOAD=$tmp/pofr-load
 fi
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
-cs() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/{s+=$2} END{print s}'; }
+cs() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/{v+=$2} /^nonvoluntary_ctxt_switches/{n+=$2} END{print v "," n}'; }
 for r in $(seq "$R"); do
 	for b in "$@"; do
 		d=$(mktemp -d "$tmp/run.XXXX"); mkdir -p "$d/cfg" "$d/spool"
@@ -30,18 +32,28 @@ for r in $(seq "$R"); do
 		"$b" run --standalone --config-dir "$d/cfg" --spool-dir "$d/spool" --profile default >"$d/log" 2>&1 &
 		P=$!
 		sleep 4
+		S=
+		if command -v perf >/dev/null; then
+			perf stat -e raw_syscalls:sys_enter -x, -o "$d/perf" -p $P & S=$!
+		fi
 		s0=$(cpu $P); c0=$(cs $P)
 		"$LOAD" exec -rate "$RATE" -duration "${DUR}s" >"$d/storm.json"
 		sleep 0.3
 		s1=$(cpu $P); c1=$(cs $P); hwm=$(awk '/VmHWM/{print $2}' "/proc/$P/status")
+		sc=-1
+		if [ -n "$S" ]; then
+			kill -INT $S; wait $S 2>/dev/null || true
+			sc=$(awk -F, '/raw_syscalls/{print $1}' "$d/perf")
+		fi
 		kill $P; wait $P 2>/dev/null || true
-		python3 - "$d/storm.json" "$b" "$r" "$s0" "$s1" "$c0" "$c1" "$hwm" "$(getconf CLK_TCK)" <<'PY'
+		python3 - "$d/storm.json" "$b" "$r" "$s0" "$s1" "$c0" "$c1" "$hwm" "$(getconf CLK_TCK)" "${sc:--1}" <<'PY'
 import json, sys
-f, b, r, s0, s1, c0, c1, hwm, hz = sys.argv[1:]
+f, b, r, s0, s1, c0, c1, hwm, hz, sc = sys.argv[1:]
 d = json.load(open(f)); n = d["spawned"]
-print("%-24s round %s  exec/s %6.0f  collector µs/exec %6.1f  children µs/exec %6.1f  peak RSS MB %5.1f  switches/exec %.2f" % (
+(v0, n0), (v1, n1) = [map(int, c.split(",")) for c in (c0, c1)]
+print("%-24s round %s  exec/s %6.0f  collector µs/exec %6.1f  children µs/exec %6.1f  peak RSS MB %5.1f  switches/exec %.2f voluntary %.2f involuntary%s" % (
     b.rsplit("/", 1)[-1], r, d["rate"], (int(s1) - int(s0)) * 1e6 / int(hz) / n, d["child_cpu_ns"] / n / 1e3,
-    int(hwm) / 1024, (int(c1) - int(c0)) / n))
+    int(hwm) / 1024, (v1 - v0) / n, (n1 - n0) / n, "" if int(sc) < 0 else "  syscalls/exec %.2f" % (int(sc) / n)))
 PY
 		rm -rf "$d"
 	done

@@ -2,6 +2,7 @@ package cnproc
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -22,8 +23,7 @@ type driveState struct {
 	// the capture is not the tracepoint one).
 	initOnce, okOnce, endOnce sync.Once
 	ok, done                  chan struct{}
-	tid                       atomic.Int32 // the reader thread while it runs the drains, else 0
-	readerTID                 int32        // the reader thread (locked to it for good), once known
+	tid                       atomic.Int32 // the reader's thread while it runs the drains, else 0
 }
 
 type drivenQueue struct {
@@ -51,15 +51,15 @@ func (d *driveState) end() {
 	d.endOnce.Do(func() { close(d.done) })
 }
 
-// run calls every queue's drain (the reader thread), after peek.
+// run calls every queue's drain (the reader goroutine), after peek. The
+// reader is locked to its thread only meanwhile, so that inReader can tell
+// its Lookups by the thread id.
 func (d *driveState) run(peek func()) {
 	d.mu.Lock()
 	if len(d.queues) > 0 {
 		peek()
-		if d.readerTID == 0 {
-			d.readerTID = int32(unix.Gettid())
-		}
-		d.tid.Store(d.readerTID)
+		runtime.LockOSThread()
+		d.tid.Store(int32(unix.Gettid()))
 		for _, q := range d.queues {
 			if !q.drain() {
 				d.set.Unwatch(q.fd)
@@ -75,6 +75,7 @@ func (d *driveState) run(peek func()) {
 			}
 		})
 		d.tid.Store(0)
+		runtime.UnlockOSThread()
 	}
 	d.mu.Unlock()
 }

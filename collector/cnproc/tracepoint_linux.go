@@ -3,7 +3,6 @@ package cnproc
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -235,9 +234,14 @@ func (d *drainSync) end(g uint64) {
 // or its drain timer, then drains the rings and the cn_proc socket, merges
 // them by time and hands the events to the table through the hot path.
 func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
-	runtime.LockOSThread() // never unlocked: the raised thread must not run other goroutines
+	// Not locked to a thread and not raised (Priority is the cn_proc
+	// reader's and the exec guard's): the reader blocks in a raw ppoll
+	// that keeps its P, so the runtime's sysmon preempts it every 10 ms;
+	// a locked goroutine's preemption hands its thread over to another M
+	// and back (two futex wakeups), an unlocked one's is a pass through
+	// the scheduler on the same thread. docs/design.md, "Drain policy".
 	defer s.drive.end()
-	s.prio.Store(procRaisePriority(s.opts.Priority, s.log))
+	s.prio.Store(PriorityNormal)
 	h := s.newHotPath()
 	var (
 		items, cn, carry []tpItem

@@ -49,7 +49,22 @@ func (s *Set) Wait(timeout time.Duration) (bool, error) {
 	var n int
 	var err error
 	if timeout >= 0 && timeout <= RawWaitMax && runtime.GOMAXPROCS(0) >= 2 {
-		n, err = pollRaw(pfds, ms)
+		// A signal (the runtime's preemption of this goroutine, every
+		// 10 ms of a raw wait) does not end the wait early: that would
+		// be a drain more.
+		deadline := Now() + uint64(timeout)
+		for {
+			n, err = pollRaw(pfds, timeout)
+			if err != unix.EINTR {
+				break
+			}
+			if now := Now(); now < deadline {
+				timeout = time.Duration(deadline - now)
+				continue
+			}
+			n, err = 0, nil
+			break
+		}
 	} else {
 		n, err = unix.Poll(pfds, ms)
 	}
@@ -150,8 +165,8 @@ func ioctlRaw(fd int, req uint) error {
 }
 
 // pollRaw is ppoll(2) as a raw syscall.
-func pollRaw(fds []unix.PollFd, ms int) (int, error) {
-	ts := unix.NsecToTimespec(int64(ms) * 1e6)
+func pollRaw(fds []unix.PollFd, timeout time.Duration) (int, error) {
+	ts := unix.NsecToTimespec(int64(timeout))
 	n, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), uintptr(len(fds)),
 		uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 	if e != 0 {
