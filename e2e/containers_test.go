@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"os"
 	"os/exec"
@@ -63,16 +64,8 @@ func TestContainerName(t *testing.T) {
 	p.stopCollector(coll)
 	p.load()
 
-	type row struct{ Exe, ContainerID, Runtime, Name, Image, Pod, Namespace, Source string }
-	var got row
-	err = p.db.QueryRow(`SELECT pe.exe, pe.container_id, c.runtime, HEX(c.name), c.image, c.pod, c.namespace, c.source
-		FROM proc_events pe JOIN containers c ON c.host_id = pe.host_id AND c.container_id = pe.container_id
-		WHERE pe.host_id = ? AND pe.pid = ? AND pe.event = 'exec' AND pe.exe LIKE '%sleep' LIMIT 1`, p.hostID, cmd.Process.Pid).
-		Scan(&got.Exe, &got.ContainerID, &got.Runtime, &got.Name, &got.Image, &got.Pod, &got.Namespace, &got.Source)
-	if err != nil {
-		t.Fatalf("exec row joined to its container: %v", err)
-	}
-	want := row{Exe: got.Exe, ContainerID: id, Runtime: "docker", Name: strings.ToUpper(hex.EncodeToString([]byte("e2e-web\t'"))),
+	got := p.containerOfExec(cmd.Process.Pid, "%sleep")
+	want := ctrRow{Exe: got.Exe, ContainerID: id, Runtime: "docker", Name: strings.ToUpper(hex.EncodeToString([]byte("e2e-web\t'"))),
 		Image: "nginx:1.25", Pod: "web-5f7c", Namespace: "prod", Source: filepath.Join(root, "var/lib/docker/containers", id, "config.v2.json")}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("container of the workload (-want +got):\n%s", diff)
@@ -84,6 +77,60 @@ func TestContainerName(t *testing.T) {
 	out := p.run(30*time.Second, p.server, "query", "ran", "--container", "e2e-web\t'", "--dsn-file", p.dsnFile)
 	if !strings.Contains(out, "sleep") {
 		t.Errorf("query ran --container does not show the workload:\n%s", out)
+	}
+}
+
+// ctrRow is an exec row's container as MariaDB has it (name in hex).
+type ctrRow struct{ Exe, ContainerID, Runtime, Name, Image, Pod, Namespace, Source string }
+
+// containerOfExec returns the container joined to pid's exec row of an exe
+// LIKE exe.
+func (p *pipeline) containerOfExec(pid int, exe string) ctrRow {
+	p.t.Helper()
+	var got ctrRow
+	var pod, ns sql.NullString
+	err := p.db.QueryRow(`SELECT pe.exe, pe.container_id, c.runtime, HEX(c.name), c.image, c.pod, c.namespace, c.source
+		FROM proc_events pe JOIN containers c ON c.host_id = pe.host_id AND c.container_id = pe.container_id
+		WHERE pe.host_id = ? AND pe.pid = ? AND pe.event = 'exec' AND pe.exe LIKE ? LIMIT 1`, p.hostID, pid, exe).
+		Scan(&got.Exe, &got.ContainerID, &got.Runtime, &got.Name, &got.Image, &pod, &ns, &got.Source)
+	if err != nil {
+		p.t.Fatalf("exec row of pid %d joined to its container: %v", pid, err)
+	}
+	got.Pod, got.Namespace = pod.String, ns.String
+	return got
+}
+
+// TestContainerdName: a container run by a real containerd (ctr run, its
+// root and state under the collector's --container-root) gets its name and
+// image from containerd's meta.db in MariaDB, joined to the exec row of its
+// process, while containerd holds its lock on the file.
+func TestContainerdName(t *testing.T) {
+	p := newPipeline(t)
+	root := t.TempDir()
+	c := testutil.StartContainerd(t, root)
+	archive := filepath.Join(t.TempDir(), "sleeper.tar")
+	const image = "docker.io/pofr/e2e-sleeper:1"
+	testutil.WriteSleeperImage(t, archive, image)
+	c.Ctr("image", "import", archive)
+	var raw [32]byte
+	rand.Read(raw[:])
+	id := hex.EncodeToString(raw[:])
+
+	coll := p.startCollector("--segment-age", "1s", "--container-root", root)
+	pid := c.Run(id, image, "--label", "nerdctl/name=e2e-ctr\t'")
+	time.Sleep(2 * time.Second)
+	p.stopCollector(coll)
+	p.load()
+
+	got := p.containerOfExec(pid, "%sleeper")
+	want := ctrRow{Exe: got.Exe, ContainerID: id, Runtime: "containerd", Name: strings.ToUpper(hex.EncodeToString([]byte("e2e-ctr\t'"))),
+		Image: image, Source: filepath.Join(root, "var/lib/containerd/io.containerd.metadata.v1.bolt/meta.db")}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("container of the workload (-want +got):\n%s", diff)
+	}
+	out := p.run(30*time.Second, p.server, "query", "ran", "--container", "e2e-ctr\t'", "--dsn-file", p.dsnFile)
+	if !strings.Contains(out, "sleeper") {
+		t.Errorf("query ran --container does not show the container's process:\n%s", out)
 	}
 }
 

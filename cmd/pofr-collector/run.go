@@ -106,7 +106,7 @@ Exit codes: 0 stopped cleanly (or already running with --if-not-running),
 			fs.BoolVar(&f.noExeHash, "no-exe-hash", false, "do not record the SHA-256 of executed files")
 			fs.BoolVar(&f.noLogins, "no-logins", false, "do not record logins from /var/log/wtmp and /var/log/btmp")
 			fs.BoolVar(&f.noCtrs, "no-containers", false, "do not record container names (runtime name, image, pod) from the container runtimes' state")
-			fs.StringVar(&f.ctrRoot, "container-root", "", "`dir` prefixed to the container runtimes' state paths (/var/lib/docker, /run/containerd, /var/lib/containers/storage); default /")
+			fs.StringVar(&f.ctrRoot, "container-root", "", "`dir` prefixed to the container runtimes' state paths (/var/lib/docker, /run/containerd, /var/lib/containerd, /var/lib/containers/storage, /home); default /")
 			fs.Int64Var(&f.exeHashMax, "exe-hash-max-size", 0, "largest executable hashed, in bytes (0: 256 MiB); larger ones are recorded with skip too_large")
 			fs.StringVar(&f.fileOps, "file-ops", "", "override the profile's file ops, comma-separated: open, exec, write, create, delete, rename")
 			fs.Int64Var(&f.segBytes, "segment-bytes", 0, "override the profile's segment size")
