@@ -108,10 +108,8 @@ func TestContainerdName(t *testing.T) {
 	p := newPipeline(t)
 	root := t.TempDir()
 	c := testutil.StartContainerd(t, root)
-	archive := filepath.Join(t.TempDir(), "sleeper.tar")
 	const image = "docker.io/pofr/e2e-sleeper:1"
-	testutil.WriteSleeperImage(t, archive, image)
-	c.Ctr("image", "import", archive)
+	c.ImportSleeper(image)
 	var raw [32]byte
 	rand.Read(raw[:])
 	id := hex.EncodeToString(raw[:])

@@ -25,10 +25,8 @@ import (
 func TestRealContainerd(t *testing.T) {
 	root := t.TempDir()
 	c := testutil.StartContainerd(t, root)
-	archive := filepath.Join(t.TempDir(), "sleeper.tar")
 	const image = "docker.io/pofr/sleeper:test"
-	testutil.WriteSleeperImage(t, archive, image)
-	c.Ctr("image", "import", archive)
+	c.ImportSleeper(image)
 	var raw [2][32]byte
 	rand.Read(raw[0][:])
 	rand.Read(raw[1][:])

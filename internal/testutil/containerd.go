@@ -142,6 +142,14 @@ func (c *Containerd) Run(id, image string, opts ...string) int {
 	return pid
 }
 
+// ImportSleeper imports the image of [WriteSleeperImage] into c as ref.
+func (c *Containerd) ImportSleeper(ref string) {
+	c.t.Helper()
+	archive := filepath.Join(c.t.TempDir(), "sleeper.tar")
+	WriteSleeperImage(c.t, archive, ref)
+	c.Ctr("image", "import", archive)
+}
+
 // WriteSleeperImage writes an OCI image layout tarball (what ctr image
 // import takes) of one image named ref (the io.containerd.image.name
 // annotation), whose only layer holds a static program that sleeps for an
