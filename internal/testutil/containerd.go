@@ -26,9 +26,11 @@ type Containerd struct {
 }
 
 // ctrEnv is the environment of containerd and ctr: runc and the shim on
-// PATH whatever the test's is.
+// PATH whatever the test's is, and ctr's snapshotter the native one (plain
+// copies: no overlay mount, which a test directory on an overlay or an
+// unusual file system would refuse).
 func ctrEnv() []string {
-	return append(os.Environ(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	return append(os.Environ(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "CONTAINERD_SNAPSHOTTER=native")
 }
 
 // StartContainerd starts containerd (Debian's containerd and runc
