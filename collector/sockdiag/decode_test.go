@@ -179,6 +179,34 @@ func TestSockDumpRequest(t *testing.T) {
 	}
 }
 
+// TestSockCompatDumpRequest checks the TCPDIAG_GETSOCK request against the
+// layout of struct inet_diag_req: the same states and extensions as the
+// per-family request.
+func TestSockCompatDumpRequest(t *testing.T) {
+	b := sdCompatTCPDumpRequest(9)
+	msgs, err := sdSplitNetlink(b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || msgs[0].Type != sdTCPDiagGetSock || msgs[0].Flags != sdNlmFRequest|sdNlmFDump || msgs[0].Seq != 9 {
+		t.Fatalf("header %+v, want one TCPDIAG_GETSOCK dump request seq 9", msgs)
+	}
+	p := msgs[0].Payload
+	if len(p) != 4+48+4+4 {
+		t.Fatalf("payload of %d bytes, want struct inet_diag_req (60)", len(p))
+	}
+	v2 := sdDumpRequest(sdAFInet, sdIPProtoTCP, 9)[sdNlmsgHdrLen:]
+	if p[3] != v2[2] {
+		t.Errorf("idiag_ext %#x, want %#x as in the per-family request", p[3], v2[2])
+	}
+	if got, want := binary.NativeEndian.Uint32(p[52:]), binary.NativeEndian.Uint32(v2[4:]); got != want {
+		t.Errorf("idiag_states %#x, want %#x as in the per-family request", got, want)
+	}
+	if !bytes.Equal(p[4:52], make([]byte, 48)) || binary.NativeEndian.Uint32(p[56:]) != 0 {
+		t.Errorf("socket id or idiag_dbs set: % x", p[4:])
+	}
+}
+
 func TestSockParseProcNet(t *testing.T) {
 	tcp := []byte(`  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0

@@ -35,6 +35,7 @@ type Source struct {
 	scanner    *sockFDScanner
 	dumps      uint32 // dump requests sent (their netlink sequence numbers)
 	dumpBuf    []inetDiag
+	compatTCP  bool // TCP dumps with one TCPDIAG_GETSOCK request (see sockDump)
 	lastDumpOK int64
 	lastCensus time.Time
 	failed     map[uint64]bool // namespaces whose sockets could not be opened
@@ -88,14 +89,15 @@ func New(opts Options) (*Source, error) {
 	}
 	fs := procfs.New(opts.ProcRoot)
 	s := &Source{
-		opts:     opts,
-		log:      log.With("source", "sock"),
-		interval: opts.DumpInterval,
-		now:      opts.Now,
-		refresh:  make(chan struct{}, 1),
-		qsignal:  make(chan struct{}, 1),
-		scanner:  newSockFDScanner(fs),
-		fs:       fs,
+		opts:      opts,
+		log:       log.With("source", "sock"),
+		interval:  opts.DumpInterval,
+		now:       opts.Now,
+		refresh:   make(chan struct{}, 1),
+		qsignal:   make(chan struct{}, 1),
+		scanner:   newSockFDScanner(fs),
+		fs:        fs,
+		compatTCP: true,
 	}
 	s.censusEvery = sockNetnsCensus
 	if opts.AllNetns {
@@ -264,7 +266,7 @@ func (s *Source) Run(ctx context.Context) error {
 		fd, err := sockInNetns(s.opts.Netns, s.netns.V, sockOpenDumpSocket)
 		if err == nil {
 			s.dumps++
-			s.dumpBuf, err = sockDump(fd, s.opts.UDP, s.dumps, s.dumpBuf[:0])
+			s.dumpBuf, err = sockDump(fd, s.opts.UDP, &s.compatTCP, s.dumps, s.dumpBuf[:0])
 			if err != nil {
 				unix.Close(fd)
 			}
@@ -346,7 +348,7 @@ func (s *Source) dumpOnce(ctx context.Context, fd int, mode Mode) {
 	var err error
 	if mode == ModeNetlink {
 		s.dumps++
-		s.dumpBuf, err = sockDump(fd, s.opts.UDP, s.dumps, s.dumpBuf[:0])
+		s.dumpBuf, err = sockDump(fd, s.opts.UDP, &s.compatTCP, s.dumps, s.dumpBuf[:0])
 	} else {
 		s.dumpBuf, err = s.procNetDump(s.dumpBuf[:0])
 	}
@@ -546,31 +548,51 @@ func sockBind(fd int, groups uint32, timeout time.Duration, what string) (int, e
 // per datagram).
 var sockDumpBuf = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
-// sockDump dumps TCP (and UDP) sockets of both families into out.
-func sockDump(fd int, udp bool, seq uint32, out []inetDiag) ([]inetDiag, error) {
-	reqs := [][2]uint8{{sdAFInet, sdIPProtoTCP}, {sdAFInet6, sdIPProtoTCP}}
+// sockDumpReq is one request of a dump: a protocol and family, or with
+// compat the TCP sockets of both families (sdCompatTCPDumpRequest).
+type sockDumpReq struct {
+	family, proto uint8
+	compat        bool
+}
+
+// sockDump dumps TCP (and UDP) sockets of both families into out. With
+// *compat, TCP is asked for with one TCPDIAG_GETSOCK request; a kernel that
+// refuses it clears *compat and is asked per family, in this dump and the
+// next ones.
+func sockDump(fd int, udp bool, compat *bool, seq uint32, out []inetDiag) ([]inetDiag, error) {
+	var buf [4]sockDumpReq
+	reqs := append(buf[:0], sockDumpReq{sdAFInet, sdIPProtoTCP, true})
+	if !*compat {
+		reqs = append(reqs[:0], sockDumpReq{sdAFInet, sdIPProtoTCP, false}, sockDumpReq{sdAFInet6, sdIPProtoTCP, false})
+	}
 	if udp {
-		reqs = append(reqs, [2]uint8{sdAFInet, sdIPProtoUDP}, [2]uint8{sdAFInet6, sdIPProtoUDP})
+		reqs = append(reqs, sockDumpReq{sdAFInet, sdIPProtoUDP, false}, sockDumpReq{sdAFInet6, sdIPProtoUDP, false})
 	}
 	bp := sockDumpBuf.Get().(*[]byte)
 	defer sockDumpBuf.Put(bp)
-	buf := *bp
+	buf2 := *bp
 	var msgs []sdNlMsg
-	for i, r := range reqs {
+	for i := 0; i < len(reqs); i++ {
+		r := reqs[i]
 		seq := seq<<3 | uint32(i)
-		if err := unix.Sendto(fd, sdDumpRequest(r[0], r[1], seq), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			return out, fmt.Errorf("send inet_diag request (family %d proto %d): %w", r[0], r[1], err)
+		req := sdDumpRequest(r.family, r.proto, seq)
+		if r.compat {
+			req = sdCompatTCPDumpRequest(seq)
 		}
+		if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+			return out, fmt.Errorf("send inet_diag request (family %d proto %d): %w", r.family, r.proto, err)
+		}
+		n0 := len(out)
 	recv:
 		for {
-			n, _, err := unix.Recvfrom(fd, buf, 0)
+			n, _, err := unix.Recvfrom(fd, buf2, 0)
 			if err != nil {
 				if errors.Is(err, unix.EINTR) {
 					continue
 				}
-				return out, fmt.Errorf("receive inet_diag dump (family %d proto %d): %w", r[0], r[1], err)
+				return out, fmt.Errorf("receive inet_diag dump (family %d proto %d): %w", r.family, r.proto, err)
 			}
-			msgs, err = sdSplitNetlink(buf[:n], msgs[:0])
+			msgs, err = sdSplitNetlink(buf2[:n], msgs[:0])
 			if err != nil {
 				return out, fmt.Errorf("inet_diag dump: %w", err)
 			}
@@ -586,18 +608,26 @@ func sockDump(fd int, udp bool, seq uint32, out []inetDiag) ([]inetDiag, error) 
 					if err != nil {
 						return out, err
 					}
-					if errno != 0 {
-						if r[0] == sdAFInet6 && errno == int32(unix.EAFNOSUPPORT) {
-							break recv // IPv6 disabled
-						}
-						return out, fmt.Errorf("inet_diag dump (family %d proto %d): %w", r[0], r[1], syscall.Errno(errno))
+					if errno == 0 {
+						continue
 					}
-				case sdSockDiagByFamily:
+					if r.compat {
+						// Not offered by this kernel: per family from now on.
+						*compat = false
+						out = out[:n0]
+						reqs = append(reqs, sockDumpReq{sdAFInet, sdIPProtoTCP, false}, sockDumpReq{sdAFInet6, sdIPProtoTCP, false})
+						break recv
+					}
+					if r.family == sdAFInet6 && errno == int32(unix.EAFNOSUPPORT) {
+						break recv // IPv6 disabled
+					}
+					return out, fmt.Errorf("inet_diag dump (family %d proto %d): %w", r.family, r.proto, syscall.Errno(errno))
+				case sdSockDiagByFamily, sdTCPDiagGetSock:
 					d, err := decodeInetDiag(m.Payload)
 					if err != nil {
 						return out, fmt.Errorf("inet_diag dump: %w", err)
 					}
-					d.Protocol = r[1]
+					d.Protocol = r.proto
 					out = append(out, d)
 				}
 			}
