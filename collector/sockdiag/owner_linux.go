@@ -11,8 +11,12 @@ import (
 // /proc/PID/fd links (socket:[N]). It is incremental: a scan looks only for
 // the inodes it is asked for and stops when it has found them all, visiting
 // first the processes that appeared since the previous scan, then those that
-// held wanted sockets recently, then the rest (newest pid first). It keeps no
-// inode index of its own, so its memory is a few words per process.
+// held wanted sockets recently, then the rest (newest pid first). Inodes of
+// entries marked near are not looked for in the rest: an accepted
+// connection that a dump saw just before it closed would otherwise cost a
+// walk of every process's fds, and it is attributed through its listener.
+// It keeps no inode index of its own, so its memory is a few words per
+// process.
 type sockFDScanner struct {
 	fs      procfs.FS
 	prev    map[int32]struct{} // pids visited or already known at the last scan
@@ -72,13 +76,25 @@ func (f *sockFDScanner) find(want map[uint32]*sockEntry, found func(*sockEntry, 
 			}
 		}
 	}
+	far := 0 // wanted inodes to look for in every process
+	for _, e := range want {
+		if !e.near {
+			far++
+		}
+	}
+	foundOne := func(e *sockEntry, pid int32) {
+		if !e.near {
+			far--
+		}
+		found(e, pid)
+	}
 	visited := 0
 	for _, pid := range f.order {
-		if len(want) == 0 {
+		if len(want) == 0 || far == 0 && rank(pid) == 2 {
 			break
 		}
 		visited++
-		f.scanPid(pid, want, found)
+		f.scanPid(pid, want, foundOne)
 		f.prev[pid] = struct{}{}
 	}
 	// Forget pids that are gone, and old holders.

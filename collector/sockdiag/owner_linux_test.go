@@ -9,9 +9,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -396,4 +398,56 @@ func TestPrivConnOwnerLoss(t *testing.T) {
 		t.Errorf("stats count %d lost records, the gap row %d", st.OwnerRecordsLost, gap.Lost.V)
 	}
 	t.Logf("gap: %d records lost (%d connections made); %+v", gap.Lost.V, burst, co.Stats())
+}
+
+// sockInode returns the inode of a connection's or listener's socket.
+func sockInode(t *testing.T, c syscall.Conn) uint32 {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	return uint32(st.Ino)
+}
+
+// TestSockFDScanNear: an inode marked near is looked for in new processes
+// and recent holders only, so a socket that is gone costs no walk of every
+// process; one not marked near is looked for everywhere.
+func TestSockFDScanNear(t *testing.T) {
+	testutil.RequireRoot(t) // other processes' fds
+	ln := testutil.Listen(t, "tcp4", "127.0.0.1:0")
+	accepted := make(chan net.Conn, 1)
+	testutil.Accept(ln, func(c net.Conn) { accepted <- c })
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := <-accepted
+	defer s.Close()
+	f := newSockFDScanner(procfs.New(""))
+	me := int32(os.Getpid())
+	var got []int32
+	found := func(_ *sockEntry, pid int32) { got = append(got, pid) }
+	// The listener, looked for everywhere: this process becomes a holder.
+	f.find(map[uint32]*sockEntry{sockInode(t, ln.(*net.TCPListener)): {}}, found)
+	if !slices.Equal(got, []int32{me}) {
+		t.Fatalf("listener found in %v, want [%d]", got, me)
+	}
+	got = nil
+	if f.find(map[uint32]*sockEntry{sockInode(t, s.(*net.TCPConn)): {near: true}}, found); !slices.Equal(got, []int32{me}) {
+		t.Fatalf("accepted socket (near) found in %v, want [%d] (a recent holder)", got, me)
+	}
+	const gone = 1<<32 - 2 // no socket has this inode
+	near := f.find(map[uint32]*sockEntry{gone: {near: true}}, found)
+	far := f.find(map[uint32]*sockEntry{gone: {}}, found)
+	t.Logf("a gone inode cost %d process visits marked near, %d not (%d processes)", near, far, len(f.pids))
+	if far != len(f.pids) || near >= far {
+		t.Errorf("gone inode: %d visits near, %d not, of %d processes: want every process only when not near", near, far, len(f.pids))
+	}
 }

@@ -63,10 +63,14 @@ type sockEntry struct {
 	start      int64
 	owner      bool // pid/start known
 	self       bool
-	ownerTried bool   // an fd scan looked for the inode and did not find it
-	gen        uint64 // last dump that saw it
-	tpPID      int32  // owner pid from ConnOwners whose process was gone (no proc_start)
-	missing    int64  // when it was first missing from a dump; 0 if present
+	ownerTried bool // an fd scan looked for the inode and did not find it
+	// near: an fd scan looks for the inode only in the processes likely to
+	// hold it (see sockFDScanner.find), because it has another owner to
+	// fall back on (an inbound connection whose listener has one).
+	near    bool
+	gen     uint64 // last dump that saw it
+	tpPID   int32  // owner pid from ConnOwners whose process was gone (no proc_start)
+	missing int64  // when it was first missing from a dump; 0 if present
 }
 
 // sockListenKey indexes listeners by protocol and local port.
@@ -144,6 +148,9 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
 		}
 	}
 	if len(t.want) > 0 {
+		for _, e := range t.want {
+			e.near = t.direction(&e.m) == event.DirIn && t.listenerOf(&e.m) != nil
+		}
 		procs := 0
 		if t.findOwners != nil {
 			procs = t.findOwners(t.want, t.resolve)
