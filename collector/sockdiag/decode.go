@@ -235,16 +235,22 @@ func sdNlError(p []byte) (int32, error) {
 	return -int32(binary.NativeEndian.Uint32(p)), nil
 }
 
+// sdDumpHeader returns a dump request of type typ with a zero payload of n
+// bytes, and the payload.
+func sdDumpHeader(typ uint16, seq uint32, n int) (b, payload []byte) {
+	b = make([]byte, sdNlmsgHdrLen+n)
+	binary.NativeEndian.PutUint32(b[0:], uint32(len(b)))
+	binary.NativeEndian.PutUint16(b[4:], typ)
+	binary.NativeEndian.PutUint16(b[6:], sdNlmFRequest|sdNlmFDump)
+	binary.NativeEndian.PutUint32(b[8:], seq)
+	return b, b[sdNlmsgHdrLen:]
+}
+
 // sdDumpRequest encodes a SOCK_DIAG_BY_FAMILY dump request (nlmsghdr +
 // struct inet_diag_req_v2) for one family and protocol with the state filter
 // sockDumpStates. TCP requests ask for INET_DIAG_INFO.
 func sdDumpRequest(family, proto uint8, seq uint32) []byte {
-	b := make([]byte, sdNlmsgHdrLen+sdInetDiagReqV2Len)
-	binary.NativeEndian.PutUint32(b[0:], uint32(len(b)))
-	binary.NativeEndian.PutUint16(b[4:], sdSockDiagByFamily)
-	binary.NativeEndian.PutUint16(b[6:], sdNlmFRequest|sdNlmFDump)
-	binary.NativeEndian.PutUint32(b[8:], seq)
-	r := b[sdNlmsgHdrLen:]
+	b, r := sdDumpHeader(sdSockDiagByFamily, seq, sdInetDiagReqV2Len)
 	r[0] = family
 	r[1] = proto
 	if proto == sdIPProtoTCP {
@@ -264,12 +270,7 @@ func sdDumpRequest(family, proto uint8, seq uint32) []byte {
 // one walk per family; the walk is most of a dump's cost (an established
 // table of 262,144 buckets on the project VM).
 func sdCompatTCPDumpRequest(seq uint32) []byte {
-	b := make([]byte, sdNlmsgHdrLen+sdInetDiagReqLen)
-	binary.NativeEndian.PutUint32(b[0:], uint32(len(b)))
-	binary.NativeEndian.PutUint16(b[4:], sdTCPDiagGetSock)
-	binary.NativeEndian.PutUint16(b[6:], sdNlmFRequest|sdNlmFDump)
-	binary.NativeEndian.PutUint32(b[8:], seq)
-	r := b[sdNlmsgHdrLen:]
+	b, r := sdDumpHeader(sdTCPDiagGetSock, seq, sdInetDiagReqLen)
 	r[0] = sdAFInet                                       // idiag_family: not used by a dump
 	r[3] = 1 << (sdInetDiagInfo - 1)                      // idiag_ext
 	binary.NativeEndian.PutUint32(r[52:], sockDumpStates) // after the 48-byte inet_diag_sockid

@@ -154,16 +154,22 @@ func sockWithInfo(t *testing.T, b []byte, n int) []byte {
 	return nil
 }
 
-func TestSockDumpRequest(t *testing.T) {
-	b := sdDumpRequest(sdAFInet6, sdIPProtoTCP, 7)
+// sockOneRequest checks that b is one dump request of type typ with seq and
+// returns its payload.
+func sockOneRequest(t *testing.T, b []byte, typ uint16, seq uint32) []byte {
+	t.Helper()
 	msgs, err := sdSplitNetlink(b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(msgs) != 1 || msgs[0].Type != sdSockDiagByFamily || msgs[0].Flags != sdNlmFRequest|sdNlmFDump || msgs[0].Seq != 7 {
-		t.Fatalf("header %+v, want one SOCK_DIAG_BY_FAMILY dump request seq 7", msgs)
+	if len(msgs) != 1 || msgs[0].Type != typ || msgs[0].Flags != sdNlmFRequest|sdNlmFDump || msgs[0].Seq != seq {
+		t.Fatalf("header %+v, want one dump request of type %d, seq %d", msgs, typ, seq)
 	}
-	p := msgs[0].Payload
+	return msgs[0].Payload
+}
+
+func TestSockDumpRequest(t *testing.T) {
+	p := sockOneRequest(t, sdDumpRequest(sdAFInet6, sdIPProtoTCP, 7), sdSockDiagByFamily, 7)
 	if p[0] != sdAFInet6 || p[1] != sdIPProtoTCP || p[2] != 1<<(sdInetDiagInfo-1) {
 		t.Errorf("family/proto/ext = %d/%d/%#x", p[0], p[1], p[2])
 	}
@@ -183,15 +189,7 @@ func TestSockDumpRequest(t *testing.T) {
 // layout of struct inet_diag_req: the same states and extensions as the
 // per-family request.
 func TestSockCompatDumpRequest(t *testing.T) {
-	b := sdCompatTCPDumpRequest(9)
-	msgs, err := sdSplitNetlink(b, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(msgs) != 1 || msgs[0].Type != sdTCPDiagGetSock || msgs[0].Flags != sdNlmFRequest|sdNlmFDump || msgs[0].Seq != 9 {
-		t.Fatalf("header %+v, want one TCPDIAG_GETSOCK dump request seq 9", msgs)
-	}
-	p := msgs[0].Payload
+	p := sockOneRequest(t, sdCompatTCPDumpRequest(9), sdTCPDiagGetSock, 9)
 	if len(p) != 4+48+4+4 {
 		t.Fatalf("payload of %d bytes, want struct inet_diag_req (60)", len(p))
 	}
