@@ -426,33 +426,24 @@ func procExecStorm(t *testing.T, prio Priority) {
 	t0 := time.Now()
 	loops := spawnStorm(t, n, 2)
 	el := time.Since(t0)
-	isLoop := func(pid int32) bool { return slices.Contains(loops, pid) }
 	// Every /bin/true is a fork of a loop; wait for the loops' exits, then
-	// for all the forks' exits.
+	// for all the forks' exits. Rows are matched by life, (pid, start): on a
+	// busy machine with a small pid_max the storm's pids are taken again by
+	// other processes while the test runs.
 	rows := waitRows(t, sink, 5*time.Second, "exit rows of the storm", func(rs []event.Proc) bool {
-		forks, exits := map[int32]bool{}, 0
+		forks, exits := stormLives(rs, loops), 0
 		for _, r := range rs {
-			if r.Event == event.ProcFork && isLoop(r.PPID) {
-				forks[r.PID] = true
-			}
-		}
-		for _, r := range rs {
-			if r.Event == event.ProcExit && forks[r.PID] {
+			if r.Event == event.ProcExit && forks[procLife{r.PID, r.ProcStart}] {
 				exits++
 			}
 		}
 		return exits >= n || len(sink.Gaps()) > 0
 	})
-	forks := map[int32]bool{}
-	for _, r := range rows {
-		if r.Event == event.ProcFork && isLoop(r.PPID) {
-			forks[r.PID] = true
-		}
-	}
+	forks := stormLives(rows, loops)
 	var execs, argvOK, exeOK int
 	args := map[string]bool{}
 	for _, r := range rows {
-		if r.Event != event.ProcExec || !forks[r.PID] {
+		if r.Event != event.ProcExec || !forks[procLife{r.PID, r.ProcStart}] {
 			continue
 		}
 		execs++
@@ -477,6 +468,31 @@ func procExecStorm(t *testing.T, prio Priority) {
 	t.Logf("storm: %d execs in %v (%.0f/s); recorded %d (%.2f%%), argv %.2f%%, exe %.2f%%; stats %+v",
 		n, el.Round(time.Millisecond), n/el.Seconds(), execs, 100*float64(execs)/n,
 		100*float64(argvOK)/n, 100*float64(exeOK)/n, st)
+}
+
+// procLife names one process: a pid and its start.
+type procLife struct {
+	pid   int32
+	start int64
+}
+
+// stormLives returns the lives forked by the loops of spawnStorm, by their
+// pids, per the fork rows of this process's children and theirs.
+func stormLives(rows []event.Proc, loops []int32) map[procLife]bool {
+	me := int32(os.Getpid())
+	loopLives := map[procLife]bool{}
+	for _, r := range rows {
+		if r.Event == event.ProcFork && r.PPID == me && slices.Contains(loops, r.PID) {
+			loopLives[procLife{r.PID, r.ProcStart}] = true
+		}
+	}
+	forks := map[procLife]bool{}
+	for _, r := range rows {
+		if r.Event == event.ProcFork && r.ParentStart.Valid && loopLives[procLife{r.PPID, r.ParentStart.V}] {
+			forks[procLife{r.PID, r.ProcStart}] = true
+		}
+	}
+	return forks
 }
 
 // benchSink keeps only what the benchmark checks: per pid, whether its exec
