@@ -64,10 +64,14 @@ func TestPrivExeHash(t *testing.T) {
 	}
 	big, _, bigSt := copyExe(t, self, dir, "big")
 
-	cmd := exec.Command(drop, "1")
+	// The dropper runs until its row is seen: the source opens the file by
+	// its handle when it reads the event, which on a loaded machine can be
+	// after a short-lived process ended and its deleted file was freed.
+	cmd := exec.Command(drop, "60")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	if err := os.Remove(drop); err != nil {
 		t.Fatal(err)
 	}
@@ -92,9 +96,6 @@ func TestPrivExeHash(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for (len(rowsOf(dropSt)) == 0 || len(rowsOf(againSt)) == 0 || len(rowsOf(bigSt)) == 0) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatal(err)
 	}
 	stop()
 
