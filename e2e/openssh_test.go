@@ -47,12 +47,22 @@ func TestOpenSSHSite(t *testing.T) {
 
 	coll := p.startCollector("--segment-age", "1s")
 	marker := "pofr-openssh-e2e-" + filepath.Base(p.dir)
-	// The marker process lives past a drain: an instant-exit process's argv
-	// is counted by the capture benchmarks, not asserted exact (issue 14).
-	const script = "sleep 0.3; exit 0"
-	if out, err := exec.Command("/bin/sh", "-c", script, marker).CombinedOutput(); err != nil {
-		t.Fatalf("marker command: %v %s", err, out)
+	// The marker process reads its stdin, which the test closes once the
+	// collector stopped: the collector reads argv from /proc (or the exec's
+	// stack dump) when it gets to the event, which on a loaded machine can
+	// be after a short-lived process ended (issue 14).
+	const script = "read x; exit 0"
+	mark := exec.Command("/bin/sh", "-c", script, marker)
+	markIn, err := mark.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := mark.Start(); err != nil {
+		t.Fatal(err)
+	}
+	markDone := make(chan error, 1)
+	go func() { markDone <- mark.Wait() }()
+	t.Cleanup(func() { markIn.Close() }) // if the test ends early: it then exits
 	waitFor(t, 60*time.Second, 200*time.Millisecond, "segments in the sshd account's inbox", func() bool {
 		ents, _ := os.ReadDir(sshd.Inbox)
 		for _, e := range ents {
@@ -63,6 +73,8 @@ func TestOpenSSHSite(t *testing.T) {
 		return false
 	})
 	p.stopCollector(coll)
+	markIn.Close()
+	testutil.Await(t, markDone, 10*time.Second, "marker command", func() { mark.Process.Kill() })
 	p.load()
 
 	var n int
