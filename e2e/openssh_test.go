@@ -53,16 +53,7 @@ func TestOpenSSHSite(t *testing.T) {
 	// be after a short-lived process ended (issue 14).
 	const script = "read x; exit 0"
 	mark := exec.Command("/bin/sh", "-c", script, marker)
-	markIn, err := mark.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mark.Start(); err != nil {
-		t.Fatal(err)
-	}
-	markDone := make(chan error, 1)
-	go func() { markDone <- mark.Wait() }()
-	t.Cleanup(func() { markIn.Close() }) // if the test ends early: it then exits
+	markDone, release := testutil.StartHeld(t, mark)
 	waitFor(t, 60*time.Second, 200*time.Millisecond, "segments in the sshd account's inbox", func() bool {
 		ents, _ := os.ReadDir(sshd.Inbox)
 		for _, e := range ents {
@@ -73,7 +64,7 @@ func TestOpenSSHSite(t *testing.T) {
 		return false
 	})
 	p.stopCollector(coll)
-	markIn.Close()
+	release()
 	testutil.Await(t, markDone, 10*time.Second, "marker command", func() { mark.Process.Kill() })
 	p.load()
 

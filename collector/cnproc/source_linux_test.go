@@ -770,15 +770,7 @@ func heldExec(t *testing.T, src *Source, sink *event.MemSink, script, marker str
 		cmd := exec.Command("/bin/sh", "-c", script)
 		var out testutil.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		done, release := testutil.StartHeld(t, cmd)
 		var found bool
 		var early error
 		deadline := time.Now().Add(10 * time.Second)
@@ -798,7 +790,7 @@ func heldExec(t *testing.T, src *Source, sink *event.MemSink, script, marker str
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
-		stdin.Close()
+		release()
 		if early == nil {
 			testutil.Await(t, done, 10*time.Second, "end of "+script, func() { cmd.Process.Kill() })
 		}
