@@ -96,6 +96,7 @@ func (r *Resolver) containerdMeta(id, ns string, row *event.Container, c *metaCa
 		switch {
 		case err != nil:
 			found.Error = event.CtrParseError
+			c.close() // a corrupt snapshot is not kept for the rest of a burst
 		case rec == nil:
 			return false
 		default:
