@@ -121,6 +121,13 @@ type Options struct {
 	// last drain found nothing (then the first fork also wakes the reader);
 	// a ring half full drains at once. Defaults 5 ms and 1 s.
 	TraceBusy, TraceIdle time.Duration
+	// TraceBusyMax is the drain period while events flow and few execs
+	// risk their argv by it: those whose argv was not in the stack dump and
+	// that live between the settle margin and this period (measured from
+	// their exits; docs/design.md, "Drain policy"). Default 25 ms; at most
+	// TraceBusy disables it. Waits up to tracepoint.RawWaitMax keep the
+	// reader's P (longer ones wake the runtime's sysmon).
+	TraceBusyMax time.Duration
 	// ExecGuard adds the immediate guard to the tracepoint capture: a
 	// cn_proc exec wakeup that reads /proc/PID/cmdline at once, for execs
 	// whose stack dump missed argv (processes that exit at once), at
@@ -172,6 +179,10 @@ type Stats struct {
 	ExecSuperseded uint64   // tracepoint execs whose /proc reads already showed a later exec (argv, exe not taken from /proc)
 	ArgvGuard      uint64   // of those, argv read at the exec by the exec guard
 	Capture        string   // Capture(Mode): tracepoint, cn_proc or poll
+	// BusyPeriod is the tracepoint reader's drain period while events
+	// flow now: TraceBusy, or TraceBusyMax while the argv it could lose is
+	// under the budget (busyTick).
+	BusyPeriod time.Duration
 }
 
 // stats converts the counters.
@@ -219,6 +230,7 @@ func (o Options) withDefaults() (Options, error) {
 	defaults.Positive(&o.TraceStackBytes, 16<<10)
 	defaults.Positive(&o.TraceBusy, 5*time.Millisecond)
 	defaults.Positive(&o.TraceIdle, time.Second)
+	defaults.Positive(&o.TraceBusyMax, 25*time.Millisecond)
 	defaults.Positive(&o.PollInterval, 200*time.Millisecond)
 	defaults.Positive(&o.Grace, 10*time.Second)
 	defaults.Positive(&o.MaxProcs, 1<<17)

@@ -41,6 +41,7 @@ type Source struct {
 	root int                // dirfd of ProcRoot
 	mode atomicOf[Mode]     // set by Run once it has decided
 	prio atomicOf[Priority] // set by the reader thread once raised
+	busy atomic.Int64       // tracepoint capture: the busy drain period now (ns)
 
 	selfForks chan int32 // pids forked by this process, seen by the reader (probe)
 	// The reader's shadow hashes cgroups with shadowSeed; Run hands it the
@@ -126,6 +127,7 @@ func (s *Source) Stats() Stats {
 	st.Mode = s.mode.Load()
 	st.Capture = Capture(st.Mode)
 	st.Priority = s.prio.Load()
+	st.BusyPeriod = time.Duration(s.busy.Load())
 	return st
 }
 

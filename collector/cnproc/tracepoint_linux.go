@@ -255,6 +255,9 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 	)
 	busy := true // start with the short timer: the start-up probe waits for its fork
 	prevEvents := true
+	tick := newBusyTick(s.opts.TraceBusy, s.opts.TraceBusyMax, tracepoint.Settle)
+	period := tick.period()
+	s.busy.Store(int64(period))
 	ds := newDrainSync(tp.set)
 	s.drainSync.Store(ds)
 	defer s.drainSync.Store(nil)
@@ -265,14 +268,14 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		}
 		timeout := s.opts.TraceIdle
 		if busy {
-			timeout = s.opts.TraceBusy
+			timeout = period
 			if err := tp.set.Disarm(); err != nil {
 				return err
 			}
 		} else if pending, err := tp.set.Arm(); err != nil {
 			return err
 		} else if pending {
-			timeout = s.opts.TraceBusy
+			timeout = period
 		}
 		if ctx.Err() == nil {
 			woken, err := tp.set.Wait(timeout)
@@ -421,6 +424,9 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 				}
 			}
 			if it.msg.What != procEventExec {
+				if it.msg.What == procEventExit && it.msg.PID == it.msg.TGID {
+					tick.exit(it.msg.TGID, it.msg.TS)
+				}
 				h.handle(&it.msg, nil)
 				continue
 			}
@@ -439,7 +445,12 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 					s.st.argvGuard.Add(1)
 				}
 			}
+			tick.exec(it.msg.TGID, pre.filename, it.msg.TS, pre.argv == nil)
 			h.handle(&it.msg, pre)
+		}
+		if p := tick.update(cutoff); p != period {
+			period = p
+			s.busy.Store(int64(p))
 		}
 		h.flushLoss()
 		s.drive.run(func() {

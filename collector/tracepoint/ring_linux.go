@@ -501,5 +501,7 @@ var monoStart, monoBase = func() (start time.Time, base uint64) {
 // the goroutine keeps its P instead of entering the runtime's syscall state,
 // so the runtime's sysmon does not take the P away and poll every 20 µs
 // while the reader sleeps between drains (the cn_proc reader measured the
-// same effect). Longer waits (idle) give the P back.
-const RawWaitMax = 20 * time.Millisecond
+// same effect). Longer waits (idle) give the P back. It covers the process
+// reader's longest busy period (cnproc's TraceBusyMax, 25 ms): a 40 ms wait
+// in the syscall state had sysmon polling every 20 µs again.
+const RawWaitMax = 50 * time.Millisecond
