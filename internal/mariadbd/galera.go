@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,61 +77,74 @@ func StartGalera(ctx context.Context, o GaleraOptions) (_ *Cluster, err error) {
 	if err := os.Chmod(o.Dir, 0o711); err != nil {
 		return nil, fmt.Errorf("start galera: %w", err)
 	}
-	ports, err := freePorts(3 * o.Nodes)
-	if err != nil {
-		return nil, err
-	}
-	nodes := make([]galeraPorts, o.Nodes)
-	addrs := make([]string, o.Nodes)
-	for i := range nodes {
-		nodes[i] = galeraPorts{ports[3*i], ports[3*i+1], ports[3*i+2]}
-		addrs[i] = "127.0.0.1:" + strconv.Itoa(nodes[i].gcomm)
-	}
 	c := &Cluster{}
 	defer func() {
 		if err != nil {
 			c.Stop()
 		}
 	}()
-	for i, p := range nodes {
+	var addrs []string // gcomm addresses of the nodes started
+	for i := range o.Nodes {
 		name := "g" + strconv.Itoa(i+1)
 		dir := filepath.Join(o.Dir, name)
-		if err := os.Mkdir(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("start galera node %s: %w", name, err)
+		// A node's ports are chosen right before it starts (they are in
+		// the range outgoing connections take theirs from, and another
+		// process may take one), and chosen again if one was taken still.
+		for attempt := 1; ; attempt++ {
+			ports, err := freePorts(3)
+			if err != nil {
+				return nil, err
+			}
+			p := galeraPorts{ports[0], ports[1], ports[2]}
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("start galera node %s: %w", name, err)
+			}
+			s, err := Start(ctx, Options{Dir: dir, Settings: o.Settings, ServerArgs: o.nodeArgs(i, name, p, addrs), TCP: true})
+			if err != nil {
+				os.RemoveAll(dir)
+				if errors.Is(err, errPortInUse) && attempt < 3 && ctx.Err() == nil {
+					continue
+				}
+				return nil, fmt.Errorf("galera node %s: %w", name, err)
+			}
+			c.Nodes = append(c.Nodes, s)
+			addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(p.gcomm))
+			break
 		}
-		popts := append([]string{
-			"gmcast.listen_addr=tcp://127.0.0.1:" + strconv.Itoa(p.gcomm),
-			"ist.recv_addr=127.0.0.1:" + strconv.Itoa(p.ist),
-			"gcache.size=64M",
-		}, o.ProviderOptions...)
-		args := []string{
-			"--wsrep-on=ON",
-			"--wsrep-provider=" + GaleraProvider,
-			"--wsrep-cluster-name=" + o.Name,
-			"--wsrep-cluster-address=gcomm://" + strings.Join(addrs, ","),
-			"--wsrep-node-name=" + name,
-			"--wsrep-node-address=" + addrs[i],
-			"--wsrep-provider-options=" + strings.Join(popts, ";"),
-			"--wsrep-sst-receive-address=127.0.0.1:" + strconv.Itoa(p.sst),
-			"--wsrep-sst-method=rsync",
-			"--binlog-format=ROW",
-			"--innodb-autoinc-lock-mode=2",
-			"--wsrep-slave-threads=2",
-		}
-		if i == 0 {
-			args = append(args, "--wsrep-new-cluster")
-		}
-		s, err := Start(ctx, Options{Dir: dir, Settings: o.Settings, ServerArgs: args, TCP: true})
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("galera node %s: %w", name, err)
-		}
-		c.Nodes = append(c.Nodes, s)
 		if err := c.WaitSynced(ctx, i+1, ReadyTimeout); err != nil {
 			return nil, err
 		}
 	}
 	return c, nil
+}
+
+// nodeArgs are the server arguments of node i (from 0), named name, on
+// ports p, joining the nodes at addrs (node 0 bootstraps the cluster).
+func (o *GaleraOptions) nodeArgs(i int, name string, p galeraPorts, addrs []string) []string {
+	addr := "127.0.0.1:" + strconv.Itoa(p.gcomm)
+	popts := append([]string{
+		"gmcast.listen_addr=tcp://" + addr,
+		"ist.recv_addr=127.0.0.1:" + strconv.Itoa(p.ist),
+		"gcache.size=64M",
+	}, o.ProviderOptions...)
+	args := []string{
+		"--wsrep-on=ON",
+		"--wsrep-provider=" + GaleraProvider,
+		"--wsrep-cluster-name=" + o.Name,
+		"--wsrep-cluster-address=gcomm://" + strings.Join(append(slices.Clip(addrs), addr), ","),
+		"--wsrep-node-name=" + name,
+		"--wsrep-node-address=" + addr,
+		"--wsrep-provider-options=" + strings.Join(popts, ";"),
+		"--wsrep-sst-receive-address=127.0.0.1:" + strconv.Itoa(p.sst),
+		"--wsrep-sst-method=rsync",
+		"--binlog-format=ROW",
+		"--innodb-autoinc-lock-mode=2",
+		"--wsrep-slave-threads=2",
+	}
+	if i == 0 {
+		args = append(args, "--wsrep-new-cluster")
+	}
+	return args
 }
 
 // WaitSynced waits until every running node is Synced, ready and in a
