@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"database/sql"
 	"fmt"
 	"strings"
 	"testing"
@@ -91,6 +92,7 @@ func TestExeIDsAtLoad(t *testing.T) {
 		return out
 	}
 	got := read()
+	checkExeKeys(t, db, len(got))
 	// h1: the 14 hostile identities (inode 0..13 on dev 2^64-1, loaded
 	// twice: execs doubled), the too-large one (dev 0), and 1, 2, 3 on 2049.
 	if len(got) != len(hostile)+3+1 {
@@ -133,5 +135,43 @@ func TestExeIDsAtLoad(t *testing.T) {
 	}
 	if diff := cmp.Diff(got, read()); diff != "" {
 		t.Errorf("exe_ids from the migration's merge (-loader +migration):\n%s", diff)
+	}
+	// Migration 018's key statement keys them as the loader did.
+	for _, m := range schema.Migrations() {
+		if strings.HasSuffix(m.Name, "_exe_key.sql") {
+			sts := schema.Statements(m.SQL)
+			if _, err := db.ExecContext(t.Context(), sts[len(sts)-1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	checkExeKeys(t, db, len(got))
+}
+
+// checkExeKeys checks that each of the n exe_ids rows has the exe_key that
+// the collector gives its exec rows (event.ExeKey), extreme identities
+// (the hostile ones: dev 2^64-1, negative times) included.
+func checkExeKeys(t *testing.T, db *sql.DB, n int) {
+	t.Helper()
+	rows, err := db.QueryContext(t.Context(), "SELECT dev, inode, size, mtime_ns, ctime_ns, exe_key FROM exe_ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := 0
+	for rows.Next() {
+		var dev, inode uint64
+		var size, mtime, ctime int64
+		var key sql.Null[uint64]
+		if err := rows.Scan(&dev, &inode, &size, &mtime, &ctime, &key); err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		if want := event.ExeKey(dev, inode, size, mtime, ctime); !key.Valid || key.V != want {
+			t.Errorf("exe_ids %d,%d,%d,%d,%d: exe_key %v, want %d", dev, inode, size, mtime, ctime, key, want)
+		}
+	}
+	if err := rows.Err(); err != nil || seen != n {
+		t.Errorf("exe_ids: %d rows keyed, want %d (%v)", seen, n, err)
 	}
 }

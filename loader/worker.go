@@ -338,7 +338,7 @@ func (w *worker) commit(ctx context.Context, j job, seg *segment, size int64, re
 		case event.TableDNS:
 			err = w.loadDNSNames(ctx, tx, seg, c)
 		case event.TableExe:
-			err = mergeExeIDs(ctx, tx, c.SegmentID, n)
+			err = mergeExeIDs(ctx, tx, c.SegmentID, m.HostID, n)
 		}
 		if err != nil {
 			return result{}, err

@@ -19,7 +19,10 @@ var ExportTables = []string{"proc", "file", "sock", "gap", "dns", "exe", "login"
 // join, the time column the range applies to, and the order before
 // segment_id, row_no.
 var exportFrom = map[string]struct{ table, cols, join, ts, order string }{
-	"proc": {table: "proc_events"},
+	"proc": {table: "proc_events",
+		// The executed file's hash, by the identity the exec row names.
+		cols: "e.*, LOWER(HEX(x.sha256)) AS exe_sha256",
+		join: "\nLEFT JOIN exe_ids x ON x.host_id = e.host_id AND x.exe_key = e.exe_key"},
 	"file": {table: "file_events"},
 	"sock": {table: "sock_events",
 		cols: "e.*, a.country AS remote_country, a.city AS remote_city, a.asn AS remote_asn,\n" +

@@ -11,10 +11,14 @@
 --   @exe        executable path; without a slash, its base name
 --   @argv_like  LIKE pattern on the command line (arguments joined by
 --               spaces, cmdline column), e.g. 'nmap -P0 192.168.18.34%'
---   @sha256     32 bytes: the executed file had this SHA-256. An exec is
---               joined to the exe_ids row (one per file identity) of the
---               same host and path whose [first_ts, last_ts] (widened by
---               2 s: fanotify's read time is not the exec time) covers it.
+--   @sha256     32 bytes: the executed file had this SHA-256. An exec row
+--               names its file's identity (exe_key) and joins the exe_ids
+--               row (one per identity) with that key on its host. An exec
+--               row without exe_key (collectors before it, or an exec that
+--               fanotify did not report) is joined as before: to the
+--               exe_ids row of the same host and path whose [first_ts,
+--               last_ts] (widened by 2 s: fanotify's read time is not the
+--               exec time) covers it.
 --   @container  container name or Kubernetes pod name (bytes): the exec ran
 --               in a container the containers table names so on its host
 SELECT e.host_id AS host, e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset,
@@ -31,8 +35,10 @@ WHERE e.event IN ('exec', 'snapshot')
   AND (@exe IS NULL OR e.exe = @exe OR (LOCATE('/', @exe) = 0 AND e.exe LIKE CONCAT('%/', @exe)))
   AND (@argv_like IS NULL OR e.cmdline LIKE @argv_like)
   AND (@sha256 IS NULL OR EXISTS (SELECT 1 FROM exe_ids x
-       WHERE x.sha256 = @sha256 AND x.host_id = e.host_id AND x.path = e.exe
-         AND e.ts BETWEEN x.first_ts - INTERVAL 2 SECOND AND x.last_ts + INTERVAL 2 SECOND))
+       WHERE x.sha256 = @sha256 AND x.host_id = e.host_id
+         AND (x.exe_key = e.exe_key
+              OR (e.exe_key IS NULL AND x.path = e.exe
+                  AND e.ts BETWEEN x.first_ts - INTERVAL 2 SECOND AND x.last_ts + INTERVAL 2 SECOND))))
   AND (@container IS NULL OR EXISTS (SELECT 1 FROM containers c
        WHERE c.host_id = e.host_id AND c.container_id = e.container_id
          AND (c.name = @container OR c.pod = @container)))

@@ -57,7 +57,8 @@ func exampleSegment(t *testing.T) (name string, b []byte) {
 		UID: 1000, EUID: 1000, GID: 1000, EGID: 1000, AUID: 1000, SessionID: 3,
 		TTY: []byte("pts/0"), Comm: []byte("ls"), Exe: []byte("/usr/bin/ls"), Argv: []byte("ls\x00-l\x00/tmp\x00"),
 		Cwd: []byte("/home/alice"), Cgroup: []byte("/user.slice/user-1000.slice/session-3.scope"),
-		NSPid: event.Some[uint32](4026531836), NSMnt: event.Some[uint32](4026531841), NSNet: event.Some[uint32](4026531840)})
+		NSPid: event.Some[uint32](4026531836), NSMnt: event.Some[uint32](4026531841), NSNet: event.Some[uint32](4026531840),
+		ExeKey: event.Some(event.ExeKey(2049, 1835263, 138208, 1712000000123456789, 1712000000123456789))})
 	w.AppendFile(&event.File{TS: ts + 150_000, LastTS: ts + 150_000, Count: 1, PID: 4242,
 		ProcStart: event.Some[int64](8_812_340_000_000), UID: 1000, Op: event.FileExec, Path: []byte("/usr/bin/ls"),
 		Inode: event.Some[uint64](1835263), Dev: event.Some[uint64](2049)})
@@ -205,6 +206,34 @@ func TestSpecExampleVerifies(t *testing.T) {
 	}
 	if got, want := s.Manifest.TZOffset, 3600; got != want {
 		t.Errorf("tz_offset_seconds = %d, want %d", got, want)
+	}
+}
+
+// TestSpecOlderMember reads the worked example as the Writer produced it
+// before the proc table got exe_key (testdata/example-before-exe-key.pofr):
+// it still verifies, and its rows read with the current schema, exe_key
+// null.
+func TestSpecOlderMember(t *testing.T) {
+	pub := exampleKey().Public().(ed25519.PublicKey)
+	empty := ""
+	s, err := VerifyBytes(readAll(t, "testdata/example-before-exe-key.pofr"), VerifyOptions{PublicKey: pub, HostID: "h-0001", PrevDigest: &empty})
+	if err != nil {
+		t.Fatalf("an older segment no longer verifies: %v", err)
+	}
+	defer s.Release()
+	rec, err := s.Record(event.TableProc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Schema().Equal(event.ProcTable.Schema) {
+		t.Errorf("older proc member read with schema %v, want the table's", rec.Schema())
+	}
+	procs, err := s.Procs()
+	if err != nil || len(procs) != 1 {
+		t.Fatalf("Procs = %v, %v", procs, err)
+	}
+	if p := procs[0]; p.ExeKey.Valid || string(p.Exe) != "/usr/bin/ls" || p.PID != 4242 {
+		t.Errorf("older exec row read as %+v, want exe /usr/bin/ls, pid 4242, no exe_key", p)
 	}
 }
 

@@ -369,6 +369,12 @@ func decodeArrow(data []byte, want Member, lim *limits) (rec arrow.RecordBatch, 
 		rec.Release()
 		return nil, fmt.Errorf("%w: member %s: %v", ErrCorrupt, want.Name, err)
 	}
+	// A member of an older writer lacks the columns added since: readers
+	// get the table's schema, those columns null.
+	if p := event.Pad(want.Table, rec); p != rec {
+		rec.Release()
+		rec = p
+	}
 	return rec, nil
 }
 

@@ -16,6 +16,17 @@ type column[R any] struct {
 	doc      string
 	put      func(b array.Builder, r *R)
 	get      func(a arrow.Array, i int, r *R)
+	added    bool // appended after format 1's first writers: older members lack it (see Table.Check)
+}
+
+// added marks a nullable column appended to a table after segments without
+// it were written: a member may end before it, and its rows read as null.
+func added[R any](c column[R]) column[R] {
+	if !c.nullable {
+		panic("event: an added column must be nullable: " + c.name)
+	}
+	c.added = true
+	return c
 }
 
 var (

@@ -32,6 +32,12 @@
 //     maps to null.
 package event
 
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"strconv"
+)
+
 // NoID is the kernel's "unset" user, group, login uid or session id
 // ((uid_t)-1). A field holding NoID is stored as null.
 const NoID = ^uint32(0)
@@ -141,6 +147,7 @@ type Proc struct {
 	NSIpc       Opt[uint32]
 	NSCgroup    Opt[uint32]
 	Flags       uint32
+	ExeKey      Opt[uint64]
 }
 
 // File operations (the file table's op column).
@@ -387,6 +394,28 @@ type Executable struct {
 	How     string
 	Skip    string
 	Path    []byte // the path fanotify resolved at the first exec; nil if unknown
+}
+
+// ExeKey is the compact key of an executed file's identity (device, inode,
+// size, mtime and ctime in ns) that exec rows carry (proc column exe_key):
+// the first 8 bytes, big-endian, of the SHA-256 of the five numbers in
+// decimal joined by commas. The loader derives the same key for each
+// exe_ids row in SQL (CONV(LEFT(SHA2(CONCAT_WS(',', dev, inode, size,
+// mtime_ns, ctime_ns), 256), 16), 16, 10), migration 018), so exec rows
+// join their file's hash exactly.
+func ExeKey(dev, inode uint64, size, mtimeNS, ctimeNS int64) uint64 {
+	b := make([]byte, 0, 5*21)
+	b = strconv.AppendUint(b, dev, 10)
+	b = append(b, ',')
+	b = strconv.AppendUint(b, inode, 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, size, 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, mtimeNS, 10)
+	b = append(b, ',')
+	b = strconv.AppendInt(b, ctimeNS, 10)
+	sum := sha256.Sum256(b)
+	return binary.BigEndian.Uint64(sum[:8])
 }
 
 // ExeSink receives exe rows. The spool writer implements it, and so does

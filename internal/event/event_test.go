@@ -5,7 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -105,5 +108,45 @@ func TestEveryColumnDocumented(t *testing.T) {
 			}
 			seen[d.Name] = true
 		}
+	}
+}
+
+// TestAddedColumns: a proc member may end before exe_key (a writer from
+// before it), not earlier; Row leaves the missing column null.
+func TestAddedColumns(t *testing.T) {
+	full := ProcTable.Schema.Fields()
+	old := arrow.NewSchema(full[:len(full)-1], nil)
+	if err := ProcTable.Check(old); err != nil {
+		t.Errorf("proc without exe_key: %v", err)
+	}
+	if err := ProcTable.Check(arrow.NewSchema(full[:len(full)-2], nil)); err == nil {
+		t.Error("proc without flags accepted")
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, old)
+	defer b.Release()
+	for i, f := range b.Fields() {
+		if i == 0 {
+			f.(*array.TimestampBuilder).Append(1)
+			continue
+		}
+		if old.Field(i).Nullable {
+			f.AppendNull()
+		} else {
+			f.AppendEmptyValue()
+		}
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	padded := Pad(TableProc, rec)
+	defer padded.Release()
+	if !padded.Schema().Equal(ProcTable.Schema) || padded.Column(len(full)-1).NullN() != 1 {
+		t.Errorf("Pad = %v", padded)
+	}
+	rows, err := ProcTable.Decode(rec)
+	if err != nil || len(rows) != 1 || rows[0].ExeKey.Valid {
+		t.Errorf("Decode = %+v, %v", rows, err)
+	}
+	if ExeKey(2049, 1835263, 138208, -1, 1712000000123456789) == ExeKey(2049, 1835263, 138208, 1, 1712000000123456789) {
+		t.Error("ExeKey ignores the sign of mtime")
 	}
 }

@@ -36,6 +36,7 @@ var procColumns = []column[Proc]{
 	optNum("ns_ipc", uint32Type, "Inode of the IPC namespace; null if unknown.", func(r *Proc) *Opt[uint32] { return &r.NSIpc }),
 	optNum("ns_cgroup", uint32Type, "Inode of the cgroup namespace; null if unknown.", func(r *Proc) *Opt[uint32] { return &r.NSCgroup }),
 	num("flags", uint32Type, "Bit set: 1 gone, 2 late_read, 4 argv_truncated, 8 self, 16 poll, 32 thread, 64 exe_from_fanotify, 128 parent_unknown, 256 argv_from_proc (see ProcFlag* in internal/event).", func(r *Proc) *uint32 { return &r.Flags }),
+	added(optNum("exe_key", uint64Type, "exec rows: identity of the executed file (the file named by exe), as ExeKey of its device, inode, size, mtime and ctime: the exe table's row of that identity has its SHA-256; null if fanotify did not report the exec (or on other rows). Absent in segments of collectors before it.", func(r *Proc) *Opt[uint64] { return &r.ExeKey })),
 }
 
 var fileColumns = []column[File]{

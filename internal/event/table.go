@@ -21,7 +21,8 @@ type Table[R any] struct {
 	// more bytes than an idle host's rows.
 	Schema *arrow.Schema
 
-	cols []column[R]
+	cols    []column[R]
+	minCols int // columns before the first added one: what the oldest writers wrote
 }
 
 // The tables.
@@ -55,6 +56,25 @@ var byName = map[string]struct {
 	TableDNS:   {DNSTable.Schema, DNSTable.Check},
 	TableLogin: {LoginTable.Schema, LoginTable.Check},
 	TableCtr:   {CtrTable.Schema, CtrTable.Check},
+}
+
+// Pad returns rec, which must have passed CheckSchema for table, with the
+// table's full schema: the columns an older writer did not write are added
+// as all-null arrays. It returns rec itself (not retained again) when
+// nothing is missing; otherwise a new batch the caller must Release, and
+// rec is left as it was.
+func Pad(table string, rec arrow.RecordBatch) arrow.RecordBatch {
+	schema := SchemaOf(table)
+	if schema == nil || int(rec.NumCols()) >= schema.NumFields() {
+		return rec
+	}
+	cols := append([]arrow.Array(nil), rec.Columns()...)
+	for j := len(cols); j < schema.NumFields(); j++ {
+		a := array.MakeArrayOfNull(memory.DefaultAllocator, schema.Field(j).Type, int(rec.NumRows()))
+		defer a.Release()
+		cols = append(cols, a)
+	}
+	return array.NewRecordBatch(schema, cols, rec.NumRows())
 }
 
 // SchemaOf returns the schema of the named table, or nil if there is none.
@@ -96,7 +116,16 @@ func newTable[R any](name string, cols []column[R]) *Table[R] {
 			Nullable: c.nullable,
 		}
 	}
-	return &Table[R]{Name: name, Schema: arrow.NewSchema(fields, nil), cols: cols}
+	minCols := len(cols)
+	for minCols > 0 && cols[minCols-1].added {
+		minCols--
+	}
+	for _, c := range cols[:minCols] {
+		if c.added {
+			panic("event: added column " + c.name + " before an original one in " + name)
+		}
+	}
+	return &Table[R]{Name: name, Schema: arrow.NewSchema(fields, nil), cols: cols, minCols: minCols}
 }
 
 // Builder accumulates records of one table into Arrow arrays. It is not safe
@@ -134,12 +163,17 @@ func (b *Builder[R]) NewRecord() arrow.RecordBatch { return b.rb.NewRecordBatch(
 func (b *Builder[R]) Release() { b.rb.Release() }
 
 // Check returns ErrSchema unless s has the table's columns, in order, with
-// the same types and nullability (metadata is ignored).
+// the same types and nullability (metadata is ignored). A member written
+// before columns were added to the table may end before them (the added
+// columns are nullable and always last); Pad gives such a batch the rest.
 func (t *Table[R]) Check(s *arrow.Schema) error {
-	if s.NumFields() != len(t.cols) {
-		return fmt.Errorf("%w: %s has %d columns, want %d", ErrSchema, t.Name, s.NumFields(), len(t.cols))
+	if s.NumFields() < t.minCols || s.NumFields() > len(t.cols) {
+		if t.minCols == len(t.cols) {
+			return fmt.Errorf("%w: %s has %d columns, want %d", ErrSchema, t.Name, s.NumFields(), len(t.cols))
+		}
+		return fmt.Errorf("%w: %s has %d columns, want %d to %d", ErrSchema, t.Name, s.NumFields(), t.minCols, len(t.cols))
 	}
-	for i, c := range t.cols {
+	for i, c := range t.cols[:s.NumFields()] {
 		f := s.Field(i)
 		if f.Name != c.name || !arrow.TypeEqual(f.Type, c.typ) || f.Nullable != c.nullable {
 			return fmt.Errorf("%w: %s column %d is %s %s, want %s %s", ErrSchema, t.Name, i, f.Name, f.Type, c.name, c.typ)
@@ -151,7 +185,7 @@ func (t *Table[R]) Check(s *arrow.Schema) error {
 // Row decodes row i of rec into r, which should be zero. rec must have passed
 // Check.
 func (t *Table[R]) Row(rec arrow.RecordBatch, i int, r *R) {
-	for j, c := range t.cols {
+	for j, c := range t.cols[:rec.NumCols()] {
 		c.get(rec.Column(j), i, r)
 	}
 }
