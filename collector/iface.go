@@ -39,10 +39,12 @@ type QueueDriver interface {
 
 // ExecObserver is told of every executable opened for execution
 // (fanotify FAN_OPEN_EXEC), so that the process source can fill the exe of an
-// exec row whose process was gone before /proc could be read. pid is the
-// thread group id; ts is the event time in ns since the Unix epoch.
+// exec row whose process was gone before /proc could be read, and give each
+// exec row the identity of its file. pid is the thread group id; ts is the
+// event time in ns since the Unix epoch; exeKey is the file's
+// event.ExeKey as the ExecHasher returned it (0: unknown).
 type ExecObserver interface {
-	ObserveExecOpen(pid int32, ts int64, path []byte)
+	ObserveExecOpen(pid int32, ts int64, path []byte, exeKey uint64)
 }
 
 // ExecHasher is given every executable opened for execution (fanotify
@@ -50,9 +52,10 @@ type ExecObserver interface {
 // executed file opened by its fanotify file handle, or -1 if the handle could
 // not be opened (the hasher then tries /proc/PID/exe); the hasher owns and
 // closes it. path is the resolved path or nil, valid only during the call.
-// Implementations must not block: the fanotify reader calls it.
+// It returns the event.ExeKey of the file's identity (0 if it could not be
+// stated). Implementations must not block: the fanotify reader calls it.
 type ExecHasher interface {
-	HashExec(fd int, pid int32, ts int64, path []byte)
+	HashExec(fd int, pid int32, ts int64, path []byte) uint64
 }
 
 // ExecKeyHasher is an ExecHasher that spares the caller the open of a file
@@ -62,10 +65,11 @@ type ExecHasher interface {
 // (a FAN_CLOSE_WRITE of it), or ForgetExecKey(nil) when such events may have
 // been lost. SeenExecKey counts an exec of a key remembered by an earlier
 // HashExecKey and reports false (the caller then opens the file and calls
-// HashExecKey) if there is none. key is valid only during the call.
+// HashExecKey) if there is none. key is valid only during the call. Both
+// return the identity's event.ExeKey, as HashExec does.
 type ExecKeyHasher interface {
 	ExecHasher
-	SeenExecKey(key []byte, pid int32, ts int64) bool
-	HashExecKey(fd int, key []byte, pid int32, ts int64, path []byte)
+	SeenExecKey(key []byte, pid int32, ts int64) (uint64, bool)
+	HashExecKey(fd int, key []byte, pid int32, ts int64, path []byte) uint64
 	ForgetExecKey(key []byte)
 }

@@ -13,10 +13,11 @@ import (
 
 // procExecOpen is one FAN_OPEN_EXEC passed in by ObserveExecOpen.
 type procExecOpen struct {
-	pid  int32
-	ts   int64
-	path []byte
-	at   time.Time // when the table saw it
+	pid    int32
+	ts     int64
+	path   []byte
+	exeKey uint64    // event.ExeKey of the file (0: unknown)
+	at     time.Time // when the table saw it
 }
 
 // procOpenQueue holds the unclaimed exec-opens of one pid, oldest first.
@@ -28,11 +29,48 @@ type procOpenQueue struct {
 }
 
 // procHeld are rows of one pid kept back while its exec row waits for an
-// exec-open to fill exe. Rows stay in order.
+// exec-open to fill exe (want nil) or, when /proc gave exe, for the
+// exec-open of that path to name the file (exe_key). Rows stay in order.
 type procHeld struct {
 	rows     []*event.Proc
 	e        *procEntry
+	want     []byte
 	deadline time.Time
+}
+
+// holdRow holds exec row r of e until an exec-open arrives (see procHeld).
+func (t *procTable) holdRow(r *event.Proc, e *procEntry, want []byte) {
+	c := *r
+	t.held[r.PID] = &procHeld{rows: []*event.Proc{&c}, e: e, want: want, deadline: t.now().Add(t.hold)}
+}
+
+// setKey sets exe_key of exec row r from its exec-open (0: none) and
+// counts it.
+func (t *procTable) setKey(r *event.Proc, key uint64) {
+	switch {
+	case key != 0:
+		r.ExeKey = event.Some(key)
+		t.st.exeKeys.Add(1)
+	case t.keysActive():
+		t.st.exeKeyMissed.Add(1)
+	}
+}
+
+// keysActive reports whether exec-opens bring file identities (the exe
+// hasher runs) lately.
+func (t *procTable) keysActive() bool {
+	return !t.lastKey.IsZero() && t.now().Sub(t.lastKey) < 10*time.Second
+}
+
+// sameExe reports whether an exec-open's path names exe as /proc/PID/exe
+// gave it, which appends " (deleted)" once the file is unlinked (a dropper
+// that removes itself).
+func sameExe(open, exe []byte) bool {
+	if bytes.Equal(open, exe) {
+		return true
+	}
+	d, ok := bytes.CutSuffix(exe, []byte(" (deleted)"))
+	return ok && bytes.Equal(open, d)
 }
 
 // fillExe sets exe of exec row r (process e) from an exec-open.
@@ -53,36 +91,37 @@ func (t *procTable) fanotifyActive() bool {
 // first one that is not an ELF interpreter. The loader opens that follow it
 // belong to the same exec and are dropped; the interpreter of a #! script
 // stays queued (docs/design.md, "Process source, Exe for every exec", says what that means).
-func (t *procTable) takeOpen(pid int32) []byte {
+func (t *procTable) takeOpen(pid int32) (procExecOpen, bool) {
 	q := t.opens[pid]
 	if q == nil {
-		return nil
+		return procExecOpen{}, false
 	}
 	t.expireOpens(q, t.now())
 	for len(q.items) > 0 && isELFLoaderPath(q.items[0].path) {
 		q.items = q.items[1:]
 	}
 	if len(q.items) == 0 {
-		return nil
+		return procExecOpen{}, false
 	}
-	p := q.items[0].path
+	o := q.items[0]
 	q.items = q.items[1:]
 	for len(q.items) > 0 && isELFLoaderPath(q.items[0].path) {
 		q.items = q.items[1:]
 	}
 	q.skipLd = t.now().Add(t.hold)
-	return p
+	return o, true
 }
 
 // skipOpens drops pid's exec-opens that belong to an exec whose exe /proc
 // gave: up to the one naming exe (for a script, /proc's exe is the
 // interpreter, the last element before the loader) and the loaders after
-// it. If they have not arrived yet, they are dropped when they do.
-func (t *procTable) skipOpens(pid int32, exe []byte) {
+// it, and returns the one naming exe. If they have not arrived yet, they
+// are dropped when they do (false).
+func (t *procTable) skipOpens(pid int32, exe []byte) (procExecOpen, bool) {
 	q := t.opens[pid]
 	if q == nil {
 		if !t.fanotifyActive() {
-			return
+			return procExecOpen{}, false
 		}
 		q = &procOpenQueue{}
 		t.opens[pid] = q
@@ -90,17 +129,18 @@ func (t *procTable) skipOpens(pid int32, exe []byte) {
 	now := t.now()
 	t.expireOpens(q, now)
 	for i, o := range q.items {
-		if bytes.Equal(o.path, exe) {
+		if sameExe(o.path, exe) {
 			q.items = q.items[i+1:]
 			for len(q.items) > 0 && isELFLoaderPath(q.items[0].path) {
 				q.items = q.items[1:]
 			}
 			q.skipLd = now.Add(t.hold)
-			return
+			return o, true
 		}
 	}
 	q.items = q.items[:0]
 	q.skip, q.deadline = exe, now.Add(t.hold)
+	return procExecOpen{}, false
 }
 
 func (t *procTable) expireOpens(q *procOpenQueue, now time.Time) {
@@ -119,17 +159,23 @@ func (t *procTable) onOpen(o procExecOpen) {
 	now := t.now()
 	o.at = now
 	t.lastOpen = now
-	if h := t.held[o.pid]; h != nil && !isELFLoaderPath(o.path) {
-		t.fillExe(h.rows[0], h.e, o.path)
+	if o.exeKey != 0 {
+		t.lastKey = now
+	}
+	if h := t.held[o.pid]; h != nil && !isELFLoaderPath(o.path) && (h.want == nil || sameExe(o.path, h.want)) {
+		if h.want == nil {
+			t.fillExe(h.rows[0], h.e, o.path)
+		}
+		t.setKey(h.rows[0], o.exeKey)
 		t.flushHeld(o.pid, h)
 		q := t.queue(o.pid)
-		q.skipLd = now.Add(t.hold)
+		q.skip, q.skipLd = nil, now.Add(t.hold)
 		return
 	}
 	q := t.queue(o.pid)
 	t.expireOpens(q, now)
 	if q.skip != nil {
-		if bytes.Equal(q.skip, o.path) {
+		if sameExe(o.path, q.skip) {
 			q.skip, q.skipLd = nil, now.Add(t.hold)
 		}
 		return
@@ -165,7 +211,7 @@ func (t *procTable) expireHeld(now time.Time) time.Time {
 	var next time.Time
 	for pid, h := range t.held {
 		if !now.Before(h.deadline) {
-			t.st.exeMissed.Add(1)
+			t.expired(h)
 			t.flushHeld(pid, h)
 			continue
 		}
@@ -179,7 +225,15 @@ func (t *procTable) expireHeld(now time.Time) time.Time {
 // flushAllHeld writes every held row (at shutdown).
 func (t *procTable) flushAllHeld() {
 	for pid, h := range t.held {
-		t.st.exeMissed.Add(1)
+		t.expired(h)
 		t.flushHeld(pid, h)
 	}
+}
+
+// expired counts what a held exec row is written without.
+func (t *procTable) expired(h *procHeld) {
+	if h.want == nil {
+		t.st.exeMissed.Add(1)
+	}
+	t.setKey(h.rows[0], 0)
 }

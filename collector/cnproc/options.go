@@ -168,6 +168,8 @@ type Stats struct {
 	ExeMissed      uint64   // exec rows without exe (neither /proc nor fanotify)
 	ExeFanotify    uint64   // exec rows whose exe came from fanotify
 	OpenDrops      uint64   // exec-opens dropped (ObserveExecOpen faster than the table)
+	ExeKeys        uint64   // exec rows that name their file's identity (exe_key) from an exec-open
+	ExeKeyMissed   uint64   // exec rows without exe_key while exec-opens brought keys
 	Unknown        uint64   // events about a process whose start is unknown and that was gone: no row
 	Threads        uint64   // thread events folded into their process
 	Replaced       uint64   // lives replaced without their exit having been seen
@@ -191,7 +193,7 @@ func (c *procCounters) stats() Stats {
 		Seen: c.seen.Load(), Execs: c.execs.Load(), Rows: c.rows.Load(), Lost: c.lost.Load(),
 		QueueDrops: c.queueDrops.Load(), Gaps: c.gaps.Load(), Resyncs: c.resyncs.Load(),
 		EnrichSkipped: c.enrichSkipped.Load(), ArgvMissed: c.argvMissed.Load(), ExeMissed: c.exeMissed.Load(),
-		ExeFanotify: c.exeFromFan.Load(), OpenDrops: c.openDrops.Load(), Unknown: c.unknown.Load(),
+		ExeFanotify: c.exeFromFan.Load(), OpenDrops: c.openDrops.Load(), ExeKeys: c.exeKeys.Load(), ExeKeyMissed: c.exeKeyMissed.Load(), Unknown: c.unknown.Load(),
 		Threads: c.threads.Load(), Replaced: c.replaced.Load(), TableSize: int(c.tableSize.Load()),
 		TableFull: c.tableFull.Load(), BadFrames: c.frames.Load(), RingLost: c.ringLost.Load(),
 		ArgvNotInDump: c.argvNotInDump.Load(), ArgvGuard: c.argvGuard.Load(), ExecSuperseded: c.execSuperseded.Load(),

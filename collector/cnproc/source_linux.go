@@ -115,8 +115,8 @@ func (s *Source) Lookup(pid int32) (collector.ProcInfo, bool) {
 // ObserveExecOpen implements collector.ExecObserver. It never blocks: if the table
 // goroutine is behind, the exec-open is dropped and counted (OpenDrops).
 // path is copied.
-func (s *Source) ObserveExecOpen(pid int32, ts int64, path []byte) {
-	if !s.tr.ring.pushOpen(procExecOpen{pid: pid, ts: ts, path: append([]byte(nil), path...)}) {
+func (s *Source) ObserveExecOpen(pid int32, ts int64, path []byte, exeKey uint64) {
+	if !s.tr.ring.pushOpen(procExecOpen{pid: pid, ts: ts, path: append([]byte(nil), path...), exeKey: exeKey}) {
 		s.st.openDrops.Add(1)
 	}
 }

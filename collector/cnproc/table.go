@@ -77,6 +77,7 @@ type procCounters struct {
 	enrichSkipped, argvMissed, exeMissed, exeFromFan         atomic.Uint64
 	openDrops, unknown, threads, tableFull, replaced, frames atomic.Uint64
 	ringLost, argvNotInDump, argvGuard, execSuperseded       atomic.Uint64
+	exeKeys, exeKeyMissed                                    atomic.Uint64
 	tableSize                                                atomic.Int64
 }
 
@@ -108,8 +109,10 @@ type procTable struct {
 	held   map[int32]*procHeld
 	opens  map[int32]*procOpenQueue
 	// lastOpen is when the last exec-open arrived: exe-less exec rows are
-	// held only while fanotify is feeding us.
+	// held only while fanotify is feeding us; lastKey when the last one with
+	// a file identity did: exec rows wait for their key only while keys come.
 	lastOpen time.Time
+	lastKey  time.Time
 	lastTS   int64 // wall time of the last event handled
 	// A loss asked for a /proc rescan; lastResync rate-limits them.
 	resyncDue  bool
@@ -581,21 +584,31 @@ func (t *procTable) exec(m *procMsg, in *procInfo, ts int64) {
 		r.Flags |= event.ProcFlagGone
 	}
 	if r.Exe != nil {
-		t.skipOpens(pid, r.Exe)
+		if o, ok := t.skipOpens(pid, r.Exe); ok {
+			t.setKey(r, o.exeKey)
+		} else if t.keysActive() && t.held[pid] == nil {
+			// Its exec-open is still in fanotify's queue: the row waits
+			// for it (at most hold) to name its file.
+			t.holdRow(r, e, r.Exe)
+			return
+		} else if t.held[pid] == nil {
+			t.setKey(r, 0)
+		}
 		t.emit(r)
 		return
 	}
-	if p := t.takeOpen(pid); p != nil {
-		t.fillExe(r, e, p)
+	if o, ok := t.takeOpen(pid); ok {
+		t.fillExe(r, e, o.path)
+		t.setKey(r, o.exeKey)
 		t.emit(r)
 		return
 	}
 	if t.fanotifyActive() && t.held[pid] == nil {
-		c := *r
-		t.held[pid] = &procHeld{rows: []*event.Proc{&c}, e: e, deadline: t.now().Add(t.hold)}
+		t.holdRow(r, e, nil)
 		return
 	}
 	t.st.exeMissed.Add(1)
+	t.setKey(r, 0)
 	t.emit(r)
 }
 

@@ -251,6 +251,71 @@ func TestProcTableExeSkip(t *testing.T) {
 	}
 }
 
+// TestProcTableExeKey: every exec row takes the file identity (exe_key)
+// of its own exec-open, whether the open comes before or after it: one
+// binary replaced at the same path gives two keys; a deleted one is matched
+// by the path /proc shows with " (deleted)"; a script's row (exe the
+// interpreter) gets the interpreter's key; a row whose open never comes
+// goes out without one after the hold, counted.
+func TestProcTableExeKey(t *testing.T) {
+	tb, sink, clk := newTestTable(t)
+	for pid := uint32(30); pid <= 36; pid++ {
+		feed(t, tb, procTestFrame(procEventFork, 1, 1, 1, pid, pid), nil)
+	}
+	open := func(pid int32, path string, key uint64) {
+		tb.onOpen(procExecOpen{pid: pid, path: []byte(path), exeKey: key})
+	}
+	exec := func(pid int32, exe string) {
+		in := execInfo(1, "x", exe, "x\x00")
+		if exe == "" {
+			in = &procInfo{have: procHaveArgv | procHaveComm, comm: []byte("x"), argv: []byte("x\x00")}
+		}
+		feed(t, tb, procTestFrame(procEventExec, 2, uint32(pid), uint32(pid)), in)
+	}
+	open(30, "/tmp/x", 1) // first the open, then the exec
+	open(30, "/lib64/ld-linux-x86-64.so.2", 9)
+	exec(30, "/tmp/x")
+	exec(31, "/tmp/x") // the same path, replaced: the exec first, then its open
+	feed(t, tb, procTestFrame(procEventExit, 3, 31, 31, 0, 17, 1, 1), nil)
+	if n := len(sink.Procs()); n != 8 {
+		t.Fatalf("%d rows before 31's open, want 8 (its exec and exit held)", n)
+	}
+	open(31, "/tmp/x", 2)
+	exec(32, "/tmp/dropper (deleted)")
+	open(32, "/tmp/dropper", 3)
+	exec(33, "/usr/bin/dash")
+	open(33, "/tmp/script.sh", 4)
+	open(33, "/usr/bin/dash", 5)
+	exec(34, "") // gone: exe and key from the open
+	open(34, "/usr/bin/gone", 6)
+	exec(35, "/usr/bin/silent") // no open comes
+	clk.t = clk.t.Add(100 * time.Millisecond)
+	tb.expireHeld(clk.t)
+
+	keys := map[int32]uint64{}
+	var order []string
+	for _, r := range sink.Procs() {
+		if r.Event == event.ProcExec {
+			keys[r.PID] = r.ExeKey.V
+			if r.ExeKey.Valid != (r.ExeKey.V != 0) {
+				t.Errorf("exec of %d: exe_key %+v", r.PID, r.ExeKey)
+			}
+		}
+		if r.PID == 31 {
+			order = append(order, r.Event)
+		}
+	}
+	if diff := cmp.Diff(map[int32]uint64{30: 1, 31: 2, 32: 3, 33: 5, 34: 6, 35: 0}, keys); diff != "" {
+		t.Errorf("exe_key (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{event.ProcFork, event.ProcExec, event.ProcExit}, order); diff != "" {
+		t.Errorf("rows of 31 out of order (-want +got):\n%s", diff)
+	}
+	if got, missed := tb.st.exeKeys.Load(), tb.st.exeKeyMissed.Load(); got != 5 || missed != 1 {
+		t.Errorf("exeKeys, exeKeyMissed = %d, %d, want 5, 1", got, missed)
+	}
+}
+
 func TestProcTableLossAndUnknown(t *testing.T) {
 	tb, sink, _ := newTestTable(t)
 	tb.wallOff = 1_000_000_000_000

@@ -86,6 +86,7 @@ type entry struct {
 	row    event.Executable
 	n      uint32 // execs since the last row
 	sentAt int64
+	key    uint64 // event.ExeKey of the identity, for exec rows
 }
 
 type job struct {
@@ -137,8 +138,8 @@ func (h *Hasher) Stats() Stats {
 
 // HashExec implements collector.ExecHasher: it stats the file, counts the
 // exec of a known identity, and queues a new one for the worker.
-func (h *Hasher) HashExec(fd int, pid int32, ts int64, path []byte) {
-	h.HashExecKey(fd, nil, pid, ts, path)
+func (h *Hasher) HashExec(fd int, pid int32, ts int64, path []byte) uint64 {
+	return h.HashExecKey(fd, nil, pid, ts, path)
 }
 
 var _ collector.ExecKeyHasher = (*Hasher)(nil)
@@ -147,23 +148,23 @@ var _ collector.ExecKeyHasher = (*Hasher)(nil)
 // caller named key in an earlier HashExecKey is counted against that
 // identity, without opening or stating the file, while the identity is
 // still cached.
-func (h *Hasher) SeenExecKey(key []byte, pid int32, ts int64) bool {
+func (h *Hasher) SeenExecKey(key []byte, pid int32, ts int64) (uint64, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	id, ok := h.keys[string(key)]
 	if !ok {
-		return false
+		return 0, false
 	}
 	e := h.cache[id]
 	if e == nil {
 		delete(h.keys, string(key))
-		return false
+		return 0, false
 	}
 	h.execs.Add(1)
 	h.hits.Add(1)
 	h.keyHits.Add(1)
 	h.seenLocked(e, pid, ts)
-	return true
+	return e.key, true
 }
 
 // ForgetExecKey implements collector.ExecKeyHasher.
@@ -179,7 +180,7 @@ func (h *Hasher) ForgetExecKey(key []byte) {
 
 // HashExecKey implements collector.ExecKeyHasher: HashExec that also
 // remembers key (if not nil) for the identity fd has.
-func (h *Hasher) HashExecKey(fd int, key []byte, pid int32, ts int64, path []byte) {
+func (h *Hasher) HashExecKey(fd int, key []byte, pid int32, ts int64, path []byte) uint64 {
 	h.execs.Add(1)
 	how := event.ExeByHandle
 	if fd < 0 {
@@ -188,14 +189,14 @@ func (h *Hasher) HashExecKey(fd int, key []byte, pid int32, ts int64, path []byt
 		fd, err = unix.Open(h.opts.ProcRoot+"/"+strconv.Itoa(int(pid))+"/exe", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			h.loss(ts)
-			return
+			return 0
 		}
 	}
 	var st unix.Stat_t
 	if unix.Fstat(fd, &st) != nil {
 		unix.Close(fd)
 		h.loss(ts)
-		return
+		return 0
 	}
 	id := identityOf(&st)
 	h.mu.Lock()
@@ -210,13 +211,14 @@ func (h *Hasher) HashExecKey(fd int, key []byte, pid int32, ts int64, path []byt
 		unix.Close(fd)
 		h.seenLocked(e, pid, ts)
 		h.mu.Unlock()
-		return
+		return e.key
 	}
 	if len(h.cache) >= h.opts.CacheSize {
 		h.evictLocked()
 	}
 	e := &entry{row: event.Executable{TS: ts, LastTS: ts, PID: pid, Dev: id.dev, Inode: id.ino, Size: id.size,
-		MTimeNS: id.mtime, CTimeNS: id.ctime, How: how, Path: append([]byte(nil), path...)}, n: 1}
+		MTimeNS: id.mtime, CTimeNS: id.ctime, How: how, Path: append([]byte(nil), path...)}, n: 1,
+		key: event.ExeKey(id.dev, id.ino, id.size, id.mtime, id.ctime)}
 	select {
 	case h.queue <- job{fd: fd, id: id, ts: ts, how: how}:
 		h.cache[id] = e
@@ -225,6 +227,7 @@ func (h *Hasher) HashExecKey(fd int, key []byte, pid int32, ts int64, path []byt
 		h.lossLocked(ts)
 	}
 	h.mu.Unlock()
+	return e.key
 }
 
 // seenLocked counts an exec of a known identity and sends a refresh row

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,35 +18,6 @@ import (
 	"github.com/pofr/pofr/profiles"
 )
 
-// copyExe copies the executable src to dir/name and returns its path, its
-// sha256sum and its identity.
-func copyExe(t *testing.T, src, dir, name string) (path, sum string, st syscall.Stat_t) {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path = filepath.Join(dir, name)
-	if err := os.WriteFile(path, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	c := exec.Command("sha256sum") // on stdin: it escapes odd names in its output
-	c.Stdin = f
-	out, err := c.Output()
-	if err != nil {
-		t.Fatalf("sha256sum: %v", err)
-	}
-	if err := syscall.Stat(path, &st); err != nil {
-		t.Fatal(err)
-	}
-	return path, strings.Fields(string(out))[0], st
-}
-
 // TestPrivExeHash: a binary copied, started and deleted at once (a dropper)
 // is hashed from its fanotify file handle, and the hash is sha256sum's; a
 // binary run five times is hashed once and its rows count five execs; a
@@ -56,13 +26,13 @@ func TestPrivExeHash(t *testing.T) {
 	sink, h, _, stop := hashedSource(t, exehash.Options{MaxSize: 1 << 20})
 
 	dir := t.TempDir()
-	drop, dropSum, dropSt := copyExe(t, "/bin/sleep", dir, "drop per\n\xff")
-	again, againSum, againSt := copyExe(t, "/bin/true", dir, "again")
+	drop, dropSum, dropSt := testutil.CopyExe(t, "/bin/sleep", dir, "drop per\n\xff")
+	again, againSum, againSt := testutil.CopyExe(t, "/bin/true", dir, "again")
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	big, _, bigSt := copyExe(t, self, dir, "big")
+	big, _, bigSt := testutil.CopyExe(t, self, dir, "big")
 
 	// The dropper runs until its row is seen: the source opens the file by
 	// its handle when it reads the event, which on a loaded machine can be
@@ -136,7 +106,7 @@ func TestPrivExeHashByKey(t *testing.T) {
 		t.Fatalf("mask %#x: the forensic profile has no FAN_CLOSE_WRITE", src.mask)
 	}
 	dir := t.TempDir()
-	exe, trueSum, st := copyExe(t, "/bin/true", dir, "rw")
+	exe, trueSum, st := testutil.CopyExe(t, "/bin/true", dir, "rw")
 	falseBytes, err := os.ReadFile("/bin/false")
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +138,7 @@ func TestPrivExeHashByKey(t *testing.T) {
 	// until all four execs were read. A marker binary run after them is
 	// hashed only once everything queued before it was (events are read in
 	// order, and the hasher works its queue in order).
-	marker, markerSum, mst := copyExe(t, "/bin/true", dir, "marker")
+	marker, markerSum, mst := testutil.CopyExe(t, "/bin/true", dir, "marker")
 	if err := exec.Command(marker).Run(); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +263,7 @@ func BenchmarkExecHashReader(b *testing.B) {
 	b.Run("by-key", func(b *testing.B) { // what an exec of a known file costs with FAN_CLOSE_WRITE in the mask
 		h.HashExecKey(src.openExec(&f), src.keyOf(&f), 1, 1, nil)
 		for b.Loop() {
-			if !h.SeenExecKey(src.keyOf(&f), 1, 1) {
+			if _, ok := h.SeenExecKey(src.keyOf(&f), 1, 1); !ok {
 				b.Fatal("key not remembered")
 			}
 		}

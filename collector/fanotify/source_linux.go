@@ -519,16 +519,17 @@ func (s *Source) handle(ev *fanEvent, ts int64) {
 	switch {
 	case m&unix.FAN_OPEN_EXEC != 0:
 		path, ok := s.resolve(&ev.Name, &s.path)
-		if s.opts.Exec != nil && ok {
-			s.execs.Add(1)
-			s.opts.Exec.ObserveExecOpen(ev.PID, ts, path)
-		}
+		var exeKey uint64
 		if s.opts.Hash != nil {
 			var p []byte
 			if ok {
 				p = path
 			}
-			s.hashExec(ev, ts, p)
+			exeKey = s.hashExec(ev, ts, p)
+		}
+		if s.opts.Exec != nil && ok {
+			s.execs.Add(1)
+			s.opts.Exec.ObserveExecOpen(ev.PID, ts, path, exeKey)
 		}
 		if p.HasOp(event.FileExec) {
 			s.record(ev, event.FileExec, path, ok, nil, &ev.FID, ts)
@@ -705,17 +706,18 @@ func (s *Source) openHandleFlags(fs *fanFS, f *fanFID, flags int) (int, bool) {
 // FAN_CLOSE_WRITE (which drops a file's key) and the hasher keeps keys, an
 // exec of a file already seen is counted by its FID alone: no
 // open_by_handle_at, fstat and close for every exec (two per exec of a
-// dynamic binary: the program and its ELF interpreter).
-func (s *Source) hashExec(ev *fanEvent, ts int64, path []byte) {
+// dynamic binary: the program and its ELF interpreter). It returns the
+// file's identity key (event.ExeKey; 0 if unknown) for the exec row.
+func (s *Source) hashExec(ev *fanEvent, ts int64, path []byte) uint64 {
 	kh, ok := s.opts.Hash.(collector.ExecKeyHasher)
 	if !ok || s.mask&unix.FAN_CLOSE_WRITE == 0 || !ev.FID.valid() {
-		s.opts.Hash.HashExec(s.openExec(&ev.FID), ev.PID, ts, path)
-		return
+		return s.opts.Hash.HashExec(s.openExec(&ev.FID), ev.PID, ts, path)
 	}
 	key := s.keyOf(&ev.FID)
-	if !kh.SeenExecKey(key, ev.PID, ts) {
-		kh.HashExecKey(s.openExec(&ev.FID), key, ev.PID, ts, path)
+	if exeKey, ok := kh.SeenExecKey(key, ev.PID, ts); ok {
+		return exeKey
 	}
+	return kh.HashExecKey(s.openExec(&ev.FID), key, ev.PID, ts, path)
 }
 
 // keyOf returns the exe hasher key of f (fsid, handle type, handle) in

@@ -116,7 +116,7 @@ type execRecorder struct {
 	paths map[int32][]string
 }
 
-func (r *execRecorder) ObserveExecOpen(pid int32, ts int64, path []byte) {
+func (r *execRecorder) ObserveExecOpen(pid int32, ts int64, path []byte, _ uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.paths == nil {
