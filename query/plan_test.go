@@ -39,15 +39,21 @@ func newFleet(t testing.TB, hosts, procs int) *sql.DB {
 		 SELECT h.seq, CONCAT('h', h.seq), CONCAT('b', h.seq), 1, UNHEX(SHA2(h.seq, 256)),
 		   '2026-01-01 00:00:00', '2026-01-01 01:00:00', CONCAT('s', h.seq), 1, 1 FROM ` + h,
 		`INSERT INTO proc_events (segment_id, row_no, host_id, boot_id, ts, ts_ns, tz_offset, event, pid, tid, ppid,
-		   proc_start, parent_start, uid, euid, auid, comm, exe, argv, cwd, exit_code, flags)
+		   proc_start, parent_start, uid, euid, auid, comm, exe, argv, cwd, exit_code, flags, exe_key)
 		 SELECT h.seq, p.seq * 3 + k.seq, CONCAT('h', h.seq), CONCAT('b', h.seq),
 		   TIMESTAMP '2026-01-01 00:00:00' + INTERVAL p.seq SECOND + INTERVAL k.seq * 100000 MICROSECOND, 0, 0,
 		   ELT(k.seq + 1, 'fork', 'exec', 'exit'), 1000 + p.seq, 1000 + p.seq, 1000 + p.seq DIV 2,
 		   p.seq * 1000, (p.seq DIV 2) * 1000, 1000, 1000, 1000, 'sh',
 		   IF(k.seq = 1, CONCAT('/usr/bin/prog', p.seq MOD 7), NULL),
 		   IF(k.seq = 1, CONCAT('prog', p.seq MOD 7, 0x00, '-x', 0x00), NULL),
-		   IF(k.seq = 1, '/tmp', NULL), IF(k.seq = 2, 0, NULL), 0
+		   IF(k.seq = 1, '/tmp', NULL), IF(k.seq = 2, 0, NULL), 0, IF(k.seq = 1, p.seq MOD 7, NULL)
 		 FROM ` + h + `, ` + p + `, seq_0_to_2 k`,
+		// One identity per program path and host (exe_key = inode here).
+		`INSERT INTO exe_ids (host_id, dev, inode, size, mtime_ns, ctime_ns, first_ts, last_ts, execs, sha256, how, path,
+		   first_segment_id, last_segment_id, rows_merged, exe_key)
+		 SELECT CONCAT('h', h.seq), 2049, i.seq, 4096, 1, 2, '2026-01-01 00:00:00', '2026-01-01 01:00:00', 1,
+		   UNHEX(SHA2(CONCAT(h.seq, '/', i.seq), 256)), 'handle', CONCAT('/usr/bin/prog', i.seq), h.seq, h.seq, 1, i.seq
+		 FROM ` + h + `, seq_0_to_6 i`,
 		`INSERT INTO file_events (segment_id, row_no, host_id, boot_id, ts, ts_ns, tz_offset, last_ts, count, pid,
 		   proc_start, uid, op, path, flags)
 		 SELECT h.seq, p.seq, CONCAT('h', h.seq), CONCAT('b', h.seq),
@@ -77,7 +83,7 @@ func newFleet(t testing.TB, hosts, procs int) *sql.DB {
 		   CONCAT('user', u.seq) FROM ` + h + `, seq_0_to_49 u`,
 		`INSERT INTO gaps (segment_id, row_no, host_id, boot_id, from_ts, to_ts, source, lost, reason)
 		 SELECT h.seq, 0, CONCAT('h', h.seq), CONCAT('b', h.seq), '2026-01-01 00:10:00', '2026-01-01 00:10:01', 'proc', 1, 'test' FROM ` + h,
-		`ANALYZE TABLE hosts, segments, proc_events, file_events, sock_events, dns_events, dns_names, accounts, gaps`,
+		`ANALYZE TABLE hosts, segments, proc_events, file_events, sock_events, dns_events, dns_names, accounts, gaps, exe_ids`,
 	} {
 		if _, err := db.ExecContext(ctx, st); err != nil {
 			t.Fatalf("%v\n%s", err, st)
