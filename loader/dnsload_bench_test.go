@@ -9,7 +9,8 @@ import (
 	"github.com/pofr/pofr/internal/servertest"
 )
 
-// Segments and rows per segment of BenchmarkLoadDNS and BenchmarkLoadExe.
+// Segments and rows per segment of BenchmarkLoadDNS, BenchmarkLoadExe and
+// BenchmarkLoadProc.
 const benchSegs, benchRows = 2, 20_000
 
 // BenchmarkLoadDNS loads segments of DNS rows as a resolving host sends
@@ -81,4 +82,20 @@ func benchLoad(b *testing.B, row func(s event.Sink, seg, i int, ts int64)) {
 		rows += benchSegs * benchRows
 	}
 	b.ReportMetric(float64(rows)/spent.Seconds(), "rows/s")
+}
+
+// BenchmarkLoadProc loads segments of proc rows as a busy host sends them
+// (fork, exec and exit of short-lived workers; the exec rows naming their
+// file by exe_key) and reports rows loaded per second.
+func BenchmarkLoadProc(b *testing.B) {
+	benchLoad(b, func(ps event.Sink, s, i int, ts int64) {
+		pid := int32(10000 + (s*benchRows+i)/3)
+		p := event.Proc{TS: ts, Event: []string{event.ProcFork, event.ProcExec, event.ProcExit}[i%3], PID: pid, TID: pid, PPID: 1,
+			ProcStart: int64(pid), UID: 1000, EUID: 1000, GID: 1000, EGID: 1000, AUID: 1000, SessionID: 3, Comm: []byte("worker"),
+			Exe: []byte("/usr/bin/worker"), Argv: fmt.Appendf(nil, "worker\x00--job\x00%d\x00", i), Cwd: []byte("/srv")}
+		if p.Event == event.ProcExec {
+			p.ExeKey = event.Some(event.ExeKey(2049, uint64(i%7), 40960, 1, 2))
+		}
+		ps.AppendProc(&p)
+	})
 }
