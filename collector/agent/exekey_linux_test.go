@@ -41,28 +41,24 @@ func TestPrivExecRowsNameTheirFile(t *testing.T) {
 	var h0 struct{ Hashed, TooLarge, Changed, ReadErrors uint64 }
 	sourceStatus(t, cfg, event.SourceExe, &h0)
 
-	prog, sumTrue, _ := testutil.CopyExe(t, "/bin/true", bin, "prog")
-	pidTrue := runPID(t, prog)
+	// Each runs until the collector has stopped (standard input held open),
+	// so that neither its /proc reads nor the open of its deleted file by
+	// handle can come too late on a loaded machine.
+	prog, sumCat, _ := testutil.CopyExe(t, "/bin/cat", bin, "prog")
+	pidCat := startHeld(t, prog)
 	// Replaced by another binary under the same name (a new inode).
-	next, sumFalse, _ := testutil.CopyExe(t, "/bin/false", bin, "prog.new")
+	next, sumWc, _ := testutil.CopyExe(t, "/usr/bin/wc", bin, "prog.new")
 	if err := os.Rename(next, prog); err != nil {
 		t.Fatal(err)
 	}
-	pidFalse := runPID(t, prog)
+	pidWc := startHeld(t, prog)
 	// A dropper: started, then deleted at once.
-	drop, sumDrop, _ := testutil.CopyExe(t, "/bin/sleep", bin, "dropper")
-	dcmd := exec.Command(drop, "0.5")
-	if err := dcmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	drop, sumDrop, _ := testutil.CopyExe(t, "/usr/bin/tee", bin, "dropper")
+	pidDrop := startHeld(t, drop)
 	if err := os.Remove(drop); err != nil {
 		t.Fatal(err)
 	}
-	if err := dcmd.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	pidDrop := int32(dcmd.Process.Pid)
-	want := map[int32]string{pidTrue: sumTrue, pidFalse: sumFalse, pidDrop: sumDrop}
+	want := map[int32]string{pidCat: sumCat, pidWc: sumWc, pidDrop: sumDrop}
 	// The three new files are hashed (or skipped) before the stop, which
 	// would drop what is still queued.
 	testutil.WaitFor(t, 30*time.Second, "the exe hasher to take the three files", func() bool {
@@ -125,13 +121,11 @@ func sourceStatus(t *testing.T, cfg Config, source string, v any) bool {
 	return err == nil && json.Unmarshal(b, &st) == nil && st.Sources[source] != nil && json.Unmarshal(st.Sources[source], v) == nil
 }
 
-// runPID runs path to its end and returns its pid (its exit status does
-// not matter: false is one of the binaries).
-func runPID(t *testing.T, path string) int32 {
+// startHeld starts path, which reads its standard input to the end, and
+// returns its pid; it runs until the test ends.
+func startHeld(t *testing.T, path string) int32 {
 	t.Helper()
 	cmd := exec.Command(path)
-	if err := cmd.Run(); err != nil && cmd.ProcessState == nil {
-		t.Fatalf("%s: %v", path, err)
-	}
+	testutil.StartHeld(t, cmd)
 	return int32(cmd.Process.Pid)
 }

@@ -101,8 +101,11 @@ type Options struct {
 	// MaxProcs caps the process table; beyond it new lives are written but
 	// not remembered (Stats.TableFull). Default 131072.
 	MaxProcs int
-	// ExecHold is how long an exec row without exe waits for a fanotify
-	// exec-open, and how long exec-opens wait for their exec. Default 50 ms.
+	// ExecHold is how long an exec row without exe (or without its file's
+	// key) waits for a fanotify exec-open, and how long exec-opens wait for
+	// their exec: several drain periods of the reader, which reads an exec's
+	// open and its event in different drains when the exec straddles a
+	// cutoff. Default 250 ms.
 	ExecHold time.Duration
 	// ProbeTimeout is how long the start-up probe waits for its child's
 	// event before falling back to poll mode. Default 1 s.
@@ -236,7 +239,7 @@ func (o Options) withDefaults() (Options, error) {
 	defaults.Positive(&o.PollInterval, 200*time.Millisecond)
 	defaults.Positive(&o.Grace, 10*time.Second)
 	defaults.Positive(&o.MaxProcs, 1<<17)
-	defaults.Positive(&o.ExecHold, 50*time.Millisecond)
+	defaults.Positive(&o.ExecHold, 250*time.Millisecond)
 	defaults.Positive(&o.ProbeTimeout, time.Second)
 	return o, nil
 }

@@ -141,7 +141,7 @@ type procTable struct {
 func newProcTable(sink event.Sink, log *slog.Logger, st *procCounters, now func() time.Time) *procTable {
 	return &procTable{
 		sink: sink, log: log, st: st, now: now,
-		grace: 10 * time.Second, maxProcs: 1 << 17, hold: 50 * time.Millisecond,
+		grace: 10 * time.Second, maxProcs: 1 << 17, hold: 250 * time.Millisecond,
 		procs: make(map[int32]*procEntry), held: make(map[int32]*procHeld),
 		opens: make(map[int32]*procOpenQueue), index: make(map[int32]collector.ProcInfo),
 		seed: maphash.MakeSeed(), ring: newProcRing(16384, 4096),

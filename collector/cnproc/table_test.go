@@ -200,7 +200,7 @@ func TestProcTableExeFromFanotify(t *testing.T) {
 	tb.onOpen(procExecOpen{pid: 11, path: []byte("/usr/bin/dash")})
 	// 12: nothing comes; the row goes out without exe after the hold.
 	feed(t, tb, procTestFrame(procEventExec, 5, 12, 12), noExe())
-	clk.t = clk.t.Add(100 * time.Millisecond)
+	clk.t = clk.t.Add(time.Second)
 	tb.expireHeld(clk.t)
 
 	got := map[int32]string{}
@@ -289,7 +289,7 @@ func TestProcTableExeKey(t *testing.T) {
 	exec(34, "") // gone: exe and key from the open
 	open(34, "/usr/bin/gone", 6)
 	exec(35, "/usr/bin/silent") // no open comes
-	clk.t = clk.t.Add(100 * time.Millisecond)
+	clk.t = clk.t.Add(time.Second)
 	tb.expireHeld(clk.t)
 
 	keys := map[int32]uint64{}
