@@ -371,33 +371,61 @@ func TestPrivConnOwnerLoss(t *testing.T) {
 	// Both on CPU 0, so that the later samples go to the ring that lost some.
 	h0 := startOwnerHelperOn(t, 0, "tcp", burst, 4, 0)
 	h0.run(t, 30*time.Second)
-	src, sink := startSock(t, Options{ConnOwners: co})
-	// The kernel writes its loss record when the ring has room again, before
-	// the next sample: the connections below bring it out. Recording
-	// continues: they are all attributed.
+	src, sink := startSock(t, Options{ConnOwners: co}) // its first dump read the ring
 	testutil.Go(t, "sockowner.Source.Run", co.Run)
-	const n = 20
-	h := startOwnerHelperOn(t, 0, "tcp", n, 1, time.Millisecond)
-	h.run(t, 30*time.Second)
-	testutil.WaitFor(t, 10*time.Second, "client close rows", func() bool { return len(h.clientCloses(sink, "tcp")) >= n })
-	for _, r := range h.clientCloses(sink, "tcp") {
-		if r.PID != event.Some(h.pid) {
-			t.Errorf("after the loss: row %d→%d has pid %v, want %d", r.LocalPort, r.RemotePort, r.PID, h.pid)
-		}
+	// The kernel writes its loss record when the ring has room again, before
+	// the next sample: one connection on CPU 0 brings it out, a dump reads it.
+	lossOut := func() {
+		startOwnerHelperOn(t, 0, "tcp", 1, 1, 0).run(t, 30*time.Second)
+		sockDumpNow(t, src)
 	}
-	var gap *event.Gap
-	for _, g := range sink.Gaps() {
-		if strings.Contains(g.Reason, "connection owner") {
-			gap = &g
+	lossOut()
+	ownerGaps := func() (gaps []event.Gap) {
+		for _, g := range sink.Gaps() {
+			if strings.Contains(g.Reason, "connection owner") {
+				gaps = append(gaps, g)
+			}
 		}
+		return gaps
 	}
-	if gap == nil || !gap.Lost.Valid || gap.Lost.V < 1 {
+	if g := ownerGaps(); len(g) == 0 || !g[0].Lost.Valid || g[0].Lost.V < 1 {
 		t.Fatalf("no gap row with a lost count for the overrun ring; gaps %+v", sink.Gaps())
 	}
-	if st := src.Stats(); st.OwnerRecordsLost != uint64(gap.Lost.V) {
-		t.Errorf("stats count %d lost records, the gap row %d", st.OwnerRecordsLost, gap.Lost.V)
+	// Recording continues: connections made after the loss are all
+	// attributed. On a busy machine other processes' connections can fill
+	// the small ring again; a batch during which the kernel dropped records
+	// again is tried again, one with no new loss must be attributed.
+	const n = 20
+	for try := 1; ; try++ {
+		lost := co.Stats().Lost
+		h := startOwnerHelperOn(t, 0, "tcp", n, 1, time.Millisecond)
+		h.run(t, 30*time.Second)
+		testutil.WaitFor(t, 10*time.Second, "client close rows", func() bool { return len(h.clientCloses(sink, "tcp")) >= n })
+		var wrong []string
+		for _, r := range h.clientCloses(sink, "tcp") {
+			if r.PID != event.Some(h.pid) {
+				wrong = append(wrong, fmt.Sprintf("%d→%d pid %v", r.LocalPort, r.RemotePort, r.PID))
+			}
+		}
+		if len(wrong) == 0 {
+			break
+		}
+		lossOut()
+		if again := co.Stats().Lost - lost; again == 0 || try == 3 {
+			t.Errorf("after the loss (try %d, %d records lost again): rows without the helper's pid %d: %v", try, again, h.pid, wrong)
+			break
+		}
+		t.Logf("try %d: the ring lost records again; %d rows not attributed", try, len(wrong))
 	}
-	t.Logf("gap: %d records lost (%d connections made); %+v", gap.Lost.V, burst, co.Stats())
+	// Every loss is a gap row with its count.
+	var sum int64
+	for _, g := range ownerGaps() {
+		sum += g.Lost.V
+	}
+	if st := src.Stats(); st.OwnerRecordsLost != uint64(sum) {
+		t.Errorf("stats count %d lost records, the gap rows %d", st.OwnerRecordsLost, sum)
+	}
+	t.Logf("gap: %d records lost (%d connections made); %+v", ownerGaps()[0].Lost.V, burst, co.Stats())
 }
 
 // sockInode returns the inode of a connection's or listener's socket.
