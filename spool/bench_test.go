@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -307,4 +308,86 @@ func BenchmarkVerify(b *testing.B) {
 // readManifestBytes is ReadManifest over bytes in memory (test helper).
 func readManifestBytes(b []byte) (*Manifest, string, error) {
 	return ReadManifest(strings.NewReader(string(b)), int64(len(b)))
+}
+
+// execRows are the rows the collector writes for one short exec (a shell
+// running /usr/bin/true): the fork of the shell, the exec, the exit, and
+// fanotify's exec rows of the program and its ELF interpreter. The byte
+// columns share their slices between rows, as the process table's interned
+// values do.
+func execRows(pid int32, ts int64) ([3]event.Proc, [2]event.File) {
+	sh, shExe := []byte("bash"), []byte("/usr/bin/bash")
+	tr, trExe := []byte("true"), []byte("/usr/bin/true")
+	cwd, cg := []byte("/home/alice/src/shop"), []byte("/user.slice/user-1000.slice/session-3.scope")
+	tty := []byte("pts/0")
+	base := event.Proc{PID: pid, TID: pid, PPID: 4000, ProcStart: ts / 10_000_000 * 10_000_000,
+		ParentStart: event.Some[int64](1_000_000_000), UID: 1000, EUID: 1000, GID: 1000, EGID: 1000, AUID: 1000,
+		SessionID: 3, TTY: tty, Comm: sh, Exe: shExe, Cwd: cwd, Cgroup: cg,
+		NSPid: event.Some[uint32](4026531836), NSMnt: event.Some[uint32](4026531841), NSNet: event.Some[uint32](4026531840),
+		NSUser: event.Some[uint32](4026531837), NSUts: event.Some[uint32](4026531838), NSIpc: event.Some[uint32](4026531839),
+		NSCgroup: event.Some[uint32](4026531835)}
+	var p [3]event.Proc
+	p[0], p[1], p[2] = base, base, base
+	p[0].TS, p[0].Event = ts, event.ProcFork
+	p[1].TS, p[1].Event, p[1].Comm, p[1].Exe, p[1].Argv = ts+300_000, event.ProcExec, tr, trExe, []byte("/usr/bin/true\x00")
+	p[2].TS, p[2].Event, p[2].Comm, p[2].Exe, p[2].ExitCode = ts+900_000, event.ProcExit, tr, trExe, event.Some[int32](0)
+	f := event.File{TS: ts + 200_000, LastTS: ts + 200_000, Count: 1, PID: pid, ProcStart: event.Some(base.ProcStart),
+		UID: 1000, Op: event.FileExec, Path: trExe, Inode: event.Some[uint64](1835123), Dev: event.Some[uint64](2049)}
+	return p, [2]event.File{f, f}
+}
+
+// BenchmarkAppendExec measures the rows of one exec appended to the writer
+// (no sealing in the timed part): what the collector's process table and
+// file source pay per exec in the spool.
+func BenchmarkAppendExec(b *testing.B) {
+	opts := benchOptions(b)
+	opts.MaxSegmentBytes = maxSegmentBytesLimit
+	w, err := Open(b.TempDir(), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	ld := []byte("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+	const perBatch = 20_000 // execs per batch, well inside one segment
+	ts := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC).UnixNano()
+	b.ReportAllocs()
+	n := 0
+	p, f := execRows(20000, ts)
+	f[1].Path, f[1].Inode = ld, event.Some[uint64](1835999)
+	cpu0 := cpuTime()
+	for b.Loop() {
+		pid := int32(20000 + n%30000)
+		for i := range p {
+			p[i].PID, p[i].TID, p[i].TS = pid, pid, ts+int64(i)*300_000
+		}
+		for i := range f {
+			f[i].PID, f[i].TS, f[i].LastTS = pid, ts+200_000, ts+200_000
+		}
+		for i := range p {
+			w.AppendProc(&p[i])
+		}
+		for i := range f {
+			w.AppendFile(&f[i])
+		}
+		ts += 1_000_000
+		if n++; n%perBatch == 0 {
+			b.StopTimer()
+			w.mu.Lock()
+			w.sized = w.cur.n // as a rotation does
+			w.cur.release()
+			w.cur = newBatch()
+			w.mu.Unlock()
+			b.StartTimer()
+		}
+	}
+	// CPU time, not wall time, is what the collector pays (and on a shared
+	// machine the steadier figure); it includes the garbage collector's.
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/exec")
+}
+
+// cpuTime returns the process's user and system CPU time in ns.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }

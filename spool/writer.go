@@ -110,6 +110,10 @@ type Writer struct {
 	noSpace  uint64     // of them, dropped because the file system was full
 	sealedN  uint64     // segments sealed since Open
 	evictedN uint64     // segments evicted by the quota since Open
+	// sized holds the rows of each table in the last batch queued: a new
+	// batch's builders are made that large at once (up to maxGrowRows),
+	// which spares the columns' copying as they grow.
+	sized [8]int64
 
 	sealMu       sync.Mutex // serialises sealing; guards the fields below
 	st           state
@@ -386,6 +390,7 @@ func (w *Writer) rotateLocked() {
 	}
 	w.queue = append(w.queue, b)
 	w.queued += b.est
+	w.sized = b.n
 	w.cur = newBatch()
 	for w.queued > w.maxPending && len(w.queue) > 1 {
 		d := w.queue[0]
@@ -525,6 +530,9 @@ func (w *Writer) Close() error {
 	return err
 }
 
+// maxGrowRows bounds the rows a new builder makes room for at once.
+const maxGrowRows = 1 << 16
+
 // appendRow adds r to the current batch's builder for table t (created on
 // first use via slot), bumping the batch's row count for table i; with no
 // current batch the row is counted as lost.
@@ -534,6 +542,7 @@ func appendRow[R any](w *Writer, t *event.Table[R], slot func(*batch) **event.Bu
 		bp := slot(b)
 		if *bp == nil {
 			*bp = t.NewBuilder(nil)
+			(*bp).Grow(int(min(w.sized[i], maxGrowRows)))
 		}
 		(*bp).Append(r)
 		b.n[i]++

@@ -128,39 +128,64 @@ func newTable[R any](name string, cols []column[R]) *Table[R] {
 	return &Table[R]{Name: name, Schema: arrow.NewSchema(fields, nil), cols: cols, minCols: minCols}
 }
 
-// Builder accumulates records of one table into Arrow arrays. It is not safe
-// for concurrent use.
+// Builder accumulates records of one table, column by column, for one
+// Arrow record batch. It is not safe for concurrent use.
 type Builder[R any] struct {
-	t      *Table[R]
-	rb     *array.RecordBuilder
-	fields []array.Builder
+	t    *Table[R]
+	cols []colBuf[R]
+	n    int
 }
 
-// NewBuilder returns an empty builder allocating from mem (nil: Go heap).
+// NewBuilder returns an empty builder. Its values live on the Go heap
+// whatever mem is (the parameter is kept for callers that name an
+// allocator).
 func (t *Table[R]) NewBuilder(mem memory.Allocator) *Builder[R] {
-	if mem == nil {
-		mem = memory.DefaultAllocator
+	b := &Builder[R]{t: t, cols: make([]colBuf[R], len(t.cols))}
+	for i, c := range t.cols {
+		b.cols[i] = c.buf()
 	}
-	rb := array.NewRecordBuilder(mem, t.Schema)
-	return &Builder[R]{t: t, rb: rb, fields: rb.Fields()}
+	return b
 }
 
-// Append adds one record.
-func (b *Builder[R]) Append(r *R) {
-	for i, c := range b.t.cols {
-		c.put(b.fields[i], r)
+// Grow makes room for n more records, so that appending them does not
+// reallocate the columns (the bytes of variable-length values excepted).
+func (b *Builder[R]) Grow(n int) {
+	for _, c := range b.cols {
+		c.grow(n)
 	}
+}
+
+// Append adds one record. The builder copies what it keeps of r.
+func (b *Builder[R]) Append(r *R) {
+	for _, c := range b.cols {
+		c.put(r)
+	}
+	b.n++
 }
 
 // Len returns the number of records appended since the last NewRecord.
-func (b *Builder[R]) Len() int { return b.fields[0].Len() }
+func (b *Builder[R]) Len() int { return b.n }
 
 // NewRecord returns the records appended so far as one record batch and
 // resets the builder. The caller must Release the batch.
-func (b *Builder[R]) NewRecord() arrow.RecordBatch { return b.rb.NewRecordBatch() }
+func (b *Builder[R]) NewRecord() arrow.RecordBatch {
+	cols := make([]arrow.Array, len(b.cols))
+	for i, c := range b.cols {
+		cols[i] = c.array()
+	}
+	rec := array.NewRecordBatch(b.t.Schema, cols, int64(b.n))
+	for _, a := range cols {
+		a.Release()
+	}
+	b.n = 0
+	return rec
+}
 
-// Release frees the builder's memory.
-func (b *Builder[R]) Release() { b.rb.Release() }
+// Release drops the builder's values (they are on the Go heap). The builder
+// must not be used after it.
+func (b *Builder[R]) Release() {
+	b.cols, b.n = nil, 0
+}
 
 // Check returns ErrSchema unless s has the table's columns, in order, with
 // the same types and nullability (metadata is ignored). A member written
