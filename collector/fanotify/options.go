@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"time"
+	"unsafe"
 
 	"github.com/pofr/pofr/collector"
 	"github.com/pofr/pofr/internal/event"
@@ -99,6 +100,11 @@ type fileAgg struct {
 	idx  map[string]int
 	rows []event.File
 	key  []byte
+	// arena holds the window's keys and paths: one append per new row
+	// instead of three allocations. A flush hands the rows to the sink
+	// (which copies what it keeps) and reuses it; the map's keys and the
+	// rows that point into it are cleared first.
+	arena []byte
 }
 
 func newFileAgg() *fileAgg { return &fileAgg{idx: make(map[string]int)} }
@@ -130,11 +136,18 @@ func (a *fileAgg) add(pid int32, start event.Opt[int64], op string, path, newPat
 		}
 		return r, false
 	}
-	a.idx[string(k)] = len(a.rows)
-	r := event.File{TS: ts, LastTS: ts, Count: 1, PID: pid, ProcStart: start, UID: event.NoID, Op: op,
-		Path: append([]byte(nil), path...)}
-	if newPath != nil {
-		r.NewPath = append([]byte(nil), newPath...)
+	// The key ends with path and newPath: the row's slices are its tail.
+	n := len(a.arena)
+	a.arena = append(a.arena, k...)
+	kept := a.arena[n:len(a.arena):len(a.arena)]
+	a.idx[unsafe.String(unsafe.SliceData(kept), len(kept))] = len(a.rows)
+	tail := kept[len(kept)-len(path)-len(newPath):]
+	r := event.File{TS: ts, LastTS: ts, Count: 1, PID: pid, ProcStart: start, UID: event.NoID, Op: op}
+	if len(path) > 0 { // an empty path stays null, as before
+		r.Path = tail[:len(path):len(path)]
+	}
+	if len(newPath) > 0 {
+		r.NewPath = tail[len(path):]
 	}
 	a.rows = append(a.rows, r)
 	return &a.rows[len(a.rows)-1], true
@@ -153,6 +166,7 @@ func (a *fileAgg) flush(sink event.Sink) int {
 	clear(a.idx)
 	clear(a.rows) // drop path references
 	a.rows = a.rows[:0]
+	a.arena = a.arena[:0]
 	return n
 }
 

@@ -69,6 +69,18 @@ func TestFileAgg(t *testing.T) {
 	if n := a.flush(sink); n != 0 {
 		t.Errorf("second flush wrote %d rows", n)
 	}
+	// The window's bytes are reused after a flush: rows of the next window
+	// are whole, and an empty path or new path is null.
+	if r, _ := a.add(12, start, "open", []byte{}, nil, 1); r.Path != nil {
+		t.Errorf("empty path %q is not null", r.Path)
+	}
+	if r, _ := a.add(12, start, "rename", []byte("/long/enough/to/overwrite/the/old/bytes"), []byte{}, 2); r.NewPath != nil {
+		t.Errorf("empty new path %q is not null", r.NewPath)
+	}
+	a.flush(sink)
+	if got := sink.Files(); string(got[0].Path) != "/etc/passwd" || string(got[8].Path) != "/long/enough/to/overwrite/the/old/bytes" {
+		t.Errorf("rows after a second window: %q, %q", got[0].Path, got[8].Path)
+	}
 }
 
 func TestPathExcluded(t *testing.T) {
