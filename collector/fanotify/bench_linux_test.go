@@ -401,15 +401,6 @@ func startFileSource(b *testing.B, sink event.Sink, p profiles.File) func() Stat
 	return func() Stats { cancel(); wg.Wait(); return src.Stats() }
 }
 
-// discardSink is a Sink that drops every record.
-type discardSink struct{}
-
-func (discardSink) AppendProc(*event.Proc)       {}
-func (discardSink) AppendFile(*event.File)       {}
-func (discardSink) AppendSock(*event.Sock)       {}
-func (discardSink) AppendGap(*event.Gap)         {}
-func (discardSink) AppendAccount(*event.Account) {}
-
 // BenchmarkFileAggExec measures the aggregator on the file rows of execs:
 // two new rows per exec (the program and its ELF interpreter, a new pid
 // each time), a window flushed every 50 execs (about what a 10 ms window
@@ -426,7 +417,7 @@ func BenchmarkFileAggExec(b *testing.B) {
 		a.add(pid, start, event.FileExec, prog, nil, int64(n))
 		a.add(pid, start, event.FileExec, ld, nil, int64(n)+1000)
 		if n++; n%50 == 0 {
-			a.flush(discardSink{})
+			a.flush(event.Discard{})
 		}
 	}
 	b.ReportMetric(float64(cpuSelf()-cpu0)/float64(b.N), "cpu-ns/exec")

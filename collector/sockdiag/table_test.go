@@ -170,7 +170,7 @@ func TestSockTableOwnerOnlyTriedOnce(t *testing.T) {
 // TestSockTableMemory measures the memory of the socket table: 10,000 tracked
 // sockets (a synthetic dump, no kernel) must stay under 1 KiB each.
 func TestSockTableMemory(t *testing.T) {
-	tb := newTable(sockDiscard{})
+	tb := newTable(event.Discard{})
 	const n = 10000
 	dump := make([]inetDiag, n)
 	for i := range dump {
@@ -200,15 +200,6 @@ func TestSockTableMemory(t *testing.T) {
 		t.Errorf("listener index holds %d ports, want 0", len(tb.listeners))
 	}
 }
-
-// sockDiscard is a Sink that drops everything.
-type sockDiscard struct{}
-
-func (sockDiscard) AppendProc(*event.Proc)       {}
-func (sockDiscard) AppendFile(*event.File)       {}
-func (sockDiscard) AppendSock(*event.Sock)       {}
-func (sockDiscard) AppendGap(*event.Gap)         {}
-func (sockDiscard) AppendAccount(*event.Account) {}
 
 func sockReadHeap(ms *runtime.MemStats) {
 	runtime.GC()

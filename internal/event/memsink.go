@@ -143,3 +143,13 @@ func AppendAll(s Sink, procs []Proc, files []File, socks []Sock, gaps []Gap, acc
 		s.AppendAccount(&accts[i])
 	}
 }
+
+// Discard is a Sink that drops every record (benchmarks of a source's own
+// cost).
+type Discard struct{}
+
+func (Discard) AppendProc(*Proc)       {}
+func (Discard) AppendFile(*File)       {}
+func (Discard) AppendSock(*Sock)       {}
+func (Discard) AppendGap(*Gap)         {}
+func (Discard) AppendAccount(*Account) {}
