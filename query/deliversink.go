@@ -3,6 +3,9 @@ package query
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,11 +18,18 @@ import (
 	"github.com/pofr/pofr/internal/syslog5424"
 )
 
+// ErrCredentials is wrapped by a sink's error when the endpoint refused
+// its credentials (HTTP 401 or 403 to the request as a whole): the batch
+// is not retried, Follow stops with the error and the cursor stays before
+// the batch, because only the operator can fix the key or the grant.
+var ErrCredentials = errors.New("the endpoint refused the credentials")
+
 // Batching configures a delivery sink: a batch is sent when it has MaxDocs
 // documents or MaxBytes bytes, when its first document is older than
 // MaxWait, or at the end of a segment. A failed send is tried again
 // Retries times, waiting Backoff and twice as long each time (at most a
-// minute); then the error goes to Follow, which retries the segment.
+// minute); then the error goes to Follow, which retries the segment. An
+// error wrapping ErrCredentials is not retried.
 type Batching struct {
 	MaxDocs  int
 	MaxBytes int
@@ -135,7 +145,7 @@ func (s *batcher) flush() error {
 		if err = s.send(s.ctx, s.batch[:s.docStart], s.ends); err == nil {
 			break
 		}
-		if s.ctx.Err() != nil {
+		if s.ctx.Err() != nil || errors.Is(err, ErrCredentials) {
 			return err
 		}
 	}
@@ -172,12 +182,62 @@ func (s *batcher) Rewind(name string, offset int64) error {
 // an action line with a stable _id, then the document) to an Elasticsearch
 // (or OpenSearch) _bulk endpoint. A batch is acknowledged only by a 2xx
 // answer whose items all succeeded; a document sent again after a crash
-// replaces itself (same _id), so the index holds no duplicate.
+// replaces itself (same _id), so the index holds no duplicate. Header is
+// sent with every request (Authorization); Client may be replaced (a
+// private CA).
 type ESSink struct {
 	batcher
 	URL    string // …/_bulk
 	Header http.Header
 	Client *http.Client
+}
+
+// ESTransport returns an HTTP transport that trusts only the CA
+// certificates in caPEM (a private CA of the cluster), for ESSink.Client.
+func ESTransport(caPEM []byte) (*http.Transport, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("no PEM certificate in it")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return tr, nil
+}
+
+// ESAuthorization returns the Authorization header value for the content
+// of an Elasticsearch credentials file (its first line): "ApiKey KEY" or
+// "Bearer TOKEN" as it is, "USER:PASSWORD" as basic auth, or a bare API
+// key (the "encoded" value Elasticsearch returns, which has no colon) as
+// "ApiKey KEY". Errors never quote the content.
+func ESAuthorization(content []byte) (string, error) {
+	line, _, _ := bytes.Cut(content, []byte("\n"))
+	s := strings.TrimSpace(string(line))
+	if s == "" {
+		return "", errors.New("empty first line")
+	}
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f {
+			return "", errors.New("a control character in the first line")
+		}
+	}
+	scheme, rest, spaced := strings.Cut(s, " ")
+	switch {
+	case spaced && (strings.EqualFold(scheme, "ApiKey") || strings.EqualFold(scheme, "Bearer")):
+		rest = strings.TrimSpace(rest)
+		if rest == "" || strings.ContainsAny(rest, " \t") {
+			return "", fmt.Errorf("want %s followed by one token", scheme)
+		}
+		return scheme + " " + rest, nil
+	case spaced:
+		return "", errors.New("want ApiKey KEY, Bearer TOKEN, USER:PASSWORD or a bare API key")
+	case strings.Contains(s, ":"):
+		user, pass, _ := strings.Cut(s, ":")
+		if user == "" || pass == "" {
+			return "", errors.New("USER:PASSWORD with an empty user or password")
+		}
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(s)), nil
+	}
+	return "ApiKey " + s, nil
 }
 
 // NewESSink posts to url (".../_bulk" is appended unless it ends so).
@@ -220,6 +280,9 @@ func (s *ESSink) post(ctx context.Context, batch []byte, ends []int) error {
 	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(len(ends))*4096+(1<<20)))
 	if err != nil {
 		return err
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return fmt.Errorf("_bulk: HTTP %s: %w: %.512s", resp.Status, ErrCredentials, body)
 	}
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("_bulk: HTTP %s: %.512s", resp.Status, body)

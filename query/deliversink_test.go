@@ -4,16 +4,28 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,6 +47,12 @@ type esReceiver struct {
 	// ids, so that a test measuring the follower's heap in this process
 	// does not measure what the receiver keeps.
 	countOnly bool
+	// keys, when not nil, maps the Authorization values the receiver
+	// knows to the status they get (200: allowed, 403: not allowed to
+	// index); any other value gets 401, as Elasticsearch with security on.
+	keys map[string]int
+	// tls, when not nil, makes the receiver serve HTTPS.
+	tls *tls.Config
 
 	mu        sync.Mutex
 	requests  int
@@ -42,10 +60,15 @@ type esReceiver struct {
 	delivered map[string]int             // _id → acknowledged deliveries
 	maxDocs   int                        // most documents in one request
 	acked     int                        // acknowledged documents, with countOnly
+	refused   int                        // requests answered 401 or 403
 }
 
-func newESReceiver(t *testing.T) *esReceiver {
+// newESReceiver starts a receiver, after setup (keys, tls) when given.
+func newESReceiver(t *testing.T, setup ...func(*esReceiver)) *esReceiver {
 	r := &esReceiver{t: t, ids: map[string]map[string]bool{}, delivered: map[string]int{}}
+	for _, f := range setup {
+		f(r)
+	}
 	r.start()
 	t.Cleanup(r.stop)
 	return r
@@ -72,7 +95,10 @@ func listenAgain(t *testing.T, addr string) net.Listener {
 func (r *esReceiver) start() {
 	ln := listenAgain(r.t, r.addr)
 	r.addr = ln.Addr().String()
-	r.srv = &http.Server{Handler: http.HandlerFunc(r.bulk)}
+	if r.tls != nil {
+		ln = tls.NewListener(ln, r.tls)
+	}
+	r.srv = &http.Server{Handler: http.HandlerFunc(r.bulk), ErrorLog: log.New(io.Discard, "", 0)}
 	go r.srv.Serve(ln)
 }
 
@@ -88,6 +114,20 @@ func (r *esReceiver) bulk(w http.ResponseWriter, req *http.Request) {
 	if req.URL.Path != "/_bulk" || req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/x-ndjson" {
 		http.Error(w, "not a bulk request", http.StatusBadRequest)
 		return
+	}
+	if r.keys != nil {
+		if status := r.keys[req.Header.Get("Authorization")]; status != http.StatusOK {
+			r.mu.Lock()
+			r.refused++
+			r.mu.Unlock()
+			if status == 0 {
+				status = http.StatusUnauthorized
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			fmt.Fprintf(w, `{"error":{"type":"security_exception","reason":"refused"},"status":%d}`, status)
+			return
+		}
 	}
 	time.Sleep(r.delay)
 	body, err := io.ReadAll(req.Body)
@@ -149,6 +189,19 @@ func (r *esReceiver) bulk(w http.ResponseWriter, req *http.Request) {
 		for _, id := range stored {
 			r.delivered[id]++
 		}
+	}
+}
+
+// waitIndexed waits until the index holds every wanted row, then stops
+// the follower, which must end by being stopped.
+func (r *esReceiver) waitIndexed(want map[string]bool, stop func() error) {
+	r.t.Helper()
+	testutil.WaitFor(r.t, time.Minute, "every row indexed", func() bool {
+		_, err := r.check(want)
+		return err == nil
+	})
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		r.t.Fatalf("follow: %v", err)
 	}
 }
 
@@ -221,13 +274,7 @@ func TestFollowESService(t *testing.T) {
 		_, stop = start()
 	}
 	want := e.want()
-	testutil.WaitFor(t, time.Minute, "every row indexed", func() bool {
-		_, err := r.check(want)
-		return err == nil
-	})
-	if err := stop(); !errors.Is(err, context.Canceled) {
-		t.Fatalf("follow: %v", err)
-	}
+	r.waitIndexed(want, stop)
 	again, err := r.check(want)
 	if err != nil {
 		t.Fatal(err)
@@ -486,4 +533,193 @@ func TestFollowSyslogService(t *testing.T) {
 		t.Fatalf("%v (while waiting: %v)", err, last)
 	}
 	t.Logf("%d rows in %v across restarts", len(want), time.Since(t0))
+}
+
+// testCA returns a CA's PEM certificate and the TLS configuration of a
+// server at 127.0.0.1 whose certificate that CA signed.
+func testCA(t *testing.T) (caPEM []byte, server *tls.Config) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pofr test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		&tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+// TestESAuthorization: the forms of an --es-auth-file's first line and
+// the Authorization value each gives; a refused one's error does not quote
+// the secret.
+func TestESAuthorization(t *testing.T) {
+	key := "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw=="
+	for _, c := range []struct{ in, want string }{
+		{"ApiKey " + key + "\n", "ApiKey " + key},
+		{key, "ApiKey " + key},
+		{"apikey  abc\r\nsecond line ignored\n", "apikey abc"},
+		{"Bearer eyJhbGciOi.x.y\n", "Bearer eyJhbGciOi.x.y"},
+		{"pofr:pa:ss\n", "Basic " + base64.StdEncoding.EncodeToString([]byte("pofr:pa:ss"))},
+		{"pofr:pa:ss w\n", ""}, // a space: neither a token nor user:password
+		{"", ""},
+		{"\n", ""},
+		{"pofr:\n", ""},
+		{":secret\n", ""},
+		{"ApiKey a secret\n", ""},
+		{"Token secret\n", ""},
+		{"ApiKey \x01secret\n", ""},
+		{"user:pa\x1bss\n", ""},
+	} {
+		got, err := ESAuthorization([]byte(c.in))
+		if c.want == "" {
+			if err == nil {
+				t.Errorf("%q: %q, want an error", c.in, got)
+			} else if strings.Contains(err.Error(), "pa:ss") || strings.Contains(err.Error(), "secret") {
+				t.Errorf("%q: the error quotes the secret: %v", c.in, err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%q: %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+// TestFollowESAuthService: over HTTPS with a private CA, the credentials
+// (an API key, then basic auth) arrive in the Authorization header and
+// every row is indexed once. Refused credentials (none or a wrong key:
+// 401; a key without the index privilege: 403) end Follow with
+// ErrCredentials after one request, not retried, with nothing delivered
+// and the cursor file unchanged. A client without the CA refuses the
+// server (retried: a certificate can be fixed on the server's side).
+func TestFollowESAuthService(t *testing.T) {
+	e := newFollowEnv(t)
+	e.rows = 400 // 120 proc rows a segment, several batches each
+	e.load(2)
+	caPEM, serverTLS := testCA(t)
+	auth := func(line string) string {
+		v, err := ESAuthorization([]byte(line + "\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	apiKey, basic, readOnly := auth("ApiKey Z29vZDprZXk="), auth("pofr:s3cret"), auth("cmVhZDpvbmx5")
+	r := newESReceiver(t, func(r *esReceiver) {
+		r.tls = serverTLS
+		r.keys = map[string]int{apiKey: http.StatusOK, basic: http.StatusOK, readOnly: http.StatusForbidden}
+	})
+	cursor := filepath.Join(t.TempDir(), "cursor")
+	b := Batching{MaxDocs: 16, Backoff: 10 * time.Millisecond, Retries: 2}
+	sink := func(authorization string, trust bool) *ESSink {
+		s := NewESSink(t.Context(), "https://"+r.addr, b, nil)
+		if authorization != "" {
+			s.Header.Set("Authorization", authorization)
+		}
+		if trust {
+			tr, err := ESTransport(caPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Client.Transport = tr
+		}
+		return s
+	}
+	args := func(log func(string, error)) FollowArgs {
+		return FollowArgs{Export: ExportArgs{Table: "proc", Bulk: true}, CursorFile: cursor,
+			Interval: 20 * time.Millisecond, Retry: 10 * time.Millisecond, HoleWait: time.Minute, Log: log}
+	}
+	state := func() (refused, docs int, cur string) {
+		r.mu.Lock()
+		refused, docs = r.refused, len(r.delivered)
+		r.mu.Unlock()
+		b, err := os.ReadFile(cursor)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		return refused, docs, string(b)
+	}
+	refusedRun := func(name, authorization, status string) {
+		t.Helper()
+		refused0, docs0, cur0 := state()
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		defer cancel()
+		err := e.q.Follow(ctx, sink(authorization, true), args(nil))
+		if !errors.Is(err, ErrCredentials) || !strings.Contains(err.Error(), status) {
+			t.Fatalf("%s: Follow ended with %v, want ErrCredentials and HTTP %s", name, err, status)
+		}
+		refused, docs, cur := state()
+		if refused != refused0+1 || docs != docs0 || cur != cur0 {
+			t.Errorf("%s: %d requests refused (want 1), %d documents delivered (want 0), cursor %q → %q (want unchanged)",
+				name, refused-refused0, docs-docs0, cur0, cur)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+	// followAll follows with authorization until every row is indexed.
+	followAll := func(authorization string) {
+		t.Helper()
+		r.waitIndexed(e.want(), e.followWith(sink(authorization, true), cursor, true))
+	}
+
+	// Without the CA the server's certificate is refused, and retried.
+	logged := make(chan error, 100)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	logErr := func(_ string, err error) {
+		select {
+		case logged <- err:
+		default:
+		}
+	}
+	go func() { done <- e.q.Follow(ctx, sink(apiKey, false), args(logErr)) }()
+	select {
+	case err := <-logged:
+		if !strings.Contains(err.Error(), "certificate") {
+			t.Errorf("without the CA: %v, want a certificate error", err)
+		}
+	case err := <-done:
+		t.Fatalf("without the CA Follow ended: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("without the CA: no error logged in a minute")
+	}
+	cancel()
+	<-done
+
+	refusedRun("no credentials", "", "401")
+	refusedRun("wrong API key", auth("d3Jvbmc6a2V5"), "401")
+	followAll(apiKey)
+	e.load(1)
+	refusedRun("read-only key", readOnly, "403")
+	refusedRun("wrong password", auth("pofr:wrong"), "401")
+	followAll(basic)
+	again, err := r.check(e.want())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != 0 {
+		t.Errorf("%d documents acknowledged twice; the follower stopped only when idle", again)
+	}
+	t.Logf("%d rows indexed once over HTTPS, %d requests, %d refused", len(e.want()), r.requests, r.refused)
 }

@@ -80,7 +80,8 @@ type followCursor struct {
 // crash between the two leaves the sink ahead of the cursor, and the
 // restart rewinds the sink to the cursor's position, so no row is lost or
 // repeated. Memory is bounded by one segment's rows in flight through the
-// encoder; a slow sink slows the export, and a failing one is retried.
+// encoder; a slow sink slows the export, and a failing one is retried,
+// except when it refused the credentials (ErrCredentials): Follow ends.
 func (q *Querier) Follow(ctx context.Context, sink FollowSink, a FollowArgs) error {
 	if a.CursorFile == "" {
 		return errors.New("follow: no cursor file")
@@ -156,6 +157,9 @@ func (q *Querier) Follow(ctx context.Context, sink FollowSink, a FollowArgs) err
 				var re *rewindError
 				if errors.As(err, &re) {
 					return fmt.Errorf("follow: segment %d: %w", id, re.err)
+				}
+				if errors.Is(err, ErrCredentials) {
+					return fmt.Errorf("follow: segment %d: %w", id, err)
 				}
 				if ctx.Err() != nil {
 					return ctx.Err()

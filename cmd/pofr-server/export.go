@@ -5,7 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -25,12 +28,13 @@ func exportCommand() *cli.Command {
 		interval, holeWait                  time.Duration
 		r                                   rangeFlags
 		esURL, syslogTo, facility           string
+		esAuthFile, esCAFile                string
 		batch                               query.Batching
 	)
 	return &cli.Command{
 		Name:    "export",
 		Summary: "write a table as JSON lines for Elasticsearch/Kibana",
-		Usage:   "--format jsonl [--table proc|file|sock|gap|dns|exe|login|ctr] [--host H [--shards FILE]] [--since D | --from T --to T] [--bulk] [--print-sql] [--follow --cursor-file F [--output F [--rotate-bytes N] | --es-url URL | --syslog NET:ADDR]] --dsn-file F",
+		Usage:   "--format jsonl [--table proc|file|sock|gap|dns|exe|login|ctr] [--host H [--shards FILE]] [--since D | --from T --to T] [--bulk] [--print-sql] [--follow --cursor-file F [--output F [--rotate-bytes N] | --es-url URL [--es-auth-file F] [--es-ca-file F] | --syslog NET:ADDR]] --dsn-file F",
 		Help: `Writes every row of one table (default proc) to standard output, one JSON
 document per line, in time order, streaming. Each document has @timestamp
 (the row's time with nanoseconds, RFC 3339 UTC), table, the row's columns
@@ -72,12 +76,21 @@ reads the head.
 reading @host, @segment, @from and @to) instead of running it.
 
 --es-url URL posts the rows to an Elasticsearch/OpenSearch _bulk endpoint
-(implies --bulk; credentials as http://user:pass@host:9200). --syslog
-udp:HOST:PORT, tcp:HOST:PORT or unix:PATH sends each row as the message of
-one RFC 5424 syslog message (MSGID the table, --syslog-facility). Both send
-batches of --batch-docs documents or --batch-bytes bytes, or what has waited
---batch-wait, and wait for each: a slow sink slows the export, which holds
-one batch. A batch counts as delivered only after a 2xx _bulk answer with
+(implies --bulk). Credentials never go on the command line (a user:pass@
+in the URL is refused): --es-auth-file F holds, on its first line, either
+"ApiKey KEY" (or the bare encoded API key), "Bearer TOKEN", or
+"USER:PASSWORD" for basic auth; F must not be readable by group or others
+(chmod 600). https:// checks the server against the system's CAs, or only
+against the PEM certificates of --es-ca-file for a private CA. A 401 or 403
+answer (credentials refused) is not retried: export ends with exit 1 and the
+cursor stays before the refused batch, so a restart after the fix resumes
+there.
+
+--syslog udp:HOST:PORT, tcp:HOST:PORT or unix:PATH sends each row as the
+message of one RFC 5424 syslog message (MSGID the table, --syslog-facility).
+--es-url and --syslog send batches of --batch-docs documents or
+--batch-bytes bytes, or what has waited --batch-wait, and wait for each: a
+slow sink slows the export, which holds one batch. A batch counts as delivered only after a 2xx _bulk answer with
 no failed item (or, for syslog, once the socket took it; over UDP a lost
 datagram goes unseen); the cursor then records how many of the segment's
 rows are delivered, so a restart neither repeats nor skips one. A failing
@@ -99,6 +112,8 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 			fs.DurationVar(&interval, "interval", time.Second, "--follow: wait between polls of the ledger")
 			fs.DurationVar(&holeWait, "hole-wait", 10*time.Minute, "--follow: how long a missing ledger id is waited for")
 			fs.StringVar(&esURL, "es-url", "", "--follow: post to this Elasticsearch `URL` (…/_bulk)")
+			fs.StringVar(&esAuthFile, "es-auth-file", "", "--es-url: `file` holding ApiKey KEY, Bearer TOKEN or USER:PASSWORD (mode 0600)")
+			fs.StringVar(&esCAFile, "es-ca-file", "", "--es-url https: trust only the PEM CA certificates in this `file`")
 			fs.StringVar(&syslogTo, "syslog", "", "--follow: send to syslog at `NET:ADDR` (udp:HOST:PORT, tcp:HOST:PORT, unix:PATH)")
 			fs.StringVar(&facility, "syslog-facility", "local0", "--syslog: facility name")
 			fs.IntVar(&batch.MaxDocs, "batch-docs", 1000, "--es-url/--syslog: documents per batch at most")
@@ -137,15 +152,16 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 			if batch.MaxDocs <= 0 || batch.MaxBytes <= 0 || batch.MaxWait <= 0 {
 				return cli.Usagef("--batch-docs, --batch-bytes and --batch-wait must be positive")
 			}
+			if esURL == "" && (esAuthFile != "" || esCAFile != "") {
+				return cli.Usagef("--es-auth-file and --es-ca-file go with --es-url")
+			}
 			var sink followSink
 			if esURL != "" {
-				if u, err := url.Parse(esURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-					return cli.Usagef("--es-url %q: want http(s)://host:port", esURL)
+				open, err := esSink(ctx, esURL, esAuthFile, esCAFile, batch)
+				if err != nil {
+					return err
 				}
-				bulk = true
-				sink = func(log func(string, error)) (query.FollowSink, func() error, error) {
-					return query.NewESSink(ctx, esURL, batch, log), func() error { return nil }, nil
-				}
+				bulk, sink = true, open
 			}
 			if syslogTo != "" {
 				network, addr, ok := strings.Cut(syslogTo, ":")
@@ -201,6 +217,74 @@ Exit codes: 0 written, 1 error, 2 usage.`,
 	}
 }
 
+// esSink checks --es-url, reads the credentials and CA files and returns
+// the opener of the _bulk sink. A URL with user info is a usage error: it
+// would show in ps, shell history and the logs.
+func esSink(ctx context.Context, esURL, authFile, caFile string, batch query.Batching) (followSink, error) {
+	u, err := url.Parse(esURL)
+	if err == nil && u.User != nil {
+		return nil, cli.Usagef("--es-url: credentials in the URL would show in ps and the logs; put them in a file (chmod 600) given with --es-auth-file")
+	}
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, cli.Usagef("--es-url %q: want http(s)://host:port", esURL)
+	}
+	if caFile != "" && u.Scheme != "https" {
+		return nil, cli.Usagef("--es-ca-file needs an https:// --es-url")
+	}
+	var auth string
+	if authFile != "" {
+		b, err := readPrivateFile("es-auth-file", authFile)
+		if err != nil {
+			return nil, err
+		}
+		if auth, err = query.ESAuthorization(b); err != nil {
+			return nil, fmt.Errorf("--es-auth-file %s: %w", authFile, err)
+		}
+	}
+	var tr *http.Transport
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--es-ca-file: %w", err)
+		}
+		if tr, err = query.ESTransport(pem); err != nil {
+			return nil, fmt.Errorf("--es-ca-file %s: %w", caFile, err)
+		}
+	}
+	return func(log func(string, error)) (query.FollowSink, func() error, error) {
+		s := query.NewESSink(ctx, esURL, batch, log)
+		if auth != "" {
+			s.Header.Set("Authorization", auth)
+		}
+		if tr != nil {
+			s.Client.Transport = tr
+		}
+		return s, func() error { return nil }, nil
+	}, nil
+}
+
+// readPrivateFile reads a secret file of at most 64 KiB, refusing one that
+// group or others may read (as the spool's signing key).
+func readPrivateFile(flagName, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", flagName, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", flagName, err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("--%s %s: mode %04o lets others read it; chmod 600 it", flagName, path, fi.Mode().Perm())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", flagName, err)
+	}
+	return b, nil
+}
+
 // followSink opens a delivery sink for runFollow.
 type followSink func(log func(string, error)) (query.FollowSink, func() error, error)
 
@@ -236,6 +320,9 @@ func runFollow(ctx context.Context, env *cli.Env, q *query.Querier, a query.Foll
 	err := q.Follow(ctx, sink, a)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
+	}
+	if errors.Is(err, query.ErrCredentials) {
+		return fmt.Errorf("%w (fix --es-auth-file or the account's privileges and start again: the cursor stays before this batch)", err)
 	}
 	return err
 }

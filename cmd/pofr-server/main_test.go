@@ -272,9 +272,62 @@ func TestExportFollowUsage(t *testing.T) {
 		{"export", "--follow", "--cursor-file", "c", "--syslog", "h:514", "--dsn-file", "/nonexistent"},
 		{"export", "--follow", "--cursor-file", "c", "--syslog", "tcp:h:514", "--syslog-facility", "nope", "--dsn-file", "/nonexistent"},
 		{"export", "--follow", "--cursor-file", "c", "--syslog", "tcp:h:514", "--batch-docs", "0", "--dsn-file", "/nonexistent"},
+		{"export", "--follow", "--cursor-file", "c", "--es-auth-file", "a", "--dsn-file", "/nonexistent"},
+		{"export", "--follow", "--cursor-file", "c", "--syslog", "tcp:h:514", "--es-ca-file", "ca.pem", "--dsn-file", "/nonexistent"},
+		{"export", "--follow", "--cursor-file", "c", "--es-url", "http://h:9200", "--es-ca-file", "ca.pem", "--dsn-file", "/nonexistent"},
 	} {
 		if code, _, stderr := runApp(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr)
 		}
+	}
+}
+
+// TestExportESCredentials: credentials in --es-url are a usage error that
+// points to --es-auth-file and does not echo them; an auth file others may
+// read, an empty or malformed one, and a CA file without a certificate are
+// errors (exit 1) before the database is opened, quoting no secret.
+func TestExportESCredentials(t *testing.T) {
+	dir := t.TempDir()
+	follow := []string{"export", "--follow", "--cursor-file", filepath.Join(dir, "c"), "--dsn-file", filepath.Join(dir, "no.dsn")}
+	code, _, stderr := runApp(t, append(follow, "--es-url", "https://pofr:SECRET@es.example:9200")...)
+	if code != 2 || !strings.Contains(stderr, "--es-auth-file") || strings.Contains(stderr, "SECRET") {
+		t.Errorf("--es-url with a password: exit %d, stderr %q; want 2, pointing to --es-auth-file, not echoing it", code, stderr)
+	}
+	file := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	caPEM := "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIBATAKBggqhkjOPQQDAjAXMRUwEwYDVQQDEwxwb2ZyIHRl\n-----END CERTIFICATE-----\n"
+	for _, c := range []struct {
+		name string
+		args []string
+		want string // in stderr
+	}{
+		{"readable by others", []string{"--es-auth-file", file("open", "pofr:SECRET\n", 0o644)}, "chmod 600"},
+		{"readable by the group", []string{"--es-auth-file", file("group", "ApiKey SECRET\n", 0o640)}, "chmod 600"},
+		{"missing", []string{"--es-auth-file", filepath.Join(dir, "missing")}, "--es-auth-file"},
+		{"empty", []string{"--es-auth-file", file("empty", "\n", 0o600)}, "empty"},
+		{"malformed", []string{"--es-auth-file", file("bad", "Token SECRET\n", 0o600)}, "want ApiKey"},
+		{"not a CA", []string{"--es-ca-file", file("ca", "SECRET\n", 0o644)}, "no PEM certificate"},
+		{"a broken CA", []string{"--es-ca-file", file("broken", caPEM, 0o644)}, "no PEM certificate"},
+	} {
+		code, _, stderr := runApp(t, append(follow, append([]string{"--es-url", "https://es.example:9200"}, c.args...)...)...)
+		if code != 1 || !strings.Contains(stderr, c.want) || strings.Contains(stderr, "SECRET") {
+			t.Errorf("%s: exit %d, stderr %q; want 1 and %q, no secret", c.name, code, stderr, c.want)
+		}
+	}
+	// A good auth file and CA (a self-signed certificate, only parsed) get
+	// as far as the database.
+	caFile := filepath.Join("testdata", "ca.pem")
+	code, _, stderr = runApp(t, append(follow, "--es-url", "https://es.example:9200",
+		"--es-auth-file", file("good", "ApiKey Z29vZDprZXk=\n", 0o600), "--es-ca-file", caFile)...)
+	if code != 1 || !strings.Contains(stderr, "DSN") {
+		t.Errorf("good credentials: exit %d, stderr %q; want 1 for the missing DSN file", code, stderr)
 	}
 }
