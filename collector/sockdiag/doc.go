@@ -8,7 +8,8 @@
 // Its parts: decode.go parses inet_diag messages and /proc/net files (pure,
 // fuzzed against captured frames in testdata), table.go diffs dumps and
 // destroy notifications into rows (pure), owner_linux.go finds the process
-// holding a socket inode, and source_linux.go owns the sockets, the
-// goroutines and the per-namespace child sources. docs/design.md ("Socket
+// holding a socket inode, destroy_linux.go reads the destroy notifications
+// in batches, and source_linux.go owns the dumps, the goroutines and the
+// per-namespace child sources. docs/design.md ("Socket
 // source") has the rationale and the measurements.
 package sockdiag
