@@ -206,9 +206,9 @@ type ledgerRow struct {
 func (p *pipeline) checkLedger() []ledgerRow {
 	p.t.Helper()
 	var led []ledgerRow
-	testutil.EachRow(p.t, p.db, func(scan func(...any)) {
+	testutil.EachRow(p.t, p.db, func(row testutil.Row) {
 		var r ledgerRow
-		scan(&r.ID, &r.Seq, &r.Digest, &r.Prev, &r.ChainOK)
+		row.Scan(&r.ID, &r.Seq, &r.Digest, &r.Prev, &r.ChainOK)
 		led = append(led, r)
 	}, `SELECT segment_id, seq, digest, prev_digest, chain_ok FROM segments WHERE host_id = ? ORDER BY seq`, p.hostID)
 	if len(led) == 0 {

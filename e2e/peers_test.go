@@ -252,10 +252,10 @@ func TestTwoHostsPeers(t *testing.T) {
 		ClientStartOK, ServerStartOK, Proto string
 	}
 	var gotView []viewRow
-	testutil.EachRow(t, p.db, func(scan func(...any)) {
+	testutil.EachRow(t, p.db, func(row testutil.Row) {
 		var r viewRow
 		var cExe, sExe, cArgv, sArgv sql.NullString
-		scan(&r.ClientHost, &r.ClientIP, &r.ClientPort, &r.ClientPid, &cExe, &cArgv,
+		row.Scan(&r.ClientHost, &r.ClientIP, &r.ClientPort, &r.ClientPid, &cExe, &cArgv,
 			&r.ServerHost, &r.ServerIP, &r.ServerPort, &r.ServerPid, &sExe, &sArgv,
 			&r.ClientStartOK, &r.ServerStartOK, &r.Proto)
 		r.ClientExe, r.ClientArgvHex, r.ServerExe, r.ServerArgvHex = cExe.String, cArgv.String, sExe.String, sArgv.String

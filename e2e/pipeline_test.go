@@ -176,10 +176,10 @@ func (p *pipeline) execRow(pid int) execRow {
 	p.t.Helper()
 	var r execRow
 	n := 0
-	testutil.EachRow(p.t, p.db, func(scan func(...any)) {
+	testutil.EachRow(p.t, p.db, func(row testutil.Row) {
 		var exe, argv []byte
 		var argvHex sql.NullString
-		scan(&r.Pid, &r.Ppid, &r.ProcStart, &r.ParentStart, &exe, &argvHex, &argv)
+		row.Scan(&r.Pid, &r.Ppid, &r.ProcStart, &r.ParentStart, &exe, &argvHex, &argv)
 		r.Exe, r.ArgvHex = string(exe), argvHex.String
 		if hexUpper(argv) == r.ArgvHex {
 			r.ArgvEqual = 1
@@ -219,12 +219,12 @@ type fileRow struct {
 func (p *pipeline) checkFiles(dir string, parent int, parentStart int64) {
 	p.t.Helper()
 	got := map[fileRow]bool{}
-	testutil.EachRow(p.t, p.db, func(scan func(...any)) {
+	testutil.EachRow(p.t, p.db, func(row testutil.Row) {
 		var op, path, newPath string
 		var pid int
 		var start int64
 		var exe []byte
-		scan(&op, &path, &newPath, &pid, &start, &exe)
+		row.Scan(&op, &path, &newPath, &pid, &start, &exe)
 		r := fileRow{Op: op, Path: unhex(p.t, path), NewPath: unhex(p.t, newPath), Exe: string(exe)}
 		if pid == parent {
 			r.Exe = "parent"
@@ -268,10 +268,10 @@ type sockRow struct {
 func (p *pipeline) checkSockets(lnPort, clientPort, parent int, parentStart int64) {
 	p.t.Helper()
 	var got []sockRow
-	testutil.EachRow(p.t, p.db, func(scan func(...any)) {
+	testutil.EachRow(p.t, p.db, func(row testutil.Row) {
 		var r sockRow
 		var owners int
-		scan(&r.LocalPort, &r.RemotePort, &r.Direction, &r.Pid, &r.ProcStart, &owners, &r.Closed)
+		row.Scan(&r.LocalPort, &r.RemotePort, &r.Direction, &r.Pid, &r.ProcStart, &owners, &r.Closed)
 		if owners > 1 {
 			p.t.Errorf("socket %d→%d: %d different owner pids", r.LocalPort, r.RemotePort, owners)
 		}

@@ -56,10 +56,10 @@ func (p *pipeline) checkExecs(want map[int][]byte) {
 		pids = append(pids, strconv.Itoa(pid))
 	}
 	got := map[int]int{}
-	testutil.EachRow(p.t, p.db, func(scan func(...any)) {
+	testutil.EachRow(p.t, p.db, func(row testutil.Row) {
 		var pid int
 		var argv string
-		scan(&pid, &argv)
+		row.Scan(&pid, &argv)
 		got[pid]++
 		if w := hexUpper(want[pid]); argv != w {
 			p.t.Errorf("pid %d: argv %s, want %s", pid, argv, w)
@@ -110,10 +110,10 @@ func TestCollectorKill(t *testing.T) {
 		Reason   string
 	}
 	var gaps []gapRow
-	testutil.EachRow(t, p.db, func(scan func(...any)) {
+	testutil.EachRow(t, p.db, func(row testutil.Row) {
 		var g gapRow
 		var reason []byte
-		scan(&g.Seq, &g.From, &g.To, &reason)
+		row.Scan(&g.Seq, &g.From, &g.To, &reason)
 		g.Reason = string(reason)
 		gaps = append(gaps, g)
 	}, `SELECT s.seq, g.from_ts, g.to_ts, g.reason FROM gaps g JOIN segments s USING (segment_id)

@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"database/sql"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/servertest"
+	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/schema"
 )
 
@@ -128,12 +128,13 @@ func TestViewPeerConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	var plan strings.Builder
-	servertest.EachRow(t, db, `EXPLAIN SELECT * FROM peer_connections WHERE client_host = 'alpha'`, nil, func(cols []string, vals []sql.NullString) {
+	testutil.EachRow(t, db, func(row testutil.Row) {
+		cols, vals := row.Text()
 		for i, v := range vals {
 			fmt.Fprintf(&plan, "%s=%s ", cols[i], v.String)
 		}
 		plan.WriteString("\n")
-	})
+	}, `EXPLAIN SELECT * FROM peer_connections WHERE client_host = 'alpha'`)
 	if !strings.Contains(plan.String(), "key=local_end") {
 		t.Errorf("peer_connections does not use the local_end index:\n%s", plan.String())
 	}

@@ -192,7 +192,8 @@ func explain(t testing.TB, db *sql.DB, s Statement) []planRow {
 	conn := bound(t, db, s.Name, s.Params)
 	defer conn.Close()
 	var out []planRow
-	servertest.EachRow(t, conn, "EXPLAIN "+s.SQL, nil, func(cols []string, vals []sql.NullString) {
+	testutil.EachRow(t, conn, func(row testutil.Row) {
+		cols, vals := row.Text()
 		var r planRow
 		for i, c := range cols {
 			switch strings.ToLower(c) {
@@ -211,7 +212,7 @@ func explain(t testing.TB, db *sql.DB, s Statement) []planRow {
 			}
 		}
 		out = append(out, r)
-	})
+	}, "EXPLAIN "+s.SQL)
 	return out
 }
 

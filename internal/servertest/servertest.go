@@ -280,11 +280,6 @@ func NewDB(t testing.TB, open func(dsn string) (*sql.DB, error)) (*sql.DB, strin
 	return db, dsn
 }
 
-// Queryer is a *sql.DB, *sql.Conn or *sql.Tx.
-type Queryer interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-}
-
 // KeyLine returns the authorized_keys line, with comment, of a fresh
 // Ed25519 key, and the key.
 func KeyLine(t testing.TB, comment string) (string, ed25519.PublicKey) {
@@ -300,41 +295,13 @@ func KeyLine(t testing.TB, comment string) (string, ed25519.PublicKey) {
 	return strings.TrimSpace(line) + " " + comment, pub
 }
 
-// EachRow runs query and calls row with the column names and each row's
-// values as text (Valid false for NULL).
-func EachRow(t testing.TB, db Queryer, query string, args []any, row func(cols []string, vals []sql.NullString)) {
-	t.Helper()
-	rows, err := db.QueryContext(t.Context(), query, args...)
-	if err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		dst := make([]any, len(cols))
-		for i := range vals {
-			dst[i] = &vals[i]
-		}
-		if err := rows.Scan(dst...); err != nil {
-			t.Fatal(err)
-		}
-		row(cols, vals)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Lines returns the rows of query, each as its columns' text joined by
 // single spaces; a NULL column fails the test.
 func Lines(t testing.TB, db *sql.DB, query string, args ...any) []string {
 	t.Helper()
 	var out []string
-	EachRow(t, db, query, args, func(cols []string, vals []sql.NullString) {
+	testutil.EachRow(t, db, func(row testutil.Row) {
+		cols, vals := row.Text()
 		line := make([]string, len(vals))
 		for i, v := range vals {
 			if !v.Valid {
@@ -343,7 +310,7 @@ func Lines(t testing.TB, db *sql.DB, query string, args ...any) []string {
 			line[i] = v.String
 		}
 		out = append(out, strings.Join(line, " "))
-	})
+	}, query, args...)
 	return out
 }
 

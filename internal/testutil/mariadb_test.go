@@ -154,9 +154,9 @@ func TestMariaDBLoadDataLocalInfile(t *testing.T) {
 		Argv []byte
 	}
 	var got []row
-	testutil.EachRow(t, db, func(scan func(...any)) {
+	testutil.EachRow(t, db, func(res testutil.Row) {
 		var r row
-		scan(&r.ID, &r.Comm, &r.Argv)
+		res.Scan(&r.ID, &r.Comm, &r.Argv)
 		got = append(got, r)
 	}, "SELECT id, comm, argv FROM ev ORDER BY id")
 	want := []row{{1, "sh", []byte("/bin/sh\x00-c\x00true")}, {2, "it's", nil}, {3, "tab\there", []byte("x")}}
