@@ -100,30 +100,48 @@ func (d *DB) Host(id string) (*Host, error) {
 
 // Hosts reads every host, by id.
 func (d *DB) Hosts() ([]*Host, error) {
-	c, cancel := ctx()
-	defer cancel()
-	rows, err := d.q.QueryContext(c, "SELECT host_id, record FROM registry_hosts ORDER BY host_id")
-	if err != nil {
-		return nil, fmt.Errorf("list hosts: %w", err)
-	}
-	defer rows.Close()
-	var out []*Host
-	for rows.Next() {
+	out, err := list(d, "hosts", "SELECT host_id, record FROM registry_hosts ORDER BY host_id", func(scan func(...any) error) (*Host, error) {
 		var id string
 		var b []byte
-		if err := rows.Scan(&id, &b); err != nil {
-			return nil, fmt.Errorf("list hosts: %w", err)
+		if err := scan(&id, &b); err != nil {
+			return nil, err
 		}
-		h, err := decodeHost(id, b)
+		return decodeHost(id, b)
+	})
+	if err != nil {
+		return nil, err
+	}
+	SortHosts(out)
+	return out, nil
+}
+
+// list runs query and returns what read makes of each row; what names the
+// list in errors.
+func list[T any](d *DB, what, query string, read func(scan func(dest ...any) error) (T, error)) ([]T, error) {
+	c, cancel := ctx()
+	defer cancel()
+	rows, err := d.q.QueryContext(c, query)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", what, err)
+	}
+	defer rows.Close()
+	scan := func(dest ...any) error {
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("list %s: %w", what, err)
+		}
+		return nil
+	}
+	var out []T
+	for rows.Next() {
+		v, err := read(scan)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, h)
+		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list hosts: %w", err)
+		return nil, fmt.Errorf("list %s: %w", what, err)
 	}
-	SortHosts(out)
 	return out, nil
 }
 
@@ -178,28 +196,16 @@ func (d *DB) record(query, what, id string, notFound error) ([]byte, error) {
 
 // Requests reads every request, oldest first.
 func (d *DB) Requests() ([][]byte, error) {
-	c, cancel := ctx()
-	defer cancel()
-	rows, err := d.q.QueryContext(c, "SELECT record FROM registry_requests ORDER BY created_at, request_id")
-	if err != nil {
-		return nil, fmt.Errorf("list requests: %w", err)
-	}
-	defer rows.Close()
-	var out [][]byte
-	for rows.Next() {
+	return list(d, "requests", "SELECT record FROM registry_requests ORDER BY created_at, request_id", func(scan func(...any) error) ([]byte, error) {
 		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			return nil, fmt.Errorf("list requests: %w", err)
+		if err := scan(&b); err != nil {
+			return nil, err
 		}
 		if len(b) > maxRecordBytes {
 			return nil, fmt.Errorf("list requests: record of %d bytes", len(b))
 		}
-		out = append(out, b)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list requests: %w", err)
-	}
-	return out, nil
+		return b, nil
+	})
 }
 
 // PutRequest writes a request.

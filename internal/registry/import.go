@@ -37,17 +37,9 @@ func Import(dst, src Store) (ImportSummary, error) {
 		sum = ImportSummary{}
 		for _, h := range hosts {
 			_, err := dst.Host(h.HostID)
-			skip, err := present(err, ErrNotFound, &sum)
-			if err != nil {
+			if err := copyOne(err, ErrNotFound, &sum, &sum.Hosts, func() error { return dst.PutHost(h) }); err != nil {
 				return err
 			}
-			if skip {
-				continue
-			}
-			if err := dst.PutHost(h); err != nil {
-				return err
-			}
-			sum.Hosts++
 		}
 		for _, b := range reqs {
 			var r struct {
@@ -59,17 +51,12 @@ func Import(dst, src Store) (ImportSummary, error) {
 				return fmt.Errorf("import request: %w", err)
 			}
 			_, err := dst.Request(r.RequestID)
-			skip, err := present(err, ErrNoRequest, &sum)
-			if err != nil {
+			put := func() error {
+				return dst.PutRequest(Request{ID: r.RequestID, Pending: r.Status == wire.StatusPending, CreatedAt: r.CreatedAt, Record: b})
+			}
+			if err := copyOne(err, ErrNoRequest, &sum, &sum.Requests, put); err != nil {
 				return err
 			}
-			if skip {
-				continue
-			}
-			if err := dst.PutRequest(Request{ID: r.RequestID, Pending: r.Status == wire.StatusPending, CreatedAt: r.CreatedAt, Record: b}); err != nil {
-				return err
-			}
-			sum.Requests++
 		}
 		for _, h := range hashes {
 			t, err := src.Token(h)
@@ -80,35 +67,31 @@ func Import(dst, src Store) (ImportSummary, error) {
 				return err
 			}
 			_, err = dst.Token(h)
-			skip, err := present(err, ErrNoToken, &sum)
-			if err != nil {
+			if err := copyOne(err, ErrNoToken, &sum, &sum.Tokens, func() error { return dst.PutToken(h, t) }); err != nil {
 				return err
 			}
-			if skip {
-				continue
-			}
-			if err := dst.PutToken(h, t); err != nil {
-				return err
-			}
-			sum.Tokens++
 		}
 		return nil
 	})
 	return sum, err
 }
 
-// present reads the result of dst's lookup of an entry: the entry is there
-// (skip it, counted in sum), absent (notFound: import it), or the lookup
-// failed.
-func present(err, notFound error, sum *ImportSummary) (skip bool, _ error) {
+// copyOne reads the result (err) of dst's lookup of an entry: the entry is
+// there (skipped, counted in sum), absent (notFound: put copies it, counted
+// in n), or the lookup failed.
+func copyOne(err, notFound error, sum *ImportSummary, n *int, put func() error) error {
 	switch {
 	case err == nil:
 		sum.Skipped++
-		return true, nil
-	case errors.Is(err, notFound):
-		return false, nil
+		return nil
+	case !errors.Is(err, notFound):
+		return err
 	}
-	return false, err
+	if err := put(); err != nil {
+		return err
+	}
+	*n++
+	return nil
 }
 
 // TokenHashes lists the stored tokens' hashes.
@@ -131,20 +114,9 @@ func (f *Files) TokenHashes() ([]string, error) {
 
 // TokenHashes lists the stored tokens' hashes.
 func (d *DB) TokenHashes() ([]string, error) {
-	c, cancel := ctx()
-	defer cancel()
-	rows, err := d.q.QueryContext(c, "SELECT token_sha256 FROM registry_tokens ORDER BY token_sha256")
-	if err != nil {
-		return nil, fmt.Errorf("list tokens: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
+	return list(d, "tokens", "SELECT token_sha256 FROM registry_tokens ORDER BY token_sha256", func(scan func(...any) error) (string, error) {
 		var h string
-		if err := rows.Scan(&h); err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
-		}
-		out = append(out, h)
-	}
-	return out, rows.Err()
+		err := scan(&h)
+		return h, err
+	})
 }
