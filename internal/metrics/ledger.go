@@ -151,40 +151,36 @@ func (l *Ledger) collectDB(ctx context.Context, ch chan<- prometheus.Metric) err
 	if err != nil {
 		return err
 	}
-	err = l.query(ctx, `SELECT class, COUNT(*) FROM quarantine GROUP BY class`, func(rs *sql.Rows) error {
-		var class string
-		var n float64
-		if err := rs.Scan(&class, &n); err != nil {
+	// Per label: one value per descriptor.
+	for _, c := range []struct {
+		q     string
+		t     prometheus.ValueType
+		descs []*prometheus.Desc
+	}{
+		{`SELECT class, COUNT(*) FROM quarantine GROUP BY class`, prometheus.CounterValue, []*prometheus.Desc{segmentsQuar}},
+		{`SELECT COALESCE(source, 'unknown'), COUNT(*), COALESCE(SUM(lost), 0) FROM gaps GROUP BY 1`, prometheus.CounterValue, []*prometheus.Desc{gapsTotal, gapLost}},
+		{`SELECT status, COUNT(*) FROM hosts GROUP BY status`, prometheus.GaugeValue, []*prometheus.Desc{hostsByStatus}},
+	} {
+		err := l.query(ctx, c.q, func(rs *sql.Rows) error {
+			var label string
+			vals := make([]float64, len(c.descs))
+			dst := []any{&label}
+			for i := range vals {
+				dst = append(dst, &vals[i])
+			}
+			if err := rs.Scan(dst...); err != nil {
+				return err
+			}
+			for i, d := range c.descs {
+				ch <- prometheus.MustNewConstMetric(d, c.t, vals[i], label)
+			}
+			return nil
+		})
+		if err != nil {
 			return err
 		}
-		ch <- prometheus.MustNewConstMetric(segmentsQuar, prometheus.CounterValue, n, class)
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	err = l.query(ctx, `SELECT COALESCE(source, 'unknown'), COUNT(*), COALESCE(SUM(lost), 0) FROM gaps GROUP BY 1`, func(rs *sql.Rows) error {
-		var src string
-		var n, lost float64
-		if err := rs.Scan(&src, &n, &lost); err != nil {
-			return err
-		}
-		ch <- prometheus.MustNewConstMetric(gapsTotal, prometheus.CounterValue, n, src)
-		ch <- prometheus.MustNewConstMetric(gapLost, prometheus.CounterValue, lost, src)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return l.query(ctx, `SELECT status, COUNT(*) FROM hosts GROUP BY status`, func(rs *sql.Rows) error {
-		var status string
-		var n float64
-		if err := rs.Scan(&status, &n); err != nil {
-			return err
-		}
-		ch <- prometheus.MustNewConstMetric(hostsByStatus, prometheus.GaugeValue, n, status)
-		return nil
-	})
+	return nil
 }
 
 func (l *Ledger) query(ctx context.Context, q string, row func(*sql.Rows) error) error {
