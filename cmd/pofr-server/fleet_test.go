@@ -350,22 +350,9 @@ func BenchmarkHeadPerHost(b *testing.B) {
 // explain returns the EXPLAIN rows of q on db, one line each.
 func explain(t testing.TB, db *sql.DB, q string) []string {
 	t.Helper()
-	rows, err := db.Query("EXPLAIN " + q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
 	var out []string
-	for rows.Next() {
-		v := make([]sql.NullString, len(cols))
-		p := make([]any, len(cols))
-		for i := range v {
-			p[i] = &v[i]
-		}
-		if err := rows.Scan(p...); err != nil {
-			t.Fatal(err)
-		}
+	testutil.EachRow(t, db, func(row testutil.Row) {
+		cols, v := row.Text()
 		var f []string
 		for i, c := range cols {
 			if v[i].Valid {
@@ -373,27 +360,21 @@ func explain(t testing.TB, db *sql.DB, q string) []string {
 			}
 		}
 		out = append(out, strings.Join(f, " "))
-	}
+	}, "EXPLAIN "+q)
 	return out
 }
 
+// dump returns the (host, n, c) rows of q on db, each as a JSON array.
 func dump(t *testing.T, db *sql.DB, q string) []string {
 	t.Helper()
-	rows, err := db.Query(q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var out []string
-	for rows.Next() {
+	testutil.EachRow(t, db, func(row testutil.Row) {
 		var h string
 		var n, c int64
-		if err := rows.Scan(&h, &n, &c); err != nil {
-			t.Fatal(err)
-		}
+		row.Scan(&h, &n, &c)
 		b, _ := json.Marshal([]any{h, n, c})
 		out = append(out, string(b))
-	}
+	}, q)
 	return out
 }
 
