@@ -11,6 +11,7 @@ import (
 
 	"github.com/pofr/pofr/custody"
 	"github.com/pofr/pofr/internal/servertest"
+	"github.com/pofr/pofr/internal/testutil"
 )
 
 // TestPruneFiles: archived segments go by the ledger's ts_to (not their
@@ -94,16 +95,11 @@ func TestPruneFiles(t *testing.T) {
 		t.Errorf("files after prune (-want +got):\n%s", diff)
 	}
 	var removed []int
-	rows, err := db.Query("SELECT seq FROM segments WHERE host_id = 'h1' AND archive_removed_at IS NOT NULL ORDER BY seq")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
+	testutil.EachRow(t, db, func(row testutil.Row) {
 		var s int
-		rows.Scan(&s)
+		row.Scan(&s)
 		removed = append(removed, s)
-	}
-	rows.Close()
+	}, "SELECT seq FROM segments WHERE host_id = 'h1' AND archive_removed_at IS NOT NULL ORDER BY seq")
 	if diff := cmp.Diff([]int{1}, removed); diff != "" {
 		t.Errorf("ledger rows marked removed (-want +got):\n%s", diff)
 	}

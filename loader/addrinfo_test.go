@@ -12,6 +12,7 @@ import (
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/geotest"
 	"github.com/pofr/pofr/internal/servertest"
+	"github.com/pofr/pofr/internal/testutil"
 )
 
 // TestAddrInfoAtLoad: the remote addresses of a loaded segment are looked
@@ -84,24 +85,17 @@ func testAddrInfoAtLoad(t *testing.T, geoPath, edition string) {
 	if err := res.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := db.QueryContext(ctx, `SELECT INET6_NTOA(s.remote_addr), a.city, a.asn, a.ptr, a.edition
-		FROM sock_events s JOIN addr_info a ON a.addr = s.remote_addr WHERE a.country = 'RU' ORDER BY s.cookie`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var got []string
-	for rows.Next() {
+	testutil.EachRow(t, db, func(row testutil.Row) {
 		var addr, city, ptr, ed string
 		var asn uint32
-		if err := rows.Scan(&addr, &city, &asn, &ptr, &ed); err != nil {
-			t.Fatal(err)
-		}
+		row.Scan(&addr, &city, &asn, &ptr, &ed)
 		if city != "Moscow" || asn != 64500 || !strings.HasPrefix(ed, edition) {
 			t.Errorf("%s: city %q asn %d edition %q, want Moscow 64500 %s...", addr, city, asn, ed, edition)
 		}
 		got = append(got, addr+" "+ptr)
-	}
+	}, `SELECT INET6_NTOA(s.remote_addr), a.city, a.asn, a.ptr, a.edition
+		FROM sock_events s JOIN addr_info a ON a.addr = s.remote_addr WHERE a.country = 'RU' ORDER BY s.cookie`)
 	want := []string{"198.51.100.7 host-198.51.100.7.example.net", "::ffff:198.51.100.8 host-198.51.100.8.example.net"}
 	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("WHERE country = 'RU': got %q, want %q", got, want)

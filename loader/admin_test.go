@@ -52,18 +52,13 @@ func TestSchemaApply(t *testing.T) {
 // SQL column of the same name.
 func TestEveryColumnCommented(t *testing.T) {
 	db, _ := newDB(t)
-	rows, err := db.Query(`SELECT c.TABLE_NAME, c.COLUMN_NAME FROM information_schema.COLUMNS c
+	testutil.EachRow(t, db, func(row testutil.Row) {
+		var tb, col string
+		row.Scan(&tb, &col)
+		t.Errorf("%s.%s has no COMMENT", tb, col)
+	}, `SELECT c.TABLE_NAME, c.COLUMN_NAME FROM information_schema.COLUMNS c
 		JOIN information_schema.TABLES t USING (TABLE_SCHEMA, TABLE_NAME)
 		WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' AND c.COLUMN_COMMENT = ''`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var tb, col string
-		rows.Scan(&tb, &col)
-		t.Errorf("%s.%s has no COMMENT", tb, col)
-	}
 	for _, ti := range tableInfos {
 		for _, f := range event.SchemaOf(ti.table).Fields() {
 			var n int
@@ -152,16 +147,11 @@ func TestUsersLeastPrivilege(t *testing.T) {
 		}
 	}
 	var grants []string
-	rows, err := ldb.QueryContext(ctx, "SHOW GRANTS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
+	testutil.EachRow(t, ldb, func(row testutil.Row) {
 		var g string
-		rows.Scan(&g)
+		row.Scan(&g)
 		grants = append(grants, g[:strings.Index(g, " TO ")])
-	}
-	rows.Close()
+	}, "SHOW GRANTS")
 	// What it needs of UPDATE it has: settling a chain, the hosts copy.
 	for _, st := range []string{"UPDATE segments SET chain_ok = chain_ok", "UPDATE hosts SET last_seen = last_seen, hostname = hostname"} {
 		if _, err := ldb.ExecContext(ctx, st); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/servertest"
+	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/schema"
 )
 
@@ -138,25 +139,18 @@ func testDNSNamesAtLoad(t *testing.T, enc Encoding) {
 		t.Fatalf("run: %v, %s", err, s)
 	}
 	read := func() []want {
-		rows, err := db.QueryContext(ctx, `SELECT n.addr, n.qname, COALESCE(n.pid, '\\N') FROM dns_names n
+		var got []want
+		testutil.EachRow(t, db, func(row testutil.Row) {
+			var w want
+			var q []byte
+			row.Scan(&w.addr, &q, &w.pid)
+			w.qname, w.null = string(q), q == nil
+			got = append(got, w)
+		}, `SELECT n.addr, n.qname, COALESCE(n.pid, '\\N') FROM dns_names n
 			JOIN dns_events d ON d.segment_id = n.segment_id AND d.row_no = n.row_no AND d.ts = n.ts
 			WHERE n.host_id = 'h1' AND d.host_id = n.host_id AND d.boot_id = n.boot_id AND d.pid <=> n.pid
 			  AND d.proc_start <=> n.proc_start AND d.qname <=> n.qname AND d.event = 'response'
 			ORDER BY n.ts, n.addr`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var got []want
-		for rows.Next() {
-			var w want
-			var q []byte
-			if err := rows.Scan(&w.addr, &q, &w.pid); err != nil {
-				t.Fatal(err)
-			}
-			w.qname, w.null = string(q), q == nil
-			got = append(got, w)
-		}
 		return got
 	}
 	// Rows come in ts order, then by address bytes.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/servertest"
+	"github.com/pofr/pofr/internal/testutil"
 )
 
 // TestTSVLongValueBoundedBuffer: a long value that escapes to twice its
@@ -129,22 +130,15 @@ func TestHostileValueMemory(t *testing.T) {
 	if rss > DefaultMaxMemory {
 		t.Errorf("peak RSS of the loader %d bytes, want at most %d", rss, DefaultMaxMemory)
 	}
-	rows, err := db.Query("SELECT host_id, class, reason FROM quarantine ORDER BY host_id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	var got []string
-	for rows.Next() {
+	testutil.EachRow(t, db, func(row testutil.Row) {
 		var h, c, r string
-		if err := rows.Scan(&h, &c, &r); err != nil {
-			t.Fatal(err)
-		}
+		row.Scan(&h, &c, &r)
 		got = append(got, h+" "+c)
 		if !strings.Contains(r, "exe") {
 			t.Errorf("%s: reason %q does not name the column", h, r)
 		}
-	}
+	}, "SELECT host_id, class, reason FROM quarantine ORDER BY host_id")
 	if strings.Join(got, ",") != "h1 too_long,h2 too_long" {
 		t.Errorf("quarantine: %v, want h1 and h2 too_long", got)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/servertest"
+	"github.com/pofr/pofr/internal/testutil"
 )
 
 // TestViewsProcessTree loads a known tree through the spool writer and the
@@ -66,12 +67,6 @@ func TestViewsProcessTree(t *testing.T) {
 		t.Fatalf("run: %s", s)
 	}
 
-	rows, err := db.Query(`SELECT pid, proc_start, exe, cmdline, exec_count, COALESCE(exit_code, -1), COALESCE(exit_signal, -1),
-		parent_pid, parent_start, exit_ts IS NOT NULL FROM processes WHERE host_id = 'h1' AND boot_id = 'boot-h1' ORDER BY pid, proc_start`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	type proc struct {
 		PID          int32
 		Start        int64
@@ -83,13 +78,12 @@ func TestViewsProcessTree(t *testing.T) {
 		Exited       bool
 	}
 	var got []proc
-	for rows.Next() {
+	testutil.EachRow(t, db, func(row testutil.Row) {
 		var p proc
-		if err := rows.Scan(&p.PID, &p.Start, &p.Exe, &p.Cmdline, &p.Execs, &p.Code, &p.Sig, &p.PPID, &p.PStart, &p.Exited); err != nil {
-			t.Fatal(err)
-		}
+		row.Scan(&p.PID, &p.Start, &p.Exe, &p.Cmdline, &p.Execs, &p.Code, &p.Sig, &p.PPID, &p.PStart, &p.Exited)
 		got = append(got, p)
-	}
+	}, `SELECT pid, proc_start, exe, cmdline, exec_count, COALESCE(exit_code, -1), COALESCE(exit_signal, -1),
+		parent_pid, parent_start, exit_ts IS NOT NULL FROM processes WHERE host_id = 'h1' AND boot_id = 'boot-h1' ORDER BY pid, proc_start`)
 	want := []proc{
 		{100, 10, "/bin/bash", "bash", 1, -1, -1, 1, 0, false},
 		{200, 20, "/usr/bin/make", "make -j2", 2, -1, -1, 100, 10, false},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/servertest"
+	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/loader"
 )
 
@@ -61,20 +62,13 @@ func (e *followEnv) load(n int) {
 // want is every proc row's key host:seq:row.
 func (e *followEnv) want() map[string]bool {
 	e.t.Helper()
-	rows, err := e.q.DB.Query("SELECT e.host_id, sg.seq, e.row_no FROM proc_events e JOIN segments sg USING (segment_id)")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer rows.Close()
 	out := map[string]bool{}
-	for rows.Next() {
+	testutil.EachRow(e.t, e.q.DB, func(r testutil.Row) {
 		var h string
 		var seq, row int64
-		if err := rows.Scan(&h, &seq, &row); err != nil {
-			e.t.Fatal(err)
-		}
+		r.Scan(&h, &seq, &row)
 		out[fmt.Sprintf("%s:%d:%d", h, seq, row)] = true
-	}
+	}, "SELECT e.host_id, sg.seq, e.row_no FROM proc_events e JOIN segments sg USING (segment_id)")
 	return out
 }
 

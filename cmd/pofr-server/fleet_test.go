@@ -140,23 +140,16 @@ func TestFleetRouteAndHead(t *testing.T) {
 	if err := head.QueryRowContext(ctx, "SELECT @@spider_disable_group_by_handler").Scan(&gb); err != nil || gb != 1 {
 		t.Errorf("head session: spider_disable_group_by_handler %d, %v", gb, err)
 	}
-	rows, err := head.QueryContext(ctx, "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY 1")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var objs []string
 	views := 0
-	for rows.Next() {
+	testutil.EachRow(t, head, func(row testutil.Row) {
 		var n, typ string
-		if err := rows.Scan(&n, &typ); err != nil {
-			t.Fatal(err)
-		}
+		row.Scan(&n, &typ)
 		objs = append(objs, n)
 		if typ == "VIEW" {
 			views++
 		}
-	}
-	rows.Close()
+	}, "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ORDER BY 1")
 	if views < 5 || len(objs) < 15 {
 		t.Fatalf("head has %d objects, %d views: %v", len(objs), views, objs)
 	}
@@ -473,23 +466,15 @@ func TestFleetLoadGeoAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	x.run(t, 0, "load", "--geoip", geo, "--resolve-wait", "30s")
-	ctx := testutil.Deadline(t, 2*time.Minute)
 	countries := func(s string) map[string]int {
 		t.Helper()
-		rows, err := x.shards[s].QueryContext(ctx, "SELECT COALESCE(country, '-'), COUNT(*) FROM addr_info GROUP BY 1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
 		out := map[string]int{}
-		for rows.Next() {
+		testutil.EachRow(t, x.shards[s], func(row testutil.Row) {
 			var c string
 			var n int
-			if err := rows.Scan(&c, &n); err != nil {
-				t.Fatal(err)
-			}
+			row.Scan(&c, &n)
 			out[c] = n
-		}
+		}, "SELECT COALESCE(country, '-'), COUNT(*) FROM addr_info GROUP BY 1")
 		return out
 	}
 	// 20 sockets per host, distinct addresses.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"testing"
+	"time"
 )
 
 // Queryer is a *sql.DB, *sql.Conn or *sql.Tx.
@@ -39,11 +40,17 @@ func (r Row) Text() ([]string, []sql.NullString) {
 	return r.cols, vals
 }
 
+// rowsTimeout bounds an EachRow query, iteration included.
+const rowsTimeout = 2 * time.Minute
+
 // EachRow runs query with args on q and calls each for every row; any error
-// of the query, a scan or the iteration fails the test.
+// of the query, a scan or the iteration fails the test, and so does a query
+// that takes longer than two minutes.
 func EachRow(t testing.TB, q Queryer, each func(Row), query string, args ...any) {
 	t.Helper()
-	rows, err := q.QueryContext(t.Context(), query, args...)
+	ctx, cancel := context.WithTimeout(t.Context(), rowsTimeout)
+	defer cancel()
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		t.Fatalf("%s: %v", query, err)
 	}
