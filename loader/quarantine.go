@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -147,31 +146,8 @@ func moveFile(path, dir, name string) error {
 
 // copyAcross moves path to dst on another file system; see moveFile.
 func copyAcross(path, dst string) error {
-	in, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(tmp, in)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
+	if err := durable.CopyFile(dst, path, 0o600); err != nil {
 		return fmt.Errorf("copy %s to %s: %w", path, dst, err)
-	}
-	if err := durable.SyncDir(filepath.Dir(dst)); err != nil {
-		return err
 	}
 	return os.Remove(path)
 }

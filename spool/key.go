@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 
 	"github.com/pofr/pofr/internal/durable"
@@ -28,35 +27,8 @@ func GenerateKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate key %s: %w", path, err)
 	}
-	data := pem.EncodeToMemory(block)
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".key-*")
-	if err != nil {
-		return nil, fmt.Errorf("generate key %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("generate key %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("generate key %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("generate key %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("generate key %s: %w", path, err)
-	}
-	// A hard link, unlike a rename, refuses to replace an existing key.
-	if err := os.Link(tmp, path); err != nil {
-		return nil, fmt.Errorf("generate key %s: %w", path, err)
-	}
-	if err := durable.SyncDir(dir); err != nil {
-		return nil, fmt.Errorf("generate key %s: %w", path, err)
+	if err := durable.CreateFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		return nil, fmt.Errorf("generate key: %w", err)
 	}
 	return priv, nil
 }

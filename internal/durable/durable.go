@@ -5,6 +5,7 @@ package durable
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -12,18 +13,50 @@ import (
 // WriteFile writes data to path with mode perm: temporary file in the same
 // directory, fsync, rename over path, fsync of the directory.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return write(path, perm, os.Rename, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// CreateFile is WriteFile for a file that must not exist yet: a hard link,
+// unlike a rename, never replaces path; if path exists it fails with an
+// error wrapping os.ErrExist.
+func CreateFile(path string, data []byte, perm os.FileMode) error {
+	return write(path, perm, os.Link, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// CopyFile is WriteFile with the contents of the file src.
+func CopyFile(path, src string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	return write(path, perm, os.Rename, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
+		return err
+	})
+}
+
+// write fills a temporary file next to path with fill, fsyncs it, gives it
+// the name path with place (rename or link) and fsyncs the directory.
+func write(path string, perm os.FileMode, place func(tmp, path string) error, fill func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
+	defer os.Remove(tmp) // no-op after a rename
 	if err := f.Chmod(perm); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if _, err := f.Write(data); err != nil {
+	if err := fill(f); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -34,7 +67,7 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := place(tmp, path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := SyncDir(dir); err != nil {
