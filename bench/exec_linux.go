@@ -9,6 +9,18 @@ import (
 	"time"
 )
 
+// nullAttr opens /dev/null and returns the attributes of a child that gets
+// it as stdin, stdout and stderr, and an empty environment; the caller
+// closes the file once its children are started.
+func nullAttr() (*syscall.ProcAttr, *os.File, error) {
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	fd := null.Fd()
+	return &syscall.ProcAttr{Env: []string{}, Files: []uintptr{fd, fd, fd}}, null, nil
+}
+
 // RunExec runs the storm described by cfg in this process. The children get
 // /dev/null as stdin, stdout and stderr, and an empty environment.
 func RunExec(ctx context.Context, cfg ExecConfig) (ExecResult, error) {
@@ -16,13 +28,11 @@ func RunExec(ctx context.Context, cfg ExecConfig) (ExecResult, error) {
 	if len(argv) == 0 {
 		argv = []string{cfg.Path}
 	}
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	attr, null, err := nullAttr()
 	if err != nil {
-		return ExecResult{}, fmt.Errorf("open %s: %w", os.DevNull, err)
+		return ExecResult{}, err
 	}
 	defer null.Close()
-	fd := null.Fd()
-	attr := &syscall.ProcAttr{Env: []string{}, Files: []uintptr{fd, fd, fd}}
 	want := 0
 	var period time.Duration
 	if cfg.Rate > 0 {

@@ -170,18 +170,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	h.noiseNote()
-	if h.collectorErr == nil {
-		cfg.Log.Info("capture section: collector and poller side by side")
-		if err := h.capture(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			h.collectorErr = err
+	for _, sec := range []struct {
+		what string
+		run  func(context.Context) error
+	}{
+		{"capture section: collector and poller side by side", h.capture},
+		{"cost section: connections and file churn", h.costs},
+	} {
+		if h.collectorErr != nil {
+			break
 		}
-	}
-	if h.collectorErr == nil {
-		cfg.Log.Info("cost section: connections and file churn")
-		if err := h.costs(ctx); err != nil {
+		cfg.Log.Info(sec.what)
+		if err := sec.run(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}

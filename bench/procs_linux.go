@@ -16,13 +16,11 @@ func RunProcs(ctx context.Context, cfg ProcsConfig) (ProcsResult, error) {
 	if cfg.Rate <= 0 {
 		return ProcsResult{}, fmt.Errorf("run processes: rate %v, want > 0", cfg.Rate)
 	}
-	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	attr, null, err := nullAttr()
 	if err != nil {
-		return ProcsResult{}, fmt.Errorf("open %s: %w", os.DevNull, err)
+		return ProcsResult{}, err
 	}
 	defer null.Close()
-	fd := null.Fd()
-	attr := &syscall.ProcAttr{Env: []string{}, Files: []uintptr{fd, fd, fd}}
 
 	plan := procsPlan(cfg)
 	res := ProcsResult{Spawner: os.Getpid(), Procs: make([]ProcRecord, len(plan))}
