@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -24,29 +23,10 @@ import (
 // DSN of each node.
 func galeraShard(t *testing.T) (*mariadbd.Cluster, []string) {
 	t.Helper()
-	testutil.RequireTier(t, testutil.TierService)
-	if err := mariadbd.LookGalera(); err != nil {
-		testutil.Skip(t, testutil.TierService, err.Error())
-	}
-	dir, err := os.MkdirTemp("/var/tmp", "pofr-galera-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	c := testutil.StartGalera(t, "--skip-name-resolve", "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
+		"--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin", "--binlog-row-image=NOBLOB")
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	c, err := mariadbd.StartGalera(ctx, mariadbd.GaleraOptions{Dir: dir,
-		Settings: []string{"--skip-name-resolve", "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
-			"--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin", "--binlog-row-image=NOBLOB"},
-		ProviderOptions: []string{"evs.keepalive_period=PT0.5S", "evs.suspect_timeout=PT2S", "evs.inactive_timeout=PT4S"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
 	root, err := sql.Open("mysql", c.Nodes[0].Config("root", "", "").FormatDSN())
 	if err != nil {
 		t.Fatal(err)

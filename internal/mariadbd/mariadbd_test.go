@@ -56,28 +56,9 @@ func TestStartWithoutNetwork(t *testing.T) {
 // the row on the others, then kills a node: the other two stay a primary
 // component and keep taking writes.
 func TestGalera(t *testing.T) {
-	testutil.RequireTier(t, testutil.TierService)
-	if err := mariadbd.LookGalera(); err != nil {
-		testutil.Skip(t, testutil.TierService, err.Error())
-	}
-	dir, err := os.MkdirTemp("/var/tmp", "pofr-galera-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	c := testutil.StartGalera(t, "--innodb-buffer-pool-size=64M", "--skip-log-bin")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	c, err := mariadbd.StartGalera(ctx, mariadbd.GaleraOptions{Dir: dir,
-		Settings:        []string{"--innodb-buffer-pool-size=64M", "--skip-log-bin"},
-		ProviderOptions: []string{"evs.keepalive_period=PT0.5S", "evs.suspect_timeout=PT2S", "evs.inactive_timeout=PT4S"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := c.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
 	if len(c.Nodes) != 3 {
 		t.Fatalf("%d nodes", len(c.Nodes))
 	}
@@ -91,6 +72,7 @@ func TestGalera(t *testing.T) {
 		// committed before it (a DDL on node 1 may not yet be applied on
 		// node 2 when node 1 returns).
 		cfg.Params = map[string]string{"wsrep_sync_wait": "15"}
+		var err error
 		if dbs[i], err = sql.Open("mysql", cfg.FormatDSN()); err != nil {
 			t.Fatal(err)
 		}

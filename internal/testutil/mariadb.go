@@ -189,3 +189,33 @@ func dbName(seq uint64, testName string) string {
 	}
 	return b.String()
 }
+
+// StartGalera starts a private 3-node Galera cluster with the server
+// settings given and short failure-detection timeouts, stopped and removed
+// when the test ends. It needs the service tier and Galera (skipped with
+// the reason otherwise).
+func StartGalera(t testing.TB, settings ...string) *mariadbd.Cluster {
+	t.Helper()
+	RequireTier(t, TierService)
+	if err := mariadbd.LookGalera(); err != nil {
+		Skip(t, TierService, err.Error())
+	}
+	dir, err := os.MkdirTemp("/var/tmp", "pofr-galera-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	c, err := mariadbd.StartGalera(ctx, mariadbd.GaleraOptions{Dir: dir, Settings: settings,
+		ProviderOptions: []string{"evs.keepalive_period=PT0.5S", "evs.suspect_timeout=PT2S", "evs.inactive_timeout=PT4S"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return c
+}
