@@ -11,20 +11,28 @@ import (
 	"github.com/pofr/pofr/internal/testutil"
 )
 
-// BenchmarkStorage runs the Loader/storage measurement alone (make bench's
-// full size; its quick size with POFR_BENCH_QUICK=1): database bytes per row of the
-// busy-host mix, per table and per index.
-// Service tier: a private MariaDB of the bench's own kind.
-func BenchmarkStorage(b *testing.B) {
+// startBenchMariaDB starts a private MariaDB of the bench's own kind
+// (service tier), stopped when b ends.
+func startBenchMariaDB(b *testing.B) *MariaDB {
 	testutil.RequireTier(b, testutil.TierService)
 	m, err := StartMariaDB(b.Context(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer m.Stop()
+	b.Cleanup(func() { m.Stop() })
+	return m
+}
+
+// BenchmarkStorage runs the Loader/storage measurement alone (make bench's
+// full size; its quick size with POFR_BENCH_QUICK=1): database bytes per row of the
+// busy-host mix, per table and per index.
+// Service tier: a private MariaDB of the bench's own kind.
+func BenchmarkStorage(b *testing.B) {
+	m := startBenchMariaDB(b)
 	opt, _ := LoaderBench{Quick: os.Getenv("POFR_BENCH_QUICK") != ""}.plans()
 	var r Result
 	for b.Loop() {
+		var err error
 		r, _, err = LoaderBench{}.storage(b.Context(), m, opt)
 		if err != nil {
 			b.Fatal(err)
@@ -44,12 +52,7 @@ func BenchmarkStorage(b *testing.B) {
 // pick options by name (comma-separated).
 // Service tier.
 func BenchmarkStorageOptions(b *testing.B) {
-	testutil.RequireTier(b, testutil.TierService)
-	m, err := StartMariaDB(b.Context(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer m.Stop()
+	m := startBenchMariaDB(b)
 	quick := os.Getenv("POFR_BENCH_QUICK") != ""
 	opt, _ := LoaderBench{Quick: quick}.plans()
 	opt.Rounds = 2
