@@ -23,13 +23,20 @@ import (
 // one.
 func TestAddrInfoAtLoad(t *testing.T) {
 	for _, c := range []struct {
-		name, edition string
-		write         func(*testing.T) string
+		name, edition, file string
+		write               func(path string, nets []geotest.Net) error
 	}{
-		{"mmdb", "Test-City-ASN 20", writeTestMMDB},
-		{"bin", "IP2Location DB26 2026-11-01", writeTestBIN},
+		{"mmdb", "Test-City-ASN 20", "test.mmdb", geotest.WriteMMDB},
+		{"bin", "IP2Location DB26 2026-11-01", "TEST.BIN", geotest.WriteBIN},
 	} {
-		t.Run(c.name, func(t *testing.T) { testAddrInfoAtLoad(t, c.write(t), c.edition) })
+		t.Run(c.name, func(t *testing.T) {
+			// A database of the one network moscow.
+			path := filepath.Join(t.TempDir(), c.file)
+			if err := c.write(path, moscow); err != nil {
+				t.Fatal(err)
+			}
+			testAddrInfoAtLoad(t, path, c.edition)
+		})
 	}
 }
 
@@ -110,23 +117,3 @@ func testAddrInfoAtLoad(t *testing.T, geoPath, edition string) {
 // 198.51.100.0/24 is in Moscow, RU, AS64500.
 var moscow = []geotest.Net{{Prefix: netip.MustParsePrefix("198.51.100.0/24"),
 	Country: "RU", CountryName: "Russian Federation", City: "Moscow", ASN: "64500", AS: "Example Net"}}
-
-// writeTestBIN builds an IP2Location BIN of moscow.
-func writeTestBIN(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "TEST.BIN")
-	if err := geotest.WriteBIN(path, moscow); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// writeTestMMDB builds a MaxMind DB of moscow.
-func writeTestMMDB(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "test.mmdb")
-	if err := geotest.WriteMMDB(path, moscow); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
