@@ -42,39 +42,39 @@ const (
 	ClassDatabase           Class = "database"            // MariaDB refused the segment's data (ErrRefused)
 )
 
+// classes maps the sentinel errors to their quarantine class; the first
+// that an error wraps names its class.
+var classes = []struct {
+	err   error
+	class Class
+}{
+	{spool.ErrBadSignature, ClassBadSignature},
+	{spool.ErrWrongHost, ClassWrongHost},
+	{spool.ErrTooLarge, ClassTooLarge},
+	{spool.ErrTooLong, ClassTooLong},
+	{spool.ErrUnsupportedVersion, ClassUnsupportedVersion},
+	{spool.ErrCorrupt, ClassCorrupt},
+	{ErrDecode, ClassDecode},
+	{event.ErrSchema, ClassDecode},
+	{ErrRejected, ClassLoad},
+	{ErrName, ClassName},
+	{ErrReplay, ClassReplay},
+	{ErrFork, ClassFork},
+	{ErrTimeRange, ClassTimeRange},
+	{ErrUnknownHost, ClassUnknownHost},
+	{ErrRevoked, ClassRevokedHost},
+	{ErrRefused, ClassDatabase},
+}
+
 // classify names the quarantine class of an error, or "" if the error is
 // not the segment's fault.
 func classify(err error) Class {
-	switch {
-	case errors.Is(err, spool.ErrBadSignature):
-		return ClassBadSignature
-	case errors.Is(err, spool.ErrWrongHost):
-		return ClassWrongHost
-	case errors.Is(err, spool.ErrTooLarge):
-		return ClassTooLarge
-	case errors.Is(err, spool.ErrTooLong):
-		return ClassTooLong
-	case errors.Is(err, spool.ErrUnsupportedVersion):
-		return ClassUnsupportedVersion
-	case errors.Is(err, spool.ErrCorrupt):
-		return ClassCorrupt
-	case errors.Is(err, ErrDecode), errors.Is(err, event.ErrSchema):
-		return ClassDecode
-	case errors.Is(err, ErrRejected):
-		return ClassLoad
-	case errors.Is(err, ErrName):
-		return ClassName
-	case errors.Is(err, ErrReplay):
-		return ClassReplay
-	case errors.Is(err, ErrFork):
-		return ClassFork
-	case errors.Is(err, ErrTimeRange):
-		return ClassTimeRange
-	case errors.Is(err, ErrUnknownHost):
-		return ClassUnknownHost
-	case errors.Is(err, ErrRevoked):
-		return ClassRevokedHost
-	case errors.Is(err, ErrRefused), refusedData(err):
+	for _, c := range classes {
+		if errors.Is(err, c.err) {
+			return c.class
+		}
+	}
+	if refusedData(err) {
 		return ClassDatabase
 	}
 	return ""
