@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/pofr/pofr/internal/durable"
 )
 
 // FileSink is a FollowSink writing to a file that is rotated at a segment
@@ -85,7 +87,7 @@ func (s *FileSink) Commit() error {
 	if err := s.open(); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(s.path))
+	return durable.SyncDir(filepath.Dir(s.path))
 }
 
 // Position is the active file's generation and its size.
@@ -121,7 +123,7 @@ func (s *FileSink) Rewind(name string, offset int64) error {
 	if s.size != offset {
 		return fmt.Errorf("file sink: %s is %d bytes, shorter than the cursor's %d", s.path, s.size, offset)
 	}
-	return syncDir(filepath.Dir(s.path))
+	return durable.SyncDir(filepath.Dir(s.path))
 }
 
 // Close flushes and closes the file.
