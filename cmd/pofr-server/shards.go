@@ -42,6 +42,21 @@ func loadMapRegistry(ctx context.Context, path string, state statedir.Dir) (m *f
 	return m, reg, closeReg, nil
 }
 
+// mapHosts reads the shard map in path, which must exist, and the hosts of
+// the registry it names.
+func mapHosts(ctx context.Context, path string, state statedir.Dir) (*fleet.Map, []*registry.Host, error) {
+	m, reg, closeReg, err := loadMapRegistry(ctx, path, state)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer closeReg()
+	hosts, err := reg.Hosts()
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, hosts, nil
+}
+
 // multiFlag is a repeatable string flag.
 type multiFlag []string
 
@@ -71,12 +86,7 @@ Exit codes: 0 listed, 1 error (no or invalid map).`,
 		Flags:  common,
 		NoArgs: true,
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			m, reg, closeReg, err := loadMapRegistry(ctx, path, stateDir)
-			if err != nil {
-				return err
-			}
-			defer closeReg()
-			hosts, err := reg.Hosts()
+			m, hosts, err := mapHosts(ctx, path, stateDir)
 			if err != nil {
 				return err
 			}
@@ -159,21 +169,12 @@ Exit codes: 0 removed, 1 error, 2 usage.`,
 			if len(args) != 1 {
 				return cli.Usagef("want one shard name")
 			}
-			m, err := fleet.Load(path)
+			m, hosts, err := mapHosts(ctx, path, stateDir)
 			if err != nil {
 				return err
 			}
 			if m.Shard(args[0]) == nil {
 				return fmt.Errorf("no shard %s in %s", args[0], path)
-			}
-			reg, closeReg, err := openRegistry(ctx, stateDir, m)
-			if err != nil {
-				return err
-			}
-			defer closeReg()
-			hosts, err := reg.Hosts()
-			if err != nil {
-				return err
 			}
 			for _, h := range hosts {
 				if h.Shard == args[0] {
