@@ -162,6 +162,22 @@ func (h *harness) execAuditd(ctx context.Context, rates []float64) (out []*Resul
 	return out, nil
 }
 
+// observedStorm samples the observer pid (named who in errors), runs one
+// storm at rate and waits for the observer to drain it; the observer's
+// second sample is the caller's.
+func (h *harness) observedStorm(pid int, rate float64, who string) (Sample, ExecResult, error) {
+	s0, err := h.proc.Sample(pid)
+	if err != nil {
+		return Sample{}, ExecResult{}, fmt.Errorf("%s: %w", who, err)
+	}
+	e, err := h.runExec(rate)
+	if err != nil {
+		return Sample{}, ExecResult{}, err
+	}
+	time.Sleep(h.p.drain)
+	return s0, e, nil
+}
+
 // execFloor runs one storm under the cn_proc floor reader (RunProcFloor):
 // what any reader that keeps argv pays, beside the collector.
 func (h *harness) execFloor(rate float64) (*Result, error) {
@@ -172,15 +188,10 @@ func (h *harness) execFloor(rate float64) (*Result, error) {
 	defer l.cmd.Process.Kill()
 	time.Sleep(h.p.settle)
 	pid := l.cmd.Process.Pid
-	s0, err := h.proc.Sample(pid)
-	if err != nil {
-		return nil, fmt.Errorf("cn_proc floor reader: %w", err)
-	}
-	e, err := h.runExec(rate)
+	s0, e, err := h.observedStorm(pid, rate, "cn_proc floor reader")
 	if err != nil {
 		return nil, err
 	}
-	time.Sleep(h.p.drain)
 	s1, err := h.proc.Sample(pid)
 	if err != nil {
 		return nil, fmt.Errorf("cn_proc floor reader: %w", err)
@@ -226,15 +237,10 @@ func (h *harness) execCollector(ctx context.Context, rate float64, cond string) 
 		return nil, err
 	}
 	defer c.Kill()
-	s0, err := h.proc.Sample(c.PID)
-	if err != nil {
-		return nil, fmt.Errorf("collector: %w", err)
-	}
-	e, err := h.runExec(rate)
+	s0, e, err := h.observedStorm(c.PID, rate, "collector")
 	if err != nil {
 		return nil, err
 	}
-	time.Sleep(h.p.drain)
 	ex, rows, err := c.StopAndRead(30 * time.Second)
 	if err != nil {
 		return nil, err
