@@ -101,6 +101,22 @@ func LoadRows(base int64, n int) ([]event.Proc, []event.File, []event.Sock) {
 	return procs, files, socks
 }
 
+// loadSegmentsDir writes opt's segments (WriteLoadSegments) into a new
+// temporary state directory and returns it with the rows written; the
+// caller removes it.
+func loadSegmentsDir(opt LoadOptions) (string, int64, error) {
+	src, err := os.MkdirTemp("", "pofr-bench-state-")
+	if err != nil {
+		return "", 0, err
+	}
+	rows, err := WriteLoadSegments(statedir.Dir(src), opt.Hosts, opt.Segments, opt.RowsPerSegment)
+	if err != nil {
+		os.RemoveAll(src)
+		return "", 0, fmt.Errorf("write bench segments: %w", err)
+	}
+	return src, rows, nil
+}
+
 // WriteLoadSegments registers hosts bench-0… in the state directory and
 // writes segments of LoadRows into their inboxes with the real spool
 // writer. It returns the rows written.
@@ -182,15 +198,11 @@ func MeasureLoad(ctx context.Context, opt LoadOptions) ([]LoadResult, error) {
 		return nil, err
 	}
 	defer db.Close()
-	src, err := os.MkdirTemp("", "pofr-bench-state-")
+	src, rows, err := loadSegmentsDir(opt)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(src)
-	rows, err := WriteLoadSegments(statedir.Dir(src), opt.Hosts, opt.Segments, opt.RowsPerSegment)
-	if err != nil {
-		return nil, fmt.Errorf("write bench segments: %w", err)
-	}
 	pre, err := prerender(statedir.Dir(src))
 	if err != nil {
 		return nil, err

@@ -45,15 +45,11 @@ func (lb LoaderBench) storage(ctx context.Context, m *MariaDB, opt LoadOptions) 
 	if _, err := schema.Apply(ctx, db); err != nil {
 		return fail(fmt.Errorf("apply schema: %w", err))
 	}
-	src, err := os.MkdirTemp("", "pofr-bench-storage-")
+	src, rows, err := loadSegmentsDir(opt)
 	if err != nil {
 		return fail(err)
 	}
 	defer os.RemoveAll(src)
-	rows, err := WriteLoadSegments(statedir.Dir(src), opt.Hosts, opt.Segments, opt.RowsPerSegment)
-	if err != nil {
-		return fail(fmt.Errorf("write bench segments: %w", err))
-	}
 	spoolBytes, files, err := inboxBytes(statedir.Dir(src))
 	if err != nil {
 		return fail(err)

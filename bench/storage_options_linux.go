@@ -61,15 +61,11 @@ func CompareStorageOptions(ctx context.Context, m *MariaDB, opt LoadOptions, opt
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	src, err := os.MkdirTemp("", "pofr-bench-options-")
+	src, rows, err := loadSegmentsDir(opt)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(src)
-	rows, err := WriteLoadSegments(statedir.Dir(src), opt.Hosts, opt.Segments, opt.RowsPerSegment)
-	if err != nil {
-		return nil, err
-	}
 	pre, err := prerender(statedir.Dir(src))
 	if err != nil {
 		return nil, err
