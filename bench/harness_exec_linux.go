@@ -104,15 +104,23 @@ func (h *harness) execAuditd(ctx context.Context, rates []float64) (out []*Resul
 	if err := a.AddRule(ctx); err != nil {
 		return nil, err
 	}
+	// stats reads the stat of auditd and of the kernel's kauditd.
+	stats := func() (Stat, Stat, error) {
+		ad, err := h.proc.Stat(a.PID)
+		if err != nil {
+			return Stat{}, Stat{}, fmt.Errorf("auditd: %w", err)
+		}
+		kd, err := h.proc.Stat(a.Kauditd)
+		if err != nil {
+			return Stat{}, Stat{}, fmt.Errorf("kauditd: %w", err)
+		}
+		return ad, kd, nil
+	}
 	for _, rate := range rates {
 		time.Sleep(h.p.drain)
-		a0, err := h.proc.Stat(a.PID)
+		a0, k0, err := stats()
 		if err != nil {
-			return nil, fmt.Errorf("auditd: %w", err)
-		}
-		k0, err := h.proc.Stat(a.Kauditd)
-		if err != nil {
-			return nil, fmt.Errorf("kauditd: %w", err)
+			return nil, err
 		}
 		st0, err := AuditStatusNow(ctx)
 		if err != nil {
@@ -124,13 +132,9 @@ func (h *harness) execAuditd(ctx context.Context, rates []float64) (out []*Resul
 			return nil, err
 		}
 		a.Drain(1500*time.Millisecond, 20*time.Second)
-		a1, err := h.proc.Stat(a.PID)
+		a1, k1, err := stats()
 		if err != nil {
-			return nil, fmt.Errorf("auditd: %w", err)
-		}
-		k1, err := h.proc.Stat(a.Kauditd)
-		if err != nil {
-			return nil, fmt.Errorf("kauditd: %w", err)
+			return nil, err
 		}
 		wall := time.Since(t0)
 		st1, err := AuditStatusNow(ctx)

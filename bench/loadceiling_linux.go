@@ -117,6 +117,21 @@ func loadSegmentsDir(opt LoadOptions) (string, int64, error) {
 	return src, rows, nil
 }
 
+// prerenderedSegments is loadSegmentsDir with the segments also rendered
+// as LOAD DATA text (prerender).
+func prerenderedSegments(opt LoadOptions) (string, int64, []prerendered, error) {
+	src, rows, err := loadSegmentsDir(opt)
+	if err != nil {
+		return "", 0, nil, err
+	}
+	pre, err := prerender(statedir.Dir(src))
+	if err != nil {
+		os.RemoveAll(src)
+		return "", 0, nil, err
+	}
+	return src, rows, pre, nil
+}
+
 // WriteLoadSegments registers hosts bench-0… in the state directory and
 // writes segments of LoadRows into their inboxes with the real spool
 // writer. It returns the rows written.
@@ -198,15 +213,11 @@ func MeasureLoad(ctx context.Context, opt LoadOptions) ([]LoadResult, error) {
 		return nil, err
 	}
 	defer db.Close()
-	src, rows, err := loadSegmentsDir(opt)
+	src, rows, pre, err := prerenderedSegments(opt)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(src)
-	pre, err := prerender(statedir.Dir(src))
-	if err != nil {
-		return nil, err
-	}
 	now := time.Now()
 	if _, err := schema.EnsurePartitions(ctx, db, now.AddDate(0, 0, -1), now.AddDate(0, 0, 2)); err != nil {
 		return nil, err

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/schema"
 )
@@ -61,15 +60,11 @@ func CompareStorageOptions(ctx context.Context, m *MariaDB, opt LoadOptions, opt
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	src, rows, err := loadSegmentsDir(opt)
+	src, rows, pre, err := prerenderedSegments(opt)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(src)
-	pre, err := prerender(statedir.Dir(src))
-	if err != nil {
-		return nil, err
-	}
 	out := make([]StorageOptionResult, len(opts))
 	dbs := make([]*sql.DB, len(opts))
 	defer func() {
