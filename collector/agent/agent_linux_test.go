@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -142,11 +141,10 @@ func runStandalone(t *testing.T, noTP bool, capture string) {
 	}
 
 	marker := fmt.Sprintf("pofr-agent-test-%d", time.Now().UnixNano())
-	// The shell lives half a second, so its argv is in the row whatever
-	// the capture (an instant exit can leave an exec row without argv).
-	if out, err := exec.Command("/bin/sh", "-c", "sleep 0.5; exit 0", marker).CombinedOutput(); err != nil {
-		t.Fatalf("marker process: %v %s", err, out)
-	}
+	// The shell runs until the collector has stopped, so its argv is in the
+	// row whatever the capture and the load (an exec read after the
+	// process ended has no argv).
+	startHeld(t, "/bin/sh", "-c", "read x; exit 0", marker)
 	time.Sleep(500 * time.Millisecond) // the reader and the table batch for a few ms
 	stop()
 

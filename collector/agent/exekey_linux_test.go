@@ -121,11 +121,11 @@ func sourceStatus(t *testing.T, cfg Config, source string, v any) bool {
 	return err == nil && json.Unmarshal(b, &st) == nil && st.Sources[source] != nil && json.Unmarshal(st.Sources[source], v) == nil
 }
 
-// startHeld starts path, which reads its standard input to the end, and
-// returns its pid; it runs until the test ends.
-func startHeld(t *testing.T, path string) int32 {
+// startHeld starts path with args, which reads its standard input to the
+// end, and returns its pid; it runs until the test ends.
+func startHeld(t *testing.T, path string, args ...string) int32 {
 	t.Helper()
-	cmd := exec.Command(path)
+	cmd := exec.Command(path, args...)
 	testutil.StartHeld(t, cmd)
 	return int32(cmd.Process.Pid)
 }
