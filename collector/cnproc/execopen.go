@@ -29,19 +29,21 @@ type procOpenQueue struct {
 }
 
 // procHeld are rows of one pid kept back while its exec row waits for an
-// exec-open to fill exe (want nil) or, when /proc gave exe, for the
-// exec-open of that path to name the file (exe_key). Rows stay in order.
+// exec-open: to fill exe (fill), or to name the file (exe_key), by the open
+// of path want or, want nil, the first one that is not an ELF interpreter.
+// Rows stay in order.
 type procHeld struct {
 	rows     []*event.Proc
 	e        *procEntry
+	fill     bool
 	want     []byte
 	deadline time.Time
 }
 
 // holdRow holds exec row r of e until an exec-open arrives (see procHeld).
-func (t *procTable) holdRow(r *event.Proc, e *procEntry, want []byte) {
+func (t *procTable) holdRow(r *event.Proc, e *procEntry, fill bool, want []byte) {
 	c := *r
-	t.held[r.PID] = &procHeld{rows: []*event.Proc{&c}, e: e, want: want, deadline: t.now().Add(t.hold)}
+	t.held[r.PID] = &procHeld{rows: []*event.Proc{&c}, e: e, fill: fill, want: want, deadline: t.now().Add(t.hold)}
 }
 
 // setKey sets exe_key of exec row r from its exec-open (0: none) and
@@ -163,7 +165,7 @@ func (t *procTable) onOpen(o procExecOpen) {
 		t.lastKey = now
 	}
 	if h := t.held[o.pid]; h != nil && !isELFLoaderPath(o.path) && (h.want == nil || sameExe(o.path, h.want)) {
-		if h.want == nil {
+		if h.fill {
 			t.fillExe(h.rows[0], h.e, o.path)
 		}
 		t.setKey(h.rows[0], o.exeKey)
@@ -232,7 +234,7 @@ func (t *procTable) flushAllHeld() {
 
 // expired counts what a held exec row is written without.
 func (t *procTable) expired(h *procHeld) {
-	if h.want == nil {
+	if h.fill {
 		t.st.exeMissed.Add(1)
 	}
 	t.setKey(h.rows[0], 0)

@@ -19,6 +19,7 @@ type procInfo struct {
 	kthread   bool
 	argvTrunc bool
 	argvLate  bool // tracepoint capture: argv was read from /proc at a drain, not taken from the exec's stack dump
+	exeNamed  bool // tracepoint capture: exe is the path execve was given, not /proc's (symlinks not resolved)
 	comm      []byte
 	tty       []byte
 	exe       []byte

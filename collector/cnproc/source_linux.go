@@ -534,7 +534,7 @@ func (h *hotPath) fromPre(in *procInfo, pre *execPre) {
 		in.have |= procHaveArgv
 	}
 	if in.have&procHaveExe == 0 && len(pre.filename) > 0 && pre.filename[0] == '/' {
-		in.exe = pre.filename
+		in.exe, in.exeNamed = pre.filename, true
 		in.have |= procHaveExe
 	}
 }

@@ -584,12 +584,25 @@ func (t *procTable) exec(m *procMsg, in *procInfo, ts int64) {
 		r.Flags |= event.ProcFlagGone
 	}
 	if r.Exe != nil {
-		if o, ok := t.skipOpens(pid, r.Exe); ok {
+		// exe from /proc names the file that runs (for a script, its
+		// interpreter): its key is the open of that path. exe from the
+		// tracepoint is the path execve was given, maybe through a symlink
+		// (/bin/true for /usr/bin/true): its key is the execve target's open.
+		var o procExecOpen
+		var ok bool
+		want := r.Exe
+		if in.exeNamed {
+			o, ok = t.takeOpen(pid)
+			want = nil
+		} else {
+			o, ok = t.skipOpens(pid, r.Exe)
+		}
+		if ok {
 			t.setKey(r, o.exeKey)
 		} else if t.keysActive() && t.held[pid] == nil {
 			// Its exec-open is still in fanotify's queue: the row waits
 			// for it (at most hold) to name its file.
-			t.holdRow(r, e, r.Exe)
+			t.holdRow(r, e, false, want)
 			return
 		} else if t.held[pid] == nil {
 			t.setKey(r, 0)
@@ -604,7 +617,7 @@ func (t *procTable) exec(m *procMsg, in *procInfo, ts int64) {
 		return
 	}
 	if t.fanotifyActive() && t.held[pid] == nil {
-		t.holdRow(r, e, nil)
+		t.holdRow(r, e, true, nil)
 		return
 	}
 	t.st.exeMissed.Add(1)

@@ -255,7 +255,8 @@ func TestProcTableExeSkip(t *testing.T) {
 // of its own exec-open, whether the open comes before or after it: one
 // binary replaced at the same path gives two keys; a deleted one is matched
 // by the path /proc shows with " (deleted)"; a script's row (exe the
-// interpreter) gets the interpreter's key; a row whose open never comes
+// interpreter) gets the interpreter's key; a row whose exe is the path
+// execve was given (through a symlink) gets its target's; a row whose open never comes
 // goes out without one after the hold, counted.
 func TestProcTableExeKey(t *testing.T) {
 	tb, sink, clk := newTestTable(t)
@@ -288,6 +289,13 @@ func TestProcTableExeKey(t *testing.T) {
 	open(33, "/usr/bin/dash", 5)
 	exec(34, "") // gone: exe and key from the open
 	open(34, "/usr/bin/gone", 6)
+	// exe from the tracepoint: the path execve was given, through a
+	// symlink; the execve target's open names the file.
+	named := execInfo(1, "true", "/bin/true", "true\x00")
+	named.exeNamed = true
+	feed(t, tb, procTestFrame(procEventExec, 2, 36, 36), named)
+	open(36, "/usr/bin/true", 7)
+	open(36, "/lib64/ld-linux-x86-64.so.2", 9)
 	exec(35, "/usr/bin/silent") // no open comes
 	clk.t = clk.t.Add(time.Second)
 	tb.expireHeld(clk.t)
@@ -305,14 +313,14 @@ func TestProcTableExeKey(t *testing.T) {
 			order = append(order, r.Event)
 		}
 	}
-	if diff := cmp.Diff(map[int32]uint64{30: 1, 31: 2, 32: 3, 33: 5, 34: 6, 35: 0}, keys); diff != "" {
+	if diff := cmp.Diff(map[int32]uint64{30: 1, 31: 2, 32: 3, 33: 5, 34: 6, 35: 0, 36: 7}, keys); diff != "" {
 		t.Errorf("exe_key (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{event.ProcFork, event.ProcExec, event.ProcExit}, order); diff != "" {
 		t.Errorf("rows of 31 out of order (-want +got):\n%s", diff)
 	}
-	if got, missed := tb.st.exeKeys.Load(), tb.st.exeKeyMissed.Load(); got != 5 || missed != 1 {
-		t.Errorf("exeKeys, exeKeyMissed = %d, %d, want 5, 1", got, missed)
+	if got, missed := tb.st.exeKeys.Load(), tb.st.exeKeyMissed.Load(); got != 6 || missed != 1 {
+		t.Errorf("exeKeys, exeKeyMissed = %d, %d, want 6, 1", got, missed)
 	}
 }
 
