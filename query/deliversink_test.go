@@ -331,18 +331,12 @@ func TestFollowESBackpressureService(t *testing.T) {
 	stop()
 	ss.Close()
 
-	live := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
-	base := live()
+	base := liveHeap()
 	stop = e.followWith(NewESSink(ctx, "http://"+r.addr, b, nil), filepath.Join(t.TempDir(), "cursor"), true)
 	var peak uint64
 	for range 40 { // 4 s: a few batches of the 30000 rows
 		time.Sleep(100 * time.Millisecond)
-		peak = max(peak, live())
+		peak = max(peak, liveHeap())
 	}
 	stop()
 	r.mu.Lock()
@@ -356,6 +350,88 @@ func TestFollowESBackpressureService(t *testing.T) {
 	}
 	if got >= len(want) {
 		t.Errorf("the slow endpoint got all %d rows: the test did not hold the follower back", got)
+	}
+}
+
+// liveHeap is the heap after a garbage collection: what the process holds.
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// countWriter counts the bytes written to it.
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+// TestFollowESBackpressureLoadingService: segments keep being loaded while
+// an endpoint taking one 500-row batch every two seconds holds the
+// follower back; the follower's live heap stays within a few batches while
+// the rows waiting in the database grow to many times that bound. The
+// loads use a connection pool of their own, closed after each, and the
+// heap is sampled between loads, so what is measured is the follower (the
+// receiver keeps a count only; the spool writers' buffers are in the base).
+func TestFollowESBackpressureLoadingService(t *testing.T) {
+	e := newFollowEnv(t)
+	e.rows = 50000 // 15000 proc rows a segment
+	e.loaderPool = true
+	e.load(1)
+	r := newESReceiver(t, func(r *esReceiver) { r.delay = 2 * time.Second; r.countOnly = true })
+	b := Batching{MaxDocs: 500, MaxBytes: 256 << 10}
+	acked := func() int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.acked
+	}
+	base := liveHeap()
+	stop := e.followWith(NewESSink(t.Context(), "http://"+r.addr, b, nil), filepath.Join(t.TempDir(), "cursor"), true)
+	var peak uint64
+	var firstAcked int
+	const loads = 6
+	for i := range loads {
+		e.load(1)
+		for range 5 {
+			time.Sleep(100 * time.Millisecond)
+			peak = max(peak, liveHeap())
+		}
+		if i == 0 {
+			firstAcked = acked()
+		}
+	}
+	lastAcked := acked()
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("follow: %v", err)
+	}
+	var rows int
+	if err := e.q.DB.QueryRow("SELECT COUNT(*) FROM proc_events").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	// Bytes per document in bulk format, from one whole segment.
+	var seg uint64
+	if err := e.q.DB.QueryRow("SELECT MIN(segment_id) FROM segments").Scan(&seg); err != nil {
+		t.Fatal(err)
+	}
+	var cw countWriter
+	docs, err := e.q.Export(t.Context(), &cw, ExportArgs{Table: "proc", Segment: seg, Bulk: true})
+	if err != nil || docs == 0 {
+		t.Fatalf("export of segment %d: %d documents, %v", seg, docs, err)
+	}
+	waiting := rows - lastAcked
+	waitingBytes := int64(waiting) * int64(cw) / docs
+	growth := int64(peak) - int64(base)
+	bound := int64(8*b.MaxBytes + 4<<20)
+	t.Logf("%d loads of 2 segments while following: %d rows, %d delivered (%d after the first load), %d waiting (~%d MB of bulk JSON, %d B/row); live heap %d → peak %d (+%d bytes; bound %d = 8 batches + 4 MiB)",
+		loads+1, rows, lastAcked, firstAcked, waiting, waitingBytes>>20, int64(cw)/docs, base, peak, growth, bound)
+	if growth > bound {
+		t.Errorf("live heap grew by %d bytes while %d rows waited behind a slow sink, more than %d", growth, waiting, bound)
+	}
+	if waitingBytes < 8*bound {
+		t.Errorf("only %d bytes of rows waited, less than 8× the bound %d: the test did not hold the follower back", waitingBytes, bound)
+	}
+	if lastAcked <= firstAcked {
+		t.Errorf("the follower delivered nothing while segments were loaded (%d rows after the first load, %d at the end)", firstAcked, lastAcked)
 	}
 }
 

@@ -29,11 +29,15 @@ type followEnv struct {
 	base int64
 	next int
 	rows int // rows per segment; 0 is 30
+	dsn  string
+	// loaderPool makes load use a connection pool of its own, closed
+	// after each load, so that nothing the loader allocated stays live.
+	loaderPool bool
 }
 
 func newFollowEnv(t *testing.T) *followEnv {
-	db, _ := servertest.NewDB(t, OpenDB)
-	return &followEnv{t: t, q: &Querier{DB: db}, fx: servertest.NewFixture(t, "h1", "h2"), base: servertest.HostileBase()}
+	db, dsn := servertest.NewDB(t, OpenDB)
+	return &followEnv{t: t, q: &Querier{DB: db}, dsn: dsn, fx: servertest.NewFixture(t, "h1", "h2"), base: servertest.HostileBase()}
 }
 
 // load seals n segments per host of e.rows rows (30: 9 proc rows) each and
@@ -52,9 +56,17 @@ func (e *followEnv) load(n int) {
 			})
 		}
 	}
+	db := e.q.DB
+	if e.loaderPool {
+		var err error
+		if db, err = OpenDB(e.dsn); err != nil {
+			e.t.Fatal(err)
+		}
+		defer db.Close()
+	}
 	ctx, cancel := context.WithTimeout(e.t.Context(), 2*time.Minute)
 	defer cancel()
-	if sum, err := loader.Once(ctx, loader.Options{DB: e.q.DB, StateDir: e.fx.State, Workers: 2}); err != nil || sum.Loaded != sum.Segments {
+	if sum, err := loader.Once(ctx, loader.Options{DB: db, StateDir: e.fx.State, Workers: 2}); err != nil || sum.Loaded != sum.Segments {
 		e.t.Fatalf("load: %v %v", sum, err)
 	}
 }
