@@ -210,9 +210,18 @@ func sortedSQL(page string) string {
 	if !ok {
 		return page
 	}
-	parts := strings.Split(list, "<h3>")
+	// The last statement is followed by the end of the list and of the
+	// page, which must stay at the end whichever statement ran last.
+	end := strings.LastIndex(list, "</details>")
+	if end < 0 {
+		return page
+	}
+	parts := strings.Split(list[:end], "<h3>")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
 	slices.Sort(parts[1:])
-	return head + `<details class="sql"` + strings.Join(parts, "<h3>")
+	return head + `<details class="sql"` + strings.Join(parts, "<h3>") + list[end:]
 }
 
 // firstDiff shows where a and b first differ.
