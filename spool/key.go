@@ -6,9 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"runtime"
 
 	"github.com/pofr/pofr/internal/durable"
 	"golang.org/x/crypto/ssh"
@@ -37,19 +35,7 @@ func GenerateKey(path string) (ed25519.PrivateKey, error) {
 // GenerateKey or ssh-keygen -t ed25519 without a passphrase). On Unix it
 // refuses a file that others than its owner may read.
 func LoadKey(path string) (ed25519.PrivateKey, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("load key %s: %w", path, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("load key %s: %w", path, err)
-	}
-	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("load key %s: mode %04o lets others read it; chmod 600 it", path, fi.Mode().Perm())
-	}
-	data, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	data, err := durable.ReadPrivate(path, 64<<10)
 	if err != nil {
 		return nil, fmt.Errorf("load key %s: %w", path, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/internal/cli"
+	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/internal/syslog5424"
 	"github.com/pofr/pofr/query"
 )
@@ -233,9 +233,9 @@ func esSink(ctx context.Context, esURL, authFile, caFile string, batch query.Bat
 	}
 	var auth string
 	if authFile != "" {
-		b, err := readPrivateFile("es-auth-file", authFile)
+		b, err := durable.ReadPrivate(authFile, 64<<10)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--es-auth-file %s: %w", authFile, err)
 		}
 		if auth, err = query.ESAuthorization(b); err != nil {
 			return nil, fmt.Errorf("--es-auth-file %s: %w", authFile, err)
@@ -261,28 +261,6 @@ func esSink(ctx context.Context, esURL, authFile, caFile string, batch query.Bat
 		}
 		return s, func() error { return nil }, nil
 	}, nil
-}
-
-// readPrivateFile reads a secret file of at most 64 KiB, refusing one that
-// group or others may read (as the spool's signing key).
-func readPrivateFile(flagName, path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("--%s: %w", flagName, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("--%s: %w", flagName, err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("--%s %s: mode %04o lets others read it; chmod 600 it", flagName, path, fi.Mode().Perm())
-	}
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
-	if err != nil {
-		return nil, fmt.Errorf("--%s: %w", flagName, err)
-	}
-	return b, nil
 }
 
 // followSink opens a delivery sink for runFollow.

@@ -1,6 +1,7 @@
 // Package durable writes files so that they survive a crash once the call
 // returns: a reader sees either the old file or the whole new one. The
-// collector, the uplink, the receiver, the registry and the loader share it.
+// collector, the uplink, the receiver, the registry and the loader share it,
+// and ReadPrivate, which reads a secret file only its owner may read.
 package durable
 
 import (
@@ -8,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 )
 
 // WriteFile writes data to path with mode perm: temporary file in the same
@@ -87,4 +89,23 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
+}
+
+// ReadPrivate reads at most limit bytes of a secret file (a key, a
+// password), refusing one that group or others may read: such a file's
+// secret is no longer the owner's alone.
+func ReadPrivate(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("mode %04o lets others read it; chmod 600 it", fi.Mode().Perm())
+	}
+	return io.ReadAll(io.LimitReader(f, limit))
 }
