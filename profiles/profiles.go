@@ -56,9 +56,9 @@ type Spool struct {
 // Proc sets the process source.
 type Proc struct {
 	ArgvMax int `json:"argv_max"` // bytes of argv kept; longer is cut and flagged
-	// Priority of the cn_proc reader and exec guard threads: "fifo"
-	// (SCHED_FIFO), "nice" (nice −20) or "normal". Falls back down the list
-	// with a warning. The tracepoint reader runs at normal priority.
+	// Priority of the reader thread (tracepoint or cn_proc) and the exec
+	// guard: "fifo" (SCHED_FIFO), "nice" (nice −20) or "normal". Falls back
+	// down the list with a warning.
 	Priority string `json:"priority"`
 	// EnrichRate caps /proc reads per second on exec, so a fork bomb cannot
 	// make a real-time reader starve the host; beyond it rows are flagged gone.

@@ -134,9 +134,19 @@ func TestTreeBudget(t *testing.T) {
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 	c := srv.Client()
-	resp, body := get(t, c, srv.URL+hostPath("host-a", 6*time.Second, "", 0, 0))
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("host page over budget: %s\n%s", resp.Status, body)
+	// MariaDB's statement timer runs on a thread of its own: on a loaded
+	// machine the fixture's small tree can end before the timer fires.
+	// One page of a few over budget is what is checked.
+	var resp *http.Response
+	var body string
+	for range 5 {
+		resp, body = get(t, c, srv.URL+hostPath("host-a", 6*time.Second, "", 0, 0))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("host page over budget: %s\n%s", resp.Status, body)
+		}
+		if strings.Contains(body, `id="tree-deferred"`) {
+			break
+		}
 	}
 	if !strings.Contains(body, `id="tree-deferred"`) || !strings.Contains(body, "tree=full") || strings.Contains(body, `data-s="300 `) {
 		t.Fatalf("host page over budget does not offer the tree:\n%s", body)

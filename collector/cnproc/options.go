@@ -56,9 +56,9 @@ type Options struct {
 	// flagged argv_truncated. Default 32768.
 	ArgvMax int
 	// Priority of the reader thread: PriorityFIFO (default), PriorityNice or
-	// PriorityNormal. Each falls back down the list with a warning. It
-	// applies to the cn_proc capture and the exec guard; the tracepoint
-	// reader is never raised (it is not locked to a thread).
+	// PriorityNormal. Each falls back down the list with a warning. The
+	// tracepoint reader at PriorityNormal is not locked to a thread (a
+	// little cheaper, but late on a saturated host).
 	Priority Priority
 	// EnrichRate caps the /proc reads on the hot path (one set per exec)
 	// per second, so a fork bomb cannot make a real-time reader starve the

@@ -239,10 +239,8 @@ func knownTree(t *testing.T, o Options, mode Mode) {
 		t.Errorf("Lookup(%d) = %+v %v, want start %d (within grace)", child.PID, p, ok, child.ProcStart)
 	}
 	st := src.Stats()
-	// The cn_proc reader is raised; the tracepoint reader never is (it is
-	// not locked to a thread: docs/design.md, "Drain policy").
-	if want := map[Mode]Priority{ModeNetlink: PriorityFIFO, ModeTracepoint: PriorityNormal}[mode]; st.Priority != want {
-		t.Errorf("priority %q, want %q as root in mode %s", st.Priority, want, mode)
+	if st.Priority != PriorityFIFO {
+		t.Errorf("priority %q, want fifo as root in mode %s", st.Priority, mode)
 	}
 	t.Logf("stats: %+v", st)
 }

@@ -3,6 +3,7 @@ package cnproc
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -234,14 +235,21 @@ func (d *drainSync) end(g uint64) {
 // or its drain timer, then drains the rings and the cn_proc socket, merges
 // them by time and hands the events to the table through the hot path.
 func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
-	// Not locked to a thread and not raised (Priority is the cn_proc
-	// reader's and the exec guard's): the reader blocks in a raw ppoll
-	// that keeps its P, so the runtime's sysmon preempts it every 10 ms;
-	// a locked goroutine's preemption hands its thread over to another M
-	// and back (two futex wakeups), an unlocked one's is a pass through
-	// the scheduler on the same thread. docs/design.md, "Drain policy".
+	// Raised (Options.Priority) and so locked to its thread for good, as
+	// the cn_proc reader: on a host whose CPUs are saturated, a reader at
+	// normal priority drains late, and the argv the stack dump missed is
+	// lost with every process that ends meanwhile (a 100 ms life lost its
+	// argv at load average 25 on 2 CPUs). PriorityNormal leaves it
+	// unlocked, which is cheaper: a locked goroutine's preemption by
+	// sysmon every 10 ms hands its thread over to another M and back.
+	// docs/design.md, "The reader's thread and clock".
 	defer s.drive.end()
-	s.prio.Store(PriorityNormal)
+	if s.opts.Priority != PriorityNormal {
+		runtime.LockOSThread() // never unlocked: the raised thread must not run other goroutines
+		s.prio.Store(procRaisePriority(s.opts.Priority, s.log))
+	} else {
+		s.prio.Store(PriorityNormal)
+	}
 	h := s.newHotPath()
 	var (
 		items, cn, carry []tpItem
