@@ -1,9 +1,9 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -46,7 +46,8 @@ func TestOpenSSHSite(t *testing.T) {
 		"--host-key-file", hostKey, "--host-id", p.hostID, "--user", sshd.User, "--remote-dir", sshd.RemoteInbox)
 
 	coll := p.startCollector("--segment-age", "1s")
-	marker := "pofr-openssh-e2e-" + filepath.Base(p.dir)
+	// Unique per run: the package's database outlives one run (-count).
+	marker := fmt.Sprintf("pofr-openssh-e2e-%d", time.Now().UnixNano())
 	// The marker process reads its stdin, which the test closes once the
 	// collector stopped: the collector reads argv from /proc (or the exec's
 	// stack dump) when it gets to the event, which on a loaded machine can
