@@ -502,6 +502,13 @@ func (w *Writer) Close() error {
 		return nil
 	}
 	w.rotateLocked()
+	if b := w.cur; b.rows > 0 {
+		// The gap rows of batches this rotation dropped: queued without
+		// another bound check, which would drop again and leave new gap
+		// rows behind in a batch nobody seals.
+		w.queue = append(w.queue, b)
+		w.queued += b.est
+	}
 	w.cur = nil
 	w.mu.Unlock()
 	close(w.done)

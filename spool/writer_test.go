@@ -581,6 +581,73 @@ func TestSealFailure(t *testing.T) {
 	}
 }
 
+// TestCloseKeepsDropGaps: when Close's own rotation goes over
+// MaxPendingBytes while sealing fails, the oldest batch is dropped and its
+// gap row lands in a fresh batch; that batch is sealed too. (It was
+// discarded, and the dropped rows went unrecorded.)
+func TestCloseKeepsDropGaps(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "spool")
+	opts := testOptions(newClock()) // a clock that stands still: the retry back-off holds
+	opts.MaxSegmentBytes = 8 << 10
+	opts.MaxPendingBytes = 32 << 10
+	w := openWriter(t, dir, opts)
+	state := readAll(t, filepath.Join(dir, StateName))
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	add := func() {
+		w.AppendFile(&event.File{TS: int64(n), LastTS: int64(n), Op: event.FileOpen, Path: []byte("/usr/lib/x86_64-linux-gnu/libc.so.6")})
+		n++
+	}
+	for range 1000 {
+		add()
+	}
+	if err := w.Seal(); err == nil {
+		t.Fatal("Seal succeeded without a spool directory")
+	}
+	// Fill the current batch to just below its size, so that only Close
+	// rotates it, with the queue at the bound.
+	const rowEst = fileRowBytes + 35
+	for {
+		w.mu.Lock()
+		room := w.cur.est+rowEst < w.maxBytes
+		over := w.queued+w.cur.est > w.maxPending
+		w.mu.Unlock()
+		if !room {
+			if !over {
+				t.Fatal("the queue and the current batch are within the bound: the test does not reach the drop")
+			}
+			break
+		}
+		add()
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, StateName), state, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var rows, lost int64
+	for _, s := range verifyDir(t, dir) {
+		rows += s.Manifest.TableRows(event.TableFile)
+		gaps, err := s.Gaps()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range gaps {
+			lost += g.Lost.V
+		}
+	}
+	if rows+lost != int64(n) {
+		t.Errorf("sealed %d + lost %d = %d rows, want %d", rows, lost, rows+lost, n)
+	}
+}
+
 // TestOpenRefusesOtherHost: a spool written for one host id cannot be
 // reused under another.
 func TestOpenRefusesOtherHost(t *testing.T) {
