@@ -427,6 +427,7 @@ const (
 	skipped
 	quarantined
 	failed
+	interrupted // the pass was stopped before the segment committed
 )
 
 // result of one segment.
@@ -492,6 +493,11 @@ func (l *Loader) pass(ctx context.Context) (Summary, error) {
 			defer w.close()
 			for p := range work {
 				r, err := w.load(ctx, p)
+				if r.outcome == failed && ctx.Err() != nil {
+					// Cut off by the pass's end (verify, budget, commit): the
+					// file stays in the inbox for the next run.
+					r.outcome, err = interrupted, nil
+				}
 				rows.Add(r.rows)
 				mu.Lock()
 				switch r.outcome {
