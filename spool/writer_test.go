@@ -528,38 +528,42 @@ func TestCrashDuringEviction(t *testing.T) {
 	}
 }
 
-// TestSealFailure: while sealing fails (the spool directory is gone) rows
-// stay in memory up to MaxPendingBytes; beyond it the oldest are dropped and
-// a gap row says how many. Every appended row is either sealed or counted in
-// a gap row.
-func TestSealFailure(t *testing.T) {
+// failingSpool opens a writer with small batches and a small memory bound
+// on a spool whose directory is then removed, so that every seal fails
+// until restore puts the directory back with its state file. The writer's
+// clock stands still, so the retry back-off holds.
+func failingSpool(t *testing.T) (w *Writer, dir string, restore func()) {
 	root := t.TempDir()
-	dir := filepath.Join(root, "spool")
+	dir = filepath.Join(root, "spool")
 	opts := testOptions(newClock())
 	opts.MaxSegmentBytes = 8 << 10
 	opts.MaxPendingBytes = 32 << 10
-	w := openWriter(t, dir, opts)
+	w = openWriter(t, dir, opts)
 	state := readAll(t, filepath.Join(dir, StateName))
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	const n = 3000
-	for i := range n {
-		w.AppendFile(&event.File{TS: int64(i), LastTS: int64(i), Op: event.FileOpen, Path: []byte("/usr/lib/x86_64-linux-gnu/libc.so.6")})
+	return w, dir, func() {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, StateName), state, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := w.Seal(); err == nil {
-		t.Fatal("Seal succeeded without a spool directory")
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, StateName), state, 0o600); err != nil {
-		t.Fatal(err)
-	}
+}
+
+// appendLibc appends file row number i.
+func appendLibc(w *Writer, i int) {
+	w.AppendFile(&event.File{TS: int64(i), LastTS: int64(i), Op: event.FileOpen, Path: []byte("/usr/lib/x86_64-linux-gnu/libc.so.6")})
+}
+
+// sealedAndLost closes w and returns the file rows its segments in dir
+// hold and the rows their spool gap rows say were lost.
+func sealedAndLost(t *testing.T, w *Writer, dir string) (rows, lost int64) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var rows, lost int64
 	for _, s := range verifyDir(t, dir) {
 		rows += s.Manifest.TableRows(event.TableFile)
 		gaps, err := s.Gaps()
@@ -573,6 +577,24 @@ func TestSealFailure(t *testing.T) {
 			lost += g.Lost.V
 		}
 	}
+	return rows, lost
+}
+
+// TestSealFailure: while sealing fails (the spool directory is gone) rows
+// stay in memory up to MaxPendingBytes; beyond it the oldest are dropped and
+// a gap row says how many. Every appended row is either sealed or counted in
+// a gap row.
+func TestSealFailure(t *testing.T) {
+	w, dir, restore := failingSpool(t)
+	const n = 3000
+	for i := range n {
+		appendLibc(w, i)
+	}
+	if err := w.Seal(); err == nil {
+		t.Fatal("Seal succeeded without a spool directory")
+	}
+	restore()
+	rows, lost := sealedAndLost(t, w, dir)
 	if lost == 0 {
 		t.Error("no rows dropped although the memory bound was exceeded")
 	}
@@ -586,23 +608,10 @@ func TestSealFailure(t *testing.T) {
 // gap row lands in a fresh batch; that batch is sealed too. (It was
 // discarded, and the dropped rows went unrecorded.)
 func TestCloseKeepsDropGaps(t *testing.T) {
-	root := t.TempDir()
-	dir := filepath.Join(root, "spool")
-	opts := testOptions(newClock()) // a clock that stands still: the retry back-off holds
-	opts.MaxSegmentBytes = 8 << 10
-	opts.MaxPendingBytes = 32 << 10
-	w := openWriter(t, dir, opts)
-	state := readAll(t, filepath.Join(dir, StateName))
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
+	w, dir, restore := failingSpool(t)
 	n := 0
-	add := func() {
-		w.AppendFile(&event.File{TS: int64(n), LastTS: int64(n), Op: event.FileOpen, Path: []byte("/usr/lib/x86_64-linux-gnu/libc.so.6")})
-		n++
-	}
-	for range 1000 {
-		add()
+	for ; n < 1000; n++ {
+		appendLibc(w, n)
 	}
 	if err := w.Seal(); err == nil {
 		t.Fatal("Seal succeeded without a spool directory")
@@ -610,7 +619,7 @@ func TestCloseKeepsDropGaps(t *testing.T) {
 	// Fill the current batch to just below its size, so that only Close
 	// rotates it, with the queue at the bound.
 	const rowEst = fileRowBytes + 35
-	for {
+	for ; ; n++ {
 		w.mu.Lock()
 		room := w.cur.est+rowEst < w.maxBytes
 		over := w.queued+w.cur.est > w.maxPending
@@ -621,29 +630,10 @@ func TestCloseKeepsDropGaps(t *testing.T) {
 			}
 			break
 		}
-		add()
+		appendLibc(w, n)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, StateName), state, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	var rows, lost int64
-	for _, s := range verifyDir(t, dir) {
-		rows += s.Manifest.TableRows(event.TableFile)
-		gaps, err := s.Gaps()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, g := range gaps {
-			lost += g.Lost.V
-		}
-	}
-	if rows+lost != int64(n) {
+	restore()
+	if rows, lost := sealedAndLost(t, w, dir); rows+lost != int64(n) {
 		t.Errorf("sealed %d + lost %d = %d rows, want %d", rows, lost, rows+lost, n)
 	}
 }
