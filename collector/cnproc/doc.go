@@ -5,8 +5,8 @@
 //
 // Its parts: decode.go parses cn_proc datagrams (pure, fuzzed against
 // captured frames in testdata), table.go is the process table (pure: fed
-// decoded events, it writes rows), ring.go hands events from the reader
-// thread to the table goroutine, and source_linux.go owns the socket and
-// the threads. docs/design.md ("Process source") has the rationale and the
-// measurements.
+// decoded events, it writes rows; lives.go applies fork, exec and exit),
+// ring.go hands events from the reader thread to the table goroutine, and
+// source_linux.go owns the socket and the threads. docs/design.md
+// ("Process source") has the rationale and the measurements.
 package cnproc
