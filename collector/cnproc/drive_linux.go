@@ -24,6 +24,9 @@ type driveState struct {
 	initOnce, okOnce, endOnce sync.Once
 	ok, done                  chan struct{}
 	tid                       atomic.Int32 // the reader's thread while it runs the drains, else 0
+	// pinned is the reader's thread when the reader is locked to it for
+	// good (a raised reader), else 0. Only the reader uses it.
+	pinned int32
 }
 
 type drivenQueue struct {
@@ -51,15 +54,19 @@ func (d *driveState) end() {
 	d.endOnce.Do(func() { close(d.done) })
 }
 
-// run calls every queue's drain (the reader goroutine), after peek. The
-// reader is locked to its thread only meanwhile, so that inReader can tell
-// its Lookups by the thread id.
+// run calls every queue's drain (the reader goroutine), after peek. An
+// unpinned reader is locked to its thread meanwhile, so that inReader can
+// tell its Lookups by the thread id.
 func (d *driveState) run(peek func()) {
 	d.mu.Lock()
 	if len(d.queues) > 0 {
 		peek()
-		runtime.LockOSThread()
-		d.tid.Store(int32(unix.Gettid()))
+		tid := d.pinned
+		if tid == 0 {
+			runtime.LockOSThread()
+			tid = int32(unix.Gettid())
+		}
+		d.tid.Store(tid)
 		for _, q := range d.queues {
 			if !q.drain() {
 				d.set.Unwatch(q.fd)
@@ -75,7 +82,9 @@ func (d *driveState) run(peek func()) {
 			}
 		})
 		d.tid.Store(0)
-		runtime.UnlockOSThread()
+		if d.pinned == 0 {
+			runtime.UnlockOSThread()
+		}
 	}
 	d.mu.Unlock()
 }

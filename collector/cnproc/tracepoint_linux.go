@@ -246,6 +246,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 	defer s.drive.end()
 	if s.opts.Priority != PriorityNormal {
 		runtime.LockOSThread() // never unlocked: the raised thread must not run other goroutines
+		s.drive.pinned = int32(unix.Gettid())
 		s.prio.Store(procRaisePriority(s.opts.Priority, s.log))
 	} else {
 		s.prio.Store(PriorityNormal)
