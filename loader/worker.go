@@ -180,14 +180,7 @@ func (w *worker) load(ctx context.Context, p *prepared) (result, error) {
 	}
 	switch {
 	case err == nil:
-	case ctx.Err() != nil:
-		// Stopped mid-segment (a signal to load --watch): the transaction
-		// did not commit and the file stays in the inbox for the next run.
-		// Not a failure, and never a reason to quarantine.
-		w.dropConn()
-		log.Info("stopped before the segment committed; it stays in the inbox", "err", err)
-		return result{outcome: interrupted}, nil
-	case classify(err) != "":
+	case ctx.Err() == nil && classify(err) != "": // an error of a pass cut off is never the segment's
 		q := l.refuse(ctx, p, classify(err), err, m, seg.digest)
 		return q.res, q.err
 	default:
