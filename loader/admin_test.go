@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -19,14 +20,37 @@ import (
 	"github.com/pofr/pofr/schema"
 )
 
-// TestSchemaApply: applying twice applies nothing the second time; a
-// database newer than the binary is refused, by Apply and by the loader.
+// TestSchemaApply: applying twice applies nothing the second time, but
+// defines the views again (views.sql: a dropped or stale view is back as a
+// fresh database has it); a database newer than the binary is refused, by
+// Apply and by the loader.
 func TestSchemaApply(t *testing.T) {
 	db, _ := newDB(t)
 	ctx := t.Context()
+	views := func() map[string]string {
+		out := map[string]string{}
+		testutil.EachRow(t, db, func(row testutil.Row) {
+			var name, def string
+			row.Scan(&name, &def)
+			out[name] = def
+		}, "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()")
+		return out
+	}
+	fresh := views()
+	if len(fresh) != 5 {
+		t.Fatalf("fresh database has views %v, want 5", slices.Sorted(maps.Keys(fresh)))
+	}
+	for _, st := range []string{"DROP VIEW timeline", "CREATE OR REPLACE VIEW processes AS SELECT 1 AS stale"} {
+		if _, err := db.ExecContext(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
 	applied, err := schema.Apply(ctx, db)
 	if err != nil || len(applied) != 0 {
 		t.Fatalf("second apply: %v, %v; want nothing applied", applied, err)
+	}
+	if diff := cmp.Diff(fresh, views()); diff != "" {
+		t.Errorf("views after the second apply (-fresh +got):\n%s", diff)
 	}
 	if v, err := schema.Version(ctx, db); err != nil || v != schema.Latest() {
 		t.Fatalf("version %d (%v), want %d", v, err, schema.Latest())

@@ -90,6 +90,11 @@ the schema disagree. ` + "`pofr-server schema print`" + ` prints the SQL itself.
 
 ## Views
 
+The views hold no rows, so they have one definition, ` + "`schema/views.sql`" + `, not a history:
+` + "`schema apply`" + ` runs it after the migrations every time (CREATE OR REPLACE VIEW), whatever version the
+database came from. A change to a view goes there, with a new migration number (a comment is enough) so that
+older databases are told to run ` + "`schema apply`" + `. Migrations 002, 003, 007 and 018 once defined them.
+
 - ` + "`processes`" + `: one row per process life (host_id, boot_id, pid, proc_start): start_ts (first event),
   fork_ts, exec_count, the first exec's exe/argv/cmdline/comm/cwd/ids (or, if it never exec'd
   while recorded, its snapshot or fork row), exit_ts/exit_code/exit_signal, parent_pid and

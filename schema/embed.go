@@ -1,8 +1,10 @@
 // Package schema holds pofr's MariaDB schema: versioned migrations
-// (NNN_name.sql, applied in order and recorded in the schema_version table),
+// (NNN_name.sql, applied in order and recorded in the schema_version table)
+// and the views (views.sql, run after them every time: views hold no rows,
+// so their one current definition replaces whatever a database had),
 // embedded in the server binary, and the code that applies them.
 //
-// Migrations are idempotent (CREATE … IF NOT EXISTS, CREATE OR REPLACE VIEW),
+// Migrations are idempotent (CREATE … IF NOT EXISTS, ADD … IF NOT EXISTS),
 // so one cut short by a crash can simply be applied again; MariaDB commits
 // DDL statement by statement, so nothing else could make that safe. A
 // database whose schema_version is newer than the binary's newest migration
@@ -73,15 +75,29 @@ func Migrations() []Migration {
 	return out
 }
 
+// viewsFile holds every view's current definition (see [Views]).
+const viewsFile = "views.sql"
+
+// Views returns the script that defines the views: CREATE OR REPLACE VIEW
+// statements only, which [Apply] runs after the migrations every time.
+func Views() string {
+	b, err := files.ReadFile(viewsFile)
+	if err != nil {
+		panic(fmt.Sprintf("schema: read %s: %v", viewsFile, err))
+	}
+	return string(b)
+}
+
 // Latest returns the newest migration version this binary has.
 func Latest() int {
 	ms := Migrations()
 	return ms[len(ms)-1].Version
 }
 
-// Print writes every migration, in order, as one SQL script.
+// Print writes every migration, in order, and then the views as one SQL
+// script.
 func Print(w io.Writer) error {
-	for _, m := range Migrations() {
+	for _, m := range append(Migrations(), Migration{Name: viewsFile, SQL: Views()}) {
 		if _, err := fmt.Fprintf(w, "-- ===== %s =====\n%s\n", m.Name, m.SQL); err != nil {
 			return err
 		}
@@ -178,7 +194,8 @@ func Check(ctx context.Context, db *sql.DB) error {
 }
 
 // Apply brings the database db is connected to up to this binary's newest
-// migration and returns the versions it applied (none if it was current). It
+// migration and returns the versions it applied (none if it was current),
+// then (re)defines the views from [Views], also when it applied none. It
 // holds the named lock pofr_schema while it works, so concurrent runs apply
 // each migration once. It refuses a newer database with ErrNewer.
 func Apply(ctx context.Context, db *sql.DB) ([]int, error) {
@@ -204,15 +221,21 @@ func Apply(ctx context.Context, db *sql.DB) ([]int, error) {
 	if latest := ms[len(ms)-1].Version; cur > latest {
 		return nil, fmt.Errorf("%w: database has version %d, binary only %d; refusing to downgrade", ErrNewer, cur, latest)
 	}
+	run := func(name, script string) error {
+		for i, st := range Statements(script) {
+			if _, err := conn.ExecContext(ctx, st); err != nil {
+				return fmt.Errorf("apply %s statement %d: %w", name, i+1, err)
+			}
+		}
+		return nil
+	}
 	var applied []int
 	for _, m := range ms {
 		if m.Version <= cur {
 			continue
 		}
-		for i, st := range Statements(m.SQL) {
-			if _, err := conn.ExecContext(ctx, st); err != nil {
-				return applied, fmt.Errorf("apply %s statement %d: %w", m.Name, i+1, err)
-			}
+		if err := run(m.Name, m.SQL); err != nil {
+			return applied, err
 		}
 		if _, err := conn.ExecContext(ctx,
 			"INSERT INTO schema_version (version, name) VALUES (?, ?) ON DUPLICATE KEY UPDATE name = VALUES(name)",
@@ -221,5 +244,5 @@ func Apply(ctx context.Context, db *sql.DB) ([]int, error) {
 		}
 		applied = append(applied, m.Version)
 	}
-	return applied, nil
+	return applied, run(viewsFile, Views())
 }

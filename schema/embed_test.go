@@ -38,3 +38,41 @@ func TestMigrations(t *testing.T) {
 		t.Errorf("Latest() = %d, want %d", Latest(), ms[len(ms)-1].Version)
 	}
 }
+
+// TestViews: views.sql defines every view, each with CREATE OR REPLACE (so
+// Apply can run it every time), and no migration defines one (the views
+// have one definition).
+func TestViews(t *testing.T) {
+	var names []string
+	for _, st := range Statements(Views()) {
+		st = strings.TrimSpace(stripComments(st))
+		name, ok := strings.CutPrefix(st, "CREATE OR REPLACE VIEW ")
+		if !ok {
+			t.Errorf("views.sql: %.60q…: not CREATE OR REPLACE VIEW", st)
+			continue
+		}
+		names = append(names, strings.Fields(name)[0])
+	}
+	want := []string{"processes", "process_tree", "timeline", "connections", "peer_connections"}
+	if diff := cmp.Diff(want, names); diff != "" {
+		t.Errorf("views (-want +got):\n%s", diff)
+	}
+	for _, m := range Migrations() {
+		for _, st := range Statements(m.SQL) {
+			if strings.Contains(strings.ToUpper(stripComments(st)), " VIEW ") {
+				t.Errorf("%s: %.60q…: views belong in views.sql", m.Name, st)
+			}
+		}
+	}
+}
+
+// stripComments drops the -- comment lines of a statement.
+func stripComments(st string) string {
+	var b strings.Builder
+	for line := range strings.SplitSeq(st, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
