@@ -6,9 +6,8 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/pofr/pofr/internal/testutil"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/loader"
-	"github.com/pofr/pofr/schema"
 )
 
 // BenchmarkLoad measures the loader against the ceiling (a plain LOAD DATA
@@ -16,16 +15,7 @@ import (
 // same run. Service tier: a private MariaDB. Size with POFR_BENCH_SEGMENTS
 // and POFR_BENCH_ROWS (per segment); run with -benchtime=1x.
 func BenchmarkLoad(b *testing.B) {
-	m := testutil.StartMariaDB(b)
-	dsn, _ := m.NewDatabase(b)
-	db, err := loader.OpenDB(dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := schema.Apply(b.Context(), db); err != nil {
-		b.Fatal(err)
-	}
+	_, dsn := servertest.SchemaDB(b, loader.OpenDB)
 	segs, _ := strconv.Atoi(os.Getenv("POFR_BENCH_SEGMENTS"))
 	rows, _ := strconv.Atoi(os.Getenv("POFR_BENCH_ROWS"))
 	for _, n := range []int{1, 2, 4} {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"strings"
 	"testing"
 
@@ -32,10 +31,7 @@ func TestHelp(t *testing.T) {
 // message that names the problem, before touching any state.
 func TestUsageErrors(t *testing.T) {
 	dir := t.TempDir()
-	for _, tc := range []struct {
-		args string
-		want string
-	}{
+	clitest.UsageErrors(t, newApp, dir, [][2]string{
 		{"--bogus", "run 'pofr-collector --help'"},
 		{"nosuch", "unknown command"},
 		{"spool nosuch", "unknown command"},
@@ -53,15 +49,7 @@ func TestUsageErrors(t *testing.T) {
 		{"spool ls extra", "unexpected arguments"},
 		{"spool cat", "no segment files given"},
 		{"spool cat --table nosuch x.seg", "--table"},
-	} {
-		code, _, stderr := runApp(t, strings.Fields(tc.args)...)
-		if code != 2 || !strings.Contains(stderr, tc.want) {
-			t.Errorf("%s: exit %d, stderr %q; want 2 and %q", tc.args, code, stderr, tc.want)
-		}
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-		t.Errorf("usage errors wrote to the state directory: %v", entries)
-	}
+	})
 }
 
 // TestEveryCommandInTheTree: pofr-collector lists its commands in newApp;

@@ -38,22 +38,15 @@ func newFleet(t testing.TB, hosts ...string) *fleetFixture {
 	m := testutil.StartMariaDB(t)
 	dir := t.TempDir()
 	x := &fleetFixture{f: servertest.NewFixture(t, hosts...), shards: map[string]*sql.DB{}}
-	write := func(name, dsn string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(dsn+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	var fm fleet.Map
 	for _, s := range []string{"s1", "s2"} {
 		db, dsn := servertest.NewDB(t, loader.OpenDB)
 		x.shards[s] = db
-		f := write(s+".dsn", dsn)
+		f := writeLine(t, dir, s+".dsn", dsn)
 		fm.Shards = append(fm.Shards, fleet.Shard{Name: s, AdminDSNFile: f, ReaderDSNFile: f, LoaderDSNFiles: []string{f}})
 	}
 	x.head, _ = m.NewDatabase(t)
-	hf := write("head.dsn", x.head)
+	hf := writeLine(t, dir, "head.dsn", x.head)
 	fm.Head = &fleet.Head{AdminDSNFile: hf, ReaderDSNFile: hf}
 	x.mapf = filepath.Join(dir, "shards.json")
 	if err := fm.Save(x.mapf); err != nil {

@@ -49,10 +49,7 @@ func TestUsageErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	state := t.TempDir()
-	for _, tc := range []struct {
-		args string
-		want string
-	}{
+	clitest.UsageErrors(t, newApp, state, [][2]string{
 		{"nosuch", "unknown command"},
 		{"query nosuch", "unknown command"},
 		{"--log-level loud load", "--log-level"},
@@ -80,15 +77,7 @@ func TestUsageErrors(t *testing.T) {
 		{"token create --ttl -1h --state-dir " + state, "--ttl must be positive"},
 		{"registrations add --state-dir " + state, "--host-id, --ssh-key and --signing-key are required"},
 		{"registrations approve --state-dir " + state, "want one request id"},
-	} {
-		code, out, errOut := runApp(t, strings.Fields(tc.args)...)
-		if code != 2 || !strings.Contains(errOut, tc.want) {
-			t.Errorf("%s: exit %d, stderr %q, stdout %q; want exit 2 and %q", tc.args, code, errOut, out, tc.want)
-		}
-	}
-	if ents, err := os.ReadDir(state); err != nil || len(ents) != 0 {
-		t.Errorf("usage errors wrote to the state directory: %v %v", ents, err)
-	}
+	})
 }
 
 // TestPrintSQL: --print-sql prints the query's SQL file and needs no
@@ -163,11 +152,18 @@ func newDSNFile(t *testing.T) string {
 	t.Helper()
 	m := testutil.StartMariaDB(t)
 	dsn, _ := m.NewDatabase(t)
-	dsnFile := filepath.Join(t.TempDir(), "dsn")
-	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
+	return writeLine(t, t.TempDir(), "dsn", dsn)
+}
+
+// writeLine writes line and a newline into a new file name in dir, mode 0600
+// (a DSN or password file), and returns its path.
+func writeLine(t testing.TB, dir, name, line string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return dsnFile
+	return p
 }
 
 // TestDatabaseCommands runs schema apply, load, query and verify against a

@@ -101,23 +101,16 @@ func TestSharedRegistryTwoReceivers(t *testing.T) {
 	m := testutil.StartMariaDB(t)
 	bin := testutil.Bin(t, "./cmd/pofr-server")
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
 	regDSN, _ := m.NewDatabase(t)
 	shardDB, shardDSN := servertest.NewDB(t, loader.OpenDB)
-	sf := write("s1.dsn", shardDSN)
+	sf := writeLine(t, dir, "s1.dsn", shardDSN)
 	fm := fleet.Map{Shards: []fleet.Shard{{Name: "s1", AdminDSNFile: sf, LoaderDSNFiles: []string{sf}}},
-		Registry: &fleet.Registry{DSNFile: write("registry.dsn", regDSN)}}
+		Registry: &fleet.Registry{DSNFile: writeLine(t, dir, "registry.dsn", regDSN)}}
 	mapf := filepath.Join(dir, "shards.json")
 	if err := fm.Save(mapf); err != nil {
 		t.Fatal(err)
 	}
-	password := write("password", "correct horse battery staple")
+	password := writeLine(t, dir, "password", "correct horse battery staple")
 
 	// Receiver A makes the host key; B gets a copy of it.
 	stateA, stateB := statedir.Dir(filepath.Join(dir, "a")), statedir.Dir(filepath.Join(dir, "b"))
@@ -269,13 +262,8 @@ func TestRegistryImport(t *testing.T) {
 	f := servertest.NewFixture(t, "h1", "h2")
 	dir := t.TempDir()
 	regDSN, _ := m.NewDatabase(t)
-	rf := filepath.Join(dir, "registry.dsn")
-	sf := filepath.Join(dir, "s1.dsn")
-	for p, c := range map[string]string{rf: regDSN, sf: regDSN} {
-		if err := os.WriteFile(p, []byte(c+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	rf := writeLine(t, dir, "registry.dsn", regDSN)
+	sf := writeLine(t, dir, "s1.dsn", regDSN)
 	noReg := filepath.Join(dir, "plain.json")
 	fm := fleet.Map{Shards: []fleet.Shard{{Name: "s1", AdminDSNFile: sf, LoaderDSNFiles: []string{sf}}}}
 	if err := fm.Save(noReg); err != nil {

@@ -22,11 +22,11 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pofr/pofr/internal/registry"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/loader"
 	"github.com/pofr/pofr/receiver"
-	"github.com/pofr/pofr/schema"
 	"github.com/pofr/pofr/wire"
 )
 
@@ -190,17 +190,8 @@ func TestReceiverMetrics(t *testing.T) {
 // TestLedgerMetrics fills a real MariaDB's ledger and an inbox and scrapes
 // every ledger metric.
 func TestLedgerMetrics(t *testing.T) {
-	m := testutil.StartMariaDB(t)
-	dsn, _ := m.NewDatabase(t)
-	db, err := loader.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, _ := servertest.SchemaDB(t, loader.OpenDB)
 	ctx := testutil.Deadline(t, time.Minute)
-	if _, err := schema.Apply(ctx, db); err != nil {
-		t.Fatal(err)
-	}
 	exec := func(q string, args ...any) {
 		t.Helper()
 		if _, err := db.ExecContext(ctx, q, args...); err != nil {

@@ -53,6 +53,24 @@ func Help(t *testing.T, newApp func() *cli.App) map[string]bool {
 	return seen
 }
 
+// UsageErrors checks that each case, {command line split at spaces, what
+// the message must name}, exits 2 with that in its stderr, and that none
+// wrote to state, the empty directory the cases name for state: usage is
+// checked before anything is touched.
+func UsageErrors(t *testing.T, newApp func() *cli.App, state string, cases [][2]string) {
+	t.Helper()
+	for _, tc := range cases {
+		args, want := tc[0], tc[1]
+		code, out, errOut := Run(newApp, strings.Fields(args)...)
+		if code != 2 || !strings.Contains(errOut, want) {
+			t.Errorf("%s: exit %d, stderr %q, stdout %q; want exit 2 and %q", args, code, errOut, out, want)
+		}
+	}
+	if ents, err := os.ReadDir(state); err != nil || len(ents) != 0 {
+		t.Errorf("usage errors wrote to the state directory: %v %v", ents, err)
+	}
+}
+
 // NoInit checks that no source file of the package in the working directory
 // (a main package, when its tests run) has an init function: commands are
 // built by the package's newApp, and one built from init would not be in
