@@ -62,6 +62,20 @@ func check[R any](t *testing.T, tb *Table[R], rows []R) {
 	}
 	rec := b.NewRecord()
 	defer rec.Release()
+	got, err := tb.Decode(ipcRoundTrip(t, tb, rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(rows, got); diff != "" {
+		t.Errorf("%s round trip (-want +got):\n%s", tb.Name, diff)
+	}
+}
+
+// ipcRoundTrip writes rec as an Arrow IPC stream with ZSTD, as a segment
+// member holds it, and returns the record read back (valid until the test
+// ends).
+func ipcRoundTrip[R any](t *testing.T, tb *Table[R], rec arrow.RecordBatch) arrow.RecordBatch {
+	t.Helper()
 	var buf bytes.Buffer
 	w := ipc.NewWriter(&buf, ipc.WithSchema(tb.Schema), ipc.WithZstd())
 	if err := w.Write(rec); err != nil {
@@ -74,17 +88,11 @@ func check[R any](t *testing.T, tb *Table[R], rows []R) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Release()
+	t.Cleanup(r.Release)
 	if !r.Next() {
 		t.Fatalf("%s: no record: %v", tb.Name, r.Err())
 	}
-	got, err := tb.Decode(r.RecordBatch())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(rows, got); diff != "" {
-		t.Errorf("%s round trip (-want +got):\n%s", tb.Name, diff)
-	}
+	return r.RecordBatch()
 }
 
 func TestCheckRejectsOtherSchema(t *testing.T) {
