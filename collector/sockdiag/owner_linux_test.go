@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,14 +115,10 @@ func ownerHelper(proto string, n, par int, hold time.Duration) error {
 	return nil
 }
 
-// ownerProc is a running owner helper.
+// ownerProc is a running owner helper and its server's port.
 type ownerProc struct {
-	cmd   *exec.Cmd
-	out   *bufio.Reader
-	stdin io.WriteCloser
-	pid   int32
-	start int64
-	port  uint16
+	*sockProc
+	port uint16
 }
 
 // startOwnerHelper starts a helper and reads its port; cleanup ends it.
@@ -137,37 +132,13 @@ func startOwnerHelper(tb testing.TB, proto string, n, par int, hold time.Duratio
 // all go to that CPU's ring.
 func startOwnerHelperOn(tb testing.TB, cpu int, proto string, n, par int, hold time.Duration) *ownerProc {
 	tb.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestOwnerHelperProcess$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), "POFR_OWNER_HELPER="+proto, "POFR_OWNER_N="+strconv.Itoa(n),
-		"POFR_OWNER_PAR="+strconv.Itoa(par), "POFR_OWNER_HOLD_US="+strconv.Itoa(int(hold/time.Microsecond)))
-	stdin, stdout := testutil.Pipes(tb, cmd)
-	if err := testutil.StartPinned(cmd, cpu); err != nil {
-		tb.Fatal(err)
-	}
-	p := &ownerProc{cmd: cmd, out: bufio.NewReader(stdout), stdin: stdin, pid: int32(cmd.Process.Pid)}
-	tb.Cleanup(func() { sockReap(cmd, stdin) })
-	var err error
-	if p.start, err = procfs.New("").Start(p.pid); err != nil {
-		tb.Fatal(err)
-	}
+	cmd := helperCmd("TestOwnerHelperProcess", []string{"POFR_OWNER_HELPER=" + proto, "POFR_OWNER_N=" + strconv.Itoa(n),
+		"POFR_OWNER_PAR=" + strconv.Itoa(par), "POFR_OWNER_HOLD_US=" + strconv.Itoa(int(hold/time.Microsecond))}, "-test.bench=^$")
+	p := &ownerProc{sockProc: startHelper(tb, cmd, cpu)}
 	if _, err := fmt.Sscanf(p.line(tb, 10*time.Second), "port %d", &p.port); err != nil {
 		tb.Fatal(err)
 	}
 	return p
-}
-
-// line reads the helper's next output line, with a deadline.
-func (p *ownerProc) line(tb testing.TB, d time.Duration) string {
-	tb.Helper()
-	ch := make(chan string, 1)
-	go func() { s, _ := p.out.ReadString('\n'); ch <- strings.TrimSpace(s) }()
-	select {
-	case s := <-ch:
-		return s
-	case <-time.After(d):
-		tb.Fatalf("helper %d said nothing within %v", p.pid, d)
-	}
-	return ""
 }
 
 // run starts the connections and waits until the helper made them all.

@@ -182,29 +182,44 @@ type sockProc struct {
 	start int64
 }
 
-// sockHelperCmd is the test binary run as the helper of mode (see
-// TestSockHelperProcess), with extra test flags.
-func sockHelperCmd(mode, addr string, n int, extra ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestSockHelperProcess$"}, extra...)...)
-	cmd.Env = append(os.Environ(), "POFR_SOCK_HELPER="+mode, "POFR_SOCK_ADDR="+addr, "POFR_SOCK_N="+strconv.Itoa(n))
+// helperCmd is the test binary run as the helper process test (e.g.
+// TestSockHelperProcess), with env added to its environment and extra test
+// flags.
+func helperCmd(test string, env []string, extra ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^" + test + "$"}, extra...)...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	return cmd
 }
 
-// startSockProc starts a helper command with its stdin and stdout piped.
-func startSockProc(cmd *exec.Cmd) (*sockProc, error) {
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
+// sockHelperCmd is the test binary run as the helper of mode (see
+// TestSockHelperProcess), with extra test flags.
+func sockHelperCmd(mode, addr string, n int, extra ...string) *exec.Cmd {
+	return helperCmd("TestSockHelperProcess", []string{"POFR_SOCK_HELPER=" + mode, "POFR_SOCK_ADDR=" + addr, "POFR_SOCK_N=" + strconv.Itoa(n)}, extra...)
+}
+
+// startSockProc starts a helper command with its stdin and stdout piped,
+// with cpu ≥ 0 on that CPU only (testutil.StartPinned).
+func startSockProc(tb testing.TB, cmd *exec.Cmd, cpu int) *sockProc {
+	tb.Helper()
+	stdin, stdout := testutil.Pipes(tb, cmd)
+	if err := testutil.StartPinned(cmd, cpu); err != nil {
+		tb.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
+	return &sockProc{cmd: cmd, out: bufio.NewReader(stdout), stdin: stdin, pid: int32(cmd.Process.Pid)}
+}
+
+// startHelper is startSockProc for a test: it reads the helper's start time,
+// and cleanup ends the helper.
+func startHelper(tb testing.TB, cmd *exec.Cmd, cpu int) *sockProc {
+	tb.Helper()
+	p := startSockProc(tb, cmd, cpu)
+	tb.Cleanup(func() { sockReap(cmd, p.stdin) })
+	var err error
+	if p.start, err = procfs.New("").Start(p.pid); err != nil {
+		tb.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	return &sockProc{cmd: cmd, out: bufio.NewReader(stdout), stdin: stdin, pid: int32(cmd.Process.Pid)}, nil
+	return p
 }
 
 // startSockServer starts a helper serving on 127.0.0.1 and returns it and
@@ -231,20 +246,11 @@ func startSockHelperAttr(t *testing.T, mode, addr string, n int, attr *syscall.S
 	t.Helper()
 	cmd := sockHelperCmd(mode, addr, n)
 	cmd.SysProcAttr = attr
-	p, err := startSockProc(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sockReap(cmd, p.stdin) })
-	p.start, err = procfs.New("").Start(p.pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return startHelper(t, cmd, -1)
 }
 
 // line reads the helper's next output line, with a deadline.
-func (p *sockProc) line(t *testing.T, d time.Duration) string {
+func (p *sockProc) line(t testing.TB, d time.Duration) string {
 	t.Helper()
 	type res struct {
 		s   string
@@ -851,10 +857,7 @@ func (s *sockTB) cleanup() {
 
 func startSockHelperB(tb *sockTB, mode, addr string, n int) *sockProc {
 	cmd := sockHelperCmd(mode, addr, n, "-test.bench=^$")
-	p, err := startSockProc(cmd)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	p := startSockProc(tb, cmd, -1)
 	tb.fns = append(tb.fns, func() { p.stdin.Close(); _ = cmd.Wait() })
 	return p
 }
