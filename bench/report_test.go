@@ -58,12 +58,7 @@ func TestWriteMarkdown(t *testing.T) {
 		Checks: []Check{{Name: "collector peak RSS at 1000 exec/s ≤ 64 MB", Got: 31, Limit: 64, AtMost: true, Unit: "MB"}},
 		Notes:  []string{"loader not measured"},
 	}
-	var b strings.Builder
-	if err := WriteMarkdown(&b, rep, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC), "quick"); err != nil {
-		t.Fatal(err)
-	}
-	md := b.String()
-	for _, want := range []string{
+	checkMarkdown(t, rep, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC), "quick",
 		"Run 2026-11-25 12:00 UTC (quick mode) on Test CPU × 2.",
 		"| 1000 exec/s, auditd | 1000 | – | – | – | – | 114 | – | – | – | – | – | – | 1144 |",
 		"| 1000 exec/s, collector | 995 [990–1000] | – | – | – | – | 22.0 [20.0–24.0] | – | – | – | – | 30.5 [30.0–31.0] | – | – |",
@@ -72,10 +67,21 @@ func TestWriteMarkdown(t *testing.T) {
 		"| create | 100 |",
 		"cpu-per-exec/rate=1000/collector÷auditd: **0.193×**",
 		"PASS collector peak RSS at 1000 exec/s ≤ 64 MB: 31 MB (≤ 64 MB)",
-		"- loader not measured",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("markdown lacks %q:\n%s", want, md)
+		"- loader not measured")
+}
+
+// checkMarkdown writes rep with WriteMarkdown as run at now in mode and
+// checks that the text has every want.
+func checkMarkdown(t *testing.T, rep *Report, now time.Time, mode string, want ...string) {
+	t.Helper()
+	var b strings.Builder
+	if err := WriteMarkdown(&b, rep, now, mode); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, w := range want {
+		if !strings.Contains(md, w) {
+			t.Errorf("markdown lacks %q:\n%s", w, md)
 		}
 	}
 }
