@@ -87,7 +87,8 @@ type Querier struct {
 	// Page, when its Limit is positive, bounds the rows of every query Run
 	// runs (LIMIT and OFFSET appended to the file's text, after its final
 	// ORDER BY, or put in place of its /*page*/ mark: timeline.sql pages
-	// before its lookups). Export is never paged.
+	// before its lookups, and bounds each of its parts to LIMIT+OFFSET rows
+	// at its /*rows*/ marks). Export is never paged.
 	Page Page
 	// Trace, when set, gets every statement just before it runs, for
 	// showing the SQL behind an answer.
@@ -100,12 +101,23 @@ type Page struct {
 	Limit, Offset int
 }
 
-// pageMark, in a query's text, is where a Page's LIMIT goes instead of the
-// end (a comment: the file run by hand is unpaged).
-const pageMark = "/*page*/"
+// Marks in a query's text (comments: the file run by hand is unpaged).
+// pageMark is where a Page's LIMIT goes instead of the end; each partMark
+// ends a part of a UNION ordered like the whole, which needs no more than
+// the page's last row: LIMIT Limit+Offset.
+const (
+	pageMark = "/*page*/"
+	partMark = "/*rows*/"
+)
 
-// apply returns text with p's LIMIT clause at its pageMark or else at its end.
+// apply returns text with p's LIMIT clause at its pageMark or else at its
+// end, and its parts' LIMIT at every partMark.
 func (p Page) apply(text string) string {
+	part := ""
+	if p.Limit > 0 {
+		part = fmt.Sprintf("LIMIT %d", p.Limit+max(p.Offset, 0))
+	}
+	text = strings.ReplaceAll(text, partMark, part)
 	if strings.Contains(text, pageMark) {
 		return strings.Replace(text, pageMark, p.clause(), 1)
 	}

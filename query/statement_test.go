@@ -33,3 +33,22 @@ func TestPageClause(t *testing.T) {
 		}
 	}
 }
+
+// TestPageApply: a page's LIMIT goes at the page mark (else the end), and
+// every part mark bounds its part to the page's last row.
+func TestPageApply(t *testing.T) {
+	const text = "(SELECT a FROM x ORDER BY a /*rows*/) UNION ALL (SELECT a FROM y ORDER BY a /*rows*/) ORDER BY a /*page*/"
+	for _, c := range []struct {
+		p          Page
+		text, want string
+	}{
+		{Page{}, text, "(SELECT a FROM x ORDER BY a ) UNION ALL (SELECT a FROM y ORDER BY a ) ORDER BY a "},
+		{Page{Limit: 3, Offset: 6}, text,
+			"(SELECT a FROM x ORDER BY a LIMIT 9) UNION ALL (SELECT a FROM y ORDER BY a LIMIT 9) ORDER BY a \nLIMIT 3 OFFSET 6"},
+		{Page{Limit: 3}, "SELECT 1", "SELECT 1\nLIMIT 3 OFFSET 0"},
+	} {
+		if got := c.p.apply(c.text); got != c.want {
+			t.Errorf("%+v: got %q, want %q", c.p, got, c.want)
+		}
+	}
+}

@@ -19,8 +19,12 @@
 --
 -- The innermost derived table (t) takes the rows of the range in order and,
 -- when the caller pages, its LIMIT and OFFSET (the Querier puts them at the
--- page mark, a comment, so the file run by hand is unpaged), so a
--- page costs its own rows' lookups, not the whole range's. Then user, exe
+-- page mark, a comment, so the file run by hand is unpaged); each part
+-- (proc, file, sock, login) first reads at most LIMIT+OFFSET rows of the
+-- range in (host_id, ts) order (the Querier's LIMIT at each rows mark), so a
+-- page costs its own rows, in a busy window as in a quiet one, and its own
+-- rows' lookups, not the whole range's. This is also the web interface's
+-- timeline (pofr-server ui, the host page). Then user, exe
 -- and the DNS name are looked up for those rows only, with joins ranked by ROW_NUMBER() (the
 -- newest match at or before the row's time first; exe: an exec's exe before
 -- a comm) instead of correlated subqueries: Spider (a fleet's head) sends a
@@ -50,7 +54,7 @@ FROM (
       ROW_NUMBER() OVER (PARTITION BY t._order, t._segment_id, t._row_no
                          ORDER BY p.exe IS NOT NULL DESC, p.ts <= t.time DESC, p.ts DESC) AS _xrank
     FROM (
-      SELECT e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset, 'proc' AS kind, e.event,
+      (SELECT e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset, 'proc' AS kind, e.event,
         e.pid, e.uid, e.boot_id AS _boot_id, e.proc_start AS _proc_start, e.exe AS _exe, e.comm AS _comm,
         NULL AS _user, NULL AS _remote_addr, NULL AS _remote_port,
         CASE e.event
@@ -70,8 +74,9 @@ FROM (
       WHERE e.host_id = @host
         AND (@from IS NULL OR e.ts >= @from) AND (@to IS NULL OR e.ts < @to)
         AND (@pid IS NULL OR e.pid = @pid)
+      ORDER BY e.ts, e.ts_ns, e.segment_id, e.row_no /*rows*/)
       UNION ALL
-      SELECT f.ts, f.ts_ns, f.tz_offset, 'file', f.op,
+      (SELECT f.ts, f.ts_ns, f.tz_offset, 'file', f.op,
         f.pid, f.uid, f.boot_id, f.proc_start, NULL, NULL, NULL, NULL, NULL,
         CASE WHEN f.new_path IS NULL THEN f.path ELSE CONCAT(f.path, ' -> ', f.new_path) END,
         NULL, 1, f.segment_id, f.row_no
@@ -79,8 +84,9 @@ FROM (
       WHERE f.host_id = @host
         AND (@from IS NULL OR f.ts >= @from) AND (@to IS NULL OR f.ts < @to)
         AND (@pid IS NULL OR f.pid = @pid)
+      ORDER BY f.ts, f.ts_ns, f.segment_id, f.row_no /*rows*/)
       UNION ALL
-      SELECT s.ts, s.ts_ns, s.tz_offset, 'sock', s.event,
+      (SELECT s.ts, s.ts_ns, s.tz_offset, 'sock', s.event,
         s.pid, s.uid, s.boot_id, s.proc_start, NULL, NULL, NULL, s.remote_addr, s.remote_port,
         CONCAT(s.proto, ' ', COALESCE(s.direction, '?'), ' ',
                COALESCE(CONVERT(INET6_NTOA(s.local_addr) USING ascii), '?'), ':', s.local_port, ' -> ',
@@ -91,8 +97,9 @@ FROM (
       WHERE s.host_id = @host
         AND (@from IS NULL OR s.ts >= @from) AND (@to IS NULL OR s.ts < @to)
         AND (@pid IS NULL OR s.pid = @pid)
+      ORDER BY s.ts, s.ts_ns, s.segment_id, s.row_no /*rows*/)
       UNION ALL
-      SELECT l.ts, l.ts_ns, l.tz_offset, 'login', l.kind,
+      (SELECT l.ts, l.ts_ns, l.tz_offset, 'login', l.kind,
         l.pid, NULL, l.boot_id, NULL, NULL, NULL, l.user, NULL, NULL,
         CONCAT(COALESCE(l.tty, '?'), ' from ', COALESCE(CONVERT(INET6_NTOA(l.remote_addr) USING ascii), l.remote_host, '?')),
         NULL, 3, l.segment_id, l.row_no
@@ -100,6 +107,7 @@ FROM (
       WHERE l.host_id = @host
         AND (@from IS NULL OR l.ts >= @from) AND (@to IS NULL OR l.ts < @to)
         AND (@pid IS NULL OR l.pid = @pid)
+      ORDER BY l.ts, l.ts_ns, l.segment_id, l.row_no /*rows*/)
       ORDER BY time, _ts_ns, _order, _segment_id, _row_no
       /*page*/
     ) t

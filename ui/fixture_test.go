@@ -87,7 +87,7 @@ func procLife(s event.Sink, pid int32, from, to time.Duration, uid uint32, exe, 
 	s.AppendProc(&exit)
 }
 
-// alphaRows: init, a shell of alice, curl fetching a page over TCP, the
+// alphaRows: init, a shell of alice (logged in from 192.0.2.7), curl fetching a page over TCP, the
 // hostile process (alive from 5 s to 7 s), then more activity after a gap.
 func alphaRows(s event.Sink) {
 	for id, name := range map[uint32]string{0: "root", 1000: "alice", 33: "www-data"} {
@@ -97,6 +97,8 @@ func alphaRows(s event.Sink) {
 	snap(1, 0, 1000, 0, 0, "/usr/lib/systemd/systemd", "/sbin/init\x00splash\x00")
 	snap(100, 1, 5000, 1000, 1000, "/usr/bin/bash", "-bash\x00")
 	snap(500, 1, 6000, 1000, 33, "/usr/sbin/httpd", "/usr/sbin/httpd\x00-DFOREGROUND\x00")
+	s.(event.LoginSink).AppendLogin(&event.Login{TS: at(500 * time.Millisecond), Kind: event.LoginLogin, File: "wtmp", UTType: 7,
+		PID: 99, TTY: []byte("pts/0"), User: []byte("alice"), RemoteHost: []byte("192.0.2.7"), RemoteAddr: []byte{192, 0, 2, 7}})
 	procLife(s, 200, time.Second, 4*time.Second, 1000, "/usr/bin/curl", "curl\x00http://10.0.0.2:8080/\x00",
 		event.Proc{ExitCode: event.Some(int32(0))})
 	s.AppendFile(&event.File{TS: at(2500 * time.Millisecond), LastTS: at(2500 * time.Millisecond), Count: 1, PID: 200,

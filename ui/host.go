@@ -164,8 +164,8 @@ func (s *Server) host(rq *req) (string, *view, error) {
 	p.Chart = newChart(id, w, at, density, p.Gaps, p.Host.FirstData, p.Host.LastData, keep)
 
 	p.Pager = newPagerParam(rq.r, "tpage", s.opt.Limits.Rows)
-	tl, err := s.runPageSQL(rq, rq.q, "timeline", p.Pager.limit(), p.Pager.Offset, query.Param{Name: "host", Value: id},
-		query.Param{Name: "from", Value: w.From}, query.Param{Name: "to", Value: w.To})
+	tl, err := rq.paged(p.Pager.limit(), p.Pager.Offset).Run(rq.ctx, "timeline", query.Param{Name: "host", Value: id},
+		query.Param{Name: "pid"}, query.Param{Name: "from", Value: w.From}, query.Param{Name: "to", Value: w.To})
 	if err != nil {
 		return "", nil, err
 	}

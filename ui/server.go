@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -301,19 +300,6 @@ func (s *Server) render(w http.ResponseWriter, code int, name string, v *view) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_, _ = w.Write([]byte(b.String()))
-}
-
-// runPageSQL runs one of this package's SQL files that bound their parts
-// themselves: {{limit}}, {{offset}} and {{rows}} (their sum) in its text are
-// the page's numbers.
-func (s *Server) runPageSQL(rq *req, q *query.Querier, name string, limit, offset int, params ...query.Param) (*query.Table, error) {
-	text, ok := s.sql[name]
-	if !ok {
-		return nil, fmt.Errorf("ui: no query %s", name)
-	}
-	text = strings.NewReplacer("{{limit}}", strconv.Itoa(limit), "{{offset}}", strconv.Itoa(offset),
-		"{{rows}}", strconv.Itoa(limit+offset)).Replace(text)
-	return q.RunSQL(rq.ctx, name, text, params...)
 }
 
 // runSQL runs one of this package's SQL files.
