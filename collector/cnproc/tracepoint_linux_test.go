@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -43,19 +42,16 @@ func TestPrivTracepointKnownTree(t *testing.T) {
 func TestPrivTracepointFallback(t *testing.T) {
 	testutil.RequireRoot(t)
 	sink := &event.MemSink{}
-	var logged bytes.Buffer
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logged}, nil))
+	var logged testutil.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
 	src := startProcSource(t, Options{Sink: sink, Log: log, Tracepoint: true,
 		traceRefused: fmt.Errorf("%w: test", tracepoint.ErrPerm)})
 	if m := src.Mode(); m != ModeNetlink || src.Stats().Capture != "cn_proc" {
 		t.Fatalf("mode %q capture %q, want the cn_proc fallback", m, src.Stats().Capture)
 	}
-	mu.Lock()
 	if !strings.Contains(logged.String(), "falling back to cn_proc") || !strings.Contains(logged.String(), "perf_event_open refused") {
 		t.Errorf("log %q does not say why the tracepoint capture is not used", logged.String())
 	}
-	mu.Unlock()
 	cmd := exec.Command("/bin/sh", "-c", "exit 7", "pofr-fallback")
 	cmd.Run()
 	pid := int32(cmd.Process.Pid)
@@ -64,36 +60,6 @@ func TestPrivTracepointFallback(t *testing.T) {
 			return r.PID == pid && r.Event == event.ProcExit && r.ExitCode == event.Some[int32](7)
 		})
 	})
-}
-
-// lockedWriter serialises writes to a buffer the test reads.
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-// uniqueBinary copies /bin/true to a path of its own.
-func uniqueBinary(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile("/bin/true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(t.TempDir(), "tp-true")
-	if err := os.WriteFile(p, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p, err = filepath.EvalSymlinks(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // TestPrivTracepointStormGaps runs an exec storm into tiny rings: the
@@ -108,7 +74,7 @@ func TestPrivTracepointStormGaps(t *testing.T) {
 	if src.Mode() != ModeTracepoint {
 		t.Fatalf("mode %q", src.Mode())
 	}
-	bin := uniqueBinary(t)
+	bin := testutil.UniqueTrue(t)
 	const spawners, each = 6, 60
 	var wg sync.WaitGroup
 	for range spawners {
@@ -288,7 +254,7 @@ func TestPrivTracepointInstantExitArgv(t *testing.T) {
 			if src.Mode() != ModeTracepoint {
 				t.Fatalf("mode %q", src.Mode())
 			}
-			bin := uniqueBinary(t)
+			bin := testutil.UniqueTrue(t)
 			const n = 200
 			var pids []int32
 			for i := range n {

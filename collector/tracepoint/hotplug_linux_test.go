@@ -44,7 +44,7 @@ func TestPrivCPUHotplug(t *testing.T) {
 	if len(cpus) < 2 || cpus[1] != 1 {
 		testutil.Skip(t, testutil.TierPriv, "needs CPU 1 online")
 	}
-	bin := uniqueTrue(t)
+	bin := testutil.UniqueTrue(t)
 	s := openChecked(t, Options{Events: []Event{{Name: "sched:sched_process_exec", Filter: `filename == "` + bin + `"`}},
 		RingBytes: 64 << 10, Doorbell: "task:task_newtask"}, 100*time.Millisecond)
 	t.Cleanup(func() { os.WriteFile("/sys/devices/system/cpu/cpu1/online", []byte("1"), 0) })

@@ -28,30 +28,6 @@ func requirePerf(t *testing.T) {
 	fs.Close()
 }
 
-// uniqueTrue copies /bin/true to a path no other process on the host runs,
-// so a kernel filter on the exec's filename sees only this test's execs.
-func uniqueTrue(t *testing.T) string {
-	t.Helper()
-	src, err := exec.LookPath("true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "pofr-tp-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	p := filepath.Join(dir, "true-"+strings.ReplaceAll(t.Name(), "/", "_"))
-	if err := os.WriteFile(p, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 var procEvents = []Event{
 	{Name: "sched:sched_process_exec", StackBytes: 16384},
 	{Name: "task:task_newtask"},
@@ -73,7 +49,7 @@ func TestPrivSetRecordsExec(t *testing.T) {
 	if err := s.Enable(); err != nil {
 		t.Fatal(err)
 	}
-	bin := uniqueTrue(t)
+	bin := testutil.UniqueTrue(t)
 	argv := []string{"tp-test", "two words", "tab\there", "nl\nx", "\xff\xfe", "", "last"}
 	var want []byte
 	for _, a := range argv {
@@ -170,7 +146,7 @@ func keys(m map[int][]byte) []int {
 // the number of execs, and recording must go on after the loss.
 func TestPrivLostIsExact(t *testing.T) {
 	requirePerf(t)
-	bin := uniqueTrue(t)
+	bin := testutil.UniqueTrue(t)
 	s, err := Open(Options{Events: []Event{{Name: "sched:sched_process_exec", StackBytes: 4096,
 		Filter: `filename == "` + bin + `"`}}, RingBytes: 64 << 10})
 	if err != nil {
@@ -282,7 +258,7 @@ func TestPrivDoorbell(t *testing.T) {
 	if _, err := s.Arm(); err != nil {
 		t.Fatal(err)
 	}
-	bin := uniqueTrue(t)
+	bin := testutil.UniqueTrue(t)
 	done := make(chan error, 1)
 	go func() { time.Sleep(50 * time.Millisecond); done <- exec.Command(bin).Run() }()
 	start := time.Now()

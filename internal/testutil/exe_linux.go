@@ -38,3 +38,27 @@ func CopyExe(t testing.TB, src, dir, name string) (path, sum string, st syscall.
 	}
 	return path, strings.Fields(string(out))[0], st
 }
+
+// UniqueTrue copies /bin/true to a path of its own (symlinks resolved) and
+// returns it, so that a kernel filter or a check on an exec's file name sees
+// only this test's execs. The copy is removed when the test ends.
+func UniqueTrue(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "pofr-true-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if dir, err = filepath.EvalSymlinks(dir); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "true")
+	if err := os.WriteFile(path, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
