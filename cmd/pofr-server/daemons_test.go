@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pofr/pofr/alert"
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/loader"
 )
@@ -28,19 +29,8 @@ import (
 // the new process ran a pass).
 func TestAlertWatch(t *testing.T) {
 	testutil.RequireTier(t, testutil.TierService)
-	dsnFile := newDSNFile(t)
-	if code, out, errOut := runApp(t, "schema", "apply", "--dsn-file", dsnFile); code != 0 {
-		t.Fatalf("schema apply: exit %d %s %s", code, out, errOut)
-	}
-	dsn, err := readDSNFile(dsnFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := loader.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, dsn := servertest.SchemaDB(t, loader.OpenDB)
+	dsnFile := writeLine(t, t.TempDir(), "dsn", dsn)
 
 	var mu sync.Mutex
 	var got []alert.Alert
