@@ -143,23 +143,16 @@ func RunConns(ctx context.Context, cfg ConnConfig) (ConnsResult, error) {
 		}
 	}
 	res := ConnsResult{Owner: os.Getpid(), Conns: make([]ConnRecord, len(plan))}
-	period := time.Duration(float64(time.Second) / cfg.Rate)
-	next := time.Now()
-	for i, j := range plan {
-		if ctx.Err() != nil {
-			res.Conns = res.Conns[:i]
-			break
-		}
+	n := 0
+	for i := range paced(ctx, len(plan), cfg.Rate) {
 		rec := &res.Conns[i]
-		rec.Kind, rec.Lifetime = j.kind, j.life
-		srv := servers[j.kind]
+		rec.Kind, rec.Lifetime = plan[i].kind, plan[i].life
+		srv := servers[rec.Kind]
 		rec.RemotePort = srv.addr.Port()
 		cliWG.Go(func() { dialHold(rec, srv.addr) })
-		next = next.Add(period)
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
-		}
+		n++
 	}
+	res.Conns = res.Conns[:n]
 	cliWG.Wait()
 	var errs []error
 	for _, c := range res.Conns {

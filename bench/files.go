@@ -49,10 +49,8 @@ func RunFiles(ctx context.Context, cfg FileConfig) (FileResult, error) {
 	buf := make([]byte, max(cfg.Size, 1))
 	res := FileResult{Owner: os.Getpid(), Dir: cfg.Dir}
 	want := int(cfg.Rate * cfg.Duration.Seconds())
-	period := time.Duration(float64(time.Second) / cfg.Rate)
 	start := time.Now()
-	next := start
-	for i := 0; i < want && ctx.Err() == nil; i++ {
+	for i := range paced(ctx, want, cfg.Rate) {
 		a, b := ChurnNames(i)
 		a, b = filepath.Join(cfg.Dir, a), filepath.Join(cfg.Dir, b)
 		if err := os.WriteFile(a, data, 0o600); err != nil {
@@ -74,10 +72,6 @@ func RunFiles(ctx context.Context, cfg FileConfig) (FileResult, error) {
 			return res, fmt.Errorf("churn: %w", err)
 		}
 		res.Cycles++
-		next = next.Add(period)
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
-		}
 	}
 	res.Start, res.End = start.UnixNano(), time.Now().UnixNano()
 	return res, ctx.Err()

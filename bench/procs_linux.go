@@ -24,24 +24,18 @@ func RunProcs(ctx context.Context, cfg ProcsConfig) (ProcsResult, error) {
 
 	plan := procsPlan(cfg)
 	res := ProcsResult{Spawner: os.Getpid(), Procs: make([]ProcRecord, len(plan))}
-	period := time.Duration(float64(time.Second) / cfg.Rate)
 	var wg sync.WaitGroup
 	var firstErr error
-	next := time.Now()
-	for i, life := range plan {
-		if ctx.Err() != nil {
-			res.Procs = res.Procs[:i]
-			break
-		}
+	n := 0
+	for i := range paced(ctx, len(plan), cfg.Rate) {
 		rec := &res.Procs[i]
 		rec.Marker = Marker(cfg.Tag, i)
-		rec.Lifetime = life
-		argv := []string{cfg.Path, rec.Marker, strconv.FormatInt(life.Microseconds(), 10)}
+		rec.Lifetime = plan[i]
+		argv := []string{cfg.Path, rec.Marker, strconv.FormatInt(rec.Lifetime.Microseconds(), 10)}
 		rec.Spawn = time.Now().UnixNano()
 		pid, err := syscall.ForkExec(cfg.Path, argv, attr)
 		if err != nil {
 			firstErr = fmt.Errorf("fork/exec %s: %w", cfg.Path, err)
-			res.Procs = res.Procs[:i]
 			break
 		}
 		rec.PID = int32(pid)
@@ -50,11 +44,9 @@ func RunProcs(ctx context.Context, cfg ProcsConfig) (ProcsResult, error) {
 			rec.Reap = time.Now().UnixNano()
 			rec.OK = err == nil && ws.Exited() && ws.ExitStatus() == 0
 		})
-		next = next.Add(period)
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
-		}
+		n++
 	}
+	res.Procs = res.Procs[:n]
 	wg.Wait()
 	if firstErr != nil {
 		return res, firstErr

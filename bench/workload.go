@@ -1,10 +1,31 @@
 package bench
 
 import (
+	"context"
+	"iter"
 	"math/rand/v2"
 	"strconv"
 	"time"
 )
+
+// paced yields 0 … n-1, one every 1/rate seconds by absolute deadlines (a
+// late step is not made up by shifting the later ones), and stops early
+// when ctx is done. The workloads that start things at a rate loop over it.
+func paced(ctx context.Context, n int, rate float64) iter.Seq[int] {
+	period := time.Duration(float64(time.Second) / rate)
+	return func(yield func(int) bool) {
+		next := time.Now()
+		for i := range n {
+			if ctx.Err() != nil || !yield(i) {
+				return
+			}
+			next = next.Add(period)
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+		}
+	}
+}
 
 // ExecConfig describes an exec storm: one child at a time, fork → exec →
 // reap, the way edr-loadgen and the baselines' spawner run.

@@ -1,12 +1,29 @@
 package bench
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 )
+
+// TestPaced: paced yields in order and stops when the context is done.
+func TestPaced(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var got []int
+	for i := range paced(ctx, 10, 1e6) {
+		got = append(got, i)
+		if i == 2 {
+			cancel()
+		}
+	}
+	if len(got) != 3 || got[0] != 0 || got[2] != 2 {
+		t.Errorf("paced yielded %v, want 0 1 2 and no more after the cancel", got)
+	}
+}
 
 func TestRunExec(t *testing.T) {
 	r, err := RunExec(t.Context(), ExecConfig{Path: "/bin/true", Rate: 200, Duration: 100 * time.Millisecond})
