@@ -257,8 +257,8 @@ func auditHosts(ctx context.Context, db *sql.DB, opt AuditOptions) ([]string, er
 		return nil, fmt.Errorf("audit: list hosts: %w", err)
 	}
 	if opt.Archive {
-		ents, err := os.ReadDir(opt.StateDir.Archives())
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		ents, err := statedir.ReadDir(opt.StateDir.Archives())
+		if err != nil {
 			return nil, fmt.Errorf("audit: list archive: %w", err)
 		}
 		for _, e := range ents {
@@ -464,8 +464,8 @@ func explanations(ctx context.Context, db *sql.DB, opt AuditOptions, host string
 		return nil, fmt.Errorf("audit %s: read gaps: %w", host, err)
 	}
 	if opt.StateDir != "" {
-		ents, err := os.ReadDir(opt.StateDir.Host(host).Inbox)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		ents, err := statedir.ReadDir(opt.StateDir.Host(host).Inbox)
+		if err != nil {
 			return nil, fmt.Errorf("audit %s: list inbox: %w", host, err)
 		}
 		for _, e := range ents {
@@ -608,8 +608,8 @@ func auditArchive(ctx context.Context, db *sql.DB, opt AuditOptions, host string
 			return err
 		}
 	}
-	ents, err := os.ReadDir(dirs.Archive)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	ents, err := statedir.ReadDir(dirs.Archive)
+	if err != nil {
 		return fmt.Errorf("audit %s: list archive: %w", host, err)
 	}
 	for _, e := range ents {

@@ -118,10 +118,7 @@ func visibleFiles(ents []os.DirEntry) []os.DirEntry {
 
 // subdirs lists the host directories under dir.
 func subdirs(dir string) ([]string, error) {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	ents, err := statedir.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("prune files: %w", err)
 	}

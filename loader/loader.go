@@ -372,10 +372,7 @@ type job struct {
 // pending lists the segment files in every inbox, ordered by host and seq.
 func (l *Loader) pending() ([]job, error) {
 	inbox := l.opt.StateDir.Inboxes()
-	hosts, err := os.ReadDir(inbox)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	hosts, err := statedir.ReadDir(inbox)
 	if err != nil {
 		return nil, fmt.Errorf("list inboxes: %w", err)
 	}

@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/pofr/pofr/internal/statedir"
 	"github.com/pofr/pofr/wire"
 )
 
@@ -96,10 +96,7 @@ func copyOne(err, notFound error, sum *ImportSummary, n *int, put func() error) 
 
 // TokenHashes lists the stored tokens' hashes.
 func (f *Files) TokenHashes() ([]string, error) {
-	ents, err := os.ReadDir(f.dir.Tokens())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	ents, err := statedir.ReadDir(f.dir.Tokens())
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}

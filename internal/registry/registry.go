@@ -98,10 +98,7 @@ func decodeHost(id string, b []byte) (*Host, error) {
 
 // List returns every host in the registry, ordered by id.
 func List(state statedir.Dir) ([]*Host, error) {
-	ents, err := os.ReadDir(state.Hosts())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	ents, err := statedir.ReadDir(state.Hosts())
 	if err != nil {
 		return nil, fmt.Errorf("list hosts: %w", err)
 	}

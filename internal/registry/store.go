@@ -134,10 +134,7 @@ func (f *Files) Request(id string) ([]byte, error) {
 
 // Requests reads every request file.
 func (f *Files) Requests() ([][]byte, error) {
-	ents, err := os.ReadDir(f.dir.Requests())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	ents, err := statedir.ReadDir(f.dir.Requests())
 	if err != nil {
 		return nil, fmt.Errorf("list requests: %w", err)
 	}
@@ -185,10 +182,7 @@ type indexedStatus struct {
 // changed since the last count.
 func (f *Files) CountPending() (int, error) {
 	dir := f.dir.Requests()
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
+	ents, err := statedir.ReadDir(dir)
 	if err != nil {
 		return 0, fmt.Errorf("count pending requests: %w", err)
 	}

@@ -16,7 +16,11 @@
 //	load.lock              held by the one running loader
 package statedir
 
-import "path/filepath"
+import (
+	"errors"
+	"os"
+	"path/filepath"
+)
 
 // Default is the state directory when no --state-dir is given.
 const Default Dir = "/var/lib/pofr-server"
@@ -83,4 +87,16 @@ func (d Dir) Host(id string) Host {
 		Archive:    d.join("archive", id),
 		Quarantine: d.join("quarantine", id),
 	}
+}
+
+// ReadDir is os.ReadDir for the directories of the layout, which appear with
+// their first entry (the receiver makes a host's inbox at its first upload,
+// the registry hosts/ at its first host, retention an archive at its first
+// file): a directory that does not exist is empty.
+func ReadDir(dir string) ([]os.DirEntry, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return ents, err
 }

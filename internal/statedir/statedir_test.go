@@ -1,6 +1,7 @@
 package statedir
 
 import (
+	"os"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -19,5 +20,26 @@ func TestLayout(t *testing.T) {
 	}
 	if diff := cmp.Diff(Host{Dir: "/s/hosts/h-1", Record: "/s/hosts/h-1/host.json", Inbox: "/s/inbox/h-1", Archive: "/s/archive/h-1", Quarantine: "/s/quarantine/h-1"}, d.Host("h-1")); diff != "" {
 		t.Errorf("Host (-want +got):\n%s", diff)
+	}
+}
+
+// TestReadDir: a directory of the layout that does not exist yet is empty;
+// one that cannot be read is an error.
+func TestReadDir(t *testing.T) {
+	d := Dir(t.TempDir())
+	if ents, err := ReadDir(d.Inboxes()); err != nil || ents != nil {
+		t.Errorf("missing directory: %v, %v; want nothing, no error", ents, err)
+	}
+	if err := os.MkdirAll(d.Host("h-1").Inbox, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if ents, err := ReadDir(d.Inboxes()); err != nil || len(ents) != 1 || ents[0].Name() != "h-1" {
+		t.Errorf("inboxes: %v, %v; want h-1", ents, err)
+	}
+	if err := os.WriteFile(d.Lock(), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadDir(d.Lock()); err == nil {
+		t.Error("a file read as a directory: no error")
 	}
 }
