@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pofr/pofr/internal/servertest"
 	"github.com/pofr/pofr/internal/testutil"
 	"github.com/pofr/pofr/loader"
-	"github.com/pofr/pofr/schema"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }
@@ -161,21 +161,6 @@ func (r *receivers) execAlerts(t *testing.T) []Alert {
 	return out
 }
 
-func newDB(t *testing.T) *sql.DB {
-	t.Helper()
-	m := testutil.StartMariaDB(t)
-	dsn, _ := m.NewDatabase(t)
-	db, err := loader.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := schema.Apply(testutil.Deadline(t, time.Minute), db); err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
-
 func mustExec(t *testing.T, db *sql.DB, q string, args ...any) {
 	t.Helper()
 	if _, err := db.Exec(q, args...); err != nil {
@@ -214,7 +199,7 @@ const rulesJSON = `"rules": [
 // runners racing fire a new match once, and an alert no sink took is fired
 // by the next run.
 func TestAlertsFireOnce(t *testing.T) {
-	db := newDB(t)
+	db, _ := servertest.SchemaDB(t, loader.OpenDB)
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	mustExec(t, db, `INSERT INTO hosts (host_id, hostname, status, last_seen) VALUES
 		('h1', 'web1', 'active', ?), ('h2', 'db1', 'active', ?), ('h3', 'old', 'revoked', ?), ('h4', 'evil-box', 'active', ?)`,
@@ -390,7 +375,7 @@ func TestExampleRules(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	db := newDB(t)
+	db, _ := servertest.SchemaDB(t, loader.OpenDB)
 	r := &Runner{DB: db, Rules: cfg.Rules}
 	sum, err := r.Run(testutil.Deadline(t, 30*time.Second))
 	if err != nil || sum.Matches != 0 {

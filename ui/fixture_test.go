@@ -150,28 +150,20 @@ func newFixture(t testing.TB) *fixture {
 // loadFixture loads each host's fills, one sealed segment per fill.
 func loadFixture(t testing.TB, hosts map[string][]func(event.Sink)) *fixture {
 	t.Helper()
-	m := testutil.StartMariaDB(t)
-	dsn, dbName := m.NewDatabase(t)
-	db, err := loader.OpenDB(dsn)
+	db, dsn := servertest.SchemaDB(t, loader.OpenDB)
+	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { db.Close() })
+	dbName := cfg.DBName
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if _, err := schema.Apply(ctx, db); err != nil {
-		t.Fatal(err)
-	}
 	reader := "r_" + dbName
 	if len(reader) > 80 {
 		reader = reader[:80]
 	}
 	if err := schema.CreateUsers(ctx, db, dbName, schema.Users{Host: "localhost", Loader: "l_" + dbName[:min(len(dbName), 70)],
 		LoaderPassword: "loader-pw", Reader: reader, ReaderPassword: "reader-pw"}); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.User, cfg.Passwd = reader, "reader-pw"
