@@ -39,9 +39,19 @@ func LoadKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load key %s: %w", path, err)
 	}
-	raw, err := ssh.ParseRawPrivateKey(data)
+	k, err := ParseKey(data)
 	if err != nil {
 		return nil, fmt.Errorf("load key %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// ParseKey parses an Ed25519 private key in the OpenSSH format, as
+// GenerateKey writes it (the collector's upload key too).
+func ParseKey(data []byte) (ed25519.PrivateKey, error) {
+	raw, err := ssh.ParseRawPrivateKey(data)
+	if err != nil {
+		return nil, err
 	}
 	switch k := raw.(type) {
 	case ed25519.PrivateKey:
@@ -49,7 +59,7 @@ func LoadKey(path string) (ed25519.PrivateKey, error) {
 	case *ed25519.PrivateKey:
 		return *k, nil
 	}
-	return nil, fmt.Errorf("load key %s: %T is not an Ed25519 key", path, raw)
+	return nil, fmt.Errorf("%T is not an Ed25519 key", raw)
 }
 
 // LoadPublicKey reads an Ed25519 public key from a file holding either an

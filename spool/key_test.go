@@ -1,12 +1,19 @@
 package spool
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/pem"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 )
 
 func TestKeys(t *testing.T) {
@@ -83,5 +90,21 @@ func TestLoadSSHKeygenKey(t *testing.T) {
 	}
 	if !pub.Equal(key.Public()) {
 		t.Error("ssh-keygen's .pub does not match its private key as loaded")
+	}
+}
+
+// TestParseKeyOtherType: a valid OpenSSH private key of another type is
+// refused, naming its type.
+func TestParseKeyOtherType(t *testing.T) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseKey(pem.EncodeToMemory(block)); err == nil || !strings.Contains(err.Error(), "is not an Ed25519 key") {
+		t.Errorf("ParseKey of an ECDSA key: %v, want not an Ed25519 key", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/pofr/pofr/internal/durable"
+	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/wire"
 )
 
@@ -203,18 +204,11 @@ func loadOrCreateKey(dir, name, comment string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", name, err)
 	}
-	raw, err := ssh.ParseRawPrivateKey(b)
+	k, err := spool.ParseKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
-	switch k := raw.(type) {
-	case *ed25519.PrivateKey:
-		return *k, nil
-	case ed25519.PrivateKey:
-		return k, nil
-	default:
-		return nil, fmt.Errorf("load %s: %T is not an ed25519 key", path, raw)
-	}
+	return k, nil
 }
 
 // pending is pending.json: a registration that waits for a decision.
