@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -104,7 +103,8 @@ func TestParseKeyOtherType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ParseKey(pem.EncodeToMemory(block)); err == nil || !strings.Contains(err.Error(), "is not an Ed25519 key") {
-		t.Errorf("ParseKey of an ECDSA key: %v, want not an Ed25519 key", err)
+	const want = "*ecdsa.PrivateKey is not an Ed25519 key"
+	if _, err := ParseKey(pem.EncodeToMemory(block)); err == nil || err.Error() != want {
+		t.Errorf("ParseKey of an ECDSA key: %v, want %q", err, want)
 	}
 }
