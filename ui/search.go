@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,6 +20,7 @@ type tab struct {
 	Name, Title, Question string
 	URL                   string
 	Current               bool
+	fields                []field // the question's own form fields
 }
 
 // grid is a query table for a page: columns, and cells of safe text with
@@ -45,11 +47,38 @@ type searchPage struct {
 	Pager     pager
 }
 
+// searchTabs are the questions, each with its form's own fields (after
+// searchCommon's).
 var searchTabs = []tab{
-	{Name: "ran", Title: "ran", Question: "What ran: by user, program or command line (pofr-server query ran)"},
-	{Name: "touched", Title: "touched", Question: "Who touched a path, or anything under a directory (pofr-server query touched)"},
-	{Name: "conns", Title: "conns", Question: "Who talked to an address, a network or a port (pofr-server query conns)"},
-	{Name: "peers", Title: "peers", Question: "Which monitored hosts talk to each other, process to process (pofr-server query peers)"},
+	{Name: "ran", Title: "ran", Question: "What ran: by user, program or command line (pofr-server query ran)", fields: []field{
+		{Name: "user", Label: "user", Hint: "name or uid (real, effective or login)"},
+		{Name: "exe", Label: "exe", Hint: "path, or a base name"},
+		{Name: "argv", Label: "argv like", Hint: "SQL LIKE on the command line: %nmap%"},
+	}},
+	{Name: "touched", Title: "touched", Question: "Who touched a path, or anything under a directory (pofr-server query touched)", fields: []field{
+		{Name: "path", Label: "path", Hint: "exact path, or a directory ending in /"},
+		{Name: "op", Label: "op", Options: []string{"", "open", "exec", "write", "create", "delete", "rename", "moved_from", "moved_to", "fd"}},
+		{Name: "exe", Label: "exe", Hint: "path, or a base name"},
+	}},
+	{Name: "conns", Title: "conns", Question: "Who talked to an address, a network or a port (pofr-server query conns)", fields: []field{
+		{Name: "remote", Label: "remote", Hint: "address or CIDR: 203.0.113.0/24"},
+		{Name: "port", Label: "port", Hint: "local or remote port; several: 22,443"},
+		{Name: "listening", Label: "sockets", Options: []string{"", "only", "all"}, Hint: "empty: connected; only: listeners; all: both"},
+		{Name: "user", Label: "user", Hint: "name or uid"},
+		{Name: "exe", Label: "exe", Hint: "path, or a base name"},
+		{Name: "hours", Label: "hours", Hint: "time of day on the host: 22-04"},
+	}},
+	{Name: "peers", Title: "peers", Question: "Which monitored hosts talk to each other, process to process (pofr-server query peers)", fields: []field{
+		{Name: "slack", Label: "slack", Hint: "clock skew allowed between hosts: 5s"},
+	}},
+}
+
+// searchCommon are the fields every question's form starts with.
+var searchCommon = []field{
+	{Name: "host", Label: "host", Hint: "host id or hostname; empty: every host"},
+	{Name: "since", Label: "since", Hint: "90m, 2h, 3d, 1w; or from/to"},
+	{Name: "from", Label: "from", Hint: "YYYY-MM-DD HH:MM[:SS] UTC or RFC 3339"},
+	{Name: "to", Label: "to", Hint: "excluded"},
 }
 
 // search is the search page: the query questions as forms whose answers
@@ -66,6 +95,7 @@ func (s *Server) search(rq *req) (string, *view, error) {
 		if t.Name == name {
 			t.Current = true
 			p.Question = t.Question
+			p.Fields = append(slices.Clone(searchCommon), t.fields...)
 		}
 		p.Tabs = append(p.Tabs, t)
 	}
@@ -77,40 +107,13 @@ func (s *Server) search(rq *req) (string, *view, error) {
 	if _, set := qv["since"]; !set && get("from") == "" && get("to") == "" {
 		since = "24h"
 	}
-	common := []field{
-		{Name: "host", Label: "host", Value: get("host"), Hint: "host id or hostname; empty: every host"},
-		{Name: "since", Label: "since", Value: since, Hint: "90m, 2h, 3d, 1w; or from/to"},
-		{Name: "from", Label: "from", Value: get("from"), Hint: "YYYY-MM-DD HH:MM[:SS] UTC or RFC 3339"},
-		{Name: "to", Label: "to", Value: get("to"), Hint: "excluded"},
-	}
-	switch name {
-	case "ran":
-		p.Fields = []field{
-			{Name: "user", Label: "user", Value: get("user"), Hint: "name or uid (real, effective or login)"},
-			{Name: "exe", Label: "exe", Value: get("exe"), Hint: "path, or a base name"},
-			{Name: "argv", Label: "argv like", Value: get("argv"), Hint: "SQL LIKE on the command line: %nmap%"},
-		}
-	case "touched":
-		p.Fields = []field{
-			{Name: "path", Label: "path", Value: get("path"), Hint: "exact path, or a directory ending in /"},
-			{Name: "op", Label: "op", Value: get("op"), Options: []string{"", "open", "exec", "write", "create", "delete", "rename", "moved_from", "moved_to", "fd"}},
-			{Name: "exe", Label: "exe", Value: get("exe"), Hint: "path, or a base name"},
-		}
-	case "conns":
-		p.Fields = []field{
-			{Name: "remote", Label: "remote", Value: get("remote"), Hint: "address or CIDR: 203.0.113.0/24"},
-			{Name: "port", Label: "port", Value: get("port"), Hint: "local or remote port; several: 22,443"},
-			{Name: "listening", Label: "sockets", Value: get("listening"), Options: []string{"", "only", "all"}, Hint: "empty: connected; only: listeners; all: both"},
-			{Name: "user", Label: "user", Value: get("user"), Hint: "name or uid"},
-			{Name: "exe", Label: "exe", Value: get("exe"), Hint: "path, or a base name"},
-			{Name: "hours", Label: "hours", Value: get("hours"), Hint: "time of day on the host: 22-04"},
-		}
-	case "peers":
-		p.Fields = []field{
-			{Name: "slack", Label: "slack", Value: get("slack"), Hint: "clock skew allowed between hosts: 5s"},
+	for i, f := range p.Fields {
+		if f.Name == "since" {
+			p.Fields[i].Value = since
+		} else {
+			p.Fields[i].Value = get(f.Name)
 		}
 	}
-	p.Fields = append(common, p.Fields...)
 	p.Asked = get("go") != ""
 	if !p.Asked {
 		return "search", &view{Title: "Search", Nav: "search", Data: p}, nil
