@@ -10,7 +10,9 @@
 -- relation is 'parent', 'ancestor N' (N generations up), 'self', 'child',
 -- 'file' or 'sock'. Ancestors come first, oldest first; the rest in time
 -- order. The parent chain follows (ppid, parent_start) of each life's fork,
--- snapshot or exec rows, at most 64 generations.
+-- snapshot or exec rows, at most 64 generations. user is the name the host
+-- reported for the row's uid as of the row's time (looked up once, over
+-- every part's rows).
 WITH RECURSIVE chain (depth, pid, proc_start, ppid, parent_start) AS (
   SELECT DISTINCT 0, e.pid, e.proc_start, e.ppid, e.parent_start
   FROM proc_events e
@@ -24,12 +26,15 @@ WITH RECURSIVE chain (depth, pid, proc_start, ppid, parent_start) AS (
    AND e.event IN ('fork', 'snapshot', 'exec')
   WHERE c.depth < 64
 )
-SELECT * FROM (
+SELECT x.relation, x.time, x._ts_ns, x._tz_offset, x.event, x.pid, x.proc_start,
+  (SELECT n.name FROM accounts n WHERE n.host_id = @host AND n.kind = 'user' AND n.id = x._uid
+    ORDER BY n.ts <= x.time DESC, n.ts DESC LIMIT 1) AS user,
+  x.exe, x.detail, x.argv, x._section, x._k, x._row_no
+FROM (
   SELECT CASE WHEN a.depth = 1 THEN 'parent' ELSE CONCAT('ancestor ', a.depth) END AS relation,
     p.start_ts AS time, 0 AS _ts_ns, p.tz_offset AS _tz_offset, 'start' AS event,
     p.pid, p.proc_start,
-    (SELECT n.name FROM accounts n WHERE n.host_id = p.host_id AND n.kind = 'user' AND n.id = p.uid
-      ORDER BY n.ts <= p.start_ts DESC, n.ts DESC LIMIT 1) AS user,
+    p.uid AS _uid,
     COALESCE(p.exe, p.comm) AS exe,
     NULL AS detail,
     p.argv,
@@ -38,8 +43,7 @@ SELECT * FROM (
   JOIN processes p ON p.host_id = @host AND p.boot_id = @boot AND p.pid = a.pid AND p.proc_start = a.proc_start
   UNION ALL
   SELECT 'self', e.ts, e.ts_ns, e.tz_offset, e.event, e.pid, e.proc_start,
-    (SELECT n.name FROM accounts n WHERE n.host_id = e.host_id AND n.kind = 'user' AND n.id = e.uid
-      ORDER BY n.ts <= e.ts DESC, n.ts DESC LIMIT 1),
+    e.uid,
     COALESCE(e.exe, e.comm),
     CASE e.event
       WHEN 'fork' THEN CONCAT('parent ', e.ppid)
@@ -58,8 +62,7 @@ SELECT * FROM (
   WHERE e.host_id = @host AND e.boot_id = @boot AND e.pid = @pid AND e.proc_start = @start
   UNION ALL
   SELECT 'child', c.start_ts, 0, c.tz_offset, 'start', c.pid, c.proc_start,
-    (SELECT n.name FROM accounts n WHERE n.host_id = c.host_id AND n.kind = 'user' AND n.id = c.uid
-      ORDER BY n.ts <= c.start_ts DESC, n.ts DESC LIMIT 1),
+    c.uid,
     COALESCE(c.exe, c.comm),
     CASE WHEN c.exit_ts IS NULL THEN NULL
          WHEN c.exit_signal IS NOT NULL THEN CONCAT('exited at ', c.exit_ts, ' signal ', c.exit_signal)
@@ -70,8 +73,7 @@ SELECT * FROM (
   WHERE c.host_id = @host AND c.boot_id = @boot AND c.parent_pid = @pid AND c.parent_start = @start
   UNION ALL
   SELECT 'file', f.ts, f.ts_ns, f.tz_offset, f.op, f.pid, f.proc_start,
-    (SELECT n.name FROM accounts n WHERE n.host_id = f.host_id AND n.kind = 'user' AND n.id = f.uid
-      ORDER BY n.ts <= f.ts DESC, n.ts DESC LIMIT 1),
+    f.uid,
     NULL,
     CASE WHEN f.new_path IS NULL THEN f.path ELSE CONCAT(f.path, ' -> ', f.new_path) END,
     NULL,
@@ -80,8 +82,7 @@ SELECT * FROM (
   WHERE f.host_id = @host AND f.boot_id = @boot AND f.pid = @pid AND f.proc_start = @start
   UNION ALL
   SELECT 'sock', s.ts, s.ts_ns, s.tz_offset, s.event, s.pid, s.proc_start,
-    (SELECT n.name FROM accounts n WHERE n.host_id = s.host_id AND n.kind = 'user' AND n.id = s.uid
-      ORDER BY n.ts <= s.ts DESC, n.ts DESC LIMIT 1),
+    s.uid,
     NULL,
     CONCAT(s.proto, ' ', COALESCE(s.direction, '?'), ' ',
            COALESCE(CONVERT(INET6_NTOA(s.local_addr) USING ascii), '?'), ':', s.local_port, ' -> ',

@@ -242,6 +242,17 @@ func TestQueries(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("proc 200 (-want +got):\n%s", diff)
 		}
+		// user: the uid's name as of each row's time.
+		var users []string
+		for _, r := range rows {
+			u, _ := r["user"].(string)
+			users = append(users, r["relation"].(string)+" "+u)
+		}
+		wantUsers := []string{"ancestor 2 root", "parent alice", "self alice", "self alice", "file alice", "file alice", "sock alice",
+			"file alice", "sock alice", "self alice"}
+		if diff := cmp.Diff(wantUsers, users); diff != "" {
+			t.Errorf("proc 200 users (-want +got):\n%s", diff)
+		}
 		start := int64(5000)
 		tb, err = q.Proc(ctx, "alpha", 100, &start)
 		if err != nil {
