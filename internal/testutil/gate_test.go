@@ -3,10 +3,12 @@ package testutil
 import (
 	"fmt"
 	"net"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseRequire(t *testing.T) {
@@ -155,6 +157,22 @@ func TestRelPackage(t *testing.T) {
 		if got != tt.want || (err != nil) != (tt.want == "") {
 			t.Errorf("relPackage(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
+	}
+}
+
+// TestBin builds a command once per test process and runs it.
+func TestBin(t *testing.T) {
+	RequireTier(t, TierE2E)
+	p := Bin(t, "internal/testutil/testdata/echoargs")
+	if p2 := Bin(t, "github.com/pofr/pofr/internal/testutil/testdata/echoargs"); p2 != p {
+		t.Errorf("second Bin of the same package = %s, want the first build %s", p2, p)
+	}
+	out, err := exec.CommandContext(Deadline(t, 10*time.Second), p, "a b", "c").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(out), "a b\nc\n"; got != want {
+		t.Errorf("built command printed %q, want %q", got, want)
 	}
 }
 
