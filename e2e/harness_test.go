@@ -399,16 +399,43 @@ func (lr *lineReader) value(key string) string {
 	return ""
 }
 
-// waitFor polls cond every interval until it returns true, and fails the
-// test with what when timeout passes first.
-func waitFor(t *testing.T, timeout, interval time.Duration, what string, cond func() bool) {
+// startLines starts cmd with its standard output read line by line; the
+// test's cleanup kills it if it still runs.
+func startLines(t *testing.T, cmd *exec.Cmd) *lineReader {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", strings.Join(cmd.Args, " "), err)
+	}
+	lr := readLines(out)
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-lr.done
+			cmd.Wait()
 		}
-		time.Sleep(interval)
+	})
+	return lr
+}
+
+// waitExit waits up to timeout for cmd (started by startLines) to exit with
+// status 0.
+func waitExit(t *testing.T, cmd *exec.Cmd, lr *lineReader, timeout time.Duration, what string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { <-lr.done; done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v (output %q)", what, err, lr.lines)
+		}
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s did not finish within %v (output %q)", what, timeout, lr.lines)
 	}
 }
 

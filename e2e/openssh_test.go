@@ -55,7 +55,7 @@ func TestOpenSSHSite(t *testing.T) {
 	const script = "read x; exit 0"
 	mark := exec.Command("/bin/sh", "-c", script, marker)
 	markDone, release := testutil.StartHeld(t, mark)
-	waitFor(t, 60*time.Second, 200*time.Millisecond, "segments in the sshd account's inbox", func() bool {
+	testutil.WaitEvery(t, 60*time.Second, 200*time.Millisecond, "segments in the sshd account's inbox", func() bool {
 		ents, _ := os.ReadDir(sshd.Inbox)
 		for _, e := range ents {
 			if strings.HasSuffix(e.Name(), ".pofr") {

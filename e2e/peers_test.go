@@ -167,7 +167,7 @@ func TestTwoHostsPeers(t *testing.T) {
 	srv.Env = append(os.Environ(), peersHelperEnv+"=listen", peersListenAddr+"="+peersAddrB)
 	srv.Stderr = os.Stderr
 	srvLines := startLines(t, srv)
-	waitFor(t, 20*time.Second, 20*time.Millisecond, "the listener's port", func() bool { return srvLines.value("port") != "" })
+	testutil.WaitEvery(t, 20*time.Second, 20*time.Millisecond, "the listener's port", func() bool { return srvLines.value("port") != "" })
 	serverPid := atoi(t, srvLines.value("pid"))
 	lnPort := atoi(t, srvLines.value("port"))
 
@@ -333,46 +333,6 @@ func readHostID(t *testing.T, dir string) string {
 		t.Fatalf("read host id from %s/server.json: %v (%s)", dir, err, data)
 	}
 	return cfg.HostID
-}
-
-// startLines starts cmd with its standard output read line by line; the
-// test's cleanup kills it if it still runs.
-func startLines(t *testing.T, cmd *exec.Cmd) *lineReader {
-	t.Helper()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", strings.Join(cmd.Args, " "), err)
-	}
-	lr := readLines(out)
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-lr.done
-			cmd.Wait()
-		}
-	})
-	return lr
-}
-
-// waitExit waits up to timeout for cmd (started by startLines) to exit with
-// status 0.
-func waitExit(t *testing.T, cmd *exec.Cmd, lr *lineReader, timeout time.Duration, what string) {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() { <-lr.done; done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("%s: %v (output %q)", what, err, lr.lines)
-		}
-	case <-time.After(timeout):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("%s did not finish within %v (output %q)", what, timeout, lr.lines)
-	}
 }
 
 // has reports whether a line equals s.

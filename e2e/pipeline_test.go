@@ -86,18 +86,9 @@ func TestPipeline(t *testing.T) {
 	work := t.TempDir()
 	cmd := exec.Command("/bin/bash", append([]string{"-c", parentScript, "e2e-parent"}, hostileArgs...)...)
 	cmd.Env = append(os.Environ(), "E2E_DIR="+work, "E2E_ODD="+oddName, "E2E_PORT="+strconv.Itoa(lnPort))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := readLines(out)
-	waitErr := make(chan error, 1)
-	go func() { <-lines.done; waitErr <- cmd.Wait() }()
-	testutil.Await(t, waitErr, 30*time.Second, "workload", func() { cmd.Process.Kill() })
+	lines := startLines(t, cmd)
+	waitExit(t, cmd, lines, 30*time.Second, "workload")
 	parent := cmd.Process.Pid
 	child, err1 := strconv.Atoi(lines.value("child"))
 	grandchild, err2 := strconv.Atoi(lines.value("grandchild"))

@@ -87,7 +87,7 @@ func (p *pipeline) checkExecs(want map[int][]byte) {
 func TestCollectorKill(t *testing.T) {
 	p := newPipeline(t)
 	c := p.startCollector("--segment-age", "1s")
-	waitFor(t, 30*time.Second, 100*time.Millisecond, "two sealed segments", func() bool {
+	testutil.WaitEvery(t, 30*time.Second, 100*time.Millisecond, "two sealed segments", func() bool {
 		return len(p.spooled())+len(p.inbox()) >= 2
 	})
 	// A process right before the kill: its rows are probably not sealed yet.
@@ -154,7 +154,7 @@ func TestCollectorKill(t *testing.T) {
 func TestServerOutage(t *testing.T) {
 	p := newPipeline(t)
 	c := p.startCollector("--segment-age", "1s")
-	waitFor(t, 30*time.Second, 100*time.Millisecond, "the first upload", func() bool { return len(p.inbox()) >= 1 })
+	testutil.WaitEvery(t, 30*time.Second, 100*time.Millisecond, "the first upload", func() bool { return len(p.inbox()) >= 1 })
 	addr := p.addr
 	p.stopServe()
 	down := time.Now()
@@ -173,7 +173,7 @@ func TestServerOutage(t *testing.T) {
 
 	p.startServe(addr)
 	up := time.Now()
-	waitFor(t, 90*time.Second, 200*time.Millisecond, "the spool backlog to drain", func() bool { return len(p.spooled()) == 0 })
+	testutil.WaitEvery(t, 90*time.Second, 200*time.Millisecond, "the spool backlog to drain", func() bool { return len(p.spooled()) == 0 })
 	t.Logf("backlog drained %v after the server came back", time.Since(up).Round(time.Millisecond))
 	p.stopCollector(c)
 	if len(p.spooled()) > 0 {
@@ -182,7 +182,7 @@ func TestServerOutage(t *testing.T) {
 		// that nothing else is missing.
 		t.Log("starting the collector again to push what the stop left in the spool")
 		c = p.startCollector("--segment-age", "1s")
-		waitFor(t, 30*time.Second, 200*time.Millisecond, "the spool to drain", func() bool { return len(p.spooled()) == 0 })
+		testutil.WaitEvery(t, 30*time.Second, 200*time.Millisecond, "the spool to drain", func() bool { return len(p.spooled()) == 0 })
 		p.stopCollector(c)
 	}
 	t.Logf("load: %s", strings.TrimSpace(p.load()))

@@ -9,12 +9,19 @@ import (
 // passes first, naming what it waited for.
 func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
+	WaitEvery(t, d, 10*time.Millisecond, what, cond)
+}
+
+// WaitEvery is WaitFor polling every interval instead, for a cond that
+// costs more than a glance (a directory listing, a process's output).
+func WaitEvery(t testing.TB, d, interval time.Duration, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(interval)
 	}
 }
 
