@@ -52,10 +52,8 @@ Example: pofr-server deregister --purge-rows --dsn-file /etc/pofr-server/admin.d
 			fs.StringVar(&dsnFile, "dsn-file", "", "`file` holding the administrator's DSN (for --purge-rows)")
 			fs.IntVar(&batch, "batch", custody.DefaultPurgeBatch, "rows deleted per statement with --purge-rows")
 		},
+		Arg: "host id",
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 1 {
-				return cli.Usagef("want one host id")
-			}
 			host := args[0]
 			if purgeRows && dsnFile == "" {
 				return cli.Usagef("--purge-rows needs --dsn-file")

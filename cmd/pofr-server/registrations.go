@@ -68,10 +68,8 @@ Exit codes: 0 approved, 1 error (unknown, decided or duplicate request).`,
 			stateFlag(fs)
 			fs.StringVar(&pinShard, "shard", "", "with a shard map: pin the new host to shard `name` (default: least-loaded)")
 		},
+		Arg: "request id",
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 1 {
-				return cli.Usagef("want one request id")
-			}
 			reg, shards, closeReg, err := openRegistryMap(ctx, stateDir, shardsFile)
 			if err != nil {
 				return err
@@ -116,10 +114,8 @@ Exit codes: 0 approved, 1 error (unknown, decided or duplicate request).`,
 			stateFlag(fs)
 			fs.StringVar(&reason, "reason", "", "reason shown to the host")
 		},
+		Arg: "request id",
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 1 {
-				return cli.Usagef("want one request id")
-			}
 			var r *receiver.Registration
 			err := withRegistry(ctx, stateDir, shardsFile, func(reg registry.Store) (err error) {
 				r, err = receiver.Deny(reg, args[0], reason)

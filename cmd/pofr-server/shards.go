@@ -127,10 +127,8 @@ Exit codes: 0 added, 1 error (invalid map, name taken), 2 usage.`,
 			fs.StringVar(&add.ReaderDSNFile, "reader-dsn-file", "", "`file` holding the shard's reader DSN (also the head's connection)")
 			fs.Var(&loaders, "loader-dsn-file", "`file` holding the shard's loader DSN (repeat: one per Galera node)")
 		},
+		Arg: "shard name",
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 1 {
-				return cli.Usagef("want one shard name")
-			}
 			if !fleet.ValidName(args[0]) {
 				return cli.Usagef("shard name %q: want [a-z][a-z0-9_]*, at most 32 bytes", args[0])
 			}
@@ -165,10 +163,8 @@ Exit codes: 0 added, 1 error (invalid map, name taken), 2 usage.`,
 
 Exit codes: 0 removed, 1 error, 2 usage.`,
 		Flags: common,
+		Arg:   "shard name",
 		Run: func(ctx context.Context, env *cli.Env, args []string) error {
-			if len(args) != 1 {
-				return cli.Usagef("want one shard name")
-			}
 			m, hosts, err := mapHosts(ctx, path, stateDir)
 			if err != nil {
 				return err

@@ -51,6 +51,10 @@ type Command struct {
 	// NoArgs makes any argument left after flags a usage error (exit 2):
 	// Run is not called.
 	NoArgs bool
+	// Arg, if set, names the one argument the command takes ("host id"):
+	// any other number of arguments is a usage error ("want one host id")
+	// and Run is not called.
+	Arg string
 	// Run executes the command with the arguments left after flags.
 	Run func(ctx context.Context, env *Env, args []string) error
 }
@@ -189,9 +193,12 @@ func run(prog, about string, cmds []*Command, args []string, stdin io.Reader, st
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if cmd.NoArgs && len(args) != 0 {
+	switch {
+	case cmd.NoArgs && len(args) != 0:
 		err = Usagef("unexpected arguments %q", args)
-	} else {
+	case cmd.Arg != "" && len(args) != 1:
+		err = Usagef("want one %s", cmd.Arg)
+	default:
 		err = cmd.Run(ctx, env, args)
 	}
 	if err == nil {

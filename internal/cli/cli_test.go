@@ -24,7 +24,11 @@ func testCommands() []*Command {
 			return nil
 		}}
 	c := &Command{Name: "a c", Summary: "nested a c", NoArgs: true, Run: func(context.Context, *Env, []string) error { return nil }}
-	return []*Command{a, c}
+	d := &Command{Name: "a d", Summary: "nested a d", Arg: "thing", Run: func(_ context.Context, env *Env, args []string) error {
+		env.Stdout.Write([]byte("ran a d " + args[0] + "\n"))
+		return nil
+	}}
+	return []*Command{a, c, d}
 }
 
 func TestRun(t *testing.T) {
@@ -45,6 +49,9 @@ func TestRun(t *testing.T) {
 		{"a", 0, "a c", ""},
 		{"a c", 0, "", ""},
 		{"a c x", 2, "", "unexpected arguments [\"x\"]"},
+		{"a d x", 0, "ran a d x", ""},
+		{"a d", 2, "", "want one thing"},
+		{"a d x y", 2, "", "want one thing"},
 		{"a zz", 2, "", "unknown command"},
 		{"zz", 2, "", "unknown command"},
 		{"--log-level loud a b", 2, "", "--log-level"},
