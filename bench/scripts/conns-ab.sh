@@ -18,13 +18,7 @@
 # bench/cmd/pofr-load (default: built into a temporary directory).
 set -eu
 R=$1; PER=$2; RATE=$3; shift 3
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-LOAD=${POFR_LOAD:-}
-if [ -z "$LOAD" ]; then
-	go build -o "$tmp/pofr-load" "$(dirname "$0")/../cmd/pofr-load"; LOAD=$tmp/pofr-load
-fi
-cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
-cs() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/{v+=$2} /^nonvoluntary_ctxt_switches/{n+=$2} END{print v "," n}'; }
+. "$(dirname "$0")/ab-common.sh"
 now() { date +%s.%N; }
 sys() { # sys PID SECONDS FILE: syscalls of PID over the next SECONDS, into FILE
 	perf stat -e raw_syscalls:sys_enter -x, -o "$3" -p "$1" -- sleep "$2" 2>/dev/null || true
