@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -45,12 +46,7 @@ func TestFleetExportOnShard(t *testing.T) {
 	x, m := newRoutedFleet(t)
 	export := func(dsnFile string, extra ...string) (string, string) {
 		t.Helper()
-		args := append([]string{"--log-level", "debug", "export", "--host", "h2.example", "--bulk", "--dsn-file", dsnFile}, extra...)
-		code, out, errs := runApp(t, args...)
-		if code != 0 || strings.Count(out, "\n") < 10 {
-			t.Fatalf("%v: exit %d, %d lines\n%s", args, code, strings.Count(out, "\n"), errs)
-		}
-		return out, errs
+		return runH2(t, append([]string{"export", "--host", "h2.example", "--bulk", "--dsn-file", dsnFile}, extra...)...)
 	}
 	for _, table := range []string{"proc", "file", "sock"} {
 		onShard, _ := export(m.Shards[1].ReaderDSNFile, "--table", table)
@@ -62,6 +58,72 @@ func TestFleetExportOnShard(t *testing.T) {
 			t.Errorf("export --table %s of h2: routed %d bytes, on the shard %d; want the same bytes", table, len(routed), len(onShard))
 		}
 	}
+}
+
+// TestFleetPerHostQueryOnShard: given the head's DSN and the shard map, a
+// per-host question runs on the host's shard (the log says so) and answers
+// what the shard answers; with a map that names no reader DSN file for the
+// shard it reads the head, with the same answer.
+func TestFleetPerHostQueryOnShard(t *testing.T) {
+	x, m := newRoutedFleet(t)
+	ask := func(q, dsnFile string, extra ...string) (string, string) {
+		t.Helper()
+		args := append([]string{"query", q, "--host", "h2.example", "--json", "--dsn-file", dsnFile}, extra...)
+		if q == "timeline" {
+			args = append(args, "--since", "2d")
+		}
+		return runH2(t, args...)
+	}
+	onShard, _ := ask("timeline", m.Shards[1].ReaderDSNFile, "--shards", x.mapf)
+	routed, logs := ask("timeline", m.Head.ReaderDSNFile, "--shards", x.mapf)
+	if !strings.Contains(logs, "per-host query on the host's shard") || !strings.Contains(logs, "shard=s2") {
+		t.Errorf("timeline through the head with a map was not sent to s2:\n%s", logs)
+	}
+	// A map without the shards' reader DSN files: the head answers.
+	noReaders := *m
+	noReaders.Shards = append([]fleet.Shard(nil), m.Shards...)
+	for i := range noReaders.Shards {
+		noReaders.Shards[i].ReaderDSNFile = ""
+	}
+	nf := filepath.Join(t.TempDir(), "shards.json")
+	if err := noReaders.Save(nf); err != nil {
+		t.Fatal(err)
+	}
+	if routed != onShard {
+		t.Errorf("timeline of h2: routed %d bytes, on the shard %d; want the same", len(routed), len(onShard))
+	}
+	// Through the head itself (no reader DSN files in the map): the same
+	// answer, the union of the shards' (h2's rows are all on s2).
+	// timeline.sql has no correlated subquery, whose outer column Spider
+	// would send to the shard (Error 1054).
+	tlHead, logs := ask("timeline", m.Head.ReaderDSNFile, "--shards", nf)
+	if strings.Contains(logs, "per-host query on the host's shard") {
+		t.Errorf("timeline routed without a reader DSN file for the shard:\n%s", logs)
+	}
+	if tlHead != onShard {
+		t.Errorf("timeline of h2: through the head %d bytes, on the shard %d; want the same", len(tlHead), len(onShard))
+	}
+	treeRouted, _ := ask("tree", m.Head.ReaderDSNFile, "--shards", x.mapf, "--at", "2100-01-01")
+	treeHead, logs := ask("tree", m.Head.ReaderDSNFile, "--shards", nf, "--at", "2100-01-01")
+	if strings.Contains(logs, "per-host query on the host's shard") {
+		t.Errorf("routed without a reader DSN file for the shard:\n%s", logs)
+	}
+	if treeRouted != treeHead {
+		t.Errorf("tree of h2: routed %q, through the head %q; want the same", treeRouted, treeHead)
+	}
+}
+
+// runH2 runs a question about h2 (args) with debug logging and returns its
+// output and its log; it fails the test unless it exits 0 with at least 10
+// lines.
+func runH2(t *testing.T, args ...string) (out, logs string) {
+	t.Helper()
+	args = append([]string{"--log-level", "debug"}, args...)
+	code, out, logs := runApp(t, args...)
+	if code != 0 || strings.Count(out, "\n") < 10 {
+		t.Fatalf("%v: exit %d, %d lines\n%s", args, code, strings.Count(out, "\n"), logs)
+	}
+	return out, logs
 }
 
 // startUI runs the web interface on dsnFile (with the shard map in
