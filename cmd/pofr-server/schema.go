@@ -138,9 +138,10 @@ func schemaCommands() []*cli.Command {
 		Summary: "create or upgrade the MariaDB schema (idempotent; never downgrades)",
 		Usage:   "--dsn-file F",
 		Help: `Applies the migrations embedded in this binary (schema/NNN_name.sql) that the
-database does not have yet, records each in schema_version, and creates the
-day partitions of the event tables from today to 7 days ahead. Running it
-again does nothing. A database whose schema is newer than this binary is
+database does not have yet, records each in schema_version, defines the views
+again from their one definition (schema/views.sql), and creates the day
+partitions of the event tables from today to 7 days ahead. Running it again
+changes nothing. A database whose schema is newer than this binary is
 refused. The event tables are page-compressed (migration 014): it warns when
 the server's innodb_compression_algorithm is none or its innodb_page_size is
 4k, which defeat that (the data directory's file system must also punch
@@ -287,10 +288,10 @@ Example: pofr-server schema users \
 
 	cmds = append(cmds, &cli.Command{
 		Name:    "schema print",
-		Summary: "print the SQL of every migration",
+		Summary: "print the SQL of every migration and of the views",
 		Usage:   "",
-		Help: `Writes the embedded migrations, in order, to standard output: the schema
-with a COMMENT on every column. Apply them with 'schema apply', not by hand, so
+		Help: `Writes the embedded migrations, in order, and then the views (views.sql) to
+standard output: the schema with a COMMENT on every column. Apply them with 'schema apply', not by hand, so
 that schema_version stays right.
 
 Exit codes: 0; 1 write error.`,
