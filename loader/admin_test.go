@@ -37,8 +37,8 @@ func TestSchemaApply(t *testing.T) {
 		return out
 	}
 	fresh := views()
-	if len(fresh) != 5 {
-		t.Fatalf("fresh database has views %v, want 5", slices.Sorted(maps.Keys(fresh)))
+	if len(fresh) != 6 {
+		t.Fatalf("fresh database has views %v, want 6", slices.Sorted(maps.Keys(fresh)))
 	}
 	for _, st := range []string{"DROP VIEW timeline", "CREATE OR REPLACE VIEW processes AS SELECT 1 AS stale"} {
 		if _, err := db.ExecContext(ctx, st); err != nil {

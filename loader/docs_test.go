@@ -99,6 +99,9 @@ older databases are told to run ` + "`schema apply`" + `. Migrations 002, 003, 0
   fork_ts, exec_count, the first exec's exe/argv/cmdline/comm/cwd/ids (or, if it never exec'd
   while recorded, its snapshot or fork row), exit_ts/exit_code/exit_signal, parent_pid and
   parent_start (from the fork row, else snapshot, else exec).
+- ` + "`proc_event_details`" + `: proc_events with what each row changed in words (detail): a fork's parent, an exit's
+  code or signal, the new ids of uid/gid/sid rows, a comm row's new name, a ptrace row's tracer. ` + "`query timeline`" + `
+  and ` + "`query proc`" + ` show it (migration 019).
 - ` + "`process_tree`" + `: one row per parent → child edge between lives, with both sides' exe and cmdline.
 - **Per host, one host's cost.** Since migration 007 ` + "`processes`" + ` groups a life's rows in one derived
   table, into which MariaDB pushes ` + "`host_id = …`" + ` (and boot, pid, proc_start), and reads the

@@ -127,7 +127,7 @@ func TestPlansPerHost(t *testing.T) {
 		}})
 	}
 	// The views, filtered to one host as an analyst would.
-	for _, v := range []string{"processes", "process_tree", "timeline", "connections"} {
+	for _, v := range []string{"processes", "proc_event_details", "process_tree", "timeline", "connections"} {
 		calls = append(calls, struct {
 			name string
 			run  func() error

@@ -45,20 +45,10 @@ FROM (
   SELECT 'self', e.ts, e.ts_ns, e.tz_offset, e.event, e.pid, e.proc_start,
     e.uid,
     COALESCE(e.exe, e.comm),
-    CASE e.event
-      WHEN 'fork' THEN CONCAT('parent ', e.ppid)
-      WHEN 'exit' THEN CASE WHEN e.exit_signal IS NOT NULL THEN CONCAT('signal ', e.exit_signal)
-                            ELSE CONCAT('code ', e.exit_code) END
-      WHEN 'coredump' THEN CONCAT('signal ', e.exit_signal)
-      WHEN 'uid' THEN CONCAT('uid ', COALESCE(e.uid, '?'), ' euid ', COALESCE(e.euid, '?'))
-      WHEN 'gid' THEN CONCAT('gid ', COALESCE(e.gid, '?'), ' egid ', COALESCE(e.egid, '?'))
-      WHEN 'sid' THEN CONCAT('session ', COALESCE(e.session_id, '?'))
-      WHEN 'comm' THEN e.comm
-      WHEN 'ptrace' THEN CONCAT('tracer ', e.tracer_pid)
-      ELSE NULL END,
+    e.detail,
     CASE WHEN e.event IN ('exec', 'snapshot') THEN e.argv END,
     1, 0, e.row_no
-  FROM proc_events e
+  FROM proc_event_details e
   WHERE e.host_id = @host AND e.boot_id = @boot AND e.pid = @pid AND e.proc_start = @start
   UNION ALL
   SELECT 'child', c.start_ts, 0, c.tz_offset, 'start', c.pid, c.proc_start,

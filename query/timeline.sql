@@ -8,7 +8,8 @@
 --
 -- exe is the executable of the process the row belongs to (for file and
 -- socket rows: of its newest exec at or before the row). detail is, for
--- proc rows, what changed (parent, exit status, new ids or name); for file
+-- proc rows, what changed (the view proc_event_details: parent, exit
+-- status, new ids or name); for file
 -- rows the path (old -> new for renames); for socket rows protocol,
 -- direction and endpoints, and the name the remote address was resolved
 -- from (as in query conns: the latest DNS answer on the host holding it, the
@@ -57,20 +58,10 @@ FROM (
       (SELECT e.ts AS time, e.ts_ns AS _ts_ns, e.tz_offset AS _tz_offset, 'proc' AS kind, e.event,
         e.pid, e.uid, e.boot_id AS _boot_id, e.proc_start AS _proc_start, e.exe AS _exe, e.comm AS _comm,
         NULL AS _user, NULL AS _remote_addr, NULL AS _remote_port,
-        CASE e.event
-          WHEN 'fork' THEN CONCAT('parent ', e.ppid)
-          WHEN 'exit' THEN CASE WHEN e.exit_signal IS NOT NULL THEN CONCAT('signal ', e.exit_signal)
-                                ELSE CONCAT('code ', e.exit_code) END
-          WHEN 'coredump' THEN CONCAT('signal ', e.exit_signal)
-          WHEN 'uid' THEN CONCAT('uid ', COALESCE(e.uid, '?'), ' euid ', COALESCE(e.euid, '?'))
-          WHEN 'gid' THEN CONCAT('gid ', COALESCE(e.gid, '?'), ' egid ', COALESCE(e.egid, '?'))
-          WHEN 'sid' THEN CONCAT('session ', COALESCE(e.session_id, '?'))
-          WHEN 'comm' THEN e.comm
-          WHEN 'ptrace' THEN CONCAT('tracer ', e.tracer_pid)
-          ELSE NULL END AS detail,
+        e.detail,
         CASE WHEN e.event IN ('exec', 'snapshot') THEN e.argv END AS argv,
         0 AS _order, e.segment_id AS _segment_id, e.row_no AS _row_no
-      FROM proc_events e
+      FROM proc_event_details e
       WHERE e.host_id = @host
         AND (@from IS NULL OR e.ts >= @from) AND (@to IS NULL OR e.ts < @to)
         AND (@pid IS NULL OR e.pid = @pid)

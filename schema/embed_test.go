@@ -53,7 +53,7 @@ func TestViews(t *testing.T) {
 		}
 		names = append(names, strings.Fields(name)[0])
 	}
-	want := []string{"processes", "process_tree", "timeline", "connections", "peer_connections"}
+	want := []string{"processes", "proc_event_details", "process_tree", "timeline", "connections", "peer_connections"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("views (-want +got):\n%s", diff)
 	}

@@ -81,6 +81,27 @@ LEFT JOIN proc_events d
  AND d.ts = CAST(STR_TO_DATE(SUBSTRING(k.d_key, 2, 20), '%Y%m%d%H%i%s%f') AS DATETIME(6))
 LEFT JOIN exe_ids x ON x.host_id = k.host_id AND x.exe_key = d.exe_key;
 
+-- proc_event_details: proc_events with what each row changed in words
+-- (detail): the parent of a fork, the exit code or signal of an exit or a
+-- coredump, the new ids of uid, gid and sid rows, the new name of a comm
+-- row, the tracer of a ptrace row; NULL on other rows. query timeline and
+-- query proc show it. A plain view over proc_events (MariaDB merges it into
+-- a query), so filters use proc_events' indexes.
+CREATE OR REPLACE VIEW proc_event_details AS
+SELECT e.*,
+  CASE e.event
+    WHEN 'fork' THEN CONCAT('parent ', e.ppid)
+    WHEN 'exit' THEN CASE WHEN e.exit_signal IS NOT NULL THEN CONCAT('signal ', e.exit_signal)
+                          ELSE CONCAT('code ', e.exit_code) END
+    WHEN 'coredump' THEN CONCAT('signal ', e.exit_signal)
+    WHEN 'uid' THEN CONCAT('uid ', COALESCE(e.uid, '?'), ' euid ', COALESCE(e.euid, '?'))
+    WHEN 'gid' THEN CONCAT('gid ', COALESCE(e.gid, '?'), ' egid ', COALESCE(e.egid, '?'))
+    WHEN 'sid' THEN CONCAT('session ', COALESCE(e.session_id, '?'))
+    WHEN 'comm' THEN e.comm
+    WHEN 'ptrace' THEN CONCAT('tracer ', e.tracer_pid)
+    ELSE NULL END AS detail
+FROM proc_events e;
+
 -- process_tree: one row per parent -> child edge between process lives.
 -- The parent columns are NULL when the parent's life was not recorded.
 CREATE OR REPLACE VIEW process_tree AS

@@ -1,0 +1,6 @@
+-- pofr schema, migration 019: the view proc_event_details.
+--
+-- proc_events with what each row changed in words (detail), the text that
+-- query timeline and query proc had each spelled out. Views are defined in
+-- views.sql, which Apply runs after the migrations; this migration records
+-- the version, so that Check tells an older database to run schema apply.
