@@ -6,19 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/testutil"
 )
-
-// processCPU is the process's user and system CPU time in ns.
-func processCPU() int64 {
-	var ru unix.Rusage
-	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
-}
 
 // BenchmarkProcTableExecOpen is the table's cost for one short-lived
 // dynamic exec with fanotify on: fork, the exec's two exec-opens (program
@@ -48,7 +38,7 @@ func BenchmarkProcTableExecOpen(b *testing.B) {
 				return m
 			}
 			pid := int32(1000)
-			cpu0 := processCPU()
+			cpu0 := testutil.ProcessCPU()
 			for b.Loop() {
 				pid++
 				if pid > 30000 {
@@ -68,7 +58,7 @@ func BenchmarkProcTableExecOpen(b *testing.B) {
 				tb.handle(&procItem{kind: procItemEvent, msg: exit[0]})
 			}
 			// Wall time is the machine's load; CPU time is ours.
-			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/exec")
+			b.ReportMetric(float64(testutil.ProcessCPU()-cpu0)/float64(b.N), "cpu-ns/exec")
 			if rows := tb.st.rows.Load(); rows < 3*uint64(b.N) {
 				b.Fatalf("%d rows for %d execs", rows, b.N)
 			}

@@ -117,7 +117,7 @@ func floorRounds(b *testing.B, conds []string, n, rate int) []map[string]procFlo
 // the b.Loop body, as tarFloorRun.)
 func procFloorRun(b *testing.B, c string, n, rate int) procFloorResult {
 	stop := startFloorReader(b, c)
-	cpu0 := cpuTime()
+	cpu0 := testutil.ProcessCPU()
 	t0 := time.Now()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestProcHelperSpawner$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("POFR_PROC_SPAWN=%d,%d", n, rate))
@@ -126,7 +126,7 @@ func procFloorRun(b *testing.B, c string, n, rate int) procFloorResult {
 	}
 	el := time.Since(t0)
 	time.Sleep(50 * time.Millisecond) // the last events
-	used := cpuTime() - cpu0
+	used := testutil.ProcessCPU() - cpu0
 	got, withArgv := stop()
 	if c != "none" && got < n {
 		b.Errorf("%s: saw %d exec events, want at least %d", c, got, n)

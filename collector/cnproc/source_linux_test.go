@@ -514,12 +514,6 @@ func (s *benchSink) AppendSock(*event.Sock)       {}
 func (s *benchSink) AppendGap(*event.Gap)         { s.mu.Lock(); s.gaps++; s.mu.Unlock() }
 func (s *benchSink) AppendAccount(*event.Account) {}
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 func rssMB() float64 {
 	b, _ := os.ReadFile("/proc/self/status")
 	for line := range strings.Lines(string(b)) {
@@ -616,7 +610,7 @@ func benchExec(b *testing.B, rate int, on bool) {
 	if on {
 		src, stop = startBenchProcSource(b, sink)
 	}
-	cpu0 := cpuTime()
+	cpu0 := testutil.ProcessCPU()
 	b.ResetTimer()
 	t0 := time.Now()
 	if rate == 0 {
@@ -641,7 +635,7 @@ func benchExec(b *testing.B, rate int, on bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(100 * time.Millisecond)
-	cpu := cpuTime() - cpu0
+	cpu := testutil.ProcessCPU() - cpu0
 	rss := rssMB()
 	stop()
 	var rec, argv, exe float64

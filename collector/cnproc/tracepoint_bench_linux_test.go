@@ -70,9 +70,9 @@ func BenchmarkPrivTracepointIdle(b *testing.B) {
 			if s != nil {
 				e0 = s.Stats().Execs
 			}
-			cpu0, t0 := cpuTime(), time.Now()
+			cpu0, t0 := testutil.ProcessCPU(), time.Now()
 			time.Sleep(window)
-			used, el := cpuTime()-cpu0, time.Since(t0)
+			used, el := testutil.ProcessCPU()-cpu0, time.Since(t0)
 			res[c] = append(res[c], float64(used.Microseconds())/el.Seconds())
 			if c == "tracepoint" {
 				bgExecs = append(bgExecs, float64(s.Stats().Execs-e0)/el.Seconds())

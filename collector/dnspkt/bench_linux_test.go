@@ -9,26 +9,12 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
-	"golang.org/x/sys/unix"
 
 	"github.com/pofr/pofr/collector/cnproc"
 	"github.com/pofr/pofr/collector/sockowner"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/testutil"
 )
-
-// threadCPU is the CPU time (user + system) of the calling thread.
-func threadCPU() time.Duration {
-	var ru unix.Rusage
-	unix.Getrusage(unix.RUSAGE_THREAD, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func processCPU() time.Duration {
-	var ru unix.Rusage
-	unix.Getrusage(unix.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // BenchmarkPrivDNSPacket is the reader's CPU per DNS packet on a DNS-heavy
 // loop: batches of 200 exchanges (a connected UDP socket, query, answer)
@@ -102,13 +88,13 @@ func BenchmarkPrivDNSPacket(b *testing.B) {
 		}
 		before := src.Stats().Packets
 		b.StartTimer()
-		t0 := threadCPU()
+		t0 := testutil.ThreadCPU()
 		for src.Stats().Packets-before < 2*batch {
 			if err := src.drain(); err != nil {
 				b.Fatal(err)
 			}
 		}
-		cpu += threadCPU() - t0
+		cpu += testutil.ThreadCPU() - t0
 		pkts += src.Stats().Packets - before
 	}
 	st := src.Stats()
@@ -164,13 +150,13 @@ func BenchmarkPrivBulkLoopback(b *testing.B) {
 			defer c.Close()
 			chunk := make([]byte, 1<<20)
 			b.SetBytes(int64(len(chunk)))
-			t0 := processCPU()
+			t0 := testutil.ProcessCPU()
 			for b.Loop() {
 				if _, err := c.Write(chunk); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64((processCPU()-t0).Nanoseconds())/float64(b.N), "cpu-ns/MiB")
+			b.ReportMetric(float64((testutil.ProcessCPU()-t0).Nanoseconds())/float64(b.N), "cpu-ns/MiB")
 			if src != nil {
 				if n := src.Stats().Packets; n != 0 {
 					b.Fatalf("the filter passed %d non-DNS packets", n)

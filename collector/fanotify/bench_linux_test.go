@@ -39,14 +39,6 @@ func benchSource(b *testing.B, name string) (*event.MemSink, func() Stats) {
 	return sink, startFileSource(b, sink, p.File)
 }
 
-// cpuSelf returns the CPU time (user + system) of this process, not of its
-// children: with the workload in child processes, that is the listener's.
-func cpuSelf() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // encodedBytes is the size of rows as a spool member would hold them: an
 // Arrow IPC stream with zstd buffer compression.
 func encodedBytes(b *testing.B, rows []event.File) int {
@@ -128,7 +120,7 @@ func BenchmarkFileTarX(b *testing.B) {
 			}
 			defer os.RemoveAll(work)
 			sink, stop := benchSource(b, name)
-			cpu0 := cpuSelf()
+			cpu0 := testutil.ProcessCPU()
 			i := 0
 			for b.Loop() {
 				dir := filepath.Join(work, "x")
@@ -147,7 +139,7 @@ func BenchmarkFileTarX(b *testing.B) {
 			}
 			time.Sleep(50 * time.Millisecond)
 			st := stop()
-			cpu := cpuSelf() - cpu0
+			cpu := testutil.ProcessCPU() - cpu0
 			if name == "none" {
 				return
 			}
@@ -410,7 +402,7 @@ func BenchmarkFileAggExec(b *testing.B) {
 	prog, ld := []byte("/usr/bin/true"), []byte("/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
 	b.ReportAllocs()
 	n := 0
-	cpu0 := cpuSelf()
+	cpu0 := testutil.ProcessCPU()
 	for b.Loop() {
 		pid := int32(20000 + n%30000)
 		start := event.Some(int64(n) * 10_000_000)
@@ -420,5 +412,5 @@ func BenchmarkFileAggExec(b *testing.B) {
 			a.flush(event.Discard{})
 		}
 	}
-	b.ReportMetric(float64(cpuSelf()-cpu0)/float64(b.N), "cpu-ns/exec")
+	b.ReportMetric(float64(testutil.ProcessCPU()-cpu0)/float64(b.N), "cpu-ns/exec")
 }

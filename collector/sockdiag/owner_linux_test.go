@@ -281,17 +281,10 @@ func ownerBenchRun(b *testing.B, proto string, tp bool, hold time.Duration, n, p
 	// The background: dumps of the whole host's sockets every second and
 	// other processes' sockets closing, measured for 2 s before the run and
 	// subtracted from it in net_µs/conn.
-	cpuNow := func() int64 {
-		var ru unix.Rusage
-		_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
-		return unix.TimevalToNsec(ru.Utime) + unix.TimevalToNsec(ru.Stime)
-	}
-	bg0, bt0 := cpuNow(), time.Now()
+	bg0, bt0 := testutil.ProcessCPU(), time.Now()
 	time.Sleep(2 * time.Second)
-	bgRate := float64(cpuNow()-bg0) / float64(time.Since(bt0))
-	var ru0, ru1 unix.Rusage
-	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru0)
-	t0 := time.Now()
+	bgRate := float64(testutil.ProcessCPU()-bg0) / float64(time.Since(bt0))
+	cpu0, t0 := testutil.ProcessCPU(), time.Now()
 	h.run(b, 5*time.Minute)
 	// Wait for the close rows: first on the counter (cheap), then on the
 	// rows themselves (other processes' sockets count too).
@@ -306,8 +299,7 @@ func ownerBenchRun(b *testing.B, proto string, tp bool, hold time.Duration, n, p
 	for len(h.clientCloses(sink, proto)) < n && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru1)
-	wall := time.Since(t0)
+	cpu, wall := testutil.ProcessCPU()-cpu0, time.Since(t0)
 	cancel()
 	<-done
 	rows := h.clientCloses(sink, proto)
@@ -317,7 +309,6 @@ func ownerBenchRun(b *testing.B, proto string, tp bool, hold time.Duration, n, p
 			known++
 		}
 	}
-	cpu := unix.TimevalToNsec(ru1.Utime) + unix.TimevalToNsec(ru1.Stime) - unix.TimevalToNsec(ru0.Utime) - unix.TimevalToNsec(ru0.Stime)
 	b.ReportMetric(100*float64(known)/float64(n), "owner_%")
 	b.ReportMetric(float64(len(rows)), "rows")
 	b.ReportMetric(float64(cpu)/1e3/float64(n), "cpu_µs/conn")

@@ -554,9 +554,7 @@ func TestPrivSockChurn(t *testing.T) {
 		t.Fatalf("open rows of held clients: %d, want %d", len(heldPorts), held)
 	}
 
-	var ru0, ru1 unix.Rusage
-	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru0)
-	t0 := time.Now()
+	cpu0, t0 := testutil.ProcessCPU(), time.Now()
 	ch := startSockHelper(t, "churn", addr, churn)
 	if s := ch.line(t, 60*time.Second); s != "done" {
 		t.Fatalf("churn helper said %q", s)
@@ -570,9 +568,7 @@ func TestPrivSockChurn(t *testing.T) {
 	testutil.WaitFor(t, 30*time.Second, "1,000 client and 1,000 server close rows", func() bool {
 		return len(sockRows(sink, isClient)) >= churn && len(sockRows(sink, isServer)) >= churn
 	})
-	wall := time.Since(t0)
-	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru1)
-	cpu := time.Duration(unix.TimevalToNsec(ru1.Utime) + unix.TimevalToNsec(ru1.Stime) - unix.TimevalToNsec(ru0.Utime) - unix.TimevalToNsec(ru0.Stime))
+	wall, cpu := time.Since(t0), testutil.ProcessCPU()-cpu0
 	time.Sleep(50 * time.Millisecond)
 
 	clients, servers := sockRows(sink, isClient), sockRows(sink, isServer)
@@ -696,18 +692,14 @@ func TestPrivSock10k(t *testing.T) {
 	var buf []inetDiag
 	const rounds = 20
 	for _, compat := range []bool{true, false} {
-		var ru0, ru1 unix.Rusage
-		_ = unix.Getrusage(unix.RUSAGE_SELF, &ru0)
-		t0 := time.Now()
+		cpu0, t0 := testutil.ProcessCPU(), time.Now()
 		for i := range rounds {
 			c := compat
 			if buf, err = sockDump(fd, true, &c, uint32(i+1), buf[:0]); err != nil {
 				t.Fatal(err)
 			}
 		}
-		wall := time.Since(t0) / rounds
-		_ = unix.Getrusage(unix.RUSAGE_SELF, &ru1)
-		cpu := time.Duration(unix.TimevalToNsec(ru1.Utime)+unix.TimevalToNsec(ru1.Stime)-unix.TimevalToNsec(ru0.Utime)-unix.TimevalToNsec(ru0.Stime)) / rounds
+		wall, cpu := time.Since(t0)/rounds, (testutil.ProcessCPU()-cpu0)/rounds
 		ours := 0
 		for _, m := range buf {
 			if m.SrcPort == port || m.DstPort == port {
