@@ -3,7 +3,6 @@ package dnspkt
 import (
 	"io"
 	"net"
-	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -25,9 +24,7 @@ import (
 //
 //	go test ./collector/dnspkt/ -run '^$' -bench PrivDNSPacket
 func BenchmarkPrivDNSPacket(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testutil.RequireRoot(b)
 	owners, err := sockowner.Open(sockowner.Options{UDP: true})
 	if err != nil {
 		b.Skip(err)
@@ -115,9 +112,7 @@ func (discard) AppendDNS(*event.DNS) {}
 //
 //	go test ./collector/dnspkt/ -run '^$' -bench PrivBulkLoopback
 func BenchmarkPrivBulkLoopback(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testutil.RequireRoot(b)
 	for _, on := range []bool{false, true} {
 		name := "filter=off"
 		if on {

@@ -237,9 +237,7 @@ func TestPrivConnOwnerUDP(t *testing.T) {
 //
 //	go test ./collector/sockdiag/ -run '^$' -bench PrivConnOwner -benchtime=1x
 func BenchmarkPrivConnOwner(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testutil.RequireRoot(b)
 	type load struct {
 		hold   time.Duration
 		n, par int

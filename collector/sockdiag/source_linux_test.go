@@ -747,9 +747,7 @@ func TestPrivSock10k(t *testing.T) {
 //
 //	go test ./collector/sockdiag/ -run '^$' -bench PrivSockCadence -benchtime=1x
 func BenchmarkPrivSockCadence(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testutil.RequireRoot(b)
 	// "off" runs the workload without a source: the harness's own CPU, to
 	// subtract from the others.
 	for _, iv := range []time.Duration{0, 250 * time.Millisecond, time.Second, 5 * time.Second} {

@@ -14,9 +14,7 @@ import (
 //
 //	go test ./collector/sockowner/ -run '^$' -bench PrivSync
 func BenchmarkPrivSync(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testutil.RequireRoot(b)
 	s, err := Open(Options{})
 	if err != nil {
 		b.Fatal(err)
