@@ -20,6 +20,7 @@ import (
 
 	"github.com/pofr/pofr/internal/defaults"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/procfs"
 )
 
 // Defaults of Options.
@@ -180,7 +181,7 @@ func (r *Resolver) Observe(id []byte, pid int32, ts int64) {
 	r.remember(s)
 	r.mu.Unlock()
 	r.seen.Add(1)
-	if !isHexID(id) {
+	if !procfs.IsHexID(id) {
 		r.unsupported.Add(1)
 		return
 	}
@@ -246,7 +247,7 @@ func (r *Resolver) Lookup(id string) event.Container { return r.lookup(id, nil) 
 // lookup is Lookup with a cache of containerd's metadata (nil: none).
 func (r *Resolver) lookup(id string, meta *metaCache) event.Container {
 	row := event.Container{ID: []byte(id)}
-	if !isHexID([]byte(id)) {
+	if !procfs.IsHexID([]byte(id)) {
 		row.Error = event.CtrNotFound
 		return row
 	}
@@ -622,20 +623,6 @@ func opt(s string, n int) []byte {
 }
 
 func cut(b []byte, n int) []byte { return b[:min(len(b), n)] }
-
-// isHexID reports whether id is 64 lower-case hex digits, the only ids
-// looked up (they are safe as path elements).
-func isHexID(id []byte) bool {
-	if len(id) != 64 {
-		return false
-	}
-	for _, c := range id {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
 
 // watchSink passes every row on to its Sink and tells the Resolver of each
 // proc row's container id.

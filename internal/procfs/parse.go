@@ -353,17 +353,27 @@ func ContainerID(cg []byte) []byte {
 	return nil
 }
 
-// hexID returns a copy of e if it is a 64-digit lower-case hex id.
+// hexID returns a copy of e if it is a hex container id (IsHexID).
 func hexID(e []byte) []byte {
-	if len(e) != 64 {
+	if !IsHexID(e) {
 		return nil
 	}
-	for _, c := range e {
+	return append([]byte(nil), e...)
+}
+
+// IsHexID reports whether id is 64 lower-case hex digits: a container id as
+// Docker, containerd, CRI-O and Podman name it in the cgroup path. Such an
+// id is safe as a path element.
+func IsHexID(id []byte) bool {
+	if len(id) != 64 {
+		return false
+	}
+	for _, c := range id {
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return nil
+			return false
 		}
 	}
-	return append([]byte(nil), e...)
+	return true
 }
 
 // ParseNSLink parses a namespace link target such as "net:[4026531840]".
