@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/pofr/pofr/internal/event"
+	"github.com/pofr/pofr/internal/testutil"
 )
 
 func TestParseAccounts(t *testing.T) {
@@ -40,27 +40,12 @@ func TestAccountSourceResendsOnChange(t *testing.T) {
 
 	var sink event.MemSink
 	s := &AccountSource{Sink: &sink, Root: root, Poll: 5 * time.Millisecond}
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-
-	waitFor := func(n int) {
-		t.Helper()
-		for len(sink.Accounts()) < n {
-			if ctx.Err() != nil {
-				t.Fatalf("got %d account rows, want ≥ %d", len(sink.Accounts()), n)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
-	waitFor(2) // root + wheel
+	stop := testutil.Go(t, "AccountSource.Run", s.Run)
+	rows := func(n int) func() bool { return func() bool { return len(sink.Accounts()) >= n } }
+	testutil.WaitFor(t, 5*time.Second, "2 account rows (root, wheel)", rows(2))
 	write("root:x:0:0::/:/bin/sh\nbob:x:1001:1001::/:/bin/sh\n", time.Unix(2000, 0))
-	waitFor(5) // root, bob, wheel again
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	testutil.WaitFor(t, 5*time.Second, "5 account rows (root, bob, wheel again)", rows(5))
+	stop()
 	var bob bool
 	for _, a := range sink.Accounts() {
 		if a.Kind == event.AcctUser && a.ID == 1001 && string(a.Name) == "bob" {
