@@ -1,7 +1,6 @@
 package fanotify
 
 import (
-	"context"
 	"encoding/hex"
 	"os"
 	"os/exec"
@@ -15,7 +14,6 @@ import (
 	"github.com/pofr/pofr/collector/exehash"
 	"github.com/pofr/pofr/internal/event"
 	"github.com/pofr/pofr/internal/testutil"
-	"github.com/pofr/pofr/profiles"
 )
 
 // TestPrivExeHash: a binary copied, started and deleted at once (a dropper)
@@ -188,17 +186,12 @@ func hashedSource(t *testing.T, opts exehash.Options) (*event.MemSink, *exehash.
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
+	stopHasher := testutil.Go(t, "Hasher.Run", h.Run)
 	src := newFanotifySource(t, Options{Sink: sink, Hash: h, Profile: forensic(t), SelfPID: int32(os.Getpid())})
 	stopSource := runSource(t, src)
 	return sink, h, src, func() {
 		stopSource()
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		stopHasher()
 		t.Logf("hasher stats %+v", h.Stats())
 	}
 }
@@ -225,7 +218,7 @@ func BenchmarkExecHashReader(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	src, err := New(Options{Sink: sink, Hash: h, Profile: forensicB(b)})
+	src, err := New(Options{Sink: sink, Hash: h, Profile: forensic(b)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -245,13 +238,9 @@ func BenchmarkExecHashReader(b *testing.B) {
 	if fd < 0 {
 		b.Fatal("cannot open /usr/bin/true by handle")
 	}
-	ctx, cancel := context.WithCancel(b.Context())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
+	stop := testutil.Go(b, "Hasher.Run", h.Run)
 	h.HashExec(fd, 1, time.Now().UnixNano(), nil)
-	for len(sink.Executables()) == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.WaitFor(b, 10*time.Second, "the exe row of /usr/bin/true", func() bool { return len(sink.Executables()) > 0 })
 	n := 0
 	b.Run("by-handle", func(b *testing.B) { // without FAN_CLOSE_WRITE in the mask
 		for b.Loop() {
@@ -268,17 +257,8 @@ func BenchmarkExecHashReader(b *testing.B) {
 			}
 		}
 	})
-	cancel()
-	<-done
+	stop()
 	if st := h.Stats(); st.Lost != 0 || st.Hits < uint64(n) {
 		b.Fatalf("stats %+v: want every exec a cache hit", st)
 	}
-}
-
-func forensicB(b *testing.B) profiles.File {
-	p, err := profiles.Get("forensic")
-	if err != nil {
-		b.Fatal(err)
-	}
-	return p.File
 }

@@ -138,7 +138,8 @@ func runSource(t *testing.T, src *Source) (stop func()) {
 	return testutil.Go(t, "Source.Run", src.Run)
 }
 
-func forensic(t *testing.T) profiles.File {
+// forensic is the forensic profile's file settings.
+func forensic(t testing.TB) profiles.File {
 	t.Helper()
 	p, err := profiles.Get("forensic")
 	if err != nil {

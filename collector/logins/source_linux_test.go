@@ -2,7 +2,6 @@ package logins
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -148,10 +147,7 @@ func TestPrivFailedSSHLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	stop := testutil.Go(t, "Source.Run", s.Run)
 	time.Sleep(100 * time.Millisecond)
 
 	user := fmt.Sprintf("pofr-nouser-%d", time.Now().UnixNano()%1e6)
@@ -172,8 +168,7 @@ func TestPrivFailedSSHLogin(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cancel()
-	<-done
+	stop()
 	if row == nil {
 		t.Fatalf("no btmp row for %s within 10 s; stats %+v; sshd log:\n%s", user, s.Stats(), srv.Log())
 	}
