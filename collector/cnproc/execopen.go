@@ -23,9 +23,10 @@ type procExecOpen struct {
 // procOpenQueue holds the unclaimed exec-opens of one pid, oldest first.
 type procOpenQueue struct {
 	items    []procExecOpen
-	skip     []byte    // discard opens until this path (its exec already had exe from /proc)
-	skipLd   time.Time // discard loader opens until then (their exec was already matched)
-	deadline time.Time // skip expires then
+	first    [2]procExecOpen // items' first storage: an exec's program and ELF interpreter
+	skip     []byte          // discard opens until this path (its exec already had exe from /proc)
+	skipLd   time.Time       // discard loader opens until then (their exec was already matched)
+	deadline time.Time       // skip expires then
 }
 
 // procHeld are rows of one pid kept back while its exec row waits for an
@@ -43,7 +44,7 @@ type procHeld struct {
 // holdRow holds exec row r of e until an exec-open arrives (see procHeld).
 func (t *procTable) holdRow(r *event.Proc, e *procEntry, fill bool, want []byte) {
 	c := *r
-	t.held[r.PID] = &procHeld{rows: []*event.Proc{&c}, e: e, fill: fill, want: want, deadline: t.now().Add(t.hold)}
+	t.held[r.PID] = &procHeld{rows: []*event.Proc{&c}, e: e, fill: fill, want: want, deadline: t.clock().Add(t.hold)}
 }
 
 // setKey sets exe_key of exec row r from its exec-open (0: none) and
@@ -61,7 +62,7 @@ func (t *procTable) setKey(r *event.Proc, key uint64) {
 // keysActive reports whether exec-opens bring file identities (the exe
 // hasher runs) lately.
 func (t *procTable) keysActive() bool {
-	return !t.lastKey.IsZero() && t.now().Sub(t.lastKey) < 10*time.Second
+	return !t.lastKey.IsZero() && t.clock().Sub(t.lastKey) < 10*time.Second
 }
 
 // sameExe reports whether an exec-open's path names exe as /proc/PID/exe
@@ -86,7 +87,7 @@ func (t *procTable) fillExe(r *event.Proc, e *procEntry, path []byte) {
 }
 
 func (t *procTable) fanotifyActive() bool {
-	return !t.lastOpen.IsZero() && t.now().Sub(t.lastOpen) < 10*time.Second
+	return !t.lastOpen.IsZero() && t.clock().Sub(t.lastOpen) < 10*time.Second
 }
 
 // takeOpen claims the execve target among pid's unclaimed exec-opens: the
@@ -98,7 +99,8 @@ func (t *procTable) takeOpen(pid int32) (procExecOpen, bool) {
 	if q == nil {
 		return procExecOpen{}, false
 	}
-	t.expireOpens(q, t.now())
+	now := t.clock()
+	t.expireOpens(q, now)
 	for len(q.items) > 0 && isELFLoaderPath(q.items[0].path) {
 		q.items = q.items[1:]
 	}
@@ -110,7 +112,7 @@ func (t *procTable) takeOpen(pid int32) (procExecOpen, bool) {
 	for len(q.items) > 0 && isELFLoaderPath(q.items[0].path) {
 		q.items = q.items[1:]
 	}
-	q.skipLd = t.now().Add(t.hold)
+	q.skipLd = now.Add(t.hold)
 	return o, true
 }
 
@@ -125,10 +127,10 @@ func (t *procTable) skipOpens(pid int32, exe []byte) (procExecOpen, bool) {
 		if !t.fanotifyActive() {
 			return procExecOpen{}, false
 		}
-		q = &procOpenQueue{}
+		q = newOpenQueue()
 		t.opens[pid] = q
 	}
-	now := t.now()
+	now := t.clock()
 	t.expireOpens(q, now)
 	for i, o := range q.items {
 		if sameExe(o.path, exe) {
@@ -158,7 +160,7 @@ func (t *procTable) expireOpens(q *procOpenQueue, now time.Time) {
 
 // onOpen takes one exec-open from the file source.
 func (t *procTable) onOpen(o procExecOpen) {
-	now := t.now()
+	now := t.clock()
 	o.at = now
 	t.lastOpen = now
 	if o.exeKey != 0 {
@@ -185,7 +187,10 @@ func (t *procTable) onOpen(o procExecOpen) {
 	if isELFLoaderPath(o.path) && now.Before(q.skipLd) {
 		return
 	}
-	if len(q.items) >= 8 {
+	switch {
+	case len(q.items) == 0:
+		q.items = q.first[:0] // taken or expired: start again in place
+	case len(q.items) >= 8:
 		q.items = q.items[1:]
 	}
 	q.items = append(q.items, o)
@@ -194,9 +199,15 @@ func (t *procTable) onOpen(o procExecOpen) {
 func (t *procTable) queue(pid int32) *procOpenQueue {
 	q := t.opens[pid]
 	if q == nil {
-		q = &procOpenQueue{}
+		q = newOpenQueue()
 		t.opens[pid] = q
 	}
+	return q
+}
+
+func newOpenQueue() *procOpenQueue {
+	q := &procOpenQueue{}
+	q.items = q.first[:0]
 	return q
 }
 

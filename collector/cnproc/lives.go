@@ -63,8 +63,9 @@ func (t *procTable) fork(m *procMsg, start int64, ts int64) {
 		}
 		t.st.replaced.Add(1) // its exit was lost
 	}
-	t.setParent(e, m.ParentTGID)
-	if p := t.alive(m.ParentTGID); p != nil {
+	p := t.alive(m.ParentTGID)
+	t.setParentEntry(e, m.ParentTGID, p)
+	if p != nil {
 		// The child starts as a copy of its parent.
 		e.uid, e.euid, e.gid, e.egid = p.uid, p.euid, p.gid, p.egid
 		e.auid, e.sid, e.tty = p.auid, p.sid, p.tty
@@ -206,7 +207,7 @@ func (t *procTable) exit(m *procMsg, ts int64) {
 		r.ExitSignal = event.Some(sig)
 	}
 	if !e.exited {
-		e.exited, e.exitAt = true, t.now()
+		e.exited, e.exitAt = true, t.clock()
 		t.exited = append(t.exited, procExitRec{e: e, at: e.exitAt})
 	}
 	t.emit(r)

@@ -114,6 +114,9 @@ type procTable struct {
 	lastOpen time.Time
 	lastKey  time.Time
 	lastTS   int64 // wall time of the last event handled
+	// drainNow is the time of the drain being applied (zero outside one):
+	// its events share one clock read (clock) instead of several each.
+	drainNow time.Time
 	// A loss asked for a /proc rescan; lastResync rate-limits them.
 	resyncDue  bool
 	lastResync time.Time
@@ -262,11 +265,25 @@ func procSameStart(e *procEntry, start int64) bool {
 
 // setParent sets e's parent to ppid and its start from the table.
 func (t *procTable) setParent(e *procEntry, ppid int32) {
+	t.setParentEntry(e, ppid, t.alive(ppid))
+}
+
+// setParentEntry is setParent with ppid's live entry p (nil: none) looked
+// up already.
+func (t *procTable) setParentEntry(e *procEntry, ppid int32, p *procEntry) {
 	e.ppid = ppid
 	e.parentStart = event.Opt[int64]{}
-	if p := t.alive(ppid); p != nil {
+	if p != nil {
 		e.parentStart = event.Some(p.start)
 	}
+}
+
+// clock is the table's time: the drain's while one is applied, else now.
+func (t *procTable) clock() time.Time {
+	if !t.drainNow.IsZero() {
+		return t.drainNow
+	}
+	return t.now()
 }
 
 // applyInfo copies what /proc said into e. Parts that could not be read keep
@@ -475,6 +492,10 @@ func (t *procTable) housekeeping(now time.Time) {
 // returns whether the batch had anything.
 func (t *procTable) drain() bool {
 	b := t.ring.take(t.spare)
+	if len(b.items)+len(b.opens) > 0 {
+		t.drainNow = t.now()
+		defer func() { t.drainNow = time.Time{} }()
+	}
 	for i := range b.opens {
 		t.onOpen(b.opens[i])
 	}
