@@ -2,7 +2,6 @@ package cnproc
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -37,20 +36,9 @@ func startProcSource(t testing.TB, o Options) *Source {
 		t.Fatal(err)
 	}
 	testutil.Go(t, "Source.Run", s.Run)
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Mode() == "" {
-		if time.Now().After(deadline) {
-			t.Fatal("source chose no mode within 5 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 5*time.Second, "the source's choice of mode", func() bool { return s.Mode() != "" })
 	// The snapshot is written before events: wait until rows flow.
-	for s.Stats().Rows == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no snapshot rows within 5 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 5*time.Second, "snapshot rows", func() bool { return s.Stats().Rows > 0 })
 	return s
 }
 
@@ -58,17 +46,9 @@ func startProcSource(t testing.TB, o Options) *Source {
 // after d.
 func waitRows(t *testing.T, sink *event.MemSink, d time.Duration, what string, cond func([]event.Proc) bool) []event.Proc {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		rows := sink.Procs()
-		if cond(rows) {
-			return rows
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var rows []event.Proc
+	testutil.WaitFor(t, d, what, func() bool { rows = sink.Procs(); return cond(rows) })
+	return rows
 }
 
 // descendants returns root and the pids forked from it, per the fork rows.
@@ -287,17 +267,12 @@ func TestPrivProcSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error)
-	go func() { done <- s.Run(ctx) }()
+	stop := testutil.Go(t, "Source.Run", s.Run)
 	me := int32(os.Getpid())
 	waitRows(t, sink, 5*time.Second, "self snapshot", func(rs []event.Proc) bool {
 		return slices.ContainsFunc(rs, func(r event.Proc) bool { return r.PID == me })
 	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	for _, r := range sink.Procs() {
 		if r.PID == me && r.Flags&event.ProcFlagSelf == 0 {
 			t.Errorf("%s row of the collector not flagged self", r.Event)
@@ -594,13 +569,9 @@ func startBenchSource(b *testing.B, sink event.Sink, o Options) (*Source, func()
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	for s.Stats().Rows == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	return s, func() { cancel(); <-done }
+	stop := testutil.Go(b, "Source.Run", s.Run)
+	testutil.WaitFor(b, 10*time.Second, "snapshot rows", func() bool { return s.Stats().Rows > 0 })
+	return s, stop
 }
 
 func benchExec(b *testing.B, rate int, on bool) {
