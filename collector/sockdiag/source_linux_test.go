@@ -770,10 +770,10 @@ func BenchmarkPrivSockCadence(b *testing.B) {
 // dumping every iv and returns the client close rows with a known owner, all
 // client close rows, and the test process's CPU in percent of one core.
 func sockCadenceRun(b *testing.B, iv time.Duration, secs int) (known, total int, cpuPct float64) {
-	tb := &sockTB{B: b}
-	srv := startSockHelperB(tb, "serve", "127.0.0.1:0", 0)
+	srv := startSockProc(b, sockHelperCmd("serve", "127.0.0.1:0", 0, "-test.bench=^$"), -1)
+	defer sockReap(srv.cmd, srv.stdin)
 	var port uint16
-	if _, err := fmt.Sscanf(srv.lineB(tb), "port %d", &port); err != nil {
+	if _, err := fmt.Sscanf(srv.line(b, 10*time.Second), "port %d", &port); err != nil {
 		b.Fatal(err)
 	}
 	sink := &event.MemSink{}
@@ -791,8 +791,9 @@ func sockCadenceRun(b *testing.B, iv time.Duration, secs int) (known, total int,
 	var ru0, ru1 unix.Rusage
 	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru0)
 	t0 := time.Now()
-	life := startSockHelperB(tb, "life", fmt.Sprintf("127.0.0.1:%d", port), secs)
-	line := life.lineB(tb)
+	life := startSockProc(b, sockHelperCmd("life", fmt.Sprintf("127.0.0.1:%d", port), secs, "-test.bench=^$"), -1)
+	defer sockReap(life.cmd, life.stdin)
+	line := life.line(b, time.Duration(secs)*time.Second+time.Minute)
 	var k int
 	if _, err := fmt.Sscanf(line, "done %d", &k); err != nil {
 		b.Fatalf("life helper said %q", line)
@@ -828,36 +829,7 @@ func sockCadenceRun(b *testing.B, iv time.Duration, secs int) (known, total int,
 	cpu := unix.TimevalToNsec(ru1.Utime) + unix.TimevalToNsec(ru1.Stime) - unix.TimevalToNsec(ru0.Utime) - unix.TimevalToNsec(ru0.Stime)
 	b.ReportMetric(float64(unix.TimevalToNsec(ru1.Stime)-unix.TimevalToNsec(ru0.Stime))/1e6, "sys_ms")
 	b.ReportMetric(float64(unix.TimevalToNsec(ru1.Utime)-unix.TimevalToNsec(ru0.Utime))/1e6, "user_ms")
-	tb.cleanup()
 	return known, total, 100 * float64(cpu) / float64(wall)
-}
-
-// --- benchmark plumbing: helpers need a *testing.T-like cleanup ---
-
-type sockTB struct {
-	*testing.B
-	fns []func()
-}
-
-func (s *sockTB) cleanup() {
-	for i := len(s.fns) - 1; i >= 0; i-- {
-		s.fns[i]()
-	}
-}
-
-func startSockHelperB(tb *sockTB, mode, addr string, n int) *sockProc {
-	cmd := sockHelperCmd(mode, addr, n, "-test.bench=^$")
-	p := startSockProc(tb, cmd, -1)
-	tb.fns = append(tb.fns, func() { p.stdin.Close(); _ = cmd.Wait() })
-	return p
-}
-
-func (p *sockProc) lineB(tb *sockTB) string {
-	s, err := p.out.ReadString('\n')
-	if err != nil {
-		tb.Fatalf("helper %d: %v", p.pid, err)
-	}
-	return strings.TrimSpace(s)
 }
 
 // --- frame capture (-update-sock) ---
