@@ -262,6 +262,28 @@ func sdDumpRequest(family, proto uint8, seq uint32) []byte {
 	return b
 }
 
+// sdExactRequest encodes a SOCK_DIAG_BY_FAMILY request for the one socket m
+// names (nlmsghdr + struct inet_diag_req_v2, no NLM_F_DUMP): its family,
+// protocol, tuple and cookie, any state. The kernel answers with that
+// socket's inet_diag_msg after a hash lookup, or an NLMSG_ERROR (ENOENT, or
+// ESTALE when another socket holds the tuple now).
+func sdExactRequest(m *inetDiag, seq uint32) []byte {
+	b, r := sdDumpHeader(sdSockDiagByFamily, seq, sdInetDiagReqV2Len)
+	binary.NativeEndian.PutUint16(b[6:], sdNlmFRequest)
+	r[0] = m.Family
+	r[1] = m.Protocol
+	binary.NativeEndian.PutUint32(r[4:], ^uint32(0))
+	// struct inet_diag_sockid at 8, laid out as in inet_diag_msg (at 4).
+	binary.BigEndian.PutUint16(r[8:], m.SrcPort)
+	binary.BigEndian.PutUint16(r[10:], m.DstPort)
+	copy(r[12:28], m.Src[:])
+	copy(r[28:44], m.Dst[:])
+	binary.NativeEndian.PutUint32(r[44:], m.IfIndex)
+	binary.NativeEndian.PutUint32(r[48:], uint32(m.Cookie))
+	binary.NativeEndian.PutUint32(r[52:], uint32(m.Cookie>>32))
+	return b
+}
+
 // sdCompatTCPDumpRequest encodes a TCPDIAG_GETSOCK dump request (nlmsghdr +
 // struct inet_diag_req, the interface before SOCK_DIAG_BY_FAMILY), with the
 // state filter sockDumpStates and INET_DIAG_INFO. The kernel answers it

@@ -281,3 +281,31 @@ func FuzzDecodeInetDiag(f *testing.F) {
 		_, _ = sockParseProcNet(b, sdAFInet6, sdIPProtoTCP, nil)
 	})
 }
+
+// TestSockExactRequest checks the exact request for one socket: no dump
+// flag, every state, and the socket id laid out as inet_diag_msg carries it
+// (decoding the id back gives the socket's tuple and cookie).
+func TestSockExactRequest(t *testing.T) {
+	m := inetDiag{Family: sdAFInet6, Protocol: sdIPProtoTCP, SrcPort: 8080, DstPort: 40001,
+		Src: sockAddr16("10.0.0.1"), Dst: sockAddr16("10.0.0.2"), IfIndex: 3, Cookie: 0x1122334455667788}
+	b := sdExactRequest(&m, 11)
+	msgs, err := sdSplitNetlink(b, nil)
+	if err != nil || len(msgs) != 1 || msgs[0].Type != sdSockDiagByFamily || msgs[0].Flags != sdNlmFRequest || msgs[0].Seq != 11 {
+		t.Fatalf("header %+v (%v), want one exact request, seq 11", msgs, err)
+	}
+	p := msgs[0].Payload
+	if len(p) != sdInetDiagReqV2Len || p[0] != sdAFInet6 || p[1] != sdIPProtoTCP || binary.NativeEndian.Uint32(p[4:]) != ^uint32(0) {
+		t.Fatalf("payload % x: want family, protocol and every state", p)
+	}
+	msg := make([]byte, sdInetDiagMsgLen)
+	msg[0] = m.Family
+	copy(msg[4:52], p[8:56])
+	got, err := decodeInetDiag(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SrcPort != m.SrcPort || got.DstPort != m.DstPort || got.Src != m.Src || got.Dst != m.Dst ||
+		got.IfIndex != m.IfIndex || got.Cookie != m.Cookie {
+		t.Errorf("socket id decodes to %+v, want the tuple and cookie of %+v", got, m)
+	}
+}

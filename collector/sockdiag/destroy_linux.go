@@ -45,13 +45,14 @@ func (s *Source) openDestroySocket() (int, error) {
 }
 
 // readDestroys is the reader goroutine: it receives destroy messages, decodes
-// them and queues them for the main loop, never waiting for it, and once ctx
-// ends, what the socket still holds. It owns fd.
+// them and applies them to the table or queues them for the main loop
+// (deliver), never waiting for it, and once ctx ends, what the socket still
+// holds. It owns fd.
 //
 // Messages are read in batches: the first one after a quiet spell wakes the
 // reader, which then lets the burst gather in the socket buffer for
-// sockDrainDelay and reads it with recvmmsg(2), and hands the batch over
-// with one wake-up of the main loop. A wake-up costs tens of µs of CPU on a
+// sockDrainDelay and reads it with recvmmsg(2), and applies the batch
+// without waking the main loop. A wake-up costs tens of µs of CPU on a
 // small VM, more than the handling of a message: per-message wake-ups were
 // most of the source's CPU per connection. Driven by the process reader
 // (Options.Driver), the same gathering is done by a destroyGate.
@@ -318,9 +319,10 @@ func (r *destroyReader) decode(b []byte, now int64) {
 	}
 }
 
-// handOver queues the batch for the main loop and starts a new one.
+// handOver gives the batch to the table (Source.deliver) and starts a new
+// one.
 func (r *destroyReader) handOver() {
-	r.s.enqueue(r.batch)
+	r.s.deliver(r.batch)
 	clear(r.batch)
 	r.batch = r.batch[:0]
 }

@@ -136,6 +136,10 @@ type Stats struct {
 	Tracked int
 	// FDScans counts /proc/*/fd scans; FDScanProcs the processes they visited.
 	FDScans, FDScanProcs uint64
+	// FDScanGone counts sockets an fd scan did not look for because they
+	// were gone or orphaned by the time of the scan (an exact sock_diag
+	// request said so).
+	FDScanGone uint64
 	// NetnsUncovered is the number of network namespaces other than the
 	// collector's in use by processes at the last census whose sockets are
 	// not recorded (all of them without AllNetns).

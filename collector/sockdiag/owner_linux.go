@@ -10,8 +10,9 @@ import (
 // sockFDScanner finds the processes holding socket inodes by reading
 // /proc/PID/fd links (socket:[N]). It is incremental: a scan looks only for
 // the inodes it is asked for and stops when it has found them all, visiting
-// first the processes that appeared since the previous scan, then those that
-// held wanted sockets recently, then the rest (newest pid first). Inodes of
+// first the listener owners named by near entries' hints, then the processes
+// that appeared since the previous scan, then those that held wanted sockets
+// recently, then the rest (newest pid first). Inodes of
 // entries marked near are not looked for in the rest: an accepted
 // connection that a dump saw just before it closed would otherwise cost a
 // walk of every process's fds, and it is attributed through its listener.
@@ -25,6 +26,7 @@ type sockFDScanner struct {
 	link    []byte
 	pids    []int32
 	order   []int32
+	first   []int32
 }
 
 // sockHolderMemory is how many scans a pid stays a preferred holder.
@@ -69,9 +71,23 @@ func (f *sockFDScanner) find(want map[uint32]*sockEntry, found func(*sockEntry, 
 		}
 		return 2
 	}
+	// Hints first: on a busy host the new processes alone are many, and
+	// an accepted socket is usually in its listener's process.
+	f.first = f.first[:0]
+	for _, e := range want {
+		if e.near && e.hint > 0 && !slices.Contains(f.first, e.hint) {
+			f.first = append(f.first, e.hint)
+		}
+	}
+	for _, p := range f.pids {
+		if slices.Contains(f.first, p) {
+			f.order = append(f.order, p)
+		}
+	}
+	hinted := len(f.order)
 	for r := range 3 {
 		for _, p := range f.pids {
-			if rank(p) == r {
+			if rank(p) == r && (hinted == 0 || !slices.Contains(f.first, p)) {
 				f.order = append(f.order, p)
 			}
 		}
@@ -89,8 +105,8 @@ func (f *sockFDScanner) find(want map[uint32]*sockEntry, found func(*sockEntry, 
 		found(e, pid)
 	}
 	visited := 0
-	for _, pid := range f.order {
-		if len(want) == 0 || far == 0 && rank(pid) == 2 {
+	for i, pid := range f.order {
+		if len(want) == 0 || i >= hinted && far == 0 && rank(pid) == 2 {
 			break
 		}
 		visited++

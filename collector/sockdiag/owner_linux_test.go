@@ -403,9 +403,59 @@ func sockInode(t *testing.T, c syscall.Conn) uint32 {
 	return uint32(st.Ino)
 }
 
-// TestSockFDScanNear: an inode marked near is looked for in new processes
-// and recent holders only, so a socket that is gone costs no walk of every
-// process; one not marked near is looked for everywhere.
+// TestPrivSockHeld: the exact request made before an fd scan says held
+// for a live accepted socket, and not once it is closed (orphaned or in
+// TIME_WAIT, without an inode, or gone), nor for a cookie that is not the
+// socket's (another socket on the same tuple).
+func TestPrivSockHeld(t *testing.T) {
+	testutil.RequireRoot(t)
+	ln := testutil.Listen(t, "tcp4", "127.0.0.1:0")
+	accepted := make(chan net.Conn, 1)
+	testutil.Accept(ln, func(c net.Conn) { accepted <- c })
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	srv := <-accepted
+	defer srv.Close()
+	fd, err := sockOpenDumpSocket()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	compat := true
+	dump, err := sockDump(fd, false, &compat, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lport, cport := uint16(ln.Addr().(*net.TCPAddr).Port), uint16(c.LocalAddr().(*net.TCPAddr).Port)
+	i := slices.IndexFunc(dump, func(m inetDiag) bool { return m.SrcPort == lport && m.DstPort == cport })
+	if i < 0 {
+		t.Fatalf("accepted socket %d→%d not in the dump", lport, cport)
+	}
+	m := dump[i]
+	s := &Source{}
+	if !s.sockHeld(fd, &m) {
+		t.Fatal("live accepted socket: not held")
+	}
+	other := m
+	other.Cookie++
+	if s.sockHeld(fd, &other) {
+		t.Error("another cookie on the same tuple: held")
+	}
+	srv.Close() // FIN_WAIT, then TIME_WAIT once the client closes
+	testutil.WaitFor(t, 5*time.Second, "the closed accepted socket to be not held", func() bool { return !s.sockHeld(fd, &m) })
+	c.Close()
+	if s.sockHeld(fd, &m) {
+		t.Error("closed accepted socket held again after the client closed")
+	}
+}
+
+// TestSockFDScanNear: an inode marked near is looked for in its hint (the
+// listener's owner), new processes and recent holders only, so a socket that
+// is gone costs no walk of every process; one not marked near is looked for
+// everywhere.
 func TestSockFDScanNear(t *testing.T) {
 	testutil.RequireRoot(t) // other processes' fds
 	ln := testutil.Listen(t, "tcp4", "127.0.0.1:0")
@@ -437,5 +487,12 @@ func TestSockFDScanNear(t *testing.T) {
 	t.Logf("a gone inode cost %d process visits marked near, %d not (%d processes)", near, far, len(f.pids))
 	if far != len(f.pids) || near >= far {
 		t.Errorf("gone inode: %d visits near, %d not, of %d processes: want every process only when not near", near, far, len(f.pids))
+	}
+	// A fresh scanner sees every process as new; a near socket with its
+	// listener's owner as hint is found there first.
+	got = nil
+	fresh := newSockFDScanner(procfs.New(""))
+	if n := fresh.find(map[uint32]*sockEntry{sockInode(t, s.(*net.TCPConn)): {near: true, hint: me}}, found); n != 1 || !slices.Equal(got, []int32{me}) {
+		t.Errorf("hinted near socket found in %v after %d visits, want [%d] after 1", got, n, me)
 	}
 }

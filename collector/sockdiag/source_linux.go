@@ -30,10 +30,16 @@ type Source struct {
 	netns    event.Opt[uint64]
 	fs       procfs.FS
 
-	// Owned by the main loop (Run).
+	// tmu guards the table: the main loop holds it while it uses the table
+	// (dumps, census, queued batches), a destroy reader while it applies
+	// its batch itself (see deliver).
+	tmu sync.Mutex
+	// Owned by the main loop (Run), under tmu.
 	tbl        *table
 	scanner    *sockFDScanner
 	dumps      uint32 // dump requests sent (their netlink sequence numbers)
+	exacts     uint32 // exact requests sent (sockHeld)
+	exactMsgs  []sdNlMsg
 	dumpBuf    []inetDiag
 	compatTCP  bool // TCP dumps with one TCPDIAG_GETSOCK request (see sockDump)
 	lastDumpOK int64
@@ -42,7 +48,9 @@ type Source struct {
 	// censusEvery is the census cadence (tests shorten it).
 	censusEvery time.Duration
 
-	// Queue between the destroy reader goroutine and the main loop.
+	// Queue between the destroy reader goroutine and the main loop, for
+	// the batches the reader could not apply itself; spare is the
+	// queue's other buffer (under tmu).
 	qmu     sync.Mutex
 	queue   []sockDestroy
 	spare   []sockDestroy
@@ -216,6 +224,7 @@ func (st *Stats) add(o *Stats) {
 	st.Tracked += o.Tracked
 	st.FDScans += o.FDScans
 	st.FDScanProcs += o.FDScanProcs
+	st.FDScanGone += o.FDScanGone
 }
 
 // Refresh asks for a dump as soon as possible (for example on exec, so that
@@ -241,18 +250,45 @@ func (s *Source) publish() {
 	s.mu.Unlock()
 }
 
-// drain applies the queued destroy messages to the table.
-func (s *Source) drain() {
+// drain applies the queued destroy messages, then batch (newer), to the
+// table; s.tmu is held.
+func (s *Source) drain(batch []sockDestroy) {
 	s.qmu.Lock()
 	q := s.queue
 	s.queue = s.spare[:0]
 	s.qmu.Unlock()
+	if len(q) > 0 && len(batch) > 0 {
+		q = append(q, batch...)
+	} else if len(batch) > 0 {
+		s.spare = q[:0]
+		q = batch
+	}
 	if len(q) > 0 {
 		s.tbl.applyDestroys(q, s.now().UnixNano())
-		clear(q)
 		s.publish()
 	}
-	s.spare = q[:0]
+	if len(batch) == 0 || len(q) > len(batch) {
+		clear(q)
+		s.spare = q[:0]
+	}
+}
+
+// deliver hands a batch of destroy messages, read by the destroy reader, to
+// the table: applied at once in the reader's thread when the main loop is
+// not using the table, queued for the main loop (and a wake-up of it)
+// otherwise, for example during a dump, whose rows must come first. A
+// wake-up of the main loop per batch cost more than the batch's rows at
+// ~20 closes per 50 ms batch (docs/design.md).
+func (s *Source) deliver(batch []sockDestroy) {
+	if len(batch) == 0 {
+		return
+	}
+	if s.tmu.TryLock() {
+		s.drain(batch)
+		s.tmu.Unlock()
+		return
+	}
+	s.enqueue(batch)
 }
 
 // Run records until ctx ends, then returns nil. It returns an error only if
@@ -261,6 +297,9 @@ func (s *Source) Run(ctx context.Context) error {
 	dumpFD := -1
 	mode := ModeProcNet
 	t0 := time.Now()
+	// The main loop holds the table except while it waits (see deliver).
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
 	defer s.stopChildren()
 	if !s.opts.ForceProcNet {
 		fd, err := sockInNetns(s.opts.Netns, s.netns.V, sockOpenDumpSocket)
@@ -313,6 +352,9 @@ func (s *Source) Run(ctx context.Context) error {
 	s.log.Info("sock source started", "mode", mode, "interval", s.interval, "udp", s.opts.UDP,
 		"netns", s.netns.V)
 
+	if mode == ModeNetlink && s.exactWorks(dumpFD) {
+		s.tbl.held = func(m *inetDiag) bool { return s.sockHeld(dumpFD, m) }
+	}
 	// The first dump was made above; diff it now.
 	s.lastDumpOK = s.now().UnixNano()
 	s.tbl.applyDump(s.lastDumpOK, s.dumpBuf, t0)
@@ -320,22 +362,28 @@ func (s *Source) Run(ctx context.Context) error {
 	s.publish()
 	tick := time.NewTicker(s.interval)
 	defer tick.Stop()
-	// Destroy messages come in batches (see readDestroys): one wake-up of
-	// the main loop per batch, not one per socket.
+	// Destroy messages come in batches (see readDestroys), which the
+	// reader applies itself while the loop waits: the loop is woken only
+	// for a batch that came while it held the table.
 	for {
+		s.tmu.Unlock()
 		select {
 		case <-ctx.Done():
+			s.tmu.Lock()
 			// What the destroy reader still takes from the socket is
 			// written too.
 			stopReader()
 			wg.Wait()
-			s.drain()
+			s.drain(nil)
 			return nil
 		case <-s.qsignal:
-			s.drain()
+			s.tmu.Lock()
+			s.drain(nil)
 		case <-tick.C:
+			s.tmu.Lock()
 			s.dumpOnce(ctx, dumpFD, mode)
 		case <-s.refresh:
+			s.tmu.Lock()
 			s.dumpOnce(ctx, dumpFD, mode)
 		}
 	}
@@ -343,7 +391,7 @@ func (s *Source) Run(ctx context.Context) error {
 
 // dumpOnce runs one dump (or /proc/net poll) and diffs it with the table.
 func (s *Source) dumpOnce(ctx context.Context, fd int, mode Mode) {
-	s.drain()
+	s.drain(nil)
 	t0 := time.Now()
 	var err error
 	if mode == ModeNetlink {
@@ -365,7 +413,7 @@ func (s *Source) dumpOnce(ctx context.Context, fd int, mode Mode) {
 	s.lastDumpOK = now
 	s.tbl.applyDump(now, s.dumpBuf, t0)
 	s.publish()
-	s.drain()
+	s.drain(nil)
 	if time.Since(s.lastCensus) >= s.censusEvery {
 		s.census(ctx)
 		s.publish()
@@ -517,6 +565,80 @@ func (s *Source) procNetDump(out []inetDiag) ([]inetDiag, error) {
 		}
 	}
 	return out, nil
+}
+
+// sockHeld reports whether socket m still exists with an inode, so that a
+// process may hold it in an fd: one exact sock_diag request on the dump
+// socket fd, a hash lookup in the kernel. A socket that is gone, or
+// orphaned (closed by its last holder, in FIN_WAIT or LAST_ACK: inode 0),
+// is in no /proc/PID/fd, and a scan for it visits every process it may be
+// in for nothing: the accepted end of a connection of a few ms, seen by a
+// dump and closed before the scan, cost 3–5 ms of scan per dump on a busy
+// host (docs/design.md). An error or an unclear answer is taken as held.
+//
+// TCP only: the kernel's UDP lookup takes the request's addresses swapped,
+// and a wanted UDP socket is rare (connected ones get their owner from
+// tracepoints).
+func (s *Source) sockHeld(fd int, m *inetDiag) bool {
+	if m.Protocol != sdIPProtoTCP {
+		return true
+	}
+	s.exacts++
+	seq := 1<<31 | s.exacts // apart from the dumps' sequence numbers
+	if err := unix.Sendto(fd, sdExactRequest(m, seq), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return true
+	}
+	bp := sockDumpBuf.Get().(*[]byte)
+	defer sockDumpBuf.Put(bp)
+	for range 8 { // late replies to abandoned requests first, if any
+		n, _, err := unix.Recvfrom(fd, *bp, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return true
+		}
+		if s.exactMsgs, err = sdSplitNetlink((*bp)[:n], s.exactMsgs[:0]); err != nil {
+			return true
+		}
+		for _, nm := range s.exactMsgs {
+			if nm.Seq != seq {
+				continue
+			}
+			switch nm.Type {
+			case sdNlmsgError:
+				errno, err := sdNlError(nm.Payload)
+				return err != nil || errno != int32(unix.ENOENT) && errno != int32(unix.ESTALE)
+			case sdSockDiagByFamily:
+				d, err := decodeInetDiag(nm.Payload)
+				return err != nil || d.Cookie != m.Cookie || d.Inode != 0
+			}
+			return true
+		}
+	}
+	return true
+}
+
+// exactWorks checks sockHeld against the sockets of the first dump that
+// have an inode, a few of which still exist a moment later: a kernel that
+// does not answer exact requests as expected must not make fd scans skip
+// sockets that are there.
+func (s *Source) exactWorks(fd int) bool {
+	tried := 0
+	for i := range s.dumpBuf {
+		m := &s.dumpBuf[i]
+		if m.Inode == 0 || m.Cookie == 0 || m.Protocol != sdIPProtoTCP {
+			continue
+		}
+		if s.sockHeld(fd, m) {
+			return true
+		}
+		if tried++; tried == 8 {
+			break
+		}
+	}
+	s.log.Debug("sock_diag exact requests not used before fd scans", "tried", tried)
+	return false
 }
 
 // sockOpenDumpSocket opens the socket used for inet_diag dumps.

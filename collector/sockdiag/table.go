@@ -31,14 +31,21 @@ type table struct {
 	// scan), calls found for each, and returns how many processes it
 	// visited; nil finds none.
 	findOwners func(want map[uint32]*sockEntry, found func(*sockEntry, int32)) int
-	conns      ConnOwners // may be nil
+	// held reports whether a wanted socket still exists with an inode
+	// (Source.sockHeld); those that do not are not looked for. nil: all are.
+	held  func(m *inetDiag) bool
+	conns ConnOwners // may be nil
 	// netnsOf names the network namespace (nsfs inode) of a pid; nil: not
 	// checked. ConnOwners are keyed by tuple alone and shared by the sources
 	// of every namespace, so an owner whose process is in another namespace
 	// than this table's is refused (two namespaces can use the same tuple at
-	// once). nsOf caches it like starts.
+	// once). nsOf caches it for sockNetnsTTL, across dumps and destroy
+	// batches: the readlink of /proc/PID/ns/net was a tenth of the socket
+	// source's CPU per connection when it was read once per batch (see
+	// docs/design.md); nsSince is when the cache was last emptied.
 	netnsOf func(pid int32) (uint64, error)
 	nsOf    map[int32]uint64
+	nsSince int64
 
 	tracked   map[uint64]*sockEntry
 	listeners map[sockListenKey][]*sockEntry
@@ -67,7 +74,10 @@ type sockEntry struct {
 	// near: an fd scan looks for the inode only in the processes likely to
 	// hold it (see sockFDScanner.find), because it has another owner to
 	// fall back on (an inbound connection whose listener has one).
-	near    bool
+	near bool
+	// hint: for a near socket, its listener's owner, which the scan visits
+	// first (the process that accepts is usually the one that listens).
+	hint    int32
 	gen     uint64 // last dump that saw it
 	tpPID   int32  // owner pid from ConnOwners whose process was gone (no proc_start)
 	missing int64  // when it was first missing from a dump; 0 if present
@@ -102,7 +112,7 @@ func newTable(sink event.Sink) *table {
 // open and vanished close rows. t0 is when the dump began (zero: not timed).
 func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
 	clear(t.starts)
-	clear(t.nsOf)
+	t.ageNetns(now)
 	t.gen++
 	clear(t.want)
 	t.fresh = t.fresh[:0]
@@ -147,9 +157,23 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
 			t.want[m.Inode] = e
 		}
 	}
+	if t.held != nil && len(t.want) <= sockHeldChecks {
+		for ino, e := range t.want {
+			if !t.held(&e.m) {
+				e.ownerTried = true
+				delete(t.want, ino)
+				t.stats.FDScanGone++
+			}
+		}
+	}
 	if len(t.want) > 0 {
 		for _, e := range t.want {
-			e.near = t.direction(&e.m) == event.DirIn && t.listenerOf(&e.m) != nil
+			e.near, e.hint = false, 0
+			if t.direction(&e.m) == event.DirIn {
+				if l := t.listenerOf(&e.m); l != nil {
+					e.near, e.hint = true, l.pid
+				}
+			}
 		}
 		procs := 0
 		if t.findOwners != nil {
@@ -265,6 +289,25 @@ func (t *table) inNetns(pid int32) bool {
 		t.nsOf[pid] = ns
 	}
 	return ns == t.netns.V
+}
+
+// sockHeldChecks is the most wanted sockets a dump checks one by one before
+// an fd scan (each check is a request and a reply); with more, the scan
+// looks for all of them.
+const sockHeldChecks = 64
+
+// sockNetnsTTL is how long a pid's network namespace, once read, is taken
+// as known. A process that changes namespace (setns, unshare) is seen in its
+// new one at most this late; what the check guards against, two namespaces
+// using one tuple at the same moment, is rarer still.
+const sockNetnsTTL = time.Second
+
+// ageNetns empties the namespace cache if it is sockNetnsTTL old at now.
+func (t *table) ageNetns(now int64) {
+	if now-t.nsSince >= int64(sockNetnsTTL) || now < t.nsSince {
+		clear(t.nsOf)
+		t.nsSince = now
+	}
 }
 
 // takeOwner gives a tracked socket its owner from Options.ConnOwners and
@@ -486,7 +529,7 @@ func sockBaseRow(m *inetDiag, ts int64) event.Sock {
 // (and the gap rows of its overrun markers), read up to now.
 func (t *table) applyDestroys(q []sockDestroy, now int64) {
 	clear(t.starts)
-	clear(t.nsOf)
+	t.ageNetns(now)
 	t.syncOwners(now)
 	var destroys, unbound uint64
 	var own ownerTally

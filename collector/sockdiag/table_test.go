@@ -167,6 +167,51 @@ func TestSockTableOwnerOnlyTriedOnce(t *testing.T) {
 	}
 }
 
+// TestSockTableHeld: a wanted socket that held reports gone by the time of
+// the scan (the accepted end of a connection of a few ms) is not looked for
+// in /proc and is counted; one still held is looked for as before, and a
+// gone one closes with its listener's owner.
+func TestSockTableHeld(t *testing.T) {
+	sink := &event.MemSink{}
+	tb := newTestTable(sink, map[uint32]int32{11: 100, 12: 100, 13: 100})
+	tb.held = func(m *inetDiag) bool { return m.Inode != 13 }
+	var asked []uint32
+	find := tb.findOwners
+	tb.findOwners = func(want map[uint32]*sockEntry, found func(*sockEntry, int32)) int {
+		for ino := range want {
+			asked = append(asked, ino)
+		}
+		slices.Sort(asked)
+		return find(want, found)
+	}
+	ln := tcp(sdTCPListen, "0.0.0.0", 8080, "0.0.0.0", 0, 1, 11)
+	tb.applyDump(1_000, []inetDiag{ln}, time.Time{})
+	asked = nil
+	live := tcp(sdTCPEstablished, "10.0.0.1", 8080, "10.0.0.2", 40000, 2, 12)
+	gone := tcp(sdTCPEstablished, "10.0.0.1", 8080, "10.0.0.2", 40001, 3, 13)
+	tb.applyDump(2_000, []inetDiag{ln, live, gone}, time.Time{})
+	if !slices.Equal(asked, []uint32{12}) {
+		t.Errorf("fd scan looked for %v, want [12]", asked)
+	}
+	if st := tb.stats; st.FDScanGone != 1 || st.FDScans != 2 {
+		t.Errorf("FDScanGone %d FDScans %d, want 1 2", st.FDScanGone, st.FDScans)
+	}
+	fin := gone
+	fin.State = sdTCPClose
+	tb.applyDestroys([]sockDestroy{{ts: 2_500, msg: fin}}, 2_500)
+	want := []row{
+		{event.SockListen, event.DirListen, 8080, 0, event.Some[int32](100), event.Some[int64](1000), 0},
+		{event.SockOpen, event.DirIn, 8080, 40000, event.Some[int32](100), event.Some[int64](1000), 0},
+		{event.SockOpen, event.DirIn, 8080, 40001, event.Opt[int32]{}, event.Opt[int64]{}, event.SockFlagOwnerUnknown},
+		{event.SockClose, event.DirIn, 8080, 40001, event.Some[int32](100), event.Some[int64](1000), event.SockFlagFromDestroy | event.SockFlagOwnerFromListener},
+	}
+	got := rowsOf(sink)
+	slices.SortStableFunc(got[1:3], func(a, b row) int { return int(a.Rem) - int(b.Rem) })
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+}
+
 // TestSockTableMemory measures the memory of the socket table: 10,000 tracked
 // sockets (a synthetic dump, no kernel) must stay under 1 KiB each.
 func TestSockTableMemory(t *testing.T) {
@@ -319,7 +364,7 @@ func TestSockTableConnOwnersNetns(t *testing.T) {
 	route(200, 50001) // other namespace: refused, found by the fd scan (inode 21 → 100)
 	route(100, 50002) // this namespace
 	route(999, 50003) // gone
-	route(100, 50004) // the same pid again: its namespace is read once per dump
+	route(100, 50004) // the same pid again: its namespace is read once
 	udp := func(sport uint16, cookie uint64, inode uint32) inetDiag {
 		return inetDiag{Family: sdAFInet, Protocol: sdIPProtoUDP, State: sdTCPEstablished, Src: sockAddr16("10.0.0.1"),
 			SrcPort: sport, Dst: sockAddr16("10.0.0.53"), DstPort: 53, Cookie: cookie, Inode: inode}
@@ -342,5 +387,23 @@ func TestSockTableConnOwnersNetns(t *testing.T) {
 	}
 	if reads != 3 {
 		t.Errorf("%d namespace reads, want 3 (one per pid)", reads)
+	}
+	// A destroy batch within sockNetnsTTL reads no namespace again; one
+	// after it reads the owner's namespace anew.
+	route(100, 50005)
+	route(100, 50006)
+	tb.applyDestroys([]sockDestroy{{ts: 2_000, msg: udp(50005, 5, 25)}}, 2_000)
+	if reads != 3 {
+		t.Errorf("%d namespace reads after a batch within the TTL, want 3", reads)
+	}
+	late := 1_000 + int64(sockNetnsTTL)
+	tb.applyDestroys([]sockDestroy{{ts: late, msg: udp(50006, 6, 26)}}, late)
+	if reads != 4 {
+		t.Errorf("%d namespace reads after a batch past the TTL, want 4", reads)
+	}
+	for _, r := range sink.Socks()[4:] {
+		if r.PID != event.Some[int32](100) {
+			t.Errorf("close row %d→%d: pid %v, want 100", r.LocalPort, r.RemotePort, r.PID)
+		}
 	}
 }
