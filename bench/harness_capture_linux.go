@@ -194,6 +194,14 @@ func (h *harness) costs(ctx context.Context) error {
 			return fmt.Errorf("pofr-load %s: %w", w.name, err)
 		}
 		time.Sleep(h.p.drain)
+		// The stop seals the whole segment (every row of the host since
+		// the collector started, not only the workload's): its CPU is
+		// part of the figure, and shown apart.
+		pre, err := h.proc.Sample(c.PID)
+		if err != nil {
+			c.Kill()
+			return fmt.Errorf("collector: %w", err)
+		}
 		ex, rows, err := c.StopAndRead(30 * time.Second)
 		if err != nil {
 			return err
@@ -204,6 +212,7 @@ func (h *harness) costs(ctx context.Context) error {
 		r.Add(float64(cpu)/1e3/float64(max(n, 1)), w.unit)
 		net := float64(cpu) - bgRate*float64(ex.At.Sub(s0.At))
 		r.Add(net/1e3/float64(max(n, 1)), w.unit+"-net")
+		r.Add(float64(ex.CPU-pre.CPU)/1e3/float64(max(n, 1)), w.unit+"-stop")
 		r.Add(100*bgRate, "bg-%core")
 		r.Add(core, "cpu-%core")
 		r.Add(float64(ex.MaxRSS)/(1<<20), "rss-MB")

@@ -243,7 +243,8 @@ func WriteMarkdown(w io.Writer, rep *Report, when time.Time, mode string) error 
 		{"Capture/collector", "collector, capture run"}, {"Capture/poller", "POFR-style poller, capture run"},
 		{"Conn/collector", "collector, connections only"}, {"File/collector", "collector, file churn only"},
 	}, [][2]string{{"cpu-%core", "% core"}, {"cpu-us/conn", "CPU µs/conn"}, {"cpu-us/conn-net", "net of background"},
-		{"cpu-us/event", "CPU µs/file event"}, {"cpu-us/event-net", "net of background"}, {"bg-%core", "background % core"},
+		{"cpu-us/conn-stop", "of which the stop (seal)"}, {"cpu-us/event", "CPU µs/file event"},
+		{"cpu-us/event-net", "net of background"}, {"cpu-us/event-stop", "of which the stop (seal)"}, {"bg-%core", "background % core"},
 		{"rss-MB", "peak RSS MB"}, {"spool-B/row", "spool B/row"}, {"snap-kB/min", "snapshots kB/min"}})
 
 	var loaderRows [][2]string
