@@ -403,22 +403,30 @@ func sockInode(t *testing.T, c syscall.Conn) uint32 {
 	return uint32(st.Ino)
 }
 
+// sockAcceptedPair returns a loopback TCP listener, a connection to it and
+// its accepted end, all closed when the test ends.
+func sockAcceptedPair(t *testing.T) (ln net.Listener, c, accepted net.Conn) {
+	t.Helper()
+	ln = testutil.Listen(t, "tcp4", "127.0.0.1:0")
+	ch := make(chan net.Conn, 1)
+	testutil.Accept(ln, func(c net.Conn) { ch <- c })
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	accepted = <-ch
+	t.Cleanup(func() { accepted.Close() })
+	return ln, c, accepted
+}
+
 // TestPrivSockHeld: the exact request made before an fd scan says held
 // for a live accepted socket, and not once it is closed (orphaned or in
 // TIME_WAIT, without an inode, or gone), nor for a cookie that is not the
 // socket's (another socket on the same tuple).
 func TestPrivSockHeld(t *testing.T) {
 	testutil.RequireRoot(t)
-	ln := testutil.Listen(t, "tcp4", "127.0.0.1:0")
-	accepted := make(chan net.Conn, 1)
-	testutil.Accept(ln, func(c net.Conn) { accepted <- c })
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	srv := <-accepted
-	defer srv.Close()
+	ln, c, srv := sockAcceptedPair(t)
 	fd, err := sockOpenDumpSocket()
 	if err != nil {
 		t.Fatal(err)
@@ -458,16 +466,7 @@ func TestPrivSockHeld(t *testing.T) {
 // everywhere.
 func TestSockFDScanNear(t *testing.T) {
 	testutil.RequireRoot(t) // other processes' fds
-	ln := testutil.Listen(t, "tcp4", "127.0.0.1:0")
-	accepted := make(chan net.Conn, 1)
-	testutil.Accept(ln, func(c net.Conn) { accepted <- c })
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s := <-accepted
-	defer s.Close()
+	ln, _, s := sockAcceptedPair(t)
 	f := newSockFDScanner(procfs.New(""))
 	me := int32(os.Getpid())
 	var got []int32
