@@ -175,44 +175,9 @@ func Decode(msg []byte, r *event.DNS) error {
 		line = append(line, ' ')
 		line = strconv.AppendUint(line, uint64(ah.TTL), 10)
 		line = append(line, ' ')
-		var ip []byte
-		switch ah.Type {
-		case dnsmessage.TypeA:
-			a, err := p.AResource()
-			if err != nil {
-				r.Flags |= event.DNSFlagMalformed
-				break
-			}
-			ip = a.A[:]
-			line = netip.AddrFrom4(a.A).AppendTo(line)
-		case dnsmessage.TypeAAAA:
-			a, err := p.AAAAResource()
-			if err != nil {
-				r.Flags |= event.DNSFlagMalformed
-				break
-			}
-			ip = a.AAAA[:]
-			line = netip.AddrFrom16(a.AAAA).AppendTo(line)
-		case dnsmessage.TypeCNAME:
-			c, err := p.CNAMEResource()
-			if err != nil {
-				r.Flags |= event.DNSFlagMalformed
-				break
-			}
-			line = append(line, c.CNAME.Data[:c.CNAME.Length]...)
-		case dnsmessage.TypePTR:
-			c, err := p.PTRResource()
-			if err != nil {
-				r.Flags |= event.DNSFlagMalformed
-				break
-			}
-			line = append(line, c.PTR.Data[:c.PTR.Length]...)
-		default:
-			line = append(line, "len="...)
-			line = strconv.AppendUint(line, uint64(ah.Length), 10)
-			if err := p.SkipAnswer(); err != nil {
-				r.Flags |= event.DNSFlagMalformed
-			}
+		line, ip, err := appendData(line, &p, ah)
+		if err != nil {
+			r.Flags |= event.DNSFlagMalformed
 		}
 		line = append(line, '\n')
 		if len(ans)+len(line) > maxAnswerBytes {
@@ -237,6 +202,42 @@ func Decode(msg []byte, r *event.DNS) error {
 		r.AnswerAddrs = addrs
 	}
 	return nil
+}
+
+// appendData appends the data of the answer p is at, whose header is ah,
+// to line as text: the address of an A or AAAA record (also returned as ip,
+// 4 or 16 bytes), the target name of a CNAME or PTR, the length of any
+// other. On an error, line is returned as it came.
+func appendData(line []byte, p *dnsmessage.Parser, ah dnsmessage.ResourceHeader) (_, ip []byte, err error) {
+	switch ah.Type {
+	case dnsmessage.TypeA:
+		a, err := p.AResource()
+		if err != nil {
+			return line, nil, err
+		}
+		return netip.AddrFrom4(a.A).AppendTo(line), a.A[:], nil
+	case dnsmessage.TypeAAAA:
+		a, err := p.AAAAResource()
+		if err != nil {
+			return line, nil, err
+		}
+		return netip.AddrFrom16(a.AAAA).AppendTo(line), a.AAAA[:], nil
+	case dnsmessage.TypeCNAME:
+		c, err := p.CNAMEResource()
+		if err != nil {
+			return line, nil, err
+		}
+		return append(line, c.CNAME.Data[:c.CNAME.Length]...), nil, nil
+	case dnsmessage.TypePTR:
+		c, err := p.PTRResource()
+		if err != nil {
+			return line, nil, err
+		}
+		return append(line, c.PTR.Data[:c.PTR.Length]...), nil, nil
+	}
+	line = append(line, "len="...)
+	line = strconv.AppendUint(line, uint64(ah.Length), 10)
+	return line, nil, p.SkipAnswer()
 }
 
 // appendAddr adds ip in upper-case hex to a ",A,B," list, and an IPv4
