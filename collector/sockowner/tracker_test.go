@@ -28,6 +28,15 @@ func key(sport uint16, dst [16]byte, dport uint16) Key {
 	return Key{Proto: protoTCP, LPort: sport, RPort: dport, RAddr: dst}
 }
 
+// wantNoOwner fails the test with why if tr has an owner for k at the local
+// address laddr.
+func wantNoOwner(t *testing.T, tr *Tracker, k Key, laddr [16]byte, why string) {
+	t.Helper()
+	if _, ok := tr.Lookup(k, laddr); ok {
+		t.Error(why)
+	}
+}
+
 func TestTrackerJoinsOnSkaddr(t *testing.T) {
 	tr := NewTracker(Limits{})
 	tr.StateChange(1, 10, 100, 101, connect(0xa0, remote, 80))
@@ -56,9 +65,7 @@ func TestTrackerJoinsOnSkaddr(t *testing.T) {
 	if o, ok := tr.Lookup(key(40001, remote, 80), lo); !ok || o.PID != 300 {
 		t.Errorf("after reuse: got %+v %v, want pid 300", o, ok)
 	}
-	if _, ok := tr.Lookup(key(40002, remote, 80), lo); ok {
-		t.Error("found an owner for an unknown connection")
-	}
+	wantNoOwner(t, tr, key(40002, remote, 80), lo, "found an owner for an unknown connection")
 	st := tr.Stats()
 	if st.Joined != 3 || st.Found != 4 || st.Misses != 1 || st.Pending != 0 || st.Owners != 2 {
 		t.Errorf("stats %+v", st)
@@ -91,9 +98,7 @@ func TestTrackerReordered(t *testing.T) {
 	// socket at the same address: no join.
 	tr.StateChange(2, 30, 0, 0, established(0xc0, lo, 40004, remote, 80))
 	tr.StateChange(2, 40, 300, 300, connect(0xc0, remote, 80))
-	if _, ok := tr.Lookup(key(40004, remote, 80), lo); ok {
-		t.Error("joined a connect with an older second record")
-	}
+	wantNoOwner(t, tr, key(40004, remote, 80), lo, "joined a connect with an older second record")
 	if st := tr.Stats(); st.Orphans != 1 || st.Pending != 1 {
 		t.Errorf("stats %+v", st)
 	}
@@ -115,9 +120,7 @@ func TestTrackerSkaddrReuse(t *testing.T) {
 	// (its own connect was lost): no owner rather than a wrong one.
 	tr.StateChange(4, 40, 300, 300, connect(0xb0, remote, 80))
 	tr.StateChange(5, 50, 0, 0, established(0xb0, lo, 40006, remote, 8080))
-	if _, ok := tr.Lookup(key(40006, remote, 8080), lo); ok {
-		t.Error("attributed across a destination mismatch")
-	}
+	wantNoOwner(t, tr, key(40006, remote, 8080), lo, "attributed across a destination mismatch")
 	if st := tr.Stats(); st.Mismatched != 1 {
 		t.Errorf("mismatched %d, want 1", st.Mismatched)
 	}
@@ -129,9 +132,7 @@ func TestTrackerLost(t *testing.T) {
 	tr.Lost()
 	// After a loss the pending connect may not be this socket's.
 	tr.StateChange(2, 20, 0, 0, established(0xa0, lo, 40007, remote, 80))
-	if _, ok := tr.Lookup(key(40007, remote, 80), lo); ok {
-		t.Error("joined across a loss")
-	}
+	wantNoOwner(t, tr, key(40007, remote, 80), lo, "joined across a loss")
 	if st := tr.Stats(); st.Dropped != 1 {
 		t.Errorf("dropped %d, want 1", st.Dropped)
 	}
@@ -142,9 +143,7 @@ func TestTrackerLocalAddress(t *testing.T) {
 	tr.StateChange(1, 10, 100, 100, connect(0xa0, remote, 80))
 	tr.StateChange(2, 20, 0, 0, established(0xa0, lo, 40008, remote, 80))
 	other := Mapped([]byte{127, 0, 0, 2})
-	if _, ok := tr.Lookup(key(40008, remote, 80), other); ok {
-		t.Error("taken for another local address")
-	}
+	wantNoOwner(t, tr, key(40008, remote, 80), other, "taken for another local address")
 	if _, ok := tr.Lookup(key(40008, remote, 80), lo); !ok {
 		t.Error("not taken for its own local address")
 	}
@@ -213,9 +212,7 @@ func TestTrackerBounded(t *testing.T) {
 	if _, ok := tr.Lookup(Key{protoUDP, uint16(1000 + 10*max - 1), 53, dns}, [16]byte{}); !ok {
 		t.Error("newest owner evicted")
 	}
-	if _, ok := tr.Lookup(Key{protoUDP, 1000, 53, dns}, [16]byte{}); ok {
-		t.Error("oldest owner kept")
-	}
+	wantNoOwner(t, tr, Key{protoUDP, 1000, 53, dns}, [16]byte{}, "oldest owner kept")
 	if st := tr.Stats(); st.Evicted != 2*9*max {
 		t.Errorf("evicted %d, want %d", st.Evicted, 2*9*max)
 	}
