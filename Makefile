@@ -11,7 +11,7 @@ NFPM_VERSION ?= v2.48.0
 VERSION ?= 0.1.0~git$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 ARCH    ?= $(shell $(GO) env GOARCH)
 
-.PHONY: help build packages test test-unit fuzz bench bench-quick bench-fleet bench-fleet-full bench-floors demo demo-clean fmt vet lint clean
+.PHONY: help build packages test test-unit fuzz bench bench-quick bench-ab bench-fleet bench-fleet-full bench-floors demo demo-clean fmt vet lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -48,6 +48,9 @@ bench: build ## benchmarks against auditd and a POFR-style poller (root; under 1
 
 bench-quick: build ## the same, shorter (under 2 minutes)
 	BENCH_QUICK=1 $(GO) run ./bench/cmd/pofr-bench
+
+bench-ab: build ## only the A/B blocks (extra CPU of the exec'ing task per observer) and the idle collector (root; about 4 minutes)
+	$(GO) run ./bench/cmd/pofr-bench -ab-only
 
 bench-fleet: build ## fleet simulator, quick: 20 hosts, 2 receivers, 2 shards + Spider head, a receiver killed (root; under 2 minutes)
 	$(GO) run ./bench/cmd/pofr-fleet $(FLEET_FLAGS)

@@ -12,12 +12,14 @@ type Verdict string
 
 // The verdicts. FAIL is reserved for the seed's hard budget and makes the run
 // exit non-zero; MISS marks a missed target, visible but not fatal; SKIP says
-// the value could not be measured in this run, and why.
+// the value could not be measured in this run, and why; UNDECIDED says it
+// was measured but the run cannot tell (a noisy reference, a busy host).
 const (
-	Pass Verdict = "PASS"
-	Miss Verdict = "MISS"
-	Fail Verdict = "FAIL"
-	Skip Verdict = "SKIP"
+	Pass      Verdict = "PASS"
+	Miss      Verdict = "MISS"
+	Fail      Verdict = "FAIL"
+	Skip      Verdict = "SKIP"
+	Undecided Verdict = "UNDECIDED"
 )
 
 // Check is one threshold: a measured value against a limit.
@@ -39,6 +41,9 @@ type Check struct {
 	// Context, when set, is printed after the verdict: what the same
 	// measurement gave for a reference in the same run.
 	Context string
+	// Undecided, when set, says why the measured value decides nothing
+	// (the verdict is then UNDECIDED, never FAIL).
+	Undecided string
 }
 
 // Verdict evaluates the check.
@@ -46,6 +51,8 @@ func (c Check) Verdict() Verdict {
 	switch {
 	case math.IsNaN(c.Got):
 		return Skip
+	case c.Undecided != "":
+		return Undecided
 	case c.AtMost && c.Got <= c.Limit, !c.AtMost && c.Got >= c.Limit:
 		return Pass
 	case c.Budget:
@@ -72,6 +79,9 @@ func (c Check) String() string {
 	line := fmt.Sprintf("%s %s: %s %s (%s %s %s)", v, c.Name, checkValue(c.Got), c.Unit, op, checkValue(c.Limit), c.Unit)
 	if c.Context != "" {
 		line += " — " + c.Context
+	}
+	if v == Undecided {
+		line += " — " + c.Undecided
 	}
 	return line
 }

@@ -47,6 +47,10 @@ type Config struct {
 	Loader func(ctx context.Context, workDir string) ([]Result, []Check, error)
 	// NoLoaderWhy says, in the report's SKIP lines, why Loader is nil.
 	NoLoaderWhy string
+	// ABReps is the repetitions of the A/B section (default 15, quick 6);
+	// ABOnly runs the A/B and idle sections alone.
+	ABReps int
+	ABOnly bool
 }
 
 // plan holds the sizes of one run.
@@ -63,6 +67,10 @@ type plan struct {
 	captureFiles            time.Duration
 	costDur                 time.Duration
 	costConnRate, costFiles float64
+	// the A/B section: repetitions, block length, pause around blocks; the
+	// idle section: warm-up after start and the measured window
+	abReps                               int
+	abBlock, abSettle, idleWarm, idleDur time.Duration
 }
 
 func newPlan(quick bool) plan {
@@ -74,6 +82,8 @@ func newPlan(quick bool) plan {
 		perConn:       25, connRate: 20,
 		fileRate: 100, captureFiles: 20 * time.Second,
 		costDur: 8 * time.Second, costConnRate: 400, costFiles: 500,
+		abReps: 15, abBlock: time.Second, abSettle: 300 * time.Millisecond,
+		idleWarm: 5 * time.Second, idleDur: 30 * time.Second,
 	}
 	if quick {
 		p.execDur, p.settle = 3*time.Second, 1500*time.Millisecond
@@ -81,6 +91,7 @@ func newPlan(quick bool) plan {
 		p.perConn, p.connRate = 5, 12
 		p.captureFiles = 6 * time.Second
 		p.costDur = 3 * time.Second
+		p.abReps, p.idleWarm, p.idleDur = 6, 3*time.Second, 10*time.Second
 	}
 	return p
 }
@@ -95,7 +106,9 @@ type harness struct {
 	checks  []Check
 	notes   []string
 	static  string
-	n       int // scratch directory counter
+	// exitProg is the A/B section's workload (ExitProgram)
+	exitProg string
+	n        int // scratch directory counter
 	// collector windows, for the budget checks
 	maxCore, maxRSS float64
 	collectorErr    error
@@ -129,6 +142,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		h.auditErr = errors.New("skipped (-no-audit)")
 	}
 
+	if cfg.ABOnly {
+		if err := h.abSection(ctx); err != nil {
+			return nil, err
+		}
+		return h.report(h.checks), nil
+	}
 	for rep := range cfg.Reps {
 		order := []string{condNone, condAuditd, condFloor, condCollectorCnproc, condCollectorNoHash, condCollector}
 		if rep%2 == 1 {
@@ -170,6 +189,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	h.noiseNote()
+	if err := h.abSection(ctx); err != nil {
+		return nil, err
+	}
 	for _, sec := range []struct {
 		what string
 		run  func(context.Context) error
@@ -201,12 +223,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		h.checks = append(h.checks, cs...)
 	}
-	rep := &Report{Results: h.results, Machine: Machine()}
-	rep.Checks = append(h.targetChecks(), h.checks...)
+	checks := append(h.targetChecks(), h.checks...)
 	if cfg.Loader == nil {
 		why := "not measured: " + cmp.Or(cfg.NoLoaderWhy, "no loader benchmark in this run (Config.Loader)")
-		rep.Checks = append(rep.Checks, skipChecks(why, why)...)
+		checks = append(checks, skipChecks(why, why)...)
 	}
+	return h.report(checks), nil
+}
+
+// report returns the run's report with checks, the notes on what was not
+// measured, and Failed set by a FAIL check or a collector that did not run.
+func (h *harness) report(checks []Check) *Report {
+	rep := &Report{Results: h.results, Machine: Machine(), Checks: checks}
 	if h.collectorErr != nil {
 		h.notes = append(h.notes, "collector not measured: "+h.collectorErr.Error())
 		rep.Failed = true
@@ -220,7 +248,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			rep.Failed = true
 		}
 	}
-	return rep, nil
+	return rep
 }
 
 // emit records a result and prints its benchmark line.

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -164,6 +165,12 @@ func WriteMarkdown(w io.Writer, rep *Report, when time.Time, mode string) error 
 		return "–"
 	}
 	table := func(title string, rows [][2]string, cols [][2]string) {
+		// A table of a section the run did not measure is left out.
+		if !slices.ContainsFunc(rows, func(r [2]string) bool {
+			return slices.ContainsFunc(cols, func(c [2]string) bool { return cell(r[0], c[0]) != "–" })
+		}) {
+			return
+		}
 		fmt.Fprintf(&b, "%s\n\n| |", title)
 		for _, c := range cols {
 			fmt.Fprintf(&b, " %s |", c[1])
@@ -195,6 +202,23 @@ func WriteMarkdown(w io.Writer, rep *Report, when time.Time, mode string) error 
 		{"exec-%", "execs recorded %"}, {"argv-%", "argv %"}, {"exe-%", "exe %"}, {"rss-MB", "peak RSS MB"},
 		{"spool-B/row", "spool B/row"}, {"log-B/exec", "audit log B/exec"},
 	})
+
+	if _, ok := Find(sums, "ExecAB/"+condNone, "us/exec"); ok {
+		var abRows [][2]string
+		for _, cond := range abConds {
+			abRows = append(abRows, [2]string{"ExecAB/" + cond, cond})
+		}
+		table("**Exec A/B** (1 s blocks of fork → exec → reap of a static no-libc program that exits at once, as fast as possible, "+
+			"the observer started before and stopped after each block, the order rotated each repetition; the spawner's own + its "+
+			"children's CPU per exec; delta = block − the same repetition's none block, median and quartiles over repetitions)",
+			abRows, [][2]string{{"us/exec", "CPU µs/exec"}, {"delta-us/exec", "delta µs/exec"}, {"delta-q1-us/exec", "delta Q1"},
+				{"delta-q3-us/exec", "delta Q3"}, {"exec/s", "exec/s"}})
+	}
+	if _, ok := Find(sums, "Idle/"+condCollector, "cpu-%core"); ok {
+		table("**Idle collector** (no workload; CPU from /proc/PID/stat over the window after a warm-up; events it recorded from "+
+			"the rest of the host in that window)", [][2]string{{"Idle/" + condCollector, "collector"}},
+			[][2]string{{"cpu-%core", "% core"}, {"exec/s", "execs/s"}, {"file-events/s", "file events/s"}, {"rss-MB", "RSS MB"}})
+	}
 
 	var procRows, connRows, fileRows [][2]string
 	seen := map[string]bool{}

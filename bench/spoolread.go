@@ -44,6 +44,13 @@ type FileRow struct {
 	Aggregate uint32 // the row's count
 }
 
+// TSCount is a row's time (ns since the Unix epoch) and the events it
+// stands for.
+type TSCount struct {
+	TS int64
+	N  uint32
+}
+
 // SpoolRows is what a collector's spool directory holds, reduced to what the
 // harness needs.
 type SpoolRows struct {
@@ -53,8 +60,11 @@ type SpoolRows struct {
 	Procs    []ProcRow
 	Socks    []SockRow
 	Files    []FileRow // only rows naming a churn file
-	Gaps     []event.Gap
-	Counters map[string]spool.Counter // summed over segments
+	// FileEvents is every file row's time and count, churn or not: what
+	// woke the collector on a host the harness thought idle.
+	FileEvents []TSCount
+	Gaps       []event.Gap
+	Counters   map[string]spool.Counter // summed over segments
 }
 
 // ReadSpool verifies and reads every sealed segment in dir (format and
@@ -122,6 +132,7 @@ func (s *SpoolRows) add(path string) error {
 	}
 	for i := range files {
 		f := &files[i]
+		s.FileEvents = append(s.FileEvents, TSCount{TS: f.TS, N: max(f.Count, 1)})
 		if !bytes.Contains(f.Path, []byte("churn-")) && !bytes.Contains(f.NewPath, []byte("churn-")) {
 			continue
 		}

@@ -2,19 +2,21 @@
 
 // Command pofr-bench is the harness behind make bench: it measures
 // pofr-collector against Linux audit (auditd with an execve rule) and a
-// POFR-style /proc poller on the same workloads in the same run, then the
-// server side in a private MariaDB (the loader's rows/s against a plain
-// LOAD DATA of the same rows, and exec → queryable latency through
-// pofr-server serve, pofr-collector run and pofr-server load --watch with
-// default intervals). It prints Go benchmark lines (for benchstat), a
-// markdown table and PASS/MISS/FAIL lines for the thresholds, and exits
-// non-zero when the seed's budget (1 core, 400 MB) is exceeded or the
-// collector could not be measured.
+// POFR-style /proc poller on the same workloads in the same run, what each
+// observer adds to the CPU of the exec'ing task (short A/B blocks), the idle
+// collector's CPU, then the server side in a private MariaDB (the loader's
+// rows/s against a plain LOAD DATA of the same rows, and exec → queryable
+// latency through pofr-server serve, pofr-collector run and pofr-server
+// load --watch with default intervals). It prints Go benchmark lines (for
+// benchstat), a markdown table and PASS/MISS/UNDECIDED/FAIL lines for the
+// thresholds, and exits non-zero when the seed's budget (1 core, 400 MB) is
+// exceeded or the collector could not be measured.
 //
 // Run it as root from the module root, after make build:
 //
 //	go run ./bench/cmd/pofr-bench            # under 10 minutes
-//	BENCH_QUICK=1 go run ./bench/cmd/pofr-bench   # under 2 minutes
+//	BENCH_QUICK=1 go run ./bench/cmd/pofr-bench   # about 3 minutes
+//	go run ./bench/cmd/pofr-bench -ab-only   # A/B blocks and idle only
 //
 // It installs auditd and mariadb-server with apt-get if they are missing
 // (without starting the system's MariaDB service), starts auditd without
@@ -58,6 +60,8 @@ func run() (int, error) {
 	var watch time.Duration
 	flag.BoolVar(&cfg.Quick, "quick", quick, "short windows, one repetition (default from BENCH_QUICK)")
 	flag.IntVar(&cfg.Reps, "reps", 0, "repetitions of the exec section (default 3, quick 1)")
+	flag.IntVar(&cfg.ABReps, "ab-reps", 0, "repetitions of the A/B section's 1 s blocks per condition (default 15, quick 6)")
+	flag.BoolVar(&cfg.ABOnly, "ab-only", false, "run only the A/B section (exec'ing task's extra CPU per observer) and the idle collector")
 	flag.StringVar(&cfg.CollectorBin, "collector", "bin/pofr-collector", "collector binary (make build)")
 	flag.StringVar(&serverBin, "server", "bin/pofr-server", "server binary (make build), for the loader and latency")
 	flag.StringVar(&cfg.Profile, "profile", "default", "collection profile")
@@ -68,6 +72,10 @@ func run() (int, error) {
 	flag.BoolVar(&keep, "keep", false, "keep the scratch directory (spools, logs, snapshots)")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
 	flag.Parse()
+	if flag.NArg() > 0 || cfg.ABReps < 0 {
+		flag.Usage()
+		return exitError, errors.New("usage: pofr-bench [flags] (no arguments; -ab-reps ≥ 0)")
+	}
 
 	level := slog.LevelInfo
 	if verbose {
@@ -106,7 +114,7 @@ func run() (int, error) {
 			cfg.NoAudit = true
 		}
 	}
-	if noLoader {
+	if noLoader || cfg.ABOnly {
 		cfg.NoLoaderWhy = "skipped (-no-loader)"
 	} else {
 		if err := ensureMariaDB(ctx, log); err != nil {
