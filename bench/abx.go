@@ -15,15 +15,17 @@ import (
 // of a shared machine cancel.
 
 // abCondCnproc, abCondCollector, abCondAuditd name the observers of the A/B
-// section beside condNone.
+// section beside condNone; abCondControl is a second block without an
+// observer, the A/A control whose paired delta is the run's noise.
 const (
 	abCondCollector = condCollector
 	abCondCnproc    = condCollectorCnproc
 	abCondAuditd    = condAuditd
+	abCondControl   = "none-again"
 )
 
 // abConds is the A/B section's conditions in their first repetition's order.
-var abConds = []string{condNone, abCondCollector, abCondAuditd, abCondCnproc}
+var abConds = []string{condNone, abCondCollector, abCondAuditd, abCondCnproc, abCondControl}
 
 // abOrder returns the conditions of repetition rep: conds rotated left by
 // rep, so that every condition runs in every position.
@@ -87,15 +89,18 @@ func quantile(s []float64, q float64) float64 {
 // abMinReps is the fewest paired repetitions that decide the A/B bar.
 const abMinReps = 4
 
-// abAboveNoise reports whether a paired delta is clearly above noise: at
-// least abMinReps pairs, and even its lower quartile is positive and at
-// least half of its spread, so that the ratio's denominator is not noise.
-func abAboveNoise(d DeltaStats) (bool, string) {
+// abAboveNoise reports whether auditd's paired delta is clearly above
+// noise: at least abMinReps pairs, its lower quartile positive, at least
+// half its spread and above the A/A control's upper quartile (when the
+// control was measured), so that the ratio's denominator is not noise.
+func abAboveNoise(auditd, control DeltaStats) (bool, string) {
 	switch {
-	case d.N < abMinReps:
-		return false, fmt.Sprintf("auditd's delta has %d paired repetitions, fewer than %d", d.N, abMinReps)
-	case d.Q1 <= 0 || d.Q1 < d.IQR()/2:
-		return false, fmt.Sprintf("auditd's delta %s µs/exec is not clearly above noise (lower quartile ≤ 0 or below half the spread)", d)
+	case auditd.N < abMinReps:
+		return false, fmt.Sprintf("auditd's delta has %d paired repetitions, fewer than %d", auditd.N, abMinReps)
+	case auditd.Q1 <= 0 || auditd.Q1 < auditd.IQR()/2:
+		return false, fmt.Sprintf("auditd's delta %s µs/exec is not clearly above noise (lower quartile ≤ 0 or below half the spread)", auditd)
+	case control.N > 0 && auditd.Q1 <= control.Q3:
+		return false, fmt.Sprintf("auditd's delta %s µs/exec overlaps the A/A control's %s", auditd, control)
 	}
 	return true, ""
 }
@@ -103,19 +108,24 @@ func abAboveNoise(d DeltaStats) (bool, string) {
 // ExecABCheck is the bar "extra CPU in the exec'ing task ≤ 0.25× auditd's":
 // the collector's median paired delta ÷ auditd's. It is undecided, not
 // passed or missed, when auditd's delta is not clearly above noise; the
-// cn_proc collector's ratio is printed beside it.
-func ExecABCheck(collector, cnproc, auditd DeltaStats) Check {
+// ratio at the collector's quartiles, the cn_proc collector's ratio and the
+// A/A control (none against none) are printed beside it.
+func ExecABCheck(collector, cnproc, auditd, control DeltaStats) Check {
 	c := Check{Name: "extra CPU in the exec'ing task ≤ 0.25× auditd's (A/B blocks)", Limit: 0.25, AtMost: true, Unit: "×",
 		Got: math.NaN(), Why: "needs the collector and auditd measured in the A/B blocks"}
 	if collector.N == 0 || auditd.N == 0 {
 		return c
 	}
 	c.Got = collector.Median / auditd.Median
-	c.Context = fmt.Sprintf("collector %s, auditd %s µs/exec (median [Q1 … Q3] of %d pairs)", collector, auditd, min(collector.N, auditd.N))
+	c.Context = fmt.Sprintf("collector %s, auditd %s µs/exec (median [Q1 … Q3] of %d pairs; the collector's quartiles give %s … %s ×)",
+		collector, auditd, min(collector.N, auditd.N), checkValue(collector.Q1/auditd.Median), checkValue(collector.Q3/auditd.Median))
 	if cnproc.N > 0 {
 		c.Context += fmt.Sprintf("; the collector with --no-proc-tracepoints (cn_proc): %s µs/exec, %s ×", cnproc, checkValue(cnproc.Median/auditd.Median))
 	}
-	if ok, why := abAboveNoise(auditd); !ok {
+	if control.N > 0 {
+		c.Context += fmt.Sprintf("; A/A control (no observer in either block): %s µs/exec", control)
+	}
+	if ok, why := abAboveNoise(auditd, control); !ok {
 		c.Undecided = why
 	}
 	return c

@@ -58,27 +58,32 @@ func TestPairedDelta(t *testing.T) {
 func TestExecABCheck(t *testing.T) {
 	auditd := DeltaStats{N: 6, Median: 60, Q1: 50, Q3: 70}
 	cnproc := DeltaStats{N: 6, Median: 30, Q1: 25, Q3: 35}
+	quiet := DeltaStats{N: 6, Median: 0.5, Q1: -3, Q3: 4}
 	for _, tc := range []struct {
 		name              string
 		collector, auditd DeltaStats
+		control           DeltaStats
 		want              Verdict
 		got               float64
 		why               string
 	}{
-		{"pass", DeltaStats{N: 6, Median: 6, Q1: 2, Q3: 9}, auditd, Pass, 0.1, ""},
-		{"miss", DeltaStats{N: 6, Median: 30, Q1: 20, Q3: 40}, auditd, Miss, 0.5, ""},
-		{"exactly at the bar", DeltaStats{N: 6, Median: 15}, auditd, Pass, 0.25, ""},
+		{"pass", DeltaStats{N: 6, Median: 6, Q1: 2, Q3: 9}, auditd, quiet, Pass, 0.1, ""},
+		{"miss", DeltaStats{N: 6, Median: 30, Q1: 20, Q3: 40}, auditd, quiet, Miss, 0.5, ""},
+		{"exactly at the bar", DeltaStats{N: 6, Median: 15}, auditd, quiet, Pass, 0.25, ""},
 		// A collector that costs nothing measurable passes: a negative
 		// ratio is noise around zero.
-		{"collector below noise", DeltaStats{N: 6, Median: -2, Q1: -8, Q3: 4}, auditd, Pass, -2.0 / 60, ""},
-		{"auditd around zero", DeltaStats{N: 6, Median: 6}, DeltaStats{N: 6, Median: 20, Q1: -5, Q3: 40}, Undecided, 0.3, "not clearly above noise"},
-		{"auditd spread too wide", DeltaStats{N: 6, Median: 1}, DeltaStats{N: 6, Median: 20, Q1: 5, Q3: 40}, Undecided, 0.05, "not clearly above noise"},
-		{"too few pairs", DeltaStats{N: 3, Median: 6}, DeltaStats{N: 3, Median: 60, Q1: 50, Q3: 70}, Undecided, 0.1, "fewer than 4"},
-		{"collector not measured", DeltaStats{}, auditd, Skip, math.NaN(), ""},
-		{"auditd not measured", DeltaStats{N: 6, Median: 6}, DeltaStats{}, Skip, math.NaN(), ""},
+		{"collector below noise", DeltaStats{N: 6, Median: -2, Q1: -8, Q3: 4}, auditd, quiet, Pass, -2.0 / 60, ""},
+		{"auditd around zero", DeltaStats{N: 6, Median: 6}, DeltaStats{N: 6, Median: 20, Q1: -5, Q3: 40}, quiet, Undecided, 0.3, "not clearly above noise"},
+		{"auditd spread too wide", DeltaStats{N: 6, Median: 1}, DeltaStats{N: 6, Median: 20, Q1: 5, Q3: 40}, quiet, Undecided, 0.05, "not clearly above noise"},
+		{"too few pairs", DeltaStats{N: 3, Median: 6}, DeltaStats{N: 3, Median: 60, Q1: 50, Q3: 70}, quiet, Undecided, 0.1, "fewer than 4"},
+		{"auditd within the A/A control's noise", DeltaStats{N: 6, Median: 1}, DeltaStats{N: 6, Median: 12, Q1: 8, Q3: 14},
+			DeltaStats{N: 6, Median: 2, Q1: -6, Q3: 9}, Undecided, 1.0 / 12, "overlaps the A/A control's +2.0 [-6.0 … +9.0]"},
+		{"no A/A control", DeltaStats{N: 6, Median: 6, Q1: 3, Q3: 12}, auditd, DeltaStats{}, Pass, 0.1, "quartiles give 0.05 … 0.2 ×"},
+		{"collector not measured", DeltaStats{}, auditd, quiet, Skip, math.NaN(), ""},
+		{"auditd not measured", DeltaStats{N: 6, Median: 6}, DeltaStats{}, quiet, Skip, math.NaN(), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := ExecABCheck(tc.collector, cnproc, tc.auditd)
+			c := ExecABCheck(tc.collector, cnproc, tc.auditd, tc.control)
 			if v := c.Verdict(); v != tc.want {
 				t.Errorf("verdict %s, want %s: %s", v, tc.want, c)
 			}
@@ -88,6 +93,9 @@ func TestExecABCheck(t *testing.T) {
 			s := c.String()
 			if !strings.HasPrefix(s, string(tc.want)+" ") || !strings.Contains(s, tc.why) {
 				t.Errorf("line %q: want verdict %s and %q", s, tc.want, tc.why)
+			}
+			if hasControl := strings.Contains(s, "A/A control (no observer in either block): "); tc.want != Skip && hasControl != (tc.control.N > 0) {
+				t.Errorf("line %q: A/A control shown %v, want %v", s, hasControl, tc.control.N > 0)
 			}
 			if tc.want != Skip && !strings.Contains(s, "cn_proc): +30.0 [+25.0 … +35.0] µs/exec, "+checkValue(30/tc.auditd.Median)+" ×") {
 				t.Errorf("line %q lacks the cn_proc collector's ratio", s)

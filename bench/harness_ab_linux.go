@@ -37,7 +37,7 @@ func (h *harness) runABBlock() (abBlockResult, error) {
 // runs, the observer is stopped.
 func (h *harness) abBlock(ctx context.Context, cond string) (abBlockResult, error) {
 	switch cond {
-	case condNone:
+	case condNone, abCondControl:
 		return h.runABBlock()
 	case abCondAuditd:
 		if h.auditErr != nil {
@@ -159,7 +159,7 @@ func (h *harness) execAB(ctx context.Context) error {
 		}
 		h.emit(r)
 	}
-	h.checks = append(h.checks, ExecABCheck(deltas[abCondCollector], deltas[abCondCnproc], deltas[abCondAuditd]))
+	h.checks = append(h.checks, ExecABCheck(deltas[abCondCollector], deltas[abCondCnproc], deltas[abCondAuditd], deltas[abCondControl]))
 	return nil
 }
 
@@ -229,7 +229,7 @@ func (h *harness) abSection(ctx context.Context) error {
 		run  func(context.Context) error
 		skip Check
 	}{
-		{"A/B", h.execAB, ExecABCheck(DeltaStats{}, DeltaStats{}, DeltaStats{})},
+		{"A/B", h.execAB, ExecABCheck(DeltaStats{}, DeltaStats{}, DeltaStats{}, DeltaStats{})},
 		{"idle", h.idle, IdleCheck(math.NaN(), 0, 0, 0)},
 	} {
 		if err := sec.run(ctx); err != nil {
