@@ -437,6 +437,17 @@ type result struct {
 	fork       bool // quarantined as a fork
 }
 
+// cutOff reports whether ctx has ended the pass. Past its deadline counts
+// even before ctx.Err says so: a dial bounded by that deadline can fail
+// with an i/o timeout a moment before the context's own timer fires.
+func cutOff(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
+}
+
 // pass is one Run under the lock.
 func (l *Loader) pass(ctx context.Context) (Summary, error) {
 	start := time.Now()
@@ -490,7 +501,7 @@ func (l *Loader) pass(ctx context.Context) (Summary, error) {
 			defer w.close()
 			for p := range work {
 				r, err := w.load(ctx, p)
-				if r.outcome == failed && ctx.Err() != nil {
+				if r.outcome == failed && cutOff(ctx) {
 					// Cut off by the pass's end (verify, budget, commit): the
 					// file stays in the inbox for the next run.
 					r.outcome, err = interrupted, nil

@@ -180,7 +180,7 @@ func (w *worker) load(ctx context.Context, p *prepared) (result, error) {
 	}
 	switch {
 	case err == nil:
-	case ctx.Err() == nil && classify(err) != "": // an error of a pass cut off is never the segment's
+	case !cutOff(ctx) && classify(err) != "": // an error of a pass cut off is never the segment's
 		q := l.refuse(ctx, p, classify(err), err, m, seg.digest)
 		return q.res, q.err
 	default:
