@@ -152,14 +152,7 @@ func TestPrivExeHashByKey(t *testing.T) {
 		t.Errorf("stats %+v: want ≥ 3 of the 4 execs counted by key", st)
 	}
 	// Rewrite in place: same inode, new content.
-	f, err := os.OpenFile(exe, os.O_WRONLY|os.O_TRUNC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(falseBytes); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
+	if err := os.WriteFile(exe, falseBytes, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	var st2 syscall.Stat_t
