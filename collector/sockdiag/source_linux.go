@@ -278,12 +278,14 @@ func (s *Source) drain(batch []sockDestroy) {
 // not using the table, queued for the main loop (and a wake-up of it)
 // otherwise, for example during a dump, whose rows must come first. A
 // wake-up of the main loop per batch cost more than the batch's rows at
-// ~20 closes per 50 ms batch (docs/design.md).
+// ~20 closes per 50 ms batch (docs/design.md). A batch of more than
+// sockDirectMax goes to the main loop too: the reader's thread is the
+// process reader's, whose drains must not wait for hundreds of rows.
 func (s *Source) deliver(batch []sockDestroy) {
 	if len(batch) == 0 {
 		return
 	}
-	if s.tmu.TryLock() {
+	if len(batch) <= sockDirectMax && s.tmu.TryLock() {
 		s.drain(batch)
 		s.tmu.Unlock()
 		return
@@ -566,6 +568,10 @@ func (s *Source) procNetDump(out []inetDiag) ([]inetDiag, error) {
 	}
 	return out, nil
 }
+
+// sockDirectMax is the largest destroy batch a reader applies itself (see
+// deliver): at 2,000 closes per second a 50 ms batch is 100 messages.
+const sockDirectMax = 128
 
 // sockHeld reports whether socket m still exists with an inode, so that a
 // process may hold it in an fd: one exact sock_diag request on the dump
