@@ -148,25 +148,36 @@ func runStandalone(t *testing.T, noTP bool, capture string) {
 	time.Sleep(500 * time.Millisecond) // the reader and the table batch for a few ms
 	stop()
 
+	found := false
+	n := eachSegment(t, cfg, func(name string, seg *spool.Segment) {
+		found = found || hasArgv(t, seg, marker)
+		if got := seg.Manifest.Modes["capture"]; got != capture {
+			t.Errorf("segment %s: modes %v, want capture=%s", name, seg.Manifest.Modes, capture)
+		}
+	})
+	if !found {
+		t.Errorf("no proc row with argv %q in %d segments", marker, n)
+	}
+}
+
+// eachSegment verifies each segment the collector of cfg left in its spool
+// against cfg's key and calls f with its name and contents, oldest first;
+// it fails the test if there is none. It returns how many there were.
+func eachSegment(t *testing.T, cfg Config, f func(name string, seg *spool.Segment)) int {
+	t.Helper()
 	infos, err := spool.List(cfg.SpoolDir)
 	if err != nil || len(infos) == 0 {
 		t.Fatalf("spool after stop: %d segments, %v", len(infos), err)
 	}
-	found := false
 	for _, in := range infos {
 		seg, err := spool.VerifyFile(in.Path, spool.VerifyOptions{PublicKey: cfg.Key.Public().(ed25519.PublicKey)})
 		if err != nil {
 			t.Fatalf("segment %s: %v", in.Name, err)
 		}
-		found = found || hasArgv(t, seg, marker)
-		if got := seg.Manifest.Modes["capture"]; got != capture {
-			t.Errorf("segment %s: modes %v, want capture=%s", in.Name, seg.Manifest.Modes, capture)
-		}
+		f(in.Name, seg)
 		seg.Release()
 	}
-	if !found {
-		t.Errorf("no proc row with argv %q in %d segments", marker, len(infos))
-	}
+	return len(infos)
 }
 
 // hasArgv reports whether seg has a proc row whose argv contains marker.

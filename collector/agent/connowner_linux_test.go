@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bufio"
-	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -170,18 +169,10 @@ wait:
 	time.Sleep(500 * time.Millisecond) // the last batch of destroy messages
 	stop()
 
-	infos, err := spool.List(cfg.SpoolDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	clients := map[uint16]bool{} // local port → owner right
-	for _, in := range infos {
-		seg, err := spool.VerifyFile(in.Path, spool.VerifyOptions{PublicKey: cfg.Key.Public().(ed25519.PublicKey)})
-		if err != nil {
-			t.Fatalf("segment %s: %v", in.Name, err)
-		}
+	eachSegment(t, cfg, func(name string, seg *spool.Segment) {
 		if got := seg.Manifest.Modes["sock_owner"]; got != "tracepoint" {
-			t.Errorf("segment %s: modes sock_owner %q, want tracepoint", in.Name, got)
+			t.Errorf("segment %s: modes sock_owner %q, want tracepoint", name, got)
 		}
 		rec, err := seg.Record(event.TableSock)
 		if err != nil {
@@ -211,8 +202,7 @@ wait:
 			}
 			clients[lport.Value(i)] = clients[lport.Value(i)] || ok
 		}
-		seg.Release()
-	}
+	})
 	if len(clients) != n+m {
 		t.Errorf("%d client sockets in the segments, want %d", len(clients), n+m)
 	}

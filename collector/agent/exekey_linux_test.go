@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -69,20 +68,11 @@ func TestPrivExecRowsNameTheirFile(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // the reader and the table batch for a few ms
 	stop()
 
-	infos, err := spool.List(cfg.SpoolDir)
-	if err != nil || len(infos) == 0 {
-		t.Fatalf("spool after stop: %d segments, %v", len(infos), err)
-	}
 	sums := map[uint64][]byte{}    // exe_key → sha256, from the exe rows
 	keys := map[int32]event.Proc{} // pid → its exec row
-	for _, in := range infos {
-		seg, err := spool.VerifyFile(in.Path, spool.VerifyOptions{PublicKey: cfg.Key.Public().(ed25519.PublicKey)})
-		if err != nil {
-			t.Fatalf("segment %s: %v", in.Name, err)
-		}
+	eachSegment(t, cfg, func(_ string, seg *spool.Segment) {
 		exes, err1 := seg.Executables()
 		procs, err2 := seg.Procs()
-		seg.Release()
 		if err1 != nil || err2 != nil {
 			t.Fatal(err1, err2)
 		}
@@ -98,7 +88,7 @@ func TestPrivExecRowsNameTheirFile(t *testing.T) {
 				keys[p.PID] = p
 			}
 		}
-	}
+	})
 	for pid, sum := range want {
 		r, ok := keys[pid]
 		switch {
