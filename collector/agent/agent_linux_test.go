@@ -105,15 +105,12 @@ func runStandalone(t *testing.T, noTP bool, capture string) {
 	cfg.MetricsFile = filepath.Join(dir, "pofr.prom")
 	stop := startRun(t, cfg)
 
-	statusPath := filepath.Join(cfg.StateDir, "status.json")
 	var st Status
 	testutil.WaitFor(t, 20*time.Second, "status.json with the process source's mode", func() bool {
-		b, err := os.ReadFile(statusPath)
-		if err != nil || json.Unmarshal(b, &st) != nil {
-			return false
-		}
 		var p struct{ Mode string }
-		return json.Unmarshal(st.Sources[event.SourceProc], &p) == nil && p.Mode != ""
+		var ok bool
+		st, ok = readStatus(cfg)
+		return ok && json.Unmarshal(st.Sources[event.SourceProc], &p) == nil && p.Mode != ""
 	})
 	// The textfile is written with the status (just after status.json, so
 	// wait for it to show what status.json showed): the capture mode and

@@ -2,13 +2,11 @@ package agent
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,11 +112,8 @@ func TestPrivRunConnOwners(t *testing.T) {
 	// status.json (every 5 s) shows the owner source and a first dump: the
 	// destroy reader listens by then.
 	testutil.WaitFor(t, 20*time.Second, "the socket source's first dump in status.json", func() bool {
-		var st Status
 		var sock struct{ Dumps uint64 }
-		b, err := os.ReadFile(filepath.Join(cfg.StateDir, "status.json"))
-		return err == nil && json.Unmarshal(b, &st) == nil && st.Sources["sock_owner"] != nil &&
-			json.Unmarshal(st.Sources[event.SourceSock], &sock) == nil && sock.Dumps > 0
+		return sourceStatus(t, cfg, "sock_owner", &struct{}{}) && sourceStatus(t, cfg, event.SourceSock, &sock) && sock.Dumps > 0
 	})
 	if _, err := io.WriteString(stdin, "go\n"); err != nil {
 		t.Fatal(err)

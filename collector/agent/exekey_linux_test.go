@@ -102,13 +102,22 @@ func TestPrivExecRowsNameTheirFile(t *testing.T) {
 	}
 }
 
+// readStatus decodes the collector's status.json; false if there is none
+// yet.
+func readStatus(cfg Config) (st Status, ok bool) {
+	b, err := os.ReadFile(filepath.Join(cfg.StateDir, "status.json"))
+	if err != nil || json.Unmarshal(b, &st) != nil {
+		return st, false
+	}
+	return st, true
+}
+
 // sourceStatus decodes the status.json entry of source into v; false if
 // there is none yet.
 func sourceStatus(t *testing.T, cfg Config, source string, v any) bool {
 	t.Helper()
-	var st Status
-	b, err := os.ReadFile(filepath.Join(cfg.StateDir, "status.json"))
-	return err == nil && json.Unmarshal(b, &st) == nil && st.Sources[source] != nil && json.Unmarshal(st.Sources[source], v) == nil
+	st, ok := readStatus(cfg)
+	return ok && st.Sources[source] != nil && json.Unmarshal(st.Sources[source], v) == nil
 }
 
 // startHeld starts path with args, which reads its standard input to the
