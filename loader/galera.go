@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -40,22 +41,38 @@ const (
 // db returns the database (Galera node) in use.
 func (l *Loader) db() *sql.DB { return l.dbs[l.cur.Load()] }
 
+// FailoverWait is how long the loader keeps looking for a node in the
+// primary component once the nodes it tries are gone or out of it. A
+// cluster whose majority lives forms a new primary component within its
+// own timeouts: evs.inactive_timeout (15 s by default) evicts a node that
+// stopped answering and evs.install_timeout (7.5 s) bounds the view change,
+// 22.5 s in all; measured here, 2–10 s (docs/design.md). Twice the 22.5 s,
+// and more, covers a loaded server; past it the cluster needs an operator,
+// and each segment is tried once on every node and counted failed (it stays
+// in the inbox).
+const FailoverWait = 60 * time.Second
+
+// maxFailoverBackoff caps the pause between two tries of the nodes.
+const maxFailoverBackoff = 2 * time.Second
+
 // checkNode checks the schema version and the settings of the node in use,
 // first failing over to the next node while the one in use is unreachable
 // or out of the primary component.
 func (l *Loader) checkNode(ctx context.Context) error {
-	for range len(l.dbs) {
+	for try := 1; ; try++ {
 		from := l.cur.Load()
 		err := schema.Check(ctx, l.db())
 		if err == nil {
+			l.nodeFound()
 			return checkSettings(ctx, l.db())
 		}
-		if len(l.dbs) == 1 || !nodeLost(err) {
+		if !nodeLost(err) || !l.failover(from, err) {
 			return err
 		}
-		l.failover(from, err)
+		if err := l.awaitNode(ctx, try, err); err != nil {
+			return err
+		}
 	}
-	return fmt.Errorf("no database node reachable (tried %d): the last error is above in the log", len(l.dbs))
 }
 
 // failover moves from node from to the next one, unless another worker has
@@ -71,11 +88,52 @@ func (l *Loader) failover(from int64, cause error) bool {
 	return true
 }
 
+// awaitNode decides, after the try'th node lost in a row (counted from 1),
+// whether to try the next node: every node is tried once, and all of them
+// again and again while the nodes have been lost for less than
+// FailoverWait (the clock is the Loader's, shared by its workers and
+// passes, so that a cluster down for good costs each segment one try of
+// every node, not FailoverWait). It pauses before each try but the first,
+// longer each time. It returns nil to try, or why not.
+func (l *Loader) awaitNode(ctx context.Context, try int, cause error) error {
+	now := time.Now()
+	l.lostAt.CompareAndSwap(0, now.UnixNano())
+	lost := now.Sub(time.Unix(0, l.lostAt.Load()))
+	if try >= len(l.dbs) && lost >= FailoverWait {
+		return fmt.Errorf("no database node in the primary component for %v (%d nodes, tried %d times): %w",
+			lost.Round(time.Second), len(l.dbs), try, cause)
+	}
+	if try == 1 {
+		return nil // the next node may well be fine: no pause
+	}
+	t := time.NewTimer(min(maxFailoverBackoff, 100*time.Millisecond<<min(try-2, 5)))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("%w (waiting for a database node: %w)", ctx.Err(), cause)
+	case <-t.C:
+		return nil
+	}
+}
+
+// nodeFound ends the wait of awaitNode: a node answered.
+func (l *Loader) nodeFound() {
+	if l.lostAt.Load() == 0 {
+		return
+	}
+	if at := l.lostAt.Swap(0); at != 0 {
+		l.log.Info("database node in the primary component again", "node", l.cur.Load()+1,
+			"after", time.Since(time.Unix(0, at)).Round(time.Millisecond))
+	}
+}
+
 // nodeLost reports errors of a node that died or left the primary
 // component (as opposed to errors of the segment or the transaction):
 // lost or refused connections, 1047 "WSREP has not yet prepared node for
-// application use", "Not connected to Primary Component", a shutdown or a
-// killed connection.
+// application use" (any statement on a node out of the primary component),
+// 1180 "Error while appending streaming replication fragment(provider
+// status: Not connected to Primary Component)" (a commit there; 1180 itself
+// is any error during COMMIT), a shutdown or a killed connection.
 func nodeLost(err error) bool {
 	var me *mysql.MySQLError
 	if errors.As(err, &me) {

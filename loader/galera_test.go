@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,7 +170,7 @@ func TestGalera(t *testing.T) {
 		sealMany(f, "k1", 20, 2000)
 		sealMany(f, "k2", 20, 2000)
 		node2 := openNode(t, dsns[1])
-		l := killedLoad(t, f, dsns, node2, func(atKill int) {
+		l := killedLoad(t, f, dsns, node2, func(atKill int, _ *atomic.Int64) {
 			killed := time.Now()
 			c.Nodes[0].Kill()
 			// The stall: from the kill to the next segment committed
@@ -191,6 +192,57 @@ func TestGalera(t *testing.T) {
 		}
 		survivorsHoldAll(t, f, dsns[1:], "k1", "k2")
 	})
+
+	t.Run("no primary component during a load", func(t *testing.T) {
+		// Node 2 is cut off from every other running node: alone it is a
+		// minority, out of the primary component like each of the
+		// others, and every statement there or elsewhere fails (1180 for
+		// a commit, 1047 after) until the partition ends and the nodes
+		// merge back into one primary component. The loader knows all
+		// three nodes (node 1 is dead after the case above).
+		f := servertest.NewFixture(t, "p1", "p2")
+		sealMany(f, "p1", 20, 2000)
+		sealMany(f, "p2", 20, 2000)
+		node2 := openNode(t, dsns[1])
+		var others []*sql.DB
+		running := 1
+		for i, s := range c.Nodes {
+			if i != 1 && s.Running() {
+				others = append(others, openNode(t, dsns[i]))
+				running++
+			}
+		}
+		isolate := func(on int) {
+			for _, db := range others {
+				if _, err := db.ExecContext(ctx, fmt.Sprintf("SET GLOBAL wsrep_provider_options = 'gmcast.isolate=%d'", on)); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		killedLoad(t, f, dsns, node2, func(_ int, failovers *atomic.Int64) {
+			before := failovers.Load()
+			isolate(1)
+			partitioned := time.Now()
+			defer func() {
+				isolate(0)
+				t.Logf("partition ended after %v", time.Since(partitioned).Round(time.Millisecond))
+			}()
+			// Until the loader has moved on twice since: the node it
+			// failed over to was out of the primary component as well
+			// (before the fix, that failed the segment).
+			testutil.WaitFor(t, 2*time.Minute, "two failovers in the partition", func() bool { return failovers.Load() >= before+2 })
+		})
+		if err := c.WaitSynced(ctx, running, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		var live []string
+		for i, s := range c.Nodes {
+			if s.Running() {
+				live = append(live, dsns[i])
+			}
+		}
+		survivorsHoldAll(t, f, live, "p1", "p2")
+	})
 }
 
 // TestGaleraReplicaKilled: a node the loader does not write to (node 3)
@@ -203,7 +255,7 @@ func TestGaleraReplicaKilled(t *testing.T) {
 	f := servertest.NewFixture(t, "r1", "r2")
 	sealMany(f, "r1", 20, 2000)
 	sealMany(f, "r2", 20, 2000)
-	l := killedLoad(t, f, dsns, openNode(t, dsns[0]), func(int) { c.Nodes[2].Kill() })
+	l := killedLoad(t, f, dsns, openNode(t, dsns[0]), func(int, *atomic.Int64) { c.Nodes[2].Kill() })
 	if n := l.cur.Load(); n != 0 {
 		t.Errorf("the loader moved to node %d when a replica died", n+1)
 	}
@@ -212,18 +264,19 @@ func TestGaleraReplicaKilled(t *testing.T) {
 
 // killedLoad runs one pass of a 2-worker loader over f's inboxes on the
 // cluster of dsns (node 1 first, the others its failover nodes) and calls
-// kill with the ledger's size once db (a node that survives) has seen 4
-// segments committed; the pass must end with every segment loaded and the
-// inboxes empty.
-func killedLoad(t *testing.T, f *servertest.Fixture, dsns []string, db *sql.DB, kill func(atKill int)) *Loader {
+// kill with the ledger's size and the loader's failover count once db (a
+// node that survives) has seen 4 segments committed; the pass must end
+// with every segment loaded and the inboxes empty.
+func killedLoad(t *testing.T, f *servertest.Fixture, dsns []string, db *sql.DB, kill func(atKill int, failovers *atomic.Int64)) *Loader {
 	t.Helper()
 	ctx := t.Context()
 	var before int
 	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM segments").Scan(&before); err != nil {
 		t.Fatal(err)
 	}
+	var failovers atomic.Int64
 	l, err := New(Options{DSN: dsns[0], FailoverDSNs: dsns[1:], StateDir: f.State, Workers: 2,
-		Log: slog.New(slog.NewTextHandler(t.Output(), nil))})
+		Log: slog.New(countFailovers{slog.NewTextHandler(t.Output(), nil), &failovers})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +309,7 @@ func killedLoad(t *testing.T, f *servertest.Fixture, dsns []string, db *sql.DB, 
 		time.Sleep(20 * time.Millisecond)
 	}
 	killed := time.Now()
-	kill(atKill)
+	kill(atKill, &failovers)
 	wg.Wait()
 	t.Logf("killed %v before the end of the pass; summary %s; err %v", time.Since(killed).Round(time.Millisecond), sum, rerr)
 	if rerr != nil || sum.Failed != 0 || sum.Quarantined != 0 {
@@ -270,6 +323,27 @@ func killedLoad(t *testing.T, f *servertest.Fixture, dsns []string, db *sql.DB, 
 		t.Errorf("%d segments left in the inboxes", left)
 	}
 	return l
+}
+
+// countFailovers counts the loader's moves to the next node in n.
+type countFailovers struct {
+	slog.Handler
+	n *atomic.Int64
+}
+
+func (h countFailovers) Handle(ctx context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "database node lost; failing over") {
+		h.n.Add(1)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h countFailovers) WithAttrs(a []slog.Attr) slog.Handler {
+	return countFailovers{h.Handler.WithAttrs(a), h.n}
+}
+
+func (h countFailovers) WithGroup(g string) slog.Handler {
+	return countFailovers{h.Handler.WithGroup(g), h.n}
 }
 
 // survivorsHoldAll checks, on every node of dsns (reading after the

@@ -66,8 +66,9 @@ type Options struct {
 	DSN string
 	// FailoverDSNs are the other nodes of a Galera cluster, tried in order
 	// (after DB or DSN, and round again) when the current node leaves the
-	// primary component: the segment that failed is retried once on the
-	// next node. The loader opens and closes them.
+	// primary component: the segment that failed is retried on the next
+	// node, round the nodes, for up to FailoverWait. The loader opens and
+	// closes them.
 	FailoverDSNs []string
 	// StateDir is the server's state directory (inbox/, archive/, …).
 	StateDir statedir.Dir
@@ -193,6 +194,7 @@ type Loader struct {
 	opt    Options
 	dbs    []*sql.DB    // the node given, then Options.FailoverDSNs
 	cur    atomic.Int64 // index into dbs of the node in use
+	lostAt atomic.Int64 // unix ns since when no node answered (0: one did); see awaitNode
 	ownDB  bool
 	log    *slog.Logger
 	lock   *fileLock

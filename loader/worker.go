@@ -160,23 +160,37 @@ func (w *worker) load(ctx context.Context, p *prepared) (result, error) {
 	log := l.log.With("host", j.host, "segment", j.name)
 	var res result
 	var err error
-	failedOver := false
-	for attempt := 1; ; attempt++ {
-		node := w.node
+	lost := 0    // nodes lost in a row
+	retries := 0 // deadlocks and lock wait timeouts retried
+	for {
 		res, err = w.commit(ctx, j, seg, p.size, p.mtime)
-		if err != nil && !failedOver && nodeLost(err) && l.failover(node, err) {
-			// The node died or left the primary component: retry once on
-			// the next one. The transaction either committed on the
-			// cluster (the ledger has it: skipped) or not at all.
-			failedOver = true
+		if err != nil && nodeLost(err) && l.failover(w.node, err) { // w.node: the node commit used
+			// The node died or is out of the primary component (the
+			// cluster may be reforming): retry on the next node, and
+			// on, until awaitNode gives up. The transaction either
+			// committed on the cluster (the ledger has it: skipped) or
+			// not at all.
+			lost++
 			w.dropConn()
-			log.Warn("retry segment on the next node", "err", err)
+			if werr := l.awaitNode(ctx, lost, err); werr != nil {
+				err = werr
+				break
+			}
+			if lost == 1 {
+				log.Warn("retry segment on the next node", "err", err)
+			} else {
+				log.Debug("retry segment on the next node", "err", err, "try", lost)
+			}
 			continue
 		}
-		if err == nil || !retryable(err) || attempt >= 3 {
+		if err == nil || !nodeLost(err) {
+			l.nodeFound()
+		}
+		if err == nil || !retryable(err) || retries == 2 {
 			break
 		}
-		log.Debug("retry segment", "err", err, "attempt", attempt)
+		retries++
+		log.Debug("retry segment", "err", err, "attempt", retries+1)
 	}
 	switch {
 	case err == nil:
