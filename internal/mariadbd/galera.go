@@ -148,9 +148,11 @@ func (o *GaleraOptions) nodeArgs(i int, name string, p galeraPorts, addrs []stri
 }
 
 // WaitSynced waits until every running node is Synced, ready and in a
-// primary component of size nodes.
+// primary component of size nodes, for up to timeout after the last change
+// of a node's state (Joiner, Joined, its view …).
 func (c *Cluster) WaitSynced(ctx context.Context, nodes int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	var state string
 	for _, s := range c.Nodes {
 		if !s.Running() {
 			continue
@@ -167,9 +169,12 @@ func (c *Cluster) WaitSynced(ctx context.Context, nodes int, timeout time.Durati
 				break
 			}
 			last = fmt.Sprint(st, err)
+			if now := fmt.Sprint(s.Dir, st["wsrep_local_state_comment"], st["wsrep_ready"], st["wsrep_cluster_status"], st["wsrep_cluster_size"]); err == nil && now != state {
+				state, deadline = now, time.Now().Add(timeout)
+			}
 			if time.Now().After(deadline) || ctx.Err() != nil || !s.Running() {
 				db.Close()
-				return fmt.Errorf("galera node %s: not synced in a cluster of %d after %v (last: %s); its error log:\n%s",
+				return fmt.Errorf("galera node %s: not synced in a cluster of %d, its state unchanged for %v (last: %s); its error log:\n%s",
 					s.Dir, nodes, timeout, last, s.ErrorLogTail())
 			}
 			time.Sleep(100 * time.Millisecond)

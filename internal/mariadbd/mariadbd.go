@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -68,7 +69,11 @@ type Server struct {
 	proc   *daemon.Process
 }
 
-// ReadyTimeout bounds the wait for a new server to accept connections.
+// ReadyTimeout bounds the wait for a new server to accept connections
+// while it makes no progress: the wait is extended every time its data
+// directory changed size since the last look (a Galera joiner's rsync state
+// transfer fills it for as long as the transfer runs, before the server
+// accepts connections: 53 s were seen at load average 38).
 const ReadyTimeout = 60 * time.Second
 
 // errPortInUse reports that mariadbd could not bind its TCP port.
@@ -191,7 +196,9 @@ func (s *Server) run(ctx context.Context, serverBin string, as *daemon.Credentia
 		return err
 	}
 	defer db.Close()
-	deadline := time.Now().Add(ReadyTimeout)
+	start := time.Now()
+	deadline := start.Add(ReadyTimeout)
+	size, looked := dirBytes(data), start
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err = db.PingContext(pctx)
@@ -208,11 +215,32 @@ func (s *Server) run(ctx context.Context, serverBin string, as *daemon.Credentia
 			return fmt.Errorf("start mariadbd: exited before accepting connections (%v); its error log:\n%s", s.proc.Err(), log)
 		case <-time.After(20 * time.Millisecond):
 		}
+		if now := time.Now(); now.Sub(looked) >= time.Second {
+			if n := dirBytes(data); n != size {
+				size, deadline = n, now.Add(ReadyTimeout)
+			}
+			looked = now
+		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			s.proc.Stop(10 * time.Second)
-			return fmt.Errorf("start mariadbd: no connection after %v (last: %v); its error log:\n%s", ReadyTimeout, err, s.ErrorLog()[logOffset:])
+			return fmt.Errorf("start mariadbd: no connection after %v, the last %v without progress (last: %v); its error log:\n%s",
+				time.Since(start).Round(time.Second), ReadyTimeout, err, s.ErrorLog()[logOffset:])
 		}
 	}
+}
+
+// dirBytes is the size of the regular files under dir.
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // Pid is the mariadbd process id (its CPU time is in /proc/PID/stat).
