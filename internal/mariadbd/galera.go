@@ -174,7 +174,7 @@ func (c *Cluster) WaitSynced(ctx context.Context, nodes int, timeout time.Durati
 			}
 			if time.Now().After(deadline) || ctx.Err() != nil || !s.Running() {
 				db.Close()
-				return fmt.Errorf("galera node %s: not synced in a cluster of %d, its state unchanged for %v (last: %s); its error log:\n%s",
+				return fmt.Errorf("galera node %s: not synced in a cluster of %d (waited up to %v after its last change of state; last: %s); its error log:\n%s",
 					s.Dir, nodes, timeout, last, s.ErrorLogTail())
 			}
 			time.Sleep(100 * time.Millisecond)

@@ -223,8 +223,12 @@ func (s *Server) run(ctx context.Context, serverBin string, as *daemon.Credentia
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			s.proc.Stop(10 * time.Second)
-			return fmt.Errorf("start mariadbd: no connection after %v, the last %v without progress (last: %v); its error log:\n%s",
-				time.Since(start).Round(time.Second), ReadyTimeout, err, s.ErrorLog()[logOffset:])
+			why := fmt.Sprintf("its data directory unchanged for %v", ReadyTimeout)
+			if ctx.Err() != nil {
+				why = ctx.Err().Error()
+			}
+			return fmt.Errorf("start mariadbd: no connection after %v, %s (last: %v); its error log:\n%s",
+				time.Since(start).Round(time.Second), why, err, s.ErrorLog()[logOffset:])
 		}
 	}
 }
