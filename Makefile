@@ -46,7 +46,7 @@ fuzz: ## run each fuzzer for FUZZTIME (default 30s)
 bench: build ## benchmarks against auditd and a POFR-style poller (root; under 10 minutes)
 	$(GO) run ./bench/cmd/pofr-bench
 
-bench-quick: build ## the same, shorter (about 3 minutes)
+bench-quick: build ## the same, shorter (about 4 minutes)
 	BENCH_QUICK=1 $(GO) run ./bench/cmd/pofr-bench
 
 bench-ab: build ## only the A/B blocks (extra CPU of the exec'ing task per observer) and the idle collector (root; about 4 minutes)

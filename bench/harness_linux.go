@@ -22,7 +22,7 @@ import (
 
 // Config configures a benchmark run.
 type Config struct {
-	// Quick shortens every window so that the run takes under 2 minutes.
+	// Quick shortens every window so that the run takes about 4 minutes.
 	Quick bool
 	// Reps repeats the exec section (default 3, 1 when Quick). Conditions
 	// alternate their order between repetitions.

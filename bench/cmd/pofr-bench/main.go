@@ -15,7 +15,7 @@
 // Run it as root from the module root, after make build:
 //
 //	go run ./bench/cmd/pofr-bench            # under 10 minutes
-//	BENCH_QUICK=1 go run ./bench/cmd/pofr-bench   # about 3 minutes
+//	BENCH_QUICK=1 go run ./bench/cmd/pofr-bench   # about 4 minutes
 //	go run ./bench/cmd/pofr-bench -ab-only   # A/B blocks and idle only
 //
 // It installs auditd and mariadb-server with apt-get if they are missing
