@@ -13,6 +13,20 @@ import (
 // Options.DumpInterval is zero.
 const DefaultDumpInterval = time.Second
 
+// dumpWait returns the wait before the next dump: the profile's interval
+// after a dump that changed something, else twice the last wait, up to
+// eight intervals and never beyond 10 s unless the interval itself is
+// longer. An idle host's dumps are mostly the kernel walking empty hash
+// buckets (docs/design.md, "Idle dumps"); a change, a destroy batch or a
+// Refresh brings the interval back at once.
+func dumpWait(interval, last time.Duration, quiet bool) time.Duration {
+	if !quiet || last < interval {
+		return interval
+	}
+	most := min(8*interval, max(interval, 10*time.Second))
+	return min(2*last, most)
+}
+
 // Mode is how the socket source reads sockets (Stats.Mode, the segment
 // manifest); "" until Run has decided.
 type Mode string

@@ -362,8 +362,14 @@ func (s *Source) Run(ctx context.Context) error {
 	s.tbl.applyDump(s.lastDumpOK, s.dumpBuf, t0)
 	s.census(ctx)
 	s.publish()
-	tick := time.NewTicker(s.interval)
+	wait := s.interval
+	tick := time.NewTimer(wait)
 	defer tick.Stop()
+	// dump runs one; a dump asked for by Refresh is never quiet.
+	dump := func(timer bool) {
+		wait = dumpWait(s.interval, wait, s.dumpOnce(ctx, dumpFD, mode) && timer)
+		tick.Reset(wait)
+	}
 	// Destroy messages come in batches (see readDestroys), which the
 	// reader applies itself while the loop waits: the loop is woken only
 	// for a batch that came while it held the table.
@@ -381,18 +387,23 @@ func (s *Source) Run(ctx context.Context) error {
 		case <-s.qsignal:
 			s.tmu.Lock()
 			s.drain(nil)
+			if wait > s.interval { // closes are flowing: back to the profile's cadence
+				wait = s.interval
+				tick.Reset(wait)
+			}
 		case <-tick.C:
 			s.tmu.Lock()
-			s.dumpOnce(ctx, dumpFD, mode)
+			dump(true)
 		case <-s.refresh:
 			s.tmu.Lock()
-			s.dumpOnce(ctx, dumpFD, mode)
+			dump(false)
 		}
 	}
 }
 
-// dumpOnce runs one dump (or /proc/net poll) and diffs it with the table.
-func (s *Source) dumpOnce(ctx context.Context, fd int, mode Mode) {
+// dumpOnce runs one dump (or /proc/net poll) and diffs it with the table;
+// it reports whether the dump changed nothing (see table.applyDump).
+func (s *Source) dumpOnce(ctx context.Context, fd int, mode Mode) (quiet bool) {
 	s.drain(nil)
 	t0 := time.Now()
 	var err error
@@ -410,16 +421,17 @@ func (s *Source) dumpOnce(ctx context.Context, fd int, mode Mode) {
 		s.opts.Sink.AppendGap(&event.Gap{FromTS: s.lastDumpOK, ToTS: now, Source: event.SourceSock,
 			Reason: "inet_diag dump: " + err.Error()})
 		s.lastDumpOK = now
-		return
+		return false
 	}
 	s.lastDumpOK = now
-	s.tbl.applyDump(now, s.dumpBuf, t0)
+	quiet = s.tbl.applyDump(now, s.dumpBuf, t0)
 	s.publish()
 	s.drain(nil)
 	if time.Since(s.lastCensus) >= s.censusEvery {
 		s.census(ctx)
 		s.publish()
 	}
+	return quiet
 }
 
 // census counts the network namespaces not covered or, with AllNetns,

@@ -15,10 +15,13 @@ import (
 // /proc: owners come from procs, start, findOwners and conns, so tests
 // drive it with decoded messages alone. One goroutine owns it.
 type table struct {
-	sink    event.Sink
-	netns   event.Opt[uint64]
-	procnet bool // /proc/net mode: keys are inodes, rows are flagged fallback
-	selfPID int32
+	sink event.Sink
+	// destroysSeen is stats.Destroys at the end of the last dump: a dump
+	// after destroy messages is not quiet (see applyDump).
+	destroysSeen uint64
+	netns        event.Opt[uint64]
+	procnet      bool // /proc/net mode: keys are inodes, rows are flagged fallback
+	selfPID      int32
 	// procs and start name the life of an owner pid (start reads /proc when
 	// procs does not know it); either may be nil.
 	procs collector.Processes
@@ -110,7 +113,9 @@ func newTable(sink event.Sink) *table {
 
 // applyDump diffs one dump, taken at now, with the table and writes listen,
 // open and vanished close rows. t0 is when the dump began (zero: not timed).
-func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
+// It reports whether the dump changed nothing: no new socket, none closed,
+// none missing and waiting out its grace.
+func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) (quiet bool) {
 	clear(t.starts)
 	t.ageNetns(now)
 	t.gen++
@@ -197,7 +202,7 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
 		}
 		t.sink.AppendSock(&r)
 	}
-	var vanished uint64
+	var vanished, pending uint64
 	for key, e := range t.tracked {
 		if e.gen == t.gen {
 			continue
@@ -207,6 +212,7 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
 				e.missing = now
 			}
 			if time.Duration(now-e.missing) < sockVanishGrace {
+				pending++
 				continue
 			}
 		}
@@ -237,6 +243,9 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) {
 	if took > 0 {
 		st.LastDump = took
 	}
+	quiet = len(t.fresh) == 0 && vanished == 0 && pending == 0 && st.Destroys == t.destroysSeen
+	t.destroysSeen = st.Destroys
+	return quiet
 }
 
 // syncOwners brings Options.ConnOwners up to date before a dump or a batch

@@ -407,3 +407,50 @@ func TestSockTableConnOwnersNetns(t *testing.T) {
 		}
 	}
 }
+
+// TestDumpWait checks the idle back-off of the dump cadence: doubling after
+// quiet dumps up to its bound, and the profile's interval after any change.
+func TestDumpWait(t *testing.T) {
+	s := time.Second
+	for _, c := range []struct {
+		interval, last time.Duration
+		quiet          bool
+		want           time.Duration
+	}{
+		{s, s, false, s},
+		{s, s, true, 2 * s},
+		{s, 4 * s, true, 8 * s},
+		{s, 8 * s, true, 8 * s},
+		{s, 8 * s, false, s},
+		{250 * time.Millisecond, 2 * s, true, 2 * s},
+		{5 * s, 5 * s, true, 10 * s},
+		{5 * s, 10 * s, true, 10 * s},
+		{20 * s, 20 * s, true, 20 * s},
+		{s, 0, true, s},
+	} {
+		if got := dumpWait(c.interval, c.last, c.quiet); got != c.want {
+			t.Errorf("dumpWait(%v, %v, %v) = %v, want %v", c.interval, c.last, c.quiet, got, c.want)
+		}
+	}
+}
+
+// TestSockTableQuiet: a dump is quiet only when it adds, closes and misses
+// nothing and no destroy message came since the last one.
+func TestSockTableQuiet(t *testing.T) {
+	sink := &event.MemSink{}
+	tb := newTestTable(sink, nil)
+	c := tcp(sdTCPEstablished, "10.0.0.1", 50000, "10.0.0.3", 443, 7, 0)
+	g := int64(sockVanishGrace)
+	var got []bool
+	got = append(got, tb.applyDump(1, []inetDiag{c}, time.Time{})) // new
+	got = append(got, tb.applyDump(2, []inetDiag{c}, time.Time{})) // same
+	got = append(got, tb.applyDump(3, nil, time.Time{}))           // missing
+	got = append(got, tb.applyDump(3+g, nil, time.Time{}))         // vanished
+	got = append(got, tb.applyDump(4+g, nil, time.Time{}))         // empty
+	tb.stats.Destroys++                                            // as applyDestroys counts one
+	got = append(got, tb.applyDump(5+g, nil, time.Time{}))
+	got = append(got, tb.applyDump(6+g, nil, time.Time{}))
+	if diff := cmp.Diff([]bool{false, true, false, false, true, false, true}, got); diff != "" {
+		t.Errorf("quiet per dump (-want +got):\n%s", diff)
+	}
+}
