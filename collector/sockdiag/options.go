@@ -17,8 +17,9 @@ const DefaultDumpInterval = time.Second
 // after a dump that changed something, else twice the last wait, up to
 // eight intervals and never beyond 10 s unless the interval itself is
 // longer. An idle host's dumps are mostly the kernel walking empty hash
-// buckets (docs/design.md, "Idle dumps"); a change, a destroy batch or a
-// Refresh brings the interval back at once.
+// buckets (docs/design.md, "Idle dumps"). A dump that changed something
+// or followed destroy messages, or one Refresh asked for, brings the
+// profile's interval back.
 func dumpWait(interval, last time.Duration, quiet bool) time.Duration {
 	if !quiet || last < interval {
 		return interval

@@ -387,10 +387,6 @@ func (s *Source) Run(ctx context.Context) error {
 		case <-s.qsignal:
 			s.tmu.Lock()
 			s.drain(nil)
-			if wait > s.interval { // closes are flowing: back to the profile's cadence
-				wait = s.interval
-				tick.Reset(wait)
-			}
 		case <-tick.C:
 			s.tmu.Lock()
 			dump(true)
