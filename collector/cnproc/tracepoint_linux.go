@@ -51,8 +51,10 @@ func (s *Source) openTracepoints() (*tpSource, error) {
 			{Name: "task:task_newtask"},
 		},
 		RingBytes: s.opts.TraceRingBytes,
-		// Idle, the reader sleeps for TraceIdle; the first fork wakes it.
-		Doorbell: "task:task_newtask",
+		// Idle, the reader sleeps for TraceIdle; the first fork or exec
+		// (a process may exec without forking) wakes it.
+		Doorbell:     "task:task_newtask",
+		DoorbellAlso: []string{"sched:sched_process_exec"},
 	})
 	if err != nil {
 		return nil, err
@@ -77,6 +79,8 @@ func (s *Source) openTracepoints() (*tpSource, error) {
 		return fail(err)
 	}
 	tp.fd, tp.filtered = fd, procFilterSupported()
+	// Idle, the first exit (or uid, comm… change) wakes the reader too.
+	set.Watch(fd)
 	if s.opts.ExecGuard {
 		if tp.guard, err = s.openGuard(); err != nil {
 			return fail(err)
@@ -270,12 +274,13 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 	ds := newDrainSync(tp.set)
 	s.drainSync.Store(ds)
 	defer s.drainSync.Store(nil)
+	var due time.Time // when a driven queue needs a drain (a window to close)
 	for {
 		if ctx.Err() != nil {
 			// Last drain: everything the rings hold.
 			tp.set.Disable()
 		}
-		timeout := s.opts.TraceIdle
+		timeout, idle := s.opts.TraceIdle, false
 		if busy {
 			timeout = period
 			if err := tp.set.Disarm(); err != nil {
@@ -285,13 +290,18 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 			return err
 		} else if pending {
 			timeout = period
+		} else {
+			idle = true
+			if !due.IsZero() {
+				timeout = min(timeout, max(time.Until(due), s.opts.TraceBusy))
+			}
 		}
 		if ctx.Err() == nil {
 			woken, err := tp.set.Wait(timeout)
 			if err != nil {
 				return err
 			}
-			if woken && timeout == s.opts.TraceIdle {
+			if woken && idle {
 				// The doorbell (a fork) while idle: let the burst land
 				// in the rings, then drain it at once.
 				if err := tp.set.Disarm(); err != nil {
@@ -462,7 +472,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 			s.busy.Store(int64(p))
 		}
 		h.flushLoss()
-		s.drive.run(func() {
+		due = s.drive.run(func() {
 			// Forks still in the rings (newer than the cutoff): the
 			// driven queues may hold events of those processes.
 			tp.set.Peek(func(r *tracepoint.Record) {

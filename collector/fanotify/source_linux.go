@@ -335,8 +335,9 @@ const stopDrainMax = 2 * time.Second
 // drainQueue reads what the group has queued without blocking, and writes
 // the window's rows when it is over: the Driver's reader calls it at each
 // of its drains. A read error other than an empty queue ends the driving:
-// Run's own loop then reports it.
-func (s *Source) drainQueue() bool {
+// Run's own loop then reports it. While the window holds rows, the end of
+// the window is when it needs the next drain.
+func (s *Source) drainQueue() (bool, time.Time) {
 	for range 64 { // bounded: a flood must not hold the driver's drain
 		// A raw read: the driver's thread keeps its P (it never blocks).
 		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(s.fd), uintptr(unsafe.Pointer(&s.buf[0])), uintptr(len(s.buf)))
@@ -344,7 +345,7 @@ func (s *Source) drainQueue() bool {
 			break
 		}
 		if e != 0 {
-			return false
+			return false, time.Time{}
 		}
 		s.process(s.buf[:n])
 		if int(n) < len(s.buf)/2 {
@@ -355,7 +356,10 @@ func (s *Source) drainQueue() bool {
 		s.flush()
 		s.next = now.Add(time.Duration(s.opts.Profile.Window))
 	}
-	return true
+	if s.agg.len() > 0 {
+		return true, s.next
+	}
+	return true, time.Time{}
 }
 
 // flush writes the window's rows to the sink.

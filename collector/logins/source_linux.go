@@ -134,10 +134,10 @@ func (s *Source) watch(ctx context.Context, fd int, wake chan<- struct{}) {
 	defer unix.Close(fd)
 	buf := make([]byte, 4096)
 	if s.opts.Driver != nil {
-		s.opts.Driver.Drive(ctx, fd, func() bool {
+		s.opts.Driver.Drive(ctx, fd, func() (bool, time.Time) {
 			n, err := unix.Read(fd, buf)
 			if err != nil && !errors.Is(err, unix.EAGAIN) {
-				return false
+				return false, time.Time{}
 			}
 			if n > 0 {
 				select {
@@ -145,7 +145,7 @@ func (s *Source) watch(ctx context.Context, fd int, wake chan<- struct{}) {
 				default:
 				}
 			}
-			return true
+			return true, time.Time{}
 		})
 	}
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
