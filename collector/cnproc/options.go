@@ -142,6 +142,9 @@ type Options struct {
 	// traceRefused, if set, is what opening the rings fails with (tests of
 	// the fallback).
 	traceRefused error
+	// traceWatermark, if set, is the rings' watermark in bytes (tests that
+	// want the rings to overflow between timer drains set the ring size).
+	traceWatermark int
 }
 
 // Capture names how the process source captures, for the segment manifest

@@ -51,6 +51,7 @@ func (s *Source) openTracepoints() (*tpSource, error) {
 			{Name: "task:task_newtask"},
 		},
 		RingBytes: s.opts.TraceRingBytes,
+		Watermark: s.opts.traceWatermark,
 		// Idle, the reader sleeps for TraceIdle; the first fork or exec
 		// (a process may exec without forking) wakes it.
 		Doorbell:     "task:task_newtask",
