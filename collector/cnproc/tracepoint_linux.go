@@ -271,8 +271,12 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 	s.drainSync.Store(ds)
 	defer s.drainSync.Store(nil)
 	for {
-		if ctx.Err() != nil {
-			// Last drain: everything the rings hold.
+		// The last drain, once stopped: the events disabled, everything
+		// the rings hold (and what their lost counters say), every loss
+		// written. Decided once per drain: a stop that comes during a
+		// drain gets one more, the last.
+		last := ctx.Err() != nil
+		if last {
 			tp.set.Disable()
 		}
 		timeout := s.opts.TraceIdle
@@ -286,7 +290,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		} else if pending {
 			timeout = period
 		}
-		if ctx.Err() == nil {
+		if !last {
 			woken, err := tp.set.Wait(timeout)
 			if err != nil {
 				return err
@@ -305,7 +309,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		h.seedShadow()
 		served := ds.begin()
 		cutoff := tracepoint.Now() - uint64(tracepoint.Settle)
-		if ctx.Err() != nil {
+		if last {
 			cutoff = ^uint64(0)
 		}
 		items, arena = items[:0], arena[:0]
@@ -461,7 +465,11 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 			period = p
 			s.busy.Store(int64(p))
 		}
-		h.flushLoss()
+		if last {
+			h.flushLossFinal() // nothing noted stays unwritten
+		} else {
+			h.flushLoss()
+		}
 		s.drive.run(func() {
 			// Forks still in the rings (newer than the cutoff): the
 			// driven queues may hold events of those processes.
@@ -485,7 +493,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		// timer drain that would find nothing).
 		busy = len(batch) >= tpBusyItems || len(batch) > 0 && prevEvents
 		prevEvents = len(batch) > 0
-		if ctx.Err() != nil {
+		if last {
 			return nil
 		}
 	}
