@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,7 +8,6 @@ import (
 	"io"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
 
 	"github.com/pofr/pofr/internal/event"
 )
@@ -24,32 +22,19 @@ type encoded struct {
 	digest   string
 }
 
-// encodeMember writes rec as one Arrow IPC stream: schema, dictionaries, one
-// record batch, end-of-stream, with ZSTD buffer compression.
-func encodeMember(schema *arrow.Schema, rec arrow.RecordBatch) ([]byte, error) {
-	var buf bytes.Buffer
-	w := ipc.NewWriter(&buf, ipc.WithSchema(schema), ipc.WithZstd())
-	if err := w.Write(rec); err != nil {
-		w.Close()
-		return nil, err
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
 // encodeSegment encodes the tables of recs that have rows (in event.Tables
-// order), completes m's member list, and signs the manifest with key.
-func encodeSegment(m *Manifest, recs map[string]arrow.RecordBatch, key ed25519.PrivateKey) (*encoded, error) {
+// order) with enc, completes m's member list, and signs the manifest with
+// key. The members' bytes are enc's: valid until its next segment.
+func encodeSegment(m *Manifest, recs map[string]arrow.RecordBatch, key ed25519.PrivateKey, enc *memberEncoder) (*encoded, error) {
 	e := &encoded{m: m}
+	enc.reset()
 	m.Members = m.Members[:0]
 	for _, table := range event.Tables {
 		rec := recs[table]
 		if rec == nil || rec.NumRows() == 0 {
 			continue
 		}
-		data, err := encodeMember(event.SchemaOf(table), rec)
+		data, err := enc.encode(event.SchemaOf(table), rec)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s: %w", table, err)
 		}

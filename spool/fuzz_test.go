@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/pofr/pofr/internal/event"
 )
@@ -98,3 +99,38 @@ func exercise(t *testing.T, s *Segment) {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// FuzzUnpack feeds members straight to unpackMember, without scanStream's
+// checks before it: it must never panic nor decode more than its budget,
+// and Arrow's reader must read what it returns (or refuse it) inside the
+// recover that decodeArrow has too.
+func FuzzUnpack(f *testing.F) {
+	_, _, _, members := parts(f, sealed(f, true))
+	for _, rm := range members {
+		f.Add(rm.data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lim := fuzzLimits.limits()
+		budget := lim.decoded
+		u, err := unpackMember(data, lim)
+		if err != nil {
+			return
+		}
+		var decoded int64
+		for _, m := range u.msgs {
+			decoded += m.BodyLen()
+		}
+		u.Release()
+		if decoded > budget+8*int64(len(data)) { // each buffer padded to 8 bytes
+			t.Fatalf("decoded %d bytes, budget %d", decoded, budget)
+		}
+		if rec, err := readUnpacked(data, lim); err == nil {
+			if array.ValidateRecordFull(rec) == nil {
+				for _, col := range rec.Columns() {
+					_ = col.String()
+				}
+			}
+			rec.Release()
+		}
+	})
+}

@@ -180,7 +180,13 @@ func (w *Writer) sealBatch(b *batch) error {
 		TZOffset: tz, Hostname: w.opts.Hostname, CollectorVersion: w.opts.Version,
 	}
 	m.Modes, m.Counters = w.stats()
-	enc, err := encodeSegment(m, recs, w.opts.Key)
+	var err error
+	if w.enc == nil {
+		if w.enc, err = newMemberEncoder(); err != nil {
+			return fmt.Errorf("seal segment %d: %w", m.Seq, err)
+		}
+	}
+	enc, err := encodeSegment(m, recs, w.opts.Key, w.enc)
 	if err != nil {
 		return fmt.Errorf("seal segment %d: %w", m.Seq, err)
 	}

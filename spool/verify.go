@@ -333,8 +333,9 @@ func scanMember(data []byte, want Member, lim *limits, budget *int64) error {
 	return nil
 }
 
-// decodeArrow decodes and fully validates a member that scanMember passed.
-// Any panic inside Arrow is turned into ErrCorrupt.
+// decodeArrow decodes and fully validates a member that scanMember passed:
+// unpackMember decompresses it, Arrow's reader reads the result. Any panic
+// inside Arrow is turned into ErrCorrupt.
 func decodeArrow(data []byte, want Member, lim *limits) (rec arrow.RecordBatch, err error) {
 	var r *ipc.Reader
 	defer func() {
@@ -348,9 +349,16 @@ func decodeArrow(data []byte, want Member, lim *limits) (rec arrow.RecordBatch, 
 			r.Release()
 		}
 	}()
-	r, err = ipc.NewReader(bytes.NewReader(data),
-		ipc.WithMetadataSizeLimit(1<<20), ipc.WithBodySizeLimit(lim.member))
+	u, err := unpackMember(data, lim)
 	if err != nil {
+		if errors.Is(err, ErrTooLarge) {
+			return nil, fmt.Errorf("member %s: %w", want.Name, err)
+		}
+		return nil, fmt.Errorf("%w: member %s: %v", ErrCorrupt, want.Name, err)
+	}
+	r, err = ipc.NewReaderFromMessageReader(u)
+	if err != nil {
+		u.Release()
 		return nil, fmt.Errorf("%w: member %s: %v", ErrCorrupt, want.Name, err)
 	}
 	if err := checkSchema(want.Table, r.Schema()); err != nil {

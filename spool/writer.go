@@ -125,6 +125,7 @@ type Writer struct {
 	carried      []spoolGap // pending rows sealed but not yet uploaded (state.Carried)
 	failures     int
 	retryAt      time.Time
+	enc          *memberEncoder // made at the first seal, kept
 
 	kick chan struct{}
 	done chan struct{}

@@ -115,14 +115,17 @@ func (l *lineage) exec(pid int32, full bool, skip uint32, in, nsIn *procInfo, re
 	return true
 }
 
-// lossWindow is how long the reader merges losses into one gap item.
+// lossWindow is how long the reader merges losses into one gap item per
+// cause.
 const lossWindow = 100 * time.Millisecond
 
 // lossCoalescer merges the reader's losses (ENOBUFS on the socket, samples
 // dropped by the tracepoint rings, events dropped by a full queue) within
-// lossWindow into one gap item, which goes into the queue as soon as there
-// is room after that. It is owned by the reader goroutine and takes the
-// time as arguments.
+// lossWindow into one gap item per cause, which goes into the queue as soon
+// as there is room after that: each cause's row keeps its own count (the
+// rings' is exact, ENOBUFS's unknown), so no cause's count is lost in
+// another's. It is owned by the reader goroutine and takes the time as
+// arguments.
 type lossCoalescer struct {
 	on       bool
 	first    time.Time
@@ -167,27 +170,42 @@ func (c *lossCoalescer) ringLost(now time.Time, lastMono uint64, count int64, fr
 	c.toMono = max(c.toMono, to)
 }
 
-// flush hands the merged loss to push once the window is over (at is the
-// wall time the gap row ends at, unless the rings said) and closes the
-// window if push took it.
+// flush hands the merged losses to push once the window is over (at is the
+// wall time the gap rows end at, unless the rings said), one item per
+// cause, and closes the window once push took them all (a cause push took
+// is not handed out again).
 func (c *lossCoalescer) flush(now time.Time, at int64, push func(*procItem) bool) {
 	if !c.on || now.Sub(c.first) < lossWindow {
 		return
 	}
-	reason, lost := "process event queue overflow", c.lost
-	switch {
-	case c.enobufs:
-		reason, lost = "ENOBUFS on cn_proc socket", -1
-		if c.lost > 0 || c.kernel > 0 {
-			reason = "ENOBUFS on cn_proc socket and process event queue overflow"
-		}
-	case c.kernel > 0 && c.lost > 0:
-		reason, lost = "tracepoint ring overflow and process event queue overflow", c.kernel+c.lost
-	case c.kernel > 0:
-		reason, lost = "tracepoint ring overflow", c.kernel
+	item := func(lost int64, reason string) bool {
+		it := procItem{kind: procItemLoss, fromMono: c.fromMono, toMono: c.toMono, at: at, lost: lost, reason: reason}
+		return push(&it)
 	}
-	it := procItem{kind: procItemLoss, fromMono: c.fromMono, toMono: c.toMono, at: at, lost: lost, reason: reason}
-	if push(&it) {
-		*c = lossCoalescer{}
+	if c.kernel > 0 {
+		if !item(c.kernel, "tracepoint ring overflow") {
+			return
+		}
+		c.kernel = 0
+	}
+	if c.lost > 0 {
+		if !item(c.lost, "process event queue overflow") {
+			return
+		}
+		c.lost = 0
+	}
+	if c.enobufs {
+		if !item(-1, "ENOBUFS on cn_proc socket") {
+			return
+		}
+	}
+	*c = lossCoalescer{}
+}
+
+// flushFinal is flush whatever the window's age: the reader stops, and a
+// loss it noted must still be written.
+func (c *lossCoalescer) flushFinal(at int64, push func(*procItem) bool) {
+	if c.on {
+		c.flush(c.first.Add(lossWindow), at, push)
 	}
 }

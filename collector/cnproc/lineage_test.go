@@ -208,7 +208,8 @@ func TestLossCoalescer(t *testing.T) {
 	c.flush(t1.Add(2*lossWindow), 5, push)
 	want = []procItem{
 		{kind: procItemLoss, fromMono: 900, at: 4, lost: -1, reason: "ENOBUFS on cn_proc socket"},
-		{kind: procItemLoss, fromMono: 950, at: 5, lost: -1, reason: "ENOBUFS on cn_proc socket and process event queue overflow"},
+		{kind: procItemLoss, fromMono: 950, at: 5, lost: 1, reason: "process event queue overflow"},
+		{kind: procItemLoss, fromMono: 950, at: 5, lost: -1, reason: "ENOBUFS on cn_proc socket"},
 	}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(procItem{}, procMsg{})); diff != "" {
 		t.Errorf("ENOBUFS (-want +got):\n%s", diff)
@@ -216,19 +217,61 @@ func TestLossCoalescer(t *testing.T) {
 }
 
 // TestLossCoalescerRings: samples dropped by the tracepoint rings carry their
-// own interval and count, merged with queue drops in the same window.
+// own interval and count; queue drops and ENOBUFS in the same window get rows
+// of their own, so the rings' count stays exact (an ENOBUFS row has no count,
+// and merged into it the rings' count was lost), and a refused push hands
+// out again only what it refused.
 func TestLossCoalescerRings(t *testing.T) {
 	t0 := time.Unix(2000, 0)
 	var c lossCoalescer
 	var got []procItem
-	push := func(it *procItem) bool { got = append(got, *it); return true }
+	room := 1
+	push := func(it *procItem) bool {
+		if room == 0 {
+			return false
+		}
+		room--
+		got = append(got, *it)
+		return true
+	}
 	c.ringLost(t0, 800, 5, 700, 750)
 	c.ringLost(t0, 800, 2, 650, 760)
 	c.dropped(t0, 800)
+	c.overrun(t0, 800)
 	c.flush(t0.Add(lossWindow), 9, push)
-	want := []procItem{{kind: procItemLoss, fromMono: 650, toMono: 760, at: 9, lost: 8,
-		reason: "tracepoint ring overflow and process event queue overflow"}}
+	room = 5
+	c.flush(t0.Add(lossWindow), 10, push)
+	want := []procItem{
+		{kind: procItemLoss, fromMono: 650, toMono: 760, at: 9, lost: 7, reason: "tracepoint ring overflow"},
+		{kind: procItemLoss, fromMono: 650, toMono: 760, at: 10, lost: 1, reason: "process event queue overflow"},
+		{kind: procItemLoss, fromMono: 650, toMono: 760, at: 10, lost: -1, reason: "ENOBUFS on cn_proc socket"},
+	}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(procItem{}, procMsg{})); diff != "" {
 		t.Errorf("ring loss (-want +got):\n%s", diff)
+	}
+	if c.pending() {
+		t.Error("still pending after every item was written")
+	}
+}
+
+// TestLossCoalescerFinal: when the reader stops, a loss noted within the
+// last window is written at once, not dropped with the reader.
+func TestLossCoalescerFinal(t *testing.T) {
+	t0 := time.Unix(3000, 0)
+	var c lossCoalescer
+	var got []procItem
+	push := func(it *procItem) bool { got = append(got, *it); return true }
+	c.flushFinal(1, push)
+	if len(got) != 0 {
+		t.Fatalf("nothing noted, got %+v", got)
+	}
+	c.ringLost(t0, 800, 3, 700, 750)
+	c.flushFinal(2, push)
+	want := []procItem{{kind: procItemLoss, fromMono: 700, toMono: 750, at: 2, lost: 3, reason: "tracepoint ring overflow"}}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(procItem{}, procMsg{})); diff != "" {
+		t.Errorf("final flush (-want +got):\n%s", diff)
+	}
+	if c.pending() {
+		t.Error("still pending after the final flush")
 	}
 }

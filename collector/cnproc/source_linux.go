@@ -422,6 +422,11 @@ func (h *hotPath) flushLoss() {
 	h.loss.flush(time.Now(), h.s.opts.Now().UnixNano(), func(it *procItem) bool { return h.ring.push(it, nil) })
 }
 
+// flushLossFinal writes the merged losses now: the reader stops.
+func (h *hotPath) flushLossFinal() {
+	h.loss.flushFinal(h.s.opts.Now().UnixNano(), func(it *procItem) bool { return h.ring.push(it, nil) })
+}
+
 // overrun notes ENOBUFS on a cn_proc socket.
 func (h *hotPath) overrun() {
 	h.s.st.lost.Add(1)
@@ -552,6 +557,7 @@ func (s *Source) read(ctx context.Context, fd int) error {
 	var lastEv time.Time
 	for {
 		if ctx.Err() != nil {
+			h.flushLossFinal() // the table goroutine applies it as it stops
 			return nil
 		}
 		var n int

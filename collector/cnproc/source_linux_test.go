@@ -25,6 +25,15 @@ import (
 // has chosen its mode.
 func startProcSource(t testing.TB, o Options) *Source {
 	t.Helper()
+	s, _ := startProcSourceStop(t, o)
+	return s
+}
+
+// startProcSourceStop is startProcSource that also returns the function that
+// stops the source (and waits for its last rows); the test's end calls it
+// too.
+func startProcSourceStop(t testing.TB, o Options) (*Source, func()) {
+	t.Helper()
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -35,11 +44,11 @@ func startProcSource(t testing.TB, o Options) *Source {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testutil.Go(t, "Source.Run", s.Run)
+	stop := testutil.Go(t, "Source.Run", s.Run)
 	testutil.WaitFor(t, 5*time.Second, "the source's choice of mode", func() bool { return s.Mode() != "" })
 	// The snapshot is written before events: wait until rows flow.
 	testutil.WaitFor(t, 5*time.Second, "snapshot rows", func() bool { return s.Stats().Rows > 0 })
-	return s
+	return s, stop
 }
 
 // waitRows polls sink until cond holds for its proc rows, or fails the test

@@ -277,8 +277,12 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 	defer s.drainSync.Store(nil)
 	var due time.Time // when a driven queue needs a drain (a window to close)
 	for {
-		if ctx.Err() != nil {
-			// Last drain: everything the rings hold.
+		// The last drain, once stopped: the events disabled, everything
+		// the rings hold (and what their lost counters say), every loss
+		// written. Decided once per drain: a stop that comes during a
+		// drain gets one more, the last.
+		last := ctx.Err() != nil
+		if last {
 			tp.set.Disable()
 		}
 		timeout, idle := s.opts.TraceIdle, false
@@ -297,7 +301,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 				timeout = min(timeout, max(time.Until(due), s.opts.TraceBusy))
 			}
 		}
-		if ctx.Err() == nil {
+		if !last {
 			woken, err := tp.set.Wait(timeout)
 			if err != nil {
 				return err
@@ -317,7 +321,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		h.seedShadow()
 		served := ds.begin()
 		cutoff := tracepoint.Now() - uint64(tracepoint.Settle)
-		if ctx.Err() != nil {
+		if last {
 			cutoff = ^uint64(0)
 		}
 		items, arena = items[:0], arena[:0]
@@ -473,7 +477,11 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 			period = p
 			s.busy.Store(int64(p))
 		}
-		h.flushLoss()
+		if last {
+			h.flushLossFinal() // nothing noted stays unwritten
+		} else {
+			h.flushLoss()
+		}
 		due = s.drive.run(func() {
 			// Forks still in the rings (newer than the cutoff): the
 			// driven queues may hold events of those processes.
@@ -497,7 +505,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		// timer drain that would find nothing).
 		busy = len(batch) >= tpBusyItems || len(batch) > 0 && prevEvents
 		prevEvents = len(batch) > 0
-		if ctx.Err() != nil {
+		if last {
 			return nil
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,13 +64,17 @@ func TestPrivTracepointFallback(t *testing.T) {
 // TestPrivTracepointStormGaps runs an exec storm into tiny rings: the
 // samples the kernel drops must come out as gap rows whose counts add up to
 // exactly what the rings lost, every exec must be a row or in such a count,
-// and recording must go on afterwards.
+// and recording must go on afterwards. The counts are compared once the
+// source has stopped: its last drain reads the events' lost counters, so a
+// loss no ring reported (a quiet CPU writes its lost record only with its
+// next sample) is in them, and no loss of the host's own processes can land
+// between reading the rows and reading the counter.
 func TestPrivTracepointStormGaps(t *testing.T) {
 	requireTracepoints(t)
 	sink := &event.MemSink{}
 	// The rings wake the reader only when full: drains come from the timer
 	// (and the doorbell), so the storm overflows them between two drains.
-	src := startProcSource(t, Options{Sink: sink, Tracepoint: true, TraceRingBytes: 128 << 10,
+	src, stop := startProcSourceStop(t, Options{Sink: sink, Tracepoint: true, TraceRingBytes: 128 << 10,
 		TraceBusy: 500 * time.Millisecond, TraceIdle: 500 * time.Millisecond, traceWatermark: 128 << 10})
 	if src.Mode() != ModeTracepoint {
 		t.Fatalf("mode %q", src.Mode())
@@ -87,79 +90,100 @@ func TestPrivTracepointStormGaps(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	// A ring reports its loss when it next writes a sample: one exec on
-	// every CPU.
-	for cpu := range runtime.NumCPU() {
-		if err := testutil.RunPinned(exec.Command(bin), cpu); err != nil {
-			t.Fatal(err)
-		}
+	stormEnd := time.Now()
+	// After the storm, recording goes on: a process with a known argv,
+	// living past a drain, gets its exec row (its argv, when the row has
+	// one, must be its own), or, when the rings lost its exec sample, the
+	// snapshot row of the resync after that loss; or, when the host's own
+	// execs overflow the tiny rings again just then and the process is
+	// gone before the resync, a gap row over its life says so (checked once
+	// the source has stopped and written every gap). Up to five tries for
+	// a recorded one.
+	type life struct {
+		pid      int32
+		from, to int64 // wall ns: before its start, after its end
 	}
-	// After the storm, a process with a known argv, living past a drain, is
-	// recorded: its exec row, or, if the host's own background overflowed
-	// the tiny rings again just then, the snapshot row of the resync after
-	// that loss. The host may be busy: up to five tries.
-	var rows []event.Proc
-	recorded := func(apid int32) func([]event.Proc) bool {
-		return func(rs []event.Proc) bool {
-			return slices.ContainsFunc(rs, func(r event.Proc) bool {
-				return r.PID == apid && (r.Event == event.ProcExec || r.Event == event.ProcSnapshot) &&
-					bytes.Contains(r.Argv, []byte("pofr-after-storm"))
-			})
-		}
+	ofLife := func(l life, r event.Proc) bool {
+		return r.PID == l.pid && r.TS >= l.from && (r.Event == event.ProcExec || r.Event == event.ProcSnapshot)
 	}
-	for try := 0; ; try++ {
+	var tries []life
+	ok := false
+	for try := 0; try < 5 && !ok; try++ {
 		after := exec.Command("/bin/sh", "-c", "sleep 1; exit 0", "pofr-after-storm")
+		from := time.Now().UnixNano()
 		if err := after.Run(); err != nil {
 			t.Fatal(err)
 		}
-		apid := int32(after.Process.Pid)
+		l := life{pid: int32(after.Process.Pid), from: from, to: time.Now().UnixNano()}
+		tries = append(tries, l)
+		recorded := func() bool {
+			return slices.ContainsFunc(sink.Procs(), func(r event.Proc) bool { return ofLife(l, r) })
+		}
 		deadline := time.Now().Add(3 * time.Second)
-		for !recorded(apid)(sink.Procs()) && time.Now().Before(deadline) {
+		for !recorded() && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		rows = sink.Procs()
-		if recorded(apid)(rows) {
-			break
-		}
-		if try == 4 {
-			t.Fatalf("no row of a process after the storm in 5 tries; stats %+v", src.Stats())
-		}
-		t.Logf("try %d: pid %d not recorded (ring losses go on: %d)", try, apid, src.Stats().RingLost)
-		for _, r := range rows {
-			if r.PID == apid {
-				t.Logf("  its row: %s argv %q flags %#x", r.Event, r.Argv, r.Flags)
-			}
+		if ok = recorded(); !ok {
+			t.Logf("try %d: pid %d not recorded (ring losses go on: %d)", try, l.pid, src.Stats().RingLost)
 		}
 	}
-	var execs int64
+	stop()
+	st := src.Stats()
+	rows := sink.Procs()
+	var execs, execsAfter int64
 	for _, r := range rows {
 		if r.Event == event.ProcExec && string(r.Exe) == bin {
 			execs++
 		}
+		if r.Event == event.ProcExec && r.TS > stormEnd.UnixNano() {
+			execsAfter++
+		}
 	}
-	// Losses are merged into one gap row per 100 ms and written at a
-	// drain: wait until every sample the rings reported lost is in one.
-	var lost int64
-	var gaps int
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		lost, gaps = 0, 0
-		for _, g := range sink.Gaps() {
-			if g.Source != event.SourceProc || !strings.Contains(g.Reason, "tracepoint ring") {
+	want := []byte("/bin/sh\x00-c\x00sleep 1; exit 0\x00pofr-after-storm\x00")
+	for _, l := range tries {
+		found := false
+		for _, r := range rows {
+			if !ofLife(l, r) || r.TS > l.to {
 				continue
 			}
-			gaps++
-			if !g.Lost.Valid || g.ToTS < g.FromTS {
-				t.Errorf("gap %+v: want a count and an interval", g)
+			found = true
+			if r.Argv != nil && !bytes.Equal(r.Argv, want) {
+				t.Errorf("pid %d: %s row with argv %q, want %q", l.pid, r.Event, r.Argv, want)
 			}
-			lost += g.Lost.V
 		}
-		if uint64(lost) == src.Stats().RingLost || time.Now().After(deadline) {
-			break
+		if found {
+			continue
 		}
-		time.Sleep(50 * time.Millisecond)
+		// Not recorded: the rings lost its exec sample (the host's losses
+		// go on), so a ring gap row must cover its life.
+		covered := slices.ContainsFunc(sink.Gaps(), func(g event.Gap) bool {
+			return g.Source == event.SourceProc && strings.Contains(g.Reason, "tracepoint ring") &&
+				g.FromTS <= l.to && g.ToTS >= l.from
+		})
+		if !covered {
+			t.Errorf("pid %d (%d..%d): no exec or snapshot row, and no ring gap row over its life: a silent miss", l.pid, l.from, l.to)
+			for _, r := range rows {
+				if r.PID == l.pid {
+					t.Logf("  its row: %s at %d argv %q flags %#x", r.Event, r.TS, r.Argv, r.Flags)
+				}
+			}
+		}
 	}
-	st := src.Stats()
+	if !ok && execsAfter == 0 {
+		t.Errorf("no exec row at all after the storm; stats %+v", st)
+	}
+	var lost int64
+	var gaps int
+	for _, g := range sink.Gaps() {
+		if g.Source != event.SourceProc || !strings.Contains(g.Reason, "tracepoint ring") {
+			continue
+		}
+		gaps++
+		if !g.Lost.Valid || g.ToTS < g.FromTS {
+			t.Errorf("gap %+v: want a count and an interval", g)
+		}
+		lost += g.Lost.V
+	}
 	t.Logf("%d execs: %d rows, %d lost in %d gap rows; stats %+v", spawners*each, execs, lost, gaps, st)
 	if gaps == 0 || uint64(lost) != st.RingLost {
 		t.Errorf("gap rows count %d lost, the rings lost %d; want equal and above 0", lost, st.RingLost)

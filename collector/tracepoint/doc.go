@@ -8,7 +8,9 @@
 // the context of the task that hit the tracepoint; the caller drains them in
 // batches (Set.Drain), so there is no syscall and no wakeup per event.
 // Samples of all CPUs come out merged by time; every PERF_RECORD_LOST comes
-// out as a Lost record with the count and the interval it covers.
+// out as a Lost record with the count and the interval it covers, and so do
+// losses no lost record said yet, from the events' lost counters, once the
+// Set is disabled and every CPUCheckEvery.
 //
 // Tracepoint ids and field layouts are read from tracefs at start
 // (events/<sys>/<name>/{id,format}; FS mounts tracefs privately when it is

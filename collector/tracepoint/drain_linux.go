@@ -7,7 +7,11 @@ import (
 
 // Drain hands every record older than Now() − Settle to h, samples of all
 // CPUs merged by time, then frees their ring space. It returns the number of
-// records handed out. h must not keep the slices of a Record.
+// records handed out. h must not keep the slices of a Record. Once disabled,
+// and every CPUCheckEvery, a drain also hands out, after the records, the
+// losses that the events' lost counters count and no lost record reported
+// yet (a ring writes its lost record only with its next sample), so that
+// every dropped sample comes out as a Lost exactly once.
 func (s *Set) Drain(h func(*Record)) int { return s.drain(Now()-uint64(Settle), h) }
 
 // DrainBefore is Drain with the cutoff given: records at or before t (a
@@ -29,7 +33,7 @@ func (s *Set) Peek(h func(*Record)) {
 	st := s.st
 	var rec Record
 	for _, r := range s.rings {
-		tail, last := r.tail, r.last
+		tail, last, lost := r.tail, r.last, r.lost
 		r.head = atomic.LoadUint64(&r.meta.Data_head)
 		for s.next(r, ^uint64(0)) {
 			if s.emit(r, &rec) {
@@ -37,16 +41,13 @@ func (s *Set) Peek(h func(*Record)) {
 			}
 			r.tail += uint64(len(r.rec))
 		}
-		r.tail, r.last = tail, last
+		r.tail, r.last, r.lost = tail, last, lost
 	}
 	s.st = st
 }
 
 func (s *Set) drain(cutoff uint64, h func(*Record)) int {
 	s.st.Drains++
-	// After the records are handed out: a dropped ring still holds what
-	// its CPU wrote before it went offline.
-	defer s.checkCPUs(Now())
 	s.heap = s.heap[:0]
 	for i, r := range s.rings {
 		r.head = atomic.LoadUint64(&r.meta.Data_head)
@@ -76,8 +77,47 @@ func (s *Set) drain(cutoff uint64, h func(*Record)) int {
 			s.heap = s.heap[:len(s.heap)-1]
 		}
 	}
+	now := Now()
+	if !s.enabled || now-s.lastLost >= uint64(s.cpuCheckEvery) {
+		// Disabled (the last drain), or every CPUCheckEvery: losses no
+		// lost record said yet, from the events' counters.
+		s.lastLost = now
+		n += s.unreported(now, h)
+	}
 	for _, r := range s.rings {
 		atomic.StoreUint64(&r.meta.Data_tail, r.tail)
+	}
+	// After the records are handed out: a dropped ring still holds what
+	// its CPU wrote before it went offline.
+	s.checkCPUs(now)
+	return n
+}
+
+// unreported hands out, as one Lost per ring, the samples the events' lost
+// counters (PERF_FORMAT_LOST) count and no lost record reported yet: a
+// ring writes its lost record only when it next writes a sample, which a
+// quiet CPU may not do for long and a disabled ring never does. The lost
+// record that comes later counts only what is new (lostLedger).
+func (s *Set) unreported(now uint64, h func(*Record)) int {
+	if s.noLostFormat {
+		return 0
+	}
+	n := 0
+	var rec Record
+	for _, r := range s.rings {
+		total, err := r.lostCounters()
+		if err != nil {
+			continue
+		}
+		d := r.lost.counters(total)
+		if d == 0 {
+			continue
+		}
+		rec = Record{Event: -1, Lost: Lost{CPU: r.cpu, Count: d, From: r.last, To: now}}
+		s.st.Lost += d
+		s.st.Unreported += d
+		h(&rec)
+		n++
 	}
 	return n
 }
@@ -166,12 +206,18 @@ func (s *Set) emit(r *ring, rec *Record) bool {
 			s.st.Bad++
 			return false
 		}
-		*rec = Record{Event: -1, Lost: Lost{CPU: r.cpu, Count: n, From: r.last, To: t}, Bytes: r.rec}
+		s.st.LostRecords++
+		// What the lost counters said already is not counted again.
+		n = r.lost.record(n)
+		from := r.last
 		if t > r.last {
 			r.last = t
 		}
+		if n == 0 {
+			return false
+		}
+		*rec = Record{Event: -1, Lost: Lost{CPU: r.cpu, Count: n, From: from, To: t}, Bytes: r.rec}
 		s.st.Lost += n
-		s.st.LostRecords++
 		return true
 	}
 	return false

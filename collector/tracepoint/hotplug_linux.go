@@ -85,15 +85,43 @@ func (s *Set) checkCPUs(now uint64) {
 
 // enabledTime reads the ring's event's total enabled time (ns).
 func (r *ring) enabledTime() (uint64, error) {
-	var b [16]byte
-	n, err := unix.Read(r.fds[0], b[:])
+	en, _, err := r.read(0)
+	return en, err
+}
+
+// lostCounters returns the sum of the lost counters of the ring's events
+// (PERF_FORMAT_LOST): every sample the ring dropped, reported or not.
+func (r *ring) lostCounters() (uint64, error) {
+	var sum uint64
+	for i := range r.fds {
+		_, n, err := r.read(i)
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// read reads event i of the ring: its enabled time and, when opened with
+// PERF_FORMAT_LOST, its lost samples (value, time_enabled, lost).
+func (r *ring) read(i int) (enabled, lost uint64, err error) {
+	var b [24]byte
+	want := 16
+	if r.lostFmt {
+		want = 24
+	}
+	n, err := unix.Read(r.fds[i], b[:want])
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	if n < 16 {
-		return 0, fmt.Errorf("read event: %d bytes", n)
+	if n < want {
+		return 0, 0, fmt.Errorf("read event: %d bytes", n)
 	}
-	return binary.NativeEndian.Uint64(b[8:]), nil
+	if r.lostFmt {
+		lost = binary.NativeEndian.Uint64(b[16:])
+	}
+	return binary.NativeEndian.Uint64(b[8:]), lost, nil
 }
 
 // onlineCPUs lists the online CPUs.

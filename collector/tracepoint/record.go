@@ -140,7 +140,9 @@ func ParseSample(rec []byte, layout func(id uint16) Layout, s *Sample) error {
 // Lost is what a PERF_RECORD_LOST says: Count records of one ring were
 // dropped because it was full, in the interval (From, To]: From is the time
 // of the last record the ring kept before the loss (0: none since the ring
-// was opened), To the time the kernel wrote the lost record.
+// was opened), To the time the kernel wrote the lost record. A loss no lost
+// record said yet, read from the events' lost counters (see
+// Set.Drain), has To the time they were read.
 type Lost struct {
 	CPU      int
 	Count    uint64

@@ -83,12 +83,16 @@ type Record struct {
 // Stats are a Set's counters since Open.
 type Stats struct {
 	Samples     uint64 // samples handed out
-	Lost        uint64 // samples the kernel dropped (sum of PERF_RECORD_LOST counts)
+	Lost        uint64 // samples the kernel dropped (PERF_RECORD_LOST counts and Unreported)
 	LostRecords uint64 // PERF_RECORD_LOST records
-	Bad         uint64 // records that did not decode (skipped)
-	Bytes       uint64 // ring bytes consumed
-	Drains      uint64
-	Wakeups     uint64 // Wait returns because a ring reached its watermark
+	// Unreported counts the losses of Lost that the events' lost counters
+	// said before any lost record did (a ring that went quiet, or was
+	// disabled, after dropping samples).
+	Unreported uint64
+	Bad        uint64 // records that did not decode (skipped)
+	Bytes      uint64 // ring bytes consumed
+	Drains     uint64
+	Wakeups    uint64 // Wait returns because a ring reached its watermark
 	// CPUsReopened counts rings opened after Open for CPUs that came
 	// (back) online; CPUErrors the attempts that failed (retried).
 	CPUsReopened, CPUErrors uint64
@@ -126,6 +130,10 @@ type Set struct {
 	bellNames       []string
 	lastCheck       uint64
 	cpuCheckEvery   time.Duration // CPUCheckEvery; tests shorten it
+	// noLostFormat: the kernel has no PERF_FORMAT_LOST (before 6.0), so a
+	// loss comes out only when its ring writes the lost record.
+	noLostFormat bool
+	lastLost     uint64 // when the lost counters were last read
 	// pmu guards pfds and nring, which checkCPUs changes while Wait may
 	// run; Wait polls its own copy, wpfds.
 	pmu   sync.Mutex
@@ -154,7 +162,9 @@ type ring struct {
 	recType uint32
 	fds     []int  // its events, fds[0] the one mapped
 	enabled uint64 // the event's enabled time at the last check
-	on      bool   // a doorbell: enabled (Arm)
+	lost    lostLedger
+	lostFmt bool // its events were opened with PERF_FORMAT_LOST
+	on      bool // a doorbell: enabled (Arm)
 }
 
 // Open opens every event on every CPU, joins each CPU's outputs into one
@@ -251,6 +261,7 @@ func Open(o Options) (*Set, error) {
 	s.efd = efd
 	s.setPollFDs()
 	s.lastCheck = Now()
+	s.lastLost = s.lastCheck
 	ok = true
 	return s, nil
 }
@@ -259,7 +270,7 @@ func Open(o Options) (*Set, error) {
 // ring. The first event (the ring's) also reports its enabled time, which
 // checkCPUs uses to find rings the kernel dropped.
 func (s *Set) openRing(cpu int) (*ring, error) {
-	r := &ring{cpu: cpu, fd: -1}
+	r := &ring{cpu: cpu, fd: -1, lostFmt: !s.noLostFormat}
 	ok := false
 	defer func() {
 		if !ok {
@@ -278,12 +289,22 @@ func (s *Set) openRing(cpu int) (*ring, error) {
 			Wakeup:      uint32(s.wm),
 			Clockid:     unix.CLOCK_MONOTONIC,
 		}
+		if r.lostFmt {
+			attr.Read_format |= unix.PERF_FORMAT_LOST
+		}
 		if s.layouts[i].Stack {
 			attr.Sample_type |= unix.PERF_SAMPLE_REGS_USER | unix.PERF_SAMPLE_STACK_USER
 			attr.Sample_regs_user = spRegMask
 			attr.Sample_stack_user = uint32(ev.StackBytes)
 		}
 		fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
+		if err == unix.EINVAL && i == 0 && r.lostFmt {
+			// A kernel before 6.0: no lost counters.
+			attr.Read_format &^= unix.PERF_FORMAT_LOST
+			if fd, err = unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC); err == nil {
+				s.noLostFormat, r.lostFmt = true, false
+			}
+		}
 		if err != nil {
 			if err == unix.EACCES || err == unix.EPERM {
 				return nil, fmt.Errorf("%w: %s on CPU %d: %w", ErrPerm, ev.Name, cpu, err)
