@@ -293,7 +293,11 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 			}
 		} else if pending, err := tp.set.Arm(); err != nil {
 			return err
-		} else if pending {
+		} else if pending || len(carry) > 0 || h.loss.on {
+			// Records newer than the last cutoff, in the rings or read
+			// from the cn_proc socket and held back, or a loss window
+			// not written yet: the next drain takes them, so it must not
+			// wait for the idle timeout.
 			timeout = period
 		} else {
 			idle = true
