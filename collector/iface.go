@@ -1,6 +1,9 @@
 package collector
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // ProcInfo is what other sources need to know about the process holding a pid
 // now: the key of its life and its effective user.
@@ -29,12 +32,14 @@ type QueueDriver interface {
 	// Drive calls drain at each of the driver's drains, in its thread,
 	// after the process events of that drain are visible to Lookup, and
 	// polls fd (which must be non-blocking) for readability while the
-	// driver is idle. drain must not block; it returns false to stop being
-	// driven (a read error: the caller's own loop reports it). Drive returns
-	// once ctx is done, drain returned false, or the driver stops driving
-	// (or never starts: no tracepoint capture), and drain is not called
-	// after it returned: the caller then reads fd itself.
-	Drive(ctx context.Context, fd int, drain func() bool)
+	// driver is idle. drain must not block; it returns ok false to stop
+	// being driven (a read error: the caller's own loop reports it), and in
+	// due, unless zero, when it needs a drain although fd stays quiet (a
+	// window to close): an idle driver sleeps long, but not past it. Drive
+	// returns once ctx is done, drain returned false, or the driver stops
+	// driving (or never starts: no tracepoint capture), and drain is not
+	// called after it returned: the caller then reads fd itself.
+	Drive(ctx context.Context, fd int, drain func() (ok bool, due time.Time))
 }
 
 // ExecObserver is told of every executable opened for execution

@@ -114,6 +114,9 @@ type Writer struct {
 	// batch's builders are made that large at once (up to maxGrowRows),
 	// which spares the columns' copying as they grow.
 	sized [8]int64
+	// waking: the loop sleeps without a timer until a row comes (added
+	// kicks it).
+	waking bool
 
 	sealMu       sync.Mutex // serialises sealing; guards the fields below
 	st           state
@@ -370,6 +373,13 @@ func (w *Writer) AppendGap(r *event.Gap) {
 func (w *Writer) added(b *batch, lo, hi, est, tableRows int64) {
 	if b.rows == 0 {
 		b.started = w.opts.Now()
+		if w.waking {
+			w.waking = false
+			select {
+			case w.kick <- struct{}{}:
+			default:
+			}
+		}
 	}
 	b.rows++
 	b.est += est
@@ -421,24 +431,69 @@ func (w *Writer) rotateLocked() {
 }
 
 // loop seals full batches as they come and batches that reach their age.
+// It looks again every tick while batches wait for a seal that failed,
+// else when the open batch or the pending gap rows reach their age, and
+// not at all while there is neither: an idle collector's spool has no
+// timer (docs/design.md, "Idle wakeups").
 func (w *Writer) loop(tick time.Duration) {
 	defer w.wg.Done()
-	t := time.NewTicker(tick)
+	t := time.NewTimer(tick)
 	defer t.Stop()
+	tc := t.C
 	for {
 		select {
 		case <-w.done:
 			return
 		case <-w.kick:
-		case <-t.C:
+		case <-tc:
+			tc = nil
 			w.mu.Lock()
-			if b := w.cur; b != nil && b.rows > 0 && w.opts.Now().Sub(b.started) >= w.opts.MaxSegmentAge {
+			if b := w.cur; b != nil && b.rows > 0 && !w.opts.Now().Before(b.started.Add(w.opts.MaxSegmentAge)) {
 				w.rotateLocked()
 			}
 			w.mu.Unlock()
 		}
 		w.sealQueued(false) // errors are logged and retried
+		if d, ok := w.nextLook(tick); ok {
+			t.Reset(d) // Go ≥ 1.23 timers: no stale value after Reset
+			tc = t.C
+		} else if tc != nil {
+			t.Stop()
+			tc = nil
+		}
 	}
+}
+
+// nextLook says when the loop must look again without a kick: tick while
+// batches are queued (a failed seal is retried), else when the open batch
+// or the pending gap rows reach MaxSegmentAge; false when there is neither
+// (then the next row kicks the loop).
+func (w *Writer) nextLook(tick time.Duration) (time.Duration, bool) {
+	w.sealMu.Lock()
+	defer w.sealMu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.opts.Now()
+	if len(w.queue) > 0 {
+		return tick, true
+	}
+	var at time.Time
+	if b := w.cur; b != nil && b.rows > 0 {
+		at = b.started.Add(w.opts.MaxSegmentAge)
+	}
+	if len(w.pending) > 0 {
+		if p := w.pendingSince.Add(w.opts.MaxSegmentAge); at.IsZero() || p.Before(at) {
+			at = p
+		}
+	}
+	if at.IsZero() {
+		w.waking = w.cur != nil
+		return 0, false
+	}
+	if at.Before(w.retryAt) {
+		at = w.retryAt // sealing backs off after a failure
+	}
+	return max(at.Sub(now), time.Millisecond), true
 }
 
 // WriterStats are a Writer's counters since Open, for the collector's

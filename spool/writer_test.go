@@ -296,6 +296,47 @@ func TestAgeSeal(t *testing.T) {
 	})
 }
 
+// TestAgeSealAfterIdle: with nothing to seal the sealer waits without a
+// timer; the first row wakes it, and its batch is sealed at its age.
+func TestAgeSealAfterIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		opts := testOptions(nil)
+		opts.Now = nil // time.Now, faked by synctest
+		opts.MaxSegmentAge = 15 * time.Second
+		w := openWriter(t, dir, opts)
+		defer w.Close()
+		waking := func() bool {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return w.waking
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if !waking() {
+			t.Fatal("idle writer: the sealer still runs a timer")
+		}
+		w.AppendProc(&event.Proc{TS: 1, Event: event.ProcFork})
+		synctest.Wait()
+		if waking() {
+			t.Fatal("a row did not wake the sealer")
+		}
+		time.Sleep(14 * time.Second)
+		synctest.Wait()
+		if infos, _ := List(dir); len(infos) != 0 {
+			t.Fatalf("14 s after the row: %d segments, want 0", len(infos))
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if infos, _ := List(dir); len(infos) != 1 {
+			t.Fatalf("16 s after the row: %d segments, want 1", len(infos))
+		}
+		if !waking() {
+			t.Error("after the seal: the sealer still runs a timer")
+		}
+	})
+}
+
 // TestConcurrentAppend: rows appended from many goroutines all arrive.
 func TestConcurrentAppend(t *testing.T) {
 	dir := t.TempDir()

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -31,7 +32,7 @@ type driveState struct {
 
 type drivenQueue struct {
 	fd    int
-	drain func() bool
+	drain func() (bool, time.Time)
 	stop  chan struct{} // closed when drain returned false
 }
 
@@ -54,10 +55,11 @@ func (d *driveState) end() {
 	d.endOnce.Do(func() { close(d.done) })
 }
 
-// run calls every queue's drain (the reader goroutine), after peek. An
+// run calls every queue's drain (the reader goroutine), after peek, and
+// returns the earliest time a queue needs its next drain (zero: none). An
 // unpinned reader is locked to its thread meanwhile, so that inReader can
 // tell its Lookups by the thread id.
-func (d *driveState) run(peek func()) {
+func (d *driveState) run(peek func()) (due time.Time) {
 	d.mu.Lock()
 	if len(d.queues) > 0 {
 		peek()
@@ -68,9 +70,14 @@ func (d *driveState) run(peek func()) {
 		}
 		d.tid.Store(tid)
 		for _, q := range d.queues {
-			if !q.drain() {
+			ok, at := q.drain()
+			if !ok {
 				d.set.Unwatch(q.fd)
 				close(q.stop)
+				continue
+			}
+			if !at.IsZero() && (due.IsZero() || at.Before(due)) {
+				due = at
 			}
 		}
 		d.queues = slices.DeleteFunc(d.queues, func(q *drivenQueue) bool {
@@ -87,6 +94,7 @@ func (d *driveState) run(peek func()) {
 		}
 	}
 	d.mu.Unlock()
+	return due
 }
 
 // inReader reports whether the caller is a drain run by the reader.
@@ -99,7 +107,7 @@ func (d *driveState) inReader() bool {
 // recording, the reader thread calls drain at each of its drains, after the
 // drain's forks and execs are in the table and the forks still in the rings
 // are visible to Lookup, and wakes from idle when fd is readable.
-func (s *Source) Drive(ctx context.Context, fd int, drain func() bool) {
+func (s *Source) Drive(ctx context.Context, fd int, drain func() (bool, time.Time)) {
 	d := &s.drive
 	d.init()
 	select {

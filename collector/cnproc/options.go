@@ -121,8 +121,10 @@ type Options struct {
 	// Default 16 KiB; at most tracepoint.MaxStackBytes.
 	TraceStackBytes int
 	// TraceBusy is the drain period while events flow, TraceIdle when the
-	// last drain found nothing (then the first fork also wakes the reader);
-	// a ring half full drains at once. Defaults 5 ms and 1 s.
+	// last drain found nothing (then the first fork, exec or cn_proc
+	// message, and the driven queues' fds, also wake the reader, and a
+	// driven queue's window ends it earlier); a ring half full drains at
+	// once. Defaults 5 ms and 10 s (docs/design.md, "Idle wakeups").
 	TraceBusy, TraceIdle time.Duration
 	// TraceBusyMax is the drain period while events flow and few execs
 	// risk their argv by it: those whose argv was not in the stack dump and
@@ -140,6 +142,9 @@ type Options struct {
 	// traceRefused, if set, is what opening the rings fails with (tests of
 	// the fallback).
 	traceRefused error
+	// traceWatermark, if set, is the rings' watermark in bytes (tests that
+	// want the rings to overflow between timer drains set the ring size).
+	traceWatermark int
 }
 
 // Capture names how the process source captures, for the segment manifest
@@ -234,7 +239,7 @@ func (o Options) withDefaults() (Options, error) {
 	defaults.Positive(&o.TraceRingBytes, 8<<20)
 	defaults.Positive(&o.TraceStackBytes, 16<<10)
 	defaults.Positive(&o.TraceBusy, 5*time.Millisecond)
-	defaults.Positive(&o.TraceIdle, time.Second)
+	defaults.Positive(&o.TraceIdle, 10*time.Second)
 	defaults.Positive(&o.TraceBusyMax, 25*time.Millisecond)
 	defaults.Positive(&o.PollInterval, 200*time.Millisecond)
 	defaults.Positive(&o.Grace, 10*time.Second)

@@ -33,6 +33,9 @@ func (t *procTable) loss(from, at, lost int64, reason string) {
 	t.st.gaps.Add(1)
 	t.resyncDue = true
 	t.maybeResync()
+	if t.resyncDue {
+		t.wakeHouse() // rate-limited: housekeeping does it
+	}
 }
 
 // maybeResync rescans /proc after a loss, at most once a second: under a

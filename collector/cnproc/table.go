@@ -131,6 +131,15 @@ type procTable struct {
 	// holdBell tells the table goroutine that applyNow left held exec rows
 	// (its hold timer is the table goroutine's).
 	holdBell chan struct{}
+	// houseBell restarts the table goroutine's housekeeping tick, which
+	// stops (houseIdle) while no exited entry, exec-open or resync waits:
+	// an idle collector has no timer of its own here.
+	houseBell chan struct{}
+	houseIdle atomic.Bool
+	// clocks measures wallOff and bootOff; a drain with events does it
+	// again when lastClock is clockEvery old.
+	clocks    func() (wallOff, bootOff int64)
+	lastClock time.Time
 	// direct: the tracepoint reader applies its drains itself (applyNow);
 	// set once the start-up snapshot is in the table.
 	direct atomic.Bool
@@ -149,8 +158,36 @@ func newProcTable(sink event.Sink, log *slog.Logger, st *procCounters, now func(
 		opens: make(map[int32]*procOpenQueue), index: make(map[int32]collector.ProcInfo),
 		seed: maphash.MakeSeed(), ring: newProcRing(16384, 4096),
 		pending:  procPendingForks{m: make(map[int32]procPendingFork)},
-		holdBell: make(chan struct{}, 1),
+		holdBell: make(chan struct{}, 1), houseBell: make(chan struct{}, 1),
 	}
+}
+
+// clockEvery is how old the clock offsets may be when a drain applies
+// events (a wall-clock step or a resume from suspend moves them).
+const clockEvery = 10 * time.Second
+
+// wakeHouse restarts the housekeeping tick if it stopped.
+func (t *procTable) wakeHouse() {
+	if t.houseIdle.Load() && t.houseIdle.CompareAndSwap(true, false) {
+		select {
+		case t.houseBell <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// wakeHouseLocked is wakeHouse after work that did not go through drain
+// (a reconcile's exits); own is held.
+func (t *procTable) wakeHouseLocked() {
+	if !t.houseDone() {
+		t.wakeHouse()
+	}
+}
+
+// houseDone reports whether housekeeping has nothing left to do until the
+// next event.
+func (t *procTable) houseDone() bool {
+	return len(t.exited) == 0 && len(t.opens) == 0 && !t.resyncDue
 }
 
 // applyNow applies the ring in the calling thread: the tracepoint reader
@@ -495,6 +532,13 @@ func (t *procTable) drain() bool {
 	if len(b.items)+len(b.opens) > 0 {
 		t.drainNow = t.now()
 		defer func() { t.drainNow = time.Time{} }()
+		if t.clocks != nil && t.drainNow.Sub(t.lastClock) >= clockEvery {
+			var boot int64
+			t.wallOff, boot = t.clocks()
+			t.bootOff.Store(boot)
+			t.lastClock = t.drainNow
+		}
+		defer t.wakeHouse()
 	}
 	for i := range b.opens {
 		t.onOpen(b.opens[i])
@@ -527,6 +571,10 @@ func (t *procTable) drain() bool {
 func (t *procTable) run(ctx context.Context, pollEvery, resync time.Duration, clocks func() (wallOff, bootOff int64)) {
 	house := time.NewTicker(time.Second)
 	defer house.Stop()
+	houseC := house.C
+	t.own.Lock()
+	t.clocks, t.lastClock = clocks, t.now()
+	t.own.Unlock()
 	holdTimer := time.NewTimer(time.Hour)
 	holdTimer.Stop()
 	batch := time.NewTimer(time.Hour)
@@ -544,7 +592,6 @@ func (t *procTable) run(ctx context.Context, pollEvery, resync time.Duration, cl
 		defer tk.Stop()
 		pollC = tk.C
 	}
-	lastClock := t.now()
 	// armHold starts the hold timer for the earliest held exec row, if it is
 	// not running already.
 	armHold := func() {
@@ -591,28 +638,34 @@ func (t *procTable) run(ctx context.Context, pollEvery, resync time.Duration, cl
 			holdAt = time.Time{}
 			armHold()
 			t.own.Unlock()
-		case now := <-house.C:
+		case now := <-houseC:
 			t.own.Lock()
 			t.housekeeping(now)
 			t.maybeResync()
-			if now.Sub(lastClock) >= 10*time.Second && clocks != nil {
-				var boot int64
-				t.wallOff, boot = clocks()
-				t.bootOff.Store(boot)
-				lastClock = now
+			if t.houseDone() {
+				house.Stop()
+				houseC = nil
+				t.houseIdle.Store(true) // under own: the next drain sees it
 			}
 			t.own.Unlock()
+		case <-t.houseBell:
+			if houseC == nil {
+				house.Reset(time.Second)
+				houseC = house.C
+			}
 		case <-resyncC:
 			t.own.Lock()
 			if err := t.reconcile(procReconcileResync); err != nil {
 				t.log.Warn("periodic resync of the process table", "err", err)
 			}
+			t.wakeHouseLocked()
 			t.own.Unlock()
 		case <-pollC:
 			t.own.Lock()
 			if err := t.reconcile(procReconcilePoll); err != nil {
 				t.log.Warn("poll /proc", "err", err)
 			}
+			t.wakeHouseLocked()
 			t.own.Unlock()
 		}
 	}

@@ -1,6 +1,7 @@
 package cnproc
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"testing"
@@ -442,4 +443,41 @@ func BenchmarkProcTableExecOpen(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestProcTableHouseStops: the housekeeping tick stops once nothing waits
+// for it, starts again when a drain applies an exit, evicts that entry
+// after its grace period and stops again.
+func TestProcTableHouseStops(t *testing.T) {
+	tb := newProcTable(&event.MemSink{}, slog.New(slog.NewTextHandler(io.Discard, nil)), &procCounters{}, time.Now)
+	tb.selfPID = -1
+	tb.grace = 50 * time.Millisecond
+	tb.direct.Store(true)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); tb.run(ctx, 0, 0, nil) }()
+	defer func() { cancel(); <-done }()
+	testutil.WaitFor(t, 10*time.Second, "the housekeeping tick to stop", tb.houseIdle.Load)
+	for _, f := range [][]byte{procTestFrame(procEventFork, 1, 1, 1, 77, 77), procTestFrame(procEventExit, 2, 77, 77, 0, 17, 1, 1)} {
+		msgs, err := decodeProcEvents(f, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tb.ring.push(&procItem{kind: procItemEvent, msg: msgs[0]}, nil) {
+			t.Fatal("ring full")
+		}
+	}
+	tb.applyNow()
+	tb.own.Lock()
+	exited, idle := len(tb.exited), tb.houseIdle.Load()
+	tb.own.Unlock()
+	if exited != 1 || idle {
+		t.Fatalf("after the exit: %d exited entries, house idle %v; want 1, false", exited, idle)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the exited entry's eviction", func() bool {
+		tb.own.Lock()
+		defer tb.own.Unlock()
+		return len(tb.exited) == 0
+	})
+	testutil.WaitFor(t, 10*time.Second, "the housekeeping tick to stop again", tb.houseIdle.Load)
 }

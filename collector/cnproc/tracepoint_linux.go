@@ -51,8 +51,11 @@ func (s *Source) openTracepoints() (*tpSource, error) {
 			{Name: "task:task_newtask"},
 		},
 		RingBytes: s.opts.TraceRingBytes,
-		// Idle, the reader sleeps for TraceIdle; the first fork wakes it.
-		Doorbell: "task:task_newtask",
+		Watermark: s.opts.traceWatermark,
+		// Idle, the reader sleeps for TraceIdle; the first fork or exec
+		// (a process may exec without forking) wakes it.
+		Doorbell:     "task:task_newtask",
+		DoorbellAlso: []string{"sched:sched_process_exec"},
 	})
 	if err != nil {
 		return nil, err
@@ -77,6 +80,8 @@ func (s *Source) openTracepoints() (*tpSource, error) {
 		return fail(err)
 	}
 	tp.fd, tp.filtered = fd, procFilterSupported()
+	// Idle, the first exit (or uid, comm… change) wakes the reader too.
+	set.Watch(fd)
 	if s.opts.ExecGuard {
 		if tp.guard, err = s.openGuard(); err != nil {
 			return fail(err)
@@ -270,6 +275,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 	ds := newDrainSync(tp.set)
 	s.drainSync.Store(ds)
 	defer s.drainSync.Store(nil)
+	var due time.Time // when a driven queue needs a drain (a window to close)
 	for {
 		// The last drain, once stopped: the events disabled, everything
 		// the rings hold (and what their lost counters say), every loss
@@ -279,7 +285,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		if last {
 			tp.set.Disable()
 		}
-		timeout := s.opts.TraceIdle
+		timeout, idle := s.opts.TraceIdle, false
 		if busy {
 			timeout = period
 			if err := tp.set.Disarm(); err != nil {
@@ -287,23 +293,33 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 			}
 		} else if pending, err := tp.set.Arm(); err != nil {
 			return err
-		} else if pending {
+		} else if pending || len(carry) > 0 || h.loss.on {
+			// Records newer than the last cutoff, in the rings or read
+			// from the cn_proc socket and held back, or a loss window
+			// not written yet: the next drain takes them, so it must not
+			// wait for the idle timeout.
 			timeout = period
+		} else {
+			idle = true
+			if !due.IsZero() {
+				timeout = min(timeout, max(time.Until(due), s.opts.TraceBusy))
+			}
 		}
 		if !last {
 			woken, err := tp.set.Wait(timeout)
 			if err != nil {
 				return err
 			}
-			if woken && timeout == s.opts.TraceIdle {
+			if woken && idle {
 				// The doorbell (a fork) while idle: let the burst land
-				// in the rings, then drain it at once.
+				// in the rings, then drain it at once. Parked, not in a
+				// raw poll: a raw wait holds the P, and sysmon polls
+				// every 20 µs while any P is held (about 50 wakeups per
+				// burst on a quiet host, docs/design.md "Idle wakeups").
 				if err := tp.set.Disarm(); err != nil {
 					return err
 				}
-				if _, err := tp.set.Wait(s.opts.TraceBusy); err != nil {
-					return err
-				}
+				time.Sleep(s.opts.TraceBusy)
 			}
 		}
 		h.seedShadow()
@@ -470,7 +486,7 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		} else {
 			h.flushLoss()
 		}
-		s.drive.run(func() {
+		due = s.drive.run(func() {
 			// Forks still in the rings (newer than the cutoff): the
 			// driven queues may hold events of those processes.
 			tp.set.Peek(func(r *tracepoint.Record) {

@@ -72,8 +72,10 @@ func TestPrivTracepointFallback(t *testing.T) {
 func TestPrivTracepointStormGaps(t *testing.T) {
 	requireTracepoints(t)
 	sink := &event.MemSink{}
+	// The rings wake the reader only when full: drains come from the timer
+	// (and the doorbell), so the storm overflows them between two drains.
 	src, stop := startProcSourceStop(t, Options{Sink: sink, Tracepoint: true, TraceRingBytes: 128 << 10,
-		TraceBusy: 500 * time.Millisecond, TraceIdle: 500 * time.Millisecond})
+		TraceBusy: 500 * time.Millisecond, TraceIdle: 500 * time.Millisecond, traceWatermark: 128 << 10})
 	if src.Mode() != ModeTracepoint {
 		t.Fatalf("mode %q", src.Mode())
 	}

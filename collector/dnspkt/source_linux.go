@@ -137,16 +137,21 @@ func (s *Source) Run(ctx context.Context) error {
 	tick := time.Now()
 	var err error
 	if s.o.Driver != nil {
-		s.o.Driver.Drive(ctx, s.fd, func() bool {
-			if err = s.drain(); err != nil {
-				return false
-			}
+		s.o.Driver.Drive(ctx, s.fd, func() (bool, time.Time) {
+			// The dedup window turns before the batch: an idle driver
+			// drains seldom, and what was seen two turns ago is forgotten.
 			if now := time.Now(); now.Sub(tick) >= time.Second {
+				if now.Sub(tick) >= 2*time.Second {
+					s.rotate()
+				}
 				tick = now
 				s.rotate()
 				s.pollDrops(now)
 			}
-			return true
+			if err = s.drain(); err != nil {
+				return false, time.Time{}
+			}
+			return true, time.Time{}
 		})
 		if err != nil {
 			return err

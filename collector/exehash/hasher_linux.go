@@ -107,6 +107,7 @@ type Hasher struct {
 	lostN    int64
 	lostFrom int64
 	lostTo   int64
+	lossC    chan struct{} // the first loss since the last gap row: Run writes one within lossFlush
 
 	execs, hits, keyHits, hashed, bytes, cpu, tooLarge, changed, readErrs, lost, evicted atomic.Uint64
 }
@@ -126,7 +127,7 @@ func New(opts Options) (*Hasher, error) {
 	defaults.Zero(&opts.ProcRoot, "/proc")
 	defaults.Zero(&opts.Log, slog.New(slog.DiscardHandler))
 	return &Hasher{opts: opts, queue: make(chan job, opts.Queue), cache: map[identity]*entry{},
-		keys: map[string]identity{}}, nil
+		keys: map[string]identity{}, lossC: make(chan struct{}, 1)}, nil
 }
 
 // Stats returns the counters.
@@ -274,6 +275,10 @@ func (h *Hasher) lossLocked(ts int64) {
 	h.lost.Add(1)
 	if h.lostN == 0 {
 		h.lostFrom = ts
+		select {
+		case h.lossC <- struct{}{}:
+		default:
+		}
 	}
 	h.lostN++
 	h.lostTo = max(h.lostTo, ts)
@@ -291,20 +296,33 @@ func (h *Hasher) flushLoss() {
 	}
 }
 
+// lossFlush is how long losses are gathered into one gap row.
+const lossFlush = time.Second
+
 // Run hashes queued identities until ctx ends, then sends the execs counted
-// since each identity's last row and closes what is still queued.
+// since each identity's last row and closes what is still queued. Losses
+// are written lossFlush after the first one: no timer runs while nothing
+// is lost (an idle collector's wakeups, docs/design.md "Idle wakeups").
 func (h *Hasher) Run(ctx context.Context) error {
 	runtime.LockOSThread() // thread CPU time measures this goroutine
 	defer runtime.UnlockOSThread()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	flushT := time.NewTimer(lossFlush)
+	flushT.Stop()
+	defer flushT.Stop()
+	var flush <-chan time.Time
 	buf := make([]byte, chunk)
 	for {
 		select {
 		case <-ctx.Done():
 			h.stop()
 			return nil
-		case <-tick.C:
+		case <-h.lossC:
+			if flush == nil {
+				flushT.Reset(lossFlush)
+				flush = flushT.C
+			}
+		case <-flush:
+			flush = nil
 			h.flushLoss()
 		case j := <-h.queue:
 			sum, skip := h.hash(ctx, j, buf)

@@ -67,6 +67,32 @@ func TestLossAndRefresh(t *testing.T) {
 	}
 }
 
+// TestLossWrittenWhileRunning: losses while Run runs become one gap row
+// about lossFlush after the first, without a stop, and a later loss another.
+func TestLossWrittenWhileRunning(t *testing.T) {
+	sink := &event.MemSink{}
+	h, err := New(Options{Exes: sink, Gaps: sink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for round, ts := range []int64{1000, 5000} {
+		h.HashExec(-1, 1<<30, ts, nil) // no such pid: nothing to open
+		h.HashExec(-1, 1<<30, ts+1, nil)
+		deadline := time.Now().Add(10 * time.Second)
+		for len(sink.Gaps()) <= round && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		gaps := sink.Gaps()
+		if len(gaps) != round+1 || gaps[round].Lost != event.Some[int64](2) || gaps[round].FromTS != ts || gaps[round].ToTS != ts+1 {
+			t.Fatalf("round %d: gaps %+v, want %d, the last of 2 execs from %d to %d", round, gaps, round+1, ts, ts+1)
+		}
+	}
+}
+
 // TestChanged: a file whose content changes while queued is recorded
 // without a hash, skip changed.
 func TestChanged(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -210,109 +209,6 @@ func (s *Source) ignoreDir(dir string) {
 	}
 }
 
-// scanMounts marks every markable file system of /proc/self/mountinfo not
-// marked yet, and forgets those no longer mounted.
-func (s *Source) scanMounts() error {
-	b, err := os.ReadFile(s.fs.Path("self/mountinfo"))
-	if err != nil {
-		return fmt.Errorf("read mount table: %w", err)
-	}
-	best := make(map[uint64]*procfs.Mount)
-	var order []uint64
-	mounts := procfs.ParseMountinfo(b)
-	for i := range mounts {
-		m := &mounts[i]
-		if !fanMarkable(m) {
-			continue
-		}
-		dev := unix.Mkdev(m.Major, m.Minor)
-		cur, ok := best[dev]
-		if !ok {
-			order = append(order, dev)
-		}
-		if !ok || (cur.Root != "/" && m.Root == "/") {
-			best[dev] = m
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, dev := range order {
-		if s.devs[dev] {
-			continue
-		}
-		m := best[dev]
-		var st unix.Stat_t
-		if err := unix.Stat(m.Point, &st); err != nil || st.Dev != dev {
-			continue // covered by a later mount: its own line marks what is visible
-		}
-		var sfs unix.Statfs_t
-		if err := unix.Statfs(m.Point, &sfs); err != nil {
-			continue
-		}
-		s.devs[dev] = true
-		err := unix.FanotifyMark(s.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, s.mask, unix.AT_FDCWD, m.Point)
-		if errors.Is(err, unix.EINVAL) && s.mask&unix.FAN_RENAME != 0 {
-			// Before Linux 5.17: no FAN_RENAME; renames arrive as moved_from and moved_to.
-			s.mask = s.mask&^unix.FAN_RENAME | unix.FAN_MOVED_FROM | unix.FAN_MOVED_TO
-			s.renameV = false
-			err = unix.FanotifyMark(s.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_FILESYSTEM, s.mask, unix.AT_FDCWD, m.Point)
-		}
-		if err != nil {
-			s.log.Info("file source: file system not marked", "mount", m.Point, "type", m.FSType, "err", err)
-			continue
-		}
-		s.fss[[2]int32{sfs.Fsid.Val[0], sfs.Fsid.Val[1]}] = &fanFS{point: m.Point, dev: dev}
-		s.log.Debug("file source: file system marked", "mount", m.Point, "type", m.FSType)
-	}
-	for id, fs := range s.fss {
-		if _, ok := best[fs.dev]; !ok {
-			delete(s.fss, id) // unmounted: the kernel removed the mark with the super block
-			delete(s.devs, fs.dev)
-		}
-	}
-	for dev := range s.devs {
-		if _, ok := best[dev]; !ok {
-			delete(s.devs, dev)
-		}
-	}
-	s.nfs.Store(int64(len(s.fss)))
-	return nil
-}
-
-// watchMounts rescans the mount table whenever the kernel signals a change
-// (POLLPRI on /proc/self/mountinfo), until ctx ends.
-func (s *Source) watchMounts(ctx context.Context) {
-	f, err := os.Open(s.fs.Path("self/mountinfo"))
-	if err != nil {
-		s.log.Warn("file source: cannot watch mounts; new file systems will not be marked", "err", err)
-		return
-	}
-	defer f.Close()
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return
-	}
-	var fd int
-	rc.Control(func(u uintptr) { fd = int(u) })
-	io.Copy(io.Discard, f)
-	for ctx.Err() == nil {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
-		n, err := unix.Poll(pfd, 500)
-		if err != nil && !errors.Is(err, unix.EINTR) {
-			s.log.Warn("file source: poll mount table", "err", err)
-			return
-		}
-		if n == 0 || pfd[0].Revents&(unix.POLLPRI|unix.POLLERR) == 0 {
-			continue
-		}
-		f.Seek(0, io.SeekStart)
-		io.Copy(io.Discard, f)
-		if err := s.scanMounts(); err != nil {
-			s.log.Warn("file source: rescan mounts", "err", err)
-		}
-	}
-}
-
 // Mode returns ModeFanotify or ModeFDScan.
 func (s *Source) Mode() Mode { return s.mode }
 
@@ -439,8 +335,9 @@ const stopDrainMax = 2 * time.Second
 // drainQueue reads what the group has queued without blocking, and writes
 // the window's rows when it is over: the Driver's reader calls it at each
 // of its drains. A read error other than an empty queue ends the driving:
-// Run's own loop then reports it.
-func (s *Source) drainQueue() bool {
+// Run's own loop then reports it. While the window holds rows, the end of
+// the window is when it needs the next drain.
+func (s *Source) drainQueue() (bool, time.Time) {
 	for range 64 { // bounded: a flood must not hold the driver's drain
 		// A raw read: the driver's thread keeps its P (it never blocks).
 		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(s.fd), uintptr(unsafe.Pointer(&s.buf[0])), uintptr(len(s.buf)))
@@ -448,7 +345,7 @@ func (s *Source) drainQueue() bool {
 			break
 		}
 		if e != 0 {
-			return false
+			return false, time.Time{}
 		}
 		s.process(s.buf[:n])
 		if int(n) < len(s.buf)/2 {
@@ -459,7 +356,10 @@ func (s *Source) drainQueue() bool {
 		s.flush()
 		s.next = now.Add(time.Duration(s.opts.Profile.Window))
 	}
-	return true
+	if s.agg.len() > 0 {
+		return true, s.next
+	}
+	return true, time.Time{}
 }
 
 // flush writes the window's rows to the sink.

@@ -555,3 +555,42 @@ func TestPrivFileExcludeAndTmpfs(t *testing.T) {
 		t.Errorf("stats %+v: want Excluded > 0 (the profile prefix and the deeper spool levels)", st)
 	}
 }
+
+// TestPrivNewMountMarked: a file system mounted while the source runs is
+// marked (the mount table's change wakes the watcher), and a write there is
+// recorded.
+func TestPrivNewMountMarked(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	sink := &event.MemSink{}
+	prof := forensic(t)
+	prof.Window = profiles.Duration(time.Hour)
+	src := newFanotifySource(t, Options{Sink: sink, Profile: prof})
+	stop := runSource(t, src)
+	before := src.Stats().Filesystems
+	if err := syscall.Mount("pofr-test", dir, "tmpfs", 0, "size=1m"); err != nil {
+		stop()
+		testutil.Skip(t, testutil.TierPriv, fmt.Sprintf("mount tmpfs: %v", err))
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	deadline := time.Now().Add(5 * time.Second)
+	for src.Stats().Filesystems <= before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := src.Stats().Filesystems; got <= before {
+		stop()
+		t.Fatalf("file systems marked: %d before the mount, %d 5 s after it", before, got)
+	}
+	path := filepath.Join(dir, "new-mount-file")
+	if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	stop()
+	for _, r := range sink.Files() {
+		if r.PID == int32(os.Getpid()) && string(r.Path) == path && r.Op == "create" {
+			return
+		}
+	}
+	t.Errorf("no create row for %s on the new mount", path)
+}

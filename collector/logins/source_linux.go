@@ -29,7 +29,8 @@ type Options struct {
 	// FromStart reads the files' existing records at start; otherwise only
 	// what is appended after it (a restart must not send the history again).
 	FromStart bool
-	// Poll is the period of the stat that backs inotify up (0: 5 s).
+	// Poll is the period of the stat that backs inotify up (0: 5 s, or
+	// WatchedPoll while inotify watches every directory).
 	Poll time.Duration
 	// Log receives warnings; nil discards.
 	Log *slog.Logger
@@ -50,9 +51,16 @@ type Stats struct {
 // Source reads wtmp and btmp as they grow.
 type Source struct {
 	opts                                   Options
+	watchedPoll                            time.Duration // Options.Poll, or WatchedPoll if unset
 	files                                  []*tail
 	records, rotations, truncated, partial atomic.Uint64
 }
+
+// WatchedPoll is the default period of the stat that backs inotify up when
+// every directory is watched: it only covers what inotify cannot see (a
+// directory mounted over, a network file system), and each stat is a
+// wakeup of an idle collector (docs/design.md, "Idle wakeups").
+const WatchedPoll = time.Minute
 
 // tail is one file being followed.
 type tail struct {
@@ -71,9 +79,11 @@ func New(opts Options) (*Source, error) {
 	}
 	defaults.Zero(&opts.Wtmp, "/var/log/wtmp")
 	defaults.Zero(&opts.Btmp, "/var/log/btmp")
+	s := &Source{watchedPoll: opts.Poll}
+	defaults.Positive(&s.watchedPoll, WatchedPoll)
 	defaults.Positive(&opts.Poll, 5*time.Second)
 	defaults.Zero(&opts.Log, slog.New(slog.DiscardHandler))
-	s := &Source{opts: opts}
+	s.opts = opts
 	for _, f := range []struct{ path, name string }{{opts.Wtmp, "wtmp"}, {opts.Btmp, "btmp"}} {
 		if f.path != "-" {
 			s.files = append(s.files, &tail{path: f.path, name: f.name})
@@ -100,21 +110,27 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 	}()
 	wake := make(chan struct{}, 1)
+	poll := s.opts.Poll
 	if fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); err == nil {
 		dirs := map[string]bool{}
 		for _, t := range s.files {
 			dirs[filepath.Dir(t.path)] = true
 		}
+		watched := true
 		for d := range dirs {
 			if _, err := unix.InotifyAddWatch(fd, d, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE); err != nil {
 				s.opts.Log.Warn("logins: inotify watch failed; polling", "dir", d, "err", err)
+				watched = false
 			}
+		}
+		if watched {
+			poll = s.watchedPoll // inotify tells of every write
 		}
 		go s.watch(ctx, fd, wake)
 	} else {
 		s.opts.Log.Warn("logins: inotify unavailable; polling", "err", err)
 	}
-	tick := time.NewTicker(s.opts.Poll)
+	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
 		for _, t := range s.files {
@@ -134,10 +150,10 @@ func (s *Source) watch(ctx context.Context, fd int, wake chan<- struct{}) {
 	defer unix.Close(fd)
 	buf := make([]byte, 4096)
 	if s.opts.Driver != nil {
-		s.opts.Driver.Drive(ctx, fd, func() bool {
+		s.opts.Driver.Drive(ctx, fd, func() (bool, time.Time) {
 			n, err := unix.Read(fd, buf)
 			if err != nil && !errors.Is(err, unix.EAGAIN) {
-				return false
+				return false, time.Time{}
 			}
 			if n > 0 {
 				select {
@@ -145,7 +161,7 @@ func (s *Source) watch(ctx context.Context, fd int, wake chan<- struct{}) {
 				default:
 				}
 			}
-			return true
+			return true, time.Time{}
 		})
 	}
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}

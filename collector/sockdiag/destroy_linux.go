@@ -110,22 +110,22 @@ func (s *Source) driveDestroys(ctx context.Context, r *destroyReader) (done bool
 		return false
 	}
 	defer g.close()
-	s.opts.Driver.Drive(ctx, g.ep, func() bool {
+	s.opts.Driver.Drive(ctx, g.ep, func() (bool, time.Time) {
 		now := time.Now()
 		if !g.due(now) {
-			return true
+			return true, time.Time{} // the gate's timer wakes an idle driver
 		}
 		got, st := r.read(destroyDrainCalls)
 		r.handOver()
 		if st == destroyFailed {
 			done = true
-			return false
+			return false, time.Time{}
 		}
 		if err := g.after(now, got > 0, st == destroyMore); err != nil {
 			s.log.Warn("sock_diag destroy socket read by its own thread", "err", err)
-			return false
+			return false, time.Time{}
 		}
-		return true
+		return true, time.Time{}
 	})
 	return done
 }

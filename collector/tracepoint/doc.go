@@ -16,8 +16,9 @@
 // (events/<sys>/<name>/{id,format}; FS mounts tracefs privately when it is
 // not mounted): they differ between kernel builds and are never hard-coded.
 //
-// An optional doorbell event (Options.Doorbell) wakes an idle caller at the
-// first hit of a tracepoint, and is disabled while events flow.
+// An optional doorbell (Options.Doorbell, DoorbellAlso) wakes an idle
+// caller at the first hit of one of its tracepoints, and is not polled while
+// events flow.
 //
 // The parsers (ParseFormat, ParseHeader, ParseSample, ParseLost, ParseArgv
 // and the field accessors) are pure functions over bytes, fuzzed and tested

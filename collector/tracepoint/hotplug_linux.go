@@ -70,7 +70,7 @@ func (s *Set) checkCPUs(now uint64) {
 					s.bells = append(s.bells, nb)
 				}
 				if s.armed || anyOn(s.bells) {
-					nb.on = ioctlRaw(nb.fd, unix.PERF_EVENT_IOC_ENABLE) == nil
+					nb.on = nb.enableBell() == nil
 				}
 			}
 		}

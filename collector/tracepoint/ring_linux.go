@@ -64,6 +64,9 @@ type Options struct {
 	// timer when idle learns at once that events flow again, and disarms it
 	// while they do, so a busy host still sees no wakeup per event.
 	Doorbell string
+	// DoorbellAlso are more tracepoints that ring the doorbell (their
+	// samples go to its ring).
+	DoorbellAlso []string
 }
 
 // Record is what Drain hands to its handler: a sample of Events[Event], or,
@@ -123,8 +126,8 @@ type Set struct {
 	enabled bool
 	// What openRing needs to open a CPU's ring later (checkCPUs).
 	pages, page, wm int
-	bellID          uint16
-	bellName        string
+	bellIDs         []uint16
+	bellNames       []string
 	lastCheck       uint64
 	cpuCheckEvery   time.Duration // CPUCheckEvery; tests shorten it
 	// noLostFormat: the kernel has no PERF_FORMAT_LOST (before 6.0), so a
@@ -236,11 +239,13 @@ func Open(o Options) (*Set, error) {
 		s.rings = append(s.rings, r)
 	}
 	if o.Doorbell != "" {
-		f, err := fs.event(o.Doorbell)
-		if err != nil {
-			return nil, fmt.Errorf("doorbell: %w", err)
+		for _, name := range append([]string{o.Doorbell}, o.DoorbellAlso...) {
+			f, err := fs.event(name)
+			if err != nil {
+				return nil, fmt.Errorf("doorbell: %w", err)
+			}
+			s.bellIDs, s.bellNames = append(s.bellIDs, f.ID), append(s.bellNames, name)
 		}
-		s.bellID, s.bellName = f.ID, o.Doorbell
 		for _, cpu := range cpus {
 			b, err := s.openBell(cpu)
 			if err != nil {
@@ -329,28 +334,47 @@ func (s *Set) openRing(cpu int) (*ring, error) {
 	return r, nil
 }
 
-// openBell opens the doorbell of cpu with its one-page ring.
+// openBell opens the doorbell events of cpu into one one-page ring.
 func (s *Set) openBell(cpu int) (*ring, error) {
-	attr := unix.PerfEventAttr{
-		Type:        unix.PERF_TYPE_TRACEPOINT,
-		Size:        uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
-		Config:      uint64(s.bellID),
-		Sample:      1,
-		Sample_type: unix.PERF_SAMPLE_TIME,
-		Bits:        unix.PerfBitDisabled,
-		Wakeup:      1, // wakeup_events: every sample
-	}
-	fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("%w: doorbell %s on CPU %d: %w", ErrEvent, s.bellName, cpu, err)
-	}
 	b := &ring{cpu: cpu, fd: -1}
-	if err := b.mmap(fd, 1, s.page); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("mmap doorbell of CPU %d: %w", cpu, err)
+	for i, id := range s.bellIDs {
+		attr := unix.PerfEventAttr{
+			Type:        unix.PERF_TYPE_TRACEPOINT,
+			Size:        uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
+			Config:      uint64(id),
+			Sample:      1,
+			Sample_type: unix.PERF_SAMPLE_TIME,
+			Bits:        unix.PerfBitDisabled,
+			Wakeup:      1, // wakeup_events: every sample
+		}
+		fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
+		if err != nil {
+			b.close()
+			return nil, fmt.Errorf("%w: doorbell %s on CPU %d: %w", ErrEvent, s.bellNames[i], cpu, err)
+		}
+		b.fds = append(b.fds, fd)
+		if i == 0 {
+			if err := b.mmap(fd, 1, s.page); err != nil {
+				b.close()
+				return nil, fmt.Errorf("mmap doorbell of CPU %d: %w", cpu, err)
+			}
+		} else if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_SET_OUTPUT, b.fd); err != nil {
+			b.close()
+			return nil, fmt.Errorf("join doorbell %s to the ring of CPU %d: %w", s.bellNames[i], cpu, err)
+		}
 	}
-	b.fds = []int{fd}
 	return b, nil
+}
+
+// enableBell enables a doorbell's events (raw syscalls: the reader keeps
+// its P).
+func (b *ring) enableBell() error {
+	for _, fd := range b.fds {
+		if err := ioctlRaw(fd, unix.PERF_EVENT_IOC_ENABLE); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // close unmaps the ring and closes its events.

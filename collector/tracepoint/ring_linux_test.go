@@ -334,6 +334,35 @@ func TestPrivDoorbell(t *testing.T) {
 	}
 }
 
+// TestPrivDoorbellAlso: a tracepoint of DoorbellAlso rings the doorbell (the
+// first one, a hung task, does not fire on a healthy host).
+func TestPrivDoorbellAlso(t *testing.T) {
+	requirePerf(t)
+	s, err := Open(Options{Events: []Event{{Name: "sched:sched_process_exec", Filter: `filename == "/nonexistent/pofr"`}},
+		RingBytes: 64 << 10, Doorbell: "sched:sched_process_hang", DoorbellAlso: []string{"sched:sched_process_exec"}})
+	if err != nil {
+		testutil.Skip(t, testutil.TierPriv, err.Error())
+	}
+	defer s.Close()
+	if err := s.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Arm(); err != nil {
+		t.Fatal(err)
+	}
+	bin := testutil.UniqueTrue(t)
+	done := make(chan error, 1)
+	go func() { time.Sleep(50 * time.Millisecond); done <- exec.Command(bin).Run() }()
+	start := time.Now()
+	woken, err := s.Wait(10 * time.Second)
+	if err != nil || !woken || time.Since(start) > 5*time.Second {
+		t.Errorf("armed Wait: woken %v after %v, %v; want woken by the exec", woken, time.Since(start), err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestPrivMemlockRefused opens rings larger than the locked-memory allowance
 // in a child that lacks CAP_IPC_LOCK and CAP_SYS_RESOURCE (dropped from its
 // bounding set by setpriv, so root loses them at exec) and has

@@ -127,7 +127,7 @@ func (s *Set) Arm() (bool, error) {
 			// Forget earlier hits: only hits from now on count.
 			atomic.StoreUint64(&b.meta.Data_tail, atomic.LoadUint64(&b.meta.Data_head))
 			if !b.on {
-				if err := ioctlRaw(b.fd, unix.PERF_EVENT_IOC_ENABLE); err != nil {
+				if err := b.enableBell(); err != nil {
 					return false, fmt.Errorf("arm doorbell: %w", err)
 				}
 				b.on = true
