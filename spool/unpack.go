@@ -17,14 +17,18 @@ import (
 // decoders hold the zstd decoders of unpackMember, one per Verify running
 // at a time. Arrow's reader makes a decoder (with its buffers) per member;
 // these decode each buffer in place, into memory no larger than it declares.
-var decoders = sync.Pool{New: func() any {
-	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxZstdWindow),
-		zstd.WithDecodeAllCapLimit(true))
-	if err != nil {
-		panic(err) // the options are constants
-	}
-	return d
-}}
+var decoders = newDecoderPool()
+
+func newDecoderPool() *sync.Pool {
+	return &sync.Pool{New: func() any {
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(MaxZstdWindow),
+			zstd.WithDecodeAllCapLimit(true))
+		if err != nil {
+			panic(err) // the options are constants
+		}
+		return d
+	}}
+}
 
 // unpacked is a member's Arrow stream without compression, message by
 // message, as Arrow's reader takes it ([ipc.MessageReader]).

@@ -272,10 +272,20 @@ func TestSizeSeal(t *testing.T) {
 	}
 }
 
+// bubbleDecoders gives a synctest bubble zstd decoders of its own for the
+// seals' read-back verify: a decoder's channels belong to the bubble that
+// made it, and using one across bubbles is a fatal error.
+func bubbleDecoders(t *testing.T) {
+	saved := decoders
+	decoders = newDecoderPool()
+	t.Cleanup(func() { decoders = saved })
+}
+
 // TestAgeSeal: the background sealer seals a segment once its oldest row is
 // MaxSegmentAge old, and not before (fake time, testing/synctest).
 func TestAgeSeal(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		bubbleDecoders(t)
 		dir := t.TempDir()
 		opts := testOptions(nil)
 		opts.Now = nil // time.Now, faked by synctest
@@ -300,6 +310,7 @@ func TestAgeSeal(t *testing.T) {
 // timer; the first row wakes it, and its batch is sealed at its age.
 func TestAgeSealAfterIdle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		bubbleDecoders(t)
 		dir := t.TempDir()
 		opts := testOptions(nil)
 		opts.Now = nil // time.Now, faked by synctest
