@@ -51,7 +51,6 @@ type Stats struct {
 // Source reads wtmp and btmp as they grow.
 type Source struct {
 	opts                                   Options
-	watchedPoll                            time.Duration // Options.Poll, or WatchedPoll if unset
 	files                                  []*tail
 	records, rotations, truncated, partial atomic.Uint64
 }
@@ -79,11 +78,8 @@ func New(opts Options) (*Source, error) {
 	}
 	defaults.Zero(&opts.Wtmp, "/var/log/wtmp")
 	defaults.Zero(&opts.Btmp, "/var/log/btmp")
-	s := &Source{watchedPoll: opts.Poll}
-	defaults.Positive(&s.watchedPoll, WatchedPoll)
-	defaults.Positive(&opts.Poll, 5*time.Second)
 	defaults.Zero(&opts.Log, slog.New(slog.DiscardHandler))
-	s.opts = opts
+	s := &Source{opts: opts}
 	for _, f := range []struct{ path, name string }{{opts.Wtmp, "wtmp"}, {opts.Btmp, "btmp"}} {
 		if f.path != "-" {
 			s.files = append(s.files, &tail{path: f.path, name: f.name})
@@ -110,25 +106,30 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 	}()
 	wake := make(chan struct{}, 1)
-	poll := s.opts.Poll
+	watched := false
 	if fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); err == nil {
 		dirs := map[string]bool{}
 		for _, t := range s.files {
 			dirs[filepath.Dir(t.path)] = true
 		}
-		watched := true
+		watched = true
 		for d := range dirs {
 			if _, err := unix.InotifyAddWatch(fd, d, unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE); err != nil {
 				s.opts.Log.Warn("logins: inotify watch failed; polling", "dir", d, "err", err)
 				watched = false
 			}
 		}
-		if watched {
-			poll = s.watchedPoll // inotify tells of every write
-		}
 		go s.watch(ctx, fd, wake)
 	} else {
 		s.opts.Log.Warn("logins: inotify unavailable; polling", "err", err)
+	}
+	poll := s.opts.Poll
+	switch {
+	case poll > 0:
+	case watched:
+		poll = WatchedPoll // inotify tells of every write
+	default:
+		poll = 5 * time.Second
 	}
 	tick := time.NewTicker(poll)
 	defer tick.Stop()

@@ -78,10 +78,10 @@ func (s *Set) drain(cutoff uint64, h func(*Record)) int {
 		}
 	}
 	now := Now()
-	if !s.enabled || now-s.lastLost >= uint64(s.cpuCheckEvery) {
-		// Disabled (the last drain), or every CPUCheckEvery: losses no
-		// lost record said yet, from the events' counters.
-		s.lastLost = now
+	if !s.enabled || now-s.lastCheck >= uint64(s.cpuCheckEvery) {
+		// Disabled (the last drain), or the drains that run checkCPUs
+		// below (every CPUCheckEvery): losses no lost record said yet,
+		// from the events' counters.
 		n += s.unreported(now, h)
 	}
 	for _, r := range s.rings {

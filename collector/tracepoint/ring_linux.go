@@ -133,7 +133,6 @@ type Set struct {
 	// noLostFormat: the kernel has no PERF_FORMAT_LOST (before 6.0), so a
 	// loss comes out only when its ring writes the lost record.
 	noLostFormat bool
-	lastLost     uint64 // when the lost counters were last read
 	// pmu guards pfds and nring, which checkCPUs changes while Wait may
 	// run; Wait polls its own copy, wpfds.
 	pmu   sync.Mutex
@@ -261,7 +260,6 @@ func Open(o Options) (*Set, error) {
 	s.efd = efd
 	s.setPollFDs()
 	s.lastCheck = Now()
-	s.lastLost = s.lastCheck
 	ok = true
 	return s, nil
 }

@@ -140,11 +140,11 @@ func keys(m map[int][]byte) []int {
 	return k
 }
 
-// TestPrivLostIsExact runs a storm of execs of one binary into a ring too
-// small for them, with a kernel filter on that binary's path, and drains
-// only afterwards: kept samples plus the counts of the lost records must be
-// the number of execs, and recording must go on after the loss.
-func TestPrivLostIsExact(t *testing.T) {
+// stormTinyRing opens an enabled 64 KiB ring of exec samples filtered to a
+// binary of the test's own and runs that binary n times, one at a time: a
+// storm the ring cannot hold.
+func stormTinyRing(t *testing.T, n int) (*Set, string) {
+	t.Helper()
 	requirePerf(t)
 	bin := testutil.UniqueTrue(t)
 	s, err := Open(Options{Events: []Event{{Name: "sched:sched_process_exec", StackBytes: 4096,
@@ -152,16 +152,25 @@ func TestPrivLostIsExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
 	if err := s.Enable(); err != nil {
 		t.Fatal(err)
 	}
-	const n = 300
 	for range n {
 		if err := exec.Command(bin).Run(); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return s, bin
+}
+
+// TestPrivLostIsExact runs a storm of execs of one binary into a ring too
+// small for them, with a kernel filter on that binary's path, and drains
+// only afterwards: kept samples plus the counts of the lost records must be
+// the number of execs, and recording must go on after the loss.
+func TestPrivLostIsExact(t *testing.T) {
+	const n = 300
+	s, bin := stormTinyRing(t, n)
 	var kept, lost, gaps uint64
 	count := func(r *Record) {
 		if r.Event < 0 {
@@ -206,23 +215,8 @@ func TestPrivLostIsExact(t *testing.T) {
 // their lost records, so only the events' lost counters say the loss, and
 // the last drain must still count every exec, kept or lost, exactly once.
 func TestPrivLostAtDisable(t *testing.T) {
-	requirePerf(t)
-	bin := testutil.UniqueTrue(t)
-	s, err := Open(Options{Events: []Event{{Name: "sched:sched_process_exec", StackBytes: 4096,
-		Filter: `filename == "` + bin + `"`}}, RingBytes: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Enable(); err != nil {
-		t.Fatal(err)
-	}
 	const n = 300
-	for range n {
-		if err := exec.Command(bin).Run(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s, _ := stormTinyRing(t, n)
 	if err := s.Disable(); err != nil {
 		t.Fatal(err)
 	}
