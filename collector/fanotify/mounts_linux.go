@@ -105,20 +105,18 @@ func (s *Source) watchMounts(ctx context.Context) {
 		return
 	}
 	defer context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })()
-	first := true
 	err = rc.Read(func(uintptr) bool {
 		// The netpoller reports the file readable (edge-triggered) at each
 		// change of the mount table; its own poll of the file clears the
-		// change, so every wakeup but the one that starts the wait rescans.
+		// change. The call that starts the wait rescans too: the file only
+		// signals changes after its open, and a mount between the source's
+		// first scan and that open would be missed.
 		if ctx.Err() != nil {
 			return true
 		}
-		if !first {
-			if err := s.scanMounts(); err != nil {
-				s.log.Warn("file source: rescan mounts", "err", err)
-			}
+		if err := s.scanMounts(); err != nil {
+			s.log.Warn("file source: rescan mounts", "err", err)
 		}
-		first = false
 		return false
 	})
 	if err != nil && ctx.Err() == nil {
@@ -132,6 +130,10 @@ func (s *Source) pollMounts(ctx context.Context, f *os.File, rc syscall.RawConn)
 	var fd int
 	rc.Control(func(u uintptr) { fd = int(u) })
 	io.Copy(io.Discard, f)
+	// Changes are signalled from the open on: rescan what came before it.
+	if err := s.scanMounts(); err != nil {
+		s.log.Warn("file source: rescan mounts", "err", err)
+	}
 	for ctx.Err() == nil {
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
 		n, err := unix.Poll(pfd, 500)
