@@ -331,8 +331,9 @@ func Once(ctx context.Context, opt Options) (Summary, error) {
 }
 
 // Watch runs a pass every interval until ctx ends, holding the lock the whole
-// time. It returns the sum of the passes and ctx's error, or the first error
-// of a pass that could not run at all.
+// time. It returns the sum of the passes and ctx's error, or ErrGaleraConfig
+// (the settings will not change by themselves). A pass's error is logged
+// with its cause unless ctx cut the pass off (a SIGTERM is no error).
 func (l *Loader) Watch(ctx context.Context, interval time.Duration) (Summary, error) {
 	if err := l.acquire(); err != nil {
 		return Summary{}, err
@@ -349,7 +350,7 @@ func (l *Loader) Watch(ctx context.Context, interval time.Duration) (Summary, er
 		if errors.Is(err, ErrGaleraConfig) {
 			return total, err // the configuration will not change by itself
 		}
-		if err != nil && ctx.Err() == nil {
+		if err != nil && !cutOff(ctx) { // past the deadline, ctx.Err may not say so yet
 			l.log.Error("load pass", "err", err)
 		}
 		if s.Segments > 0 {
