@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,25 +16,27 @@ import (
 	"github.com/pofr/pofr/internal/testutil"
 )
 
-// levelLog keeps the records at Error level and above.
+// levelLog keeps the records at Error, or with info also at Info and
+// Warn, as "LEVEL msg key=value ...".
 type levelLog struct {
+	info bool
 	mu   sync.Mutex
-	errs []string // "msg: err"
+	recs []string
 }
 
-func (h *levelLog) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
-func (h *levelLog) WithAttrs([]slog.Attr) slog.Handler           { return h }
-func (h *levelLog) WithGroup(string) slog.Handler                { return h }
+func (h *levelLog) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= slog.LevelError || h.info && l >= slog.LevelInfo
+}
+func (h *levelLog) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *levelLog) WithGroup(string) slog.Handler      { return h }
 func (h *levelLog) Handle(_ context.Context, r slog.Record) error {
-	line := r.Message
+	line := r.Level.String() + " " + r.Message
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "err" {
-			line += ": " + a.Value.String()
-		}
+		line += " " + a.Key + "=" + a.Value.String()
 		return true
 	})
 	h.mu.Lock()
-	h.errs = append(h.errs, line)
+	h.recs = append(h.recs, line)
 	h.mu.Unlock()
 	return nil
 }
@@ -41,7 +44,7 @@ func (h *levelLog) Handle(_ context.Context, r slog.Record) error {
 func (h *levelLog) lines() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]string(nil), h.errs...)
+	return append([]string(nil), h.recs...)
 }
 
 // watchAt starts Watch against a server at addr with a log of its errors.
@@ -93,7 +96,7 @@ func TestWatchLogsPassError(t *testing.T) {
 		t.Fatalf("Watch = %v, want context.Canceled", err)
 	}
 	for _, line := range h.lines() {
-		if !strings.HasPrefix(line, "load pass: ") || !strings.Contains(line, "connection refused") {
+		if !strings.HasPrefix(line, "ERROR load pass err=") || !strings.Contains(line, "connection refused") {
 			t.Errorf("logged %q, want the pass's error with its cause (connection refused)", line)
 		}
 	}
@@ -147,5 +150,57 @@ func TestWatchCancelNotLogged(t *testing.T) {
 				t.Errorf("a stopped Watch logged errors: %q", lines)
 			}
 		})
+	}
+}
+
+// TestWatchLogsEachFailedSegment: every segment that fails to load (here a
+// table is missing: a real error, neither the segment's fault nor a cut
+// off) is logged once with its cause, also in --watch, where the pass's
+// error is the first of them.
+func TestWatchLogsEachFailedSegment(t *testing.T) {
+	db, _ := newDB(t)
+	if _, err := db.Exec("DROP TABLE file_events"); err != nil {
+		t.Fatal(err)
+	}
+	f := servertest.NewFixture(t, "h1", "h2")
+	sealMany(f, "h1", 1, 10)
+	sealMany(f, "h2", 1, 10)
+	h := &levelLog{info: true}
+	l, err := New(Options{DB: db, StateDir: f.State, Workers: 2, Log: slog.New(h)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	var sum Summary
+	go func() {
+		var err error
+		sum, err = l.Watch(ctx, time.Hour)
+		done <- err
+	}()
+	testutil.WaitFor(t, 30*time.Second, "the first pass", func() bool {
+		return slices.ContainsFunc(h.lines(), func(s string) bool { return strings.HasPrefix(s, "INFO load pass") })
+	})
+	cancel()
+	if err := waitWatch(t, done); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Watch = %v, want context.Canceled", err)
+	}
+	var errs []string
+	for _, line := range h.lines() {
+		if strings.HasPrefix(line, "ERROR") {
+			errs = append(errs, line)
+		}
+	}
+	if sum.Failed != 2 || len(errs) != 2 {
+		t.Fatalf("summary %s, errors logged %q: want 2 failed segments, each logged once", sum, errs)
+	}
+	for i, host := range []string{"h1", "h2"} {
+		if !slices.ContainsFunc(errs, func(s string) bool {
+			return strings.HasPrefix(s, "ERROR load segment host="+host+" ") && strings.Contains(s, "file_events")
+		}) {
+			t.Errorf("error %d: no line for %s's segment with the cause (file_events) in %q", i, host, errs)
+		}
 	}
 }
