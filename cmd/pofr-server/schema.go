@@ -8,11 +8,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -50,45 +49,25 @@ func dsnFileFlag(fs *flag.FlagSet, p *string, role, usage string) {
 
 // readDSNFile returns the go-sql-driver/mysql DSN kept in path (one line;
 // user:password@unix(/run/mysqld/mysqld.sock)/pofr). Secrets never go on
-// the command line, and, as ssh does with a private key, a file that
-// others could read or change is refused (checkSecretMode).
+// the command line, and a file that others could read or change is
+// refused (durable.ReadPrivate).
 func readDSNFile(path string) (string, error) {
 	if path == "" {
 		return "", cli.Usagef("--dsn-file is required")
 	}
-	f, err := os.Open(path)
-	if err != nil {
+	b, err := durable.ReadPrivate(path, 64<<10)
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe): // open or read; it names the file
 		return "", fmt.Errorf("read DSN file (--dsn-file F or $%s): %w", dsnEnv, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("read DSN file %s: %w", path, err)
-	}
-	if err := checkSecretMode(path, fi, os.Geteuid()); err != nil {
-		return "", err
-	}
-	b, err := io.ReadAll(f)
-	if err != nil {
-		return "", fmt.Errorf("read DSN file %s: %w", path, err)
+	case err != nil:
+		return "", fmt.Errorf("DSN file %s: %w", path, err)
 	}
 	dsn := strings.TrimSpace(string(b))
 	if dsn == "" {
 		return "", fmt.Errorf("read DSN file %s: empty", path)
 	}
 	return dsn, nil
-}
-
-// checkSecretMode refuses a file holding a password that its group or
-// others may read or write, or that belongs to neither euid nor root.
-func checkSecretMode(path string, fi os.FileInfo, euid int) error {
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("DSN file %s has mode %#o: it holds a password, so its group and others must not read or write it; run chmod 600 %s", path, perm, path)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != euid && st.Uid != 0 {
-		return fmt.Errorf("DSN file %s belongs to uid %d, not to this user (uid %d) or root; run chown %d %s", path, st.Uid, euid, euid, path)
-	}
-	return nil
 }
 
 // openDSNFile opens the database named by the DSN kept in path.
