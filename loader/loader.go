@@ -331,8 +331,10 @@ func Once(ctx context.Context, opt Options) (Summary, error) {
 }
 
 // Watch runs a pass every interval until ctx ends, holding the lock the whole
-// time. It returns the sum of the passes and ctx's error, or the first error
-// of a pass that could not run at all.
+// time. It returns the sum of the passes and ctx's error, or ErrGaleraConfig
+// (the settings will not change by themselves). A pass's error is logged
+// with its cause unless ctx cut the pass off (a SIGTERM is no error); a
+// segment that failed to load the pass logged itself, each one.
 func (l *Loader) Watch(ctx context.Context, interval time.Duration) (Summary, error) {
 	if err := l.acquire(); err != nil {
 		return Summary{}, err
@@ -349,7 +351,8 @@ func (l *Loader) Watch(ctx context.Context, interval time.Duration) (Summary, er
 		if errors.Is(err, ErrGaleraConfig) {
 			return total, err // the configuration will not change by itself
 		}
-		if err != nil && ctx.Err() == nil {
+		var logged loggedError
+		if err != nil && !cutOff(ctx) && !errors.As(err, &logged) { // past the deadline, ctx.Err may not say so yet
 			l.log.Error("load pass", "err", err)
 		}
 		if s.Segments > 0 {
@@ -362,6 +365,13 @@ func (l *Loader) Watch(ctx context.Context, interval time.Duration) (Summary, er
 		}
 	}
 }
+
+// loggedError is an error of a pass that the pass logged already (a
+// segment that failed to load: each is logged with its cause).
+type loggedError struct{ err error }
+
+func (e loggedError) Error() string { return e.err.Error() }
+func (e loggedError) Unwrap() error { return e.err }
 
 // job is one segment file to load.
 type job struct {
@@ -519,8 +529,9 @@ func (l *Loader) pass(ctx context.Context) (Summary, error) {
 					sum.Quarantined++
 				case failed:
 					sum.Failed++
+					l.log.Error("load segment", "host", p.j.host, "segment", p.j.name, "err", err)
 					if firstErr == nil {
-						firstErr = err
+						firstErr = loggedError{err}
 					}
 				}
 				sum.Rows += r.rows

@@ -135,8 +135,7 @@ func (l *Loader) prepare(ctx context.Context, hosts map[string]*registry.Host, j
 func (l *Loader) refuse(ctx context.Context, p *prepared, class Class, cause error, m *spool.Manifest, digest string) *prepared {
 	log := l.log.With("host", p.j.host, "segment", p.j.name)
 	if err := l.quarantine(ctx, p.j, p.size, class, cause, m, digest); err != nil {
-		log.Error("quarantine segment", "err", err)
-		p.res.outcome, p.err = failed, err
+		p.res.outcome, p.err = failed, err // logged by the pass, unless cut off
 		return p
 	}
 	if class == ClassFork {

@@ -238,6 +238,7 @@ trap 'exit 130' INT TERM HUP
 start_db
 mariadb --socket="$SOCK" -e 'CREATE DATABASE IF NOT EXISTS pofr'
 echo "root@unix($SOCK)/pofr" >"$D/admin.dsn"
+chmod 600 "$D/admin.dsn"
 "$BIN/pofr-server" schema apply --dsn-file "$D/admin.dsn" >>"$D/setup.log" 2>&1 ||
 	{
 		cat "$D/setup.log" >&2

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,14 +49,19 @@ func dsnFileFlag(fs *flag.FlagSet, p *string, role, usage string) {
 
 // readDSNFile returns the go-sql-driver/mysql DSN kept in path (one line;
 // user:password@unix(/run/mysqld/mysqld.sock)/pofr). Secrets never go on
-// the command line.
+// the command line, and a file that others could read or change is
+// refused (durable.ReadPrivate).
 func readDSNFile(path string) (string, error) {
 	if path == "" {
 		return "", cli.Usagef("--dsn-file is required")
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
+	b, err := durable.ReadPrivate(path, 64<<10)
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe): // open or read; it names the file
 		return "", fmt.Errorf("read DSN file (--dsn-file F or $%s): %w", dsnEnv, err)
+	case err != nil:
+		return "", fmt.Errorf("DSN file %s: %w", path, err)
 	}
 	dsn := strings.TrimSpace(string(b))
 	if dsn == "" {

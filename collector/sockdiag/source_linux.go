@@ -227,9 +227,11 @@ func (st *Stats) add(o *Stats) {
 	st.FDScanGone += o.FDScanGone
 }
 
-// Refresh asks for a dump as soon as possible (for example on exec, so that
-// the new process's sockets get an owner early), in every namespace
-// recorded. It never blocks.
+// Refresh asks for a dump as soon as possible, in every namespace
+// recorded. It never blocks. The collector does not call it: its dumps
+// follow the profile's interval, and the owners of connections too short
+// for a dump come from the sockowner tracepoints; tests call it to have a
+// dump now rather than after the interval.
 func (s *Source) Refresh() {
 	select {
 	case s.refresh <- struct{}{}:

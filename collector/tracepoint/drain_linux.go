@@ -11,7 +11,9 @@ import (
 // and every CPUCheckEvery, a drain also hands out, after the records, the
 // losses that the events' lost counters count and no lost record reported
 // yet (a ring writes its lost record only with its next sample), so that
-// every dropped sample comes out as a Lost exactly once.
+// every dropped sample comes out as a Lost exactly once. A ring that the
+// CPU check replaces (its CPU went offline) hands out all it still holds
+// before it is closed, whatever the cutoff.
 func (s *Set) Drain(h func(*Record)) int { return s.drain(Now()-uint64(Settle), h) }
 
 // DrainBefore is Drain with the cutoff given: records at or before t (a
@@ -89,7 +91,7 @@ func (s *Set) drain(cutoff uint64, h func(*Record)) int {
 	}
 	// After the records are handed out: a dropped ring still holds what
 	// its CPU wrote before it went offline.
-	s.checkCPUs(now)
+	n += s.checkCPUs(now, h)
 	return n
 }
 
@@ -99,27 +101,32 @@ func (s *Set) drain(cutoff uint64, h func(*Record)) int {
 // quiet CPU may not do for long and a disabled ring never does. The lost
 // record that comes later counts only what is new (lostLedger).
 func (s *Set) unreported(now uint64, h func(*Record)) int {
-	if s.noLostFormat {
-		return 0
-	}
 	n := 0
-	var rec Record
 	for _, r := range s.rings {
-		total, err := r.lostCounters()
-		if err != nil {
-			continue
-		}
-		d := r.lost.counters(total)
-		if d == 0 {
-			continue
-		}
-		rec = Record{Event: -1, Lost: Lost{CPU: r.cpu, Count: d, From: r.last, To: now}}
-		s.st.Lost += d
-		s.st.Unreported += d
-		h(&rec)
-		n++
+		n += s.counted(r, now, h)
 	}
 	return n
+}
+
+// counted hands out, as one Lost, what r's lost counters count and no lost
+// record or earlier read handed out; it returns 1 if it did.
+func (s *Set) counted(r *ring, now uint64, h func(*Record)) int {
+	if !r.lostFmt {
+		return 0
+	}
+	total, err := r.lostCounters()
+	if err != nil {
+		return 0
+	}
+	d := r.lost.counters(total)
+	if d == 0 {
+		return 0
+	}
+	rec := Record{Event: -1, Lost: Lost{CPU: r.cpu, Count: d, From: r.last, To: now}}
+	s.st.Lost += d
+	s.st.Unreported += d
+	h(&rec)
+	return 1
 }
 
 // next reads the record at r.tail into r.rec, and reports whether there is

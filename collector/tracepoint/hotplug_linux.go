@@ -5,23 +5,27 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
 
 // checkCPUs reopens the rings of CPUs whose events the kernel dropped
 // (offline and back: their enabled time stopped) and opens rings for CPUs
-// that came online, at most once per CPUCheckEvery. Called by drain.
-func (s *Set) checkCPUs(now uint64) {
+// that came online, at most once per CPUCheckEvery. Called by drain; a
+// replaced ring's rest goes to h (retire), and the count of records handed
+// out is returned.
+func (s *Set) checkCPUs(now uint64, h func(*Record)) int {
 	if !s.enabled || now-s.lastCheck < uint64(s.cpuCheckEvery) {
-		return
+		return 0
 	}
 	elapsed := now - s.lastCheck
 	s.lastCheck = now
 	online, err := onlineCPUs()
 	if err != nil {
-		return
+		return 0
 	}
+	handed := 0
 	have := make(map[int]int, len(s.rings))
 	for i, r := range s.rings {
 		have[r.cpu] = i
@@ -52,6 +56,7 @@ func (s *Set) checkCPUs(now uint64) {
 		nr.enabled, _ = nr.enabledTime()
 		nr.last = now
 		if ok {
+			handed += s.retire(s.rings[i], now, h)
 			s.rings[i].close()
 			s.rings[i] = nr
 		} else {
@@ -81,6 +86,27 @@ func (s *Set) checkCPUs(now uint64) {
 		s.setPollFDs()
 		s.Interrupt() // a Wait in progress polls the new rings from now on
 	}
+	return handed
+}
+
+// retire hands out what a ring about to be closed still holds: every
+// record, whatever the drain's cutoff (they date from before its CPU went
+// offline), then the loss its lost counters say and no lost record or
+// earlier read did. The kernel only takes an offline CPU's events off that
+// CPU: their ring and counters stay readable until they are closed.
+func (s *Set) retire(r *ring, now uint64, h func(*Record)) int {
+	n := 0
+	var rec Record
+	r.head = atomic.LoadUint64(&r.meta.Data_head)
+	for s.next(r, ^uint64(0)) {
+		if s.emit(r, &rec) {
+			h(&rec)
+			n++
+		}
+		r.tail += uint64(len(r.rec))
+		s.st.Bytes += uint64(len(r.rec))
+	}
+	return n + s.counted(r, now, h)
 }
 
 // enabledTime reads the ring's event's total enabled time (ns).

@@ -3,9 +3,12 @@ package tracepoint
 import (
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pofr/pofr/internal/testutil"
 )
@@ -103,4 +106,66 @@ func openChecked(t *testing.T, o Options, every time.Duration) *Set {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestPrivReplacedRingHandsOutItsRest: a ring the CPU check replaces hands
+// out everything it still holds before it is closed, records newer than
+// the drain's cutoff and the loss only its counters say. The ring's events
+// are disabled after a storm into it, which stops their enabled time as
+// taking the CPU offline does (without disturbing the machine), and the
+// drains' cutoff is before the storm, so nothing but the replacement hands
+// the storm out.
+func TestPrivReplacedRingHandsOutItsRest(t *testing.T) {
+	const n = 200
+	requirePerf(t)
+	cpus, err := onlineCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu := cpus[len(cpus)-1]
+	bin := testutil.UniqueTrue(t)
+	s := openChecked(t, Options{Events: []Event{{Name: "sched:sched_process_exec", StackBytes: 4096,
+		Filter: `filename == "` + bin + `"`}}, RingBytes: 64 << 10}, 50*time.Millisecond)
+	var old *ring
+	for _, r := range s.rings {
+		if r.cpu == cpu {
+			old = r
+		}
+	}
+	cutoff := Now()
+	for range n {
+		if err := testutil.RunPinned(exec.Command(bin), cpu); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, fd := range old.fds {
+		if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_DISABLE, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var kept, lost uint64
+	count := func(r *Record) {
+		switch {
+		case r.Event >= 0 && r.Sample.CPU == uint32(cpu):
+			kept++
+		case r.Event < 0 && r.Lost.CPU == cpu:
+			lost += r.Lost.Count
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().CPUsReopened == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		s.DrainBefore(cutoff, count)
+	}
+	st := s.Stats()
+	t.Logf("%d execs on CPU %d: %d kept, %d lost; stats %+v", n, cpu, kept, lost, st)
+	if st.CPUsReopened != 1 || slices.Contains(s.rings, old) {
+		t.Fatalf("stats %+v: the disabled ring of CPU %d was not replaced", st, cpu)
+	}
+	if s.noLostFormat {
+		testutil.Skip(t, testutil.TierPriv, "no PERF_FORMAT_LOST (Linux < 6.0): a replaced ring's pending loss is not seen")
+	}
+	if kept+lost != n || kept == 0 || lost == 0 {
+		t.Errorf("kept %d + lost %d = %d, want the %d execs, some kept and some lost", kept, lost, kept+lost, n)
+	}
 }

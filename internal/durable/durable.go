@@ -1,7 +1,7 @@
 // Package durable writes files so that they survive a crash once the call
 // returns: a reader sees either the old file or the whole new one. The
 // collector, the uplink, the receiver, the registry and the loader share it,
-// and ReadPrivate, which reads a secret file only its owner may read.
+// and ReadPrivate, which reads a secret file only its owner may read or change.
 package durable
 
 import (
@@ -92,8 +92,9 @@ func SyncDir(dir string) error {
 }
 
 // ReadPrivate reads at most limit bytes of a secret file (a key, a
-// password), refusing one that group or others may read: such a file's
-// secret is no longer the owner's alone.
+// password), refusing, as ssh does a private key, one that group or others
+// may read or change, or that belongs to neither this user nor root: such
+// a file's secret is no longer the owner's alone.
 func ReadPrivate(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -104,8 +105,22 @@ func ReadPrivate(path string, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("mode %04o lets others read it; chmod 600 it", fi.Mode().Perm())
+	if runtime.GOOS != "windows" {
+		if err := checkPrivate(path, fi, os.Geteuid()); err != nil {
+			return nil, err
+		}
 	}
 	return io.ReadAll(io.LimitReader(f, limit))
+}
+
+// checkPrivate is ReadPrivate's check of a secret file's mode and owner
+// for a process of effective uid euid; the error names the fix.
+func checkPrivate(path string, fi os.FileInfo, euid int) error {
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("mode %04o lets group or others read or change it; chmod 600 %s", perm, path)
+	}
+	if uid, ok := fileOwner(fi); ok && uid != euid && uid != 0 {
+		return fmt.Errorf("owned by uid %d, neither this user (uid %d) nor root; chown %d %s", uid, euid, euid, path)
+	}
+	return nil
 }

@@ -2,8 +2,10 @@ package durable
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -69,5 +71,68 @@ func TestCopyFile(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
 		t.Errorf("%d entries in the directory, want src and dst", len(ents))
+	}
+}
+
+// TestReadPrivateMode: a secret file its group or others may read or
+// change is refused with its mode and the fix; 0600 and 0400 are read.
+func TestReadPrivateMode(t *testing.T) {
+	dir := t.TempDir()
+	for _, mode := range []os.FileMode{0o600, 0o400, 0o644, 0o640, 0o604, 0o620, 0o602} {
+		p := filepath.Join(dir, fmt.Sprintf("m%o", mode))
+		if err := os.WriteFile(p, []byte("secret"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil { // past the umask
+			t.Fatal(err)
+		}
+		b, err := ReadPrivate(p, 64)
+		if mode&0o077 == 0 {
+			if err != nil || string(b) != "secret" {
+				t.Errorf("mode %04o: %q, %v, want the secret", mode, b, err)
+			}
+			continue
+		}
+		want := fmt.Sprintf("mode %04o lets group or others read or change it; chmod 600 %s", mode, p)
+		if err == nil || err.Error() != want {
+			t.Errorf("mode %04o: %q, %v, want %q", mode, b, err, want)
+		}
+	}
+}
+
+// TestReadPrivateOwner: the file belongs to the user who reads it, or to
+// root; another user's is refused.
+func TestReadPrivateOwner(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(p, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	owner := os.Geteuid()
+	if owner == 0 {
+		owner = 4242 // root's files are everyone's to trust: give it to another user
+		if err := os.Chown(p, owner, -1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadPrivate(p, 64); err == nil || !strings.Contains(err.Error(), "owned by uid 4242") {
+			t.Errorf("root reading uid 4242's secret: %v, want refused", err)
+		}
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkPrivate(p, fi, owner); err != nil {
+		t.Errorf("the owner's own file: %v", err)
+	}
+	other := owner + 1
+	want := fmt.Sprintf("owned by uid %d, neither this user (uid %d) nor root; chown %d %s", owner, other, other, p)
+	if err := checkPrivate(p, fi, other); err == nil || err.Error() != want {
+		t.Errorf("uid %d reading uid %d's file: %v, want %q", other, owner, err, want)
+	}
+	if err := os.Chown(p, 0, -1); err == nil { // root only
+		fi, _ = os.Stat(p)
+		if err := checkPrivate(p, fi, other); err != nil {
+			t.Errorf("root's file read by uid %d: %v", other, err)
+		}
 	}
 }
