@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -188,4 +189,67 @@ func (p ProcFS) KernelThread(comm string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("find kernel thread %s: %w", comm, ErrNoProcess)
+}
+
+// RunTime is the CPU time of a process's live threads to the nanosecond
+// (the first field of each /proc/PID/task/TID/schedstat) and their tids.
+// /proc/PID/stat counts in clock ticks (10 ms), which over a 30 s window of
+// an idle collector is a third of the 0.1 % bar; RunTime misses only what
+// threads that have exited used, which the caller sees as a changed tid set.
+type RunTime struct {
+	CPU  time.Duration
+	TIDs []int // sorted
+}
+
+// RunTime reads the run time of pid's live threads.
+func (p ProcFS) RunTime(pid int) (RunTime, error) {
+	dir := filepath.Join(string(p), strconv.Itoa(pid), "task")
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, errESRCH) {
+		return RunTime{}, fmt.Errorf("read threads of pid %d: %w", pid, ErrNoProcess)
+	}
+	if err != nil {
+		return RunTime{}, fmt.Errorf("read threads of pid %d: %w", pid, err)
+	}
+	var rt RunTime
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "schedstat"))
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, errESRCH) {
+			continue // exited since the listing
+		}
+		if err != nil {
+			return RunTime{}, fmt.Errorf("read run time of pid %d: %w", pid, err)
+		}
+		f := strings.Fields(string(b))
+		if len(f) != 3 {
+			return RunTime{}, fmt.Errorf("read run time of pid %d: schedstat %q", pid, b)
+		}
+		ns, err := strconv.ParseUint(f[0], 10, 63)
+		if err != nil {
+			return RunTime{}, fmt.Errorf("read run time of pid %d: schedstat %q", pid, b)
+		}
+		rt.CPU += time.Duration(ns)
+		rt.TIDs = append(rt.TIDs, tid)
+	}
+	sort.Ints(rt.TIDs)
+	return rt, nil
+}
+
+// Since returns the CPU the threads of rt used since old, and false when a
+// thread of old has exited (its time since old is then unknown).
+func (rt RunTime) Since(old RunTime) (time.Duration, bool) {
+	i := 0
+	for _, tid := range old.TIDs {
+		for i < len(rt.TIDs) && rt.TIDs[i] < tid {
+			i++
+		}
+		if i == len(rt.TIDs) || rt.TIDs[i] != tid {
+			return 0, false
+		}
+	}
+	return rt.CPU - old.CPU, true
 }

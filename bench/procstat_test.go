@@ -112,3 +112,57 @@ func TestProcFSSelf(t *testing.T) {
 		t.Errorf("own memory %+v: want HWM > 0 and HWM ≥ RSS", s.Mem)
 	}
 }
+
+// TestRunTime: the run time is the sum of the live threads' schedstat to the
+// nanosecond, and a window in which a thread exited is reported as unknown.
+func TestRunTime(t *testing.T) {
+	root := t.TempDir()
+	write := func(tid int, stat string) {
+		d := filepath.Join(root, "42", "task", strconv.Itoa(tid))
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "schedstat"), []byte(stat), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(42, "1000000 5 3\n")
+	write(43, "2500 0 1\n")
+	old, err := ProcFS(root).RunTime(42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.CPU != 1002500 || len(old.TIDs) != 2 {
+		t.Fatalf("RunTime = %+v, want 1002500 ns in 2 threads", old)
+	}
+	write(42, "1700000 5 3\n")
+	write(44, "300 0 1\n") // a new thread: all of it is in the window
+	now, err := ProcFS(root).RunTime(42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := now.Since(old); !ok || d != 700300 {
+		t.Errorf("Since = %v, %v; want 700.3µs, true", d, ok)
+	}
+	if err := os.RemoveAll(filepath.Join(root, "42", "task", "43")); err != nil {
+		t.Fatal(err)
+	}
+	now, err = ProcFS(root).RunTime(42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := now.Since(old); ok {
+		t.Error("Since is known although thread 43 exited")
+	}
+	write(45, "garbage\n")
+	if _, err := ProcFS(root).RunTime(42); err == nil {
+		t.Error("a malformed schedstat gave no error")
+	}
+	if _, err := ProcFS(root).RunTime(7); !errors.Is(err, ErrNoProcess) {
+		t.Errorf("missing process: %v, want ErrNoProcess", err)
+	}
+	// The live system: this process has run.
+	if rt, err := ProcFS("/proc").RunTime(os.Getpid()); err != nil || rt.CPU <= 0 {
+		t.Errorf("RunTime(self) = %+v, %v", rt, err)
+	}
+}

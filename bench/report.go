@@ -215,9 +215,11 @@ func WriteMarkdown(w io.Writer, rep *Report, when time.Time, mode string) error 
 				{"delta-q3-us/exec", "delta Q3"}, {"exec/s", "exec/s"}})
 	}
 	if _, ok := Find(sums, "Idle/"+condCollector, "cpu-%core"); ok {
-		table("**Idle collector** (no workload; CPU from /proc/PID/stat over the window after a warm-up; events it recorded from "+
-			"the rest of the host in that window)", [][2]string{{"Idle/" + condCollector, "collector"}},
-			[][2]string{{"cpu-%core", "% core"}, {"exec/s", "execs/s"}, {"file-events/s", "file events/s"}, {"rss-MB", "RSS MB"}})
+		table("**Idle collector** (no workload; CPU from /proc/PID/stat over the window after its first seal and a warm-up; events "+
+			"it recorded from the rest of the host in that window; the start-up's CPU, from the start to the window)",
+			[][2]string{{"Idle/" + condCollector, "collector"}},
+			[][2]string{{"cpu-%core", "% core"}, {"exec/s", "execs/s"}, {"file-events/s", "file events/s"}, {"rss-MB", "RSS MB"},
+				{"startup-cpu-ms", "start-up CPU ms"}, {"startup-s", "start-up s"}})
 	}
 
 	var procRows, connRows, fileRows [][2]string

@@ -81,10 +81,12 @@ func Remove(dir, name string) error {
 	return nil
 }
 
-// writeDurable writes a file so that it appears under its final name only
-// complete and on stable storage: temporary file in dir, write, fsync,
-// close, rename, fsync dir.
-func writeDurable(dir, name string, write func(io.Writer) error) (err error) {
+// writeDurable writes a file of about size bytes so that it appears under
+// its final name only complete and on stable storage: temporary file in dir,
+// write, fsync, close, rename, fsync dir. Its write buffer is sized to the
+// file, at most 256 KiB: a 256 KiB buffer for a 300-byte state file and a
+// small segment was most of what an idle host's seal allocated.
+func writeDurable(dir, name string, size int64, write func(io.Writer) error) (err error) {
 	f, err := os.CreateTemp(dir, tmpPrefix+"*")
 	if err != nil {
 		return err
@@ -96,7 +98,7 @@ func writeDurable(dir, name string, write func(io.Writer) error) (err error) {
 			os.Remove(tmp)
 		}
 	}()
-	bw := bufio.NewWriterSize(f, 256<<10)
+	bw := bufio.NewWriterSize(f, int(min(max(size, 512), 256<<10)))
 	if err = write(bw); err != nil {
 		return err
 	}

@@ -191,7 +191,7 @@ func (w *Writer) sealBatch(b *batch) error {
 		return fmt.Errorf("seal segment %d: %w", m.Seq, err)
 	}
 	name := m.Name(enc.digest)
-	if err := writeDurable(w.dir, name, enc.writeTo); err != nil {
+	if err := writeDurable(w.dir, name, enc.size(), enc.writeTo); err != nil {
 		return fmt.Errorf("seal segment %s: %w", name, err)
 	}
 	seg, err := w.verifyFile(filepath.Join(w.dir, name), m.PrevDigest)

@@ -119,7 +119,7 @@ func writeState(dir string, st *state) error {
 		return fmt.Errorf("write spool state: %w", err)
 	}
 	b = append(b, '\n')
-	err = writeDurable(dir, StateName, func(w io.Writer) error {
+	err = writeDurable(dir, StateName, int64(len(b)), func(w io.Writer) error {
 		_, err := w.Write(b)
 		return err
 	})

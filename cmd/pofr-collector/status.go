@@ -48,9 +48,14 @@ Exit codes: 0 running, 3 not running, 1 error, 2 usage error.`,
 			}
 			running := lockHeld(filepath.Join(stateDir, "collector.pid"))
 			var st agent.Status
-			if b, err := os.ReadFile(filepath.Join(stateDir, "status.json")); err == nil {
+			statusFile := filepath.Join(stateDir, "status.json")
+			if b, err := os.ReadFile(statusFile); err == nil {
+				// The file is replaced atomically but not fsynced: a
+				// crash can leave it empty or cut. What the lock and
+				// the spool say is still worth printing.
 				if err := json.Unmarshal(b, &st); err != nil {
-					return fmt.Errorf("read status: %w", err)
+					st = agent.Status{}
+					fmt.Fprintf(env.Stderr, "warning: status file %s is unreadable (%v); a running collector rewrites it every 5 s\n", statusFile, err)
 				}
 			} else if !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("read status: %w", err)

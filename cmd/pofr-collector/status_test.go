@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -80,5 +82,25 @@ func TestAge(t *testing.T) {
 		if got := age(d); got != want {
 			t.Errorf("age(%v) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+// TestStatusCutFile: the status file is not fsynced, so a crash can leave it
+// empty or cut; status then warns, prints what the lock and the spool say
+// and exits as for a stopped collector, instead of failing.
+func TestStatusCutFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "status.json"), []byte(`{"pid": 42, "started": "2026-`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runApp(t, "status", "--state-dir", dir)
+	if code != exitNotRunning {
+		t.Errorf("exit code %d, want %d (not running); stderr:\n%s", code, exitNotRunning, stderr)
+	}
+	if !strings.Contains(stderr, "status.json is unreadable") {
+		t.Errorf("no warning about the cut file; stderr:\n%s", stderr)
+	}
+	if !strings.Contains(stdout, "collector: not running") {
+		t.Errorf("stdout:\n%s", stdout)
 	}
 }

@@ -212,14 +212,18 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		allNetns := !prof.Sock.HostNetnsOnly
 		if allNetns {
-			if initial, err := inInitialNetns(cfg.ProcRoot); err != nil || !initial {
-				// Other namespaces are the business of the collector of the
-				// initial one: a collector inside a namespace (a host
-				// simulated in a netns, a container with its own network)
-				// records its own, or two collectors would record the same
-				// sockets as their own.
+			// Other namespaces are the business of the collector of the
+			// initial one: a collector inside a namespace (a host simulated
+			// in a netns, a container with its own network) records its
+			// own, or two collectors would record the same sockets as
+			// their own.
+			switch initial, err := inInitialNetns(cfg.ProcRoot); {
+			case err != nil:
 				allNetns = false
-				log.Info("sockets of this network namespace only: the collector does not run in the initial one", "err", err)
+				log.Warn("sockets of this network namespace only: cannot tell whether it is the initial one", "err", err)
+			case !initial:
+				allNetns = false
+				log.Info("sockets of this network namespace only: the collector does not run in the initial one")
 			}
 		}
 		ssrc, err := sockdiag.New(sockdiag.Options{

@@ -9,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/uplink"
 )
@@ -112,5 +111,5 @@ func WriteMetricsFile(path string, m *Metrics) error {
 	if err != nil {
 		return fmt.Errorf("render metrics: %w", err)
 	}
-	return durable.WriteFile(path, b, 0o644)
+	return replaceFile(path, b, 0o644)
 }
