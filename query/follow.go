@@ -111,6 +111,14 @@ func (q *Querier) Follow(ctx context.Context, sink FollowSink, a FollowArgs) err
 		if err := sink.Rewind(cur.Sink, cur.Offset); err != nil {
 			return fmt.Errorf("follow: rewind sink to the cursor: %w", err)
 		}
+	} else if cur.Sink, cur.Offset = sink.Position(); cur.Sink != "" || cur.Offset != 0 {
+		// A first start on a sink that can rewind: its position is
+		// written before any row, so that a follower killed before its
+		// first cursor write rewinds to it on restart instead of writing
+		// its rows again.
+		if err := writeFollowCursor(a.CursorFile, cur); err != nil {
+			return err
+		}
 	}
 	done := map[uint64]bool{}
 	for _, id := range cur.Done {

@@ -254,6 +254,45 @@ func TestFollowService(t *testing.T) {
 	}
 }
 
+// TestFollowFirstStartKilled: a follower killed in its first segment, before
+// it ever wrote a cursor, leaves part of a segment in the file; the restart
+// rewinds to where the first start found the file, so every row is there
+// exactly once (CI caught the repeat in TestFollowKillService).
+func TestFollowFirstStartKilled(t *testing.T) {
+	e := newFollowEnv(t)
+	dir := t.TempDir()
+	path, cursor := filepath.Join(dir, "proc.jsonl"), filepath.Join(dir, "cursor")
+	e.load(2)
+	sink, err := OpenFileSink(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked := make(chan struct{})
+	stuck := &stuckSink{FileSink: sink, after: 1000, blocked: blocked, release: make(chan struct{})}
+	stop := e.follow(stuck, cursor)
+	select {
+	case <-blocked:
+	case <-time.After(time.Minute):
+		t.Fatal("sink never written")
+	}
+	close(stuck.release)
+	stop()
+	sink.Close()
+	if _, _, err := exported(path); err == nil {
+		t.Fatal("no partial segment in the file")
+	}
+
+	sink, err = OpenFileSink(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = e.follow(sink, cursor)
+	waitExported(t, path, e.want())
+	stop()
+	sink.Close()
+	checkExported(t, path, e.want())
+}
+
 // stuckSink is a follower killed in the middle of a segment: the write
 // that crosses after bytes writes half of itself to the file and blocks
 // until release, and the sink cannot rewind (a killed process does not).
