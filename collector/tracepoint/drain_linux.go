@@ -31,13 +31,14 @@ func (s *Set) Flush(h func(*Record)) int { return s.drain(^uint64(0), h) }
 // for the order across CPUs.
 func (s *Set) Peek(h func(*Record)) {
 	st := s.st
-	var rec Record
+	rec := &s.rec
+	*rec = Record{}
 	for _, r := range s.rings {
 		tail, last, lost := r.tail, r.last, r.lost
 		r.head = atomic.LoadUint64(&r.meta.Data_head)
 		for s.next(r, ^uint64(0)) {
-			if s.emit(r, &rec) {
-				h(&rec)
+			if s.emit(r, rec) {
+				h(rec)
 			}
 			r.tail += uint64(len(r.rec))
 		}
@@ -56,7 +57,8 @@ func (s *Set) drain(cutoff uint64, h func(*Record)) int {
 		}
 	}
 	n := 0
-	var rec Record
+	rec := &s.rec
+	*rec = Record{}
 	for len(s.heap) > 0 {
 		// Few CPUs: a linear scan for the oldest is cheaper than a heap.
 		best := 0
@@ -66,8 +68,8 @@ func (s *Set) drain(cutoff uint64, h func(*Record)) int {
 			}
 		}
 		r := s.rings[s.heap[best]]
-		if s.emit(r, &rec) {
-			h(&rec)
+		if s.emit(r, rec) {
+			h(rec)
 			n++
 		}
 		r.tail += uint64(len(r.rec))
@@ -103,7 +105,8 @@ func (s *Set) unreported(now uint64, h func(*Record)) int {
 		return 0
 	}
 	n := 0
-	var rec Record
+	rec := &s.rec
+	*rec = Record{}
 	for _, r := range s.rings {
 		total, err := r.lostCounters()
 		if err != nil {
@@ -113,10 +116,10 @@ func (s *Set) unreported(now uint64, h func(*Record)) int {
 		if d == 0 {
 			continue
 		}
-		rec = Record{Event: -1, Lost: Lost{CPU: r.cpu, Count: d, From: r.last, To: now}}
+		*rec = Record{Event: -1, Lost: Lost{CPU: r.cpu, Count: d, From: r.last, To: now}}
 		s.st.Lost += d
 		s.st.Unreported += d
-		h(&rec)
+		h(rec)
 		n++
 	}
 	return n
