@@ -10,8 +10,12 @@
 # switches per exec (all threads' /proc/PID/task/*/status) and, with perf on
 # PATH, the collector's syscalls per exec (perf stat -e raw_syscalls:sys_enter
 # over the storm). BIN "none" runs the storm with no
-# collector (the baseline of the children's CPU). Needs root; POFR_LOAD is
-# a built bench/cmd/pofr-load (default: built into a temporary directory).
+# collector (the baseline of the children's CPU). Before the settle the
+# storm's own programs (pofr-load, /bin/true, perf) are run once, so that a
+# fresh collector hashes them then and not during the storm (its exe hash
+# cache starts empty; docs/design.md "What exe hashing costs an exec storm").
+# Needs root; POFR_LOAD is a built bench/cmd/pofr-load (default: built into a
+# temporary directory).
 set -eu
 R=$1; DUR=$2; RATE=$3; shift 3
 . "$(dirname "$0")/ab-common.sh"
@@ -25,7 +29,10 @@ for r in $(seq "$R"); do
 		fi
 		"$b" run --standalone --config-dir "$d/cfg" --spool-dir "$d/spool" --profile default >"$d/log" 2>&1 &
 		P=$!
-		sleep 4
+		for i in $(seq 50); do grep -q 'process source recording' "$d/log" && break; sleep 0.1; done
+		"$LOAD" exec -rate 20 -duration 0.2s >/dev/null
+		if command -v perf >/dev/null; then perf --version >/dev/null; fi
+		sleep 3.5
 		S=
 		if command -v perf >/dev/null; then
 			perf stat -e raw_syscalls:sys_enter -x, -o "$d/perf" -p $P & S=$!

@@ -43,8 +43,7 @@ type procHeld struct {
 
 // holdRow holds exec row r of e until an exec-open arrives (see procHeld).
 func (t *procTable) holdRow(r *event.Proc, e *procEntry, fill bool, want []byte) {
-	c := *r
-	t.held[r.PID] = &procHeld{rows: []*event.Proc{&c}, e: e, fill: fill, want: want, deadline: t.clock().Add(t.hold)}
+	t.held[r.PID] = &procHeld{rows: []*event.Proc{heldCopy(r)}, e: e, fill: fill, want: want, deadline: t.clock().Add(t.hold)}
 }
 
 // setKey sets exe_key of exec row r from its exec-open (0: none) and
@@ -127,7 +126,7 @@ func (t *procTable) skipOpens(pid int32, exe []byte) (procExecOpen, bool) {
 		if !t.fanotifyActive() {
 			return procExecOpen{}, false
 		}
-		q = newOpenQueue()
+		q = t.newOpenQueue()
 		t.opens[pid] = q
 	}
 	now := t.clock()
@@ -158,8 +157,10 @@ func (t *procTable) expireOpens(q *procOpenQueue, now time.Time) {
 	}
 }
 
-// onOpen takes one exec-open from the file source.
+// onOpen takes one exec-open from the file source. Its path may point into
+// the ring's batch: what the table keeps is the interned copy.
 func (t *procTable) onOpen(o procExecOpen) {
+	o.path = t.intern.keep(nil, o.path)
 	now := t.clock()
 	o.at = now
 	t.lastOpen = now
@@ -199,14 +200,27 @@ func (t *procTable) onOpen(o procExecOpen) {
 func (t *procTable) queue(pid int32) *procOpenQueue {
 	q := t.opens[pid]
 	if q == nil {
-		q = newOpenQueue()
+		q = t.newOpenQueue()
 		t.opens[pid] = q
 	}
 	return q
 }
 
-func newOpenQueue() *procOpenQueue {
-	q := &procOpenQueue{}
+// procFreeQueues bounds the queues kept for reuse: every exec of a new pid
+// needs one, and housekeeping drops them a hold after their last open.
+const procFreeQueues = 1024
+
+// newOpenQueue returns an empty queue, one housekeeping dropped if any.
+func (t *procTable) newOpenQueue() *procOpenQueue {
+	var q *procOpenQueue
+	if n := len(t.freeQ); n > 0 {
+		q = t.freeQ[n-1]
+		t.freeQ[n-1] = nil
+		t.freeQ = t.freeQ[:n-1]
+		*q = procOpenQueue{}
+	} else {
+		q = &procOpenQueue{}
+	}
 	q.items = q.first[:0]
 	return q
 }

@@ -114,7 +114,7 @@ func (t *procTable) exec(m *procMsg, in *procInfo, ts int64) {
 	r := t.row(event.ProcExec, ts, e, m.PID)
 	r.Flags |= late
 	if in.have&procHaveArgv != 0 {
-		r.Argv = keepArgv(in.argv)
+		r.Argv = in.argv
 		if in.argvTrunc {
 			r.Flags |= event.ProcFlagArgvTruncated
 		}

@@ -93,13 +93,15 @@ func (q *procRing) unlockRing() {
 	}
 }
 
-// pushOpen appends an exec-open; false when full.
+// pushOpen appends an exec-open with a copy of its path in the arena;
+// false when full.
 func (q *procRing) pushOpen(o procExecOpen) bool {
 	q.mu.Lock()
-	if len(q.b.opens) >= q.maxOpens {
+	if len(q.b.opens) >= q.maxOpens || len(q.b.arena)+len(o.path) > q.maxArena {
 		q.mu.Unlock()
 		return false
 	}
+	o.path = q.keep(o.path)
 	q.b.opens = append(q.b.opens, o)
 	q.unlockRing()
 	return true

@@ -116,7 +116,7 @@ func (s *Source) Lookup(pid int32) (collector.ProcInfo, bool) {
 // goroutine is behind, the exec-open is dropped and counted (OpenDrops).
 // path is copied.
 func (s *Source) ObserveExecOpen(pid int32, ts int64, path []byte, exeKey uint64) {
-	if !s.tr.ring.pushOpen(procExecOpen{pid: pid, ts: ts, path: append([]byte(nil), path...), exeKey: exeKey}) {
+	if !s.tr.ring.pushOpen(procExecOpen{pid: pid, ts: ts, path: path, exeKey: exeKey}) {
 		s.st.openDrops.Add(1)
 	}
 }

@@ -108,6 +108,7 @@ type procTable struct {
 	exited []procExitRec
 	held   map[int32]*procHeld
 	opens  map[int32]*procOpenQueue
+	freeQ  []*procOpenQueue // queues housekeeping dropped, for the next pids
 	// lastOpen is when the last exec-open arrived: exe-less exec rows are
 	// held only while fanotify is feeding us; lastKey when the last one with
 	// a file identity did: exec rows wait for their key only while keys come.
@@ -382,9 +383,15 @@ func (t *procTable) entryFromInfo(pid int32, in *procInfo) *procEntry {
 	return e
 }
 
-// keepArgv returns a copy of a row's argv (the row keeps it; the source is
-// reused).
-func keepArgv(b []byte) []byte { return append([]byte{}, b...) }
+// heldCopy returns a copy of r that may be kept past the drain: argv
+// points into the drain's batch (the sink copies what it keeps, so a row
+// written at once needs no copy of its own); the other byte columns are
+// the entry's, which are never changed in place.
+func heldCopy(r *event.Proc) *event.Proc {
+	c := *r
+	c.Argv = bytes.Clone(r.Argv)
+	return &c
+}
 
 // row builds a row for e with the columns every event kind carries.
 //
@@ -417,8 +424,7 @@ func (t *procTable) row(kind string, ts int64, e *procEntry, tid int32) *event.P
 // emit writes r, or queues it behind a held exec row of the same pid.
 func (t *procTable) emit(r *event.Proc) {
 	if h := t.held[r.PID]; h != nil {
-		c := *r
-		h.rows = append(h.rows, &c)
+		h.rows = append(h.rows, heldCopy(r))
 		return
 	}
 	t.write(r)
@@ -520,6 +526,9 @@ func (t *procTable) housekeeping(now time.Time) {
 		t.expireOpens(q, now)
 		if len(q.items) == 0 && q.skip == nil && !now.Before(q.skipLd) {
 			delete(t.opens, pid)
+			if len(t.freeQ) < procFreeQueues {
+				t.freeQ = append(t.freeQ, q)
+			}
 		}
 	}
 }

@@ -445,6 +445,59 @@ func BenchmarkProcTableExecOpen(b *testing.B) {
 	}
 }
 
+// BenchmarkProcTableExecSteady is BenchmarkProcTableExecOpen/open-first as
+// the running collector does it, so that its allocations are the table's
+// own: the exec-opens pass through the ring (ObserveExecOpen's path, from a
+// reused buffer) and a drain, the clock moves 1 ms per exec and
+// housekeeping runs every 100 execs (exited lives and exec-open queues
+// expire as in a 1000/s storm), and the events are decoded once.
+func BenchmarkProcTableExecSteady(b *testing.B) {
+	clk := &testClock{t: time.Unix(1_800_000_000, 0)}
+	tb := newProcTable(event.Discard{}, slog.New(slog.NewTextHandler(io.Discard, nil)), &procCounters{}, clk.now)
+	tb.selfPID = -1
+	in := execInfo(1, "worker", "/usr/bin/worker", "worker\x00")
+	msg := func(frame []byte) procMsg {
+		m, err := decodeProcEvents(frame, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m[0]
+	}
+	fork := procItem{kind: procItemEvent, msg: msg(procTestFrame(procEventFork, 1, 1, 1, 1, 1))}
+	exec := procItem{kind: procItemEvent, msg: msg(procTestFrame(procEventExec, 2, 1, 1)), info: in}
+	exit := procItem{kind: procItemEvent, msg: msg(procTestFrame(procEventExit, 3, 1, 1, 0, 17, 1, 1))}
+	var path []byte
+	pid, n := int32(1000), 0
+	cpu0 := testutil.ProcessCPU()
+	for b.Loop() {
+		pid++
+		if pid > 30000 {
+			pid = 1001
+		}
+		clk.t = clk.t.Add(time.Millisecond)
+		fork.msg.PID, fork.msg.TGID = pid, pid
+		exec.msg.PID, exec.msg.TGID = pid, pid
+		exit.msg.PID, exit.msg.TGID = pid, pid
+		tb.handle(&fork)
+		for _, p := range []string{"/usr/bin/worker", "/lib64/ld-linux-x86-64.so.2"} {
+			path = append(path[:0], p...)
+			if !tb.ring.pushOpen(procExecOpen{pid: pid, path: path, exeKey: 7}) {
+				b.Fatal("ring full")
+			}
+		}
+		tb.drain()
+		tb.handle(&exec)
+		tb.handle(&exit)
+		if n++; n%100 == 0 {
+			tb.housekeeping(clk.t)
+		}
+	}
+	b.ReportMetric(float64(testutil.ProcessCPU()-cpu0)/float64(b.N), "cpu-ns/exec")
+	if st := tb.st; st.rows.Load() < 3*uint64(b.N) || st.exeKeys.Load() < uint64(b.N) {
+		b.Fatalf("%d rows, %d keys for %d execs", st.rows.Load(), st.exeKeys.Load(), b.N)
+	}
+}
+
 // TestProcTableHouseStops: the housekeeping tick stops once nothing waits
 // for it, starts again when a drain applies an exit, evicts that entry
 // after its grace period and stops again.

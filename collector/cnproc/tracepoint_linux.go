@@ -378,8 +378,9 @@ func (s *Source) readTracepoints(ctx context.Context, tp *tpSource) error {
 		})
 		// The cn_proc socket: everything queued now, then what is older
 		// than the cutoff joins this drain and the rest the next one.
-		cn, held := cn[:0], carry
-		carry = spare[:0]
+		// Assigned, not declared: cn keeps its storage across drains.
+		held := carry
+		cn, carry = cn[:0], spare[:0]
 		for _, it := range held {
 			if it.msg.TS > cutoff {
 				carry = append(carry, it)

@@ -68,6 +68,9 @@ type Source struct {
 	fd  int
 	fs  procfs.FS
 	buf []byte
+	// from is the sender's address of the packet read last (recv).
+	from    unix.RawSockaddrLinklayer
+	fromLen uint32
 
 	mu sync.Mutex
 	st Stats
@@ -184,7 +187,7 @@ func (s *Source) drain() error {
 	}
 	var batch []pkt
 	for len(batch) < 256 {
-		n, from, err := unix.Recvfrom(s.fd, s.buf, unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+		n, err := s.recv()
 		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 			break
 		}
@@ -192,7 +195,7 @@ func (s *Source) drain() error {
 			return fmt.Errorf("dns packet socket: read: %w", err)
 		}
 		ts := time.Now().UnixNano()
-		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING && ll.Hatype == unix.ARPHRD_LOOPBACK {
+		if ll := &s.from; ll.Family == unix.AF_PACKET && ll.Pkttype == unix.PACKET_OUTGOING && ll.Hatype == unix.ARPHRD_LOOPBACK {
 			continue // loopback shows each packet twice: keep the incoming copy
 		}
 		b := s.buf[:min(n, len(s.buf))]
@@ -211,6 +214,19 @@ func (s *Source) drain() error {
 		s.handle(p.b, p.ts)
 	}
 	return nil
+}
+
+// recv reads one packet into s.buf without blocking and its sender's
+// address into s.from: unix.Recvfrom allocates the address on every call,
+// the empty read of each drain included.
+func (s *Source) recv() (int, error) {
+	s.fromLen = unix.SizeofSockaddrLinklayer
+	n, _, e := unix.Syscall6(unix.SYS_RECVFROM, uintptr(s.fd), uintptr(unsafe.Pointer(&s.buf[0])), uintptr(len(s.buf)),
+		unix.MSG_DONTWAIT|unix.MSG_TRUNC, uintptr(unsafe.Pointer(&s.from)), uintptr(unsafe.Pointer(&s.fromLen)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 // handle records the DNS messages of one packet.

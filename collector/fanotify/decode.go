@@ -76,9 +76,10 @@ type fanEvent struct {
 // buffer and returns ErrFanotifyCorrupt (wrapped with the offset) on the first
 // malformed event; events before it have been delivered. Unknown info record
 // types are skipped. It never touches a descriptor, so tests and the fuzzer
-// feed it buffers captured from the kernel (testdata/).
-func decodeFanotify(b []byte, fn func(*fanEvent)) error {
-	var ev fanEvent
+// feed it buffers captured from the kernel (testdata/). ev is where each
+// event is decoded, the caller's: a local one would escape to the heap
+// (one allocation per read).
+func decodeFanotify(b []byte, ev *fanEvent, fn func(*fanEvent)) error {
 	for off := 0; off < len(b); {
 		rest := b[off:]
 		if len(rest) < fanMetadataLen {
@@ -95,15 +96,15 @@ func decodeFanotify(b []byte, fn func(*fanEvent)) error {
 		case evLen > len(rest):
 			return fmt.Errorf("%w: event_len %d at offset %d exceeds the %d bytes left", ErrFanotifyCorrupt, evLen, off, len(rest))
 		}
-		ev = fanEvent{
+		*ev = fanEvent{
 			Mask: binary.NativeEndian.Uint64(rest[8:]),
 			FD:   int32(binary.NativeEndian.Uint32(rest[16:])),
 			PID:  int32(binary.NativeEndian.Uint32(rest[20:])),
 		}
-		if err := decodeFanInfo(rest[metaLen:evLen], &ev); err != nil {
+		if err := decodeFanInfo(rest[metaLen:evLen], ev); err != nil {
 			return fmt.Errorf("%w at offset %d", err, off)
 		}
-		fn(&ev)
+		fn(ev)
 		off += evLen
 	}
 	return nil

@@ -64,7 +64,7 @@ type decodedEvent struct {
 func decodeAll(t *testing.T, b []byte) ([]decodedEvent, error) {
 	t.Helper()
 	var out []decodedEvent
-	err := decodeFanotify(b, func(ev *fanEvent) {
+	err := decodeFanotify(b, new(fanEvent), func(ev *fanEvent) {
 		out = append(out, decodedEvent{Mask: ev.Mask, PID: ev.PID, FID: ev.FID, Dir: ev.Name.Dir, Name: string(ev.Name.Name),
 			OldDir: ev.Old.Dir, Old: string(ev.Old.Name), NewDir: ev.New.Dir, New: string(ev.New.Name),
 			HasPID: ev.HasPID, PIDFD: ev.PIDFD, FDDesc: ev.FD})
@@ -168,7 +168,7 @@ func FuzzDecodeFanotify(f *testing.F) {
 	f.Add(fanMeta(fanQOverflow, 0))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		total := 0
-		err := decodeFanotify(b, func(ev *fanEvent) {
+		err := decodeFanotify(b, new(fanEvent), func(ev *fanEvent) {
 			for _, n := range [][]byte{ev.Name.Name, ev.Old.Name, ev.New.Name} {
 				if bytes.IndexByte(n, 0) >= 0 {
 					t.Fatalf("name %q holds a NUL", n)

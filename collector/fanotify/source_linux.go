@@ -54,7 +54,8 @@ type Source struct {
 	agg      *fileAgg
 	path     []byte
 	newPath  []byte
-	fidKey   []byte // exe hasher key of an event's FID, reused
+	fidKey   []byte   // exe hasher key of an event's FID, reused
+	ev       fanEvent // the event being decoded
 	lastRead int64
 	buf      []byte    // read buffer
 	next     time.Time // end of the aggregation window
@@ -373,7 +374,7 @@ func (s *Source) process(b []byte) {
 	if s.tap != nil {
 		s.tap(b)
 	}
-	if err := decodeFanotify(b, func(ev *fanEvent) { s.handle(ev, ts) }); err != nil {
+	if err := decodeFanotify(b, &s.ev, func(ev *fanEvent) { s.handle(ev, ts) }); err != nil {
 		if s.corrupt.Add(1) == 1 {
 			s.log.Warn("file source: undecodable fanotify buffer (further ones only counted)", "err", err)
 		}

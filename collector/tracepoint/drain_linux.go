@@ -33,13 +33,14 @@ func (s *Set) Flush(h func(*Record)) int { return s.drain(^uint64(0), h) }
 // for the order across CPUs.
 func (s *Set) Peek(h func(*Record)) {
 	st := s.st
-	var rec Record
+	rec := &s.rec
+	*rec = Record{}
 	for _, r := range s.rings {
 		tail, last, lost := r.tail, r.last, r.lost
 		r.head = atomic.LoadUint64(&r.meta.Data_head)
 		for s.next(r, ^uint64(0)) {
-			if s.emit(r, &rec) {
-				h(&rec)
+			if s.emit(r, rec) {
+				h(rec)
 			}
 			r.tail += uint64(len(r.rec))
 		}
@@ -58,7 +59,8 @@ func (s *Set) drain(cutoff uint64, h func(*Record)) int {
 		}
 	}
 	n := 0
-	var rec Record
+	rec := &s.rec
+	*rec = Record{}
 	for len(s.heap) > 0 {
 		// Few CPUs: a linear scan for the oldest is cheaper than a heap.
 		best := 0
@@ -68,8 +70,8 @@ func (s *Set) drain(cutoff uint64, h func(*Record)) int {
 			}
 		}
 		r := s.rings[s.heap[best]]
-		if s.emit(r, &rec) {
-			h(&rec)
+		if s.emit(r, rec) {
+			h(rec)
 			n++
 		}
 		r.tail += uint64(len(r.rec))
@@ -122,10 +124,11 @@ func (s *Set) counted(r *ring, now uint64, h func(*Record)) int {
 	if d == 0 {
 		return 0
 	}
-	rec := Record{Event: -1, Lost: Lost{CPU: r.cpu, Count: d, From: r.last, To: now}}
+	rec := &s.rec
+	*rec = Record{Event: -1, Lost: Lost{CPU: r.cpu, Count: d, From: r.last, To: now}}
 	s.st.Lost += d
 	s.st.Unreported += d
-	h(&rec)
+	h(rec)
 	return 1
 }
 

@@ -96,11 +96,11 @@ func (s *Set) checkCPUs(now uint64, h func(*Record)) int {
 // CPU: their ring and counters stay readable until they are closed.
 func (s *Set) retire(r *ring, now uint64, h func(*Record)) int {
 	n := 0
-	var rec Record
+	rec := &s.rec
 	r.head = atomic.LoadUint64(&r.meta.Data_head)
 	for s.next(r, ^uint64(0)) {
-		if s.emit(r, &rec) {
-			h(&rec)
+		if s.emit(r, rec) {
+			h(rec)
 			n++
 		}
 		r.tail += uint64(len(r.rec))

@@ -120,7 +120,8 @@ type Set struct {
 	st      Stats
 	wakeups atomic.Uint64 // Stats.Wakeups, counted by Wait
 	closed  bool
-	heap    []int // ring indexes with a pending record, for the merge
+	heap    []int  // ring indexes with a pending record, for the merge
+	rec     Record // the record handed out, reused (a drain's own escaped to the heap)
 	bells   []*ring
 	armed   bool
 	enabled bool
