@@ -1,8 +1,10 @@
 package sockdiag
 
 import (
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -93,4 +95,74 @@ func TestPrivSockSkipTCP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkPrivSockIdle is the socket source's CPU on a quiet host, with
+// connection owners from tracepoints (TCP left out of dumps while nothing
+// appears; the rings' reads included) and without (every dump walks the
+// kernel's TCP hash), alternated in each round: the process's rusage over
+// 30 s, after 16 s in which the dump interval backs off to its longest
+// (default interval 1 s, UDP on). The source records a network namespace
+// of its own with no socket (a helper process holds it), so that the
+// host's sockets send it no destroy messages; its dumps still walk the
+// whole TCP hash, which the namespaces share, and the tracepoint still
+// sees every TCP transition of the host (they bring walks back, counted in
+// tcp-walks). Run:
+//
+//	go test ./collector/sockdiag/ -run '^$' -bench PrivSockIdle -benchtime=3x
+func BenchmarkPrivSockIdle(b *testing.B) {
+	testutil.RequireRoot(b)
+	holder := exec.Command("unshare", "--net", "sleep", "3600")
+	if err := holder.Start(); err != nil {
+		b.Skip("unshare: ", err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	ns := fmt.Sprintf("/proc/%d/ns/net", holder.Process.Pid)
+	testutil.WaitFor(b, 5*time.Second, "helper in its namespace", func() bool {
+		self, err1 := os.Readlink("/proc/self/ns/net")
+		other, err2 := os.Readlink(ns)
+		return err1 == nil && err2 == nil && self != other
+	})
+	var cpu, walks, dumps [2]float64
+	round := 0
+	for b.Loop() {
+		round++
+		for i, tp := range []bool{true, false} {
+			opts := Options{Sink: &event.MemSink{}, UDP: true, Netns: ns}
+			var co *sockowner.Source
+			stopCo := func() {}
+			if tp {
+				var err error
+				if co, err = sockowner.Open(sockowner.Options{}); err != nil {
+					b.Fatal(err)
+				}
+				opts.ConnOwners, stopCo = co, testutil.Go(b, "sockowner.Source.Run", co.Run)
+			}
+			src, err := New(opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			stop := testutil.Go(b, "Source.Run", src.Run)
+			time.Sleep(16 * time.Second)
+			st0, cpu0, t0 := src.Stats(), testutil.ProcessCPU(), time.Now()
+			time.Sleep(30 * time.Second)
+			st1, cpu1, t1 := src.Stats(), testutil.ProcessCPU(), time.Now()
+			stop()
+			stopCo()
+			if co != nil {
+				co.Close()
+			}
+			c := float64(cpu1-cpu0) / 1e6 / t1.Sub(t0).Seconds()
+			d := float64(st1.Dumps - st0.Dumps)
+			w := float64((st1.Dumps - st1.TCPSkips) - (st0.Dumps - st0.TCPSkips))
+			b.Logf("round %d tracepoints=%v: %.3f ms/s, %.0f dumps, %.0f with TCP", round, tp, c, d, w)
+			cpu[i], dumps[i], walks[i] = cpu[i]+c, dumps[i]+d, walks[i]+w
+		}
+	}
+	n := float64(round)
+	b.ReportMetric(cpu[0]/n, "tp-cpu-ms/s")
+	b.ReportMetric(cpu[1]/n, "scan-cpu-ms/s")
+	b.ReportMetric(walks[0]/n, "tp-tcp-walks")
+	b.ReportMetric(walks[1]/n, "scan-tcp-walks")
+	b.ReportMetric(dumps[0]/n, "tp-dumps")
 }
