@@ -46,6 +46,10 @@ const (
 	sockMaxTracked     = 1 << 20         // sockets tracked at once; beyond, new sockets are not tracked (counted)
 	sockMaxPending     = 1 << 18         // destroy messages queued between reader and main loop
 	sockDestroyRcvBuf  = 4 << 20
+	// sockTCPWalkMax is the longest a source with ConnOwners goes without
+	// a TCP dump (see table.planDump): the safety net for a transition the
+	// tracepoint did not report. One walk a minute is ~0.05 ms/s here.
+	sockTCPWalkMax = 60 * time.Second
 )
 
 // Options configure a [Source].
@@ -107,6 +111,12 @@ type ConnOwners interface {
 	// Lookup returns the owner of the connection with key k and local
 	// address laddr.
 	Lookup(k sockowner.Key, laddr [16]byte) (sockowner.Owner, bool)
+	// Changes returns a count that moves whenever a TCP socket may have
+	// entered a state a dump reports (a connect, an accept, a listen, or a
+	// record lost) in what Sync read, and settled, false while the newest
+	// such record is too young for a dump to be sure to see its state. While
+	// it stands still, TCP dumps are skipped (table.planDump).
+	Changes() (n uint64, settled bool)
 }
 
 // Stats are the counters of a [Source] since it started.
@@ -115,6 +125,10 @@ type Stats struct {
 	Mode Mode
 	// Dumps counts completed dumps (or /proc/net polls); DumpErrors failed ones.
 	Dumps, DumpErrors uint64
+	// TCPSkips counts the dumps of Dumps that left TCP out: ConnOwners
+	// reported no TCP socket that could be new since the last TCP dump
+	// (the kernel's walk of its TCP hash is most of a dump's cost).
+	TCPSkips uint64
 	// LastDump is how long the last dump took, fd scan for new owners included.
 	LastDump time.Duration
 	// Destroys counts destroy notifications received.

@@ -433,7 +433,7 @@ func TestPrivSockHeld(t *testing.T) {
 	}
 	defer unix.Close(fd)
 	compat := true
-	dump, err := sockDump(fd, false, &compat, 1, nil)
+	dump, err := sockDump(fd, true, false, &compat, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

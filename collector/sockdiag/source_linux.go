@@ -205,6 +205,7 @@ func (s *Source) Stats() Stats {
 // add adds the event counters and the live socket count of o to st.
 func (st *Stats) add(o *Stats) {
 	st.Dumps += o.Dumps
+	st.TCPSkips += o.TCPSkips
 	st.DumpErrors += o.DumpErrors
 	st.Destroys += o.Destroys
 	st.Overruns += o.Overruns
@@ -309,7 +310,8 @@ func (s *Source) Run(ctx context.Context) error {
 		fd, err := sockInNetns(s.opts.Netns, s.netns.V, sockOpenDumpSocket)
 		if err == nil {
 			s.dumps++
-			s.dumpBuf, err = sockDump(fd, s.opts.UDP, &s.compatTCP, s.dumps, s.dumpBuf[:0])
+			s.tbl.planDump(s.now().UnixNano(), true)
+			s.dumpBuf, err = sockDump(fd, true, s.opts.UDP, &s.compatTCP, s.dumps, s.dumpBuf[:0])
 			if err != nil {
 				unix.Close(fd)
 			}
@@ -361,15 +363,16 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	// The first dump was made above; diff it now.
 	s.lastDumpOK = s.now().UnixNano()
-	s.tbl.applyDump(s.lastDumpOK, s.dumpBuf, t0)
+	s.tbl.applyDump(s.lastDumpOK, s.dumpBuf, t0, true)
 	s.census(ctx)
 	s.publish()
 	wait := s.interval
 	tick := time.NewTimer(wait)
 	defer tick.Stop()
-	// dump runs one; a dump asked for by Refresh is never quiet.
+	// dump runs one; a dump asked for by Refresh is never quiet and
+	// always asks for TCP.
 	dump := func(timer bool) {
-		wait = dumpWait(s.interval, wait, s.dumpOnce(ctx, dumpFD, mode) && timer)
+		wait = dumpWait(s.interval, wait, s.dumpOnce(ctx, dumpFD, mode, !timer) && timer)
 		tick.Reset(wait)
 	}
 	// Destroy messages come in batches (see readDestroys), which the
@@ -400,20 +403,26 @@ func (s *Source) Run(ctx context.Context) error {
 }
 
 // dumpOnce runs one dump (or /proc/net poll) and diffs it with the table;
-// it reports whether the dump changed nothing (see table.applyDump).
-func (s *Source) dumpOnce(ctx context.Context, fd int, mode Mode) (quiet bool) {
+// it reports whether the dump changed nothing (see table.applyDump). The
+// dump leaves TCP out when the table's plan allows it, unless force.
+func (s *Source) dumpOnce(ctx context.Context, fd int, mode Mode, force bool) (quiet bool) {
 	s.drain(nil)
 	t0 := time.Now()
 	var err error
+	tcp := s.tbl.planDump(s.now().UnixNano(), force)
 	if mode == ModeNetlink {
-		s.dumps++
-		s.dumpBuf, err = sockDump(fd, s.opts.UDP, &s.compatTCP, s.dumps, s.dumpBuf[:0])
+		s.dumpBuf = s.dumpBuf[:0]
+		if tcp || s.opts.UDP {
+			s.dumps++
+			s.dumpBuf, err = sockDump(fd, tcp, s.opts.UDP, &s.compatTCP, s.dumps, s.dumpBuf)
+		}
 	} else {
 		s.dumpBuf, err = s.procNetDump(s.dumpBuf[:0])
 	}
 	now := s.now().UnixNano()
 	if err != nil {
 		s.tbl.stats.DumpErrors++
+		s.tbl.tcpAgain = true
 		s.publish()
 		s.log.Warn("socket dump", "mode", mode, "err", err)
 		s.opts.Sink.AppendGap(&event.Gap{FromTS: s.lastDumpOK, ToTS: now, Source: event.SourceSock,
@@ -422,7 +431,7 @@ func (s *Source) dumpOnce(ctx context.Context, fd int, mode Mode) (quiet bool) {
 		return false
 	}
 	s.lastDumpOK = now
-	quiet = s.tbl.applyDump(now, s.dumpBuf, t0)
+	quiet = s.tbl.applyDump(now, s.dumpBuf, t0, tcp)
 	s.publish()
 	s.drain(nil)
 	if time.Since(s.lastCensus) >= s.censusEvery {
@@ -693,15 +702,18 @@ type sockDumpReq struct {
 	compat        bool
 }
 
-// sockDump dumps TCP (and UDP) sockets of both families into out. With
-// *compat, TCP is asked for with one TCPDIAG_GETSOCK request; a kernel that
-// refuses it clears *compat and is asked per family, in this dump and the
-// next ones.
-func sockDump(fd int, udp bool, compat *bool, seq uint32, out []inetDiag) ([]inetDiag, error) {
+// sockDump dumps the TCP sockets (if tcp) and the UDP sockets (if udp) of
+// both families into out. With *compat, TCP is asked for with one
+// TCPDIAG_GETSOCK request; a kernel that refuses it clears *compat and is
+// asked per family, in this dump and the next ones.
+func sockDump(fd int, tcp, udp bool, compat *bool, seq uint32, out []inetDiag) ([]inetDiag, error) {
 	var buf [4]sockDumpReq
-	reqs := append(buf[:0], sockDumpReq{sdAFInet, sdIPProtoTCP, true})
-	if !*compat {
-		reqs = append(reqs[:0], sockDumpReq{sdAFInet, sdIPProtoTCP, false}, sockDumpReq{sdAFInet6, sdIPProtoTCP, false})
+	reqs := buf[:0]
+	switch {
+	case tcp && *compat:
+		reqs = append(reqs, sockDumpReq{sdAFInet, sdIPProtoTCP, true})
+	case tcp:
+		reqs = append(reqs, sockDumpReq{sdAFInet, sdIPProtoTCP, false}, sockDumpReq{sdAFInet6, sdIPProtoTCP, false})
 	}
 	if udp {
 		reqs = append(reqs, sockDumpReq{sdAFInet, sdIPProtoUDP, false}, sockDumpReq{sdAFInet6, sdIPProtoUDP, false})

@@ -695,7 +695,7 @@ func TestPrivSock10k(t *testing.T) {
 		cpu0, t0 := testutil.ProcessCPU(), time.Now()
 		for i := range rounds {
 			c := compat
-			if buf, err = sockDump(fd, true, &c, uint32(i+1), buf[:0]); err != nil {
+			if buf, err = sockDump(fd, true, true, &c, uint32(i+1), buf[:0]); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -57,6 +57,16 @@ type table struct {
 	fresh     []*sockEntry
 	// lastOwnerSync is when conns was last synced (gap rows).
 	lastOwnerSync int64
+	// TCP dumps are left out while no TCP socket can be new (planDump):
+	// tcpWalked is when the last dump with TCP was applied (0: none yet),
+	// tcpSeen the ConnOwners change count read before it, and tcpAgain
+	// that the next dump must ask for TCP whatever the count. planN and
+	// planSettled are what planDump read for the dump being taken.
+	tcpWalked   int64
+	tcpSeen     uint64
+	tcpAgain    bool
+	planN       uint64
+	planSettled bool
 
 	// stats are the table's counters (Dumps, rows, owners, Tracked …);
 	// the source publishes them.
@@ -111,18 +121,40 @@ func newTable(sink event.Sink) *table {
 	}
 }
 
+// planDump tells whether the next dump must ask for TCP sockets. The
+// kernel walks its whole TCP hash for that, which is most of a dump's cost
+// whatever the number of sockets (docs/design.md, "TCP walks only after a
+// transition"). TCP is left out only with ConnOwners, whose tracepoint
+// reports every TCP socket that enters a state a dump reports (a connect,
+// an accepted end, a listener; closes come as destroy messages), and only
+// if since the last TCP dump their change count stood still, that dump
+// left nothing to look at again (tcpAgain), and it is less than
+// sockTCPWalkMax old; force (Refresh, the first dump) asks for TCP. It
+// syncs ConnOwners first, so that the count covers what the rings hold.
+func (t *table) planDump(now int64, force bool) (tcp bool) {
+	if t.procnet || t.conns == nil {
+		return true
+	}
+	t.syncOwners(now)
+	t.planN, t.planSettled = t.conns.Changes()
+	return force || t.tcpWalked == 0 || t.tcpAgain || t.planN != t.tcpSeen ||
+		now-t.tcpWalked >= int64(sockTCPWalkMax) || now < t.tcpWalked
+}
+
 // applyDump diffs one dump, taken at now, with the table and writes listen,
 // open and vanished close rows. t0 is when the dump began (zero: not timed).
+// tcp tells whether the dump asked for TCP sockets (see planDump): if not,
+// the TCP sockets of the table are not missing from it.
 // It reports whether the dump changed nothing: no new socket, none closed,
 // none missing and waiting out its grace.
-func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) (quiet bool) {
+func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time, tcp bool) (quiet bool) {
 	clear(t.starts)
 	t.ageNetns(now)
 	t.gen++
 	clear(t.want)
 	t.fresh = t.fresh[:0]
 	t.syncOwners(now)
-	var untracked uint64
+	var untracked, queued uint64
 	var own ownerTally
 	for i := range dump {
 		m := &dump[i]
@@ -142,6 +174,9 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) (quiet bool)
 			e = &sockEntry{m: *m, firstTS: now}
 			t.tracked[key] = e
 			t.fresh = append(t.fresh, e)
+			if m.Protocol == sdIPProtoTCP && m.State == sdTCPEstablished && m.Inode == 0 {
+				queued++ // in an accept queue: its inode (owner) comes with accept(2), which no tracepoint tells
+			}
 			if isListener(m) {
 				k := sockListenKey{m.Protocol, m.SrcPort}
 				t.listeners[k] = append(t.listeners[k], e)
@@ -202,9 +237,9 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) (quiet bool)
 		}
 		t.sink.AppendSock(&r)
 	}
-	var vanished, pending uint64
+	var vanished, pending, pendingTCP uint64
 	for key, e := range t.tracked {
-		if e.gen == t.gen {
+		if e.gen == t.gen || !tcp && e.m.Protocol == sdIPProtoTCP {
 			continue
 		}
 		if !t.procnet {
@@ -213,6 +248,9 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) (quiet bool)
 			}
 			if time.Duration(now-e.missing) < sockVanishGrace {
 				pending++
+				if e.m.Protocol == sdIPProtoTCP {
+					pendingTCP++
+				}
 				continue
 			}
 		}
@@ -231,8 +269,18 @@ func (t *table) applyDump(now int64, dump []inetDiag, t0 time.Time) (quiet bool)
 	if !t0.IsZero() {
 		took = time.Since(t0)
 	}
+	if tcp {
+		t.tcpWalked, t.tcpSeen = now, t.planN
+		// Walk again next time for what this walk could not settle: a
+		// record too young for its state to be sure in it, a socket still
+		// in its grace, an accepted socket without its inode yet.
+		t.tcpAgain = !t.planSettled || pendingTCP > 0 || queued > 0
+	}
 	st := &t.stats
 	st.Dumps++
+	if !tcp {
+		st.TCPSkips++
+	}
 	st.Listens += listens
 	st.Opens += opens
 	st.Closes += vanished
@@ -545,6 +593,9 @@ func (t *table) applyDestroys(q []sockDestroy, now int64) {
 	for i := range q {
 		d := &q[i]
 		if d.overrun {
+			// Sockets whose destroy message was lost are closed by a walk
+			// only (vanished).
+			t.tcpAgain = true
 			reason := "ENOBUFS on sock_diag destroy socket"
 			lost := event.Opt[int64]{}
 			if d.dropped > 0 {

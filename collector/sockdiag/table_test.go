@@ -70,7 +70,7 @@ func TestSockTableLifecycle(t *testing.T) {
 	ln := tcp(sdTCPListen, "0.0.0.0", 8080, "0.0.0.0", 0, 1, 11)
 	in := tcp(sdTCPEstablished, "10.0.0.1", 8080, "10.0.0.2", 40000, 2, 12)
 	out := tcp(sdTCPEstablished, "10.0.0.1", 50000, "10.0.0.3", 443, 3, 13)
-	tb.applyDump(1_000, []inetDiag{ln, in, out}, time.Time{})
+	tb.applyDump(1_000, []inetDiag{ln, in, out}, time.Time{}, true)
 	fin := out
 	fin.State, fin.BytesSent = sdTCPClose, 99
 	late := tcp(sdTCPClose, "10.0.0.1", 8080, "10.0.0.4", 40001, 4, 0) // accepted and closed between dumps
@@ -105,15 +105,15 @@ func TestSockTableVanish(t *testing.T) {
 	tb := newTestTable(sink, nil)
 	c := tcp(sdTCPEstablished, "10.0.0.1", 50000, "10.0.0.3", 443, 7, 0)
 	g := int64(sockVanishGrace)
-	tb.applyDump(1, []inetDiag{c}, time.Time{})
-	tb.applyDump(2, nil, time.Time{})
-	tb.applyDump(2+g/2, []inetDiag{c}, time.Time{}) // back
-	tb.applyDump(3+g/2, nil, time.Time{})
-	tb.applyDump(2+g, nil, time.Time{}) // missing for less than the grace
+	tb.applyDump(1, []inetDiag{c}, time.Time{}, true)
+	tb.applyDump(2, nil, time.Time{}, true)
+	tb.applyDump(2+g/2, []inetDiag{c}, time.Time{}, true) // back
+	tb.applyDump(3+g/2, nil, time.Time{}, true)
+	tb.applyDump(2+g, nil, time.Time{}, true) // missing for less than the grace
 	if n := len(sink.Socks()); n != 1 {
 		t.Fatalf("%d rows before the grace ran out, want the open row only", n)
 	}
-	tb.applyDump(3+g+g/2, nil, time.Time{})
+	tb.applyDump(3+g+g/2, nil, time.Time{}, true)
 	rows := rowsOf(sink)
 	if len(rows) != 2 || rows[1].Event != event.SockClose || rows[1].Flags != event.SockFlagVanished|event.SockFlagOwnerUnknown {
 		t.Errorf("rows %+v, want open then close flagged vanished and owner_unknown", rows)
@@ -123,8 +123,8 @@ func TestSockTableVanish(t *testing.T) {
 	tb = newTestTable(sink, map[uint32]int32{5: 300})
 	tb.procnet = true
 	p := tcp(sdTCPEstablished, "10.0.0.1", 50001, "10.0.0.3", 443, 0, 5)
-	tb.applyDump(1, []inetDiag{p}, time.Time{})
-	tb.applyDump(2, nil, time.Time{})
+	tb.applyDump(1, []inetDiag{p}, time.Time{}, true)
+	tb.applyDump(2, nil, time.Time{}, true)
 	want := []row{
 		{event.SockOpen, event.DirOut, 50001, 443, event.Some[int32](300), event.Some[int64](3000), event.SockFlagSelf | event.SockFlagFallback},
 		{event.SockClose, event.DirOut, 50001, 443, event.Some[int32](300), event.Some[int64](3000), event.SockFlagSelf | event.SockFlagFallback | event.SockFlagVanished},
@@ -160,8 +160,8 @@ func TestSockTableOverrunGaps(t *testing.T) {
 func TestSockTableOwnerOnlyTriedOnce(t *testing.T) {
 	tb := newTestTable(&event.MemSink{}, nil)
 	c := tcp(sdTCPEstablished, "10.0.0.1", 50000, "10.0.0.3", 443, 7, 42)
-	tb.applyDump(1, []inetDiag{c}, time.Time{})
-	tb.applyDump(2, []inetDiag{c}, time.Time{})
+	tb.applyDump(1, []inetDiag{c}, time.Time{}, true)
+	tb.applyDump(2, []inetDiag{c}, time.Time{}, true)
 	if tb.stats.FDScans != 1 {
 		t.Errorf("%d fd scans, want 1", tb.stats.FDScans)
 	}
@@ -185,11 +185,11 @@ func TestSockTableHeld(t *testing.T) {
 		return find(want, found)
 	}
 	ln := tcp(sdTCPListen, "0.0.0.0", 8080, "0.0.0.0", 0, 1, 11)
-	tb.applyDump(1_000, []inetDiag{ln}, time.Time{})
+	tb.applyDump(1_000, []inetDiag{ln}, time.Time{}, true)
 	asked = nil
 	live := tcp(sdTCPEstablished, "10.0.0.1", 8080, "10.0.0.2", 40000, 2, 12)
 	gone := tcp(sdTCPEstablished, "10.0.0.1", 8080, "10.0.0.2", 40001, 3, 13)
-	tb.applyDump(2_000, []inetDiag{ln, live, gone}, time.Time{})
+	tb.applyDump(2_000, []inetDiag{ln, live, gone}, time.Time{}, true)
 	if !slices.Equal(asked, []uint32{12}) {
 		t.Errorf("fd scan looked for %v, want [12]", asked)
 	}
@@ -224,7 +224,7 @@ func TestSockTableMemory(t *testing.T) {
 	}
 	var ms0, ms1 runtime.MemStats
 	sockReadHeap(&ms0)
-	tb.applyDump(1, dump, time.Time{})
+	tb.applyDump(1, dump, time.Time{}, true)
 	dump = nil
 	sockReadHeap(&ms1)
 	if got := tb.stats.Tracked; got != n {
@@ -236,8 +236,8 @@ func TestSockTableMemory(t *testing.T) {
 		t.Errorf("socket table uses %d bytes per socket, want ≤ 1024", per)
 	}
 	// All of them vanish: the table empties after the grace period.
-	tb.applyDump(2, nil, time.Time{})
-	tb.applyDump(2+int64(sockVanishGrace), nil, time.Time{})
+	tb.applyDump(2, nil, time.Time{}, true)
+	tb.applyDump(2+int64(sockVanishGrace), nil, time.Time{}, true)
 	if st := tb.stats; st.Tracked != 0 || st.Vanished != n || st.OwnerUnknown != n {
 		t.Errorf("after vanishing: tracked %d vanished %d owner_unknown %d, want 0 %d %d", st.Tracked, st.Vanished, st.OwnerUnknown, n, n)
 	}
@@ -257,11 +257,19 @@ func sockReadHeap(ms *runtime.MemStats) {
 type trackerOwners struct {
 	tr   *sockowner.Tracker
 	lost uint64
+	// lostAll counts every loss (lost is what the next Sync reports);
+	// young makes Changes report its newest record unsettled.
+	lostAll uint64
+	young   bool
 }
 
-func (o *trackerOwners) Sync() uint64 { l := o.lost; o.lost = 0; return l }
+func (o *trackerOwners) Sync() uint64 { l := o.lost; o.lost = 0; o.lostAll += l; return l }
 func (o *trackerOwners) Lookup(k sockowner.Key, laddr [16]byte) (sockowner.Owner, bool) {
 	return o.tr.Lookup(k, laddr)
+}
+func (o *trackerOwners) Changes() (uint64, bool) {
+	n, _ := o.tr.Appeared()
+	return n + o.lostAll, !o.young
 }
 
 // TestSockTableConnOwners: outbound connections get their owner from
@@ -298,7 +306,7 @@ func TestSockTableConnOwners(t *testing.T) {
 
 	ln := tcp(sdTCPListen, "0.0.0.0", 8080, "0.0.0.0", 0, 1, 11)
 	out := tcp(sdTCPEstablished, "10.0.0.1", 50001, "10.0.0.3", 443, 2, 21)
-	tb.applyDump(1_000, []inetDiag{ln, out}, time.Time{})
+	tb.applyDump(1_000, []inetDiag{ln, out}, time.Time{}, true)
 	if len(wanted) != 1 || wanted[0] != 11 {
 		t.Errorf("fd scan wanted inodes %v, want only the listener's 11", wanted)
 	}
@@ -369,7 +377,7 @@ func TestSockTableConnOwnersNetns(t *testing.T) {
 		return inetDiag{Family: sdAFInet, Protocol: sdIPProtoUDP, State: sdTCPEstablished, Src: sockAddr16("10.0.0.1"),
 			SrcPort: sport, Dst: sockAddr16("10.0.0.53"), DstPort: 53, Cookie: cookie, Inode: inode}
 	}
-	tb.applyDump(1_000, []inetDiag{udp(50001, 1, 21), udp(50002, 2, 22), udp(50003, 3, 23), udp(50004, 4, 24)}, time.Time{})
+	tb.applyDump(1_000, []inetDiag{udp(50001, 1, 21), udp(50002, 2, 22), udp(50003, 3, 23), udp(50004, 4, 24)}, time.Time{}, true)
 	none := event.Opt[int64]{}
 	want := []row{
 		{event.SockOpen, event.DirOut, 50001, 53, event.Some[int32](100), event.Some[int64](1000), 0},
@@ -442,15 +450,114 @@ func TestSockTableQuiet(t *testing.T) {
 	c := tcp(sdTCPEstablished, "10.0.0.1", 50000, "10.0.0.3", 443, 7, 0)
 	g := int64(sockVanishGrace)
 	var got []bool
-	got = append(got, tb.applyDump(1, []inetDiag{c}, time.Time{})) // new
-	got = append(got, tb.applyDump(2, []inetDiag{c}, time.Time{})) // same
-	got = append(got, tb.applyDump(3, nil, time.Time{}))           // missing
-	got = append(got, tb.applyDump(3+g, nil, time.Time{}))         // vanished
-	got = append(got, tb.applyDump(4+g, nil, time.Time{}))         // empty
-	tb.stats.Destroys++                                            // as applyDestroys counts one
-	got = append(got, tb.applyDump(5+g, nil, time.Time{}))
-	got = append(got, tb.applyDump(6+g, nil, time.Time{}))
+	got = append(got, tb.applyDump(1, []inetDiag{c}, time.Time{}, true)) // new
+	got = append(got, tb.applyDump(2, []inetDiag{c}, time.Time{}, true)) // same
+	got = append(got, tb.applyDump(3, nil, time.Time{}, true))           // missing
+	got = append(got, tb.applyDump(3+g, nil, time.Time{}, true))         // vanished
+	got = append(got, tb.applyDump(4+g, nil, time.Time{}, true))         // empty
+	tb.stats.Destroys++                                                  // as applyDestroys counts one
+	got = append(got, tb.applyDump(5+g, nil, time.Time{}, true))
+	got = append(got, tb.applyDump(6+g, nil, time.Time{}, true))
 	if diff := cmp.Diff([]bool{false, true, false, false, true, false, true}, got); diff != "" {
 		t.Errorf("quiet per dump (-want +got):\n%s", diff)
+	}
+}
+
+// TestSockTablePlanDump: with ConnOwners a dump leaves TCP out only while
+// no TCP record (connect, its outcome, accept, listen) nor loss came since
+// the last TCP dump, that dump settled everything, and it is less than
+// sockTCPWalkMax old; a dump without TCP does not miss the TCP sockets.
+// Without ConnOwners every dump has TCP.
+func TestSockTablePlanDump(t *testing.T) {
+	sink := &event.MemSink{}
+	tb := newTestTable(sink, map[uint32]int32{11: 100, 12: 100})
+	s := int64(time.Second)
+	if !tb.planDump(1, false) {
+		t.Fatal("without ConnOwners: TCP left out")
+	}
+	co := &trackerOwners{tr: sockowner.NewTracker(sockowner.Limits{})}
+	tb.conns = co
+	now := int64(0)
+	// dump plans and applies one dump of socks at now+1 s, and returns
+	// whether it asked for TCP.
+	dump := func(force bool, socks ...inetDiag) bool {
+		t.Helper()
+		now += s
+		tcp := tb.planDump(now, force)
+		var d []inetDiag
+		for _, m := range socks {
+			if tcp || m.Protocol != sdIPProtoTCP {
+				d = append(d, m)
+			}
+		}
+		tb.applyDump(now, d, time.Time{}, tcp)
+		return tcp
+	}
+	record := func(old, new int32) {
+		co.tr.StateChange(now, now, 1, 1, &sockowner.StateChange{Skaddr: 0xa0, OldState: old, NewState: new,
+			Protocol: sdIPProtoTCP, SPort: 8080})
+	}
+	ln := tcp(sdTCPListen, "0.0.0.0", 8080, "0.0.0.0", 0, 1, 11)
+	in := tcp(sdTCPEstablished, "10.0.0.1", 8080, "10.0.0.2", 40000, 2, 12)
+	var socks []inetDiag
+	step := func(what string, want bool, force bool) {
+		t.Helper()
+		if got := dump(force, socks...); got != want {
+			t.Errorf("%s: TCP asked for %v, want %v", what, got, want)
+		}
+	}
+	step("first dump", true, false)
+	step("nothing new", false, false)
+	step("nothing new again", false, false)
+	socks = append(socks, ln)
+	record(sockowner.TCPClose, sockowner.TCPListen)
+	step("after a listen", true, false)
+	step("listener seen", false, false)
+	// An accepted socket still in the accept queue (no inode yet).
+	q := in
+	q.Inode = 0
+	socks = append(socks, q)
+	record(sockowner.TCPSynRecv, sockowner.TCPEstablished)
+	step("after an accept", true, false)
+	socks[len(socks)-1] = in // accepted
+	step("queued socket: its inode", true, false)
+	step("accepted socket seen", false, false)
+	record(sockowner.TCPClose, sockowner.TCPSynSent)
+	step("after a connect", true, false)
+	record(sockowner.TCPSynSent, sockowner.TCPEstablished)
+	step("after its outcome", true, false)
+	step("refresh", true, true)
+	co.lost = 1
+	step("after lost records", true, false)
+	co.young = true
+	record(sockowner.TCPClose, sockowner.TCPSynSent)
+	step("young record", true, false)
+	co.young = false
+	step("after a young record", true, false)
+	step("settled", false, false)
+	tb.applyDestroys([]sockDestroy{{ts: now, overrun: true, since: now - 1}}, now)
+	step("after an overrun", true, false)
+	step("overrun walked", false, false)
+	// A TCP socket that leaves without a destroy message is not a reason
+	// to walk (a lost destroy message is an overrun, above); once a walk
+	// misses it, the next ones look for it until it vanishes.
+	socks = socks[:1]
+	step("accepted socket gone", false, false)
+	record(sockowner.TCPClose, sockowner.TCPSynSent)
+	step("accepted socket missing", true, false)
+	step("still missing", true, false)
+	step("vanished", true, false)
+	if st := tb.stats; st.Vanished != 1 || st.Tracked != 1 {
+		t.Errorf("vanished %d, tracked %d, want 1, 1", st.Vanished, st.Tracked)
+	}
+	step("after it vanished", false, false)
+	for range int(sockTCPWalkMax/time.Second) - 2 {
+		if dump(false, socks...) {
+			t.Fatalf("TCP asked for %v after the last TCP dump", time.Duration(now-tb.tcpWalked))
+		}
+	}
+	step("safety net", true, false)
+	if st := tb.stats; st.Tracked != 1 || st.Vanished != 1 || st.TCPSkips == 0 || st.TCPSkips >= st.Dumps {
+		t.Errorf("tracked %d, vanished %d, TCP skips %d of %d dumps", st.Tracked, st.Vanished, st.TCPSkips, st.Dumps)
 	}
 }

@@ -63,7 +63,9 @@ func (f field) uint(b []byte) uint64 {
 const (
 	TCPEstablished = 1
 	TCPSynSent     = 2
+	TCPSynRecv     = 3
 	TCPClose       = 7
+	TCPListen      = 10
 )
 
 // Address families and protocols.
@@ -82,9 +84,14 @@ const (
 )
 
 // StateFilter is the kernel-side filter for inet_sock_set_state: the
-// connect(2) transition and every transition out of SYN_SENT, 2 records per
-// outbound TCP connection instead of about 10.
-const StateFilter = "(oldstate == 7 && newstate == 2) || oldstate == 2"
+// connect(2) transition and every transition out of SYN_SENT (2 records per
+// outbound connection, joined into its owner), and the accepted end
+// becoming ESTABLISHED and a socket becoming a listener (1 record per
+// inbound connection, 1 per listen(2); counted only, so that the socket
+// source knows when a TCP dump can find something new: [Tracker.Appeared]).
+// Without a filter a connection makes about 10 records (every state of both
+// ends).
+const StateFilter = "(oldstate == 7 && newstate == 2) || oldstate == 2 || (oldstate == 3 && newstate == 1) || newstate == 10"
 
 // RouteFilter is the kernel-side filter for fib_table_lookup and
 // fib6_table_lookup: UDP lookups with both ports, which a connect(2) or a

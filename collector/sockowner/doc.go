@@ -7,7 +7,10 @@
 // transition (fired by connect(2) in the connecting task, source port still
 // 0) and every transition out of SYN_SENT (usually in softirq, with the full
 // 4-tuple). The two records are joined on the socket's kernel address
-// (skaddr). Connected UDP: fib:fib_table_lookup and fib6:fib6_table_lookup
+// (skaddr). The filter also lets through the accepted end becoming
+// ESTABLISHED and a socket becoming a listener, which name no owner but,
+// with the connects, tell the socket source when a TCP dump can find a
+// socket it has not seen ([Source.Changes]). Connected UDP: fib:fib_table_lookup and fib6:fib6_table_lookup
 // fired by connect(2) (the port is already bound), filtered to UDP.
 //
 // The decoders (over sample bytes, with field offsets from the tracefs

@@ -207,6 +207,24 @@ func (s *Source) handle(now int64, ev int, smp *tracepoint.Sample) {
 	}
 }
 
+// AppearSettle is how old the newest record counted by Changes must be for
+// it to be settled: the kernel writes the record just before it stores the
+// socket's new state, so a dump started right after the record was read
+// might still see the old state.
+const AppearSettle = time.Millisecond
+
+// Changes returns how many TCP records read so far could mean a socket that
+// an inet_diag dump has not seen ([Tracker.Appeared]), plus the records the
+// kernel dropped (any of them may have been one); and settled, false if the
+// newest of them is younger than AppearSettle. It reads what Sync and the
+// other drains brought in, not the rings.
+func (s *Source) Changes() (n uint64, settled bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, newest := s.tr.Appeared()
+	return n + s.set.Stats().Lost, newest == 0 || int64(tracepoint.Now())-newest >= int64(AppearSettle)
+}
+
 // Lookup returns the owner of a connection (see [Tracker.Lookup]).
 func (s *Source) Lookup(k Key, laddr [16]byte) (Owner, bool) {
 	s.mu.Lock()

@@ -59,6 +59,7 @@ const (
 // Stats count what the tracker saw and why records did not become owners.
 type Stats struct {
 	Connects, Established, Routes uint64 // records accepted
+	Accepts, Listens              uint64 // accepted ends → ESTABLISHED, → LISTEN: no owner (see Appeared)
 	Joined                        uint64 // TCP connects joined with their second record
 	Reordered                     uint64 // of Joined, second record seen first (another CPU's ring)
 	Orphans                       uint64 // second records with no connect within earlyTTL
@@ -189,6 +190,8 @@ type Tracker struct {
 	early   *fifoMap[uint64, pending] // skaddr → second record seen before its connect
 	owners  *fifoMap[Key, Owner]
 	st      Stats
+	// newest is the sample time of the newest record counted by Appeared.
+	newest int64
 }
 
 // NewTracker returns an empty tracker.
@@ -208,8 +211,15 @@ func (t *Tracker) StateChange(now, ts int64, pid, tid int32, c *StateChange) {
 		return
 	}
 	switch {
+	case c.OldState == TCPSynRecv && c.NewState == TCPEstablished:
+		t.st.Accepts++
+		t.newest = max(t.newest, ts)
+	case c.NewState == TCPListen:
+		t.st.Listens++
+		t.newest = max(t.newest, ts)
 	case c.OldState == TCPClose && c.NewState == TCPSynSent:
 		t.st.Connects++
+		t.newest = max(t.newest, ts)
 		if e, ok := t.early.get(c.Skaddr); ok {
 			t.early.del(c.Skaddr)
 			if e.ts >= ts && e.dport == c.DPort && e.dst == c.DAddr {
@@ -226,6 +236,7 @@ func (t *Tracker) StateChange(now, ts int64, pid, tid int32, c *StateChange) {
 		t.st.Evicted += uint64(t.pending.put(c.Skaddr, pending{pid: pid, tid: tid, ts: ts, dst: c.DAddr, dport: c.DPort}, now))
 	case c.OldState == TCPSynSent:
 		t.st.Established++
+		t.newest = max(t.newest, ts)
 		p, ok := t.pending.get(c.Skaddr)
 		if !ok {
 			// Keep it briefly: its connect may still be in another ring.
@@ -305,6 +316,17 @@ func (t *Tracker) Expire(now int64) {
 	t.st.Expired += uint64(t.pending.expire(now - int64(t.lim.PendingTTL)))
 	t.st.Orphans += uint64(t.early.expire(now - int64(earlyTTL)))
 	t.st.Expired += uint64(t.owners.expire(now - int64(t.lim.OwnerTTL)))
+}
+
+// Appeared returns how many TCP records the tracker was fed that put a
+// socket in a state an inet_diag dump reports, from one it does not or
+// towards a new one: connects (CLOSE→SYN_SENT), their outcome (out of
+// SYN_SENT), accepted ends (SYN_RECV→ESTABLISHED) and listeners (→LISTEN);
+// and newest, the sample time of the newest of them (0: none). While the
+// count stands still, a TCP dump can find no socket it has not seen
+// (docs/design.md, "TCP walks only after a transition").
+func (t *Tracker) Appeared() (n uint64, newest int64) {
+	return t.st.Connects + t.st.Established + t.st.Accepts + t.st.Listens, t.newest
 }
 
 // Stats returns the counters and sizes.

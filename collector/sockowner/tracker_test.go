@@ -302,3 +302,42 @@ func FuzzTracker(f *testing.F) {
 		}
 	})
 }
+
+// TestTrackerAppeared: every record that can put a socket in a dump's view
+// (connect, its outcome, an accepted end becoming ESTABLISHED, a listener)
+// moves Appeared and its newest time; the accepted end and the listener
+// give no owner; other transitions and other protocols count nothing.
+func TestTrackerAppeared(t *testing.T) {
+	tr := NewTracker(Limits{})
+	if n, newest := tr.Appeared(); n != 0 || newest != 0 {
+		t.Fatalf("empty tracker: %d, %d", n, newest)
+	}
+	accepted := &StateChange{Skaddr: 0xd0, OldState: TCPSynRecv, NewState: TCPEstablished, Family: afInet,
+		Protocol: protoTCP, SAddr: lo, SPort: 8080, DAddr: remote, DPort: 40000}
+	listen := &StateChange{Skaddr: 0xe0, OldState: TCPClose, NewState: TCPListen, Family: afInet, Protocol: protoTCP,
+		SPort: 8080}
+	steps := []struct {
+		c         *StateChange
+		ts        int64
+		n, newest uint64
+	}{
+		{listen, 10, 1, 10},
+		{accepted, 20, 2, 20},
+		{connect(0xa0, remote, 80), 30, 3, 30},
+		{established(0xa0, lo, 40001, remote, 80), 25, 4, 30}, // an older record from another ring
+		{&StateChange{Skaddr: 0xa0, OldState: TCPEstablished, NewState: 4, Protocol: protoTCP}, 99, 4, 30},
+		{&StateChange{Skaddr: 0xf0, OldState: TCPClose, NewState: TCPListen, Protocol: 132}, 99, 4, 30}, // SCTP
+	}
+	for i, s := range steps {
+		tr.StateChange(int64(i), s.ts, 1, 1, s.c)
+		if n, newest := tr.Appeared(); n != s.n || newest != int64(s.newest) {
+			t.Errorf("step %d: appeared %d, newest %d; want %d, %d", i, n, newest, s.n, s.newest)
+		}
+	}
+	if _, ok := tr.Lookup(Key{Proto: protoTCP, LPort: 8080, RPort: 40000, RAddr: remote}, lo); ok {
+		t.Error("an accepted end got an owner")
+	}
+	if st := tr.Stats(); st.Accepts != 1 || st.Listens != 1 || st.Joined != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
