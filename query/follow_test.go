@@ -254,19 +254,26 @@ func TestFollowService(t *testing.T) {
 	}
 }
 
-// TestFollowFirstStartKilled: a follower killed in its first segment, before
-// it ever wrote a cursor, leaves part of a segment in the file; the restart
-// rewinds to where the first start found the file, so every row is there
-// exactly once (CI caught the repeat in TestFollowKillService).
-func TestFollowFirstStartKilled(t *testing.T) {
-	e := newFollowEnv(t)
+// newFollowFile is a follow environment with 2 segments per host loaded,
+// and the paths of a file sink (opened, never rotating) and its cursor.
+func newFollowFile(t *testing.T) (e *followEnv, path, cursor string, sink *FileSink) {
+	e = newFollowEnv(t)
 	dir := t.TempDir()
-	path, cursor := filepath.Join(dir, "proc.jsonl"), filepath.Join(dir, "cursor")
+	path, cursor = filepath.Join(dir, "proc.jsonl"), filepath.Join(dir, "cursor")
 	e.load(2)
 	sink, err := OpenFileSink(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e, path, cursor, sink
+}
+
+// TestFollowFirstStartKilled: a follower killed in its first segment, before
+// it ever wrote a cursor, leaves part of a segment in the file; the restart
+// rewinds to where the first start found the file, so every row is there
+// exactly once (CI caught the repeat in TestFollowKillService).
+func TestFollowFirstStartKilled(t *testing.T) {
+	e, path, cursor, sink := newFollowFile(t)
 	blocked := make(chan struct{})
 	stuck := &stuckSink{FileSink: sink, after: 1000, blocked: blocked, release: make(chan struct{})}
 	stop := e.follow(stuck, cursor)
@@ -282,7 +289,7 @@ func TestFollowFirstStartKilled(t *testing.T) {
 		t.Fatal("no partial segment in the file")
 	}
 
-	sink, err = OpenFileSink(path, 0)
+	sink, err := OpenFileSink(path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,14 +358,7 @@ func (s *failingSink) Commit() error {
 // TestFollowRetryService: a sink that fails in the middle of segments and
 // at their commit is retried, with each row still written once.
 func TestFollowRetryService(t *testing.T) {
-	e := newFollowEnv(t)
-	dir := t.TempDir()
-	path, cursor := filepath.Join(dir, "proc.jsonl"), filepath.Join(dir, "cursor")
-	e.load(2)
-	sink, err := OpenFileSink(path, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, path, cursor, sink := newFollowFile(t)
 	fs := &failingSink{FileSink: sink}
 	stop := e.follow(fs, cursor)
 	e.load(1)
