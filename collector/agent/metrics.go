@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/uplink"
 )
@@ -111,5 +112,5 @@ func WriteMetricsFile(path string, m *Metrics) error {
 	if err != nil {
 		return fmt.Errorf("render metrics: %w", err)
 	}
-	return replaceFile(path, b, 0o644)
+	return durable.ReplaceFile(path, b, 0o644)
 }

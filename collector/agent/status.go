@@ -2,12 +2,10 @@ package agent
 
 import (
 	"encoding/json"
-	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/pofr/pofr/internal/durable"
 	"github.com/pofr/pofr/spool"
 	"github.com/pofr/pofr/uplink"
 )
@@ -117,7 +115,7 @@ func WriteStatus(path string, st *Status, log *slog.Logger) {
 	st.Updated = time.Now().UTC()
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err == nil {
-		err = replaceFile(path, append(b, '\n'), 0o644)
+		err = durable.ReplaceFile(path, append(b, '\n'), 0o644)
 	}
 	if err != nil {
 		log.Warn("write status file", "err", err)
@@ -140,32 +138,3 @@ func (q SpoolQueue) Pending() ([]uplink.Item, error) {
 }
 
 func (q SpoolQueue) Remove(name string) error { return spool.Remove(string(q), name) }
-
-// replaceFile replaces path with data atomically (a temporary file in the
-// same directory, renamed over path) but without fsync: the status and
-// metrics files are rewritten every few seconds and describe the running
-// collector, so after a crash they are stale whatever their bytes, and two
-// fsyncs every 5 s were a sixth of the idle collector's CPU. A reader sees
-// the old file or the whole new one.
-func replaceFile(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}

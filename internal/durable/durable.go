@@ -2,6 +2,8 @@
 // returns: a reader sees either the old file or the whole new one. The
 // collector, the uplink, the receiver, the registry and the loader share it,
 // and ReadPrivate, which reads a secret file only its owner may read or change.
+// ReplaceFile is the same atomic replacement without the fsyncs, for files
+// that need not survive a crash.
 package durable
 
 import (
@@ -15,7 +17,19 @@ import (
 // WriteFile writes data to path with mode perm: temporary file in the same
 // directory, fsync, rename over path, fsync of the directory.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
-	return write(path, perm, os.Rename, func(w io.Writer) error {
+	return write(path, perm, os.Rename, true, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// ReplaceFile is WriteFile without the fsyncs: a reader still sees the old
+// file or the whole new one, but after a crash either may be there, or an
+// empty file. For files rewritten every few seconds that describe a running
+// process (the collector's status and metrics), stale after a crash
+// whatever their bytes.
+func ReplaceFile(path string, data []byte, perm os.FileMode) error {
+	return write(path, perm, os.Rename, false, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
 	})
@@ -25,7 +39,7 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // unlike a rename, never replaces path; if path exists it fails with an
 // error wrapping os.ErrExist.
 func CreateFile(path string, data []byte, perm os.FileMode) error {
-	return write(path, perm, os.Link, func(w io.Writer) error {
+	return write(path, perm, os.Link, true, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
 	})
@@ -38,15 +52,16 @@ func CopyFile(path, src string, perm os.FileMode) error {
 		return err
 	}
 	defer in.Close()
-	return write(path, perm, os.Rename, func(w io.Writer) error {
+	return write(path, perm, os.Rename, true, func(w io.Writer) error {
 		_, err := io.Copy(w, in)
 		return err
 	})
 }
 
-// write fills a temporary file next to path with fill, fsyncs it, gives it
-// the name path with place (rename or link) and fsyncs the directory.
-func write(path string, perm os.FileMode, place func(tmp, path string) error, fill func(io.Writer) error) error {
+// write fills a temporary file next to path with fill, fsyncs it (sync),
+// gives it the name path with place (rename or link) and fsyncs the
+// directory (sync).
+func write(path string, perm os.FileMode, place func(tmp, path string) error, sync bool, fill func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -62,15 +77,20 @@ func write(path string, perm os.FileMode, place func(tmp, path string) error, fi
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s: %w", path, err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := place(tmp, path); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if !sync {
+		return nil
 	}
 	if err := SyncDir(dir); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)

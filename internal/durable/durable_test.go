@@ -136,3 +136,25 @@ func TestReadPrivateOwner(t *testing.T) {
 		}
 	}
 }
+
+// TestReplaceFile: the file is replaced whole, with its mode, and no
+// temporary file is left beside it.
+func TestReplaceFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "status.json")
+	for _, data := range []string{"first\n", "second, longer\n"} {
+		if err := ReplaceFile(p, []byte(data), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil || string(b) != data {
+			t.Fatalf("%q, %v; want %q", b, err, data)
+		}
+	}
+	if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v, %v; want 0640", fi.Mode().Perm(), err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("%d entries in the directory, want the file alone", len(ents))
+	}
+}
